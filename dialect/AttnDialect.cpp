@@ -1,0 +1,215 @@
+// The `attn` dialect: registration and the verifiers, which state every invariant the passes and
+// back ends rely on, in the terms of the variant (heads, keys, value channels, tiles).
+#include "dialect/AttnDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+
+#include "dialect/AttnDialect.cpp.inc"
+#include "dialect/AttnEnums.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialect/AttnAttrs.cpp.inc"
+
+#define GET_OP_CLASSES
+#include "dialect/AttnOps.cpp.inc"
+
+void AttnDialect::initialize() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "dialect/AttnAttrs.cpp.inc"
+      >();
+  addOperations<
+#define GET_OP_LIST
+#include "dialect/AttnOps.cpp.inc"
+      >();
+}
+
+//===----------------------------------------------------------------------===//
+// Shared checks
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Two extents agree unless both are static and differ.
+bool compatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+std::string extentStr(int64_t e) {
+  return ShapedType::isDynamic(e) ? std::string("?") : std::to_string(e);
+}
+
+/// Checks that extent `ai` of `a` equals extent `bi` of `b`; `what` names the extent for the user.
+LogicalResult sameExtent(Operation *op, StringRef what, StringRef aName, MemRefType a, unsigned ai,
+                         StringRef bName, MemRefType b, unsigned bi) {
+  if (compatible(a.getDimSize(ai), b.getDimSize(bi)))
+    return success();
+  return op->emitOpError() << what << " differs between " << aName << " ("
+                           << extentStr(a.getDimSize(ai)) << ") and " << bName << " ("
+                           << extentStr(b.getDimSize(bi)) << ")";
+}
+
+LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type expected) {
+  auto yield = dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield || yield.getValues().size() != 1 || yield.getValues()[0].getType() != expected)
+    return op->emitOpError() << "'" << region << "' region must yield exactly one " << expected;
+  return success();
+}
+
+/// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask: ^bb0(b, h, i, j : index) -> i1.
+LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask) {
+  Block &s = score.front();
+  auto idx = IndexType::get(op->getContext());
+  auto f32 = Float32Type::get(op->getContext());
+  auto argsAre = [&](Block &b, unsigned nIndex, bool withDot) {
+    if (b.getNumArguments() != nIndex + (withDot ? 1 : 0))
+      return false;
+    for (unsigned a = 0; a < nIndex; ++a)
+      if (b.getArgument(a).getType() != idx)
+        return false;
+    return !withDot || b.getArgument(nIndex).getType() == f32;
+  };
+  if (!argsAre(s, 4, true))
+    return op->emitOpError("'score' region must take (b, h, i, j : index, dot : f32)");
+  if (failed(verifyYield(op, s, "score", f32)))
+    return failure();
+  if (mask.empty())
+    return success();
+  if (!mask.hasOneBlock())
+    return op->emitOpError("'mask' region must have one block");
+  Block &m = mask.front();
+  if (!argsAre(m, 4, false))
+    return op->emitOpError("'mask' region must take (b, h, i, j : index)");
+  return verifyYield(op, m, "mask", IntegerType::get(op->getContext(), 1));
+}
+
+LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
+  if (!t.hasStaticShape())
+    return op->emitOpError() << "tile '" << name << "' must have a static shape, got " << t;
+  return success();
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQ().getType(), k = getK().getType(), v = getV().getType(), o = getOut().getType();
+  Operation *op = getOperation();
+  // Canonical axes: q/o [b, h, i, d|dv], k/v [b, hk, j, d|dv].
+  if (failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0)) ||
+      failed(sameExtent(op, "batch", "k", k, 0, "v", v, 0)) ||
+      failed(sameExtent(op, "batch", "q", q, 0, "out", o, 0)) ||
+      failed(sameExtent(op, "head dim", "q", q, 3, "k", k, 3)) ||
+      failed(sameExtent(op, "value dim", "v", v, 3, "out", o, 3)) ||
+      failed(sameExtent(op, "kv heads", "k", k, 1, "v", v, 1)) ||
+      failed(sameExtent(op, "kv length", "k", k, 2, "v", v, 2)) ||
+      failed(sameExtent(op, "query heads", "q", q, 1, "out", o, 1)) ||
+      failed(sameExtent(op, "query length", "q", q, 2, "out", o, 2)))
+    return failure();
+  if (q.getElementType() != k.getElementType() || k.getElementType() != v.getElementType())
+    return emitOpError() << "q, k and v must share one element type, got "
+                         << q.getElementType() << ", " << k.getElementType() << ", "
+                         << v.getElementType();
+  int64_t h = q.getDimSize(1), hk = k.getDimSize(1), group = getGroup();
+  if (!ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * group)
+    return emitOpError() << "query heads (" << h << ") must be kv heads (" << hk
+                         << ") times the group (" << group << ")";
+  if (getLse()) {
+    if (getNorm() != NormKind::softmax)
+      return emitOpError("'lse' is only defined for softmax normalisation");
+    auto lse = getLse().getType();
+    if (failed(sameExtent(op, "batch", "q", q, 0, "lse", lse, 0)) ||
+        failed(sameExtent(op, "query heads", "q", q, 1, "lse", lse, 1)) ||
+        failed(sameExtent(op, "query length", "q", q, 2, "lse", lse, 2)))
+      return failure();
+  }
+  return success();
+}
+
+LogicalResult AttentionOp::verifyRegions() {
+  return verifyScoreAndMask(getOperation(), getScore(), getMask());
+}
+
+//===----------------------------------------------------------------------===//
+// Tiled level
+//===----------------------------------------------------------------------===//
+
+LogicalResult TileScoresOp::verify() {
+  auto q = getQ().getType(), k = getK().getType();
+  if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
+      failed(staticRows(*this, "s", getS().getType())))
+    return failure();
+  if (q.getElementType() != k.getElementType())
+    return emitOpError("q and k must share one element type");
+  return success();
+}
+
+LogicalResult TileScoresOp::verifyRegions() {
+  return verifyScoreAndMask(getOperation(), getScore(), getMask());
+}
+
+LogicalResult TileRowMaxOp::verify() {
+  auto s = getS().getType(), m = getM().getType();
+  if (failed(staticRows(*this, "s", s)) || failed(staticRows(*this, "m", m)))
+    return failure();
+  if (s.getDimSize(0) != m.getDimSize(0))
+    return emitOpError() << "row statistics hold " << m.getDimSize(0) << " rows but the tile has "
+                         << s.getDimSize(0);
+  return success();
+}
+
+/// The row-statistic buffers and the accumulator of a query tile all have its (static) row count.
+static LogicalResult sameRows(Operation *op, MemRefType s, ArrayRef<MemRefType> rowBuffers) {
+  if (s.isDynamicDim(0))
+    return op->emitOpError() << "a query tile needs a static row count, got " << s;
+  // Rows are static; an accumulator's value channels may be dynamic.
+  for (MemRefType t : rowBuffers)
+    if (t.isDynamicDim(0) || t.getDimSize(0) != s.getDimSize(0))
+      return op->emitOpError() << "every buffer of a query tile needs " << s.getDimSize(0)
+                               << " static rows, got " << t;
+  return success();
+}
+
+LogicalResult TileExpSumOp::verify() {
+  if (failed(staticRows(*this, "s", getS().getType())))
+    return failure();
+  return sameRows(*this, getS().getType(), {getM().getType(), getL().getType()});
+}
+
+LogicalResult TileOnlineUpdateOp::verify() {
+  if (failed(staticRows(*this, "s", getS().getType())))
+    return failure();
+  return sameRows(*this, getS().getType(),
+                  {getM().getType(), getL().getType(), getAcc().getType()});
+}
+
+LogicalResult TileMatmulAccOp::verify() {
+  auto p = getP().getType(), acc = getAcc().getType(), v = getV().getType();
+  if (failed(staticRows(*this, "p", p)) || failed(sameRows(*this, p, {acc})))
+    return failure();
+  if (!compatible(acc.getDimSize(1), v.getDimSize(3)))
+    return emitOpError() << "accumulator holds " << acc.getDimSize(1)
+                         << " value channels but v has " << extentStr(v.getDimSize(3));
+  return success();
+}
+
+LogicalResult TileStoreOp::verify() {
+  auto acc = getAcc().getType(), out = getOut().getType();
+  bool softmax = getNorm() == NormKind::softmax;
+  if (softmax != bool(getL()) || bool(getL()) != bool(getM()))
+    return emitOpError("softmax needs the row statistics l and m; other norms take none");
+  if (getLse() && !softmax)
+    return emitOpError("'lse' is only defined for softmax normalisation");
+  if (getL() && failed(sameRows(*this, acc, {getL().getType(), getM().getType()})))
+    return failure();
+  if (!compatible(acc.getDimSize(1), out.getDimSize(3)))
+    return emitOpError() << "accumulator holds " << acc.getDimSize(1)
+                         << " value channels but out has " << extentStr(out.getDimSize(3));
+  return success();
+}

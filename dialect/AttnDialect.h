@@ -1,0 +1,22 @@
+// The `attn` dialect: declarations generated from AttnDialect.td and AttnOps.td.
+#pragma once
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialect/AttnEnums.h.inc"
+#include "dialect/AttnDialect.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialect/AttnAttrs.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialect/AttnOps.h.inc"

@@ -1,0 +1,170 @@
+// Ops of the `attn` dialect: the variant level (`attn.attention`) and the tiled level
+// (`attn.tile_*`), which works on small f32 buffers and is shared by the CPU and CUDA back ends.
+#ifndef ATTN_OPS_TD
+#define ATTN_OPS_TD
+
+include "dialect/AttnDialect.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+class Attn_Op<string mnemonic, list<Trait> traits = []> : Op<Attn_Dialect, mnemonic, traits>;
+
+def Attn_Float : AnyTypeOf<[F32, F16, BF16]>;
+def Attn_Seq4 : MemRefRankOf<[F32, F16, BF16], [4]>;
+def Attn_Lse : MemRefRankOf<[F32], [3]>;
+def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
+def Attn_Tile1 : MemRefRankOf<[F32], [1]>;
+
+def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
+    ParentOneOf<["AttentionOp", "TileScoresOp"]>]> {
+  let summary = "Yields the value of a score or mask region";
+  let arguments = (ins Variadic<AnyType>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+}
+
+//===----------------------------------------------------------------------===//
+// Variant level
+//===----------------------------------------------------------------------===//
+
+// No declared memory effects: the op (and its regions, which may load params) is treated
+// conservatively as reading and writing anything.
+def Attn_AttentionOp : Attn_Op<"attention"> {
+  let summary = "One attention variant over whole tensors";
+  let description = [{
+    Computes, for every batch b, query head h (kv head h / group), query i and value channel e:
+
+      o[b,h,i,e] = sum_j N(S(b,h,i,j))_j * v[b,h/group,j,e]   over the keys j with M(b,h,i,j)
+
+    where S is the `score` region, applied to the indices and to dot(q[b,h,i,:], k[b,h/group,j,:]),
+    M the optional `mask` region and N the normalisation (`softmax` over j, or elementwise
+    `sigmoid`, `relu2`, `none`). Tensors are in the canonical order q/o: [b, h, i, d],
+    k/v: [b, hk, j, d]; their strides are free, so any storage layout is a view. With softmax,
+    `lse` receives the log-sum-exp of each row (-inf for a row with no allowed key).
+
+    Example:
+    ```mlir
+    attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+        : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>
+       -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+      score {
+      ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+        attn.yield %dot : f32
+      } mask {
+      ^bb0(%b: index, %h: index, %i: index, %j: index):
+        %c = arith.cmpi ule, %j, %i : index
+        attn.yield %c : i1
+      }
+    ```
+  }];
+  let arguments = (ins Attn_Seq4:$q, Attn_Seq4:$k, Attn_Seq4:$v, Attn_Seq4:$out,
+                       Optional<Attn_Lse>:$lse,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
+                       Attn_NormAttr:$norm);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `->` $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
+    `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Tiled level
+//===----------------------------------------------------------------------===//
+
+def Attn_TileFillOp : Attn_Op<"tile_fill"> {
+  let summary = "Fills a tile buffer with a constant";
+  let arguments = (ins Arg<AnyTypeOf<[Attn_Tile1, Attn_Tile2]>, "", [MemWrite]>:$tile,
+                       F32Attr:$value);
+  let assemblyFormat = "$tile `,` $value attr-dict `:` type($tile)";
+}
+
+def Attn_TileScoresOp : Attn_Op<"tile_scores"> {
+  let summary = "Scores of one query tile against one key tile";
+  let description = [{
+    s[r, c] = score(b, h, i0 + r, j0 + c, dot(q[b, h, i0 + r, :], k[b, hk, j0 + c, :])) where the
+    mask holds and both indices are in range; `fill` elsewhere. On a GPU the dot products are one
+    tensor-core matmul and the score region is applied to its accumulators.
+  }];
+  let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
+                       Arg<Attn_Tile2, "", [MemWrite]>:$s,
+                       Index:$b, Index:$h, Index:$hk, Index:$i0, Index:$j0, F32Attr:$fill);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
+  let assemblyFormat = [{
+    $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` `->` $s attr-dict `:` type($q) `,`
+    type($k) `->` type($s) `score` $score (`mask` $mask^)?
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_TileRowMaxOp : Attn_Op<"tile_row_max"> {
+  let summary = "m[r] = max(m[r], max_c s[r, c])";
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$s, Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$m);
+  let assemblyFormat = "$s `->` $m attr-dict `:` type($s) `->` type($m)";
+  let hasVerifier = 1;
+}
+
+def Attn_TileExpSumOp : Attn_Op<"tile_exp_sum"> {
+  let summary = "s = exp(s - m) in place and l += row sums, for a final row max m";
+  let description = [{
+    The second pass of a two-pass softmax: m already holds the row maxima over every key tile.
+    A row whose max is -inf (no allowed key so far) uses 0 as its base, so its entries become 0.
+  }];
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$s,
+                       Arg<Attn_Tile1, "", [MemRead]>:$m,
+                       Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$l);
+  let assemblyFormat = "$s `,` $m `->` $l attr-dict `:` type($s) `,` type($m) `->` type($l)";
+  let hasVerifier = 1;
+}
+
+def Attn_TileOnlineUpdateOp : Attn_Op<"tile_online_update"> {
+  let summary = "Online-softmax step: new running max, rescale of l and acc, s = exp(s - m)";
+  let description = [{
+    Per row r: m' = max(m, max_c s); alpha = exp(m - m'); s = exp(s - m'); l = l * alpha + sum_c s;
+    acc[r, :] *= alpha; m = m'. Rows with m' = -inf use 0 as their base, so they stay at 0.
+  }];
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$s,
+                       Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$m,
+                       Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$l,
+                       Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc);
+  let assemblyFormat = [{
+    $s `,` $m `,` $l `,` $acc attr-dict `:` type($s) `,` type($m) `,` type($l) `,` type($acc)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileMatmulAccOp : Attn_Op<"tile_matmul_acc"> {
+  let summary = "acc[r, e] += sum_c p[r, c] * v[b, hk, j0 + c, e] over the keys in range";
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$p, Arg<Attn_Seq4, "", [MemRead]>:$v,
+                       Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc,
+                       Index:$b, Index:$hk, Index:$j0);
+  let assemblyFormat = [{
+    $p `,` $v `[` $b `,` $hk `,` $j0 `]` `->` $acc attr-dict `:` type($p) `,` type($v) `->`
+    type($acc)
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
+  let summary = "Writes a query tile of the output (and its log-sum-exp)";
+  let description = [{
+    For the rows r with i0 + r in range: softmax writes out = acc / l (0 when l = 0) and
+    lse = m + log(l) (-inf when l = 0); other norms write out = acc.
+  }];
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$acc,
+                       Arg<Optional<Attn_Tile1>, "", [MemRead]>:$l,
+                       Arg<Optional<Attn_Tile1>, "", [MemRead]>:$m,
+                       Arg<Attn_Seq4, "", [MemWrite]>:$out,
+                       Arg<Optional<Attn_Lse>, "", [MemWrite]>:$lse,
+                       Index:$b, Index:$h, Index:$i0, Attn_NormAttr:$norm);
+  let assemblyFormat = [{
+    $acc (`,` $l^ `,` $m)? `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)? attr-dict `:`
+    type($acc) (`,` type($l)^ `,` type($m))? `->` type($out) (`,` type($lse)^)?
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // ATTN_OPS_TD

@@ -1,0 +1,56 @@
+// Transforms of the `attn` dialect. Each pass has one source file named after it and one lit test.
+#ifndef ATTN_PASSES_TD
+#define ATTN_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def AttnTile : Pass<"attn-tile", "::mlir::func::FuncOp"> {
+  let summary = "Tile attn.attention into query tiles x key tiles (two-pass softmax)";
+  let description = [{
+    Replaces each `attn.attention` by loops over batch, query heads and query tiles of
+    `block-q` rows. Each query tile owns small f32 buffers (scores, row max m, row sum l,
+    accumulator) and visits the keys in tiles of `block-k` columns with the `attn.tile_*` ops.
+    Softmax is computed exactly in two passes over the key tiles (the first finds the row max,
+    the second exponentiates, sums and accumulates P.V); `attn-online-softmax` fuses them.
+    Elementwise norms (sigmoid, relu2, none) are folded into the score region and need one pass.
+
+    Before:
+    ```mlir
+    attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>} ...
+    ```
+    After (softmax):
+    ```mlir
+    scf.for %b ... scf.for %h ... scf.for %i0 = %c0 to %len step %c64 {
+      attn.tile_fill %m, -inf ; attn.tile_fill %l, 0 ; attn.tile_fill %acc, 0
+      scf.for %j0 ... { attn.tile_scores ... -> %s ; attn.tile_row_max %s -> %m }
+      scf.for %j0 ... { attn.tile_scores ... -> %s ; attn.tile_exp_sum %s, %m -> %l
+                        attn.tile_matmul_acc %s, %v[...] -> %acc }
+      attn.tile_store %acc, %l, %m -> %o[%b, %h, %i0], %lse
+    }
+    ```
+  }];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", "64", "Rows (queries) per tile">,
+    Option<"blockK", "block-k", "int64_t", "64", "Columns (keys) per tile">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
+def AttnOnlineSoftmax : Pass<"attn-online-softmax", "::mlir::func::FuncOp"> {
+  let summary = "Fuse the two softmax passes into one with a running max and sum";
+  let description = [{
+    Finds the two key loops that `attn-tile` emits for a softmax query tile (row max, then
+    exp/sum/accumulate over the same scores) and replaces them by a single loop whose
+    `attn.tile_online_update` keeps a running max m and sum l and rescales the accumulator by
+    exp(m_old - m_new) whenever the max grows (FlashAttention). Normalisation by l is deferred
+    to `attn.tile_store`, which also writes the log-sum-exp m + log(l). Scores are then computed
+    once instead of twice.
+
+    Before: `scf.for { tile_scores; tile_row_max }  scf.for { tile_scores; tile_exp_sum; tile_matmul_acc }`
+    After:  `scf.for { tile_scores; tile_online_update; tile_matmul_acc }`
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+#endif // ATTN_PASSES_TD

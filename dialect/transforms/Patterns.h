@@ -1,0 +1,14 @@
+// Rewrite patterns behind the attn passes, exposed so other passes and pipelines can reuse them.
+#pragma once
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace mlir::attn {
+
+/// attn.attention -> tiled loops (see attn-tile).
+void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, int64_t blockK);
+
+/// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
+void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);
+
+} // namespace mlir::attn

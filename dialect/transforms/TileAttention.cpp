@@ -1,0 +1,144 @@
+// attn-tile: attn.attention -> loops over query tiles whose bodies visit key tiles with the
+// attn.tile_* ops. Softmax comes out as an exact two-pass algorithm; elementwise norms in one pass.
+#include "dialect/transforms/Passes.h"
+#include "dialect/transforms/Patterns.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNTILE
+#include "dialect/transforms/Passes.h.inc"
+} // namespace mlir::attn
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+
+/// Appends the elementwise normalisation to a cloned score region: its yield returns N(score).
+void foldNormIntoScore(RewriterBase &rw, Region &score, NormKind norm) {
+  auto yield = cast<YieldOp>(score.front().getTerminator());
+  Location loc = yield.getLoc();
+  Value s = yield.getValues()[0];
+  rw.setInsertionPoint(yield);
+  Value result = s;
+  switch (norm) {
+  case NormKind::softmax:
+  case NormKind::none:
+    return;
+  case NormKind::sigmoid: {
+    Value one = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(1.0f));
+    Value e = math::ExpOp::create(rw, loc, arith::NegFOp::create(rw, loc, s));
+    result = arith::DivFOp::create(rw, loc, one, arith::AddFOp::create(rw, loc, one, e));
+    break;
+  }
+  case NormKind::relu2: {
+    Value zero = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(0.0f));
+    Value r = arith::MaximumFOp::create(rw, loc, s, zero);
+    result = arith::MulFOp::create(rw, loc, r, r);
+    break;
+  }
+  }
+  rw.modifyOpInPlace(yield, [&] { yield.getValuesMutable().assign(result); });
+}
+
+struct TileAttention : OpRewritePattern<AttentionOp> {
+  TileAttention(MLIRContext *ctx, int64_t blockQ, int64_t blockK)
+      : OpRewritePattern(ctx), blockQ(blockQ), blockK(blockK) {}
+
+  LogicalResult matchAndRewrite(AttentionOp op, PatternRewriter &rw) const override {
+    Location loc = op.getLoc();
+    auto index = [&](int64_t c) { return arith::ConstantIndexOp::create(rw, loc, c).getResult(); };
+    auto dim = [&](Value t, int64_t d) { return memref::DimOp::create(rw, loc, t, d).getResult(); };
+    Type f32 = rw.getF32Type();
+    bool softmax = op.getNorm() == NormKind::softmax;
+
+    // Per-query-tile buffers. They are allocated once, ahead of the loops: a back end gives each
+    // worker (thread block, CPU thread) its own.
+    int64_t dv = op.getV().getType().getDimSize(3);
+    Value dvSize = dim(op.getV(), 3);
+    auto tile = [&](ArrayRef<int64_t> shape, ValueRange dyn) {
+      return memref::AllocaOp::create(rw, loc, MemRefType::get(shape, f32), dyn).getResult();
+    };
+    Value s = tile({blockQ, blockK}, {});
+    Value acc = ShapedType::isDynamic(dv) ? tile({blockQ, ShapedType::kDynamic}, dvSize)
+                                          : tile({blockQ, dv}, {});
+    Value m = softmax ? tile({blockQ}, {}) : Value();
+    Value l = softmax ? tile({blockQ}, {}) : Value();
+
+    Value c0 = index(0), c1 = index(1);
+    Value group = index(op.getGroup());
+    auto loop = [&](Value ub, Value step) {
+      auto forOp = scf::ForOp::create(rw, loc, c0, ub, step);
+      rw.setInsertionPoint(forOp.getBody()->getTerminator());
+      return forOp.getInductionVar();
+    };
+    Value b = loop(dim(op.getQ(), 0), c1);
+    Value h = loop(dim(op.getQ(), 1), c1);
+    Value i0 = loop(dim(op.getQ(), 2), index(blockQ));
+    Value hk = arith::DivUIOp::create(rw, loc, h, group);
+    Value kvLen = dim(op.getK(), 2), stepK = index(blockK);
+
+    auto fill = [&](Value buf, float value) {
+      TileFillOp::create(rw, loc, buf, rw.getF32FloatAttr(value));
+    };
+    auto scores = [&](Value j0) {
+      float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
+      auto t = TileScoresOp::create(rw, loc, op.getQ(), op.getK(), s, b, h, hk, i0, j0,
+                                    rw.getF32FloatAttr(masked));
+      rw.cloneRegionBefore(op.getScore(), t.getScore(), t.getScore().end());
+      rw.cloneRegionBefore(op.getMask(), t.getMask(), t.getMask().end());
+      OpBuilder::InsertionGuard guard(rw);
+      foldNormIntoScore(rw, t.getScore(), op.getNorm());
+    };
+    auto keyLoop = [&](auto body) {
+      OpBuilder::InsertionGuard guard(rw);
+      body(loop(kvLen, stepK));
+    };
+
+    fill(acc, 0.0f);
+    if (softmax) {
+      fill(m, -std::numeric_limits<float>::infinity());
+      fill(l, 0.0f);
+      keyLoop([&](Value j0) {
+        scores(j0);
+        TileRowMaxOp::create(rw, loc, s, m);
+      });
+    }
+    keyLoop([&](Value j0) {
+      scores(j0);
+      if (softmax)
+        TileExpSumOp::create(rw, loc, s, m, l);
+      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0);
+    });
+    TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0, op.getNormAttr());
+    rw.eraseOp(op);
+    return success();
+  }
+
+  int64_t blockQ, blockK;
+};
+
+struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
+  using Base::Base;
+  void runOnOperation() override {
+    if (blockQ < 1 || blockK < 1 || blockQ > 1024 || blockK > 1024) {
+      getOperation().emitError() << "attn-tile: block-q and block-k must be in [1, 1024], got "
+                                 << int64_t(blockQ) << " and " << int64_t(blockK);
+      return signalPassFailure();
+    }
+    RewritePatternSet patterns(&getContext());
+    populateTileAttentionPatterns(patterns, blockQ, blockK);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+  }
+};
+
+} // namespace
+
+void mlir::attn::populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ,
+                                               int64_t blockK) {
+  patterns.add<TileAttention>(patterns.getContext(), blockQ, blockK);
+}
