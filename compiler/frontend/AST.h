@@ -1,0 +1,141 @@
+// AST of the attnc spec language, annotated in place by semantic analysis.
+// The parser fills the syntactic fields; Sema fills the "resolved" fields and the Variant's roles.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace attnc {
+
+/// 1-based position in a spec file.
+struct SourceLoc {
+  uint32_t line = 0;
+  uint32_t col = 0;
+};
+
+/// Element types a tensor or a param may have.
+enum class DType { F32, F16, BF16, I32 };
+const char *dtypeName(DType t);
+bool isFloat(DType t);
+
+/// Type of an expression after Sema.
+enum class ValueType { Unknown, Int, Float, Bool };
+
+/// Role a dim plays in an attention variant, inferred by Sema.
+enum class DimRole { None, Batch, QHead, KVHead, QSeq, KVSeq, HeadDim, ValueDim };
+
+/// Built-in functions of score/mask/output expressions.
+enum class Builtin {
+  None, Exp, Log, Tanh, Sigmoid, Abs, Min, Max, Select, Sqrt, Rsqrt, Relu, Dot, Attend, Size
+};
+
+struct Expr {
+  enum class Kind {
+    IntLit,    // intValue
+    FloatLit,  // floatValue
+    BoolLit,   // intValue (0/1)
+    Ident,     // name; resolved by Sema into one of the Res* kinds below
+    Index,     // name[args...]: a param (or tensor) access
+    Call,      // name(args...)
+    Unary,     // op in {"-", "!"}, args[0]
+    Binary,    // op in {"+","-","*","/","%","<","<=",">",">=","==","!=","&&","||"}, args[0..1]
+  };
+  Kind kind;
+  SourceLoc loc;
+  uint32_t length = 1;  // characters covered at loc (for carets)
+  std::string name;     // Ident / Index / Call
+  std::string op;       // Unary / Binary
+  int64_t intValue = 0;
+  double floatValue = 0;
+  std::vector<std::unique_ptr<Expr>> args;
+
+  // ---- filled by Sema ----
+  ValueType type = ValueType::Unknown;
+  enum class Res {
+    None,
+    IterIndex,  // Ident: the current index of an iteration dim (dimIndex; role tells which)
+    DimSize,    // Ident or size(x): the runtime extent of dim dimIndex (an Int)
+    ParamLoad,  // Index: params[paramIndex][args...]; every arg is an IterIndex
+    Builtin,    // Call: builtin
+  } res = Res::None;
+  int dimIndex = -1;    // IterIndex / DimSize: index into Variant::dims
+  int paramIndex = -1;  // ParamLoad: index into Variant::params
+  Builtin builtin = Builtin::None;
+};
+using ExprPtr = std::unique_ptr<Expr>;
+
+struct DimDecl {
+  std::string name;
+  SourceLoc loc;
+  std::string extentName;  // "q_len" in `i : q_len`; empty if none
+  enum class Kind { Dynamic, Static, Derived, Alias } kind = Kind::Dynamic;
+  int64_t staticSize = 0;  // Static
+  std::string source;      // Derived (`hk = h / 4`) and Alias (`dv = d`)
+  int64_t divisor = 1;     // Derived
+  // ---- Sema ----
+  DimRole role = DimRole::None;
+  int sourceIndex = -1;    // Derived/Alias: index of `source` in Variant::dims
+};
+
+struct TensorDecl {
+  std::string name;
+  SourceLoc loc;
+  std::vector<std::string> dimNames;  // as written; order = storage order (outermost first)
+  std::vector<SourceLoc> dimLocs;
+  std::optional<DType> dtype;         // as written; Sema fills `dtype`
+  DType resolvedDType = DType::F32;
+  // ---- Sema ----
+  std::vector<int> dims;              // index into Variant::dims, per position
+};
+
+struct ScoreDecl {
+  std::string name;
+  SourceLoc loc;
+  ExprPtr expr;
+};
+
+enum class Norm { Softmax, None, Sigmoid, Relu2 };
+
+/// A statement the grammar accepts but this version does not lower (recurrence family,
+/// several scores, ...). Sema reports it as "not supported yet".
+struct UnsupportedStmt {
+  std::string keyword;
+  SourceLoc loc;
+};
+
+struct Variant {
+  std::string name;
+  SourceLoc loc;
+  std::vector<DimDecl> dims;
+  std::vector<TensorDecl> inputs;
+  std::vector<TensorDecl> params;  // rank 0 allowed (dimNames empty)
+  std::vector<ScoreDecl> scores;
+  ExprPtr mask;                    // null if no mask
+  SourceLoc maskLoc;
+  Norm norm = Norm::Softmax;
+  SourceLoc normLoc;
+  TensorDecl output;               // o[b, h, i, dv] (dtype optional: defaults to q's)
+  ExprPtr outputExpr;              // attend(s, v)
+  bool hasOutput = false;
+  std::vector<UnsupportedStmt> unsupported;
+
+  // ---- Sema: the resolved attention structure ----
+  int q = -1, k = -1, v = -1;      // indices into inputs
+  int batchDim = -1, qHeadDim = -1, kvHeadDim = -1, qSeqDim = -1, kvSeqDim = -1,
+      headDim = -1, valueDim = -1; // indices into dims
+  int64_t group = 1;               // query heads per kv head (GQA); 1 for MHA
+  /// Position of each canonical axis in a tensor's storage order, i.e. perm[c] = position in
+  /// tensor.dims of canonical axis c, for canonical orders q/o: [b, h, i, d|dv], k/v: [b, hk, j, d|dv].
+  std::vector<int> canonicalPerm(const TensorDecl &t) const;
+};
+
+struct SpecFile {
+  std::string path;
+  std::string text;
+  std::vector<Variant> variants;
+};
+
+}  // namespace attnc

@@ -1,0 +1,137 @@
+#include "compiler/frontend/Frontend.h"
+#include "compiler/frontend/Parser.h"
+
+#include <algorithm>
+
+namespace attnc {
+namespace {
+
+/// Line `line` (1-based) of `text` without its line break; empty past the end of the text.
+std::string sourceLine(const std::string &text, uint32_t line) {
+  size_t begin = 0;
+  for (uint32_t l = 1; l < line; ++l) {
+    size_t nl = text.find('\n', begin);
+    if (nl == std::string::npos)
+      return "";
+    begin = nl + 1;
+  }
+  size_t end = text.find('\n', begin);
+  std::string s = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  if (!s.empty() && s.back() == '\r')
+    s.pop_back();
+  return s;
+}
+
+/// The caret line under `line`: '^' at col, '~' for the rest of `length` (within the line).
+/// Tabs before the caret are copied so the caret lines up however tabs are displayed.
+std::string caretLine(const std::string &line, uint32_t col, uint32_t length) {
+  std::string out;
+  for (uint32_t c = 1; c < col; ++c)
+    out += c - 1 < line.size() && line[c - 1] == '\t' ? '\t' : ' ';
+  out += '^';
+  size_t rest = col <= line.size() ? line.size() - col : 0;
+  out.append(std::min<size_t>(length > 0 ? length - 1 : 0, rest), '~');
+  return out;
+}
+
+size_t editDistance(const std::string &a, const std::string &b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t substitute = diagonal + (a[i - 1] != b[j - 1]);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+    }
+  }
+  return row[b.size()];
+}
+
+} // namespace
+
+const char *dtypeName(DType t) {
+  switch (t) {
+  case DType::F32:
+    return "f32";
+  case DType::F16:
+    return "f16";
+  case DType::BF16:
+    return "bf16";
+  case DType::I32:
+    return "i32";
+  }
+  return "?";
+}
+
+bool isFloat(DType t) { return t != DType::I32; }
+
+std::string Diagnostic::render(const std::string &sourceText) const {
+  if (loc.line == 0) {
+    std::string out = file + ": error: " + message + "\n";
+    if (!hint.empty())
+      out += "  hint: " + hint + "\n";
+    return out;
+  }
+  std::string line = sourceLine(sourceText, loc.line);
+  std::string out = file + ":" + std::to_string(loc.line) + ":" + std::to_string(loc.col) +
+                    ": error: " + message + "\n";
+  out += "  " + line + "\n";
+  out += "  " + caretLine(line, loc.col, length) + "\n";
+  if (!hint.empty())
+    out += "  hint: " + hint + "\n";
+  return out;
+}
+
+std::string didYouMean(const std::string &name, const std::vector<std::string> &candidates) {
+  const std::string *best = nullptr;
+  size_t bestDistance = 3;
+  for (const std::string &c : candidates) {
+    // Cheap bound first: names are short, but an input may hold a huge identifier.
+    size_t lengthGap = c.size() > name.size() ? c.size() - name.size() : name.size() - c.size();
+    if (lengthGap >= bestDistance || c == name)
+      continue;
+    size_t d = editDistance(name, c);
+    if (d < bestDistance && d < name.size()) {
+      best = &c;
+      bestDistance = d;
+    }
+  }
+  return best ? "did you mean '" + *best + "'?" : "";
+}
+
+std::string sourceSnippet(const std::string &text, SourceLoc loc, uint32_t length) {
+  std::string line = sourceLine(text, loc.line);
+  if (loc.col == 0 || loc.col > line.size())
+    return "";
+  return line.substr(loc.col - 1, length);
+}
+
+const char *valueTypeName(ValueType t) {
+  switch (t) {
+  case ValueType::Int:
+    return "int";
+  case ValueType::Float:
+    return "float";
+  case ValueType::Bool:
+    return "bool";
+  case ValueType::Unknown:
+    break;
+  }
+  return "unknown";
+}
+
+std::string joinNames(const std::vector<std::string> &names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i ? ", " : "") + names[i];
+  return out;
+}
+
+std::string orElse(const std::string &text, const std::string &fallback) {
+  return text.empty() ? fallback : text;
+}
+
+} // namespace attnc

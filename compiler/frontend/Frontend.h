@@ -1,0 +1,68 @@
+// Public entry points of the front end: spec text -> checked AST, diagnostics, and the float64
+// reference interpreter used by `attnc run` and the numeric tests. No MLIR dependency.
+#pragma once
+
+#include "compiler/frontend/AST.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace attnc {
+
+/// One error (the front end stops at the first): where, what, and how to fix it.
+struct Diagnostic {
+  std::string file;
+  SourceLoc loc;
+  uint32_t length = 1;
+  std::string message;
+  std::string hint;  // may be empty
+  /// "file:line:col: error: message\n  <source line>\n  ^~~~\n  hint: ...\n"
+  std::string render(const std::string &sourceText) const;
+};
+
+/// Lex + parse + check. Returns false and fills `diag` on the first error. Never throws, never
+/// aborts, whatever the input bytes are.
+bool parseSpec(const std::string &path, const std::string &text, SpecFile &out, Diagnostic &diag);
+bool checkSpec(SpecFile &file, Diagnostic &diag);  // Sema on every variant of the file
+
+/// Convenience: parse + check in one call.
+bool loadSpec(const std::string &path, const std::string &text, SpecFile &out, Diagnostic &diag);
+
+/// Human-readable dump of the checked AST (`attnc --emit=ast`). Stable text, used by lit tests.
+std::string dumpAST(const SpecFile &file);
+
+// ---------------------------------------------------------------------------------------------
+// float64 reference (an interpreter of the checked AST, independent of the compiler's lowering)
+
+/// A strided view on host memory holding any DType; element (i0, i1, ...) lives at
+/// data + elemSize * sum(idx[a] * strides[a]).
+struct HostTensor {
+  DType dtype = DType::F32;
+  void *data = nullptr;
+  std::vector<int64_t> sizes;    // storage order (as declared in the spec)
+  std::vector<int64_t> strides;  // in elements, storage order
+  double load(const std::vector<int64_t> &idx) const;  // converts to double
+  void store(const std::vector<int64_t> &idx, double value);  // rounds to dtype
+};
+
+/// Runtime extents of every dim of a variant, indexed like Variant::dims.
+using DimSizes = std::vector<int64_t>;
+
+/// Fills the extent of every dim from the user's `given` extents (by dim name or extent name,
+/// e.g. "i" or "q_len"): static dims take their declared size, derived dims `hk = h / g` are
+/// computed, aliases copied. Fails with a message if a dynamic dim is missing, a given size
+/// contradicts a static one, a size is < 1, or a group does not divide.
+bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, int64_t>> &given,
+                     DimSizes &out, std::string &error);
+
+/// Computes the variant's output (and, for softmax, the log-sum-exp per row) in float64.
+/// `inputs` and `params` are indexed like Variant::inputs / Variant::params. `out` receives
+/// the canonical [b, h, i, dv] row-major array; `lse` (may be null) [b, h, i] row-major.
+/// Rows with every key masked give an output of 0 and an lse of -inf.
+void referenceForward(const Variant &v, const DimSizes &sizes,
+                      const std::vector<HostTensor> &inputs,
+                      const std::vector<HostTensor> &params, std::vector<double> &out,
+                      std::vector<double> *lse);
+
+}  // namespace attnc

@@ -1,0 +1,377 @@
+// The float64 reference: a direct interpreter of the checked AST, written to be obviously
+// right rather than fast. The compiler's numerics are tested against it.
+#include "compiler/frontend/Frontend.h"
+#include "compiler/frontend/Half.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace attnc {
+
+// ---- host tensors ---------------------------------------------------------------------------
+
+namespace {
+
+int64_t elementOffset(const HostTensor &t, const std::vector<int64_t> &idx) {
+  int64_t offset = 0;
+  for (size_t a = 0; a < idx.size(); ++a)
+    offset += idx[a] * t.strides[a];
+  return offset;
+}
+
+/// Nearest int32 (ties to even); NaN gives 0 and out-of-range values saturate.
+int32_t toInt32(double value) {
+  if (std::isnan(value))
+    return 0;
+  double r = std::nearbyint(value);
+  r = std::min<double>(std::max<double>(r, std::numeric_limits<int32_t>::min()),
+                       std::numeric_limits<int32_t>::max());
+  return int32_t(r);
+}
+
+} // namespace
+
+double HostTensor::load(const std::vector<int64_t> &idx) const {
+  int64_t o = elementOffset(*this, idx);
+  switch (dtype) {
+  case DType::F32:
+    return static_cast<const float *>(data)[o];
+  case DType::F16:
+    return f16ToDouble(static_cast<const uint16_t *>(data)[o]);
+  case DType::BF16:
+    return bf16ToDouble(static_cast<const uint16_t *>(data)[o]);
+  case DType::I32:
+    return static_cast<const int32_t *>(data)[o];
+  }
+  return 0;
+}
+
+void HostTensor::store(const std::vector<int64_t> &idx, double value) {
+  int64_t o = elementOffset(*this, idx);
+  switch (dtype) {
+  case DType::F32:
+    static_cast<float *>(data)[o] = float(value);
+    break;
+  case DType::F16:
+    static_cast<uint16_t *>(data)[o] = f16FromDouble(value);
+    break;
+  case DType::BF16:
+    static_cast<uint16_t *>(data)[o] = bf16FromDouble(value);
+    break;
+  case DType::I32:
+    static_cast<int32_t *>(data)[o] = toInt32(value);
+    break;
+  }
+}
+
+// ---- expression evaluation ------------------------------------------------------------------
+
+namespace {
+
+/// A value of a checked expression; Int and Bool use `i`, Float uses `f`.
+struct Value {
+  ValueType type = ValueType::Int;
+  int64_t i = 0;
+  double f = 0;
+  double real() const { return type == ValueType::Float ? f : double(i); }
+};
+
+Value intValue(int64_t i) { return {ValueType::Int, i, 0}; }
+Value floatValue(double f) { return {ValueType::Float, 0, f}; }
+Value boolValue(bool b) { return {ValueType::Bool, b, 0}; }
+
+/// Int arithmetic in int64 with C truncation. Overflow wraps (through uint64, so it is not
+/// undefined behaviour), and x / 0 and x % 0 give 0 as the language defines.
+int64_t intArith(const std::string &op, int64_t a, int64_t b) {
+  uint64_t ua = uint64_t(a), ub = uint64_t(b);
+  if (op == "+")
+    return int64_t(ua + ub);
+  if (op == "-")
+    return int64_t(ua - ub);
+  if (op == "*")
+    return int64_t(ua * ub);
+  if (b == 0)
+    return 0;
+  if (b == -1) // INT64_MIN / -1 overflows: wrap like the other operators
+    return op == "/" ? int64_t(0 - ua) : 0;
+  return op == "/" ? a / b : a % b;
+}
+
+double floatArith(const std::string &op, double a, double b) {
+  if (op == "+")
+    return a + b;
+  if (op == "-")
+    return a - b;
+  if (op == "*")
+    return a * b;
+  if (op == "/")
+    return a / b;
+  return std::fmod(a, b); // C semantics: the sign of the dividend, like int %
+}
+
+template <typename T> bool compare(const std::string &op, T a, T b) {
+  if (op == "<")
+    return a < b;
+  if (op == "<=")
+    return a <= b;
+  if (op == ">")
+    return a > b;
+  if (op == ">=")
+    return a >= b;
+  if (op == "==")
+    return a == b;
+  return a != b;
+}
+
+class Evaluator {
+public:
+  Evaluator(const Variant &v, const DimSizes &sizes, const std::vector<HostTensor> &params)
+      : v_(v), sizes_(sizes), params_(params), iter_(v.dims.size(), 0) {}
+
+  /// Current index of every iteration dim (others stay 0 and are never read).
+  std::vector<int64_t> &iter() { return iter_; }
+  double dot = 0; // dot(q, k) at the current (b, h, i, j)
+
+  Value eval(const Expr &e) const {
+    switch (e.kind) {
+    case Expr::Kind::IntLit:
+      return intValue(e.intValue);
+    case Expr::Kind::FloatLit:
+      return floatValue(e.floatValue);
+    case Expr::Kind::BoolLit:
+      return boolValue(e.intValue != 0);
+    case Expr::Kind::Unary:
+      return unary(e);
+    case Expr::Kind::Binary:
+      return binary(e);
+    default:
+      return resolved(e);
+    }
+  }
+
+private:
+  const Variant &v_;
+  const DimSizes &sizes_;
+  const std::vector<HostTensor> &params_;
+  std::vector<int64_t> iter_;
+
+  /// An Ident, Index or Call, by what Sema resolved it to.
+  Value resolved(const Expr &e) const {
+    switch (e.res) {
+    case Expr::Res::IterIndex:
+      return intValue(iter_[e.dimIndex]);
+    case Expr::Res::DimSize:
+      return intValue(sizes_[e.dimIndex]);
+    case Expr::Res::ParamLoad:
+      return paramLoad(e);
+    case Expr::Res::Builtin:
+      return builtin(e);
+    case Expr::Res::None:
+      break;
+    }
+    return intValue(0); // unreachable for a checked AST
+  }
+
+  Value paramLoad(const Expr &e) const {
+    std::vector<int64_t> idx;
+    for (const ExprPtr &a : e.args)
+      idx.push_back(iter_[a->dimIndex]);
+    double x = params_[e.paramIndex].load(idx);
+    return e.type == ValueType::Int ? intValue(int64_t(x)) : floatValue(x);
+  }
+
+  /// Converts a numeric branch to the (joined) type of its parent.
+  static Value as(ValueType type, Value x) {
+    return type == ValueType::Float ? floatValue(x.real()) : x;
+  }
+
+  Value builtin(const Expr &e) const {
+    if (e.builtin == Builtin::Dot)
+      return floatValue(dot);
+    std::vector<Value> a;
+    for (const ExprPtr &arg : e.args)
+      a.push_back(eval(*arg));
+    switch (e.builtin) {
+    case Builtin::Exp:
+      return floatValue(std::exp(a[0].real()));
+    case Builtin::Log:
+      return floatValue(std::log(a[0].real()));
+    case Builtin::Tanh:
+      return floatValue(std::tanh(a[0].real()));
+    case Builtin::Sigmoid:
+      return floatValue(1 / (1 + std::exp(-a[0].real())));
+    case Builtin::Sqrt:
+      return floatValue(std::sqrt(a[0].real()));
+    case Builtin::Rsqrt:
+      return floatValue(1 / std::sqrt(a[0].real()));
+    case Builtin::Relu:
+      return floatValue(std::max(a[0].real(), 0.0));
+    case Builtin::Abs:
+      return e.type == ValueType::Int ? intValue(a[0].i < 0 ? intArith("-", 0, a[0].i) : a[0].i)
+                                      : floatValue(std::fabs(a[0].f));
+    case Builtin::Min:
+    case Builtin::Max: {
+      bool ints = e.type == ValueType::Int, min = e.builtin == Builtin::Min;
+      bool less = ints ? a[0].i < a[1].i : a[0].real() < a[1].real();
+      bool greater = ints ? a[0].i > a[1].i : a[0].real() > a[1].real();
+      return as(e.type, (min ? less : greater) ? a[0] : a[1]);
+    }
+    case Builtin::Select:
+      return as(e.type, a[0].i ? a[1] : a[2]);
+    default:
+      return intValue(0); // Size is a DimSize and Attend is not evaluated here
+    }
+  }
+
+  Value unary(const Expr &e) const {
+    Value x = eval(*e.args[0]);
+    if (e.op == "!")
+      return boolValue(!x.i);
+    return x.type == ValueType::Int ? intValue(intArith("-", 0, x.i)) : floatValue(-x.f);
+  }
+
+  Value binary(const Expr &e) const {
+    Value l = eval(*e.args[0]), r = eval(*e.args[1]);
+    const std::string &op = e.op;
+    if (op == "&&")
+      return boolValue(l.i && r.i);
+    if (op == "||")
+      return boolValue(l.i || r.i);
+    if (e.type == ValueType::Bool) { // a comparison: in int64 if both sides are ints
+      bool ints = l.type == ValueType::Int && r.type == ValueType::Int;
+      return boolValue(ints ? compare(op, l.i, r.i) : compare(op, l.real(), r.real()));
+    }
+    if (e.type == ValueType::Int)
+      return intValue(intArith(op, l.i, r.i));
+    return floatValue(floatArith(op, l.real(), r.real()));
+  }
+};
+
+// ---- the forward pass -----------------------------------------------------------------------
+
+/// Reads a q/k/v element by canonical indices: perm maps canonical axes to storage positions.
+double loadCanonical(const HostTensor &t, const std::vector<int> &perm, int64_t a0, int64_t a1,
+                     int64_t a2, int64_t a3) {
+  std::vector<int64_t> idx(4);
+  const int64_t canonical[4] = {a0, a1, a2, a3};
+  for (int c = 0; c < 4; ++c)
+    idx[perm[c]] = canonical[c];
+  return t.load(idx);
+}
+
+/// The weight of each allowed key for the non-softmax norms.
+double normWeight(Norm norm, double s) {
+  switch (norm) {
+  case Norm::None:
+    return s;
+  case Norm::Sigmoid:
+    return 1 / (1 + std::exp(-s));
+  case Norm::Relu2: {
+    double r = std::max(s, 0.0);
+    return r * r;
+  }
+  case Norm::Softmax:
+    break;
+  }
+  return 0; // softmax is handled by the caller
+}
+
+/// Computes one output row (b, h, i) at a time.
+class Forward {
+public:
+  Forward(const Variant &v, const DimSizes &sizes, const std::vector<HostTensor> &inputs,
+          const std::vector<HostTensor> &params)
+      : v_(v), sizes_(sizes), q_(inputs[v.q]), k_(inputs[v.k]), val_(inputs[v.v]),
+        pq_(v.canonicalPerm(v.inputs[v.q])), pk_(v.canonicalPerm(v.inputs[v.k])),
+        pv_(v.canonicalPerm(v.inputs[v.v])), ev_(v, sizes, params), s_(size_t(sizes[v.kvSeqDim])),
+        allowed_(size_t(sizes[v.kvSeqDim])) {}
+
+  /// Writes out[0..dv) for row (b, h, i) and returns its lse.
+  double row(int64_t b, int64_t h, int64_t i, double *out) {
+    const int64_t hk = h / v_.group;
+    std::vector<int64_t> &iter = ev_.iter();
+    iter[v_.batchDim] = b;
+    iter[v_.kvHeadDim] = hk;
+    iter[v_.qHeadDim] = h; // after kvHeadDim: for MHA they are the same dim
+    iter[v_.qSeqDim] = i;
+    bool any = scores(b, h, hk, i);
+    std::vector<double> w(s_.size(), 0.0);
+    double divisor = 1, lse = 0;
+    if (v_.norm == Norm::Softmax) {
+      if (!any) // every key masked: the output row stays 0
+        return -INFINITY;
+      double m = -INFINITY;
+      for (size_t j = 0; j < s_.size(); ++j)
+        if (allowed_[j])
+          m = std::max(m, s_[j]);
+      divisor = 0;
+      for (size_t j = 0; j < s_.size(); ++j)
+        if (allowed_[j])
+          divisor += w[j] = std::exp(s_[j] - m);
+      lse = m + std::log(divisor);
+    } else {
+      for (size_t j = 0; j < s_.size(); ++j)
+        if (allowed_[j])
+          w[j] = normWeight(v_.norm, s_[j]);
+    }
+    for (int64_t dv = 0; dv < sizes_[v_.valueDim]; ++dv) {
+      double acc = 0;
+      for (size_t j = 0; j < s_.size(); ++j)
+        if (allowed_[j])
+          acc += w[j] * loadCanonical(val_, pv_, b, hk, int64_t(j), dv);
+      out[dv] = acc / divisor;
+    }
+    return lse;
+  }
+
+private:
+  const Variant &v_;
+  const DimSizes &sizes_;
+  const HostTensor &q_, &k_, &val_;
+  const std::vector<int> pq_, pk_, pv_;
+  Evaluator ev_;
+  std::vector<double> s_;     // score of each key of the current row
+  std::vector<bool> allowed_; // mask of each key of the current row
+
+  /// Fills s_ and allowed_ for the current row; returns whether any key is allowed.
+  bool scores(int64_t b, int64_t h, int64_t hk, int64_t i) {
+    bool any = false;
+    for (size_t j = 0; j < s_.size(); ++j) {
+      ev_.iter()[v_.kvSeqDim] = int64_t(j);
+      allowed_[j] = !v_.mask || ev_.eval(*v_.mask).i != 0;
+      if (!allowed_[j])
+        continue;
+      any = true;
+      ev_.dot = 0;
+      for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
+        ev_.dot +=
+            loadCanonical(q_, pq_, b, h, i, d) * loadCanonical(k_, pk_, b, hk, int64_t(j), d);
+      s_[j] = ev_.eval(*v_.scores[0].expr).real();
+    }
+    return any;
+  }
+};
+
+} // namespace
+
+void referenceForward(const Variant &v, const DimSizes &sizes,
+                      const std::vector<HostTensor> &inputs, const std::vector<HostTensor> &params,
+                      std::vector<double> &out, std::vector<double> *lse) {
+  const int64_t B = sizes[v.batchDim], H = sizes[v.qHeadDim], I = sizes[v.qSeqDim],
+                DV = sizes[v.valueDim];
+  out.assign(size_t(B * H * I * DV), 0.0);
+  if (lse)
+    lse->assign(size_t(B * H * I), 0.0);
+  Forward forward(v, sizes, inputs, params);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < I; ++i) {
+        int64_t row = (b * H + h) * I + i;
+        double rowLse = forward.row(b, h, i, &out[size_t(row * DV)]);
+        if (lse)
+          (*lse)[size_t(row)] = rowLse;
+      }
+}
+
+} // namespace attnc

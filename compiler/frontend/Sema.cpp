@@ -1,0 +1,980 @@
+// Semantic analysis: names, dims, the attention structure (which inputs are q, k, v and which
+// dim plays which role), and the types of the score, mask and output expressions.
+#include "compiler/frontend/Frontend.h"
+#include "compiler/frontend/Parser.h"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+
+namespace attnc {
+namespace {
+
+bool isNumeric(ValueType t) { return t == ValueType::Int || t == ValueType::Float; }
+
+/// Result type of mixing two numbers: int only if both are.
+ValueType join(ValueType a, ValueType b) {
+  return a == ValueType::Int && b == ValueType::Int ? ValueType::Int : ValueType::Float;
+}
+
+bool isIterationRole(DimRole r) {
+  return r == DimRole::Batch || r == DimRole::QHead || r == DimRole::KVHead || r == DimRole::QSeq ||
+         r == DimRole::KVSeq;
+}
+
+bool isLiteralZero(const Expr &e) {
+  return (e.kind == Expr::Kind::IntLit && e.intValue == 0) ||
+         (e.kind == Expr::Kind::FloatLit && e.floatValue == 0);
+}
+
+/// "1 dim", "2 dims", "1 index", "3 indices".
+std::string count(size_t n, const std::string &noun) {
+  std::string plural = noun == "index" ? "indices" : noun + "s";
+  return std::to_string(n) + " " + (n == 1 ? noun : plural);
+}
+
+struct BuiltinInfo {
+  const char *name;
+  Builtin id;
+  size_t arity;
+};
+
+const BuiltinInfo kBuiltins[] = {
+    {"exp", Builtin::Exp, 1},         {"log", Builtin::Log, 1},       {"tanh", Builtin::Tanh, 1},
+    {"sigmoid", Builtin::Sigmoid, 1}, {"sqrt", Builtin::Sqrt, 1},     {"rsqrt", Builtin::Rsqrt, 1},
+    {"relu", Builtin::Relu, 1},       {"abs", Builtin::Abs, 1},       {"min", Builtin::Min, 2},
+    {"max", Builtin::Max, 2},         {"select", Builtin::Select, 3}, {"size", Builtin::Size, 1},
+    {"dot", Builtin::Dot, 2},         {"attend", Builtin::Attend, 2},
+};
+
+const BuiltinInfo *findBuiltin(const std::string &name) {
+  for (const BuiltinInfo &b : kBuiltins)
+    if (name == b.name)
+      return &b;
+  return nullptr;
+}
+
+struct Symbol {
+  enum class Kind { Dim, Extent, Input, Param, Score, Output } kind;
+  int index; // into dims (Dim, Extent), inputs, params or scores
+  SourceLoc loc;
+};
+
+const char *kindName(Symbol::Kind k) {
+  switch (k) {
+  case Symbol::Kind::Dim:
+    return "a dim";
+  case Symbol::Kind::Extent:
+    return "an extent name";
+  case Symbol::Kind::Input:
+    return "an input";
+  case Symbol::Kind::Param:
+    return "a param";
+  case Symbol::Kind::Score:
+    return "the score";
+  case Symbol::Kind::Output:
+    return "the output";
+  }
+  return "a name";
+}
+
+std::string at(SourceLoc loc) {
+  return "line " + std::to_string(loc.line) + ", column " + std::to_string(loc.col);
+}
+
+/// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
+enum class Context { Score, Mask };
+
+void collectCalls(Expr &e, const char *name, std::vector<Expr *> &found) {
+  if (e.kind == Expr::Kind::Call && e.name == name)
+    found.push_back(&e);
+  for (ExprPtr &a : e.args)
+    collectCalls(*a, name, found);
+}
+
+class VariantChecker {
+public:
+  VariantChecker(Variant &v, const SpecFile &file, Diagnostic &diag)
+      : v_(v), file_(file), diag_(diag) {}
+
+  bool run() {
+    reset();
+    return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
+           inferRoles() && checkDTypes() && checkScore() && checkMask() && checkOutputExpr();
+  }
+
+private:
+  Variant &v_;
+  const SpecFile &file_;
+  Diagnostic &diag_;
+  std::map<std::string, Symbol> symbols_;
+  std::vector<std::optional<int64_t>> staticExtent_; // per dim, when known at compile time
+
+  bool fail(SourceLoc loc, size_t length, std::string message, std::string hint = "") {
+    diag_.file = file_.path;
+    diag_.loc = loc;
+    diag_.length = uint32_t(std::max<size_t>(1, length));
+    diag_.message = std::move(message);
+    diag_.hint = std::move(hint);
+    return false;
+  }
+  bool fail(const Expr &e, std::string message, std::string hint = "") {
+    return fail(e.loc, e.length, std::move(message), std::move(hint));
+  }
+  bool failAtName(const TensorDecl &t, std::string message, std::string hint = "") {
+    return fail(t.loc, t.name.size(), std::move(message), std::move(hint));
+  }
+  std::string text(const Expr &e) const { return sourceSnippet(file_.text, e.loc, e.length); }
+
+  const TensorDecl &qT() const { return v_.inputs[v_.q]; }
+  const TensorDecl &kT() const { return v_.inputs[v_.k]; }
+  const TensorDecl &vT() const { return v_.inputs[v_.v]; }
+
+  /// Makes checking idempotent: a second checkSpec starts from the parser's state.
+  void reset() {
+    v_.q = v_.k = v_.v = -1;
+    v_.batchDim = v_.qHeadDim = v_.kvHeadDim = v_.qSeqDim = v_.kvSeqDim = -1;
+    v_.headDim = v_.valueDim = -1;
+    v_.group = 1;
+    for (DimDecl &d : v_.dims) {
+      d.role = DimRole::None;
+      d.sourceIndex = -1;
+    }
+  }
+
+  // ---- structure ----------------------------------------------------------------------------
+
+  bool checkSupported() {
+    if (!v_.unsupported.empty()) {
+      const UnsupportedStmt &u = v_.unsupported.front();
+      return fail(u.loc, u.keyword.size(),
+                  "not supported yet: '" + u.keyword + "' (recurrence family)",
+                  "this version compiles dims, input, param, score, mask, norm and output");
+    }
+    if (v_.scores.size() > 1)
+      return fail(v_.scores[1].loc, v_.scores[1].name.size(),
+                  "not supported yet: several scores ('" + v_.scores[1].name + "' after '" +
+                      v_.scores[0].name + "')",
+                  "a variant has exactly one score");
+    if (v_.scores.empty())
+      return fail(v_.loc, v_.name.size(), "variant '" + v_.name + "' has no score",
+                  "add one, e.g. 'score s = dot(q, k) * rsqrt(d)'");
+    if (!v_.hasOutput)
+      return fail(v_.loc, v_.name.size(), "variant '" + v_.name + "' has no output",
+                  "add one, e.g. 'output o[b, h, i, dv] = attend(s, v)'");
+    return true;
+  }
+
+  /// All declared names share one namespace. Duplicates are found in source order, so the
+  /// hint can say where the name was declared first.
+  bool declareNames() {
+    struct Entry {
+      std::string name;
+      Symbol sym;
+    };
+    std::vector<Entry> entries;
+    for (size_t i = 0; i < v_.dims.size(); ++i) {
+      const DimDecl &d = v_.dims[i];
+      entries.push_back({d.name, {Symbol::Kind::Dim, int(i), d.loc}});
+      if (!d.extentName.empty())
+        entries.push_back({d.extentName, {Symbol::Kind::Extent, int(i), d.loc}});
+    }
+    for (size_t i = 0; i < v_.inputs.size(); ++i)
+      entries.push_back({v_.inputs[i].name, {Symbol::Kind::Input, int(i), v_.inputs[i].loc}});
+    for (size_t i = 0; i < v_.params.size(); ++i)
+      entries.push_back({v_.params[i].name, {Symbol::Kind::Param, int(i), v_.params[i].loc}});
+    entries.push_back({v_.scores[0].name, {Symbol::Kind::Score, 0, v_.scores[0].loc}});
+    entries.push_back({v_.output.name, {Symbol::Kind::Output, 0, v_.output.loc}});
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
+      return a.sym.loc.line != b.sym.loc.line ? a.sym.loc.line < b.sym.loc.line
+                                              : a.sym.loc.col < b.sym.loc.col;
+    });
+    symbols_.clear();
+    for (const Entry &e : entries) {
+      auto inserted = symbols_.insert({e.name, e.sym});
+      if (!inserted.second) {
+        const Symbol &first = inserted.first->second;
+        return fail(e.sym.loc, e.name.size(), "duplicate name '" + e.name + "'",
+                    "'" + e.name + "' is already declared as " + kindName(first.kind) + " at " +
+                        at(first.loc));
+      }
+    }
+    return true;
+  }
+
+  const Symbol *lookup(const std::string &name) const {
+    auto it = symbols_.find(name);
+    return it == symbols_.end() ? nullptr : &it->second;
+  }
+
+  std::vector<std::string> dimNames(size_t count) const {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < count && i < v_.dims.size(); ++i)
+      names.push_back(v_.dims[i].name);
+    return names;
+  }
+
+  bool checkDims() {
+    staticExtent_.assign(v_.dims.size(), std::nullopt);
+    for (size_t i = 0; i < v_.dims.size(); ++i)
+      if (!checkDim(i))
+        return false;
+    return true;
+  }
+
+  bool checkDim(size_t i) {
+    DimDecl &d = v_.dims[i];
+    if (d.kind == DimDecl::Kind::Dynamic)
+      return true;
+    if (d.kind == DimDecl::Kind::Static) {
+      if (d.staticSize < 1)
+        return fail(d.loc, d.name.size(),
+                    "dim '" + d.name + "' must have a positive size, got " +
+                        std::to_string(d.staticSize));
+      staticExtent_[i] = d.staticSize;
+      return true;
+    }
+    std::string decl = d.name + " = " + d.source +
+                       (d.kind == DimDecl::Kind::Derived ? " / " + std::to_string(d.divisor) : "");
+    const Symbol *src = lookup(d.source);
+    if (!src || src->kind != Symbol::Kind::Dim)
+      return fail(d.loc, d.name.size(),
+                  "'" + d.source + "' in '" + decl + "' is not a declared dim",
+                  orElse(didYouMean(d.source, dimNames(i)),
+                         "declare '" + d.source + "' in 'dims' before '" + d.name + "'"));
+    if (size_t(src->index) >= i)
+      return fail(d.loc, d.name.size(),
+                  "dim '" + d.name + "' uses '" + d.source + "' before it is declared",
+                  "declare '" + d.source + "' earlier in 'dims'");
+    d.sourceIndex = src->index;
+    std::optional<int64_t> sourceExtent = staticExtent_[src->index];
+    if (d.kind == DimDecl::Kind::Alias) {
+      staticExtent_[i] = sourceExtent;
+      return true;
+    }
+    if (d.divisor < 1)
+      return fail(d.loc, d.name.size(), "division by zero in dim '" + decl + "'",
+                  "the group size must be at least 1");
+    if (sourceExtent && *sourceExtent % d.divisor != 0)
+      return fail(d.loc, d.name.size(),
+                  "dim '" + decl + "' does not divide: '" + d.source + "' is " +
+                      std::to_string(*sourceExtent) + ", not a multiple of " +
+                      std::to_string(d.divisor),
+                  "the number of query heads must be a multiple of the group size");
+    if (sourceExtent)
+      staticExtent_[i] = *sourceExtent / d.divisor;
+    return true;
+  }
+
+  bool checkTensors() {
+    for (TensorDecl &t : v_.inputs)
+      if (!resolveTensorDims(t, "input"))
+        return false;
+    for (TensorDecl &t : v_.params)
+      if (!resolveTensorDims(t, "param"))
+        return false;
+    return resolveTensorDims(v_.output, "output");
+  }
+
+  bool resolveTensorDims(TensorDecl &t, const char *what) {
+    t.dims.clear();
+    t.resolvedDType = t.dtype.value_or(DType::F32); // the output's default is set later
+    for (size_t p = 0; p < t.dimNames.size(); ++p) {
+      const std::string &name = t.dimNames[p];
+      const Symbol *sym = lookup(name);
+      if (!sym)
+        return fail(t.dimLocs[p], name.size(),
+                    "unknown dim '" + name + "' in " + what + " '" + t.name + "'",
+                    orElse(didYouMean(name, dimNames(v_.dims.size())), "declare it in 'dims'"));
+      if (sym->kind != Symbol::Kind::Dim)
+        return fail(t.dimLocs[p], name.size(),
+                    "'" + name + "' in " + what + " '" + t.name + "' is " + kindName(sym->kind) +
+                        ", not a dim",
+                    sym->kind == Symbol::Kind::Extent
+                        ? "use the dim it names: '" + v_.dims[sym->index].name + "'"
+                        : "");
+      if (std::find(t.dims.begin(), t.dims.end(), sym->index) != t.dims.end())
+        return fail(t.dimLocs[p], name.size(),
+                    "dim '" + name + "' appears twice in " + what + " '" + t.name + "'");
+      t.dims.push_back(sym->index);
+    }
+    return true;
+  }
+
+  /// Finds q and k from the score's dot(q, k) and v from the output's attend(s, v).
+  bool findAttention() {
+    ScoreDecl &score = v_.scores[0];
+    std::vector<Expr *> dots;
+    collectCalls(*score.expr, "dot", dots);
+    if (dots.empty())
+      return fail(*score.expr, "score '" + score.name + "' does not contain dot(q, k)",
+                  "e.g. 'score " + score.name + " = dot(q, k) * rsqrt(d)'");
+    if (dots.size() > 1)
+      return fail(*dots[1], "score '" + score.name + "' contains more than one dot(...)",
+                  "not supported yet: one dot(q, k) per score");
+    Expr &dot = *dots[0];
+    if (dot.args.size() != 2)
+      return fail(dot, "'dot' takes 2 arguments, got " + std::to_string(dot.args.size()));
+    if (!inputArg(*dot.args[0], "dot", v_.q) || !inputArg(*dot.args[1], "dot", v_.k))
+      return false;
+    if (v_.q == v_.k)
+      return fail(*dot.args[1], "dot needs two different inputs, got '" + qT().name + "' twice");
+    return findValues() && checkNoExtraInputs();
+  }
+
+  /// An argument of dot/attend that must name an input; sets `index` to it.
+  bool inputArg(const Expr &arg, const char *fn, int &index) {
+    std::vector<std::string> inputNames;
+    for (const TensorDecl &t : v_.inputs)
+      inputNames.push_back(t.name);
+    if (arg.kind != Expr::Kind::Ident)
+      return fail(arg, std::string("the arguments of ") + fn + " must be input names, got '" +
+                           text(arg) + "'");
+    const Symbol *sym = lookup(arg.name);
+    if (!sym)
+      return fail(arg, "unknown name '" + arg.name + "'", didYouMean(arg.name, inputNames));
+    if (sym->kind != Symbol::Kind::Input)
+      return fail(arg, "'" + arg.name + "' is " + kindName(sym->kind) + ", not an input",
+                  std::string(fn) + " reads input tensors: " + joinNames(inputNames));
+    index = sym->index;
+    return true;
+  }
+
+  bool findValues() {
+    const Expr &out = *v_.outputExpr;
+    const std::string &s = v_.scores[0].name;
+    if (out.kind != Expr::Kind::Call || out.name != "attend")
+      return fail(out, "output must be exactly 'attend(" + s + ", v)', got '" + text(out) + "'",
+                  "scale or mask through the score; the output is attend(score, values)");
+    if (out.args.size() != 2)
+      return fail(out, "'attend' takes 2 arguments, got " + std::to_string(out.args.size()));
+    const Expr &scoreArg = *out.args[0];
+    if (scoreArg.kind != Expr::Kind::Ident || scoreArg.name != s)
+      return fail(scoreArg, "the first argument of attend must be the score '" + s + "', got '" +
+                                text(scoreArg) + "'");
+    if (!inputArg(*out.args[1], "attend", v_.v))
+      return false;
+    if (v_.v == v_.q || v_.v == v_.k)
+      return fail(*out.args[1],
+                  "attend's values '" + vT().name + "' are already used in dot(" + qT().name +
+                      ", " + kT().name + ")",
+                  "values come from a third input, e.g. attend(" + s + ", v)");
+    return true;
+  }
+
+  bool checkNoExtraInputs() {
+    for (size_t i = 0; i < v_.inputs.size(); ++i) {
+      if (int(i) == v_.q || int(i) == v_.k || int(i) == v_.v)
+        continue;
+      const TensorDecl &t = v_.inputs[i];
+      return failAtName(t, "input '" + t.name + "' is not used by dot or attend",
+                        "the inputs are exactly q, k and v; make it a param: 'param " + t.name +
+                            "[...]'");
+    }
+    return true;
+  }
+
+  // ---- roles --------------------------------------------------------------------------------
+
+  std::string expectedShapes() const {
+    return "expected " + qT().name + "[b, h, i, d], " + kT().name + "[b, hk, j, d], " + vT().name +
+           "[b, hk, j, dv], " + v_.output.name +
+           "[b, h, i, dv] in any order (hk = h for plain multi-head attention)";
+  }
+
+  static bool has(const TensorDecl &t, int dim) {
+    return std::find(t.dims.begin(), t.dims.end(), dim) != t.dims.end();
+  }
+
+  /// Dims of `from` (in its order) that are in every tensor of `in` and in none of `notIn`.
+  static std::vector<int> dimsWhere(const TensorDecl &from,
+                                    std::initializer_list<const TensorDecl *> in,
+                                    std::initializer_list<const TensorDecl *> notIn) {
+    std::vector<int> out;
+    for (int d : from.dims) {
+      bool keep = true;
+      for (const TensorDecl *t : in)
+        keep = keep && has(*t, d);
+      for (const TensorDecl *t : notIn)
+        keep = keep && !has(*t, d);
+      if (keep)
+        out.push_back(d);
+    }
+    return out;
+  }
+
+  /// Roles follow from which tensors share a dim: the head dim is in q and k only, the value
+  /// dim in v and o only, the key sequence in k and v only, the query sequence (and, for GQA,
+  /// the query head) in q and o only; batch (and, for MHA, the head) are in all four.
+  bool inferRoles() {
+    const TensorDecl &q = qT(), &k = kT(), &v = vT(), &o = v_.output;
+    for (const TensorDecl *t : {&q, &k, &v, &o})
+      if (t->dims.size() != 4)
+        return failAtName(
+            *t, "'" + t->name + "' must have 4 dims, got " + std::to_string(t->dims.size()),
+            expectedShapes());
+    std::vector<int> all4 = dimsWhere(q, {&k, &v, &o}, {});
+    std::vector<int> head = dimsWhere(q, {&k}, {&o});
+    std::vector<int> value = dimsWhere(v, {&o}, {&q});
+    if (head.empty() && value.empty() && !all4.empty()) {
+      const std::string &d = v_.dims[all4.back()].name;
+      return failAtName(v,
+                        "'" + v.name + "' and '" + o.name + "' use the head dim '" + d +
+                            "'; the value dim needs its own name",
+                        "declare 'dv = " + d + "' and use dv in " + v.name + " and " + o.name);
+    }
+    if (head.size() != 1)
+      return failAtName(k,
+                        "cannot find the head dim: '" + q.name + "' and '" + k.name +
+                            "' must share exactly one dim that '" + o.name + "' lacks",
+                        expectedShapes());
+    if (value.size() != 1)
+      return failAtName(v,
+                        "cannot find the value dim: '" + v.name + "' and '" + o.name +
+                            "' must share exactly one dim that '" + q.name + "' lacks",
+                        expectedShapes());
+    std::vector<int> kvSide = dimsWhere(k, {&v}, {&q, &o});
+    std::vector<int> qSide = dimsWhere(q, {&o}, {&k});
+    v_.headDim = head[0];
+    v_.valueDim = value[0];
+    if (all4.size() == 2 && kvSide.size() == 1 && qSide.size() == 1)
+      return setMHARoles(all4, kvSide[0], qSide[0]);
+    if (all4.size() == 1 && kvSide.size() == 2 && qSide.size() == 2)
+      return setGQARoles(all4[0], kvSide, qSide);
+    if (kvSide.empty())
+      return failAtName(v,
+                        "cannot find the key sequence dim: '" + k.name + "' and '" + v.name +
+                            "' must share a dim that '" + q.name + "' and '" + o.name + "' lack",
+                        expectedShapes());
+    if (qSide.empty())
+      return failAtName(o,
+                        "cannot find the query sequence dim: '" + q.name + "' and '" + o.name +
+                            "' must share a dim that '" + k.name + "' lacks",
+                        expectedShapes());
+    return failAtName(k,
+                      "cannot infer the attention roles of the dims of '" + q.name + "', '" +
+                          k.name + "', '" + v.name + "' and '" + o.name + "'",
+                      expectedShapes());
+  }
+
+  /// Of the two dims in all four tensors, the one declared first is the batch.
+  bool setMHARoles(const std::vector<int> &all4, int kvSeq, int qSeq) {
+    int batch = std::min(all4[0], all4[1]), heads = std::max(all4[0], all4[1]);
+    assignRoles(batch, heads, heads, qSeq, kvSeq);
+    v_.group = 1;
+    return true;
+  }
+
+  /// GQA: one k/v-only dim is the kv head. It is derived from a query head (`hk = h / G`, or an
+  /// alias `hk = h` for a group of 1), or both extents are static and divide.
+  bool setGQARoles(int batch, const std::vector<int> &kvSide, const std::vector<int> &qSide) {
+    struct Pair {
+      int kvHead, qHead;
+      int64_t group;
+    };
+    std::vector<Pair> derived, statics;
+    for (int x : kvSide) {
+      for (int y : qSide) {
+        const DimDecl &dx = v_.dims[x];
+        if (dx.sourceIndex == y)
+          derived.push_back({x, y, dx.kind == DimDecl::Kind::Derived ? dx.divisor : 1});
+        else if (staticExtent_[x] && staticExtent_[y] && *staticExtent_[y] % *staticExtent_[x] == 0)
+          statics.push_back({x, y, *staticExtent_[y] / *staticExtent_[x]});
+      }
+    }
+    const std::vector<Pair> &found = derived.empty() ? statics : derived;
+    if (found.size() != 1) {
+      const std::string &a = v_.dims[kvSide[0]].name, &b = v_.dims[kvSide[1]].name;
+      const TensorDecl &q = qT();
+      return failAtName(kT(),
+                        "cannot tell which of '" + a + "' and '" + b + "' is the kv-head dim of '" +
+                            kT().name + "' and '" + vT().name + "'",
+                        "derive it from the query heads of '" + q.name + "', e.g. 'hk = " +
+                            v_.dims[qSide[0]].name + " / 4'; " + expectedShapes());
+    }
+    const Pair &p = found[0];
+    int kvSeq = kvSide[0] == p.kvHead ? kvSide[1] : kvSide[0];
+    int qSeq = qSide[0] == p.qHead ? qSide[1] : qSide[0];
+    assignRoles(batch, p.qHead, p.kvHead, qSeq, kvSeq);
+    v_.group = p.group;
+    return true;
+  }
+
+  void assignRoles(int batch, int qHead, int kvHead, int qSeq, int kvSeq) {
+    v_.batchDim = batch;
+    v_.qHeadDim = qHead;
+    v_.kvHeadDim = kvHead;
+    v_.qSeqDim = qSeq;
+    v_.kvSeqDim = kvSeq;
+    v_.dims[batch].role = DimRole::Batch;
+    v_.dims[kvHead].role = DimRole::KVHead;
+    v_.dims[qHead].role = DimRole::QHead; // after KVHead: for MHA they are the same dim
+    v_.dims[qSeq].role = DimRole::QSeq;
+    v_.dims[kvSeq].role = DimRole::KVSeq;
+    v_.dims[v_.headDim].role = DimRole::HeadDim;
+    v_.dims[v_.valueDim].role = DimRole::ValueDim;
+  }
+
+  bool checkDTypes() {
+    const TensorDecl &q = qT();
+    for (const TensorDecl *t : {&q, &kT(), &vT()}) {
+      if (!isFloat(t->resolvedDType))
+        return failAtName(*t,
+                          std::string("q, k, v must share one floating dtype: '") + t->name +
+                              "' is " + dtypeName(t->resolvedDType),
+                          "use f32, f16 or bf16 for q, k and v");
+      if (t->resolvedDType != q.resolvedDType)
+        return failAtName(*t,
+                          std::string("q, k, v must share one floating dtype: '") + q.name +
+                              "' is " + dtypeName(q.resolvedDType) + " but '" + t->name + "' is " +
+                              dtypeName(t->resolvedDType),
+                          "params may have other dtypes");
+    }
+    TensorDecl &o = v_.output;
+    o.resolvedDType = o.dtype.value_or(q.resolvedDType);
+    if (!isFloat(o.resolvedDType))
+      return failAtName(o, "output '" + o.name + "' must have a floating dtype, got " +
+                               std::string(dtypeName(o.resolvedDType)));
+    return true;
+  }
+
+  // ---- expressions --------------------------------------------------------------------------
+
+  bool checkScore() {
+    ScoreDecl &s = v_.scores[0];
+    if (!checkExpr(*s.expr, Context::Score))
+      return false;
+    if (!isNumeric(s.expr->type))
+      return fail(*s.expr,
+                  "score '" + s.name + "' must be a number, got " + valueTypeName(s.expr->type),
+                  "use select(c, x, y) to turn a condition into a number");
+    return true;
+  }
+
+  bool checkMask() {
+    if (!v_.mask)
+      return true;
+    if (!checkExpr(*v_.mask, Context::Mask))
+      return false;
+    if (v_.mask->type != ValueType::Bool)
+      return fail(*v_.mask,
+                  std::string("mask must be a boolean expression, got ") +
+                      valueTypeName(v_.mask->type),
+                  "compare with <, <=, ==, ... or combine with &&, ||");
+    return true;
+  }
+
+  /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
+  bool checkOutputExpr() {
+    Expr &out = *v_.outputExpr;
+    out.res = Expr::Res::Builtin;
+    out.builtin = Builtin::Attend;
+    out.type = ValueType::Float;
+    return true;
+  }
+
+  bool checkExpr(Expr &e, Context ctx) {
+    switch (e.kind) {
+    case Expr::Kind::IntLit:
+      e.type = ValueType::Int;
+      return true;
+    case Expr::Kind::FloatLit:
+      e.type = ValueType::Float;
+      return true;
+    case Expr::Kind::BoolLit:
+      e.type = ValueType::Bool;
+      return true;
+    case Expr::Kind::Ident:
+      return checkIdent(e, ctx);
+    case Expr::Kind::Index:
+      return checkIndex(e);
+    case Expr::Kind::Call:
+      return checkCall(e, ctx);
+    case Expr::Kind::Unary:
+      return checkUnary(e, ctx);
+    case Expr::Kind::Binary:
+      return checkBinary(e, ctx);
+    }
+    return fail(e, "unexpected expression");
+  }
+
+  std::vector<std::string> valueNames() const {
+    std::vector<std::string> names;
+    for (const DimDecl &d : v_.dims) {
+      names.push_back(d.name);
+      if (!d.extentName.empty())
+        names.push_back(d.extentName);
+    }
+    for (const TensorDecl &p : v_.params)
+      names.push_back(p.name);
+    return names;
+  }
+
+  void resolveDim(Expr &e, int dim) {
+    e.res = isIterationRole(v_.dims[dim].role) ? Expr::Res::IterIndex : Expr::Res::DimSize;
+    e.dimIndex = dim;
+    e.type = ValueType::Int;
+  }
+
+  void resolveParamLoad(Expr &e, int param) {
+    e.res = Expr::Res::ParamLoad;
+    e.paramIndex = param;
+    e.type = isFloat(v_.params[param].resolvedDType) ? ValueType::Float : ValueType::Int;
+  }
+
+  bool checkIdent(Expr &e, Context ctx) {
+    const Symbol *sym = lookup(e.name);
+    if (!sym)
+      return fail(e, "unknown name '" + e.name + "'", didYouMean(e.name, valueNames()));
+    switch (sym->kind) {
+    case Symbol::Kind::Dim:
+      resolveDim(e, sym->index);
+      return true;
+    case Symbol::Kind::Extent: // the extent name stands for the size of its dim
+      e.res = Expr::Res::DimSize;
+      e.dimIndex = sym->index;
+      e.type = ValueType::Int;
+      return true;
+    case Symbol::Kind::Input:
+    case Symbol::Kind::Output:
+      return fail(e, "tensor '" + e.name + "' cannot be used as a value",
+                  "tensors are read through dot(" + qT().name + ", " + kT().name +
+                      ") in the score and attend(...) in the output");
+    case Symbol::Kind::Score:
+      if (ctx == Context::Mask)
+        return fail(e, "the mask cannot depend on the score '" + e.name + "'",
+                    "a mask selects keys by position; put value-dependent terms in the score");
+      return fail(e, "score '" + e.name + "' cannot refer to itself");
+    case Symbol::Kind::Param:
+      break;
+    }
+    const TensorDecl &p = v_.params[sym->index];
+    if (!p.dimNames.empty())
+      return fail(e, "param '" + e.name + "' is used without its indices",
+                  "write " + p.name + "[" + joinNames(p.dimNames) + "]");
+    // A rank-0 param becomes an Index with no arguments, so every ParamLoad is an Index.
+    e.kind = Expr::Kind::Index;
+    resolveParamLoad(e, sym->index);
+    return true;
+  }
+
+  std::vector<std::string> iterationDimNames() const {
+    std::vector<std::string> names;
+    for (const DimDecl &d : v_.dims)
+      if (isIterationRole(d.role))
+        names.push_back(d.name);
+    return names;
+  }
+
+  /// p[a, b]: every index names exactly the declared dim of its position, and that dim is an
+  /// iteration dim, so every access is in bounds by construction.
+  bool checkIndex(Expr &e) {
+    const Symbol *sym = lookup(e.name);
+    std::vector<std::string> paramNames;
+    for (const TensorDecl &p : v_.params)
+      paramNames.push_back(p.name);
+    if (!sym)
+      return fail(e.loc, e.name.size(), "unknown name '" + e.name + "'",
+                  didYouMean(e.name, paramNames));
+    if (sym->kind == Symbol::Kind::Input)
+      return fail(e, "input '" + e.name + "' cannot be indexed",
+                  "inputs are read only through dot/attend; make it a param to index it");
+    if (sym->kind != Symbol::Kind::Param)
+      return fail(e, "'" + e.name + "' is " + kindName(sym->kind) +
+                         ", not a param; only params can be indexed");
+    const TensorDecl &p = v_.params[sym->index];
+    std::string usage = p.name + "[" + joinNames(p.dimNames) + "]";
+    if (e.args.size() != p.dims.size())
+      return fail(e,
+                  "param '" + p.name + "' has " + count(p.dims.size(), "dim") + ", got " +
+                      count(e.args.size(), "index"),
+                  p.dims.empty() ? "write " + p.name : "write " + usage);
+    for (size_t i = 0; i < e.args.size(); ++i)
+      if (!checkParamIndex(*e.args[i], p, i, usage))
+        return false;
+    resolveParamLoad(e, sym->index);
+    return true;
+  }
+
+  bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage) {
+    const std::string &want = p.dimNames[pos];
+    if (arg.kind != Expr::Kind::Ident || arg.name != want)
+      return fail(arg,
+                  "index " + std::to_string(pos + 1) + " of '" + p.name +
+                      "' must be its declared dim '" + want + "', got '" + text(arg) + "'",
+                  "params are indexed by the dims they are declared with: " + usage);
+    int dim = p.dims[pos];
+    if (!isIterationRole(v_.dims[dim].role))
+      return fail(arg,
+                  "param index '" + want + "' must be one of " + joinNames(iterationDimNames()),
+                  "params are indexed by batch, head and sequence dims");
+    resolveDim(arg, dim);
+    return true;
+  }
+
+  bool checkCall(Expr &e, Context ctx) {
+    const BuiltinInfo *b = findBuiltin(e.name);
+    if (!b) {
+      std::vector<std::string> names;
+      for (const BuiltinInfo &info : kBuiltins)
+        names.push_back(info.name);
+      return fail(e.loc, e.name.size(), "unknown function '" + e.name + "'",
+                  orElse(didYouMean(e.name, names), "builtins are " + joinNames(names)));
+    }
+    if (b->id == Builtin::Dot) {
+      if (ctx != Context::Score)
+        return fail(e, "dot(...) is only allowed in the score",
+                    "q and k meet in the score; masks depend on positions only");
+      e.res = Expr::Res::Builtin;
+      e.builtin = Builtin::Dot;
+      e.type = ValueType::Float;
+      return true; // findAttention() checked the arguments
+    }
+    if (b->id == Builtin::Attend)
+      return fail(e, "attend(...) is only allowed as the whole output expression");
+    if (e.args.size() != b->arity)
+      return fail(e, "'" + e.name + "' takes " + count(b->arity, "argument") + ", got " +
+                         std::to_string(e.args.size()));
+    if (b->id == Builtin::Size)
+      return checkSize(e);
+    for (ExprPtr &a : e.args)
+      if (!checkExpr(*a, ctx))
+        return false;
+    e.res = Expr::Res::Builtin;
+    e.builtin = b->id;
+    return typeBuiltin(e);
+  }
+
+  bool checkSize(Expr &e) {
+    Expr &arg = *e.args[0];
+    const Symbol *sym = arg.kind == Expr::Kind::Ident ? lookup(arg.name) : nullptr;
+    if (!sym || (sym->kind != Symbol::Kind::Dim && sym->kind != Symbol::Kind::Extent))
+      return fail(arg, "size() takes a dim name, got '" + text(arg) + "'",
+                  "declared dims: " + joinNames(dimNames(v_.dims.size())));
+    for (Expr *x : {&e, &arg}) {
+      x->res = Expr::Res::DimSize;
+      x->dimIndex = sym->index;
+      x->type = ValueType::Int;
+    }
+    e.builtin = Builtin::Size;
+    return true;
+  }
+
+  bool requireNumber(const Expr &arg, const std::string &what) {
+    if (isNumeric(arg.type))
+      return true;
+    return fail(arg, what + " needs a number, got " + valueTypeName(arg.type));
+  }
+
+  bool typeBuiltin(Expr &e) {
+    const std::string fn = "'" + e.name + "'";
+    switch (e.builtin) {
+    case Builtin::Abs:
+      if (!requireNumber(*e.args[0], fn))
+        return false;
+      e.type = e.args[0]->type;
+      return true;
+    case Builtin::Min:
+    case Builtin::Max:
+      if (!requireNumber(*e.args[0], fn) || !requireNumber(*e.args[1], fn))
+        return false;
+      e.type = join(e.args[0]->type, e.args[1]->type);
+      return true;
+    case Builtin::Select:
+      return typeSelect(e);
+    default: // exp log tanh sigmoid sqrt rsqrt relu
+      if (!requireNumber(*e.args[0], fn))
+        return false;
+      e.type = ValueType::Float;
+      return true;
+    }
+  }
+
+  bool typeSelect(Expr &e) {
+    const Expr &c = *e.args[0], &a = *e.args[1], &b = *e.args[2];
+    if (c.type != ValueType::Bool)
+      return fail(c, std::string("the condition of select must be bool, got ") +
+                         valueTypeName(c.type));
+    if (isNumeric(a.type) && isNumeric(b.type)) {
+      e.type = join(a.type, b.type);
+      return true;
+    }
+    if (a.type == ValueType::Bool && b.type == ValueType::Bool) {
+      e.type = ValueType::Bool;
+      return true;
+    }
+    return fail(e, std::string("the branches of select must both be numbers or both be bools, "
+                               "got ") +
+                       valueTypeName(a.type) + " and " + valueTypeName(b.type));
+  }
+
+  bool checkUnary(Expr &e, Context ctx) {
+    Expr &x = *e.args[0];
+    if (!checkExpr(x, ctx))
+      return false;
+    if (e.op == "!") {
+      if (x.type != ValueType::Bool)
+        return fail(x, std::string("'!' needs a boolean, got ") + valueTypeName(x.type));
+      e.type = ValueType::Bool;
+      return true;
+    }
+    if (!requireNumber(x, "'-'"))
+      return false;
+    e.type = x.type;
+    return true;
+  }
+
+  bool checkBinary(Expr &e, Context ctx) {
+    Expr &l = *e.args[0], &r = *e.args[1];
+    if (!checkExpr(l, ctx) || !checkExpr(r, ctx))
+      return false;
+    const std::string &op = e.op;
+    if (op == "&&" || op == "||") {
+      for (const Expr *x : {&l, &r})
+        if (x->type != ValueType::Bool)
+          return fail(*x, "'" + op + "' needs booleans, got " + valueTypeName(x->type),
+                      "compare first, e.g. 'x != 0'");
+      e.type = ValueType::Bool;
+      return true;
+    }
+    bool comparison =
+        op == "<" || op == "<=" || op == ">" || op == ">=" || op == "==" || op == "!=";
+    for (const Expr *x : {&l, &r}) {
+      if (x->type != ValueType::Bool)
+        continue;
+      if (comparison)
+        return fail(*x, "comparison '" + op + "' needs numbers, got bool",
+                    "combine booleans with &&, || and !");
+      return fail(*x, "arithmetic on a boolean: '" + op + "' needs numbers",
+                  "use select(c, 1.0, 0.0) to turn a condition into a number");
+    }
+    if ((op == "/" || op == "%") && isLiteralZero(r))
+      return fail(e, std::string(op == "/" ? "division" : "remainder") + " by zero in '" + text(e) +
+                         "'");
+    e.type = comparison ? ValueType::Bool : join(l.type, r.type);
+    return true;
+  }
+};
+
+} // namespace
+
+std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
+  bool querySide = std::find(t.dims.begin(), t.dims.end(), qSeqDim) != t.dims.end();
+  bool headSide = std::find(t.dims.begin(), t.dims.end(), headDim) != t.dims.end();
+  int canonical[4] = {batchDim, querySide ? qHeadDim : kvHeadDim, querySide ? qSeqDim : kvSeqDim,
+                      headSide ? headDim : valueDim};
+  std::vector<int> perm(4, -1);
+  for (int c = 0; c < 4; ++c)
+    for (size_t p = 0; p < t.dims.size(); ++p)
+      if (t.dims[p] == canonical[c])
+        perm[c] = int(p);
+  return perm;
+}
+
+bool checkSpec(SpecFile &file, Diagnostic &diag) {
+  std::map<std::string, SourceLoc> seen;
+  for (Variant &v : file.variants) {
+    auto inserted = seen.insert({v.name, v.loc});
+    if (!inserted.second) {
+      diag.file = file.path;
+      diag.loc = v.loc;
+      diag.length = uint32_t(v.name.size());
+      diag.message = "duplicate variant '" + v.name + "'";
+      diag.hint = "'" + v.name + "' is already declared at " + at(inserted.first->second);
+      return false;
+    }
+    if (!VariantChecker(v, file, diag).run())
+      return false;
+  }
+  return true;
+}
+
+bool loadSpec(const std::string &path, const std::string &text, SpecFile &out, Diagnostic &diag) {
+  return parseSpec(path, text, out, diag) && checkSpec(out, diag);
+}
+
+// ---- runtime dim sizes ----------------------------------------------------------------------
+
+namespace {
+
+std::string dimLabel(const DimDecl &d) {
+  return "'" + d.name + "'" + (d.extentName.empty() ? "" : " (" + d.extentName + ")");
+}
+
+/// Collects the user's sizes per dim; fails on unknown names, sizes < 1 and contradictions.
+bool collectGivenSizes(const Variant &v, const std::vector<std::pair<std::string, int64_t>> &given,
+                       std::vector<std::optional<int64_t>> &byDim, std::string &error) {
+  byDim.assign(v.dims.size(), std::nullopt);
+  for (const auto &g : given) {
+    auto it = std::find_if(v.dims.begin(), v.dims.end(), [&](const DimDecl &d) {
+      return d.name == g.first || (!d.extentName.empty() && d.extentName == g.first);
+    });
+    if (it == v.dims.end()) {
+      error = "unknown dim '" + g.first + "' in variant '" + v.name + "'";
+      return false;
+    }
+    if (g.second < 1) {
+      error = "size of " + dimLabel(*it) + " must be at least 1, got " + std::to_string(g.second);
+      return false;
+    }
+    std::optional<int64_t> &slot = byDim[it - v.dims.begin()];
+    if (slot && *slot != g.second) {
+      error = "conflicting sizes for " + dimLabel(*it) + ": " + std::to_string(*slot) + " and " +
+              std::to_string(g.second);
+      return false;
+    }
+    slot = g.second;
+  }
+  return true;
+}
+
+} // namespace
+
+/// Expects a checked variant: derived dims and aliases have their sourceIndex.
+bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, int64_t>> &given,
+                     DimSizes &out, std::string &error) {
+  std::vector<std::optional<int64_t>> byDim;
+  if (!collectGivenSizes(v, given, byDim, error))
+    return false;
+  out.assign(v.dims.size(), 0);
+  for (size_t i = 0; i < v.dims.size(); ++i) {
+    const DimDecl &d = v.dims[i];
+    bool hasSource = d.sourceIndex >= 0 && size_t(d.sourceIndex) < i;
+    switch (d.kind) {
+    case DimDecl::Kind::Dynamic:
+      if (!byDim[i]) {
+        error = "missing size for dim " + dimLabel(d);
+        return false;
+      }
+      out[i] = *byDim[i];
+      break;
+    case DimDecl::Kind::Static:
+      out[i] = d.staticSize;
+      break;
+    case DimDecl::Kind::Alias:
+    case DimDecl::Kind::Derived: {
+      if (!hasSource || d.divisor < 1) {
+        error = "variant '" + v.name + "' is not checked";
+        return false;
+      }
+      int64_t source = out[d.sourceIndex];
+      int64_t divisor = d.kind == DimDecl::Kind::Derived ? d.divisor : 1;
+      if (source % divisor != 0) {
+        error = "dim '" + d.name + " = " + d.source + " / " + std::to_string(divisor) +
+                "' does not divide: '" + d.source + "' is " + std::to_string(source);
+        return false;
+      }
+      out[i] = source / divisor;
+      break;
+    }
+    }
+    if (byDim[i] && *byDim[i] != out[i]) {
+      error = "dim " + dimLabel(d) + " is " + std::to_string(out[i]) + ", but " +
+              std::to_string(*byDim[i]) + " was given";
+      return false;
+    }
+  }
+  return true;
+}
+
+} // namespace attnc
