@@ -1,0 +1,164 @@
+// The C++ compile API (see Compiler.h). MLIR diagnostics raised by passes are captured and turned
+// into attnc Diagnostics, so no failure reaches the user as an MLIR assertion or a crash.
+#include "compiler/Compiler.h"
+
+#include "codegen/cpu/CPUExecutor.h"
+#include "compiler/Registration.h"
+#include "compiler/lowering/ASTToAttn.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace attnc {
+
+namespace {
+/// Collects the first MLIR error (with its location) while alive.
+class CaptureDiagnostics {
+public:
+  explicit CaptureDiagnostics(mlir::MLIRContext &ctx)
+      : handler(&ctx, [this](mlir::Diagnostic &d) {
+          if (d.getSeverity() == mlir::DiagnosticSeverity::Error && message.empty()) {
+            message = d.str();
+            if (auto loc = mlir::dyn_cast<mlir::FileLineColLoc>(d.getLocation())) {
+              file = loc.getFilename().str();
+              where = {loc.getLine(), loc.getColumn()};
+            }
+          }
+          return mlir::success();
+        }) {}
+
+  Diagnostic take(const std::string &fallbackFile, const std::string &what) const {
+    Diagnostic diag;
+    diag.file = file.empty() ? fallbackFile : file;
+    diag.loc = where;
+    diag.message = message.empty() ? what : what + ": " + message;
+    return diag;
+  }
+
+private:
+  std::string message, file;
+  SourceLoc where;
+  mlir::ScopedDiagnosticHandler handler;
+};
+
+/// Which stage a parsed module is at, judged by the ops it holds.
+Stage detectStage(mlir::ModuleOp module) {
+  Stage stage = Stage::LLVM;
+  module.walk([&](mlir::Operation *op) {
+    llvm::StringRef ns = op->getDialect() ? op->getDialect()->getNamespace() : "";
+    if (op->getName().getStringRef() == "attn.attention")
+      stage = Stage::Attn;
+    else if (ns == "attn" && stage != Stage::Attn)
+      stage = Stage::Tiled;
+    else if (ns != "llvm" && ns != "builtin" && stage == Stage::LLVM)
+      stage = Stage::Tiled;
+  });
+  return stage;
+}
+
+void applyDTypeOverride(Variant &v, DType dtype) {
+  for (int t : {v.q, v.k, v.v})
+    v.inputs[t].resolvedDType = dtype;
+  v.output.resolvedDType = dtype;
+}
+}  // namespace
+
+Compiler::Compiler() {
+  mlir::DialectRegistry registry;
+  registerAttncDialects(registry);
+  ctx.appendDialectRegistry(registry);
+  ctx.loadAllAvailableDialects();
+}
+
+Compiler::~Compiler() = default;
+
+bool Compiler::loadSpec(const std::string &path, const std::string &text, Diagnostic &diag) {
+  sourcePath = path;
+  file = SpecFile();
+  current = Stage::AST;
+  return attnc::loadSpec(path, text, file, diag);
+}
+
+bool Compiler::lowerToAttn(const CompileOptions &options, Diagnostic &diag) {
+  if (options.dtypeOverride)
+    for (Variant &v : file.variants)
+      applyDTypeOverride(v, *options.dtypeOverride);
+  CaptureDiagnostics capture(ctx);
+  moduleOp = attnc::lowerToAttn(ctx, file, diag);
+  if (!moduleOp)
+    return false;
+  if (mlir::failed(mlir::verify(*moduleOp))) {
+    diag = capture.take(sourcePath, "internal error: the lowered module does not verify");
+    return false;
+  }
+  current = Stage::Attn;
+  return true;
+}
+
+bool Compiler::loadMLIR(const std::string &path, const std::string &text, Diagnostic &diag) {
+  sourcePath = path;
+  CaptureDiagnostics capture(ctx);
+  moduleOp = mlir::parseSourceString<mlir::ModuleOp>(text, &ctx, path);
+  if (!moduleOp) {
+    diag = capture.take(path, "cannot parse the MLIR module");
+    return false;
+  }
+  current = detectStage(*moduleOp);
+  return true;
+}
+
+bool Compiler::lowerTo(Stage to, const CompileOptions &options, Diagnostic &diag) {
+  if (to <= current)
+    return true;
+  mlir::PassManager pm(&ctx);
+  if (current < Stage::Tiled)
+    buildAttnToTiledPipeline(pm, options.pipeline);
+  if (to == Stage::LLVM)
+    buildTiledToCPUPipeline(pm);
+  CaptureDiagnostics capture(ctx);
+  if (mlir::failed(pm.run(*moduleOp))) {
+    diag = capture.take(sourcePath, "the pipeline failed");
+    return false;
+  }
+  current = to;
+  return true;
+}
+
+std::string Compiler::printModule() {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  moduleOp->print(os);
+  return text;
+}
+
+bool Compiler::printLLVMIR(std::string &out, Diagnostic &diag) {
+  CaptureDiagnostics capture(ctx);
+  llvm::LLVMContext llvmCtx;
+  auto llvmModule = mlir::translateModuleToLLVMIR(*moduleOp, llvmCtx);
+  if (!llvmModule) {
+    diag = capture.take(sourcePath, "cannot translate to LLVM IR");
+    return false;
+  }
+  llvm::raw_string_ostream os(out);
+  llvmModule->print(os, nullptr);
+  return true;
+}
+
+std::unique_ptr<CPUModule> Compiler::loadOnCPU(Diagnostic &diag) {
+  CaptureDiagnostics capture(ctx);
+  auto module = CPUModule::create(*moduleOp);
+  if (!module) {
+    diag = capture.take(sourcePath, "cannot JIT-compile for the host: " +
+                                        llvm::toString(module.takeError()));
+    return nullptr;
+  }
+  return std::move(*module);
+}
+
+}  // namespace attnc

@@ -1,0 +1,365 @@
+// AST -> attn dialect. Integers of the spec are `index` values, floats f32, booleans i1; the
+// score and mask regions receive (b, h, i, j[, dot]) and read params with memref.load.
+#include "compiler/lowering/ASTToAttn.h"
+
+#include "dialect/AttnDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+
+using namespace mlir;
+
+namespace attnc {
+
+std::vector<KernelArg> kernelArgs(const Variant &v) {
+  std::vector<KernelArg> args = {{KernelArg::Kind::Q, v.inputs[v.q].name},
+                                 {KernelArg::Kind::K, v.inputs[v.k].name},
+                                 {KernelArg::Kind::V, v.inputs[v.v].name}};
+  for (size_t p = 0; p < v.params.size(); ++p)
+    args.push_back({KernelArg::Kind::Param, v.params[p].name, int(p)});
+  args.push_back({KernelArg::Kind::Out, v.output.name});
+  if (v.norm == Norm::Softmax)
+    args.push_back({KernelArg::Kind::Lse, "lse"});
+  return args;
+}
+
+namespace {
+
+Type elementType(OpBuilder &b, DType t) {
+  switch (t) {
+  case DType::F32: return b.getF32Type();
+  case DType::F16: return b.getF16Type();
+  case DType::BF16: return b.getBF16Type();
+  case DType::I32: return b.getI32Type();
+  }
+  return {};
+}
+
+/// Static extent of a dim, following aliases and GQA derivations; dynamic otherwise.
+int64_t staticExtent(const Variant &v, int d) {
+  const DimDecl &dim = v.dims[d];
+  switch (dim.kind) {
+  case DimDecl::Kind::Static: return dim.staticSize;
+  case DimDecl::Kind::Alias: return staticExtent(v, dim.sourceIndex);
+  case DimDecl::Kind::Derived: {
+    int64_t src = staticExtent(v, dim.sourceIndex);
+    return ShapedType::isDynamic(src) ? src : src / dim.divisor;
+  }
+  case DimDecl::Kind::Dynamic: return ShapedType::kDynamic;
+  }
+  return ShapedType::kDynamic;
+}
+
+MemRefType stridedMemRef(ArrayRef<int64_t> shape, Type elt) {
+  SmallVector<int64_t> strides(shape.size(), ShapedType::kDynamic);
+  auto layout = StridedLayoutAttr::get(elt.getContext(), ShapedType::kDynamic, strides);
+  return MemRefType::get(shape, elt, layout);
+}
+
+class Lowering {
+public:
+  Lowering(MLIRContext &ctx, const SpecFile &file, Diagnostic &diag)
+      : b(&ctx), file(file), diag(diag) {}
+
+  OwningOpRef<ModuleOp> run() {
+    OwningOpRef<ModuleOp> module = ModuleOp::create(loc({1, 1}));
+    b.setInsertionPointToEnd(module->getBody());
+    for (const Variant &var : file.variants)
+      if (!lowerVariant(var))
+        return nullptr;
+    return module;
+  }
+
+private:
+  OpBuilder b;
+  const SpecFile &file;
+  Diagnostic &diag;
+  const Variant *v = nullptr;
+  // Function arguments by role, and the region's block arguments while building one.
+  Value q, k, vv, out, lse;
+  std::vector<Value> params;
+  Value argB, argH, argI, argJ, argDot;
+  bool failed = false;
+
+  Location loc(SourceLoc l) {
+    return FileLineColLoc::get(b.getContext(), file.path, l.line, l.col);
+  }
+
+  Value fail(const Expr &e, const std::string &message, const std::string &hint = {}) {
+    if (!failed) {
+      diag = Diagnostic{file.path, e.loc, e.length, message, hint};
+      failed = true;
+    }
+    return {};
+  }
+
+  /// Memref type of q/k/v/o in canonical order: static extents where the spec fixes them.
+  MemRefType canonicalType(const TensorDecl &t, int seqDim, int headDim, int lastDim) {
+    SmallVector<int64_t> shape;
+    for (int d : {v->batchDim, headDim, seqDim, lastDim})
+      shape.push_back(staticExtent(*v, d));
+    return stridedMemRef(shape, elementType(b, t.resolvedDType));
+  }
+
+  bool lowerVariant(const Variant &var) {
+    v = &var;
+    failed = false;
+    params.clear();
+    const TensorDecl &tq = var.inputs[var.q], &tk = var.inputs[var.k], &tv = var.inputs[var.v];
+    SmallVector<Type> argTypes = {
+        canonicalType(tq, var.qSeqDim, var.qHeadDim, var.headDim),
+        canonicalType(tk, var.kvSeqDim, var.kvHeadDim, var.headDim),
+        canonicalType(tv, var.kvSeqDim, var.kvHeadDim, var.valueDim)};
+    for (const TensorDecl &p : var.params) {
+      SmallVector<int64_t> shape;
+      for (int d : p.dims)
+        shape.push_back(staticExtent(var, d));
+      argTypes.push_back(stridedMemRef(shape, elementType(b, p.resolvedDType)));
+    }
+    argTypes.push_back(canonicalType(var.output, var.qSeqDim, var.qHeadDim, var.valueDim));
+    bool softmax = var.norm == Norm::Softmax;
+    if (softmax) {
+      SmallVector<int64_t> shape;
+      for (int d : {var.batchDim, var.qHeadDim, var.qSeqDim})
+        shape.push_back(staticExtent(var, d));
+      argTypes.push_back(stridedMemRef(shape, b.getF32Type()));
+    }
+
+    OpBuilder::InsertionGuard guard(b);
+    auto func = func::FuncOp::create(b, loc(var.loc), var.name, b.getFunctionType(argTypes, {}));
+    func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    Block *entry = func.addEntryBlock();
+    b.setInsertionPointToStart(entry);
+    auto args = entry->getArguments();
+    q = args[0], k = args[1], vv = args[2];
+    for (size_t p = 0; p < var.params.size(); ++p)
+      params.push_back(args[3 + p]);
+    out = args[3 + var.params.size()];
+    lse = softmax ? args[4 + var.params.size()] : Value();
+
+    auto norm = attn::NormKind::softmax;
+    switch (var.norm) {
+    case Norm::Softmax: norm = attn::NormKind::softmax; break;
+    case Norm::None: norm = attn::NormKind::none; break;
+    case Norm::Sigmoid: norm = attn::NormKind::sigmoid; break;
+    case Norm::Relu2: norm = attn::NormKind::relu2; break;
+    }
+    const ScoreDecl &score = var.scores.front();
+    auto op = attn::AttentionOp::create(b, loc(score.loc), q, k, vv, out, lse,
+                                        static_cast<uint64_t>(var.group), norm);
+    Type idx = b.getIndexType();
+    buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
+    if (var.mask)
+      buildRegion(op.getMask(), {idx, idx, idx, idx}, *var.mask, b.getI1Type());
+    func::ReturnOp::create(b, loc(var.loc));
+    return !failed;
+  }
+
+  void buildRegion(Region &region, ArrayRef<Type> types, const Expr &e, Type result) {
+    OpBuilder::InsertionGuard guard(b);
+    SmallVector<Location> locs(types.size(), loc(e.loc));
+    Block *block = b.createBlock(&region, {}, types, locs);
+    argB = block->getArgument(0), argH = block->getArgument(1);
+    argI = block->getArgument(2), argJ = block->getArgument(3);
+    argDot = types.size() > 4 ? block->getArgument(4) : Value();
+    Value value = emit(e);
+    if (!value)
+      value = arith::ConstantOp::create(b, loc(e.loc), b.getZeroAttr(result));
+    else if (result.isF32())
+      value = toFloat(value, e);
+    attn::YieldOp::create(b, loc(e.loc), value);
+  }
+
+  Value toFloat(Value x, const Expr &e) {
+    if (!x || x.getType().isF32())
+      return x;
+    Location l = loc(e.loc);
+    Value i64 = arith::IndexCastOp::create(b, l, b.getI64Type(), x);
+    return arith::SIToFPOp::create(b, l, b.getF32Type(), i64);
+  }
+
+  /// The value of an iteration dim inside a region: b, h, i, j, or the kv head h / group.
+  Value iterIndex(const Expr &e) {
+    switch (v->dims[e.dimIndex].role) {
+    case DimRole::Batch: return argB;
+    case DimRole::QHead: return argH;
+    case DimRole::QSeq: return argI;
+    case DimRole::KVSeq: return argJ;
+    case DimRole::KVHead: {
+      Value g = arith::ConstantIndexOp::create(b, loc(e.loc), v->group);
+      return arith::DivUIOp::create(b, loc(e.loc), argH, g);
+    }
+    default: return fail(e, "'" + e.name + "' is not an index of the score");
+    }
+  }
+
+  /// The runtime extent of a dim: read off the first canonical tensor that has it.
+  Value dimSize(const Expr &e) {
+    Location l = loc(e.loc);
+    int d = e.dimIndex;
+    int64_t fixed = staticExtent(*v, d);
+    if (!ShapedType::isDynamic(fixed))
+      return arith::ConstantIndexOp::create(b, l, fixed);
+    const std::pair<Value, std::array<int, 4>> tensors[] = {
+        {q, {v->batchDim, v->qHeadDim, v->qSeqDim, v->headDim}},
+        {k, {v->batchDim, v->kvHeadDim, v->kvSeqDim, v->headDim}},
+        {vv, {v->batchDim, v->kvHeadDim, v->kvSeqDim, v->valueDim}}};
+    for (const auto &[tensor, axes] : tensors)
+      for (int a = 0; a < 4; ++a)
+        if (axes[a] == d)
+          return memref::DimOp::create(b, l, tensor, a);
+    return fail(e, "the size of '" + v->dims[d].name + "' is unknown: no input has this dim",
+                "use the dim in q, k or v, or give it a static size (" + v->dims[d].name +
+                    " = 64)");
+  }
+
+  Value emit(const Expr &e) {
+    if (failed)
+      return {};
+    Location l = loc(e.loc);
+    switch (e.kind) {
+    case Expr::Kind::IntLit: return arith::ConstantIndexOp::create(b, l, e.intValue);
+    case Expr::Kind::FloatLit:
+      return arith::ConstantOp::create(b, l, b.getF32FloatAttr(float(e.floatValue)));
+    case Expr::Kind::BoolLit: return arith::ConstantIntOp::create(b, l, e.intValue != 0, 1);
+    case Expr::Kind::Ident:
+      return e.res == Expr::Res::IterIndex ? iterIndex(e) : dimSize(e);
+    case Expr::Kind::Index: return emitParamLoad(e);
+    case Expr::Kind::Call: return emitCall(e);
+    case Expr::Kind::Unary: return emitUnary(e);
+    case Expr::Kind::Binary: return emitBinary(e);
+    }
+    return fail(e, "cannot lower this expression");
+  }
+
+  Value emitParamLoad(const Expr &e) {
+    SmallVector<Value> indices;
+    for (const ExprPtr &a : e.args)
+      indices.push_back(emit(*a));
+    if (failed)
+      return {};
+    Location l = loc(e.loc);
+    Value x = memref::LoadOp::create(b, l, params[e.paramIndex], indices);
+    if (x.getType().isInteger(32))
+      return arith::IndexCastOp::create(b, l, b.getIndexType(), x);
+    return x.getType().isF32() ? x : arith::ExtFOp::create(b, l, b.getF32Type(), x).getResult();
+  }
+
+  Value emitUnary(const Expr &e) {
+    Value x = emit(*e.args[0]);
+    if (!x)
+      return {};
+    Location l = loc(e.loc);
+    if (e.op == "!")
+      return arith::XOrIOp::create(b, l, x, arith::ConstantIntOp::create(b, l, 1, 1));
+    if (e.type == ValueType::Int)
+      return arith::SubIOp::create(b, l, arith::ConstantIndexOp::create(b, l, 0), x);
+    return arith::NegFOp::create(b, l, toFloat(x, e));
+  }
+
+  /// Integer x / y and x % y give 0 when y is 0 (the spec's rule), never a trap.
+  Value guardedIntDiv(Location l, Value x, Value y, bool remainder) {
+    Value zero = arith::ConstantIndexOp::create(b, l, 0);
+    Value one = arith::ConstantIndexOp::create(b, l, 1);
+    Value isZero = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, y, zero);
+    Value safe = arith::SelectOp::create(b, l, isZero, one, y);
+    Value r = remainder ? arith::RemSIOp::create(b, l, x, safe).getResult()
+                        : arith::DivSIOp::create(b, l, x, safe).getResult();
+    return arith::SelectOp::create(b, l, isZero, zero, r);
+  }
+
+  Value emitBinary(const Expr &e) {
+    Value x = emit(*e.args[0]), y = emit(*e.args[1]);
+    if (!x || !y)
+      return {};
+    Location l = loc(e.loc);
+    const std::string &op = e.op;
+    if (op == "&&") return arith::AndIOp::create(b, l, x, y);
+    if (op == "||") return arith::OrIOp::create(b, l, x, y);
+    bool ints = x.getType().isIndex() && y.getType().isIndex();
+    static const std::pair<const char *, std::pair<arith::CmpIPredicate, arith::CmpFPredicate>>
+        cmps[] = {{"<", {arith::CmpIPredicate::slt, arith::CmpFPredicate::OLT}},
+                  {"<=", {arith::CmpIPredicate::sle, arith::CmpFPredicate::OLE}},
+                  {">", {arith::CmpIPredicate::sgt, arith::CmpFPredicate::OGT}},
+                  {">=", {arith::CmpIPredicate::sge, arith::CmpFPredicate::OGE}},
+                  {"==", {arith::CmpIPredicate::eq, arith::CmpFPredicate::OEQ}},
+                  {"!=", {arith::CmpIPredicate::ne, arith::CmpFPredicate::UNE}}};
+    for (const auto &[name, preds] : cmps) {
+      if (op != name)
+        continue;
+      if (ints)
+        return arith::CmpIOp::create(b, l, preds.first, x, y);
+      return arith::CmpFOp::create(b, l, preds.second, toFloat(x, e), toFloat(y, e));
+    }
+    if (ints) {
+      if (op == "+") return arith::AddIOp::create(b, l, x, y);
+      if (op == "-") return arith::SubIOp::create(b, l, x, y);
+      if (op == "*") return arith::MulIOp::create(b, l, x, y);
+      if (op == "/" || op == "%") return guardedIntDiv(l, x, y, op == "%");
+    } else {
+      x = toFloat(x, e), y = toFloat(y, e);
+      if (op == "+") return arith::AddFOp::create(b, l, x, y);
+      if (op == "-") return arith::SubFOp::create(b, l, x, y);
+      if (op == "*") return arith::MulFOp::create(b, l, x, y);
+      if (op == "/") return arith::DivFOp::create(b, l, x, y);
+      if (op == "%") return arith::RemFOp::create(b, l, x, y);
+    }
+    return fail(e, "operator '" + op + "' cannot be lowered");
+  }
+
+  Value emitCall(const Expr &e) {
+    Location l = loc(e.loc);
+    switch (e.builtin) {
+    case Builtin::Dot: return argDot ? argDot : fail(e, "dot(...) is only allowed in the score");
+    case Builtin::Size: return dimSize(e);
+    default: break;
+    }
+    SmallVector<Value> a;
+    for (const ExprPtr &arg : e.args)
+      a.push_back(emit(*arg));
+    if (failed)
+      return {};
+    auto f = [&](Value x) { return toFloat(x, e); };
+    bool ints = e.type == ValueType::Int;
+    switch (e.builtin) {
+    case Builtin::Exp: return math::ExpOp::create(b, l, f(a[0]));
+    case Builtin::Log: return math::LogOp::create(b, l, f(a[0]));
+    case Builtin::Tanh: return math::TanhOp::create(b, l, f(a[0]));
+    case Builtin::Sqrt: return math::SqrtOp::create(b, l, f(a[0]));
+    case Builtin::Rsqrt: return math::RsqrtOp::create(b, l, f(a[0]));
+    case Builtin::Sigmoid: {
+      Value one = arith::ConstantOp::create(b, l, b.getF32FloatAttr(1.0f));
+      Value ex = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, f(a[0])));
+      return arith::DivFOp::create(b, l, one, arith::AddFOp::create(b, l, one, ex));
+    }
+    case Builtin::Relu:
+      return arith::MaximumFOp::create(
+          b, l, f(a[0]), arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0f)));
+    case Builtin::Abs:
+      if (ints)
+        return arith::MaxSIOp::create(
+            b, l, a[0], arith::SubIOp::create(b, l, arith::ConstantIndexOp::create(b, l, 0), a[0]));
+      return math::AbsFOp::create(b, l, f(a[0]));
+    case Builtin::Min:
+      return ints ? arith::MinSIOp::create(b, l, a[0], a[1]).getResult()
+                  : arith::MinimumFOp::create(b, l, f(a[0]), f(a[1])).getResult();
+    case Builtin::Max:
+      return ints ? arith::MaxSIOp::create(b, l, a[0], a[1]).getResult()
+                  : arith::MaximumFOp::create(b, l, f(a[0]), f(a[1])).getResult();
+    case Builtin::Select:
+      if (e.type == ValueType::Float)
+        return arith::SelectOp::create(b, l, a[0], f(a[1]), f(a[2]));
+      return arith::SelectOp::create(b, l, a[0], a[1], a[2]);
+    default: return fail(e, "'" + e.name + "' cannot be used here");
+    }
+  }
+};
+
+} // namespace
+
+OwningOpRef<ModuleOp> lowerToAttn(MLIRContext &ctx, const SpecFile &file, Diagnostic &diag) {
+  ctx.loadDialect<attn::AttnDialect, func::FuncDialect, arith::ArithDialect, math::MathDialect,
+                  memref::MemRefDialect>();
+  return Lowering(ctx, file, diag).run();
+}
+
+}  // namespace attnc

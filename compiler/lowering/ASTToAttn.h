@@ -1,0 +1,26 @@
+// Lowering of a checked spec (AST after Sema) to the `attn` dialect: one func.func per variant
+// holding one attn.attention whose score and mask regions are built from the spec's expressions.
+#pragma once
+
+#include "compiler/frontend/Frontend.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+namespace attnc {
+
+/// The kernel ABI, in argument order: q, k, v (canonical order, free strides), the params in
+/// declaration order, o, then lse (f32 [b, h, i], softmax only). Element types as declared.
+struct KernelArg {
+  enum class Kind { Q, K, V, Param, Out, Lse } kind;
+  std::string name;
+  int index = -1;  // Param: index into Variant::params
+};
+std::vector<KernelArg> kernelArgs(const Variant &v);
+
+/// Builds `func.func @<variant name>` for every variant in `file` into a new module. Returns null
+/// and fills `diag` if a construct cannot be lowered (it names the spec location).
+mlir::OwningOpRef<mlir::ModuleOp> lowerToAttn(mlir::MLIRContext &ctx, const SpecFile &file,
+                                              Diagnostic &diag);
+
+}  // namespace attnc

@@ -1,0 +1,256 @@
+// Random inputs in each tensor's declared storage order, a NaN-poisoned output, the kernel on the
+// host through its C interface, and the float64 reference on the very same (rounded) inputs.
+#include "compiler/pipeline/HostRun.h"
+
+#include "codegen/cpu/CPUExecutor.h"
+#include "compiler/lowering/ASTToAttn.h"
+
+#include "llvm/Support/Error.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <sstream>
+
+namespace attnc {
+
+namespace {
+
+size_t elementBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
+
+/// A host tensor with its own storage: contiguous in its declared (storage) order.
+struct OwnedTensor {
+  std::vector<uint8_t> bytes;
+  HostTensor view;
+
+  OwnedTensor(DType dtype, std::vector<int64_t> sizes) {
+    view.dtype = dtype;
+    view.sizes = std::move(sizes);
+    view.strides.assign(view.sizes.size(), 1);
+    int64_t count = 1;
+    for (size_t a = view.sizes.size(); a-- > 0;) {
+      view.strides[a] = count;
+      count *= view.sizes[a];
+    }
+    bytes.assign(count * elementBytes(dtype), 0);
+    view.data = bytes.data();
+  }
+  int64_t count() const { return int64_t(bytes.size() / elementBytes(view.dtype)); }
+
+  /// Visits every element index in storage order.
+  template <typename Fn> void forEach(Fn fn) {
+    std::vector<int64_t> idx(view.sizes.size(), 0);
+    for (int64_t n = 0; n < count(); ++n) {
+      fn(idx);
+      for (size_t a = idx.size(); a-- > 0;) {
+        if (++idx[a] < view.sizes[a])
+          break;
+        idx[a] = 0;
+      }
+    }
+  }
+
+  /// Descriptor for the kernel: axes permuted from storage order to the canonical order.
+  MemRefDescriptor descriptor(const std::vector<int> &perm) const {
+    std::vector<int64_t> sizes, strides;
+    for (int p : perm) {
+      sizes.push_back(view.sizes[p]);
+      strides.push_back(view.strides[p]);
+    }
+    return MemRefDescriptor(view.data, sizes, strides);
+  }
+  MemRefDescriptor descriptor() const {
+    std::vector<int> identity(view.sizes.size());
+    for (size_t a = 0; a < identity.size(); ++a)
+      identity[a] = int(a);
+    return descriptor(identity);
+  }
+};
+
+std::vector<int64_t> extentsOf(const TensorDecl &t, const DimSizes &sizes) {
+  std::vector<int64_t> out;
+  for (int d : t.dims)
+    out.push_back(sizes[d]);
+  return out;
+}
+
+/// Integer params: small ids when indexed by a sequence dim (document ids), else a position in
+/// [0, kv_len] (a prefix length, a window).
+int64_t intParamBound(const Variant &v, const TensorDecl &p, const DimSizes &sizes) {
+  for (int d : p.dims)
+    if (d == v.qSeqDim || d == v.kvSeqDim)
+      return 3;
+  return sizes[v.kvSeqDim] + 1;
+}
+
+double relativeError(const std::vector<double> &got, const std::vector<double> &ref) {
+  double num = 0, den = 0;
+  for (size_t n = 0; n < ref.size(); ++n) {
+    num += (got[n] - ref[n]) * (got[n] - ref[n]);
+    den += ref[n] * ref[n];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+}  // namespace
+
+std::string RunReport::describeSizes(const Variant &v) const {
+  std::ostringstream os;
+  for (size_t d = 0; d < v.dims.size(); ++d)
+    os << (d ? "," : "") << v.dims[d].name << "=" << sizes[d];
+  return os.str();
+}
+
+std::vector<std::pair<std::string, int64_t>> defaultDimSizes(const Variant &v) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (size_t d = 0; d < v.dims.size(); ++d) {
+    const DimDecl &dim = v.dims[d];
+    if (dim.kind != DimDecl::Kind::Dynamic)
+      continue;
+    int64_t size = 16;
+    switch (dim.role) {
+    case DimRole::Batch: size = 2; break;
+    case DimRole::QHead: size = 2 * v.group; break;
+    case DimRole::KVHead: size = 2; break;
+    case DimRole::QSeq: size = 77; break;
+    case DimRole::KVSeq: size = 131; break;
+    case DimRole::HeadDim:
+    case DimRole::ValueDim: size = 64; break;
+    case DimRole::None: break;
+    }
+    out.emplace_back(dim.name, size);
+  }
+  return out;
+}
+
+bool parseSizeList(const std::string &text, std::vector<std::pair<std::string, int64_t>> &out,
+                   std::string &error) {
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t eq = item.find('=');
+    char *end = nullptr;
+    long long value = eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (eq == std::string::npos || eq == 0 || !end || *end || end == item.c_str() + eq + 1) {
+      error = "bad size '" + item + "': expected NAME=INTEGER, e.g. i=128";
+      return false;
+    }
+    out.emplace_back(item.substr(0, eq), value);
+  }
+  return true;
+}
+
+bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, RunReport &report,
+                 std::string &error) {
+  // The user's extents, then defaults for the dynamic dims the user left out.
+  auto given = config.sizes;
+  for (const auto &[name, size] : defaultDimSizes(v)) {
+    auto dim = std::find_if(v.dims.begin(), v.dims.end(), [&](const DimDecl &d) { return d.name == name; });
+    bool userGave = std::any_of(given.begin(), given.end(), [&](const auto &g) {
+      return g.first == dim->name || (!dim->extentName.empty() && g.first == dim->extentName);
+    });
+    if (!userGave)
+      given.emplace_back(name, size);
+  }
+  if (!resolveDimSizes(v, given, report.sizes, error))
+    return false;
+  const DimSizes &sizes = report.sizes;
+
+  std::mt19937_64 rng(config.seed);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  std::vector<OwnedTensor> inputs, params;
+  for (const TensorDecl &t : v.inputs) {
+    inputs.emplace_back(t.resolvedDType, extentsOf(t, sizes));
+    OwnedTensor &o = inputs.back();
+    o.forEach([&](const std::vector<int64_t> &idx) { o.view.store(idx, uniform(rng)); });
+  }
+  for (const TensorDecl &p : v.params) {
+    params.emplace_back(p.resolvedDType, extentsOf(p, sizes));
+    OwnedTensor &o = params.back();
+    int64_t bound = intParamBound(v, p, sizes);
+    std::uniform_int_distribution<int64_t> ints(0, bound - 1);
+    o.forEach([&](const std::vector<int64_t> &idx) {
+      o.view.store(idx, p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng));
+    });
+  }
+  OwnedTensor out(v.output.resolvedDType, extentsOf(v.output, sizes));
+  OwnedTensor lse(DType::F32, {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
+
+  // Descriptors in the kernel's argument order (kernelArgs), canonical axes.
+  std::vector<MemRefDescriptor> args;
+  for (const KernelArg &a : kernelArgs(v)) {
+    switch (a.kind) {
+    case KernelArg::Kind::Q: args.push_back(inputs[v.q].descriptor(v.canonicalPerm(v.inputs[v.q]))); break;
+    case KernelArg::Kind::K: args.push_back(inputs[v.k].descriptor(v.canonicalPerm(v.inputs[v.k]))); break;
+    case KernelArg::Kind::V: args.push_back(inputs[v.v].descriptor(v.canonicalPerm(v.inputs[v.v]))); break;
+    case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
+    case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
+    case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    }
+  }
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  report.bestSeconds = std::numeric_limits<double>::infinity();
+  for (int r = 0; r < std::max(1, config.repeats); ++r) {
+    out.forEach([&](const std::vector<int64_t> &idx) { out.view.store(idx, nan); });
+    lse.forEach([&](const std::vector<int64_t> &idx) { lse.view.store(idx, nan); });
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error err = module.invoke(v.name, args)) {
+      error = "cannot run '" + v.name + "': " + llvm::toString(std::move(err));
+      return false;
+    }
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    report.bestSeconds = std::min(report.bestSeconds, took.count());
+  }
+
+  std::vector<HostTensor> inViews, paramViews;
+  for (OwnedTensor &t : inputs)
+    inViews.push_back(t.view);
+  for (OwnedTensor &t : params)
+    paramViews.push_back(t.view);
+  std::vector<double> refOut, refLse;
+  bool softmax = v.norm == Norm::Softmax;
+  referenceForward(v, sizes, inViews, paramViews, refOut, softmax ? &refLse : nullptr);
+
+  // Gather the kernel's output in canonical [b, h, i, dv] order, like the reference.
+  std::vector<int> perm = v.canonicalPerm(v.output);
+  std::vector<double> got(refOut.size());
+  std::vector<int64_t> storageIdx(4);
+  int64_t n = 0, unwritten = 0;
+  std::vector<int64_t> canon = {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim],
+                                sizes[v.valueDim]};
+  for (int64_t b = 0; b < canon[0]; ++b)
+    for (int64_t h = 0; h < canon[1]; ++h)
+      for (int64_t i = 0; i < canon[2]; ++i)
+        for (int64_t e = 0; e < canon[3]; ++e, ++n) {
+          int64_t c[4] = {b, h, i, e};
+          for (int a = 0; a < 4; ++a)
+            storageIdx[perm[a]] = c[a];
+          got[n] = out.view.load(storageIdx);
+          unwritten += std::isnan(got[n]);
+        }
+  report.unwritten = unwritten;
+  report.relError = unwritten ? nan : relativeError(got, refOut);
+
+  report.lseRelError = 0;
+  report.lseInfMatches = true;
+  if (softmax) {
+    std::vector<double> gotFinite, refFinite;
+    auto *lseData = static_cast<const float *>(lse.view.data);
+    for (size_t r = 0; r < refLse.size(); ++r) {
+      bool refInf = std::isinf(refLse[r]), gotInf = std::isinf(lseData[r]) && lseData[r] < 0;
+      if (refInf != gotInf || std::isnan(lseData[r]))
+        report.lseInfMatches = false;
+      else if (!refInf) {
+        gotFinite.push_back(lseData[r]);
+        refFinite.push_back(refLse[r]);
+      }
+    }
+    report.lseRelError = relativeError(gotFinite, refFinite);
+  }
+  return true;
+}
+
+}  // namespace attnc

@@ -1,0 +1,59 @@
+// Phase functions of the attnc pipeline and their registration under names.
+#include "compiler/pipeline/Pipeline.h"
+
+#include "codegen/cpu/Passes.h"
+#include "dialect/transforms/Passes.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+namespace attnc {
+
+bool parseStage(const std::string &name, Stage &stage) {
+  static const std::pair<const char *, Stage> names[] = {
+      {"ast", Stage::AST}, {"attn", Stage::Attn}, {"tiled", Stage::Tiled}, {"llvm", Stage::LLVM}};
+  for (const auto &[n, s] : names)
+    if (name == n) {
+      stage = s;
+      return true;
+    }
+  return false;
+}
+
+void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
+  mlir::attn::AttnTileOptions tile;
+  tile.blockQ = options.blockQ;
+  tile.blockK = options.blockK;
+  pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnTile(tile));
+  if (options.onlineSoftmax)
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnOnlineSoftmax());
+  pm.addPass(mlir::createCanonicalizerPass());
+  pm.addPass(mlir::createCSEPass());
+}
+
+void buildTiledToCPUPipeline(mlir::OpPassManager &pm) { mlir::attn::buildCPUToLLVMPipeline(pm); }
+
+namespace {
+struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
+  Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("Rows per query tile"),
+                         llvm::cl::init(64)};
+  Option<int64_t> blockK{*this, "block-k", llvm::cl::desc("Columns per key tile"),
+                         llvm::cl::init(64)};
+  Option<bool> onlineSoftmax{*this, "online-softmax",
+                             llvm::cl::desc("Fuse the softmax passes (attn-online-softmax)"),
+                             llvm::cl::init(true)};
+};
+}  // namespace
+
+void registerAttncPipelines() {
+  mlir::PassPipelineRegistration<TiledPipelineOptions>(
+      "attn-to-tiled", "attn.attention -> the tiled level shared by the back ends",
+      [](mlir::OpPassManager &pm, const TiledPipelineOptions &o) {
+        buildAttnToTiledPipeline(pm, {o.blockQ, o.blockK, o.onlineSoftmax});
+      });
+  mlir::PassPipelineRegistration<>("attn-cpu-to-llvm",
+                                   "tiled attn level -> LLVM dialect for the host",
+                                   [](mlir::OpPassManager &pm) { buildTiledToCPUPipeline(pm); });
+}
+
+}  // namespace attnc

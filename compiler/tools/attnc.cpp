@@ -1,0 +1,191 @@
+// attnc: the command-line driver. `attnc [compile] FILE --emit=STAGE` stops after any stage of the
+// pipeline (a spec or a saved .mlir as input); `attnc run FILE` compiles a spec for the host, runs
+// it on random inputs and checks it against the float64 reference.
+#include "codegen/cpu/CPUExecutor.h"
+#include "compiler/Compiler.h"
+#include "compiler/pipeline/HostRun.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+#include <cmath>
+
+using namespace attnc;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory category("attnc options");
+static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<spec.attn | module.mlir>"),
+                                      cl::Required, cl::cat(category));
+static cl::opt<std::string> emit("emit", cl::desc("Stop after a stage: ast, attn, tiled, llvm"),
+                                 cl::init("llvm"), cl::cat(category));
+static cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"),
+                                       cl::init("-"), cl::cat(category));
+static cl::opt<int64_t> blockQ("block-q", cl::desc("Queries per tile"), cl::init(64),
+                               cl::cat(category));
+static cl::opt<int64_t> blockK("block-k", cl::desc("Keys per tile"), cl::init(64),
+                               cl::cat(category));
+static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
+                                     cl::desc("Keep the exact two-pass softmax"),
+                                     cl::cat(category));
+static cl::opt<std::string> dtype("dtype",
+                                  cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
+                                  cl::init(""), cl::cat(category));
+// `run` only.
+static cl::opt<std::string> sizes("sizes", cl::desc("run: extents, e.g. b=2,h=8,i=100,j=300"),
+                                  cl::init(""), cl::cat(category));
+static cl::opt<uint64_t> seed("seed", cl::desc("run: random seed"), cl::init(1), cl::cat(category));
+static cl::opt<int> repeats("repeat", cl::desc("run: timed repeats"), cl::init(3),
+                            cl::cat(category));
+static cl::opt<double> tolerance("tolerance",
+                                 cl::desc("run: max relative error (default 1e-5 for f32, "
+                                          "2e-2 for f16/bf16 outputs)"),
+                                 cl::init(-1), cl::cat(category));
+
+static int report(const Diagnostic &diag, const std::string &text) {
+  llvm::errs() << diag.render(text);
+  return 1;
+}
+
+static bool readFile(const std::string &path, std::string &text) {
+  auto buffer = llvm::MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
+  if (!buffer) {
+    llvm::errs() << "attnc: error: cannot read '" << path << "': " << buffer.getError().message()
+                 << "\n";
+    return false;
+  }
+  text = (*buffer)->getBuffer().str();
+  return true;
+}
+
+static bool writeOutput(const std::string &text) {
+  std::error_code ec;
+  llvm::ToolOutputFile out(outputPath, ec, llvm::sys::fs::OF_Text);
+  if (ec) {
+    llvm::errs() << "attnc: error: cannot write '" << outputPath << "': " << ec.message() << "\n";
+    return false;
+  }
+  out.os() << text;
+  out.keep();
+  return true;
+}
+
+static bool compileOptions(CompileOptions &options) {
+  options.pipeline = {blockQ, blockK, !noOnlineSoftmax};
+  static const std::pair<const char *, DType> names[] = {
+      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}};
+  if (dtype.empty())
+    return true;
+  for (const auto &[name, t] : names)
+    if (dtype == name) {
+      options.dtypeOverride = t;
+      return true;
+    }
+  llvm::errs() << "attnc: error: unknown --dtype '" << dtype << "'; use f32, f16 or bf16\n";
+  return false;
+}
+
+static int compileMain() {
+  Stage stop;
+  if (!parseStage(emit, stop)) {
+    llvm::errs() << "attnc: error: unknown stage '" << emit << "' for --emit; stages: ast, attn, "
+                    "tiled, llvm\n";
+    return 1;
+  }
+  CompileOptions options;
+  std::string text;
+  if (!compileOptions(options) || !readFile(inputPath, text))
+    return 1;
+  Compiler compiler;
+  Diagnostic diag;
+  bool isMLIR = llvm::StringRef(inputPath).ends_with(".mlir");
+  if (isMLIR ? !compiler.loadMLIR(inputPath, text, diag) : !compiler.loadSpec(inputPath, text, diag))
+    return report(diag, text);
+  if (stop == Stage::AST) {
+    if (isMLIR) {
+      llvm::errs() << "attnc: error: --emit=ast needs a spec, not a .mlir module\n";
+      return 1;
+    }
+    return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
+  }
+  if (!isMLIR && !compiler.lowerToAttn(options, diag))
+    return report(diag, text);
+  if (!compiler.lowerTo(stop, options, diag))
+    return report(diag, text);
+  std::string out;
+  if (stop == Stage::LLVM) {
+    if (!compiler.printLLVMIR(out, diag))
+      return report(diag, text);
+  } else {
+    out = compiler.printModule();
+  }
+  return writeOutput(out) ? 0 : 1;
+}
+
+static int runMain() {
+  CompileOptions options;
+  std::string text, error;
+  RunConfig config;
+  config.seed = seed;
+  config.repeats = repeats;
+  if (!compileOptions(options) || !readFile(inputPath, text))
+    return 1;
+  if (!parseSizeList(sizes, config.sizes, error)) {
+    llvm::errs() << "attnc: error: " << error << "\n";
+    return 1;
+  }
+  Compiler compiler;
+  Diagnostic diag;
+  auto start = std::chrono::steady_clock::now();
+  if (!compiler.loadSpec(inputPath, text, diag) || !compiler.lowerToAttn(options, diag) ||
+      !compiler.lowerTo(Stage::LLVM, options, diag))
+    return report(diag, text);
+  auto module = compiler.loadOnCPU(diag);
+  if (!module)
+    return report(diag, text);
+  std::chrono::duration<double> compileTime = std::chrono::steady_clock::now() - start;
+
+  int failures = 0;
+  for (const Variant &v : compiler.spec().variants) {
+    RunReport r;
+    if (!runAndCheck(*module, v, config, r, error)) {
+      llvm::errs() << "attnc: error: " << v.name << ": " << error << "\n";
+      return 1;
+    }
+    bool lowPrecision = v.output.resolvedDType != DType::F32 ||
+                        v.inputs[v.q].resolvedDType != DType::F32;
+    double tol = tolerance >= 0 ? tolerance : (lowPrecision ? 2e-2 : 1e-5);
+    bool ok = r.relError <= tol && (v.norm != Norm::Softmax ||
+                                    (r.lseInfMatches && r.lseRelError <= tol));
+    failures += !ok;
+    llvm::outs() << llvm::format("%-16s %-5s %s  rel.err %.2e", v.name.c_str(),
+                                 ok ? "PASS" : "FAIL", r.describeSizes(v).c_str(), r.relError);
+    if (v.norm == Norm::Softmax)
+      llvm::outs() << llvm::format("  lse %.2e%s", r.lseRelError,
+                                   r.lseInfMatches ? "" : " (-inf rows differ)");
+    if (r.unwritten)
+      llvm::outs() << "  unwritten " << r.unwritten;
+    llvm::outs() << llvm::format("  cpu %.3f ms  (compile %.0f ms, tol %.0e)\n",
+                                 r.bestSeconds * 1e3, compileTime.count() * 1e3, tol);
+  }
+  return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  bool run = argc > 1 && llvm::StringRef(argv[1]) == "run";
+  bool compile = argc > 1 && llvm::StringRef(argv[1]) == "compile";
+  std::vector<const char *> args(argv, argv + argc);
+  if (run || compile)
+    args.erase(args.begin() + 1);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(int(args.size()), args.data(),
+                              "attnc: a compiler for attention variants\n\n"
+                              "  attnc [compile] FILE [--emit=ast|attn|tiled|llvm] [-o OUT]\n"
+                              "  attnc run FILE [--sizes=b=2,i=100,...] [--dtype=f32]\n");
+  return run ? runMain() : compileMain();
+}
