@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test job: build attnc, then run every test (lit, GoogleTest unit, CPU numerics) via CTest.
+# GPU tests are labelled and skip themselves without a GPU.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+start=$(date +%s)
+bash "$root/scripts/build.sh" "$build"
+ctest --test-dir "$build" --output-on-failure -j1
+echo "test.sh: done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,160 @@
+// RUN: attnc-opt %s --split-input-file --verify-diagnostics
+
+func.func @head_dim_mismatch(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x32xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'attn.attention' op head dim differs between q (64) and k (32)}}
+  attn.attention %q, %k, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x32xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @group_does_not_divide(%q: memref<1x8x4x16xf32>, %k: memref<1x3x4x16xf32>, %o: memref<1x8x4x16xf32>) {
+  // expected-error @+1 {{query heads (8) must be kv heads (3) times the group (2)}}
+  attn.attention %q, %k, %k -> %o {group = 2 : i64, norm = #attn.norm<none>}
+      : memref<1x8x4x16xf32>, memref<1x3x4x16xf32>, memref<1x3x4x16xf32> -> memref<1x8x4x16xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @group_zero(%q: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{attribute 'group' failed to satisfy constraint: 64-bit signless integer attribute whose minimum value is 1}}
+  attn.attention %q, %q, %q -> %q {group = 0 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @mixed_element_types(%q: memref<?x?x?x?xf16>, %k: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{q, k and v must share one element type, got 'f16', 'bf16', 'bf16'}}
+  attn.attention %q, %k, %k -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf16>, memref<?x?x?x?xbf16>, memref<?x?x?x?xbf16> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @lse_without_softmax(%q: memref<?x?x?x?xf32>, %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{'lse' is only defined for softmax normalisation}}
+  attn.attention %q, %q, %q -> %q, %lse {group = 1 : i64, norm = #attn.norm<sigmoid>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @score_region_signature(%q: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{'score' region must take (b, h, i, j : index, dot : f32)}}
+  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @score_yields_bool(%q: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{'score' region must yield exactly one 'f32'}}
+  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %c = arith.cmpi ule, %j, %i : index
+      attn.yield %c : i1
+    }
+  return
+}
+
+// -----
+
+func.func @mask_yields_float(%q: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{'mask' region must yield exactly one 'i1'}}
+  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %z = arith.constant 0.0 : f32
+      attn.yield %z : f32
+    }
+  return
+}
+
+// -----
+
+func.func @rank3_query(%q: memref<?x?x?xf32>, %k: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{operand #0 must be 4D memref of 32-bit float or 16-bit float or bfloat16 type values}}
+  attn.attention %q, %k, %k -> %k {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @row_stats_mismatch(%s: memref<16x32xf32>, %m: memref<8xf32>) {
+  // expected-error @+1 {{row statistics hold 8 rows but the tile has 16}}
+  attn.tile_row_max %s -> %m : memref<16x32xf32> -> memref<8xf32>
+  return
+}
+
+// -----
+
+func.func @dynamic_tile(%s: memref<?x32xf32>, %m: memref<16xf32>, %l: memref<16xf32>) {
+  // expected-error @+1 {{tile 's' must have a static shape, got 'memref<?x32xf32>'}}
+  attn.tile_exp_sum %s, %m -> %l : memref<?x32xf32>, memref<16xf32> -> memref<16xf32>
+  return
+}
+
+// -----
+
+func.func @acc_channels(%p: memref<16x32xf32>, %v: memref<?x?x?x64xf32>, %acc: memref<16x32xf32>, %x: index) {
+  // expected-error @+1 {{accumulator holds 32 value channels but v has 64}}
+  attn.tile_matmul_acc %p, %v[%x, %x, %x] -> %acc : memref<16x32xf32>, memref<?x?x?x64xf32> -> memref<16x32xf32>
+  return
+}
+
+// -----
+
+func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?x64xf32>, %x: index) {
+  // expected-error @+1 {{softmax needs the row statistics l and m; other norms take none}}
+  attn.tile_store %acc -> %o[%x, %x, %x] {norm = #attn.norm<softmax>} : memref<16x64xf32> -> memref<?x?x?x64xf32>
+  return
+}
+
+// -----
+
+func.func @yield_outside(%x: f32) {
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.tile_scores'}}
+  attn.yield %x : f32
+}

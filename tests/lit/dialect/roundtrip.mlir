@@ -1,0 +1,94 @@
+// RUN: attnc-opt %s | attnc-opt | FileCheck %s
+// RUN: attnc-opt %s --mlir-print-op-generic | attnc-opt | FileCheck %s
+
+// CHECK-LABEL: func.func @variant_level
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} -> %{{.*}}, %{{.*}} {group = 2 : i64, norm = #attn.norm<softmax>}
+// CHECK-SAME: memref<?x8x?x64xbf16>, memref<?x4x?x64xbf16>, memref<?x4x?x32xbf16> -> memref<?x8x?x32xbf16>, memref<?x8x?xf32>
+// CHECK: score {
+// CHECK: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[I:.*]]: index, %[[J:.*]]: index, %[[DOT:.*]]: f32):
+// CHECK: attn.yield %{{.*}} : f32
+// CHECK: } mask {
+// CHECK: arith.cmpi ule
+// CHECK: attn.yield %{{.*}} : i1
+func.func @variant_level(%q: memref<?x8x?x64xbf16>, %k: memref<?x4x?x64xbf16>,
+                         %v: memref<?x4x?x32xbf16>, %o: memref<?x8x?x32xbf16>,
+                         %lse: memref<?x8x?xf32>, %slope: memref<8xf32>) {
+  attn.attention %q, %k, %v -> %o, %lse {group = 2 : i64, norm = #attn.norm<softmax>}
+      : memref<?x8x?x64xbf16>, memref<?x4x?x64xbf16>, memref<?x4x?x32xbf16>
+     -> memref<?x8x?x32xbf16>, memref<?x8x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %m = memref.load %slope[%h] : memref<8xf32>
+      %s = arith.mulf %dot, %m : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c = arith.cmpi ule, %j, %i : index
+      attn.yield %c : i1
+    }
+  return
+}
+
+// CHECK-LABEL: func.func @no_mask_sigmoid
+// CHECK: attn.attention {{.*}} {group = 1 : i64, norm = #attn.norm<sigmoid>}
+// CHECK-NOT: mask
+func.func @no_mask_sigmoid(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<sigmoid>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// CHECK-LABEL: func.func @tiled_level
+// CHECK: attn.tile_fill %{{.*}}, 0xFF800000 : memref<16xf32>
+// CHECK: attn.tile_scores %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] -> %{{.*}} {fill = 0xFF800000 : f32}
+// CHECK: attn.tile_row_max
+// CHECK: attn.tile_exp_sum
+// CHECK: attn.tile_online_update
+// CHECK: attn.tile_matmul_acc
+// CHECK: attn.tile_store %{{.*}}, %{{.*}}, %{{.*}} -> %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}} {norm = #attn.norm<softmax>}
+// CHECK: attn.tile_store %{{.*}} -> %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] {norm = #attn.norm<relu2>}
+func.func @tiled_level(%q: memref<?x?x?x64xf16>, %o: memref<?x?x?x64xf16>,
+                       %lse: memref<?x?x?xf32>, %x: index) {
+  %s = memref.alloca() : memref<16x32xf32>
+  %m = memref.alloca() : memref<16xf32>
+  %l = memref.alloca() : memref<16xf32>
+  %acc = memref.alloca() : memref<16x64xf32>
+  attn.tile_fill %m, 0xFF800000 : memref<16xf32>
+  attn.tile_scores %q, %q[%x, %x, %x, %x, %x] -> %s {fill = 0xFF800000 : f32}
+      : memref<?x?x?x64xf16>, memref<?x?x?x64xf16> -> memref<16x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  attn.tile_row_max %s -> %m : memref<16x32xf32> -> memref<16xf32>
+  attn.tile_exp_sum %s, %m -> %l : memref<16x32xf32>, memref<16xf32> -> memref<16xf32>
+  attn.tile_online_update %s, %m, %l, %acc
+      : memref<16x32xf32>, memref<16xf32>, memref<16xf32>, memref<16x64xf32>
+  attn.tile_matmul_acc %s, %q[%x, %x, %x] -> %acc
+      : memref<16x32xf32>, memref<?x?x?x64xf16> -> memref<16x64xf32>
+  attn.tile_store %acc, %l, %m -> %o[%x, %x, %x], %lse {norm = #attn.norm<softmax>}
+      : memref<16x64xf32>, memref<16xf32>, memref<16xf32> -> memref<?x?x?x64xf16>, memref<?x?x?xf32>
+  attn.tile_store %acc -> %o[%x, %x, %x] {norm = #attn.norm<relu2>}
+      : memref<16x64xf32> -> memref<?x?x?x64xf16>
+  return
+}
+
+// A dynamic value dim gives an accumulator with dynamic columns; its rows stay static.
+// CHECK-LABEL: func.func @dynamic_value_channels
+// CHECK: attn.tile_online_update {{.*}} : memref<16x32xf32>, memref<16xf32>, memref<16xf32>, memref<16x?xf32>
+// CHECK: attn.tile_store {{.*}} : memref<16x?xf32>, memref<16xf32>, memref<16xf32> -> memref<?x?x?x?xf32>
+func.func @dynamic_value_channels(%o: memref<?x?x?x?xf32>, %x: index) {
+  %s = memref.alloca() : memref<16x32xf32>
+  %m = memref.alloca() : memref<16xf32>
+  %l = memref.alloca() : memref<16xf32>
+  %acc = memref.alloca(%x) : memref<16x?xf32>
+  attn.tile_online_update %s, %m, %l, %acc
+      : memref<16x32xf32>, memref<16xf32>, memref<16xf32>, memref<16x?xf32>
+  attn.tile_store %acc, %l, %m -> %o[%x, %x, %x] {norm = #attn.norm<softmax>}
+      : memref<16x?xf32>, memref<16xf32>, memref<16xf32> -> memref<?x?x?x?xf32>
+  return
+}

@@ -1,0 +1,162 @@
+// Every spec in specs/ compiled for the CPU back end and run on random inputs against the float64
+// reference interpreter: several shapes (ragged, q_len != kv_len, a single key, exact tile
+// multiples), several tilings, with and without attn-online-softmax.
+#include "codegen/cpu/CPUExecutor.h"
+#include "compiler/Compiler.h"
+#include "compiler/pipeline/HostRun.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace attnc;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string readText(const fs::path &path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> specNames() {
+  std::vector<std::string> names;
+  for (const auto &entry : fs::directory_iterator(fs::path(ATTNC_SOURCE_DIR) / "specs"))
+    if (entry.path().extension() == ".attn")
+      names.push_back(entry.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+struct Tiling {
+  const char *name;
+  PipelineOptions options;
+};
+
+const Tiling tilings[] = {
+    {"online_64x64", {64, 64, true}},
+    {"twopass_64x64", {64, 64, false}},
+    {"online_16x32", {16, 32, true}},
+    {"online_1x7", {1, 7, true}},
+};
+
+/// Shapes over the sequence dims (the other dims take HostRun's defaults).
+const char *shapes[] = {"", "i=1,j=1", "i=64,j=64", "i=130,j=65", "i=5,j=300"};
+
+/// Compiles `text` at f32 for the host; fails the test with the diagnostic otherwise.
+std::unique_ptr<CPUModule> compileF32(Compiler &compiler, const std::string &path,
+                                      const std::string &text, const PipelineOptions &pipeline) {
+  CompileOptions options;
+  options.pipeline = pipeline;
+  options.dtypeOverride = DType::F32;
+  Diagnostic diag;
+  if (!compiler.loadSpec(path, text, diag) || !compiler.lowerToAttn(options, diag) ||
+      !compiler.lowerTo(Stage::LLVM, options, diag)) {
+    ADD_FAILURE() << diag.render(text);
+    return nullptr;
+  }
+  auto module = compiler.loadOnCPU(diag);
+  if (!module)
+    ADD_FAILURE() << diag.render(text);
+  return module;
+}
+
+/// Renames sequence dims i/j of the shape list to the spec's own names.
+std::vector<std::pair<std::string, int64_t>> seqSizes(const Variant &v, const std::string &shape) {
+  std::vector<std::pair<std::string, int64_t>> parsed, out;
+  std::string error;
+  EXPECT_TRUE(parseSizeList(shape, parsed, error)) << error;
+  for (auto &[name, size] : parsed)
+    out.emplace_back(v.dims[name == "i" ? v.qSeqDim : v.kvSeqDim].name, size);
+  return out;
+}
+
+class SpecNumerics : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(SpecNumerics, MatchesFloat64Reference) {
+  const auto &[spec, tilingIndex] = GetParam();
+  const Tiling &tiling = tilings[tilingIndex];
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (spec + ".attn");
+  Compiler compiler;
+  auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
+  ASSERT_TRUE(module);
+  for (const Variant &v : compiler.spec().variants) {
+    for (const char *shape : shapes) {
+      RunConfig config;
+      config.sizes = seqSizes(v, shape);
+      config.seed = std::hash<std::string>()(spec + shape) & 0xffff;
+      RunReport r;
+      std::string error;
+      ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
+      SCOPED_TRACE(spec + " " + tiling.name + " " + r.describeSizes(v));
+      EXPECT_EQ(r.unwritten, 0);
+      EXPECT_LE(r.relError, 1e-5);  // NaN fails too
+      if (v.norm == Norm::Softmax) {
+        EXPECT_TRUE(r.lseInfMatches);
+        EXPECT_LE(r.lseRelError, 1e-5);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Specs, SpecNumerics,
+    ::testing::Combine(::testing::ValuesIn(specNames()),
+                       ::testing::Range(0, int(std::size(tilings)))),
+    [](const auto &info) {
+      return std::get<0>(info.param) + "_" + tilings[std::get<1>(info.param)].name;
+    });
+
+/// The declared bf16 dtypes: inputs rounded to bf16, f32 arithmetic, output rounded to bf16.
+TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
+  for (const std::string &spec : specNames()) {
+    fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (spec + ".attn");
+    std::string text = readText(path);
+    Compiler compiler;
+    Diagnostic diag;
+    CompileOptions options;
+    ASSERT_TRUE(compiler.loadSpec(path.string(), text, diag) &&
+                compiler.lowerToAttn(options, diag) && compiler.lowerTo(Stage::LLVM, options, diag))
+        << diag.render(text);
+    auto module = compiler.loadOnCPU(diag);
+    ASSERT_TRUE(module) << diag.render(text);
+    for (const Variant &v : compiler.spec().variants) {
+      RunReport r;
+      std::string error;
+      ASSERT_TRUE(runAndCheck(*module, v, RunConfig(), r, error)) << error;
+      double tol = v.output.resolvedDType == DType::F32 ? 1e-5 : 1e-2;
+      EXPECT_LE(r.relError, tol) << spec;
+    }
+  }
+}
+
+/// The check itself must be able to fail: a causal kernel judged against the full-attention
+/// reference of the same shapes is far off.
+TEST(SpecNumericsSensitivity, DetectsAWrongKernel) {
+  const char *causal = R"(variant x {
+    dims b, h, i, j, d, dv
+    input q[b, h, i, d], k[b, h, j, d], v[b, h, j, dv]
+    score s = dot(q, k) * rsqrt(d)
+    mask j <= i
+    output o[b, h, i, dv] = attend(s, v)
+  })";
+  std::string full = causal;
+  full.replace(full.find("mask j <= i"), 11, "");
+  Compiler kernel, reference;
+  auto module = compileF32(kernel, "causal.attn", causal, {});
+  ASSERT_TRUE(module);
+  SpecFile fullSpec;
+  Diagnostic diag;
+  ASSERT_TRUE(loadSpec("full.attn", full, fullSpec, diag)) << diag.render(full);
+  RunReport r;
+  std::string error;
+  ASSERT_TRUE(runAndCheck(*module, fullSpec.variants[0], RunConfig(), r, error)) << error;
+  EXPECT_GT(r.relError, 1e-2);
+}
+
+}  // namespace
