@@ -50,7 +50,7 @@ size_t editDistance(const std::string &a, const std::string &b) {
   return row[b.size()];
 }
 
-} // namespace
+}  // namespace
 
 const char *dtypeName(DType t) {
   switch (t) {
@@ -134,4 +134,4 @@ std::string orElse(const std::string &text, const std::string &fallback) {
   return text.empty() ? fallback : text;
 }
 
-} // namespace attnc
+}  // namespace attnc

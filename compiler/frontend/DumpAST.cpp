@@ -65,7 +65,7 @@ std::string formatFloat(double x) {
   double magnitude = std::fabs(x);
   bool fixed = magnitude == 0 || (magnitude >= 1e-4 && magnitude < 1e16);
   std::string s = shortest(fixed ? "%.*f" : "%.*g", x);
-  if (s.find_first_of(".en") == std::string::npos) // 'n': inf and nan
+  if (s.find_first_of(".en") == std::string::npos)  // 'n': inf and nan
     s += ".0";
   return s;
 }
@@ -101,7 +101,7 @@ public:
     if (e.type != ValueType::Int)
       return print(e);
     std::string inner = print(e);
-    if (e.kind == Expr::Kind::Binary || e.kind == Expr::Kind::Unary) // float(j - i)
+    if (e.kind == Expr::Kind::Binary || e.kind == Expr::Kind::Unary)  // float(j - i)
       inner = inner.substr(1, inner.size() - 2);
     return "float(" + inner + ")";
   }
@@ -184,7 +184,7 @@ void dumpVariant(const Variant &v, std::string &out) {
   }
   for (const TensorDecl &p : v.params)
     out += "  param " + tensorText(p) + "\n";
-  for (const ScoreDecl &s : v.scores) // the score's int value is promoted to float
+  for (const ScoreDecl &s : v.scores)  // the score's int value is promoted to float
     out += "  score " + s.name + " : float = " + printer.asFloat(*s.expr) + "\n";
   if (v.mask)
     out += std::string("  mask : ") + valueTypeName(v.mask->type) + " = " + printer.print(*v.mask) +
@@ -195,7 +195,7 @@ void dumpVariant(const Variant &v, std::string &out) {
   out += "  group " + std::to_string(v.group) + "\n";
 }
 
-} // namespace
+}  // namespace
 
 std::string dumpAST(const SpecFile &file) {
   std::string out;
@@ -204,4 +204,4 @@ std::string dumpAST(const SpecFile &file) {
   return out;
 }
 
-} // namespace attnc
+}  // namespace attnc

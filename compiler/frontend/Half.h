@@ -40,15 +40,15 @@ template <int ExpBits, int MantBits> uint16_t encode(double x) {
   int dexp = int((bits >> 52) & 0x7ff);
   uint64_t frac = bits & ((uint64_t(1) << 52) - 1);
   uint16_t infBits = uint16_t(maxExp << MantBits);
-  if (dexp == 0x7ff) // inf or NaN
+  if (dexp == 0x7ff)  // inf or NaN
     return frac ? uint16_t(sign | infBits | (1u << (MantBits - 1))) : uint16_t(sign | infBits);
-  if (dexp == 0) // zero or a double subnormal: far below the smallest target subnormal
+  if (dexp == 0)  // zero or a double subnormal: far below the smallest target subnormal
     return sign;
-  uint64_t mant = frac | (uint64_t(1) << 52); // value = mant * 2^(dexp - 1075)
-  int e = dexp - 1023 + bias;                 // target biased exponent
+  uint64_t mant = frac | (uint64_t(1) << 52);  // value = mant * 2^(dexp - 1075)
+  int e = dexp - 1023 + bias;                  // target biased exponent
   if (e >= 1) {
     uint64_t m = shiftRoundEven(mant, 52 - MantBits);
-    if (m >> (MantBits + 1)) { // rounding carried into a new binade
+    if (m >> (MantBits + 1)) {  // rounding carried into a new binade
       m >>= 1;
       ++e;
     }
@@ -77,16 +77,16 @@ template <int ExpBits, int MantBits> double decode(uint16_t h) {
   return negative ? -mag : mag;
 }
 
-} // namespace half_detail
+}  // namespace half_detail
 
 inline uint16_t f16FromDouble(double x) { return half_detail::encode<5, 10>(x); }
 inline uint16_t f16FromFloat(float x) { return f16FromDouble(x); }
 inline double f16ToDouble(uint16_t h) { return half_detail::decode<5, 10>(h); }
-inline float f16ToFloat(uint16_t h) { return float(f16ToDouble(h)); } // exact
+inline float f16ToFloat(uint16_t h) { return float(f16ToDouble(h)); }  // exact
 
 inline uint16_t bf16FromDouble(double x) { return half_detail::encode<8, 7>(x); }
 inline uint16_t bf16FromFloat(float x) { return bf16FromDouble(x); }
 inline double bf16ToDouble(uint16_t h) { return half_detail::decode<8, 7>(h); }
-inline float bf16ToFloat(uint16_t h) { return float(bf16ToDouble(h)); } // exact
+inline float bf16ToFloat(uint16_t h) { return float(bf16ToDouble(h)); }  // exact
 
-} // namespace attnc
+}  // namespace attnc

@@ -74,7 +74,7 @@ private:
       char c = peek();
       if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
         advance();
-      } else if (c == '#') { // comments may hold any bytes, up to the end of the line
+      } else if (c == '#') {  // comments may hold any bytes, up to the end of the line
         while (!atEnd() && peek() != '\n')
           advance();
       } else {
@@ -91,7 +91,7 @@ private:
     return t;
   }
 
-  /// Consumes the characters from t.offset to the current position into t.
+  /// Gives t the length and spelling of the characters from t.offset to the current position.
   Token finish(Token t) const {
     t.length = uint32_t(pos_ - t.offset);
     if (t.kind != Token::Kind::Error)
@@ -210,7 +210,7 @@ private:
   }
 };
 
-} // namespace
+}  // namespace
 
 bool isStatementKeyword(const std::string &word) {
   for (const char *k : kStatementKeywords)
@@ -227,4 +227,4 @@ std::string describeToken(const Token &t) {
   return "'" + t.text + "'";
 }
 
-} // namespace attnc
+}  // namespace attnc

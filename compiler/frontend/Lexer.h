@@ -14,20 +14,20 @@ namespace attnc {
 
 struct Token {
   enum class Kind {
-    Ident,   // [A-Za-z_][A-Za-z0-9_]*, not reserved
-    Keyword, // a reserved word (text)
-    Int,     // intValue
-    Float,   // floatValue
-    Punct,   // operator or bracket (text)
+    Ident,    // [A-Za-z_][A-Za-z0-9_]*, not reserved
+    Keyword,  // a reserved word (text)
+    Int,      // intValue
+    Float,    // floatValue
+    Punct,    // operator or bracket (text)
     Eof,
-    Error, // text = message, hint = hint
+    Error,  // text = message, hint = hint
   };
   Kind kind = Kind::Eof;
-  std::string text; // the spelling; for Error the message
-  std::string hint; // Error only
+  std::string text;  // the spelling; for Error the message
+  std::string hint;  // Error only
   SourceLoc loc;
-  size_t offset = 0;   // byte offset of the first character
-  uint32_t length = 1; // characters covered
+  size_t offset = 0;    // byte offset of the first character
+  uint32_t length = 1;  // characters covered
   int64_t intValue = 0;
   double floatValue = 0;
 
@@ -44,4 +44,4 @@ std::vector<Token> tokenize(const std::string &text);
 /// How a token is named in messages: its spelling, or "end of file".
 std::string describeToken(const Token &t);
 
-} // namespace attnc
+}  // namespace attnc

@@ -26,7 +26,7 @@ ExprPtr makeExpr(Expr::Kind kind, const Token &at) {
   return e;
 }
 
-} // namespace
+}  // namespace
 
 Parser::Parser(const std::string &path, const std::string &text, Diagnostic &diag)
     : path_(path), text_(text), diag_(diag), tokens_(tokenize(text)) {
@@ -55,8 +55,8 @@ bool Parser::accept(const char *punct) {
   return true;
 }
 
-/// Reports an error. Parsing only fails on an unexpected current token, so when that token is
-/// a lexical error, the lexical error is the real cause and is reported instead.
+/// Reports an error. Every parse error is found while looking at the current token, so when
+/// that token is a lexical error, the lexical error is the cause and is reported instead.
 bool Parser::fail(SourceLoc loc, uint32_t length, std::string message, std::string hint) {
   const Token &t = cur();
   if (t.kind == Token::Kind::Error) {
@@ -119,7 +119,7 @@ bool Parser::parseFile(SpecFile &out) {
 }
 
 bool Parser::parseVariant(Variant &v) {
-  take(); // 'variant'
+  take();  // 'variant'
   if (!expectName(v.name, v.loc, "a variant name"))
     return false;
   if (!cur().isPunct("{"))
@@ -136,7 +136,7 @@ bool Parser::parseVariant(Variant &v) {
     if (!parseStatement(v))
       return false;
   }
-  take(); // '}'
+  take();  // '}'
   return true;
 }
 
@@ -181,7 +181,7 @@ bool Parser::parseStatement(Variant &v) {
 }
 
 bool Parser::parseDims(Variant &v) {
-  take(); // 'dims'
+  take();  // 'dims'
   do {
     v.dims.emplace_back();
     if (!parseDimDecl(v.dims.back()))
@@ -267,7 +267,7 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
 }
 
 bool Parser::parseScore(Variant &v) {
-  take(); // 'score'
+  take();  // 'score'
   ScoreDecl s;
   if (!expectName(s.name, s.loc, "a score name"))
     return false;
@@ -291,7 +291,7 @@ bool Parser::parseMask(Variant &v) {
 bool Parser::parseNorm(Variant &v) {
   if (v.normLoc.line != 0)
     return fail(cur(), "duplicate 'norm' statement", "a variant has one norm");
-  take(); // 'norm'
+  take();  // 'norm'
   const Token &t = cur();
   if (t.kind != Token::Kind::Ident)
     return fail(t, "expected a norm after 'norm', got " + describeToken(t),
@@ -311,7 +311,7 @@ bool Parser::parseNorm(Variant &v) {
 bool Parser::parseOutput(Variant &v) {
   if (v.hasOutput)
     return fail(cur(), "duplicate 'output' statement", "a variant has one output");
-  take(); // 'output'
+  take();  // 'output'
   if (!parseTensor(v.output, "output", false))
     return false;
   if (!expectPunct("=", "after the output tensor '" + v.output.name + "'"))
@@ -519,7 +519,7 @@ ExprPtr Parser::parseNamed(int &height) {
   if (kind == Expr::Kind::Ident)
     return e;
   const char *close = kind == Expr::Kind::Index ? "]" : ")";
-  take(); // '[' or '('
+  take();  // '[' or '('
   if (!parseArgs(*e, close, height))
     return nullptr;
   setSpan(*e, name.offset);
@@ -546,4 +546,4 @@ bool parseSpec(const std::string &path, const std::string &text, SpecFile &out, 
   return Parser(path, text, diag).parseFile(out);
 }
 
-} // namespace attnc
+}  // namespace attnc

@@ -24,9 +24,9 @@ private:
   Diagnostic &diag_;
   std::vector<Token> tokens_;
   size_t pos_ = 0;
-  size_t prevEnd_ = 0;             // byte offset just past the last consumed token
-  int depth_ = 0;                  // current expression recursion depth
-  std::vector<size_t> lineStarts_; // byte offset of each line, to turn a SourceLoc into an offset
+  size_t prevEnd_ = 0;              // byte offset just past the last consumed token
+  int depth_ = 0;                   // current expression recursion depth
+  std::vector<size_t> lineStarts_;  // byte offset of each line, to turn a SourceLoc into an offset
 
   const Token &cur() const { return tokens_[pos_]; }
   Token take();
@@ -40,7 +40,7 @@ private:
   bool parseStatement(Variant &v);
   bool parseDims(Variant &v);
   bool parseDimDecl(DimDecl &d);
-  bool parseTensor(TensorDecl &t, const char *what, bool rank0Allowed); // what: input/param/output
+  bool parseTensor(TensorDecl &t, const char *what, bool rank0Allowed);  // what: input/param/output
   bool parseDType(std::optional<DType> &dtype);
   bool parseScore(Variant &v);
   bool parseMask(Variant &v);
@@ -84,4 +84,4 @@ std::string didYouMean(const std::string &name, const std::vector<std::string> &
 /// The source text at [loc, loc + length), cut at the end of loc's line.
 std::string sourceSnippet(const std::string &text, SourceLoc loc, uint32_t length);
 
-} // namespace attnc
+}  // namespace attnc

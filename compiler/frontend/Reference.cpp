@@ -30,7 +30,7 @@ int32_t toInt32(double value) {
   return int32_t(r);
 }
 
-} // namespace
+}  // namespace
 
 double HostTensor::load(const std::vector<int64_t> &idx) const {
   int64_t o = elementOffset(*this, idx);
@@ -93,7 +93,7 @@ int64_t intArith(const std::string &op, int64_t a, int64_t b) {
     return int64_t(ua * ub);
   if (b == 0)
     return 0;
-  if (b == -1) // INT64_MIN / -1 overflows: wrap like the other operators
+  if (b == -1)  // INT64_MIN / -1 overflows: wrap like the other operators
     return op == "/" ? int64_t(0 - ua) : 0;
   return op == "/" ? a / b : a % b;
 }
@@ -107,7 +107,7 @@ double floatArith(const std::string &op, double a, double b) {
     return a * b;
   if (op == "/")
     return a / b;
-  return std::fmod(a, b); // C semantics: the sign of the dividend, like int %
+  return std::fmod(a, b);  // C semantics: the sign of the dividend, like int %
 }
 
 template <typename T> bool compare(const std::string &op, T a, T b) {
@@ -127,11 +127,11 @@ template <typename T> bool compare(const std::string &op, T a, T b) {
 class Evaluator {
 public:
   Evaluator(const Variant &v, const DimSizes &sizes, const std::vector<HostTensor> &params)
-      : v_(v), sizes_(sizes), params_(params), iter_(v.dims.size(), 0) {}
+      : sizes_(sizes), params_(params), iter_(v.dims.size(), 0) {}
 
   /// Current index of every iteration dim (others stay 0 and are never read).
   std::vector<int64_t> &iter() { return iter_; }
-  double dot = 0; // dot(q, k) at the current (b, h, i, j)
+  double dot = 0;  // dot(q, k) at the current (b, h, i, j)
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -151,7 +151,6 @@ public:
   }
 
 private:
-  const Variant &v_;
   const DimSizes &sizes_;
   const std::vector<HostTensor> &params_;
   std::vector<int64_t> iter_;
@@ -170,7 +169,7 @@ private:
     case Expr::Res::None:
       break;
     }
-    return intValue(0); // unreachable for a checked AST
+    return intValue(0);  // unreachable for a checked AST
   }
 
   Value paramLoad(const Expr &e) const {
@@ -220,7 +219,7 @@ private:
     case Builtin::Select:
       return as(e.type, a[0].i ? a[1] : a[2]);
     default:
-      return intValue(0); // Size is a DimSize and Attend is not evaluated here
+      return intValue(0);  // Size is a DimSize and Attend is not evaluated here
     }
   }
 
@@ -238,7 +237,7 @@ private:
       return boolValue(l.i && r.i);
     if (op == "||")
       return boolValue(l.i || r.i);
-    if (e.type == ValueType::Bool) { // a comparison: in int64 if both sides are ints
+    if (e.type == ValueType::Bool) {  // a comparison: in int64 if both sides are ints
       bool ints = l.type == ValueType::Int && r.type == ValueType::Int;
       return boolValue(ints ? compare(op, l.i, r.i) : compare(op, l.real(), r.real()));
     }
@@ -274,7 +273,7 @@ double normWeight(Norm norm, double s) {
   case Norm::Softmax:
     break;
   }
-  return 0; // softmax is handled by the caller
+  return 0;  // softmax is handled by the caller
 }
 
 /// Computes one output row (b, h, i) at a time.
@@ -293,13 +292,13 @@ public:
     std::vector<int64_t> &iter = ev_.iter();
     iter[v_.batchDim] = b;
     iter[v_.kvHeadDim] = hk;
-    iter[v_.qHeadDim] = h; // after kvHeadDim: for MHA they are the same dim
+    iter[v_.qHeadDim] = h;  // after kvHeadDim: for MHA they are the same dim
     iter[v_.qSeqDim] = i;
     bool any = scores(b, h, hk, i);
     std::vector<double> w(s_.size(), 0.0);
     double divisor = 1, lse = 0;
     if (v_.norm == Norm::Softmax) {
-      if (!any) // every key masked: the output row stays 0
+      if (!any)  // every key masked: the output row stays 0
         return -INFINITY;
       double m = -INFINITY;
       for (size_t j = 0; j < s_.size(); ++j)
@@ -331,8 +330,8 @@ private:
   const HostTensor &q_, &k_, &val_;
   const std::vector<int> pq_, pk_, pv_;
   Evaluator ev_;
-  std::vector<double> s_;     // score of each key of the current row
-  std::vector<bool> allowed_; // mask of each key of the current row
+  std::vector<double> s_;      // score of each key of the current row
+  std::vector<bool> allowed_;  // mask of each key of the current row
 
   /// Fills s_ and allowed_ for the current row; returns whether any key is allowed.
   bool scores(int64_t b, int64_t h, int64_t hk, int64_t i) {
@@ -353,7 +352,7 @@ private:
   }
 };
 
-} // namespace
+}  // namespace
 
 void referenceForward(const Variant &v, const DimSizes &sizes,
                       const std::vector<HostTensor> &inputs, const std::vector<HostTensor> &params,
@@ -374,4 +373,4 @@ void referenceForward(const Variant &v, const DimSizes &sizes,
       }
 }
 
-} // namespace attnc
+}  // namespace attnc

@@ -56,7 +56,7 @@ const BuiltinInfo *findBuiltin(const std::string &name) {
 
 struct Symbol {
   enum class Kind { Dim, Extent, Input, Param, Score, Output } kind;
-  int index; // into dims (Dim, Extent), inputs, params or scores
+  int index;  // into dims (Dim, Extent), inputs, params or scores
   SourceLoc loc;
 };
 
@@ -108,7 +108,7 @@ private:
   const SpecFile &file_;
   Diagnostic &diag_;
   std::map<std::string, Symbol> symbols_;
-  std::vector<std::optional<int64_t>> staticExtent_; // per dim, when known at compile time
+  std::vector<std::optional<int64_t>> staticExtent_;  // per dim, when known at compile time
 
   bool fail(SourceLoc loc, size_t length, std::string message, std::string hint = "") {
     diag_.file = file_.path;
@@ -278,7 +278,7 @@ private:
 
   bool resolveTensorDims(TensorDecl &t, const char *what) {
     t.dims.clear();
-    t.resolvedDType = t.dtype.value_or(DType::F32); // the output's default is set later
+    t.resolvedDType = t.dtype.value_or(DType::F32);  // the output's default is set later
     for (size_t p = 0; p < t.dimNames.size(); ++p) {
       const std::string &name = t.dimNames[p];
       const Symbol *sym = lookup(name);
@@ -508,7 +508,7 @@ private:
     v_.kvSeqDim = kvSeq;
     v_.dims[batch].role = DimRole::Batch;
     v_.dims[kvHead].role = DimRole::KVHead;
-    v_.dims[qHead].role = DimRole::QHead; // after KVHead: for MHA they are the same dim
+    v_.dims[qHead].role = DimRole::QHead;  // after KVHead: for MHA they are the same dim
     v_.dims[qSeq].role = DimRole::QSeq;
     v_.dims[kvSeq].role = DimRole::KVSeq;
     v_.dims[v_.headDim].role = DimRole::HeadDim;
@@ -630,7 +630,7 @@ private:
     case Symbol::Kind::Dim:
       resolveDim(e, sym->index);
       return true;
-    case Symbol::Kind::Extent: // the extent name stands for the size of its dim
+    case Symbol::Kind::Extent:  // the extent name stands for the size of its dim
       e.res = Expr::Res::DimSize;
       e.dimIndex = sym->index;
       e.type = ValueType::Int;
@@ -728,7 +728,7 @@ private:
       e.res = Expr::Res::Builtin;
       e.builtin = Builtin::Dot;
       e.type = ValueType::Float;
-      return true; // findAttention() checked the arguments
+      return true;  // findAttention() checked the arguments
     }
     if (b->id == Builtin::Attend)
       return fail(e, "attend(...) is only allowed as the whole output expression");
@@ -782,7 +782,7 @@ private:
       return true;
     case Builtin::Select:
       return typeSelect(e);
-    default: // exp log tanh sigmoid sqrt rsqrt relu
+    default:  // exp log tanh sigmoid sqrt rsqrt relu
       if (!requireNumber(*e.args[0], fn))
         return false;
       e.type = ValueType::Float;
@@ -856,7 +856,7 @@ private:
   }
 };
 
-} // namespace
+}  // namespace
 
 std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
   bool querySide = std::find(t.dims.begin(), t.dims.end(), qSeqDim) != t.dims.end();
@@ -928,7 +928,7 @@ bool collectGivenSizes(const Variant &v, const std::vector<std::pair<std::string
   return true;
 }
 
-} // namespace
+}  // namespace
 
 /// Expects a checked variant: derived dims and aliases have their sourceIndex.
 bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, int64_t>> &given,
@@ -977,4 +977,4 @@ bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, 
   return true;
 }
 
-} // namespace attnc
+}  // namespace attnc

@@ -66,7 +66,7 @@ int dimIndex(const Variant &v, const std::string &name) {
   return -1;
 }
 
-} // namespace
+}  // namespace
 
 // ---- lexer ----------------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ TEST(Lexer, TokensCarryLocationAndLength) {
   EXPECT_EQ(t[7].length, 2u);
   EXPECT_EQ(t[8].kind, Token::Kind::Int);
   EXPECT_EQ(t[8].intValue, 12);
-  EXPECT_TRUE(t[9].isPunct("}")); // the comment, with its odd bytes, is skipped
+  EXPECT_TRUE(t[9].isPunct("}"));  // the comment, with its odd bytes, is skipped
   EXPECT_EQ(t[9].loc.line, 3u);
   EXPECT_EQ(t[9].loc.col, 1u);
   EXPECT_EQ(t[10].kind, Token::Kind::Eof);
@@ -165,7 +165,7 @@ TEST(Parser, ParsesTheReferenceExample) {
   EXPECT_EQ(score.kind, Expr::Kind::Binary);
   EXPECT_EQ(score.op, "+");
   EXPECT_EQ(score.loc.col, 15u);
-  EXPECT_EQ(score.length, 41u); // the whole "dot(q, k) * ... (j - i)"
+  EXPECT_EQ(score.length, 41u);  // the whole "dot(q, k) * ... (j - i)"
   EXPECT_EQ(v.mask->op, "<=");
   EXPECT_EQ(v.norm, Norm::Softmax);
   EXPECT_TRUE(v.hasOutput);
@@ -179,7 +179,7 @@ TEST(Parser, Precedence) {
   Diagnostic diag;
   std::string text = "variant t { mask a || b && c < d + e * -f }";
   ASSERT_TRUE(parseSpec("t.attn", text, f, diag)) << diag.render(text);
-  const Expr &m = *f.variants[0].mask; // a || (b && (c < (d + (e * (-f)))))
+  const Expr &m = *f.variants[0].mask;  // a || (b && (c < (d + (e * (-f)))))
   ASSERT_EQ(m.op, "||");
   const Expr &conj = *m.args[1];
   ASSERT_EQ(conj.op, "&&");
@@ -292,7 +292,7 @@ TEST(Diagnostics, RenderFormat) {
                                "                          ^~~~\n"
                                "  hint: did you mean 'slope'?\n");
   Diagnostic noHint{"f.attn", {1, 3}, 10, "bad", ""};
-  EXPECT_EQ(noHint.render("ab"), "f.attn:1:3: error: bad\n  ab\n    ^\n"); // '~' clipped
+  EXPECT_EQ(noHint.render("ab"), "f.attn:1:3: error: bad\n  ab\n    ^\n");  // '~' clipped
   Diagnostic tabs{"f.attn", {1, 3}, 2, "bad", ""};
   EXPECT_EQ(tabs.render("\t\tab\r\n"), "f.attn:1:3: error: bad\n  \t\tab\n  \t\t^~\n");
 }
@@ -323,7 +323,7 @@ TEST(Sema, RolesOfTheReferenceExample) {
   EXPECT_EQ(v.group, 4);
   EXPECT_EQ(v.dims[dimIndex(v, "hk")].role, DimRole::KVHead);
   EXPECT_EQ(v.dims[dimIndex(v, "hk")].sourceIndex, dimIndex(v, "h"));
-  EXPECT_EQ(v.output.resolvedDType, DType::BF16); // defaults to q's dtype
+  EXPECT_EQ(v.output.resolvedDType, DType::BF16);  // defaults to q's dtype
   EXPECT_EQ(v.inputs[2].dims, (std::vector<int>{0, 2, 4, 6}));
   EXPECT_EQ(v.canonicalPerm(v.inputs[0]), (std::vector<int>{0, 1, 2, 3}));
 }
@@ -370,12 +370,12 @@ TEST(Sema, ResolvesExpressions) {
                            "j <= i || j < prefix[b]", "t, slope[h] : bf16, prefix[b] : i32"),
                    f));
   const Variant &v = f.variants[0];
-  const Expr &score = *v.scores[0].expr; // ((dot * t) + size) + (slope[h] * (j - d))
+  const Expr &score = *v.scores[0].expr;  // ((dot * t) + size) + (slope[h] * (j - d))
   EXPECT_EQ(score.type, ValueType::Float);
   const Expr &dot = *score.args[0]->args[0]->args[0];
   EXPECT_EQ(dot.res, Expr::Res::Builtin);
   EXPECT_EQ(dot.builtin, Builtin::Dot);
-  const Expr &t = *score.args[0]->args[0]->args[1]; // a rank-0 param becomes an Index
+  const Expr &t = *score.args[0]->args[0]->args[1];  // a rank-0 param becomes an Index
   EXPECT_EQ(t.kind, Expr::Kind::Index);
   EXPECT_EQ(t.res, Expr::Res::ParamLoad);
   EXPECT_EQ(t.paramIndex, 0);
@@ -392,8 +392,8 @@ TEST(Sema, ResolvesExpressions) {
   EXPECT_EQ(slope.args[0]->dimIndex, dimIndex(v, "h"));
   const Expr &diff = *score.args[1]->args[1];
   EXPECT_EQ(diff.type, ValueType::Int);
-  EXPECT_EQ(diff.args[0]->res, Expr::Res::IterIndex); // j: an iteration dim
-  EXPECT_EQ(diff.args[1]->res, Expr::Res::DimSize);   // d: the head dim's extent
+  EXPECT_EQ(diff.args[0]->res, Expr::Res::IterIndex);  // j: an iteration dim
+  EXPECT_EQ(diff.args[1]->res, Expr::Res::DimSize);    // d: the head dim's extent
   const Expr &prefix = *v.mask->args[1]->args[1];
   EXPECT_EQ(prefix.type, ValueType::Int);
   EXPECT_EQ(v.mask->type, ValueType::Bool);
@@ -516,9 +516,9 @@ TEST(Half, KnownValues) {
   EXPECT_EQ(f16FromDouble(-2.0), 0xc000);
   EXPECT_EQ(f16FromDouble(65504.0), 0x7bff);
   EXPECT_EQ(f16FromDouble(65519.99), 0x7bff);
-  EXPECT_EQ(f16FromDouble(65520.0), 0x7c00); // the tie rounds to even: infinity
+  EXPECT_EQ(f16FromDouble(65520.0), 0x7c00);  // the tie rounds to even: infinity
   EXPECT_EQ(f16FromDouble(std::ldexp(1.0, -24)), 0x0001);
-  EXPECT_EQ(f16FromDouble(std::ldexp(1.0, -25)), 0x0000); // tie between 0 and 1: even
+  EXPECT_EQ(f16FromDouble(std::ldexp(1.0, -25)), 0x0000);  // tie between 0 and 1: even
   EXPECT_EQ(f16FromDouble(std::ldexp(1.5, -25)), 0x0001);
   EXPECT_EQ(f16FromDouble(-0.0), 0x8000);
   EXPECT_EQ(f16FromDouble(INFINITY), 0x7c00);
@@ -527,10 +527,10 @@ TEST(Half, KnownValues) {
   EXPECT_EQ(f16ToDouble(0x3555), 0.25 + 0x155 * std::ldexp(1.0, -12));
   EXPECT_EQ(bf16FromDouble(1.0), 0x3f80);
   EXPECT_EQ(bf16FromFloat(3.0e38f), 0x7f62);
-  EXPECT_EQ(bf16FromDouble(3.4e38), 0x7f80);          // above the largest bf16: rounds to infinity
-  EXPECT_EQ(bf16FromDouble(1.0 + 1.0 / 256), 0x3f80); // tie: to even
-  EXPECT_EQ(bf16FromDouble(1.0 + 3.0 / 256), 0x3f82); // tie: to even
-  EXPECT_EQ(bf16FromDouble(std::ldexp(1.0, -133)), 0x0001); // the smallest subnormal
+  EXPECT_EQ(bf16FromDouble(3.4e38), 0x7f80);           // above the largest bf16: rounds to infinity
+  EXPECT_EQ(bf16FromDouble(1.0 + 1.0 / 256), 0x3f80);  // tie: to even
+  EXPECT_EQ(bf16FromDouble(1.0 + 3.0 / 256), 0x3f82);  // tie: to even
+  EXPECT_EQ(bf16FromDouble(std::ldexp(1.0, -133)), 0x0001);  // the smallest subnormal
   EXPECT_TRUE(std::isnan(bf16ToDouble(bf16FromDouble(-NAN))));
   EXPECT_EQ(f16ToFloat(f16FromFloat(0.1f)), float(f16ToDouble(0x2e66)));
 }
@@ -547,10 +547,10 @@ void checkAllValues(uint16_t (*encode)(double), double (*decode)(uint16_t), uint
       continue;
     }
     ASSERT_EQ(encode(x), h) << std::hex << bits;
-    double next = decode(uint16_t(h + 1));           // the next value away from zero
-    if ((h & 0x7fff) >= infBits || std::isinf(next)) // rounding to infinity: see KnownValues
+    double next = decode(uint16_t(h + 1));            // the next value away from zero
+    if ((h & 0x7fff) >= infBits || std::isinf(next))  // rounding to infinity: see KnownValues
       continue;
-    double mid = (x + next) / 2; // exact in double
+    double mid = (x + next) / 2;  // exact in double
     uint16_t even = (h & 1) ? uint16_t(h + 1) : h;
     ASSERT_EQ(encode(mid), even) << std::hex << bits;
     ASSERT_EQ(encode(std::nextafter(mid, x)), h) << std::hex << bits;
@@ -558,7 +558,7 @@ void checkAllValues(uint16_t (*encode)(double), double (*decode)(uint16_t), uint
   }
 }
 
-} // namespace
+}  // namespace
 
 TEST(Half, RoundsToNearestEvenExhaustively) {
   checkAllValues(f16FromDouble, f16ToDouble, 0x7c00);
@@ -576,17 +576,17 @@ TEST(HostTensor, LoadStoreEveryDType) {
     t.dtype = types[n];
     t.data = data[n];
     t.sizes = {2, 3};
-    t.strides = {1, 2}; // column-major storage
+    t.strides = {1, 2};  // column-major storage
     t.store({1, 2}, 2.5);
     t.store({0, 1}, -3.25);
-    EXPECT_EQ(t.load({1, 2}), types[n] == DType::I32 ? 2.0 : 2.5); // ties to even
+    EXPECT_EQ(t.load({1, 2}), types[n] == DType::I32 ? 2.0 : 2.5);  // ties to even
     EXPECT_EQ(t.load({0, 1}), types[n] == DType::I32 ? -3.0 : -3.25);
     EXPECT_EQ(t.load({0, 0}), 0.0);
   }
   EXPECT_EQ(f32[5], 2.5f);
   EXPECT_EQ(f16[5], f16FromDouble(2.5));
   HostTensor t{DType::BF16, bf16, {1}, {1}};
-  t.store({0}, 1.0 + 1.0 / 128 + 1.0 / 1024); // rounds to bf16
+  t.store({0}, 1.0 + 1.0 / 128 + 1.0 / 1024);  // rounds to bf16
   EXPECT_EQ(t.load({0}), 1.0 + 1.0 / 128);
 }
 
@@ -647,7 +647,7 @@ DimSizes sizesOf(const Variant &v, const std::vector<std::pair<std::string, int6
   return sizes;
 }
 
-} // namespace
+}  // namespace
 
 /// (a) plain MHA against the textbook formula, computed the other way round (normalised
 /// probabilities first).
@@ -803,7 +803,7 @@ TEST(Reference, FullyMaskedRow) {
   referenceForward(v, sizes, {q.view(), k.view(), val.view()}, {start.view()}, out, &lse);
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t i = 0; i < I; ++i) {
-      int64_t first = b == 0 ? 0 : 2; // keys first <= j < i are allowed
+      int64_t first = b == 0 ? 0 : 2;  // keys first <= j < i are allowed
       const double *row = &out[(b * I + i) * D];
       if (first >= i) {
         EXPECT_EQ(lse[b * I + i], -INFINITY) << b << " " << i;
@@ -813,7 +813,7 @@ TEST(Reference, FullyMaskedRow) {
         continue;
       }
       EXPECT_TRUE(std::isfinite(lse[b * I + i])) << b << " " << i;
-      if (i == first + 1) { // exactly one key allowed: the output is that key's value
+      if (i == first + 1) {  // exactly one key allowed: the output is that key's value
         for (int64_t d = 0; d < D; ++d) {
           EXPECT_DOUBLE_EQ(row[d], val.at({b, 0, first, d}));
         }
@@ -833,7 +833,7 @@ TEST(Reference, IntArithmetic) {
   val.fill([](const std::vector<int64_t> &) { return 1.0; });
   std::vector<double> out;
   referenceForward(v, sizes, {q.view(), k.view(), val.view()}, {}, out, nullptr);
-  const double expected[4] = {-1 - 1, -1 - 1, 0 - 1, 0 - 1}; // (i - 3) / 2 and -7 % 3 == -1
+  const double expected[4] = {-1 - 1, -1 - 1, 0 - 1, 0 - 1};  // (i - 3) / 2 and -7 % 3 == -1
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(out[i], expected[i]) << i;
 }
