@@ -3,6 +3,7 @@
 #include "compiler/Compiler.h"
 
 #include "codegen/cpu/CPUExecutor.h"
+#include "codegen/cuda/Passes.h"
 #include "compiler/Registration.h"
 #include "compiler/lowering/ASTToAttn.h"
 
@@ -52,11 +53,13 @@ Stage detectStage(mlir::ModuleOp module) {
   Stage stage = Stage::LLVM;
   module.walk([&](mlir::Operation *op) {
     llvm::StringRef ns = op->getDialect() ? op->getDialect()->getNamespace() : "";
-    if (op->getName().getStringRef() == "attn.attention")
+    if (op->getName().getStringRef() == "gpu.binary")
+      stage = Stage::PTX;
+    else if (op->getName().getStringRef() == "attn.attention")
       stage = Stage::Attn;
     else if (ns == "attn" && stage != Stage::Attn)
       stage = Stage::Tiled;
-    else if (ns != "llvm" && ns != "builtin" && stage == Stage::LLVM)
+    else if (ns != "llvm" && ns != "builtin" && ns != "gpu" && stage == Stage::LLVM)
       stage = Stage::Tiled;
   });
   return stage;
@@ -85,7 +88,43 @@ bool Compiler::loadSpec(const std::string &path, const std::string &text, Diagno
   return attnc::loadSpec(path, text, file, diag);
 }
 
+bool Compiler::applyStaticDims(const CompileOptions &options, Diagnostic &diag) {
+  for (const auto &[name, size] : options.staticDims) {
+    bool found = false;
+    for (Variant &v : file.variants)
+      for (DimDecl &d : v.dims) {
+        if (d.name != name)
+          continue;
+        found = true;
+        diag = Diagnostic{file.path, d.loc, uint32_t(d.name.size()), "", ""};
+        if (size < 1) {
+          diag.message = "--set " + name + "=" + std::to_string(size) + ": extents must be >= 1";
+          return false;
+        }
+        if (d.kind == DimDecl::Kind::Derived || d.kind == DimDecl::Kind::Alias) {
+          diag.message = "--set " + name + ": '" + name + "' follows another dim";
+          diag.hint = "set the dim it is derived from instead";
+          return false;
+        }
+        if (d.kind == DimDecl::Kind::Static && d.staticSize != size) {
+          diag.message = "--set " + name + "=" + std::to_string(size) + " contradicts '" + name +
+                         " = " + std::to_string(d.staticSize) + "' in the spec";
+          return false;
+        }
+        d.kind = DimDecl::Kind::Static;
+        d.staticSize = size;
+      }
+    if (!found) {
+      diag = Diagnostic{file.path, {1, 1}, 1, "--set " + name + ": no dim named '" + name + "'", ""};
+      return false;
+    }
+  }
+  return true;
+}
+
 bool Compiler::lowerToAttn(const CompileOptions &options, Diagnostic &diag) {
+  if (!applyStaticDims(options, diag))
+    return false;
   if (options.dtypeOverride)
     for (Variant &v : file.variants)
       applyDTypeOverride(v, *options.dtypeOverride);
@@ -114,13 +153,21 @@ bool Compiler::loadMLIR(const std::string &path, const std::string &text, Diagno
 }
 
 bool Compiler::lowerTo(Stage to, const CompileOptions &options, Diagnostic &diag) {
-  if (to <= current)
+  if (to == current || (to < current && to <= Stage::Tiled))
     return true;
+  if (current > Stage::Tiled) {
+    diag = Diagnostic{sourcePath, {1, 1}, 1,
+                      "the module is already lowered for a target; start from the spec or from "
+                      "the attn/tiled level", ""};
+    return false;
+  }
   mlir::PassManager pm(&ctx);
   if (current < Stage::Tiled)
     buildAttnToTiledPipeline(pm, options.pipeline);
   if (to == Stage::LLVM)
     buildTiledToCPUPipeline(pm);
+  if (to == Stage::PTX)
+    buildTiledToCUDAPipeline(pm, options.pipeline);
   CaptureDiagnostics capture(ctx);
   if (mlir::failed(pm.run(*moduleOp))) {
     diag = capture.take(sourcePath, "the pipeline failed");
@@ -147,6 +194,15 @@ bool Compiler::printLLVMIR(std::string &out, Diagnostic &diag) {
   }
   llvm::raw_string_ostream os(out);
   llvmModule->print(os, nullptr);
+  return true;
+}
+
+bool Compiler::ptxByVariant(std::map<std::string, std::string> &out, Diagnostic &diag) {
+  CaptureDiagnostics capture(ctx);
+  if (mlir::failed(mlir::attn::extractPTX(*moduleOp, out))) {
+    diag = capture.take(sourcePath, "cannot extract PTX");
+    return false;
+  }
   return true;
 }
 

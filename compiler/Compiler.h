@@ -9,6 +9,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,9 @@ struct CompileOptions {
   PipelineOptions pipeline;
   /// Replaces the declared floating dtype of q, k, v and o (e.g. f32 for exact CPU checks).
   std::optional<DType> dtypeOverride;
+  /// Fixes dynamic dims to static extents (`--set d=128`): the CUDA back end needs static
+  /// head and value dims.
+  std::vector<std::pair<std::string, int64_t>> staticDims;
 };
 
 class Compiler {
@@ -46,6 +50,9 @@ public:
   /// LLVM IR text of a module at the LLVM stage.
   bool printLLVMIR(std::string &out, Diagnostic &diag);
 
+  /// The PTX of each variant (module at the PTX stage), keyed by variant name.
+  bool ptxByVariant(std::map<std::string, std::string> &out, Diagnostic &diag);
+
   /// JIT-compiles a module at the LLVM stage for the host.
   std::unique_ptr<CPUModule> loadOnCPU(Diagnostic &diag);
 
@@ -55,6 +62,7 @@ private:
   mlir::OwningOpRef<mlir::ModuleOp> moduleOp;
   Stage current = Stage::AST;
   std::string sourcePath;
+  bool applyStaticDims(const CompileOptions &options, Diagnostic &diag);
 };
 
 }  // namespace attnc

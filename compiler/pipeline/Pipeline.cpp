@@ -2,6 +2,7 @@
 #include "compiler/pipeline/Pipeline.h"
 
 #include "codegen/cpu/Passes.h"
+#include "codegen/cuda/Passes.h"
 #include "dialect/transforms/Passes.h"
 
 #include "mlir/Pass/PassRegistry.h"
@@ -11,7 +12,8 @@ namespace attnc {
 
 bool parseStage(const std::string &name, Stage &stage) {
   static const std::pair<const char *, Stage> names[] = {
-      {"ast", Stage::AST}, {"attn", Stage::Attn}, {"tiled", Stage::Tiled}, {"llvm", Stage::LLVM}};
+      {"ast", Stage::AST},     {"attn", Stage::Attn}, {"tiled", Stage::Tiled},
+      {"llvm", Stage::LLVM},   {"ptx", Stage::PTX}};
   for (const auto &[n, s] : names)
     if (name == n) {
       stage = s;
@@ -33,6 +35,13 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
 
 void buildTiledToCPUPipeline(mlir::OpPassManager &pm) { mlir::attn::buildCPUToLLVMPipeline(pm); }
 
+void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
+  mlir::attn::AttnCUDALowerTilesOptions lower;
+  lower.chip = options.chip;
+  pm.addPass(mlir::attn::createAttnCUDALowerTiles(lower));
+  mlir::attn::buildCUDAToPTXPipeline(pm);
+}
+
 namespace {
 struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
   Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("Rows per query tile"),
@@ -43,13 +52,23 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
                              llvm::cl::desc("Fuse the softmax passes (attn-online-softmax)"),
                              llvm::cl::init(true)};
 };
+struct CUDAPipelineOptions : mlir::PassPipelineOptions<CUDAPipelineOptions> {
+  Option<std::string> chip{*this, "chip", llvm::cl::desc("Target SM"), llvm::cl::init("sm_80")};
+};
 }  // namespace
 
 void registerAttncPipelines() {
   mlir::PassPipelineRegistration<TiledPipelineOptions>(
       "attn-to-tiled", "attn.attention -> the tiled level shared by the back ends",
       [](mlir::OpPassManager &pm, const TiledPipelineOptions &o) {
-        buildAttnToTiledPipeline(pm, {o.blockQ, o.blockK, o.onlineSoftmax});
+        buildAttnToTiledPipeline(pm, {o.blockQ, o.blockK, o.onlineSoftmax, "sm_80"});
+      });
+  mlir::PassPipelineRegistration<CUDAPipelineOptions>(
+      "attn-cuda-to-ptx", "tiled attn level -> gpu.binary with PTX",
+      [](mlir::OpPassManager &pm, const CUDAPipelineOptions &o) {
+        PipelineOptions options;
+        options.chip = o.chip;
+        buildTiledToCUDAPipeline(pm, options);
       });
   mlir::PassPipelineRegistration<>("attn-cpu-to-llvm",
                                    "tiled attn level -> LLVM dialect for the host",

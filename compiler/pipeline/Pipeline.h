@@ -10,13 +10,15 @@
 namespace attnc {
 
 /// Ordered stages of the driver; compilation can stop after any of them.
-enum class Stage { AST, Attn, Tiled, LLVM };
+/// LLVM (the host) and PTX (CUDA) are two targets after the shared tiled level.
+enum class Stage { AST, Attn, Tiled, LLVM, PTX };
 bool parseStage(const std::string &name, Stage &stage);
 
 struct PipelineOptions {
   int64_t blockQ = 64;
   int64_t blockK = 64;
   bool onlineSoftmax = true;
+  std::string chip = "sm_80";  // CUDA target: sm_80 (mma.sync; runs on sm_80+) or sm_90a
 };
 
 /// attn.attention -> tiled level (attn-tile, attn-online-softmax).
@@ -24,7 +26,10 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
 /// tiled level -> LLVM dialect for the host (CPU back end).
 void buildTiledToCPUPipeline(mlir::OpPassManager &pm);
 
-/// Registers "attn-to-tiled" and "attn-cpu-to-llvm" for attnc-opt.
+/// tiled level -> gpu.binary holding PTX (CUDA back end).
+void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &options);
+
+/// Registers "attn-to-tiled", "attn-cpu-to-llvm" and "attn-cuda-to-ptx" for attnc-opt.
 void registerAttncPipelines();
 
 }  // namespace attnc

@@ -3,6 +3,7 @@
 // it on random inputs and checks it against the float64 reference.
 #include "codegen/cpu/CPUExecutor.h"
 #include "compiler/Compiler.h"
+#include "compiler/Manifest.h"
 #include "compiler/pipeline/HostRun.h"
 
 #include "llvm/Support/CommandLine.h"
@@ -21,9 +22,13 @@ namespace cl = llvm::cl;
 static cl::OptionCategory category("attnc options");
 static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<spec.attn | module.mlir>"),
                                       cl::Required, cl::cat(category));
-static cl::opt<std::string> emit("emit", cl::desc("Stop after a stage: ast, attn, tiled, llvm"),
+static cl::opt<std::string> emit("emit",
+                                 cl::desc("Stop after a stage: ast, attn, tiled, llvm (host), "
+                                          "ptx (CUDA: -o DIR gets <variant>.ptx + .json)"),
                                  cl::init("llvm"), cl::cat(category));
-static cl::opt<std::string> outputPath("o", cl::desc("Output file (default: stdout)"),
+static cl::opt<std::string> outputPath("o",
+                                       cl::desc("Output file (default: stdout); a directory "
+                                                "for --emit=ptx"),
                                        cl::init("-"), cl::cat(category));
 static cl::opt<int64_t> blockQ("block-q", cl::desc("Queries per tile"), cl::init(64),
                                cl::cat(category));
@@ -35,6 +40,10 @@ static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
 static cl::opt<std::string> dtype("dtype",
                                   cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
                                   cl::init(""), cl::cat(category));
+static cl::list<std::string> setDims("set", cl::desc("Fix a dynamic dim, e.g. --set d=128"),
+                                     cl::cat(category));
+static cl::opt<std::string> chip("chip", cl::desc("CUDA target: sm_80 or sm_90a"),
+                                 cl::init("sm_80"), cl::cat(category));
 // `run` only.
 static cl::opt<std::string> sizes("sizes", cl::desc("run: extents, e.g. b=2,h=8,i=100,j=300"),
                                   cl::init(""), cl::cat(category));
@@ -75,7 +84,18 @@ static bool writeOutput(const std::string &text) {
 }
 
 static bool compileOptions(CompileOptions &options) {
-  options.pipeline = {blockQ, blockK, !noOnlineSoftmax};
+  options.pipeline = {blockQ, blockK, !noOnlineSoftmax, chip};
+  if (chip != "sm_80" && chip != "sm_90a") {
+    llvm::errs() << "attnc: error: unknown --chip '" << chip << "'; use sm_80 or sm_90a\n";
+    return false;
+  }
+  for (const std::string &item : setDims) {
+    std::string error;
+    if (!parseSizeList(item, options.staticDims, error)) {
+      llvm::errs() << "attnc: error: --set: " << error << "\n";
+      return false;
+    }
+  }
   static const std::pair<const char *, DType> names[] = {
       {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}};
   if (dtype.empty())
@@ -89,11 +109,47 @@ static bool compileOptions(CompileOptions &options) {
   return false;
 }
 
+/// --emit=ptx: DIR/<variant>.ptx and DIR/<variant>.json per variant.
+static int writeKernels(Compiler &compiler, const CompileOptions &options, const std::string &text,
+                        double compileMs) {
+  Diagnostic diag;
+  std::map<std::string, std::string> ptx;
+  if (!compiler.ptxByVariant(ptx, diag))
+    return report(diag, text);
+  std::string dir = outputPath == "-" ? "." : std::string(outputPath);
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir)) {
+    llvm::errs() << "attnc: error: cannot create '" << dir << "': " << ec.message() << "\n";
+    return 1;
+  }
+  for (const Variant &v : compiler.spec().variants) {
+    auto it = ptx.find(v.name);
+    if (it == ptx.end()) {
+      llvm::errs() << "attnc: error: no PTX for variant '" << v.name << "'\n";
+      return 1;
+    }
+    std::string base = dir + "/" + v.name;
+    std::string manifest = buildManifest(v, options.pipeline, v.name + ".ptx", text);
+    std::error_code ec;
+    for (const auto &[path, content] :
+         {std::pair<std::string, std::string>{base + ".ptx", it->second}, {base + ".json", manifest}}) {
+      llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
+      if (ec) {
+        llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
+        return 1;
+      }
+      os << content;
+    }
+    llvm::errs() << "attnc: wrote " << base << ".ptx and .json ("
+                 << llvm::format("%.0f", compileMs) << " ms)\n";
+  }
+  return 0;
+}
+
 static int compileMain() {
   Stage stop;
   if (!parseStage(emit, stop)) {
     llvm::errs() << "attnc: error: unknown stage '" << emit << "' for --emit; stages: ast, attn, "
-                    "tiled, llvm\n";
+                    "tiled, llvm, ptx\n";
     return 1;
   }
   CompileOptions options;
@@ -112,10 +168,15 @@ static int compileMain() {
     }
     return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
   }
+  auto start = std::chrono::steady_clock::now();
   if (!isMLIR && !compiler.lowerToAttn(options, diag))
     return report(diag, text);
   if (!compiler.lowerTo(stop, options, diag))
     return report(diag, text);
+  if (stop == Stage::PTX && !isMLIR) {
+    std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+    return writeKernels(compiler, options, text, took.count());
+  }
   std::string out;
   if (stop == Stage::LLVM) {
     if (!compiler.printLLVMIR(out, diag))

@@ -1,0 +1,553 @@
+// attn-cuda-lower-tiles: a tiled attn host function -> a tensor-core kernel (FlashAttention-2
+// schedule on mma.sync): one block per query tile, 16 query rows per warp, K/V tiles streamed
+// through shared memory, online softmax in registers. See Passes.td for the full contract.
+#include "codegen/cuda/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <cmath>
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNCUDALOWERTILES
+#include "codegen/cuda/Passes.h.inc"
+} // namespace mlir::attn
+
+using namespace mlir;
+using namespace mlir::attn;
+
+int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
+                                          int64_t valueDim, int64_t elementBytes) {
+  constexpr int64_t pad = 8;  // elements: shifts each row by 16 bytes (no ldmatrix bank conflicts)
+  return elementBytes * ((blockQ + blockK) * (headDim + pad) + blockK * (valueDim + pad));
+}
+
+namespace {
+
+constexpr int64_t kPad = 8;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+/// The pieces of a tiled host function that the kernel is built from.
+struct TiledForm {
+  func::FuncOp func;
+  TileScoresOp scores;
+  TileMatmulAccOp matmul;
+  TileStoreOp store;
+  TileOnlineUpdateOp update;  // null unless softmax
+  int64_t group = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
+};
+
+template <typename OpTy> OpTy theOnly(func::FuncOp f, bool required, bool &ok) {
+  OpTy found;
+  int count = 0;
+  f.walk([&](OpTy op) {
+    found = op;
+    ++count;
+  });
+  if (count > 1 || (required && count == 0)) {
+    f.emitError() << "attn-cuda-lower-tiles expects one '" << OpTy::getOperationName()
+                  << "' per function (the form of attn-tile + attn-online-softmax), found "
+                  << count;
+    ok = false;
+  }
+  return found;
+}
+
+FailureOr<TiledForm> analyze(func::FuncOp f) {
+  TiledForm t;
+  t.func = f;
+  bool ok = true;
+  t.scores = theOnly<TileScoresOp>(f, true, ok);
+  t.matmul = theOnly<TileMatmulAccOp>(f, true, ok);
+  t.store = theOnly<TileStoreOp>(f, true, ok);
+  t.update = theOnly<TileOnlineUpdateOp>(f, false, ok);
+  if (!ok)
+    return failure();
+  if (theOnly<TileExpSumOp>(f, false, ok) || !ok)
+    return f.emitError("the CUDA back end needs the online softmax (run attn-online-softmax)");
+  bool softmax = t.store.getNorm() == NormKind::softmax;
+  if (softmax != bool(t.update))
+    return f.emitError("softmax tiles must be fused by attn-online-softmax");
+  // kv head = h / group; canonicalisation folds h / 1 to h.
+  auto div = t.scores.getHk().getDefiningOp<arith::DivUIOp>();
+  IntegerAttr groupAttr;
+  if (t.scores.getHk() == t.scores.getH())
+    t.group = 1;
+  else if (div && div.getLhs() == t.scores.getH() &&
+           matchPattern(div.getRhs(), m_Constant(&groupAttr)))
+    t.group = groupAttr.getInt();
+  else
+    return f.emitError("cannot find the GQA group (kv head = h / group) of the tiled form");
+
+  auto s = t.scores.getS().getType();
+  auto q = t.scores.getQ().getType(), v = t.matmul.getV().getType();
+  t.blockQ = s.getDimSize(0), t.blockK = s.getDimSize(1);
+  t.headDim = q.getDimSize(3), t.valueDim = v.getDimSize(3);
+  Type elt = q.getElementType();
+  if (!elt.isF16() && !elt.isBF16())
+    return f.emitError() << "the CUDA back end takes f16 or bf16 q, k, v (got " << elt
+                         << "); compile with --dtype=bf16";
+  if (ShapedType::isDynamic(t.headDim) || ShapedType::isDynamic(t.valueDim))
+    return f.emitError("the CUDA back end needs static head and value dims: declare them "
+                       "(d = 128) or pass --set d=128");
+  if (t.headDim % 16 || t.valueDim % 16 || t.headDim > 256 || t.valueDim > 256)
+    return f.emitError() << "head and value dims must be multiples of 16 up to 256, got "
+                         << t.headDim << " and " << t.valueDim;
+  int64_t warps = t.blockQ / 16;
+  if (t.blockQ % 16 || !llvm::is_contained({1, 2, 4, 8}, warps))
+    return f.emitError() << "block-q must be 16, 32, 64 or 128 on CUDA, got " << t.blockQ;
+  if (t.blockK % 16 || t.blockK > 128)
+    return f.emitError() << "block-k must be a multiple of 16 up to 128 on CUDA, got "
+                         << t.blockK;
+  return t;
+}
+
+/// Builds the body of one kernel. Per thread: lane, its quad row g = lane / 4 and column pair
+/// c = lane % 4 in the mma fragments; each warp owns 16 query rows.
+class KernelBuilder {
+public:
+  KernelBuilder(OpBuilder &b, Location loc, TiledForm t, gpu::GPUFuncOp kernel)
+      : b(b), loc(loc), t(t), kernel(kernel) {}
+
+  LogicalResult build();
+
+private:
+  OpBuilder &b;
+  Location loc;
+  TiledForm t;
+  gpu::GPUFuncOp kernel;
+  IRMapping outside;  // host values used by the regions -> kernel values
+  Type elt;
+  Value q, k, v, out, lse;
+  Value lane, warp, g, c, batch, head, kvHead, i0, qLen, kvLen;
+  Value qSmem, kSmem, vSmem;
+
+  // ---- scalar helpers ----
+  Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
+  Value f32(double x) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(x))); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value add(Value x, int64_t y) { return y ? add(x, idx(y)) : x; }
+  Value mul(Value x, int64_t y) { return arith::MulIOp::create(b, loc, x, idx(y)); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
+  }
+  Value minIdx(Value x, Value y) { return arith::MinUIOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, loc, x, y); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value select(Value cond, Value x, Value y) { return arith::SelectOp::create(b, loc, cond, x, y); }
+  Value ptx(StringRef code, Value x) {
+    return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()}, ValueRange{x},
+                                     ValueRange{}, code, Value())
+        .getResult(0);
+  }
+  Value ex2(Value x) { return ptx("ex2.approx.ftz.f32 $0, $1;", x); }
+  Value shflXor(Value x, int32_t offset) {
+    return gpu::ShuffleOp::create(b, loc, x, offset, 32, gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  }
+  /// Max (or sum) over the four lanes of a quad, which together hold one fragment row.
+  Value quadReduce(Value x, bool isMax) {
+    for (int32_t offset : {1, 2}) {
+      Value other = shflXor(x, offset);
+      x = isMax ? fmax(x, other) : fadd(x, other);
+    }
+    return x;
+  }
+
+  // ---- fragments ----
+  /// ldmatrix.x4: lane l addresses row `rowBase + rowOf(l)` of matrix l / 8; returns the four
+  /// 8x8 fragments as vector<2xT> (this thread's row l / 4, columns 2 (l % 4) + {0, 1}).
+  SmallVector<Value, 4> ldmatrix(Value smem, Value row, Value col, bool transpose) {
+    auto vecType = VectorType::get({4, 2}, elt);
+    Value frag = nvgpu::LdMatrixOp::create(b, loc, vecType, smem, ValueRange{row, col},
+                                           transpose, 4);
+    SmallVector<Value, 4> parts;
+    for (int64_t m = 0; m < 4; ++m)
+      parts.push_back(vector::ExtractOp::create(b, loc, frag, m));
+    return parts;
+  }
+  /// mma.sync m16n8k16, row x col, f32 accumulate: c += a . b.
+  SmallVector<Value, 4> mma(ArrayRef<Value> a, ArrayRef<Value> bb, ArrayRef<Value> acc) {
+    auto asI32 = [&](Value x) {
+      auto i32v = vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()), x);
+      return vector::ExtractOp::create(b, loc, i32v, 0).getResult();
+    };
+    SmallVector<Value> aOps, bOps;
+    for (Value x : a)
+      aOps.push_back(elt.isBF16() ? asI32(x) : x);
+    for (Value x : bb)
+      bOps.push_back(elt.isBF16() ? asI32(x) : x);
+    Type f32t = b.getF32Type();
+    auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32t, f32t, f32t, f32t});
+    NVVM::MMATypes ptxType = elt.isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+    auto op = NVVM::MmaOp::create(
+        b, loc, resultType, aOps, bOps, acc, {16, 8, 16}, std::nullopt, std::nullopt,
+        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
+    SmallVector<Value, 4> res;
+    for (int64_t e = 0; e < 4; ++e)
+      res.push_back(LLVM::ExtractValueOp::create(b, loc, op.getRes(), ArrayRef<int64_t>{e}));
+    return res;
+  }
+  /// Two f32 (lower column first) -> one vector<2xT> operand register.
+  Value pack(Value x, Value y) {
+    Value v2 = vector::FromElementsOp::create(b, loc, VectorType::get({2}, b.getF32Type()),
+                                              ValueRange{x, y});
+    return arith::TruncFOp::create(b, loc, VectorType::get({2}, elt), v2);
+  }
+
+  // ---- memory ----
+  Value sharedView(Value base, int64_t byteOffset, int64_t rows, int64_t cols) {
+    auto type = MemRefType::get({rows, cols + kPad}, elt, MemRefLayoutAttrInterface(),
+                                gpu::AddressSpaceAttr::get(b.getContext(),
+                                                           gpu::AddressSpace::Workgroup));
+    return memref::ViewOp::create(b, loc, type, base, idx(byteOffset), ValueRange{});
+  }
+  /// rows x cols of global[batch, headIndex, rowStart + r, :] -> smem with cp.async (16-byte
+  /// chunks); rows at or past `len` are zero-filled and read nothing.
+  void loadTile(Value global, Value headIndex, Value rowStart, Value len, int64_t rows,
+                int64_t cols, Value smem, Value tid, int64_t threads) {
+    int64_t chunksPerRow = cols / 8, chunks = rows * chunksPerRow;
+    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    for (int64_t base = 0; base < chunks; base += threads) {
+      Value id = add(tid, base);
+      auto body = [&] {
+        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
+        Value row = add(rowStart, r);
+        Value inRange = lt(row, len);
+        Value safeRow = select(inRange, row, idx(0));
+        Value srcElems = select(inRange, idx(8), idx(0));
+        nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
+                                         ValueRange{batch, headIndex, safeRow, col},
+                                         b.getIndexAttr(8), srcElems, b.getUnitAttr());
+      };
+      if (base + threads <= chunks) {
+        body();
+      } else {  // the last round covers fewer chunks than threads
+        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+        body();
+      }
+    }
+  }
+  void commitAndWait() {
+    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(0));
+    gpu::BarrierOp::create(b, loc);
+  }
+
+  // ---- regions ----
+  /// Clones the pure host ops a region uses (constants hoisted by CSE), maps func args.
+  LogicalResult materialize(Value v) {
+    if (outside.contains(v))
+      return success();
+    if (auto arg = dyn_cast<BlockArgument>(v))
+      return failure();  // func args were mapped up front
+    Operation *def = v.getDefiningOp();
+    if (!isPure(def) || def->getNumRegions())
+      return t.func.emitError("a score/mask region uses a host value that is not a constant");
+    for (Value operand : def->getOperands())
+      if (failed(materialize(operand)))
+        return failure();
+    b.clone(*def, outside);
+    return success();
+  }
+  LogicalResult mapCapturedValues(Region &region) {
+    LogicalResult result = success();
+    region.walk([&](Operation *op) {
+      for (Value operand : op->getOperands())
+        if (!region.isAncestor(operand.getParentRegion()) && failed(materialize(operand)))
+          result = failure();
+    });
+    return result;
+  }
+  Value inlineRegion(Region &region, ValueRange args) {
+    IRMapping map = outside;
+    Block &block = region.front();
+    map.map(block.getArguments(), args);
+    for (Operation &op : block.without_terminator())
+      b.clone(op, map);
+    return map.lookupOrDefault(cast<YieldOp>(block.getTerminator()).getValues()[0]);
+  }
+
+  /// Applies mask and score to one accumulator element (row r of the warp's 16, key column col
+  /// of the key tile); masked keys and keys past the end get the fill value.
+  Value scoreElement(Value dot, Value row, Value j) {
+    Value i = add(i0, row);
+    Value iSafe = minIdx(i, add(qLen, idx(-1)));  // rows past the end are computed, never stored
+    Value jIn = lt(j, kvLen);
+    Value jSafe = select(jIn, j, idx(0));
+    Value fill = f32(t.scores.getFill().convertToDouble());
+    Value allowed = jIn;
+    if (!t.scores.getMask().empty())
+      allowed = arith::AndIOp::create(
+          b, loc, jIn, inlineRegion(t.scores.getMask(), {batch, head, iSafe, jSafe}));
+    Value s = inlineRegion(t.scores.getScore(), {batch, head, iSafe, jSafe, dot});
+    return select(allowed, s, fill);
+  }
+
+  void emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l, ArrayRef<SmallVector<Value, 4>> acc,
+                    Value rowBase);
+};
+
+LogicalResult KernelBuilder::build() {
+  auto args = kernel.getArguments();
+  for (auto [hostArg, kernelArg] : llvm::zip(t.func.getArguments(), args))
+    outside.map(hostArg, kernelArg);
+  q = outside.lookup(t.scores.getQ());
+  k = outside.lookup(t.scores.getK());
+  v = outside.lookup(t.matmul.getV());
+  out = outside.lookup(t.store.getOut());
+  lse = t.store.getLse() ? outside.lookup(t.store.getLse()) : Value();
+  elt = cast<MemRefType>(q.getType()).getElementType();
+  if (failed(mapCapturedValues(t.scores.getScore())) ||
+      failed(mapCapturedValues(t.scores.getMask())))
+    return failure();
+
+  const int64_t warps = t.blockQ / 16, threads = 32 * warps;
+  const int64_t nTiles = t.blockK / 8, dTiles = t.valueDim / 8;
+  const bool softmax = bool(t.update);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  lane = arith::RemUIOp::create(b, loc, tid, idx(32));
+  warp = arith::DivUIOp::create(b, loc, tid, idx(32));
+  g = arith::DivUIOp::create(b, loc, lane, idx(4));
+  c = arith::RemUIOp::create(b, loc, lane, idx(4));
+  i0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), t.blockQ);
+  head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  kvHead = arith::DivUIOp::create(b, loc, head, idx(t.group));
+  qLen = memref::DimOp::create(b, loc, q, 2);
+  kvLen = memref::DimOp::create(b, loc, k, 2);
+
+  auto smemType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                  MemRefLayoutAttrInterface(),
+                                  gpu::AddressSpaceAttr::get(b.getContext(),
+                                                             gpu::AddressSpace::Workgroup));
+  Value smem = gpu::DynamicSharedMemoryOp::create(b, loc, smemType);
+  int64_t eb = elt.getIntOrFloatBitWidth() / 8;
+  qSmem = sharedView(smem, 0, t.blockQ, t.headDim);
+  kSmem = sharedView(smem, eb * t.blockQ * (t.headDim + kPad), t.blockK, t.headDim);
+  vSmem = sharedView(smem, eb * (t.blockQ + t.blockK) * (t.headDim + kPad), t.blockK,
+                     t.valueDim);
+
+  // Q tile -> shared -> A fragments, kept in registers for the whole key loop.
+  loadTile(q, head, i0, qLen, t.blockQ, t.headDim, qSmem, tid, threads);
+  commitAndWait();
+  Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));        // which 8x8 matrix
+  Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));        // its row
+  Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));       // m % 2
+  Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));      // m / 2
+  Value rowBase = mul(warp, 16);
+  SmallVector<SmallVector<Value, 4>> qFrag;
+  for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
+    qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
+                             add(mul(mHigh, 8), kk * 16), false));
+
+  // Loop state: m[2], l[2] per thread row (g, g + 8), acc[dTiles][4].
+  SmallVector<Value> init;
+  Value negInf = f32(-INFINITY), zero = f32(0);
+  if (softmax)
+    init.append({negInf, negInf, zero, zero});
+  init.append(dTiles * 4, zero);
+  auto loop = scf::ForOp::create(b, loc, idx(0), kvLen, idx(t.blockK), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value j0 = loop.getInductionVar();
+    auto state = loop.getRegionIterArgs();
+    SmallVector<Value> m, l;
+    if (softmax) {
+      m = {state[0], state[1]};
+      l = {state[2], state[3]};
+    }
+    SmallVector<SmallVector<Value, 4>> acc(dTiles);
+    for (int64_t n = 0; n < dTiles; ++n)
+      for (int64_t e = 0; e < 4; ++e)
+        acc[n].push_back(state[(softmax ? 4 : 0) + n * 4 + e]);
+
+    gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous K/V tiles
+    loadTile(k, kvHead, j0, kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+    loadTile(v, kvHead, j0, kvLen, t.blockK, t.valueDim, vSmem, tid, threads);
+    commitAndWait();
+
+    // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
+    SmallVector<SmallVector<Value, 4>> s(nTiles, SmallVector<Value, 4>(4, zero));
+    for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
+      for (int64_t np = 0; np < nTiles / 2; ++np) {
+        auto kf = ldmatrix(kSmem, add(add(mul(mHigh, 8), r8), np * 16),
+                           add(mul(mLow, 8), kk * 16), false);
+        s[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, s[2 * np]);
+        s[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, s[2 * np + 1]);
+      }
+    // Mask and score per element: element e of tile n is row g + 8 (e / 2), key 8n + 2c + e % 2.
+    for (int64_t n = 0; n < nTiles; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        Value row = add(add(rowBase, g), 8 * (e / 2));
+        Value j = add(add(j0, mul(c, 2)), n * 8 + e % 2);
+        s[n][e] = scoreElement(s[n][e], row, j);
+      }
+
+    SmallVector<Value> yields;
+    if (softmax) {
+      // Online softmax per thread row r: new max over the quad, rescale, exponentiate.
+      Value log2e = f32(kLog2e);
+      for (int r = 0; r < 2; ++r) {
+        Value mx = m[r];
+        for (int64_t n = 0; n < nTiles; ++n)
+          mx = fmax(mx, fmax(s[n][2 * r], s[n][2 * r + 1]));
+        mx = quadReduce(mx, true);
+        Value noKey = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mx, negInf);
+        Value base = fmul(select(noKey, zero, mx), log2e);
+        Value alpha = ex2(fsub(fmul(m[r], log2e), base));
+        Value rowSum = zero;
+        for (int64_t n = 0; n < nTiles; ++n)
+          for (int e = 2 * r; e < 2 * r + 2; ++e) {
+            s[n][e] = ex2(fsub(fmul(s[n][e], log2e), base));
+            rowSum = fadd(rowSum, s[n][e]);
+          }
+        l[r] = fadd(fmul(l[r], alpha), rowSum);
+        m[r] = mx;
+        for (int64_t n = 0; n < dTiles; ++n)
+          for (int e = 2 * r; e < 2 * r + 2; ++e)
+            acc[n][e] = fmul(acc[n][e], alpha);
+      }
+      yields.append({m[0], m[1], l[0], l[1]});
+    }
+    // O += P . V: the S accumulators of n tiles 2t, 2t + 1 are the A fragment of k step t.
+    for (int64_t kt = 0; kt < t.blockK / 16; ++kt) {
+      SmallVector<Value> pA = {pack(s[2 * kt][0], s[2 * kt][1]), pack(s[2 * kt][2], s[2 * kt][3]),
+                               pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                               pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+      for (int64_t ep = 0; ep < dTiles / 2; ++ep) {
+        auto vf = ldmatrix(vSmem, add(add(mul(mLow, 8), r8), kt * 16),
+                           add(mul(mHigh, 8), ep * 16), true);
+        acc[2 * ep] = mma(pA, {vf[0], vf[1]}, acc[2 * ep]);
+        acc[2 * ep + 1] = mma(pA, {vf[2], vf[3]}, acc[2 * ep + 1]);
+      }
+    }
+    for (auto &tile : acc)
+      yields.append(tile.begin(), tile.end());
+    scf::YieldOp::create(b, loc, yields);
+  }
+
+  auto results = loop.getResults();
+  SmallVector<Value> m, l;
+  if (softmax) {
+    m = {results[0], results[1]};
+    l = {quadReduce(results[2], false), quadReduce(results[3], false)};
+  }
+  SmallVector<SmallVector<Value, 4>> acc(dTiles);
+  for (int64_t n = 0; n < dTiles; ++n)
+    for (int64_t e = 0; e < 4; ++e)
+      acc[n].push_back(results[(softmax ? 4 : 0) + n * 4 + e]);
+  emitEpilogue(m, l, acc, rowBase);
+  gpu::ReturnOp::create(b, loc);
+  return success();
+}
+
+/// out = acc / l (0 for rows with no allowed key), lse = m + ln(l); rows past the end skipped.
+void KernelBuilder::emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l,
+                                 ArrayRef<SmallVector<Value, 4>> acc, Value rowBase) {
+  Type outElt = cast<MemRefType>(out.getType()).getElementType();
+  for (int r = 0; r < 2; ++r) {
+    Value i = add(add(i0, add(rowBase, g)), 8 * r);
+    auto ifOp = scf::IfOp::create(b, loc, lt(i, qLen), /*withElse=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    Value scale = f32(1);
+    Value any;
+    if (!l.empty()) {
+      any = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l[r], f32(0));
+      scale = select(any, arith::DivFOp::create(b, loc, f32(1), l[r]), f32(0));
+    }
+    for (size_t n = 0; n < acc.size(); ++n)
+      for (int e = 2 * r; e < 2 * r + 2; ++e) {
+        Value col = add(mul(c, 2), int64_t(n * 8 + e % 2));
+        Value x = fmul(acc[n][e], scale);
+        if (outElt != x.getType())
+          x = arith::TruncFOp::create(b, loc, outElt, x);
+        memref::StoreOp::create(b, loc, x, out, ValueRange{batch, head, i, col});
+      }
+    if (lse) {
+      Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, c, idx(0));
+      auto lseIf = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPoint(lseIf.thenBlock()->getTerminator());
+      Value lnL = fmul(ptx("lg2.approx.f32 $0, $1;", l[r]), f32(kLn2));
+      Value value = select(any, fadd(m[r], lnL), f32(-INFINITY));
+      memref::StoreOp::create(b, loc, value, lse, ValueRange{batch, head, i});
+    }
+  }
+}
+
+/// The kernel's memref types: q, k, v, o with a unit last stride (the runtime checks it).
+Type kernelArgType(Type hostType, bool unitLastStride) {
+  auto type = cast<MemRefType>(hostType);
+  if (!unitLastStride)
+    return type;
+  SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
+  strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic, strides);
+  return MemRefType::get(type.getShape(), type.getElementType(), layout);
+}
+
+struct AttnCUDALowerTilesPass
+    : mlir::attn::impl::AttnCUDALowerTilesBase<AttnCUDALowerTilesPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+    for (func::FuncOp f : funcs)
+      if (failed(lowerFunction(module, f)))
+        return signalPassFailure();
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(&getContext()));
+    RewritePatternSet patterns(&getContext());
+    populateApproxMathToNVVMPatterns(patterns);
+    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+      return signalPassFailure();
+  }
+
+  LogicalResult lowerFunction(ModuleOp module, func::FuncOp f) {
+    FailureOr<TiledForm> form = analyze(f);
+    if (failed(form))
+      return failure();
+    OpBuilder b(f);
+    Location loc = f.getLoc();
+    auto target = NVVM::NVVMTargetAttr::get(&getContext(), /*optLevel=*/3, "nvptx64-nvidia-cuda",
+                                            chip, "+ptx80");
+    auto gpuModule = gpu::GPUModuleOp::create(b, loc, (f.getName() + "_kernels").str(),
+                                              b.getArrayAttr({target}));
+    b.setInsertionPointToStart(gpuModule.getBody());
+    SmallVector<Type> argTypes;
+    for (BlockArgument arg : f.getArguments()) {
+      bool tensorArg = arg == form->scores.getQ() || arg == form->scores.getK() ||
+                       arg == form->matmul.getV() || arg == form->store.getOut();
+      argTypes.push_back(kernelArgType(arg.getType(), tensorArg));
+    }
+    auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
+    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    int32_t threads = int32_t(form->blockQ / 16 * 32);
+    kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
+    b.setInsertionPointToStart(&kernel.getBody().front());
+    KernelBuilder builder(b, loc, *form, kernel);
+    if (failed(builder.build()))
+      return failure();
+    f.erase();
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,45 @@
+// Passes and pipeline of the CUDA back end (tiled attn level -> PTX).
+#pragma once
+
+#include "dialect/AttnDialect.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Pass/Pass.h"
+
+#include <map>
+#include <string>
+
+namespace mlir::attn {
+
+#define GEN_PASS_DECL
+#include "codegen/cuda/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "codegen/cuda/Passes.h.inc"
+
+/// What the CUDA schedule needs of the tiled level, and what it chose.
+struct CUDAKernelInfo {
+  std::string entry;
+  int64_t blockQ = 0, blockK = 0, warps = 0;
+  int64_t headDim = 0, valueDim = 0;
+  int64_t sharedMemoryBytes = 0;
+};
+
+/// Appends the passes that take a module after attn-cuda-lower-tiles to a gpu.binary whose
+/// object is PTX.
+void buildCUDAToPTXPipeline(OpPassManager &pm);
+
+/// The PTX of every kernel module after buildCUDAToPTXPipeline, keyed by the variant's name.
+LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &ptx);
+
+/// Shared memory bytes of the schedule for these tile sizes (the manifest needs it).
+int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
+                              int64_t elementBytes);
+
+/// Math ops -> PTX approximations (no libdevice needed).
+void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);
+
+} // namespace mlir::attn
