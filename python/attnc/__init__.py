@@ -1,0 +1,15 @@
+"""attnc: run attention kernels compiled by attnc (PTX + JSON manifest, docs/manifest.md) on
+PyTorch CUDA tensors, through the runtime's C ABI (libattnc_runtime.so, loaded with ctypes).
+
+    import attnc
+    kernels = attnc.load_dir("out/")                  # {variant: Kernel}
+    gqa = kernels["gqa"]
+    outs = gqa.allocate_outputs(q=q, k=k, v=v)        # {"o": ..., "lse": ...}
+    gqa(q=q, k=k, v=v, **outs)                        # tensors in the spec's storage order
+
+Every failure raises attnc.Error with a message naming the argument and the axis.
+"""
+from .runtime import (MANIFEST_FORMAT, Error, Kernel, Launch, library_path, load_dir,
+                      load_kernel)
+
+__all__ = ["MANIFEST_FORMAT", "Error", "Kernel", "Launch", "library_path", "load_dir", "load_kernel"]

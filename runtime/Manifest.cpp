@@ -1,0 +1,421 @@
+// Parsing and validation of the kernel manifest. Every check names the JSON field it is about,
+// so a corrupt or hand-edited manifest is diagnosed here, never at launch time.
+#include "runtime/Manifest.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace attnc::rt {
+
+using json = nlohmann::json;
+
+const char *dtypeName(DType t) {
+  switch (t) {
+  case DType::F32: return "f32";
+  case DType::F16: return "f16";
+  case DType::BF16: return "bf16";
+  case DType::I32: return "i32";
+  }
+  return "?";
+}
+
+int64_t dtypeBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
+
+int Manifest::dimIndex(std::string_view name) const {
+  for (size_t d = 0; d < dims.size(); ++d)
+    if (dims[d].name == name)
+      return int(d);
+  return -1;
+}
+
+std::string Manifest::argNames() const {
+  std::string out;
+  for (const Arg &a : args)
+    out += (out.empty() ? "" : ", ") + a.name;
+  return out;
+}
+
+namespace {
+
+/// Typed access to JSON fields that records the first error with the field's path.
+class Reader {
+public:
+  std::string error;
+
+  bool fail(const std::string &path, const std::string &what) {
+    if (error.empty())
+      error = "manifest: field '" + path + "' " + what;
+    return false;
+  }
+
+  /// The member `key` of `obj`, or null (with an error if `required`).
+  const json *member(const json &obj, const std::string &key, const std::string &path,
+                     bool required = true) {
+    auto it = obj.find(key);
+    if (it != obj.end())
+      return &*it;
+    if (required && error.empty())
+      error = "manifest: missing field '" + path + "'";
+    return nullptr;
+  }
+
+  bool getString(const json &obj, const std::string &key, const std::string &path,
+                 std::string &out, bool required = true) {
+    const json *v = member(obj, key, path, required);
+    if (!v)
+      return !required;
+    if (!v->is_string())
+      return fail(path, std::string("must be a string, got ") + v->type_name());
+    out = v->get<std::string>();
+    return true;
+  }
+
+  bool getInt(const json &obj, const std::string &key, const std::string &path, int64_t lo,
+              int64_t hi, int64_t &out, bool required = true) {
+    const json *v = member(obj, key, path, required);
+    if (!v)
+      return !required;
+    return toInt(*v, path, lo, hi, out);
+  }
+
+  bool toInt(const json &v, const std::string &path, int64_t lo, int64_t hi, int64_t &out) {
+    if (!v.is_number_integer())
+      return fail(path, std::string("must be an integer, got ") + v.type_name());
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+      return fail(path, "is out of range");
+    out = v.get<int64_t>();
+    if (out < lo || out > hi)
+      return fail(path, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                            "], got " + std::to_string(out));
+    return true;
+  }
+
+  bool getBool(const json &obj, const std::string &key, const std::string &path, bool &out) {
+    const json *v = member(obj, key, path);
+    if (!v)
+      return false;
+    if (!v->is_boolean())
+      return fail(path, std::string("must be true or false, got ") + v->type_name());
+    out = v->get<bool>();
+    return true;
+  }
+
+  const json *getArray(const json &obj, const std::string &key, const std::string &path) {
+    const json *v = member(obj, key, path);
+    if (v && !v->is_array()) {
+      fail(path, std::string("must be an array, got ") + v->type_name());
+      return nullptr;
+    }
+    return v;
+  }
+
+  bool isObject(const json &v, const std::string &path) {
+    return v.is_object() || fail(path, std::string("must be an object, got ") + v.type_name());
+  }
+};
+
+template <typename T, size_t N>
+bool parseEnum(Reader &r, const json &obj, const std::string &key, const std::string &path,
+               const std::pair<const char *, T> (&table)[N], T &out) {
+  std::string text;
+  if (!r.getString(obj, key, path, text))
+    return false;
+  std::string choices;
+  for (const auto &[name, value] : table) {
+    if (text == name) {
+      out = value;
+      return true;
+    }
+    choices += (choices.empty() ? "" : ", ") + std::string(name);
+  }
+  return r.fail(path, "must be one of " + choices + ", got '" + text + "'");
+}
+
+constexpr std::pair<const char *, DType> kDTypes[] = {
+    {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"i32", DType::I32}};
+constexpr std::pair<const char *, ArgKind> kKinds[] = {{"input", ArgKind::Input},
+                                                       {"param", ArgKind::Param},
+                                                       {"output", ArgKind::Output},
+                                                       {"lse", ArgKind::Lse}};
+
+bool isIdentifier(const std::string &s) {
+  if (s.empty() || !(std::isalpha((unsigned char)s[0]) || s[0] == '_'))
+    return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isalnum((unsigned char)c) || c == '_' || c == '$'; });
+}
+
+/// "sm_80" -> 8.0, "sm_90a" -> 9.0 + 'a', "sm_100f" -> 10.0 + 'f'.
+bool parseArch(Reader &r, Manifest &m) {
+  const std::string &a = m.arch;
+  size_t end = a.size();
+  char suffix = 0;
+  if (end > 3 && (a[end - 1] == 'a' || a[end - 1] == 'f'))
+    suffix = a[--end];
+  bool digits = end > 4 && a.compare(0, 3, "sm_") == 0 &&
+                std::all_of(a.begin() + 3, a.begin() + end, [](char c) { return std::isdigit((unsigned char)c); });
+  if (!digits || end - 3 > 4)
+    return r.fail("arch", "must look like sm_80 or sm_90a, got '" + a + "'");
+  int number = std::stoi(a.substr(3, end - 3));
+  m.archMajor = number / 10;
+  m.archMinor = number % 10;
+  m.archSuffix = suffix;
+  return true;
+}
+
+bool parseBlock(Reader &r, const json &root, Manifest &m) {
+  const json *block = r.getArray(root, "block", "block");
+  if (!block)
+    return false;
+  if (block->size() != 3)
+    return r.fail("block", "must have 3 entries (x, y, z), got " + std::to_string(block->size()));
+  const int64_t limits[3] = {1024, 1024, 64};
+  int64_t threads = 1;
+  for (int a = 0; a < 3; ++a) {
+    int64_t v;
+    if (!r.toInt((*block)[a], "block[" + std::to_string(a) + "]", 1, limits[a], v))
+      return false;
+    m.block[a] = uint32_t(v);
+    threads *= v;
+  }
+  if (threads > 1024)
+    return r.fail("block", "asks for " + std::to_string(threads) +
+                               " threads per block, over CUDA's limit of 1024");
+  return true;
+}
+
+bool parseDim(Reader &r, const json &j, const std::string &path, Manifest &m, Dim &d) {
+  if (!r.isObject(j, path) || !r.getString(j, "name", path + ".name", d.name) ||
+      !r.getString(j, "role", path + ".role", d.role))
+    return false;
+  if (!isIdentifier(d.name))
+    return r.fail(path + ".name", "must be an identifier, got '" + d.name + "'");
+  if (m.dimIndex(d.name) >= 0)
+    return r.fail(path + ".name", "repeats dim '" + d.name + "'");
+  if (!r.getInt(j, "static", path + ".static", 0, INT64_MAX, d.staticSize, false))
+    return false;
+  return true;
+}
+
+/// Resolves `derived.source` once every dim is known (a source may be listed after its user).
+bool parseDerived(Reader &r, const json &j, const std::string &path, Manifest &m, Dim &d) {
+  const json *derived = r.member(j, "derived", path + ".derived", false);
+  if (!derived)
+    return true;
+  std::string source;
+  if (!r.isObject(*derived, path + ".derived") ||
+      !r.getString(*derived, "source", path + ".derived.source", source) ||
+      !r.getInt(*derived, "divisor", path + ".derived.divisor", 1, INT64_MAX, d.divisor))
+    return false;
+  d.derivedSource = m.dimIndex(source);
+  if (d.derivedSource < 0)
+    return r.fail(path + ".derived.source", "names unknown dim '" + source + "'");
+  if (&m.dims[size_t(d.derivedSource)] == &d)
+    return r.fail(path + ".derived.source", "must name another dim, got '" + source + "'");
+  return true;
+}
+
+bool parseDims(Reader &r, const json &root, Manifest &m) {
+  const json *dims = r.getArray(root, "dims", "dims");
+  if (!dims)
+    return false;
+  for (size_t n = 0; n < dims->size(); ++n) {
+    Dim d;
+    if (!parseDim(r, (*dims)[n], "dims[" + std::to_string(n) + "]", m, d))
+      return false;
+    m.dims.push_back(std::move(d));
+  }
+  for (size_t n = 0; n < dims->size(); ++n)
+    if (!parseDerived(r, (*dims)[n], "dims[" + std::to_string(n) + "]", m, m.dims[n]))
+      return false;
+  // One level only (hk = h / 4): the argument checks resolve a derived dim from its source.
+  for (size_t n = 0; n < m.dims.size(); ++n) {
+    int source = m.dims[n].derivedSource;
+    if (source >= 0 && m.dims[size_t(source)].derivedSource >= 0)
+      return r.fail("dims[" + std::to_string(n) + "].derived.source",
+                    "names '" + m.dims[size_t(source)].name + "', which is itself derived");
+  }
+  return true;
+}
+
+bool parseDimList(Reader &r, const json &j, const std::string &key, const std::string &path,
+                  const Manifest &m, std::vector<int> &out) {
+  const json *list = r.getArray(j, key, path);
+  if (!list)
+    return false;
+  for (size_t n = 0; n < list->size(); ++n) {
+    const json &e = (*list)[n];
+    std::string at = path + "[" + std::to_string(n) + "]";
+    if (!e.is_string())
+      return r.fail(at, std::string("must be a dim name, got ") + e.type_name());
+    int d = m.dimIndex(e.get<std::string>());
+    if (d < 0)
+      return r.fail(at, "names unknown dim '" + e.get<std::string>() + "'");
+    if (std::find(out.begin(), out.end(), d) != out.end())
+      return r.fail(at, "repeats dim '" + e.get<std::string>() + "'");
+    out.push_back(d);
+  }
+  return true;
+}
+
+bool isPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+bool parseArg(Reader &r, const json &j, const std::string &path, const Manifest &m, Arg &a) {
+  if (!r.isObject(j, path) || !r.getString(j, "name", path + ".name", a.name) ||
+      !parseEnum(r, j, "kind", path + ".kind", kKinds, a.kind) ||
+      !parseEnum(r, j, "dtype", path + ".dtype", kDTypes, a.dtype) ||
+      !parseDimList(r, j, "dims", path + ".dims", m, a.dims) ||
+      !parseDimList(r, j, "storage_dims", path + ".storage_dims", m, a.storageDims) ||
+      !r.getBool(j, "unit_stride_last", path + ".unit_stride_last", a.unitStrideLast) ||
+      !r.getInt(j, "alignment", path + ".alignment", 1, 1 << 20, a.alignment) ||
+      !r.getInt(j, "row_alignment", path + ".row_alignment", 0, 1 << 20, a.rowAlignment))
+    return false;
+  if (!isIdentifier(a.name))
+    return r.fail(path + ".name", "must be an identifier, got '" + a.name + "'");
+  if (!isPowerOfTwo(a.alignment))
+    return r.fail(path + ".alignment", "must be a power of two, got " + std::to_string(a.alignment));
+  if (!std::is_permutation(a.dims.begin(), a.dims.end(), a.storageDims.begin(), a.storageDims.end()))
+    return r.fail(path + ".storage_dims", "must be a permutation of " + path + ".dims");
+  return true;
+}
+
+bool parseArgs(Reader &r, const json &root, Manifest &m) {
+  const json *args = r.getArray(root, "args", "args");
+  if (!args)
+    return false;
+  if (args->empty())
+    return r.fail("args", "must not be empty");
+  for (size_t n = 0; n < args->size(); ++n) {
+    Arg a;
+    std::string path = "args[" + std::to_string(n) + "]";
+    if (!parseArg(r, (*args)[n], path, m, a))
+      return false;
+    for (const Arg &b : m.args)
+      if (b.name == a.name)
+        return r.fail(path + ".name", "repeats argument '" + a.name + "'");
+    m.args.push_back(std::move(a));
+  }
+  return true;
+}
+
+/// True if the extent of dim `d` is known once the arguments are: it is in an argument, static,
+/// or derived from / the source of such a dim.
+bool dimIsBound(const Manifest &m, int d) {
+  auto inArg = [&](int x) {
+    return std::any_of(m.args.begin(), m.args.end(), [&](const Arg &a) {
+      return std::find(a.dims.begin(), a.dims.end(), x) != a.dims.end();
+    });
+  };
+  const Dim &dim = m.dims[size_t(d)];
+  if (inArg(d) || dim.staticSize >= 0)
+    return true;
+  if (dim.derivedSource >= 0 && inArg(dim.derivedSource))
+    return true;
+  for (size_t o = 0; o < m.dims.size(); ++o)
+    if (m.dims[o].derivedSource == d && inArg(int(o)))
+      return true;
+  return false;
+}
+
+bool parseGridAxis(Reader &r, const json &j, const std::string &path, Manifest &m, GridAxis &g) {
+  if (!r.isObject(j, path))
+    return false;
+  std::string name;
+  if (const json *dim = r.member(j, "dim", path, false)) {
+    if (!dim->is_string())
+      return r.fail(path + ".dim", std::string("must be a dim name, got ") + dim->type_name());
+    name = dim->get<std::string>();
+  } else if (const json *cd = r.member(j, "ceil_div", path, false)) {
+    if (!cd->is_array() || cd->size() != 2 || !(*cd)[0].is_string())
+      return r.fail(path + ".ceil_div", "must be [DIM_NAME, DIVISOR]");
+    name = (*cd)[0].get<std::string>();
+    if (!r.toInt((*cd)[1], path + ".ceil_div[1]", 1, INT32_MAX, g.divisor))
+      return false;
+  } else {
+    return r.fail(path, "must be {\"dim\": NAME} or {\"ceil_div\": [NAME, N]}");
+  }
+  g.dim = m.dimIndex(name);
+  if (g.dim < 0)
+    return r.fail(path, "names unknown dim '" + name + "'");
+  if (!dimIsBound(m, g.dim))
+    return r.fail(path, "uses dim '" + name + "', which no argument determines");
+  return true;
+}
+
+bool parseGrid(Reader &r, const json &root, Manifest &m) {
+  const json *grid = r.getArray(root, "grid", "grid");
+  if (!grid)
+    return false;
+  if (grid->size() != 3)
+    return r.fail("grid", "must have 3 entries (x, y, z), got " + std::to_string(grid->size()));
+  for (int a = 0; a < 3; ++a)
+    if (!parseGridAxis(r, (*grid)[a], "grid[" + std::to_string(a) + "]", m, m.grid[a]))
+      return false;
+  return true;
+}
+
+bool parseHeader(Reader &r, const json &root, Manifest &m) {
+  std::string format;
+  if (!r.getString(root, "format", "format", format))
+    return false;
+  if (format != kManifestFormat)
+    return r.fail("format", "is '" + format + "', but this runtime reads '" + kManifestFormat + "'");
+  if (!r.getString(root, "variant", "variant", m.variant) ||
+      !r.getString(root, "entry", "entry", m.entry) ||
+      !r.getString(root, "arch", "arch", m.arch) ||
+      !r.getString(root, "compiler", "compiler", m.compiler, false) ||
+      !r.getString(root, "ptx", "ptx", m.ptx, false) ||
+      !r.getString(root, "spec_hash", "spec_hash", m.specHash, false))
+    return false;
+  if (!isIdentifier(m.entry))
+    return r.fail("entry", "must be a PTX symbol name, got '" + m.entry + "'");
+  int64_t smem;
+  if (!r.getInt(root, "dynamic_shared_memory", "dynamic_shared_memory", 0, UINT32_MAX, smem))
+    return false;
+  m.dynamicSharedMemory = uint32_t(smem);
+  return parseArch(r, m);
+}
+
+/// nlohmann's messages start with "[json.exception.parse_error.101] ": keep what follows.
+std::string stripExceptionId(const std::string &what) {
+  size_t close = what.find("] ");
+  return what.rfind("[json.exception.", 0) == 0 && close != std::string::npos ? what.substr(close + 2)
+                                                                             : what;
+}
+
+}  // namespace
+
+bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end());
+  } catch (const json::exception &e) {
+    error = "manifest: invalid JSON: " + stripExceptionId(e.what());
+    return false;
+  }
+  if (!root.is_object()) {
+    error = std::string("manifest: expected a JSON object, got ") + root.type_name();
+    return false;
+  }
+  Manifest m;
+  m.text.assign(text.data(), text.size());
+  Reader r;
+  // The nlohmann accessors used by Reader are type-checked first, so none of them throws; the
+  // try only guards against a future edit that forgets to check.
+  try {
+    if (!parseHeader(r, root, m) || !parseBlock(r, root, m) || !parseDims(r, root, m) ||
+        !parseArgs(r, root, m) || !parseGrid(r, root, m)) {
+      error = r.error;
+      return false;
+    }
+  } catch (const json::exception &e) {
+    error = "manifest: " + stripExceptionId(e.what());
+    return false;
+  }
+  out = std::move(m);
+  return true;
+}
+
+}  // namespace attnc::rt

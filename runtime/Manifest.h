@@ -1,0 +1,68 @@
+// The kernel manifest (docs/manifest.md, `attnc-kernel-manifest/1`) parsed and validated into
+// plain structs. No CUDA and no JSON types here, so tests and tools can include it anywhere.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace attnc::rt {
+
+inline constexpr const char *kManifestFormat = "attnc-kernel-manifest/1";
+
+/// Element types, numbered as the C ABI's attnc_dtype.
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3 };
+const char *dtypeName(DType t);
+int64_t dtypeBytes(DType t);
+
+enum class ArgKind { Input, Param, Output, Lse };
+
+struct Dim {
+  std::string name;
+  std::string role;              // batch, q_head, kv_head, q_seq, kv_seq, head_dim, value_dim, ...
+  int64_t staticSize = -1;       // >= 0: the extent is fixed by the spec
+  int derivedSource = -1;        // index into Manifest::dims; >= 0: extent = source / divisor
+  int64_t divisor = 1;
+};
+
+struct Arg {
+  std::string name;
+  ArgKind kind = ArgKind::Input;
+  DType dtype = DType::F32;
+  std::vector<int> dims;         // canonical (kernel) order, indices into Manifest::dims
+  std::vector<int> storageDims;  // the spec's declared order: a permutation of `dims`
+  bool unitStrideLast = false;
+  int64_t alignment = 1;         // bytes, a power of two
+  int64_t rowAlignment = 0;      // bytes; 0: no constraint
+  bool writes() const { return kind == ArgKind::Output || kind == ArgKind::Lse; }
+};
+
+/// One launch-grid axis: ceil(extent of `dim` / divisor); {"dim": d} has divisor 1.
+struct GridAxis {
+  int dim = -1;
+  int64_t divisor = 1;
+};
+
+struct Manifest {
+  std::string text;              // the JSON as given
+  std::string compiler, variant, entry, ptx, arch, specHash;
+  int archMajor = 0, archMinor = 0;
+  char archSuffix = 0;           // 'a' (arch-specific, exact match) or 'f' (family), else 0
+  std::array<uint32_t, 3> block{};
+  std::array<GridAxis, 3> grid{};
+  uint32_t dynamicSharedMemory = 0;
+  std::vector<Dim> dims;
+  std::vector<Arg> args;
+
+  int dimIndex(std::string_view name) const;
+  /// "q, k, v, o, lse": for messages about the argument list.
+  std::string argNames() const;
+};
+
+/// Parses and validates; false with a message naming the offending field ("manifest: field
+/// 'args[3].dtype': ..."). `text` need not be NUL-terminated.
+bool parseManifest(std::string_view text, Manifest &out, std::string &error);
+
+}  // namespace attnc::rt

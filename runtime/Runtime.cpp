@@ -1,0 +1,430 @@
+// The CUDA side of the runtime: the driver's entry points (dlopen'ed once), the module cache
+// shared by all kernels per (context, PTX), device checks and the launch. Every CUDA failure
+// becomes a message that names the kernel, the driver call and the driver's error.
+#include "runtime/Runtime.h"
+
+#include <cuda.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <vector>
+
+namespace attnc::rt {
+namespace {
+
+// Stringizes after macro expansion, so a name cuda.h maps to a versioned symbol (cuLaunchKernel
+// -> cuLaunchKernel_ptsz under per-thread default streams) resolves to that symbol.
+#define ATTNC_STR2(x) #x
+#define ATTNC_STR(x) ATTNC_STR2(x)
+
+struct Driver {
+  decltype(&::cuInit) init = nullptr;
+  decltype(&::cuDriverGetVersion) driverGetVersion = nullptr;
+  decltype(&::cuGetErrorName) getErrorName = nullptr;
+  decltype(&::cuGetErrorString) getErrorString = nullptr;
+  decltype(&::cuDeviceGet) deviceGet = nullptr;
+  decltype(&::cuDeviceGetAttribute) deviceGetAttribute = nullptr;
+  decltype(&::cuDeviceGetName) deviceGetName = nullptr;
+  decltype(&::cuDevicePrimaryCtxRetain) primaryCtxRetain = nullptr;
+  decltype(&::cuCtxGetCurrent) ctxGetCurrent = nullptr;
+  decltype(&::cuCtxSetCurrent) ctxSetCurrent = nullptr;
+  decltype(&::cuCtxGetDevice) ctxGetDevice = nullptr;
+  decltype(&::cuModuleLoadDataEx) moduleLoadDataEx = nullptr;
+  decltype(&::cuModuleGetFunction) moduleGetFunction = nullptr;
+  decltype(&::cuModuleUnload) moduleUnload = nullptr;
+  decltype(&::cuFuncSetAttribute) funcSetAttribute = nullptr;
+  decltype(&::cuPointerGetAttribute) pointerGetAttribute = nullptr;
+  decltype(&::cuLaunchKernel) launchKernel = nullptr;
+  int version = 0;  // e.g. 13000 for CUDA 13.0
+
+  /// "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (invalid argument)".
+  std::string fail(CUresult r, const std::string &call) const {
+    const char *name = nullptr, *text = nullptr;
+    getErrorName(r, &name);
+    getErrorString(r, &text);
+    return call + " failed: " + (name ? name : "CUDA error " + std::to_string(int(r))) +
+           (text ? std::string(" (") + text + ")" : "");
+  }
+};
+
+template <typename F>
+bool resolve(void *lib, const char *symbol, F &fn, std::string &error) {
+  fn = reinterpret_cast<F>(dlsym(lib, symbol));
+  if (!fn)
+    error = std::string("the CUDA driver libcuda.so.1 has no '") + symbol + "': the driver is too old";
+  return fn != nullptr;
+}
+
+bool loadDriver(Driver &d, std::string &error) {
+  // Kept loaded for the life of the process: modules and contexts outlive any one kernel.
+  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    const char *why = dlerror();
+    error = std::string("cannot load the CUDA driver libcuda.so.1 (") + (why ? why : "not found") +
+            "): is an NVIDIA driver installed on this machine?";
+    return false;
+  }
+#define ATTNC_RESOLVE(field, fn) resolve(lib, ATTNC_STR(fn), d.field, error)
+  bool ok = ATTNC_RESOLVE(init, cuInit) && ATTNC_RESOLVE(driverGetVersion, cuDriverGetVersion) &&
+            ATTNC_RESOLVE(getErrorName, cuGetErrorName) &&
+            ATTNC_RESOLVE(getErrorString, cuGetErrorString) && ATTNC_RESOLVE(deviceGet, cuDeviceGet) &&
+            ATTNC_RESOLVE(deviceGetAttribute, cuDeviceGetAttribute) &&
+            ATTNC_RESOLVE(deviceGetName, cuDeviceGetName) &&
+            ATTNC_RESOLVE(primaryCtxRetain, cuDevicePrimaryCtxRetain) &&
+            ATTNC_RESOLVE(ctxGetCurrent, cuCtxGetCurrent) &&
+            ATTNC_RESOLVE(ctxSetCurrent, cuCtxSetCurrent) &&
+            ATTNC_RESOLVE(ctxGetDevice, cuCtxGetDevice) &&
+            ATTNC_RESOLVE(moduleLoadDataEx, cuModuleLoadDataEx) &&
+            ATTNC_RESOLVE(moduleGetFunction, cuModuleGetFunction) &&
+            ATTNC_RESOLVE(moduleUnload, cuModuleUnload) &&
+            ATTNC_RESOLVE(funcSetAttribute, cuFuncSetAttribute) &&
+            ATTNC_RESOLVE(pointerGetAttribute, cuPointerGetAttribute) &&
+            ATTNC_RESOLVE(launchKernel, cuLaunchKernel);
+#undef ATTNC_RESOLVE
+  if (!ok)
+    return false;
+  if (CUresult r = d.init(0)) {
+    error = d.fail(r, "cuInit") + (r == CUDA_ERROR_NO_DEVICE ? ": this machine has no usable GPU" : "");
+    return false;
+  }
+  d.driverGetVersion(&d.version);
+  return true;
+}
+
+/// The driver, loaded and initialised once per process; null with the reason otherwise.
+const Driver *driver(std::string &error) {
+  static std::once_flag once;
+  static Driver d;
+  static bool ok = false;
+  static std::string loadError;
+  std::call_once(once, [] { ok = loadDriver(d, loadError); });
+  if (!ok)
+    error = loadError;
+  return ok ? &d : nullptr;
+}
+
+/// The current context; without one, device 0's primary context (retained once, never released:
+/// the CUDA runtime and PyTorch share it) is made current.
+bool currentContext(const Driver &d, CUcontext &ctx, std::string &error) {
+  if (CUresult r = d.ctxGetCurrent(&ctx)) {
+    error = d.fail(r, "cuCtxGetCurrent");
+    return false;
+  }
+  if (ctx)
+    return true;
+  static std::once_flag once;
+  static CUcontext primary = nullptr;
+  static std::string primaryError;
+  std::call_once(once, [&d] {
+    CUdevice dev;
+    if (CUresult r = d.deviceGet(&dev, 0))
+      primaryError = d.fail(r, "cuDeviceGet(0)");
+    else if (CUresult r = d.primaryCtxRetain(&primary, dev))
+      primaryError = d.fail(r, "cuDevicePrimaryCtxRetain");
+  });
+  if (!primary) {
+    error = primaryError;
+    return false;
+  }
+  if (CUresult r = d.ctxSetCurrent(primary)) {
+    error = d.fail(r, "cuCtxSetCurrent");
+    return false;
+  }
+  ctx = primary;
+  return true;
+}
+
+std::string archText(int major, int minor) {
+  return "sm_" + std::to_string(major) + std::to_string(minor);
+}
+
+/// The manifest's arch against the device: sm_80 runs on 8.0 and newer, sm_90a only on 9.0
+/// (arch-specific instructions), sm_100f on the 10.x family.
+bool checkDevice(const Driver &d, const Manifest &m, CUdevice dev, std::string &error) {
+  int major = 0, minor = 0, smemOptin = 0;
+  char name[256] = "?";
+  d.deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+  d.deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+  d.deviceGetAttribute(&smemOptin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev);
+  d.deviceGetName(name, sizeof name, dev);
+  bool newer = major > m.archMajor || (major == m.archMajor && minor >= m.archMinor);
+  bool ok = m.archSuffix == 'a'   ? major == m.archMajor && minor == m.archMinor
+            : m.archSuffix == 'f' ? major == m.archMajor && minor >= m.archMinor
+                                  : newer;
+  std::string device = "device " + std::to_string(int(dev)) + " (" + name + ")";
+  if (!ok) {
+    std::string need = m.archSuffix == 'a'   ? archText(m.archMajor, m.archMinor) + " exactly"
+                       : m.archSuffix == 'f' ? "the sm_" + std::to_string(m.archMajor) + "x family"
+                                             : m.arch + " or newer";
+    error = "compiled for " + m.arch + ", needs " + need + ", but " + device + " is " +
+            archText(major, minor);
+    return false;
+  }
+  if (m.dynamicSharedMemory > uint32_t(smemOptin)) {
+    error = "needs " + std::to_string(m.dynamicSharedMemory) + " bytes of shared memory per block, but " +
+            device + " allows at most " + std::to_string(smemOptin);
+    return false;
+  }
+  return true;
+}
+
+bool loadModule(const Driver &d, const std::string &ptx, CUmodule &module, std::string &error) {
+  std::vector<char> log(1 << 14, 0);
+  CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *values[] = {log.data(), reinterpret_cast<void *>(uintptr_t(log.size() - 1))};
+  CUresult r = d.moduleLoadDataEx(&module, ptx.c_str(), 2, options, values);
+  if (r == CUDA_SUCCESS)
+    return true;
+  error = d.fail(r, "cuModuleLoadDataEx") + "; driver " + std::to_string(d.version / 1000) + "." +
+          std::to_string(d.version % 1000 / 10);
+  if (log[0])
+    error += "; JIT log:\n" + std::string(log.data());
+  return false;
+}
+
+/// Modules shared by every kernel with the same PTX in the same context, counted by users.
+class ModuleCache {
+public:
+  bool acquire(const Driver &d, CUcontext ctx, uint64_t hash,
+               const std::shared_ptr<const std::string> &ptx, CUmodule &module, std::string &error) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Key key{ctx, hash};
+    // A 64-bit hash collision between two loaded PTX texts is unlikely but cheap to rule out.
+    while (entries_.count(key) && *entries_[key].ptx != *ptx)
+      ++key.second;
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      if (!loadModule(d, *ptx, module, error))
+        return false;
+      it = entries_.emplace(key, Entry{module, ptx, 0}).first;
+    }
+    ++it->second.users;
+    module = it->second.module;
+    return true;
+  }
+
+  void release(const Driver &d, CUcontext ctx, const std::shared_ptr<const std::string> &ptx,
+               uint64_t hash) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Key key{ctx, hash};
+    while (entries_.count(key) && entries_[key].ptx != ptx && *entries_[key].ptx != *ptx)
+      ++key.second;
+    auto it = entries_.find(key);
+    if (it == entries_.end() || --it->second.users > 0)
+      return;
+    unload(d, ctx, it->second.module);
+    entries_.erase(it);
+  }
+
+private:
+  using Key = std::pair<CUcontext, uint64_t>;
+  struct Entry {
+    CUmodule module;
+    std::shared_ptr<const std::string> ptx;
+    int users;
+  };
+
+  /// cuModuleUnload acts in the current context: switch to the module's for the call. Errors
+  /// are ignored (at process exit the driver may already be shut down).
+  static void unload(const Driver &d, CUcontext ctx, CUmodule module) {
+    CUcontext previous = nullptr;
+    d.ctxGetCurrent(&previous);
+    if (previous != ctx && d.ctxSetCurrent(ctx) != CUDA_SUCCESS)
+      return;
+    d.moduleUnload(module);
+    if (previous != ctx)
+      d.ctxSetCurrent(previous);
+  }
+
+  std::mutex mutex_;
+  std::map<Key, Entry> entries_;
+};
+
+ModuleCache &moduleCache() {
+  // Never destroyed: kernels released during static destruction must still find it.
+  static ModuleCache *cache = new ModuleCache;
+  return *cache;
+}
+
+std::string hex(uint64_t v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "0x%llx", (unsigned long long)v);
+  return text;
+}
+
+/// The pointer must be device memory on `dev` (the kernel dereferences it there).
+bool checkDevicePointer(const Driver &d, const Arg &a, uint64_t data, CUdevice dev, std::string &error) {
+  std::string prefix = "argument '" + a.name + "': ";
+  unsigned int memoryType = 0;
+  CUresult r = d.pointerGetAttribute(&memoryType, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CUdeviceptr(data));
+  if (r == CUDA_ERROR_INVALID_VALUE || (r == CUDA_SUCCESS && memoryType == CU_MEMORYTYPE_HOST)) {
+    error = prefix + "pointer " + hex(data) + " is host memory, not device memory" +
+            (r == CUDA_SUCCESS ? " (pinned)" : "");
+    return false;
+  }
+  if (r != CUDA_SUCCESS) {
+    error = prefix + d.fail(r, "cuPointerGetAttribute");
+    return false;
+  }
+  int ordinal = -1;
+  if (d.pointerGetAttribute(&ordinal, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, CUdeviceptr(data)) ==
+          CUDA_SUCCESS && ordinal != int(dev)) {
+    error = prefix + "is on device " + std::to_string(ordinal) + ", but the kernel runs on device " +
+            std::to_string(int(dev)) + " (the current context's)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+uint64_t hashPtx(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text)
+    h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view manifestJson,
+                                     std::string &error) {
+  std::unique_ptr<Kernel> k(new Kernel);
+  if (!parseManifest(manifestJson, k->manifest_, error))
+    return nullptr;
+  // The driver wants NUL-terminated PTX; callers may or may not count the terminator.
+  while (!ptx.empty() && ptx.back() == '\0')
+    ptx.remove_suffix(1);
+  std::string entry = ".entry " + k->manifest_.entry;
+  size_t at = ptx.find(entry);
+  char next = at == std::string_view::npos || at + entry.size() >= ptx.size() ? 0 : ptx[at + entry.size()];
+  if (at == std::string_view::npos || !(next == '(' || next == ' ' || next == '\n' || next == '\t')) {
+    error = "kernel '" + k->manifest_.variant + "': the PTX has no '" + entry + "'";
+    return nullptr;
+  }
+  k->ptx_ = std::make_shared<const std::string>(ptx);
+  k->ptxHash_ = hashPtx(ptx);
+
+  // JIT now if a context is current, so PTX errors surface at load; the driver missing is not
+  // an error here (the manifest can be inspected on any machine).
+  std::string ignored;
+  const Driver *d = driver(ignored);
+  CUcontext ctx = nullptr;
+  CUfunction fn = nullptr;
+  if (d && d->ctxGetCurrent(&ctx) == CUDA_SUCCESS && ctx && !k->functionFor(ctx, fn, error))
+    return nullptr;
+  return k;
+}
+
+Kernel::~Kernel() {
+  std::string ignored;
+  const Driver *d = functions_.empty() ? nullptr : driver(ignored);
+  for (const auto &[ctx, fn] : functions_)
+    moduleCache().release(*d, ctx, ptx_, ptxHash_);
+}
+
+bool Kernel::functionFor(CUcontext ctx, CUfunction &fn, std::string &error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = functions_.find(ctx); it != functions_.end()) {
+    fn = it->second;
+    return true;
+  }
+  if (!loadFunction(ctx, fn, error)) {
+    error = "kernel '" + manifest_.variant + "': " + error;
+    return false;
+  }
+  functions_[ctx] = fn;
+  return true;
+}
+
+bool Kernel::loadFunction(CUcontext ctx, CUfunction &fn, std::string &error) {
+  const Driver *d = driver(error);
+  if (!d)
+    return false;
+  CUdevice dev;
+  CUmodule module;
+  if (CUresult r = d->ctxGetDevice(&dev)) {
+    error = d->fail(r, "cuCtxGetDevice");
+    return false;
+  }
+  if (!checkDevice(*d, manifest_, dev, error) ||
+      !moduleCache().acquire(*d, ctx, ptxHash_, ptx_, module, error))
+    return false;
+  CUresult r = d->moduleGetFunction(&fn, module, manifest_.entry.c_str());
+  if (r != CUDA_SUCCESS)
+    error = d->fail(r, "cuModuleGetFunction('" + manifest_.entry + "')");
+  else if (manifest_.dynamicSharedMemory > 0 &&
+           (r = d->funcSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                    int(manifest_.dynamicSharedMemory))) != CUDA_SUCCESS)
+    error = d->fail(r, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, " +
+                           std::to_string(manifest_.dynamicSharedMemory) + ")");
+  if (r != CUDA_SUCCESS)
+    moduleCache().release(*d, ctx, ptx_, ptxHash_);
+  return r == CUDA_SUCCESS;
+}
+
+bool Kernel::launch(const TensorArg *args, size_t count, void *stream, std::string &error) {
+  LaunchPlan plan;
+  if (!checkArgs(manifest_, args, count, plan, error)) {
+    error = "kernel '" + manifest_.variant + "': " + error;
+    return false;
+  }
+  if (plan.empty)
+    return true;
+  return launchPlanned(args, plan, stream, error);
+}
+
+bool Kernel::launchPlanned(const TensorArg *args, const LaunchPlan &plan, void *stream,
+                           std::string &error) {
+  std::string prefix = "kernel '" + manifest_.variant + "': ";
+  const Driver *d = driver(error);
+  CUcontext ctx = nullptr;
+  CUdevice dev;
+  if (!d || !currentContext(*d, ctx, error)) {
+    error = prefix + error;
+    return false;
+  }
+  if (CUresult r = d->ctxGetDevice(&dev)) {
+    error = prefix + d->fail(r, "cuCtxGetDevice");
+    return false;
+  }
+  size_t values = 0;
+  for (size_t a = 0; a < manifest_.args.size(); ++a) {
+    if (hasElements(args[a]) && !checkDevicePointer(*d, manifest_.args[a], args[a].data, dev, error)) {
+      error = prefix + error;
+      return false;
+    }
+    values += 3 + 2 * size_t(args[a].rank);
+  }
+  CUfunction fn = nullptr;
+  if (!functionFor(ctx, fn, error))
+    return false;
+
+  // The "memref" parameter ABI: per argument allocated ptr, aligned ptr, offset 0, sizes, strides.
+  std::vector<uint64_t> storage;
+  storage.reserve(values);
+  for (size_t a = 0; a < manifest_.args.size(); ++a) {
+    const TensorArg &t = args[a];
+    storage.insert(storage.end(), {t.data, t.data, 0});
+    for (int32_t i = 0; i < t.rank; ++i)
+      storage.push_back(uint64_t(t.sizes[i]));
+    for (int32_t i = 0; i < t.rank; ++i)
+      storage.push_back(uint64_t(t.strides[i]));
+  }
+  std::vector<void *> params;
+  params.reserve(storage.size());
+  for (uint64_t &v : storage)
+    params.push_back(&v);
+  CUresult r = d->launchKernel(fn, plan.grid[0], plan.grid[1], plan.grid[2], plan.block[0],
+                               plan.block[1], plan.block[2], plan.sharedMemory,
+                               static_cast<CUstream>(stream), params.data(), nullptr);
+  if (r != CUDA_SUCCESS) {
+    error = prefix + d->fail(r, "cuLaunchKernel") + " with grid (" + std::to_string(plan.grid[0]) +
+            ", " + std::to_string(plan.grid[1]) + ", " + std::to_string(plan.grid[2]) + "), block (" +
+            std::to_string(plan.block[0]) + ", " + std::to_string(plan.block[1]) + ", " +
+            std::to_string(plan.block[2]) + "), " + std::to_string(plan.sharedMemory) +
+            " bytes of shared memory";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace attnc::rt

@@ -1,0 +1,189 @@
+"""Shared by the GPU tests and sanitize_one.py: find the compiled kernels and their float64
+references, draw inputs for a shape, run a kernel with NaN-poisoned outputs and compare.
+
+Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels: DIR/<variant>.{ptx,json,ref.py},
+written by `attnc compile --emit=ptx` and `attnc --emit=torch`), plus the hand-written fixture
+in fixture/ (built with nvcc when there is one), which test the runtime on their own.
+"""
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "python"))
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixture"
+FIXTURES = ("fixture_gqa", "fixture_causal")  # both in fixture/fixtures.cu
+MANIFEST_FORMAT = "attnc-kernel-manifest/1"
+
+# (q_len, kv_len): ragged, not tile multiples, q_len != kv_len, one key, rows with no key
+# (fixture: q_len >= kv_len + 48), and one exact tile multiple.
+SHAPES = [(1, 1), (77, 65), (130, 131), (300, 500), (300, 65), (128, 128)]
+SMALL = (77, 65)
+REPORT = []  # one line per checked run: the errors the test session prints at its end
+
+
+def kernel_dir() -> Path:
+    return Path(os.environ.get("ATTNC_KERNEL_DIR", ROOT / ".device" / "kernels"))
+
+
+def manifests(directory: Path) -> dict:
+    """{variant: manifest path} in `directory` (skips other JSON, e.g. compile_times.json)."""
+    out = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT:
+            out[m.get("variant", path.stem)] = path
+    return out
+
+
+def compiled_variants() -> list:
+    return list(manifests(kernel_dir()))
+
+
+def load(directory: Path, variant: str):
+    """(Kernel, reference or None) of `variant` in `directory`."""
+    import attnc
+    path = manifests(directory)[variant]
+    ptx = path.parent / json.loads(path.read_text()).get("ptx", f"{variant}.ptx")
+    return attnc.load_kernel(ptx, path), load_reference(directory, variant)
+
+
+def nvcc() -> str:
+    found = shutil.which("nvcc")
+    return found or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else "")
+
+
+def build_fixtures(out_dir: Path) -> Path:
+    """Compiles fixtures.cu to one PTX (so its kernels also share a module in the runtime's
+    cache) in out_dir, next to the fixtures' manifests and references."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [nvcc(), "-ptx", "-arch=compute_80", "-o", str(out_dir / "fixtures.ptx"),
+           str(FIXTURE_DIR / "fixtures.cu")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    for name in FIXTURES:
+        for suffix in (".json", ".ref.py"):
+            shutil.copy(FIXTURE_DIR / f"{name}{suffix}", out_dir / f"{name}{suffix}")
+    return out_dir
+
+
+def load_reference(directory: Path, variant: str):
+    """reference(tensors) -> (o, lse | None) from DIR/<variant>.ref.py, or None if absent."""
+    path = Path(directory) / f"{variant}.ref.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"attnc_ref_{variant}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference
+
+
+def dim_sizes(kernel, q_len: int, kv_len: int, batch: int = 2, head_dim: int = 64) -> dict:
+    """Extents by role; static extents from the manifest; derived dims from their source."""
+    dims = kernel.manifest["dims"]
+    group = 1
+    for d in dims:
+        if d.get("derived") and d["role"] == "kv_head":
+            group = d["derived"]["divisor"]
+    by_role = {"batch": batch, "q_head": 2 * group, "kv_head": 2, "q_seq": q_len, "kv_seq": kv_len,
+               "head_dim": head_dim, "value_dim": head_dim}
+    sizes = {}
+    for d in dims:
+        if d.get("static") is not None:
+            sizes[d["name"]] = d["static"]
+        elif not d.get("derived"):
+            sizes[d["name"]] = by_role.get(d["role"], 16)
+    for d in dims:
+        if d["name"] not in sizes:
+            sizes[d["name"]] = sizes[d["derived"]["source"]] // d["derived"]["divisor"]
+    return sizes
+
+
+def torch_dtype(name: str):
+    import torch
+    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32}[name]
+
+
+def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dict:
+    """Random inputs and params in storage order: randn for floats; i32 params are small ids
+    when indexed by a sequence dim (document ids), else a position in [0, kv_len]."""
+    import torch
+    gen = torch.Generator(device=device).manual_seed(seed)
+    roles = {d["name"]: d["role"] for d in kernel.manifest["dims"]}
+    kv_len = next((sizes[n] for n, r in roles.items() if r == "kv_seq"), 16)
+    out = {}
+    for a in kernel.manifest["args"]:
+        if a["kind"] not in ("input", "param"):
+            continue
+        shape = [sizes[n] for n in a["storage_dims"]]
+        if a["dtype"] == "i32":
+            seq = any(roles[n] in ("q_seq", "kv_seq") for n in a["dims"])
+            high = 3 if seq else kv_len + 1
+            out[a["name"]] = torch.randint(0, high, shape, generator=gen, device=device, dtype=torch.int32)
+        else:
+            out[a["name"]] = torch.randn(shape, generator=gen, device=device).to(torch_dtype(a["dtype"]))
+    return out
+
+
+def output_names(kernel):
+    kinds = {a["kind"]: a["name"] for a in kernel.manifest["args"]}
+    return kinds.get("output"), kinds.get("lse")
+
+
+def tolerance(kernel) -> float:
+    """bf16/f16 inputs: 2e-2 (P is rounded to 16 bits for the P.V product); f32: 1e-3."""
+    dtypes = {a["dtype"] for a in kernel.manifest["args"] if a["kind"] == "input"}
+    return 2e-2 if dtypes & {"bf16", "f16"} else 1e-3
+
+
+def run(kernel, inputs: dict) -> dict:
+    """Launches on NaN-poisoned outputs and waits; returns the outputs."""
+    import torch
+    outs = kernel.allocate_outputs(**inputs)
+    for t in outs.values():
+        t.fill_(math.nan)
+    kernel(**inputs, **outs)
+    torch.cuda.synchronize()
+    return outs
+
+
+def compare(kernel, reference, inputs: dict, outs: dict) -> dict:
+    """{'rel': ||o - ref|| / ||ref||, 'lse_rel', 'problems': [...]}; NaN never passes."""
+    import torch
+    o_name, lse_name = output_names(kernel)
+    ref_o, ref_lse = reference(dict(inputs))
+    o = outs[o_name].double()
+    problems = []
+    nans = int(torch.isnan(o).sum())
+    if nans:
+        problems.append(f"{nans} of {o.numel()} output elements are NaN (unwritten or wrong)")
+    ref_o = ref_o.double().to(o.device)
+    norm = float(ref_o.norm())
+    rel = float((o - ref_o).norm()) / (norm if norm > 0 else 1.0)
+    if not rel <= tolerance(kernel):
+        problems.append(f"relative error {rel:.3e} > {tolerance(kernel):.0e}")
+    result = {"rel": rel, "lse_rel": None, "problems": problems}
+    if lse_name and ref_lse is not None:
+        lse, ref_lse = outs[lse_name].double(), ref_lse.double().to(o.device)
+        ref_inf, got_inf = torch.isneginf(ref_lse), torch.isneginf(lse)
+        if torch.isnan(lse).any():
+            problems.append(f"{int(torch.isnan(lse).sum())} lse entries are NaN")
+        if not torch.equal(ref_inf, got_inf):
+            problems.append(f"lse is -inf on {int(got_inf.sum())} rows, the reference on {int(ref_inf.sum())}")
+        finite = ~ref_inf & ~got_inf & ~torch.isnan(lse)
+        if finite.any():
+            ref_f = ref_lse[finite]
+            lse_rel = float((lse[finite] - ref_f).norm()) / max(float(ref_f.norm()), 1e-30)
+            result["lse_rel"] = lse_rel
+            if not lse_rel <= 1e-3:
+                problems.append(f"lse relative error {lse_rel:.3e} > 1e-03")
+    return result

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Compiles every spec in specs/ to PTX (bf16 as declared; a dynamic head dim fixed to 128) and
+# assembles it with `ptxas -arch=sm_90a`, recording registers, stack and spills per kernel.
+# Fails if a spec does not compile or ptxas rejects its PTX. Skips (exit 77) without ptxas.
+set -uo pipefail
+attnc=$1; specs=$2; out=${3:-$(mktemp -d)}
+ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
+if [ ! -x "$ptxas" ]; then echo "check_ptx: no ptxas; skipped"; exit 77; fi
+mkdir -p "$out"
+status=0
+printf '%-18s %-9s %6s %8s %s\n' kernel chip regs spills "compile"
+for spec in "$specs"/*.attn; do
+  set_d=()
+  "$attnc" "$spec" --emit=ast | grep -q "^  dim d :" && set_d=(--set d=128)
+  for chip in sm_80 sm_90a; do
+    dir="$out/$chip"
+    if ! log=$("$attnc" compile "$spec" --emit=ptx --chip=$chip "${set_d[@]}" -o "$dir" 2>&1); then
+      echo "FAIL compile $spec ($chip):"; echo "$log"; status=1; continue
+    fi
+    ms=$(echo "$log" | sed -n 's/.*(\([0-9]*\) ms).*/\1/p' | head -1)
+    name=$(basename "$spec" .attn)
+    for ptx in "$dir"/$name*.ptx; do
+      if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
+        echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
+      fi
+      regs=$(echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p')
+      spills=$(echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p')
+      printf '%-18s %-9s %6s %8s %s ms\n' "$(basename "$ptx" .ptx)" "$chip" "$regs" "$spills" "$ms"
+    done
+  done
+done
+exit $status
