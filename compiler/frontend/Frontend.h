@@ -65,4 +65,13 @@ void referenceForward(const Variant &v, const DimSizes &sizes,
                       const std::vector<HostTensor> &params, std::vector<double> &out,
                       std::vector<double> *lse);
 
+// ---------------------------------------------------------------------------------------------
+// float64 torch reference (`attnc --emit=torch`)
+
+/// The text of a Python module (needing only torch and math) whose `reference(t)` computes, for
+/// the tensors `t` (name -> torch tensor in storage order, any dtype and device), exactly what
+/// referenceForward computes: `(o, lse)`, o float64 in the output's storage order, lse float64
+/// [b, h, i] for softmax or None. `v` must be checked; `specPath` is only quoted in the text.
+std::string emitTorchReference(const Variant &v, const std::string &specPath);
+
 }  // namespace attnc

@@ -24,7 +24,8 @@ static cl::opt<std::string> inputPath(cl::Positional, cl::desc("<spec.attn | mod
                                       cl::Required, cl::cat(category));
 static cl::opt<std::string> emit("emit",
                                  cl::desc("Stop after a stage: ast, attn, tiled, llvm (host), "
-                                          "ptx (CUDA: -o DIR gets <variant>.ptx + .json)"),
+                                          "ptx (CUDA: -o DIR gets <variant>.ptx, .json and "
+                                          ".ref.py); or torch (a float64 torch reference)"),
                                  cl::init("llvm"), cl::cat(category));
 static cl::opt<std::string> outputPath("o",
                                        cl::desc("Output file (default: stdout); a directory "
@@ -129,9 +130,12 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
     }
     std::string base = dir + "/" + v.name;
     std::string manifest = buildManifest(v, options.pipeline, v.name + ".ptx", text);
+    std::string reference = emitTorchReference(v, inputPath);
     std::error_code ec;
     for (const auto &[path, content] :
-         {std::pair<std::string, std::string>{base + ".ptx", it->second}, {base + ".json", manifest}}) {
+         {std::pair<std::string, std::string>{base + ".ptx", it->second},
+          {base + ".json", manifest},
+          {base + ".ref.py", reference}}) {
       llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
       if (ec) {
         llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
@@ -139,7 +143,7 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
       }
       os << content;
     }
-    llvm::errs() << "attnc: wrote " << base << ".ptx and .json ("
+    llvm::errs() << "attnc: wrote " << base << ".ptx, .json and .ref.py ("
                  << llvm::format("%.0f", compileMs) << " ms)\n";
   }
   return 0;
@@ -147,9 +151,10 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
 
 static int compileMain() {
   Stage stop;
-  if (!parseStage(emit, stop)) {
+  bool torch = emit == "torch";
+  if (!torch && !parseStage(emit, stop)) {
     llvm::errs() << "attnc: error: unknown stage '" << emit << "' for --emit; stages: ast, attn, "
-                    "tiled, llvm, ptx\n";
+                    "tiled, llvm, ptx, torch\n";
     return 1;
   }
   CompileOptions options;
@@ -161,12 +166,17 @@ static int compileMain() {
   bool isMLIR = llvm::StringRef(inputPath).ends_with(".mlir");
   if (isMLIR ? !compiler.loadMLIR(inputPath, text, diag) : !compiler.loadSpec(inputPath, text, diag))
     return report(diag, text);
-  if (stop == Stage::AST) {
+  if (torch || stop == Stage::AST) {
     if (isMLIR) {
-      llvm::errs() << "attnc: error: --emit=ast needs a spec, not a .mlir module\n";
+      llvm::errs() << "attnc: error: --emit=" << emit << " needs a spec, not a .mlir module\n";
       return 1;
     }
-    return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
+    if (!torch)
+      return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
+    std::string module;
+    for (const Variant &v : compiler.spec().variants)
+      module += emitTorchReference(v, inputPath);
+    return writeOutput(module) ? 0 : 1;
   }
   auto start = std::chrono::steady_clock::now();
   if (!isMLIR && !compiler.lowerToAttn(options, diag))

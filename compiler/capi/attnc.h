@@ -1,0 +1,56 @@
+/* attnc's JIT API (C ABI): spec text in, a loaded CUDA kernel out, cached on disk.
+ *
+ *   attnc_kernel *k;
+ *   if (attnc_compile(spec, strlen(spec), "alibi", NULL, &k) != 0) puts(attnc_last_error());
+ *   attnc_launch(k, args, nargs, stream);   // args: see attnc_runtime.h (attnc_tensor)
+ *   attnc_release(k);
+ *
+ * The kernel cache key is a hash of the compiler version, the spec text, the variant, the
+ * options, the target chip and the CUDA driver version. Entries are written atomically (temp
+ * file + rename), carry a checksum, and a corrupt or truncated entry is rebuilt. Every function
+ * returning int returns 0 on success, -1 on failure with the message in attnc_last_error(). */
+#ifndef ATTNC_H
+#define ATTNC_H
+
+#include "runtime/attnc_runtime.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define ATTNC_API __attribute__((visibility("default")))
+#else
+#define ATTNC_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct attnc_kernel attnc_kernel;
+
+typedef struct {
+  int32_t block_q;       /* queries per tile (16, 32, 64, 128); 0 = 64 */
+  int32_t block_k;       /* keys per tile (multiple of 16 up to 128); 0 = 64 */
+  const char *chip;      /* "sm_80" (default; runs on every sm_80+ GPU) or "sm_90a" */
+  const char *dims;      /* static extents for dynamic dims, e.g. "d=128"; NULL = none */
+  const char *cache_dir; /* NULL = $ATTNC_CACHE_DIR or ~/.cache/attnc; "" = no disk cache */
+} attnc_options;
+
+/* Compiles `variant` of the spec (NULL: the file's only variant) to PTX, or takes it from the
+ * cache, and loads it. Spec errors come back as "file:line:col: error: ..." with the hint. */
+ATTNC_API int attnc_compile(const char *spec, size_t spec_len, const char *variant,
+                            const attnc_options *options, attnc_kernel **out);
+ATTNC_API int attnc_launch(attnc_kernel *k, const attnc_tensor *args, int32_t nargs,
+                           void *cu_stream);
+ATTNC_API const char *attnc_kernel_manifest(attnc_kernel *k); /* JSON (docs/manifest.md) */
+ATTNC_API const char *attnc_kernel_ptx(attnc_kernel *k);
+ATTNC_API int attnc_kernel_from_cache(attnc_kernel *k); /* 1 if the cache served it */
+ATTNC_API void attnc_release(attnc_kernel *k);
+ATTNC_API const char *attnc_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNC_H */

@@ -1,0 +1,62 @@
+// The C++ JIT API: RAII over attnc.h. Errors are thrown as attnc::Error when exceptions are on,
+// otherwise reported through ok() / error().
+#pragma once
+
+#include "compiler/capi/attnc.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace attnc {
+
+struct Options {
+  int blockQ = 0, blockK = 0;
+  std::string chip = "sm_80";
+  std::string dims;      // "d=128"
+  std::string cacheDir;  // empty = default location
+  bool noCache = false;
+};
+
+class Kernel {
+public:
+  Kernel() = default;
+  /// Compiles (or loads from the cache) one variant of a spec.
+  Kernel(const std::string &spec, const std::string &variant = "", const Options &o = {}) {
+    attnc_options c{o.blockQ, o.blockK, o.chip.c_str(), o.dims.empty() ? nullptr : o.dims.c_str(),
+                    o.noCache ? "" : (o.cacheDir.empty() ? nullptr : o.cacheDir.c_str())};
+    if (attnc_compile(spec.data(), spec.size(), variant.empty() ? nullptr : variant.c_str(), &c,
+                      &handle) != 0)
+      message = attnc_last_error();
+  }
+  Kernel(const Kernel &) = delete;
+  Kernel &operator=(const Kernel &) = delete;
+  Kernel(Kernel &&other) noexcept { *this = std::move(other); }
+  Kernel &operator=(Kernel &&other) noexcept {
+    std::swap(handle, other.handle);
+    std::swap(message, other.message);
+    return *this;
+  }
+  ~Kernel() { attnc_release(handle); }
+
+  bool ok() const { return handle != nullptr; }
+  const std::string &error() const { return message; }
+  std::string manifest() const { return handle ? attnc_kernel_manifest(handle) : ""; }
+  std::string ptx() const { return handle ? attnc_kernel_ptx(handle) : ""; }
+  bool fromCache() const { return handle && attnc_kernel_from_cache(handle); }
+
+  /// Launches on `stream` (a CUstream); false with error() set on failure.
+  bool launch(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
+    if (!handle || attnc_launch(handle, args.data(), int32_t(args.size()), stream) != 0) {
+      message = handle ? attnc_last_error() : message;
+      return false;
+    }
+    return true;
+  }
+
+private:
+  attnc_kernel *handle = nullptr;
+  std::string message;
+};
+
+}  // namespace attnc
