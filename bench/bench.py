@@ -1,0 +1,453 @@
+"""attnc kernels side by side with the anchors of BENCH.md — PyTorch SDPA (flash and cuDNN
+backends) and FlexAttention (torch.compile'd) — in one process, on one GPU, in one run.
+Writes bench/results/YYYY-MM-DD-<tag>.md (and a copy plus raw JSON under $OUT when set).
+
+  python3 bench/bench.py [--tag TAG] [--quick] [--suites dense,variants,gqa] [--no-flex]
+
+Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels), loaded with the attnc package;
+a kernel that is not there leaves its column empty, the anchors still run. Protocol: METHOD.md.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+try:
+    import triton
+except ImportError:
+    triton = None
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+import attnc  # noqa: E402
+
+DTYPE = torch.bfloat16
+WINDOW = 256      # specs/sliding_window.attn: i - 256 < j <= i
+DOC_LEN = 1024    # document suite: packed documents of 1024 tokens (BENCH.md's FlexAttention anchor)
+TOLERANCE = 2e-2  # relative error of a bf16 kernel against the float32 reference
+
+
+@dataclass
+class Variant:
+    """A row kind: the attnc kernels that can serve it (first match wins) and its mask/score."""
+    kernels: tuple
+    mask: str                 # full, causal, sliding, document, alibi, softcap
+    group: int = 1            # query heads per kv head
+
+
+# Bench name -> variant. Kernel names are manifest `variant`s in ATTNC_KERNEL_DIR; a kernel
+# whose head dim is static serves only that head dim.
+VARIANTS = {
+    "mha_d64": Variant(("mha_d64", "mha"), "full"),
+    "mha_d128": Variant(("mha_d128", "mha"), "full"),
+    "causal_d64": Variant(("causal_d64", "causal"), "causal"),
+    "causal_d128": Variant(("causal_d128", "causal"), "causal"),
+    "alibi": Variant(("alibi",), "alibi"),
+    "softcap": Variant(("softcap",), "softcap"),
+    "sliding_window": Variant(("sliding_window",), "sliding"),
+    "document": Variant(("document",), "document"),
+    "gqa": Variant(("gqa",), "causal", group=4),
+}
+SDPA_MASKS = {"full": False, "causal": True}  # what SDPA's flash/cuDNN backends express
+
+
+@dataclass
+class Case:
+    suite: str
+    bench: str                # a VARIANTS key
+    b: int
+    h: int
+    s: int
+    d: int
+    results: dict = field(default_factory=dict)  # impl -> ms, or a string saying why not
+    notes: list = field(default_factory=list)
+
+    @property
+    def variant(self):
+        return VARIANTS[self.bench]
+
+    @property
+    def label(self):
+        hk = self.h // self.variant.group
+        heads = f"h{self.h}" if hk == self.h else f"h{self.h}/{hk}"
+        return f"{self.bench} b{self.b} {heads} s{self.s} d{self.d}"
+
+    def flops(self):
+        return 4 * self.b * self.h * self.d * pairs(self.variant.mask, self.s)
+
+
+def pairs(mask: str, s: int) -> float:
+    """(query, key) pairs computed: FlashAttention's convention for causal (s^2 / 2), exact
+    counts for the masks that drop more (sliding window, documents)."""
+    if mask in ("full",):
+        return s * s
+    if mask in ("causal", "alibi", "softcap"):
+        return s * s / 2
+    if mask == "sliding":  # sum over i of min(i + 1, W)
+        w = min(WINDOW, s)
+        return w * s - w * (w - 1) / 2
+    if mask == "document":  # causal within each document of DOC_LEN tokens
+        full, rest = divmod(s, DOC_LEN)
+        return full * DOC_LEN * (DOC_LEN + 1) / 2 + rest * (rest + 1) / 2
+    raise ValueError(mask)
+
+
+def cases(suites, quick):
+    out = []
+    if "dense" in suites:
+        seqs = [1024, 4096, 16384] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+        for d in (64, 128):
+            for s in seqs:
+                for kind in ("mha", "causal"):
+                    out.append(Case("dense", f"{kind}_d{d}", 16384 // s, 2048 // d, s, d))
+    if "variants" in suites:
+        for bench in ("mha_d128", "causal_d128", "alibi", "softcap", "sliding_window", "document"):
+            out.append(Case("variants", bench, 2, 16, 8192, 128))
+    if "gqa" in suites:
+        out.append(Case("gqa", "gqa", 2, 32, 8192, 128))
+    return out
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+def canonical(arg: dict, t):
+    """A storage-order tensor viewed in canonical order ([b, h, s, d])."""
+    return t.permute(*[arg["storage_dims"].index(n) for n in arg["dims"]])
+
+
+def params_for(case: Case, h: int, s: int, b: int):
+    """The runtime params of the variant, by spec name, in canonical = storage order."""
+    if case.variant.mask == "alibi":  # Press et al.: geometric slopes 2^(-8 k / h)
+        return {"slope": torch.exp2(-8.0 * torch.arange(1, h + 1, device="cuda") / h)}
+    if case.variant.mask == "document":
+        ids = (torch.arange(s, device="cuda", dtype=torch.int32) // DOC_LEN).expand(b, s).contiguous()
+        return {"doc_q": ids, "doc_k": ids.clone()}
+    return {}
+
+
+def make_data(case: Case):
+    """Fresh random q, k, v in canonical [b, h(k), s, d] plus the variant's params."""
+    hk = case.h // case.variant.group
+    q = torch.randn(case.b, case.h, case.s, case.d, device="cuda", dtype=DTYPE)
+    k = torch.randn(case.b, hk, case.s, case.d, device="cuda", dtype=DTYPE)
+    v = torch.randn(case.b, hk, case.s, case.d, device="cuda", dtype=DTYPE)
+    return q, k, v, params_for(case, case.h, case.s, case.b)
+
+
+def attnc_args(kernel, q, k, v, params):
+    """The kernel's arguments in its storage order (a contiguous copy each, as a model would
+    hold them), plus outputs; returns (args, canonical view of the output)."""
+    sources = {"q": q, "k": k, "v": v}
+    args = {}
+    for a in kernel.manifest["args"]:
+        if a["kind"] == "input":
+            if a["name"] not in sources:
+                raise attnc.Error(f"bench.py expects inputs q, k, v, not '{a['name']}'")
+            perm = [a["dims"].index(n) for n in a["storage_dims"]]
+            args[a["name"]] = sources[a["name"]].permute(*perm).contiguous()
+        elif a["kind"] == "param":
+            if a["name"] not in params:
+                raise attnc.Error(f"bench.py has no values for param '{a['name']}'")
+            args[a["name"]] = params[a["name"]]
+    outs = kernel.allocate_outputs(**args)
+    args.update(outs)
+    o_arg = next(a for a in kernel.manifest["args"] if a["kind"] == "output")
+    return args, canonical(o_arg, outs[o_arg["name"]])
+
+
+# --- score and mask modifications (FlexAttention's signature; also used by the reference) ---
+
+def mods(case: Case, params):
+    causal = lambda b, h, qi, ki: qi >= ki  # noqa: E731
+    mask = case.variant.mask
+    if mask == "full":
+        return None, None
+    if mask in ("causal",):
+        return None, causal
+    if mask == "sliding":
+        return None, lambda b, h, qi, ki: (qi >= ki) & (qi - ki < WINDOW)
+    if mask == "document":
+        dq, dk = params["doc_q"], params["doc_k"]
+        return None, lambda b, h, qi, ki: (dq[b, qi] == dk[b, ki]) & (qi >= ki)
+    if mask == "alibi":
+        slope = params["slope"]
+        return (lambda sc, b, h, qi, ki: sc + slope[h] * (ki - qi)), causal
+    if mask == "softcap":
+        return (lambda sc, b, h, qi, ki: 50.0 * torch.tanh(sc / 50.0)), causal
+    raise ValueError(mask)
+
+
+def reference(case: Case, q, k, v, params):
+    """float32 attention, eager, by blocks of query rows (memory), with the same mods."""
+    score_mod, mask_mod = mods(case, params)
+    g = case.variant.group
+    kf, vf = k.float().repeat_interleave(g, 1), v.float().repeat_interleave(g, 1)
+    out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    bi = torch.arange(case.b, device="cuda")[:, None, None, None]
+    hi = torch.arange(case.h, device="cuda")[None, :, None, None]
+    ki = torch.arange(case.s, device="cuda")[None, None, None, :]
+    rows = max(1, (1 << 28) // (case.b * case.h * case.s))  # <= 1 GiB of f32 scores
+    for i0 in range(0, case.s, rows):
+        qi = torch.arange(i0, min(case.s, i0 + rows), device="cuda")[None, None, :, None]
+        sc = q[:, :, i0:i0 + rows].float() @ kf.transpose(-1, -2) / math.sqrt(case.d)
+        if score_mod:
+            sc = score_mod(sc, bi, hi, qi, ki)
+        if mask_mod:
+            sc = sc.masked_fill(~mask_mod(bi, hi, qi, ki), -math.inf)
+        p = torch.softmax(sc, -1).nan_to_num(0.0)  # rows with no key: 0
+        out[:, :, i0:i0 + rows] = p @ vf
+    return out
+
+
+def relative_error(got, ref) -> float:
+    got = got.float()
+    if torch.isnan(got).any():
+        return math.nan
+    return float((got - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+# --- timing ---------------------------------------------------------------------------------
+
+_flush = None
+
+
+def time_ms(fn, repeats: int, warmup: int = 10) -> float:
+    """Median of `repeats` CUDA-event timings, each after overwriting a 256 MiB buffer so that
+    every call starts with a cold L2 (as triton's do_bench does)."""
+    global _flush
+    if _flush is None:
+        _flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    for _ in range(warmup):
+        fn()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(repeats)]
+    for start, end in events:
+        _flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    times = sorted(start.elapsed_time(end) for start, end in events)
+    return times[len(times) // 2]
+
+
+def attempt(case: Case, name: str, build, repeats: int):
+    """Times build()'s callable, recording the ms or why it could not run."""
+    try:
+        fn = build()
+        if fn is None:
+            return
+        case.results[name] = time_ms(fn, repeats)
+    except Exception as e:  # an anchor that fails is reported, the run goes on
+        case.results[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    print(f"  {name:6s} {fmt_ms(case.results.get(name))}", flush=True)
+
+
+def fmt_ms(value):
+    return f"{value:.3f} ms" if isinstance(value, float) else str(value)
+
+
+# --- implementations ------------------------------------------------------------------------
+
+def pick_kernel(kernels: dict, case: Case):
+    for name in case.variant.kernels:
+        kernel = kernels.get(name)
+        if kernel is None:
+            continue
+        dims = {d["role"]: d for d in kernel.manifest["dims"]}
+        static_d = dims.get("head_dim", {}).get("static")
+        if static_d is None or static_d == case.d:
+            return kernel
+    return None
+
+
+def run_attnc(case, kernels, q, k, v, params, repeats):
+    kernel = pick_kernel(kernels, case)
+    if kernel is None:
+        case.results["attnc"] = "not compiled"
+        return
+
+    def build():
+        args, o = attnc_args(kernel, q, k, v, params)
+        launch = kernel.prepare(**args)
+        o.fill_(math.nan)  # correctness first: NaN-poisoned output against float32
+        launch()
+        err = relative_error(o, reference(case, q, k, v, params))
+        case.results["attnc_rel"] = err
+        print(f"  attnc  {kernel.name}: rel err {err:.2e}", flush=True)
+        if not err <= TOLERANCE:
+            case.results["attnc"] = f"wrong (rel err {err:.1e})"
+            return None
+        return launch
+
+    attempt(case, "attnc", build, repeats)
+
+
+def run_sdpa(case, q, k, v, repeats):
+    causal = SDPA_MASKS.get(case.variant.mask)
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        if causal is None:
+            continue
+
+        def build():
+            gqa = case.variant.group > 1
+            fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal,  # noqa: E731
+                                                        enable_gqa=gqa)
+            fn()
+            return fn
+
+        with sdpa_kernel([backend]):  # outside the timed calls
+            attempt(case, name, build, repeats)
+
+
+def run_flex(case, q, k, v, params, repeats, first_calls):
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    score_mod, mask_mod = mods(case, params)
+
+    def build():
+        torch._dynamo.reset()  # one compiled graph per shape; stay under the recompile limit
+        t0 = time.time()
+        batch = case.b if case.variant.mask == "document" else None
+        block_mask = create_block_mask(mask_mod, batch, None, case.s, case.s) if mask_mod else None
+        flex = torch.compile(flex_attention, dynamic=False)
+        fn = lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask,  # noqa: E731
+                          enable_gqa=case.variant.group > 1)
+        fn()
+        torch.cuda.synchronize()
+        first_calls[case.label] = time.time() - t0
+        return fn
+
+    attempt(case, "flex", build, repeats)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def device_line():
+    """'NVIDIA H100 80GB HBM3, driver 580.159.04, SM clock 1980 MHz (max 1980 MHz)'."""
+    query = "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm"
+    try:
+        text = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30).stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as e:
+        return f"nvidia-smi failed: {e}"
+    fields = [f.strip() for f in text.split(",")]
+    if len(fields) != 4:
+        return text
+    return f"{fields[0]}, driver {fields[1]}, SM clock {fields[2]} (max {fields[3]})"
+
+
+def tflops(case, name):
+    ms = case.results.get(name)
+    return case.flops() / ms / 1e9 if isinstance(ms, float) else None
+
+
+def cell(case, name):
+    value = tflops(case, name)
+    if value is not None:
+        return f"{value:.0f}"
+    return "—" if case.results.get(name) is None else str(case.results[name])
+
+
+def ratio(case, other):
+    a, b = tflops(case, "attnc"), tflops(case, other)
+    return f"{a / b:.2f}" if a is not None and b is not None else "—"
+
+
+def compile_section(kernel_dir: Path, first_calls: dict):
+    lines = ["## Compile latency", ""]
+    path = kernel_dir / "compile_times.json"
+    if path.exists():
+        times = json.loads(path.read_text())
+        lines += ["attnc, spec to loaded kernel (from compile_times.json):", "",
+                  "| variant | cold ms | warm ms |", "|---|---|---|"]
+        for name, t in sorted(times.items()):
+            lines.append(f"| {name} | {t.get('cold_ms', '—')} | {t.get('warm_ms', '—')} |")
+    else:
+        lines.append(f"attnc: no {path} (the compile step writes it).")
+    if first_calls:
+        lines += ["", "FlexAttention first call (torch.compile + block mask + run), s:", ""]
+        lines += [f"- {label}: {secs:.1f}" for label, secs in first_calls.items()]
+    return lines
+
+
+def report(all_cases, args, kernel_dir, kernels, first_calls):
+    today = datetime.date.today().isoformat()
+    lines = [f"# attnc benchmark, {today} ({args.tag})", "",
+             f"- Device: {device_line()}",
+             f"- torch {torch.__version__} (CUDA {torch.version.cuda}), triton "
+             f"{getattr(triton, '__version__', 'n/a')}",
+             f"- Command: `{' '.join([Path(sys.executable).name] + sys.argv)}`",
+             f"- Kernels: {kernel_dir} ({', '.join(sorted(kernels)) or 'none'})",
+             "- Timing: median of CUDA-event timings, cold L2 (see bench/METHOD.md); bf16; "
+             "TFLOP/s = 4·b·h·d·pairs (causal: s²/2; sliding window and documents: exact pairs)",
+             "", "## Forward, TFLOP/s", "",
+             "| suite | config | attnc | flash | cuDNN | flex | attnc/flash | attnc/cuDNN | attnc/flex "
+             "| attnc rel err |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in all_cases:
+        rel = c.results.get("attnc_rel")
+        lines.append(f"| {c.suite} | {c.label} | {cell(c, 'attnc')} | {cell(c, 'flash')} | "
+                     f"{cell(c, 'cudnn')} | {cell(c, 'flex')} | {ratio(c, 'flash')} | "
+                     f"{ratio(c, 'cudnn')} | {ratio(c, 'flex')} | "
+                     f"{'—' if rel is None else f'{rel:.1e}'} |")
+    lines += [""] + compile_section(kernel_dir, first_calls) + [""]
+    return "\n".join(lines)
+
+
+def write_report(text, raw, tag):
+    name = f"{datetime.date.today().isoformat()}-{tag}"
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.md").write_text(text)
+    print(f"wrote {results / f'{name}.md'}")
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, f"bench-{name}.md").write_text(text)
+        Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", default="run", help="report name suffix")
+    parser.add_argument("--suites", default="dense,variants,gqa")
+    parser.add_argument("--quick", action="store_true", help="3 sequence lengths, 30 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    parser.add_argument("--no-flex", action="store_true", help="skip FlexAttention (compiles)")
+    args = parser.parse_args()
+    repeats = args.repeats or (30 if args.quick else 100)
+    torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference stays float32
+
+    kernel_dir = Path(os.environ.get("ATTNC_KERNEL_DIR", ROOT / ".device" / "kernels"))
+    skipped = lambda path, e: print(f"skipping {path.name}: {e}", flush=True)  # noqa: E731
+    kernels = attnc.load_dir(kernel_dir, on_error=skipped) if kernel_dir.is_dir() else {}
+    print(f"{device_line()}\nkernels: {', '.join(sorted(kernels)) or 'none'} ({kernel_dir})", flush=True)
+
+    all_cases, first_calls = cases(args.suites.split(","), args.quick), {}
+    for case in all_cases:
+        print(f"{case.suite}: {case.label}", flush=True)
+        q, k, v, params = make_data(case)
+        run_attnc(case, kernels, q, k, v, params, repeats)
+        run_sdpa(case, q, k, v, repeats)
+        if not args.no_flex:
+            run_flex(case, q, k, v, params, repeats, first_calls)
+        del q, k, v, params
+        torch.cuda.empty_cache()
+
+    text = report(all_cases, args, kernel_dir, kernels, first_calls)
+    print(text)
+    raw = [{"suite": c.suite, "config": c.label, "flops": c.flops(), **c.results} for c in all_cases]
+    write_report(text, raw, args.tag)
+
+
+if __name__ == "__main__":
+    main()
