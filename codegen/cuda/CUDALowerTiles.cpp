@@ -64,14 +64,19 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
   TiledForm t;
   t.func = f;
   bool ok = true;
+  if (f->walk([](TileExpSumOp) {
+        return WalkResult::interrupt();
+      }).wasInterrupted())
+    return f.emitError("the CUDA back end needs the online softmax (run attn-online-softmax)");
   t.scores = theOnly<TileScoresOp>(f, true, ok);
   t.matmul = theOnly<TileMatmulAccOp>(f, true, ok);
   t.store = theOnly<TileStoreOp>(f, true, ok);
   t.update = theOnly<TileOnlineUpdateOp>(f, false, ok);
   if (!ok)
     return failure();
-  if (theOnly<TileExpSumOp>(f, false, ok) || !ok)
-    return f.emitError("the CUDA back end needs the online softmax (run attn-online-softmax)");
+  auto keyLoop = dyn_cast<scf::ForOp>(t.scores->getParentOp());
+  if (!keyLoop || keyLoop.getInductionVar() != t.scores.getJ0())
+    return f.emitError("attn.tile_scores must sit in the key loop over j0");
   bool softmax = t.store.getNorm() == NormKind::softmax;
   if (softmax != bool(t.update))
     return f.emitError("softmax tiles must be fused by attn-online-softmax");
@@ -256,7 +261,7 @@ private:
     if (auto arg = dyn_cast<BlockArgument>(v))
       return failure();  // func args were mapped up front
     Operation *def = v.getDefiningOp();
-    if (!isPure(def) || def->getNumRegions())
+    if (!isMemoryEffectFree(def) || def->getNumRegions())
       return t.func.emitError("a score/mask region uses a host value that is not a constant");
     for (Value operand : def->getOperands())
       if (failed(materialize(operand)))
@@ -355,13 +360,26 @@ LogicalResult KernelBuilder::build() {
     qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
                              add(mul(mHigh, 8), kk * 16), false));
 
+  // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them): the
+  // host's tile indices are this block's.
+  auto hostLoop = cast<scf::ForOp>(t.scores->getParentOp());
+  outside.map(t.scores.getB(), batch);
+  outside.map(t.scores.getH(), head);
+  outside.map(t.scores.getHk(), kvHead);
+  outside.map(t.scores.getI0(), i0);
+  if (failed(materialize(hostLoop.getLowerBound())) ||
+      failed(materialize(hostLoop.getUpperBound())))
+    return failure();
+  Value keysFrom = outside.lookup(hostLoop.getLowerBound());
+  Value keysTo = outside.lookup(hostLoop.getUpperBound());
+
   // Loop state: m[2], l[2] per thread row (g, g + 8), acc[dTiles][4].
   SmallVector<Value> init;
   Value negInf = f32(-INFINITY), zero = f32(0);
   if (softmax)
     init.append({negInf, negInf, zero, zero});
   init.append(dTiles * 4, zero);
-  auto loop = scf::ForOp::create(b, loc, idx(0), kvLen, idx(t.blockK), init);
+  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());

@@ -29,6 +29,8 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnTile(tile));
   if (options.onlineSoftmax)
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnOnlineSoftmax());
+  if (options.maskBounds)  // after the fusion, which needs both softmax loops over the same keys
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnMaskBounds());
   pm.addPass(mlir::createCanonicalizerPass());
   pm.addPass(mlir::createCSEPass());
 }
@@ -51,6 +53,9 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
   Option<bool> onlineSoftmax{*this, "online-softmax",
                              llvm::cl::desc("Fuse the softmax passes (attn-online-softmax)"),
                              llvm::cl::init(true)};
+  Option<bool> maskBounds{*this, "mask-bounds",
+                          llvm::cl::desc("Skip key tiles the mask cannot allow"),
+                          llvm::cl::init(true)};
 };
 struct CUDAPipelineOptions : mlir::PassPipelineOptions<CUDAPipelineOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("Target SM"), llvm::cl::init("sm_80")};
@@ -61,7 +66,12 @@ void registerAttncPipelines() {
   mlir::PassPipelineRegistration<TiledPipelineOptions>(
       "attn-to-tiled", "attn.attention -> the tiled level shared by the back ends",
       [](mlir::OpPassManager &pm, const TiledPipelineOptions &o) {
-        buildAttnToTiledPipeline(pm, {o.blockQ, o.blockK, o.onlineSoftmax, "sm_80"});
+        PipelineOptions options;
+        options.blockQ = o.blockQ;
+        options.blockK = o.blockK;
+        options.onlineSoftmax = o.onlineSoftmax;
+        options.maskBounds = o.maskBounds;
+        buildAttnToTiledPipeline(pm, options);
       });
   mlir::PassPipelineRegistration<CUDAPipelineOptions>(
       "attn-cuda-to-ptx", "tiled attn level -> gpu.binary with PTX",

@@ -18,10 +18,11 @@ struct PipelineOptions {
   int64_t blockQ = 64;
   int64_t blockK = 64;
   bool onlineSoftmax = true;
+  bool maskBounds = true;  // attn-mask-bounds: skip key tiles the mask cannot allow
   std::string chip = "sm_80";  // CUDA target: sm_80 (mma.sync; runs on sm_80+) or sm_90a
 };
 
-/// attn.attention -> tiled level (attn-tile, attn-online-softmax).
+/// attn.attention -> tiled level (attn-tile, attn-online-softmax, attn-mask-bounds).
 void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options);
 /// tiled level -> LLVM dialect for the host (CPU back end).
 void buildTiledToCPUPipeline(mlir::OpPassManager &pm);

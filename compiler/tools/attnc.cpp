@@ -38,6 +38,9 @@ static cl::opt<int64_t> blockK("block-k", cl::desc("Keys per tile"), cl::init(64
 static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
                                      cl::desc("Keep the exact two-pass softmax"),
                                      cl::cat(category));
+static cl::opt<bool> noMaskBounds("no-mask-bounds",
+                                  cl::desc("Visit every key tile, whatever the mask"),
+                                  cl::cat(category));
 static cl::opt<std::string> dtype("dtype",
                                   cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
                                   cl::init(""), cl::cat(category));
@@ -85,7 +88,11 @@ static bool writeOutput(const std::string &text) {
 }
 
 static bool compileOptions(CompileOptions &options) {
-  options.pipeline = {blockQ, blockK, !noOnlineSoftmax, chip};
+  options.pipeline.blockQ = blockQ;
+  options.pipeline.blockK = blockK;
+  options.pipeline.onlineSoftmax = !noOnlineSoftmax;
+  options.pipeline.maskBounds = !noMaskBounds;
+  options.pipeline.chip = chip;
   if (chip != "sm_80" && chip != "sm_90a") {
     llvm::errs() << "attnc: error: unknown --chip '" << chip << "'; use sm_80 or sm_90a\n";
     return false;

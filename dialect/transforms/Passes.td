@@ -53,4 +53,20 @@ def AttnOnlineSoftmax : Pass<"attn-online-softmax", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }
 
+def AttnMaskBounds : Pass<"attn-mask-bounds", "::mlir::func::FuncOp"> {
+  let summary = "Skip the key tiles a query tile's mask cannot allow";
+  let description = [{
+    Reads the mask region of each `attn.tile_scores` as a conjunction of affine comparisons
+    between the query index i and the key index j (`j <= i + c`, `i - j < w`, `j >= c`, ...;
+    `&&` combines them, anything else allows every key) and narrows the enclosing key loop to
+    the keys some row of the query tile may attend to: causal attention visits about half the
+    key tiles, a sliding window only those of its window. The mask is still applied to every
+    element, so the bounds only need to be safe, not tight.
+
+    Before: `scf.for %j0 = %c0 to %kv_len step %c64 { attn.tile_scores ... mask { j <= i } }`
+    After:  `scf.for %j0 = %c0 to min(%kv_len, %i0 + 64) step %c64 { ... }`
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect"];
+}
+
 #endif // ATTN_PASSES_TD

@@ -11,4 +11,7 @@ void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, 
 /// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
 void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);
 
+/// Key loops narrowed to the keys the mask may allow (see attn-mask-bounds).
+void populateMaskBoundsPatterns(RewritePatternSet &patterns);
+
 } // namespace mlir::attn

@@ -1,0 +1,101 @@
+// RUN: attnc-opt %s --split-input-file --attn-tile="block-q=32 block-k=16" --attn-online-softmax --attn-mask-bounds | FileCheck %s
+
+
+// Causal (j <= i): keys up to the tile's last row, i0 + 32 (exclusive).
+// CHECK-LABEL: func.func @causal
+// CHECK: scf.for %[[I0:.*]] = %{{.*}} to %{{.*}} step %c32 {
+// CHECK: %[[KV:.*]] = memref.dim %{{.*}}, %{{.*}} : memref<?x?x?x64xf32>
+// CHECK: %[[LAST:.*]] = arith.addi %[[I0]], %c31{{.*}} : index
+// CHECK: %[[EDGE:.*]] = arith.addi %{{.*}}, %{{.*}} : index
+// CHECK: %[[END:.*]] = arith.addi %[[EDGE]], %{{.*}} : index
+// CHECK: %[[POS:.*]] = arith.maxsi %[[END]], %{{.*}} : index
+// CHECK: %[[UB:.*]] = arith.minsi %[[KV]], %[[POS]] : index
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[UB]] step %{{.*}} {
+// CHECK-NEXT: attn.tile_scores
+// CHECK: } {attn.mask_bounded}
+func.func @causal(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c = arith.cmpi sle, %j, %i : index
+      attn.yield %c : i1
+    }
+  return
+}
+
+// -----
+
+// Sliding window (j <= i && i - j < 100): the loop starts at the tile holding key i0 - 99.
+// CHECK-LABEL: func.func @window
+// CHECK: %[[LOW:.*]] = arith.addi %{{.*}}, %c-99{{.*}} : index
+// CHECK: %[[NN:.*]] = arith.maxsi %[[LOW]], %{{.*}} : index
+// CHECK: %[[T:.*]] = arith.divui %[[NN]], %c16{{.*}} : index
+// CHECK: %[[START:.*]] = arith.muli %[[T]], %c16{{.*}} : index
+// CHECK: %[[LB:.*]] = arith.maxsi %{{.*}}, %[[START]] : index
+// CHECK: scf.for %{{.*}} = %[[LB]] to %{{.*}} step %{{.*}} {
+func.func @window(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c100 = arith.constant 100 : index
+      %causal = arith.cmpi sle, %j, %i : index
+      %d = arith.subi %i, %j : index
+      %near = arith.cmpi slt, %d, %c100 : index
+      %both = arith.andi %causal, %near : i1
+      attn.yield %both : i1
+    }
+  return
+}
+
+// -----
+
+// A disjunction (prefix-LM: j <= i || j < prefix[b]) or a param-dependent mask proves nothing:
+// the key loop is left alone.
+// CHECK-LABEL: func.func @prefix
+// CHECK-NOT: attn.mask_bounded
+func.func @prefix(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>, %prefix: memref<?xi32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %p = memref.load %prefix[%b] : memref<?xi32>
+      %pi = arith.index_cast %p : i32 to index
+      %causal = arith.cmpi sle, %j, %i : index
+      %inPrefix = arith.cmpi slt, %j, %pi : index
+      %either = arith.ori %causal, %inPrefix : i1
+      attn.yield %either : i1
+    }
+  return
+}
+
+// -----
+
+// Unsigned comparisons of expressions that may be negative (j - i) are not read as bounds.
+// CHECK-LABEL: func.func @unsigned_difference
+// CHECK-NOT: attn.mask_bounded
+func.func @unsigned_difference(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c8 = arith.constant 8 : index
+      %d = arith.subi %j, %i : index
+      %c = arith.cmpi ult, %d, %c8 : index
+      attn.yield %c : i1
+    }
+  return
+}
