@@ -2,7 +2,8 @@
 # One lease on a GPU host with no LLVM: unpack the self-contained attnc (built here with
 # -DATTNC_STATIC_LLVM=ON, carried xz'd in .device/bin), compile every spec there, measure JIT
 # latency, run the GPU tests + memcheck (scripts/gpu.sh), then the benchmark.
-#   usage: bench/device_run.sh [tests|bench|all] [bench args...]
+#   usage: bench/device_run.sh [tests|bench|all|coverage] [bench args...]
+#   coverage: f16 and sm_90a kernels and the JIT API on the GPU, and block-q=128 timings.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
@@ -27,6 +28,33 @@ cp "$kernels/compile_times.json" "$out/" 2>/dev/null
 
 if [ "$mode" = tests ] || [ "$mode" = all ]; then
   OUT=$out bash scripts/gpu.sh 2>&1 | tail -n 40
+fi
+compile_dir() {  # compile_dir DIR attnc-options...: every spec into DIR
+  local dir=$1; shift; rm -rf "$dir"; mkdir -p "$dir"
+  for spec in specs/*.attn bench/specs/*.attn; do
+    local extra=(); "$bin/attnc" "$spec" --emit=ast | grep -q "^  dim d :" && extra=(--set d=128)
+    "$bin/attnc" compile "$spec" --emit=ptx "${extra[@]}" "$@" -o "$dir" >>"$out/compile.log" 2>&1 \
+      || echo "COMPILE FAILED: $spec $*"
+  done
+}
+if [ "$mode" = coverage ]; then
+  [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+  for flavour in "f16:--dtype=f16" "sm90a:--chip=sm_90a"; do
+    name=${flavour%%:*}; compile_dir "$root/.device/kernels-$name" "${flavour#*:}"
+    echo "== GPU tests, $name kernels"
+    ATTNC_KERNEL_DIR=$root/.device/kernels-$name python3 -m pytest -q -p no:cacheprovider \
+      tests/gpu/test_specs.py -k matches_reference 2>&1 | tail -n 3
+  done
+  echo "== GPU tests through the JIT API (libattnc.so)"
+  ATTNC_JIT_LIB=$bin/libattnc.so python3 -m pytest -q -p no:cacheprovider tests/gpu/test_jit.py \
+    2>&1 | tail -n 5
+  compile_dir "$root/.device/kernels-bq128" --block-q=128
+  echo "== block-q 128 (8 warps) vs 64"
+  for dir in kernels kernels-bq128; do
+    ATTNC_KERNEL_DIR=$root/.device/$dir python3 bench/bench.py --quick --no-flex \
+      --suites variants --tag "$dir" 2>&1 | grep -E "^\| variants" | cut -d'|' -f3,4
+  done
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1

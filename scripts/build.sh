@@ -6,6 +6,8 @@ build=${1:-$root/build}
 bash "$root/scripts/setup.sh"
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.ccache}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# Paths relative to the checkout, so a fresh clone elsewhere still hits the cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 linker=()
 command -v ld.lld >/dev/null 2>&1 || [ -x /usr/lib/llvm-22/bin/ld.lld ] && linker=(-DLLVM_USE_LINKER=lld)
 export PATH=/usr/lib/llvm-22/bin:$PATH

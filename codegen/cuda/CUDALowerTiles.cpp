@@ -246,10 +246,15 @@ private:
       }
     }
   }
-  void commitAndWait() {
+  /// Closes the cp.async group issued so far.
+  Value commit() {
     auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(0));
+    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
+  }
+  /// Waits until at most `pending` groups are in flight, then syncs the block so every thread
+  /// sees every thread's copies.
+  void waitGroups(Value group, int32_t pending) {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(pending));
     gpu::BarrierOp::create(b, loc);
   }
 
@@ -347,19 +352,6 @@ LogicalResult KernelBuilder::build() {
   vSmem = sharedView(smem, eb * (t.blockQ + t.blockK) * (t.headDim + kPad), t.blockK,
                      t.valueDim);
 
-  // Q tile -> shared -> A fragments, kept in registers for the whole key loop.
-  loadTile(q, head, i0, qLen, t.blockQ, t.headDim, qSmem, tid, threads);
-  commitAndWait();
-  Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));        // which 8x8 matrix
-  Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));        // its row
-  Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));       // m % 2
-  Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));      // m / 2
-  Value rowBase = mul(warp, 16);
-  SmallVector<SmallVector<Value, 4>> qFrag;
-  for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
-    qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
-                             add(mul(mHigh, 8), kk * 16), false));
-
   // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them): the
   // host's tile indices are this block's.
   auto hostLoop = cast<scf::ForOp>(t.scores->getParentOp());
@@ -372,6 +364,22 @@ LogicalResult KernelBuilder::build() {
     return failure();
   Value keysFrom = outside.lookup(hostLoop.getLowerBound());
   Value keysTo = outside.lookup(hostLoop.getUpperBound());
+
+  // Prologue: Q tile and the first K tile in flight; Q -> A fragments, kept in registers for the
+  // whole key loop.
+  loadTile(q, head, i0, qLen, t.blockQ, t.headDim, qSmem, tid, threads);
+  commit();
+  loadTile(k, kvHead, keysFrom, kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+  waitGroups(commit(), 1);
+  Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));        // which 8x8 matrix
+  Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));        // its row
+  Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));       // m % 2
+  Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));      // m / 2
+  Value rowBase = mul(warp, 16);
+  SmallVector<SmallVector<Value, 4>> qFrag;
+  for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
+    qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
+                             add(mul(mHigh, 8), kk * 16), false));
 
   // Loop state: m[2], l[2] per thread row (g, g + 8), acc[dTiles][4].
   SmallVector<Value> init;
@@ -395,10 +403,10 @@ LogicalResult KernelBuilder::build() {
       for (int64_t e = 0; e < 4; ++e)
         acc[n].push_back(state[(softmax ? 4 : 0) + n * 4 + e]);
 
-    gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous K/V tiles
-    loadTile(k, kvHead, j0, kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+    // V(j0) streams in during S = Q . K^T and the softmax; K(j0 + BK) during O += P . V.
+    gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous V tile
     loadTile(v, kvHead, j0, kvLen, t.blockK, t.valueDim, vSmem, tid, threads);
-    commitAndWait();
+    waitGroups(commit(), 1);  // K(j0) has landed
 
     // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
     SmallVector<SmallVector<Value, 4>> s(nTiles, SmallVector<Value, 4>(4, zero));
@@ -443,23 +451,31 @@ LogicalResult KernelBuilder::build() {
       }
       yields.append({m[0], m[1], l[0], l[1]});
     }
-    // O += P . V: the S accumulators of n tiles 2t, 2t + 1 are the A fragment of k step t.
-    for (int64_t kt = 0; kt < t.blockK / 16; ++kt) {
-      SmallVector<Value> pA = {pack(s[2 * kt][0], s[2 * kt][1]), pack(s[2 * kt][2], s[2 * kt][3]),
-                               pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
-                               pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+    // P in the A-fragment layout first (the S accumulators of n tiles 2t, 2t + 1 are the A
+    // fragment of k step t): packed to 16 bits, P takes half the registers across the next load.
+    SmallVector<SmallVector<Value>> pA;
+    for (int64_t kt = 0; kt < t.blockK / 16; ++kt)
+      pA.push_back({pack(s[2 * kt][0], s[2 * kt][1]), pack(s[2 * kt][2], s[2 * kt][3]),
+                    pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                    pack(s[2 * kt + 1][2], s[2 * kt + 1][3])});
+    gpu::BarrierOp::create(b, loc);  // every warp is done reading K(j0)
+    loadTile(k, kvHead, add(j0, t.blockK), kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+    waitGroups(commit(), 1);  // V(j0) has landed
+    // O += P . V
+    for (int64_t kt = 0; kt < t.blockK / 16; ++kt)
       for (int64_t ep = 0; ep < dTiles / 2; ++ep) {
         auto vf = ldmatrix(vSmem, add(add(mul(mLow, 8), r8), kt * 16),
                            add(mul(mHigh, 8), ep * 16), true);
-        acc[2 * ep] = mma(pA, {vf[0], vf[1]}, acc[2 * ep]);
-        acc[2 * ep + 1] = mma(pA, {vf[2], vf[3]}, acc[2 * ep + 1]);
+        acc[2 * ep] = mma(pA[kt], {vf[0], vf[1]}, acc[2 * ep]);
+        acc[2 * ep + 1] = mma(pA[kt], {vf[2], vf[3]}, acc[2 * ep + 1]);
       }
-    }
     for (auto &tile : acc)
       yields.append(tile.begin(), tile.end());
     scf::YieldOp::create(b, loc, yields);
   }
 
+  // Drain the prefetch of the tile after the last one before the block exits.
+  nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(), b.getI32IntegerAttr(0));
   auto results = loop.getResults();
   SmallVector<Value> m, l;
   if (softmax) {

@@ -12,4 +12,7 @@ Every failure raises attnc.Error with a message naming the argument and the axis
 from .runtime import (MANIFEST_FORMAT, Error, Kernel, Launch, library_path, load_dir,
                       load_kernel)
 
-__all__ = ["MANIFEST_FORMAT", "Error", "Kernel", "Launch", "library_path", "load_dir", "load_kernel"]
+from .jit import compile, jit_library_path  # noqa: E402  (needs .runtime first)
+
+__all__ = ["MANIFEST_FORMAT", "Error", "Kernel", "Launch", "compile", "jit_library_path",
+           "library_path", "load_dir", "load_kernel"]

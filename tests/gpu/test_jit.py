@@ -1,0 +1,43 @@
+"""Every spec in specs/ through the JIT API (attnc.compile -> libattnc.so, with its kernel cache)
+on the GPU, against the same float64 reference as the ahead-of-time kernels. Needs
+$ATTNC_JIT_LIB (a libattnc.so that runs here, e.g. the static build)."""
+import os
+from pathlib import Path
+
+import pytest
+
+import harness
+
+torch = pytest.importorskip("torch")
+import attnc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = sorted((ROOT / "specs").glob("*.attn"))
+
+
+@pytest.fixture(scope="module")
+def jit_available():
+    if not os.environ.get("ATTNC_JIT_LIB"):
+        pytest.skip("ATTNC_JIT_LIB is not set (no libattnc.so for this host)")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
+def test_jit_matches_reference(jit_available, spec, tmp_path):
+    text = spec.read_text()
+    dims = None if " d = " in text else "d=128"
+    kernel = attnc.compile(text, dims=dims, cache_dir=str(tmp_path))
+    assert not kernel.from_cache
+    again = attnc.compile(text, dims=dims, cache_dir=str(tmp_path))
+    assert again.from_cache
+    reference = harness.load_reference(harness.kernel_dir(), kernel.manifest["variant"])
+    if reference is None:
+        pytest.skip("no .ref.py for this variant in ATTNC_KERNEL_DIR")
+    for q_len, kv_len in [(77, 130), (128, 64)]:
+        inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, q_len, kv_len), seed=3)
+        result = harness.compare(kernel, reference, inputs, harness.run(again, inputs))
+        assert not result["problems"], "; ".join(result["problems"])
+
+
+def test_jit_reports_spec_errors(jit_available):
+    with pytest.raises(attnc.Error, match=r"<spec>:1:.*error: "):
+        attnc.compile("variant x { dims b score s = 1 }", cache_dir="")
