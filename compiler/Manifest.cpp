@@ -12,36 +12,7 @@
 namespace attnc {
 
 namespace {
-const char *roleName(DimRole r) {
-  switch (r) {
-  case DimRole::Batch: return "batch";
-  case DimRole::QHead: return "q_head";
-  case DimRole::KVHead: return "kv_head";
-  case DimRole::QSeq: return "q_seq";
-  case DimRole::KVSeq: return "kv_seq";
-  case DimRole::HeadDim: return "head_dim";
-  case DimRole::ValueDim: return "value_dim";
-  case DimRole::None: return "none";
-  }
-  return "none";
-}
-
 int64_t elementBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
-
-/// Static extent of a dim (following aliases/derivations), -1 if dynamic.
-int64_t staticExtent(const Variant &v, int d) {
-  const DimDecl &dim = v.dims[d];
-  switch (dim.kind) {
-  case DimDecl::Kind::Static: return dim.staticSize;
-  case DimDecl::Kind::Alias: return staticExtent(v, dim.sourceIndex);
-  case DimDecl::Kind::Derived: {
-    int64_t src = staticExtent(v, dim.sourceIndex);
-    return src < 0 ? -1 : src / dim.divisor;
-  }
-  case DimDecl::Kind::Dynamic: return -1;
-  }
-  return -1;
-}
 
 nlohmann::json dimNames(const Variant &v, const std::vector<int> &dims) {
   nlohmann::json names = nlohmann::json::array();

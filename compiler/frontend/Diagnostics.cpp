@@ -68,6 +68,44 @@ const char *dtypeName(DType t) {
 
 bool isFloat(DType t) { return t != DType::I32; }
 
+const char *roleName(DimRole r) {
+  switch (r) {
+  case DimRole::None: return "none";
+  case DimRole::Batch: return "batch";
+  case DimRole::QHead: return "q_head";
+  case DimRole::KVHead: return "kv_head";
+  case DimRole::QSeq: return "q_seq";
+  case DimRole::KVSeq: return "kv_seq";
+  case DimRole::HeadDim: return "head_dim";
+  case DimRole::ValueDim: return "value_dim";
+  }
+  return "none";
+}
+
+const char *normName(Norm n) {
+  switch (n) {
+  case Norm::Softmax: return "softmax";
+  case Norm::None: return "none";
+  case Norm::Sigmoid: return "sigmoid";
+  case Norm::Relu2: return "relu2";
+  }
+  return "softmax";
+}
+
+int64_t staticExtent(const Variant &v, int d) {
+  const DimDecl &dim = v.dims[d];
+  switch (dim.kind) {
+  case DimDecl::Kind::Static: return dim.staticSize;
+  case DimDecl::Kind::Alias: return staticExtent(v, dim.sourceIndex);
+  case DimDecl::Kind::Derived: {
+    int64_t src = staticExtent(v, dim.sourceIndex);
+    return src < 0 ? -1 : src / dim.divisor;
+  }
+  case DimDecl::Kind::Dynamic: return -1;
+  }
+  return -1;
+}
+
 std::string Diagnostic::render(const std::string &sourceText) const {
   if (loc.line == 0) {
     std::string out = file + ": error: " + message + "\n";

@@ -10,42 +10,6 @@
 namespace attnc {
 namespace {
 
-const char *roleName(DimRole r) {
-  switch (r) {
-  case DimRole::None:
-    return "";
-  case DimRole::Batch:
-    return "batch";
-  case DimRole::QHead:
-    return "q_head";
-  case DimRole::KVHead:
-    return "kv_head";
-  case DimRole::QSeq:
-    return "q_seq";
-  case DimRole::KVSeq:
-    return "kv_seq";
-  case DimRole::HeadDim:
-    return "head_dim";
-  case DimRole::ValueDim:
-    return "value_dim";
-  }
-  return "";
-}
-
-const char *normName(Norm n) {
-  switch (n) {
-  case Norm::Softmax:
-    return "softmax";
-  case Norm::None:
-    return "none";
-  case Norm::Sigmoid:
-    return "sigmoid";
-  case Norm::Relu2:
-    return "relu2";
-  }
-  return "?";
-}
-
 /// The shortest printf rendering of x in `format` ("%.*g" or "%.*f") that reads back exactly.
 std::string shortest(const char *format, double x) {
   // 24 digits: "%.*f" of a value >= 1e-4 then shows at least 17 significant digits, which

@@ -21,6 +21,15 @@ struct Diagnostic {
   std::string render(const std::string &sourceText) const;
 };
 
+/// Names used in dumps, manifests and generated code: "batch", "q_head", ... ("none"), and
+/// "softmax", "none", "sigmoid", "relu2".
+const char *roleName(DimRole r);
+const char *normName(Norm n);
+
+/// The static extent of dim `d` of a checked variant, following aliases and GQA derivations;
+/// -1 if it is only known at run time.
+int64_t staticExtent(const Variant &v, int d);
+
 /// Lex + parse + check. Returns false and fills `diag` on the first error. Never throws, never
 /// aborts, whatever the input bytes are.
 bool parseSpec(const std::string &path, const std::string &text, SpecFile &out, Diagnostic &diag);

@@ -101,42 +101,6 @@ std::vector<std::string> wrap(const std::string &text, size_t width) {
   return lines;
 }
 
-const char *roleName(DimRole r) {
-  switch (r) {
-  case DimRole::None:
-    return "none";
-  case DimRole::Batch:
-    return "batch";
-  case DimRole::QHead:
-    return "q_head";
-  case DimRole::KVHead:
-    return "kv_head";
-  case DimRole::QSeq:
-    return "q_seq";
-  case DimRole::KVSeq:
-    return "kv_seq";
-  case DimRole::HeadDim:
-    return "head_dim";
-  case DimRole::ValueDim:
-    return "value_dim";
-  }
-  return "none";
-}
-
-const char *normName(Norm n) {
-  switch (n) {
-  case Norm::Softmax:
-    return "softmax";
-  case Norm::None:
-    return "none";
-  case Norm::Sigmoid:
-    return "sigmoid";
-  case Norm::Relu2:
-    return "relu2";
-  }
-  return "softmax";
-}
-
 std::string pyList(const std::vector<std::string> &names) {
   std::string out = "[";
   for (size_t i = 0; i < names.size(); ++i)

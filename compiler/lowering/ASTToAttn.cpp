@@ -34,19 +34,10 @@ Type elementType(OpBuilder &b, DType t) {
   return {};
 }
 
-/// Static extent of a dim, following aliases and GQA derivations; dynamic otherwise.
-int64_t staticExtent(const Variant &v, int d) {
-  const DimDecl &dim = v.dims[d];
-  switch (dim.kind) {
-  case DimDecl::Kind::Static: return dim.staticSize;
-  case DimDecl::Kind::Alias: return staticExtent(v, dim.sourceIndex);
-  case DimDecl::Kind::Derived: {
-    int64_t src = staticExtent(v, dim.sourceIndex);
-    return ShapedType::isDynamic(src) ? src : src / dim.divisor;
-  }
-  case DimDecl::Kind::Dynamic: return ShapedType::kDynamic;
-  }
-  return ShapedType::kDynamic;
+/// Static extent of a dim (see attnc::staticExtent) in MLIR's terms: kDynamic if unknown.
+int64_t shapeExtent(const Variant &v, int d) {
+  int64_t e = staticExtent(v, d);
+  return e < 0 ? ShapedType::kDynamic : e;
 }
 
 MemRefType stridedMemRef(ArrayRef<int64_t> shape, Type elt) {
@@ -96,7 +87,7 @@ private:
   MemRefType canonicalType(const TensorDecl &t, int seqDim, int headDim, int lastDim) {
     SmallVector<int64_t> shape;
     for (int d : {v->batchDim, headDim, seqDim, lastDim})
-      shape.push_back(staticExtent(*v, d));
+      shape.push_back(shapeExtent(*v, d));
     return stridedMemRef(shape, elementType(b, t.resolvedDType));
   }
 
@@ -112,7 +103,7 @@ private:
     for (const TensorDecl &p : var.params) {
       SmallVector<int64_t> shape;
       for (int d : p.dims)
-        shape.push_back(staticExtent(var, d));
+        shape.push_back(shapeExtent(var, d));
       argTypes.push_back(stridedMemRef(shape, elementType(b, p.resolvedDType)));
     }
     argTypes.push_back(canonicalType(var.output, var.qSeqDim, var.qHeadDim, var.valueDim));
@@ -120,7 +111,7 @@ private:
     if (softmax) {
       SmallVector<int64_t> shape;
       for (int d : {var.batchDim, var.qHeadDim, var.qSeqDim})
-        shape.push_back(staticExtent(var, d));
+        shape.push_back(shapeExtent(var, d));
       argTypes.push_back(stridedMemRef(shape, b.getF32Type()));
     }
 
@@ -196,7 +187,7 @@ private:
   Value dimSize(const Expr &e) {
     Location l = loc(e.loc);
     int d = e.dimIndex;
-    int64_t fixed = staticExtent(*v, d);
+    int64_t fixed = shapeExtent(*v, d);
     if (!ShapedType::isDynamic(fixed))
       return arith::ConstantIndexOp::create(b, l, fixed);
     const std::pair<Value, std::array<int, 4>> tensors[] = {

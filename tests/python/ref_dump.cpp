@@ -89,28 +89,6 @@ bool parsePairs(const std::string &text, std::vector<std::pair<std::string, int6
   return true;
 }
 
-const char *roleName(DimRole r) {
-  switch (r) {
-  case DimRole::Batch:
-    return "batch";
-  case DimRole::QHead:
-    return "q_head";
-  case DimRole::KVHead:
-    return "kv_head";
-  case DimRole::QSeq:
-    return "q_seq";
-  case DimRole::KVSeq:
-    return "kv_seq";
-  case DimRole::HeadDim:
-    return "head_dim";
-  case DimRole::ValueDim:
-    return "value_dim";
-  case DimRole::None:
-    break;
-  }
-  return "none";
-}
-
 int64_t defaultSize(DimRole r) {
   switch (r) {
   case DimRole::Batch:
