@@ -4,6 +4,7 @@
 # latency, run the GPU tests + memcheck (scripts/gpu.sh), then the benchmark.
 #   usage: bench/device_run.sh [tests|bench|all|coverage] [bench args...]
 #   coverage: f16 and sm_90a kernels and the JIT API on the GPU, and block-q=128 timings.
+#   tune: variant-suite timings of the default kernels against other compile options.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
@@ -21,7 +22,7 @@ for spec in specs/*.attn bench/specs/*.attn; do
   "$bin/attnc" compile "$spec" --emit=ptx "${extra[@]}" -o "$kernels" 2>&1 | tee -a "$out/compile.log" \
     || echo "COMPILE FAILED: $spec"
 done
-export ATTNC_KERNEL_DIR=$kernels
+export ATTNC_KERNEL_DIR=$kernels ATTNC_JIT_LIB=$bin/libattnc.so  # tests/gpu/test_jit.py uses it
 python3 bench/compile_latency.py "$bin/libattnc.so" specs/*.attn --out "$kernels/compile_times.json" \
   2>&1 | tee "$out/compile-latency.log"
 cp "$kernels/compile_times.json" "$out/" 2>/dev/null
@@ -54,6 +55,18 @@ if [ "$mode" = coverage ]; then
   for dir in kernels kernels-bq128; do
     ATTNC_KERNEL_DIR=$root/.device/$dir python3 bench/bench.py --quick --no-flex \
       --suites variants --tag "$dir" 2>&1 | grep -E "^\| variants" | cut -d'|' -f3,4
+  done
+fi
+if [ "$mode" = tune ]; then
+  [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python
+  for flavour in "default:" "bk32:--block-k=32" "sm90a:--chip=sm_90a" "bk32-sm90a:--block-k=32 --chip=sm_90a"; do
+    name=${flavour%%:*}; opts=${flavour#*:}
+    [ "$name" = default ] || compile_dir "$root/.device/kernels-$name" $opts
+    dir=$root/.device/kernels; [ "$name" = default ] || dir=$root/.device/kernels-$name
+    echo "== $name ($opts)"
+    ATTNC_KERNEL_DIR=$dir python3 bench/bench.py --quick --no-flex --suites variants,gqa \
+      --tag "tune-$name" 2>&1 | grep -E "^\| (variants|gqa)" | cut -d'|' -f3,4,11
   done
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then

@@ -49,7 +49,7 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
   Option<int64_t> blockQ{*this, "block-q", llvm::cl::desc("Rows per query tile"),
                          llvm::cl::init(64)};
   Option<int64_t> blockK{*this, "block-k", llvm::cl::desc("Columns per key tile"),
-                         llvm::cl::init(64)};
+                         llvm::cl::init(32)};
   Option<bool> onlineSoftmax{*this, "online-softmax",
                              llvm::cl::desc("Fuse the softmax passes (attn-online-softmax)"),
                              llvm::cl::init(true)};

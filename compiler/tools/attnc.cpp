@@ -33,7 +33,7 @@ static cl::opt<std::string> outputPath("o",
                                        cl::init("-"), cl::cat(category));
 static cl::opt<int64_t> blockQ("block-q", cl::desc("Queries per tile"), cl::init(64),
                                cl::cat(category));
-static cl::opt<int64_t> blockK("block-k", cl::desc("Keys per tile"), cl::init(64),
+static cl::opt<int64_t> blockK("block-k", cl::desc("Keys per tile"), cl::init(32),
                                cl::cat(category));
 static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
                                      cl::desc("Keep the exact two-pass softmax"),

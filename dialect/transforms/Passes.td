@@ -31,7 +31,7 @@ def AttnTile : Pass<"attn-tile", "::mlir::func::FuncOp"> {
   }];
   let options = [
     Option<"blockQ", "block-q", "int64_t", "64", "Rows (queries) per tile">,
-    Option<"blockK", "block-k", "int64_t", "64", "Columns (keys) per tile">,
+    Option<"blockK", "block-k", "int64_t", "32", "Columns (keys) per tile">,
   ];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];

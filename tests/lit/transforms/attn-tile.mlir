@@ -1,7 +1,7 @@
 // RUN: attnc-opt %s --split-input-file --attn-tile="block-q=32 block-k=16" | FileCheck %s
 // RUN: not attnc-opt %s --split-input-file --attn-tile="block-q=0" 2>&1 | FileCheck %s --check-prefix=BAD
 
-// BAD: attn-tile: block-q and block-k must be in [1, 1024], got 0 and 64
+// BAD: attn-tile: block-q and block-k must be in [1, 1024], got 0 and 32
 
 // Softmax: two exact passes over the key tiles (row max, then exp/sum/accumulate).
 // CHECK-LABEL: func.func @causal_gqa
