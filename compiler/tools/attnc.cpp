@@ -180,10 +180,14 @@ static int compileMain() {
     }
     if (!torch)
       return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
-    std::string module;
-    for (const Variant &v : compiler.spec().variants)
-      module += emitTorchReference(v, inputPath);
-    return writeOutput(module) ? 0 : 1;
+    const auto &variants = compiler.spec().variants;
+    if (variants.size() != 1) {  // one Python module defines one `reference`
+      llvm::errs() << "attnc: error: --emit=torch writes one module per variant, and '"
+                   << inputPath << "' has " << variants.size()
+                   << "; use --emit=ptx -o DIR (one <variant>.ref.py each)\n";
+      return 1;
+    }
+    return writeOutput(emitTorchReference(variants.front(), inputPath)) ? 0 : 1;
   }
   auto start = std::chrono::steady_clock::now();
   if (!isMLIR && !compiler.lowerToAttn(options, diag))
