@@ -293,19 +293,49 @@ private:
   }
 
   /// Applies mask and score to one accumulator element (row r of the warp's 16, key column col
-  /// of the key tile); masked keys and keys past the end get the fill value.
-  Value scoreElement(Value dot, Value row, Value j) {
+  /// of the key tile); masked keys and keys past the end get the fill value. In an interior
+  /// tile (every row and key in range) the range checks and clamps are left out.
+  Value scoreElement(Value dot, Value row, Value j, bool interior) {
     Value i = add(i0, row);
-    Value iSafe = minIdx(i, add(qLen, idx(-1)));  // rows past the end are computed, never stored
-    Value jIn = lt(j, kvLen);
-    Value jSafe = select(jIn, j, idx(0));
     Value fill = f32(t.scores.getFill().convertToDouble());
-    Value allowed = jIn;
-    if (!t.scores.getMask().empty())
-      allowed = arith::AndIOp::create(
-          b, loc, jIn, inlineRegion(t.scores.getMask(), {batch, head, iSafe, jSafe}));
+    Value allowed, iSafe = i, jSafe = j;
+    if (!interior) {
+      iSafe = minIdx(i, add(qLen, idx(-1)));  // rows past the end are computed, never stored
+      allowed = lt(j, kvLen);
+      jSafe = select(allowed, j, idx(0));
+    }
+    if (!t.scores.getMask().empty()) {
+      Value mask = inlineRegion(t.scores.getMask(), {batch, head, iSafe, jSafe});
+      allowed = allowed ? arith::AndIOp::create(b, loc, allowed, mask).getResult() : mask;
+    }
     Value s = inlineRegion(t.scores.getScore(), {batch, head, iSafe, jSafe, dot});
-    return select(allowed, s, fill);
+    return allowed ? select(allowed, s, fill) : s;
+  }
+
+  /// Mask and score for every element of the S tile: element e of n tile nt is row g + 8 (e / 2),
+  /// key 8 nt + 2c + e % 2. Interior tiles take the branch without range checks.
+  void scoreTile(SmallVectorImpl<SmallVector<Value, 4>> &s, Value j0, Value rowBase) {
+    Value interior = arith::AndIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(j0, t.blockK), kvLen),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(i0, t.blockQ), qLen));
+    SmallVector<Type> types(s.size() * 4, b.getF32Type());
+    auto branch = scf::IfOp::create(b, loc, types, interior, /*withElseRegion=*/true);
+    for (bool fast : {true, false}) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(fast ? branch.thenBlock() : branch.elseBlock());
+      SmallVector<Value> scores;
+      for (size_t n = 0; n < s.size(); ++n)
+        for (int64_t e = 0; e < 4; ++e) {
+          Value row = add(add(rowBase, g), 8 * (e / 2));
+          Value j = add(add(j0, mul(c, 2)), int64_t(n * 8 + e % 2));
+          scores.push_back(scoreElement(s[n][e], row, j, fast));
+        }
+      scf::YieldOp::create(b, loc, scores);
+    }
+    for (size_t n = 0; n < s.size(); ++n)
+      for (int64_t e = 0; e < 4; ++e)
+        s[n][e] = branch.getResult(n * 4 + e);
   }
 
   void emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l, ArrayRef<SmallVector<Value, 4>> acc,
@@ -417,13 +447,7 @@ LogicalResult KernelBuilder::build() {
         s[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, s[2 * np]);
         s[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, s[2 * np + 1]);
       }
-    // Mask and score per element: element e of tile n is row g + 8 (e / 2), key 8n + 2c + e % 2.
-    for (int64_t n = 0; n < nTiles; ++n)
-      for (int64_t e = 0; e < 4; ++e) {
-        Value row = add(add(rowBase, g), 8 * (e / 2));
-        Value j = add(add(j0, mul(c, 2)), n * 8 + e % 2);
-        s[n][e] = scoreElement(s[n][e], row, j);
-      }
+    scoreTile(s, j0, rowBase);
 
     SmallVector<Value> yields;
     if (softmax) {
