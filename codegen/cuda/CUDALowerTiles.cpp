@@ -2,6 +2,7 @@
 // schedule on mma.sync): one block per query tile, 16 query rows per warp, K/V tiles streamed
 // through shared memory, online softmax in registers. See Passes.td for the full contract.
 #include "codegen/cuda/Passes.h"
+#include "dialect/transforms/Patterns.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -295,7 +296,7 @@ private:
   /// Applies mask and score to one accumulator element (row r of the warp's 16, key column col
   /// of the key tile); masked keys and keys past the end get the fill value. In an interior
   /// tile (every row and key in range) the range checks and clamps are left out.
-  Value scoreElement(Value dot, Value row, Value j, bool interior) {
+  Value scoreElement(Value dot, Value row, Value j, bool interior, bool maskHolds) {
     Value i = add(i0, row);
     Value fill = f32(t.scores.getFill().convertToDouble());
     Value allowed, iSafe = i, jSafe = j;
@@ -304,7 +305,7 @@ private:
       allowed = lt(j, kvLen);
       jSafe = select(allowed, j, idx(0));
     }
-    if (!t.scores.getMask().empty()) {
+    if (!t.scores.getMask().empty() && !maskHolds) {
       Value mask = inlineRegion(t.scores.getMask(), {batch, head, iSafe, jSafe});
       allowed = allowed ? arith::AndIOp::create(b, loc, allowed, mask).getResult() : mask;
     }
@@ -312,13 +313,41 @@ private:
     return allowed ? select(allowed, s, fill) : s;
   }
 
+  /// For a mask that is exactly a conjunction of key bounds (attn-mask-bounds' analysis), whether
+  /// every row of this block's query tile allows every key in [j0, j0 + BK); null otherwise.
+  Value tileFullyAllowed(Value j0) {
+    bool exact = false;
+    if (t.scores.getMask().empty())
+      return {};
+    SmallVector<KeyBound> bounds = analyzeMaskBounds(t.scores.getMask(), exact);
+    if (!exact || bounds.empty())
+      return {};
+    Value all;
+    Value iFirst = i0, iLast = add(i0, t.blockQ - 1), jLast = add(j0, t.blockK - 1);
+    for (const KeyBound &bd : bounds) {
+      // Lower bounds must hold for the first key against the row that raises them most; upper
+      // bounds for the last key against the row that lowers them most.
+      Value row = (bd.a >= 0) == bd.lower ? iLast : iFirst;
+      Value edge = add(arith::MulIOp::create(b, loc, row, idx(bd.a)), bd.c);
+      Value holds = bd.lower
+                        ? arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, j0, edge)
+                        : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, jLast, edge);
+      all = all ? arith::AndIOp::create(b, loc, all, holds).getResult() : holds;
+    }
+    return all;
+  }
+
   /// Mask and score for every element of the S tile: element e of n tile nt is row g + 8 (e / 2),
-  /// key 8 nt + 2c + e % 2. Interior tiles take the branch without range checks.
+  /// key 8 nt + 2c + e % 2. Interior tiles (and, for an affine mask, tiles it fully allows) take
+  /// a branch without range checks (and without the mask).
   void scoreTile(SmallVectorImpl<SmallVector<Value, 4>> &s, Value j0, Value rowBase) {
     Value interior = arith::AndIOp::create(
         b, loc,
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(j0, t.blockK), kvLen),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(i0, t.blockQ), qLen));
+    Value allowed = tileFullyAllowed(j0);
+    if (allowed)
+      interior = arith::AndIOp::create(b, loc, interior, allowed);
     SmallVector<Type> types(s.size() * 4, b.getF32Type());
     auto branch = scf::IfOp::create(b, loc, types, interior, /*withElseRegion=*/true);
     for (bool fast : {true, false}) {
@@ -329,7 +358,7 @@ private:
         for (int64_t e = 0; e < 4; ++e) {
           Value row = add(add(rowBase, g), 8 * (e / 2));
           Value j = add(add(j0, mul(c, 2)), int64_t(n * 8 + e % 2));
-          scores.push_back(scoreElement(s[n][e], row, j, fast));
+          scores.push_back(scoreElement(s[n][e], row, j, fast, fast && allowed));
         }
       scf::YieldOp::create(b, loc, scores);
     }

@@ -28,11 +28,7 @@ struct Affine {
   Affine operator*(int64_t k) const { return {a * k, b * k, c * k}; }
 };
 
-/// A bound on j that holds for a row i: j >= a * i + c (lower) or j <= a * i + c (upper).
-struct Bound {
-  bool lower;
-  int64_t a, c;
-};
+using Bound = KeyBound;
 
 std::optional<Affine> affine(Value v, Value i, Value j, int depth = 0) {
   if (depth > 16)
@@ -62,28 +58,30 @@ std::optional<Affine> affine(Value v, Value i, Value j, int depth = 0) {
   return std::nullopt;
 }
 
-/// Bounds implied by `lhs - rhs <= k`, when the key index enters with coefficient +-1.
-void boundsOf(const Affine &diff, int64_t k, SmallVectorImpl<Bound> &out) {
+/// Bounds implied by `lhs - rhs <= k`, when the key index enters with coefficient +-1; false
+/// if it does not (the comparison then bounds nothing).
+bool boundsOf(const Affine &diff, int64_t k, SmallVectorImpl<Bound> &out) {
   if (diff.b == 1)  // j <= -a i + (k - c)
     out.push_back({false, -diff.a, k - diff.c});
   else if (diff.b == -1)  // j >= a i + (c - k)
     out.push_back({true, diff.a, diff.c - k});
+  return diff.b == 1 || diff.b == -1;
 }
 
-/// Collects the bounds of a boolean value that must hold for a key to be allowed.
-void collect(Value cond, Value i, Value j, SmallVectorImpl<Bound> &out) {
+/// Collects the bounds of a boolean value that must hold for a key to be allowed; returns
+/// whether the value is exactly their conjunction.
+bool collect(Value cond, Value i, Value j, SmallVectorImpl<Bound> &out) {
   Operation *def = cond.getDefiningOp();
   if (auto both = dyn_cast_or_null<arith::AndIOp>(def)) {
-    collect(both.getLhs(), i, j, out);
-    collect(both.getRhs(), i, j, out);
-    return;
+    bool lhsExact = collect(both.getLhs(), i, j, out);
+    return collect(both.getRhs(), i, j, out) && lhsExact;
   }
   auto cmp = dyn_cast_or_null<arith::CmpIOp>(def);
   if (!cmp)
-    return;
+    return false;
   auto lhs = affine(cmp.getLhs(), i, j), rhs = affine(cmp.getRhs(), i, j);
   if (!lhs || !rhs)
-    return;
+    return false;
   // Unsigned predicates read the same as signed ones only when both sides are a bare index
   // or a non-negative constant.
   auto plain = [&](const Affine &x) {
@@ -93,18 +91,19 @@ void collect(Value cond, Value i, Value j, SmallVectorImpl<Bound> &out) {
   Affine diff = *lhs + *rhs * -1, neg = diff * -1;
   using P = arith::CmpIPredicate;
   switch (cmp.getPredicate()) {
-  case P::ult: if (!unsignedOk) return; [[fallthrough]];
+  case P::ult: if (!unsignedOk) return false; [[fallthrough]];
   case P::slt: return boundsOf(diff, -1, out);
-  case P::ule: if (!unsignedOk) return; [[fallthrough]];
+  case P::ule: if (!unsignedOk) return false; [[fallthrough]];
   case P::sle: return boundsOf(diff, 0, out);
-  case P::ugt: if (!unsignedOk) return; [[fallthrough]];
+  case P::ugt: if (!unsignedOk) return false; [[fallthrough]];
   case P::sgt: return boundsOf(neg, -1, out);
-  case P::uge: if (!unsignedOk) return; [[fallthrough]];
+  case P::uge: if (!unsignedOk) return false; [[fallthrough]];
   case P::sge: return boundsOf(neg, 0, out);
-  case P::eq:
-    boundsOf(diff, 0, out);
-    return boundsOf(neg, 0, out);
-  default: return;
+  case P::eq: {
+    bool low = boundsOf(diff, 0, out);
+    return boundsOf(neg, 0, out) && low;
+  }
+  default: return false;
   }
 }
 
@@ -119,10 +118,8 @@ struct NarrowKeyLoop : OpRewritePattern<TileScoresOp> {
     if (!loop || loop.getInductionVar() != scores.getJ0() || scores.getMask().empty() ||
         loop->hasAttr("attn.mask_bounded"))
       return rw.notifyMatchFailure(scores, "not a masked key loop");
-    Block &mask = scores.getMask().front();
-    SmallVector<Bound> bounds;
-    collect(cast<YieldOp>(mask.getTerminator()).getValues()[0], mask.getArgument(2),
-            mask.getArgument(3), bounds);
+    bool exact;
+    SmallVector<Bound> bounds = analyzeMaskBounds(scores.getMask(), exact);
     if (bounds.empty())
       return rw.notifyMatchFailure(scores, "the mask bounds no key range");
 
@@ -166,6 +163,14 @@ struct AttnMaskBoundsPass : mlir::attn::impl::AttnMaskBoundsBase<AttnMaskBoundsP
 };
 
 } // namespace
+
+SmallVector<KeyBound> mlir::attn::analyzeMaskBounds(Region &mask, bool &exact) {
+  SmallVector<KeyBound> bounds;
+  Block &block = mask.front();
+  exact = collect(cast<YieldOp>(block.getTerminator()).getValues()[0], block.getArgument(2),
+                  block.getArgument(3), bounds);
+  return bounds;
+}
 
 void mlir::attn::populateMaskBoundsPatterns(RewritePatternSet &patterns) {
   patterns.add<NarrowKeyLoop>(patterns.getContext());
