@@ -12,7 +12,6 @@
 namespace attnc {
 
 namespace {
-int64_t elementBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
 
 nlohmann::json dimNames(const Variant &v, const std::vector<int> &dims) {
   nlohmann::json names = nlohmann::json::array();
@@ -30,7 +29,7 @@ nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *
           {"dims", dimNames(v, canonical)},
           {"storage_dims", dimNames(v, storage)},
           {"unit_stride_last", vectorized},
-          {"alignment", vectorized ? 16 : elementBytes(dtype)},
+          {"alignment", vectorized ? 16 : dtypeBytes(dtype)},
           {"row_alignment", vectorized ? 16 : 0}};
 }
 }  // namespace
@@ -113,7 +112,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         {{"dim", v.dims[v.batchDim].name}}}},
       {"dynamic_shared_memory",
        mlir::attn::cudaSharedMemoryBytes(options.blockQ, options.blockK, headDim, valueDim,
-                                         elementBytes(q.resolvedDType))},
+                                         dtypeBytes(q.resolvedDType))},
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};

@@ -23,15 +23,19 @@ namespace mlir::attn {
 using namespace mlir;
 using namespace mlir::attn;
 
+namespace {
+/// Elements of padding per shared-memory row: shifts each row by 16 bytes, so the 8 rows one
+/// ldmatrix reads fall in different banks.
+constexpr int64_t kPad = 8;
+} // namespace
+
 int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
                                           int64_t valueDim, int64_t elementBytes) {
-  constexpr int64_t pad = 8;  // elements: shifts each row by 16 bytes (no ldmatrix bank conflicts)
-  return elementBytes * ((blockQ + blockK) * (headDim + pad) + blockK * (valueDim + pad));
+  return elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad));
 }
 
 namespace {
 
-constexpr int64_t kPad = 8;
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 

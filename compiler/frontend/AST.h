@@ -19,6 +19,7 @@ struct SourceLoc {
 /// Element types a tensor or a param may have.
 enum class DType { F32, F16, BF16, I32 };
 const char *dtypeName(DType t);
+int64_t dtypeBytes(DType t);
 bool isFloat(DType t);
 
 /// Type of an expression after Sema.

@@ -68,6 +68,8 @@ const char *dtypeName(DType t) {
 
 bool isFloat(DType t) { return t != DType::I32; }
 
+int64_t dtypeBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
+
 const char *roleName(DimRole r) {
   switch (r) {
   case DimRole::None: return "none";

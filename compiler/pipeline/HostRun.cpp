@@ -18,7 +18,6 @@ namespace attnc {
 
 namespace {
 
-size_t elementBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
 
 /// A host tensor with its own storage: contiguous in its declared (storage) order.
 struct OwnedTensor {
@@ -34,10 +33,10 @@ struct OwnedTensor {
       view.strides[a] = count;
       count *= view.sizes[a];
     }
-    bytes.assign(count * elementBytes(dtype), 0);
+    bytes.assign(count * dtypeBytes(dtype), 0);
     view.data = bytes.data();
   }
-  int64_t count() const { return int64_t(bytes.size() / elementBytes(view.dtype)); }
+  int64_t count() const { return int64_t(bytes.size() / dtypeBytes(view.dtype)); }
 
   /// Visits every element index in storage order.
   template <typename Fn> void forEach(Fn fn) {

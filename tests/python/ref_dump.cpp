@@ -121,10 +121,6 @@ struct Rng {
   double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
 };
 
-size_t elemSize(DType t) {
-  return t == DType::F16 || t == DType::BF16 ? 2 : 4;
-}
-
 /// A host tensor of the declared dtype, row-major in storage order, with its own storage.
 struct OwnedTensor {
   HostTensor view;
@@ -142,7 +138,7 @@ OwnedTensor makeTensor(const TensorDecl &t, const DimSizes &sizes) {
     o.view.strides[a] = o.view.strides[a + 1] * o.view.sizes[a + 1];
   for (int64_t s : o.view.sizes)
     o.count *= s;
-  o.bytes.assign(size_t(o.count) * elemSize(t.resolvedDType), 0);
+  o.bytes.assign(size_t(o.count) * dtypeBytes(t.resolvedDType), 0);
   o.view.data = o.bytes.data();
   return o;
 }
