@@ -13,10 +13,18 @@ namespace attnc {
 
 namespace {
 
+/// The most splits a runtime may choose: enough to fill an H100 at batch 1 with one kv head.
+constexpr int64_t kMaxSplits = 128;
+
+/// Names of the page-pool axes of paged K/V (Sema reserves them).
+constexpr const char *kPagesName = "kv_pages", *kSlotName = "page_size";
+
 nlohmann::json dimNames(const Variant &v, const std::vector<int> &dims) {
   nlohmann::json names = nlohmann::json::array();
   for (int d : dims)
-    names.push_back(v.dims[d].name);
+    names.push_back(d == Variant::kPageAxis  ? kPagesName
+                    : d == Variant::kSlotAxis ? kSlotName
+                                              : v.dims[d].name.c_str());
   return names;
 }
 
@@ -63,6 +71,11 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       entry["static"] = fixed;
     dims.push_back(entry);
   }
+  if (v.paged) {  // the pool: any number of pages of page_size tokens
+    dims.push_back({{"name", kPagesName}, {"role", "kv_page"}});
+    dims.push_back({{"name", kSlotName}, {"role", "page_slot"}, {"static", v.paged->pageSize}});
+  }
+  std::vector<int> poolCanon = {Variant::kPageAxis, v.kvHeadDim, Variant::kSlotAxis, v.headDim};
   std::vector<int> qCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.headDim};
   std::vector<int> kCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.headDim};
   std::vector<int> vCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.valueDim};
@@ -74,13 +87,18 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       args.push_back(tensorArg(v, a.name, "input", q.resolvedDType, qCanon, q.dims, true));
       break;
     case KernelArg::Kind::K:
-      args.push_back(tensorArg(v, a.name, "input", v.inputs[v.k].resolvedDType, kCanon,
-                               v.inputs[v.k].dims, true));
+    case KernelArg::Kind::V: {
+      bool isK = a.kind == KernelArg::Kind::K;
+      const TensorDecl &t = v.inputs[isK ? v.k : v.v];
+      std::vector<int> canon = isK ? kCanon : vCanon, storage = t.dims;
+      if (v.paged) {
+        canon = poolCanon;
+        canon[3] = isK ? v.headDim : v.valueDim;
+        storage = v.pagedStorage(t);
+      }
+      args.push_back(tensorArg(v, a.name, "input", t.resolvedDType, canon, storage, true));
       break;
-    case KernelArg::Kind::V:
-      args.push_back(tensorArg(v, a.name, "input", v.inputs[v.v].resolvedDType, vCanon,
-                               v.inputs[v.v].dims, true));
-      break;
+    }
     case KernelArg::Kind::Param: {
       const TensorDecl &p = v.params[a.index];
       args.push_back(tensorArg(v, a.name, "param", p.resolvedDType, p.dims, p.dims, false));
@@ -97,6 +115,15 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     }
     }
   }
+  // Packed GQA tiles (attn-pack-gqa) run one block row per kv head over q_len x group rows;
+  // split-KV (attn-split-kv) multiplies the query tiles by the split count.
+  int64_t pack = options.packGQA && v.group > 1 ? v.group : 1;
+  bool split = splitsKeys(options, v.norm == Norm::Softmax);
+  json gridX = {{"ceil_div", {v.dims[v.qSeqDim].name, options.blockQ}}};
+  if (pack > 1)
+    gridX["scale"] = pack;
+  if (split)
+    gridX["splits"] = true;
   json manifest = {
       {"format", "attnc-kernel-manifest/1"},
       {"compiler", "attnc 0.1.0"},
@@ -106,16 +133,29 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"arch", options.chip},
       {"spec_hash", hashText(specText)},
       {"block", {32 * warps, 1, 1}},
-      {"grid",
-       {{{"ceil_div", {v.dims[v.qSeqDim].name, options.blockQ}}},
-        {{"dim", v.dims[v.qHeadDim].name}},
-        {{"dim", v.dims[v.batchDim].name}}}},
+      {"grid", {gridX, {{"dim", v.dims[pack > 1 ? v.kvHeadDim : v.qHeadDim].name}},
+                {{"dim", v.dims[v.batchDim].name}}}},
       {"dynamic_shared_memory",
        mlir::attn::cudaSharedMemoryBytes(options.blockQ, options.blockK, headDim, valueDim,
                                          dtypeBytes(q.resolvedDType))},
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};
+  if (v.paged)
+    manifest["paged"] = {{"block_table", v.params[v.paged->tableParam].name},
+                         {"page_size", v.paged->pageSize}};
+  if (split)
+    manifest["split_kv"] = {
+        {"combine_entry", v.name + "_combine"},
+        {"combine_block", {mlir::attn::kCUDACombineThreads, 1, 1}},
+        {"combine_grid",
+         {{{"dim", v.dims[v.qSeqDim].name}},
+          {{"dim", v.dims[v.qHeadDim].name}},
+          {{"dim", v.dims[v.batchDim].name}}}},
+        {"max_splits", kMaxSplits},
+        {"splits", options.splits},
+        {"block_k", options.blockK},
+        {"min_tiles_per_split", 2}};
   return manifest.dump(2) + "\n";
 }
 

@@ -98,12 +98,39 @@ LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
+/// A block table comes with a page size > 0, and the pools' slot axis (2) holds that many rows.
+static LogicalResult verifyPages(Operation *op, Value table, int64_t pageSize,
+                                 ArrayRef<MemRefType> pools) {
+  if (bool(table) != (pageSize > 0))
+    return op->emitOpError() << "a block table needs a page size > 0 and the reverse, got "
+                             << (table ? "a table" : "no table") << " and page_size "
+                             << pageSize;
+  if (table)
+    for (MemRefType pool : pools)
+      if (!ShapedType::isDynamic(pool.getDimSize(2)) && pool.getDimSize(2) != pageSize)
+        return op->emitOpError() << "a page pool holds " << pool.getDimSize(2)
+                                 << " rows per page but page_size is " << pageSize;
+  return success();
+}
+
+Value mlir::attn::buildKVLength(OpBuilder &b, Location loc, Value kv, Value table,
+                                int64_t pageSize) {
+  if (!table)
+    return memref::DimOp::create(b, loc, kv, 2);
+  Value pages = memref::DimOp::create(b, loc, table, 1);
+  return arith::MulIOp::create(b, loc, pages, arith::ConstantIndexOp::create(b, loc, pageSize));
+}
+
 LogicalResult AttentionOp::verify() {
   auto q = getQ().getType(), k = getK().getType(), v = getV().getType(), o = getOut().getType();
   Operation *op = getOperation();
   // Canonical axes: q/o [b, h, i, d|dv], k/v [b, hk, j, d|dv].
-  if (failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0)) ||
-      failed(sameExtent(op, "batch", "k", k, 0, "v", v, 0)) ||
+  // Paged: k/v are page pools [pages, hk, P, d]; axis 0 counts pages, not sequences.
+  if (failed(verifyPages(op, getBlockTable(), getPageSize(), {k, v})))
+    return failure();
+  bool paged = bool(getBlockTable());
+  if ((!paged && failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0))) ||
+      failed(sameExtent(op, paged ? "pages" : "batch", "k", k, 0, "v", v, 0)) ||
       failed(sameExtent(op, "batch", "q", q, 0, "out", o, 0)) ||
       failed(sameExtent(op, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(sameExtent(op, "value dim", "v", v, 3, "out", o, 3)) ||
@@ -142,6 +169,8 @@ LogicalResult AttentionOp::verifyRegions() {
 
 LogicalResult TileScoresOp::verify() {
   auto q = getQ().getType(), k = getK().getType();
+  if (failed(verifyPages(*this, getBlockTable(), getPageSize(), {k})))
+    return failure();
   if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(staticRows(*this, "s", getS().getType())))
     return failure();
@@ -191,6 +220,8 @@ LogicalResult TileOnlineUpdateOp::verify() {
 
 LogicalResult TileMatmulAccOp::verify() {
   auto p = getP().getType(), acc = getAcc().getType(), v = getV().getType();
+  if (failed(verifyPages(*this, getBlockTable(), getPageSize(), {v})))
+    return failure();
   if (failed(staticRows(*this, "p", p)) || failed(sameRows(*this, p, {acc})))
     return failure();
   if (!compatible(acc.getDimSize(1), v.getDimSize(3)))
@@ -211,5 +242,24 @@ LogicalResult TileStoreOp::verify() {
   if (!compatible(acc.getDimSize(1), out.getDimSize(3)))
     return emitOpError() << "accumulator holds " << acc.getDimSize(1)
                          << " value channels but out has " << extentStr(out.getDimSize(3));
+  if (getPartOut() && (!getSplit() || !getPartLse()))
+    return emitOpError("the split-KV form needs the split index and both partial buffers");
+  if (getPartOut() && (!softmax || !getLse()))
+    return emitOpError("split-KV partial results need softmax with an 'lse' output");
+  if (getPartOut() && !compatible(getPartOut().getType().getDimSize(4), out.getDimSize(3)))
+    return emitOpError() << "part_out holds " << extentStr(getPartOut().getType().getDimSize(4))
+                         << " value channels but out has " << extentStr(out.getDimSize(3));
+  return success();
+}
+
+LogicalResult CombineOp::verify() {
+  auto part = getPartOut().getType(), out = getOut().getType();
+  for (int64_t d = 0; d < 4; ++d)
+    if (!compatible(part.getDimSize(d + 1), out.getDimSize(d)))
+      return emitOpError() << "part_out dim " << d + 1 << " ("
+                           << extentStr(part.getDimSize(d + 1)) << ") does not match out dim "
+                           << d << " (" << extentStr(out.getDimSize(d)) << ")";
+  if (!compatible(part.getDimSize(0), getPartLse().getType().getDimSize(0)))
+    return emitOpError("part_out and part_lse must hold the same number of splits");
   return success();
 }

@@ -20,3 +20,9 @@
 
 #define GET_OP_CLASSES
 #include "dialect/AttnOps.h.inc"
+
+namespace mlir::attn {
+/// The key range of a k or v operand: dim(kv, 2), or for a page pool with block table `table`
+/// (non-null), dim(table, 1) * pageSize.
+Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t pageSize);
+} // namespace mlir::attn

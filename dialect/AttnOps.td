@@ -15,6 +15,9 @@ def Attn_Seq4 : MemRefRankOf<[F32, F16, BF16], [4]>;
 def Attn_Lse : MemRefRankOf<[F32], [3]>;
 def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
 def Attn_Tile1 : MemRefRankOf<[F32], [1]>;
+def Attn_Partial : MemRefRankOf<[F32], [5]>;
+def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
+def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
     ParentOneOf<["AttentionOp", "TileScoresOp"]>]> {
@@ -29,7 +32,7 @@ def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
 
 // No declared memory effects: the op (and its regions, which may load params) is treated
 // conservatively as reading and writing anything.
-def Attn_AttentionOp : Attn_Op<"attention"> {
+def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
   let summary = "One attention variant over whole tensors";
   let description = [{
     Computes, for every batch b, query head h (kv head h / group), query i and value channel e:
@@ -41,6 +44,10 @@ def Attn_AttentionOp : Attn_Op<"attention"> {
     `sigmoid`, `relu2`, `none`). Tensors are in the canonical order q/o: [b, h, i, d],
     k/v: [b, hk, j, d]; their strides are free, so any storage layout is a view. With softmax,
     `lse` receives the log-sum-exp of each row (-inf for a row with no allowed key).
+
+    Paged KV (`pages %table`, `page_size = P`): k and v are page pools [pages, hk, P, d] and the
+    key j of batch b is row j % P of page table[b, j / P]; the key range is
+    dim(table, 1) * P.
 
     Example:
     ```mlir
@@ -57,14 +64,17 @@ def Attn_AttentionOp : Attn_Op<"attention"> {
       }
     ```
   }];
-  let arguments = (ins Attn_Seq4:$q, Attn_Seq4:$k, Attn_Seq4:$v, Attn_Seq4:$out,
+  let arguments = (ins Attn_Seq4:$q, Attn_Seq4:$k, Attn_Seq4:$v,
+                       Optional<Attn_BlockTable>:$block_table, Attn_Seq4:$out,
                        Optional<Attn_Lse>:$lse,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
-                       Attn_NormAttr:$norm);
+                       Attn_NormAttr:$norm,
+                       DefaultValuedAttr<I64Attr, "0">:$page_size);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
-    $q `,` $k `,` $v `->` $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
-    `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
+    $q `,` $k `,` $v (`pages` $block_table^)? `->` $out (`,` $lse^)? attr-dict `:` type($q) `,`
+    type($k) `,` type($v) (`,` type($block_table)^)? `->` type($out) (`,` type($lse)^)?
+    `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -87,14 +97,23 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores"> {
     s[r, c] = score(b, h, i0 + r, j0 + c, dot(q[b, h, i0 + r, :], k[b, hk, j0 + c, :])) where the
     mask holds and both indices are in range; `fill` elsewhere. On a GPU the dot products are one
     tensor-core matmul and the score region is applied to its accumulators.
+
+    With `pack = G > 1` (GQA packing, see attn-pack-gqa) the rows hold the G query heads that
+    share kv head hk, query-major: row r is query i = (i0 + r) / G of head h + (i0 + r) % G, so
+    one key tile serves every head of the group. `h` is then the group's first head.
+    With `pages %table` k is a page pool, as in attn.attention.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Tile2, "", [MemWrite]>:$s,
-                       Index:$b, Index:$h, Index:$hk, Index:$i0, Index:$j0, F32Attr:$fill);
+                       Index:$b, Index:$h, Index:$hk, Index:$i0, Index:$j0,
+                       Optional<Attn_BlockTable>:$block_table, F32Attr:$fill,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
+                       DefaultValuedAttr<I64Attr, "0">:$page_size);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
-    $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` `->` $s attr-dict `:` type($q) `,`
-    type($k) `->` type($s) `score` $score (`mask` $mask^)?
+    $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` (`pages` $block_table^)? `->` $s
+    attr-dict `:` type($q) `,` type($k) (`,` type($block_table)^)? `->` type($s)
+    `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -138,12 +157,17 @@ def Attn_TileOnlineUpdateOp : Attn_Op<"tile_online_update"> {
 
 def Attn_TileMatmulAccOp : Attn_Op<"tile_matmul_acc"> {
   let summary = "acc[r, e] += sum_c p[r, c] * v[b, hk, j0 + c, e] over the keys in range";
+  let description = [{
+    With `pages %table` v is a page pool: key j is row j % P of page table[b, j / P].
+  }];
   let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$p, Arg<Attn_Seq4, "", [MemRead]>:$v,
                        Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc,
-                       Index:$b, Index:$hk, Index:$j0);
+                       Index:$b, Index:$hk, Index:$j0,
+                       Optional<Attn_BlockTable>:$block_table,
+                       DefaultValuedAttr<I64Attr, "0">:$page_size);
   let assemblyFormat = [{
-    $p `,` $v `[` $b `,` $hk `,` $j0 `]` `->` $acc attr-dict `:` type($p) `,` type($v) `->`
-    type($acc)
+    $p `,` $v `[` $b `,` $hk `,` $j0 `]` (`pages` $block_table^)? `->` $acc attr-dict `:`
+    type($p) `,` type($v) (`,` type($block_table)^)? `->` type($acc)
   }];
   let hasVerifier = 1;
 }
@@ -152,17 +176,52 @@ def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
   let summary = "Writes a query tile of the output (and its log-sum-exp)";
   let description = [{
     For the rows r with i0 + r in range: softmax writes out = acc / l (0 when l = 0) and
-    lse = m + log(l) (-inf when l = 0); other norms write out = acc.
+    lse = m + log(l) (-inf when l = 0); other norms write out = acc. `pack` maps rows to
+    (query, head) as in attn.tile_scores.
+
+    Split-KV form (attn-split-kv): with `split` and the partial buffers `part_out`
+    [S, b, h, i, dv] and `part_lse` [S, b, h, i] (f32), when S = dim(part_out, 0) > 1 the tile
+    writes its normalised partial output and log-sum-exp to part_out[split, b, h, i, :] and
+    part_lse[split, b, h, i] instead, for attn.combine to merge; with S = 1 it writes out and
+    lse directly.
   }];
   let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$acc,
                        Arg<Optional<Attn_Tile1>, "", [MemRead]>:$l,
                        Arg<Optional<Attn_Tile1>, "", [MemRead]>:$m,
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
                        Arg<Optional<Attn_Lse>, "", [MemWrite]>:$lse,
-                       Index:$b, Index:$h, Index:$i0, Attn_NormAttr:$norm);
+                       Index:$b, Index:$h, Index:$i0,
+                       Optional<Index>:$split,
+                       Arg<Optional<Attn_Partial>, "", [MemWrite]>:$part_out,
+                       Arg<Optional<Attn_PartialLse>, "", [MemWrite]>:$part_lse,
+                       Attn_NormAttr:$norm,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
   let assemblyFormat = [{
-    $acc (`,` $l^ `,` $m)? `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)? attr-dict `:`
+    $acc (`,` $l^ `,` $m)? `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)?
+    (`split` $split^ `into` $part_out `,` $part_lse)? attr-dict `:`
     type($acc) (`,` type($l)^ `,` type($m))? `->` type($out) (`,` type($lse)^)?
+    (`,` type($part_out)^ `,` type($part_lse))?
+  }];
+  let hasVerifier = 1;
+}
+
+def Attn_CombineOp : Attn_Op<"combine"> {
+  let summary = "Merges split-KV partial results (o_s, lse_s) into out and lse";
+  let description = [{
+    For S = dim(part_out, 0) > 1 and every (b, h, i): lse = log(sum_s exp(lse_s)) and
+    out = sum_s exp(lse_s - lse) * o_s, where o_s = part_out[s, b, h, i, :] and
+    lse_s = part_lse[s, b, h, i] are the softmax attention of the same queries over disjoint key
+    ranges (a split with no allowed key has lse_s = -inf and contributes nothing; with none at
+    all, out = 0 and lse = -inf). Does nothing when S = 1 (the split kernel then wrote out and
+    lse itself). The same merge joins the blocks of ring attention.
+  }];
+  let arguments = (ins Arg<Attn_Partial, "", [MemRead]>:$part_out,
+                       Arg<Attn_PartialLse, "", [MemRead]>:$part_lse,
+                       Arg<Attn_Seq4, "", [MemWrite]>:$out,
+                       Arg<Attn_Lse, "", [MemWrite]>:$lse);
+  let assemblyFormat = [{
+    $part_out `,` $part_lse `->` $out `,` $lse attr-dict `:` type($part_out) `,` type($part_lse)
+    `->` type($out) `,` type($lse)
   }];
   let hasVerifier = 1;
 }

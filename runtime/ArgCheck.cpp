@@ -3,6 +3,8 @@
 // argument pointer and strides, then the launch grid.
 #include "runtime/ArgCheck.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace attnc::rt {
@@ -26,7 +28,32 @@ std::string where(const Manifest &m, size_t arg, int axis) {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+/// a * b for a, b >= 0, saturating at INT64_MAX.
+int64_t mulSat(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
+
+/// Values per unit along `axis` of argument `arg`: 2 on the last axis of an i4 argument, else 1.
+int64_t packing(const Manifest &m, size_t arg, int axis) {
+  const Arg &a = m.args[arg];
+  return size_t(axis) + 1 == a.dims.size() ? a.packed : 1;
+}
+
+/// What a dim's extent must be: `value` (if >= 0) or a multiple of `multipleOf` (if > 0),
+/// because of `why`. Neither: anything goes.
+struct Expectation {
+  int64_t value = -1, multipleOf = 0;
+  std::string why;
+
+  bool allows(int64_t got) const {
+    return value >= 0 ? got == value : multipleOf <= 0 || got % multipleOf == 0;
+  }
+  /// "2 (= h / 4)", "a multiple of 4 (hk = h / 4)".
+  std::string text() const {
+    return (value >= 0 ? str(value) : "a multiple of " + str(multipleOf)) + " (" + why + ")";
+  }
+};
+
 /// Binds each dim name to one extent across all arguments, honouring static and derived dims.
+/// A packed axis (i4) binds its dim to the number of values, its size times the packing.
 class DimBinder {
 public:
   explicit DimBinder(const Manifest &m)
@@ -34,26 +61,22 @@ public:
 
   bool bind(size_t arg, int axis, int64_t got, std::string &error) {
     int d = m.args[arg].dims[size_t(axis)];
-    const Dim &dim = m.dims[size_t(d)];
-    std::string expected;
+    int64_t packed = packing(m, arg, axis);
     if (got < 0) {
       error = where(m, arg, axis) + ": size must be >= 0, got " + str(got);
       return false;
     }
-    if (dim.staticSize >= 0 && got != dim.staticSize)
-      expected = str(dim.staticSize) + " (fixed by the spec)";
-    else if (dim.derivedSource >= 0 && size[size_t(dim.derivedSource)] >= 0)
-      expected = checkDerived(dim, got);
-    else if (size[size_t(d)] >= 0)
-      expected = got == size[size_t(d)] ? "" : str(size[size_t(d)]) + " (as in " + firstSeen(d) + ")";
-    else
-      expected = checkSource(d, got);
-    if (!expected.empty()) {
-      error = where(m, arg, axis) + ": expected " + expected + ", got " + str(got);
+    if (got > INT64_MAX / packed) {
+      error = where(m, arg, axis) + ": size " + str(got) + " bytes is too large";
+      return false;
+    }
+    Expectation want = expectation(d);
+    if (!want.allows(got * packed)) {
+      error = where(m, arg, axis) + ": " + mismatch(want, m.args[arg], packed, got);
       return false;
     }
     if (size[size_t(d)] < 0) {
-      size[size_t(d)] = got;
+      size[size_t(d)] = got * packed;
       boundAt[size_t(d)] = {arg, axis};
     }
     return true;
@@ -78,32 +101,57 @@ public:
   }
 
 private:
-  /// "argument 'k' axis 2": the dim's name is already in the message.
-  std::string firstSeen(int d) const {
-    return "argument '" + m.args[boundAt[size_t(d)].first].name + "' axis " +
-           str(boundAt[size_t(d)].second);
+  /// The constraint on dim `d` from the spec and from the arguments bound so far.
+  Expectation expectation(int d) const {
+    const Dim &dim = m.dims[size_t(d)];
+    if (dim.staticSize >= 0)
+      return {dim.staticSize, 0, "fixed by the spec"};
+    if (dim.derivedSource >= 0 && size[size_t(dim.derivedSource)] >= 0)
+      return {size[size_t(dim.derivedSource)] / dim.divisor, 0,
+              "= " + m.dims[size_t(dim.derivedSource)].name + " / " + str(dim.divisor)};
+    if (size[size_t(d)] >= 0)
+      return {size[size_t(d)], 0, "as in " + firstSeen(d)};
+    return sourceExpectation(d);
   }
 
-  /// `dim` = source / divisor with the source known: "" if `got` matches.
-  std::string checkDerived(const Dim &dim, int64_t got) const {
-    const Dim &src = m.dims[size_t(dim.derivedSource)];
-    int64_t want = size[size_t(dim.derivedSource)] / dim.divisor;
-    return got == want ? "" : str(want) + " (= " + src.name + " / " + str(dim.divisor) + ")";
-  }
-
-  /// `d` is unbound; if derived dims come from it, `got` must agree with them / be divisible.
-  std::string checkSource(int d, int64_t got) const {
+  /// `d` is unbound; if derived dims come from it, it must agree with them / be divisible.
+  Expectation sourceExpectation(int d) const {
+    Expectation divisible;
     for (size_t x = 0; x < m.dims.size(); ++x) {
       const Dim &derived = m.dims[x];
       if (derived.derivedSource != d)
         continue;
-      std::string relation = derived.name + " = " + m.dims[size_t(d)].name + " / " + str(derived.divisor);
-      if (size[x] >= 0 && got != size[x] * derived.divisor)
-        return str(size[x] * derived.divisor) + " (= " + derived.name + " * " + str(derived.divisor) + ")";
-      if (size[x] < 0 && got % derived.divisor != 0)
-        return "a multiple of " + str(derived.divisor) + " (" + relation + ")";
+      if (size[x] >= 0)
+        return {size[x] * derived.divisor, 0, "= " + derived.name + " * " + str(derived.divisor)};
+      if (divisible.multipleOf == 0)
+        divisible = {-1, derived.divisor,
+                     derived.name + " = " + m.dims[size_t(d)].name + " / " + str(derived.divisor)};
     }
-    return "";
+    return divisible;
+  }
+
+  /// "expected 2 (= h / 4), got 3"; for a packed axis, in bytes and values.
+  static std::string mismatch(const Expectation &want, const Arg &a, int64_t packed, int64_t got) {
+    if (packed == 1)
+      return "expected " + want.text() + ", got " + str(got);
+    std::string perByte = str(packed) + " " + dtypeName(a.dtype) + " values per byte";
+    if (want.value >= 0 && want.value % packed != 0)
+      return "holds " + perByte + ", so the extent must be a multiple of " + str(packed) +
+             ", but it is " + want.text();
+    if (want.value >= 0)
+      return "expected " + str(want.value / packed) + " bytes = " + want.text() + " values at " +
+             perByte + ", got " + str(got) + " bytes";
+    return "expected " + want.text() + " values, got " + str(got) + " bytes = " + str(got * packed) +
+           " values at " + perByte;
+  }
+
+  /// "argument 'k' axis 2": the dim's name is already in the message.
+  std::string firstSeen(int d) const {
+    auto [arg, axis] = boundAt[size_t(d)];
+    int64_t packed = packing(m, arg, axis);
+    return "argument '" + m.args[arg].name + "' axis " + str(axis) +
+           (packed > 1 ? ", " + str(size[size_t(d)] / packed) + " bytes of " + dtypeName(m.args[arg].dtype)
+                       : "");
   }
 
   const Manifest &m;
@@ -115,7 +163,7 @@ bool checkShape(const Manifest &m, size_t arg, const TensorArg &t, DimBinder &di
                 std::string &error) {
   const Arg &a = m.args[arg];
   std::string prefix = "argument '" + a.name + "': ";
-  if (t.dtype < 0 || t.dtype > int32_t(DType::I32)) {
+  if (t.dtype < 0 || t.dtype > kLastDType) {
     error = prefix + "expected dtype " + dtypeName(a.dtype) + ", got unknown dtype code " + str(t.dtype);
     return false;
   }
@@ -182,28 +230,138 @@ bool checkStrides(const Manifest &m, size_t arg, const TensorArg &t, std::string
   return true;
 }
 
-bool computeGrid(const Manifest &m, LaunchPlan &plan, std::string &error) {
+constexpr int64_t kGridLimit[3] = {INT32_MAX, 65535, 65535};
+
+/// Blocks along one grid axis: ceil(extent * scale / divisor) * (splits if the axis has them).
+int64_t axisBlocks(const GridAxis &g, int64_t extent, int64_t splits) {
+  int64_t rows = mulSat(extent, g.scale);
+  int64_t blocks = rows / g.divisor + (rows % g.divisor != 0);
+  return g.splits ? mulSat(blocks, splits) : blocks;
+}
+
+/// "ceil(i * 4 / 64) * splits, i = 77, splits = 8"; "h = 262144" for a plain {"dim": "h"}.
+std::string axisFormula(const GridAxis &g, const std::string &dim, int64_t extent, int64_t splits) {
+  std::string rows = g.scale == 1 ? dim : dim + " * " + str(g.scale);
+  std::string term = g.divisor == 1 ? rows : "ceil(" + rows + " / " + str(g.divisor) + ")";
+  if (g.splits)
+    term += " * splits";
+  std::string values = dim + " = " + str(extent) + (g.splits ? ", splits = " + str(splits) : "");
+  return term == dim ? values : term + ", " + values;
+}
+
+/// Evaluates three grid axes for `splits`; `what` is "launch grid" or "combine grid".
+bool evalGrid(const Manifest &m, const std::array<GridAxis, 3> &axes, const LaunchPlan &plan,
+              int64_t splits, const char *what, std::array<uint32_t, 3> &out, std::string &error) {
   static const char *axisName[3] = {"x", "y", "z"};
-  const int64_t limit[3] = {INT32_MAX, 65535, 65535};
   for (int a = 0; a < 3; ++a) {
-    const GridAxis &g = m.grid[a];
-    const std::string &dim = m.dims[size_t(g.dim)].name;
+    const GridAxis &g = axes[a];
     int64_t extent = plan.dimSizes[size_t(g.dim)];
-    int64_t blocks = (extent + g.divisor - 1) / g.divisor;
-    if (blocks > limit[a]) {
-      std::string formula = g.divisor == 1 ? dim + " = " + str(extent)
-                                           : "ceil(" + dim + " / " + str(g.divisor) + "), " + dim + " = " + str(extent);
-      error = std::string("launch grid ") + axisName[a] + " = " + str(blocks) + " (" + formula +
-              ") exceeds CUDA's limit of " + str(limit[a]);
+    int64_t blocks = axisBlocks(g, extent, splits);
+    if (blocks > kGridLimit[a]) {
+      error = std::string(what) + " " + axisName[a] + " = " + str(blocks) + " (" +
+              axisFormula(g, m.dims[size_t(g.dim)].name, extent, splits) + ") exceeds CUDA's limit of " +
+              str(kGridLimit[a]);
       return false;
     }
-    plan.grid[a] = uint32_t(blocks);
-    plan.empty = plan.empty || blocks == 0;
+    out[a] = uint32_t(blocks);
   }
   return true;
 }
 
+/// A contiguous row-major f32 array of `sizes` at `offset` bytes; false if its size overflows.
+bool layoutWorkspace(std::vector<int64_t> sizes, int64_t offset, Workspace &w) {
+  w.sizes = std::move(sizes);
+  w.strides.assign(w.sizes.size(), 1);
+  int64_t elements = 1;
+  for (size_t a = w.sizes.size(); a-- > 0;) {
+    w.strides[a] = elements;
+    elements = mulSat(elements, w.sizes[a]);
+  }
+  w.offset = offset;
+  w.bytes = mulSat(elements, 4);
+  return w.bytes < INT64_MAX / 2;
+}
+
+bool planWorkspace(const Manifest &m, LaunchPlan &plan, std::string &error) {
+  const SplitKV &s = *m.splitKV;
+  auto extent = [&](int d) { return plan.dimSizes[size_t(d)]; };
+  std::vector<int64_t> lse = {plan.splits, extent(s.batch), extent(s.qHead), extent(s.qSeq)};
+  std::vector<int64_t> o = lse;
+  o.push_back(extent(s.valueDim));
+  if (!layoutWorkspace(o, 0, plan.oPartial) ||
+      !layoutWorkspace(lse, (plan.oPartial.bytes + 255) / 256 * 256, plan.lsePartial)) {
+    error = "the split-KV workspace for " + str(plan.splits) + " splits is too large";
+    return false;
+  }
+  plan.workspaceBytes = plan.lsePartial.offset + plan.lsePartial.bytes;
+  return true;
+}
+
 }  // namespace
+
+int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
+                       int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm) {
+  int64_t slots = std::max<int64_t>(1, smCount) * std::max<int64_t>(1, blocksPerSm);
+  int64_t cap = keyTiles < 0 ? maxSplits
+                             : std::min(maxSplits, std::max<int64_t>(1, keyTiles / std::max<int64_t>(1, minTilesPerSplit)));
+  if (baseBlocks <= 0 || 5 * baseBlocks >= 4 * slots || cap <= 1)
+    return 1;
+  auto tilesPer = [&](int64_t s) { return (keyTiles + s - 1) / s; };
+  auto eligible = [&](int64_t s) { return s == 1 || keyTiles < 0 || tilesPer(s) != tilesPer(s - 1); };
+  auto efficiency = [&](int64_t s) {
+    double waves = double(baseBlocks) * double(s) / double(slots);
+    return waves / std::ceil(waves);
+  };
+  double best = 0;
+  for (int64_t s = 1; s <= cap; ++s)
+    if (eligible(s))
+      best = std::max(best, efficiency(s));
+  int64_t efficient = 1;
+  for (int64_t s = 1; s <= cap; ++s)
+    if (eligible(s) && efficiency(s) >= 0.85 * best) {
+      efficient = s;
+      break;
+    }
+  int64_t twoWaves = std::min(cap, (2 * slots + baseBlocks - 1) / baseBlocks);
+  int64_t splits = std::max(efficient, twoWaves);
+  return keyTiles > 0 ? (keyTiles + tilesPer(splits) - 1) / tilesPer(splits) : splits;
+}
+
+int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount,
+                     int64_t blocksPerSm) {
+  if (!m.splitKV)
+    return 1;
+  const SplitKV &s = *m.splitKV;
+  int64_t kvLen = plan.dimSizes[size_t(s.kvSeq)];
+  int64_t keyTiles = kvLen < 0 ? -1 : kvLen / s.blockK + (kvLen % s.blockK != 0);
+  int64_t splits = s.splits;
+  if (splits <= 0)
+    splits = override;
+  if (splits <= 0) {
+    int64_t base = 1;
+    for (uint32_t blocks : plan.baseGrid)
+      base = mulSat(base, blocks);
+    splits = splitHeuristic(base, keyTiles, s.maxSplits, s.minTilesPerSplit, smCount, blocksPerSm);
+  }
+  int64_t hi = keyTiles < 0 ? s.maxSplits : std::min(s.maxSplits, keyTiles);
+  for (int a = 0; a < 3; ++a)
+    if (m.grid[a].splits && plan.baseGrid[size_t(a)] > 0)
+      hi = std::min(hi, kGridLimit[a] / int64_t(plan.baseGrid[size_t(a)]));
+  return std::max<int64_t>(1, std::min(splits, hi));
+}
+
+bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::string &error) {
+  plan.splits = splits;
+  if (!evalGrid(m, m.grid, plan, 1, "launch grid", plan.baseGrid, error) ||
+      !evalGrid(m, m.grid, plan, splits, "launch grid", plan.grid, error))
+    return false;
+  plan.empty = std::find(plan.grid.begin(), plan.grid.end(), 0u) != plan.grid.end();
+  if (!m.splitKV)
+    return true;
+  plan.combineBlock = m.splitKV->combineBlock;
+  return evalGrid(m, m.splitKV->combineGrid, plan, splits, "combine grid", plan.combineGrid, error) &&
+         planWorkspace(m, plan, error);
+}
 
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
                std::string &error) {
@@ -228,7 +386,7 @@ bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPla
   plan.dimSizes = dims.resolve();
   plan.block = m.block;
   plan.sharedMemory = m.dynamicSharedMemory;
-  return computeGrid(m, plan, error);
+  return applySplits(m, 1, plan, error);
 }
 
 }  // namespace attnc::rt

@@ -1,6 +1,8 @@
 // Checks a launch's arguments against the kernel manifest and works out the launch (dim
-// extents, grid, block, shared memory). Pure, with no CUDA calls, so that every rule and every
-// message is unit-tested on machines without a GPU; the runtime adds the device-pointer check.
+// extents, grid, block, shared memory; for split_kv kernels the number of splits, the combine
+// launch and the workspace layout). Pure, with no CUDA calls, so that every rule and every
+// message is unit-tested on machines without a GPU; the runtime adds the device-pointer check,
+// the device's SM count and occupancy, and the workspace memory.
 #pragma once
 
 #include "runtime/Manifest.h"
@@ -13,7 +15,8 @@
 namespace attnc::rt {
 
 /// One argument as the caller holds it. Sizes and strides are in elements, in the canonical
-/// order of the manifest's `dims` for that argument (rank 0: both may be null).
+/// order of the manifest's `dims` for that argument (rank 0: both may be null). A packed (i4)
+/// argument counts its last axis and all its strides in bytes.
 struct TensorArg {
   uint64_t data = 0;
   int32_t dtype = 0;  // a DType code
@@ -22,11 +25,24 @@ struct TensorArg {
   const int64_t *strides = nullptr;
 };
 
+/// A runtime-allocated f32 array passed to a kernel as a memref: contiguous, row-major.
+struct Workspace {
+  std::vector<int64_t> sizes, strides;  // in elements
+  int64_t offset = 0;                   // bytes from the start of the kernel's workspace
+  int64_t bytes = 0;
+};
+
 struct LaunchPlan {
   std::vector<int64_t> dimSizes;  // per Manifest::dims; -1 for a dim nothing determines
   std::array<uint32_t, 3> grid{}, block{};
   uint32_t sharedMemory = 0;
   bool empty = false;             // a grid axis is 0: there is no work and nothing to launch
+  // Split-KV (set by applySplits; checkArgs applies 1 split): the main kernel's grid without the
+  // splits factor, the combine launch and the workspace holding the partial results.
+  int64_t splits = 1;
+  std::array<uint32_t, 3> baseGrid{}, combineGrid{}, combineBlock{};
+  Workspace oPartial, lsePartial;  // [S, b, h, i, dv] and [S, b, h, i]
+  int64_t workspaceBytes = 0;      // both, lsePartial 256-byte aligned after oPartial
 };
 
 /// True if the tensor has at least one element (only those are dereferenced by a kernel).
@@ -37,5 +53,30 @@ bool hasElements(const TensorArg &t);
 /// argument, the axis, what was expected and what was given.
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
                std::string &error);
+
+/// The split-count heuristic (FlashAttention-2's num_splits_heuristic, with a two-wave floor).
+/// `baseBlocks`: blocks of the main grid without splits; `keyTiles`: ceil(kv_len / block_k), or
+/// -1 if unknown; `slots` = smCount * blocksPerSm blocks run at once.
+///  1. baseBlocks >= 0.8 * slots (the GPU is nearly full already), or no split allowed: 1.
+///  2. cap = min(maxSplits, max(1, keyTiles / minTilesPerSplit)) (maxSplits if keyTiles < 0).
+///     A count s is eligible if s == 1 or ceil(keyTiles / s) != ceil(keyTiles / (s - 1)) (else
+///     it adds splits without shortening any); efficiency(s) = w / ceil(w), w = baseBlocks * s /
+///     slots waves. S1 = the smallest eligible s <= cap with efficiency >= 0.85 * the best.
+///  3. S2 = min(cap, ceil(2 * slots / baseBlocks)): at least two waves, for load balance.
+///  4. S = max(S1, S2), lowered to ceil(keyTiles / ceil(keyTiles / S)): the fewest splits that
+///     give each split as few key tiles as S does.
+int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
+                       int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm);
+
+/// The number of splits for a launch of a split_kv kernel checked into `plan`: the manifest's
+/// `splits` if > 0, else `override` if > 0, else splitHeuristic; then clamped to
+/// [1, min(max_splits, ceil(kv_len / block_k))] (the kv_len bound is skipped where no argument
+/// determines kv_len) and so that the grid axes with "splits" stay within CUDA's limits.
+int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount,
+                     int64_t blocksPerSm);
+
+/// Sets plan.splits = `splits` and computes the grids and the workspace layout for it; false
+/// with a message if a grid axis or the workspace size goes over a limit.
+bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::string &error);
 
 }  // namespace attnc::rt

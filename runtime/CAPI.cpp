@@ -75,6 +75,24 @@ int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
   });
 }
 
+int attnc_rt_set_splits(attnc_rt_kernel *k, int32_t splits) {
+  return guarded([&] {
+    if (!k)
+      return fail("attnc_rt_set_splits: the kernel handle is null");
+    std::string error;
+    return k->kernel->setSplits(splits, error) ? 0 : fail(error);
+  });
+}
+
+int32_t attnc_rt_last_splits(attnc_rt_kernel *k) {
+  lastError.clear();
+  if (!k) {
+    fail("attnc_rt_last_splits: the kernel handle is null");
+    return -1;
+  }
+  return k->kernel->lastSplits();
+}
+
 const char *attnc_rt_manifest(attnc_rt_kernel *k) {
   lastError.clear();
   if (!k) {

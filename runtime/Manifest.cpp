@@ -17,11 +17,25 @@ const char *dtypeName(DType t) {
   case DType::F16: return "f16";
   case DType::BF16: return "bf16";
   case DType::I32: return "i32";
+  case DType::I8: return "i8";
+  case DType::F8E4M3: return "f8e4m3";
+  case DType::I4: return "i4";
   }
   return "?";
 }
 
-int64_t dtypeBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
+int64_t dtypeBytes(DType t) {
+  switch (t) {
+  case DType::F32:
+  case DType::I32: return 4;
+  case DType::F16:
+  case DType::BF16: return 2;
+  case DType::I8:
+  case DType::F8E4M3:
+  case DType::I4: return 1;
+  }
+  return 1;
+}
 
 int Manifest::dimIndex(std::string_view name) const {
   for (size_t d = 0; d < dims.size(); ++d)
@@ -92,10 +106,11 @@ public:
     return true;
   }
 
-  bool getBool(const json &obj, const std::string &key, const std::string &path, bool &out) {
-    const json *v = member(obj, key, path);
+  bool getBool(const json &obj, const std::string &key, const std::string &path, bool &out,
+               bool required = true) {
+    const json *v = member(obj, key, path, required);
     if (!v)
-      return false;
+      return !required;
     if (!v->is_boolean())
       return fail(path, std::string("must be true or false, got ") + v->type_name());
     out = v->get<bool>();
@@ -134,7 +149,8 @@ bool parseEnum(Reader &r, const json &obj, const std::string &key, const std::st
 }
 
 constexpr std::pair<const char *, DType> kDTypes[] = {
-    {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}, {"i32", DType::I32}};
+    {"f32", DType::F32}, {"f16", DType::F16},       {"bf16", DType::BF16}, {"i32", DType::I32},
+    {"i8", DType::I8},   {"f8e4m3", DType::F8E4M3}, {"i4", DType::I4}};
 constexpr std::pair<const char *, ArgKind> kKinds[] = {{"input", ArgKind::Input},
                                                        {"param", ArgKind::Param},
                                                        {"output", ArgKind::Output},
@@ -165,24 +181,26 @@ bool parseArch(Reader &r, Manifest &m) {
   return true;
 }
 
-bool parseBlock(Reader &r, const json &root, Manifest &m) {
-  const json *block = r.getArray(root, "block", "block");
+/// A thread block [x, y, z] within CUDA's limits: `block` and `split_kv.combine_block`.
+bool parseBlock(Reader &r, const json &obj, const std::string &key, const std::string &path,
+                std::array<uint32_t, 3> &out) {
+  const json *block = r.getArray(obj, key, path);
   if (!block)
     return false;
   if (block->size() != 3)
-    return r.fail("block", "must have 3 entries (x, y, z), got " + std::to_string(block->size()));
+    return r.fail(path, "must have 3 entries (x, y, z), got " + std::to_string(block->size()));
   const int64_t limits[3] = {1024, 1024, 64};
   int64_t threads = 1;
   for (int a = 0; a < 3; ++a) {
     int64_t v;
-    if (!r.toInt((*block)[a], "block[" + std::to_string(a) + "]", 1, limits[a], v))
+    if (!r.toInt((*block)[a], path + "[" + std::to_string(a) + "]", 1, limits[a], v))
       return false;
-    m.block[a] = uint32_t(v);
+    out[a] = uint32_t(v);
     threads *= v;
   }
   if (threads > 1024)
-    return r.fail("block", "asks for " + std::to_string(threads) +
-                               " threads per block, over CUDA's limit of 1024");
+    return r.fail(path, "asks for " + std::to_string(threads) +
+                            " threads per block, over CUDA's limit of 1024");
   return true;
 }
 
@@ -262,6 +280,20 @@ bool parseDimList(Reader &r, const json &j, const std::string &key, const std::s
 
 bool isPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
+/// `packed`: i4 arguments must say 2 (values per byte along the last canonical axis), all others
+/// 1 or nothing.
+bool parsePacked(Reader &r, const json &j, const std::string &path, Arg &a) {
+  int64_t want = a.dtype == DType::I4 ? 2 : 1;
+  if (!r.getInt(j, "packed", path + ".packed", 1, 64, a.packed, want != 1))
+    return false;
+  if (a.packed != want)
+    return r.fail(path + ".packed", "must be " + std::to_string(want) + " for dtype " +
+                                        dtypeName(a.dtype) + ", got " + std::to_string(a.packed));
+  if (a.packed > 1 && a.dims.empty())
+    return r.fail(path + ".packed", "needs an axis to pack, but the argument has rank 0");
+  return true;
+}
+
 bool parseArg(Reader &r, const json &j, const std::string &path, const Manifest &m, Arg &a) {
   if (!r.isObject(j, path) || !r.getString(j, "name", path + ".name", a.name) ||
       !parseEnum(r, j, "kind", path + ".kind", kKinds, a.kind) ||
@@ -278,7 +310,7 @@ bool parseArg(Reader &r, const json &j, const std::string &path, const Manifest 
     return r.fail(path + ".alignment", "must be a power of two, got " + std::to_string(a.alignment));
   if (!std::is_permutation(a.dims.begin(), a.dims.end(), a.storageDims.begin(), a.storageDims.end()))
     return r.fail(path + ".storage_dims", "must be a permutation of " + path + ".dims");
-  return true;
+  return parsePacked(r, j, path, a);
 }
 
 bool parseArgs(Reader &r, const json &root, Manifest &m) {
@@ -319,9 +351,13 @@ bool dimIsBound(const Manifest &m, int d) {
   return false;
 }
 
-bool parseGridAxis(Reader &r, const json &j, const std::string &path, Manifest &m, GridAxis &g) {
-  if (!r.isObject(j, path))
+bool parseGridAxis(Reader &r, const json &j, const std::string &path, const Manifest &m,
+                   GridAxis &g) {
+  if (!r.isObject(j, path) || !r.getInt(j, "scale", path + ".scale", 1, INT32_MAX, g.scale, false) ||
+      !r.getBool(j, "splits", path + ".splits", g.splits, false))
     return false;
+  if (g.splits && !m.splitKV)
+    return r.fail(path + ".splits", "is true, but the manifest has no split_kv");
   std::string name;
   if (const json *dim = r.member(j, "dim", path, false)) {
     if (!dim->is_string())
@@ -344,16 +380,84 @@ bool parseGridAxis(Reader &r, const json &j, const std::string &path, Manifest &
   return true;
 }
 
-bool parseGrid(Reader &r, const json &root, Manifest &m) {
-  const json *grid = r.getArray(root, "grid", "grid");
+/// Three grid axes x, y, z: `grid` and `split_kv.combine_grid`.
+bool parseGrid(Reader &r, const json &obj, const std::string &key, const std::string &path,
+               const Manifest &m, std::array<GridAxis, 3> &out) {
+  const json *grid = r.getArray(obj, key, path);
   if (!grid)
     return false;
   if (grid->size() != 3)
-    return r.fail("grid", "must have 3 entries (x, y, z), got " + std::to_string(grid->size()));
+    return r.fail(path, "must have 3 entries (x, y, z), got " + std::to_string(grid->size()));
   for (int a = 0; a < 3; ++a)
-    if (!parseGridAxis(r, (*grid)[a], "grid[" + std::to_string(a) + "]", m, m.grid[a]))
+    if (!parseGridAxis(r, (*grid)[a], path + "[" + std::to_string(a) + "]", m, out[a]))
       return false;
   return true;
+}
+
+/// The dim with `role`, which must be unique; with `bound`, an argument must determine it.
+bool findRole(Reader &r, const Manifest &m, const char *role, bool bound, int &out) {
+  out = -1;
+  for (size_t d = 0; d < m.dims.size(); ++d) {
+    if (m.dims[d].role != role)
+      continue;
+    if (out >= 0)
+      return r.fail("split_kv", std::string("needs one dim with role '") + role + "', but '" +
+                                    m.dims[size_t(out)].name + "' and '" + m.dims[d].name + "' have it");
+    out = int(d);
+  }
+  if (out < 0)
+    return r.fail("split_kv", std::string("needs a dim with role '") + role + "' (the workspace is [splits, "
+                                  "batch, q_head, q_seq, value_dim])");
+  if (bound && !dimIsBound(m, out))
+    return r.fail("split_kv", "needs the extent of dim '" + m.dims[size_t(out)].name + "' (role " + role +
+                                  "), which no argument determines");
+  return true;
+}
+
+/// The one argument of `kind`: the combine kernel writes the output and the lse.
+bool findArg(Reader &r, const Manifest &m, ArgKind kind, const char *kindName, int &out) {
+  out = -1;
+  for (size_t a = 0; a < m.args.size(); ++a)
+    if (m.args[a].kind == kind) {
+      if (out >= 0)
+        return r.fail("split_kv", std::string("needs one argument of kind ") + kindName + ", got '" +
+                                      m.args[size_t(out)].name + "' and '" + m.args[a].name + "'");
+      out = int(a);
+    }
+  if (out < 0)
+    return r.fail("split_kv", std::string("needs an argument of kind ") + kindName +
+                                  " (the combine kernel writes it)");
+  return true;
+}
+
+/// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
+bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
+  const json *j = r.member(root, "split_kv", "split_kv", false);
+  if (!j)
+    return true;
+  if (!r.isObject(*j, "split_kv"))
+    return false;
+  SplitKV s;
+  if (!r.getString(*j, "combine_entry", "split_kv.combine_entry", s.combineEntry) ||
+      !parseBlock(r, *j, "combine_block", "split_kv.combine_block", s.combineBlock) ||
+      !r.getInt(*j, "max_splits", "split_kv.max_splits", 1, 65535, s.maxSplits) ||
+      !r.getInt(*j, "splits", "split_kv.splits", 0, s.maxSplits, s.splits, false) ||
+      !r.getInt(*j, "block_k", "split_kv.block_k", 1, INT32_MAX, s.blockK) ||
+      !r.getInt(*j, "min_tiles_per_split", "split_kv.min_tiles_per_split", 1, INT32_MAX,
+                s.minTilesPerSplit, false))
+    return false;
+  if (!isIdentifier(s.combineEntry))
+    return r.fail("split_kv.combine_entry", "must be a PTX symbol name, got '" + s.combineEntry + "'");
+  if (s.combineEntry == m.entry)
+    return r.fail("split_kv.combine_entry", "must differ from entry '" + m.entry + "'");
+  if (!findRole(r, m, "batch", true, s.batch) || !findRole(r, m, "q_head", true, s.qHead) ||
+      !findRole(r, m, "q_seq", true, s.qSeq) || !findRole(r, m, "value_dim", true, s.valueDim) ||
+      !findRole(r, m, "kv_seq", false, s.kvSeq) ||
+      !findArg(r, m, ArgKind::Output, "output", s.outputArg) ||
+      !findArg(r, m, ArgKind::Lse, "lse", s.lseArg))
+    return false;
+  m.splitKV = s;  // before the combine grid, whose axes may use "splits"
+  return parseGrid(r, *j, "combine_grid", "split_kv.combine_grid", m, m.splitKV->combineGrid);
 }
 
 bool parseHeader(Reader &r, const json &root, Manifest &m) {
@@ -405,8 +509,9 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
   // The nlohmann accessors used by Reader are type-checked first, so none of them throws; the
   // try only guards against a future edit that forgets to check.
   try {
-    if (!parseHeader(r, root, m) || !parseBlock(r, root, m) || !parseDims(r, root, m) ||
-        !parseArgs(r, root, m) || !parseGrid(r, root, m)) {
+    if (!parseHeader(r, root, m) || !parseBlock(r, root, "block", "block", m.block) ||
+        !parseDims(r, root, m) || !parseArgs(r, root, m) || !parseSplitKV(r, root, m) ||
+        !parseGrid(r, root, "grid", "grid", m, m.grid)) {
       error = r.error;
       return false;
     }

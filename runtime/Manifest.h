@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,9 +13,12 @@ namespace attnc::rt {
 
 inline constexpr const char *kManifestFormat = "attnc-kernel-manifest/1";
 
-/// Element types, numbered as the C ABI's attnc_dtype.
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3 };
+/// Element types, numbered as the C ABI's attnc_dtype. I4 packs two signed 4-bit values per byte
+/// (low nibble first); its arguments say so with `"packed": 2` and count their last axis in bytes.
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, I8 = 4, F8E4M3 = 5, I4 = 6 };
+inline constexpr int32_t kLastDType = int32_t(DType::I4);
 const char *dtypeName(DType t);
+/// Bytes per addressable unit: the element, or for I4 the byte holding two of them.
 int64_t dtypeBytes(DType t);
 
 enum class ArgKind { Input, Param, Output, Lse };
@@ -36,13 +40,32 @@ struct Arg {
   bool unitStrideLast = false;
   int64_t alignment = 1;         // bytes, a power of two
   int64_t rowAlignment = 0;      // bytes; 0: no constraint
+  int64_t packed = 1;            // values per byte along the last canonical axis (2 for i4)
   bool writes() const { return kind == ArgKind::Output || kind == ArgKind::Lse; }
 };
 
-/// One launch-grid axis: ceil(extent of `dim` / divisor); {"dim": d} has divisor 1.
+/// One launch-grid axis: ceil(extent of `dim` * scale / divisor), times the number of KV splits
+/// if `splits`; {"dim": d} has divisor 1.
 struct GridAxis {
   int dim = -1;
   int64_t divisor = 1;
+  int64_t scale = 1;             // GQA packing: 4 query heads per block make i * 4 rows
+  bool splits = false;
+};
+
+/// Split-KV (FlashDecoding) launches: the main kernel writes per-split partial results into a
+/// runtime-owned f32 workspace, a combine kernel of the same module reduces them into o and lse.
+struct SplitKV {
+  std::string combineEntry;
+  std::array<uint32_t, 3> combineBlock{};
+  std::array<GridAxis, 3> combineGrid{};
+  int64_t maxSplits = 1;
+  int64_t splits = 0;            // > 0: fixed at compile time; 0: runtime override or heuristic
+  int64_t blockK = 1;            // keys per tile of the main kernel
+  int64_t minTilesPerSplit = 1;  // the heuristic gives each split at least this many key tiles
+  // Indices into Manifest::dims / Manifest::args that size the workspace and feed the combine.
+  int batch = -1, qHead = -1, qSeq = -1, valueDim = -1, kvSeq = -1;
+  int outputArg = -1, lseArg = -1;
 };
 
 struct Manifest {
@@ -55,6 +78,7 @@ struct Manifest {
   uint32_t dynamicSharedMemory = 0;
   std::vector<Dim> dims;
   std::vector<Arg> args;
+  std::optional<SplitKV> splitKV;
 
   int dimIndex(std::string_view name) const;
   /// "q, k, v, o, lse": for messages about the argument list.

@@ -1,11 +1,13 @@
 // The CUDA side of the runtime: the driver's entry points (dlopen'ed once), the module cache
-// shared by all kernels per (context, PTX), device checks and the launch. Every CUDA failure
-// becomes a message that names the kernel, the driver call and the driver's error.
+// shared by all kernels per (context, PTX), device checks, the split-KV workspace and the
+// launches. Every CUDA failure becomes a message that names the kernel, the driver call and the
+// driver's error.
 #include "runtime/Runtime.h"
 
 #include <cuda.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -35,6 +37,11 @@ struct Driver {
   decltype(&::cuFuncSetAttribute) funcSetAttribute = nullptr;
   decltype(&::cuPointerGetAttribute) pointerGetAttribute = nullptr;
   decltype(&::cuLaunchKernel) launchKernel = nullptr;
+  decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor) occupancy = nullptr;
+  decltype(&::cuMemAlloc) memAlloc = nullptr;
+  decltype(&::cuMemFree) memFree = nullptr;
+  decltype(&::cuCtxSynchronize) ctxSynchronize = nullptr;
+  decltype(&::cuStreamIsCapturing) streamIsCapturing = nullptr;
   int version = 0;  // e.g. 13000 for CUDA 13.0
 
   /// "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (invalid argument)".
@@ -79,7 +86,11 @@ bool loadDriver(Driver &d, std::string &error) {
             ATTNC_RESOLVE(moduleUnload, cuModuleUnload) &&
             ATTNC_RESOLVE(funcSetAttribute, cuFuncSetAttribute) &&
             ATTNC_RESOLVE(pointerGetAttribute, cuPointerGetAttribute) &&
-            ATTNC_RESOLVE(launchKernel, cuLaunchKernel);
+            ATTNC_RESOLVE(launchKernel, cuLaunchKernel) &&
+            ATTNC_RESOLVE(occupancy, cuOccupancyMaxActiveBlocksPerMultiprocessor) &&
+            ATTNC_RESOLVE(memAlloc, cuMemAlloc) && ATTNC_RESOLVE(memFree, cuMemFree) &&
+            ATTNC_RESOLVE(ctxSynchronize, cuCtxSynchronize) &&
+            ATTNC_RESOLVE(streamIsCapturing, cuStreamIsCapturing);
 #undef ATTNC_RESOLVE
   if (!ok)
     return false;
@@ -168,6 +179,38 @@ bool checkDevice(const Driver &d, const Manifest &m, CUdevice dev, std::string &
   return true;
 }
 
+/// Runs `body` with `ctx` current (cuModuleUnload and cuMemFree act in the current context),
+/// then restores the previous one. Errors are ignored: at process exit the driver may be gone.
+template <typename F>
+void inContext(const Driver &d, CUcontext ctx, F &&body) {
+  CUcontext previous = nullptr;
+  d.ctxGetCurrent(&previous);
+  if (previous != ctx && d.ctxSetCurrent(ctx) != CUDA_SUCCESS)
+    return;
+  body();
+  if (previous != ctx)
+    d.ctxSetCurrent(previous);
+}
+
+/// Frees device memory once the work queued in its context, which may still read it, is done.
+void freeAfterWork(const Driver &d, CUcontext ctx, uint64_t ptr) {
+  inContext(d, ctx, [&] {
+    d.ctxSynchronize();
+    d.memFree(CUdeviceptr(ptr));
+  });
+}
+
+/// True if `ptx` defines `.entry NAME` (followed by its parameter list or whitespace).
+bool hasEntry(std::string_view ptx, const std::string &name) {
+  std::string entry = ".entry " + name;
+  for (size_t at = ptx.find(entry); at != std::string_view::npos; at = ptx.find(entry, at + 1)) {
+    char next = at + entry.size() < ptx.size() ? ptx[at + entry.size()] : 0;
+    if (next == '(' || next == ' ' || next == '\n' || next == '\t')
+      return true;
+  }
+  return false;
+}
+
 bool loadModule(const Driver &d, const std::string &ptx, CUmodule &module, std::string &error) {
   std::vector<char> log(1 << 14, 0);
   CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
@@ -224,16 +267,8 @@ private:
     int users;
   };
 
-  /// cuModuleUnload acts in the current context: switch to the module's for the call. Errors
-  /// are ignored (at process exit the driver may already be shut down).
   static void unload(const Driver &d, CUcontext ctx, CUmodule module) {
-    CUcontext previous = nullptr;
-    d.ctxGetCurrent(&previous);
-    if (previous != ctx && d.ctxSetCurrent(ctx) != CUDA_SUCCESS)
-      return;
-    d.moduleUnload(module);
-    if (previous != ctx)
-      d.ctxSetCurrent(previous);
+    inContext(d, ctx, [&] { d.moduleUnload(module); });
   }
 
   std::mutex mutex_;
@@ -293,13 +328,12 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
   // The driver wants NUL-terminated PTX; callers may or may not count the terminator.
   while (!ptx.empty() && ptx.back() == '\0')
     ptx.remove_suffix(1);
-  std::string entry = ".entry " + k->manifest_.entry;
-  size_t at = ptx.find(entry);
-  char next = at == std::string_view::npos || at + entry.size() >= ptx.size() ? 0 : ptx[at + entry.size()];
-  if (at == std::string_view::npos || !(next == '(' || next == ' ' || next == '\n' || next == '\t')) {
-    error = "kernel '" + k->manifest_.variant + "': the PTX has no '" + entry + "'";
-    return nullptr;
-  }
+  const Manifest &m = k->manifest_;
+  for (const std::string *entry : {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr})
+    if (entry && !hasEntry(ptx, *entry)) {
+      error = "kernel '" + m.variant + "': the PTX has no '.entry " + *entry + "'";
+      return nullptr;
+    }
   k->ptx_ = std::make_shared<const std::string>(ptx);
   k->ptxHash_ = hashPtx(ptx);
 
@@ -308,8 +342,8 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
   std::string ignored;
   const Driver *d = driver(ignored);
   CUcontext ctx = nullptr;
-  CUfunction fn = nullptr;
-  if (d && d->ctxGetCurrent(&ctx) == CUDA_SUCCESS && ctx && !k->functionFor(ctx, fn, error))
+  Functions fns;
+  if (d && d->ctxGetCurrent(&ctx) == CUDA_SUCCESS && ctx && !k->functionsFor(ctx, fns, error))
     return nullptr;
   return k;
 }
@@ -317,25 +351,41 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
 Kernel::~Kernel() {
   std::string ignored;
   const Driver *d = functions_.empty() ? nullptr : driver(ignored);
-  for (const auto &[ctx, fn] : functions_)
-    moduleCache().release(*d, ctx, ptx_, ptxHash_);
+  if (d && workspace_.ptr)
+    freeAfterWork(*d, workspace_.ctx, workspace_.ptr);
+  for (const auto &entry : functions_)
+    moduleCache().release(*d, entry.first, ptx_, ptxHash_);
 }
 
-bool Kernel::functionFor(CUcontext ctx, CUfunction &fn, std::string &error) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (auto it = functions_.find(ctx); it != functions_.end()) {
-    fn = it->second;
-    return true;
-  }
-  if (!loadFunction(ctx, fn, error)) {
-    error = "kernel '" + manifest_.variant + "': " + error;
+bool Kernel::setSplits(int32_t splits, std::string &error) {
+  if (!manifest_.splitKV) {
+    error = "kernel '" + manifest_.variant + "' has no split_kv";
     return false;
   }
-  functions_[ctx] = fn;
+  if (splits < 0) {
+    error = "kernel '" + manifest_.variant + "': splits must be >= 0 (0: the heuristic), got " +
+            std::to_string(splits);
+    return false;
+  }
+  splitsOverride_ = splits;
   return true;
 }
 
-bool Kernel::loadFunction(CUcontext ctx, CUfunction &fn, std::string &error) {
+bool Kernel::functionsFor(CUcontext ctx, Functions &fns, std::string &error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = functions_.find(ctx); it != functions_.end()) {
+    fns = it->second;
+    return true;
+  }
+  if (!loadFunctions(ctx, fns, error)) {
+    error = "kernel '" + manifest_.variant + "': " + error;
+    return false;
+  }
+  functions_[ctx] = fns;
+  return true;
+}
+
+bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
   const Driver *d = driver(error);
   if (!d)
     return false;
@@ -348,17 +398,30 @@ bool Kernel::loadFunction(CUcontext ctx, CUfunction &fn, std::string &error) {
   if (!checkDevice(*d, manifest_, dev, error) ||
       !moduleCache().acquire(*d, ctx, ptxHash_, ptx_, module, error))
     return false;
-  CUresult r = d->moduleGetFunction(&fn, module, manifest_.entry.c_str());
+  std::string combine = manifest_.splitKV ? manifest_.splitKV->combineEntry : "";
+  CUresult r = d->moduleGetFunction(&fns.main, module, manifest_.entry.c_str());
   if (r != CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + manifest_.entry + "')");
   else if (manifest_.dynamicSharedMemory > 0 &&
-           (r = d->funcSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+           (r = d->funcSetAttribute(fns.main, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                     int(manifest_.dynamicSharedMemory))) != CUDA_SUCCESS)
     error = d->fail(r, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, " +
                            std::to_string(manifest_.dynamicSharedMemory) + ")");
-  if (r != CUDA_SUCCESS)
+  else if (!combine.empty() &&
+           (r = d->moduleGetFunction(&fns.combine, module, combine.c_str())) != CUDA_SUCCESS)
+    error = d->fail(r, "cuModuleGetFunction('" + combine + "')");
+  if (r != CUDA_SUCCESS) {
     moduleCache().release(*d, ctx, ptx_, ptxHash_);
-  return r == CUDA_SUCCESS;
+    return false;
+  }
+  // For the split heuristic: without these numbers it assumes one block per SM of one SM.
+  const auto &b = manifest_.block;
+  int blocks = 0;
+  d->deviceGetAttribute(&fns.smCount, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+  if (d->occupancy(&blocks, fns.main, int(b[0] * b[1] * b[2]), manifest_.dynamicSharedMemory) ==
+          CUDA_SUCCESS && blocks > 0)
+    fns.blocksPerSm = blocks;
+  return true;
 }
 
 bool Kernel::launch(const TensorArg *args, size_t count, void *stream, std::string &error) {
@@ -372,7 +435,87 @@ bool Kernel::launch(const TensorArg *args, size_t count, void *stream, std::stri
   return launchPlanned(args, plan, stream, error);
 }
 
-bool Kernel::launchPlanned(const TensorArg *args, const LaunchPlan &plan, void *stream,
+bool Kernel::workspaceFor(CUcontext ctx, int64_t bytes, void *stream, uint64_t &ptr,
+                          std::string &error) {
+  DeviceWorkspace &w = workspace_;
+  if (w.ptr && w.ctx == ctx && w.bytes >= uint64_t(bytes)) {
+    ptr = w.ptr;
+    return true;
+  }
+  const Driver *d = driver(error);
+  if (!d)
+    return false;
+  // Growing synchronises the context, which a stream capture would not survive; and a captured
+  // graph would keep the old pointer.
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (d->streamIsCapturing(static_cast<CUstream>(stream), &capture) == CUDA_SUCCESS &&
+      capture != CU_STREAM_CAPTURE_STATUS_NONE) {
+    error = "the split-KV workspace must grow to " + std::to_string(bytes) +
+            " bytes during a CUDA graph capture; launch once with these shapes before capturing";
+    return false;
+  }
+  if (w.ptr)
+    freeAfterWork(*d, w.ctx, w.ptr);
+  w = DeviceWorkspace();
+  // Rounded up to 1 MiB, so that slowly growing shapes reallocate (and synchronise) rarely.
+  size_t size = (uint64_t(bytes) + (1u << 20) - 1) & ~uint64_t((1u << 20) - 1);
+  CUdeviceptr p = 0;
+  if (CUresult r = d->memAlloc(&p, size)) {
+    error = d->fail(r, "cuMemAlloc(" + std::to_string(size) + ") of the split-KV workspace");
+    return false;
+  }
+  w = {ctx, uint64_t(p), size};
+  ptr = w.ptr;
+  return true;
+}
+
+namespace {
+
+/// The "memref" parameter ABI: allocated ptr, aligned ptr, offset 0, sizes, strides.
+void pushMemref(std::vector<uint64_t> &out, uint64_t data, int32_t rank, const int64_t *sizes,
+                const int64_t *strides) {
+  out.insert(out.end(), {data, data, 0});
+  for (int32_t i = 0; i < rank; ++i)
+    out.push_back(uint64_t(sizes[i]));
+  for (int32_t i = 0; i < rank; ++i)
+    out.push_back(uint64_t(strides[i]));
+}
+
+void pushMemref(std::vector<uint64_t> &out, const TensorArg &t) {
+  pushMemref(out, t.data, t.rank, t.sizes, t.strides);
+}
+
+void pushMemref(std::vector<uint64_t> &out, uint64_t base, const Workspace &w) {
+  pushMemref(out, base + uint64_t(w.offset), int32_t(w.sizes.size()), w.sizes.data(), w.strides.data());
+}
+
+std::string launchText(const std::array<uint32_t, 3> &grid, const std::array<uint32_t, 3> &block,
+                       uint32_t sharedMemory) {
+  auto triple = [](const std::array<uint32_t, 3> &v) {
+    return "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ", " + std::to_string(v[2]) + ")";
+  };
+  return " with grid " + triple(grid) + ", block " + triple(block) + ", " +
+         std::to_string(sharedMemory) + " bytes of shared memory";
+}
+
+/// Launches `fn` with `storage` as its parameters (one pointer per 8-byte value).
+bool launchWith(const Driver &d, CUfunction fn, const std::array<uint32_t, 3> &grid,
+                const std::array<uint32_t, 3> &block, uint32_t sharedMemory, void *stream,
+                std::vector<uint64_t> &storage, const std::string &what, std::string &error) {
+  std::vector<void *> params;
+  params.reserve(storage.size());
+  for (uint64_t &v : storage)
+    params.push_back(&v);
+  CUresult r = d.launchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedMemory,
+                              static_cast<CUstream>(stream), params.data(), nullptr);
+  if (r != CUDA_SUCCESS)
+    error = d.fail(r, what) + launchText(grid, block, sharedMemory);
+  return r == CUDA_SUCCESS;
+}
+
+}  // namespace
+
+bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream,
                            std::string &error) {
   std::string prefix = "kernel '" + manifest_.variant + "': ";
   const Driver *d = driver(error);
@@ -394,36 +537,52 @@ bool Kernel::launchPlanned(const TensorArg *args, const LaunchPlan &plan, void *
     }
     values += 3 + 2 * size_t(args[a].rank);
   }
-  CUfunction fn = nullptr;
-  if (!functionFor(ctx, fn, error))
+  Functions fns;
+  if (!functionsFor(ctx, fns, error))
     return false;
-
-  // The "memref" parameter ABI: per argument allocated ptr, aligned ptr, offset 0, sizes, strides.
   std::vector<uint64_t> storage;
-  storage.reserve(values);
-  for (size_t a = 0; a < manifest_.args.size(); ++a) {
-    const TensorArg &t = args[a];
-    storage.insert(storage.end(), {t.data, t.data, 0});
-    for (int32_t i = 0; i < t.rank; ++i)
-      storage.push_back(uint64_t(t.sizes[i]));
-    for (int32_t i = 0; i < t.rank; ++i)
-      storage.push_back(uint64_t(t.strides[i]));
+  storage.reserve(values + 2 * 3 + 2 * (5 + 4));
+  for (size_t a = 0; a < manifest_.args.size(); ++a)
+    pushMemref(storage, args[a]);
+  if (!manifest_.splitKV) {
+    if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
+                    "cuLaunchKernel", error)) {
+      error = prefix + error;
+      return false;
+    }
+    lastSplits_ = 1;
+    return true;
   }
-  std::vector<void *> params;
-  params.reserve(storage.size());
-  for (uint64_t &v : storage)
-    params.push_back(&v);
-  CUresult r = d->launchKernel(fn, plan.grid[0], plan.grid[1], plan.grid[2], plan.block[0],
-                               plan.block[1], plan.block[2], plan.sharedMemory,
-                               static_cast<CUstream>(stream), params.data(), nullptr);
-  if (r != CUDA_SUCCESS) {
-    error = prefix + d->fail(r, "cuLaunchKernel") + " with grid (" + std::to_string(plan.grid[0]) +
-            ", " + std::to_string(plan.grid[1]) + ", " + std::to_string(plan.grid[2]) + "), block (" +
-            std::to_string(plan.block[0]) + ", " + std::to_string(plan.block[1]) + ", " +
-            std::to_string(plan.block[2]) + "), " + std::to_string(plan.sharedMemory) +
-            " bytes of shared memory";
+
+  // Split-KV: the main kernel also takes o_partial and lse_partial; then the combine kernel
+  // reduces them into the output and the lse. The workspace stays locked until both are queued.
+  const SplitKV &s = *manifest_.splitKV;
+  int64_t splits = chooseSplits(manifest_, plan, splitsOverride_, fns.smCount, fns.blocksPerSm);
+  std::lock_guard<std::mutex> lock(workspaceMutex_);
+  uint64_t workspace = 0;
+  if (!applySplits(manifest_, splits, plan, error) ||
+      !workspaceFor(ctx, plan.workspaceBytes, stream, workspace, error)) {
+    error = prefix + error;
     return false;
   }
+  pushMemref(storage, workspace, plan.oPartial);
+  pushMemref(storage, workspace, plan.lsePartial);
+  std::vector<uint64_t> combine;
+  pushMemref(combine, workspace, plan.oPartial);
+  pushMemref(combine, workspace, plan.lsePartial);
+  pushMemref(combine, args[size_t(s.outputArg)]);
+  pushMemref(combine, args[size_t(s.lseArg)]);
+  // With one split the main kernel writes the output and lse itself; the merge has nothing to do.
+  bool combineEmpty = splits == 1 || std::find(plan.combineGrid.begin(), plan.combineGrid.end(),
+                                               0u) != plan.combineGrid.end();
+  if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
+                  "cuLaunchKernel", error) ||
+      (!combineEmpty && !launchWith(*d, fns.combine, plan.combineGrid, plan.combineBlock, 0, stream,
+                                    combine, "cuLaunchKernel('" + s.combineEntry + "')", error))) {
+    error = prefix + error + " (" + std::to_string(splits) + " KV splits)";
+    return false;
+  }
+  lastSplits_ = int32_t(splits);
   return true;
 }
 

@@ -6,6 +6,7 @@
 #include "runtime/ArgCheck.h"
 #include "runtime/Manifest.h"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,23 +35,51 @@ public:
   /// the current context's device, then launches on `stream` (a CUstream; null is the default
   /// stream). Without a current context, device 0's primary context is made current, as the
   /// CUDA runtime would. Work of size 0 returns true without touching CUDA.
+  /// A split_kv kernel also gets the workspace (after the arguments) and is followed by its
+  /// combine kernel on the same stream. The workspace is one per kernel: launches of one kernel
+  /// on several streams at once must be ordered by the caller (events), as it is shared.
   bool launch(const TensorArg *args, size_t count, void *stream, std::string &error);
+
+  /// The runtime override of the number of KV splits: 0 = the heuristic; ignored where the
+  /// manifest fixes `split_kv.splits`. False for a negative count or a kernel without split_kv.
+  bool setSplits(int32_t splits, std::string &error);
+  /// The splits of the last launch: 1 for kernels without split_kv, 0 before the first launch.
+  int32_t lastSplits() const { return lastSplits_.load(); }
 
   const Manifest &manifest() const { return manifest_; }
 
 private:
+  /// The kernel's functions in one context and what the split heuristic needs to know there.
+  struct Functions {
+    CUfunc_st *main = nullptr;
+    CUfunc_st *combine = nullptr;  // split_kv only
+    int smCount = 1;
+    int blocksPerSm = 1;           // of `main`, at its block size and dynamic shared memory
+  };
+  /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.
+  struct DeviceWorkspace {
+    CUctx_st *ctx = nullptr;
+    uint64_t ptr = 0;
+    size_t bytes = 0;
+  };
+
   Kernel() = default;
-  /// The kernel's function in `ctx`, JIT-compiling the PTX there on first use.
-  bool functionFor(CUctx_st *ctx, CUfunc_st *&fn, std::string &error);
-  bool loadFunction(CUctx_st *ctx, CUfunc_st *&fn, std::string &error);
-  bool launchPlanned(const TensorArg *args, const LaunchPlan &plan, void *stream,
-                     std::string &error);
+  /// The kernel's functions in `ctx`, JIT-compiling the PTX there on first use.
+  bool functionsFor(CUctx_st *ctx, Functions &fns, std::string &error);
+  bool loadFunctions(CUctx_st *ctx, Functions &fns, std::string &error);
+  bool launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream, std::string &error);
+  /// The workspace of at least `bytes` in `ctx`; the caller holds workspaceMutex_.
+  bool workspaceFor(CUctx_st *ctx, int64_t bytes, void *stream, uint64_t &ptr, std::string &error);
 
   Manifest manifest_;
   std::shared_ptr<const std::string> ptx_;
   uint64_t ptxHash_ = 0;
-  std::mutex mutex_;                             // guards functions_
-  std::map<CUctx_st *, CUfunc_st *> functions_;  // one per context the kernel ran in
+  std::mutex mutex_;                            // guards functions_
+  std::map<CUctx_st *, Functions> functions_;  // one per context the kernel ran in
+  std::mutex workspaceMutex_;                   // held from taking the workspace to launching
+  DeviceWorkspace workspace_;
+  std::atomic<int32_t> splitsOverride_{0};
+  std::atomic<int32_t> lastSplits_{0};
 };
 
 /// FNV-1a 64 of `text`: the key of the module cache (with the context).

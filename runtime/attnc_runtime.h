@@ -22,11 +22,22 @@ extern "C" {
 
 typedef struct attnc_rt_kernel attnc_rt_kernel;
 
-typedef enum { ATTNC_F32 = 0, ATTNC_F16 = 1, ATTNC_BF16 = 2, ATTNC_I32 = 3 } attnc_dtype;
+/* ATTNC_I4 packs two signed 4-bit values per byte, low nibble first. */
+typedef enum {
+  ATTNC_F32 = 0,
+  ATTNC_F16 = 1,
+  ATTNC_BF16 = 2,
+  ATTNC_I32 = 3,
+  ATTNC_I8 = 4,
+  ATTNC_F8E4M3 = 5,
+  ATTNC_I4 = 6
+} attnc_dtype;
 
 /* One argument: a device pointer, an attnc_dtype, and `rank` sizes and strides (in elements)
  * in the canonical order of the argument's `dims` in the manifest (not `storage_dims`: a caller
- * holding a tensor in storage order permutes by dim name). Rank 0: sizes/strides may be NULL. */
+ * holding a tensor in storage order permutes by dim name). Rank 0: sizes/strides may be NULL.
+ * An ATTNC_I4 argument ("packed": 2) gives its last axis's size and all strides in bytes: the
+ * size is the dim's extent / 2. */
 typedef struct {
   void *data;
   int32_t dtype;
@@ -44,9 +55,22 @@ ATTNC_RT_API int attnc_rt_load(const char *ptx, size_t ptx_len, const char *mani
 /* Checks every argument against the manifest (count, dtype, rank, extents by dim name, static
  * and derived dims, strides, alignment, device pointers), then launches asynchronously on
  * `cu_stream` (a CUstream; NULL = the default stream) in the current CUDA context (device 0's
- * primary context if none is current). Work of size 0 returns 0 without launching. */
+ * primary context if none is current). Work of size 0 returns 0 without launching. A split_kv
+ * kernel gets its workspace from the runtime and is followed by its combine kernel on the same
+ * stream (docs/manifest.md). */
 ATTNC_RT_API int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
                                  void *cu_stream);
+
+/* Split-KV kernels (manifest field `split_kv`): the number of KV splits for the next launches;
+ * 0 (the default) lets the runtime's heuristic choose. Clamped at launch to [1, min(max_splits,
+ * ceil(kv_len / block_k))]; ignored where the manifest fixes `split_kv.splits`. Fails for a
+ * negative count and for kernels without split_kv. Such a kernel shares one workspace between
+ * its launches: launches of one handle on several streams at once must be ordered by events. */
+ATTNC_RT_API int attnc_rt_set_splits(attnc_rt_kernel *k, int32_t splits);
+
+/* The number of KV splits the last launch used: 1 for kernels without split_kv, 0 before the
+ * first launch (launches with no work do not count), -1 for a NULL handle. */
+ATTNC_RT_API int32_t attnc_rt_last_splits(attnc_rt_kernel *k);
 
 /* The manifest's JSON text, owned by the kernel; NULL for a NULL handle. */
 ATTNC_RT_API const char *attnc_rt_manifest(attnc_rt_kernel *k);

@@ -110,6 +110,32 @@ struct Emit {
 
 int64_t rows(Value tile) { return cast<MemRefType>(tile.getType()).getDimSize(0); }
 
+/// (axis 0, axis 2) of key j of batch b in a k/v operand: (b, j), or in a page pool
+/// (table[b, j / P], j % P).
+std::pair<Value, Value> keyAt(Emit &e, Value kv, Value b, Value j, Value table,
+                              int64_t pageSize) {
+  if (!table)
+    return {b, j};
+  Value p = e.index(pageSize);
+  Value slot = arith::RemUIOp::create(e.b, e.loc, j, p);
+  Value entry = memref::LoadOp::create(
+      e.b, e.loc, table, ValueRange{b, arith::DivUIOp::create(e.b, e.loc, j, p)});
+  // Page ids are clamped into the pool (as on the GPU), so a bad table cannot read outside it.
+  Value page = arith::IndexCastOp::create(e.b, e.loc, e.b.getIndexType(), entry);
+  page = arith::MaxSIOp::create(e.b, e.loc, page, e.index(0));
+  Value last = arith::SubIOp::create(e.b, e.loc, e.dim(kv, 0), e.index(1));
+  return {arith::MinSIOp::create(e.b, e.loc, page, last), slot};
+}
+
+/// (head, query) of packed row p: (h + p % pack, p / pack); (h, p) unpacked.
+std::pair<Value, Value> packedRow(Emit &e, Value h, Value p, int64_t pack) {
+  if (pack == 1)
+    return {h, p};
+  Value g = e.index(pack);
+  return {e.add(h, arith::RemUIOp::create(e.b, e.loc, p, g)),
+          arith::DivUIOp::create(e.b, e.loc, p, g)};
+}
+
 void lower(Emit &e, TileFillOp op) {
   Value value = e.f32(op.getValue().convertToFloat());
   auto type = cast<MemRefType>(op.getTile().getType());
@@ -122,17 +148,19 @@ void lower(Emit &e, TileFillOp op) {
 
 void lower(Emit &e, TileScoresOp op) {
   Value q = op.getQ(), k = op.getK(), s = op.getS();
-  Value b = op.getB(), h = op.getH(), hk = op.getHk();
-  Value qLen = e.dim(q, 2), kvLen = e.dim(k, 2), headDim = e.extent(q, 3);
+  Value b = op.getB(), hk = op.getHk();
+  Value qLen = e.dim(q, 2), headDim = e.extent(q, 3);
+  Value kvLen = buildKVLength(e.b, e.loc, k, op.getBlockTable(), op.getPageSize());
   Value fill = e.f32(op.getFill().convertToFloat());
   e.loop(e.index(rows(s)), [&](Emit &e, Value r) {
-    Value i = e.add(op.getI0(), r);
+    auto [h, i] = packedRow(e, op.getH(), e.add(op.getI0(), r), op.getPack());
     Value rowIn = e.below(i, qLen);
     e.loop(e.extent(s, 1), [&](Emit &e, Value c) {
       Value j = e.add(op.getJ0(), c);
       auto score = [&](Emit &e) {
+        auto [kb, kj] = keyAt(e, k, b, j, op.getBlockTable(), op.getPageSize());
         Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
-          return e.fadd(acc, e.fmul(e.load(q, {b, h, i, d}), e.load(k, {b, hk, j, d})));
+          return e.fadd(acc, e.fmul(e.load(q, {b, h, i, d}), e.load(k, {kb, hk, kj, d})));
         });
         return e.inlineRegion(op.getScore(), {b, h, i, j, dot});
       };
@@ -196,14 +224,15 @@ void lower(Emit &e, TileOnlineUpdateOp op) {
 
 void lower(Emit &e, TileMatmulAccOp op) {
   Value p = op.getP(), v = op.getV(), acc = op.getAcc();
-  Value kvLen = e.dim(v, 2);
+  Value kvLen = buildKVLength(e.b, e.loc, v, op.getBlockTable(), op.getPageSize());
   e.loop(e.index(rows(p)), [&](Emit &e, Value r) {
     e.loop(e.extent(p, 1), [&](Emit &e, Value c) {
       Value j = e.add(op.getJ0(), c);
       e.when(e.below(j, kvLen), [&](Emit &e) {
         Value pv = e.load(p, {r, c});
+        auto [vb, vj] = keyAt(e, v, op.getB(), j, op.getBlockTable(), op.getPageSize());
         e.loop(e.extent(acc, 1), [&](Emit &e, Value ch) {
-          Value term = e.fmul(pv, e.load(v, {op.getB(), op.getHk(), j, ch}));
+          Value term = e.fmul(pv, e.load(v, {vb, op.getHk(), vj, ch}));
           e.store(e.fadd(e.load(acc, {r, ch}), term), acc, {r, ch});
         });
       });
@@ -212,25 +241,82 @@ void lower(Emit &e, TileMatmulAccOp op) {
 }
 
 void lower(Emit &e, TileStoreOp op) {
-  Value acc = op.getAcc(), out = op.getOut();
+  Value acc = op.getAcc(), out = op.getOut(), b = op.getB();
   Value qLen = e.dim(out, 2);
   bool softmax = op.getNorm() == NormKind::softmax;
+  Value partOut = op.getPartOut(), partLse = op.getPartLse();
+  // Split-KV form: partial results go to the split's slice when there are several splits.
+  Value partial;
+  if (partOut)
+    partial = arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ugt, e.dim(partOut, 0),
+                                    e.index(1));
   e.loop(e.index(rows(acc)), [&](Emit &e, Value r) {
-    Value i = e.add(op.getI0(), r);
+    auto [h, i] = packedRow(e, op.getH(), e.add(op.getI0(), r), op.getPack());
     e.when(e.below(i, qLen), [&](Emit &e) {
-      Value scale = e.f32(1);
+      Value scale = e.f32(1), lse;
       if (softmax) {
         Value l = e.load(op.getL(), r);
         Value any = e.fgt(l, e.f32(0));
         scale = e.select(any, arith::DivFOp::create(e.b, e.loc, e.f32(1), l), e.f32(0));
-        if (op.getLse()) {
-          Value lse = e.fadd(e.load(op.getM(), r), math::LogOp::create(e.b, e.loc, l));
-          Value none = e.f32(-std::numeric_limits<float>::infinity());
-          e.store(e.select(any, lse, none), op.getLse(), {op.getB(), op.getH(), i});
-        }
+        Value logSum = e.fadd(e.load(op.getM(), r), math::LogOp::create(e.b, e.loc, l));
+        lse = e.select(any, logSum, e.f32(-std::numeric_limits<float>::infinity()));
       }
-      e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {
-        e.store(e.fmul(e.load(acc, {r, c}), scale), out, {op.getB(), op.getH(), i, c});
+      auto write = [&](Emit &e, bool toPartial) {
+        if (op.getLse())
+          toPartial ? e.store(lse, partLse, {op.getSplit(), b, h, i})
+                    : e.store(lse, op.getLse(), {b, h, i});
+        e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {
+          Value x = e.fmul(e.load(acc, {r, c}), scale);
+          toPartial ? e.store(x, partOut, {op.getSplit(), b, h, i, c})
+                    : e.store(x, out, {b, h, i, c});
+        });
+      };
+      if (!partial)
+        return write(e, false);
+      scf::IfOp::create(
+          e.b, e.loc, partial,
+          [&](OpBuilder &nb, Location l) {
+            Emit inner{nb, l};
+            write(inner, true);
+            scf::YieldOp::create(nb, l);
+          },
+          [&](OpBuilder &nb, Location l) {
+            Emit inner{nb, l};
+            write(inner, false);
+            scf::YieldOp::create(nb, l);
+          });
+    });
+  });
+}
+
+/// lse = log sum_s exp(lse_s), out = sum_s exp(lse_s - lse) o_s (0 and -inf with no key at all).
+void lower(Emit &e, CombineOp op) {
+  Value part = op.getPartOut(), partLse = op.getPartLse(), out = op.getOut(), lse = op.getLse();
+  Value splits = e.dim(part, 0);
+  Value negInf = e.f32(-std::numeric_limits<float>::infinity());
+  e.when(arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ugt, splits, e.index(1)),
+         [&](Emit &e) {
+    e.loop(e.dim(out, 0), [&](Emit &e, Value b) {
+      e.loop(e.dim(out, 1), [&](Emit &e, Value h) {
+        e.loop(e.dim(out, 2), [&](Emit &e, Value i) {
+          Value mx = e.reduce(splits, negInf, [&](Emit &e, Value s, Value m) {
+            return e.fmax(m, e.load(partLse, {s, b, h, i}));
+          });
+          Value none = e.feq(mx, negInf);
+          Value base = e.safeBase(mx);
+          Value sum = e.reduce(splits, e.f32(0), [&](Emit &e, Value s, Value acc) {
+            return e.fadd(acc, e.exp(e.fsub(e.load(partLse, {s, b, h, i}), base)));
+          });
+          Value total = e.fadd(base, math::LogOp::create(e.b, e.loc, sum));
+          e.store(e.select(none, negInf, total), lse, {b, h, i});
+          e.loop(e.extent(out, 3), [&](Emit &e, Value c) {
+            Value o = e.reduce(splits, e.f32(0), [&](Emit &e, Value s, Value acc) {
+              Value w = e.exp(e.fsub(e.load(partLse, {s, b, h, i}), total));
+              return e.fadd(acc, e.fmul(w, e.load(part, {s, b, h, i, c})));
+            });
+            e.store(e.select(none, e.f32(0), o), out, {b, h, i, c});
+          });
+        });
       });
     });
   });
@@ -267,5 +353,6 @@ struct AttnCPULowerTilesPass : mlir::attn::impl::AttnCPULowerTilesBase<AttnCPULo
 void mlir::attn::populateCPULowerTilesPatterns(RewritePatternSet &patterns) {
   patterns.add<LowerTileOp<TileFillOp>, LowerTileOp<TileScoresOp>, LowerTileOp<TileRowMaxOp>,
                LowerTileOp<TileExpSumOp>, LowerTileOp<TileOnlineUpdateOp>,
-               LowerTileOp<TileMatmulAccOp>, LowerTileOp<TileStoreOp>>(patterns.getContext());
+               LowerTileOp<TileMatmulAccOp>, LowerTileOp<TileStoreOp>, LowerTileOp<CombineOp>>(
+      patterns.getContext());
 }

@@ -46,7 +46,9 @@ struct TiledForm {
   TileMatmulAccOp matmul;
   TileStoreOp store;
   TileOnlineUpdateOp update;  // null unless softmax
-  int64_t group = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
+  scf::ForOp splitLoop;       // attn-split-kv's loop over splits, if any
+  CombineOp combine;          // its merge, if any
+  int64_t group = 1, pack = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
 };
 
 template <typename OpTy> OpTy theOnly(func::FuncOp f, bool required, bool &ok) {
@@ -85,16 +87,29 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
   bool softmax = t.store.getNorm() == NormKind::softmax;
   if (softmax != bool(t.update))
     return f.emitError("softmax tiles must be fused by attn-online-softmax");
-  // kv head = h / group; canonicalisation folds h / 1 to h.
+  // kv head = h / group; canonicalisation folds h / 1 to h. Packed tiles hold a whole group.
   auto div = t.scores.getHk().getDefiningOp<arith::DivUIOp>();
   IntegerAttr groupAttr;
-  if (t.scores.getHk() == t.scores.getH())
+  t.pack = t.scores.getPack();
+  if (int64_t(t.store.getPack()) != t.pack)
+    return f.emitError("attn.tile_scores and attn.tile_store disagree on the GQA packing");
+  if (t.pack > 1)
+    t.group = t.pack;
+  else if (t.scores.getHk() == t.scores.getH())
     t.group = 1;
   else if (div && div.getLhs() == t.scores.getH() &&
            matchPattern(div.getRhs(), m_Constant(&groupAttr)))
     t.group = groupAttr.getInt();
   else
     return f.emitError("cannot find the GQA group (kv head = h / group) of the tiled form");
+
+  if (t.store.getSplit()) {
+    t.splitLoop = dyn_cast_or_null<scf::ForOp>(
+        cast<BlockArgument>(t.store.getSplit()).getOwner()->getParentOp());
+    t.combine = theOnly<CombineOp>(f, true, ok);
+    if (!ok || !t.splitLoop || !t.splitLoop->hasAttr("attn.split_kv"))
+      return f.emitError("the split index of attn.tile_store must be attn-split-kv's loop");
+  }
 
   auto s = t.scores.getS().getType();
   auto q = t.scores.getQ().getType(), v = t.matmul.getV().getType();
@@ -135,8 +150,11 @@ private:
   gpu::GPUFuncOp kernel;
   IRMapping outside;  // host values used by the regions -> kernel values
   Type elt;
-  Value q, k, v, out, lse;
+  Value q, k, v, out, lse, table;  // table: the block table of paged K/V, else null
   Value lane, warp, g, c, batch, head, kvHead, i0, qLen, kvLen;
+  Value rowsLen;               // query rows of a (packed) tile space: q_len * pack
+  Value split, partOut, partLse;  // split-KV: this block's split and the partial buffers
+  Value rowHead[2], rowQuery[2], rowQuerySafe[2];  // per thread row (g, g + 8) of the warp
   Value qSmem, kSmem, vSmem;
 
   // ---- scalar helpers ----
@@ -222,10 +240,49 @@ private:
                                                            gpu::AddressSpace::Workgroup));
     return memref::ViewOp::create(b, loc, type, base, idx(byteOffset), ValueRange{});
   }
-  /// rows x cols of global[batch, headIndex, rowStart + r, :] -> smem with cp.async (16-byte
-  /// chunks); rows at or past `len` are zero-filled and read nothing.
-  void loadTile(Value global, Value headIndex, Value rowStart, Value len, int64_t rows,
-                int64_t cols, Value smem, Value tid, int64_t threads) {
+  /// Where tile row r lives in a global tensor: (axis 0, head, row, in range).
+  using Row = std::tuple<Value, Value, Value, Value>;
+  using RowFn = function_ref<Row(Value)>;
+  /// Page of the pool holding key j (clamped into the table and the pool, so a bad entry
+  /// cannot read outside the buffers), for paged K/V.
+  Value pageOf(Value j) {
+    Value p = idx(t.scores.getPageSize());
+    Value entry = arith::DivUIOp::create(b, loc, j, p);
+    entry = minIdx(entry, add(memref::DimOp::create(b, loc, table, 1), idx(-1)));
+    Value page = memref::LoadOp::create(b, loc, table, ValueRange{batch, entry});
+    page = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
+    page = arith::MaxSIOp::create(b, loc, page, idx(0));
+    return minIdx(page, add(memref::DimOp::create(b, loc, k, 0), idx(-1)));
+  }
+  /// Rows of a K or V tile: key j0 + r of the kv head, in range below kv_len. In a page pool
+  /// the tile lies within one page when the page size is a multiple of block-k, and the table
+  /// is read once per tile (`tilePage`); otherwise once per row.
+  Row keyRow(Value j0, Value tilePage, Value r) {
+    Value row = add(j0, r);
+    Value inRange = lt(row, kvLen);
+    if (!table)
+      return {batch, kvHead, row, inRange};
+    Value p = idx(t.scores.getPageSize());
+    Value slot = arith::RemUIOp::create(b, loc, row, p);
+    Value page = tilePage ? tilePage : pageOf(select(inRange, row, idx(0)));
+    return {page, kvHead, slot, inRange};
+  }
+  /// (head, query) of packed row p: (head + p % pack, p / pack); (head, p) unpacked.
+  std::pair<Value, Value> packedRow(Value p) {
+    if (t.pack == 1)
+      return {head, p};
+    return {add(head, arith::RemUIOp::create(b, loc, p, idx(t.pack))),
+            arith::DivUIOp::create(b, loc, p, idx(t.pack))};
+  }
+  /// Rows of the Q tile: packed row p = i0 + r is query p / pack of head head + p % pack.
+  Row queryRow(Value r) {
+    auto [h, i] = packedRow(add(i0, r));
+    return {batch, h, i, lt(i, qLen)};
+  }
+  /// rows x cols of global[batch, head(r), row(r), :] -> smem with cp.async (16-byte chunks);
+  /// rows out of range are zero-filled and read nothing.
+  void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
+                int64_t threads) {
     int64_t chunksPerRow = cols / 8, chunks = rows * chunksPerRow;
     auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
     for (int64_t base = 0; base < chunks; base += threads) {
@@ -233,12 +290,11 @@ private:
       auto body = [&] {
         Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
         Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-        Value row = add(rowStart, r);
-        Value inRange = lt(row, len);
+        auto [outer, headIndex, row, inRange] = rowOf(r);
         Value safeRow = select(inRange, row, idx(0));
         Value srcElems = select(inRange, idx(8), idx(0));
         nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
-                                         ValueRange{batch, headIndex, safeRow, col},
+                                         ValueRange{outer, headIndex, safeRow, col},
                                          b.getIndexAttr(8), srcElems, b.getUnitAttr());
       };
       if (base + threads <= chunks) {
@@ -250,6 +306,13 @@ private:
         body();
       }
     }
+  }
+  void loadKeys(Value global, Value j0, int64_t cols, Value smem, Value tid, int64_t threads) {
+    Value tilePage;
+    if (table && t.scores.getPageSize() % t.blockK == 0)
+      tilePage = pageOf(select(lt(j0, kvLen), j0, idx(0)));
+    loadTile(global, [&](Value r) { return keyRow(j0, tilePage, r); }, t.blockK, cols, smem, tid,
+             threads);
   }
   /// Closes the cp.async group issued so far.
   Value commit() {
@@ -271,8 +334,13 @@ private:
     if (auto arg = dyn_cast<BlockArgument>(v))
       return failure();  // func args were mapped up front
     Operation *def = v.getDefiningOp();
-    if (!isMemoryEffectFree(def) || def->getNumRegions())
-      return t.func.emitError("a score/mask region uses a host value that is not a constant");
+    // Pure index math, and loads of params (read-only: per-sequence lengths for key bounds).
+    auto load = dyn_cast<memref::LoadOp>(def);
+    bool paramLoad = load && isa<BlockArgument>(load.getMemRef()) &&
+                     load.getMemRef() != t.store.getOut() && load.getMemRef() != t.store.getLse();
+    if ((!isMemoryEffectFree(def) && !paramLoad) || def->getNumRegions())
+      return t.func.emitError("a score/mask region or a key bound uses a host value that is "
+                              "neither pure index math nor a param read");
     for (Value operand : def->getOperands())
       if (failed(materialize(operand)))
         return failure();
@@ -297,23 +365,22 @@ private:
     return map.lookupOrDefault(cast<YieldOp>(block.getTerminator()).getValues()[0]);
   }
 
-  /// Applies mask and score to one accumulator element (row r of the warp's 16, key column col
-  /// of the key tile); masked keys and keys past the end get the fill value. In an interior
-  /// tile (every row and key in range) the range checks and clamps are left out.
-  Value scoreElement(Value dot, Value row, Value j, bool interior, bool maskHolds) {
-    Value i = add(i0, row);
+  /// Applies mask and score to one accumulator element (thread row r in {0, 1}: row g + 8 r of
+  /// the warp's 16, key j); masked keys and keys past the end get the fill value. In an
+  /// interior tile (every row and key in range) the range checks and clamps are left out.
+  Value scoreElement(Value dot, int r, Value j, bool interior, bool maskHolds) {
     Value fill = f32(t.scores.getFill().convertToDouble());
-    Value allowed, iSafe = i, jSafe = j;
+    Value allowed, iSafe = rowQuery[r], jSafe = j;
     if (!interior) {
-      iSafe = minIdx(i, add(qLen, idx(-1)));  // rows past the end are computed, never stored
+      iSafe = rowQuerySafe[r];  // rows past the end are computed, never stored
       allowed = lt(j, kvLen);
       jSafe = select(allowed, j, idx(0));
     }
     if (!t.scores.getMask().empty() && !maskHolds) {
-      Value mask = inlineRegion(t.scores.getMask(), {batch, head, iSafe, jSafe});
+      Value mask = inlineRegion(t.scores.getMask(), {batch, rowHead[r], iSafe, jSafe});
       allowed = allowed ? arith::AndIOp::create(b, loc, allowed, mask).getResult() : mask;
     }
-    Value s = inlineRegion(t.scores.getScore(), {batch, head, iSafe, jSafe, dot});
+    Value s = inlineRegion(t.scores.getScore(), {batch, rowHead[r], iSafe, jSafe, dot});
     return allowed ? select(allowed, s, fill) : s;
   }
 
@@ -328,11 +395,15 @@ private:
       return {};
     Value all;
     Value iFirst = i0, iLast = add(i0, t.blockQ - 1), jLast = add(j0, t.blockK - 1);
+    if (t.pack > 1) {
+      iFirst = arith::DivUIOp::create(b, loc, iFirst, idx(t.pack));
+      iLast = arith::DivUIOp::create(b, loc, iLast, idx(t.pack));
+    }
     for (const KeyBound &bd : bounds) {
       // Lower bounds must hold for the first key against the row that raises them most; upper
       // bounds for the last key against the row that lowers them most.
       Value row = (bd.a >= 0) == bd.lower ? iLast : iFirst;
-      Value edge = add(arith::MulIOp::create(b, loc, row, idx(bd.a)), bd.c);
+      Value edge = keyBoundEdge(b, loc, bd, row, t.scores.getMask(), batch, outside);
       Value holds = bd.lower
                         ? arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, j0, edge)
                         : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, jLast, edge);
@@ -344,11 +415,11 @@ private:
   /// Mask and score for every element of the S tile: element e of n tile nt is row g + 8 (e / 2),
   /// key 8 nt + 2c + e % 2. Interior tiles (and, for an affine mask, tiles it fully allows) take
   /// a branch without range checks (and without the mask).
-  void scoreTile(SmallVectorImpl<SmallVector<Value, 4>> &s, Value j0, Value rowBase) {
+  void scoreTile(SmallVectorImpl<SmallVector<Value, 4>> &s, Value j0) {
     Value interior = arith::AndIOp::create(
         b, loc,
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(j0, t.blockK), kvLen),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(i0, t.blockQ), qLen));
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(i0, t.blockQ), rowsLen));
     Value allowed = tileFullyAllowed(j0);
     if (allowed)
       interior = arith::AndIOp::create(b, loc, interior, allowed);
@@ -360,9 +431,8 @@ private:
       SmallVector<Value> scores;
       for (size_t n = 0; n < s.size(); ++n)
         for (int64_t e = 0; e < 4; ++e) {
-          Value row = add(add(rowBase, g), 8 * (e / 2));
           Value j = add(add(j0, mul(c, 2)), int64_t(n * 8 + e % 2));
-          scores.push_back(scoreElement(s[n][e], row, j, fast, fast && allowed));
+          scores.push_back(scoreElement(s[n][e], e / 2, j, fast, fast && allowed));
         }
       scf::YieldOp::create(b, loc, scores);
     }
@@ -371,8 +441,9 @@ private:
         s[n][e] = branch.getResult(n * 4 + e);
   }
 
-  void emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l, ArrayRef<SmallVector<Value, 4>> acc,
-                    Value rowBase);
+  void emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l, ArrayRef<SmallVector<Value, 4>> acc);
+  void storeRow(int r, Value scale, Value lseValue, ArrayRef<SmallVector<Value, 4>> acc,
+                bool toPartial);
 };
 
 LogicalResult KernelBuilder::build() {
@@ -397,12 +468,29 @@ LogicalResult KernelBuilder::build() {
   warp = arith::DivUIOp::create(b, loc, tid, idx(32));
   g = arith::DivUIOp::create(b, loc, lane, idx(4));
   c = arith::RemUIOp::create(b, loc, lane, idx(4));
-  i0 = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), t.blockQ);
-  head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  kvHead = arith::DivUIOp::create(b, loc, head, idx(t.group));
   qLen = memref::DimOp::create(b, loc, q, 2);
-  kvLen = memref::DimOp::create(b, loc, k, 2);
+  table = t.scores.getBlockTable() ? outside.lookup(t.scores.getBlockTable()) : Value();
+  kvLen = buildKVLength(b, loc, k, table, t.scores.getPageSize());
+  rowsLen = t.pack > 1 ? mul(qLen, t.pack) : qLen;
+  // Grid: x = split * query tiles + query tile, y = head (kv head when packed), z = batch.
+  Value blockX = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  if (t.splitLoop) {
+    Value tiles = arith::CeilDivUIOp::create(b, loc, rowsLen, idx(t.blockQ));
+    split = arith::DivUIOp::create(b, loc, blockX, tiles);
+    blockX = arith::RemUIOp::create(b, loc, blockX, tiles);
+    partOut = outside.lookup(t.store.getPartOut());
+    partLse = outside.lookup(t.store.getPartLse());
+    outside.map(t.splitLoop.getInductionVar(), split);
+  }
+  i0 = mul(blockX, t.blockQ);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  if (t.pack > 1) {
+    kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+    head = mul(kvHead, t.pack);  // the group's first head
+  } else {
+    head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+    kvHead = arith::DivUIOp::create(b, loc, head, idx(t.group));
+  }
 
   auto smemType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                                   MemRefLayoutAttrInterface(),
@@ -430,15 +518,19 @@ LogicalResult KernelBuilder::build() {
 
   // Prologue: Q tile and the first K tile in flight; Q -> A fragments, kept in registers for the
   // whole key loop.
-  loadTile(q, head, i0, qLen, t.blockQ, t.headDim, qSmem, tid, threads);
+  loadTile(q, [&](Value r) { return queryRow(r); }, t.blockQ, t.headDim, qSmem, tid, threads);
   commit();
-  loadTile(k, kvHead, keysFrom, kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+  loadKeys(k, keysFrom, t.headDim, kSmem, tid, threads);
   waitGroups(commit(), 1);
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));        // which 8x8 matrix
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));        // its row
   Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));       // m % 2
   Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));      // m / 2
   Value rowBase = mul(warp, 16);
+  for (int r = 0; r < 2; ++r) {
+    std::tie(rowHead[r], rowQuery[r]) = packedRow(add(i0, add(add(rowBase, g), 8 * r)));
+    rowQuerySafe[r] = minIdx(rowQuery[r], add(qLen, idx(-1)));
+  }
   SmallVector<SmallVector<Value, 4>> qFrag;
   for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
     qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
@@ -468,7 +560,7 @@ LogicalResult KernelBuilder::build() {
 
     // V(j0) streams in during S = Q . K^T and the softmax; K(j0 + BK) during O += P . V.
     gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous V tile
-    loadTile(v, kvHead, j0, kvLen, t.blockK, t.valueDim, vSmem, tid, threads);
+    loadKeys(v, j0, t.valueDim, vSmem, tid, threads);
     waitGroups(commit(), 1);  // K(j0) has landed
 
     // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
@@ -480,7 +572,7 @@ LogicalResult KernelBuilder::build() {
         s[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, s[2 * np]);
         s[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, s[2 * np + 1]);
       }
-    scoreTile(s, j0, rowBase);
+    scoreTile(s, j0);
 
     SmallVector<Value> yields;
     if (softmax) {
@@ -516,7 +608,7 @@ LogicalResult KernelBuilder::build() {
                     pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
                     pack(s[2 * kt + 1][2], s[2 * kt + 1][3])});
     gpu::BarrierOp::create(b, loc);  // every warp is done reading K(j0)
-    loadTile(k, kvHead, add(j0, t.blockK), kvLen, t.blockK, t.headDim, kSmem, tid, threads);
+    loadKeys(k, add(j0, t.blockK), t.headDim, kSmem, tid, threads);
     waitGroups(commit(), 1);  // V(j0) has landed
     // O += P . V
     for (int64_t kt = 0; kt < t.blockK / 16; ++kt)
@@ -543,44 +635,145 @@ LogicalResult KernelBuilder::build() {
   for (int64_t n = 0; n < dTiles; ++n)
     for (int64_t e = 0; e < 4; ++e)
       acc[n].push_back(results[(softmax ? 4 : 0) + n * 4 + e]);
-  emitEpilogue(m, l, acc, rowBase);
+  emitEpilogue(m, l, acc);
   gpu::ReturnOp::create(b, loc);
   return success();
 }
 
 /// out = acc / l (0 for rows with no allowed key), lse = m + ln(l); rows past the end skipped.
+/// With split-KV and S > 1 the same values go to the split's partial buffers (f32).
 void KernelBuilder::emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l,
-                                 ArrayRef<SmallVector<Value, 4>> acc, Value rowBase) {
-  Type outElt = cast<MemRefType>(out.getType()).getElementType();
+                                 ArrayRef<SmallVector<Value, 4>> acc) {
+  Value partial;
+  if (split)
+    partial = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                    memref::DimOp::create(b, loc, partOut, 0), idx(1));
   for (int r = 0; r < 2; ++r) {
-    Value i = add(add(i0, add(rowBase, g)), 8 * r);
-    auto ifOp = scf::IfOp::create(b, loc, lt(i, qLen), /*withElse=*/false);
+    auto ifOp = scf::IfOp::create(b, loc, lt(rowQuery[r], qLen), /*withElse=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-    Value scale = f32(1);
-    Value any;
+    Value scale = f32(1), lseValue;
     if (!l.empty()) {
-      any = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l[r], f32(0));
+      Value any = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l[r], f32(0));
       scale = select(any, arith::DivFOp::create(b, loc, f32(1), l[r]), f32(0));
-    }
-    for (size_t n = 0; n < acc.size(); ++n)
-      for (int e = 2 * r; e < 2 * r + 2; ++e) {
-        Value col = add(mul(c, 2), int64_t(n * 8 + e % 2));
-        Value x = fmul(acc[n][e], scale);
-        if (outElt != x.getType())
-          x = arith::TruncFOp::create(b, loc, outElt, x);
-        memref::StoreOp::create(b, loc, x, out, ValueRange{batch, head, i, col});
-      }
-    if (lse) {
-      Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, c, idx(0));
-      auto lseIf = scf::IfOp::create(b, loc, first, /*withElse=*/false);
-      OpBuilder::InsertionGuard g2(b);
-      b.setInsertionPoint(lseIf.thenBlock()->getTerminator());
       Value lnL = fmul(ptx("lg2.approx.f32 $0, $1;", l[r]), f32(kLn2));
-      Value value = select(any, fadd(m[r], lnL), f32(-INFINITY));
-      memref::StoreOp::create(b, loc, value, lse, ValueRange{batch, head, i});
+      lseValue = select(any, fadd(m[r], lnL), f32(-INFINITY));
+    }
+    if (!partial) {
+      storeRow(r, scale, lseValue, acc, false);
+      continue;
+    }
+    auto branch = scf::IfOp::create(b, loc, partial, /*withElse=*/true);
+    for (bool toPartial : {true, false}) {
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPoint((toPartial ? branch.thenBlock() : branch.elseBlock())->getTerminator());
+      storeRow(r, scale, lseValue, acc, toPartial);
     }
   }
+}
+
+void KernelBuilder::storeRow(int r, Value scale, Value lseValue,
+                             ArrayRef<SmallVector<Value, 4>> acc, bool toPartial) {
+  Value dest = toPartial ? partOut : out;
+  Type outElt = cast<MemRefType>(dest.getType()).getElementType();
+  Value h = rowHead[r], i = rowQuery[r];
+  for (size_t n = 0; n < acc.size(); ++n)
+    for (int e = 2 * r; e < 2 * r + 2; ++e) {
+      Value col = add(mul(c, 2), int64_t(n * 8 + e % 2));
+      Value x = fmul(acc[n][e], scale);
+      if (outElt != x.getType())
+        x = arith::TruncFOp::create(b, loc, outElt, x);
+      if (toPartial)
+        memref::StoreOp::create(b, loc, x, dest, ValueRange{split, batch, h, i, col});
+      else
+        memref::StoreOp::create(b, loc, x, dest, ValueRange{batch, h, i, col});
+    }
+  if (!lse || !lseValue)
+    return;
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, c, idx(0));
+  auto lseIf = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(lseIf.thenBlock()->getTerminator());
+  if (toPartial)
+    memref::StoreOp::create(b, loc, lseValue, partLse, ValueRange{split, batch, h, i});
+  else
+    memref::StoreOp::create(b, loc, lseValue, lse, ValueRange{batch, h, i});
+}
+
+/// attn.combine as a kernel: one block per row (b, h, i) = (block z, y, x), threads over the
+/// value channels; nothing to do with one split.
+void buildCombineKernel(OpBuilder &b, Location loc, gpu::GPUFuncOp kernel) {
+  auto args = kernel.getArguments();
+  Value part = args[0], partLse = args[1], out = args[2], lse = args[3];
+  auto idx = [&](int64_t x) { return arith::ConstantIndexOp::create(b, loc, x).getResult(); };
+  auto f32 = [&](double x) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(x))).getResult();
+  };
+  auto ptx = [&](StringRef code, Value x) {
+    return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()}, ValueRange{x},
+                                     ValueRange{}, code, Value())
+        .getResult(0);
+  };
+  Value splits = memref::DimOp::create(b, loc, part, 0);
+  Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, splits, idx(1));
+  auto ifMany = scf::IfOp::create(b, loc, many, /*withElse=*/false);
+  b.setInsertionPoint(ifMany.thenBlock()->getTerminator());
+  Value i = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value bt = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value threads = gpu::BlockDimOp::create(b, loc, gpu::Dimension::x);
+  Value negInf = f32(-INFINITY), log2e = f32(kLog2e);
+  auto forSplits = [&](Value init, function_ref<Value(Value, Value)> body) {
+    auto loop = scf::ForOp::create(b, loc, idx(0), splits, idx(1), init);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    scf::YieldOp::create(b, loc, body(loop.getInductionVar(), loop.getRegionIterArgs()[0]));
+    return loop.getResult(0);
+  };
+  // In base 2: m2 = max lse_s log2e, total2 = m2 + log2(sum_s 2^(lse_s log2e - m2)).
+  auto lse2 = [&](Value s) {
+    Value x = memref::LoadOp::create(b, loc, partLse, ValueRange{s, bt, h, i});
+    return arith::MulFOp::create(b, loc, x, log2e).getResult();
+  };
+  Value m2 = forSplits(negInf, [&](Value s, Value m) {
+    return arith::MaximumFOp::create(b, loc, m, lse2(s)).getResult();
+  });
+  Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, m2, negInf);
+  Value base = arith::SelectOp::create(b, loc, none, f32(0), m2);
+  Value sum = forSplits(f32(0), [&](Value s, Value acc) {
+    Value w = ptx("ex2.approx.ftz.f32 $0, $1;", arith::SubFOp::create(b, loc, lse2(s), base));
+    return arith::AddFOp::create(b, loc, acc, w).getResult();
+  });
+  Value total2 = arith::AddFOp::create(b, loc, base, ptx("lg2.approx.f32 $0, $1;", sum));
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(0));
+  auto ifFirst = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifFirst.thenBlock()->getTerminator());
+    Value value = arith::SelectOp::create(b, loc, none, negInf,
+                                          arith::MulFOp::create(b, loc, total2, f32(kLn2)));
+    memref::StoreOp::create(b, loc, value, lse, ValueRange{bt, h, i});
+  }
+  Value channels = memref::DimOp::create(b, loc, out, 3);
+  auto loop = scf::ForOp::create(b, loc, tid, channels, threads);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value e = loop.getInductionVar();
+    Value o = forSplits(f32(0), [&](Value s, Value acc) {
+      Value w = ptx("ex2.approx.ftz.f32 $0, $1;", arith::SubFOp::create(b, loc, lse2(s), total2));
+      Value x = memref::LoadOp::create(b, loc, part, ValueRange{s, bt, h, i, e});
+      return arith::AddFOp::create(b, loc, acc, arith::MulFOp::create(b, loc, w, x)).getResult();
+    });
+    o = arith::SelectOp::create(b, loc, none, f32(0), o);
+    Type outElt = cast<MemRefType>(out.getType()).getElementType();
+    if (outElt != o.getType())
+      o = arith::TruncFOp::create(b, loc, outElt, o);
+    memref::StoreOp::create(b, loc, o, out, ValueRange{bt, h, i, e});
+  }
+  b.setInsertionPointAfter(ifMany);
+  gpu::ReturnOp::create(b, loc);
 }
 
 /// The kernel's memref types: q, k, v, o with a unit last stride (the runtime checks it).
@@ -636,6 +829,19 @@ struct AttnCUDALowerTilesPass
     KernelBuilder builder(b, loc, *form, kernel);
     if (failed(builder.build()))
       return failure();
+    if (form->combine) {
+      CombineOp combine = form->combine;
+      b.setInsertionPointAfter(kernel);
+      SmallVector<Type> types;
+      for (Value operand : combine->getOperands())
+        types.push_back(kernelArgType(operand.getType(), operand == combine.getOut()));
+      auto merge = gpu::GPUFuncOp::create(b, loc, (f.getName() + "_combine").str(),
+                                          b.getFunctionType(types, {}));
+      merge->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+      merge.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({kCUDACombineThreads, 1, 1}));
+      b.setInsertionPointToStart(&merge.getBody().front());
+      buildCombineKernel(b, loc, merge);
+    }
     f.erase();
     return success();
   }

@@ -36,6 +36,9 @@ void buildCUDAToPTXPipeline(OpPassManager &pm);
 LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &ptx);
 
 /// Shared memory bytes of the schedule for these tile sizes (the manifest needs it).
+/// Threads per block of the split-KV combine kernel (`<variant>_combine`).
+inline constexpr int32_t kCUDACombineThreads = 128;
+
 int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
                               int64_t elementBytes);
 

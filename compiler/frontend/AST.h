@@ -107,6 +107,19 @@ struct UnsupportedStmt {
   SourceLoc loc;
 };
 
+/// `paged k, v by table size 16`: k and v live in a pool of pages of `pageSize` tokens; the
+/// i32 param `table[b, n]` gives the pool page of each sequence's n-th page (vLLM's block table).
+struct PagedDecl {
+  std::vector<std::string> tensors;
+  std::vector<SourceLoc> tensorLocs;
+  std::string table;
+  SourceLoc tableLoc;
+  int64_t pageSize = 0;
+  SourceLoc loc, sizeLoc;
+  // ---- Sema ----
+  int tableParam = -1;  // index into Variant::params
+};
+
 struct Variant {
   std::string name;
   SourceLoc loc;
@@ -121,6 +134,7 @@ struct Variant {
   TensorDecl output;               // o[b, h, i, dv] (dtype optional: defaults to q's)
   ExprPtr outputExpr;              // attend(s, v)
   bool hasOutput = false;
+  std::optional<PagedDecl> paged;  // k and v stored as pages
   std::vector<UnsupportedStmt> unsupported;
 
   // ---- Sema: the resolved attention structure ----
@@ -131,6 +145,17 @@ struct Variant {
   /// Position of each canonical axis in a tensor's storage order, i.e. perm[c] = position in
   /// tensor.dims of canonical axis c, for canonical orders q/o: [b, h, i, d|dv], k/v: [b, hk, j, d|dv].
   std::vector<int> canonicalPerm(const TensorDecl &t) const;
+
+  // ---- paged KV (valid when `paged` is set) ----
+  /// Whether input `index` (k or v) is stored as pages.
+  bool isPaged(int index) const { return paged && (index == k || index == v); }
+  /// A paged tensor's storage dims: its declared dims without the batch dim, the kv dim
+  /// replaced by the slot in a page, all after the page index: k[b, j, hk, d] is stored
+  /// [pages, slot, hk, d]. Entries are indices into `dims`, kPageAxis or kSlotAxis.
+  static constexpr int kPageAxis = -2, kSlotAxis = -3;
+  std::vector<int> pagedStorage(const TensorDecl &t) const;
+  /// Position in pagedStorage(t) of each canonical axis [page, kv head, slot, d|dv].
+  std::vector<int> pagedCanonicalPerm(const TensorDecl &t) const;
 };
 
 struct SpecFile {

@@ -7,11 +7,12 @@
 namespace attnc {
 namespace {
 
-const char *const kKeywords[] = {"variant", "dims",  "input", "param",   "score", "mask", "norm",
-                                 "output",  "decay", "state", "feature", "gate",  "true", "false"};
+const char *const kKeywords[] = {"variant", "dims",  "input", "param",   "score", "mask",  "norm",
+                                 "output",  "paged", "decay", "state",   "feature", "gate", "true",
+                                 "false"};
 
-const char *const kStatementKeywords[] = {"dims",   "input", "param", "score",   "mask", "norm",
-                                          "output", "decay", "state", "feature", "gate"};
+const char *const kStatementKeywords[] = {"dims",   "input", "param", "score", "mask",    "norm",
+                                          "output", "paged", "decay", "state", "feature", "gate"};
 
 bool isIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }

@@ -5,8 +5,8 @@
 namespace attnc {
 namespace {
 
-const std::vector<std::string> kStatementNames = {"dims", "input", "param", "score",
-                                                  "mask", "norm",  "output"};
+const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
+                                                  "mask", "norm",  "output", "paged"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32"};
 
@@ -171,13 +171,47 @@ bool Parser::parseStatement(Variant &v) {
       return parseNorm(v);
     if (t.text == "output")
       return parseOutput(v);
+    if (t.text == "paged")
+      return parsePaged(v);
     if (isStatementKeyword(t.text))
       return parseUnsupported(v);
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
-              orElse(hint, "statements start with dims, input, param, score, mask, norm or "
-                           "output; each variant ends with '}'"));
+              orElse(hint, "statements start with dims, input, param, score, mask, norm, "
+                           "output or paged; each variant ends with '}'"));
+}
+
+/// paged := 'paged' IDENT {',' IDENT} 'by' IDENT 'size' INT
+bool Parser::parsePaged(Variant &v) {
+  Token kw = take();  // 'paged'
+  if (v.paged)
+    return fail(kw, "duplicate 'paged' statement", "list every paged tensor in one statement");
+  PagedDecl p;
+  p.loc = kw.loc;
+  do {
+    p.tensors.emplace_back();
+    p.tensorLocs.emplace_back();
+    if (!expectName(p.tensors.back(), p.tensorLocs.back(), "a tensor name"))
+      return false;
+  } while (accept(","));
+  if (!(cur().kind == Token::Kind::Ident && cur().text == "by"))
+    return fail(cur(), "expected 'by' after the paged tensors, got " + describeToken(cur()),
+                "e.g. 'paged k, v by block_table size 16'");
+  take();
+  if (!expectName(p.table, p.tableLoc, "a block-table param name"))
+    return false;
+  if (!(cur().kind == Token::Kind::Ident && cur().text == "size"))
+    return fail(cur(), "expected 'size' after 'by " + p.table + "', got " + describeToken(cur()),
+                "e.g. 'paged k, v by block_table size 16'");
+  take();
+  p.sizeLoc = cur().loc;
+  if (cur().kind != Token::Kind::Int)
+    return fail(cur(), "expected a page size after 'size', got " + describeToken(cur()),
+                "tokens per page, e.g. 16");
+  p.pageSize = take().intValue;
+  v.paged = std::move(p);
+  return true;
 }
 
 bool Parser::parseDims(Variant &v) {

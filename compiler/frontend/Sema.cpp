@@ -100,7 +100,8 @@ public:
   bool run() {
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
-           inferRoles() && checkDTypes() && checkScore() && checkMask() && checkOutputExpr();
+           inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
+           checkOutputExpr();
   }
 
 private:
@@ -538,6 +539,55 @@ private:
     return true;
   }
 
+  // ---- paged KV --------------------------------------------------------------------------------
+
+  bool checkPaged() {
+    if (!v_.paged)
+      return true;
+    PagedDecl &p = *v_.paged;
+    const char *example = "e.g. 'paged k, v by block_table size 16'";
+    for (size_t n = 0; n < p.tensors.size(); ++n) {
+      const std::string &name = p.tensors[n];
+      if (name != kT().name && name != vT().name)
+        return fail(p.tensorLocs[n], name.size(),
+                    "'" + name + "' cannot be paged: only the keys '" + kT().name +
+                        "' and values '" + vT().name + "' can",
+                    example);
+      for (size_t m = 0; m < n; ++m)
+        if (p.tensors[m] == name)
+          return fail(p.tensorLocs[n], name.size(), "'" + name + "' is listed twice");
+    }
+    if (p.tensors.size() != 2)
+      return fail(p.loc, 5, "paged KV needs both the keys '" + kT().name + "' and the values '" +
+                                vT().name + "'",
+                  "the two caches share one block table: " + std::string(example));
+    if (p.pageSize < 1 || p.pageSize > 65536)
+      return fail(p.sizeLoc, 1,
+                  "page size must be in [1, 65536], got " + std::to_string(p.pageSize),
+                  "vLLM and FlashInfer use 16 to 256 tokens per page");
+    const Symbol *sym = lookup(p.table);
+    if (!sym || sym->kind != Symbol::Kind::Param)
+      return fail(p.tableLoc, p.table.size(),
+                  "block table '" + p.table + "' is not a declared param",
+                  "declare it, e.g. 'param " + p.table + "[b, n] : i32'");
+    const TensorDecl &t = v_.params[sym->index];
+    if (t.resolvedDType != DType::I32 || t.dims.size() != 2 || t.dims[0] != v_.batchDim ||
+        t.dims[1] == v_.batchDim)
+      return fail(p.tableLoc, p.table.size(),
+                  "block table '" + p.table + "' must be an i32 param [" +
+                      v_.dims[v_.batchDim].name + ", n]: batch, then page of the sequence",
+                  "declare it, e.g. 'param " + p.table + "[" + v_.dims[v_.batchDim].name +
+                      ", n] : i32' with a dim n for the pages per sequence");
+    p.tableParam = sym->index;
+    for (const char *reserved : {"kv_pages", "page_size"})
+      if (const Symbol *clash = lookup(reserved))
+        return fail(clash->loc, std::string(reserved).size(),
+                    std::string("'") + reserved + "' names an axis of the page pool of a "
+                        "paged variant",
+                    "rename it");
+    return true;
+  }
+
   // ---- expressions --------------------------------------------------------------------------
 
   bool checkScore() {
@@ -867,6 +917,28 @@ std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
   for (int c = 0; c < 4; ++c)
     for (size_t p = 0; p < t.dims.size(); ++p)
       if (t.dims[p] == canonical[c])
+        perm[c] = int(p);
+  return perm;
+}
+
+std::vector<int> Variant::pagedStorage(const TensorDecl &t) const {
+  std::vector<int> out = {kPageAxis};
+  for (int d : t.dims)
+    if (d == kvSeqDim)
+      out.push_back(kSlotAxis);
+    else if (d != batchDim)
+      out.push_back(d);
+  return out;
+}
+
+std::vector<int> Variant::pagedCanonicalPerm(const TensorDecl &t) const {
+  std::vector<int> storage = pagedStorage(t);
+  bool headSide = std::find(t.dims.begin(), t.dims.end(), headDim) != t.dims.end();
+  int canonical[4] = {kPageAxis, kvHeadDim, kSlotAxis, headSide ? headDim : valueDim};
+  std::vector<int> perm(4, -1);
+  for (int c = 0; c < 4; ++c)
+    for (size_t p = 0; p < storage.size(); ++p)
+      if (storage[p] == canonical[c])
         perm[c] = int(p);
   return perm;
 }

@@ -649,6 +649,37 @@ void emitReference(const Variant &v, std::string &out) {
   out += "    tensor; any size given must agree with the tensors.\n";
   out += "    \"\"\"\n";
   out += "    sizes = sizes or {}\n";
+  if (v.paged) {
+    // Gather each sequence's pages back into contiguous tensors in the declared order.
+    const std::string table = pyString(v.params[v.paged->tableParam].name);
+    out += "    # paged K/V: pool[table[b, j // P], ..., j % P, ...] gathered into contiguous\n";
+    out += "    # tensors in their declared order (page ids clamped to the pool, like the kernel)\n";
+    out += "    t = dict(t)\n";
+    for (int index : {v.k, v.v}) {
+      const TensorDecl &tensor = v.inputs[index];
+      std::vector<int> rest = v.pagedStorage(tensor);
+      rest.erase(rest.begin());
+      // pool[table] has axes [b, n, rest...]; move the slot next to n, merge them into j.
+      std::vector<int> perm1 = {0, 1}, merged = {v.batchDim, v.kvSeqDim};
+      for (size_t r = 0; r < rest.size(); ++r)
+        if (rest[r] == Variant::kSlotAxis)
+          perm1.push_back(int(2 + r));
+      for (size_t r = 0; r < rest.size(); ++r)
+        if (rest[r] != Variant::kSlotAxis) {
+          perm1.push_back(int(2 + r));
+          merged.push_back(rest[r]);
+        }
+      std::vector<int> perm2;
+      for (int d : tensor.dims)
+        perm2.push_back(int(std::find(merged.begin(), merged.end(), d) - merged.begin()));
+      const std::string name = pyString(tensor.name);
+      out += "    pool = t[" + name + "]\n";
+      out += "    g = pool[t[" + table + "].long().clamp(0, pool.shape[0] - 1)].permute(" +
+             intList(perm1) + ")\n";
+      out += "    t[" + name + "] = g.reshape(g.shape[0], g.shape[1] * g.shape[2], *g.shape[3:])" +
+             ".permute(" + intList(perm2) + ")\n";
+    }
+  }
   out += "    n = _extents(t, sizes)\n";
   out += "    dev = t[Q].device\n";
   out += "    B, H, I, J, DV = n[" + B + "], n[" + H + "], n[" + I + "], n[" + J + "], n[" + DV +

@@ -100,6 +100,14 @@ private:
         canonicalType(tq, var.qSeqDim, var.qHeadDim, var.headDim),
         canonicalType(tk, var.kvSeqDim, var.kvHeadDim, var.headDim),
         canonicalType(tv, var.kvSeqDim, var.kvHeadDim, var.valueDim)};
+    if (var.paged) {  // page pools [pages, hk, P, d|dv]
+      int64_t pageSize = var.paged->pageSize;
+      for (auto [index, last] : {std::pair{1, var.headDim}, std::pair{2, var.valueDim}})
+        argTypes[index] = stridedMemRef({ShapedType::kDynamic, shapeExtent(var, var.kvHeadDim),
+                                         pageSize, shapeExtent(var, last)},
+                                        elementType(b, var.inputs[index == 1 ? var.k : var.v]
+                                                           .resolvedDType));
+    }
     for (const TensorDecl &p : var.params) {
       SmallVector<int64_t> shape;
       for (int d : p.dims)
@@ -135,8 +143,10 @@ private:
     case Norm::Relu2: norm = attn::NormKind::relu2; break;
     }
     const ScoreDecl &score = var.scores.front();
-    auto op = attn::AttentionOp::create(b, loc(score.loc), q, k, vv, out, lse,
-                                        static_cast<uint64_t>(var.group), norm);
+    Value table = var.paged ? params[var.paged->tableParam] : Value();
+    auto op = attn::AttentionOp::create(b, loc(score.loc), q, k, vv, table, out, lse,
+                                        static_cast<uint64_t>(var.group), norm,
+                                        var.paged ? var.paged->pageSize : 0);
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)
@@ -194,9 +204,11 @@ private:
         {q, {v->batchDim, v->qHeadDim, v->qSeqDim, v->headDim}},
         {k, {v->batchDim, v->kvHeadDim, v->kvSeqDim, v->headDim}},
         {vv, {v->batchDim, v->kvHeadDim, v->kvSeqDim, v->valueDim}}};
+    if (v->paged && d == v->kvSeqDim)  // pages per sequence x page size
+      return attn::buildKVLength(b, l, k, params[v->paged->tableParam], v->paged->pageSize);
     for (const auto &[tensor, axes] : tensors)
       for (int a = 0; a < 4; ++a)
-        if (axes[a] == d)
+        if (axes[a] == d && !(v->paged && tensor != q && a == 0))  // pools: axis 0 = pages
           return memref::DimOp::create(b, l, tensor, a);
     return fail(e, "the size of '" + v->dims[d].name + "' is unknown: no input has this dim",
                 "use the dim in q, k or v, or give it a static size (" + v->dims[d].name +

@@ -155,13 +155,30 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   }
   if (!resolveDimSizes(v, given, report.sizes, error))
     return false;
+  // Paged: whole pages per sequence (n = ceil(kv_len / P)), kv_len = n P.
+  int64_t pageSize = v.paged ? v.paged->pageSize : 0, pagesPerSeq = 0, pages = 0;
+  if (v.paged) {
+    int nDim = v.params[v.paged->tableParam].dims[1];
+    pagesPerSeq = (report.sizes[v.kvSeqDim] + pageSize - 1) / pageSize;
+    report.sizes[nDim] = pagesPerSeq;
+    report.sizes[v.kvSeqDim] = pagesPerSeq * pageSize;
+    pages = report.sizes[v.batchDim] * pagesPerSeq + 1;  // one page no sequence uses
+  }
   const DimSizes &sizes = report.sizes;
 
   std::mt19937_64 rng(config.seed);
   std::uniform_real_distribution<double> uniform(-1.0, 1.0);
   std::vector<OwnedTensor> inputs, params;
   for (const TensorDecl &t : v.inputs) {
-    inputs.emplace_back(t.resolvedDType, extentsOf(t, sizes));
+    std::vector<int64_t> extents;
+    if (v.isPaged(int(&t - v.inputs.data())))
+      for (int d : v.pagedStorage(t))
+        extents.push_back(d == Variant::kPageAxis ? pages
+                          : d == Variant::kSlotAxis ? pageSize
+                                                    : sizes[d]);
+    else
+      extents = extentsOf(t, sizes);
+    inputs.emplace_back(t.resolvedDType, extents);
     OwnedTensor &o = inputs.back();
     o.forEach([&](const std::vector<int64_t> &idx) { o.view.store(idx, uniform(rng)); });
   }
@@ -174,6 +191,45 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
       o.view.store(idx, p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng));
     });
   }
+  // The block table: the pool's pages shuffled over the sequences; the reference reads K and V
+  // gathered back into contiguous [b, j, ...] tensors.
+  std::vector<OwnedTensor> logical;
+  if (v.paged) {
+    std::vector<int64_t> order(pages);
+    for (int64_t n = 0; n < pages; ++n)
+      order[n] = n;
+    std::shuffle(order.begin(), order.end(), rng);
+    OwnedTensor &table = params[v.paged->tableParam];
+    int64_t n = 0;
+    table.forEach([&](const std::vector<int64_t> &idx) { table.view.store(idx, double(order[n++])); });
+    for (int index : {v.k, v.v}) {
+      const TensorDecl &t = v.inputs[index];
+      std::vector<int> storage = v.pagedStorage(t);
+      logical.emplace_back(t.resolvedDType, extentsOf(t, sizes));
+      OwnedTensor &dst = logical.back();
+      std::vector<int64_t> src(storage.size());
+      dst.forEach([&](const std::vector<int64_t> &idx) {
+        int64_t b = 0, j = 0;
+        for (size_t a = 0; a < t.dims.size(); ++a) {
+          if (t.dims[a] == v.batchDim)
+            b = idx[a];
+          if (t.dims[a] == v.kvSeqDim)
+            j = idx[a];
+        }
+        for (size_t a = 0; a < storage.size(); ++a) {
+          if (storage[a] == Variant::kPageAxis)
+            src[a] = int64_t(table.view.load({b, j / pageSize}));
+          else if (storage[a] == Variant::kSlotAxis)
+            src[a] = j % pageSize;
+          else
+            for (size_t c = 0; c < t.dims.size(); ++c)
+              if (t.dims[c] == storage[a])
+                src[a] = idx[c];
+        }
+        dst.view.store(idx, inputs[index].view.load(src));
+      });
+    }
+  }
   OwnedTensor out(v.output.resolvedDType, extentsOf(v.output, sizes));
   OwnedTensor lse(DType::F32, {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
 
@@ -182,11 +238,37 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
     case KernelArg::Kind::Q: args.push_back(inputs[v.q].descriptor(v.canonicalPerm(v.inputs[v.q]))); break;
-    case KernelArg::Kind::K: args.push_back(inputs[v.k].descriptor(v.canonicalPerm(v.inputs[v.k]))); break;
-    case KernelArg::Kind::V: args.push_back(inputs[v.v].descriptor(v.canonicalPerm(v.inputs[v.v]))); break;
+    case KernelArg::Kind::K:
+    case KernelArg::Kind::V: {
+      int index = a.kind == KernelArg::Kind::K ? v.k : v.v;
+      const TensorDecl &t = v.inputs[index];
+      args.push_back(inputs[index].descriptor(v.paged ? v.pagedCanonicalPerm(t) : v.canonicalPerm(t)));
+      break;
+    }
     case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
     case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
     case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    }
+  }
+  // Split-KV workspace: partial outputs [S, b, h, i, dv] and log-sum-exps [S, b, h, i].
+  bool softmax = v.norm == Norm::Softmax;
+  std::vector<OwnedTensor> workspace;
+  if (config.splitKV && softmax) {
+    if (config.splits < 1) {
+      error = "the split count must be at least 1, got " + std::to_string(config.splits);
+      return false;
+    }
+    std::vector<int64_t> rowDims = {config.splits, sizes[v.batchDim], sizes[v.qHeadDim],
+                                    sizes[v.qSeqDim]};
+    std::vector<int64_t> partDims = rowDims;
+    partDims.push_back(sizes[v.valueDim]);
+    workspace.emplace_back(DType::F32, partDims);
+    workspace.emplace_back(DType::F32, rowDims);
+    for (OwnedTensor &w : workspace) {
+      w.forEach([&](const std::vector<int64_t> &idx) {
+        w.view.store(idx, std::numeric_limits<double>::quiet_NaN());
+      });
+      args.push_back(w.descriptor());
     }
   }
 
@@ -207,10 +289,13 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   std::vector<HostTensor> inViews, paramViews;
   for (OwnedTensor &t : inputs)
     inViews.push_back(t.view);
+  if (v.paged) {
+    inViews[v.k] = logical[0].view;
+    inViews[v.v] = logical[1].view;
+  }
   for (OwnedTensor &t : params)
     paramViews.push_back(t.view);
   std::vector<double> refOut, refLse;
-  bool softmax = v.norm == Norm::Softmax;
   referenceForward(v, sizes, inViews, paramViews, refOut, softmax ? &refLse : nullptr);
 
   // Gather the kernel's output in canonical [b, h, i, dv] order, like the reference.

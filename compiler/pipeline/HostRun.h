@@ -18,6 +18,10 @@ struct RunConfig {
   std::vector<std::pair<std::string, int64_t>> sizes;
   uint64_t seed = 1;
   int repeats = 1;
+  /// The module was compiled with attn-split-kv (softmax variants then take the partial
+  /// buffers); `splits` is the split count S they are allocated with.
+  bool splitKV = false;
+  int64_t splits = 1;
 };
 
 struct RunReport {

@@ -29,8 +29,12 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnTile(tile));
   if (options.onlineSoftmax)
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnOnlineSoftmax());
+  if (options.packGQA)
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnPackGQA());
   if (options.maskBounds)  // after the fusion, which needs both softmax loops over the same keys
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnMaskBounds());
+  if (options.splitKV && options.onlineSoftmax)  // splits the narrowed key loop
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnSplitKV());
   pm.addPass(mlir::createCanonicalizerPass());
   pm.addPass(mlir::createCSEPass());
 }
@@ -56,6 +60,12 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
   Option<bool> maskBounds{*this, "mask-bounds",
                           llvm::cl::desc("Skip key tiles the mask cannot allow"),
                           llvm::cl::init(true)};
+  Option<bool> packGQA{*this, "pack-gqa",
+                       llvm::cl::desc("Share query tiles between the heads of a GQA group"),
+                       llvm::cl::init(true)};
+  Option<bool> splitKV{*this, "split-kv",
+                       llvm::cl::desc("Split key ranges, merge with attn.combine"),
+                       llvm::cl::init(true)};
 };
 struct CUDAPipelineOptions : mlir::PassPipelineOptions<CUDAPipelineOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("Target SM"), llvm::cl::init("sm_80")};
@@ -71,6 +81,8 @@ void registerAttncPipelines() {
         options.blockK = o.blockK;
         options.onlineSoftmax = o.onlineSoftmax;
         options.maskBounds = o.maskBounds;
+        options.packGQA = o.packGQA;
+        options.splitKV = o.splitKV;
         buildAttnToTiledPipeline(pm, options);
       });
   mlir::PassPipelineRegistration<CUDAPipelineOptions>(

@@ -41,6 +41,17 @@ static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
 static cl::opt<bool> noMaskBounds("no-mask-bounds",
                                   cl::desc("Visit every key tile, whatever the mask"),
                                   cl::cat(category));
+static cl::opt<bool> noPackGQA("no-pack-gqa",
+                               cl::desc("One query head per tile even for GQA (no attn-pack-gqa)"),
+                               cl::cat(category));
+static cl::opt<bool> noSplitKV("no-split-kv",
+                               cl::desc("One block per query tile: no attn-split-kv"),
+                               cl::cat(category));
+static cl::opt<int64_t> splits("splits",
+                               cl::desc("Split-KV count: force it in the manifest (default 0: the "
+                                        "runtime's heuristic); run: the count used on the CPU "
+                                        "(default 1)"),
+                               cl::init(0), cl::cat(category));
 static cl::opt<std::string> dtype("dtype",
                                   cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
                                   cl::init(""), cl::cat(category));
@@ -92,6 +103,13 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.blockK = blockK;
   options.pipeline.onlineSoftmax = !noOnlineSoftmax;
   options.pipeline.maskBounds = !noMaskBounds;
+  options.pipeline.packGQA = !noPackGQA;
+  options.pipeline.splitKV = !noSplitKV;
+  if (splits < 0 || splits > 1024) {
+    llvm::errs() << "attnc: error: --splits must be in [0, 1024], got " << splits << "\n";
+    return false;
+  }
+  options.pipeline.splits = splits;
   options.pipeline.chip = chip;
   if (chip != "sm_80" && chip != "sm_90a") {
     llvm::errs() << "attnc: error: unknown --chip '" << chip << "'; use sm_80 or sm_90a\n";
@@ -216,6 +234,8 @@ static int runMain() {
   config.repeats = repeats;
   if (!compileOptions(options) || !readFile(inputPath, text))
     return 1;
+  config.splitKV = options.pipeline.splitKV && options.pipeline.onlineSoftmax;
+  config.splits = splits > 0 ? splits : 1;
   if (!parseSizeList(sizes, config.sizes, error)) {
     llvm::errs() << "attnc: error: " << error << "\n";
     return 1;

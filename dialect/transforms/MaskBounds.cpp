@@ -5,10 +5,14 @@
 #include "dialect/transforms/Patterns.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
+#include <functional>
 #include <optional>
 
 namespace mlir::attn {
@@ -21,16 +25,49 @@ using namespace mlir::attn;
 
 namespace {
 
-/// a * i + b * j + c over the mask region's query index i and key index j.
-struct Affine {
-  int64_t a = 0, b = 0, c = 0;
-  Affine operator+(const Affine &o) const { return {a + o.a, b + o.b, c + o.c}; }
-  Affine operator*(int64_t k) const { return {a * k, b * k, c * k}; }
-};
-
 using Bound = KeyBound;
 
-std::optional<Affine> affine(Value v, Value i, Value j, int depth = 0) {
+/// a * i + b * j + c + x over the mask region's query index i and key index j, where x (if
+/// any) is a value of the region that depends on the batch index alone (a per-sequence length
+/// read from a param: `j < kv_len[b]`).
+struct Affine {
+  int64_t a = 0, b = 0, c = 0;
+  Value x;
+  int64_t xc = 0;
+};
+
+std::optional<Affine> combine(const Affine &l, const Affine &r, int64_t rs) {
+  Affine out{l.a + rs * r.a, l.b + rs * r.b, l.c + rs * r.c, l.x, l.xc};
+  if (r.x && r.xc) {
+    if (out.x && out.xc && out.x != r.x)
+      return std::nullopt;  // two different opaque terms
+    out.xc = (out.x == r.x ? out.xc : 0) + rs * r.xc;
+    out.x = r.x;
+  }
+  return out;
+}
+
+std::optional<Affine> scale(const Affine &v, int64_t k) {
+  return Affine{v.a * k, v.b * k, v.c * k, v.x, v.xc * k};
+}
+
+/// Whether `v` is computed from the batch index `bArg`, constants, host values and param loads
+/// only, by pure ops and memref.load (so it can be evaluated once per query tile, outside the
+/// region).
+bool batchOnly(Value v, Value bArg, Region &region, int depth = 0) {
+  if (v == bArg || !region.isAncestor(v.getParentRegion()))
+    return true;
+  if (depth > 16 || isa<BlockArgument>(v))
+    return false;
+  Operation *def = v.getDefiningOp();
+  if (def->getNumRegions() || (!isPure(def) && !isa<memref::LoadOp>(def)))
+    return false;
+  return llvm::all_of(def->getOperands(),
+                      [&](Value o) { return batchOnly(o, bArg, region, depth + 1); });
+}
+
+std::optional<Affine> affine(Value v, Value i, Value j, Value bArg, Region &region,
+                             int depth = 0) {
   if (depth > 16)
     return std::nullopt;
   if (v == i)
@@ -40,55 +77,67 @@ std::optional<Affine> affine(Value v, Value i, Value j, int depth = 0) {
   APInt cst;
   if (matchPattern(v, m_ConstantInt(&cst)))
     return Affine{0, 0, cst.getSExtValue()};
+  // Anything that depends on the batch alone (kv_len[b], kv_len[b] - q_len, ...) is one term.
+  if (batchOnly(v, bArg, region))
+    return Affine{0, 0, 0, v, 1};
   Operation *def = v.getDefiningOp();
   if (!def || def->getNumOperands() != 2)
     return std::nullopt;
-  auto lhs = affine(def->getOperand(0), i, j, depth + 1);
-  auto rhs = affine(def->getOperand(1), i, j, depth + 1);
+  auto lhs = affine(def->getOperand(0), i, j, bArg, region, depth + 1);
+  auto rhs = affine(def->getOperand(1), i, j, bArg, region, depth + 1);
   if (!lhs || !rhs)
     return std::nullopt;
+  auto constant = [](const Affine &x) { return !x.a && !x.b && !(x.x && x.xc); };
   if (isa<arith::AddIOp>(def))
-    return *lhs + *rhs;
+    return combine(*lhs, *rhs, 1);
   if (isa<arith::SubIOp>(def))
-    return *lhs + *rhs * -1;
-  if (isa<arith::MulIOp>(def) && !lhs->a && !lhs->b)
-    return *rhs * lhs->c;
-  if (isa<arith::MulIOp>(def) && !rhs->a && !rhs->b)
-    return *lhs * rhs->c;
+    return combine(*lhs, *rhs, -1);
+  if (isa<arith::MulIOp>(def) && constant(*lhs))
+    return scale(*rhs, lhs->c);
+  if (isa<arith::MulIOp>(def) && constant(*rhs))
+    return scale(*lhs, rhs->c);
   return std::nullopt;
 }
 
 /// Bounds implied by `lhs - rhs <= k`, when the key index enters with coefficient +-1; false
 /// if it does not (the comparison then bounds nothing).
 bool boundsOf(const Affine &diff, int64_t k, SmallVectorImpl<Bound> &out) {
-  if (diff.b == 1)  // j <= -a i + (k - c)
-    out.push_back({false, -diff.a, k - diff.c});
-  else if (diff.b == -1)  // j >= a i + (c - k)
-    out.push_back({true, diff.a, diff.c - k});
+  Value x = diff.xc ? diff.x : Value();
+  if (diff.b == 1)  // j <= -a i + (k - c) - xc x
+    out.push_back({false, -diff.a, k - diff.c, x, -diff.xc});
+  else if (diff.b == -1)  // j >= a i + (c - k) + xc x
+    out.push_back({true, diff.a, diff.c - k, x, diff.xc});
   return diff.b == 1 || diff.b == -1;
 }
 
 /// Collects the bounds of a boolean value that must hold for a key to be allowed; returns
 /// whether the value is exactly their conjunction.
-bool collect(Value cond, Value i, Value j, SmallVectorImpl<Bound> &out) {
+bool collect(Value cond, Value i, Value j, Value bArg, Region &region,
+             SmallVectorImpl<Bound> &out) {
   Operation *def = cond.getDefiningOp();
   if (auto both = dyn_cast_or_null<arith::AndIOp>(def)) {
-    bool lhsExact = collect(both.getLhs(), i, j, out);
-    return collect(both.getRhs(), i, j, out) && lhsExact;
+    bool lhsExact = collect(both.getLhs(), i, j, bArg, region, out);
+    return collect(both.getRhs(), i, j, bArg, region, out) && lhsExact;
   }
   auto cmp = dyn_cast_or_null<arith::CmpIOp>(def);
   if (!cmp)
     return false;
-  auto lhs = affine(cmp.getLhs(), i, j), rhs = affine(cmp.getRhs(), i, j);
+  auto lhs = affine(cmp.getLhs(), i, j, bArg, region);
+  auto rhs = affine(cmp.getRhs(), i, j, bArg, region);
   if (!lhs || !rhs)
     return false;
   // Unsigned predicates read the same as signed ones only when both sides are a bare index
   // or a non-negative constant.
   auto plain = [&](const Affine &x) {
+    if (x.x && x.xc)
+      return false;
     return (x.a + x.b == 1 && !x.c && x.a * x.b == 0) || (!x.a && !x.b && x.c >= 0);
   };
   bool unsignedOk = plain(*lhs) && plain(*rhs);
-  Affine diff = *lhs + *rhs * -1, neg = diff * -1;
+  std::optional<Affine> d = combine(*lhs, *rhs, -1);
+  if (!d)
+    return false;
+  Affine diff = *d, neg = *scale(diff, -1);
   using P = arith::CmpIPredicate;
   switch (cmp.getPredicate()) {
   case P::ult: if (!unsignedOk) return false; [[fallthrough]];
@@ -128,13 +177,18 @@ struct NarrowKeyLoop : OpRewritePattern<TileScoresOp> {
     Location loc = scores.getLoc();
     rw.setInsertionPoint(loop);
     auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(rw, loc, v).getResult(); };
+    // Packed rows hold queries (i0 + r) / pack.
+    int64_t pack = scores.getPack();
     Value i0 = scores.getI0(), iLast = arith::AddIOp::create(rw, loc, i0, cst(rows - 1));
+    if (pack > 1) {
+      i0 = arith::DivUIOp::create(rw, loc, i0, cst(pack));
+      iLast = arith::DivUIOp::create(rw, loc, iLast, cst(pack));
+    }
     Value lb = loop.getLowerBound(), ub = loop.getUpperBound();
     for (const Bound &bd : bounds) {
       // The extreme of a i + c over the rows sits at i0 or at the last row.
       Value row = (bd.a >= 0) == bd.lower ? i0 : iLast;
-      Value edge = arith::AddIOp::create(
-          rw, loc, arith::MulIOp::create(rw, loc, row, cst(bd.a)), cst(bd.c));
+      Value edge = keyBoundEdge(rw, loc, bd, row, scores.getMask(), scores.getB(), IRMapping());
       if (bd.lower) {  // floor to a whole tile; keys below 0 do not exist
         Value nonNeg = arith::MaxSIOp::create(rw, loc, edge, cst(0));
         Value tileStart = arith::MulIOp::create(
@@ -168,8 +222,32 @@ SmallVector<KeyBound> mlir::attn::analyzeMaskBounds(Region &mask, bool &exact) {
   SmallVector<KeyBound> bounds;
   Block &block = mask.front();
   exact = collect(cast<YieldOp>(block.getTerminator()).getValues()[0], block.getArgument(2),
-                  block.getArgument(3), bounds);
+                  block.getArgument(3), block.getArgument(0), mask, bounds);
   return bounds;
+}
+
+Value mlir::attn::keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound, Value row,
+                               Region &mask, Value batch, IRMapping outside) {
+  auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
+  Value edge = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, row, cst(bound.a)),
+                                     cst(bound.c));
+  if (!bound.x || !bound.xc)
+    return edge;
+  // Clone the batch-only slice that computes x, with the region's batch argument bound.
+  outside.map(mask.front().getArgument(0), batch);
+  std::function<Value(Value)> clone = [&](Value v) -> Value {
+    if (Value mapped = outside.lookupOrNull(v))
+      return mapped;
+    Operation *def = v.getDefiningOp();
+    if (!def || !mask.isAncestor(def->getParentRegion()))
+      return v;  // a host value, usable as is
+    for (Value operand : def->getOperands())
+      clone(operand);
+    return b.clone(*def, outside)->getResult(cast<OpResult>(v).getResultNumber());
+  };
+  Value x = clone(bound.x);
+  return arith::AddIOp::create(b, loc, edge,
+                               arith::MulIOp::create(b, loc, x, cst(bound.xc)));
 }
 
 void mlir::attn::populateMaskBoundsPatterns(RewritePatternSet &patterns) {

@@ -69,4 +69,37 @@ def AttnMaskBounds : Pass<"attn-mask-bounds", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect"];
 }
 
+def AttnPackGQA : Pass<"attn-pack-gqa", "::mlir::func::FuncOp"> {
+  let summary = "Put the query heads of a GQA group into one query tile";
+  let description = [{
+    For a tiled GQA variant (kv head = h / G, G > 1), turns the loop over query heads into a
+    loop over kv heads and makes each query tile hold the G heads of a group, query-major: row
+    r of the tile starting at packed row p0 is query (p0 + r) / G of head hk * G + (p0 + r) % G
+    (`pack = G` on attn.tile_scores / attn.tile_store). Each K and V tile is then read once for
+    the whole group: at decode (one query per head) a 16-row tile that held one useful row
+    holds G.
+
+    Before: `scf.for %h = 0 to H { scf.for %i0 = 0 to I step 64 { tile_scores [%b, %h, %h / 4, %i0 ...] } }`
+    After:  `scf.for %hk = 0 to H / 4 { scf.for %p0 = 0 to I * 4 step 64 { tile_scores [%b, %hk * 4, %hk, %p0 ...] {pack = 4} } }`
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect"];
+}
+
+def AttnSplitKV : Pass<"attn-split-kv", "::mlir::func::FuncOp"> {
+  let summary = "Split the key range of each query tile; merge the partial results";
+  let description = [{
+    For a function in online-softmax form (one query tile with an `lse` output), appends two
+    f32 arguments, the partial outputs [S, b, h, i, dv] and their log-sum-exps [S, b, h, i],
+    wraps the query tile in a loop over the S splits (marked `attn.split_kv`; a GPU runs the
+    splits as blocks), restricts split s to the key tiles [s * n, (s + 1) * n) with
+    n = ceil(ceil(kv_len / block_k) / S), makes attn.tile_store write the partial results, and
+    ends the function with attn.combine. S is the first extent of the partial buffers, so the
+    caller chooses it at launch (a heuristic over SM count, batch, heads and kv length in the
+    runtime, or a forced count); with S = 1 the tile store writes the output directly and the
+    combine does nothing. Functions in another form are left alone.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::memref::MemRefDialect"];
+}
+
 #endif // ATTN_PASSES_TD

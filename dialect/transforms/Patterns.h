@@ -1,6 +1,7 @@
 // Rewrite patterns behind the attn passes, exposed so other passes and pipelines can reuse them.
 #pragma once
 
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir::attn {
@@ -11,12 +12,21 @@ void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, 
 /// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
 void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);
 
-/// A bound on the key index j that holds for a query row i: j >= a * i + c (lower) or
-/// j <= a * i + c (upper).
+/// A bound on the key index j that holds for a query row i of batch b: j >= a * i + c + xc * x
+/// (lower) or j <= a * i + c + xc * x (upper), where x (optional) is a value of the mask region
+/// that depends on b alone, e.g. a per-sequence length `kv_len[b]` read from a param.
 struct KeyBound {
   bool lower;
   int64_t a, c;
+  Value x = {};
+  int64_t xc = 0;
 };
+
+/// Emits a * row + c + xc * x at `b`'s insertion point, cloning the slice of the mask region
+/// that computes x with its batch argument bound to `batch` (and host values through
+/// `outside`).
+Value keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound, Value row, Region &mask,
+                   Value batch, IRMapping outside);
 
 /// Reads a mask region (b, h, i, j) -> i1 as bounds on j (the analysis of attn-mask-bounds);
 /// `exact` is set when the mask is exactly the conjunction of the returned bounds.
@@ -24,5 +34,9 @@ SmallVector<KeyBound> analyzeMaskBounds(Region &mask, bool &exact);
 
 /// Key loops narrowed to the keys the mask may allow (see attn-mask-bounds).
 void populateMaskBoundsPatterns(RewritePatternSet &patterns);
+
+/// Query tiles of a GQA variant hold the heads of a group together (see attn-pack-gqa).
+void populatePackGQAPatterns(RewritePatternSet &patterns);
+
 
 } // namespace mlir::attn

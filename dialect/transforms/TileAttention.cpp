@@ -80,15 +80,18 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     Value h = loop(dim(op.getQ(), 1), c1);
     Value i0 = loop(dim(op.getQ(), 2), index(blockQ));
     Value hk = arith::DivUIOp::create(rw, loc, h, group);
-    Value kvLen = dim(op.getK(), 2), stepK = index(blockK);
+    Value table = op.getBlockTable();
+    int64_t pageSize = op.getPageSize();
+    Value kvLen = buildKVLength(rw, loc, op.getK(), table, pageSize), stepK = index(blockK);
 
     auto fill = [&](Value buf, float value) {
       TileFillOp::create(rw, loc, buf, rw.getF32FloatAttr(value));
     };
     auto scores = [&](Value j0) {
       float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
-      auto t = TileScoresOp::create(rw, loc, op.getQ(), op.getK(), s, b, h, hk, i0, j0,
-                                    rw.getF32FloatAttr(masked));
+      auto t = TileScoresOp::create(rw, loc, op.getQ(), op.getK(), s, b, h, hk, i0, j0, table,
+                                    rw.getF32FloatAttr(masked), rw.getI64IntegerAttr(1),
+                                    rw.getI64IntegerAttr(pageSize));
       rw.cloneRegionBefore(op.getScore(), t.getScore(), t.getScore().end());
       rw.cloneRegionBefore(op.getMask(), t.getMask(), t.getMask().end());
       OpBuilder::InsertionGuard guard(rw);
@@ -112,9 +115,11 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
       scores(j0);
       if (softmax)
         TileExpSumOp::create(rw, loc, s, m, l);
-      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0);
+      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0, table,
+                              rw.getI64IntegerAttr(pageSize));
     });
-    TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0, op.getNormAttr());
+    TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0, /*split=*/Value(),
+                        /*part_out=*/Value(), /*part_lse=*/Value(), op.getNormAttr());
     rw.eraseOp(op);
     return success();
   }

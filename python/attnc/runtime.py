@@ -10,8 +10,11 @@ import re
 from pathlib import Path
 
 MANIFEST_FORMAT = "attnc-kernel-manifest/1"
-_DTYPE_CODES = {"f32": 0, "f16": 1, "bf16": 2, "i32": 3}
-_TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "i32": "int32"}
+_DTYPE_CODES = {"f32": 0, "f16": 1, "bf16": 2, "i32": 3, "i8": 4, "f8e4m3": 5, "i4": 6}
+# The torch dtypes a tensor of each manifest dtype may have; the first is what allocate_outputs
+# uses. i4 comes as bytes holding two values each (low nibble first).
+_TORCH_DTYPES = {"f32": ("float32",), "f16": ("float16",), "bf16": ("bfloat16",), "i32": ("int32",),
+                 "i8": ("int8",), "f8e4m3": ("float8_e4m3fn",), "i4": ("uint8", "int8")}
 
 # Where a build of the repository leaves the shared library: the standalone runtime build
 # (scripts/gpu.sh) first, then the main build.
@@ -67,12 +70,21 @@ def _library():
         lib.attnc_rt_release.restype = None
         lib.attnc_rt_last_error.argtypes = []
         lib.attnc_rt_last_error.restype = c_char_p
+        lib.attnc_rt_set_splits.argtypes = [c_void_p, ctypes.c_int32]
+        lib.attnc_rt_set_splits.restype = ctypes.c_int
+        lib.attnc_rt_last_splits.argtypes = [c_void_p]
+        lib.attnc_rt_last_splits.restype = ctypes.c_int32
         _lib = lib
     return _lib
 
 
 def _last_error(lib) -> str:
     return (lib.attnc_rt_last_error() or b"").decode(errors="replace")
+
+
+def _torch_dtypes(torch, name: str) -> list:
+    """The torch dtypes accepted for manifest dtype `name` (those this torch has)."""
+    return [getattr(torch, t) for t in _TORCH_DTYPES[name] if hasattr(torch, t)]
 
 
 class _Arg:
@@ -86,6 +98,8 @@ class _Arg:
         self.storage_dims = list(entry["storage_dims"])
         # canonical axis c is storage axis perm[c]
         self.perm = [self.storage_dims.index(d) for d in self.dims]
+        # values per byte along the last canonical axis, which must then be stored last (i4: 2)
+        self.packed = entry.get("packed", 1)
 
     def signature(self) -> str:
         return f"{self.name}[{', '.join(self.storage_dims)}] {self.dtype}"
@@ -108,6 +122,11 @@ class Kernel:
         self._args = [_Arg(a) for a in self.manifest["args"]]
         self._by_name = {a.name: a for a in self._args}
         self._dims = {d["name"]: d for d in self.manifest["dims"]}
+        for a in self._args:
+            if a.packed > 1 and a.dims[-1] != a.storage_dims[-1]:
+                raise Error(f"kernel '{self.name}': argument '{a.name}' packs {a.packed} {a.dtype} "
+                            f"values per byte along '{a.dims[-1]}', which must be its last storage "
+                            f"dim, but the storage order is [{', '.join(a.storage_dims)}]")
 
     def __del__(self):
         # At interpreter exit the library may already be gone; releasing is best effort.
@@ -121,6 +140,17 @@ class Kernel:
 
     def __repr__(self):
         return f"attnc.Kernel({self.signature})"
+
+    def set_splits(self, splits: int):
+        """Split-KV kernels: the number of KV splits of the next launches, 0 for the runtime's
+        heuristic (the default). Clamped at launch to what the keys and the manifest allow."""
+        if self._lib.attnc_rt_set_splits(self._handle, int(splits)):
+            raise Error(_last_error(self._lib))
+
+    @property
+    def last_splits(self) -> int:
+        """The KV splits of the last launch: 1 without split_kv, 0 before the first launch."""
+        return int(self._lib.attnc_rt_last_splits(self._handle))
 
     @property
     def arg_names(self) -> list:
@@ -152,11 +182,15 @@ class Kernel:
 
     def dim_sizes(self, **tensors) -> dict:
         """Extents of the dims, read from the given tensors (storage order) by name, completed
-        with static extents and derived dims: what allocate_outputs shapes its tensors with."""
+        with static extents and derived dims: what allocate_outputs shapes its tensors with.
+        A packed (i4) tensor's last axis counts its bytes times the values per byte."""
         sizes = {}
         for name, t in tensors.items():
-            if name in self._by_name and t.dim() == len(self._by_name[name].storage_dims):
-                sizes.update(zip(self._by_name[name].storage_dims, t.shape))
+            a = self._by_name.get(name)
+            if a is not None and t.dim() == len(a.storage_dims):
+                shape = list(t.shape)
+                shape[-1] *= a.packed
+                sizes.update(zip(a.storage_dims, shape))
         for name, d in self._dims.items():
             if name not in sizes and d.get("static") is not None:
                 sizes[name] = d["static"]
@@ -179,8 +213,11 @@ class Kernel:
                     raise Error(f"kernel '{self.name}': cannot size '{a.name}': no input has "
                                 f"dim {', '.join(missing)}")
                 shape = [sizes[d] for d in a.storage_dims]
-                out[a.name] = torch.empty(shape, dtype=getattr(torch, _TORCH_DTYPES[a.dtype]),
-                                          device=device)
+                dtypes = _torch_dtypes(torch, a.dtype)
+                if not dtypes:
+                    raise Error(f"kernel '{self.name}': this torch has no dtype for {a.dtype} "
+                                f"('{a.name}')")
+                out[a.name] = torch.empty(shape, dtype=dtypes[0], device=device)
         return out
 
     def _check_names(self, tensors):
@@ -198,9 +235,10 @@ class Kernel:
             raise Error(f"{where}: expected a torch.Tensor, got {type(t).__name__}")
         if not t.is_cuda:
             raise Error(f"{where}: expected a CUDA tensor, got one on {t.device}")
-        want = getattr(torch, _TORCH_DTYPES[a.dtype])
-        if t.dtype != want:
-            raise Error(f"{where}: expected dtype {a.dtype} ({want}), got {t.dtype}")
+        want = _torch_dtypes(torch, a.dtype)
+        if t.dtype not in want:
+            names = " or ".join(str(w) for w in want) or "none in this torch"
+            raise Error(f"{where}: expected dtype {a.dtype} ({names}), got {t.dtype}")
         if t.dim() != len(a.storage_dims):
             raise Error(f"{where}: expected {len(a.storage_dims)} dims [{', '.join(a.storage_dims)}], "
                         f"got shape {tuple(t.shape)}")

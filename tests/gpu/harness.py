@@ -105,6 +105,15 @@ def dim_sizes(kernel, q_len: int, kv_len: int, batch: int = 2, head_dim: int = 6
     for d in dims:
         if d["name"] not in sizes:
             sizes[d["name"]] = sizes[d["derived"]["source"]] // d["derived"]["divisor"]
+    paged = kernel.manifest.get("paged")
+    if paged:  # whole pages per sequence, one spare page in the pool
+        page = paged["page_size"]
+        table = next(a for a in kernel.manifest["args"] if a["name"] == paged["block_table"])
+        names = {d["role"]: d["name"] for d in dims}
+        per_seq = -(-kv_len // page)
+        sizes[table["dims"][1]] = per_seq
+        sizes[names["kv_seq"]] = per_seq * page
+        sizes[names["kv_page"]] = sizes[names["batch"]] * per_seq + 1
     return sizes
 
 
@@ -121,11 +130,16 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
     roles = {d["name"]: d["role"] for d in kernel.manifest["dims"]}
     kv_len = next((sizes[n] for n, r in roles.items() if r == "kv_seq"), 16)
     out = {}
+    paged = kernel.manifest.get("paged")
     for a in kernel.manifest["args"]:
         if a["kind"] not in ("input", "param"):
             continue
         shape = [sizes[n] for n in a["storage_dims"]]
-        if a["dtype"] == "i32":
+        if paged and a["name"] == paged["block_table"]:  # distinct pages, shuffled
+            pages = next(sizes[d["name"]] for d in kernel.manifest["dims"] if d["role"] == "kv_page")
+            perm = torch.randperm(pages, generator=gen, device=device)
+            out[a["name"]] = perm[:shape[0] * shape[1]].view(shape).to(torch.int32)
+        elif a["dtype"] == "i32":
             seq = any(roles[n] in ("q_seq", "kv_seq") for n in a["dims"])
             high = 3 if seq else kv_len + 1
             out[a["name"]] = torch.randint(0, high, shape, generator=gen, device=device, dtype=torch.int32)

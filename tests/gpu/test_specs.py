@@ -32,6 +32,30 @@ def test_matches_reference(kernel_and_reference, q_len, kv_len):
     _case(kernel, reference, q_len, kv_len)
 
 
+# Decoding shapes: one or a few queries per head against many key tiles.
+DECODE_SHAPES = [(1, 1000), (4, 3001), (1, 65)]
+
+
+@pytest.mark.parametrize("splits", [0, 2, 7, 32])
+@pytest.mark.parametrize("q_len,kv_len", DECODE_SHAPES)
+def test_split_kv_matches_reference(kernel_and_reference, q_len, kv_len, splits):
+    """Forced split counts (0: the runtime's heuristic): partial results merged by the combine
+    kernel must match the reference as the unsplit kernel does."""
+    kernel, reference = kernel_and_reference
+    if "split_kv" not in kernel.manifest:
+        pytest.skip(f"{kernel.name} has no split_kv (not softmax)")
+    kernel.set_splits(splits)
+    try:
+        _case(kernel, reference, q_len, kv_len, seed=splits)
+        block_k = kernel.manifest["split_kv"]["block_k"]
+        if splits:
+            assert kernel.last_splits == min(splits, -(-kv_len // block_k))
+        else:
+            assert kernel.last_splits >= 1
+    finally:
+        kernel.set_splits(0)
+
+
 def _other_layout(t):
     """Same values and shape, different strides: the two middle axes swapped in memory."""
     if t.dim() < 4:

@@ -38,12 +38,23 @@ struct Tiling {
   PipelineOptions options;
 };
 
+PipelineOptions unpacked() {
+  PipelineOptions o;
+  o.blockQ = 16;
+  o.packGQA = false;
+  return o;
+}
+
 const Tiling tilings[] = {
     {"online_64x64", {64, 64, true}},
     {"twopass_64x64", {64, 64, false}},
     {"online_16x32", {16, 32, true}},
     {"online_1x7", {1, 7, true}},
+    {"online_16x32_unpacked", unpacked()},
 };
+
+/// Split-KV counts each shape runs with (the partial results and attn.combine when > 1).
+const int64_t splitCounts[] = {1, 3};
 
 /// Shapes over the sequence dims (the other dims take HostRun's defaults).
 const char *shapes[] = {"", "i=1,j=1", "i=64,j=64", "i=130,j=65", "i=5,j=300"};
@@ -86,14 +97,20 @@ TEST_P(SpecNumerics, MatchesFloat64Reference) {
   auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
   ASSERT_TRUE(module);
   for (const Variant &v : compiler.spec().variants) {
-    for (const char *shape : shapes) {
+    for (const char *shape : shapes)
+      for (int64_t splits : splitCounts) {
       RunConfig config;
       config.sizes = seqSizes(v, shape);
       config.seed = std::hash<std::string>()(spec + shape) & 0xffff;
+      config.splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
+      config.splits = splits;
+      if (splits > 1 && !config.splitKV)
+        continue;
       RunReport r;
       std::string error;
       ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
-      SCOPED_TRACE(spec + " " + tiling.name + " " + r.describeSizes(v));
+      SCOPED_TRACE(spec + " " + tiling.name + " splits=" + std::to_string(splits) + " " +
+                   r.describeSizes(v));
       EXPECT_EQ(r.unwritten, 0);
       EXPECT_LE(r.relError, 1e-5);  // NaN fails too
       if (v.norm == Norm::Softmax) {
@@ -112,6 +129,38 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param) + "_" + tilings[std::get<1>(info.param)].name;
     });
 
+/// Decoding shapes (a few queries, a long key range) split into many ranges, more splits than key
+/// tiles included: split and unsplit runs both match the float64 reference, so they agree.
+TEST(SplitKVNumerics, SplitsAgreeWithReference) {
+  for (const std::string &spec : specNames()) {
+    fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (spec + ".attn");
+    for (const Tiling &tiling : {tilings[0], tilings[4]}) {
+      Compiler compiler;
+      auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
+      ASSERT_TRUE(module);
+      for (const Variant &v : compiler.spec().variants)
+        for (const char *shape : {"i=1,j=1000", "i=4,j=333"})
+          for (int64_t splits : {1, 2, 7, 64}) {
+            RunConfig config;
+            config.sizes = seqSizes(v, shape);
+            config.splitKV = true;
+            config.splits = splits;
+            RunReport r;
+            std::string error;
+            ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
+            SCOPED_TRACE(spec + " " + tiling.name + " splits=" + std::to_string(splits) + " " +
+                         r.describeSizes(v));
+            EXPECT_EQ(r.unwritten, 0);
+            EXPECT_LE(r.relError, 1e-5);
+            if (v.norm == Norm::Softmax) {
+              EXPECT_TRUE(r.lseInfMatches);
+              EXPECT_LE(r.lseRelError, 1e-5);
+            }
+          }
+    }
+  }
+}
+
 /// The declared bf16 dtypes: inputs rounded to bf16, f32 arithmetic, output rounded to bf16.
 TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
   for (const std::string &spec : specNames()) {
@@ -128,7 +177,9 @@ TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
     for (const Variant &v : compiler.spec().variants) {
       RunReport r;
       std::string error;
-      ASSERT_TRUE(runAndCheck(*module, v, RunConfig(), r, error)) << error;
+      RunConfig config;
+      config.splitKV = true;
+      ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
       double tol = v.output.resolvedDType == DType::F32 ? 1e-5 : 1e-2;
       EXPECT_LE(r.relError, tol) << spec;
     }
@@ -155,7 +206,9 @@ TEST(SpecNumericsSensitivity, DetectsAWrongKernel) {
   ASSERT_TRUE(loadSpec("full.attn", full, fullSpec, diag)) << diag.render(full);
   RunReport r;
   std::string error;
-  ASSERT_TRUE(runAndCheck(*module, fullSpec.variants[0], RunConfig(), r, error)) << error;
+  RunConfig config;
+  config.splitKV = true;
+  ASSERT_TRUE(runAndCheck(*module, fullSpec.variants[0], config, r, error)) << error;
   EXPECT_GT(r.relError, 1e-2);
 }
 

@@ -1,5 +1,6 @@
 // Unit tests of the GPU runtime that need no GPU: manifest parsing and validation, every argument
-// check and its exact message, the launch grid, and the C ABI's error paths.
+// check and its exact message, the launch grid, split-KV planning and its heuristic, packed (i4)
+// arguments, and the C ABI's error paths.
 #include "runtime/ArgCheck.h"
 #include "runtime/Manifest.h"
 #include "runtime/attnc_runtime.h"
@@ -205,7 +206,7 @@ TEST(Manifest, WrongTypes) {
   EXPECT_EQ(parseError(replaced(kManifest, "\"dtype\": \"f32\", \"dims\": [\"h\"]", "\"dtype\": 4, \"dims\": [\"h\"]")),
             "manifest: field 'args[3].dtype' must be a string, got number");
   EXPECT_EQ(parseError(replaced(kManifest, "\"dtype\": \"f32\", \"dims\": [\"h\"]", "\"dtype\": \"f64\", \"dims\": [\"h\"]")),
-            "manifest: field 'args[3].dtype' must be one of f32, f16, bf16, i32, got 'f64'");
+            "manifest: field 'args[3].dtype' must be one of f32, f16, bf16, i32, i8, f8e4m3, i4, got 'f64'");
   EXPECT_EQ(parseError(replaced(kManifest, "\"kind\": \"lse\"", "\"kind\": \"scratch\"")),
             "manifest: field 'args[5].kind' must be one of input, param, output, lse, got 'scratch'");
   EXPECT_EQ(parseError(replaced(kManifest, "\"unit_stride_last\": false", "\"unit_stride_last\": 0")),
@@ -503,6 +504,506 @@ TEST(ArgCheck, SourceAfterDerivedDimAndScalarParams) {
   EXPECT_EQ(plan.grid, (std::array<uint32_t, 3>{6, 3, 2}));  // h, static n, ceil(hk / 2)
 }
 
+// --- dtypes and packed (i4) arguments -------------------------------------------------------
+
+TEST(DTypes, NamesAndBytes) {
+  const std::pair<DType, const char *> names[] = {
+      {DType::F32, "f32"}, {DType::F16, "f16"},       {DType::BF16, "bf16"}, {DType::I32, "i32"},
+      {DType::I8, "i8"},   {DType::F8E4M3, "f8e4m3"}, {DType::I4, "i4"}};
+  for (auto [t, name] : names)
+    EXPECT_STREQ(dtypeName(t), name);
+  EXPECT_EQ(dtypeBytes(DType::F32), 4);
+  EXPECT_EQ(dtypeBytes(DType::I32), 4);
+  EXPECT_EQ(dtypeBytes(DType::BF16), 2);
+  EXPECT_EQ(dtypeBytes(DType::I8), 1);
+  EXPECT_EQ(dtypeBytes(DType::F8E4M3), 1);
+  EXPECT_EQ(dtypeBytes(DType::I4), 1);  // the byte holding two values: strides count bytes
+  // The C ABI's numbering is the manifest's.
+  EXPECT_EQ(int(ATTNC_I8), int(DType::I8));
+  EXPECT_EQ(int(ATTNC_F8E4M3), int(DType::F8E4M3));
+  EXPECT_EQ(int(ATTNC_I4), int(DType::I4));
+}
+
+namespace {
+
+// Quantised keys and values: k i4 (two values per byte along d), v f8e4m3, their scales i8 and
+// f32; d dynamic, so that its extent comes from the arguments.
+const char *kQuantManifest = R"({
+  "format": "attnc-kernel-manifest/1", "variant": "quant", "entry": "quant", "arch": "sm_80",
+  "block": [128, 1, 1], "grid": [{"ceil_div": ["i", 64]}, {"dim": "h"}, {"dim": "b"}],
+  "dynamic_shared_memory": 0,
+  "dims": [
+    {"name": "b", "role": "batch"}, {"name": "h", "role": "q_head"}, {"name": "i", "role": "q_seq"},
+    {"name": "j", "role": "kv_seq"}, {"name": "d", "role": "head_dim"}
+  ],
+  "args": [
+    {"name": "q", "kind": "input", "dtype": "bf16", "dims": ["b", "h", "i", "d"],
+     "storage_dims": ["b", "i", "h", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "k", "kind": "input", "dtype": "i4", "packed": 2, "dims": ["b", "h", "j", "d"],
+     "storage_dims": ["b", "j", "h", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "v", "kind": "input", "dtype": "f8e4m3", "dims": ["b", "h", "j", "d"],
+     "storage_dims": ["b", "j", "h", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "k_zero", "kind": "param", "dtype": "i8", "dims": ["h"], "storage_dims": ["h"],
+     "unit_stride_last": false, "alignment": 1, "row_alignment": 0},
+    {"name": "o", "kind": "output", "dtype": "bf16", "dims": ["b", "h", "i", "d"],
+     "storage_dims": ["b", "i", "h", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16}
+  ]
+})";
+
+class PackedTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(parseManifest(kQuantManifest, m, error)) << error;
+    tensors = {
+        Tensor(DType::BF16, {B, H, I, D}, kBIHD, 0x100000),       // q
+        Tensor(DType::I4, {B, H, J, D / 2}, kBIHD, 0x200000),     // k: 64 bytes per row
+        Tensor(DType::F8E4M3, {B, H, J, D}, kBIHD, 0x300000),     // v
+        Tensor(DType::I8, {H}, {0}, 0x400001),                    // k_zero: 1-byte aligned
+        Tensor(DType::BF16, {B, H, I, D}, kBIHD, 0x500000),       // o
+    };
+  }
+  bool check(std::string &error) {
+    std::vector<TensorArg> args;
+    for (const Tensor &t : tensors)
+      args.push_back(t.arg());
+    return checkArgs(m, args.data(), args.size(), plan, error);
+  }
+  std::string error() {
+    std::string e;
+    EXPECT_FALSE(check(e));
+    return e;
+  }
+
+  static constexpr int64_t B = 2, H = 4, I = 3, J = 40, D = 128;
+  Manifest m;
+  std::vector<Tensor> tensors;
+  LaunchPlan plan;
+  enum { Q, K, V, KZero, O };
+};
+
+}  // namespace
+
+TEST_F(PackedTest, ManifestFields) {
+  EXPECT_EQ(m.args[K].dtype, DType::I4);
+  EXPECT_EQ(m.args[K].packed, 2);
+  EXPECT_EQ(m.args[Q].packed, 1);
+  EXPECT_EQ(m.args[V].dtype, DType::F8E4M3);
+  EXPECT_EQ(m.args[KZero].dtype, DType::I8);
+  EXPECT_EQ(parseError(replaced(kQuantManifest, "\"dtype\": \"i4\", \"packed\": 2,", "\"dtype\": \"i4\",")),
+            "manifest: missing field 'args[1].packed'");
+  EXPECT_EQ(parseError(replaced(kQuantManifest, "\"packed\": 2", "\"packed\": 4")),
+            "manifest: field 'args[1].packed' must be 2 for dtype i4, got 4");
+  EXPECT_EQ(parseError(replaced(kQuantManifest, "\"dtype\": \"f8e4m3\",", "\"dtype\": \"f8e4m3\", \"packed\": 2,")),
+            "manifest: field 'args[2].packed' must be 1 for dtype f8e4m3, got 2");
+  EXPECT_EQ(parseError(replaced(kQuantManifest, "\"dtype\": \"i8\", \"dims\": [\"h\"], \"storage_dims\": [\"h\"]",
+                                "\"dtype\": \"i4\", \"packed\": 2, \"dims\": [], \"storage_dims\": []")),
+            "manifest: field 'args[3].packed' needs an axis to pack, but the argument has rank 0");
+}
+
+TEST_F(PackedTest, PackedAxisCountsBytes) {
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.dimSizes[size_t(m.dimIndex("d"))], D);  // 64 bytes of k hold 128 values
+  // Strides are in bytes: a k row of 64 bytes, 16-byte aligned rows.
+  EXPECT_EQ(tensors[K].strides, (std::vector<int64_t>{J * H * 64, 64, H * 64, 1}));
+  tensors[K].strides[2] = H * 64 + 8;  // rows padded by 8 bytes: not 16-byte aligned
+  EXPECT_EQ(error(), "argument 'k' axis 2 (j): stride 264 is 264 bytes, not a multiple of 16 (row alignment)");
+}
+
+TEST_F(PackedTest, WrongPackedSize) {
+  tensors[K].sizes[3] = D;  // the caller passed values, not bytes
+  EXPECT_EQ(error(), "argument 'k' axis 3 (d): expected 64 bytes = 128 (as in argument 'q' axis 3) values "
+                     "at 2 i4 values per byte, got 128 bytes");
+  tensors[K].sizes[3] = D / 2 - 1;
+  EXPECT_EQ(error(), "argument 'k' axis 3 (d): expected 64 bytes = 128 (as in argument 'q' axis 3) values "
+                     "at 2 i4 values per byte, got 63 bytes");
+  Manifest fixed;
+  std::string e;
+  ASSERT_TRUE(parseManifest(replaced(kQuantManifest, "\"role\": \"head_dim\"}", "\"role\": \"head_dim\", \"static\": 128}"),
+                            fixed, e)) << e;
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  EXPECT_FALSE(checkArgs(fixed, args.data(), args.size(), plan, e));
+  EXPECT_EQ(e, "argument 'k' axis 3 (d): expected 64 bytes = 128 (fixed by the spec) values at 2 i4 "
+               "values per byte, got 63 bytes");
+}
+
+TEST_F(PackedTest, OddExtent) {
+  for (Tensor *t : {&tensors[Q], &tensors[V], &tensors[O]})
+    *t = Tensor(t->dtype, {B, H, t == &tensors[V] ? J : I, 127}, kBIHD, t->data);
+  EXPECT_EQ(error(), "argument 'k' axis 3 (d): holds 2 i4 values per byte, so the extent must be a multiple "
+                     "of 2, but it is 127 (as in argument 'q' axis 3)");
+}
+
+TEST_F(PackedTest, PackedArgumentBindsTheDim) {
+  // With k first, d is bound to 2 * its bytes; a later disagreement names k's bytes.
+  std::swap(tensors[Q], tensors[K]);
+  Manifest kFirst;
+  std::string text = kQuantManifest, e;
+  size_t q = text.find("{\"name\": \"q\""), k = text.find("{\"name\": \"k\""), v = text.find("{\"name\": \"v\"");
+  std::string qEntry = text.substr(q, k - q), kEntry = text.substr(k, v - k);
+  text.replace(q, v - q, kEntry + qEntry);
+  ASSERT_TRUE(parseManifest(text, kFirst, e)) << e;
+  tensors[K].sizes[3] = 126;  // q (now second) with d = 126
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  EXPECT_FALSE(checkArgs(kFirst, args.data(), args.size(), plan, e));
+  EXPECT_EQ(e, "argument 'q' axis 3 (d): expected 128 (as in argument 'k' axis 3, 64 bytes of i4), got 126");
+}
+
+// --- split-KV -------------------------------------------------------------------------------
+
+namespace {
+
+// GQA decoding with FlashDecoding-style splits: 4 query heads share a block (rows = i * 4), the
+// grid's x axis repeats per split, a combine kernel reduces the splits.
+const char *kSplitManifest = R"({
+  "format": "attnc-kernel-manifest/1", "variant": "gqa_decode", "entry": "gqa_decode", "arch": "sm_80",
+  "block": [128, 1, 1],
+  "grid": [{"ceil_div": ["i", 64], "scale": 4, "splits": true}, {"dim": "hk"}, {"dim": "b"}],
+  "dynamic_shared_memory": 49152,
+  "split_kv": {
+    "combine_entry": "gqa_decode_combine",
+    "combine_block": [128, 1, 1],
+    "combine_grid": [{"dim": "i"}, {"dim": "h"}, {"dim": "b"}],
+    "max_splits": 128,
+    "splits": 0,
+    "block_k": 64,
+    "min_tiles_per_split": 2
+  },
+  "dims": [
+    {"name": "b",  "role": "batch"},
+    {"name": "h",  "role": "q_head"},
+    {"name": "hk", "role": "kv_head", "derived": {"source": "h", "divisor": 4}},
+    {"name": "i",  "role": "q_seq"},
+    {"name": "j",  "role": "kv_seq"},
+    {"name": "d",  "role": "head_dim", "static": 128},
+    {"name": "dv", "role": "value_dim", "static": 128}
+  ],
+  "args": [
+    {"name": "q", "kind": "input", "dtype": "bf16", "dims": ["b", "h", "i", "d"],
+     "storage_dims": ["b", "i", "h", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "k", "kind": "input", "dtype": "bf16", "dims": ["b", "hk", "j", "d"],
+     "storage_dims": ["b", "j", "hk", "d"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "v", "kind": "input", "dtype": "bf16", "dims": ["b", "hk", "j", "dv"],
+     "storage_dims": ["b", "j", "hk", "dv"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "o", "kind": "output", "dtype": "bf16", "dims": ["b", "h", "i", "dv"],
+     "storage_dims": ["b", "i", "h", "dv"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+    {"name": "lse", "kind": "lse", "dtype": "f32", "dims": ["b", "h", "i"], "storage_dims": ["b", "h", "i"],
+     "unit_stride_last": true, "alignment": 4, "row_alignment": 0}
+  ]
+})";
+
+class SplitTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(parseManifest(kSplitManifest, m, error)) << error;
+    setShape(1, 32, 1, 32768);
+  }
+  void setShape(int64_t b, int64_t h, int64_t i, int64_t j) {
+    tensors = {
+        Tensor(DType::BF16, {b, h, i, 128}, kBIHD, 0x100000),      // q
+        Tensor(DType::BF16, {b, h / 4, j, 128}, kBIHD, 0x200000),  // k
+        Tensor(DType::BF16, {b, h / 4, j, 128}, kBIHD, 0x300000),  // v
+        Tensor(DType::BF16, {b, h, i, 128}, kBIHD, 0x500000),      // o
+        Tensor(DType::F32, {b, h, i}, {0, 1, 2}, 0x600000),        // lse
+    };
+  }
+  bool check(std::string &error) {
+    std::vector<TensorArg> args;
+    for (const Tensor &t : tensors)
+      args.push_back(t.arg());
+    return checkArgs(m, args.data(), args.size(), plan, error);
+  }
+
+  Manifest m;
+  std::vector<Tensor> tensors;
+  LaunchPlan plan;
+};
+
+}  // namespace
+
+TEST_F(SplitTest, ParsesSplitKV) {
+  ASSERT_TRUE(m.splitKV);
+  const SplitKV &s = *m.splitKV;
+  EXPECT_EQ(s.combineEntry, "gqa_decode_combine");
+  EXPECT_EQ(s.combineBlock, (std::array<uint32_t, 3>{128, 1, 1}));
+  EXPECT_EQ(s.combineGrid[1].dim, m.dimIndex("h"));
+  EXPECT_EQ(s.maxSplits, 128);
+  EXPECT_EQ(s.splits, 0);
+  EXPECT_EQ(s.blockK, 64);
+  EXPECT_EQ(s.minTilesPerSplit, 2);
+  EXPECT_EQ(s.batch, m.dimIndex("b"));
+  EXPECT_EQ(s.qHead, m.dimIndex("h"));
+  EXPECT_EQ(s.qSeq, m.dimIndex("i"));
+  EXPECT_EQ(s.valueDim, m.dimIndex("dv"));
+  EXPECT_EQ(s.kvSeq, m.dimIndex("j"));
+  EXPECT_EQ(s.outputArg, 3);
+  EXPECT_EQ(s.lseArg, 4);
+  EXPECT_EQ(m.grid[0].scale, 4);
+  EXPECT_TRUE(m.grid[0].splits);
+  EXPECT_EQ(m.grid[1].scale, 1);
+  EXPECT_FALSE(m.grid[1].splits);
+  // splits and min_tiles_per_split are optional.
+  Manifest defaults;
+  std::string e;
+  ASSERT_TRUE(parseManifest(replaced(replaced(kSplitManifest, "\"splits\": 0,", ""), ",\n    \"min_tiles_per_split\": 2", ""),
+                            defaults, e)) << e;
+  EXPECT_EQ(defaults.splitKV->splits, 0);
+  EXPECT_EQ(defaults.splitKV->minTilesPerSplit, 1);
+  // Without split_kv there is none.
+  Manifest plain;
+  ASSERT_TRUE(parseManifest(kManifest, plain, e)) << e;
+  EXPECT_FALSE(plain.splitKV);
+}
+
+TEST(Manifest, GridScaleAndSplitsErrors) {
+  const std::string axis = "{\"ceil_div\": [\"i\", 64], \"scale\": 4, \"splits\": true}";
+  EXPECT_EQ(parseError(replaced(kSplitManifest, axis, "{\"ceil_div\": [\"i\", 64], \"scale\": 0}")),
+            "manifest: field 'grid[0].scale' must be in [1, 2147483647], got 0");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, axis, "{\"dim\": \"i\", \"scale\": \"4\"}")),
+            "manifest: field 'grid[0].scale' must be an integer, got string");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, axis, "{\"dim\": \"i\", \"splits\": 1}")),
+            "manifest: field 'grid[0].splits' must be true or false, got number");
+  EXPECT_EQ(parseError(replaced(kManifest, "{\"dim\": \"b\"}", "{\"dim\": \"b\", \"splits\": true}")),
+            "manifest: field 'grid[2].splits' is true, but the manifest has no split_kv");
+  // "splits": false is allowed anywhere.
+  Manifest m;
+  std::string e;
+  EXPECT_TRUE(parseManifest(replaced(kManifest, "{\"dim\": \"b\"}", "{\"dim\": \"b\", \"splits\": false}"), m, e)) << e;
+}
+
+TEST(Manifest, SplitKVErrors) {
+  auto without = [](const std::string &field) { return replaced(kSplitManifest, field, ""); };
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"split_kv\": {", "\"split_kv\": 1, \"x\": {")),
+            "manifest: field 'split_kv' must be an object, got number");
+  EXPECT_EQ(parseError(without("\"combine_entry\": \"gqa_decode_combine\",")),
+            "manifest: missing field 'split_kv.combine_entry'");
+  EXPECT_EQ(parseError(without("\"combine_block\": [128, 1, 1],")),
+            "manifest: missing field 'split_kv.combine_block'");
+  EXPECT_EQ(parseError(without("\"combine_grid\": [{\"dim\": \"i\"}, {\"dim\": \"h\"}, {\"dim\": \"b\"}],")),
+            "manifest: missing field 'split_kv.combine_grid'");
+  EXPECT_EQ(parseError(without("\"max_splits\": 128,")), "manifest: missing field 'split_kv.max_splits'");
+  EXPECT_EQ(parseError(without("\"block_k\": 64,")), "manifest: missing field 'split_kv.block_k'");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"max_splits\": 128", "\"max_splits\": 0")),
+            "manifest: field 'split_kv.max_splits' must be in [1, 65535], got 0");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"splits\": 0,", "\"splits\": 200,")),
+            "manifest: field 'split_kv.splits' must be in [0, 128], got 200");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"block_k\": 64", "\"block_k\": 0")),
+            "manifest: field 'split_kv.block_k' must be in [1, 2147483647], got 0");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"min_tiles_per_split\": 2", "\"min_tiles_per_split\": -1")),
+            "manifest: field 'split_kv.min_tiles_per_split' must be in [1, 2147483647], got -1");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": [128, 1]")),
+            "manifest: field 'split_kv.combine_block' must have 3 entries (x, y, z), got 2");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": [0, 1, 1]")),
+            "manifest: field 'split_kv.combine_block[0]' must be in [1, 1024], got 0");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": [512, 4, 1]")),
+            "manifest: field 'split_kv.combine_block' asks for 2048 threads per block, over CUDA's limit of 1024");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": \"128\"")),
+            "manifest: field 'split_kv.combine_block' must be an array, got string");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_entry\": \"gqa_decode_combine\"", "\"combine_entry\": \"gqa_decode\"")),
+            "manifest: field 'split_kv.combine_entry' must differ from entry 'gqa_decode'");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_entry\": \"gqa_decode_combine\"", "\"combine_entry\": \"a-b\"")),
+            "manifest: field 'split_kv.combine_entry' must be a PTX symbol name, got 'a-b'");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "[{\"dim\": \"i\"}, {\"dim\": \"h\"}, {\"dim\": \"b\"}]",
+                                "[{\"dim\": \"i\"}, {\"dim\": \"x\"}, {\"dim\": \"b\"}]")),
+            "manifest: field 'split_kv.combine_grid[1]' names unknown dim 'x'");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"role\": \"q_seq\"", "\"role\": \"query\"")),
+            "manifest: field 'split_kv' needs a dim with role 'q_seq' (the workspace is [splits, batch, "
+            "q_head, q_seq, value_dim])");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"role\": \"kv_seq\"", "\"role\": \"batch\"")),
+            "manifest: field 'split_kv' needs one dim with role 'batch', but 'b' and 'j' have it");
+  EXPECT_EQ(parseError(replaced(kSplitManifest, "\"kind\": \"lse\"", "\"kind\": \"output\"")),
+            "manifest: field 'split_kv' needs one argument of kind output, got 'o' and 'lse'");
+}
+
+TEST_F(SplitTest, GridWithScaleAndSplits) {
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  // checkArgs plans one split: x = ceil(1 * 4 / 64) = 1, y = hk = 8, z = b = 1.
+  EXPECT_EQ(plan.splits, 1);
+  EXPECT_EQ(plan.baseGrid, (std::array<uint32_t, 3>{1, 8, 1}));
+  EXPECT_EQ(plan.grid, plan.baseGrid);
+  EXPECT_EQ(plan.combineGrid, (std::array<uint32_t, 3>{1, 32, 1}));
+  EXPECT_EQ(plan.combineBlock, (std::array<uint32_t, 3>{128, 1, 1}));
+  // Scale: 20 query rows of 4 heads each are 80 rows, two blocks of 64.
+  setShape(2, 32, 20, 100);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.baseGrid, (std::array<uint32_t, 3>{2, 8, 2}));
+  ASSERT_TRUE(applySplits(m, 2, plan, e)) << e;
+  EXPECT_EQ(plan.grid, (std::array<uint32_t, 3>{4, 8, 2}));  // x times the splits
+  EXPECT_EQ(plan.baseGrid, (std::array<uint32_t, 3>{2, 8, 2}));
+  EXPECT_EQ(plan.combineGrid, (std::array<uint32_t, 3>{20, 32, 2}));
+}
+
+TEST_F(SplitTest, Workspace) {
+  setShape(2, 8, 3, 1000);
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  ASSERT_TRUE(applySplits(m, 5, plan, e)) << e;
+  EXPECT_EQ(plan.splits, 5);
+  EXPECT_EQ(plan.oPartial.sizes, (std::vector<int64_t>{5, 2, 8, 3, 128}));
+  EXPECT_EQ(plan.oPartial.strides, (std::vector<int64_t>{2 * 8 * 3 * 128, 8 * 3 * 128, 3 * 128, 128, 1}));
+  EXPECT_EQ(plan.oPartial.offset, 0);
+  EXPECT_EQ(plan.oPartial.bytes, 5 * 2 * 8 * 3 * 128 * 4);
+  EXPECT_EQ(plan.lsePartial.sizes, (std::vector<int64_t>{5, 2, 8, 3}));
+  EXPECT_EQ(plan.lsePartial.strides, (std::vector<int64_t>{48, 24, 3, 1}));
+  EXPECT_EQ(plan.lsePartial.offset, 5 * 2 * 8 * 3 * 128 * 4);  // already a multiple of 256
+  EXPECT_EQ(plan.lsePartial.bytes, 5 * 48 * 4);
+  EXPECT_EQ(plan.workspaceBytes, plan.lsePartial.offset + plan.lsePartial.bytes);
+  // A small o_partial (dv = 8, 384 bytes) leaves lse_partial 256-byte aligned after it.
+  Manifest small;
+  ASSERT_TRUE(parseManifest(replaced(kSplitManifest, "\"value_dim\", \"static\": 128", "\"value_dim\""), small, e)) << e;
+  tensors = {Tensor(DType::BF16, {1, 4, 1, 128}, kBIHD, 0x100000), Tensor(DType::BF16, {1, 1, 10, 128}, kBIHD, 0x200000),
+             Tensor(DType::BF16, {1, 1, 10, 8}, kBIHD, 0x300000), Tensor(DType::BF16, {1, 4, 1, 8}, kBIHD, 0x500000),
+             Tensor(DType::F32, {1, 4, 1}, {0, 1, 2}, 0x600000)};
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  ASSERT_TRUE(checkArgs(small, args.data(), args.size(), plan, e)) << e;
+  ASSERT_TRUE(applySplits(small, 3, plan, e)) << e;
+  EXPECT_EQ(plan.oPartial.bytes, 3 * 4 * 8 * 4);
+  EXPECT_EQ(plan.lsePartial.offset, 512);
+  EXPECT_EQ(plan.workspaceBytes, 512 + 3 * 4 * 4);
+}
+
+TEST(SplitHeuristic, FillsTheGPU) {
+  // H100: 132 SMs, one block per SM. Decoding b = 1 with hk = 8 (GQA packing: one block per kv
+  // head) over 32k keys: 8 blocks, 512 key tiles of 64. Two waves need 33 splits; 32 gives each
+  // split the same 16 tiles with one split fewer.
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 1), 32);
+  // Two blocks per SM: 264 slots, two waves need 66 splits; 64 give the same 8 tiles each.
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 2), 64);
+  // max_splits bounds it.
+  EXPECT_EQ(splitHeuristic(8, 512, 16, 2, 132, 1), 16);
+  // A nearly full GPU does not split: b = 32, h = 32 prefill-like grids, or >= 0.8 of the slots.
+  EXPECT_EQ(splitHeuristic(32 * 32, 512, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(106, 512, 128, 2, 132, 1), 1);  // 106 >= 0.8 * 132
+  // 100 blocks: 5 splits make 500 blocks in 4 waves of 132 (efficiency 0.95), better than 2 and
+  // more than the 3 that two waves need.
+  EXPECT_EQ(splitHeuristic(100, 512, 128, 2, 132, 1), 5);
+  // Few keys bound it: 4 tiles with at least 2 per split allow 2 splits; 1 tile allows none.
+  EXPECT_EQ(splitHeuristic(8, 4, 128, 2, 132, 1), 2);
+  EXPECT_EQ(splitHeuristic(8, 1, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(8, 0, 128, 2, 132, 1), 1);
+  // 40 tiles, 1 per split allowed: two waves need 33 splits, which leave some splits 2 tiles;
+  // 20 splits give every split those 2 tiles.
+  EXPECT_EQ(splitHeuristic(8, 40, 128, 1, 132, 1), 20);
+  // Unknown kv_len (paged): max_splits bounds it alone.
+  EXPECT_EQ(splitHeuristic(8, -1, 128, 2, 132, 1), 33);
+  EXPECT_EQ(splitHeuristic(8, -1, 16, 2, 132, 1), 16);
+  // Degenerate inputs.
+  EXPECT_EQ(splitHeuristic(0, 512, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 0, 0), 1);  // one slot: already full
+}
+
+TEST_F(SplitTest, ChooseSplits) {
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;  // b 1, h 32 (hk 8), 1 query, 32k keys: 512 tiles
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 32);
+  EXPECT_EQ(chooseSplits(m, plan, 7, 132, 1), 7);      // the runtime override
+  EXPECT_EQ(chooseSplits(m, plan, 1000, 132, 1), 128);  // clamped to max_splits
+  // b = 32, h = 32: the grid fills the GPU.
+  setShape(32, 32, 1, 32768);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 1);
+  // Short keys clamp even the override: 130 keys are 3 tiles.
+  setShape(1, 32, 1, 130);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 1);  // 3 tiles / 2 per split
+  EXPECT_EQ(chooseSplits(m, plan, 8, 132, 1), 3);
+  setShape(1, 32, 1, 0);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(chooseSplits(m, plan, 8, 132, 1), 1);  // no keys: one split writes o = 0, lse = -inf
+  // The manifest's splits win over the override, clamped the same way.
+  Manifest fixed;
+  ASSERT_TRUE(parseManifest(replaced(kSplitManifest, "\"splits\": 0,", "\"splits\": 16,"), fixed, e)) << e;
+  setShape(1, 32, 1, 32768);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132, 1), 16);
+  EXPECT_EQ(chooseSplits(fixed, plan, 4, 132, 1), 16);
+  setShape(1, 32, 1, 300);  // 5 tiles
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132, 1), 5);
+  // Without split_kv: always 1.
+  Manifest plain;
+  ASSERT_TRUE(parseManifest(kManifest, plain, e)) << e;
+  EXPECT_EQ(chooseSplits(plain, plan, 8, 132, 1), 1);
+}
+
+TEST_F(SplitTest, SplitsStayWithinGridLimits) {
+  // Splits on the z axis (limit 65535) with b = 1000: at most 65 splits.
+  Manifest z;
+  std::string e;
+  ASSERT_TRUE(parseManifest(replaced(replaced(kSplitManifest, "\"scale\": 4, \"splits\": true}", "\"scale\": 4}"),
+                                     "{\"dim\": \"hk\"}, {\"dim\": \"b\"}]",
+                                     "{\"dim\": \"hk\"}, {\"dim\": \"b\", \"splits\": true}]"),
+                            z, e)) << e;
+  setShape(1000, 4, 1, 32768);
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  ASSERT_TRUE(checkArgs(z, args.data(), args.size(), plan, e)) << e;
+  EXPECT_EQ(chooseSplits(z, plan, 100, 132, 1), 65);
+  EXPECT_FALSE(applySplits(z, 100, plan, e));
+  EXPECT_EQ(e, "launch grid z = 100000 (b * splits, b = 1000, splits = 100) exceeds CUDA's limit of 65535");
+}
+
+TEST(SplitKV, PagedVariantRoles) {
+  // Paged KV: k and v are a pool of pages (roles kv_page and page_slot, unknown to the runtime
+  // but accepted); kv_seq is in no argument, so only max_splits bounds the splits.
+  const char *text = R"({"format": "attnc-kernel-manifest/1", "variant": "paged", "entry": "paged",
+    "arch": "sm_80", "block": [128, 1, 1], "dynamic_shared_memory": 0,
+    "grid": [{"ceil_div": ["i", 64], "scale": 4, "splits": true}, {"dim": "hk"}, {"dim": "b"}],
+    "split_kv": {"combine_entry": "paged_combine", "combine_block": [128, 1, 1],
+                 "combine_grid": [{"dim": "i"}, {"dim": "h"}, {"dim": "b"}],
+                 "max_splits": 16, "block_k": 64},
+    "dims": [{"name": "b", "role": "batch"}, {"name": "h", "role": "q_head"},
+             {"name": "hk", "role": "kv_head", "derived": {"source": "h", "divisor": 4}},
+             {"name": "i", "role": "q_seq"}, {"name": "j", "role": "kv_seq"},
+             {"name": "p", "role": "kv_page"}, {"name": "s", "role": "page_slot", "static": 16},
+             {"name": "n", "role": "page_index"},
+             {"name": "d", "role": "head_dim", "static": 64}, {"name": "dv", "role": "value_dim", "static": 64}],
+    "args": [
+      {"name": "q", "kind": "input", "dtype": "bf16", "dims": ["b", "h", "i", "d"], "storage_dims": ["b", "i", "h", "d"],
+       "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+      {"name": "k", "kind": "input", "dtype": "bf16", "dims": ["p", "hk", "s", "d"], "storage_dims": ["p", "s", "hk", "d"],
+       "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+      {"name": "v", "kind": "input", "dtype": "bf16", "dims": ["p", "hk", "s", "dv"], "storage_dims": ["p", "s", "hk", "dv"],
+       "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+      {"name": "block_table", "kind": "param", "dtype": "i32", "dims": ["b", "n"], "storage_dims": ["b", "n"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "seq_len", "kind": "param", "dtype": "i32", "dims": ["b"], "storage_dims": ["b"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "o", "kind": "output", "dtype": "bf16", "dims": ["b", "h", "i", "dv"], "storage_dims": ["b", "i", "h", "dv"],
+       "unit_stride_last": true, "alignment": 16, "row_alignment": 16},
+      {"name": "lse", "kind": "lse", "dtype": "f32", "dims": ["b", "h", "i"], "storage_dims": ["b", "h", "i"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0}]})";
+  Manifest m;
+  std::string e;
+  ASSERT_TRUE(parseManifest(text, m, e)) << e;
+  EXPECT_EQ(m.dims[size_t(m.dimIndex("p"))].role, "kv_page");
+  EXPECT_EQ(m.splitKV->kvSeq, m.dimIndex("j"));
+  Tensor q(DType::BF16, {2, 8, 1, 64}, kBIHD, 0x10000), k(DType::BF16, {100, 2, 16, 64}, kBIHD, 0x20000),
+      v(DType::BF16, {100, 2, 16, 64}, kBIHD, 0x30000), table(DType::I32, {2, 10}, {0, 1}, 0x40000),
+      len(DType::I32, {2}, {0}, 0x50000), o(DType::BF16, {2, 8, 1, 64}, kBIHD, 0x60000),
+      lse(DType::F32, {2, 8, 1}, {0, 1, 2}, 0x70000);
+  std::vector<TensorArg> args;
+  for (const Tensor *t : {&q, &k, &v, &table, &len, &o, &lse})
+    args.push_back(t->arg());
+  LaunchPlan plan;
+  ASSERT_TRUE(checkArgs(m, args.data(), args.size(), plan, e)) << e;
+  EXPECT_EQ(plan.dimSizes[size_t(m.dimIndex("j"))], -1);
+  EXPECT_EQ(plan.baseGrid, (std::array<uint32_t, 3>{1, 2, 2}));
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 16);   // 4 blocks: as many splits as allowed
+  EXPECT_EQ(chooseSplits(m, plan, 40, 132, 1), 16);  // the override, clamped to max_splits
+  EXPECT_EQ(chooseSplits(m, plan, 3, 132, 1), 3);
+}
+
 // --- C ABI ----------------------------------------------------------------------------------
 
 namespace {
@@ -566,6 +1067,46 @@ TEST(CAPI, LaunchErrors) {
   attnc_tensor one[1] = {};
   EXPECT_EQ(attnc_rt_launch(k, one, 1, nullptr), -1);
   EXPECT_STREQ(attnc_rt_last_error(), "kernel 'alibi': expected 6 arguments (q, k, v, slope, o, lse), got 1");
+  attnc_rt_release(k);
+}
+
+TEST(CAPI, Splits) {
+  EXPECT_EQ(attnc_rt_set_splits(nullptr, 4), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "attnc_rt_set_splits: the kernel handle is null");
+  EXPECT_EQ(attnc_rt_last_splits(nullptr), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "attnc_rt_last_splits: the kernel handle is null");
+  attnc_rt_kernel *k = loadGood();
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(attnc_rt_set_splits(k, 4), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "kernel 'alibi' has no split_kv");
+  EXPECT_EQ(attnc_rt_set_splits(k, 0), -1);
+  EXPECT_EQ(attnc_rt_last_splits(k), 0);  // before any launch
+  EXPECT_STREQ(attnc_rt_last_error(), "");
+  attnc_rt_release(k);
+
+  // A split kernel's PTX must also hold the combine entry.
+  const char *mainOnly = ".visible .entry gqa_decode(\n)\n{\nret;\n}\n";
+  EXPECT_EQ(attnc_rt_load(mainOnly, std::strlen(mainOnly), kSplitManifest, std::strlen(kSplitManifest), &k), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "kernel 'gqa_decode': the PTX has no '.entry gqa_decode_combine'");
+  const char *both = ".visible .entry gqa_decode(\n)\n{\nret;\n}\n"
+                     ".visible .entry gqa_decode_combine(\n)\n{\nret;\n}\n";
+  ASSERT_EQ(attnc_rt_load(both, std::strlen(both), kSplitManifest, std::strlen(kSplitManifest), &k), 0)
+      << attnc_rt_last_error();
+  EXPECT_EQ(attnc_rt_set_splits(k, -1), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "kernel 'gqa_decode': splits must be >= 0 (0: the heuristic), got -1");
+  EXPECT_EQ(attnc_rt_set_splits(k, 8), 0);
+  EXPECT_STREQ(attnc_rt_last_error(), "");
+  EXPECT_EQ(attnc_rt_set_splits(k, 0), 0);
+  // A launch with no work (q_len 0) launches nothing and leaves last_splits alone.
+  Tensor q(DType::BF16, {1, 8, 0, 128}, kBIHD, 0), kk(DType::BF16, {1, 2, 5, 128}, kBIHD, 0x2000),
+      v(DType::BF16, {1, 2, 5, 128}, kBIHD, 0x3000), o(DType::BF16, {1, 8, 0, 128}, kBIHD, 0),
+      lse(DType::F32, {1, 8, 0}, {0, 1, 2}, 0);
+  std::vector<attnc_tensor> args;
+  for (const Tensor *t : {&q, &kk, &v, &o, &lse})
+    args.push_back({reinterpret_cast<void *>(t->data), int32_t(t->dtype), int32_t(t->sizes.size()),
+                    t->sizes.data(), t->strides.data()});
+  EXPECT_EQ(attnc_rt_launch(k, args.data(), 5, nullptr), 0) << attnc_rt_last_error();
+  EXPECT_EQ(attnc_rt_last_splits(k), 0);
   attnc_rt_release(k);
 }
 

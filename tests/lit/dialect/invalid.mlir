@@ -158,3 +158,20 @@ func.func @yield_outside(%x: f32) {
   // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.tile_scores'}}
   attn.yield %x : f32
 }
+
+// -----
+
+func.func @combine_mismatch(%po: memref<?x?x?x?x32xf32>, %pl: memref<?x?x?x?xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{part_out dim 4 (32) does not match out dim 3 (64)}}
+  attn.combine %po, %pl -> %o, %lse : memref<?x?x?x?x32xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+  return
+}
+
+// -----
+
+func.func @combine_split_counts(%po: memref<4x?x?x?x64xf32>, %pl: memref<2x?x?x?xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{part_out and part_lse must hold the same number of splits}}
+  attn.combine %po, %pl -> %o, %lse : memref<4x?x?x?x64xf32>, memref<2x?x?x?xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+  return
+}
+

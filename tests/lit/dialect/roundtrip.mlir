@@ -92,3 +92,18 @@ func.func @dynamic_value_channels(%o: memref<?x?x?x?xf32>, %x: index) {
       : memref<16x?xf32>, memref<16xf32>, memref<16xf32> -> memref<?x?x?x?xf32>
   return
 }
+
+// -----
+
+// CHECK-LABEL: func.func @split_store_and_combine
+// CHECK: attn.tile_store %{{.*}}, %{{.*}}, %{{.*}} -> %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}} split %{{.*}} into %{{.*}}, %{{.*}} {norm = #attn.norm<softmax>, pack = 4 : i64}
+// CHECK: attn.combine %{{.*}}, %{{.*}} -> %{{.*}}, %{{.*}} : memref<?x?x?x?x64xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x64xbf16>, memref<?x?x?xf32>
+func.func @split_store_and_combine(%acc: memref<16x64xf32>, %l: memref<16xf32>, %m: memref<16xf32>,
+    %o: memref<?x?x?x64xbf16>, %lse: memref<?x?x?xf32>, %po: memref<?x?x?x?x64xf32>,
+    %pl: memref<?x?x?x?xf32>, %b: index, %h: index, %i0: index, %s: index) {
+  attn.tile_store %acc, %l, %m -> %o[%b, %h, %i0], %lse split %s into %po, %pl
+      {norm = #attn.norm<softmax>, pack = 4 : i64}
+      : memref<16x64xf32>, memref<16xf32>, memref<16xf32> -> memref<?x?x?x64xbf16>, memref<?x?x?xf32>, memref<?x?x?x?x64xf32>, memref<?x?x?x?xf32>
+  attn.combine %po, %pl -> %o, %lse : memref<?x?x?x?x64xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x64xbf16>, memref<?x?x?xf32>
+  return
+}

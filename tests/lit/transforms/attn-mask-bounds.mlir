@@ -99,3 +99,61 @@ func.func @unsigned_difference(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32
     }
   return
 }
+
+// -----
+
+// A per-sequence length read from a param (decoding: j < kv_len[b]) and a causal bound offset by
+// it (j <= kv_len[b] - q_len + i): the loads are hoisted out of the region, with the tile's batch.
+// CHECK-LABEL: func.func @kv_lens
+// CHECK: scf.for %[[B:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK: %[[LEN:.*]] = memref.load %{{.*}}[%[[B]]] : memref<?xi32>
+// CHECK: %[[LENI:.*]] = arith.index_cast %[[LEN]] : i32 to index
+// CHECK: arith.minsi %{{.*}}, %{{.*}} : index
+// CHECK: %[[LEN2:.*]] = memref.load %{{.*}}[%[[B]]] : memref<?xi32>
+// CHECK: %[[LEN2I:.*]] = arith.index_cast %[[LEN2]] : i32 to index
+// CHECK: %[[PAST:.*]] = arith.subi %[[LEN2I]], %{{.*}} : index
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK-NEXT: attn.tile_scores
+// CHECK: } {attn.mask_bounded}
+func.func @kv_lens(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>, %lens: memref<?xi32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c2 = arith.constant 2 : index
+      %len = memref.load %lens[%b] : memref<?xi32>
+      %n = arith.index_cast %len : i32 to index
+      %in = arith.cmpi slt, %j, %n : index
+      %qlen = memref.dim %q, %c2 : memref<?x?x?x64xf32>
+      %past = arith.subi %n, %qlen : index
+      %pos = arith.addi %past, %i : index
+      %causal = arith.cmpi sle, %j, %pos : index
+      %both = arith.andi %in, %causal : i1
+      attn.yield %both : i1
+    }
+  return
+}
+
+// -----
+
+// A length that depends on the query head is not a per-tile bound: nothing is narrowed.
+// CHECK-LABEL: func.func @per_head_length
+// CHECK-NOT: attn.mask_bounded
+func.func @per_head_length(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>, %lens: memref<?xi32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %len = memref.load %lens[%h] : memref<?xi32>
+      %n = arith.index_cast %len : i32 to index
+      %in = arith.cmpi slt, %j, %n : index
+      attn.yield %in : i1
+    }
+  return
+}

@@ -1,0 +1,47 @@
+// RUN: attnc-opt %s --split-input-file --attn-tile="block-q=16 block-k=32" --attn-online-softmax --attn-split-kv --canonicalize --cse | FileCheck %s
+
+// The query tile moves into a loop over the splits S = dim(part_out, 0); split s visits key tiles
+// [s n, (s + 1) n) with n = ceil(ceil(kv / 32) / S) tiles; the store writes the partial results;
+// attn.combine merges them at the end.
+// CHECK-LABEL: func.func @split
+// CHECK-SAME: %[[O:[a-z0-9]+]]: memref<?x?x?x64xf32>, %[[LSE:[a-z0-9]+]]: memref<?x?x?xf32>, %[[PO:[a-z0-9]+]]: memref<?x?x?x?x?xf32, strided<[?, ?, ?, ?, ?], offset: ?>>, %[[PL:[a-z0-9]+]]: memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>)
+// CHECK: %[[S:.*]] = memref.dim %[[PO]], %c0
+// CHECK: scf.for %[[SPLIT:.*]] = %c0 to %[[S]] step %c1 {
+// CHECK: attn.tile_fill
+// CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c32
+// CHECK: %[[PER:.*]] = arith.ceildivui %[[TILES]], %[[S]]
+// CHECK: %[[KEYS:.*]] = arith.muli %[[PER]], %c32
+// CHECK: %[[FROM:.*]] = arith.muli %[[SPLIT]], %[[KEYS]]
+// CHECK: %[[TO:.*]] = arith.addi %[[FROM]], %[[KEYS]]
+// CHECK: %[[LB:.*]] = arith.maxsi %[[FROM]], %{{.*}}
+// CHECK: %[[UB:.*]] = arith.minsi %{{.*}}, %[[TO]]
+// CHECK: scf.for %{{.*}} = %[[LB]] to %[[UB]] step %c32 {
+// CHECK: attn.tile_store {{.*}} -> %[[O]][{{.*}}], %[[LSE]] split %[[SPLIT]] into %[[PO]], %[[PL]]
+// CHECK: } {attn.split_kv}
+// CHECK: attn.combine %[[PO]], %[[PL]] -> %[[O]], %[[LSE]]
+// CHECK-NEXT: return
+func.func @split(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+// Elementwise norms have no log-sum-exp to merge with: left alone.
+// CHECK-LABEL: func.func @sigmoid
+// CHECK-NOT: attn.split_kv
+// CHECK-NOT: attn.combine
+func.func @sigmoid(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<sigmoid>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
