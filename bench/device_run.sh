@@ -5,6 +5,7 @@
 #   usage: bench/device_run.sh [tests|bench|all|coverage] [bench args...]
 #   coverage: f16 and sm_90a kernels and the JIT API on the GPU, and block-q=128 timings.
 #   tune: variant-suite timings of the default kernels against other compile options.
+#   decode / decode-tests: decode kernels under several options, (the GPU tests,) bench/decode.py.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
@@ -68,6 +69,37 @@ if [ "$mode" = tune ]; then
     ATTNC_KERNEL_DIR=$dir python3 bench/bench.py --quick --no-flex --suites variants,gqa \
       --tag "tune-$name" 2>&1 | grep -E "^\| (variants|gqa)" | cut -d'|' -f3,4,11
   done
+fi
+if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
+  # Decode kernels under several compile options, then (decode-tests) the GPU tests, then the
+  # decode benchmark with every option side by side.
+  json_include=; [ -f "$root/.device/include/nlohmann/json.hpp" ] && json_include=$root/.device/include
+  { cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
+    >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+  dirs="default=$kernels"
+  for flavour in "bk64:--block-k=64" "bk128:--block-k=128" "bq16bk64:--block-q=16 --block-k=64" \
+                 "p64bk64:--page-size=64 --block-k=64" "p256bk64:--page-size=256 --block-k=64"; do
+    name=${flavour%%:*}; d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
+    for spec in specs/gqa_decode.attn specs/paged_decode.attn; do
+      "$bin/attnc" compile "$spec" --emit=ptx ${flavour#*:} -o "$d" >>"$out/compile.log" 2>&1 \
+        || echo "COMPILE FAILED: $spec ${flavour#*:}"
+    done
+    dirs="$dirs,$name=$d"
+  done
+  if [ "$mode" = decode-tests ]; then
+    echo "== GPU tests (default kernels)"
+    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_specs.py tests/gpu/test_runtime.py \
+      2>&1 | tail -n 25 | tee "$out/gpu-tests.log"
+    for name in bk64 p64bk64; do
+      echo "== GPU tests, decode kernels $name"
+      ATTNC_KERNEL_DIR=$root/.device/kernels-$name python3 -m pytest -q -p no:cacheprovider \
+        tests/gpu/test_specs.py -k "matches_reference" 2>&1 | tail -n 3
+    done
+  fi
+  python3 bench/decode.py --dirs "$dirs" "$@" 2>&1 | tee "$out/decode.log" | tail -n 30
+  cp bench/results/*decode*.md "$out/" 2>/dev/null
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1

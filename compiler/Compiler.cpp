@@ -128,6 +128,15 @@ bool Compiler::lowerToAttn(const CompileOptions &options, Diagnostic &diag) {
   if (options.dtypeOverride)
     for (Variant &v : file.variants)
       applyDTypeOverride(v, *options.dtypeOverride);
+  if (options.pageSize < 0 || options.pageSize > 65536) {
+    diag = Diagnostic{sourcePath, {1, 1}, 1,
+                      "--page-size must be in [1, 65536], got " + std::to_string(options.pageSize),
+                      "vLLM and FlashInfer use 16 to 256 tokens per page"};
+    return false;
+  }
+  for (Variant &v : file.variants)
+    if (options.pageSize && v.paged)
+      v.paged->pageSize = options.pageSize;
   CaptureDiagnostics capture(ctx);
   moduleOp = attnc::lowerToAttn(ctx, file, diag);
   if (!moduleOp)

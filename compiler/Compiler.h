@@ -25,6 +25,8 @@ struct CompileOptions {
   /// Fixes dynamic dims to static extents (`--set d=128`): the CUDA back end needs static
   /// head and value dims.
   std::vector<std::pair<std::string, int64_t>> staticDims;
+  /// Overrides the page size of paged variants (`--page-size`); 0 keeps the spec's.
+  int64_t pageSize = 0;
 };
 
 class Compiler {

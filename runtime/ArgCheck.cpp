@@ -301,30 +301,17 @@ bool planWorkspace(const Manifest &m, LaunchPlan &plan, std::string &error) {
 
 int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
                        int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm) {
-  int64_t slots = std::max<int64_t>(1, smCount) * std::max<int64_t>(1, blocksPerSm);
+  (void)blocksPerSm;  // measured: extra resident blocks per SM do not help a streaming kernel
+  int64_t sms = std::max<int64_t>(1, smCount);
   int64_t cap = keyTiles < 0 ? maxSplits
                              : std::min(maxSplits, std::max<int64_t>(1, keyTiles / std::max<int64_t>(1, minTilesPerSplit)));
-  if (baseBlocks <= 0 || 5 * baseBlocks >= 4 * slots || cap <= 1)
+  if (baseBlocks <= 0 || baseBlocks >= sms || cap <= 1)
     return 1;
-  auto tilesPer = [&](int64_t s) { return (keyTiles + s - 1) / s; };
-  auto eligible = [&](int64_t s) { return s == 1 || keyTiles < 0 || tilesPer(s) != tilesPer(s - 1); };
-  auto efficiency = [&](int64_t s) {
-    double waves = double(baseBlocks) * double(s) / double(slots);
-    return waves / std::ceil(waves);
-  };
-  double best = 0;
-  for (int64_t s = 1; s <= cap; ++s)
-    if (eligible(s))
-      best = std::max(best, efficiency(s));
-  int64_t efficient = 1;
-  for (int64_t s = 1; s <= cap; ++s)
-    if (eligible(s) && efficiency(s) >= 0.85 * best) {
-      efficient = s;
-      break;
-    }
-  int64_t twoWaves = std::min(cap, (2 * slots + baseBlocks - 1) / baseBlocks);
-  int64_t splits = std::max(efficient, twoWaves);
-  return keyTiles > 0 ? (keyTiles + tilesPer(splits) - 1) / tilesPer(splits) : splits;
+  int64_t splits = std::min(cap, std::max<int64_t>(1, (3 * sms + baseBlocks) / (2 * baseBlocks)));
+  if (keyTiles <= 0)
+    return splits;
+  int64_t tilesPer = (keyTiles + splits - 1) / splits;
+  return (keyTiles + tilesPer - 1) / tilesPer;
 }
 
 int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount,
@@ -332,7 +319,9 @@ int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override
   if (!m.splitKV)
     return 1;
   const SplitKV &s = *m.splitKV;
-  int64_t kvLen = plan.dimSizes[size_t(s.kvSeq)];
+  int64_t kvLen = s.kvSeq >= 0 ? plan.dimSizes[size_t(s.kvSeq)] : -1;
+  if (kvLen < 0 && s.pagesPerSeq >= 0 && plan.dimSizes[size_t(s.pagesPerSeq)] >= 0)
+    kvLen = plan.dimSizes[size_t(s.pagesPerSeq)] * s.pageSize;
   int64_t keyTiles = kvLen < 0 ? -1 : kvLen / s.blockK + (kvLen % s.blockK != 0);
   int64_t splits = s.splits;
   if (splits <= 0)

@@ -54,17 +54,16 @@ bool hasElements(const TensorArg &t);
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
                std::string &error);
 
-/// The split-count heuristic (FlashAttention-2's num_splits_heuristic, with a two-wave floor).
-/// `baseBlocks`: blocks of the main grid without splits; `keyTiles`: ceil(kv_len / block_k), or
-/// -1 if unknown; `slots` = smCount * blocksPerSm blocks run at once.
-///  1. baseBlocks >= 0.8 * slots (the GPU is nearly full already), or no split allowed: 1.
+/// The split-count heuristic, fitted to the H100 decode sweep (bench/results/2026-11-22-decode.md):
+/// decoding runs fastest with about 1.5 blocks per SM in all: more splits only add partial-result
+/// traffic, prologues and combine work, and more resident blocks per SM gain nothing for a kernel
+/// that streams K and V. `baseBlocks`: blocks of the main grid without splits; `keyTiles`:
+/// ceil(kv_len / block_k), or -1 if unknown. `blocksPerSm` is accepted and ignored.
+///  1. baseBlocks >= smCount (a wave of one block per SM already), or no split allowed: 1.
 ///  2. cap = min(maxSplits, max(1, keyTiles / minTilesPerSplit)) (maxSplits if keyTiles < 0).
-///     A count s is eligible if s == 1 or ceil(keyTiles / s) != ceil(keyTiles / (s - 1)) (else
-///     it adds splits without shortening any); efficiency(s) = w / ceil(w), w = baseBlocks * s /
-///     slots waves. S1 = the smallest eligible s <= cap with efficiency >= 0.85 * the best.
-///  3. S2 = min(cap, ceil(2 * slots / baseBlocks)): at least two waves, for load balance.
-///  4. S = max(S1, S2), lowered to ceil(keyTiles / ceil(keyTiles / S)): the fewest splits that
-///     give each split as few key tiles as S does.
+///  3. S = min(cap, round(1.5 * smCount / baseBlocks)), at least 1,
+///  4. lowered to ceil(keyTiles / ceil(keyTiles / S)): the fewest splits that give each split
+///     as few key tiles as S does.
 int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
                        int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm);
 

@@ -456,6 +456,19 @@ bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
       !findArg(r, m, ArgKind::Output, "output", s.outputArg) ||
       !findArg(r, m, ArgKind::Lse, "lse", s.lseArg))
     return false;
+  // Paged variants: kv_len = (pages per sequence, the block table's second dim) x page size.
+  if (const json *paged = r.member(root, "paged", "paged", false)) {
+    std::string table;
+    if (!r.isObject(*paged, "paged") ||
+        !r.getString(*paged, "block_table", "paged.block_table", table) ||
+        !r.getInt(*paged, "page_size", "paged.page_size", 1, 65536, s.pageSize))
+      return false;
+    auto arg = std::find_if(m.args.begin(), m.args.end(),
+                            [&](const Arg &a) { return a.name == table; });
+    if (arg == m.args.end() || arg->dims.size() != 2)
+      return r.fail("paged.block_table", "must name a rank-2 argument, got '" + table + "'");
+    s.pagesPerSeq = arg->dims[1];
+  }
   m.splitKV = s;  // before the combine grid, whose axes may use "splits"
   return parseGrid(r, *j, "combine_grid", "split_kv.combine_grid", m, m.splitKV->combineGrid);
 }

@@ -63,6 +63,8 @@ struct SplitKV {
   int64_t splits = 0;            // > 0: fixed at compile time; 0: runtime override or heuristic
   int64_t blockK = 1;            // keys per tile of the main kernel
   int64_t minTilesPerSplit = 1;  // the heuristic gives each split at least this many key tiles
+  int pagesPerSeq = -1;          // paged variants: the dim of pages per sequence (manifest "paged")
+  int64_t pageSize = 0;          //   and the page size: kv_len = extent(pagesPerSeq) * pageSize
   // Indices into Manifest::dims / Manifest::args that size the workspace and feed the combine.
   int batch = -1, qHead = -1, qSeq = -1, valueDim = -1, kvSeq = -1;
   int outputArg = -1, lseArg = -1;

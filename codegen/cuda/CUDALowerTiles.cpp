@@ -369,10 +369,11 @@ private:
   /// the warp's 16, key j); masked keys and keys past the end get the fill value. In an
   /// interior tile (every row and key in range) the range checks and clamps are left out.
   Value scoreElement(Value dot, int r, Value j, bool interior, bool maskHolds) {
+    // Rows past the end are computed (as the last row: their param reads stay in bounds) and
+    // never stored; the clamp is per thread row, outside the key loop.
     Value fill = f32(t.scores.getFill().convertToDouble());
-    Value allowed, iSafe = rowQuery[r], jSafe = j;
+    Value allowed, iSafe = rowQuerySafe[r], jSafe = j;
     if (!interior) {
-      iSafe = rowQuerySafe[r];  // rows past the end are computed, never stored
       allowed = lt(j, kvLen);
       jSafe = select(allowed, j, idx(0));
     }
@@ -399,6 +400,7 @@ private:
       iFirst = arith::DivUIOp::create(b, loc, iFirst, idx(t.pack));
       iLast = arith::DivUIOp::create(b, loc, iLast, idx(t.pack));
     }
+    iLast = minIdx(iLast, add(qLen, idx(-1)));  // rows past the end are never stored
     for (const KeyBound &bd : bounds) {
       // Lower bounds must hold for the first key against the row that raises them most; upper
       // bounds for the last key against the row that lowers them most.
@@ -416,10 +418,9 @@ private:
   /// key 8 nt + 2c + e % 2. Interior tiles (and, for an affine mask, tiles it fully allows) take
   /// a branch without range checks (and without the mask).
   void scoreTile(SmallVectorImpl<SmallVector<Value, 4>> &s, Value j0) {
-    Value interior = arith::AndIOp::create(
-        b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(j0, t.blockK), kvLen),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(i0, t.blockQ), rowsLen));
+    // Interior: every key of the tile is in range (rows need no check, see scoreElement).
+    Value interior =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, add(j0, t.blockK), kvLen);
     Value allowed = tileFullyAllowed(j0);
     if (allowed)
       interior = arith::AndIOp::create(b, loc, interior, allowed);

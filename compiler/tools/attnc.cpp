@@ -52,6 +52,9 @@ static cl::opt<int64_t> splits("splits",
                                         "runtime's heuristic); run: the count used on the CPU "
                                         "(default 1)"),
                                cl::init(0), cl::cat(category));
+static cl::opt<int64_t> pageSize("page-size",
+                                 cl::desc("Tokens per page of paged K/V (overrides the spec's)"),
+                                 cl::init(0), cl::cat(category));
 static cl::opt<std::string> dtype("dtype",
                                   cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
                                   cl::init(""), cl::cat(category));
@@ -110,6 +113,7 @@ static bool compileOptions(CompileOptions &options) {
     return false;
   }
   options.pipeline.splits = splits;
+  options.pageSize = pageSize;
   options.pipeline.chip = chip;
   if (chip != "sm_80" && chip != "sm_90a") {
     llvm::errs() << "attnc: error: unknown --chip '" << chip << "'; use sm_80 or sm_90a\n";

@@ -189,7 +189,8 @@ class Kernel:
             a = self._by_name.get(name)
             if a is not None and t.dim() == len(a.storage_dims):
                 shape = list(t.shape)
-                shape[-1] *= a.packed
+                if shape and a.packed > 1:
+                    shape[-1] *= a.packed
                 sizes.update(zip(a.storage_dims, shape))
         for name, d in self._dims.items():
             if name not in sizes and d.get("static") is not None:

@@ -872,39 +872,38 @@ TEST_F(SplitTest, Workspace) {
 }
 
 TEST(SplitHeuristic, FillsTheGPU) {
-  // H100: 132 SMs, one block per SM. Decoding b = 1 with hk = 8 (GQA packing: one block per kv
-  // head) over 32k keys: 8 blocks, 512 key tiles of 64. Two waves need 33 splits; 32 gives each
-  // split the same 16 tiles with one split fewer.
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 1), 32);
-  // Two blocks per SM: 264 slots, two waves need 66 splits; 64 give the same 8 tiles each.
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 2), 64);
+  // H100: 132 SMs. Decoding b = 1 with hk = 8 (GQA packing: one block per kv head) over 32k keys:
+  // 8 blocks, 512 key tiles of 64. About 1.5 blocks per SM: round(1.5 * 132 / 8) = 25 splits of
+  // 21 tiles (the sweep's best region was 16-32).
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 1), 25);
+  // Resident blocks per SM do not change it.
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 3), 25);
   // max_splits bounds it.
   EXPECT_EQ(splitHeuristic(8, 512, 16, 2, 132, 1), 16);
-  // A nearly full GPU does not split: b = 32, h = 32 prefill-like grids, or >= 0.8 of the slots.
-  EXPECT_EQ(splitHeuristic(32 * 32, 512, 128, 2, 132, 1), 1);
-  EXPECT_EQ(splitHeuristic(106, 512, 128, 2, 132, 1), 1);  // 106 >= 0.8 * 132
-  // 100 blocks: 5 splits make 500 blocks in 4 waves of 132 (efficiency 0.95), better than 2 and
-  // more than the 3 that two waves need.
-  EXPECT_EQ(splitHeuristic(100, 512, 128, 2, 132, 1), 5);
+  // A full wave does not split: b = 32 x hk = 8, prefill-like grids, >= one block per SM.
+  EXPECT_EQ(splitHeuristic(32 * 8, 512, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(132, 512, 128, 2, 132, 1), 1);
+  // b = 8 x hk = 8: 64 blocks, 3 splits (the sweep's best was 4 of 4..128).
+  EXPECT_EQ(splitHeuristic(64, 128, 128, 2, 132, 1), 3);
+  EXPECT_EQ(splitHeuristic(106, 512, 128, 2, 132, 1), 2);
   // Few keys bound it: 4 tiles with at least 2 per split allow 2 splits; 1 tile allows none.
   EXPECT_EQ(splitHeuristic(8, 4, 128, 2, 132, 1), 2);
   EXPECT_EQ(splitHeuristic(8, 1, 128, 2, 132, 1), 1);
   EXPECT_EQ(splitHeuristic(8, 0, 128, 2, 132, 1), 1);
-  // 40 tiles, 1 per split allowed: two waves need 33 splits, which leave some splits 2 tiles;
-  // 20 splits give every split those 2 tiles.
+  // 40 tiles, 1 per split allowed: 25 splits leave some splits 2 tiles; 20 give every split 2.
   EXPECT_EQ(splitHeuristic(8, 40, 128, 1, 132, 1), 20);
-  // Unknown kv_len (paged): max_splits bounds it alone.
-  EXPECT_EQ(splitHeuristic(8, -1, 128, 2, 132, 1), 33);
+  // Unknown kv_len: max_splits bounds it alone.
+  EXPECT_EQ(splitHeuristic(8, -1, 128, 2, 132, 1), 25);
   EXPECT_EQ(splitHeuristic(8, -1, 16, 2, 132, 1), 16);
   // Degenerate inputs.
   EXPECT_EQ(splitHeuristic(0, 512, 128, 2, 132, 1), 1);
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 0, 0), 1);  // one slot: already full
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 0, 0), 1);  // one SM: already full
 }
 
 TEST_F(SplitTest, ChooseSplits) {
   std::string e;
   ASSERT_TRUE(check(e)) << e;  // b 1, h 32 (hk 8), 1 query, 32k keys: 512 tiles
-  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 32);
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 25);
   EXPECT_EQ(chooseSplits(m, plan, 7, 132, 1), 7);      // the runtime override
   EXPECT_EQ(chooseSplits(m, plan, 1000, 132, 1), 128);  // clamped to max_splits
   // b = 32, h = 32: the grid fills the GPU.

@@ -1,0 +1,209 @@
+"""Decoding benchmark (BENCH.md's decode shapes): one query token per sequence, GQA 32 query /
+8 kv heads, d = 128, bf16, against a KV cache of kv_len tokens. attnc's gqa_decode (contiguous
+cache) and paged_decode (page pools, several page sizes) next to SDPA flash / cuDNN and
+FlexAttention in the same process. Memory-bound: the figure is GB/s of K + V read (each byte
+once) against the copy ceiling, plus the ms.
+
+  python3 bench/decode.py [--tag TAG] [--dirs NAME=DIR,...] [--no-flex] [--shapes b:kv,...]
+
+Each DIR holds kernels compiled with some options (`attnc compile --emit=ptx`); every kernel
+named gqa_decode / paged_decode in each DIR is timed, so compile options are compared in one run.
+Correctness first: every attnc output is checked against SDPA's (float32 math) before timing.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
+import attnc  # noqa: E402
+from bench import device_line, time_ms  # noqa: E402
+
+SHAPES = [(1, 32768), (8, 8192), (32, 4096), (1, 131072)]
+HQ, HKV, D = 32, 8, 128
+COPY_CEILING = 3020.0  # GB/s, device-to-device copy on this H100 (BENCH.md)
+ANCHORS = {"b1 kv32768": (1852, 2085, 122), "b8 kv8192": (2465, 2476, 865),
+           "b32 kv4096": (2534, 2826, 2483), "b1 kv131072": (2582, 2777, 126)}
+
+
+def load_kernels(dirs):
+    """{label: Kernel} for every gqa_decode / paged_decode manifest in each directory."""
+    out = {}
+    for label, directory in dirs:
+        for name in ("gqa_decode", "paged_decode"):
+            manifest = Path(directory) / f"{name}.json"
+            if manifest.exists():
+                try:
+                    out[f"{label}/{name}"] = attnc.load_kernel(Path(directory) / f"{name}.ptx",
+                                                               manifest)
+                except attnc.Error as e:
+                    print(f"cannot load {manifest}: {e}")
+    return out
+
+
+def contiguous_args(kernel, q, k, v, kv_len):
+    """[b, s, h, d] tensors as the spec declares them, kv_lens = kv_len for every sequence."""
+    b = q.shape[0]
+    o = torch.empty_like(q)
+    lens = torch.full((b,), kv_len, dtype=torch.int32, device="cuda")
+    lse = torch.empty(b, HQ, 1, dtype=torch.float32, device="cuda")
+    return {"q": q, "k": k, "v": v, "kv_lens": lens, "o": o, "lse": lse}, o
+
+
+def paged_args(kernel, q, k, v, kv_len, gen):
+    """The same cache cut into pages of the kernel's page size, pages shuffled in one pool."""
+    page = kernel.manifest["paged"]["page_size"]
+    b = q.shape[0]
+    per_seq = -(-kv_len // page)
+    pages = b * per_seq
+    perm = torch.randperm(pages, generator=gen, device="cuda")
+    table = perm.view(b, per_seq).to(torch.int32)
+
+    def pool(x):  # x [b, kv, hk, d] -> pool [pages, page, hk, d] with x's pages at table
+        padded = torch.zeros(b, per_seq * page, HKV, D, dtype=x.dtype, device="cuda")
+        padded[:, :kv_len] = x
+        p = torch.empty(pages, page, HKV, D, dtype=x.dtype, device="cuda")
+        p[table.long().flatten()] = padded.view(b * per_seq, page, HKV, D)
+        return p
+
+    o = torch.empty_like(q)
+    lens = torch.full((b,), kv_len, dtype=torch.int32, device="cuda")
+    lse = torch.empty(b, HQ, 1, dtype=torch.float32, device="cuda")
+    return {"q": q, "k": pool(k), "v": pool(v), "block_table": table, "kv_lens": lens, "o": o,
+            "lse": lse}, o
+
+
+def rel_error(got, ref):
+    return float((got.float() - ref.float()).norm() / ref.float().norm())
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tag", default="decode")
+    parser.add_argument("--dirs", default=f"default={ROOT / '.device' / 'kernels'}")
+    parser.add_argument("--no-flex", action="store_true")
+    parser.add_argument("--shapes", default="")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--sweep-splits", default="",
+                        help="also time each kernel with these forced split counts, e.g. 8,16,32")
+    args = parser.parse_args()
+    dirs = [item.split("=", 1) for item in args.dirs.split(",") if item]
+    shapes = SHAPES if not args.shapes else [tuple(int(x) for x in s.split(":"))
+                                             for s in args.shapes.split(",")]
+    kernels = load_kernels(dirs)
+    print("kernels:", ", ".join(kernels) or "none", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    rows, raw = [], {}
+    for b, kv_len in shapes:
+        key = f"b{b} kv{kv_len}"
+        print(f"== {key}", flush=True)
+        q = torch.randn(b, 1, HQ, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        k = torch.randn(b, kv_len, HKV, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        v = torch.randn(b, kv_len, HKV, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+        kv_bytes = 2 * k.numel() * k.element_size()
+        # SDPA takes [b, h, s, d] views of the same tensors.
+        qs, ks, vs = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        with sdpa_kernel([SDPBackend.MATH]):
+            ref = F.scaled_dot_product_attention(qs.float(), ks.float(), vs.float(),
+                                                 enable_gqa=True).transpose(1, 2)
+        results = {}
+        for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
+                              ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            try:
+                with sdpa_kernel([backend]):
+                    fn = lambda: F.scaled_dot_product_attention(qs, ks, vs, enable_gqa=True)
+                    fn()
+                    results[name] = time_ms(fn, args.repeats)
+            except Exception as e:
+                results[name] = f"failed: {type(e).__name__}"
+        if not args.no_flex:
+            try:
+                from torch.nn.attention.flex_attention import flex_attention
+                fl = torch.compile(flex_attention, dynamic=False)
+                fl(qs, ks, vs, enable_gqa=True)
+                results["flex"] = time_ms(lambda: fl(qs, ks, vs, enable_gqa=True), args.repeats)
+                torch._dynamo.reset()
+            except Exception as e:
+                results["flex"] = f"failed: {type(e).__name__}"
+        for label, kernel in kernels.items():
+            try:
+                if kernel.manifest.get("paged"):
+                    targs, o = paged_args(kernel, q, k, v, kv_len, gen)
+                else:
+                    targs, o = contiguous_args(kernel, q, k, v, kv_len)
+                launch = kernel.prepare(**targs)
+                o.fill_(math.nan)
+                launch()
+                torch.cuda.synchronize()
+                err = rel_error(o, ref)
+                if not err <= 2e-2:
+                    results[label] = f"wrong (rel err {err:.1e})"
+                    continue
+                results[label] = time_ms(launch, args.repeats)
+                results[label + ":splits"] = kernel.last_splits
+                results[label + ":err"] = err
+                for forced in [int(x) for x in args.sweep_splits.split(",") if x]:
+                    kernel.set_splits(forced)
+                    launch = kernel.prepare(**targs)
+                    launch()
+                    ms = time_ms(launch, args.repeats)
+                    results[f"{label}:S{kernel.last_splits}"] = ms
+                    print(f"  {label:28s} S={kernel.last_splits:<4d} {ms:.4f} ms "
+                          f"{kv_bytes / ms / 1e6:7.0f} GB/s", flush=True)
+                kernel.set_splits(0)
+                del targs
+            except Exception as e:
+                results[label] = f"failed: {type(e).__name__}: {str(e)[:120]}"
+        for name, value in results.items():
+            if isinstance(value, float) and ":" not in name:
+                print(f"  {name:36s} {value:.4f} ms  {kv_bytes / value / 1e6:7.0f} GB/s", flush=True)
+            elif ":" not in name:
+                print(f"  {name:36s} {value}", flush=True)
+        raw[key] = {"kv_bytes": kv_bytes, **results}
+        rows.append((key, kv_bytes, results))
+        del q, k, v, ref
+        torch.cuda.empty_cache()
+
+    names = ["flash", "cudnn"] + ([] if args.no_flex else ["flex"]) + list(kernels)
+    lines = [f"# Decode benchmark ({args.tag}), {datetime.date.today().isoformat()}", "",
+             f"Device: {device_line()}; torch {torch.__version__}.", "",
+             f"GQA {HQ}/{HKV}, d {D}, bf16, one query token; GB/s of K + V read (copy ceiling "
+             f"{COPY_CEILING:.0f} GB/s, target 2750). attnc kernels checked against SDPA math "
+             "(relative error) before timing; `splits` is the split count the runtime chose.", "",
+             "| shape | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, kv_bytes, results in rows:
+        cells = []
+        for name in names:
+            value = results.get(name)
+            if isinstance(value, float):
+                cell = f"{kv_bytes / value / 1e6:.0f} GB/s ({value * 1e3:.0f} us)"
+                if results.get(name + ":splits"):
+                    cell += f", S={results[name + ':splits']}"
+                cells.append(cell)
+            else:
+                cells.append(str(value) if value is not None else "")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "BENCH.md anchors (flash / cuDNN / Flex GB/s): " +
+              "; ".join(f"{k} {a[0]} / {a[1]} / {a[2]}" for k, a in ANCHORS.items()), ""]
+    text = "\n".join(lines)
+    print(text)
+    name = f"{datetime.date.today().isoformat()}-{args.tag}"
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench" / "results" / f"{name}.md").write_text(text)
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, f"bench-{name}.md").write_text(text)
+        Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
