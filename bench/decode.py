@@ -39,7 +39,8 @@ def load_kernels(dirs):
     """{label: Kernel} for every gqa_decode / paged_decode manifest in each directory."""
     out = {}
     for label, directory in dirs:
-        for name in ("gqa_decode", "paged_decode"):
+        for name in ("gqa_decode", "paged_decode", "int8_kv_decode", "int8_group_decode",
+                     "fp8_paged_decode"):
             manifest = Path(directory) / f"{name}.json"
             if manifest.exists():
                 try:
@@ -69,17 +70,44 @@ def paged_args(kernel, q, k, v, kv_len, gen):
     table = perm.view(b, per_seq).to(torch.int32)
 
     def pool(x):  # x [b, kv, hk, d] -> pool [pages, page, hk, d] with x's pages at table
-        padded = torch.zeros(b, per_seq * page, HKV, D, dtype=x.dtype, device="cuda")
-        padded[:, :kv_len] = x
-        p = torch.empty(pages, page, HKV, D, dtype=x.dtype, device="cuda")
+        raw = x.view(torch.uint8) if x.element_size() == 1 else x  # fp8: copy the bytes
+        padded = torch.zeros(b, per_seq * page, HKV, D, dtype=raw.dtype, device="cuda")
+        padded[:, :kv_len] = raw
+        p = torch.empty(pages, page, HKV, D, dtype=raw.dtype, device="cuda")
         p[table.long().flatten()] = padded.view(b * per_seq, page, HKV, D)
-        return p
+        return p.view(x.dtype) if raw is not x else p
 
     o = torch.empty_like(q)
     lens = torch.full((b,), kv_len, dtype=torch.int32, device="cuda")
     lse = torch.empty(b, HQ, 1, dtype=torch.float32, device="cuda")
     return {"q": q, "k": pool(k), "v": pool(v), "block_table": table, "kv_lens": lens, "o": o,
             "lse": lse}, o
+
+
+def quantize(kernel, k, v):
+    """(k, v, extra args, dequantised k, v) in the kernel's storage: int8 with per-token or
+    per-group scales, or e4m3 with per-head scales, computed from the bf16 cache."""
+    args = {a["name"]: a for a in kernel.manifest["args"]}
+    out, deq = {}, []
+    for name, x in (("k", k), ("v", v)):
+        a = args[name]
+        scale_dt = {"f32": torch.float32, "f16": torch.float16}[args[a["scale"]]["dtype"]]
+        xf = x.float()
+        if a["dtype"] == "i8":
+            g = a["scale_group"]
+            grouped = xf.view(*xf.shape[:-1], -1, g) if g > 1 else xf.unsqueeze(-1)
+            sc = (grouped.abs().amax(-1) / 127).clamp_min(1e-8).to(scale_dt)
+            qx = torch.round(grouped / sc.float().unsqueeze(-1)).clamp(-127, 127)
+            deq.append((qx * sc.float().unsqueeze(-1)).view_as(xf).to(torch.bfloat16))
+            out[name] = qx.view_as(xf).to(torch.int8)
+            out[a["scale"]] = sc if g > 1 else sc.squeeze(-1)
+        else:  # f8e4m3, one scale per kv head (dim 2 of [b, s, hk, d])
+            sc = (xf.abs().amax(dim=(0, 1, 3)) / 448).clamp_min(1e-8).to(scale_dt)
+            qx = (xf / sc.float().view(1, 1, -1, 1)).to(torch.float8_e4m3fn)
+            deq.append((qx.float() * sc.float().view(1, 1, -1, 1)).to(torch.bfloat16))
+            out[name] = qx
+            out[a["scale"]] = sc
+    return out, deq[0], deq[1]
 
 
 def rel_error(got, ref):
@@ -136,15 +164,26 @@ def main():
                 results["flex"] = f"failed: {type(e).__name__}"
         for label, kernel in kernels.items():
             try:
+                kq, vq, want = k, v, ref
+                quantised = any(a.get("scale") for a in kernel.manifest["args"])
+                if quantised:  # the kernel is judged against attention over its dequantised cache
+                    qargs, kd, vd = quantize(kernel, k, v)
+                    with sdpa_kernel([SDPBackend.MATH]):
+                        want = F.scaled_dot_product_attention(
+                            qs.float(), kd.transpose(1, 2).float(), vd.transpose(1, 2).float(),
+                            enable_gqa=True).transpose(1, 2)
+                    kq, vq = qargs["k"], qargs["v"]
                 if kernel.manifest.get("paged"):
-                    targs, o = paged_args(kernel, q, k, v, kv_len, gen)
+                    targs, o = paged_args(kernel, q, kq, vq, kv_len, gen)
                 else:
-                    targs, o = contiguous_args(kernel, q, k, v, kv_len)
+                    targs, o = contiguous_args(kernel, q, kq, vq, kv_len)
+                if quantised:
+                    targs.update({n: t for n, t in qargs.items() if n not in ("k", "v")})
                 launch = kernel.prepare(**targs)
                 o.fill_(math.nan)
                 launch()
                 torch.cuda.synchronize()
-                err = rel_error(o, ref)
+                err = rel_error(o, want)
                 if not err <= 2e-2:
                     results[label] = f"wrong (rel err {err:.1e})"
                     continue
@@ -164,7 +203,11 @@ def main():
             except Exception as e:
                 results[label] = f"failed: {type(e).__name__}: {str(e)[:120]}"
         for name, value in results.items():
-            if isinstance(value, float) and ":" not in name:
+            if isinstance(value, float) and ":" not in name and name in kernels and any(
+                    a.get("scale") for a in kernels[name].manifest["args"]):
+                print(f"  {name:36s} {value:.4f} ms  {kv_bytes / value / 1e6:7.0f} GB/s-bf16-equiv "
+                      f"({kv_bytes / 2 / value / 1e6:.0f} GB/s of i8/fp8 values)", flush=True)
+            elif isinstance(value, float) and ":" not in name:
                 print(f"  {name:36s} {value:.4f} ms  {kv_bytes / value / 1e6:7.0f} GB/s", flush=True)
             elif ":" not in name:
                 print(f"  {name:36s} {value}", flush=True)

@@ -67,7 +67,8 @@ Stage detectStage(mlir::ModuleOp module) {
 
 void applyDTypeOverride(Variant &v, DType dtype) {
   for (int t : {v.q, v.k, v.v})
-    v.inputs[t].resolvedDType = dtype;
+    if (!isQuantized(v.inputs[t].resolvedDType))  // quantised storage is kept
+      v.inputs[t].resolvedDType = dtype;
   v.output.resolvedDType = dtype;
 }
 }  // namespace

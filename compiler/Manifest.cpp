@@ -97,6 +97,10 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         storage = v.pagedStorage(t);
       }
       args.push_back(tensorArg(v, a.name, "input", t.resolvedDType, canon, storage, true));
+      if (t.scaleParam >= 0) {  // quantised: the dequantisation scale param and its group
+        args.back()["scale"] = v.params[size_t(t.scaleParam)].name;
+        args.back()["scale_group"] = t.scaleGroup;
+      }
       break;
     }
     case KernelArg::Kind::Param: {

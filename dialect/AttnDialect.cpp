@@ -98,6 +98,32 @@ LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
+/// k or v against q: the same element type, or quantised storage (i8, e4m3fn) with a scale
+/// whose axes name canonical axes of the key coordinates (b, hk, j, e).
+static LogicalResult verifyKV(Operation *op, StringRef name, Type qElt, MemRefType kv, Value scale,
+                              ArrayRef<int64_t> axes, int64_t group) {
+  Type elt = kv.getElementType();
+  bool quantised = elt.isInteger(8) || isa<Float8E4M3FNType>(elt);
+  if (quantised != bool(scale))
+    return op->emitOpError() << name << (quantised ? " is quantised (" : " is not quantised (")
+                             << elt << ") but has " << (scale ? "a" : "no") << " scale";
+  if (!quantised && elt != qElt)
+    return op->emitOpError() << "q and " << name << " must share one element type, got "
+                             << qElt << " and " << elt;
+  if (!scale)
+    return success();
+  auto scaleType = cast<MemRefType>(scale.getType());
+  if (scaleType.getRank() != int64_t(axes.size()))
+    return op->emitOpError() << name << "'s scale has rank " << scaleType.getRank() << " but "
+                             << axes.size() << " scale axes";
+  for (int64_t a : axes)
+    if (a < 0 || a > 3)
+      return op->emitOpError() << "scale axes index (b, hk, j, e): 0 to 3, got " << a;
+  if (group < 1)
+    return op->emitOpError() << "a scale group must be >= 1, got " << group;
+  return success();
+}
+
 /// A block table comes with a page size > 0, and the pools' slot axis (2) holds that many rows.
 static LogicalResult verifyPages(Operation *op, Value table, int64_t pageSize,
                                  ArrayRef<MemRefType> pools) {
@@ -121,6 +147,27 @@ Value mlir::attn::buildKVLength(OpBuilder &b, Location loc, Value kv, Value tabl
   return arith::MulIOp::create(b, loc, pages, arith::ConstantIndexOp::create(b, loc, pageSize));
 }
 
+Value mlir::attn::buildDequantToF32(OpBuilder &b, Location loc, Value x) {
+  Type f32 = b.getF32Type();
+  if (x.getType().isInteger(8))
+    return arith::SIToFPOp::create(b, loc, f32, x);
+  if (!isa<Float8E4M3FNType>(x.getType()))
+    return x.getType() == f32 ? x : arith::ExtFOp::create(b, loc, f32, x).getResult();
+  auto i32 = [&](int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 32).getResult(); };
+  Value bits = arith::BitcastOp::create(b, loc, b.getI8Type(), x);
+  Value wide = arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
+  Value sign = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, wide, i32(0x80)),
+                                     i32(8));
+  Value mag = arith::ShLIOp::create(b, loc, arith::AndIOp::create(b, loc, wide, i32(0x7f)),
+                                    i32(7));
+  Value half = arith::TruncIOp::create(b, loc, b.getI16Type(),
+                                       arith::OrIOp::create(b, loc, sign, mag));
+  Value f16 = arith::BitcastOp::create(b, loc, b.getF16Type(), half);
+  Value f = arith::ExtFOp::create(b, loc, f32, f16);
+  return arith::MulFOp::create(b, loc, f,
+                               arith::ConstantOp::create(b, loc, b.getF32FloatAttr(256.0f)));
+}
+
 LogicalResult AttentionOp::verify() {
   auto q = getQ().getType(), k = getK().getType(), v = getV().getType(), o = getOut().getType();
   Operation *op = getOperation();
@@ -139,10 +186,11 @@ LogicalResult AttentionOp::verify() {
       failed(sameExtent(op, "query heads", "q", q, 1, "out", o, 1)) ||
       failed(sameExtent(op, "query length", "q", q, 2, "out", o, 2)))
     return failure();
-  if (q.getElementType() != k.getElementType() || k.getElementType() != v.getElementType())
-    return emitOpError() << "q, k and v must share one element type, got "
-                         << q.getElementType() << ", " << k.getElementType() << ", "
-                         << v.getElementType();
+  if (failed(verifyKV(op, "k", q.getElementType(), k, getKScale(), getKScaleAxes(),
+                      getKScaleGroup())) ||
+      failed(verifyKV(op, "v", q.getElementType(), v, getVScale(), getVScaleAxes(),
+                      getVScaleGroup())))
+    return failure();
   int64_t h = q.getDimSize(1), hk = k.getDimSize(1), group = getGroup();
   if (!ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * group)
     return emitOpError() << "query heads (" << h << ") must be kv heads (" << hk
@@ -174,8 +222,9 @@ LogicalResult TileScoresOp::verify() {
   if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(staticRows(*this, "s", getS().getType())))
     return failure();
-  if (q.getElementType() != k.getElementType())
-    return emitOpError("q and k must share one element type");
+  if (failed(verifyKV(*this, "k", q.getElementType(), k, getKScale(), getKScaleAxes(),
+                      getKScaleGroup())))
+    return failure();
   return success();
 }
 
@@ -222,6 +271,10 @@ LogicalResult TileMatmulAccOp::verify() {
   auto p = getP().getType(), acc = getAcc().getType(), v = getV().getType();
   if (failed(verifyPages(*this, getBlockTable(), getPageSize(), {v})))
     return failure();
+  if (getVScale() && (getVScaleGroup() < 1 ||
+                      cast<MemRefType>(getVScale().getType()).getRank() !=
+                          int64_t(getVScaleAxes().size())))
+    return emitOpError("v's scale needs one scale axis per dim and a group >= 1");
   if (failed(staticRows(*this, "p", p)) || failed(sameRows(*this, p, {acc})))
     return failure();
   if (!compatible(acc.getDimSize(1), v.getDimSize(3)))

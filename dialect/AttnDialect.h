@@ -26,3 +26,10 @@ namespace mlir::attn {
 /// (non-null), dim(table, 1) * pageSize.
 Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t pageSize);
 } // namespace mlir::attn
+
+namespace mlir::attn {
+/// An element of a quantised k or v as f32 (no scale): i8 by sitofp, e4m3fn by integer
+/// arithmetic (its 7 magnitude bits placed in an f16, scaled by 2^8: exact for normals,
+/// subnormals and zero; the NaN code reads as 480), so no back end needs f8 support.
+Value buildDequantToF32(OpBuilder &b, Location loc, Value x);
+} // namespace mlir::attn

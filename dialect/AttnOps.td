@@ -12,6 +12,9 @@ class Attn_Op<string mnemonic, list<Trait> traits = []> : Op<Attn_Dialect, mnemo
 
 def Attn_Float : AnyTypeOf<[F32, F16, BF16]>;
 def Attn_Seq4 : MemRefRankOf<[F32, F16, BF16], [4]>;
+// k and v may also be stored quantised (i8, e4m3fn) with a dequantisation scale.
+def Attn_KV4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN], [4]>;
+def Attn_Scale : MemRefOf<[F32, F16, BF16]>;
 def Attn_Lse : MemRefRankOf<[F32], [3]>;
 def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
 def Attn_Tile1 : MemRefRankOf<[F32], [1]>;
@@ -49,6 +52,11 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     key j of batch b is row j % P of page table[b, j / P]; the key range is
     dim(table, 1) * P.
 
+    Quantised KV (`kscale %s` / `vscale %s`): k (v) holds i8 or e4m3fn values; the key used is
+    k[b, hk, j, e] * s[x_0, ..., x_n], where scale axis a takes the coordinate
+    (b, hk, j, e)[k_scale_axes[a]] (divided by k_scale_group for the channel axis 3): per-head,
+    per-token and per-group scales alike.
+
     Example:
     ```mlir
     attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
@@ -64,17 +72,24 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
       }
     ```
   }];
-  let arguments = (ins Attn_Seq4:$q, Attn_Seq4:$k, Attn_Seq4:$v,
-                       Optional<Attn_BlockTable>:$block_table, Attn_Seq4:$out,
+  let arguments = (ins Attn_Seq4:$q, Attn_KV4:$k, Attn_KV4:$v,
+                       Optional<Attn_BlockTable>:$block_table,
+                       Optional<Attn_Scale>:$k_scale, Optional<Attn_Scale>:$v_scale,
+                       Attn_Seq4:$out,
                        Optional<Attn_Lse>:$lse,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
                        Attn_NormAttr:$norm,
-                       DefaultValuedAttr<I64Attr, "0">:$page_size);
+                       DefaultValuedAttr<I64Attr, "0">:$page_size,
+                       DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
+                       DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$v_scale_axes,
+                       DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
+                       DefaultValuedAttr<I64Attr, "1">:$v_scale_group);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
-    $q `,` $k `,` $v (`pages` $block_table^)? `->` $out (`,` $lse^)? attr-dict `:` type($q) `,`
-    type($k) `,` type($v) (`,` type($block_table)^)? `->` type($out) (`,` type($lse)^)?
-    `score` $score (`mask` $mask^)?
+    $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
+    $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
+    (`,` type($block_table)^)? (`,` `kscale` type($k_scale)^)? (`,` `vscale` type($v_scale)^)?
+    `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -91,7 +106,7 @@ def Attn_TileFillOp : Attn_Op<"tile_fill"> {
   let assemblyFormat = "$tile `,` $value attr-dict `:` type($tile)";
 }
 
-def Attn_TileScoresOp : Attn_Op<"tile_scores"> {
+def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
   let summary = "Scores of one query tile against one key tile";
   let description = [{
     s[r, c] = score(b, h, i0 + r, j0 + c, dot(q[b, h, i0 + r, :], k[b, hk, j0 + c, :])) where the
@@ -101,18 +116,23 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores"> {
     With `pack = G > 1` (GQA packing, see attn-pack-gqa) the rows hold the G query heads that
     share kv head hk, query-major: row r is query i = (i0 + r) / G of head h + (i0 + r) % G, so
     one key tile serves every head of the group. `h` is then the group's first head.
-    With `pages %table` k is a page pool, as in attn.attention.
+    With `pages %table` k is a page pool, and with `kscale %s` it is quantised, as in
+    attn.attention.
   }];
-  let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
+  let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_KV4, "", [MemRead]>:$k,
                        Arg<Attn_Tile2, "", [MemWrite]>:$s,
                        Index:$b, Index:$h, Index:$hk, Index:$i0, Index:$j0,
-                       Optional<Attn_BlockTable>:$block_table, F32Attr:$fill,
+                       Optional<Attn_BlockTable>:$block_table, Optional<Attn_Scale>:$k_scale,
+                       F32Attr:$fill,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
-                       DefaultValuedAttr<I64Attr, "0">:$page_size);
+                       DefaultValuedAttr<I64Attr, "0">:$page_size,
+                       DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
+                       DefaultValuedAttr<I64Attr, "1">:$k_scale_group);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
-    $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` (`pages` $block_table^)? `->` $s
-    attr-dict `:` type($q) `,` type($k) (`,` type($block_table)^)? `->` type($s)
+    $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` (`pages` $block_table^)?
+    (`kscale` $k_scale^)? `->` $s attr-dict `:` type($q) `,` type($k)
+    (`,` type($block_table)^)? (`,` `kscale` type($k_scale)^)? `->` type($s)
     `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
@@ -155,19 +175,23 @@ def Attn_TileOnlineUpdateOp : Attn_Op<"tile_online_update"> {
   let hasVerifier = 1;
 }
 
-def Attn_TileMatmulAccOp : Attn_Op<"tile_matmul_acc"> {
+def Attn_TileMatmulAccOp : Attn_Op<"tile_matmul_acc", [AttrSizedOperandSegments]> {
   let summary = "acc[r, e] += sum_c p[r, c] * v[b, hk, j0 + c, e] over the keys in range";
   let description = [{
-    With `pages %table` v is a page pool: key j is row j % P of page table[b, j / P].
+    With `pages %table` v is a page pool: key j is row j % P of page table[b, j / P]; with
+    `vscale %s` it is quantised, as in attn.attention.
   }];
-  let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$p, Arg<Attn_Seq4, "", [MemRead]>:$v,
+  let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$p, Arg<Attn_KV4, "", [MemRead]>:$v,
                        Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc,
                        Index:$b, Index:$hk, Index:$j0,
-                       Optional<Attn_BlockTable>:$block_table,
-                       DefaultValuedAttr<I64Attr, "0">:$page_size);
+                       Optional<Attn_BlockTable>:$block_table, Optional<Attn_Scale>:$v_scale,
+                       DefaultValuedAttr<I64Attr, "0">:$page_size,
+                       DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$v_scale_axes,
+                       DefaultValuedAttr<I64Attr, "1">:$v_scale_group);
   let assemblyFormat = [{
-    $p `,` $v `[` $b `,` $hk `,` $j0 `]` (`pages` $block_table^)? `->` $acc attr-dict `:`
-    type($p) `,` type($v) (`,` type($block_table)^)? `->` type($acc)
+    $p `,` $v `[` $b `,` $hk `,` $j0 `]` (`pages` $block_table^)? (`vscale` $v_scale^)? `->`
+    $acc attr-dict `:` type($p) `,` type($v) (`,` type($block_table)^)?
+    (`,` `vscale` type($v_scale)^)? `->` type($acc)
   }];
   let hasVerifier = 1;
 }

@@ -127,6 +127,22 @@ std::pair<Value, Value> keyAt(Emit &e, Value kv, Value b, Value j, Value table,
   return {arith::MinSIOp::create(e.b, e.loc, page, last), slot};
 }
 
+/// k or v at (axis 0, hk, axis 2, e) as f32, dequantised when `scale` is set: the stored value
+/// times scale[key coordinates (b, hk, j, e) picked by `axes`, e / group on the channel axis].
+Value loadKV(Emit &e, Value mem, ValueRange idx, Value scale, ArrayRef<int64_t> axes,
+             int64_t group, std::array<Value, 4> key) {
+  Value raw = memref::LoadOp::create(e.b, e.loc, mem, idx);
+  Value x = buildDequantToF32(e.b, e.loc, raw);
+  if (!scale)
+    return x;
+  SmallVector<Value> at;
+  for (int64_t a : axes)
+    at.push_back(a == 3 && group > 1
+                     ? arith::DivUIOp::create(e.b, e.loc, key[3], e.index(group)).getResult()
+                     : key[size_t(a)]);
+  return e.fmul(x, e.load(scale, at));
+}
+
 /// (head, query) of packed row p: (h + p % pack, p / pack); (h, p) unpacked.
 std::pair<Value, Value> packedRow(Emit &e, Value h, Value p, int64_t pack) {
   if (pack == 1)
@@ -160,7 +176,9 @@ void lower(Emit &e, TileScoresOp op) {
       auto score = [&](Emit &e) {
         auto [kb, kj] = keyAt(e, k, b, j, op.getBlockTable(), op.getPageSize());
         Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
-          return e.fadd(acc, e.fmul(e.load(q, {b, h, i, d}), e.load(k, {kb, hk, kj, d})));
+          Value kd = loadKV(e, k, {kb, hk, kj, d}, op.getKScale(), op.getKScaleAxes(),
+                            op.getKScaleGroup(), {b, hk, j, d});
+          return e.fadd(acc, e.fmul(e.load(q, {b, h, i, d}), kd));
         });
         return e.inlineRegion(op.getScore(), {b, h, i, j, dot});
       };
@@ -232,7 +250,9 @@ void lower(Emit &e, TileMatmulAccOp op) {
         Value pv = e.load(p, {r, c});
         auto [vb, vj] = keyAt(e, v, op.getB(), j, op.getBlockTable(), op.getPageSize());
         e.loop(e.extent(acc, 1), [&](Emit &e, Value ch) {
-          Value term = e.fmul(pv, e.load(v, {vb, op.getHk(), vj, ch}));
+          Value vd = loadKV(e, v, {vb, op.getHk(), vj, ch}, op.getVScale(), op.getVScaleAxes(),
+                            op.getVScaleGroup(), {op.getB(), op.getHk(), j, ch});
+          Value term = e.fmul(pv, vd);
           e.store(e.fadd(e.load(acc, {r, ch}), term), acc, {r, ch});
         });
       });

@@ -307,12 +307,85 @@ private:
       }
     }
   }
-  void loadKeys(Value global, Value j0, int64_t cols, Value smem, Value tid, int64_t threads) {
+  /// The scale of quantised K (isKey) or V, its axes over the key coordinates and its group.
+  struct Dequant {
+    Value scale;
+    ArrayRef<int64_t> axes;
+    int64_t group = 1;
+  };
+  Dequant dequantOf(bool isKey) {
+    if (isKey)
+      return {t.scores.getKScale() ? outside.lookup(t.scores.getKScale()) : Value(),
+              t.scores.getKScaleAxes(), int64_t(t.scores.getKScaleGroup())};
+    return {t.matmul.getVScale() ? outside.lookup(t.matmul.getVScale()) : Value(),
+            t.matmul.getVScaleAxes(), int64_t(t.matmul.getVScaleGroup())};
+  }
+  void loadKeys(Value global, bool isKey, Value j0, int64_t cols, Value smem, Value tid,
+                int64_t threads) {
     Value tilePage;
     if (table && t.scores.getPageSize() % t.blockK == 0)
       tilePage = pageOf(select(lt(j0, kvLen), j0, idx(0)));
-    loadTile(global, [&](Value r) { return keyRow(j0, tilePage, r); }, t.blockK, cols, smem, tid,
-             threads);
+    auto rowOf = [&](Value r) { return keyRow(j0, tilePage, r); };
+    Dequant dq = dequantOf(isKey);
+    if (dq.scale)
+      return loadDequantTile(global, rowOf, j0, dq, cols, smem, tid, threads);
+    loadTile(global, rowOf, t.blockK, cols, smem, tid, threads);
+  }
+  /// Quantised K/V (i8, e4m3fn): each thread loads 8 stored values (8 bytes), converts them to
+  /// f32, multiplies by their scales and stores them as f16/bf16 into the same shared-memory
+  /// layout cp.async fills, so the fragments and the tensor-core math are unchanged. Synchronous
+  /// loads: the barrier before the tile's first use makes them visible.
+  void loadDequantTile(Value global, RowFn rowOf, Value j0, const Dequant &dq, int64_t cols,
+                       Value smem, Value tid, int64_t threads) {
+    int64_t chunksPerRow = cols / 8, chunks = t.blockK * chunksPerRow;
+    Type stored = cast<MemRefType>(global.getType()).getElementType();
+    bool perChannel = llvm::is_contained(dq.axes, 3) && dq.group < 8;
+    for (int64_t base = 0; base < chunks; base += threads) {
+      Value id = add(tid, base);
+      auto body = [&] {
+        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
+        auto [outer, headIndex, row, inRange] = rowOf(r);
+        Value safeRow = select(inRange, row, idx(0));
+        Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), global,
+                                           ValueRange{outer, headIndex, safeRow, col});
+        Value key = add(j0, r);  // the logical key, for the scale
+        Value safeKey = select(inRange, key, idx(0));
+        auto scaleAt = [&](Value channel) {
+          SmallVector<Value> at;
+          for (int64_t a : dq.axes)
+            at.push_back(a == 0   ? batch
+                         : a == 1 ? kvHead
+                         : a == 2 ? safeKey
+                         : dq.group > 1 ? arith::DivUIOp::create(b, loc, channel, idx(dq.group))
+                                              .getResult()
+                                        : channel);
+          Value sc = memref::LoadOp::create(b, loc, dq.scale, at);
+          return sc.getType().isF32() ? sc
+                                      : arith::ExtFOp::create(b, loc, b.getF32Type(), sc)
+                                            .getResult();
+        };
+        Value chunkScale = perChannel ? Value() : scaleAt(col);
+        SmallVector<Value> values;
+        for (int64_t e = 0; e < 8; ++e) {
+          Value x = buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e));
+          x = fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale);
+          values.push_back(select(inRange, x, f32(0)));
+        }
+        Value v8 = vector::FromElementsOp::create(b, loc, VectorType::get({8}, b.getF32Type()),
+                                                  values);
+        Value packed = arith::TruncFOp::create(b, loc, VectorType::get({8}, elt), v8);
+        vector::StoreOp::create(b, loc, packed, smem, ValueRange{r, col});
+      };
+      if (base + threads <= chunks) {
+        body();
+      } else {
+        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+        body();
+      }
+    }
   }
   /// Closes the cp.async group issued so far.
   Value commit() {
@@ -521,7 +594,7 @@ LogicalResult KernelBuilder::build() {
   // whole key loop.
   loadTile(q, [&](Value r) { return queryRow(r); }, t.blockQ, t.headDim, qSmem, tid, threads);
   commit();
-  loadKeys(k, keysFrom, t.headDim, kSmem, tid, threads);
+  loadKeys(k, true, keysFrom, t.headDim, kSmem, tid, threads);
   waitGroups(commit(), 1);
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));        // which 8x8 matrix
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));        // its row
@@ -561,7 +634,7 @@ LogicalResult KernelBuilder::build() {
 
     // V(j0) streams in during S = Q . K^T and the softmax; K(j0 + BK) during O += P . V.
     gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous V tile
-    loadKeys(v, j0, t.valueDim, vSmem, tid, threads);
+    loadKeys(v, false, j0, t.valueDim, vSmem, tid, threads);
     waitGroups(commit(), 1);  // K(j0) has landed
 
     // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
@@ -609,7 +682,7 @@ LogicalResult KernelBuilder::build() {
                     pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
                     pack(s[2 * kt + 1][2], s[2 * kt + 1][3])});
     gpu::BarrierOp::create(b, loc);  // every warp is done reading K(j0)
-    loadKeys(k, add(j0, t.blockK), t.headDim, kSmem, tid, threads);
+    loadKeys(k, true, add(j0, t.blockK), t.headDim, kSmem, tid, threads);
     waitGroups(commit(), 1);  // V(j0) has landed
     // O += P . V
     for (int64_t kt = 0; kt < t.blockK / 16; ++kt)

@@ -17,10 +17,17 @@ struct SourceLoc {
 };
 
 /// Element types a tensor or a param may have.
-enum class DType { F32, F16, BF16, I32 };
+/// Element types. I8 and F8E4M3 (OCP e4m3fn: 4 exponent bits, bias 7, no infinities) are the
+/// quantised storage types of k and v (with a scale, see TensorDecl::scale).
+enum class DType { F32, F16, BF16, I32, I8, F8E4M3 };
 const char *dtypeName(DType t);
 int64_t dtypeBytes(DType t);
-bool isFloat(DType t);
+bool isFloat(DType t);                // f32, f16, bf16: arithmetic types
+inline bool isQuantized(DType t) { return t == DType::I8 || t == DType::F8E4M3; }
+/// e4m3fn byte -> value (0x7f / 0xff are NaN) and value -> nearest e4m3fn byte (saturating to
+/// +-448, ties to even).
+double f8e4m3ToDouble(uint8_t bits);
+uint8_t f8e4m3FromDouble(double x);
 
 /// Type of an expression after Sema.
 enum class ValueType { Unknown, Int, Float, Bool };
@@ -88,8 +95,15 @@ struct TensorDecl {
   std::vector<SourceLoc> dimLocs;
   std::optional<DType> dtype;         // as written; Sema fills `dtype`
   DType resolvedDType = DType::F32;
+  std::string scale;                  // `k[...] : i8 * k_scale`: the dequantisation scale param
+  SourceLoc scaleLoc;
   // ---- Sema ----
   std::vector<int> dims;              // index into Variant::dims, per position
+  int scaleParam = -1;                // index into Variant::params of `scale`
+  /// Per scale axis: the position in `dims` it indexes; the axis of a group dim (g = d / G)
+  /// indexes the position of d, with scaleGroup = G (1 when the scale has no group dim).
+  std::vector<int> scaleAxes;
+  int64_t scaleGroup = 1;
 };
 
 struct ScoreDecl {

@@ -1,3 +1,4 @@
+#include <cmath>
 #include "compiler/frontend/Frontend.h"
 #include "compiler/frontend/Parser.h"
 
@@ -62,13 +63,51 @@ const char *dtypeName(DType t) {
     return "bf16";
   case DType::I32:
     return "i32";
+  case DType::I8:
+    return "i8";
+  case DType::F8E4M3:
+    return "f8e4m3";
   }
   return "?";
 }
 
-bool isFloat(DType t) { return t != DType::I32; }
+bool isFloat(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-int64_t dtypeBytes(DType t) { return t == DType::F16 || t == DType::BF16 ? 2 : 4; }
+int64_t dtypeBytes(DType t) {
+  switch (t) {
+  case DType::F16:
+  case DType::BF16:
+    return 2;
+  case DType::I8:
+  case DType::F8E4M3:
+    return 1;
+  default:
+    return 4;
+  }
+}
+
+double f8e4m3ToDouble(uint8_t bits) {
+  int sign = bits >> 7, exp = (bits >> 3) & 15, man = bits & 7;
+  if (exp == 15 && man == 7)
+    return std::nan("");
+  double mag = exp ? std::ldexp(1.0 + man / 8.0, exp - 7) : std::ldexp(man / 8.0, -6);
+  return sign ? -mag : mag;
+}
+
+uint8_t f8e4m3FromDouble(double x) {
+  if (std::isnan(x))
+    return 0x7f;
+  uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  double a = std::fabs(x);
+  // The 127 finite magnitudes are increasing in their codes: pick the nearest, ties to even.
+  uint8_t best = 0;
+  for (int code = 1; code < 127; ++code) {
+    double d = std::fabs(f8e4m3ToDouble(uint8_t(code)) - a), e = std::fabs(f8e4m3ToDouble(best) - a);
+    if (d < e || (d == e && !(code & 1)))
+      best = uint8_t(code);
+  }
+  return sign | best;
+}
 
 const char *roleName(DimRole r) {
   switch (r) {

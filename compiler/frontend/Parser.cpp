@@ -8,7 +8,7 @@ namespace {
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
-const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32"};
+const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3"};
 
 bool isComparison(const Token &t) {
   static const char *const ops[] = {"<", "<=", ">", ">=", "==", "!="};
@@ -278,8 +278,13 @@ bool Parser::parseTensor(TensorDecl &t, const char *what, bool rank0Allowed) {
                     describeToken(cur()),
                 article + what + " lists its dims, e.g. " + t.name + "[b, h, i, d]");
   }
-  if (accept(":"))
-    return parseDType(t.dtype);
+  if (!accept(":"))
+    return true;
+  if (!parseDType(t.dtype))
+    return false;
+  // `k[...] : i8 * k_scale`: quantised storage with a dequantisation scale (inputs only).
+  if (std::string(what) == "input" && accept("*"))
+    return expectName(t.scale, t.scaleLoc, "a scale param name");
   return true;
 }
 
@@ -287,8 +292,9 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
   const Token &t = cur();
   if (t.kind != Token::Kind::Ident)
     return fail(t, "expected a dtype after ':', got " + describeToken(t),
-                "dtypes are f32, f16, bf16 and i32");
-  static const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::I32};
+                "dtypes are f32, f16, bf16, i32, i8 and f8e4m3");
+  static const DType types[] = {DType::F32, DType::F16, DType::BF16,
+                                DType::I32, DType::I8,  DType::F8E4M3};
   for (size_t i = 0; i < kDTypeNames.size(); ++i) {
     if (t.text == kDTypeNames[i]) {
       dtype = types[i];
@@ -297,7 +303,7 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
     }
   }
   return fail(t, "unknown dtype '" + t.text + "'",
-              orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16 and i32"));
+              orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16, i32, i8 and f8e4m3"));
 }
 
 bool Parser::parseScore(Variant &v) {

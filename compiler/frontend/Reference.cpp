@@ -43,6 +43,10 @@ double HostTensor::load(const std::vector<int64_t> &idx) const {
     return bf16ToDouble(static_cast<const uint16_t *>(data)[o]);
   case DType::I32:
     return static_cast<const int32_t *>(data)[o];
+  case DType::I8:
+    return static_cast<const int8_t *>(data)[o];
+  case DType::F8E4M3:
+    return f8e4m3ToDouble(static_cast<const uint8_t *>(data)[o]);
   }
   return 0;
 }
@@ -61,6 +65,12 @@ void HostTensor::store(const std::vector<int64_t> &idx, double value) {
     break;
   case DType::I32:
     static_cast<int32_t *>(data)[o] = toInt32(value);
+    break;
+  case DType::I8:
+    static_cast<int8_t *>(data)[o] = int8_t(std::max(-128.0, std::min(127.0, std::nearbyint(value))));
+    break;
+  case DType::F8E4M3:
+    static_cast<uint8_t *>(data)[o] = f8e4m3FromDouble(value);
     break;
   }
 }
@@ -283,7 +293,8 @@ public:
           const std::vector<HostTensor> &params)
       : v_(v), sizes_(sizes), q_(inputs[v.q]), k_(inputs[v.k]), val_(inputs[v.v]),
         pq_(v.canonicalPerm(v.inputs[v.q])), pk_(v.canonicalPerm(v.inputs[v.k])),
-        pv_(v.canonicalPerm(v.inputs[v.v])), ev_(v, sizes, params), s_(size_t(sizes[v.kvSeqDim])),
+        pv_(v.canonicalPerm(v.inputs[v.v])), params_(params), ev_(v, sizes, params),
+        s_(size_t(sizes[v.kvSeqDim])),
         allowed_(size_t(sizes[v.kvSeqDim])) {}
 
   /// Writes out[0..dv) for row (b, h, i) and returns its lse.
@@ -318,7 +329,7 @@ public:
       double acc = 0;
       for (size_t j = 0; j < s_.size(); ++j)
         if (allowed_[j])
-          acc += w[j] * loadCanonical(val_, pv_, b, hk, int64_t(j), dv);
+          acc += w[j] * kv(v_.inputs[v_.v], val_, pv_, b, hk, int64_t(j), dv);
       out[dv] = acc / divisor;
     }
     return lse;
@@ -329,7 +340,25 @@ private:
   const DimSizes &sizes_;
   const HostTensor &q_, &k_, &val_;
   const std::vector<int> pq_, pk_, pv_;
+  const std::vector<HostTensor> &params_;
   Evaluator ev_;
+
+  /// k or v at canonical (b, hk, j, e), dequantised: the stored value times its scale, read at
+  /// the scale's dims (a group dim g = e / G).
+  double kv(const TensorDecl &decl, const HostTensor &t, const std::vector<int> &perm, int64_t b,
+            int64_t hk, int64_t j, int64_t e) const {
+    double x = loadCanonical(t, perm, b, hk, j, e);
+    if (decl.scaleParam < 0)
+      return x;
+    const TensorDecl &scale = v_.params[size_t(decl.scaleParam)];
+    std::vector<int64_t> idx(scale.dims.size());
+    for (size_t a = 0; a < idx.size(); ++a) {
+      int d = decl.dims[size_t(decl.scaleAxes[a])];
+      int64_t value = d == v_.batchDim ? b : d == v_.kvHeadDim ? hk : d == v_.kvSeqDim ? j : e;
+      idx[a] = scale.dims[a] == d ? value : value / decl.scaleGroup;
+    }
+    return x * params_[size_t(decl.scaleParam)].load(idx);
+  }
   std::vector<double> s_;      // score of each key of the current row
   std::vector<bool> allowed_;  // mask of each key of the current row
 
@@ -345,7 +374,7 @@ private:
       ev_.dot = 0;
       for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
         ev_.dot +=
-            loadCanonical(q_, pq_, b, h, i, d) * loadCanonical(k_, pk_, b, hk, int64_t(j), d);
+            loadCanonical(q_, pq_, b, h, i, d) * kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d);
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }
     return any;

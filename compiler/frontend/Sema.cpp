@@ -518,12 +518,25 @@ private:
 
   bool checkDTypes() {
     const TensorDecl &q = qT();
-    for (const TensorDecl *t : {&q, &kT(), &vT()}) {
+    for (TensorDecl *t : {&v_.inputs[v_.q], &v_.inputs[v_.k], &v_.inputs[v_.v]}) {
+      bool kv = t != &v_.inputs[v_.q];
+      if (kv && isQuantized(t->resolvedDType)) {
+        if (!checkScale(*t))
+          return false;
+        continue;
+      }
+      if (!t->scale.empty())
+        return fail(t->scaleLoc, t->scale.size(),
+                    "'" + t->name + "' is " + dtypeName(t->resolvedDType) +
+                        ": a dequantisation scale needs quantised storage",
+                    "store it as i8 or f8e4m3, or drop '* " + t->scale + "'");
       if (!isFloat(t->resolvedDType))
         return failAtName(*t,
                           std::string("q, k, v must share one floating dtype: '") + t->name +
                               "' is " + dtypeName(t->resolvedDType),
-                          "use f32, f16 or bf16 for q, k and v");
+                          kv ? "use f32, f16 or bf16, or quantised storage with a scale "
+                               "(k[...] : i8 * k_scale)"
+                             : "use f32, f16 or bf16 for q");
       if (t->resolvedDType != q.resolvedDType)
         return failAtName(*t,
                           std::string("q, k, v must share one floating dtype: '") + q.name +
@@ -536,6 +549,49 @@ private:
     if (!isFloat(o.resolvedDType))
       return failAtName(o, "output '" + o.name + "' must have a floating dtype, got " +
                                std::string(dtypeName(o.resolvedDType)));
+    return true;
+  }
+
+  /// A quantised k or v: its scale is a float param over some of the tensor's dims, and at most
+  /// one group dim g = x / G of the tensor's last dim x (a scale per G channels).
+  bool checkScale(TensorDecl &t) {
+    std::string example = t.name + "[...] : " + dtypeName(t.resolvedDType) + " * " + t.name +
+                          "_scale";
+    if (t.scale.empty())
+      return failAtName(t, "'" + t.name + "' is stored as " + dtypeName(t.resolvedDType) +
+                               ": give its dequantisation scale",
+                        "e.g. '" + example + "' with 'param " + t.name + "_scale[...] : f32'");
+    const Symbol *sym = lookup(t.scale);
+    if (!sym || sym->kind != Symbol::Kind::Param)
+      return fail(t.scaleLoc, t.scale.size(), "scale '" + t.scale + "' is not a declared param",
+                  "declare it, e.g. 'param " + t.scale + "[b, hk] : f32'");
+    const TensorDecl &s = v_.params[sym->index];
+    if (!isFloat(s.resolvedDType))
+      return fail(t.scaleLoc, t.scale.size(),
+                  "scale '" + t.scale + "' must be a floating param, got " +
+                      dtypeName(s.resolvedDType));
+    t.scaleParam = sym->index;
+    t.scaleAxes.clear();
+    t.scaleGroup = 1;
+    int last = t.dims.back();
+    for (size_t a = 0; a < s.dims.size(); ++a) {
+      int d = s.dims[a];
+      auto at = std::find(t.dims.begin(), t.dims.end(), d);
+      const DimDecl &dim = v_.dims[d];
+      if (at != t.dims.end()) {
+        t.scaleAxes.push_back(int(at - t.dims.begin()));
+      } else if (dim.kind == DimDecl::Kind::Derived && dim.sourceIndex == last &&
+                 t.scaleGroup == 1) {
+        t.scaleAxes.push_back(int(t.dims.size()) - 1);
+        t.scaleGroup = dim.divisor;
+      } else {
+        return fail(s.dimLocs[a], dim.name.size(),
+                    "scale '" + t.scale + "' of '" + t.name + "' is indexed by '" + dim.name +
+                        "', which is not a dim of '" + t.name + "'",
+                    "a scale uses dims of its tensor, and at most one group dim " +
+                        std::string("of its last dim (g = ") + v_.dims[last].name + " / 32)");
+      }
+    }
     return true;
   }
 

@@ -680,6 +680,40 @@ void emitReference(const Variant &v, std::string &out) {
              ".permute(" + intList(perm2) + ")\n";
     }
   }
+  // Quantised k / v: stored value x scale, the scale broadcast to the tensor's storage order.
+  for (int index : {v.k, v.v}) {
+    const TensorDecl &tensor = v.inputs[index];
+    if (tensor.scaleParam < 0)
+      continue;
+    if (!v.paged && index == v.k)
+      out += "    t = dict(t)\n";
+    else if (!v.paged && index == v.v && v.inputs[v.k].scaleParam < 0)
+      out += "    t = dict(t)\n";
+    const TensorDecl &scale = v.params[size_t(tensor.scaleParam)];
+    std::vector<int> order(scale.dims.size());
+    for (size_t a = 0; a < order.size(); ++a)
+      order[a] = int(a);
+    std::sort(order.begin(), order.end(),
+              [&](int x, int y) { return tensor.scaleAxes[x] < tensor.scaleAxes[y]; });
+    std::string shape;
+    for (size_t pos = 0; pos < tensor.dims.size(); ++pos) {
+      std::string extent = "1";
+      for (size_t a = 0; a < scale.dims.size(); ++a)
+        if (tensor.scaleAxes[a] == int(pos))
+          extent = "sc.shape[" + std::to_string(a) + "]";
+      shape += (pos ? ", " : "") + extent;
+    }
+    const std::string name = pyString(tensor.name);
+    out += "    # " + commentSafe(tensor.name) + " is stored " + dtypeName(tensor.resolvedDType) +
+           ": dequantised as stored value x " + commentSafe(scale.name) + "\n";
+    out += "    sc = t[" + pyString(scale.name) + "].to(device=t[" + name +
+           "].device, dtype=torch.float64)\n";
+    out += "    sc = sc.permute(" + intList(order) + ").reshape(" + shape + ")\n";
+    if (tensor.scaleGroup > 1)
+      out += "    sc = sc.repeat_interleave(" + std::to_string(tensor.scaleGroup) + ", dim=" +
+             std::to_string(tensor.dims.size() - 1) + ")\n";
+    out += "    t[" + name + "] = t[" + name + "].to(torch.float64) * sc\n";
+  }
   out += "    n = _extents(t, sizes)\n";
   out += "    dev = t[Q].device\n";
   out += "    B, H, I, J, DV = n[" + B + "], n[" + H + "], n[" + I + "], n[" + J + "], n[" + DV +

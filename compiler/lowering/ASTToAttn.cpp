@@ -30,6 +30,8 @@ Type elementType(OpBuilder &b, DType t) {
   case DType::F16: return b.getF16Type();
   case DType::BF16: return b.getBF16Type();
   case DType::I32: return b.getI32Type();
+  case DType::I8: return b.getI8Type();
+  case DType::F8E4M3: return b.getType<Float8E4M3FNType>();
   }
   return {};
 }
@@ -144,9 +146,23 @@ private:
     }
     const ScoreDecl &score = var.scores.front();
     Value table = var.paged ? params[var.paged->tableParam] : Value();
-    auto op = attn::AttentionOp::create(b, loc(score.loc), q, k, vv, table, out, lse,
-                                        static_cast<uint64_t>(var.group), norm,
-                                        var.paged ? var.paged->pageSize : 0);
+    // Quantised k / v: the scale param and, per scale axis, the canonical key axis it reads.
+    auto scaleOf = [&](const TensorDecl &t, SmallVector<int64_t> &axes) -> Value {
+      if (t.scaleParam < 0)
+        return {};
+      for (int pos : t.scaleAxes) {
+        int d = t.dims[size_t(pos)];
+        axes.push_back(d == var.batchDim ? 0 : d == var.kvHeadDim ? 1 : d == var.kvSeqDim ? 2 : 3);
+      }
+      return params[size_t(t.scaleParam)];
+    };
+    SmallVector<int64_t> kAxes, vAxes;
+    Value kScale = scaleOf(tk, kAxes), vScale = scaleOf(tv, vAxes);
+    auto op = attn::AttentionOp::create(
+        b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse,
+        static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
+        b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
+        tv.scaleGroup);
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)

@@ -180,15 +180,26 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
       extents = extentsOf(t, sizes);
     inputs.emplace_back(t.resolvedDType, extents);
     OwnedTensor &o = inputs.back();
-    o.forEach([&](const std::vector<int64_t> &idx) { o.view.store(idx, uniform(rng)); });
+    double range = t.resolvedDType == DType::I8 ? 127 : 1;  // quantised: the whole i8 range
+    o.forEach([&](const std::vector<int64_t> &idx) { o.view.store(idx, range * uniform(rng)); });
   }
   for (const TensorDecl &p : v.params) {
     params.emplace_back(p.resolvedDType, extentsOf(p, sizes));
     OwnedTensor &o = params.back();
     int64_t bound = intParamBound(v, p, sizes);
     std::uniform_int_distribution<int64_t> ints(0, bound - 1);
+    // Dequantisation scales: positive, sized so that i8 values land in about [-1, 1].
+    bool scale = false, ofI8 = false;
+    for (const TensorDecl &t : v.inputs)
+      if (t.scaleParam == int(&p - v.params.data())) {
+        scale = true;
+        ofI8 |= t.resolvedDType == DType::I8;
+      }
     o.forEach([&](const std::vector<int64_t> &idx) {
-      o.view.store(idx, p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng));
+      double x = p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng);
+      if (scale)
+        x = (1.25 + 0.75 * x) / (ofI8 ? 127 : 1);
+      o.view.store(idx, x);
     });
   }
   // The block table: the pool's pages shuffled over the sequences; the reference reads K and V

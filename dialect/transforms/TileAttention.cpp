@@ -90,8 +90,9 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     auto scores = [&](Value j0) {
       float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
       auto t = TileScoresOp::create(rw, loc, op.getQ(), op.getK(), s, b, h, hk, i0, j0, table,
-                                    rw.getF32FloatAttr(masked), rw.getI64IntegerAttr(1),
-                                    rw.getI64IntegerAttr(pageSize));
+                                    op.getKScale(), rw.getF32FloatAttr(masked),
+                                    rw.getI64IntegerAttr(1), rw.getI64IntegerAttr(pageSize),
+                                    op.getKScaleAxesAttr(), op.getKScaleGroupAttr());
       rw.cloneRegionBefore(op.getScore(), t.getScore(), t.getScore().end());
       rw.cloneRegionBefore(op.getMask(), t.getMask(), t.getMask().end());
       OpBuilder::InsertionGuard guard(rw);
@@ -115,8 +116,9 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
       scores(j0);
       if (softmax)
         TileExpSumOp::create(rw, loc, s, m, l);
-      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0, table,
-                              rw.getI64IntegerAttr(pageSize));
+      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0, table, op.getVScale(),
+                              rw.getI64IntegerAttr(pageSize), op.getVScaleAxesAttr(),
+                              op.getVScaleGroupAttr());
     });
     TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0, /*split=*/Value(),
                         /*part_out=*/Value(), /*part_lse=*/Value(), op.getNormAttr());

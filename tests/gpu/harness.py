@@ -119,7 +119,8 @@ def dim_sizes(kernel, q_len: int, kv_len: int, batch: int = 2, head_dim: int = 6
 
 def torch_dtype(name: str):
     import torch
-    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32}[name]
+    return {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "i32": torch.int32,
+            "i8": torch.int8, "f8e4m3": torch.float8_e4m3fn}[name]
 
 
 def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dict:
@@ -131,6 +132,8 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
     kv_len = next((sizes[n] for n, r in roles.items() if r == "kv_seq"), 16)
     out = {}
     paged = kernel.manifest.get("paged")
+    # Dequantisation scales: positive, sized so that i8 values land in about [-1, 1].
+    scales = {a["scale"]: a["dtype"] for a in kernel.manifest["args"] if a.get("scale")}
     for a in kernel.manifest["args"]:
         if a["kind"] not in ("input", "param"):
             continue
@@ -139,6 +142,15 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
             pages = next(sizes[d["name"]] for d in kernel.manifest["dims"] if d["role"] == "kv_page")
             perm = torch.randperm(pages, generator=gen, device=device)
             out[a["name"]] = perm[:shape[0] * shape[1]].view(shape).to(torch.int32)
+        elif a["name"] in scales:
+            u = torch.rand(shape, generator=gen, device=device) * 2 - 1
+            out[a["name"]] = ((1.25 + 0.75 * u) / (127 if scales[a["name"]] == "i8" else 1)).to(
+                torch_dtype(a["dtype"]))
+        elif a["dtype"] == "i8":
+            out[a["name"]] = torch.randint(-127, 128, shape, generator=gen, device=device,
+                                           dtype=torch.int8)
+        elif a["dtype"] == "f8e4m3":
+            out[a["name"]] = torch.randn(shape, generator=gen, device=device).to(torch.float8_e4m3fn)
         elif a["dtype"] == "i32":
             seq = any(roles[n] in ("q_seq", "kv_seq") for n in a["dims"])
             high = 3 if seq else kv_len + 1

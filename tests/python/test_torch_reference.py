@@ -62,7 +62,8 @@ LONG_SHAPE = ("batch=1,q_head=4,q_seq=300,kv_seq=290,head_dim=8", "0,3")
 LONG_SPECS = {"sliding_window.attn", "causal.attn"}
 
 TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
-                "i32": torch.int32}
+                "i32": torch.int32,
+                "i8": torch.int8, "f8e4m3": torch.float8_e4m3fn}
 
 
 def variant_names(path):

@@ -40,7 +40,7 @@ func.func @group_zero(%q: memref<?x?x?x?xf32>) {
 // -----
 
 func.func @mixed_element_types(%q: memref<?x?x?x?xf16>, %k: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>) {
-  // expected-error @+1 {{q, k and v must share one element type, got 'f16', 'bf16', 'bf16'}}
+  // expected-error @+1 {{q and k must share one element type, got 'f16' and 'bf16'}}
   attn.attention %q, %k, %k -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf16>, memref<?x?x?x?xbf16>, memref<?x?x?x?xbf16> -> memref<?x?x?x?xf32>
     score {
