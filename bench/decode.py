@@ -93,14 +93,14 @@ def quantize(kernel, k, v):
         a = args[name]
         scale_dt = {"f32": torch.float32, "f16": torch.float16}[args[a["scale"]]["dtype"]]
         xf = x.float()
-        if a["dtype"] == "i8":
-            g = a["scale_group"]
-            grouped = xf.view(*xf.shape[:-1], -1, g) if g > 1 else xf.unsqueeze(-1)
+        if a["dtype"] == "i8":  # per token and kv head, over groups of g channels (or all d)
+            g = a["scale_group"] if a["scale_group"] > 1 else xf.shape[-1]
+            grouped = xf.view(*xf.shape[:-1], -1, g)
             sc = (grouped.abs().amax(-1) / 127).clamp_min(1e-8).to(scale_dt)
             qx = torch.round(grouped / sc.float().unsqueeze(-1)).clamp(-127, 127)
             deq.append((qx * sc.float().unsqueeze(-1)).view_as(xf).to(torch.bfloat16))
             out[name] = qx.view_as(xf).to(torch.int8)
-            out[a["scale"]] = sc if g > 1 else sc.squeeze(-1)
+            out[a["scale"]] = sc if a["scale_group"] > 1 else sc.squeeze(-1)
         else:  # f8e4m3, one scale per kv head (dim 2 of [b, s, hk, d])
             sc = (xf.abs().amax(dim=(0, 1, 3)) / 448).clamp_min(1e-8).to(scale_dt)
             qx = (xf / sc.float().view(1, 1, -1, 1)).to(torch.float8_e4m3fn)

@@ -91,8 +91,8 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
   done
   if [ "$mode" = decode-tests ]; then
     echo "== GPU tests (default kernels)"
-    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_specs.py tests/gpu/test_runtime.py \
-      2>&1 | tail -n 25 | tee "$out/gpu-tests.log"
+    python3 -m pytest -q -p no:cacheprovider --tb=line tests/gpu/test_specs.py tests/gpu/test_runtime.py \
+      > "$out/gpu-tests.log" 2>&1; grep -E "^E |Error|FAILED|passed|failed" "$out/gpu-tests.log" | tail -n 40
     for name in bk64 p64bk64; do
       echo "== GPU tests, decode kernels $name"
       ATTNC_KERNEL_DIR=$root/.device/kernels-$name python3 -m pytest -q -p no:cacheprovider \

@@ -30,8 +30,12 @@ constexpr int64_t kPad = 8;
 } // namespace
 
 int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
-                                          int64_t valueDim, int64_t elementBytes) {
-  return elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad));
+                                          int64_t valueDim, int64_t elementBytes,
+                                          bool quantisedK, bool quantisedV) {
+  // Quantised K/V land (cp.async, one byte per value) in staging tiles before dequantisation.
+  int64_t staging = (quantisedK ? blockK * headDim : 0) + (quantisedV ? blockK * valueDim : 0);
+  return elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad)) +
+         staging;
 }
 
 namespace {
@@ -111,6 +115,14 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
       return f.emitError("the split index of attn.tile_store must be attn-split-kv's loop");
   }
 
+  // Quantised K/V are dequantised 8 channels at a time: a channel group is 1 or a multiple of 8.
+  for (auto [axes, group] : {std::pair{t.scores.getKScaleAxes(), t.scores.getKScaleGroup()},
+                             std::pair{t.matmul.getVScaleAxes(), t.matmul.getVScaleGroup()}})
+    if (llvm::is_contained(axes, 3) && group > 1 && group % 8)
+      return f.emitError() << "the CUDA back end needs channel groups of scales that are a "
+                              "multiple of 8, got "
+                           << group;
+
   auto s = t.scores.getS().getType();
   auto q = t.scores.getQ().getType(), v = t.matmul.getV().getType();
   t.blockQ = s.getDimSize(0), t.blockK = s.getDimSize(1);
@@ -156,6 +168,7 @@ private:
   Value split, partOut, partLse;  // split-KV: this block's split and the partial buffers
   Value rowHead[2], rowQuery[2], rowQuerySafe[2];  // per thread row (g, g + 8) of the warp
   Value qSmem, kSmem, vSmem;
+  Value kStage, vStage;  // staging tiles of quantised K / V (stored bytes), else null
 
   // ---- scalar helpers ----
   Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
@@ -326,31 +339,55 @@ private:
     if (table && t.scores.getPageSize() % t.blockK == 0)
       tilePage = pageOf(select(lt(j0, kvLen), j0, idx(0)));
     auto rowOf = [&](Value r) { return keyRow(j0, tilePage, r); };
-    Dequant dq = dequantOf(isKey);
-    if (dq.scale)
-      return loadDequantTile(global, rowOf, j0, dq, cols, smem, tid, threads);
+    if (dequantOf(isKey).scale)
+      return loadStage(global, rowOf, cols, isKey ? kStage : vStage, tid, threads);
     loadTile(global, rowOf, t.blockK, cols, smem, tid, threads);
   }
-  /// Quantised K/V (i8, e4m3fn): each thread loads 8 stored values (8 bytes), converts them to
-  /// f32, multiplies by their scales and stores them as f16/bf16 into the same shared-memory
-  /// layout cp.async fills, so the fragments and the tensor-core math are unchanged. Synchronous
-  /// loads: the barrier before the tile's first use makes them visible.
-  void loadDequantTile(Value global, RowFn rowOf, Value j0, const Dequant &dq, int64_t cols,
-                       Value smem, Value tid, int64_t threads) {
+  /// Quantised K/V (i8, e4m3fn): the stored bytes stream into a staging tile with cp.async
+  /// (16 values per copy, zero-filled past the end), overlapped like the f16/bf16 tiles; once
+  /// they have landed, convertStage dequantises them into the f16/bf16 tile the fragments read.
+  void loadStage(Value global, RowFn rowOf, int64_t cols, Value stage, Value tid,
+                 int64_t threads) {
+    int64_t chunksPerRow = cols / 16, chunks = t.blockK * chunksPerRow;
+    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    for (int64_t base = 0; base < chunks; base += threads) {
+      Value id = add(tid, base);
+      auto body = [&] {
+        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 16);
+        auto [outer, headIndex, row, inRange] = rowOf(r);
+        Value safeRow = select(inRange, row, idx(0));
+        nvgpu::DeviceAsyncCopyOp::create(b, loc, token, stage, ValueRange{r, col}, global,
+                                         ValueRange{outer, headIndex, safeRow, col},
+                                         b.getIndexAttr(16), select(inRange, idx(16), idx(0)),
+                                         b.getUnitAttr());
+      };
+      if (base + threads <= chunks) {
+        body();
+      } else {
+        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+        body();
+      }
+    }
+  }
+  /// stage (stored values of keys [j0, j0 + BK)) -> tile: value x scale, rounded to f16/bf16,
+  /// 8 values per step; then a barrier. Rows past the end were zero-filled: they stay 0.
+  void convertStage(Value stage, Value tile, Value j0, const Dequant &dq, int64_t cols,
+                    Value tid, int64_t threads) {
     int64_t chunksPerRow = cols / 8, chunks = t.blockK * chunksPerRow;
-    Type stored = cast<MemRefType>(global.getType()).getElementType();
+    Type stored = cast<MemRefType>(stage.getType()).getElementType();
     bool perChannel = llvm::is_contained(dq.axes, 3) && dq.group < 8;
     for (int64_t base = 0; base < chunks; base += threads) {
       Value id = add(tid, base);
       auto body = [&] {
         Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
         Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-        auto [outer, headIndex, row, inRange] = rowOf(r);
-        Value safeRow = select(inRange, row, idx(0));
-        Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), global,
-                                           ValueRange{outer, headIndex, safeRow, col});
+        Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), stage,
+                                           ValueRange{r, col});
         Value key = add(j0, r);  // the logical key, for the scale
-        Value safeKey = select(inRange, key, idx(0));
+        Value safeKey = select(lt(key, kvLen), key, idx(0));
         auto scaleAt = [&](Value channel) {
           SmallVector<Value> at;
           for (int64_t a : dq.axes)
@@ -369,13 +406,12 @@ private:
         SmallVector<Value> values;
         for (int64_t e = 0; e < 8; ++e) {
           Value x = buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e));
-          x = fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale);
-          values.push_back(select(inRange, x, f32(0)));
+          values.push_back(fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale));
         }
         Value v8 = vector::FromElementsOp::create(b, loc, VectorType::get({8}, b.getF32Type()),
                                                   values);
         Value packed = arith::TruncFOp::create(b, loc, VectorType::get({8}, elt), v8);
-        vector::StoreOp::create(b, loc, packed, smem, ValueRange{r, col});
+        vector::StoreOp::create(b, loc, packed, tile, ValueRange{r, col});
       };
       if (base + threads <= chunks) {
         body();
@@ -386,6 +422,14 @@ private:
         body();
       }
     }
+    gpu::BarrierOp::create(b, loc);
+  }
+  /// After K (V) of key tile j0 has landed: dequantise its staging tile, if it is quantised.
+  void landed(bool isKey, Value j0, Value tid, int64_t threads) {
+    Dequant dq = dequantOf(isKey);
+    if (dq.scale)
+      convertStage(isKey ? kStage : vStage, isKey ? kSmem : vSmem, j0, dq,
+                   isKey ? t.headDim : t.valueDim, tid, threads);
   }
   /// Closes the cp.async group issued so far.
   Value commit() {
@@ -576,6 +620,22 @@ LogicalResult KernelBuilder::build() {
   kSmem = sharedView(smem, eb * t.blockQ * (t.headDim + kPad), t.blockK, t.headDim);
   vSmem = sharedView(smem, eb * (t.blockQ + t.blockK) * (t.headDim + kPad), t.blockK,
                      t.valueDim);
+  int64_t stageAt = eb * ((t.blockQ + t.blockK) * (t.headDim + kPad) +
+                          t.blockK * (t.valueDim + kPad));
+  auto stageView = [&](Value global, int64_t cols) {
+    auto type = MemRefType::get({t.blockK, cols},
+                                cast<MemRefType>(global.getType()).getElementType(),
+                                MemRefLayoutAttrInterface(),
+                                gpu::AddressSpaceAttr::get(b.getContext(),
+                                                           gpu::AddressSpace::Workgroup));
+    Value view = memref::ViewOp::create(b, loc, type, smem, idx(stageAt), ValueRange{});
+    stageAt += t.blockK * cols;
+    return view;
+  };
+  if (dequantOf(true).scale)
+    kStage = stageView(k, t.headDim);
+  if (dequantOf(false).scale)
+    vStage = stageView(v, t.valueDim);
 
   // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them): the
   // host's tile indices are this block's.
@@ -636,6 +696,7 @@ LogicalResult KernelBuilder::build() {
     gpu::BarrierOp::create(b, loc);  // every warp is done reading the previous V tile
     loadKeys(v, false, j0, t.valueDim, vSmem, tid, threads);
     waitGroups(commit(), 1);  // K(j0) has landed
+    landed(true, j0, tid, threads);
 
     // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
     SmallVector<SmallVector<Value, 4>> s(nTiles, SmallVector<Value, 4>(4, zero));
@@ -684,6 +745,7 @@ LogicalResult KernelBuilder::build() {
     gpu::BarrierOp::create(b, loc);  // every warp is done reading K(j0)
     loadKeys(k, true, add(j0, t.blockK), t.headDim, kSmem, tid, threads);
     waitGroups(commit(), 1);  // V(j0) has landed
+    landed(false, j0, tid, threads);
     // O += P . V
     for (int64_t kt = 0; kt < t.blockK / 16; ++kt)
       for (int64_t ep = 0; ep < dTiles / 2; ++ep) {

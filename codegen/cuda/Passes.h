@@ -40,7 +40,8 @@ LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &pt
 inline constexpr int32_t kCUDACombineThreads = 128;
 
 int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
-                              int64_t elementBytes);
+                              int64_t elementBytes, bool quantisedK = false,
+                              bool quantisedV = false);
 
 /// Math ops -> PTX approximations (no libdevice needed).
 void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);

@@ -210,6 +210,9 @@ def compare(kernel, reference, inputs: dict, outs: dict) -> dict:
             ref_f = ref_lse[finite]
             lse_rel = float((lse[finite] - ref_f).norm()) / max(float(ref_f.norm()), 1e-30)
             result["lse_rel"] = lse_rel
-            if not lse_rel <= 1e-3:
-                problems.append(f"lse relative error {lse_rel:.3e} > 1e-03")
+            # Quantised k/v are dequantised into f16/bf16 for the tensor cores: one more
+            # rounding (2^-9 relative for bf16) in every score.
+            lse_tol = 4e-3 if any(a.get("scale") for a in kernel.manifest["args"]) else 1e-3
+            if not lse_rel <= lse_tol:
+                problems.append(f"lse relative error {lse_rel:.3e} > {lse_tol:.0e}")
     return result

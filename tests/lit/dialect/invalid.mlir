@@ -175,3 +175,29 @@ func.func @combine_split_counts(%po: memref<4x?x?x?x64xf32>, %pl: memref<2x?x?x?
   return
 }
 
+
+// -----
+
+func.func @quantised_without_scale(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xi8>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{k is quantised ('i8') but has no scale}}
+  attn.attention %q, %k, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xi8>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @table_without_page_size(%q: memref<?x?x?x64xbf16>, %t: memref<?x?xi32>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{a block table needs a page size > 0 and the reverse, got a table and page_size 0}}
+  attn.attention %q, %q, %q pages %t -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?xi32> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}

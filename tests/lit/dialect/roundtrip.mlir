@@ -107,3 +107,23 @@ func.func @split_store_and_combine(%acc: memref<16x64xf32>, %l: memref<16xf32>, 
   attn.combine %po, %pl -> %o, %lse : memref<?x?x?x?x64xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x64xbf16>, memref<?x?x?xf32>
   return
 }
+
+// Paged, quantised KV: page pools of 16 tokens, i8 keys with per-token scales, e4m3 values with
+// per-head scales.
+// CHECK-LABEL: func.func @paged_quantised
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} pages %{{.*}} kscale %{{.*}} vscale %{{.*}} -> %{{.*}}, %{{.*}} {group = 4 : i64, k_scale_axes = array<i64: 0, 2, 1>, norm = #attn.norm<softmax>, page_size = 16 : i64, v_scale_axes = array<i64: 1>}
+func.func @paged_quantised(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x16x128xi8>,
+    %v: memref<?x?x16x128xf8E4M3FN>, %table: memref<?x?xi32>, %ks: memref<?x?x?xf32>,
+    %vs: memref<?xf32>, %o: memref<?x?x?x128xbf16>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %k, %v pages %table kscale %ks vscale %vs -> %o, %lse
+      {group = 4 : i64, norm = #attn.norm<softmax>, page_size = 16 : i64,
+       k_scale_axes = array<i64: 0, 2, 1>, v_scale_axes = array<i64: 1>}
+      : memref<?x?x?x128xbf16>, memref<?x?x16x128xi8>, memref<?x?x16x128xf8E4M3FN>,
+        memref<?x?xi32>, kscale memref<?x?x?xf32>, vscale memref<?xf32>
+      -> memref<?x?x?x128xbf16>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
