@@ -292,33 +292,37 @@ private:
     auto [h, i] = packedRow(add(i0, r));
     return {batch, h, i, lt(i, qLen)};
   }
-  /// rows x cols of global[batch, head(r), row(r), :] -> smem with cp.async (16-byte chunks);
-  /// rows out of range are zero-filled and read nothing.
-  void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
-                int64_t threads) {
-    int64_t chunksPerRow = cols / 8, chunks = rows * chunksPerRow;
-    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+  /// Runs body(id) for chunk ids tid, tid + threads, ... below `chunks`: the whole block strides
+  /// over a tile; the last round, which may cover fewer chunks than threads, is guarded.
+  void forEachChunk(int64_t chunks, Value tid, int64_t threads, function_ref<void(Value)> body) {
     for (int64_t base = 0; base < chunks; base += threads) {
       Value id = add(tid, base);
-      auto body = [&] {
-        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
-        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-        auto [outer, headIndex, row, inRange] = rowOf(r);
-        Value safeRow = select(inRange, row, idx(0));
-        Value srcElems = select(inRange, idx(8), idx(0));
-        nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
-                                         ValueRange{outer, headIndex, safeRow, col},
-                                         b.getIndexAttr(8), srcElems, b.getUnitAttr());
-      };
       if (base + threads <= chunks) {
-        body();
-      } else {  // the last round covers fewer chunks than threads
-        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-        body();
+        body(id);
+        continue;
       }
+      auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      body(id);
     }
+  }
+  /// rows x cols of global[axis 0(r), head(r), row(r), :] -> smem with cp.async, 16 bytes
+  /// (`perCopy` elements) per copy; rows out of range are zero-filled and read nothing.
+  void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
+                int64_t threads, int64_t perCopy = 8) {
+    int64_t chunksPerRow = cols / perCopy;
+    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), perCopy);
+      auto [outer, headIndex, row, inRange] = rowOf(r);
+      Value safeRow = select(inRange, row, idx(0));
+      Value srcElems = select(inRange, idx(perCopy), idx(0));
+      nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
+                                       ValueRange{outer, headIndex, safeRow, col},
+                                       b.getIndexAttr(perCopy), srcElems, b.getUnitAttr());
+    });
   }
   /// The scale of quantised K (isKey) or V, its axes over the key coordinates and its group.
   struct Dequant {
@@ -348,29 +352,7 @@ private:
   /// they have landed, convertStage dequantises them into the f16/bf16 tile the fragments read.
   void loadStage(Value global, RowFn rowOf, int64_t cols, Value stage, Value tid,
                  int64_t threads) {
-    int64_t chunksPerRow = cols / 16, chunks = t.blockK * chunksPerRow;
-    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
-    for (int64_t base = 0; base < chunks; base += threads) {
-      Value id = add(tid, base);
-      auto body = [&] {
-        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
-        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 16);
-        auto [outer, headIndex, row, inRange] = rowOf(r);
-        Value safeRow = select(inRange, row, idx(0));
-        nvgpu::DeviceAsyncCopyOp::create(b, loc, token, stage, ValueRange{r, col}, global,
-                                         ValueRange{outer, headIndex, safeRow, col},
-                                         b.getIndexAttr(16), select(inRange, idx(16), idx(0)),
-                                         b.getUnitAttr());
-      };
-      if (base + threads <= chunks) {
-        body();
-      } else {
-        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-        body();
-      }
-    }
+    loadTile(global, rowOf, t.blockK, cols, stage, tid, threads, /*perCopy=*/16);
   }
   /// stage (stored values of keys [j0, j0 + BK)) -> tile: value x scale, rounded to f16/bf16,
   /// 8 values per step; then a barrier. Rows past the end were zero-filled: they stay 0.
@@ -379,49 +361,38 @@ private:
     int64_t chunksPerRow = cols / 8, chunks = t.blockK * chunksPerRow;
     Type stored = cast<MemRefType>(stage.getType()).getElementType();
     bool perChannel = llvm::is_contained(dq.axes, 3) && dq.group < 8;
-    for (int64_t base = 0; base < chunks; base += threads) {
-      Value id = add(tid, base);
-      auto body = [&] {
-        Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
-        Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-        Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), stage,
-                                           ValueRange{r, col});
-        Value key = add(j0, r);  // the logical key, for the scale
-        Value safeKey = select(lt(key, kvLen), key, idx(0));
-        auto scaleAt = [&](Value channel) {
-          SmallVector<Value> at;
-          for (int64_t a : dq.axes)
-            at.push_back(a == 0   ? batch
-                         : a == 1 ? kvHead
-                         : a == 2 ? safeKey
-                         : dq.group > 1 ? arith::DivUIOp::create(b, loc, channel, idx(dq.group))
-                                              .getResult()
-                                        : channel);
-          Value sc = memref::LoadOp::create(b, loc, dq.scale, at);
-          return sc.getType().isF32() ? sc
-                                      : arith::ExtFOp::create(b, loc, b.getF32Type(), sc)
-                                            .getResult();
-        };
-        Value chunkScale = perChannel ? Value() : scaleAt(col);
-        SmallVector<Value> values;
-        for (int64_t e = 0; e < 8; ++e) {
-          Value x = buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e));
-          values.push_back(fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale));
-        }
-        Value v8 = vector::FromElementsOp::create(b, loc, VectorType::get({8}, b.getF32Type()),
-                                                  values);
-        Value packed = arith::TruncFOp::create(b, loc, VectorType::get({8}, elt), v8);
-        vector::StoreOp::create(b, loc, packed, tile, ValueRange{r, col});
+    forEachChunk(chunks, tid, threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
+      Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), stage,
+                                         ValueRange{r, col});
+      Value key = add(j0, r);  // the logical key, for the scale
+      Value safeKey = select(lt(key, kvLen), key, idx(0));
+      auto scaleAt = [&](Value channel) {
+        SmallVector<Value> at;
+        for (int64_t a : dq.axes)
+          at.push_back(a == 0   ? batch
+                       : a == 1 ? kvHead
+                       : a == 2 ? safeKey
+                       : dq.group > 1 ? arith::DivUIOp::create(b, loc, channel, idx(dq.group))
+                                            .getResult()
+                                      : channel);
+        Value sc = memref::LoadOp::create(b, loc, dq.scale, at);
+        return sc.getType().isF32() ? sc
+                                    : arith::ExtFOp::create(b, loc, b.getF32Type(), sc)
+                                          .getResult();
       };
-      if (base + threads <= chunks) {
-        body();
-      } else {
-        auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-        body();
+      Value chunkScale = perChannel ? Value() : scaleAt(col);
+      SmallVector<Value> values;
+      for (int64_t e = 0; e < 8; ++e) {
+        Value x = buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e));
+        values.push_back(fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale));
       }
-    }
+      Value v8 = vector::FromElementsOp::create(b, loc, VectorType::get({8}, b.getF32Type()),
+                                                values);
+      Value packed = arith::TruncFOp::create(b, loc, VectorType::get({8}, elt), v8);
+      vector::StoreOp::create(b, loc, packed, tile, ValueRange{r, col});
+    });
     gpu::BarrierOp::create(b, loc);
   }
   /// After K (V) of key tile j0 has landed: dequantise its staging tile, if it is quantised.

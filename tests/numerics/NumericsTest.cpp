@@ -87,6 +87,27 @@ std::vector<std::pair<std::string, int64_t>> seqSizes(const Variant &v, const st
   return out;
 }
 
+/// Runs variant `v` of `module` at `shape` with `splits` KV splits (splitKV: the module was
+/// compiled with attn-split-kv) and expects the float64 reference's output and lse within 1e-5.
+void expectMatchesReference(CPUModule &module, const Variant &v, const std::string &label,
+                            const char *shape, bool splitKV, int64_t splits, uint64_t seed = 1) {
+  RunConfig config;
+  config.sizes = seqSizes(v, shape);
+  config.seed = seed;
+  config.splitKV = splitKV;
+  config.splits = splits;
+  RunReport r;
+  std::string error;
+  ASSERT_TRUE(runAndCheck(module, v, config, r, error)) << error;
+  SCOPED_TRACE(label + " splits=" + std::to_string(splits) + " " + r.describeSizes(v));
+  EXPECT_EQ(r.unwritten, 0);
+  EXPECT_LE(r.relError, 1e-5);  // NaN fails too
+  if (v.norm == Norm::Softmax) {
+    EXPECT_TRUE(r.lseInfMatches);
+    EXPECT_LE(r.lseRelError, 1e-5);
+  }
+}
+
 class SpecNumerics : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(SpecNumerics, MatchesFloat64Reference) {
@@ -99,25 +120,12 @@ TEST_P(SpecNumerics, MatchesFloat64Reference) {
   for (const Variant &v : compiler.spec().variants) {
     for (const char *shape : shapes)
       for (int64_t splits : splitCounts) {
-      RunConfig config;
-      config.sizes = seqSizes(v, shape);
-      config.seed = std::hash<std::string>()(spec + shape) & 0xffff;
-      config.splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
-      config.splits = splits;
-      if (splits > 1 && !config.splitKV)
-        continue;
-      RunReport r;
-      std::string error;
-      ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
-      SCOPED_TRACE(spec + " " + tiling.name + " splits=" + std::to_string(splits) + " " +
-                   r.describeSizes(v));
-      EXPECT_EQ(r.unwritten, 0);
-      EXPECT_LE(r.relError, 1e-5);  // NaN fails too
-      if (v.norm == Norm::Softmax) {
-        EXPECT_TRUE(r.lseInfMatches);
-        EXPECT_LE(r.lseRelError, 1e-5);
+        bool splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
+        if (splits > 1 && !splitKV)
+          continue;
+        expectMatchesReference(*module, v, spec + " " + tiling.name, shape, splitKV, splits,
+                               std::hash<std::string>()(spec + shape) & 0xffff);
       }
-    }
   }
 }
 
@@ -140,23 +148,8 @@ TEST(SplitKVNumerics, SplitsAgreeWithReference) {
       ASSERT_TRUE(module);
       for (const Variant &v : compiler.spec().variants)
         for (const char *shape : {"i=1,j=1000", "i=4,j=333"})
-          for (int64_t splits : {1, 2, 7, 64}) {
-            RunConfig config;
-            config.sizes = seqSizes(v, shape);
-            config.splitKV = true;
-            config.splits = splits;
-            RunReport r;
-            std::string error;
-            ASSERT_TRUE(runAndCheck(*module, v, config, r, error)) << error;
-            SCOPED_TRACE(spec + " " + tiling.name + " splits=" + std::to_string(splits) + " " +
-                         r.describeSizes(v));
-            EXPECT_EQ(r.unwritten, 0);
-            EXPECT_LE(r.relError, 1e-5);
-            if (v.norm == Norm::Softmax) {
-              EXPECT_TRUE(r.lseInfMatches);
-              EXPECT_LE(r.lseRelError, 1e-5);
-            }
-          }
+          for (int64_t splits : {1, 2, 7, 64})
+            expectMatchesReference(*module, v, spec + " " + tiling.name, shape, true, splits);
     }
   }
 }
