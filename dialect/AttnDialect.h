@@ -33,3 +33,9 @@ namespace mlir::attn {
 /// subnormals and zero; the NaN code reads as 480), so no back end needs f8 support.
 Value buildDequantToF32(OpBuilder &b, Location loc, Value x);
 } // namespace mlir::attn
+
+namespace mlir::attn {
+/// attn.tile_online_update's unified max: a row without mass starts below it only when its
+/// scores are this far below it (e^-64 is well inside f32), so no exponential underflows.
+inline constexpr float kUnifiedMaxRange = 64.0f;
+} // namespace mlir::attn

@@ -83,7 +83,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$v_scale_axes,
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
-                       DefaultValuedAttr<I64Attr, "1">:$v_scale_group);
+                       DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
+                       OptionalAttr<F32Attr>:$unified_max);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
@@ -151,10 +152,12 @@ def Attn_TileExpSumOp : Attn_Op<"tile_exp_sum"> {
   let description = [{
     The second pass of a two-pass softmax: m already holds the row maxima over every key tile.
     A row whose max is -inf (no allowed key so far) uses 0 as its base, so its entries become 0.
+    `unified_max` is only carried to attn.tile_online_update by attn-online-softmax.
   }];
   let arguments = (ins Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$s,
                        Arg<Attn_Tile1, "", [MemRead]>:$m,
-                       Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$l);
+                       Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$l,
+                       OptionalAttr<F32Attr>:$unified_max);
   let assemblyFormat = "$s `,` $m `->` $l attr-dict `:` type($s) `,` type($m) `->` type($l)";
   let hasVerifier = 1;
 }
@@ -164,11 +167,18 @@ def Attn_TileOnlineUpdateOp : Attn_Op<"tile_online_update"> {
   let description = [{
     Per row r: m' = max(m, max_c s); alpha = exp(m - m'); s = exp(s - m'); l = l * alpha + sum_c s;
     acc[r, :] *= alpha; m = m'. Rows with m' = -inf use 0 as their base, so they stay at 0.
+
+    With `unified_max = M` (FlashDecoding++): a row with no mass yet (l = 0) starts from
+    m = max(M, max_c s), or from max_c s when that is below M - 64 (so no exponential
+    underflows), and keeps m while no score exceeds it: a GPU then skips the max reduction and
+    the rescaling of acc for the whole tile (alpha = 1), and falls back to this update where a
+    score exceeds m. The result is softmax's, for any M.
   }];
   let arguments = (ins Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$s,
                        Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$m,
                        Arg<Attn_Tile1, "", [MemRead, MemWrite]>:$l,
-                       Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc);
+                       Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$acc,
+                       OptionalAttr<F32Attr>:$unified_max);
   let assemblyFormat = [{
     $s `,` $m `,` $l `,` $acc attr-dict `:` type($s) `,` type($m) `,` type($l) `,` type($acc)
   }];

@@ -110,6 +110,7 @@ struct Emit {
 
 int64_t rows(Value tile) { return cast<MemRefType>(tile.getType()).getDimSize(0); }
 
+
 /// (axis 0, axis 2) of key j of batch b in a k/v operand: (b, j), or in a page pool
 /// (table[b, j / P], j % P).
 std::pair<Value, Value> keyAt(Emit &e, Value kv, Value b, Value j, Value table,
@@ -224,13 +225,30 @@ void lower(Emit &e, TileExpSumOp op) {
 
 void lower(Emit &e, TileOnlineUpdateOp op) {
   Value s = op.getS(), m = op.getM(), l = op.getL(), acc = op.getAcc();
+  std::optional<float> unified;
+  if (op.getUnifiedMax())
+    unified = op.getUnifiedMax()->convertToFloat();
   e.loop(e.index(rows(s)), [&](Emit &e, Value r) {
     Value mOld = e.load(m, r);
     Value mNew = e.reduce(e.extent(s, 1), mOld, [&](Emit &e, Value c, Value mx) {
       return e.fmax(mx, e.load(s, {r, c}));
     });
+    Value fresh;
+    if (unified) {  // a row without mass starts at max(M, its max), or its max far below M
+      Value rowMax = e.reduce(e.extent(s, 1), e.f32(-std::numeric_limits<float>::infinity()),
+                              [&](Emit &e, Value c, Value mx) {
+                                return e.fmax(mx, e.load(s, {r, c}));
+                              });
+      fresh = e.feq(e.load(l, r), e.f32(0));
+      Value low = arith::CmpFOp::create(e.b, e.loc, arith::CmpFPredicate::OLT, rowMax,
+                                        e.f32(*unified - kUnifiedMaxRange));
+      Value start = e.select(low, rowMax, e.fmax(e.f32(*unified), rowMax));
+      mNew = e.select(fresh, start, mNew);
+    }
     Value base = e.safeBase(mNew);
     Value alpha = e.exp(e.fsub(mOld, base));
+    if (fresh)
+      alpha = e.select(fresh, e.f32(0), alpha);
     Value sum = expRow(e, s, r, base);
     e.store(e.fadd(e.fmul(e.load(l, r), alpha), sum), l, r);
     e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {

@@ -530,6 +530,124 @@ private:
         s[n][e] = branch.getResult(n * 4 + e);
   }
 
+  /// Online softmax per thread row r (rows g, g + 8): new max over the quad, rescale of l and
+  /// acc, exponentiation. With a unified max M, a row without mass (l = 0 over the quad) starts
+  /// at max(M, its max), or at its max when that is more than kUnifiedMaxRange below M.
+  void onlineSoftmax(SmallVectorImpl<SmallVector<Value, 4>> &s, SmallVectorImpl<Value> &m,
+                     SmallVectorImpl<Value> &l, SmallVectorImpl<SmallVector<Value, 4>> &acc,
+                     std::optional<float> unified) {
+    Value log2e = f32(kLog2e), negInf = f32(-INFINITY), zero = f32(0);
+    int64_t nTiles = int64_t(s.size()), dTiles = int64_t(acc.size());
+    for (int r = 0; r < 2; ++r) {
+      Value rowMax = negInf;
+      for (int64_t n = 0; n < nTiles; ++n)
+        rowMax = fmax(rowMax, fmax(s[n][2 * r], s[n][2 * r + 1]));
+      rowMax = quadReduce(rowMax, true);
+      Value mx = fmax(m[r], rowMax), fresh;
+      if (unified) {
+        fresh = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                      quadReduce(l[r], false), zero);
+        Value low = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, rowMax,
+                                          f32(*unified - kUnifiedMaxRange));
+        mx = select(fresh, select(low, rowMax, fmax(f32(*unified), rowMax)), mx);
+      }
+      Value noKey = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mx, negInf);
+      Value base = fmul(select(noKey, zero, mx), log2e);
+      Value alpha = ex2(fsub(fmul(m[r], log2e), base));
+      if (fresh)
+        alpha = select(fresh, zero, alpha);
+      Value rowSum = zero;
+      for (int64_t n = 0; n < nTiles; ++n)
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[n][e] = ex2(fsub(fmul(s[n][e], log2e), base));
+          rowSum = fadd(rowSum, s[n][e]);
+        }
+      l[r] = fadd(fmul(l[r], alpha), rowSum);
+      m[r] = mx;
+      for (int64_t n = 0; n < dTiles; ++n)
+        for (int e = 2 * r; e < 2 * r + 2; ++e)
+          acc[n][e] = fmul(acc[n][e], alpha);
+    }
+  }
+
+  /// FlashDecoding++'s unified max: when every score of the warp's tile lies in [m - range, m]
+  /// for its row's current max m (finite), as once rows start at M and scores stay below it,
+  /// exp(s - m) needs no max reduction and acc no rescaling (alpha = 1): one warp vote decides.
+  /// Otherwise the safe update (onlineSoftmax with M) runs. Both give softmax's result.
+  void unifiedSoftmax(SmallVectorImpl<SmallVector<Value, 4>> &s, SmallVectorImpl<Value> &m,
+                      SmallVectorImpl<Value> &l, SmallVectorImpl<SmallVector<Value, 4>> &acc) {
+    float unified = t.update.getUnifiedMax()->convertToFloat();
+    Value inRange = arith::ConstantIntOp::create(b, loc, 1, 1);
+    for (int r = 0; r < 2; ++r) {
+      Value hi = f32(-INFINITY), lo = f32(INFINITY);
+      for (auto &tile : s)
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          hi = fmax(hi, tile[e]);
+          lo = arith::MinimumFOp::create(b, loc, lo, tile[e]);
+        }
+      auto cmp = [&](arith::CmpFPredicate p, Value x, Value y) {
+        return arith::CmpFOp::create(b, loc, p, x, y).getResult();
+      };
+      Value ok = arith::AndIOp::create(
+          b, loc, cmp(arith::CmpFPredicate::OLE, hi, m[r]),
+          arith::AndIOp::create(b, loc, cmp(arith::CmpFPredicate::OGE, lo,
+                                            fsub(m[r], f32(kUnifiedMaxRange))),
+                                cmp(arith::CmpFPredicate::ONE, m[r], f32(-INFINITY))));
+      inRange = arith::AndIOp::create(b, loc, inRange, ok);
+    }
+    Value all = NVVM::VoteSyncOp::create(b, loc, b.getI1Type(),
+                                         arith::ConstantIntOp::create(b, loc, -1, 32), inRange,
+                                         NVVM::VoteSyncKind::all);
+    SmallVector<Value> state;  // m[2], l[2], s, acc
+    auto pack = [&]() {
+      SmallVector<Value> v = {m[0], m[1], l[0], l[1]};
+      for (auto &tile : s)
+        v.append(tile.begin(), tile.end());
+      for (auto &tile : acc)
+        v.append(tile.begin(), tile.end());
+      return v;
+    };
+    SmallVector<Type> types(pack().size(), b.getF32Type());
+    auto branch = scf::IfOp::create(b, loc, types, all, /*withElseRegion=*/true);
+    SmallVector<SmallVector<Value, 4>> s0(s.begin(), s.end()), acc0(acc.begin(), acc.end());
+    SmallVector<Value> m0(m.begin(), m.end()), l0(l.begin(), l.end());
+    for (bool fast : {true, false}) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(fast ? branch.thenBlock() : branch.elseBlock());
+      s.assign(s0.begin(), s0.end());
+      acc.assign(acc0.begin(), acc0.end());
+      m.assign(m0.begin(), m0.end());
+      l.assign(l0.begin(), l0.end());
+      if (fast) {
+        Value log2e = f32(kLog2e);
+        for (int r = 0; r < 2; ++r) {
+          Value base = fmul(m[r], log2e), rowSum = f32(0);
+          for (auto &tile : s)
+            for (int e = 2 * r; e < 2 * r + 2; ++e) {
+              tile[e] = ex2(fsub(fmul(tile[e], log2e), base));
+              rowSum = fadd(rowSum, tile[e]);
+            }
+          l[r] = fadd(l[r], rowSum);
+        }
+      } else {
+        onlineSoftmax(s, m, l, acc, unified);
+      }
+      scf::YieldOp::create(b, loc, pack());
+    }
+    auto results = branch.getResults();
+    size_t k = 0;
+    for (int r = 0; r < 2; ++r)
+      m[r] = results[k++];
+    for (int r = 0; r < 2; ++r)
+      l[r] = results[k++];
+    for (auto &tile : s)
+      for (Value &x : tile)
+        x = results[k++];
+    for (auto &tile : acc)
+      for (Value &x : tile)
+        x = results[k++];
+  }
+
   void emitEpilogue(ArrayRef<Value> m, ArrayRef<Value> l, ArrayRef<SmallVector<Value, 4>> acc);
   void storeRow(int r, Value scale, Value lseValue, ArrayRef<SmallVector<Value, 4>> acc,
                 bool toPartial);
@@ -682,28 +800,10 @@ LogicalResult KernelBuilder::build() {
 
     SmallVector<Value> yields;
     if (softmax) {
-      // Online softmax per thread row r: new max over the quad, rescale, exponentiate.
-      Value log2e = f32(kLog2e);
-      for (int r = 0; r < 2; ++r) {
-        Value mx = m[r];
-        for (int64_t n = 0; n < nTiles; ++n)
-          mx = fmax(mx, fmax(s[n][2 * r], s[n][2 * r + 1]));
-        mx = quadReduce(mx, true);
-        Value noKey = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, mx, negInf);
-        Value base = fmul(select(noKey, zero, mx), log2e);
-        Value alpha = ex2(fsub(fmul(m[r], log2e), base));
-        Value rowSum = zero;
-        for (int64_t n = 0; n < nTiles; ++n)
-          for (int e = 2 * r; e < 2 * r + 2; ++e) {
-            s[n][e] = ex2(fsub(fmul(s[n][e], log2e), base));
-            rowSum = fadd(rowSum, s[n][e]);
-          }
-        l[r] = fadd(fmul(l[r], alpha), rowSum);
-        m[r] = mx;
-        for (int64_t n = 0; n < dTiles; ++n)
-          for (int e = 2 * r; e < 2 * r + 2; ++e)
-            acc[n][e] = fmul(acc[n][e], alpha);
-      }
+      if (t.update.getUnifiedMax())
+        unifiedSoftmax(s, m, l, acc);
+      else
+        onlineSoftmax(s, m, l, acc, std::nullopt);
       yields.append({m[0], m[1], l[0], l[1]});
     }
     // P in the A-fragment layout first (the S accumulators of n tiles 2t, 2t + 1 are the A

@@ -145,6 +145,10 @@ struct Variant {
   SourceLoc maskLoc;
   Norm norm = Norm::Softmax;
   SourceLoc normLoc;
+  /// `norm softmax(max = M)`: a fixed max for the exponentials (FlashDecoding++'s unified max);
+  /// the kernels fall back to the running max when a score exceeds it. Same semantics.
+  std::optional<double> unifiedMax;
+  SourceLoc unifiedMaxLoc;
   TensorDecl output;               // o[b, h, i, dv] (dtype optional: defaults to q's)
   ExprPtr outputExpr;              // attend(s, v)
   bool hasOutput = false;

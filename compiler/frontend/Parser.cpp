@@ -341,11 +341,29 @@ bool Parser::parseNorm(Variant &v) {
     if (t.text == kNormNames[i]) {
       v.norm = norms[i];
       v.normLoc = take().loc;
-      return true;
+      return accept("(") ? parseNormOptions(v) : true;
     }
   }
   return fail(t, "unknown norm '" + t.text + "'",
               orElse(didYouMean(t.text, kNormNames), "norms are softmax, none, sigmoid and relu2"));
+}
+
+/// '(' 'max' '=' ['-'] NUMBER ')' after a norm name: softmax with a unified max.
+bool Parser::parseNormOptions(Variant &v) {
+  const char *example = "e.g. 'norm softmax(max = 20)'";
+  if (!(cur().kind == Token::Kind::Ident && cur().text == "max"))
+    return fail(cur(), "expected 'max' in the norm's options, got " + describeToken(cur()),
+                example);
+  v.unifiedMaxLoc = take().loc;
+  if (!expectPunct("=", "after 'max'"))
+    return false;
+  double sign = accept("-") ? -1 : 1;
+  const Token &n = cur();
+  if (n.kind != Token::Kind::Int && n.kind != Token::Kind::Float)
+    return fail(n, "expected a number after 'max =', got " + describeToken(n), example);
+  v.unifiedMax = sign * (n.kind == Token::Kind::Int ? double(n.intValue) : n.floatValue);
+  take();
+  return expectPunct(")", "to close the norm's options");
 }
 
 bool Parser::parseOutput(Variant &v) {

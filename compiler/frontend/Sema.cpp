@@ -3,6 +3,8 @@
 #include "compiler/frontend/Frontend.h"
 #include "compiler/frontend/Parser.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -597,7 +599,20 @@ private:
 
   // ---- paged KV --------------------------------------------------------------------------------
 
+  bool checkUnifiedMax() {
+    if (!v_.unifiedMax)
+      return true;
+    if (v_.norm != Norm::Softmax)
+      return fail(v_.unifiedMaxLoc, 3, "'max' only applies to norm softmax",
+                  "the unified max replaces softmax's running max");
+    if (!std::isfinite(*v_.unifiedMax) || std::fabs(*v_.unifiedMax) > 1e6)
+      return fail(v_.unifiedMaxLoc, 3, "the unified max must be a finite number within 1e6");
+    return true;
+  }
+
   bool checkPaged() {
+    if (!checkUnifiedMax())
+      return false;
     if (!v_.paged)
       return true;
     PagedDecl &p = *v_.paged;

@@ -162,7 +162,8 @@ private:
         b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse,
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
-        tv.scaleGroup);
+        tv.scaleGroup,
+        var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr());
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)

@@ -60,7 +60,7 @@ struct FuseSoftmaxPasses : OpRewritePattern<TileExpSumOp> {
 
     rw.setInsertionPoint(expSum);
     TileOnlineUpdateOp::create(rw, expSum.getLoc(), expSum.getS(), expSum.getM(), expSum.getL(),
-                               matmul.getAcc());
+                               matmul.getAcc(), expSum.getUnifiedMaxAttr());
     rw.eraseOp(expSum);
     rw.eraseOp(maxLoop);
     return success();

@@ -115,7 +115,7 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     keyLoop([&](Value j0) {
       scores(j0);
       if (softmax)
-        TileExpSumOp::create(rw, loc, s, m, l);
+        TileExpSumOp::create(rw, loc, s, m, l, op.getUnifiedMaxAttr());
       TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0, table, op.getVScale(),
                               rw.getI64IntegerAttr(pageSize), op.getVScaleAxesAttr(),
                               op.getVScaleGroupAttr());

@@ -41,3 +41,19 @@ def test_jit_matches_reference(jit_available, spec, tmp_path):
 def test_jit_reports_spec_errors(jit_available):
     with pytest.raises(attnc.Error, match=r"<spec>:1:.*error: "):
         attnc.compile("variant x { dims b score s = 1 }", cache_dir="")
+
+
+@pytest.mark.parametrize("max_value", ["-4", "3", "1000"])
+def test_unified_max_fast_and_fallback_paths(jit_available, max_value, tmp_path):
+    """norm softmax(max = M) with M below the scores (every tile takes the fallback), among them
+    (a mix of the warp-vote fast path and the fallback) and far above them (rows restart from
+    their own max): all must give softmax's result."""
+    text = (ROOT / "specs" / "unified_max_decode.attn").read_text()
+    kernel = attnc.compile(text.replace("max = 6", f"max = {max_value}"), cache_dir=str(tmp_path))
+    reference = harness.load_reference(harness.kernel_dir(), "unified_max_decode")
+    if reference is None:
+        pytest.skip("no unified_max_decode.ref.py in ATTNC_KERNEL_DIR")
+    for q_len, kv_len in [(1, 2000), (77, 130)]:
+        inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, q_len, kv_len), seed=5)
+        result = harness.compare(kernel, reference, inputs, harness.run(kernel, inputs))
+        assert not result["problems"], "; ".join(result["problems"])

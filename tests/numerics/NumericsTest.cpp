@@ -154,6 +154,24 @@ TEST(SplitKVNumerics, SplitsAgreeWithReference) {
   }
 }
 
+/// The unified max (norm softmax(max = M)) only changes how the exponentials are computed: a max
+/// below the scores (every tile falls back to the running max), one around them, and one far
+/// above them (rows start from their own max) all match the reference, split or not.
+TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / "unified_max_decode.attn";
+  std::string text = readText(path);
+  for (const char *max : {"max = -4", "max = 0.5", "max = 1000"}) {
+    std::string variantText = text;
+    variantText.replace(variantText.find("max = 6"), 7, max);
+    Compiler compiler;
+    auto module = compileF32(compiler, path.string(), variantText, PipelineOptions());
+    ASSERT_TRUE(module);
+    for (const char *shape : {"i=1,j=700", "i=5,j=65"})
+      for (int64_t splits : {1, 4})
+        expectMatchesReference(*module, compiler.spec().variants[0], max, shape, true, splits);
+  }
+}
+
 /// The declared bf16 dtypes: inputs rounded to bf16, f32 arithmetic, output rounded to bf16.
 TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
   for (const std::string &spec : specNames()) {

@@ -97,3 +97,4 @@ func.func @max_loop_has_other_work(%q: memref<?x?x?x64xf32>, %x: index, %n: inde
   }
   return
 }
+
