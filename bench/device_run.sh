@@ -79,11 +79,11 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
     >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
   export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
   dirs="default=$kernels"
-  for flavour in "bk64:--block-k=64" "bk128:--block-k=128" "bq16bk64:--block-q=16 --block-k=64" \
+  for flavour in "bk64:--block-k=64" \
                  "p64bk64:--page-size=64 --block-k=64" "p256bk64:--page-size=256 --block-k=64"; do
     name=${flavour%%:*}; d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
     for spec in specs/gqa_decode.attn specs/paged_decode.attn specs/int8_kv_decode.attn \
-                specs/int8_group_decode.attn specs/fp8_paged_decode.attn; do
+                specs/int8_group_decode.attn specs/fp8_paged_decode.attn specs/unified_max_decode.attn; do
       "$bin/attnc" compile "$spec" --emit=ptx ${flavour#*:} -o "$d" >>"$out/compile.log" 2>&1 \
         || echo "COMPILE FAILED: $spec ${flavour#*:}"
     done
