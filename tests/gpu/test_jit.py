@@ -21,6 +21,14 @@ def jit_available():
         pytest.skip("ATTNC_JIT_LIB is not set (no libattnc.so for this host)")
 
 
+def _check(kernel, reference, shapes, seed):
+    """The kernel against the float64 reference at each (q_len, kv_len)."""
+    for q_len, kv_len in shapes:
+        inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, q_len, kv_len), seed=seed)
+        result = harness.compare(kernel, reference, inputs, harness.run(kernel, inputs))
+        assert not result["problems"], "; ".join(result["problems"])
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_jit_matches_reference(jit_available, spec, tmp_path):
     text = spec.read_text()
@@ -32,10 +40,7 @@ def test_jit_matches_reference(jit_available, spec, tmp_path):
     reference = harness.load_reference(harness.kernel_dir(), kernel.manifest["variant"])
     if reference is None:
         pytest.skip("no .ref.py for this variant in ATTNC_KERNEL_DIR")
-    for q_len, kv_len in [(77, 130), (128, 64)]:
-        inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, q_len, kv_len), seed=3)
-        result = harness.compare(kernel, reference, inputs, harness.run(again, inputs))
-        assert not result["problems"], "; ".join(result["problems"])
+    _check(again, reference, [(77, 130), (128, 64)], seed=3)
 
 
 def test_jit_reports_spec_errors(jit_available):
@@ -53,7 +58,4 @@ def test_unified_max_fast_and_fallback_paths(jit_available, max_value, tmp_path)
     reference = harness.load_reference(harness.kernel_dir(), "unified_max_decode")
     if reference is None:
         pytest.skip("no unified_max_decode.ref.py in ATTNC_KERNEL_DIR")
-    for q_len, kv_len in [(1, 2000), (77, 130)]:
-        inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, q_len, kv_len), seed=5)
-        result = harness.compare(kernel, reference, inputs, harness.run(kernel, inputs))
-        assert not result["problems"], "; ".join(result["problems"])
+    _check(kernel, reference, [(1, 2000), (77, 130)], seed=5)
