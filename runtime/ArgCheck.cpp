@@ -300,8 +300,7 @@ bool planWorkspace(const Manifest &m, LaunchPlan &plan, std::string &error) {
 }  // namespace
 
 int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
-                       int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm) {
-  (void)blocksPerSm;  // measured: extra resident blocks per SM do not help a streaming kernel
+                       int64_t minTilesPerSplit, int64_t smCount) {
   int64_t sms = std::max<int64_t>(1, smCount);
   int64_t cap = keyTiles < 0 ? maxSplits
                              : std::min(maxSplits, std::max<int64_t>(1, keyTiles / std::max<int64_t>(1, minTilesPerSplit)));
@@ -314,8 +313,8 @@ int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
   return (keyTiles + tilesPer - 1) / tilesPer;
 }
 
-int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount,
-                     int64_t blocksPerSm) {
+int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override,
+                     int64_t smCount) {
   if (!m.splitKV)
     return 1;
   const SplitKV &s = *m.splitKV;
@@ -330,7 +329,7 @@ int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override
     int64_t base = 1;
     for (uint32_t blocks : plan.baseGrid)
       base = mulSat(base, blocks);
-    splits = splitHeuristic(base, keyTiles, s.maxSplits, s.minTilesPerSplit, smCount, blocksPerSm);
+    splits = splitHeuristic(base, keyTiles, s.maxSplits, s.minTilesPerSplit, smCount);
   }
   int64_t hi = keyTiles < 0 ? s.maxSplits : std::min(s.maxSplits, keyTiles);
   for (int a = 0; a < 3; ++a)

@@ -2,7 +2,7 @@
 // extents, grid, block, shared memory; for split_kv kernels the number of splits, the combine
 // launch and the workspace layout). Pure, with no CUDA calls, so that every rule and every
 // message is unit-tested on machines without a GPU; the runtime adds the device-pointer check,
-// the device's SM count and occupancy, and the workspace memory.
+// the device's SM count, and the workspace memory.
 #pragma once
 
 #include "runtime/Manifest.h"
@@ -58,21 +58,20 @@ bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPla
 /// decoding runs fastest with about 1.5 blocks per SM in all: more splits only add partial-result
 /// traffic, prologues and combine work, and more resident blocks per SM gain nothing for a kernel
 /// that streams K and V. `baseBlocks`: blocks of the main grid without splits; `keyTiles`:
-/// ceil(kv_len / block_k), or -1 if unknown. `blocksPerSm` is accepted and ignored.
+/// ceil(kv_len / block_k), or -1 if unknown.
 ///  1. baseBlocks >= smCount (a wave of one block per SM already), or no split allowed: 1.
 ///  2. cap = min(maxSplits, max(1, keyTiles / minTilesPerSplit)) (maxSplits if keyTiles < 0).
 ///  3. S = min(cap, round(1.5 * smCount / baseBlocks)), at least 1,
 ///  4. lowered to ceil(keyTiles / ceil(keyTiles / S)): the fewest splits that give each split
 ///     as few key tiles as S does.
 int64_t splitHeuristic(int64_t baseBlocks, int64_t keyTiles, int64_t maxSplits,
-                       int64_t minTilesPerSplit, int64_t smCount, int64_t blocksPerSm);
+                       int64_t minTilesPerSplit, int64_t smCount);
 
 /// The number of splits for a launch of a split_kv kernel checked into `plan`: the manifest's
 /// `splits` if > 0, else `override` if > 0, else splitHeuristic; then clamped to
 /// [1, min(max_splits, ceil(kv_len / block_k))] (the kv_len bound is skipped where no argument
 /// determines kv_len) and so that the grid axes with "splits" stay within CUDA's limits.
-int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount,
-                     int64_t blocksPerSm);
+int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override, int64_t smCount);
 
 /// Sets plan.splits = `splits` and computes the grids and the workspace layout for it; false
 /// with a message if a grid axis or the workspace size goes over a limit.

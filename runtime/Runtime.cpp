@@ -37,7 +37,6 @@ struct Driver {
   decltype(&::cuFuncSetAttribute) funcSetAttribute = nullptr;
   decltype(&::cuPointerGetAttribute) pointerGetAttribute = nullptr;
   decltype(&::cuLaunchKernel) launchKernel = nullptr;
-  decltype(&::cuOccupancyMaxActiveBlocksPerMultiprocessor) occupancy = nullptr;
   decltype(&::cuMemAlloc) memAlloc = nullptr;
   decltype(&::cuMemFree) memFree = nullptr;
   decltype(&::cuCtxSynchronize) ctxSynchronize = nullptr;
@@ -87,7 +86,6 @@ bool loadDriver(Driver &d, std::string &error) {
             ATTNC_RESOLVE(funcSetAttribute, cuFuncSetAttribute) &&
             ATTNC_RESOLVE(pointerGetAttribute, cuPointerGetAttribute) &&
             ATTNC_RESOLVE(launchKernel, cuLaunchKernel) &&
-            ATTNC_RESOLVE(occupancy, cuOccupancyMaxActiveBlocksPerMultiprocessor) &&
             ATTNC_RESOLVE(memAlloc, cuMemAlloc) && ATTNC_RESOLVE(memFree, cuMemFree) &&
             ATTNC_RESOLVE(ctxSynchronize, cuCtxSynchronize) &&
             ATTNC_RESOLVE(streamIsCapturing, cuStreamIsCapturing);
@@ -414,13 +412,8 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
     moduleCache().release(*d, ctx, ptx_, ptxHash_);
     return false;
   }
-  // For the split heuristic: without these numbers it assumes one block per SM of one SM.
-  const auto &b = manifest_.block;
-  int blocks = 0;
+  // For the split heuristic: without it, it assumes one SM.
   d->deviceGetAttribute(&fns.smCount, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
-  if (d->occupancy(&blocks, fns.main, int(b[0] * b[1] * b[2]), manifest_.dynamicSharedMemory) ==
-          CUDA_SUCCESS && blocks > 0)
-    fns.blocksPerSm = blocks;
   return true;
 }
 
@@ -557,7 +550,7 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   // Split-KV: the main kernel also takes o_partial and lse_partial; then the combine kernel
   // reduces them into the output and the lse. The workspace stays locked until both are queued.
   const SplitKV &s = *manifest_.splitKV;
-  int64_t splits = chooseSplits(manifest_, plan, splitsOverride_, fns.smCount, fns.blocksPerSm);
+  int64_t splits = chooseSplits(manifest_, plan, splitsOverride_, fns.smCount);
   std::lock_guard<std::mutex> lock(workspaceMutex_);
   uint64_t workspace = 0;
   if (!applySplits(manifest_, splits, plan, error) ||

@@ -54,7 +54,6 @@ private:
     CUfunc_st *main = nullptr;
     CUfunc_st *combine = nullptr;  // split_kv only
     int smCount = 1;
-    int blocksPerSm = 1;           // of `main`, at its block size and dynamic shared memory
   };
   /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.
   struct DeviceWorkspace {

@@ -649,12 +649,14 @@ void emitReference(const Variant &v, std::string &out) {
   out += "    tensor; any size given must agree with the tensors.\n";
   out += "    \"\"\"\n";
   out += "    sizes = sizes or {}\n";
+  bool quantised = v.inputs[v.k].scaleParam >= 0 || v.inputs[v.v].scaleParam >= 0;
+  if (v.paged || quantised)
+    out += "    t = dict(t)  # k and v are replaced below; the caller's dict stays as it was\n";
   if (v.paged) {
     // Gather each sequence's pages back into contiguous tensors in the declared order.
     const std::string table = pyString(v.params[v.paged->tableParam].name);
     out += "    # paged K/V: pool[table[b, j // P], ..., j % P, ...] gathered into contiguous\n";
     out += "    # tensors in their declared order (page ids clamped to the pool, like the kernel)\n";
-    out += "    t = dict(t)\n";
     for (int index : {v.k, v.v}) {
       const TensorDecl &tensor = v.inputs[index];
       std::vector<int> rest = v.pagedStorage(tensor);
@@ -685,10 +687,6 @@ void emitReference(const Variant &v, std::string &out) {
     const TensorDecl &tensor = v.inputs[index];
     if (tensor.scaleParam < 0)
       continue;
-    if (!v.paged && index == v.k)
-      out += "    t = dict(t)\n";
-    else if (!v.paged && index == v.v && v.inputs[v.k].scaleParam < 0)
-      out += "    t = dict(t)\n";
     const TensorDecl &scale = v.params[size_t(tensor.scaleParam)];
     std::vector<int> order(scale.dims.size());
     for (size_t a = 0; a < order.size(); ++a)

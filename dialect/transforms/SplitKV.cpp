@@ -25,13 +25,13 @@ MemRefType stridedF32(MLIRContext *ctx, int64_t rank) {
                          StridedLayoutAttr::get(ctx, ShapedType::kDynamic, strides));
 }
 
-/// Splits the one online-softmax query tile of `f`; fails (leaving `f` alone) when `f` is not
-/// in that form, and errors when it is but cannot be split.
-LogicalResult splitFunction(func::FuncOp f) {
+/// Splits the one online-softmax query tile of `f`: true when split, false (leaving `f` alone)
+/// when `f` is not in that form, failure (with an error) when it is but cannot be split.
+FailureOr<bool> splitFunction(func::FuncOp f) {
   SmallVector<TileOnlineUpdateOp> updates;
   f.walk([&](TileOnlineUpdateOp op) { updates.push_back(op); });
   if (updates.size() != 1)
-    return failure();  // not softmax, not fused, or several tiles: nothing to split
+    return false;  // not softmax, not fused, or several tiles: nothing to split
   auto keyLoop = dyn_cast<scf::ForOp>(updates[0]->getParentOp());
   TileScoresOp scores;
   for (Operation &op : keyLoop.getBody()->without_terminator())
@@ -42,9 +42,10 @@ LogicalResult splitFunction(func::FuncOp f) {
     if (auto s = dyn_cast<TileStoreOp>(op))
       store = s;
   if (!scores || !store || !store.getLse() || store.getSplit())
-    return failure();
+    return false;
   if (!isa<BlockArgument>(store.getOut()) || !isa<BlockArgument>(store.getLse()))
-    return f.emitError("attn-split-kv: the output and lse must be function arguments");
+    return f.emitError("attn-split-kv: the output and lse must be function arguments"),
+           failure();
 
   // The split index runs over the partial buffers' first dim, appended as arguments.
   MLIRContext *ctx = f.getContext();
@@ -52,7 +53,7 @@ LogicalResult splitFunction(func::FuncOp f) {
   unsigned n = f.getNumArguments();
   if (failed(f.insertArgument(n, stridedF32(ctx, 5), {}, loc)) ||
       failed(f.insertArgument(n + 1, stridedF32(ctx, 4), {}, loc)))
-    return f.emitError("attn-split-kv: cannot add the partial-result arguments");
+    return f.emitError("attn-split-kv: cannot add the partial-result arguments"), failure();
   Value partOut = f.getArgument(n), partLse = f.getArgument(n + 1);
 
   // Everything from the query tile's first fill to its store moves into the split loop.
@@ -96,18 +97,12 @@ LogicalResult splitFunction(func::FuncOp f) {
   // The merge runs after every query tile, before the function returns.
   rw.setInsertionPoint(f.getBody().front().getTerminator());
   CombineOp::create(rw, loc, partOut, partLse, store.getOut(), store.getLse());
-  return success();
+  return true;
 }
 
 struct AttnSplitKVPass : mlir::attn::impl::AttnSplitKVBase<AttnSplitKVPass> {
   void runOnOperation() override {
-    func::FuncOp f = getOperation();
-    bool erred = false;
-    ScopedDiagnosticHandler handler(&getContext(), [&](Diagnostic &d) {
-      erred |= d.getSeverity() == DiagnosticSeverity::Error;
-      return failure();  // let it through
-    });
-    if (failed(splitFunction(f)) && erred)
+    if (failed(splitFunction(getOperation())))
       signalPassFailure();
   }
 };

@@ -875,63 +875,61 @@ TEST(SplitHeuristic, FillsTheGPU) {
   // H100: 132 SMs. Decoding b = 1 with hk = 8 (GQA packing: one block per kv head) over 32k keys:
   // 8 blocks, 512 key tiles of 64. About 1.5 blocks per SM: round(1.5 * 132 / 8) = 25 splits of
   // 21 tiles (the sweep's best region was 16-32).
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 1), 25);
-  // Resident blocks per SM do not change it.
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132, 3), 25);
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 132), 25);
   // max_splits bounds it.
-  EXPECT_EQ(splitHeuristic(8, 512, 16, 2, 132, 1), 16);
+  EXPECT_EQ(splitHeuristic(8, 512, 16, 2, 132), 16);
   // A full wave does not split: b = 32 x hk = 8, prefill-like grids, >= one block per SM.
-  EXPECT_EQ(splitHeuristic(32 * 8, 512, 128, 2, 132, 1), 1);
-  EXPECT_EQ(splitHeuristic(132, 512, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(32 * 8, 512, 128, 2, 132), 1);
+  EXPECT_EQ(splitHeuristic(132, 512, 128, 2, 132), 1);
   // b = 8 x hk = 8: 64 blocks, 3 splits (the sweep's best was 4 of 4..128).
-  EXPECT_EQ(splitHeuristic(64, 128, 128, 2, 132, 1), 3);
-  EXPECT_EQ(splitHeuristic(106, 512, 128, 2, 132, 1), 2);
+  EXPECT_EQ(splitHeuristic(64, 128, 128, 2, 132), 3);
+  EXPECT_EQ(splitHeuristic(106, 512, 128, 2, 132), 2);
   // Few keys bound it: 4 tiles with at least 2 per split allow 2 splits; 1 tile allows none.
-  EXPECT_EQ(splitHeuristic(8, 4, 128, 2, 132, 1), 2);
-  EXPECT_EQ(splitHeuristic(8, 1, 128, 2, 132, 1), 1);
-  EXPECT_EQ(splitHeuristic(8, 0, 128, 2, 132, 1), 1);
+  EXPECT_EQ(splitHeuristic(8, 4, 128, 2, 132), 2);
+  EXPECT_EQ(splitHeuristic(8, 1, 128, 2, 132), 1);
+  EXPECT_EQ(splitHeuristic(8, 0, 128, 2, 132), 1);
   // 40 tiles, 1 per split allowed: 25 splits leave some splits 2 tiles; 20 give every split 2.
-  EXPECT_EQ(splitHeuristic(8, 40, 128, 1, 132, 1), 20);
+  EXPECT_EQ(splitHeuristic(8, 40, 128, 1, 132), 20);
   // Unknown kv_len: max_splits bounds it alone.
-  EXPECT_EQ(splitHeuristic(8, -1, 128, 2, 132, 1), 25);
-  EXPECT_EQ(splitHeuristic(8, -1, 16, 2, 132, 1), 16);
+  EXPECT_EQ(splitHeuristic(8, -1, 128, 2, 132), 25);
+  EXPECT_EQ(splitHeuristic(8, -1, 16, 2, 132), 16);
   // Degenerate inputs.
-  EXPECT_EQ(splitHeuristic(0, 512, 128, 2, 132, 1), 1);
-  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 0, 0), 1);  // one SM: already full
+  EXPECT_EQ(splitHeuristic(0, 512, 128, 2, 132), 1);
+  EXPECT_EQ(splitHeuristic(8, 512, 128, 2, 0), 1);  // one SM: already full
 }
 
 TEST_F(SplitTest, ChooseSplits) {
   std::string e;
   ASSERT_TRUE(check(e)) << e;  // b 1, h 32 (hk 8), 1 query, 32k keys: 512 tiles
-  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 25);
-  EXPECT_EQ(chooseSplits(m, plan, 7, 132, 1), 7);      // the runtime override
-  EXPECT_EQ(chooseSplits(m, plan, 1000, 132, 1), 128);  // clamped to max_splits
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132), 25);
+  EXPECT_EQ(chooseSplits(m, plan, 7, 132), 7);      // the runtime override
+  EXPECT_EQ(chooseSplits(m, plan, 1000, 132), 128);  // clamped to max_splits
   // b = 32, h = 32: the grid fills the GPU.
   setShape(32, 32, 1, 32768);
   ASSERT_TRUE(check(e)) << e;
-  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 1);
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132), 1);
   // Short keys clamp even the override: 130 keys are 3 tiles.
   setShape(1, 32, 1, 130);
   ASSERT_TRUE(check(e)) << e;
-  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 1);  // 3 tiles / 2 per split
-  EXPECT_EQ(chooseSplits(m, plan, 8, 132, 1), 3);
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132), 1);  // 3 tiles / 2 per split
+  EXPECT_EQ(chooseSplits(m, plan, 8, 132), 3);
   setShape(1, 32, 1, 0);
   ASSERT_TRUE(check(e)) << e;
-  EXPECT_EQ(chooseSplits(m, plan, 8, 132, 1), 1);  // no keys: one split writes o = 0, lse = -inf
+  EXPECT_EQ(chooseSplits(m, plan, 8, 132), 1);  // no keys: one split writes o = 0, lse = -inf
   // The manifest's splits win over the override, clamped the same way.
   Manifest fixed;
   ASSERT_TRUE(parseManifest(replaced(kSplitManifest, "\"splits\": 0,", "\"splits\": 16,"), fixed, e)) << e;
   setShape(1, 32, 1, 32768);
   ASSERT_TRUE(check(e)) << e;
-  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132, 1), 16);
-  EXPECT_EQ(chooseSplits(fixed, plan, 4, 132, 1), 16);
+  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132), 16);
+  EXPECT_EQ(chooseSplits(fixed, plan, 4, 132), 16);
   setShape(1, 32, 1, 300);  // 5 tiles
   ASSERT_TRUE(check(e)) << e;
-  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132, 1), 5);
+  EXPECT_EQ(chooseSplits(fixed, plan, 0, 132), 5);
   // Without split_kv: always 1.
   Manifest plain;
   ASSERT_TRUE(parseManifest(kManifest, plain, e)) << e;
-  EXPECT_EQ(chooseSplits(plain, plan, 8, 132, 1), 1);
+  EXPECT_EQ(chooseSplits(plain, plan, 8, 132), 1);
 }
 
 TEST_F(SplitTest, SplitsStayWithinGridLimits) {
@@ -947,7 +945,7 @@ TEST_F(SplitTest, SplitsStayWithinGridLimits) {
   for (const Tensor &t : tensors)
     args.push_back(t.arg());
   ASSERT_TRUE(checkArgs(z, args.data(), args.size(), plan, e)) << e;
-  EXPECT_EQ(chooseSplits(z, plan, 100, 132, 1), 65);
+  EXPECT_EQ(chooseSplits(z, plan, 100, 132), 65);
   EXPECT_FALSE(applySplits(z, 100, plan, e));
   EXPECT_EQ(e, "launch grid z = 100000 (b * splits, b = 1000, splits = 100) exceeds CUDA's limit of 65535");
 }
@@ -998,9 +996,9 @@ TEST(SplitKV, PagedVariantRoles) {
   ASSERT_TRUE(checkArgs(m, args.data(), args.size(), plan, e)) << e;
   EXPECT_EQ(plan.dimSizes[size_t(m.dimIndex("j"))], -1);
   EXPECT_EQ(plan.baseGrid, (std::array<uint32_t, 3>{1, 2, 2}));
-  EXPECT_EQ(chooseSplits(m, plan, 0, 132, 1), 16);   // 4 blocks: as many splits as allowed
-  EXPECT_EQ(chooseSplits(m, plan, 40, 132, 1), 16);  // the override, clamped to max_splits
-  EXPECT_EQ(chooseSplits(m, plan, 3, 132, 1), 3);
+  EXPECT_EQ(chooseSplits(m, plan, 0, 132), 16);   // 4 blocks: as many splits as allowed
+  EXPECT_EQ(chooseSplits(m, plan, 40, 132), 16);  // the override, clamped to max_splits
+  EXPECT_EQ(chooseSplits(m, plan, 3, 132), 3);
 }
 
 // --- C ABI ----------------------------------------------------------------------------------
