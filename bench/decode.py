@@ -40,7 +40,8 @@ def load_kernels(dirs):
     out = {}
     for label, directory in dirs:
         for name in ("gqa_decode", "paged_decode", "int8_kv_decode", "int8_group_decode",
-                     "fp8_paged_decode", "unified_max_decode"):
+                     "fp8_paged_decode", "unified_max_decode", "int4_kv_decode",
+                     "int4_paged_decode"):
             manifest = Path(directory) / f"{name}.json"
             if manifest.exists():
                 try:
@@ -71,10 +72,11 @@ def paged_args(kernel, q, k, v, kv_len, gen):
 
     def pool(x):  # x [b, kv, hk, d] -> pool [pages, page, hk, d] with x's pages at table
         raw = x.view(torch.uint8) if x.element_size() == 1 else x  # fp8: copy the bytes
-        padded = torch.zeros(b, per_seq * page, HKV, D, dtype=raw.dtype, device="cuda")
+        last = x.shape[-1]  # d, or d / 2 bytes of packed i4
+        padded = torch.zeros(b, per_seq * page, HKV, last, dtype=raw.dtype, device="cuda")
         padded[:, :kv_len] = raw
-        p = torch.empty(pages, page, HKV, D, dtype=raw.dtype, device="cuda")
-        p[table.long().flatten()] = padded.view(b * per_seq, page, HKV, D)
+        p = torch.empty(pages, page, HKV, last, dtype=raw.dtype, device="cuda")
+        p[table.long().flatten()] = padded.view(b * per_seq, page, HKV, last)
         return p.view(x.dtype) if raw is not x else p
 
     o = torch.empty_like(q)
@@ -85,21 +87,27 @@ def paged_args(kernel, q, k, v, kv_len, gen):
 
 
 def quantize(kernel, k, v):
-    """(k, v, extra args, dequantised k, v) in the kernel's storage: int8 with per-token or
-    per-group scales, or e4m3 with per-head scales, computed from the bf16 cache."""
+    """(k, v, extra args, dequantised k, v) in the kernel's storage: int8 or int4 (packed two per
+    byte, low nibble first) with per-token or per-group scales, or e4m3 with per-head scales,
+    computed from the bf16 cache."""
     args = {a["name"]: a for a in kernel.manifest["args"]}
     out, deq = {}, []
     for name, x in (("k", k), ("v", v)):
         a = args[name]
         scale_dt = {"f32": torch.float32, "f16": torch.float16}[args[a["scale"]]["dtype"]]
         xf = x.float()
-        if a["dtype"] == "i8":  # per token and kv head, over groups of g channels (or all d)
+        if a["dtype"] in ("i8", "i4"):  # per token and kv head, over groups of g channels (or d)
+            top = 127 if a["dtype"] == "i8" else 7
             g = a["scale_group"] if a["scale_group"] > 1 else xf.shape[-1]
             grouped = xf.view(*xf.shape[:-1], -1, g)
-            sc = (grouped.abs().amax(-1) / 127).clamp_min(1e-8).to(scale_dt)
-            qx = torch.round(grouped / sc.float().unsqueeze(-1)).clamp(-127, 127)
+            sc = (grouped.abs().amax(-1) / top).clamp_min(1e-8).to(scale_dt)
+            qx = torch.round(grouped / sc.float().unsqueeze(-1)).clamp(-top, top)
             deq.append((qx * sc.float().unsqueeze(-1)).view_as(xf).to(torch.bfloat16))
-            out[name] = qx.view_as(xf).to(torch.int8)
+            if a["dtype"] == "i8":
+                out[name] = qx.view_as(xf).to(torch.int8)
+            else:
+                n = qx.view_as(xf).to(torch.int64) & 15
+                out[name] = (n[..., 0::2] | (n[..., 1::2] << 4)).to(torch.uint8)
             out[a["scale"]] = sc if a["scale_group"] > 1 else sc.squeeze(-1)
         else:  # f8e4m3, one scale per kv head (dim 2 of [b, s, hk, d])
             sc = (xf.abs().amax(dim=(0, 1, 3)) / 448).clamp_min(1e-8).to(scale_dt)
@@ -206,7 +214,7 @@ def main():
             if isinstance(value, float) and ":" not in name and name in kernels and any(
                     a.get("scale") for a in kernels[name].manifest["args"]):
                 print(f"  {name:36s} {value:.4f} ms  {kv_bytes / value / 1e6:7.0f} GB/s-bf16-equiv "
-                      f"({kv_bytes / 2 / value / 1e6:.0f} GB/s of i8/fp8 values)", flush=True)
+                      f"({kv_bytes / 2 / value / 1e6:.0f} GB/s of 8-bit values)", flush=True)
             elif isinstance(value, float) and ":" not in name:
                 print(f"  {name:36s} {value:.4f} ms  {kv_bytes / value / 1e6:7.0f} GB/s", flush=True)
             elif ":" not in name:

@@ -6,6 +6,8 @@
 #   coverage: f16 and sm_90a kernels and the JIT API on the GPU, and block-q=128 timings.
 #   tune: variant-suite timings of the default kernels against other compile options.
 #   decode / decode-tests: decode kernels under several options, (the GPU tests,) bench/decode.py.
+#   recurrent: bench/recurrent.py against flash-linear-attention (fla-core and einops wheels
+#   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
@@ -83,7 +85,8 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
                  "p64bk64:--page-size=64 --block-k=64" "p256bk64:--page-size=256 --block-k=64"; do
     name=${flavour%%:*}; d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
     for spec in specs/gqa_decode.attn specs/paged_decode.attn specs/int8_kv_decode.attn \
-                specs/int8_group_decode.attn specs/fp8_paged_decode.attn specs/unified_max_decode.attn; do
+                specs/int8_group_decode.attn specs/fp8_paged_decode.attn specs/unified_max_decode.attn \
+                specs/int4_kv_decode.attn specs/int4_paged_decode.attn; do
       "$bin/attnc" compile "$spec" --emit=ptx ${flavour#*:} -o "$d" >>"$out/compile.log" 2>&1 \
         || echo "COMPILE FAILED: $spec ${flavour#*:}"
     done
@@ -101,6 +104,13 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
   fi
   python3 bench/decode.py --dirs "$dirs" "$@" 2>&1 | tee "$out/decode.log" | tail -n 30
   cp bench/results/*decode*.md "$out/" 2>/dev/null
+fi
+if [ "$mode" = recurrent ]; then
+  [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1
+  pylib=$root/.device/pylib; rm -rf "$pylib"; mkdir -p "$pylib"
+  for w in "$root"/.device/wheels/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$pylib"; done
+  ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
+    python3 bench/recurrent.py --dir "$kernels" "$@" 2>&1 | tee "$out/recurrent.log" | tail -n 30
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1

@@ -31,16 +31,22 @@ nlohmann::json dimNames(const Variant &v, const std::vector<int> &dims) {
 nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *kind, DType dtype,
                          const std::vector<int> &canonical, const std::vector<int> &storage,
                          bool vectorized) {
-  return {{"name", name},
-          {"kind", kind},
-          {"dtype", dtypeName(dtype)},
-          {"dims", dimNames(v, canonical)},
-          {"storage_dims", dimNames(v, storage)},
-          {"unit_stride_last", vectorized},
-          {"alignment", vectorized ? 16 : dtypeBytes(dtype)},
-          {"row_alignment", vectorized ? 16 : 0}};
+  nlohmann::json arg = {{"name", name},
+                        {"kind", kind},
+                        {"dtype", dtypeName(dtype)},
+                        {"dims", dimNames(v, canonical)},
+                        {"storage_dims", dimNames(v, storage)},
+                        {"unit_stride_last", vectorized},
+                        {"alignment", vectorized ? 16 : dtypeBytes(dtype)},
+                        {"row_alignment", vectorized ? 16 : 0}};
+  if (dtypePacking(dtype) > 1)  // i4: two values per byte along the last axis
+    arg["packed"] = dtypePacking(dtype);
+  return arg;
 }
 }  // namespace
+
+/// Bits per value of quantised storage (0 for f16/bf16/f32 K/V, which need no staging tile).
+static int64_t storedBits(DType t) { return isQuantized(t) ? 8 / dtypePacking(t) : 0; }
 
 std::string hashText(const std::string &text) {
   uint64_t h = 1469598103934665603ull;
@@ -142,8 +148,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"dynamic_shared_memory",
        mlir::attn::cudaSharedMemoryBytes(options.blockQ, options.blockK, headDim, valueDim,
                                          dtypeBytes(q.resolvedDType),
-                                         isQuantized(v.inputs[v.k].resolvedDType),
-                                         isQuantized(v.inputs[v.v].resolvedDType))},
+                                         storedBits(v.inputs[v.k].resolvedDType),
+                                         storedBits(v.inputs[v.v].resolvedDType))},
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};

@@ -44,13 +44,14 @@ std::string extentStr(int64_t e) {
 }
 
 /// Checks that extent `ai` of `a` equals extent `bi` of `b`; `what` names the extent for the user.
+/// Extents count values, so a packed (i4) last axis counts two per element.
 LogicalResult sameExtent(Operation *op, StringRef what, StringRef aName, MemRefType a, unsigned ai,
                          StringRef bName, MemRefType b, unsigned bi) {
-  if (compatible(a.getDimSize(ai), b.getDimSize(bi)))
+  int64_t x = valuesAlong(a, ai), y = valuesAlong(b, bi);
+  if (compatible(x, y))
     return success();
-  return op->emitOpError() << what << " differs between " << aName << " ("
-                           << extentStr(a.getDimSize(ai)) << ") and " << bName << " ("
-                           << extentStr(b.getDimSize(bi)) << ")";
+  return op->emitOpError() << what << " differs between " << aName << " (" << extentStr(x)
+                           << ") and " << bName << " (" << extentStr(y) << ")";
 }
 
 LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type expected) {
@@ -61,6 +62,17 @@ LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type ex
 }
 
 /// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask: ^bb0(b, h, i, j : index) -> i1.
+/// A feature map, if present: ^bb0(x : f32) -> f32.
+LogicalResult verifyFeature(Operation *op, Region &feature, StringRef name) {
+  if (feature.empty())
+    return success();
+  auto f32 = Float32Type::get(op->getContext());
+  if (!feature.hasOneBlock() || feature.front().getNumArguments() != 1 ||
+      feature.front().getArgument(0).getType() != f32)
+    return op->emitOpError() << "'" << name << "' region must have one block taking (x : f32)";
+  return verifyYield(op, feature.front(), name, f32);
+}
+
 LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask) {
   Block &s = score.front();
   auto idx = IndexType::get(op->getContext());
@@ -98,12 +110,12 @@ LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
-/// k or v against q: the same element type, or quantised storage (i8, e4m3fn) with a scale
+/// k or v against q: the same element type, or quantised storage (i8, e4m3fn, packed i4) with a scale
 /// whose axes name canonical axes of the key coordinates (b, hk, j, e).
 static LogicalResult verifyKV(Operation *op, StringRef name, Type qElt, MemRefType kv, Value scale,
                               ArrayRef<int64_t> axes, int64_t group) {
   Type elt = kv.getElementType();
-  bool quantised = elt.isInteger(8) || isa<Float8E4M3FNType>(elt);
+  bool quantised = elt.isInteger(8) || isa<Float8E4M3FNType>(elt) || packingOf(kv) > 1;
   if (quantised != bool(scale))
     return op->emitOpError() << name << (quantised ? " is quantised (" : " is not quantised (")
                              << elt << ") but has " << (scale ? "a" : "no") << " scale";
@@ -147,9 +159,34 @@ Value mlir::attn::buildKVLength(OpBuilder &b, Location loc, Value kv, Value tabl
   return arith::MulIOp::create(b, loc, pages, arith::ConstantIndexOp::create(b, loc, pageSize));
 }
 
+int64_t mlir::attn::packingOf(MemRefType t) {
+  auto packed = dyn_cast<VectorType>(t.getElementType());
+  return packed ? packed.getNumElements() : 1;
+}
+
+int64_t mlir::attn::valuesAlong(MemRefType t, unsigned axis) {
+  int64_t extent = t.getDimSize(axis);
+  if (ShapedType::isDynamic(extent) || axis + 1 != unsigned(t.getRank()))
+    return extent;
+  return extent * packingOf(t);
+}
+
+Value mlir::attn::buildLoadStored(OpBuilder &b, Location loc, Value mem, ValueRange idx) {
+  auto type = cast<MemRefType>(mem.getType());
+  int64_t packing = packingOf(type);
+  if (packing == 1)
+    return memref::LoadOp::create(b, loc, mem, idx);
+  SmallVector<Value> at(idx);
+  Value p = arith::ConstantIndexOp::create(b, loc, packing);
+  Value lane = arith::RemUIOp::create(b, loc, at.back(), p);
+  at.back() = arith::DivUIOp::create(b, loc, at.back(), p);
+  Value pair = memref::LoadOp::create(b, loc, mem, at);
+  return vector::ExtractOp::create(b, loc, pair, OpFoldResult(lane));
+}
+
 Value mlir::attn::buildDequantToF32(OpBuilder &b, Location loc, Value x) {
   Type f32 = b.getF32Type();
-  if (x.getType().isInteger(8))
+  if (x.getType().isInteger(8) || x.getType().isInteger(4))
     return arith::SIToFPOp::create(b, loc, f32, x);
   if (!isa<Float8E4M3FNType>(x.getType()))
     return x.getType() == f32 ? x : arith::ExtFOp::create(b, loc, f32, x).getResult();
@@ -208,6 +245,9 @@ LogicalResult AttentionOp::verify() {
 }
 
 LogicalResult AttentionOp::verifyRegions() {
+  if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
+      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+    return failure();
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
@@ -229,6 +269,9 @@ LogicalResult TileScoresOp::verify() {
 }
 
 LogicalResult TileScoresOp::verifyRegions() {
+  if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
+      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+    return failure();
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
@@ -277,9 +320,9 @@ LogicalResult TileMatmulAccOp::verify() {
     return emitOpError("v's scale needs one scale axis per dim and a group >= 1");
   if (failed(staticRows(*this, "p", p)) || failed(sameRows(*this, p, {acc})))
     return failure();
-  if (!compatible(acc.getDimSize(1), v.getDimSize(3)))
+  if (!compatible(acc.getDimSize(1), valuesAlong(v, 3)))
     return emitOpError() << "accumulator holds " << acc.getDimSize(1)
-                         << " value channels but v has " << extentStr(v.getDimSize(3));
+                         << " value channels but v has " << extentStr(valuesAlong(v, 3));
   return success();
 }
 

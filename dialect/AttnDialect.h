@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Dialect.h"
 #include "mlir/IR/OpDefinition.h"
@@ -28,10 +29,20 @@ Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t p
 } // namespace mlir::attn
 
 namespace mlir::attn {
-/// An element of a quantised k or v as f32 (no scale): i8 by sitofp, e4m3fn by integer
+/// An element of a quantised k or v as f32 (no scale): i8 and i4 by sitofp, e4m3fn by integer
 /// arithmetic (its 7 magnitude bits placed in an f16, scaled by 2^8: exact for normals,
 /// subnormals and zero; the NaN code reads as 480), so no back end needs f8 support.
 Value buildDequantToF32(OpBuilder &b, Location loc, Value x);
+
+/// Values per element of a memref: 2 for packed i4 storage (element vector<2xi4>, one byte,
+/// low nibble first), else 1. Only the last axis is packed.
+int64_t packingOf(MemRefType t);
+/// Extent of `axis` of `t` in values (kDynamic if unknown): a packed last axis holds
+/// packingOf(t) values per element.
+int64_t valuesAlong(MemRefType t, unsigned axis);
+/// The stored value at `idx` of `mem`, whose last index counts values: a scalar of the element
+/// type, or of packed i4 storage the i4 nibble (element idx / 2, lane idx % 2).
+Value buildLoadStored(OpBuilder &b, Location loc, Value mem, ValueRange idx);
 } // namespace mlir::attn
 
 namespace mlir::attn {

@@ -12,8 +12,10 @@ class Attn_Op<string mnemonic, list<Trait> traits = []> : Op<Attn_Dialect, mnemo
 
 def Attn_Float : AnyTypeOf<[F32, F16, BF16]>;
 def Attn_Seq4 : MemRefRankOf<[F32, F16, BF16], [4]>;
-// k and v may also be stored quantised (i8, e4m3fn) with a dequantisation scale.
-def Attn_KV4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN], [4]>;
+// k and v may also be stored quantised (i8, e4m3fn, or i4 packed two per byte along the last
+// axis as vector<2xi4>) with a dequantisation scale.
+def Attn_PackedI4 : VectorOfLengthAndType<[2], [I<4>]>;
+def Attn_KV4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN, Attn_PackedI4], [4]>;
 def Attn_Scale : MemRefOf<[F32, F16, BF16]>;
 def Attn_Lse : MemRefRankOf<[F32], [3]>;
 def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
@@ -52,7 +54,11 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     key j of batch b is row j % P of page table[b, j / P]; the key range is
     dim(table, 1) * P.
 
-    Quantised KV (`kscale %s` / `vscale %s`): k (v) holds i8 or e4m3fn values; the key used is
+    Feature maps (`feature_q` / `feature_k`, ^bb0(%x: f32) -> f32, optional): applied to every
+    element of q (k) before the dot product, as linear attention's phi (elu + 1, relu): the dot
+    is then sum_d fq(q[b,h,i,d]) * fk(k[b,h/group,j,d]).
+
+    Quantised KV (`kscale %s` / `vscale %s`): k (v) holds i8, e4m3fn or packed i4 values; the key used is
     k[b, hk, j, e] * s[x_0, ..., x_n], where scale axis a takes the coordinate
     (b, hk, j, e)[k_scale_axes[a]] (divided by k_scale_group for the channel axis 3): per-head,
     per-token and per-group scales alike.
@@ -85,12 +91,14 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
                        OptionalAttr<F32Attr>:$unified_max);
-  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
+                        AnyRegion:$feature_k);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
     $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
-    (`,` type($block_table)^)? (`,` `kscale` type($k_scale)^)? (`,` `vscale` type($v_scale)^)?
+    (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
     `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
+    (`feature_q` $feature_q^)? (`feature_k` $feature_k^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -117,8 +125,8 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
     With `pack = G > 1` (GQA packing, see attn-pack-gqa) the rows hold the G query heads that
     share kv head hk, query-major: row r is query i = (i0 + r) / G of head h + (i0 + r) % G, so
     one key tile serves every head of the group. `h` is then the group's first head.
-    With `pages %table` k is a page pool, and with `kscale %s` it is quantised, as in
-    attn.attention.
+    With `pages %table` k is a page pool, and with `kscale %s` it is quantised; `feature_q` and
+    `feature_k` map q's and k's elements before the dot; all as in attn.attention.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_KV4, "", [MemRead]>:$k,
                        Arg<Attn_Tile2, "", [MemWrite]>:$s,
@@ -129,12 +137,13 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "0">:$page_size,
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group);
-  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
+                        AnyRegion:$feature_k);
   let assemblyFormat = [{
     $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` (`pages` $block_table^)?
     (`kscale` $k_scale^)? `->` $s attr-dict `:` type($q) `,` type($k)
-    (`,` type($block_table)^)? (`,` `kscale` type($k_scale)^)? `->` type($s)
-    `score` $score (`mask` $mask^)?
+    (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? `->` type($s)
+    `score` $score (`mask` $mask^)? (`feature_q` $feature_q^)? (`feature_k` $feature_k^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -200,8 +209,8 @@ def Attn_TileMatmulAccOp : Attn_Op<"tile_matmul_acc", [AttrSizedOperandSegments]
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group);
   let assemblyFormat = [{
     $p `,` $v `[` $b `,` $hk `,` $j0 `]` (`pages` $block_table^)? (`vscale` $v_scale^)? `->`
-    $acc attr-dict `:` type($p) `,` type($v) (`,` type($block_table)^)?
-    (`,` `vscale` type($v_scale)^)? `->` type($acc)
+    $acc attr-dict `:` type($p) `,` type($v) (`pages` type($block_table)^)?
+    (`vscale` type($v_scale)^)? `->` type($acc)
   }];
   let hasVerifier = 1;
 }

@@ -132,8 +132,7 @@ std::pair<Value, Value> keyAt(Emit &e, Value kv, Value b, Value j, Value table,
 /// times scale[key coordinates (b, hk, j, e) picked by `axes`, e / group on the channel axis].
 Value loadKV(Emit &e, Value mem, ValueRange idx, Value scale, ArrayRef<int64_t> axes,
              int64_t group, std::array<Value, 4> key) {
-  Value raw = memref::LoadOp::create(e.b, e.loc, mem, idx);
-  Value x = buildDequantToF32(e.b, e.loc, raw);
+  Value x = buildDequantToF32(e.b, e.loc, buildLoadStored(e.b, e.loc, mem, idx));
   if (!scale)
     return x;
   SmallVector<Value> at;
@@ -179,7 +178,13 @@ void lower(Emit &e, TileScoresOp op) {
         Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
           Value kd = loadKV(e, k, {kb, hk, kj, d}, op.getKScale(), op.getKScaleAxes(),
                             op.getKScaleGroup(), {b, hk, j, d});
-          return e.fadd(acc, e.fmul(e.load(q, {b, h, i, d}), kd));
+          Value qd = e.load(q, {b, h, i, d});
+          // Feature maps (linear attention's phi) apply elementwise before the product.
+          if (!op.getFeatureQ().empty())
+            qd = e.inlineRegion(op.getFeatureQ(), {qd});
+          if (!op.getFeatureK().empty())
+            kd = e.inlineRegion(op.getFeatureK(), {kd});
+          return e.fadd(acc, e.fmul(qd, kd));
         });
         return e.inlineRegion(op.getScore(), {b, h, i, j, dot});
       };

@@ -17,7 +17,8 @@ def AttnCPULowerTiles : Pass<"attn-cpu-lower-tiles", "::mlir::func::FuncOp"> {
     After:  `scf.for %r ... { %mx = scf.for %c ... iter_args(...) { arith.maximumf } ; memref.store }`
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
-                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
 }
 
 #endif // ATTN_CPU_PASSES_TD

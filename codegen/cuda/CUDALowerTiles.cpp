@@ -31,9 +31,9 @@ constexpr int64_t kPad = 8;
 
 int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
                                           int64_t valueDim, int64_t elementBytes,
-                                          bool quantisedK, bool quantisedV) {
-  // Quantised K/V land (cp.async, one byte per value) in staging tiles before dequantisation.
-  int64_t staging = (quantisedK ? blockK * headDim : 0) + (quantisedV ? blockK * valueDim : 0);
+                                          int64_t storedBitsK, int64_t storedBitsV) {
+  // Quantised K/V land (cp.async, as stored) in staging tiles before dequantisation.
+  int64_t staging = (blockK * headDim * storedBitsK + blockK * valueDim * storedBitsV) / 8;
   return elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad)) +
          staging;
 }
@@ -53,6 +53,7 @@ struct TiledForm {
   scf::ForOp splitLoop;       // attn-split-kv's loop over splits, if any
   CombineOp combine;          // its merge, if any
   int64_t group = 1, pack = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
+  int64_t packedK = 1, packedV = 1;  // values per stored byte of K / V: 2 for i4
 };
 
 template <typename OpTy> OpTy theOnly(func::FuncOp f, bool required, bool &ok) {
@@ -126,7 +127,9 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
   auto s = t.scores.getS().getType();
   auto q = t.scores.getQ().getType(), v = t.matmul.getV().getType();
   t.blockQ = s.getDimSize(0), t.blockK = s.getDimSize(1);
-  t.headDim = q.getDimSize(3), t.valueDim = v.getDimSize(3);
+  t.headDim = q.getDimSize(3), t.valueDim = valuesAlong(v, 3);
+  t.packedK = packingOf(t.scores.getK().getType());
+  t.packedV = packingOf(v);
   Type elt = q.getElementType();
   if (!elt.isF16() && !elt.isBF16())
     return f.emitError() << "the CUDA back end takes f16 or bf16 q, k, v (got " << elt
@@ -344,28 +347,31 @@ private:
       tilePage = pageOf(select(lt(j0, kvLen), j0, idx(0)));
     auto rowOf = [&](Value r) { return keyRow(j0, tilePage, r); };
     if (dequantOf(isKey).scale)
-      return loadStage(global, rowOf, cols, isKey ? kStage : vStage, tid, threads);
+      return loadStage(global, rowOf, cols / (isKey ? t.packedK : t.packedV),
+                       isKey ? kStage : vStage, tid, threads);
     loadTile(global, rowOf, t.blockK, cols, smem, tid, threads);
   }
-  /// Quantised K/V (i8, e4m3fn): the stored bytes stream into a staging tile with cp.async
-  /// (16 values per copy, zero-filled past the end), overlapped like the f16/bf16 tiles; once
-  /// they have landed, convertStage dequantises them into the f16/bf16 tile the fragments read.
-  void loadStage(Value global, RowFn rowOf, int64_t cols, Value stage, Value tid,
+  /// Quantised K/V (i8, e4m3fn, packed i4): the stored bytes (`bytes` per row) stream into a
+  /// staging tile with cp.async (16 bytes per copy, 8 for rows of 8-byte multiples; zero-filled
+  /// past the end), overlapped like the f16/bf16 tiles; once they have landed, convertStage
+  /// dequantises them into the f16/bf16 tile the fragments read.
+  void loadStage(Value global, RowFn rowOf, int64_t bytes, Value stage, Value tid,
                  int64_t threads) {
-    loadTile(global, rowOf, t.blockK, cols, stage, tid, threads, /*perCopy=*/16);
+    loadTile(global, rowOf, t.blockK, bytes, stage, tid, threads, bytes % 16 ? 8 : 16);
   }
   /// stage (stored values of keys [j0, j0 + BK)) -> tile: value x scale, rounded to f16/bf16,
   /// 8 values per step; then a barrier. Rows past the end were zero-filled: they stay 0.
   void convertStage(Value stage, Value tile, Value j0, const Dequant &dq, int64_t cols,
-                    Value tid, int64_t threads) {
+                    int64_t packing, Value tid, int64_t threads) {
     int64_t chunksPerRow = cols / 8, chunks = t.blockK * chunksPerRow;
     Type stored = cast<MemRefType>(stage.getType()).getElementType();
     bool perChannel = llvm::is_contained(dq.axes, 3) && dq.group < 8;
     forEachChunk(chunks, tid, threads, [&](Value id) {
       Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
       Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-      Value raw = vector::LoadOp::create(b, loc, VectorType::get({8}, stored), stage,
-                                         ValueRange{r, col});
+      Value byteCol = packing == 1 ? col : arith::DivUIOp::create(b, loc, col, idx(packing));
+      Value raw = vector::LoadOp::create(b, loc, VectorType::get({8 / packing}, stored), stage,
+                                         ValueRange{r, byteCol});
       Value key = add(j0, r);  // the logical key, for the scale
       Value safeKey = select(lt(key, kvLen), key, idx(0));
       auto scaleAt = [&](Value channel) {
@@ -385,7 +391,9 @@ private:
       Value chunkScale = perChannel ? Value() : scaleAt(col);
       SmallVector<Value> values;
       for (int64_t e = 0; e < 8; ++e) {
-        Value x = buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e));
+        Value x = packing == 1
+                      ? buildDequantToF32(b, loc, vector::ExtractOp::create(b, loc, raw, e))
+                      : nibbleToF32(vector::ExtractOp::create(b, loc, raw, e / 2), e % 2);
         values.push_back(fmul(x, perChannel ? scaleAt(add(col, e)) : chunkScale));
       }
       Value v8 = vector::FromElementsOp::create(b, loc, VectorType::get({8}, b.getF32Type()),
@@ -395,12 +403,43 @@ private:
     });
     gpu::BarrierOp::create(b, loc);
   }
+  /// Signed nibble `high` (0: bits 0-3, 1: bits 4-7) of a byte of packed i4, as f32: shifted
+  /// to the top of the byte, then arithmetically back, which sign-extends it.
+  Value nibbleToF32(Value byte, int64_t high) {
+    auto i8c = [&](int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 8).getResult(); };
+    Value top = high ? byte : arith::ShLIOp::create(b, loc, byte, i8c(4)).getResult();
+    Value x = arith::ShRSIOp::create(b, loc, top, i8c(4));
+    return arith::SIToFPOp::create(b, loc, b.getF32Type(), x);
+  }
   /// After K (V) of key tile j0 has landed: dequantise its staging tile, if it is quantised.
   void landed(bool isKey, Value j0, Value tid, int64_t threads) {
     Dequant dq = dequantOf(isKey);
     if (dq.scale)
       convertStage(isKey ? kStage : vStage, isKey ? kSmem : vSmem, j0, dq,
-                   isKey ? t.headDim : t.valueDim, tid, threads);
+                   isKey ? t.headDim : t.valueDim, isKey ? t.packedK : t.packedV, tid, threads);
+    if (isKey && !t.scores.getFeatureK().empty())
+      mapTile(kSmem, t.scores.getFeatureK(), t.blockK, t.headDim, tid, threads);
+  }
+  /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
+  /// elements per thread and step, in f32; then a barrier. Zero-filled rows past the end map to
+  /// phi(0): those keys are masked and those queries are not stored.
+  void mapTile(Value tile, Region &feature, int64_t rows, int64_t cols, Value tid,
+               int64_t threads) {
+    int64_t chunksPerRow = cols / 8;
+    auto vec8 = [&](Type t) { return VectorType::get({8}, t); };
+    forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
+      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
+      Value stored = vector::LoadOp::create(b, loc, vec8(elt), tile, ValueRange{r, col});
+      Value x = arith::ExtFOp::create(b, loc, vec8(b.getF32Type()), stored);
+      SmallVector<Value> mapped;
+      for (int64_t e = 0; e < 8; ++e)
+        mapped.push_back(inlineRegion(feature, {vector::ExtractOp::create(b, loc, x, e)}));
+      Value y = vector::FromElementsOp::create(b, loc, vec8(b.getF32Type()), mapped);
+      vector::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, vec8(elt), y), tile,
+                              ValueRange{r, col});
+    });
+    gpu::BarrierOp::create(b, loc);
   }
   /// Closes the cp.async group issued so far.
   Value commit() {
@@ -664,7 +703,9 @@ LogicalResult KernelBuilder::build() {
   lse = t.store.getLse() ? outside.lookup(t.store.getLse()) : Value();
   elt = cast<MemRefType>(q.getType()).getElementType();
   if (failed(mapCapturedValues(t.scores.getScore())) ||
-      failed(mapCapturedValues(t.scores.getMask())))
+      failed(mapCapturedValues(t.scores.getMask())) ||
+      failed(mapCapturedValues(t.scores.getFeatureQ())) ||
+      failed(mapCapturedValues(t.scores.getFeatureK())))
     return failure();
 
   const int64_t warps = t.blockQ / 16, threads = 32 * warps;
@@ -722,9 +763,9 @@ LogicalResult KernelBuilder::build() {
     return view;
   };
   if (dequantOf(true).scale)
-    kStage = stageView(k, t.headDim);
+    kStage = stageView(k, t.headDim / t.packedK);
   if (dequantOf(false).scale)
-    vStage = stageView(v, t.valueDim);
+    vStage = stageView(v, t.valueDim / t.packedV);
 
   // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them): the
   // host's tile indices are this block's.
@@ -754,6 +795,8 @@ LogicalResult KernelBuilder::build() {
     std::tie(rowHead[r], rowQuery[r]) = packedRow(add(i0, add(add(rowBase, g), 8 * r)));
     rowQuerySafe[r] = minIdx(rowQuery[r], add(qLen, idx(-1)));
   }
+  if (!t.scores.getFeatureQ().empty())
+    mapTile(qSmem, t.scores.getFeatureQ(), t.blockQ, t.headDim, tid, threads);
   SmallVector<SmallVector<Value, 4>> qFrag;
   for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
     qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
@@ -984,14 +1027,16 @@ void buildCombineKernel(OpBuilder &b, Location loc, gpu::GPUFuncOp kernel) {
 }
 
 /// The kernel's memref types: q, k, v, o with a unit last stride (the runtime checks it).
+/// Packed i4 K/V (vector<2xi4>) are seen as their bytes (i8), which cp.async copies.
 Type kernelArgType(Type hostType, bool unitLastStride) {
   auto type = cast<MemRefType>(hostType);
+  Type elt = packingOf(type) > 1 ? IntegerType::get(type.getContext(), 8) : type.getElementType();
   if (!unitLastStride)
-    return type;
+    return MemRefType::get(type.getShape(), elt, type.getLayout(), type.getMemorySpace());
   SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
   strides.back() = 1;
   auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic, strides);
-  return MemRefType::get(type.getShape(), type.getElementType(), layout);
+  return MemRefType::get(type.getShape(), elt, layout);
 }
 
 struct AttnCUDALowerTilesPass

@@ -35,13 +35,14 @@ void buildCUDAToPTXPipeline(OpPassManager &pm);
 /// The PTX of every kernel module after buildCUDAToPTXPipeline, keyed by the variant's name.
 LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &ptx);
 
-/// Shared memory bytes of the schedule for these tile sizes (the manifest needs it).
+/// Shared memory bytes of the schedule for these tile sizes (the manifest needs it). Quantised
+/// K/V (storedBits 8 for i8 and e4m3, 4 for packed i4; 0 when not quantised) add staging tiles.
 /// Threads per block of the split-KV combine kernel (`<variant>_combine`).
 inline constexpr int32_t kCUDACombineThreads = 128;
 
 int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
-                              int64_t elementBytes, bool quantisedK = false,
-                              bool quantisedV = false);
+                              int64_t elementBytes, int64_t storedBitsK = 0,
+                              int64_t storedBitsV = 0);
 
 /// Math ops -> PTX approximations (no libdevice needed).
 void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);

@@ -17,13 +17,18 @@ struct SourceLoc {
 };
 
 /// Element types a tensor or a param may have.
-/// Element types. I8 and F8E4M3 (OCP e4m3fn: 4 exponent bits, bias 7, no infinities) are the
-/// quantised storage types of k and v (with a scale, see TensorDecl::scale).
-enum class DType { F32, F16, BF16, I32, I8, F8E4M3 };
+/// Element types. I8, F8E4M3 (OCP e4m3fn: 4 exponent bits, bias 7, no infinities) and I4 are
+/// the quantised storage types of k and v (with a scale, see TensorDecl::scale). I4 packs two
+/// signed values per byte along the tensor's last axis, low nibble first.
+enum class DType { F32, F16, BF16, I32, I8, F8E4M3, I4 };
 const char *dtypeName(DType t);
 int64_t dtypeBytes(DType t);
 bool isFloat(DType t);                // f32, f16, bf16: arithmetic types
-inline bool isQuantized(DType t) { return t == DType::I8 || t == DType::F8E4M3; }
+inline bool isQuantized(DType t) {
+  return t == DType::I8 || t == DType::F8E4M3 || t == DType::I4;
+}
+/// Values per addressable byte unit: 2 for I4, else 1.
+inline int64_t dtypePacking(DType t) { return t == DType::I4 ? 2 : 1; }
 /// e4m3fn byte -> value (0x7f / 0xff are NaN) and value -> nearest e4m3fn byte (saturating to
 /// +-448, ties to even).
 double f8e4m3ToDouble(uint8_t bits);
@@ -68,6 +73,7 @@ struct Expr {
     DimSize,    // Ident or size(x): the runtime extent of dim dimIndex (an Int)
     ParamLoad,  // Index: params[paramIndex][args...]; every arg is an IterIndex
     Builtin,    // Call: builtin
+    FeatureArg, // Ident `x` in a feature map: the element being mapped (a Float)
   } res = Res::None;
   int dimIndex = -1;    // IterIndex / DimSize: index into Variant::dims
   int paramIndex = -1;  // ParamLoad: index into Variant::params
@@ -114,6 +120,15 @@ struct ScoreDecl {
 
 enum class Norm { Softmax, None, Sigmoid, Relu2 };
 
+/// `feature q, k = select(x > 0, x + 1, exp(x))`: an elementwise map (linear attention's phi)
+/// applied to every element `x` of the named tensors (q and/or k) before the dot product.
+struct FeatureDecl {
+  std::vector<std::string> tensors;
+  std::vector<SourceLoc> tensorLocs;
+  SourceLoc loc;
+  ExprPtr expr;
+};
+
 /// A statement the grammar accepts but this version does not lower (recurrence family,
 /// several scores, ...). Sema reports it as "not supported yet".
 struct UnsupportedStmt {
@@ -153,6 +168,7 @@ struct Variant {
   ExprPtr outputExpr;              // attend(s, v)
   bool hasOutput = false;
   std::optional<PagedDecl> paged;  // k and v stored as pages
+  std::vector<FeatureDecl> features;
   std::vector<UnsupportedStmt> unsupported;
 
   // ---- Sema: the resolved attention structure ----
@@ -160,6 +176,8 @@ struct Variant {
   int batchDim = -1, qHeadDim = -1, kvHeadDim = -1, qSeqDim = -1, kvSeqDim = -1,
       headDim = -1, valueDim = -1; // indices into dims
   int64_t group = 1;               // query heads per kv head (GQA); 1 for MHA
+  const Expr *featureQ = nullptr;  // q's and k's feature maps (into `features`), if any
+  const Expr *featureK = nullptr;
   /// Position of each canonical axis in a tensor's storage order, i.e. perm[c] = position in
   /// tensor.dims of canonical axis c, for canonical orders q/o: [b, h, i, d|dv], k/v: [b, hk, j, d|dv].
   std::vector<int> canonicalPerm(const TensorDecl &t) const;

@@ -67,6 +67,8 @@ const char *dtypeName(DType t) {
     return "i8";
   case DType::F8E4M3:
     return "f8e4m3";
+  case DType::I4:
+    return "i4";
   }
   return "?";
 }
@@ -80,6 +82,7 @@ int64_t dtypeBytes(DType t) {
     return 2;
   case DType::I8:
   case DType::F8E4M3:
+  case DType::I4:  // the byte holding two values
     return 1;
   default:
     return 4;

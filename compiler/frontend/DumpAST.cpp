@@ -153,6 +153,12 @@ void dumpVariant(const Variant &v, std::string &out) {
   if (v.mask)
     out += std::string("  mask : ") + valueTypeName(v.mask->type) + " = " + printer.print(*v.mask) +
            "\n";
+  for (const FeatureDecl &f : v.features) {
+    std::string names;
+    for (const std::string &t : f.tensors)
+      names += (names.empty() ? "" : ", ") + t;
+    out += "  feature " + names + " : float = " + printer.asFloat(*f.expr) + "\n";
+  }
   out += std::string("  norm ") + normName(v.norm) + "\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";

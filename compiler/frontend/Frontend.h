@@ -50,7 +50,8 @@ struct HostTensor {
   DType dtype = DType::F32;
   void *data = nullptr;
   std::vector<int64_t> sizes;    // storage order (as declared in the spec)
-  std::vector<int64_t> strides;  // in elements, storage order
+  std::vector<int64_t> strides;  // in elements, storage order; I4: in bytes, and the last
+                                 // axis is packed (two values per byte, low nibble first)
   double load(const std::vector<int64_t> &idx) const;  // converts to double
   void store(const std::vector<int64_t> &idx, double value);  // rounds to dtype
 };

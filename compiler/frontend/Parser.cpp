@@ -6,9 +6,10 @@ namespace attnc {
 namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
-                                                  "mask", "norm",  "output", "paged"};
+                                                  "mask", "norm",  "output", "paged",
+                                                  "feature"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
-const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3"};
+const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
 bool isComparison(const Token &t) {
   static const char *const ops[] = {"<", "<=", ">", ">=", "==", "!="};
@@ -173,13 +174,36 @@ bool Parser::parseStatement(Variant &v) {
       return parseOutput(v);
     if (t.text == "paged")
       return parsePaged(v);
+    if (t.text == "feature")
+      return parseFeature(v);
     if (isStatementKeyword(t.text))
       return parseUnsupported(v);
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, score, mask, norm, "
-                           "output or paged; each variant ends with '}'"));
+                           "output, paged or feature; each variant ends with '}'"));
+}
+
+/// feature := 'feature' IDENT {',' IDENT} '=' expr     (the element is `x` in expr)
+bool Parser::parseFeature(Variant &v) {
+  Token kw = take();  // 'feature'
+  FeatureDecl f;
+  f.loc = kw.loc;
+  do {
+    f.tensors.emplace_back();
+    f.tensorLocs.emplace_back();
+    if (!expectName(f.tensors.back(), f.tensorLocs.back(), "a tensor name"))
+      return false;
+  } while (accept(","));
+  if (!accept("="))
+    return fail(cur(), "expected '=' after the mapped tensors, got " + describeToken(cur()),
+                "e.g. 'feature q, k = select(x > 0, x + 1, exp(x))'");
+  f.expr = parseExpr();
+  if (!f.expr)
+    return false;
+  v.features.push_back(std::move(f));
+  return true;
 }
 
 /// paged := 'paged' IDENT {',' IDENT} 'by' IDENT 'size' INT
@@ -292,9 +316,9 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
   const Token &t = cur();
   if (t.kind != Token::Kind::Ident)
     return fail(t, "expected a dtype after ':', got " + describeToken(t),
-                "dtypes are f32, f16, bf16, i32, i8 and f8e4m3");
+                "dtypes are f32, f16, bf16, i32, i8, f8e4m3 and i4");
   static const DType types[] = {DType::F32, DType::F16, DType::BF16,
-                                DType::I32, DType::I8,  DType::F8E4M3};
+                                DType::I32, DType::I8,  DType::F8E4M3, DType::I4};
   for (size_t i = 0; i < kDTypeNames.size(); ++i) {
     if (t.text == kDTypeNames[i]) {
       dtype = types[i];
@@ -303,7 +327,7 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
     }
   }
   return fail(t, "unknown dtype '" + t.text + "'",
-              orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16, i32, i8 and f8e4m3"));
+              orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16, i32, i8, f8e4m3 and i4"));
 }
 
 bool Parser::parseScore(Variant &v) {

@@ -40,6 +40,7 @@ private:
   bool parseStatement(Variant &v);
   bool parseDims(Variant &v);
   bool parsePaged(Variant &v);
+  bool parseFeature(Variant &v);
   bool parseNormOptions(Variant &v);
   bool parseDimDecl(DimDecl &d);
   bool parseTensor(TensorDecl &t, const char *what, bool rank0Allowed);  // what: input/param/output

@@ -20,6 +20,15 @@ int64_t elementOffset(const HostTensor &t, const std::vector<int64_t> &idx) {
   return offset;
 }
 
+/// I4: the byte holding value idx (the last axis is packed, two values per byte) and the
+/// nibble's shift, low nibble first.
+std::pair<int64_t, int> nibbleAt(const HostTensor &t, const std::vector<int64_t> &idx) {
+  int64_t offset = 0;
+  for (size_t a = 0; a + 1 < idx.size(); ++a)
+    offset += idx[a] * t.strides[a];
+  return {offset + idx.back() / 2, int(idx.back() % 2) * 4};
+}
+
 /// Nearest int32 (ties to even); NaN gives 0 and out-of-range values saturate.
 int32_t toInt32(double value) {
   if (std::isnan(value))
@@ -33,6 +42,11 @@ int32_t toInt32(double value) {
 }  // namespace
 
 double HostTensor::load(const std::vector<int64_t> &idx) const {
+  if (dtype == DType::I4) {
+    auto [byte, shift] = nibbleAt(*this, idx);
+    int nibble = (static_cast<const uint8_t *>(data)[byte] >> shift) & 15;
+    return nibble >= 8 ? nibble - 16 : nibble;
+  }
   int64_t o = elementOffset(*this, idx);
   switch (dtype) {
   case DType::F32:
@@ -47,11 +61,20 @@ double HostTensor::load(const std::vector<int64_t> &idx) const {
     return static_cast<const int8_t *>(data)[o];
   case DType::F8E4M3:
     return f8e4m3ToDouble(static_cast<const uint8_t *>(data)[o]);
+  case DType::I4:
+    break;  // handled above
   }
   return 0;
 }
 
 void HostTensor::store(const std::vector<int64_t> &idx, double value) {
+  if (dtype == DType::I4) {
+    auto [byte, shift] = nibbleAt(*this, idx);
+    int nibble = std::isnan(value) ? 0 : int(std::max(-8.0, std::min(7.0, std::nearbyint(value)))) & 15;
+    uint8_t &cell = static_cast<uint8_t *>(data)[byte];
+    cell = uint8_t((cell & ~(15 << shift)) | (nibble << shift));
+    return;
+  }
   int64_t o = elementOffset(*this, idx);
   switch (dtype) {
   case DType::F32:
@@ -72,6 +95,8 @@ void HostTensor::store(const std::vector<int64_t> &idx, double value) {
   case DType::F8E4M3:
     static_cast<uint8_t *>(data)[o] = f8e4m3FromDouble(value);
     break;
+  case DType::I4:
+    break;  // handled above
   }
 }
 
@@ -142,6 +167,7 @@ public:
   /// Current index of every iteration dim (others stay 0 and are never read).
   std::vector<int64_t> &iter() { return iter_; }
   double dot = 0;  // dot(q, k) at the current (b, h, i, j)
+  double x = 0;    // the element a feature map is applied to
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -176,6 +202,8 @@ private:
       return paramLoad(e);
     case Expr::Res::Builtin:
       return builtin(e);
+    case Expr::Res::FeatureArg:
+      return floatValue(x);
     case Expr::Res::None:
       break;
     }
@@ -362,6 +390,14 @@ private:
   std::vector<double> s_;      // score of each key of the current row
   std::vector<bool> allowed_;  // mask of each key of the current row
 
+  /// x through a feature map (linear attention's phi), or x itself without one.
+  double feature(const Expr *map, double x) {
+    if (!map)
+      return x;
+    ev_.x = x;
+    return ev_.eval(*map).real();
+  }
+
   /// Fills s_ and allowed_ for the current row; returns whether any key is allowed.
   bool scores(int64_t b, int64_t h, int64_t hk, int64_t i) {
     bool any = false;
@@ -373,8 +409,8 @@ private:
       any = true;
       ev_.dot = 0;
       for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
-        ev_.dot +=
-            loadCanonical(q_, pq_, b, h, i, d) * kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d);
+        ev_.dot += feature(v_.featureQ, loadCanonical(q_, pq_, b, h, i, d)) *
+                   feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d));
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }
     return any;

@@ -85,7 +85,7 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask };
+enum class Context { Score, Mask, Feature };
 
 void collectCalls(Expr &e, const char *name, std::vector<Expr *> &found) {
   if (e.kind == Expr::Kind::Call && e.name == name)
@@ -103,7 +103,7 @@ public:
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkOutputExpr();
+           checkFeatures() && checkOutputExpr();
   }
 
 private:
@@ -152,7 +152,8 @@ private:
       const UnsupportedStmt &u = v_.unsupported.front();
       return fail(u.loc, u.keyword.size(),
                   "not supported yet: '" + u.keyword + "' (recurrence family)",
-                  "this version compiles dims, input, param, score, mask, norm and output");
+                  "this version compiles dims, input, param, score, mask, norm, output, paged "
+                  "and feature");
     }
     if (v_.scores.size() > 1)
       return fail(v_.scores[1].loc, v_.scores[1].name.size(),
@@ -523,7 +524,7 @@ private:
     for (TensorDecl *t : {&v_.inputs[v_.q], &v_.inputs[v_.k], &v_.inputs[v_.v]}) {
       bool kv = t != &v_.inputs[v_.q];
       if (kv && isQuantized(t->resolvedDType)) {
-        if (!checkScale(*t))
+        if (!checkScale(*t) || !checkPacked(*t, t == &v_.inputs[v_.k] ? v_.headDim : v_.valueDim))
           return false;
         continue;
       }
@@ -531,7 +532,7 @@ private:
         return fail(t->scaleLoc, t->scale.size(),
                     "'" + t->name + "' is " + dtypeName(t->resolvedDType) +
                         ": a dequantisation scale needs quantised storage",
-                    "store it as i8 or f8e4m3, or drop '* " + t->scale + "'");
+                    "store it as i8, f8e4m3 or i4, or drop '* " + t->scale + "'");
       if (!isFloat(t->resolvedDType))
         return failAtName(*t,
                           std::string("q, k, v must share one floating dtype: '") + t->name +
@@ -546,11 +547,40 @@ private:
                               dtypeName(t->resolvedDType),
                           "params may have other dtypes");
     }
+    for (const TensorDecl &p : v_.params)
+      if (p.resolvedDType == DType::I4)
+        return failAtName(p, "param '" + p.name + "' is i4, which only stores k and v",
+                          "use i8 or i32 for integer params");
     TensorDecl &o = v_.output;
     o.resolvedDType = o.dtype.value_or(q.resolvedDType);
     if (!isFloat(o.resolvedDType))
       return failAtName(o, "output '" + o.name + "' must have a floating dtype, got " +
                                std::string(dtypeName(o.resolvedDType)));
+    return true;
+  }
+
+  /// i4 k or v packs two values per byte along its last axis, which must be its channel dim
+  /// (`channel`: d for k, dv for v) with an even extent.
+  bool checkPacked(const TensorDecl &t, int channel) {
+    if (t.resolvedDType != DType::I4)
+      return true;
+    const DimDecl &c = v_.dims[channel];
+    if (t.dims.back() != channel) {
+      std::string order;
+      for (const std::string &name : t.dimNames)
+        if (name != c.name)
+          order += name + ", ";
+      return fail(t.dimLocs.back(), t.dimNames.back().size(),
+                  "'" + t.name + "' is i4, packed two per byte along its last axis, which must be "
+                  "its channel dim '" + c.name + "', not '" + t.dimNames.back() + "'",
+                  "declare '" + c.name + "' last: '" + t.name + "[" + order + c.name +
+                      "] : i4 * " + t.scale + "'");
+    }
+    int64_t extent = staticExtent(v_, channel);
+    if (extent > 0 && extent % 2)
+      return fail(t.dimLocs.back(), t.dimNames.back().size(),
+                  "'" + t.name + "' is i4, packed two per byte along '" + c.name +
+                      "', so its extent must be even, got " + std::to_string(extent));
     return true;
   }
 
@@ -685,6 +715,45 @@ private:
     return true;
   }
 
+  /// `feature q, k = f(x)`: each named tensor is q or k and has one map; f is a float function
+  /// of the element x alone (numbers and builtins; no dims, params or tensors).
+  bool checkFeatures() {
+    v_.featureQ = v_.featureK = nullptr;
+    for (FeatureDecl &f : v_.features) {
+      for (size_t n = 0; n < f.tensors.size(); ++n) {
+        const std::string &name = f.tensors[n];
+        bool isQ = name == qT().name, isK = name == kT().name;
+        if (!isQ && !isK)
+          return fail(f.tensorLocs[n], name.size(),
+                      "a feature map applies to q or k ('" + qT().name + "', '" + kT().name +
+                          "'), not '" + name + "'",
+                      "linear attention maps the queries and keys: 'feature " + qT().name + ", " +
+                          kT().name + " = ...'");
+        const Expr *&slot = isQ ? v_.featureQ : v_.featureK;
+        if (slot)
+          return fail(f.tensorLocs[n], name.size(), "'" + name + "' has two feature maps",
+                      "give each of q and k at most one");
+        slot = f.expr.get();
+      }
+      if (!checkExpr(*f.expr, Context::Feature))
+        return false;
+      if (f.expr->type == ValueType::Bool)
+        return fail(*f.expr, "a feature map must give a number, got bool",
+                    "use select(c, a, b) to turn a condition into a number");
+    }
+    return true;
+  }
+
+  bool checkFeatureIdent(Expr &e) {
+    if (e.name != "x")
+      return fail(e, "a feature map is elementwise: it may use x, numbers and builtins, not '" +
+                         e.name + "'",
+                  "x is the element of q or k being mapped");
+    e.res = Expr::Res::FeatureArg;
+    e.type = ValueType::Float;
+    return true;
+  }
+
   /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
   bool checkOutputExpr() {
     Expr &out = *v_.outputExpr;
@@ -706,8 +775,11 @@ private:
       e.type = ValueType::Bool;
       return true;
     case Expr::Kind::Ident:
-      return checkIdent(e, ctx);
+      return ctx == Context::Feature ? checkFeatureIdent(e) : checkIdent(e, ctx);
     case Expr::Kind::Index:
+      if (ctx == Context::Feature)
+        return fail(e, "a feature map is elementwise: it may use x, numbers and builtins, not '" +
+                           e.name + "'");
       return checkIndex(e);
     case Expr::Kind::Call:
       return checkCall(e, ctx);

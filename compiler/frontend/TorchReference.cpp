@@ -309,6 +309,8 @@ private:
     }
     case Expr::Res::Builtin:
       return builtin(e);
+    case Expr::Res::FeatureArg:
+      return leaf("x");
     case Expr::Res::None:
       break;
     }
@@ -531,6 +533,11 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
   out += std::string("NORM = \"") + normName(v.norm) + "\"\n";
   out += "GROUP = " + std::to_string(v.group) + "  # query heads per kv head\n";
   out += "CHUNK_ELEMENTS = 2**27  # largest [B, H, rows, J] block computed at once\n";
+  if (v.paged)  // k and v are page pools, gathered through the block table
+    out += "PAGED = {\"block_table\": " + pyString(v.params[v.paged->tableParam].name) +
+           ", \"page_size\": " + std::to_string(v.paged->pageSize) + "}\n";
+  else
+    out += "PAGED = None\n";
 
   out += "# dim name -> its role in the attention\n";
   out += "DIMS = {\n";
@@ -710,7 +717,14 @@ void emitReference(const Variant &v, std::string &out) {
     if (tensor.scaleGroup > 1)
       out += "    sc = sc.repeat_interleave(" + std::to_string(tensor.scaleGroup) + ", dim=" +
              std::to_string(tensor.dims.size() - 1) + ")\n";
-    out += "    t[" + name + "] = t[" + name + "].to(torch.float64) * sc\n";
+    if (tensor.resolvedDType == DType::I4) {
+      out += "    # i4: two signed values per byte along the last axis, low nibble first\n";
+      out += "    x = t[" + name + "].view(torch.uint8).to(torch.int16)\n";
+      out += "    x = torch.stack(((x & 15) ^ 8, (x >> 4) ^ 8), dim=-1).flatten(-2) - 8\n";
+      out += "    t[" + name + "] = x.to(torch.float64) * sc\n";
+    } else {
+      out += "    t[" + name + "] = t[" + name + "].to(torch.float64) * sc\n";
+    }
   }
   out += "    n = _extents(t, sizes)\n";
   out += "    dev = t[Q].device\n";
@@ -726,6 +740,10 @@ void emitReference(const Variant &v, std::string &out) {
   load("q", q);
   load("k", k);
   load("v", val);
+  for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
+    if (map)
+      out += std::string("    ") + var + " = torch.broadcast_to(_feature_" + var + "(" + var +
+             ", dev), " + var + ".shape)  # the feature map, elementwise\n";
   if (gqa) {
     out += "    kv_head = torch.arange(H, device=dev) // GROUP  # the kv head of each query head\n";
     out += "    k = k[:, kv_head]  # [b, h, j, d]\n";
@@ -806,6 +824,17 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                    at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
                        specText(*score.expr),
                    score.expr.get(), true, out);
+  for (const FeatureDecl &f : v.features) {
+    std::string names;
+    for (const std::string &t : f.tensors)
+      names += (names.empty() ? "" : ", ") + t;
+    for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
+      if (map == f.expr.get())
+        emitExprFunction(v, std::string("_feature_") + var, "x, dev",
+                         at + std::to_string(f.loc.line) + ": feature " + names + " = " +
+                             specText(*f.expr),
+                         f.expr.get(), true, out);
+  }
   emitReference(v, out);
   return out;
 }

@@ -32,6 +32,7 @@ Type elementType(OpBuilder &b, DType t) {
   case DType::I32: return b.getI32Type();
   case DType::I8: return b.getI8Type();
   case DType::F8E4M3: return b.getType<Float8E4M3FNType>();
+  case DType::I4: return VectorType::get({2}, b.getIntegerType(4));  // the byte of two values
   }
   return {};
 }
@@ -42,7 +43,12 @@ int64_t shapeExtent(const Variant &v, int d) {
   return e < 0 ? ShapedType::kDynamic : e;
 }
 
-MemRefType stridedMemRef(ArrayRef<int64_t> shape, Type elt) {
+/// A strided memref of `dtype`; a packed dtype (i4) counts its last axis in bytes.
+MemRefType stridedMemRef(ArrayRef<int64_t> extents, OpBuilder &b, DType dtype) {
+  Type elt = elementType(b, dtype);
+  SmallVector<int64_t> shape(extents);
+  if (!shape.empty() && !ShapedType::isDynamic(shape.back()))
+    shape.back() /= dtypePacking(dtype);
   SmallVector<int64_t> strides(shape.size(), ShapedType::kDynamic);
   auto layout = StridedLayoutAttr::get(elt.getContext(), ShapedType::kDynamic, strides);
   return MemRefType::get(shape, elt, layout);
@@ -71,6 +77,7 @@ private:
   Value q, k, vv, out, lse;
   std::vector<Value> params;
   Value argB, argH, argI, argJ, argDot;
+  Value argX;  // a feature map's element
   bool failed = false;
 
   Location loc(SourceLoc l) {
@@ -90,7 +97,7 @@ private:
     SmallVector<int64_t> shape;
     for (int d : {v->batchDim, headDim, seqDim, lastDim})
       shape.push_back(shapeExtent(*v, d));
-    return stridedMemRef(shape, elementType(b, t.resolvedDType));
+    return stridedMemRef(shape, b, t.resolvedDType);
   }
 
   bool lowerVariant(const Variant &var) {
@@ -107,14 +114,13 @@ private:
       for (auto [index, last] : {std::pair{1, var.headDim}, std::pair{2, var.valueDim}})
         argTypes[index] = stridedMemRef({ShapedType::kDynamic, shapeExtent(var, var.kvHeadDim),
                                          pageSize, shapeExtent(var, last)},
-                                        elementType(b, var.inputs[index == 1 ? var.k : var.v]
-                                                           .resolvedDType));
+                                        b, var.inputs[index == 1 ? var.k : var.v].resolvedDType);
     }
     for (const TensorDecl &p : var.params) {
       SmallVector<int64_t> shape;
       for (int d : p.dims)
         shape.push_back(shapeExtent(var, d));
-      argTypes.push_back(stridedMemRef(shape, elementType(b, p.resolvedDType)));
+      argTypes.push_back(stridedMemRef(shape, b, p.resolvedDType));
     }
     argTypes.push_back(canonicalType(var.output, var.qSeqDim, var.qHeadDim, var.valueDim));
     bool softmax = var.norm == Norm::Softmax;
@@ -122,7 +128,7 @@ private:
       SmallVector<int64_t> shape;
       for (int d : {var.batchDim, var.qHeadDim, var.qSeqDim})
         shape.push_back(shapeExtent(var, d));
-      argTypes.push_back(stridedMemRef(shape, b.getF32Type()));
+      argTypes.push_back(stridedMemRef(shape, b, DType::F32));
     }
 
     OpBuilder::InsertionGuard guard(b);
@@ -168,6 +174,10 @@ private:
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)
       buildRegion(op.getMask(), {idx, idx, idx, idx}, *var.mask, b.getI1Type());
+    if (var.featureQ)
+      buildRegion(op.getFeatureQ(), {b.getF32Type()}, *var.featureQ, b.getF32Type());
+    if (var.featureK)
+      buildRegion(op.getFeatureK(), {b.getF32Type()}, *var.featureK, b.getF32Type());
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -176,8 +186,11 @@ private:
     OpBuilder::InsertionGuard guard(b);
     SmallVector<Location> locs(types.size(), loc(e.loc));
     Block *block = b.createBlock(&region, {}, types, locs);
-    argB = block->getArgument(0), argH = block->getArgument(1);
-    argI = block->getArgument(2), argJ = block->getArgument(3);
+    // Score and mask: (b, h, i, j[, dot]); a feature map: (x).
+    bool feature = types.size() == 1;
+    argX = feature ? block->getArgument(0) : Value();
+    argB = feature ? Value() : block->getArgument(0), argH = feature ? Value() : block->getArgument(1);
+    argI = feature ? Value() : block->getArgument(2), argJ = feature ? Value() : block->getArgument(3);
     argDot = types.size() > 4 ? block->getArgument(4) : Value();
     Value value = emit(e);
     if (!value)
@@ -242,6 +255,8 @@ private:
       return arith::ConstantOp::create(b, l, b.getF32FloatAttr(float(e.floatValue)));
     case Expr::Kind::BoolLit: return arith::ConstantIntOp::create(b, l, e.intValue != 0, 1);
     case Expr::Kind::Ident:
+      if (e.res == Expr::Res::FeatureArg)
+        return argX;
       return e.res == Expr::Res::IterIndex ? iterIndex(e) : dimSize(e);
     case Expr::Kind::Index: return emitParamLoad(e);
     case Expr::Kind::Call: return emitCall(e);

@@ -19,24 +19,32 @@ namespace attnc {
 namespace {
 
 
-/// A host tensor with its own storage: contiguous in its declared (storage) order.
+/// A host tensor with its own storage: contiguous in its declared (storage) order. An i4
+/// tensor packs its last axis, two values per byte.
 struct OwnedTensor {
   std::vector<uint8_t> bytes;
   HostTensor view;
+  int64_t values = 1;
 
   OwnedTensor(DType dtype, std::vector<int64_t> sizes) {
     view.dtype = dtype;
     view.sizes = std::move(sizes);
     view.strides.assign(view.sizes.size(), 1);
-    int64_t count = 1;
+    int64_t units = 1;
     for (size_t a = view.sizes.size(); a-- > 0;) {
-      view.strides[a] = count;
-      count *= view.sizes[a];
+      view.strides[a] = units;
+      units *= a + 1 == view.sizes.size() ? lastAxisUnits(view.sizes[a]) : view.sizes[a];
+      values *= view.sizes[a];
     }
-    bytes.assign(count * dtypeBytes(dtype), 0);
+    bytes.assign(units * dtypeBytes(dtype), 0);
     view.data = bytes.data();
   }
-  int64_t count() const { return int64_t(bytes.size() / dtypeBytes(view.dtype)); }
+  /// Addressable units along the last axis: its extent, or the bytes holding it if packed.
+  int64_t lastAxisUnits(int64_t extent) const {
+    int64_t packing = dtypePacking(view.dtype);
+    return (extent + packing - 1) / packing;
+  }
+  int64_t count() const { return values; }
 
   /// Visits every element index in storage order.
   template <typename Fn> void forEach(Fn fn) {
@@ -54,8 +62,8 @@ struct OwnedTensor {
   /// Descriptor for the kernel: axes permuted from storage order to the canonical order.
   MemRefDescriptor descriptor(const std::vector<int> &perm) const {
     std::vector<int64_t> sizes, strides;
-    for (int p : perm) {
-      sizes.push_back(view.sizes[p]);
+    for (int p : perm) {  // a packed axis (the last) is seen as its bytes
+      sizes.push_back(size_t(p) + 1 == view.sizes.size() ? lastAxisUnits(view.sizes[p]) : view.sizes[p]);
       strides.push_back(view.strides[p]);
     }
     return MemRefDescriptor(view.data, sizes, strides);
@@ -180,7 +188,8 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
       extents = extentsOf(t, sizes);
     inputs.emplace_back(t.resolvedDType, extents);
     OwnedTensor &o = inputs.back();
-    double range = t.resolvedDType == DType::I8 ? 127 : 1;  // quantised: the whole i8 range
+    // Quantised: the whole integer range.
+    double range = t.resolvedDType == DType::I8 ? 127 : t.resolvedDType == DType::I4 ? 7 : 1;
     o.forEach([&](const std::vector<int64_t> &idx) { o.view.store(idx, range * uniform(rng)); });
   }
   for (const TensorDecl &p : v.params) {
@@ -188,17 +197,18 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
     OwnedTensor &o = params.back();
     int64_t bound = intParamBound(v, p, sizes);
     std::uniform_int_distribution<int64_t> ints(0, bound - 1);
-    // Dequantisation scales: positive, sized so that i8 values land in about [-1, 1].
-    bool scale = false, ofI8 = false;
+    // Dequantisation scales: positive, sized so that integer values land in about [-1, 1].
+    bool scale = false;
+    double intRange = 1;
     for (const TensorDecl &t : v.inputs)
       if (t.scaleParam == int(&p - v.params.data())) {
         scale = true;
-        ofI8 |= t.resolvedDType == DType::I8;
+        intRange = t.resolvedDType == DType::I8 ? 127 : t.resolvedDType == DType::I4 ? 7 : 1;
       }
     o.forEach([&](const std::vector<int64_t> &idx) {
       double x = p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng);
       if (scale)
-        x = (1.25 + 0.75 * x) / (ofI8 ? 127 : 1);
+        x = (1.25 + 0.75 * x) / intRange;
       o.view.store(idx, x);
     });
   }

@@ -58,8 +58,8 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
 
     // Per-query-tile buffers. They are allocated once, ahead of the loops: a back end gives each
     // worker (thread block, CPU thread) its own.
-    int64_t dv = op.getV().getType().getDimSize(3);
-    Value dvSize = dim(op.getV(), 3);
+    int64_t dv = op.getOut().getType().getDimSize(3);  // v may be packed: out counts values
+    Value dvSize = dim(op.getOut(), 3);
     auto tile = [&](ArrayRef<int64_t> shape, ValueRange dyn) {
       return memref::AllocaOp::create(rw, loc, MemRefType::get(shape, f32), dyn).getResult();
     };
@@ -95,6 +95,8 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
                                     op.getKScaleAxesAttr(), op.getKScaleGroupAttr());
       rw.cloneRegionBefore(op.getScore(), t.getScore(), t.getScore().end());
       rw.cloneRegionBefore(op.getMask(), t.getMask(), t.getMask().end());
+      rw.cloneRegionBefore(op.getFeatureQ(), t.getFeatureQ(), t.getFeatureQ().end());
+      rw.cloneRegionBefore(op.getFeatureK(), t.getFeatureK(), t.getFeatureK().end());
       OpBuilder::InsertionGuard guard(rw);
       foldNormIntoScore(rw, t.getScore(), op.getNorm());
     };

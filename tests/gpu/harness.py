@@ -132,23 +132,29 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
     kv_len = next((sizes[n] for n, r in roles.items() if r == "kv_seq"), 16)
     out = {}
     paged = kernel.manifest.get("paged")
-    # Dequantisation scales: positive, sized so that i8 values land in about [-1, 1].
+    # Dequantisation scales: positive, sized so that integer values land in about [-1, 1].
     scales = {a["scale"]: a["dtype"] for a in kernel.manifest["args"] if a.get("scale")}
+    int_range = {"i8": 127, "i4": 7}
     for a in kernel.manifest["args"]:
         if a["kind"] not in ("input", "param"):
             continue
         shape = [sizes[n] for n in a["storage_dims"]]
+        if a.get("packed", 1) > 1:  # i4: the last axis holds two values per byte
+            shape[-1] //= a["packed"]
         if paged and a["name"] == paged["block_table"]:  # distinct pages, shuffled
             pages = next(sizes[d["name"]] for d in kernel.manifest["dims"] if d["role"] == "kv_page")
             perm = torch.randperm(pages, generator=gen, device=device)
             out[a["name"]] = perm[:shape[0] * shape[1]].view(shape).to(torch.int32)
         elif a["name"] in scales:
             u = torch.rand(shape, generator=gen, device=device) * 2 - 1
-            out[a["name"]] = ((1.25 + 0.75 * u) / (127 if scales[a["name"]] == "i8" else 1)).to(
+            out[a["name"]] = ((1.25 + 0.75 * u) / int_range.get(scales[a["name"]], 1)).to(
                 torch_dtype(a["dtype"]))
         elif a["dtype"] == "i8":
             out[a["name"]] = torch.randint(-127, 128, shape, generator=gen, device=device,
                                            dtype=torch.int8)
+        elif a["dtype"] == "i4":  # any byte: two signed nibbles
+            out[a["name"]] = torch.randint(0, 256, shape, generator=gen, device=device,
+                                           dtype=torch.uint8)
         elif a["dtype"] == "f8e4m3":
             out[a["name"]] = torch.randn(shape, generator=gen, device=device).to(torch.float8_e4m3fn)
         elif a["dtype"] == "i32":

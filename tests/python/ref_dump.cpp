@@ -133,21 +133,28 @@ OwnedTensor makeTensor(const TensorDecl &t, const DimSizes &sizes) {
   o.view.dtype = t.resolvedDType;
   for (int d : t.dims)
     o.view.sizes.push_back(sizes[d]);
+  // Strides in addressable units: an i4 tensor packs its last axis, two values per byte.
+  int64_t packing = dtypePacking(t.resolvedDType), units = 1;
   o.view.strides.assign(o.view.sizes.size(), 1);
-  for (int a = int(o.view.sizes.size()) - 2; a >= 0; --a)
-    o.view.strides[a] = o.view.strides[a + 1] * o.view.sizes[a + 1];
+  for (int a = int(o.view.sizes.size()) - 1; a >= 0; --a) {
+    o.view.strides[size_t(a)] = units;
+    units *= size_t(a) + 1 == o.view.sizes.size() ? (o.view.sizes[size_t(a)] + packing - 1) / packing
+                                                  : o.view.sizes[size_t(a)];
+  }
   for (int64_t s : o.view.sizes)
     o.count *= s;
-  o.bytes.assign(size_t(o.count) * dtypeBytes(t.resolvedDType), 0);
+  o.bytes.assign(size_t(units) * dtypeBytes(t.resolvedDType), 0);
   o.view.data = o.bytes.data();
   return o;
 }
 
-/// Storage-order multi-index of linear element `n`.
+/// Storage-order multi-index of linear element `n` (row-major over the values).
 std::vector<int64_t> unravel(const HostTensor &t, int64_t n) {
   std::vector<int64_t> idx(t.sizes.size());
-  for (size_t a = 0; a < idx.size(); ++a)
-    idx[a] = (n / t.strides[a]) % t.sizes[a];
+  for (size_t a = idx.size(); a-- > 0;) {
+    idx[a] = n % t.sizes[a];
+    n /= t.sizes[a];
+  }
   return idx;
 }
 

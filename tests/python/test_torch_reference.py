@@ -63,7 +63,14 @@ LONG_SPECS = {"sliding_window.attn", "causal.attn"}
 
 TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
                 "i32": torch.int32,
-                "i8": torch.int8, "f8e4m3": torch.float8_e4m3fn}
+                "i8": torch.int8, "f8e4m3": torch.float8_e4m3fn, "i4": torch.uint8}
+
+
+def pack_i4(x):
+    """Signed 4-bit values (float64, in [-8, 7]) -> bytes, two per byte along the last axis, low
+    nibble first: the storage of an i4 tensor."""
+    n = x.to(torch.int64) & 15
+    return (n[..., 0::2] | (n[..., 1::2] << 4)).to(torch.uint8)
 
 
 def variant_names(path):
@@ -154,7 +161,9 @@ class Dump:
         for name in self.index["inputs"] + self.index["params"]:
             x = self.tensors[name]
             declared = self.index["tensors"][name]["declared"]
-            if as_declared:
+            if declared == "i4":  # packed bytes either way: i4 has no wider storage
+                out[name] = pack_i4(x)
+            elif as_declared:
                 out[name] = x.to(TORCH_DTYPES[declared])
             else:
                 out[name] = x.to(torch.int64 if declared == "i32" else torch.float64)
@@ -247,9 +256,18 @@ def check_against(module, dump, t, sizes, what):
 
 @pytest.mark.parametrize("spec, variant, shape", CASES)
 def test_matches_interpreter(ref_dump, tmp_path, spec, variant, shape):
-    dump = interpret(ref_dump, spec, variant, tmp_path,
-                     LONG_SHAPE if shape == "long" else SHAPES[shape])
     module = emitted_module(ref_dump, spec, variant)
+    # The interpreter reads k and v unpaged. A paged reference sees them as a pool of one page
+    # per sequence (a page of all kv_len slots, table[b] = [b]), which gathers them back.
+    extra = ()
+    if module.PAGED:
+        pages_dim = module.STORAGE[module.PAGED["block_table"]][1]
+        extra = (f"--sizes={pages_dim}=1",)
+    dump = interpret(ref_dump, spec, variant, tmp_path,
+                     LONG_SHAPE if shape == "long" else SHAPES[shape], extra=extra)
+    if module.PAGED:
+        table = dump.tensors[module.PAGED["block_table"]]
+        table.copy_(torch.arange(table.shape[0], dtype=table.dtype).view(-1, 1))
     sizes = sizes_in_no_tensor(module, dump)
     # Inputs in their declared dtypes (bf16, f16, i32 ...), all of q_seq in one chunk.
     o, lse = check_against(module, dump, dump.inputs(as_declared=True), sizes, "declared dtypes")

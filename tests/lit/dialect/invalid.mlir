@@ -194,10 +194,58 @@ func.func @quantised_without_scale(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x6
 func.func @table_without_page_size(%q: memref<?x?x?x64xbf16>, %t: memref<?x?xi32>, %o: memref<?x?x?x64xbf16>) {
   // expected-error @+1 {{a block table needs a page size > 0 and the reverse, got a table and page_size 0}}
   attn.attention %q, %q, %q pages %t -> %o {group = 1 : i64, norm = #attn.norm<none>}
-      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?xi32> -> memref<?x?x?x64xbf16>
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> pages memref<?x?xi32> -> memref<?x?x?x64xbf16>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
       attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+// Packed i4 holds two values per element: 32 bytes are 64 channels, not the 128 of q.
+func.func @packed_int4_head_dim(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x32xvector<2xi4>>,
+    %ks: memref<?xf32>, %o: memref<?x?x?x128xbf16>) {
+  // expected-error @+1 {{head dim differs between q (128) and k (64)}}
+  attn.attention %q, %k, %q kscale %ks -> %o {group = 1 : i64, norm = #attn.norm<none>,
+      k_scale_axes = array<i64: 1>}
+      : memref<?x?x?x128xbf16>, memref<?x?x?x32xvector<2xi4>>, memref<?x?x?x128xbf16>
+        kscale memref<?xf32> -> memref<?x?x?x128xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+// Packed i4 needs a dequantisation scale like any quantised storage.
+func.func @packed_int4_without_scale(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x32xvector<2xi4>>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{k is quantised ('vector<2xi4>') but has no scale}}
+  attn.attention %q, %k, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x32xvector<2xi4>>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @feature_takes_index(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{'feature_q' region must have one block taking (x : f32)}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%x: index):
+      %c = arith.constant 1.0 : f32
+      attn.yield %c : f32
     }
   return
 }

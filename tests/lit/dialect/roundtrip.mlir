@@ -118,12 +118,59 @@ func.func @paged_quantised(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x16x128xi8>
   attn.attention %q, %k, %v pages %table kscale %ks vscale %vs -> %o, %lse
       {group = 4 : i64, norm = #attn.norm<softmax>, page_size = 16 : i64,
        k_scale_axes = array<i64: 0, 2, 1>, v_scale_axes = array<i64: 1>}
-      : memref<?x?x?x128xbf16>, memref<?x?x16x128xi8>, memref<?x?x16x128xf8E4M3FN>,
-        memref<?x?xi32>, kscale memref<?x?x?xf32>, vscale memref<?xf32>
+      : memref<?x?x?x128xbf16>, memref<?x?x16x128xi8>, memref<?x?x16x128xf8E4M3FN>
+        pages memref<?x?xi32> kscale memref<?x?x?xf32> vscale memref<?xf32>
       -> memref<?x?x?x128xbf16>, memref<?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
       attn.yield %dot : f32
+    }
+  return
+}
+
+// Packed int4 KV: 64 bytes of vector<2xi4> hold the 128 channels of a key; group scales.
+// CHECK-LABEL: func.func @packed_int4
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} kscale %{{.*}} vscale %{{.*}} -> %{{.*}}, %{{.*}} {{.*}}k_scale_group = 32 : i64{{.*}} : memref<?x?x?x128xbf16>, memref<?x?x?x64xvector<2xi4>>, memref<?x?x?x64xvector<2xi4>>
+func.func @packed_int4(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x64xvector<2xi4>>,
+    %v: memref<?x?x?x64xvector<2xi4>>, %ks: memref<?x?x?x?xf16>, %vs: memref<?x?x?x?xf16>,
+    %o: memref<?x?x?x128xbf16>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %k, %v kscale %ks vscale %vs -> %o, %lse
+      {group = 4 : i64, norm = #attn.norm<softmax>,
+       k_scale_axes = array<i64: 0, 1, 2, 3>, k_scale_group = 32 : i64,
+       v_scale_axes = array<i64: 0, 1, 2, 3>, v_scale_group = 32 : i64}
+      : memref<?x?x?x128xbf16>, memref<?x?x?x64xvector<2xi4>>, memref<?x?x?x64xvector<2xi4>>
+        kscale memref<?x?x?x?xf16> vscale memref<?x?x?x?xf16>
+      -> memref<?x?x?x128xbf16>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// Linear attention's feature maps: elementwise on q's and k's elements before the dot.
+// CHECK-LABEL: func.func @feature_maps
+// CHECK: score {
+// CHECK: } feature_q {
+// CHECK-NEXT: ^bb0(%{{.*}}: f32):
+// CHECK: math.exp
+// CHECK: } feature_k {
+// CHECK: arith.maximumf
+func.func @feature_maps(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%x: f32):
+      %e = math.exp %x : f32
+      attn.yield %e : f32
+    } feature_k {
+    ^bb0(%x: f32):
+      %c0 = arith.constant 0.0 : f32
+      %r = arith.maximumf %x, %c0 : f32
+      attn.yield %r : f32
     }
   return
 }

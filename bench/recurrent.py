@@ -1,0 +1,133 @@
+"""Recurrence-family benchmark (BENCH.md's flash-linear-attention shape, B2 T8192 H16 K=V=128,
+bf16, forward): attnc's linear attention (relu and elu + 1 feature maps) and RetNet retention
+next to flash-linear-attention's chunked Triton kernels, in the same process.
+
+  python3 bench/recurrent.py [--tag TAG] [--dir KERNELS] [--shape b:t:h]
+
+attnc compiles these variants to the masked quadratic (parallel) form today: o = (M * S) V with
+S = phi(q) phi(k)^T (times the decay for RetNet) over the causal mask M, so its cost grows with
+T^2 where fla's chunked form grows with T. Correctness first: each attnc output is compared with
+fla's on the same inputs (fla gets phi(q), phi(k), since its ops take mapped inputs), then
+timed. fla's first call (Triton compile and autotune) is timed too; it needs fla-core and
+einops on PYTHONPATH (bench/device_run.sh recurrent installs the carried wheels).
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
+import attnc  # noqa: E402
+from bench import device_line, time_ms  # noqa: E402
+
+# (attnc variant, fla op, feature map applied to q and k before fla's op)
+CASES = [
+    ("linear_relu", "linear_attn", torch.relu),
+    ("linear_elu", "linear_attn", lambda x: torch.nn.functional.elu(x) + 1),
+    ("retnet", "retention", None),
+]
+ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463}  # BENCH.md, fwd
+
+
+def fla_op(name):
+    if name == "linear_attn":
+        from fla.ops.linear_attn import chunk_linear_attn
+        # attnc's linear_elu has no 1/sqrt(d); linear_relu has it: the caller passes the scale.
+        return lambda q, k, v, scale: chunk_linear_attn(q, k, v, scale=scale, normalize=False)[0]
+    from fla.ops.retention import chunk_retention
+    return lambda q, k, v, scale: chunk_retention(q, k, v, scale=scale)[0]
+
+
+def rel_error(got, ref):
+    return float((got.float() - ref.float()).norm() / ref.float().norm())
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tag", default="recurrent")
+    parser.add_argument("--dir", default=str(ROOT / ".device" / "kernels"))
+    parser.add_argument("--shape", default="2:8192:16")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    B, T, H = (int(x) for x in args.shape.split(":"))
+    D = 128
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.5
+    k = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.5
+    v = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    flops = 4 * B * H * T * T * D / 2  # the quadratic form, causal
+    rows, raw = [], {}
+    for variant, op, feature in CASES:
+        row = {"variant": variant, "fla_op": op}
+        print(f"== {variant} vs fla {op}", flush=True)
+        scale = 1.0 if variant == "linear_elu" else 1 / math.sqrt(D)
+        qf = feature(q.float()).to(q.dtype) if feature else q
+        kf = feature(k.float()).to(k.dtype) if feature else k
+        ref = None
+        try:
+            fn = fla_op(op)
+            t0 = time.time()
+            ref = fn(qf, kf, v, scale)
+            torch.cuda.synchronize()
+            row["fla_first_s"] = time.time() - t0
+            row["fla_ms"] = time_ms(lambda: fn(qf, kf, v, scale), args.repeats)
+        except Exception as e:  # fla missing or failing: attnc is still timed
+            row["fla"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        try:
+            kernel = attnc.load_kernel(Path(args.dir) / f"{variant}.ptx",
+                                       Path(args.dir) / f"{variant}.json")
+            o = torch.empty_like(q)
+            launch = kernel.prepare(q=q, k=k, v=v, o=o)
+            o.fill_(math.nan)
+            launch()
+            torch.cuda.synchronize()
+            if ref is not None:
+                row["err_vs_fla"] = rel_error(o, ref)
+            row["attnc_ms"] = time_ms(launch, args.repeats)
+            row["attnc_tflops"] = flops / row["attnc_ms"] / 1e9
+        except Exception as e:
+            row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        print("  " + json.dumps(row), flush=True)
+        rows.append(row)
+        raw[variant] = row
+
+    def cell(row, key, fmt):
+        return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")
+
+    lines = [f"# Recurrence family, quadratic form vs flash-linear-attention ({args.tag}), "
+             f"{datetime.date.today().isoformat()}", "",
+             f"Device: {device_line()}; torch {torch.__version__}.", "",
+             f"B{B} T{T} H{H} K=V={D}, bf16, forward. attnc runs the masked quadratic form "
+             "(TFLOP/s counted as 4·B·H·T²·D/2); fla its chunked Triton kernels "
+             "(chunk_linear_attn normalize=False, chunk_retention). `err` is attnc's relative "
+             "error against fla on the same inputs.", "",
+             "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
+             "attnc TFLOP/s | attnc / fla time | err |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ratio = (f"{row['attnc_ms'] / row['fla_ms']:.1f}x" if "attnc_ms" in row and "fla_ms" in row
+                 else "")
+        lines.append(f"| {row['variant']} | {row['fla_op']} | {cell(row, 'fla_ms', '{:.3f}')} | "
+                     f"{cell(row, 'fla_first_s', '{:.1f} s')} | {ANCHORS_MS[row['fla_op']]} | "
+                     f"{cell(row, 'attnc_ms', '{:.3f}')} | {cell(row, 'attnc_tflops', '{:.0f}')} | "
+                     f"{ratio} | {cell(row, 'err_vs_fla', '{:.1e}')} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    name = f"{datetime.date.today().isoformat()}-{args.tag}"
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench" / "results" / f"{name}.md").write_text(text)
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, f"bench-{name}.md").write_text(text)
+        Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
