@@ -172,8 +172,12 @@ bool Compiler::lowerTo(Stage to, const CompileOptions &options, Diagnostic &diag
     return false;
   }
   mlir::PassManager pm(&ctx);
-  if (current < Stage::Tiled)
-    buildAttnToTiledPipeline(pm, options.pipeline);
+  if (current < Stage::Tiled) {
+    // The chunked form (attn.chunk_step) has a CPU lowering only: CUDA keeps the quadratic one.
+    PipelineOptions tiled = options.pipeline;
+    tiled.chunk = tiled.chunk && to != Stage::PTX;
+    buildAttnToTiledPipeline(pm, tiled);
+  }
   if (to == Stage::LLVM)
     buildTiledToCPUPipeline(pm);
   if (to == Stage::PTX)

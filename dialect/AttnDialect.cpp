@@ -244,10 +244,26 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
+/// A decay, if present: ^bb0(b, h, i : index) -> f32.
+static LogicalResult verifyDecay(Operation *op, Region &decay) {
+  if (decay.empty())
+    return success();
+  auto idx = IndexType::get(op->getContext());
+  Block &block = decay.front();
+  if (!decay.hasOneBlock() || block.getNumArguments() != 3 ||
+      llvm::any_of(block.getArgumentTypes(), [&](Type t) { return t != idx; }))
+    return op->emitOpError("'decay' region must have one block taking (b, h, i : index)");
+  return verifyYield(op, block, "decay", Float32Type::get(op->getContext()));
+}
+
 LogicalResult AttentionOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
-      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+      failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
+      failed(verifyDecay(*this, getDecay())))
     return failure();
+  if (!getDecay().empty() && getNorm() != NormKind::none)
+    return emitOpError("a decay needs norm none (a recurrence), got ")
+           << stringifyNormKind(getNorm());
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
@@ -273,6 +289,32 @@ LogicalResult TileScoresOp::verifyRegions() {
       failed(verifyFeature(*this, getFeatureK(), "feature_k")))
     return failure();
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
+}
+
+LogicalResult ChunkStepOp::verify() {
+  auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
+  auto state = getState().getType(), out = getOut().getType();
+  if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
+      failed(sameExtent(*this, "value dim", "v", v, 3, "out", out, 3)) ||
+      failed(sameExtent(*this, "head dim", "q", q, 3, "state", state, 0)) ||
+      failed(sameExtent(*this, "value dim", "v", v, 3, "state", state, 1)))
+    return failure();
+  return success();
+}
+
+LogicalResult ChunkStepOp::verifyRegions() {
+  Block &s = getScore().front();
+  auto idx = IndexType::get(getContext());
+  bool indices = s.getNumArguments() == 5;
+  for (unsigned a = 0; indices && a < 4; ++a)
+    indices = s.getArgument(a).getType() == idx;
+  if (!indices || s.getArgument(4).getType() != Float32Type::get(getContext()))
+    return emitOpError("'score' region must take (b, h, i, j : index, dot : f32)");
+  if (failed(verifyYield(*this, s, "score", Float32Type::get(getContext()))) ||
+      failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
+      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+    return failure();
+  return verifyDecay(*this, getDecay());
 }
 
 LogicalResult TileRowMaxOp::verify() {

@@ -25,7 +25,7 @@ def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
 def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
-    ParentOneOf<["AttentionOp", "TileScoresOp"]>]> {
+    ParentOneOf<["AttentionOp", "TileScoresOp", "ChunkStepOp"]>]> {
   let summary = "Yields the value of a score or mask region";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "($values^ `:` type($values))? attr-dict";
@@ -57,6 +57,12 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     Feature maps (`feature_q` / `feature_k`, ^bb0(%x: f32) -> f32, optional): applied to every
     element of q (k) before the dot product, as linear attention's phi (elu + 1, relu): the dot
     is then sum_d fq(q[b,h,i,d]) * fk(k[b,h/group,j,d]).
+
+    Decay (`decay`, ^bb0(%b: index, %h: index, %i: index) -> f32, optional; norm none and the
+    causal mask j <= i only): the per-step factor gamma of a recurrence. Key j's weight for
+    query i is multiplied by gamma(b,h,j+1) * ... * gamma(b,h,i). attn-chunk computes such
+    variants (and linear attention without a decay) in the chunked form; the tiled (quadratic)
+    form folds a decay that does not depend on i into the score as gamma^(i - j).
 
     Quantised KV (`kscale %s` / `vscale %s`): k (v) holds i8, e4m3fn or packed i4 values; the key used is
     k[b, hk, j, e] * s[x_0, ..., x_n], where scale axis a takes the coordinate
@@ -92,13 +98,13 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
                        OptionalAttr<F32Attr>:$unified_max);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
-                        AnyRegion:$feature_k);
+                        AnyRegion:$feature_k, AnyRegion:$decay);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
     $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
     `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
-    (`feature_q` $feature_q^)? (`feature_k` $feature_k^)?
+    (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -267,6 +273,44 @@ def Attn_CombineOp : Attn_Op<"combine"> {
     `->` type($out) `,` type($lse)
   }];
   let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Chunked level (recurrences)
+//===----------------------------------------------------------------------===//
+
+def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
+  let summary = "One chunk of a linear recurrence: output rows and the state passed on";
+  let description = [{
+    The chunked form of a recurrence (attn-chunk): positions n0 .. n0 + R - 1 of sequence b,
+    head h (kv head hk), with R = min(chunk, q_len - n0) and `state` [d, dv] holding
+    S = sum over the keys j < n0 of gamma(j+1..n0-1) * fk(k_j) v_j^T. With the per-step log
+    decays g[r] = log gamma(n0) + ... + log gamma(n0 + r) (0 without a `decay` region) and
+    c_i = score(b, h, i, i, 1) (the score is linear in dot and does not depend on j), row
+    i = n0 + r gets
+
+      out[b,h,i,:] = exp(g[r]) * c_i * fq(q_i) S
+                   + sum_{c <= r, j = n0 + c < kv_len} score(b,h,i,j, fq(q_i).fk(k_j))
+                                                      * exp(g[r] - g[c]) * v_j
+
+    and then S = exp(g[R-1]) * S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T.
+    The regions are attn.attention's: score, optional feature_q / feature_k and decay.
+  }];
+  let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
+                       Arg<Attn_Seq4, "", [MemRead]>:$v,
+                       Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$state,
+                       Arg<Attn_Seq4, "", [MemWrite]>:$out,
+                       Index:$b, Index:$h, Index:$hk, Index:$n0,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
+                        AnyRegion:$decay);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out attr-dict `:`
+    type($q) `,` type($k) `,` type($v) `,` type($state) `->` type($out)
+    `score` $score (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
 }
 
 #endif // ATTN_OPS_TD

@@ -365,6 +365,92 @@ void lower(Emit &e, CombineOp op) {
   });
 }
 
+/// One chunk of a recurrence (see attn.chunk_step): the per-step log decays g, the weights
+/// P[r, c] of the chunk's own keys, the output rows (state term + P.V), then the state update.
+void lower(Emit &e, ChunkStepOp op) {
+  Value q = op.getQ(), k = op.getK(), v = op.getV(), S = op.getState(), out = op.getOut();
+  Value b = op.getB(), h = op.getH(), hk = op.getHk(), n0 = op.getN0();
+  int64_t chunk = int64_t(op.getChunk());
+  Value qLen = e.dim(q, 2), kvLen = e.dim(k, 2);
+  Value headDim = e.extent(q, 3), valueDim = e.extent(out, 3);
+  // R = min(chunk, q_len - n0) rows.
+  Value rows = arith::MinUIOp::create(e.b, e.loc, e.index(chunk),
+                                      arith::SubIOp::create(e.b, e.loc, qLen, n0));
+  auto f32Tile = [&](ArrayRef<int64_t> shape) {
+    return memref::AllocaOp::create(e.b, e.loc, MemRefType::get(shape, e.b.getF32Type()))
+        .getResult();
+  };
+  Value g = f32Tile({chunk}), P = f32Tile({chunk, chunk});
+  auto mapped = [&](Emit &e, Region &feature, Value x) {
+    return feature.empty() ? x : e.inlineRegion(feature, {x});
+  };
+  auto qAt = [&](Emit &e, Value i, Value d) {
+    return mapped(e, op.getFeatureQ(), e.load(q, {b, h, i, d}));
+  };
+  auto kAt = [&](Emit &e, Value j, Value d) {
+    return mapped(e, op.getFeatureK(), e.load(k, {b, hk, j, d}));
+  };
+  // g[r] = log gamma(n0) + ... + log gamma(n0 + r); 0 without a decay.
+  e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
+    Value next = sum;
+    if (!op.getDecay().empty())
+      next = e.fadd(sum, math::LogOp::create(e.b, e.loc,
+                                             e.inlineRegion(op.getDecay(), {b, h, e.add(n0, r)})));
+    e.store(next, g, {r});
+    return next;
+  });
+  // P[r, c] = score(i, j, fq(q_i).fk(k_j)) * exp(g[r] - g[c]) for c <= r and j < kv_len, else 0.
+  e.loop(rows, [&](Emit &e, Value r) {
+    Value i = e.add(n0, r);
+    e.loop(e.index(chunk), [&](Emit &e, Value c) {
+      Value j = e.add(n0, c);
+      Value visible = arith::AndIOp::create(
+          e.b, e.loc, arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ule, c, r),
+          e.below(j, kvLen));
+      Value w = e.ifElse(visible, [&](Emit &e) {
+        Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+          return e.fadd(acc, e.fmul(qAt(e, i, d), kAt(e, j, d)));
+        });
+        Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
+        return e.fmul(s, e.exp(e.fsub(e.load(g, {r}), e.load(g, {c}))));
+      }, [&](Emit &e) { return e.f32(0); });
+      e.store(w, P, {r, c});
+    });
+  });
+  // out[i, :] = exp(g[r]) c_i fq(q_i) S + sum_c P[r, c] v_j, with c_i = score(i, i, 1).
+  e.loop(rows, [&](Emit &e, Value r) {
+    Value i = e.add(n0, r);
+    Value carried = e.fmul(e.exp(e.load(g, {r})),
+                           e.inlineRegion(op.getScore(), {b, h, i, i, e.f32(1)}));
+    e.loop(valueDim, [&](Emit &e, Value ch) {
+      Value fromState = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+        return e.fadd(acc, e.fmul(qAt(e, i, d), e.load(S, {d, ch})));
+      });
+      Value sum = e.reduce(rows, e.fmul(carried, fromState), [&](Emit &e, Value c, Value acc) {
+        Value j = arith::MinUIOp::create(e.b, e.loc, e.add(n0, c),
+                                         arith::SubIOp::create(e.b, e.loc, kvLen, e.index(1)));
+        return e.fadd(acc, e.fmul(e.load(P, {r, c}), e.load(v, {b, hk, j, ch})));
+      });
+      e.store(sum, out, {b, h, i, ch});
+    });
+  });
+  // S = exp(g[R-1]) S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T.
+  Value gLast = e.load(g, {arith::SubIOp::create(e.b, e.loc, rows, e.index(1))});
+  e.loop(headDim, [&](Emit &e, Value d) {
+    e.loop(valueDim, [&](Emit &e, Value ch) {
+      Value decayed = e.fmul(e.exp(gLast), e.load(S, {d, ch}));
+      Value sum = e.reduce(rows, decayed, [&](Emit &e, Value c, Value acc) {
+        Value j = e.add(n0, c);
+        return e.ifElse(e.below(j, kvLen), [&](Emit &e) {
+          Value w = e.exp(e.fsub(gLast, e.load(g, {c})));
+          return e.fadd(acc, e.fmul(w, e.fmul(kAt(e, j, d), e.load(v, {b, hk, j, ch}))));
+        }, [&](Emit &) { return acc; });
+      });
+      e.store(sum, S, {d, ch});
+    });
+  });
+}
+
 template <typename OpTy>
 struct LowerTileOp : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
@@ -396,6 +482,7 @@ struct AttnCPULowerTilesPass : mlir::attn::impl::AttnCPULowerTilesBase<AttnCPULo
 void mlir::attn::populateCPULowerTilesPatterns(RewritePatternSet &patterns) {
   patterns.add<LowerTileOp<TileFillOp>, LowerTileOp<TileScoresOp>, LowerTileOp<TileRowMaxOp>,
                LowerTileOp<TileExpSumOp>, LowerTileOp<TileOnlineUpdateOp>,
-               LowerTileOp<TileMatmulAccOp>, LowerTileOp<TileStoreOp>, LowerTileOp<CombineOp>>(
+               LowerTileOp<TileMatmulAccOp>, LowerTileOp<TileStoreOp>, LowerTileOp<CombineOp>,
+               LowerTileOp<ChunkStepOp>>(
       patterns.getContext());
 }

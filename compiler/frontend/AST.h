@@ -169,6 +169,11 @@ struct Variant {
   bool hasOutput = false;
   std::optional<PagedDecl> paged;  // k and v stored as pages
   std::vector<FeatureDecl> features;
+  /// `decay EXPR`: the per-step decay factor gamma(b, h, i) of a recurrence (RetNet's fixed
+  /// 1 - 2^(-5-h), Mamba-2's exp(dt * A)): key j's weight for query i is multiplied by
+  /// gamma(i) * gamma(i - 1) * ... * gamma(j + 1). Needs norm none and mask j <= i.
+  ExprPtr decay;
+  SourceLoc decayLoc;
   std::vector<UnsupportedStmt> unsupported;
 
   // ---- Sema: the resolved attention structure ----

@@ -159,6 +159,8 @@ void dumpVariant(const Variant &v, std::string &out) {
       names += (names.empty() ? "" : ", ") + t;
     out += "  feature " + names + " : float = " + printer.asFloat(*f.expr) + "\n";
   }
+  if (v.decay)
+    out += "  decay : float = " + printer.asFloat(*v.decay) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";

@@ -7,7 +7,7 @@ namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
-                                                  "feature"};
+                                                  "feature", "decay"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
@@ -176,13 +176,21 @@ bool Parser::parseStatement(Variant &v) {
       return parsePaged(v);
     if (t.text == "feature")
       return parseFeature(v);
+    if (t.text == "decay") {
+      Token kw = take();
+      if (v.decay)
+        return fail(kw, "duplicate 'decay' statement", "a variant has one decay");
+      v.decayLoc = kw.loc;
+      v.decay = parseExpr();
+      return v.decay != nullptr;
+    }
     if (isStatementKeyword(t.text))
       return parseUnsupported(v);
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, score, mask, norm, "
-                           "output, paged or feature; each variant ends with '}'"));
+                           "output, paged, feature or decay; each variant ends with '}'"));
 }
 
 /// feature := 'feature' IDENT {',' IDENT} '=' expr     (the element is `x` in expr)

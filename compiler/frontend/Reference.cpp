@@ -352,6 +352,8 @@ public:
       for (size_t j = 0; j < s_.size(); ++j)
         if (allowed_[j])
           w[j] = normWeight(v_.norm, s_[j]);
+      if (v_.decay)
+        applyDecay(i, w);
     }
     for (int64_t dv = 0; dv < sizes_[v_.valueDim]; ++dv) {
       double acc = 0;
@@ -389,6 +391,20 @@ private:
   }
   std::vector<double> s_;      // score of each key of the current row
   std::vector<bool> allowed_;  // mask of each key of the current row
+
+  /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i), the product taken from
+  /// key i down (Sema made the mask j <= i).
+  void applyDecay(int64_t i, std::vector<double> &w) {
+    std::vector<int64_t> &iter = ev_.iter();
+    double product = 1;
+    for (int64_t j = i; j >= 0; --j) {
+      if (size_t(j) < w.size())
+        w[size_t(j)] *= product;
+      iter[v_.qSeqDim] = j;
+      product *= ev_.eval(*v_.decay).real();
+    }
+    iter[v_.qSeqDim] = i;
+  }
 
   /// x through a feature map (linear attention's phi), or x itself without one.
   double feature(const Expr *map, double x) {

@@ -85,7 +85,7 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask, Feature };
+enum class Context { Score, Mask, Feature, Decay };
 
 void collectCalls(Expr &e, const char *name, std::vector<Expr *> &found) {
   if (e.kind == Expr::Kind::Call && e.name == name)
@@ -103,7 +103,7 @@ public:
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkFeatures() && checkOutputExpr();
+           checkFeatures() && checkDecay() && checkOutputExpr();
   }
 
 private:
@@ -152,8 +152,8 @@ private:
       const UnsupportedStmt &u = v_.unsupported.front();
       return fail(u.loc, u.keyword.size(),
                   "not supported yet: '" + u.keyword + "' (recurrence family)",
-                  "this version compiles dims, input, param, score, mask, norm, output, paged "
-                  "and feature");
+                  "this version compiles dims, input, param, score, mask, norm, output, paged, "
+                  "feature and decay");
     }
     if (v_.scores.size() > 1)
       return fail(v_.scores[1].loc, v_.scores[1].name.size(),
@@ -744,6 +744,47 @@ private:
     return true;
   }
 
+  /// `decay EXPR`: a float of the batch, head and query position (not j), in a recurrence:
+  /// norm none and the causal mask j <= i.
+  bool checkDecay() {
+    if (!v_.decay)
+      return true;
+    if (!checkExpr(*v_.decay, Context::Decay))
+      return false;
+    if (!isNumeric(v_.decay->type))
+      return fail(*v_.decay, std::string("the decay must be a number, got ") +
+                                 valueTypeName(v_.decay->type));
+    if (const Expr *j = findIndex(*v_.decay, v_.kvSeqDim))
+      return fail(*j, "the decay is per step of the query position: it may not use '" +
+                          v_.dims[v_.kvSeqDim].name + "'",
+                  "the weight of key j is decay(j + 1) * ... * decay(i), written with i");
+    const char *hint = "a decay turns the variant into a recurrence: write 'norm none' and "
+                       "'mask j <= i'";
+    if (v_.norm != Norm::None)
+      return fail(v_.decayLoc, 5, "a decay needs norm none", hint);
+    const Expr *m = v_.mask.get();
+    bool causal = m && m->kind == Expr::Kind::Binary && m->op == "<=" &&
+                  m->args[0]->res == Expr::Res::IterIndex &&
+                  m->args[0]->dimIndex == v_.kvSeqDim &&
+                  m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
+    if (!causal)
+      return fail(v_.decayLoc, 5, "a decay needs the causal mask exactly: 'mask " +
+                                      v_.dims[v_.kvSeqDim].name + " <= " +
+                                      v_.dims[v_.qSeqDim].name + "'",
+                  hint);
+    return true;
+  }
+
+  /// The first use of iteration dim `dim` in `e` (as an index or a param index), if any.
+  static const Expr *findIndex(const Expr &e, int dim) {
+    if (e.res == Expr::Res::IterIndex && e.dimIndex == dim)
+      return &e;
+    for (const ExprPtr &a : e.args)
+      if (const Expr *found = findIndex(*a, dim))
+        return found;
+    return nullptr;
+  }
+
   bool checkFeatureIdent(Expr &e) {
     if (e.name != "x")
       return fail(e, "a feature map is elementwise: it may use x, numbers and builtins, not '" +
@@ -837,6 +878,9 @@ private:
       if (ctx == Context::Mask)
         return fail(e, "the mask cannot depend on the score '" + e.name + "'",
                     "a mask selects keys by position; put value-dependent terms in the score");
+      if (ctx == Context::Decay)
+        return fail(e, "the decay cannot depend on the score '" + e.name + "'",
+                    "a decay is a factor per step: positions and params only");
       return fail(e, "score '" + e.name + "' cannot refer to itself");
     case Symbol::Kind::Param:
       break;

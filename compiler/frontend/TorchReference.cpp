@@ -767,6 +767,16 @@ void emitReference(const Variant &v, std::string &out) {
   bool softmax = v.norm == Norm::Softmax;
   if (softmax)
     out += "    lse = torch.empty((B, H, I), dtype=torch.float64, device=dev)\n";
+  if (v.decay) {
+    out += "    # the recurrence's decay: key j's weight for query i is gamma(j + 1) ... gamma(i) =\n";
+    out += "    # exp(cum[i] - cum[j]) with cum[t] = log gamma(0) + ... + log gamma(t)\n";
+    out += "    ixd = dict(ix)\n";
+    out += "    ixd[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    gamma = torch.broadcast_to(_decay(ixd, extents, p, dev), (B, H, I, 1))[..., 0]\n";
+    out += "    cum = torch.cumsum(torch.log(gamma), dim=-1)\n";
+    out += "    cum_k = cum[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
+           "masked\n";
+  }
   out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
   out += "    for i0 in range(0, I, rows):\n";
   out += "        i1 = min(I, i0 + rows)\n";
@@ -787,6 +797,8 @@ void emitReference(const Variant &v, std::string &out) {
     out += "        lse[:, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
     break;
   case Norm::None:
+    if (v.decay)
+      out += "        s = s * torch.exp(cum[:, :, i0:i1, None] - cum_k[:, :, None, :])\n";
     out += "        w = torch.where(allowed, s, 0.0)\n";
     out += "        o[:, :, i0:i1] = w @ v\n";
     break;
@@ -824,6 +836,10 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                    at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
                        specText(*score.expr),
                    score.expr.get(), true, out);
+  if (v.decay)
+    emitExprFunction(v, "_decay", "ix, n, p, dev",
+                     at + std::to_string(v.decayLoc.line) + ": decay " + specText(*v.decay),
+                     v.decay.get(), true, out);
   for (const FeatureDecl &f : v.features) {
     std::string names;
     for (const std::string &t : f.tensors)

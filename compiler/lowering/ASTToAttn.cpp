@@ -178,6 +178,8 @@ private:
       buildRegion(op.getFeatureQ(), {b.getF32Type()}, *var.featureQ, b.getF32Type());
     if (var.featureK)
       buildRegion(op.getFeatureK(), {b.getF32Type()}, *var.featureK, b.getF32Type());
+    if (var.decay)
+      buildRegion(op.getDecay(), {idx, idx, idx}, *var.decay, b.getF32Type());
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -186,12 +188,12 @@ private:
     OpBuilder::InsertionGuard guard(b);
     SmallVector<Location> locs(types.size(), loc(e.loc));
     Block *block = b.createBlock(&region, {}, types, locs);
-    // Score and mask: (b, h, i, j[, dot]); a feature map: (x).
+    // Score and mask: (b, h, i, j[, dot]); a decay: (b, h, i); a feature map: (x).
+    auto arg = [&](size_t n) { return n < types.size() ? block->getArgument(n) : Value(); };
     bool feature = types.size() == 1;
-    argX = feature ? block->getArgument(0) : Value();
-    argB = feature ? Value() : block->getArgument(0), argH = feature ? Value() : block->getArgument(1);
-    argI = feature ? Value() : block->getArgument(2), argJ = feature ? Value() : block->getArgument(3);
-    argDot = types.size() > 4 ? block->getArgument(4) : Value();
+    argX = feature ? arg(0) : Value();
+    argB = feature ? Value() : arg(0), argH = arg(1), argI = arg(2), argJ = arg(3);
+    argDot = arg(4);
     Value value = emit(e);
     if (!value)
       value = arith::ConstantOp::create(b, loc(e.loc), b.getZeroAttr(result));

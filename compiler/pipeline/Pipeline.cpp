@@ -23,6 +23,11 @@ bool parseStage(const std::string &name, Stage &stage) {
 }
 
 void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
+  if (options.chunk) {
+    mlir::attn::AttnChunkOptions chunk;
+    chunk.chunkSize = options.chunkSize;
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnChunk(chunk));
+  }
   mlir::attn::AttnTileOptions tile;
   tile.blockQ = options.blockQ;
   tile.blockK = options.blockK;
@@ -66,6 +71,10 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
   Option<bool> splitKV{*this, "split-kv",
                        llvm::cl::desc("Split key ranges, merge with attn.combine"),
                        llvm::cl::init(true)};
+  Option<bool> chunk{*this, "chunk", llvm::cl::desc("Recurrences in the chunked form (attn-chunk)"),
+                     llvm::cl::init(true)};
+  Option<int64_t> chunkSize{*this, "chunk-size", llvm::cl::desc("Positions per chunk"),
+                            llvm::cl::init(64)};
 };
 struct CUDAPipelineOptions : mlir::PassPipelineOptions<CUDAPipelineOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("Target SM"), llvm::cl::init("sm_80")};
@@ -83,6 +92,8 @@ void registerAttncPipelines() {
         options.maskBounds = o.maskBounds;
         options.packGQA = o.packGQA;
         options.splitKV = o.splitKV;
+        options.chunk = o.chunk;
+        options.chunkSize = o.chunkSize;
         buildAttnToTiledPipeline(pm, options);
       });
   mlir::PassPipelineRegistration<CUDAPipelineOptions>(

@@ -21,6 +21,8 @@ struct PipelineOptions {
   bool maskBounds = true;  // attn-mask-bounds: skip key tiles the mask cannot allow
   bool packGQA = true;     // attn-pack-gqa: the heads of a GQA group share each query tile
   bool splitKV = true;     // attn-split-kv: key ranges split at launch, merged by attn.combine
+  bool chunk = true;       // attn-chunk: recurrences in the chunked form (CPU back end)
+  int64_t chunkSize = 64;
   int64_t splits = 0;      // forced split count (0: the runtime's heuristic; CPU runs use 1)
   std::string chip = "sm_80";  // CUDA target: sm_80 (mma.sync; runs on sm_80+) or sm_90a
 };
@@ -30,7 +32,7 @@ inline bool splitsKeys(const PipelineOptions &o, bool softmax) {
   return o.splitKV && o.onlineSoftmax && softmax;
 }
 
-/// attn.attention -> tiled level (attn-tile, attn-online-softmax, attn-pack-gqa,
+/// attn.attention -> tiled level (attn-chunk, attn-tile, attn-online-softmax, attn-pack-gqa,
 /// attn-mask-bounds, attn-split-kv).
 void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options);
 /// tiled level -> LLVM dialect for the host (CPU back end).

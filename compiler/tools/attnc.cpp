@@ -47,6 +47,13 @@ static cl::opt<bool> noPackGQA("no-pack-gqa",
 static cl::opt<bool> noSplitKV("no-split-kv",
                                cl::desc("One block per query tile: no attn-split-kv"),
                                cl::cat(category));
+static cl::opt<bool> noChunk("no-chunk",
+                             cl::desc("Recurrences in the quadratic form, not chunked (no "
+                                      "attn-chunk)"),
+                             cl::cat(category));
+static cl::opt<int64_t> chunkSize("chunk-size",
+                                  cl::desc("Positions per chunk of attn-chunk (default 64)"),
+                                  cl::init(64), cl::cat(category));
 static cl::opt<int64_t> splits("splits",
                                cl::desc("Split-KV count: force it in the manifest (default 0: the "
                                         "runtime's heuristic); run: the count used on the CPU "
@@ -108,6 +115,12 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.maskBounds = !noMaskBounds;
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.splitKV = !noSplitKV;
+  options.pipeline.chunk = !noChunk;
+  if (chunkSize < 1 || chunkSize > 1024) {
+    llvm::errs() << "attnc: error: --chunk-size must be in [1, 1024], got " << chunkSize << "\n";
+    return false;
+  }
+  options.pipeline.chunkSize = chunkSize;
   if (splits < 0 || splits > 1024) {
     llvm::errs() << "attnc: error: --splits must be in [0, 1024], got " << splits << "\n";
     return false;

@@ -37,6 +37,42 @@ def AttnTile : Pass<"attn-tile", "::mlir::func::FuncOp"> {
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
 }
 
+def AttnChunk : Pass<"attn-chunk", "::mlir::func::FuncOp"> {
+  let summary = "Compute recurrences (linear attention, RetNet, per-step decays) in chunks";
+  let description = [{
+    Algorithm selection for the recurrence family. An `attn.attention` whose weights are a
+    linear recurrence -- norm none, the causal mask `j <= i`, a score that is `dot` or `dot`
+    times a factor that reads neither j nor dot, optional `feature_q`/`feature_k` maps and an
+    optional per-step `decay` -- is replaced by loops over batch and heads that zero a [d, dv]
+    f32 state and walk the positions in chunks of `chunk-size`, one `attn.chunk_step` per
+    chunk: intra-chunk masked quadratic with decay, plus the carried state, then the state
+    update. O(T C d + T d dv) instead of O(T^2 d). Other attention ops are left for attn-tile
+    (the quadratic form, which stays available with this pass off).
+
+    Before:
+    ```mlir
+    attn.attention %q, %k, %v -> %o {group = 1 : i64, norm = #attn.norm<none>} ...
+      score { ... %s = arith.mulf %dot, %c ... } mask { ... arith.cmpi ule, %j, %i ... }
+      decay { ^bb0(%b: index, %h: index, %i: index): ... }
+    ```
+    After:
+    ```mlir
+    %S = memref.alloca(...) : memref<?x?xf32>
+    scf.for %b ... scf.for %h ... {
+      attn.tile_fill %S, 0.0
+      scf.for %n0 = %c0 to %len step %c64 {
+        attn.chunk_step %q, %k, %v[%b, %h, %hk, %n0] state %S -> %o {chunk = 64 : i64} ...
+      }
+    }
+    ```
+  }];
+  let options = [
+    Option<"chunkSize", "chunk-size", "int64_t", "64", "Positions per chunk">,
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def AttnOnlineSoftmax : Pass<"attn-online-softmax", "::mlir::func::FuncOp"> {
   let summary = "Fuse the two softmax passes into one with a running max and sum";
   let description = [{

@@ -172,6 +172,39 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
   }
 }
 
+/// Recurrences (attn-chunk): chunk sizes from 1 to more than the sequence, ragged lengths,
+/// q_len != kv_len, and the quadratic form (no attn-chunk) where it applies (decays fixed per
+/// head). The per-step decay of Mamba-2 (tests/python/specs) has the chunked form only.
+TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
+  std::vector<std::pair<fs::path, bool>> specs = {
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_relu.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "mamba2_ssd.attn", false}};
+  for (const auto &[path, quadratic] : specs) {
+    std::vector<PipelineOptions> forms;
+    for (int64_t chunk : {1, 5, 64}) {
+      PipelineOptions o;
+      o.chunkSize = chunk;
+      forms.push_back(o);
+    }
+    if (quadratic) {
+      PipelineOptions o;
+      o.chunk = false;
+      forms.push_back(o);
+    }
+    for (const PipelineOptions &o : forms) {
+      Compiler compiler;
+      auto module = compileF32(compiler, path.string(), readText(path), o);
+      ASSERT_TRUE(module) << path;
+      std::string label = path.stem().string() +
+                          (o.chunk ? " chunk " + std::to_string(o.chunkSize) : " quadratic");
+      for (const char *shape : {"i=1,j=1", "i=130,j=130", "i=77,j=40", "i=5,j=300"})
+        expectMatchesReference(*module, compiler.spec().variants[0], label, shape, false, 1);
+    }
+  }
+}
+
 /// The declared bf16 dtypes: inputs rounded to bf16, f32 arithmetic, output rounded to bf16.
 TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
   for (const std::string &spec : specNames()) {

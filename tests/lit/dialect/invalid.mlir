@@ -155,7 +155,7 @@ func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?
 // -----
 
 func.func @yield_outside(%x: f32) {
-  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.tile_scores'}}
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.tile_scores, attn.chunk_step'}}
   attn.yield %x : f32
 }
 
@@ -246,6 +246,53 @@ func.func @feature_takes_index(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf
     ^bb0(%x: index):
       %c = arith.constant 1.0 : f32
       attn.yield %c : f32
+    }
+  return
+}
+
+// -----
+
+func.func @decay_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{a decay needs norm none (a recurrence), got softmax}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %c = arith.constant 0.5 : f32
+      attn.yield %c : f32
+    }
+  return
+}
+
+// -----
+
+func.func @decay_takes_j(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{'decay' region must have one block taking (b, h, i : index)}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %c = arith.constant 0.5 : f32
+      attn.yield %c : f32
+    }
+  return
+}
+
+// -----
+
+func.func @chunk_state_shape(%q: memref<?x?x?x64xf32>, %s: memref<32x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{head dim differs between q (64) and state (32)}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 16 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<32x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
     }
   return
 }

@@ -174,3 +174,37 @@ func.func @feature_maps(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
     }
   return
 }
+
+// A recurrence: a per-step decay on attn.attention, and the chunked form's attn.chunk_step.
+// CHECK-LABEL: func.func @recurrence
+// CHECK: } decay {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index):
+// CHECK: attn.chunk_step %{{.*}}, %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] state %{{.*}} -> %{{.*}} {chunk = 64 : i64} : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32> score {
+// CHECK: } decay {
+func.func @recurrence(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %n: index) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %c = arith.constant 0.9 : f32
+      attn.yield %c : f32
+    }
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 64 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %c = arith.constant 0.9 : f32
+      attn.yield %c : f32
+    }
+  return
+}

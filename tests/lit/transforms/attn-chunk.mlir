@@ -1,0 +1,94 @@
+// RUN: attnc-opt %s --split-input-file --attn-chunk="chunk-size=16" | FileCheck %s
+// RUN: not attnc-opt %s --split-input-file --attn-chunk="chunk-size=0" 2>&1 | FileCheck %s --check-prefix=BAD
+
+// BAD: attn-chunk: chunk-size must be in [1, 1024], got 0
+
+// A recurrence (norm none, mask j <= i, score = dot * c, per-step decay, feature maps): loops
+// over batch and heads, a zeroed [d, dv] state, one attn.chunk_step per 16 positions carrying
+// the regions along. GQA: the kv head is h / group.
+// CHECK-LABEL: func.func @decayed
+// CHECK-SAME: (%[[Q:.*]]: memref<?x?x?x64xf32>, %[[K:.*]]: memref<?x?x?x64xf32>, %[[V:.*]]: memref<?x?x?x32xf32>, %[[P:.*]]: memref<?x?x?xf32>, %[[O:.*]]: memref<?x?x?x32xf32>)
+// CHECK: %[[S:.*]] = memref.alloca() : memref<64x32xf32>
+// CHECK: scf.for %[[B:.*]] = {{.*}} {
+// CHECK: scf.for %[[H:.*]] = {{.*}} {
+// CHECK: %[[HK:.*]] = arith.divui %[[H]], %c2
+// CHECK: attn.tile_fill %[[S]], 0.000000e+00
+// CHECK: scf.for %[[N0:.*]] = %c0 to %{{.*}} step %c16 {
+// CHECK: attn.chunk_step %[[Q]], %[[K]], %[[V]][%[[B]], %[[H]], %[[HK]], %[[N0]]] state %[[S]] -> %[[O]] {chunk = 16 : i64}
+// CHECK: score {
+// CHECK: arith.mulf
+// CHECK: } feature_q {
+// CHECK: } decay {
+// CHECK: memref.load %[[P]]
+// CHECK-NOT: attn.attention
+func.func @decayed(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x32xf32>,
+                   %dt: memref<?x?x?xf32>, %o: memref<?x?x?x32xf32>) {
+  attn.attention %q, %k, %v -> %o {group = 2 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x32xf32> -> memref<?x?x?x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %c = arith.constant 0.125 : f32
+      %s = arith.mulf %dot, %c : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } feature_q {
+    ^bb0(%x: f32):
+      %c0 = arith.constant 0.0 : f32
+      %r = arith.maximumf %x, %c0 : f32
+      attn.yield %r : f32
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %g = memref.load %dt[%b, %h, %i] : memref<?x?x?xf32>
+      %e = math.exp %g : f32
+      attn.yield %e : f32
+    }
+  return
+}
+
+// -----
+
+// Not recurrences, left for attn-tile: softmax; a mask other than j <= i; a score factor
+// that reads j (ALiBi-like).
+// CHECK-LABEL: func.func @not_recurrences
+// CHECK-NOT: attn.chunk_step
+// CHECK-COUNT-3: attn.attention
+func.func @not_recurrences(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ult, %j, %i : index
+      attn.yield %m : i1
+    }
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %d = arith.subi %i, %j : index
+      %di = arith.index_cast %d : index to i64
+      %df = arith.sitofp %di : i64 to f32
+      %s = arith.mulf %dot, %df : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}

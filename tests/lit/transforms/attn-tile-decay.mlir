@@ -1,0 +1,36 @@
+// RUN: attnc-opt %s --attn-tile="block-q=32 block-k=16" | FileCheck %s
+
+// A decay fixed per head (it does not read i) folds into the quadratic form's score:
+// s * exp((i - j) * log(gamma(b, h))) = s * gamma^(i - j).
+// CHECK-LABEL: func.func @fixed_decay
+// CHECK: attn.tile_scores
+// CHECK: score {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %[[I:.*]]: index, %[[J:.*]]: index, %[[DOT:.*]]: f32):
+// CHECK: %[[GAMMA:.*]] = arith.subf
+// CHECK: %[[STEPS:.*]] = arith.subi %[[I]], %[[J]] : index
+// CHECK: %[[LOG:.*]] = math.log %[[GAMMA]] : f32
+// CHECK: %[[W:.*]] = math.exp
+// CHECK: %[[S:.*]] = arith.mulf %[[DOT]], %[[W]] : f32
+// CHECK: attn.yield %[[S]] : f32
+// CHECK-NOT: decay
+func.func @fixed_decay(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %one = arith.constant 1.0 : f32
+      %hi = arith.index_cast %h : index to i64
+      %hf = arith.sitofp %hi : i64 to f32
+      %e = math.exp %hf : f32
+      %g = arith.subf %one, %e : f32
+      attn.yield %g : f32
+    }
+  return
+}
