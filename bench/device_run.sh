@@ -109,6 +109,9 @@ if [ "$mode" = recurrent ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1
   pylib=$root/.device/pylib; rm -rf "$pylib"; mkdir -p "$pylib"
   for w in "$root"/.device/wheels/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$pylib"; done
+  # mamba_ssm's Triton SSD kernels: its ops/triton and utils sources (the CUDA extensions are
+  # not needed for them), carried in .device/mamba_src.
+  [ -d "$root/.device/mamba_src" ] && cp -r "$root/.device/mamba_src/mamba_ssm" "$pylib/"
   ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
     python3 bench/recurrent.py --dir "$kernels" "$@" 2>&1 | tee "$out/recurrent.log" | tail -n 30
 fi

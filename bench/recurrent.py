@@ -2,14 +2,16 @@
 bf16, forward): attnc's linear attention (relu and elu + 1 feature maps) and RetNet retention
 next to flash-linear-attention's chunked Triton kernels, in the same process.
 
-  python3 bench/recurrent.py [--tag TAG] [--dir KERNELS] [--shape b:t:h]
+  python3 bench/recurrent.py [--tag TAG] [--dir KERNELS] [--shape b:t:h] [--mamba b:L:h]
 
 attnc compiles these variants to the masked quadratic (parallel) form today: o = (M * S) V with
 S = phi(q) phi(k)^T (times the decay for RetNet) over the causal mask M, so its cost grows with
 T^2 where fla's chunked form grows with T. Correctness first: each attnc output is compared with
 fla's on the same inputs (fla gets phi(q), phi(k), since its ops take mapped inputs), then
 timed. fla's first call (Triton compile and autotune) is timed too; it needs fla-core and
-einops on PYTHONPATH (bench/device_run.sh recurrent installs the carried wheels).
+einops on PYTHONPATH (bench/device_run.sh recurrent installs the carried wheels). Mamba-2 SSD
+(BENCH.md's b2 L8192 h64 p64 n128, one B/C group per head here) runs next to mamba_ssm's Triton
+mamba_chunk_scan_combined (its ops/triton sources carried in .device/mamba_src).
 """
 import argparse
 import datetime
@@ -34,7 +36,7 @@ CASES = [
     ("linear_elu", "linear_attn", lambda x: torch.nn.functional.elu(x) + 1),
     ("retnet", "retention", None),
 ]
-ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463}  # BENCH.md, fwd
+ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893}
 
 
 def fla_op(name):
@@ -44,6 +46,50 @@ def fla_op(name):
         return lambda q, k, v, scale: chunk_linear_attn(q, k, v, scale=scale, normalize=False)[0]
     from fla.ops.retention import chunk_retention
     return lambda q, k, v, scale: chunk_retention(q, k, v, scale=scale)[0]
+
+
+def mamba2_case(args):
+    """attnc's mamba2_ssd (one B/C group per head) against mamba_ssm's Triton SSD
+    (mamba_chunk_scan_combined, chunk 256, dt_softplus) on the same inputs."""
+    B, L, H = (int(x) for x in args.mamba.split(":"))
+    P, N = 64, 128
+    row = {"variant": "mamba2_ssd", "fla_op": "mamba_chunk_scan_combined"}
+    print(f"== mamba2_ssd vs mamba_ssm (b{B} L{L} h{H} p{P} n{N})", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(B, L, H, P, device="cuda", dtype=torch.bfloat16, generator=gen)
+    bm = torch.randn(B, L, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    c = torch.randn(B, L, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    dt = torch.randn(B, L, H, device="cuda", dtype=torch.float32, generator=gen) - 2
+    a_log = torch.rand(H, device="cuda", dtype=torch.float32, generator=gen) * 2
+    ref = None
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+        A = -torch.exp(a_log)
+        fn = lambda: mamba_chunk_scan_combined(x, dt, A, bm, c, 256, dt_softplus=True)
+        t0 = time.time()
+        ref = fn()
+        torch.cuda.synchronize()
+        row["fla_first_s"] = time.time() - t0
+        row["fla_ms"] = time_ms(fn, args.repeats)
+    except Exception as e:
+        row["fla"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+    try:
+        kernel = attnc.load_kernel(Path(args.dir) / "mamba2_ssd.ptx",
+                                   Path(args.dir) / "mamba2_ssd.json")
+        xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
+        y = torch.empty_like(x)
+        launch = kernel.prepare(c=c, bm=bm, x=xs, dt=dt, a_log=a_log, y=y)
+        y.fill_(math.nan)
+        launch()
+        torch.cuda.synchronize()
+        if ref is not None:
+            row["err_vs_fla"] = rel_error(y, ref)
+        row["attnc_ms"] = time_ms(launch, args.repeats)
+        row["attnc_tflops"] = B * H * L * L * (N + P) / row["attnc_ms"] / 1e9  # causal half
+    except Exception as e:
+        row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+    print("  " + json.dumps(row), flush=True)
+    return row
 
 
 def rel_error(got, ref):
@@ -56,6 +102,8 @@ def main():
     parser.add_argument("--dir", default=str(ROOT / ".device" / "kernels"))
     parser.add_argument("--shape", default="2:8192:16")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--mamba", default="2:8192:64",
+                        help="b:L:h of the Mamba-2 SSD case (p 64, n 128, chunk 256); '' skips it")
     args = parser.parse_args()
     B, T, H = (int(x) for x in args.shape.split(":"))
     D = 128
@@ -98,6 +146,10 @@ def main():
         print("  " + json.dumps(row), flush=True)
         rows.append(row)
         raw[variant] = row
+
+    if args.mamba:
+        rows.append(mamba2_case(args))
+        raw["mamba2_ssd"] = rows[-1]
 
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")

@@ -286,7 +286,8 @@ LogicalResult TileScoresOp::verify() {
 
 LogicalResult TileScoresOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
-      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+      failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
+      failed(verifyDecay(*this, getDecay())))
     return failure();
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }

@@ -132,7 +132,9 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
     share kv head hk, query-major: row r is query i = (i0 + r) / G of head h + (i0 + r) % G, so
     one key tile serves every head of the group. `h` is then the group's first head.
     With `pages %table` k is a page pool, and with `kscale %s` it is quantised; `feature_q` and
-    `feature_k` map q's and k's elements before the dot; all as in attn.attention.
+    `feature_k` map q's and k's elements before the dot; all as in attn.attention. A `decay`
+    region (a per-step decay that attn-tile could not fold) multiplies each score by
+    gamma(b,h,j+1) * ... * gamma(b,h,i).
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_KV4, "", [MemRead]>:$k,
                        Arg<Attn_Tile2, "", [MemWrite]>:$s,
@@ -144,12 +146,12 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
-                        AnyRegion:$feature_k);
+                        AnyRegion:$feature_k, AnyRegion:$decay);
   let assemblyFormat = [{
     $q `,` $k `[` $b `,` $h `,` $hk `,` $i0 `,` $j0 `]` (`pages` $block_table^)?
     (`kscale` $k_scale^)? `->` $s attr-dict `:` type($q) `,` type($k)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? `->` type($s)
-    `score` $score (`mask` $mask^)? (`feature_q` $feature_q^)? (`feature_k` $feature_k^)?
+    `score` $score (`mask` $mask^)? (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

@@ -186,7 +186,18 @@ void lower(Emit &e, TileScoresOp op) {
             kd = e.inlineRegion(op.getFeatureK(), {kd});
           return e.fadd(acc, e.fmul(qd, kd));
         });
-        return e.inlineRegion(op.getScore(), {b, h, i, j, dot});
+        Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
+        if (op.getDecay().empty())
+          return s;
+        // A per-step decay: s * exp(log gamma(j + 1) + ... + log gamma(i)), empty past i.
+        Value past = arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ugt, j, i);
+        Value steps = e.select(past, e.index(0), arith::SubIOp::create(e.b, e.loc, i, j));
+        Value logSum = e.reduce(steps, e.f32(0), [&](Emit &e, Value n, Value acc) {
+          Value t = e.add(e.add(j, e.index(1)), n);
+          return e.fadd(acc, math::LogOp::create(e.b, e.loc,
+                                                 e.inlineRegion(op.getDecay(), {b, h, t})));
+        });
+        return e.fmul(s, e.exp(logSum));
       };
       auto masked = [&](Emit &) { return fill; };
       // The mask and score run only in range, so their param loads stay in bounds.

@@ -31,11 +31,16 @@ constexpr int64_t kPad = 8;
 
 int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
                                           int64_t valueDim, int64_t elementBytes,
-                                          int64_t storedBitsK, int64_t storedBitsV) {
+                                          int64_t storedBitsK, int64_t storedBitsV,
+                                          bool stepDecay) {
   // Quantised K/V land (cp.async, as stored) in staging tiles before dequantisation.
   int64_t staging = (blockK * headDim * storedBitsK + blockK * valueDim * storedBitsV) / 8;
-  return elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad)) +
-         staging;
+  int64_t bytes =
+      elementBytes * ((blockQ + blockK) * (headDim + kPad) + blockK * (valueDim + kPad)) + staging;
+  // A per-step decay: f32 cumulative log decays of the rows and of a key tile, and a base.
+  if (stepDecay)
+    bytes = (bytes + 15) / 16 * 16 + 4 * (blockQ + blockK + 1);
+  return bytes;
 }
 
 namespace {
@@ -108,6 +113,9 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
   else
     return f.emitError("cannot find the GQA group (kv head = h / group) of the tiled form");
 
+  if (!t.scores.getDecay().empty() && t.pack > 1)
+    return f.emitError("a per-step decay with GQA packing is not supported by the CUDA back "
+                       "end yet; compile with --no-pack-gqa");
   if (t.store.getSplit()) {
     t.splitLoop = dyn_cast_or_null<scf::ForOp>(
         cast<BlockArgument>(t.store.getSplit()).getOwner()->getParentOp());
@@ -171,6 +179,9 @@ private:
   Value split, partOut, partLse;  // split-KV: this block's split and the partial buffers
   Value rowHead[2], rowQuery[2], rowQuerySafe[2];  // per thread row (g, g + 8) of the warp
   Value qSmem, kSmem, vSmem;
+  // A per-step decay: cumQ[r] = log gamma(0..i0 + r), cumK[c] = log gamma(0..j0 + c) (f32, shared),
+  // keyBase[0] = the sum over the keys before the current tile; tileJ0 = the current tile.
+  Value cumQ, cumK, keyBase, tileJ0;
   Value kStage, vStage;  // staging tiles of quantised K / V (stored bytes), else null
 
   // ---- scalar helpers ----
@@ -420,6 +431,78 @@ private:
     if (isKey && !t.scores.getFeatureK().empty())
       mapTile(kSmem, t.scores.getFeatureK(), t.blockK, t.headDim, tid, threads);
   }
+  /// log gamma(b, head, p) of the decay region; positions past the queries are clamped (their
+  /// keys are masked: only j <= i < q_len count).
+  Value logDecay(Value p) {
+    Value safe = minIdx(p, add(qLen, idx(-1)));
+    return math::LogOp::create(b, loc, inlineRegion(t.scores.getDecay(), {batch, head, safe}));
+  }
+  /// sum_{from <= p < to} log gamma(p), by warp 0 (strided over its lanes, then a shuffle
+  /// reduction); every lane of warp 0 gets it, other warps get 0 (use it through thread 0).
+  Value logDecaySum(Value from, Value to) {
+    auto inWarp0 = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
+                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
+                                                           idx(0)),
+                                     /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(inWarp0.thenBlock());
+      auto loop = scf::ForOp::create(b, loc, add(from, lane), to, idx(32), ValueRange{f32(0)});
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(loop.getBody());
+        Value sum = fadd(loop.getRegionIterArgs()[0], logDecay(loop.getInductionVar()));
+        scf::YieldOp::create(b, loc, sum);
+      }
+      Value sum = loop.getResult(0);
+      for (int32_t offset : {16, 8, 4, 2, 1})
+        sum = fadd(sum, shflXor(sum, offset));
+      scf::YieldOp::create(b, loc, sum);
+      b.setInsertionPointToStart(inWarp0.elseBlock());
+      scf::YieldOp::create(b, loc, ValueRange{f32(0)});
+    }
+    return inWarp0.getResult(0);
+  }
+  void ifThread0(Value tid, function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, loc,
+                                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
+                                                        idx(0)),
+                                  /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    body();
+  }
+  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) for c < n: each thread < n writes
+  /// one log, then thread 0 sums them in order (n is a tile: 16 to 128 adds). The base is
+  /// `base` (valid in thread 0) or, with `carry`, carry[0], which then becomes the tile's total.
+  void cumulative(Value cum, Value p0, int64_t n, Value base, Value tid, Value carry) {
+    gpu::BarrierOp::create(b, loc);  // earlier readers of cum are done
+    auto ifOp = scf::IfOp::create(b, loc, lt(tid, idx(n)), /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      memref::StoreOp::create(b, loc, logDecay(add(p0, tid)), cum, ValueRange{tid});
+    }
+    gpu::BarrierOp::create(b, loc);
+    ifThread0(tid, [&] {
+      Value start = carry ? Value(memref::LoadOp::create(b, loc, carry, ValueRange{idx(0)}))
+                          : base;
+      auto loop = scf::ForOp::create(b, loc, idx(0), idx(n), idx(1), ValueRange{start});
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(loop.getBody());
+        Value c = loop.getInductionVar();
+        Value sum = fadd(loop.getRegionIterArgs()[0],
+                         memref::LoadOp::create(b, loc, cum, ValueRange{c}));
+        memref::StoreOp::create(b, loc, sum, cum, ValueRange{c});
+        scf::YieldOp::create(b, loc, sum);
+      }
+      if (carry)
+        memref::StoreOp::create(b, loc, loop.getResult(0), carry, ValueRange{idx(0)});
+    });
+    gpu::BarrierOp::create(b, loc);
+  }
+
   /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
   /// elements per thread and step, in f32; then a barrier. Zero-filled rows past the end map to
   /// phi(0): those keys are masked and those queries are not stored.
@@ -509,6 +592,13 @@ private:
       allowed = allowed ? arith::AndIOp::create(b, loc, allowed, mask).getResult() : mask;
     }
     Value s = inlineRegion(t.scores.getScore(), {batch, rowHead[r], iSafe, jSafe, dot});
+    if (cumQ) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
+      Value row = add(add(mul(warp, 16), g), 8 * r);
+      Value col = arith::SubIOp::create(b, loc, j, tileJ0);
+      Value gi = memref::LoadOp::create(b, loc, cumQ, ValueRange{row});
+      Value gj = memref::LoadOp::create(b, loc, cumK, ValueRange{col});
+      s = fmul(s, math::ExpOp::create(b, loc, fsub(gi, gj)));
+    }
     return allowed ? select(allowed, s, fill) : s;
   }
 
@@ -704,6 +794,7 @@ LogicalResult KernelBuilder::build() {
   elt = cast<MemRefType>(q.getType()).getElementType();
   if (failed(mapCapturedValues(t.scores.getScore())) ||
       failed(mapCapturedValues(t.scores.getMask())) ||
+      failed(mapCapturedValues(t.scores.getDecay())) ||
       failed(mapCapturedValues(t.scores.getFeatureQ())) ||
       failed(mapCapturedValues(t.scores.getFeatureK())))
     return failure();
@@ -766,6 +857,20 @@ LogicalResult KernelBuilder::build() {
     kStage = stageView(k, t.headDim / t.packedK);
   if (dequantOf(false).scale)
     vStage = stageView(v, t.valueDim / t.packedV);
+  if (!t.scores.getDecay().empty()) {  // after the tiles, 16-byte aligned
+    stageAt = (stageAt + 15) / 16 * 16;
+    auto f32View = [&](int64_t n) {
+      auto type = MemRefType::get({n}, b.getF32Type(), MemRefLayoutAttrInterface(),
+                                  gpu::AddressSpaceAttr::get(b.getContext(),
+                                                             gpu::AddressSpace::Workgroup));
+      Value view = memref::ViewOp::create(b, loc, type, smem, idx(stageAt), ValueRange{});
+      stageAt += 4 * n;
+      return view;
+    };
+    cumQ = f32View(t.blockQ);
+    cumK = f32View(t.blockK);
+    keyBase = f32View(1);
+  }
 
   // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them): the
   // host's tile indices are this block's.
@@ -797,6 +902,13 @@ LogicalResult KernelBuilder::build() {
   }
   if (!t.scores.getFeatureQ().empty())
     mapTile(qSmem, t.scores.getFeatureQ(), t.blockQ, t.headDim, tid, threads);
+  if (cumQ) {
+    Value rowsBase = logDecaySum(idx(0), i0);
+    cumulative(cumQ, i0, t.blockQ, rowsBase, tid, /*base=*/Value());
+    Value keysBase = logDecaySum(idx(0), keysFrom);
+    ifThread0(tid, [&] { memref::StoreOp::create(b, loc, keysBase, keyBase, ValueRange{idx(0)}); });
+    gpu::BarrierOp::create(b, loc);
+  }
   SmallVector<SmallVector<Value, 4>> qFrag;
   for (int64_t kk = 0; kk < t.headDim / 16; ++kk)
     qFrag.push_back(ldmatrix(qSmem, add(add(rowBase, mul(mLow, 8)), r8),
@@ -829,6 +941,11 @@ LogicalResult KernelBuilder::build() {
     loadKeys(v, false, j0, t.valueDim, vSmem, tid, threads);
     waitGroups(commit(), 1);  // K(j0) has landed
     landed(true, j0, tid, threads);
+
+    if (cumK) {  // the key tile's cumulative log decays, continuing from keyBase
+      tileJ0 = j0;
+      cumulative(cumK, j0, t.blockK, Value(), tid, keyBase);
+    }
 
     // S = Q . K^T: one ldmatrix.x4 feeds two n8 tiles (16 keys) for one k16 step.
     SmallVector<SmallVector<Value, 4>> s(nTiles, SmallVector<Value, 4>(4, zero));

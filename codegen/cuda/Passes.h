@@ -36,13 +36,14 @@ void buildCUDAToPTXPipeline(OpPassManager &pm);
 LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &ptx);
 
 /// Shared memory bytes of the schedule for these tile sizes (the manifest needs it). Quantised
-/// K/V (storedBits 8 for i8 and e4m3, 4 for packed i4; 0 when not quantised) add staging tiles.
+/// K/V (storedBits 8 for i8 and e4m3, 4 for packed i4; 0 when not quantised) add staging tiles,
+/// a per-step decay (one attn-tile could not fold into the score) its cumulative-log arrays.
 /// Threads per block of the split-KV combine kernel (`<variant>_combine`).
 inline constexpr int32_t kCUDACombineThreads = 128;
 
 int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
                               int64_t elementBytes, int64_t storedBitsK = 0,
-                              int64_t storedBitsV = 0);
+                              int64_t storedBitsV = 0, bool stepDecay = false);
 
 /// Math ops -> PTX approximations (no libdevice needed).
 void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);

@@ -2,6 +2,7 @@
 on the GPU, against the same float64 reference as the ahead-of-time kernels. Needs
 $ATTNC_JIT_LIB (a libattnc.so that runs here, e.g. the static build)."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,20 @@ def _check(kernel, reference, shapes, seed):
         assert not result["problems"], "; ".join(result["problems"])
 
 
+def dynamic_d(text):
+    """Whether the spec declares a dynamic dim d (no size): it is fixed to 128, as the CLI does."""
+    for line in re.findall(r"^\s*dims\b(.*)$", text, re.M):
+        for item in line.split(","):
+            name = item.split(":")[0].strip()
+            if name == "d" and "=" not in item:
+                return True
+    return False
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=[s.stem for s in SPECS])
 def test_jit_matches_reference(jit_available, spec, tmp_path):
     text = spec.read_text()
-    dims = None if " d = " in text else "d=128"
+    dims = "d=128" if dynamic_d(text) else None
     kernel = attnc.compile(text, dims=dims, cache_dir=str(tmp_path))
     assert not kernel.from_cache
     again = attnc.compile(text, dims=dims, cache_dir=str(tmp_path))

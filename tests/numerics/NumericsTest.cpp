@@ -173,14 +173,14 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 }
 
 /// Recurrences (attn-chunk): chunk sizes from 1 to more than the sequence, ragged lengths,
-/// q_len != kv_len, and the quadratic form (no attn-chunk) where it applies (decays fixed per
-/// head). The per-step decay of Mamba-2 (tests/python/specs) has the chunked form only.
+/// q_len != kv_len, and the quadratic form (no attn-chunk): a decay fixed per head folded into
+/// the score (RetNet), a per-step one (Mamba-2) as the tile's decay region.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_relu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet.attn", true},
-      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "mamba2_ssd.attn", false}};
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_ssd.attn", true}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;
     for (int64_t chunk : {1, 5, 64}) {

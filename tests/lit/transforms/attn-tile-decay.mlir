@@ -12,7 +12,7 @@
 // CHECK: %[[W:.*]] = math.exp
 // CHECK: %[[S:.*]] = arith.mulf %[[DOT]], %[[W]] : f32
 // CHECK: attn.yield %[[S]] : f32
-// CHECK-NOT: decay
+// CHECK-NOT: decay {
 func.func @fixed_decay(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
   attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
@@ -30,6 +30,31 @@ func.func @fixed_decay(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
       %hf = arith.sitofp %hi : i64 to f32
       %e = math.exp %hf : f32
       %g = arith.subf %one, %e : f32
+      attn.yield %g : f32
+    }
+  return
+}
+
+// A per-step decay (it reads i) stays a region of the tile op: the quadratic form multiplies
+// each score by gamma(j + 1) ... gamma(i) (CPU: a product; CUDA: cumulative logs per tile).
+// CHECK-LABEL: func.func @step_decay
+// CHECK: attn.tile_scores
+// CHECK: } decay {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index):
+// CHECK: memref.load
+func.func @step_decay(%q: memref<?x?x?x64xf32>, %dt: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %g = memref.load %dt[%b, %h, %i] : memref<?x?x?xf32>
       attn.yield %g : f32
     }
   return
