@@ -41,7 +41,7 @@ def load_kernels(dirs):
     for label, directory in dirs:
         for name in ("gqa_decode", "paged_decode", "int8_kv_decode", "int8_group_decode",
                      "fp8_paged_decode", "unified_max_decode", "int4_kv_decode",
-                     "int4_paged_decode"):
+                     "int4_paged_decode", "int8_paged_decode", "fp8_kv_decode"):
             manifest = Path(directory) / f"{name}.json"
             if manifest.exists():
                 try:

@@ -86,7 +86,8 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
     name=${flavour%%:*}; d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
     for spec in specs/gqa_decode.attn specs/paged_decode.attn specs/int8_kv_decode.attn \
                 specs/int8_group_decode.attn specs/fp8_paged_decode.attn specs/unified_max_decode.attn \
-                specs/int4_kv_decode.attn specs/int4_paged_decode.attn; do
+                specs/int4_kv_decode.attn specs/int4_paged_decode.attn specs/int8_paged_decode.attn \
+                specs/fp8_kv_decode.attn; do
       "$bin/attnc" compile "$spec" --emit=ptx ${flavour#*:} -o "$d" >>"$out/compile.log" 2>&1 \
         || echo "COMPILE FAILED: $spec ${flavour#*:}"
     done
