@@ -160,7 +160,9 @@ def main():
              f"B{B} T{T} H{H} K=V={D}, bf16, forward. attnc runs the masked quadratic form "
              "(TFLOP/s counted as 4·B·H·T²·D/2); fla its chunked Triton kernels "
              "(chunk_linear_attn normalize=False, chunk_retention). `err` is attnc's relative "
-             "error against fla on the same inputs.", "",
+             "error against fla on the same inputs. The mamba2_ssd row (if run): "
+             f"b{args.mamba.replace(':', ' L', 1).replace(':', ' h', 1)} p64 n128 against "
+             "mamba_ssm (chunk 256), TFLOP/s counted as B·H·L²·(N+P).", "",
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
              "attnc TFLOP/s | attnc / fla time | err |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
