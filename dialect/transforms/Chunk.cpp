@@ -42,21 +42,31 @@ bool isCausal(Region &mask) {
   return le && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
 }
 
-/// The score is dot, or dot * f with f free of j and of dot: linear in dot, so the keys of
+/// `v` is dot times a factor free of j and of dot: dot itself, a product of such a value with a
+/// free factor (either side), its quotient by a free factor, or its negation.
+bool isDotTimesFree(Value v, Block &block, Value dot, Value j) {
+  if (v == dot)
+    return true;
+  Operation *def = v.getDefiningOp();
+  if (!def || def->getBlock() != &block)
+    return false;
+  auto free = [&](Value f) { return !readsAny(f, block, {dot, j}); };
+  if (auto mul = dyn_cast<arith::MulFOp>(def))
+    return (isDotTimesFree(mul.getLhs(), block, dot, j) && free(mul.getRhs())) ||
+           (isDotTimesFree(mul.getRhs(), block, dot, j) && free(mul.getLhs()));
+  if (auto div = dyn_cast<arith::DivFOp>(def))
+    return isDotTimesFree(div.getLhs(), block, dot, j) && free(div.getRhs());
+  if (auto neg = dyn_cast<arith::NegFOp>(def))
+    return isDotTimesFree(neg.getOperand(), block, dot, j);
+  return false;
+}
+
+/// The score is dot times a factor free of j (and of dot): linear in dot, so the keys of
 /// earlier chunks can be summed into a state.
 bool isLinearInDot(Region &score) {
   Block &block = score.front();
-  Value dot = block.getArgument(4), j = block.getArgument(3);
   Value s = cast<YieldOp>(block.getTerminator()).getValues()[0];
-  if (s == dot)
-    return true;
-  auto mul = s.getDefiningOp<arith::MulFOp>();
-  if (!mul || mul->getBlock() != &block)
-    return false;
-  for (auto [a, f] : {std::pair{mul.getLhs(), mul.getRhs()}, std::pair{mul.getRhs(), mul.getLhs()}})
-    if (a == dot && !readsAny(f, block, {dot, j}))
-      return true;
-  return false;
+  return isDotTimesFree(s, block, block.getArgument(4), block.getArgument(3));
 }
 
 /// Why `op` cannot be chunked, or null when it can.

@@ -180,7 +180,8 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_relu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet.attn", true},
-      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_ssd.attn", true}};
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_ssd.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;
     for (int64_t chunk : {1, 5, 64}) {
@@ -192,6 +193,15 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
       PipelineOptions o;
       o.chunk = false;
       forms.push_back(o);
+    }
+    {  // attn-chunk selects every one of them (otherwise the chunked runs test nothing new)
+      Compiler compiler;
+      CompileOptions options;
+      Diagnostic diag;
+      ASSERT_TRUE(compiler.loadSpec(path.string(), readText(path), diag) &&
+                  compiler.lowerToAttn(options, diag) &&
+                  compiler.lowerTo(Stage::Tiled, options, diag));
+      EXPECT_NE(compiler.printModule().find("attn.chunk_step"), std::string::npos) << path;
     }
     for (const PipelineOptions &o : forms) {
       Compiler compiler;

@@ -50,11 +50,37 @@ func.func @decayed(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memre
 
 // -----
 
+// Linear in dot through a chain: -(c1 * (dot * c2)) / c3, the factors free of j.
+// CHECK-LABEL: func.func @chained_factor
+// CHECK: attn.chunk_step
+func.func @chained_factor(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %c = arith.constant 0.5 : f32
+      %ii = arith.index_cast %i : index to i64
+      %fi = arith.sitofp %ii : i64 to f32
+      %a = arith.mulf %dot, %c : f32
+      %m = arith.mulf %fi, %a : f32
+      %n = arith.negf %m : f32
+      %s = arith.divf %n, %c : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}
+
+// -----
+
 // Not recurrences, left for attn-tile: softmax; a mask other than j <= i; a score factor
-// that reads j (ALiBi-like).
+// that reads j (ALiBi-like); a score not linear in dot (dot + 1).
 // CHECK-LABEL: func.func @not_recurrences
 // CHECK-NOT: attn.chunk_step
-// CHECK-COUNT-3: attn.attention
+// CHECK-COUNT-4: attn.attention
 func.func @not_recurrences(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
   attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
       : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
@@ -84,6 +110,18 @@ func.func @not_recurrences(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %
       %di = arith.index_cast %d : index to i64
       %df = arith.sitofp %di : i64 to f32
       %s = arith.mulf %dot, %df : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %one = arith.constant 1.0 : f32
+      %s = arith.addf %dot, %one : f32
       attn.yield %s : f32
     } mask {
     ^bb0(%b: index, %h: index, %i: index, %j: index):
