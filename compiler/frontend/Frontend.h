@@ -53,6 +53,12 @@ struct HostTensor {
   std::vector<int64_t> strides;  // in elements, storage order; I4: in bytes, and the last
                                  // axis is packed (two values per byte, low nibble first)
   double load(const std::vector<int64_t> &idx) const;  // converts to double
+  /// Makes this a contiguous (row-major, storage order) tensor of `dtype` and `sizes`: sets
+  /// dtype, sizes and strides (an I4 tensor's last axis packed, two values per byte) and
+  /// returns the bytes its data needs. `data` is the caller's to set.
+  int64_t layoutContiguous(DType dtype, std::vector<int64_t> sizes);
+  /// Addressable units along `axis`: its extent, or for a packed (I4) last axis its bytes.
+  int64_t unitsAlong(size_t axis) const;
   void store(const std::vector<int64_t> &idx, double value);  // rounds to dtype
 };
 

@@ -41,6 +41,25 @@ int32_t toInt32(double value) {
 
 }  // namespace
 
+int64_t HostTensor::unitsAlong(size_t axis) const {
+  if (axis + 1 != sizes.size())
+    return sizes[axis];
+  int64_t packing = dtypePacking(dtype);
+  return (sizes[axis] + packing - 1) / packing;
+}
+
+int64_t HostTensor::layoutContiguous(DType type, std::vector<int64_t> extents) {
+  dtype = type;
+  sizes = std::move(extents);
+  strides.assign(sizes.size(), 1);
+  int64_t units = 1;
+  for (size_t a = sizes.size(); a-- > 0;) {
+    strides[a] = units;
+    units *= unitsAlong(a);
+  }
+  return units * dtypeBytes(dtype);
+}
+
 double HostTensor::load(const std::vector<int64_t> &idx) const {
   if (dtype == DType::I4) {
     auto [byte, shift] = nibbleAt(*this, idx);

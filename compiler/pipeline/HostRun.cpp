@@ -27,22 +27,10 @@ struct OwnedTensor {
   int64_t values = 1;
 
   OwnedTensor(DType dtype, std::vector<int64_t> sizes) {
-    view.dtype = dtype;
-    view.sizes = std::move(sizes);
-    view.strides.assign(view.sizes.size(), 1);
-    int64_t units = 1;
-    for (size_t a = view.sizes.size(); a-- > 0;) {
-      view.strides[a] = units;
-      units *= a + 1 == view.sizes.size() ? lastAxisUnits(view.sizes[a]) : view.sizes[a];
-      values *= view.sizes[a];
-    }
-    bytes.assign(units * dtypeBytes(dtype), 0);
+    bytes.assign(size_t(view.layoutContiguous(dtype, std::move(sizes))), 0);
     view.data = bytes.data();
-  }
-  /// Addressable units along the last axis: its extent, or the bytes holding it if packed.
-  int64_t lastAxisUnits(int64_t extent) const {
-    int64_t packing = dtypePacking(view.dtype);
-    return (extent + packing - 1) / packing;
+    for (int64_t s : view.sizes)
+      values *= s;
   }
   int64_t count() const { return values; }
 
@@ -63,7 +51,7 @@ struct OwnedTensor {
   MemRefDescriptor descriptor(const std::vector<int> &perm) const {
     std::vector<int64_t> sizes, strides;
     for (int p : perm) {  // a packed axis (the last) is seen as its bytes
-      sizes.push_back(size_t(p) + 1 == view.sizes.size() ? lastAxisUnits(view.sizes[p]) : view.sizes[p]);
+      sizes.push_back(view.unitsAlong(size_t(p)));
       strides.push_back(view.strides[p]);
     }
     return MemRefDescriptor(view.data, sizes, strides);

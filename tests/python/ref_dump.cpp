@@ -130,21 +130,13 @@ struct OwnedTensor {
 
 OwnedTensor makeTensor(const TensorDecl &t, const DimSizes &sizes) {
   OwnedTensor o;
-  o.view.dtype = t.resolvedDType;
+  std::vector<int64_t> extents;
   for (int d : t.dims)
-    o.view.sizes.push_back(sizes[d]);
-  // Strides in addressable units: an i4 tensor packs its last axis, two values per byte.
-  int64_t packing = dtypePacking(t.resolvedDType), units = 1;
-  o.view.strides.assign(o.view.sizes.size(), 1);
-  for (int a = int(o.view.sizes.size()) - 1; a >= 0; --a) {
-    o.view.strides[size_t(a)] = units;
-    units *= size_t(a) + 1 == o.view.sizes.size() ? (o.view.sizes[size_t(a)] + packing - 1) / packing
-                                                  : o.view.sizes[size_t(a)];
-  }
+    extents.push_back(sizes[d]);
+  o.bytes.assign(size_t(o.view.layoutContiguous(t.resolvedDType, extents)), 0);
+  o.view.data = o.bytes.data();
   for (int64_t s : o.view.sizes)
     o.count *= s;
-  o.bytes.assign(size_t(units) * dtypeBytes(t.resolvedDType), 0);
-  o.view.data = o.bytes.data();
   return o;
 }
 
