@@ -12,9 +12,7 @@ Correctness first: every attnc output is checked against SDPA's (float32 math) b
 """
 import argparse
 import datetime
-import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
 import attnc  # noqa: E402
-from bench import device_line, time_ms  # noqa: E402
+from bench import device_line, relative_error, time_ms, write_report  # noqa: E402
 
 SHAPES = [(1, 32768), (8, 8192), (32, 4096), (1, 131072)]
 HQ, HKV, D = 32, 8, 128
@@ -118,10 +116,6 @@ def quantize(kernel, k, v):
     return out, deq[0], deq[1]
 
 
-def rel_error(got, ref):
-    return float((got.float() - ref.float()).norm() / ref.float().norm())
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tag", default="decode")
@@ -191,7 +185,7 @@ def main():
                 o.fill_(math.nan)
                 launch()
                 torch.cuda.synchronize()
-                err = rel_error(o, want)
+                err = relative_error(o, want.float())
                 if not err <= 2e-2:
                     results[label] = f"wrong (rel err {err:.1e})"
                     continue
@@ -247,13 +241,7 @@ def main():
               "; ".join(f"{k} {a[0]} / {a[1]} / {a[2]}" for k, a in ANCHORS.items()), ""]
     text = "\n".join(lines)
     print(text)
-    name = f"{datetime.date.today().isoformat()}-{args.tag}"
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / f"{name}.md").write_text(text)
-    out = os.environ.get("OUT")
-    if out:
-        Path(out, f"bench-{name}.md").write_text(text)
-        Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+    write_report(text, raw, args.tag)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
 import attnc  # noqa: E402
-from bench import device_line, time_ms  # noqa: E402
+from bench import device_line, relative_error, time_ms, write_report  # noqa: E402
 
 # (attnc variant, fla op, feature map applied to q and k before fla's op)
 CASES = [
@@ -39,13 +38,14 @@ CASES = [
 ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893}
 
 
-def fla_op(name):
+def fla_op(name, q, k, v, scale):
+    """fla's op `name` bound to its inputs, as a call without arguments."""
     if name == "linear_attn":
         from fla.ops.linear_attn import chunk_linear_attn
         # attnc's linear_elu has no 1/sqrt(d); linear_relu has it: the caller passes the scale.
-        return lambda q, k, v, scale: chunk_linear_attn(q, k, v, scale=scale, normalize=False)[0]
+        return lambda: chunk_linear_attn(q, k, v, scale=scale, normalize=False)[0]
     from fla.ops.retention import chunk_retention
-    return lambda q, k, v, scale: chunk_retention(q, k, v, scale=scale)[0]
+    return lambda: chunk_retention(q, k, v, scale=scale)[0]
 
 
 def mamba2_case(args):
@@ -61,39 +61,53 @@ def mamba2_case(args):
     c = torch.randn(B, L, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
     dt = torch.randn(B, L, H, device="cuda", dtype=torch.float32, generator=gen) - 2
     a_log = torch.rand(H, device="cuda", dtype=torch.float32, generator=gen) * 2
-    ref = None
-    try:
+
+    def peer():
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
         A = -torch.exp(a_log)
-        fn = lambda: mamba_chunk_scan_combined(x, dt, A, bm, c, 256, dt_softplus=True)
-        t0 = time.time()
-        ref = fn()
-        torch.cuda.synchronize()
-        row["fla_first_s"] = time.time() - t0
-        row["fla_ms"] = time_ms(fn, args.repeats)
-    except Exception as e:
-        row["fla"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
-    try:
-        kernel = attnc.load_kernel(Path(args.dir) / "mamba2_ssd.ptx",
-                                   Path(args.dir) / "mamba2_ssd.json")
-        xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
-        y = torch.empty_like(x)
-        launch = kernel.prepare(c=c, bm=bm, x=xs, dt=dt, a_log=a_log, y=y)
-        y.fill_(math.nan)
-        launch()
-        torch.cuda.synchronize()
-        if ref is not None:
-            row["err_vs_fla"] = rel_error(y, ref)
-        row["attnc_ms"] = time_ms(launch, args.repeats)
-        row["attnc_tflops"] = B * H * L * L * (N + P) / row["attnc_ms"] / 1e9  # causal half
-    except Exception as e:
-        row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        return lambda: mamba_chunk_scan_combined(x, dt, A, bm, c, 256, dt_softplus=True)
+
+    ref = time_peer(row, peer, args.repeats)
+    xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
+    time_attnc(row, args, dict(c=c, bm=bm, x=xs, dt=dt, a_log=a_log), ("y", x), ref,
+               B * H * L * L * (N + P))  # QK^T and PV over the causal half
     print("  " + json.dumps(row), flush=True)
     return row
 
 
-def rel_error(got, ref):
-    return float((got.float() - ref.float()).norm() / ref.float().norm())
+def time_peer(row, make, repeats):
+    """The peer's output (or None) and row["fla_first_s"] / ["fla_ms"]; make() -> fn."""
+    try:
+        fn = make()
+        t0 = time.time()
+        ref = fn()
+        torch.cuda.synchronize()
+        row["fla_first_s"] = time.time() - t0
+        row["fla_ms"] = time_ms(fn, repeats)
+        return ref
+    except Exception as e:  # the peer missing or failing: attnc is still timed
+        row["fla"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        return None
+
+
+def time_attnc(row, args, inputs, output, ref, flops):
+    """attnc's kernel row["variant"] on `inputs`, its output (name, a tensor it is shaped like)
+    `output`: error against the peer's `ref`, ms and TFLOP/s into row."""
+    try:
+        name = row["variant"]
+        kernel = attnc.load_kernel(Path(args.dir) / f"{name}.ptx", Path(args.dir) / f"{name}.json")
+        out_name, like = output
+        out = torch.empty_like(like)
+        launch = kernel.prepare(**inputs, **{out_name: out})
+        out.fill_(math.nan)
+        launch()
+        torch.cuda.synchronize()
+        if ref is not None:
+            row["err_vs_fla"] = relative_error(out, ref.float())
+        row["attnc_ms"] = time_ms(launch, args.repeats)
+        row["attnc_tflops"] = flops / row["attnc_ms"] / 1e9
+    except Exception as e:
+        row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
 
 
 def main():
@@ -119,30 +133,8 @@ def main():
         scale = 1.0 if variant == "linear_elu" else 1 / math.sqrt(D)
         qf = feature(q.float()).to(q.dtype) if feature else q
         kf = feature(k.float()).to(k.dtype) if feature else k
-        ref = None
-        try:
-            fn = fla_op(op)
-            t0 = time.time()
-            ref = fn(qf, kf, v, scale)
-            torch.cuda.synchronize()
-            row["fla_first_s"] = time.time() - t0
-            row["fla_ms"] = time_ms(lambda: fn(qf, kf, v, scale), args.repeats)
-        except Exception as e:  # fla missing or failing: attnc is still timed
-            row["fla"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
-        try:
-            kernel = attnc.load_kernel(Path(args.dir) / f"{variant}.ptx",
-                                       Path(args.dir) / f"{variant}.json")
-            o = torch.empty_like(q)
-            launch = kernel.prepare(q=q, k=k, v=v, o=o)
-            o.fill_(math.nan)
-            launch()
-            torch.cuda.synchronize()
-            if ref is not None:
-                row["err_vs_fla"] = rel_error(o, ref)
-            row["attnc_ms"] = time_ms(launch, args.repeats)
-            row["attnc_tflops"] = flops / row["attnc_ms"] / 1e9
-        except Exception as e:
-            row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        ref = time_peer(row, lambda: fla_op(op, qf, kf, v, scale), args.repeats)
+        time_attnc(row, args, dict(q=q, k=k, v=v), ("o", q), ref, flops)
         print("  " + json.dumps(row), flush=True)
         rows.append(row)
         raw[variant] = row
@@ -174,13 +166,7 @@ def main():
                      f"{ratio} | {cell(row, 'err_vs_fla', '{:.1e}')} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    name = f"{datetime.date.today().isoformat()}-{args.tag}"
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / f"{name}.md").write_text(text)
-    out = os.environ.get("OUT")
-    if out:
-        Path(out, f"bench-{name}.md").write_text(text)
-        Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+    write_report(text, raw, args.tag)
 
 
 if __name__ == "__main__":
