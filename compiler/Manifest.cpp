@@ -118,6 +118,12 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       args.push_back(tensorArg(v, a.name, "output", v.output.resolvedDType, oCanon,
                                v.output.dims, false));
       break;
+    case KernelArg::Kind::State: {  // f32 [b, h, d, dv], read and overwritten in place
+      std::vector<int> stateDims = {v.batchDim, v.qHeadDim, v.headDim, v.valueDim};
+      args.push_back(
+          tensorArg(v, a.name, "state", DType::F32, stateDims, v.state->dims, false));
+      break;
+    }
     case KernelArg::Kind::Lse: {
       std::vector<int> lseDims = {v.batchDim, v.qHeadDim, v.qSeqDim};
       args.push_back(tensorArg(v, a.name, "lse", DType::F32, lseDims, lseDims, false));

@@ -232,6 +232,19 @@ LogicalResult AttentionOp::verify() {
   if (!ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * group)
     return emitOpError() << "query heads (" << h << ") must be kv heads (" << hk
                          << ") times the group (" << group << ")";
+  if (getState()) {
+    auto st = getState().getType();
+    if (getNorm() != NormKind::none)
+      return emitOpError("a state needs norm none (a recurrence), got ")
+             << stringifyNormKind(getNorm());
+    if (paged || getKScale() || getVScale())
+      return emitOpError("a state needs unpaged, unquantised k and v");
+    if (failed(sameExtent(op, "batch", "q", q, 0, "state", st, 0)) ||
+        failed(sameExtent(op, "query heads", "q", q, 1, "state", st, 1)) ||
+        failed(sameExtent(op, "head dim", "q", q, 3, "state", st, 2)) ||
+        failed(sameExtent(op, "value dim", "out", o, 3, "state", st, 3)))
+      return failure();
+  }
   if (getLse()) {
     if (getNorm() != NormKind::softmax)
       return emitOpError("'lse' is only defined for softmax normalisation");

@@ -19,6 +19,7 @@ def Attn_KV4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN, Attn_PackedI4], [4]>;
 def Attn_Scale : MemRefOf<[F32, F16, BF16]>;
 def Attn_Lse : MemRefRankOf<[F32], [3]>;
 def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
+def Attn_State : MemRefRankOf<[F32], [4]>;
 def Attn_Tile1 : MemRefRankOf<[F32], [1]>;
 def Attn_Partial : MemRefRankOf<[F32], [5]>;
 def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
@@ -64,6 +65,13 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     variants (and linear attention without a decay) in the chunked form; the tiled (quadratic)
     form folds a decay that does not depend on i into the score as gamma^(i - j).
 
+    State (`state %s`, f32 [b, h, d, dv], optional; a linear recurrence only: norm none, the
+    causal mask and a score linear in dot): S0 = s[b, h] is the recurrence's state before
+    position 0, so row i also gets score(b,h,i,_,1) * gamma(b,h,0..i) * fq(q_i) S0; after the op
+    s[b, h] holds the state after the last query position,
+    gamma(0..T-1) S0 + sum_{j < min(T, kv_len)} gamma(j+1..T-1) fk(k_j) v_j^T (T = q_len). Only
+    the chunked form (attn-chunk) computes it.
+
     Quantised KV (`kscale %s` / `vscale %s`): k (v) holds i8, e4m3fn or packed i4 values; the key used is
     k[b, hk, j, e] * s[x_0, ..., x_n], where scale axis a takes the coordinate
     (b, hk, j, e)[k_scale_axes[a]] (divided by k_scale_group for the channel axis 3): per-head,
@@ -89,6 +97,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        Optional<Attn_Scale>:$k_scale, Optional<Attn_Scale>:$v_scale,
                        Attn_Seq4:$out,
                        Optional<Attn_Lse>:$lse,
+                       Optional<Attn_State>:$state,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
                        Attn_NormAttr:$norm,
                        DefaultValuedAttr<I64Attr, "0">:$page_size,
@@ -101,9 +110,9 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                         AnyRegion:$feature_k, AnyRegion:$decay);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
-    $out (`,` $lse^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
+    $out (`,` $lse^)? (`state` $state^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
-    `->` type($out) (`,` type($lse)^)? `score` $score (`mask` $mask^)?
+    `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
   }];
   let hasVerifier = 1;

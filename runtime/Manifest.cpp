@@ -154,7 +154,8 @@ constexpr std::pair<const char *, DType> kDTypes[] = {
 constexpr std::pair<const char *, ArgKind> kKinds[] = {{"input", ArgKind::Input},
                                                        {"param", ArgKind::Param},
                                                        {"output", ArgKind::Output},
-                                                       {"lse", ArgKind::Lse}};
+                                                       {"lse", ArgKind::Lse},
+                                                       {"state", ArgKind::State}};
 
 bool isIdentifier(const std::string &s) {
   if (s.empty() || !(std::isalpha((unsigned char)s[0]) || s[0] == '_'))

@@ -21,7 +21,8 @@ const char *dtypeName(DType t);
 /// Bytes per addressable unit: the element, or for I4 the byte holding two of them.
 int64_t dtypeBytes(DType t);
 
-enum class ArgKind { Input, Param, Output, Lse };
+/// State: a recurrence's f32 state, read (initial) and overwritten (final) in place.
+enum class ArgKind { Input, Param, Output, Lse, State };
 
 struct Dim {
   std::string name;
@@ -41,7 +42,9 @@ struct Arg {
   int64_t alignment = 1;         // bytes, a power of two
   int64_t rowAlignment = 0;      // bytes; 0: no constraint
   int64_t packed = 1;            // values per byte along the last canonical axis (2 for i4)
-  bool writes() const { return kind == ArgKind::Output || kind == ArgKind::Lse; }
+  bool writes() const {
+    return kind == ArgKind::Output || kind == ArgKind::Lse || kind == ArgKind::State;
+  }
 };
 
 /// One launch-grid axis: ceil(extent of `dim` * scale / divisor), times the number of KV splits

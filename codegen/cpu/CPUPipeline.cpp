@@ -1,6 +1,7 @@
 // The host lowering: tiled attn IR -> scalar loops -> LLVM dialect, for MLIR's ExecutionEngine.
 #include "codegen/cpu/Passes.h"
 
+#include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
 #include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
@@ -26,6 +27,7 @@ void mlir::attn::buildCPUToLLVMPipeline(OpPassManager &pm) {
   expand.includeBf16 = true;
   pm.addPass(arith::createArithExpandOpsPass(expand));
   pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());  // the offset arithmetic of subviews (a state's [b, h])
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());  // what LLVM has no intrinsic for (tanh)
   pm.addPass(createConvertVectorToLLVMPass());  // packed i4 K/V: a byte read as vector<2xi4>

@@ -174,6 +174,10 @@ struct Variant {
   /// gamma(i) * gamma(i - 1) * ... * gamma(j + 1). Needs norm none and mask j <= i.
   ExprPtr decay;
   SourceLoc decayLoc;
+  /// `state S[b, h, d, dv]`: a recurrence's state (f32), read as the state before position 0
+  /// and overwritten with the state after the last query position (kernel argument kind
+  /// "state"). Its dims are the batch, the query head, the head dim and the value dim.
+  std::optional<TensorDecl> state;
   std::vector<UnsupportedStmt> unsupported;
 
   // ---- Sema: the resolved attention structure ----
@@ -183,9 +187,15 @@ struct Variant {
   int64_t group = 1;               // query heads per kv head (GQA); 1 for MHA
   const Expr *featureQ = nullptr;  // q's and k's feature maps (into `features`), if any
   const Expr *featureK = nullptr;
+  /// A linear recurrence (Sema): norm none, the mask exactly `j <= i` and a score that is
+  /// dot(q, k) times factors that read neither j nor the score. attnc may compute it in the
+  /// chunked or the recurrent form; `decay` and `state` need it.
+  bool recurrence = false;
   /// Position of each canonical axis in a tensor's storage order, i.e. perm[c] = position in
   /// tensor.dims of canonical axis c, for canonical orders q/o: [b, h, i, d|dv], k/v: [b, hk, j, d|dv].
   std::vector<int> canonicalPerm(const TensorDecl &t) const;
+  /// The same for the state, canonical order [b, h, d, dv].
+  std::vector<int> statePerm() const;
 
   // ---- paged KV (valid when `paged` is set) ----
   /// Whether input `index` (k or v) is stored as pages.

@@ -161,7 +161,11 @@ void dumpVariant(const Variant &v, std::string &out) {
   }
   if (v.decay)
     out += "  decay : float = " + printer.asFloat(*v.decay) + "\n";
+  if (v.state)
+    out += "  state " + tensorText(*v.state) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";
+  if (v.recurrence)
+    out += "  recurrence (linear in dot, causal, norm none)\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
   out += "  group " + std::to_string(v.group) + "\n";

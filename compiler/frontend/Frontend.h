@@ -75,11 +75,21 @@ bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, 
 /// Computes the variant's output (and, for softmax, the log-sum-exp per row) in float64.
 /// `inputs` and `params` are indexed like Variant::inputs / Variant::params. `out` receives
 /// the canonical [b, h, i, dv] row-major array; `lse` (may be null) [b, h, i] row-major.
-/// Rows with every key masked give an output of 0 and an lse of -inf.
+/// Rows with every key masked give an output of 0 and an lse of -inf. With a `state` (a
+/// recurrence's, in its storage order; may be null), row i also gets its initial-state term.
 void referenceForward(const Variant &v, const DimSizes &sizes,
                       const std::vector<HostTensor> &inputs,
                       const std::vector<HostTensor> &params, std::vector<double> &out,
-                      std::vector<double> *lse);
+                      std::vector<double> *lse, const HostTensor *state = nullptr);
+
+/// A linear recurrence (Variant::recurrence) in its recurrent form, step by step in float64:
+/// S = gamma(p) S + fk(k_p) v_p^T, o_p = c_p fq(q_p) S, from S = `state` (null: 0). `out` as in
+/// referenceForward; `finalState` the state after position q_len - 1, [b, h, d, dv] row-major.
+/// An independent check of the quadratic form (referenceForward) and of the chunked kernels.
+void referenceRecurrent(const Variant &v, const DimSizes &sizes,
+                        const std::vector<HostTensor> &inputs,
+                        const std::vector<HostTensor> &params, const HostTensor *state,
+                        std::vector<double> &out, std::vector<double> &finalState);
 
 // ---------------------------------------------------------------------------------------------
 // float64 torch reference (`attnc --emit=torch`)

@@ -7,7 +7,7 @@ namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
-                                                  "feature", "decay"};
+                                                  "feature", "decay", "state"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
@@ -184,13 +184,20 @@ bool Parser::parseStatement(Variant &v) {
       v.decay = parseExpr();
       return v.decay != nullptr;
     }
+    if (t.text == "state") {
+      Token kw = take();
+      if (v.state)
+        return fail(kw, "duplicate 'state' statement", "a recurrence has one state");
+      v.state.emplace();
+      return parseTensor(*v.state, "state", false);
+    }
     if (isStatementKeyword(t.text))
       return parseUnsupported(v);
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, score, mask, norm, "
-                           "output, paged, feature or decay; each variant ends with '}'"));
+                           "output, paged, feature, decay or state; each variant ends with '}'"));
 }
 
 /// feature := 'feature' IDENT {',' IDENT} '=' expr     (the element is `x` in expr)

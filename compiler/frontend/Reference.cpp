@@ -381,7 +381,59 @@ public:
           acc += w[j] * kv(v_.inputs[v_.v], val_, pv_, b, hk, int64_t(j), dv);
       out[dv] = acc / divisor;
     }
+    if (state_)
+      addInitialState(b, h, i, out);
     return lse;
+  }
+
+  /// The initial state's share of row i of a recurrence: c_i gamma(0..i) fq(q_i) S0, where
+  /// c_i is the score's factor (the score at dot = 1: it is linear in dot and free of j).
+  void addInitialState(int64_t b, int64_t h, int64_t i, double *out) {
+    double factor = scoreFactor() * decayProduct(0, i);
+    std::vector<double> fq = queryFeatures(b, h, i);
+    for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e) {
+      double acc = 0;
+      for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
+        acc += fq[size_t(d)] * loadCanonical(*state_, ps_, b, h, d, e);
+      out[e] += factor * acc;
+    }
+  }
+
+  /// The recurrent form of one (b, h): S = S0 (or 0); for each position p < q_len,
+  /// S = gamma(p) S + fk(k_p) v_p^T (keys below kv_len), then out row p = c_p fq(q_p) S.
+  /// Writes the rows to out[p * dv + e] and the final state to finalState[d * dv + e].
+  void recurrent(int64_t b, int64_t h, double *out, double *finalState) {
+    const int64_t hk = h / v_.group, D = sizes_[v_.headDim], DV = sizes_[v_.valueDim];
+    std::vector<double> S(size_t(D * DV), 0.0);
+    if (state_)
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t e = 0; e < DV; ++e)
+          S[size_t(d * DV + e)] = loadCanonical(*state_, ps_, b, h, d, e);
+    std::vector<int64_t> &iter = ev_.iter();
+    iter[v_.batchDim] = b;
+    iter[v_.kvHeadDim] = hk;
+    iter[v_.qHeadDim] = h;
+    for (int64_t p = 0; p < sizes_[v_.qSeqDim]; ++p) {
+      double gamma = decayProduct(p, p);
+      for (double &x : S)
+        x *= gamma;
+      if (p < sizes_[v_.kvSeqDim])
+        for (int64_t d = 0; d < D; ++d) {
+          double fk = feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, p, d));
+          for (int64_t e = 0; e < DV; ++e)
+            S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
+        }
+      iter[v_.qSeqDim] = p;
+      double c = scoreFactor();
+      std::vector<double> fq = queryFeatures(b, h, p);
+      for (int64_t e = 0; e < DV; ++e) {
+        double acc = 0;
+        for (int64_t d = 0; d < D; ++d)
+          acc += fq[size_t(d)] * S[size_t(d * DV + e)];
+        out[p * DV + e] = c * acc;
+      }
+    }
+    std::copy(S.begin(), S.end(), finalState);
   }
 
 private:
@@ -410,6 +462,46 @@ private:
   }
   std::vector<double> s_;      // score of each key of the current row
   std::vector<bool> allowed_;  // mask of each key of the current row
+  const HostTensor *state_ = nullptr;  // a recurrence's initial state, if any
+  std::vector<int> ps_;                // its canonical permutation [b, h, d, dv]
+
+public:
+  void setState(const HostTensor *state) {
+    state_ = state;
+    ps_ = v_.statePerm();
+  }
+
+private:
+  /// The score at dot = 1 for the current (b, h, i): a recurrence's factor c_i. The key index
+  /// is set to 0 (the factor does not read it).
+  double scoreFactor() {
+    int64_t j = ev_.iter()[v_.kvSeqDim];
+    ev_.iter()[v_.kvSeqDim] = 0;
+    ev_.dot = 1;
+    double c = ev_.eval(*v_.scores[0].expr).real();
+    ev_.iter()[v_.kvSeqDim] = j;
+    return c;
+  }
+  /// gamma(from) * ... * gamma(to) at the current (b, h) (1 without a decay, or when from > to).
+  double decayProduct(int64_t from, int64_t to) {
+    if (!v_.decay)
+      return 1;
+    std::vector<int64_t> &iter = ev_.iter();
+    int64_t i = iter[v_.qSeqDim];
+    double product = 1;
+    for (int64_t p = from; p <= to; ++p) {
+      iter[v_.qSeqDim] = p;
+      product *= ev_.eval(*v_.decay).real();
+    }
+    iter[v_.qSeqDim] = i;
+    return product;
+  }
+  std::vector<double> queryFeatures(int64_t b, int64_t h, int64_t i) {
+    std::vector<double> fq(size_t(sizes_[v_.headDim]));
+    for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
+      fq[size_t(d)] = feature(v_.featureQ, loadCanonical(q_, pq_, b, h, i, d));
+    return fq;
+  }
 
   /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i), the product taken from
   /// key i down (Sema made the mask j <= i).
@@ -454,15 +546,33 @@ private:
 
 }  // namespace
 
+void referenceRecurrent(const Variant &v, const DimSizes &sizes,
+                        const std::vector<HostTensor> &inputs,
+                        const std::vector<HostTensor> &params, const HostTensor *state,
+                        std::vector<double> &out, std::vector<double> &finalState) {
+  const int64_t B = sizes[v.batchDim], H = sizes[v.qHeadDim], I = sizes[v.qSeqDim],
+                D = sizes[v.headDim], DV = sizes[v.valueDim];
+  out.assign(size_t(B * H * I * DV), 0.0);
+  finalState.assign(size_t(B * H * D * DV), 0.0);
+  Forward forward(v, sizes, inputs, params);
+  forward.setState(state);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      forward.recurrent(b, h, &out[size_t((b * H + h) * I * DV)],
+                        &finalState[size_t((b * H + h) * D * DV)]);
+}
+
 void referenceForward(const Variant &v, const DimSizes &sizes,
                       const std::vector<HostTensor> &inputs, const std::vector<HostTensor> &params,
-                      std::vector<double> &out, std::vector<double> *lse) {
+                      std::vector<double> &out, std::vector<double> *lse,
+                      const HostTensor *state) {
   const int64_t B = sizes[v.batchDim], H = sizes[v.qHeadDim], I = sizes[v.qSeqDim],
                 DV = sizes[v.valueDim];
   out.assign(size_t(B * H * I * DV), 0.0);
   if (lse)
     lse->assign(size_t(B * H * I), 0.0);
   Forward forward(v, sizes, inputs, params);
+  forward.setState(state);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < I; ++i) {

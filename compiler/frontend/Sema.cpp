@@ -57,7 +57,7 @@ const BuiltinInfo *findBuiltin(const std::string &name) {
 }
 
 struct Symbol {
-  enum class Kind { Dim, Extent, Input, Param, Score, Output } kind;
+  enum class Kind { Dim, Extent, Input, Param, Score, Output, State } kind;
   int index;  // into dims (Dim, Extent), inputs, params or scores
   SourceLoc loc;
 };
@@ -74,6 +74,8 @@ const char *kindName(Symbol::Kind k) {
     return "a param";
   case Symbol::Kind::Score:
     return "the score";
+  case Symbol::Kind::State:
+    return "the state";
   case Symbol::Kind::Output:
     return "the output";
   }
@@ -103,7 +105,7 @@ public:
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkFeatures() && checkDecay() && checkOutputExpr();
+           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() && checkState();
   }
 
 private:
@@ -139,6 +141,7 @@ private:
     v_.batchDim = v_.qHeadDim = v_.kvHeadDim = v_.qSeqDim = v_.kvSeqDim = -1;
     v_.headDim = v_.valueDim = -1;
     v_.group = 1;
+    v_.recurrence = false;
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
       d.sourceIndex = -1;
@@ -153,7 +156,7 @@ private:
       return fail(u.loc, u.keyword.size(),
                   "not supported yet: '" + u.keyword + "' (recurrence family)",
                   "this version compiles dims, input, param, score, mask, norm, output, paged, "
-                  "feature and decay");
+                  "feature, decay and state");
     }
     if (v_.scores.size() > 1)
       return fail(v_.scores[1].loc, v_.scores[1].name.size(),
@@ -189,6 +192,8 @@ private:
       entries.push_back({v_.params[i].name, {Symbol::Kind::Param, int(i), v_.params[i].loc}});
     entries.push_back({v_.scores[0].name, {Symbol::Kind::Score, 0, v_.scores[0].loc}});
     entries.push_back({v_.output.name, {Symbol::Kind::Output, 0, v_.output.loc}});
+    if (v_.state)
+      entries.push_back({v_.state->name, {Symbol::Kind::State, 0, v_.state->loc}});
     std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
       return a.sym.loc.line != b.sym.loc.line ? a.sym.loc.line < b.sym.loc.line
                                               : a.sym.loc.col < b.sym.loc.col;
@@ -277,6 +282,8 @@ private:
     for (TensorDecl &t : v_.params)
       if (!resolveTensorDims(t, "param"))
         return false;
+    if (v_.state && !resolveTensorDims(*v_.state, "state"))
+      return false;
     return resolveTensorDims(v_.output, "output");
   }
 
@@ -758,20 +765,91 @@ private:
       return fail(*j, "the decay is per step of the query position: it may not use '" +
                           v_.dims[v_.kvSeqDim].name + "'",
                   "the weight of key j is decay(j + 1) * ... * decay(i), written with i");
-    const char *hint = "a decay turns the variant into a recurrence: write 'norm none' and "
-                       "'mask j <= i'";
-    if (v_.norm != Norm::None)
-      return fail(v_.decayLoc, 5, "a decay needs norm none", hint);
+    return needRecurrence(v_.decayLoc, "decay", "a decay", /*linear=*/false);
+  }
+
+  /// Whether the variant is a linear recurrence (Variant::recurrence).
+  bool checkRecurrence() {
+    v_.recurrence = v_.norm == Norm::None && causalMask() && linearInDot(*v_.scores[0].expr);
+    return true;
+  }
+
+  /// The mask is exactly `j <= i`.
+  bool causalMask() const {
     const Expr *m = v_.mask.get();
-    bool causal = m && m->kind == Expr::Kind::Binary && m->op == "<=" &&
-                  m->args[0]->res == Expr::Res::IterIndex &&
-                  m->args[0]->dimIndex == v_.kvSeqDim &&
-                  m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
-    if (!causal)
-      return fail(v_.decayLoc, 5, "a decay needs the causal mask exactly: 'mask " +
-                                      v_.dims[v_.kvSeqDim].name + " <= " +
-                                      v_.dims[v_.qSeqDim].name + "'",
+    return m && m->kind == Expr::Kind::Binary && m->op == "<=" &&
+           m->args[0]->res == Expr::Res::IterIndex && m->args[0]->dimIndex == v_.kvSeqDim &&
+           m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
+  }
+
+  /// `e` is dot(q, k) times factors free of j and of dot: dot, a product with a free factor
+  /// (either side), a quotient by one, or a negation.
+  bool linearInDot(const Expr &e) const {
+    auto free = [&](const Expr &f) {
+      std::vector<Expr *> dots;
+      collectCalls(const_cast<Expr &>(f), "dot", dots);
+      return dots.empty() && !findIndex(f, v_.kvSeqDim);
+    };
+    if (e.kind == Expr::Kind::Call && e.builtin == Builtin::Dot)
+      return true;
+    if (e.kind == Expr::Kind::Unary && e.op == "-")
+      return linearInDot(*e.args[0]);
+    if (e.kind == Expr::Kind::Binary && e.op == "*")
+      return (linearInDot(*e.args[0]) && free(*e.args[1])) ||
+             (linearInDot(*e.args[1]) && free(*e.args[0]));
+    if (e.kind == Expr::Kind::Binary && e.op == "/")
+      return linearInDot(*e.args[0]) && free(*e.args[1]);
+    return false;
+  }
+
+  /// `what` (a decay, a state) needs a linear recurrence; the error says which part is missing.
+  /// A decay multiplies any score: it needs no linearity (`linear` false).
+  bool needRecurrence(SourceLoc loc, const std::string &keyword, const std::string &what,
+                      bool linear) {
+    const char *hint = linear ? "a recurrence has 'norm none', 'mask j <= i' and a score that is "
+                                "dot(q, k) times factors that do not read j"
+                              : "a decay turns the variant into a recurrence: write 'norm none' "
+                                "and 'mask j <= i'";
+    if (v_.recurrence)
+      return true;
+    if (v_.norm != Norm::None)
+      return fail(loc, keyword.size(), what + " needs norm none", hint);
+    if (linear && !linearInDot(*v_.scores[0].expr))
+      return fail(*v_.scores[0].expr,
+                  what + " needs a score linear in dot(q, k): dot times factors free of '" +
+                      v_.dims[v_.kvSeqDim].name + "'",
                   hint);
+    if (causalMask())
+      return true;  // only a non-linear score is missing, which `what` does not need
+    return fail(loc, keyword.size(),
+                what + " needs the causal mask exactly: 'mask " + v_.dims[v_.kvSeqDim].name +
+                    " <= " + v_.dims[v_.qSeqDim].name + "'",
+                hint);
+  }
+
+  /// `state S[b, h, d, dv]`: f32, the batch, query head, head and value dims in any order, in a
+  /// recurrence over unpaged, unquantised k and v.
+  bool checkState() {
+    if (!v_.state)
+      return true;
+    TensorDecl &st = *v_.state;
+    st.resolvedDType = st.dtype.value_or(DType::F32);
+    std::string want = "state " + st.name + "[" + v_.dims[v_.batchDim].name + ", " +
+                       v_.dims[v_.qHeadDim].name + ", " + v_.dims[v_.headDim].name + ", " +
+                       v_.dims[v_.valueDim].name + "] (in any order)";
+    std::vector<int> expected = {v_.batchDim, v_.qHeadDim, v_.headDim, v_.valueDim};
+    if (!std::is_permutation(st.dims.begin(), st.dims.end(), expected.begin(), expected.end()))
+      return failAtName(st, "the state holds one [head dim, value dim] matrix per batch entry "
+                            "and query head",
+                        "write " + want);
+    if (st.resolvedDType != DType::F32)
+      return failAtName(st, std::string("the state is f32, got ") + dtypeName(st.resolvedDType),
+                        "drop the dtype or write ': f32'");
+    if (!needRecurrence(st.loc, st.name, "a state", /*linear=*/true))
+      return false;
+    if (v_.paged || isQuantized(kT().resolvedDType) || isQuantized(vT().resolvedDType))
+      return failAtName(st, "not supported yet: a state with paged or quantised k and v",
+                        "store k and v unpaged in f32, f16 or bf16");
     return true;
   }
 
@@ -871,6 +949,7 @@ private:
       return true;
     case Symbol::Kind::Input:
     case Symbol::Kind::Output:
+    case Symbol::Kind::State:
       return fail(e, "tensor '" + e.name + "' cannot be used as a value",
                   "tensors are read through dot(" + qT().name + ", " + kT().name +
                       ") in the score and attend(...) in the output");
@@ -1104,6 +1183,16 @@ std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
   for (int c = 0; c < 4; ++c)
     for (size_t p = 0; p < t.dims.size(); ++p)
       if (t.dims[p] == canonical[c])
+        perm[c] = int(p);
+  return perm;
+}
+
+std::vector<int> Variant::statePerm() const {
+  int canonical[4] = {batchDim, qHeadDim, headDim, valueDim};
+  std::vector<int> perm(4, -1);
+  for (int c = 0; c < 4; ++c)
+    for (size_t p = 0; state && p < state->dims.size(); ++p)
+      if (state->dims[p] == canonical[c])
         perm[c] = int(p);
   return perm;
 }

@@ -19,6 +19,8 @@ std::vector<KernelArg> kernelArgs(const Variant &v) {
   args.push_back({KernelArg::Kind::Out, v.output.name});
   if (v.norm == Norm::Softmax)
     args.push_back({KernelArg::Kind::Lse, "lse"});
+  if (v.state)
+    args.push_back({KernelArg::Kind::State, v.state->name});
   return args;
 }
 
@@ -130,6 +132,12 @@ private:
         shape.push_back(shapeExtent(var, d));
       argTypes.push_back(stridedMemRef(shape, b, DType::F32));
     }
+    if (var.state) {  // canonical [b, h, d, dv]
+      SmallVector<int64_t> shape;
+      for (int d : {var.batchDim, var.qHeadDim, var.headDim, var.valueDim})
+        shape.push_back(shapeExtent(var, d));
+      argTypes.push_back(stridedMemRef(shape, b, DType::F32));
+    }
 
     OpBuilder::InsertionGuard guard(b);
     auto func = func::FuncOp::create(b, loc(var.loc), var.name, b.getFunctionType(argTypes, {}));
@@ -142,6 +150,7 @@ private:
       params.push_back(args[3 + p]);
     out = args[3 + var.params.size()];
     lse = softmax ? args[4 + var.params.size()] : Value();
+    Value state = var.state ? args.back() : Value();
 
     auto norm = attn::NormKind::softmax;
     switch (var.norm) {
@@ -165,7 +174,7 @@ private:
     SmallVector<int64_t> kAxes, vAxes;
     Value kScale = scaleOf(tk, kAxes), vScale = scaleOf(tv, vAxes);
     auto op = attn::AttentionOp::create(
-        b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse,
+        b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse, state,
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
         tv.scaleGroup,

@@ -12,7 +12,7 @@ namespace attnc {
 /// The kernel ABI, in argument order: q, k, v (canonical order, free strides), the params in
 /// declaration order, o, then lse (f32 [b, h, i], softmax only). Element types as declared.
 struct KernelArg {
-  enum class Kind { Q, K, V, Param, Out, Lse } kind;
+  enum class Kind { Q, K, V, Param, Out, Lse, State } kind;
   std::string name;
   int index = -1;  // Param: index into Variant::params
 };

@@ -239,6 +239,16 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
       });
     }
   }
+  // A recurrence's state: random initial values, overwritten by the kernel with the final state
+  // (restored before every repeat from `initialState`).
+  std::vector<OwnedTensor> state, initialState;
+  if (v.state) {
+    for (auto *list : {&state, &initialState})
+      list->emplace_back(DType::F32, extentsOf(*v.state, sizes));
+    initialState[0].forEach([&](const std::vector<int64_t> &idx) {
+      initialState[0].view.store(idx, uniform(rng));
+    });
+  }
   OwnedTensor out(v.output.resolvedDType, extentsOf(v.output, sizes));
   OwnedTensor lse(DType::F32, {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
 
@@ -257,6 +267,7 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
     case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
     case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
     case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    case KernelArg::Kind::State: args.push_back(state[0].descriptor(v.statePerm())); break;
     }
   }
   // Split-KV workspace: partial outputs [S, b, h, i, dv] and log-sum-exps [S, b, h, i].
@@ -286,6 +297,10 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   for (int r = 0; r < std::max(1, config.repeats); ++r) {
     out.forEach([&](const std::vector<int64_t> &idx) { out.view.store(idx, nan); });
     lse.forEach([&](const std::vector<int64_t> &idx) { lse.view.store(idx, nan); });
+    if (v.state)
+      state[0].forEach([&](const std::vector<int64_t> &idx) {
+        state[0].view.store(idx, initialState[0].view.load(idx));
+      });
     auto start = std::chrono::steady_clock::now();
     if (llvm::Error err = module.invoke(v.name, args)) {
       error = "cannot run '" + v.name + "': " + llvm::toString(std::move(err));
@@ -305,7 +320,12 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   for (OwnedTensor &t : params)
     paramViews.push_back(t.view);
   std::vector<double> refOut, refLse;
-  referenceForward(v, sizes, inViews, paramViews, refOut, softmax ? &refLse : nullptr);
+  const HostTensor *state0 = v.state ? &initialState[0].view : nullptr;
+  referenceForward(v, sizes, inViews, paramViews, refOut, softmax ? &refLse : nullptr, state0);
+  std::vector<double> recurrentOut, finalState;
+  report.recurrence = v.recurrence;
+  if (v.recurrence)
+    referenceRecurrent(v, sizes, inViews, paramViews, state0, recurrentOut, finalState);
 
   // Gather the kernel's output in canonical [b, h, i, dv] order, like the reference.
   std::vector<int> perm = v.canonicalPerm(v.output);
@@ -326,6 +346,23 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
         }
   report.unwritten = unwritten;
   report.relError = unwritten ? nan : relativeError(got, refOut);
+  report.recurrentRelError = !v.recurrence ? 0 : unwritten ? nan : relativeError(got, recurrentOut);
+  report.stateRelError = 0;
+  if (v.state) {  // the kernel's final state, canonical [b, h, d, dv]
+    std::vector<int> sp = v.statePerm();
+    std::vector<double> gotState;
+    std::vector<int64_t> at(4);
+    for (int64_t b = 0; b < sizes[v.batchDim]; ++b)
+      for (int64_t h = 0; h < sizes[v.qHeadDim]; ++h)
+        for (int64_t d = 0; d < sizes[v.headDim]; ++d)
+          for (int64_t e = 0; e < sizes[v.valueDim]; ++e) {
+            int64_t c[4] = {b, h, d, e};
+            for (int a = 0; a < 4; ++a)
+              at[sp[a]] = c[a];
+            gotState.push_back(state[0].view.load(at));
+          }
+    report.stateRelError = relativeError(gotState, finalState);
+  }
 
   report.lseRelError = 0;
   report.lseInfMatches = true;

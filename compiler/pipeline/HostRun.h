@@ -30,6 +30,11 @@ struct RunReport {
   double lseRelError = 0;   // same over finite lse entries (softmax only)
   bool lseInfMatches = true;  // -inf exactly on the rows with no allowed key
   int64_t unwritten = 0;    // output elements still holding the NaN poison
+  /// A linear recurrence (Variant::recurrence) is also checked against the recurrent float64
+  /// reference (referenceRecurrent): the output, and with a `state` the final state.
+  bool recurrence = false;
+  double recurrentRelError = 0;  // output vs the recurrent reference
+  double stateRelError = 0;      // final state vs the recurrent reference (with a state)
   double bestSeconds = 0;   // fastest of the repeats
   std::string describeSizes(const Variant &v) const;
 };

@@ -280,12 +280,17 @@ static int runMain() {
     double tol = tolerance >= 0 ? tolerance : (lowPrecision ? 2e-2 : 1e-5);
     bool ok = r.relError <= tol && (v.norm != Norm::Softmax ||
                                     (r.lseInfMatches && r.lseRelError <= tol));
+    ok = ok && r.recurrentRelError <= tol && r.stateRelError <= tol;
     failures += !ok;
     llvm::outs() << llvm::format("%-16s %-5s %s  rel.err %.2e", v.name.c_str(),
                                  ok ? "PASS" : "FAIL", r.describeSizes(v).c_str(), r.relError);
     if (v.norm == Norm::Softmax)
       llvm::outs() << llvm::format("  lse %.2e%s", r.lseRelError,
                                    r.lseInfMatches ? "" : " (-inf rows differ)");
+    if (r.recurrence)
+      llvm::outs() << llvm::format("  recurrent %.2e", r.recurrentRelError);
+    if (v.state)
+      llvm::outs() << llvm::format("  state %.2e", r.stateRelError);
     if (r.unwritten)
       llvm::outs() << "  unwritten " << r.unwritten;
     llvm::outs() << llvm::format("  cpu %.3f ms  (compile %.0f ms, tol %.0e)\n",

@@ -1,7 +1,9 @@
 // attn-chunk: recurrences in the chunked form. An attn.attention whose weights factor as a
 // linear recurrence (norm none, the causal mask j <= i, a score linear in dot whose factor does
 // not read j, an optional per-step decay) becomes loops over (b, h) and chunks of positions,
-// each an attn.chunk_step that carries a [d, dv] state forward. Everything else is left alone.
+// each an attn.chunk_step that carries a [d, dv] state forward; with a query length of 1
+// (decoding) the chunk is 1, the recurrent form S = gamma S + fk(k) v^T, o = c fq(q) S. A
+// `state` operand is updated in place. Everything else is left alone.
 #include "dialect/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -96,16 +98,20 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
       rw.setInsertionPointToStart(forOp.getBody());
       return forOp.getInductionVar();
     };
-    // The state [d, dv], f32, allocated once ahead of the loops.
+    // The state [d, dv], f32: the op's state s[b, h] in place (initial in, final out), or a
+    // buffer allocated once ahead of the loops and zeroed per (b, h).
     auto q = op.getQ().getType();
     int64_t d = q.getDimSize(3), dv = op.getOut().getType().getDimSize(3);
-    SmallVector<Value> dynamic;
-    if (ShapedType::isDynamic(d))
-      dynamic.push_back(dim(op.getQ(), 3));
-    if (ShapedType::isDynamic(dv))
-      dynamic.push_back(dim(op.getOut(), 3));
-    Value state = memref::AllocaOp::create(
-        rw, loc, MemRefType::get({d, dv}, rw.getF32Type()), dynamic);
+    Value buffer;
+    if (!op.getState()) {
+      SmallVector<Value> dynamic;
+      if (ShapedType::isDynamic(d))
+        dynamic.push_back(dim(op.getQ(), 3));
+      if (ShapedType::isDynamic(dv))
+        dynamic.push_back(dim(op.getOut(), 3));
+      buffer = memref::AllocaOp::create(rw, loc, MemRefType::get({d, dv}, rw.getF32Type()),
+                                        dynamic);
+    }
 
     Value zero = index(0), one = index(1);
     Value b = loop(zero, dim(op.getQ(), 0), one);
@@ -113,10 +119,25 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     Value hk = op.getGroup() == 1
                    ? h
                    : arith::DivUIOp::create(rw, loc, h, index(int64_t(op.getGroup()))).getResult();
-    TileFillOp::create(rw, loc, state, rw.getF32FloatAttr(0.0f));
-    Value n0 = loop(zero, dim(op.getQ(), 2), index(chunk));
+    Value state = buffer;
+    if (buffer) {
+      TileFillOp::create(rw, loc, state, rw.getF32FloatAttr(0.0f));
+    } else {
+      SmallVector<OpFoldResult> offsets = {b, h, rw.getIndexAttr(0), rw.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes = {rw.getIndexAttr(1), rw.getIndexAttr(1),
+                                         memref::getMixedSize(rw, loc, op.getState(), 2),
+                                         memref::getMixedSize(rw, loc, op.getState(), 3)};
+      SmallVector<OpFoldResult> strides(4, rw.getIndexAttr(1));
+      auto type = memref::SubViewOp::inferRankReducedResultType(
+          {d, dv}, op.getState().getType(), offsets, sizes, strides);
+      state = memref::SubViewOp::create(rw, loc, type, op.getState(), offsets,
+                                        sizes, strides);
+    }
+    // One query position (decoding): the single-step recurrent form, a chunk of 1.
+    int64_t size = q.getDimSize(2) == 1 ? 1 : chunk;
+    Value n0 = loop(zero, dim(op.getQ(), 2), index(size));
     auto step = ChunkStepOp::create(rw, loc, op.getQ(), op.getK(), op.getV(), state, op.getOut(),
-                                    b, h, hk, n0, rw.getI64IntegerAttr(chunk));
+                                    b, h, hk, n0, rw.getI64IntegerAttr(size));
     rw.cloneRegionBefore(op.getScore(), step.getScore(), step.getScore().end());
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());
     rw.cloneRegionBefore(op.getFeatureK(), step.getFeatureK(), step.getFeatureK().end());

@@ -172,6 +172,16 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
                                  << int64_t(blockQ) << " and " << int64_t(blockK);
       return signalPassFailure();
     }
+    // The quadratic form has no state to start from or to hand on.
+    WalkResult stateful = getOperation()->walk([](AttentionOp op) {
+      if (!op.getState())
+        return WalkResult::advance();
+      op.emitError("a recurrence with a state needs the chunked form (attn-chunk), which did not "
+                   "apply: compile without --no-chunk");
+      return WalkResult::interrupt();
+    });
+    if (stateful.wasInterrupted())
+      return signalPassFailure();
     RewritePatternSet patterns(&getContext());
     populateTileAttentionPatterns(patterns, blockQ, blockK);
     walkAndApplyPatterns(getOperation(), std::move(patterns));

@@ -82,8 +82,11 @@ std::vector<std::pair<std::string, int64_t>> seqSizes(const Variant &v, const st
   std::vector<std::pair<std::string, int64_t>> parsed, out;
   std::string error;
   EXPECT_TRUE(parseSizeList(shape, parsed, error)) << error;
-  for (auto &[name, size] : parsed)
-    out.emplace_back(v.dims[name == "i" ? v.qSeqDim : v.kvSeqDim].name, size);
+  for (auto &[name, size] : parsed) {
+    int dim = name == "i" ? v.qSeqDim : v.kvSeqDim;
+    if (staticExtent(v, dim) < 0)  // a static sequence dim (a decode step) keeps its extent
+      out.emplace_back(v.dims[dim].name, size);
+  }
   return out;
 }
 
@@ -102,6 +105,8 @@ void expectMatchesReference(CPUModule &module, const Variant &v, const std::stri
   SCOPED_TRACE(label + " splits=" + std::to_string(splits) + " " + r.describeSizes(v));
   EXPECT_EQ(r.unwritten, 0);
   EXPECT_LE(r.relError, 1e-5);  // NaN fails too
+  EXPECT_LE(r.recurrentRelError, 1e-5);  // recurrences: against the recurrent form too
+  EXPECT_LE(r.stateRelError, 1e-5);      // and the final state, with a state
   if (v.norm == Norm::Softmax) {
     EXPECT_TRUE(r.lseInfMatches);
     EXPECT_LE(r.lseRelError, 1e-5);
@@ -174,13 +179,17 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 
 /// Recurrences (attn-chunk): chunk sizes from 1 to more than the sequence, ragged lengths,
 /// q_len != kv_len, and the quadratic form (no attn-chunk): a decay fixed per head folded into
-/// the score (RetNet), a per-step one (Mamba-2) as the tile's decay region.
+/// the score (RetNet), a per-step one (Mamba-2) as the tile's decay region. Every run is also
+/// checked against the recurrent float64 form, and with a state (initial in, final out; no
+/// quadratic form) its final state too. mamba2_step (q_len = 1) takes the single-step form.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_relu.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_ssd.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet_state.attn", false},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_step.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;

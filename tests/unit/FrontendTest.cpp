@@ -196,7 +196,7 @@ TEST(Parser, Precedence) {
 TEST(Parser, RecurrenceStatementsAreRecordedAndSkipped) {
   SpecFile f;
   Diagnostic diag;
-  std::string text = "variant t {\n  state S[b, h, d, dv] = S * g + k v^T\n  mask true\n}";
+  std::string text = "variant t {\n  gate S[b, h, d, dv] = S * g + k v^T\n  mask true\n}";
   // '^' is not a token of the language: a lexical error still wins over skipping.
   EXPECT_FALSE(parseSpec("t.attn", text, f, diag));
   EXPECT_EQ(diag.message, "unexpected character '^'");
@@ -406,6 +406,60 @@ TEST(Sema, IsIdempotent) {
   Diagnostic diag;
   ASSERT_TRUE(checkSpec(f, diag)) << diag.message;
   EXPECT_EQ(dumpAST(f), first);
+}
+
+/// A linear recurrence with `extra` statements, for the state rules.
+std::string recurrenceSpec(const std::string &extra, const std::string &score = "dot(q, k) * 0.5",
+                           const std::string &rest = "mask j <= i\n  norm none") {
+  return "variant r {\n  dims b, i : q_len, j : kv_len, h, d = 64, dv = 32\n"
+         "  input q[b, i, h, d], k[b, j, h, d], v[b, j, h, dv]\n  param g[b, i, h]\n"
+         "  score s = " + score + "\n  " + rest + "\n  " + extra +
+         "\n  output o[b, i, h, dv] = attend(s, v)\n}\n";
+}
+
+TEST(Sema, RecurrenceAndState) {
+  SpecFile f;
+  Diagnostic diag;
+  std::string text = recurrenceSpec("state st[h, dv, b, d]", "-dot(q, k) * g[b, i, h] / 2");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  const Variant &v = f.variants[0];
+  EXPECT_TRUE(v.recurrence);
+  ASSERT_TRUE(v.state.has_value());
+  EXPECT_EQ(v.statePerm(), (std::vector<int>{2, 0, 3, 1}));  // [b, h, d, dv] in storage
+  EXPECT_EQ(v.state->resolvedDType, DType::F32);
+  // Not recurrences: a score that reads j, a softmax, a window.
+  for (auto [score, rest] : {std::pair{"dot(q, k) * j", "mask j <= i\n  norm none"},
+                             std::pair{"dot(q, k)", "mask j <= i"},
+                             std::pair{"dot(q, k)", "mask j <= i && i - j < 8\n  norm none"}}) {
+    text = recurrenceSpec("", score, rest);
+    ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+    EXPECT_FALSE(f.variants[0].recurrence) << score << " " << rest;
+  }
+  struct Case {
+    std::string text, message;
+  } cases[] = {
+      {recurrenceSpec("state st[b, h, d]"),
+       "the state holds one [head dim, value dim] matrix per batch entry and query head"},
+      {recurrenceSpec("state st[b, i, d, dv]"),
+       "the state holds one [head dim, value dim] matrix per batch entry and query head"},
+      {recurrenceSpec("state st[b, h, d, dv] : bf16"), "the state is f32, got bf16"},
+      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j <= i"),
+       "a state needs norm none"},
+      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j < i\n  norm none"),
+       "a state needs the causal mask exactly: 'mask j <= i'"},
+      {recurrenceSpec("state st[b, h, d, dv]", "exp(dot(q, k))"),
+       "a state needs a score linear in dot(q, k): dot times factors free of 'j'"},
+      {recurrenceSpec("state st[b, h, d, dv]\n  state t2[b, h, d, dv]"),
+       "duplicate 'state' statement"},
+      {recurrenceSpec("state g[b, h, d, dv]"), "duplicate name 'g'"},
+      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k) * st"),
+       "tensor 'st' cannot be used as a value"},
+  };
+  for (const Case &c : cases) {
+    bool ok = loadSpec("r.attn", c.text, f, diag);
+    EXPECT_FALSE(ok) << c.text;
+    EXPECT_EQ(diag.message, c.message) << c.text;
+  }
 }
 
 TEST(Sema, Errors) {

@@ -296,3 +296,33 @@ func.func @chunk_state_shape(%q: memref<?x?x?x64xf32>, %s: memref<32x64xf32>, %o
     }
   return
 }
+
+// -----
+
+func.func @state_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
+                              %lse: memref<?x?x?xf32>, %st: memref<?x?x64x64xf32>) {
+  // expected-error @+1 {{a state needs norm none (a recurrence), got softmax}}
+  attn.attention %q, %q, %q -> %o, %lse state %st {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>,
+        memref<?x?x?xf32> state memref<?x?x64x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @state_shape(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
+                       %st: memref<?x?x32x64xf32>) {
+  // expected-error @+1 {{head dim}}
+  attn.attention %q, %q, %q -> %o state %st {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+        state memref<?x?x32x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}

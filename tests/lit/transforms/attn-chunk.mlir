@@ -130,3 +130,54 @@ func.func @not_recurrences(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %
     }
   return
 }
+
+// -----
+
+// A state: chunk_step works in place on the subview state[b, h] (the initial state in, the
+// final one out), with no buffer and no zero fill.
+// CHECK-LABEL: func.func @stateful
+// CHECK-SAME: %[[ST:[^:]*]]: memref<?x?x64x32xf32>)
+// CHECK-NOT: memref.alloca
+// CHECK-NOT: attn.tile_fill
+// CHECK: scf.for %[[B:.*]] = {{.*}} {
+// CHECK: scf.for %[[H:.*]] = {{.*}} {
+// CHECK: %[[SV:.*]] = memref.subview %[[ST]][%[[B]], %[[H]], 0, 0] [1, 1, 64, 32] [1, 1, 1, 1] : memref<?x?x64x32xf32> to memref<64x32xf32, strided<[32, 1], offset: ?>>
+// CHECK: attn.chunk_step {{.*}} state %[[SV]] -> {{.*}} {chunk = 16 : i64}
+func.func @stateful(%q: memref<?x?x?x64xf32>, %v: memref<?x?x?x32xf32>, %o: memref<?x?x?x32xf32>,
+                    %st: memref<?x?x64x32xf32>) {
+  attn.attention %q, %q, %v -> %o state %st {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x32xf32> -> memref<?x?x?x32xf32>
+        state memref<?x?x64x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}
+
+// -----
+
+// One query position (decoding): the single-step recurrent form, chunks of 1 whatever the
+// chunk-size option says.
+// CHECK-LABEL: func.func @single_step
+// CHECK: attn.chunk_step {{.*}} {chunk = 1 : i64}
+func.func @single_step(%q: memref<?x?x1x64xf32>, %k: memref<?x?x1x64xf32>,
+                       %v: memref<?x?x1x32xf32>, %o: memref<?x?x1x32xf32>,
+                       %st: memref<?x?x64x32xf32>) {
+  attn.attention %q, %k, %v -> %o state %st {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x1x64xf32>, memref<?x?x1x64xf32>, memref<?x?x1x32xf32> -> memref<?x?x1x32xf32>
+        state memref<?x?x64x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}
