@@ -2,6 +2,7 @@
 // schedule on mma.sync): one block per query tile, 16 query rows per warp, K/V tiles streamed
 // through shared memory, online softmax in registers. See Passes.td for the full contract.
 #include "codegen/cuda/Passes.h"
+#include "codegen/cuda/WarpKernel.h"
 #include "dialect/transforms/Patterns.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -24,9 +25,7 @@ using namespace mlir;
 using namespace mlir::attn;
 
 namespace {
-/// Elements of padding per shared-memory row: shifts each row by 16 bytes, so the 8 rows one
-/// ldmatrix reads fall in different banks.
-constexpr int64_t kPad = 8;
+constexpr int64_t kPad = kSmemPad;
 } // namespace
 
 int64_t mlir::attn::cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim,
@@ -159,22 +158,18 @@ FailureOr<TiledForm> analyze(func::FuncOp f) {
 
 /// Builds the body of one kernel. Per thread: lane, its quad row g = lane / 4 and column pair
 /// c = lane % 4 in the mma fragments; each warp owns 16 query rows.
-class KernelBuilder {
+class KernelBuilder : WarpKernelBase {
 public:
   KernelBuilder(OpBuilder &b, Location loc, TiledForm t, gpu::GPUFuncOp kernel)
-      : b(b), loc(loc), t(t), kernel(kernel) {}
+      : WarpKernelBase(b, loc, t.func), t(t), kernel(kernel) {}
 
   LogicalResult build();
 
 private:
-  OpBuilder &b;
-  Location loc;
   TiledForm t;
   gpu::GPUFuncOp kernel;
-  IRMapping outside;  // host values used by the regions -> kernel values
-  Type elt;
   Value q, k, v, out, lse, table;  // table: the block table of paged K/V, else null
-  Value lane, warp, g, c, batch, head, kvHead, i0, qLen, kvLen;
+  Value kvHead, i0, kvLen;
   Value rowsLen;               // query rows of a (packed) tile space: q_len * pack
   Value split, partOut, partLse;  // split-KV: this block's split and the partial buffers
   Value rowHead[2], rowQuery[2], rowQuerySafe[2];  // per thread row (g, g + 8) of the warp
@@ -184,92 +179,6 @@ private:
   Value cumQ, cumK, keyBase, tileJ0;
   Value kStage, vStage;  // staging tiles of quantised K / V (stored bytes), else null
 
-  // ---- scalar helpers ----
-  Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
-  Value f32(double x) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(x))); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value add(Value x, int64_t y) { return y ? add(x, idx(y)) : x; }
-  Value mul(Value x, int64_t y) { return arith::MulIOp::create(b, loc, x, idx(y)); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
-  }
-  Value minIdx(Value x, Value y) { return arith::MinUIOp::create(b, loc, x, y); }
-  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, loc, x, y); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
-  Value select(Value cond, Value x, Value y) { return arith::SelectOp::create(b, loc, cond, x, y); }
-  Value ptx(StringRef code, Value x) {
-    return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()}, ValueRange{x},
-                                     ValueRange{}, code, Value())
-        .getResult(0);
-  }
-  Value ex2(Value x) { return ptx("ex2.approx.ftz.f32 $0, $1;", x); }
-  Value shflXor(Value x, int32_t offset) {
-    return gpu::ShuffleOp::create(b, loc, x, offset, 32, gpu::ShuffleMode::XOR)
-        .getShuffleResult();
-  }
-  /// Max (or sum) over the four lanes of a quad, which together hold one fragment row.
-  Value quadReduce(Value x, bool isMax) {
-    for (int32_t offset : {1, 2}) {
-      Value other = shflXor(x, offset);
-      x = isMax ? fmax(x, other) : fadd(x, other);
-    }
-    return x;
-  }
-
-  // ---- fragments ----
-  /// ldmatrix.x4: lane l addresses row `rowBase + rowOf(l)` of matrix l / 8; returns the four
-  /// 8x8 fragments as vector<2xT> (this thread's row l / 4, columns 2 (l % 4) + {0, 1}).
-  SmallVector<Value, 4> ldmatrix(Value smem, Value row, Value col, bool transpose) {
-    auto vecType = VectorType::get({4, 2}, elt);
-    Value frag = nvgpu::LdMatrixOp::create(b, loc, vecType, smem, ValueRange{row, col},
-                                           transpose, 4);
-    SmallVector<Value, 4> parts;
-    for (int64_t m = 0; m < 4; ++m)
-      parts.push_back(vector::ExtractOp::create(b, loc, frag, m));
-    return parts;
-  }
-  /// mma.sync m16n8k16, row x col, f32 accumulate: c += a . b.
-  SmallVector<Value, 4> mma(ArrayRef<Value> a, ArrayRef<Value> bb, ArrayRef<Value> acc) {
-    auto asI32 = [&](Value x) {
-      auto i32v = vector::BitCastOp::create(b, loc, VectorType::get({1}, b.getI32Type()), x);
-      return vector::ExtractOp::create(b, loc, i32v, 0).getResult();
-    };
-    SmallVector<Value> aOps, bOps;
-    for (Value x : a)
-      aOps.push_back(elt.isBF16() ? asI32(x) : x);
-    for (Value x : bb)
-      bOps.push_back(elt.isBF16() ? asI32(x) : x);
-    Type f32t = b.getF32Type();
-    auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(), {f32t, f32t, f32t, f32t});
-    NVVM::MMATypes ptxType = elt.isBF16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
-    auto op = NVVM::MmaOp::create(
-        b, loc, resultType, aOps, bOps, acc, {16, 8, 16}, std::nullopt, std::nullopt,
-        std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row, NVVM::MMALayout::col});
-    SmallVector<Value, 4> res;
-    for (int64_t e = 0; e < 4; ++e)
-      res.push_back(LLVM::ExtractValueOp::create(b, loc, op.getRes(), ArrayRef<int64_t>{e}));
-    return res;
-  }
-  /// Two f32 (lower column first) -> one vector<2xT> operand register.
-  Value pack(Value x, Value y) {
-    Value v2 = vector::FromElementsOp::create(b, loc, VectorType::get({2}, b.getF32Type()),
-                                              ValueRange{x, y});
-    return arith::TruncFOp::create(b, loc, VectorType::get({2}, elt), v2);
-  }
-
-  // ---- memory ----
-  Value sharedView(Value base, int64_t byteOffset, int64_t rows, int64_t cols) {
-    auto type = MemRefType::get({rows, cols + kPad}, elt, MemRefLayoutAttrInterface(),
-                                gpu::AddressSpaceAttr::get(b.getContext(),
-                                                           gpu::AddressSpace::Workgroup));
-    return memref::ViewOp::create(b, loc, type, base, idx(byteOffset), ValueRange{});
-  }
-  /// Where tile row r lives in a global tensor: (axis 0, head, row, in range).
-  using Row = std::tuple<Value, Value, Value, Value>;
-  using RowFn = function_ref<Row(Value)>;
   /// Page of the pool holding key j (clamped into the table and the pool, so a bad entry
   /// cannot read outside the buffers), for paged K/V.
   Value pageOf(Value j) {
@@ -305,38 +214,6 @@ private:
   Row queryRow(Value r) {
     auto [h, i] = packedRow(add(i0, r));
     return {batch, h, i, lt(i, qLen)};
-  }
-  /// Runs body(id) for chunk ids tid, tid + threads, ... below `chunks`: the whole block strides
-  /// over a tile; the last round, which may cover fewer chunks than threads, is guarded.
-  void forEachChunk(int64_t chunks, Value tid, int64_t threads, function_ref<void(Value)> body) {
-    for (int64_t base = 0; base < chunks; base += threads) {
-      Value id = add(tid, base);
-      if (base + threads <= chunks) {
-        body(id);
-        continue;
-      }
-      auto ifOp = scf::IfOp::create(b, loc, lt(id, idx(chunks)), /*withElse=*/false);
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-      body(id);
-    }
-  }
-  /// rows x cols of global[axis 0(r), head(r), row(r), :] -> smem with cp.async, 16 bytes
-  /// (`perCopy` elements) per copy; rows out of range are zero-filled and read nothing.
-  void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
-                int64_t threads, int64_t perCopy = 8) {
-    int64_t chunksPerRow = cols / perCopy;
-    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
-    forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
-      Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
-      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), perCopy);
-      auto [outer, headIndex, row, inRange] = rowOf(r);
-      Value safeRow = select(inRange, row, idx(0));
-      Value srcElems = select(inRange, idx(perCopy), idx(0));
-      nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
-                                       ValueRange{outer, headIndex, safeRow, col},
-                                       b.getIndexAttr(perCopy), srcElems, b.getUnitAttr());
-    });
   }
   /// The scale of quantised K (isKey) or V, its axes over the key coordinates and its group.
   struct Dequant {
@@ -431,150 +308,6 @@ private:
     if (isKey && !t.scores.getFeatureK().empty())
       mapTile(kSmem, t.scores.getFeatureK(), t.blockK, t.headDim, tid, threads);
   }
-  /// log gamma(b, head, p) of the decay region; positions past the queries are clamped (their
-  /// keys are masked: only j <= i < q_len count).
-  Value logDecay(Value p) {
-    Value safe = minIdx(p, add(qLen, idx(-1)));
-    return math::LogOp::create(b, loc, inlineRegion(t.scores.getDecay(), {batch, head, safe}));
-  }
-  /// sum_{from <= p < to} log gamma(p), by warp 0 (strided over its lanes, then a shuffle
-  /// reduction); every lane of warp 0 gets it, other warps get 0 (use it through thread 0).
-  Value logDecaySum(Value from, Value to) {
-    auto inWarp0 = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
-                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
-                                                           idx(0)),
-                                     /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(inWarp0.thenBlock());
-      auto loop = scf::ForOp::create(b, loc, add(from, lane), to, idx(32), ValueRange{f32(0)});
-      {
-        OpBuilder::InsertionGuard inner(b);
-        b.setInsertionPointToStart(loop.getBody());
-        Value sum = fadd(loop.getRegionIterArgs()[0], logDecay(loop.getInductionVar()));
-        scf::YieldOp::create(b, loc, sum);
-      }
-      Value sum = loop.getResult(0);
-      for (int32_t offset : {16, 8, 4, 2, 1})
-        sum = fadd(sum, shflXor(sum, offset));
-      scf::YieldOp::create(b, loc, sum);
-      b.setInsertionPointToStart(inWarp0.elseBlock());
-      scf::YieldOp::create(b, loc, ValueRange{f32(0)});
-    }
-    return inWarp0.getResult(0);
-  }
-  void ifThread0(Value tid, function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, loc,
-                                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
-                                                        idx(0)),
-                                  /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-    body();
-  }
-  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) for c < n: each thread < n writes
-  /// one log, then thread 0 sums them in order (n is a tile: 16 to 128 adds). The base is
-  /// `base` (valid in thread 0) or, with `carry`, carry[0], which then becomes the tile's total.
-  void cumulative(Value cum, Value p0, int64_t n, Value base, Value tid, Value carry) {
-    gpu::BarrierOp::create(b, loc);  // earlier readers of cum are done
-    auto ifOp = scf::IfOp::create(b, loc, lt(tid, idx(n)), /*withElseRegion=*/false);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-      memref::StoreOp::create(b, loc, logDecay(add(p0, tid)), cum, ValueRange{tid});
-    }
-    gpu::BarrierOp::create(b, loc);
-    ifThread0(tid, [&] {
-      Value start = carry ? Value(memref::LoadOp::create(b, loc, carry, ValueRange{idx(0)}))
-                          : base;
-      auto loop = scf::ForOp::create(b, loc, idx(0), idx(n), idx(1), ValueRange{start});
-      {
-        OpBuilder::InsertionGuard inner(b);
-        b.setInsertionPointToStart(loop.getBody());
-        Value c = loop.getInductionVar();
-        Value sum = fadd(loop.getRegionIterArgs()[0],
-                         memref::LoadOp::create(b, loc, cum, ValueRange{c}));
-        memref::StoreOp::create(b, loc, sum, cum, ValueRange{c});
-        scf::YieldOp::create(b, loc, sum);
-      }
-      if (carry)
-        memref::StoreOp::create(b, loc, loop.getResult(0), carry, ValueRange{idx(0)});
-    });
-    gpu::BarrierOp::create(b, loc);
-  }
-
-  /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
-  /// elements per thread and step, in f32; then a barrier. Zero-filled rows past the end map to
-  /// phi(0): those keys are masked and those queries are not stored.
-  void mapTile(Value tile, Region &feature, int64_t rows, int64_t cols, Value tid,
-               int64_t threads) {
-    int64_t chunksPerRow = cols / 8;
-    auto vec8 = [&](Type t) { return VectorType::get({8}, t); };
-    forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
-      Value r = arith::DivUIOp::create(b, loc, id, idx(chunksPerRow));
-      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(chunksPerRow)), 8);
-      Value stored = vector::LoadOp::create(b, loc, vec8(elt), tile, ValueRange{r, col});
-      Value x = arith::ExtFOp::create(b, loc, vec8(b.getF32Type()), stored);
-      SmallVector<Value> mapped;
-      for (int64_t e = 0; e < 8; ++e)
-        mapped.push_back(inlineRegion(feature, {vector::ExtractOp::create(b, loc, x, e)}));
-      Value y = vector::FromElementsOp::create(b, loc, vec8(b.getF32Type()), mapped);
-      vector::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, vec8(elt), y), tile,
-                              ValueRange{r, col});
-    });
-    gpu::BarrierOp::create(b, loc);
-  }
-  /// Closes the cp.async group issued so far.
-  Value commit() {
-    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
-    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
-  }
-  /// Waits until at most `pending` groups are in flight, then syncs the block so every thread
-  /// sees every thread's copies.
-  void waitGroups(Value group, int32_t pending) {
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(pending));
-    gpu::BarrierOp::create(b, loc);
-  }
-
-  // ---- regions ----
-  /// Clones the pure host ops a region uses (constants hoisted by CSE), maps func args.
-  LogicalResult materialize(Value v) {
-    if (outside.contains(v))
-      return success();
-    if (auto arg = dyn_cast<BlockArgument>(v))
-      return failure();  // func args were mapped up front
-    Operation *def = v.getDefiningOp();
-    // Pure index math, and loads of params (read-only: per-sequence lengths for key bounds).
-    auto load = dyn_cast<memref::LoadOp>(def);
-    bool paramLoad = load && isa<BlockArgument>(load.getMemRef()) &&
-                     load.getMemRef() != t.store.getOut() && load.getMemRef() != t.store.getLse();
-    if ((!isMemoryEffectFree(def) && !paramLoad) || def->getNumRegions())
-      return t.func.emitError("a score/mask region or a key bound uses a host value that is "
-                              "neither pure index math nor a param read");
-    for (Value operand : def->getOperands())
-      if (failed(materialize(operand)))
-        return failure();
-    b.clone(*def, outside);
-    return success();
-  }
-  LogicalResult mapCapturedValues(Region &region) {
-    LogicalResult result = success();
-    region.walk([&](Operation *op) {
-      for (Value operand : op->getOperands())
-        if (!region.isAncestor(operand.getParentRegion()) && failed(materialize(operand)))
-          result = failure();
-    });
-    return result;
-  }
-  Value inlineRegion(Region &region, ValueRange args) {
-    IRMapping map = outside;
-    Block &block = region.front();
-    map.map(block.getArguments(), args);
-    for (Operation &op : block.without_terminator())
-      b.clone(op, map);
-    return map.lookupOrDefault(cast<YieldOp>(block.getTerminator()).getValues()[0]);
-  }
-
   /// Applies mask and score to one accumulator element (thread row r in {0, 1}: row g + 8 r of
   /// the warp's 16, key j); masked keys and keys past the end get the fill value. In an
   /// interior tile (every row and key in range) the range checks and clamps are left out.
@@ -792,6 +525,10 @@ LogicalResult KernelBuilder::build() {
   out = outside.lookup(t.store.getOut());
   lse = t.store.getLse() ? outside.lookup(t.store.getLse()) : Value();
   elt = cast<MemRefType>(q.getType()).getElementType();
+  written = {t.store.getOut()};
+  if (t.store.getLse())
+    written.push_back(t.store.getLse());
+  decay = &t.scores.getDecay();
   if (failed(mapCapturedValues(t.scores.getScore())) ||
       failed(mapCapturedValues(t.scores.getMask())) ||
       failed(mapCapturedValues(t.scores.getDecay())) ||
