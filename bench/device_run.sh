@@ -7,7 +7,8 @@
 #   tune: variant-suite timings of the default kernels against other compile options.
 #   decode / decode-tests: decode kernels under several options, (the GPU tests,) bench/decode.py.
 #   recurrent: bench/recurrent.py against flash-linear-attention (fla-core and einops wheels
-#   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network).
+#   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network);
+#   recurrent-tests runs the recurrence kernels' GPU tests and memcheck first.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
@@ -106,15 +107,35 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
   python3 bench/decode.py --dirs "$dirs" "$@" 2>&1 | tee "$out/decode.log" | tail -n 30
   cp bench/results/*decode*.md "$out/" 2>/dev/null
 fi
-if [ "$mode" = recurrent ]; then
+if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
+  if [ "$mode" = recurrent-tests ]; then  # the recurrence kernels' GPU tests and memcheck only
+    json_include=; [ -f "$root/.device/include/nlohmann/json.hpp" ] && json_include=$root/.device/include
+    { cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
+      >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
+    export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step"
+    echo "== GPU tests of the recurrence kernels"
+    python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py tests/gpu/test_jit.py \
+      -k "$(echo $recs | sed 's/ / or /g')" > "$out/gpu-tests.log" 2>&1
+    grep -E "^E |Error|FAILED|passed|failed|rel " "$out/gpu-tests.log" | tail -n 40
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+      --print-limit 10 python3 tests/gpu/sanitize_one.py $recs 2>&1 | tail -n 12
+  fi
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1
   pylib=$root/.device/pylib; rm -rf "$pylib"; mkdir -p "$pylib"
   for w in "$root"/.device/wheels/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$pylib"; done
   # mamba_ssm's Triton SSD kernels: its ops/triton and utils sources (the CUDA extensions are
   # not needed for them), carried in .device/mamba_src.
   [ -d "$root/.device/mamba_src" ] && cp -r "$root/.device/mamba_src/mamba_ssm" "$pylib/"
+  quad=$root/.device/kernels-quadratic; rm -rf "$quad"; mkdir -p "$quad"
+  for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn specs/mamba2_ssd.attn; do
+    "$bin/attnc" compile "$spec" --emit=ptx --no-chunk -o "$quad" >>"$out/compile.log" 2>&1 \
+      || echo "COMPILE FAILED: $spec --no-chunk"
+  done
   ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
-    python3 bench/recurrent.py --dir "$kernels" "$@" 2>&1 | tee "$out/recurrent.log" | tail -n 30
+    python3 bench/recurrent.py --dir "$kernels" --quadratic-dir "$quad" "$@" 2>&1 \
+    | tee "$out/recurrent.log" | tail -n 30
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1

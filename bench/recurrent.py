@@ -4,9 +4,10 @@ next to flash-linear-attention's chunked Triton kernels, in the same process.
 
   python3 bench/recurrent.py [--tag TAG] [--dir KERNELS] [--shape b:t:h] [--mamba b:L:h]
 
-attnc compiles these variants to the masked quadratic (parallel) form today: o = (M * S) V with
-S = phi(q) phi(k)^T (times the decay for RetNet) over the causal mask M, so its cost grows with
-T^2 where fla's chunked form grows with T. Correctness first: each attnc output is compared with
+attnc compiles these variants to the chunked form (attn-chunk: one block per value slice, head
+and batch walks the chunks, state in registers, tensor-core chunk matmuls). With --quadratic-dir
+(kernels compiled with --no-chunk) the masked quadratic form o = (M * S) V is timed too, whose
+cost grows with T^2. Correctness first: each attnc output is compared with
 fla's on the same inputs (fla gets phi(q), phi(k), since its ops take mapped inputs), then
 timed. fla's first call (Triton compile and autotune) is timed too; it needs fla-core and
 einops on PYTHONPATH (bench/device_run.sh recurrent installs the carried wheels). Mamba-2 SSD
@@ -69,8 +70,9 @@ def mamba2_case(args):
 
     ref = time_peer(row, peer, args.repeats)
     xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
-    time_attnc(row, args, dict(c=c, bm=bm, x=xs, dt=dt, a_log=a_log), ("y", x), ref,
-               B * H * L * L * (N + P))  # QK^T and PV over the causal half
+    for key in ("attnc", "quadratic"):
+        time_attnc(row, args, dict(c=c, bm=bm, x=xs, dt=dt, a_log=a_log), ("y", x), ref,
+                   B * H * L * L * (N + P), key=key)  # QK^T and PV over the causal half
     print("  " + json.dumps(row), flush=True)
     return row
 
@@ -90,12 +92,18 @@ def time_peer(row, make, repeats):
         return None
 
 
-def time_attnc(row, args, inputs, output, ref, flops):
-    """attnc's kernel row["variant"] on `inputs`, its output (name, a tensor it is shaped like)
-    `output`: error against the peer's `ref`, ms and TFLOP/s into row."""
+def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc"):
+    """attnc's kernel row["variant"] (from `directory`, default --dir) on `inputs`, its output
+    (name, a tensor it is shaped like) `output`: error against the peer's `ref`, ms and TFLOP/s
+    into row under `key`."""
+    if key != "attnc":
+        directory = getattr(args, "quadratic_dir", None)
+        if not directory:
+            return
     try:
         name = row["variant"]
-        kernel = attnc.load_kernel(Path(args.dir) / f"{name}.ptx", Path(args.dir) / f"{name}.json")
+        directory = Path(directory or args.dir)
+        kernel = attnc.load_kernel(directory / f"{name}.ptx", directory / f"{name}.json")
         out_name, like = output
         out = torch.empty_like(like)
         launch = kernel.prepare(**inputs, **{out_name: out})
@@ -103,17 +111,19 @@ def time_attnc(row, args, inputs, output, ref, flops):
         launch()
         torch.cuda.synchronize()
         if ref is not None:
-            row["err_vs_fla"] = relative_error(out, ref.float())
-        row["attnc_ms"] = time_ms(launch, args.repeats)
-        row["attnc_tflops"] = flops / row["attnc_ms"] / 1e9
+            row[f"{key}_err_vs_fla"] = relative_error(out, ref.float())
+        row[f"{key}_ms"] = time_ms(launch, args.repeats)
+        row[f"{key}_tflops"] = flops / row[f"{key}_ms"] / 1e9
     except Exception as e:
-        row["attnc"] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+        row[key] = f"failed: {type(e).__name__}: {str(e)[:160]}"
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tag", default="recurrent")
     parser.add_argument("--dir", default=str(ROOT / ".device" / "kernels"))
+    parser.add_argument("--quadratic-dir", default="",
+                        help="kernels compiled with --no-chunk, timed as the quadratic form")
     parser.add_argument("--shape", default="2:8192:16")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--mamba", default="2:8192:64",
@@ -134,7 +144,8 @@ def main():
         qf = feature(q.float()).to(q.dtype) if feature else q
         kf = feature(k.float()).to(k.dtype) if feature else k
         ref = time_peer(row, lambda: fla_op(op, qf, kf, v, scale), args.repeats)
-        time_attnc(row, args, dict(q=q, k=k, v=v), ("o", q), ref, flops)
+        for key in ("attnc", "quadratic"):
+            time_attnc(row, args, dict(q=q, k=k, v=v), ("o", q), ref, flops, key=key)
         print("  " + json.dumps(row), flush=True)
         rows.append(row)
         raw[variant] = row
@@ -146,24 +157,28 @@ def main():
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")
 
-    lines = [f"# Recurrence family, quadratic form vs flash-linear-attention ({args.tag}), "
+    lines = [f"# Recurrence family, chunked form vs flash-linear-attention ({args.tag}), "
              f"{datetime.date.today().isoformat()}", "",
              f"Device: {device_line()}; torch {torch.__version__}.", "",
-             f"B{B} T{T} H{H} K=V={D}, bf16, forward. attnc runs the masked quadratic form "
-             "(TFLOP/s counted as 4·B·H·T²·D/2); fla its chunked Triton kernels "
+             f"B{B} T{T} H{H} K=V={D}, bf16, forward. attnc runs the chunked form (attn-chunk, "
+             "chunk 64); `quadratic` is the masked quadratic form (--no-chunk; TFLOP/s counted "
+             "as 4·B·H·T²·D/2 for both, the quadratic form's work); fla its chunked Triton kernels "
              "(chunk_linear_attn normalize=False, chunk_retention). `err` is attnc's relative "
              "error against fla on the same inputs. The mamba2_ssd row (if run): "
              f"b{args.mamba.replace(':', ' L', 1).replace(':', ' h', 1)} p64 n128 against "
              "mamba_ssm (chunk 256), TFLOP/s counted as B·H·L²·(N+P).", "",
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
-             "attnc TFLOP/s | attnc / fla time | err |", "|---|---|---|---|---|---|---|---|---|"]
+             "attnc / fla time | err | quadratic ms | quadratic TFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = (f"{row['attnc_ms'] / row['fla_ms']:.1f}x" if "attnc_ms" in row and "fla_ms" in row
                  else "")
         lines.append(f"| {row['variant']} | {row['fla_op']} | {cell(row, 'fla_ms', '{:.3f}')} | "
                      f"{cell(row, 'fla_first_s', '{:.1f} s')} | {ANCHORS_MS[row['fla_op']]} | "
-                     f"{cell(row, 'attnc_ms', '{:.3f}')} | {cell(row, 'attnc_tflops', '{:.0f}')} | "
-                     f"{ratio} | {cell(row, 'err_vs_fla', '{:.1e}')} |")
+                     f"{cell(row, 'attnc_ms', '{:.3f}')} | {ratio} | "
+                     f"{cell(row, 'attnc_err_vs_fla', '{:.1e}')} | "
+                     f"{cell(row, 'quadratic_ms', '{:.3f}')} | "
+                     f"{cell(row, 'quadratic_tflops', '{:.0f}')} |")
     text = "\n".join(lines) + "\n"
     print(text)
     write_report(text, raw, args.tag)

@@ -173,10 +173,7 @@ bool Compiler::lowerTo(Stage to, const CompileOptions &options, Diagnostic &diag
   }
   mlir::PassManager pm(&ctx);
   if (current < Stage::Tiled) {
-    // The chunked form (attn.chunk_step) has a CPU lowering only: CUDA keeps the quadratic one.
-    PipelineOptions tiled = options.pipeline;
-    tiled.chunk = tiled.chunk && to != Stage::PTX;
-    buildAttnToTiledPipeline(pm, tiled);
+    buildAttnToTiledPipeline(pm, options.pipeline);
   }
   if (to == Stage::LLVM)
     buildTiledToCPUPipeline(pm);

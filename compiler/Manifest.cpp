@@ -59,6 +59,14 @@ std::string hashText(const std::string &text) {
   return buf;
 }
 
+int64_t chunkOf(const Variant &v, const PipelineOptions &options) {
+  bool quantised = isQuantized(v.inputs[v.k].resolvedDType) ||
+                   isQuantized(v.inputs[v.v].resolvedDType);
+  if (!options.chunk || !v.recurrence || v.paged || quantised)
+    return 0;
+  return staticExtent(v, v.qSeqDim) == 1 ? 1 : options.chunkSize;
+}
+
 std::string buildManifest(const Variant &v, const PipelineOptions &options,
                           const std::string &ptxFile, const std::string &specText) {
   using nlohmann::json;
@@ -160,6 +168,23 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};
+  if (int64_t chunk = chunkOf(v, options)) {
+    // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
+    mlir::attn::CUDAChunkConfig config;
+    std::string why;
+    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why))) {
+      manifest["block"] = {config.threads, 1, 1};
+      manifest["grid"] = {{{"ceil_div", {v.dims[v.valueDim].name, config.valueSlice}}},
+                          {{"dim", v.dims[v.qHeadDim].name}},
+                          {{"dim", v.dims[v.batchDim].name}}};
+      manifest["dynamic_shared_memory"] = mlir::attn::cudaChunkSharedMemoryBytes(
+          config, headDim, dtypeBytes(q.resolvedDType), v.decay != nullptr);
+      manifest["tile"] = {{"block_q", config.rows}, {"block_k", config.rows},
+                          {"warps", config.warps}};
+      manifest["chunk"] = {{"size", chunk}, {"rows", config.rows},
+                           {"value_slice", config.valueSlice}};
+    }
+  }
   if (v.paged)
     manifest["paged"] = {{"block_table", v.params[v.paged->tableParam].name},
                          {"page_size", v.paged->pageSize}};

@@ -910,7 +910,36 @@ struct AttnCUDALowerTilesPass
       return signalPassFailure();
   }
 
+  /// A function holding attn-chunk's form: one kernel for its attn.chunk_step.
+  LogicalResult lowerChunked(func::FuncOp f, ChunkStepOp step) {
+    OpBuilder b(f);
+    Location loc = f.getLoc();
+    auto target = NVVM::NVVMTargetAttr::get(&getContext(), /*optLevel=*/3, "nvptx64-nvidia-cuda",
+                                            chip, "+ptx80");
+    auto gpuModule = gpu::GPUModuleOp::create(b, loc, (f.getName() + "_kernels").str(),
+                                              b.getArrayAttr({target}));
+    b.setInsertionPointToStart(gpuModule.getBody());
+    SmallVector<Type> argTypes;
+    for (BlockArgument arg : f.getArguments()) {
+      bool tensorArg = arg == step.getQ() || arg == step.getK() || arg == step.getV() ||
+                       arg == step.getOut();
+      argTypes.push_back(kernelArgType(arg.getType(), tensorArg));
+    }
+    auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
+    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    if (failed(buildChunkKernel(b, f, step, kernel)))
+      return failure();
+    f.erase();
+    return success();
+  }
+
   LogicalResult lowerFunction(ModuleOp module, func::FuncOp f) {
+    SmallVector<ChunkStepOp> steps;
+    f.walk([&](ChunkStepOp step) { steps.push_back(step); });
+    if (steps.size() > 1)
+      return f.emitError("attn-cuda-lower-tiles expects one attn.chunk_step per function");
+    if (!steps.empty())
+      return lowerChunked(f, steps.front());
     FailureOr<TiledForm> form = analyze(f);
     if (failed(form))
       return failure();

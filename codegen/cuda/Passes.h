@@ -2,6 +2,7 @@
 #pragma once
 
 #include "dialect/AttnDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -44,6 +45,22 @@ inline constexpr int32_t kCUDACombineThreads = 128;
 int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
                               int64_t elementBytes, int64_t storedBitsK = 0,
                               int64_t storedBitsV = 0, bool stepDecay = false);
+
+/// The CUDA schedule of attn.chunk_step (CUDAChunk.cpp): `rows` positions per chunk (16 per
+/// warp; chunk 1, the single-step form, runs as one 16-row tile), the value channels split into
+/// slices of `valueSlice`, one block per (slice, q head, batch).
+struct CUDAChunkConfig {
+  int64_t rows = 0, warps = 0, threads = 0, valueSlice = 0;
+};
+/// Fails with `why` for a chunk size or dims the kernel does not take.
+LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
+                              CUDAChunkConfig &config, std::string &why);
+int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
+                                   int64_t elementBytes, bool decay);
+/// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
+/// chunked recurrence of `step`, the one attn.chunk_step of `f`.
+LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
+                               gpu::GPUFuncOp kernel);
 
 /// Math ops -> PTX approximations (no libdevice needed).
 void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);

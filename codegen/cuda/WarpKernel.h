@@ -138,8 +138,9 @@ protected:
   }
   /// rows x cols of global[axis 0(r), head(r), row(r), :] -> smem with cp.async, 16 bytes
   /// (`perCopy` elements) per copy; rows out of range are zero-filled and read nothing.
+  /// Columns start at `colBase` of the global tensor when given (a slice of the channels).
   void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
-                int64_t threads, int64_t perCopy = 8) {
+                int64_t threads, int64_t perCopy = 8, Value colBase = {}) {
     int64_t chunksPerRow = cols / perCopy;
     auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
     forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
@@ -148,8 +149,9 @@ protected:
       auto [outer, headIndex, row, inRange] = rowOf(r);
       Value safeRow = select(inRange, row, idx(0));
       Value srcElems = select(inRange, idx(perCopy), idx(0));
+      Value globalCol = colBase ? add(col, colBase) : col;
       nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
-                                       ValueRange{outer, headIndex, safeRow, col},
+                                       ValueRange{outer, headIndex, safeRow, globalCol},
                                        b.getIndexAttr(perCopy), srcElems, b.getUnitAttr());
     });
   }

@@ -520,7 +520,8 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
   of any dtype, on any device; values are converted exactly to float64 (int64 for i32 params).
 - returns (o, lse): o float64 in the output's storage order; lse float64 [b, h, i] (batch,
   q head, q seq) for softmax, None for the other norms. A row whose keys are all masked gives
-  o = 0 and lse = -inf.
+  o = 0 and lse = -inf. A recurrence with a state returns (o, None, state): t[STATE] is the
+  initial state, and `state` (float64, its storage order) the state after the last query.
 - mask first, then score; ints are int64 with C truncation and x / 0 == x % 0 == 0; an int
   meeting a float becomes float; kv head = q head // GROUP.
 - the work is chunked over q_seq so that no [B, H, rows, J] tensor exceeds CHUNK_ELEMENTS.
@@ -532,6 +533,8 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
   out += "SPEC = " + pyString(specPath) + "\n";
   out += std::string("NORM = \"") + normName(v.norm) + "\"\n";
   out += "GROUP = " + std::to_string(v.group) + "  # query heads per kv head\n";
+  out += "STATE = " + (v.state ? pyString(v.state->name) : std::string("None")) +
+         "  # a recurrence's state (initial in, final out)\n";
   out += "CHUNK_ELEMENTS = 2**27  # largest [B, H, rows, J] block computed at once\n";
   if (v.paged)  // k and v are page pools, gathered through the block table
     out += "PAGED = {\"block_table\": " + pyString(v.params[v.paged->tableParam].name) +
@@ -564,6 +567,8 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
   for (const TensorDecl &t : v.params)
     storage(t);
   storage(v.output);
+  if (v.state)
+    storage(*v.state);
   out += "}\n";
   out += "# tensor name -> declared dtype (the reference accepts any)\n";
   out += "DTYPES = {\n";
@@ -814,9 +819,39 @@ void emitReference(const Variant &v, std::string &out) {
   }
   out += std::string("        del allowed, s, w") + (v.norm == Norm::Relu2 ? ", r" : "") +
          "  # free this chunk's blocks before the next one\n";
+  if (v.state) {
+    // The initial state's term c_i exp(cum[i]) fq(q_i) S0, and the final state
+    // exp(cum[T-1]) S0 + sum_{j < min(I, J)} exp(cum[T-1] - cum[j]) fk(k_j) v_j^T.
+    std::vector<int> sp = v.statePerm(), back(4, 0);
+    for (int c = 0; c < 4; ++c)
+      back[sp[c]] = c;
+    out += "    # the state [b, h, d, dv]: its share of every row, then the state after row I - 1\n";
+    out += "    s0 = t[STATE].to(device=dev, dtype=torch.float64).permute(" + intList(sp) + ")\n";
+    out += "    ixc = dict(ix)\n";
+    out += "    ixc[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    ixc[" + J + "] = torch.zeros((1, 1, 1, 1), dtype=torch.int64, device=dev)\n";
+    out += "    one = torch.ones((1, 1, 1, 1), dtype=torch.float64, device=dev)\n";
+    out += "    c = torch.broadcast_to(_score(one, ixc, extents, p, dev), (B, H, I, 1))  # score at "
+           "dot = 1\n";
+    if (v.decay)
+      out += "    c = c * torch.exp(cum)[..., None]\n";
+    out += "    o = o + c * (q @ s0)\n";
+    if (v.decay) {
+      out += "    last = cum[:, :, I - 1]\n";
+      out += "    w = torch.exp(last[..., None] - cum_k)  # [b, h, j]\n";
+    } else {
+      out += "    last = torch.zeros((B, H), dtype=torch.float64, device=dev)\n";
+      out += "    w = torch.ones((B, H, J), dtype=torch.float64, device=dev)\n";
+    }
+    out += "    w = torch.where(torch.arange(J, device=dev) < min(I, J), w, 0.0)\n";
+    out += "    s1 = torch.exp(last)[..., None, None] * s0 + (k * w[..., None]).transpose(-1, -2) @ v\n";
+    out += "    s1 = s1.permute(" + intList(back) + ").contiguous()  # to " +
+           commentSafe(v.state->name) + "'s storage order\n";
+  }
   out += "    o = o.permute(" + intList(inverse) + ").contiguous()  # to " +
          commentSafe(v.output.name) + "'s storage order\n";
-  out += std::string("    return o, ") + (softmax ? "lse" : "None") + "\n";
+  out += std::string("    return o, ") + (softmax ? "lse" : "None") + (v.state ? ", s1" : "") +
+         "\n";
 }
 
 }  // namespace

@@ -136,6 +136,10 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
     scales = {a["scale"]: a["dtype"] for a in kernel.manifest["args"] if a.get("scale")}
     int_range = {"i8": 127, "i4": 7}
     for a in kernel.manifest["args"]:
+        if a["kind"] == "state":  # a recurrence's initial state (f32, overwritten in place)
+            shape = [sizes[n] for n in a["storage_dims"]]
+            out[a["name"]] = torch.randn(shape, generator=gen, device=device)
+            continue
         if a["kind"] not in ("input", "param"):
             continue
         shape = [sizes[n] for n in a["storage_dims"]]
@@ -183,16 +187,20 @@ def run(kernel, inputs: dict) -> dict:
     outs = kernel.allocate_outputs(**inputs)
     for t in outs.values():
         t.fill_(math.nan)
-    kernel(**inputs, **outs)
+    # A state is updated in place: the kernel gets a copy, `inputs` keeps the initial state.
+    states = {a["name"]: inputs[a["name"]].clone() for a in kernel.manifest["args"]
+              if a["kind"] == "state"}
+    kernel(**{**inputs, **states}, **outs)
     torch.cuda.synchronize()
-    return outs
+    return {**outs, **states}
 
 
 def compare(kernel, reference, inputs: dict, outs: dict) -> dict:
     """{'rel': ||o - ref|| / ||ref||, 'lse_rel', 'problems': [...]}; NaN never passes."""
     import torch
     o_name, lse_name = output_names(kernel)
-    ref_o, ref_lse = reference(dict(inputs))
+    refs = reference(dict(inputs))
+    ref_o, ref_lse = refs[0], refs[1]
     o = outs[o_name].double()
     problems = []
     nans = int(torch.isnan(o).sum())
@@ -204,6 +212,13 @@ def compare(kernel, reference, inputs: dict, outs: dict) -> dict:
     if not rel <= tolerance(kernel):
         problems.append(f"relative error {rel:.3e} > {tolerance(kernel):.0e}")
     result = {"rel": rel, "lse_rel": None, "problems": problems}
+    state = next((a["name"] for a in kernel.manifest["args"] if a["kind"] == "state"), None)
+    if state is not None:  # the final state against the reference's (f32 accumulation)
+        got, want = outs[state].double(), refs[2].double().to(o.device)
+        state_rel = float((got - want).norm()) / max(float(want.norm()), 1e-30)
+        result["state_rel"] = state_rel
+        if not state_rel <= tolerance(kernel):
+            problems.append(f"final state relative error {state_rel:.3e} > {tolerance(kernel):.0e}")
     if lse_name and ref_lse is not None:
         lse, ref_lse = outs[lse_name].double(), ref_lse.double().to(o.device)
         ref_inf, got_inf = torch.isneginf(ref_lse), torch.isneginf(lse)

@@ -18,7 +18,9 @@
 // --out=DIR      writes DIR/index.json, DIR/<name>.bin for every input and param (the values
 //                the interpreter read: float64, or int32 for i32 params, storage order),
 //                DIR/<output>.bin (float64, canonical [b, h, i, dv]) and, for softmax,
-//                DIR/lse.bin (float64 [b, h, i]; "lse_" if a tensor is called lse).
+//                DIR/lse.bin (float64 [b, h, i]; "lse_" if a tensor is called lse). A
+//                recurrence's state is listed with the params (its initial values), and
+//                DIR/<state>_final.bin holds the final state (float64, canonical [b, h, d, dv]).
 // --emit-torch   writes the module of emitTorchReference (with --out, the output still happens).
 #include "compiler/frontend/Frontend.h"
 #include "compiler/frontend/Half.h"
@@ -303,6 +305,8 @@ int main(int argc, char **argv) {
     decls.push_back(&t);
   for (const TensorDecl &t : v.params)
     decls.push_back(&t);
+  if (v.state)  // the initial state, like a param (it is the last decl)
+    decls.push_back(&*v.state);
   std::vector<OwnedTensor> tensors;
   for (size_t n = 0; n < decls.size(); ++n) {
     const TensorDecl &t = *decls[n];
@@ -336,12 +340,16 @@ int main(int argc, char **argv) {
     tensors.push_back(std::move(o));
   }
   std::vector<HostTensor> inputs, params;
-  for (size_t n = 0; n < tensors.size(); ++n)
+  size_t paramEnd = v.inputs.size() + v.params.size();
+  for (size_t n = 0; n < paramEnd; ++n)
     (n < v.inputs.size() ? inputs : params).push_back(tensors[n].view);
+  const HostTensor *state = v.state ? &tensors.back().view : nullptr;
 
-  std::vector<double> out, lse;
+  std::vector<double> out, lse, recurrentOut, finalState;
   bool softmax = v.norm == Norm::Softmax;
-  referenceForward(v, sizes, inputs, params, out, softmax ? &lse : nullptr);
+  referenceForward(v, sizes, inputs, params, out, softmax ? &lse : nullptr, state);
+  if (v.state)  // the final state comes from the recurrent form
+    referenceRecurrent(v, sizes, inputs, params, state, recurrentOut, finalState);
 
   // Files and index.
   std::vector<std::string> entries;
@@ -397,11 +405,26 @@ int main(int argc, char **argv) {
                                   {oShape[0], oShape[1], oShape[2]}, ""));
   }
 
+  std::string finalName;
+  if (v.state) {  // the final state, canonical [b, h, d, dv]
+    finalName = v.state->name + "_final";
+    std::vector<int64_t> shape = {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.headDim],
+                                  sizes[v.valueDim]};
+    if (!writeFile(outDir + "/" + finalName + ".bin", finalState.data(), finalState.size() * 8)) {
+      std::fprintf(stderr, "ref_dump: cannot write %s/%s.bin\n", outDir.c_str(), finalName.c_str());
+      return 1;
+    }
+    entries.push_back(tensorEntry(finalName, finalName + ".bin", "float64",
+                                  {b, hq, v.dims[v.headDim].name, dv}, shape, "f32"));
+  }
+
   std::vector<std::string> inputNames, paramNames;
   for (const TensorDecl &t : v.inputs)
     inputNames.push_back(t.name);
   for (const TensorDecl &t : v.params)
     paramNames.push_back(t.name);
+  if (v.state)  // read by the reference like a param
+    paramNames.push_back(v.state->name);
   std::string json = "{\n";
   json += "  \"variant\": " + jsonString(v.name) + ",\n";
   json += "  \"spec\": " + jsonString(specPath) + ",\n";
@@ -413,6 +436,8 @@ int main(int argc, char **argv) {
   json += "  \"params\": " + jsonNames(paramNames) + ",\n";
   json += "  \"output\": " + jsonString(v.output.name) + ",\n";
   json += "  \"lse\": " + (softmax ? jsonString(lseName) : std::string("null")) + ",\n";
+  json += "  \"final_state\": " + (v.state ? jsonString(finalName) : std::string("null")) +
+          ",\n";
   json += "  \"tensors\": {\n";
   for (size_t e = 0; e < entries.size(); ++e)
     json += entries[e] + (e + 1 < entries.size() ? ",\n" : "\n");

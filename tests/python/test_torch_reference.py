@@ -234,7 +234,9 @@ def assert_matches(got, want, what):
 
 def check_against(module, dump, t, sizes, what):
     t = {name: x.to(DEVICE) for name, x in t.items()}
-    o, lse = module.reference(t, sizes)
+    result = module.reference(t, sizes)
+    assert len(result) == (3 if module.STATE else 2), f"{what}: {len(result)} results"
+    o, lse = result[:2]
     assert o.device == t[module.Q].device, f"{what}: o on {o.device}"
     index = dump.index
     out = index["output"]
@@ -248,6 +250,12 @@ def check_against(module, dump, t, sizes, what):
         assert lse is None, f"{what}: lse should be None for norm {module.NORM}"
     else:
         assert_matches(lse, dump.tensors[index["lse"]], f"{what}: lse")
+    if module.STATE:  # the final state, against the interpreter's recurrent form
+        final = index["final_state"]
+        storage = module.STORAGE[module.STATE]
+        canonical = index["tensors"][final]["dims"]
+        assert_matches(result[2].permute([storage.index(d) for d in canonical]),
+                       dump.tensors[final], f"{what}: final state")
     return o, lse
 
 

@@ -208,7 +208,7 @@ TEST(Manifest, WrongTypes) {
   EXPECT_EQ(parseError(replaced(kManifest, "\"dtype\": \"f32\", \"dims\": [\"h\"]", "\"dtype\": \"f64\", \"dims\": [\"h\"]")),
             "manifest: field 'args[3].dtype' must be one of f32, f16, bf16, i32, i8, f8e4m3, i4, got 'f64'");
   EXPECT_EQ(parseError(replaced(kManifest, "\"kind\": \"lse\"", "\"kind\": \"scratch\"")),
-            "manifest: field 'args[5].kind' must be one of input, param, output, lse, got 'scratch'");
+            "manifest: field 'args[5].kind' must be one of input, param, output, lse, state, got 'scratch'");
   EXPECT_EQ(parseError(replaced(kManifest, "\"unit_stride_last\": false", "\"unit_stride_last\": 0")),
             "manifest: field 'args[3].unit_stride_last' must be true or false, got number");
   EXPECT_EQ(parseError(replaced(kManifest, "52224", "-1")),

@@ -1,0 +1,394 @@
+// The CUDA kernel of attn.chunk_step (attn-chunk's chunked form of a linear recurrence): one
+// block per (value-channel slice, head, batch) walks the chunks of its sequence in order. Per
+// chunk, on tensor cores (mma.sync m16n8k16, f32 accumulate):
+//   P   = (c_i Q K^T) * exp(g_r - g_c), masked to c <= r     (16 query rows per warp)
+//   O   = c_i exp(g_r) Q S + P V                             (stored at once)
+//   S   = exp(g_last) S + (K * exp(g_last - g_c))^T V        (each warp owns d / warps rows)
+// where g is the chunk's cumulative log decay. The state S [d, bv] stays in f32 registers
+// across chunks; a 16-bit copy in shared memory feeds Q S. Q, K, V tiles are double-buffered:
+// chunk n + 1 streams in (cp.async) while chunk n computes.
+#include "codegen/cuda/Passes.h"
+#include "codegen/cuda/WarpKernel.h"
+
+#include "mlir/IR/Matchers.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::attn;
+
+LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
+                                          CUDAChunkConfig &config, std::string &why) {
+  config.rows = chunk == 1 ? 16 : chunk;  // the single-step form: one 16-row tile
+  if (!llvm::is_contained({16, 32, 64, 128}, config.rows)) {
+    why = "on CUDA the chunk size must be 16, 32, 64 or 128 (or 1 for a single step), got " +
+          std::to_string(chunk);
+    return failure();
+  }
+  config.warps = config.rows / 16;
+  if (headDim % 16 || valueDim % 16 || headDim > 256 || valueDim > 256) {
+    why = "head and value dims must be multiples of 16 up to 256, got " +
+          std::to_string(headDim) + " and " + std::to_string(valueDim);
+    return failure();
+  }
+  if (headDim % (16 * config.warps)) {
+    why = "the state's " + std::to_string(headDim) + " rows do not split over " +
+          std::to_string(config.warps) + " warps of 16: use a smaller --chunk-size";
+    return failure();
+  }
+  // The value slice of a block: at most 64 f32 state registers per thread and 128 channels.
+  int64_t budget = std::min<int64_t>(128, 64 * 32 * config.warps / headDim);
+  config.valueSlice = 16;
+  for (int64_t bv = 16; bv <= budget; bv += 16)
+    if (valueDim % bv == 0)
+      config.valueSlice = bv;
+  config.threads = 32 * config.warps;
+  return success();
+}
+
+int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
+                                               int64_t elementBytes, bool decay) {
+  int64_t rows = config.rows, bv = config.valueSlice;
+  int64_t buffer = elementBytes * (2 * rows * (headDim + kSmemPad) + rows * (bv + kSmemPad));
+  int64_t bytes = 2 * buffer + elementBytes * headDim * (bv + kSmemPad);
+  if (decay)
+    bytes = (bytes + 15) / 16 * 16 + 4 * rows;
+  return bytes;
+}
+
+namespace {
+
+class ChunkKernelBuilder : WarpKernelBase {
+public:
+  ChunkKernelBuilder(OpBuilder &b, Location loc, func::FuncOp f, ChunkStepOp step,
+                     gpu::GPUFuncOp kernel, CUDAChunkConfig config)
+      : WarpKernelBase(b, loc, f), step(step), kernel(kernel), cfg(config) {}
+
+  LogicalResult build();
+
+private:
+  ChunkStepOp step;
+  gpu::GPUFuncOp kernel;
+  CUDAChunkConfig cfg;
+  Value q, k, v, out, state;  // state: the kernel's state argument, or null (zero start)
+  Value kvHead, colBase, cum;
+  int64_t headDim = 0, group = 1;
+
+  Value viewAt(Value smem, Value byteShift, Type type, int64_t rows, int64_t cols) {
+    auto memType = MemRefType::get({rows, cols}, type, MemRefLayoutAttrInterface(),
+                                   gpu::AddressSpaceAttr::get(b.getContext(),
+                                                              gpu::AddressSpace::Workgroup));
+    return memref::ViewOp::create(b, loc, memType, smem, byteShift, ValueRange{});
+  }
+  Value eq(Value x, int64_t y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, idx(y));
+  }
+  Value fexp(Value x) { return math::ExpOp::create(b, loc, x); }
+  /// vector<2xT> -> its two f32 values.
+  std::pair<Value, Value> unpack(Value x) {
+    Value wide = arith::ExtFOp::create(b, loc, VectorType::get({2}, b.getF32Type()), x);
+    return {vector::ExtractOp::create(b, loc, wide, 0), vector::ExtractOp::create(b, loc, wide, 1)};
+  }
+  /// The score's factor c_i for row position i: the score at dot = 1 (linear in dot, free of j).
+  Value scoreFactor(Value i) {
+    return inlineRegion(step.getScore(), {batch, head, i, idx(0), f32(1)});
+  }
+  /// cum[r], the chunk's cumulative log decay at row r (0 without a decay).
+  Value cumAt(Value r) {
+    return cum ? Value(memref::LoadOp::create(b, loc, cum, ValueRange{r})) : f32(0);
+  }
+  void loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf, Value tid);
+};
+
+void ChunkKernelBuilder::loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf, Value tid) {
+  auto rowsOf = [&](Value h, Value limit) {
+    return [=, this](Value r) -> Row {
+      Value p = add(n0, r);
+      return {batch, h, p, lt(p, limit)};
+    };
+  };
+  loadTile(q, rowsOf(head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
+  Value kvLen = memref::DimOp::create(b, loc, k, 2);
+  loadTile(k, rowsOf(kvHead, kvLen), cfg.rows, headDim, kBuf, tid, cfg.threads);
+  loadTile(v, rowsOf(kvHead, kvLen), cfg.rows, cfg.valueSlice, vBuf, tid, cfg.threads, 8,
+           colBase);
+}
+
+LogicalResult ChunkKernelBuilder::build() {
+  auto args = kernel.getArguments();
+  for (auto [hostArg, kernelArg] : llvm::zip(func.getArguments(), args))
+    outside.map(hostArg, kernelArg);
+  q = outside.lookup(step.getQ());
+  k = outside.lookup(step.getK());
+  v = outside.lookup(step.getV());
+  out = outside.lookup(step.getOut());
+  written = {step.getOut()};
+  if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
+    state = outside.lookup(view.getSource());
+    written.push_back(view.getSource());
+  }
+  elt = cast<MemRefType>(q.getType()).getElementType();
+  headDim = cast<MemRefType>(q.getType()).getDimSize(3);
+  decay = step.getDecay().empty() ? nullptr : &step.getDecay();
+  IntegerAttr groupAttr;
+  auto div = step.getHk().getDefiningOp<arith::DivUIOp>();
+  if (div && div.getLhs() == step.getH() && matchPattern(div.getRhs(), m_Constant(&groupAttr)))
+    group = groupAttr.getInt();
+  else if (step.getHk() != step.getH())
+    return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
+  for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
+                         &step.getDecay()})
+    if (failed(mapCapturedValues(*region)))
+      return failure();
+
+  const int64_t rows = cfg.rows, bv = cfg.valueSlice, threads = cfg.threads;
+  const int64_t nTiles = rows / 8, vTiles = bv / 8, kSteps = headDim / 16;
+  const int64_t dPerWarp = headDim / cfg.warps, mTiles = dPerWarp / 16;
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  lane = arith::RemUIOp::create(b, loc, tid, idx(32));
+  warp = arith::DivUIOp::create(b, loc, tid, idx(32));
+  g = arith::DivUIOp::create(b, loc, lane, idx(4));
+  c = arith::RemUIOp::create(b, loc, lane, idx(4));
+  colBase = mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), bv);
+  head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  kvHead = group == 1 ? head : arith::DivUIOp::create(b, loc, head, idx(group)).getResult();
+  qLen = memref::DimOp::create(b, loc, q, 2);
+  Value kvLen = memref::DimOp::create(b, loc, k, 2);
+  Value keysEnd = minIdx(kvLen, qLen);  // keys past the last query never count
+
+  // Shared memory: two buffers of Q, K, V tiles, the 16-bit state, the cumulative decays.
+  auto smemType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                                  MemRefLayoutAttrInterface(),
+                                  gpu::AddressSpaceAttr::get(b.getContext(),
+                                                             gpu::AddressSpace::Workgroup));
+  Value smem = gpu::DynamicSharedMemoryOp::create(b, loc, smemType);
+  int64_t eb = elt.getIntOrFloatBitWidth() / 8;
+  int64_t qBytes = eb * rows * (headDim + kSmemPad), vBytes = eb * rows * (bv + kSmemPad);
+  int64_t bufferBytes = 2 * qBytes + vBytes;
+  auto buffers = [&](Value parity) {
+    Value base = arith::MulIOp::create(b, loc, parity, idx(bufferBytes));
+    return std::array<Value, 3>{viewAt(smem, base, elt, rows, headDim + kSmemPad),
+                                viewAt(smem, add(base, qBytes), elt, rows, headDim + kSmemPad),
+                                viewAt(smem, add(base, 2 * qBytes), elt, rows, bv + kSmemPad)};
+  };
+  int64_t stateAt = 2 * bufferBytes;
+  Value s16 = sharedView(smem, stateAt, headDim, bv);
+  if (decay) {
+    int64_t at = (stateAt + eb * headDim * (bv + kSmemPad) + 15) / 16 * 16;
+    auto type = MemRefType::get({rows}, b.getF32Type(), MemRefLayoutAttrInterface(),
+                                gpu::AddressSpaceAttr::get(b.getContext(),
+                                                           gpu::AddressSpace::Workgroup));
+    cum = memref::ViewOp::create(b, loc, type, smem, idx(at), ValueRange{});
+  }
+
+  Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
+  Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));
+  Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));
+  Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));
+  Value rowBase = mul(warp, 16), dBase = mul(warp, dPerWarp);
+
+  // The state fragment of this thread: m tile mt (rows dBase + 16 mt + g + 8 (e / 2)), n tile n
+  // (columns 8 n + 2 c + e % 2 of the slice).
+  auto stateRow = [&](int64_t mt, int64_t e) { return add(add(dBase, mt * 16 + 8 * (e / 2)), g); };
+  auto sliceCol = [&](int64_t n, int64_t e) { return add(mul(c, 2), n * 8 + e % 2); };
+  SmallVector<Value> s0;
+  for (int64_t mt = 0; mt < mTiles; ++mt)
+    for (int64_t n = 0; n < vTiles; ++n)
+      for (int64_t e = 0; e < 4; ++e)
+        s0.push_back(state ? Value(memref::LoadOp::create(
+                                 b, loc, state,
+                                 ValueRange{batch, head, stateRow(mt, e),
+                                            add(colBase, sliceCol(n, e))}))
+                           : f32(0));
+  auto storeState16 = [&](ArrayRef<Value> s) {
+    for (int64_t mt = 0; mt < mTiles; ++mt)
+      for (int64_t n = 0; n < vTiles; ++n)
+        for (int64_t e = 0; e < 4; e += 2) {
+          const Value *x = &s[(mt * vTiles + n) * 4 + e];
+          vector::StoreOp::create(b, loc, pack(x[0], x[1]), s16,
+                                  ValueRange{stateRow(mt, e), sliceCol(n, e)});
+        }
+  };
+  storeState16(s0);
+  {
+    auto [qb, kb, vb] = buffers(idx(0));
+    loadChunk(idx(0), qb, kb, vb, tid);
+    commit();
+  }
+
+  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(rows), s0);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value n0 = loop.getInductionVar();
+    SmallVector<Value> S(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
+    Value parity = arith::RemUIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, n0, idx(rows)), idx(2));
+    auto [qBuf, kBuf, vBuf] = buffers(parity);
+    {  // the next chunk streams into the other buffer (read two chunks ago: past a barrier)
+      auto [qn, kn, vn] = buffers(arith::SubIOp::create(b, loc, idx(1), parity));
+      loadChunk(add(n0, rows), qn, kn, vn, tid);
+    }
+    waitGroups(commit(), 1);  // this chunk has landed
+    if (!step.getFeatureQ().empty())
+      mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
+    if (!step.getFeatureK().empty())
+      mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
+    if (cum)
+      cumulative(cum, n0, rows, f32(0), tid, Value());
+
+    // Per thread row r (g, g + 8 of the warp's 16): position, c_i, and g_r.
+    Value rowLocal[2], rowPos[2], factor[2], logRow[2];
+    for (int r = 0; r < 2; ++r) {
+      rowLocal[r] = add(add(rowBase, g), 8 * r);
+      rowPos[r] = add(n0, rowLocal[r]);
+      factor[r] = scoreFactor(minIdx(rowPos[r], add(qLen, idx(-1))));
+      logRow[r] = cumAt(rowLocal[r]);
+    }
+    SmallVector<SmallVector<Value, 4>> qFrag;
+    for (int64_t kk = 0; kk < kSteps; ++kk)
+      qFrag.push_back(ldmatrix(qBuf, add(add(rowBase, mul(mLow, 8)), r8),
+                               add(mul(mHigh, 8), kk * 16), false));
+    // P = Q K^T, masked to c <= r and keys below kv_len, scaled by c_i exp(g_r - g_c).
+    Value zero = f32(0);
+    SmallVector<SmallVector<Value, 4>> p(nTiles, SmallVector<Value, 4>(4, zero));
+    for (int64_t kk = 0; kk < kSteps; ++kk)
+      for (int64_t np = 0; np < nTiles / 2; ++np) {
+        auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), np * 16),
+                           add(mul(mLow, 8), kk * 16), false);
+        p[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, p[2 * np]);
+        p[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, p[2 * np + 1]);
+      }
+    for (int64_t n = 0; n < nTiles; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        int r = int(e / 2);
+        Value col = add(mul(c, 2), n * 8 + e % 2);
+        Value allowed = arith::AndIOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, col, rowLocal[r]),
+            lt(add(n0, col), kvLen));
+        Value w = factor[r];
+        if (cum)
+          w = fmul(w, fexp(fsub(logRow[r], cumAt(col))));
+        p[n][e] = select(allowed, fmul(p[n][e], w), zero);
+      }
+    // O = c_i exp(g_r) Q S + P V.
+    SmallVector<SmallVector<Value, 4>> acc(vTiles, SmallVector<Value, 4>(4, zero));
+    for (int64_t kk = 0; kk < kSteps; ++kk)
+      for (int64_t ep = 0; ep < vTiles / 2; ++ep) {
+        auto sf = ldmatrix(s16, add(add(mul(mLow, 8), r8), kk * 16),
+                           add(mul(mHigh, 8), ep * 16), true);
+        acc[2 * ep] = mma(qFrag[kk], {sf[0], sf[1]}, acc[2 * ep]);
+        acc[2 * ep + 1] = mma(qFrag[kk], {sf[2], sf[3]}, acc[2 * ep + 1]);
+      }
+    Value rowScale[2];
+    for (int r = 0; r < 2; ++r)
+      rowScale[r] = cum ? fmul(factor[r], fexp(logRow[r])) : factor[r];
+    for (auto &tile : acc)
+      for (int64_t e = 0; e < 4; ++e)
+        tile[e] = fmul(tile[e], rowScale[e / 2]);
+    for (int64_t kt = 0; kt < rows / 16; ++kt) {
+      SmallVector<Value> pA = {pack(p[2 * kt][0], p[2 * kt][1]), pack(p[2 * kt][2], p[2 * kt][3]),
+                               pack(p[2 * kt + 1][0], p[2 * kt + 1][1]),
+                               pack(p[2 * kt + 1][2], p[2 * kt + 1][3])};
+      for (int64_t ep = 0; ep < vTiles / 2; ++ep) {
+        auto vf = ldmatrix(vBuf, add(add(mul(mLow, 8), r8), kt * 16),
+                           add(mul(mHigh, 8), ep * 16), true);
+        acc[2 * ep] = mma(pA, {vf[0], vf[1]}, acc[2 * ep]);
+        acc[2 * ep + 1] = mma(pA, {vf[2], vf[3]}, acc[2 * ep + 1]);
+      }
+    }
+    Type outElt = cast<MemRefType>(out.getType()).getElementType();
+    for (int r = 0; r < 2; ++r) {
+      auto ifOp = scf::IfOp::create(b, loc, lt(rowPos[r], qLen), /*withElse=*/false);
+      OpBuilder::InsertionGuard g2(b);
+      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      for (int64_t n = 0; n < vTiles; ++n)
+        for (int64_t e = 2 * r; e < 2 * r + 2; ++e) {
+          Value x = acc[n][e];
+          if (outElt != x.getType())
+            x = arith::TruncFOp::create(b, loc, outElt, x);
+          memref::StoreOp::create(b, loc, x, out,
+                                  ValueRange{batch, head, rowPos[r], add(colBase, sliceCol(n, e))});
+        }
+    }
+
+    // S = exp(g_last) S + (K * exp(g_last - g_c))^T V over the keys below min(kv_len, q_len).
+    Value last = add(minIdx(idx(rows), arith::SubIOp::create(b, loc, qLen, n0)), idx(-1));
+    Value logLast = cumAt(last);
+    if (cum) {
+      Value decayAll = fexp(logLast);
+      for (Value &x : S)
+        x = fmul(x, decayAll);
+    }
+    for (int64_t kt = 0; kt < rows / 16; ++kt) {
+      // Key weights of this thread's A-fragment columns: 2c, 2c + 1, 2c + 8, 2c + 9.
+      Value weight[4];
+      for (int64_t q4 = 0; q4 < 4; ++q4) {
+        Value col = add(mul(c, 2), kt * 16 + (q4 / 2) * 8 + q4 % 2);
+        Value w = cum ? fexp(fsub(logLast, cumAt(col))) : f32(1);
+        weight[q4] = select(lt(add(n0, col), keysEnd), w, zero);
+      }
+      SmallVector<SmallVector<Value, 4>> vFrag;
+      for (int64_t ep = 0; ep < vTiles / 2; ++ep)
+        vFrag.push_back(ldmatrix(vBuf, add(add(mul(mLow, 8), r8), kt * 16),
+                                 add(mul(mHigh, 8), ep * 16), true));
+      for (int64_t mt = 0; mt < mTiles; ++mt) {
+        auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), kt * 16),
+                           add(add(dBase, mul(mLow, 8)), mt * 16), true);
+        SmallVector<Value> a;
+        for (int64_t part = 0; part < 4; ++part) {  // a0, a1: columns 2c, 2c+1; a2, a3: + 8
+          auto [x, y] = unpack(kf[part]);
+          int64_t w = (part / 2) * 2;
+          a.push_back(pack(fmul(x, weight[w]), fmul(y, weight[w + 1])));
+        }
+        for (int64_t ep = 0; ep < vTiles / 2; ++ep)
+          for (int64_t half = 0; half < 2; ++half) {
+            int64_t at = (mt * vTiles + 2 * ep + half) * 4;
+            auto res = mma(a, {vFrag[ep][2 * half], vFrag[ep][2 * half + 1]},
+                           ArrayRef<Value>(S).slice(at, 4));
+            for (int64_t e = 0; e < 4; ++e)
+              S[at + e] = res[e];
+          }
+      }
+    }
+    gpu::BarrierOp::create(b, loc);  // every warp is done with this chunk's tiles and S16
+    storeState16(S);
+    scf::YieldOp::create(b, loc, S);
+  }
+  nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(), b.getI32IntegerAttr(0));
+  if (state) {
+    auto S = loop.getResults();
+    for (int64_t mt = 0; mt < mTiles; ++mt)
+      for (int64_t n = 0; n < vTiles; ++n)
+        for (int64_t e = 0; e < 4; ++e)
+          memref::StoreOp::create(
+              b, loc, S[(mt * vTiles + n) * 4 + e], state,
+              ValueRange{batch, head, stateRow(mt, e), add(colBase, sliceCol(n, e))});
+  }
+  gpu::ReturnOp::create(b, loc);
+  return success();
+}
+
+} // namespace
+
+LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
+                                           gpu::GPUFuncOp kernel) {
+  auto q = step.getQ().getType();
+  Type elt = q.getElementType();
+  if (!elt.isF16() && !elt.isBF16())
+    return step.emitError() << "the CUDA back end takes f16 or bf16 q, k, v (got " << elt
+                            << "); compile with --dtype=bf16";
+  int64_t d = q.getDimSize(3), dv = step.getOut().getType().getDimSize(3);
+  if (ShapedType::isDynamic(d) || ShapedType::isDynamic(dv))
+    return step.emitError("the CUDA back end needs static head and value dims: declare them "
+                          "(d = 128) or pass --set d=128");
+  CUDAChunkConfig config;
+  std::string why;
+  if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why)))
+    return step.emitError(why);
+  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
+  b.setInsertionPointToStart(&kernel.getBody().front());
+  return ChunkKernelBuilder(b, step.getLoc(), f, step, kernel, config).build();
+}
