@@ -136,6 +136,21 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
   ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
     python3 bench/recurrent.py --dir "$kernels" --quadratic-dir "$quad" "$@" 2>&1 \
     | tee "$out/recurrent.log" | tail -n 30
+  # RECURRENT_FLAVOURS="name:attnc options ..." (space-separated, options joined by commas):
+  # the same specs compiled otherwise, attnc's kernels only, for the tuning notes.
+  for flavour in ${RECURRENT_FLAVOURS:-}; do
+    name=${flavour%%:*}; opts=$(echo "${flavour#*:}" | tr ',' ' ')
+    d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
+    for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn \
+                specs/mamba2_ssd.attn specs/mamba2_step.attn; do
+      "$bin/attnc" compile "$spec" --emit=ptx $opts -o "$d" >>"$out/compile.log" 2>&1 \
+        || echo "COMPILE FAILED: $spec $opts"
+    done
+    echo "== flavour $name ($opts)"
+    ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
+      python3 bench/recurrent.py --dir "$d" --no-peers --tag "recurrent-$name" "$@" 2>&1 \
+      | grep -E "^\| (linear|retnet|mamba)" | cut -d'|' -f2,7
+  done
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then
   [ -d build-rt ] || OUT=$out bash scripts/gpu.sh >/dev/null 2>&1

@@ -36,7 +36,8 @@ CASES = [
     ("linear_elu", "linear_attn", lambda x: torch.nn.functional.elu(x) + 1),
     ("retnet", "retention", None),
 ]
-ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893}
+ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893,
+              "selective_state_update": "-"}
 
 
 def fla_op(name, q, k, v, scale):
@@ -77,8 +78,54 @@ def mamba2_case(args):
     return row
 
 
+def mamba2_step_case(args):
+    """attnc's mamba2_step (one decoding step against the carried state, updated in place)
+    against mamba_ssm's Triton selective_state_update on the same inputs (Mamba-2: A, dt and
+    dt's softplus shared over the head's channels; one B/C group per head)."""
+    B, H = (int(x) for x in args.step.split(":"))
+    P, N = 64, 128
+    row = {"variant": "mamba2_step", "fla_op": "selective_state_update"}
+    print(f"== mamba2_step vs mamba_ssm selective_state_update (b{B} h{H} p{P} n{N})", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    x = torch.randn(B, H, P, device="cuda", dtype=torch.bfloat16, generator=gen)
+    bm = torch.randn(B, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    c = torch.randn(B, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    dt = torch.randn(B, H, device="cuda", dtype=torch.float32, generator=gen) - 2
+    a_log = torch.rand(H, device="cuda", dtype=torch.float32, generator=gen) * 2
+    state = torch.randn(B, H, P, N, device="cuda", dtype=torch.float32, generator=gen)
+
+    def peer():
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update
+        A = (-torch.exp(a_log))[:, None, None].expand(H, P, N)
+        # Mamba-2's call: tied (stride-0) channels; this version needs D and dt_bias given.
+        zero = torch.zeros(H, 1, device="cuda", dtype=torch.float32).expand(H, P)
+        s = state.clone()
+        return lambda: selective_state_update(s, x, dt[..., None].expand(B, H, P), A, bm, c,
+                                              D=zero, dt_bias=zero, dt_softplus=True)
+
+    ref = time_peer(row, peer, args.repeats)  # its first call used the initial state
+    xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
+    ssm = state.transpose(-1, -2).contiguous()  # attnc's spec stores it [b, h, n, p]
+    inputs = dict(c=c[:, None], bm=bm[:, None], x=xs[:, None], dt=dt[:, None], a_log=a_log, ssm=ssm)
+    time_attnc(row, args, inputs, ("y", x[:, None]), None if ref is None else ref[:, None],
+               0, fresh=("ssm", state.transpose(-1, -2)))
+    # Bytes of the step: the f32 state read and written, the rest negligible.
+    if "attnc_ms" in row:
+        row["attnc_gbs"] = 2 * state.numel() * 4 / row["attnc_ms"] / 1e6
+    if "fla_ms" in row:
+        row["fla_gbs"] = 2 * state.numel() * 4 / row["fla_ms"] / 1e6
+    print("  " + json.dumps(row), flush=True)
+    return row
+
+
+NO_PEERS = False  # --no-peers: attnc's kernels only (the peers' first calls take ~30 s each)
+
+
 def time_peer(row, make, repeats):
     """The peer's output (or None) and row["fla_first_s"] / ["fla_ms"]; make() -> fn."""
+    if NO_PEERS:
+        row["fla"] = "not run (--no-peers)"
+        return None
     try:
         fn = make()
         t0 = time.time()
@@ -92,10 +139,11 @@ def time_peer(row, make, repeats):
         return None
 
 
-def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc"):
+def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc", fresh=None):
     """attnc's kernel row["variant"] (from `directory`, default --dir) on `inputs`, its output
     (name, a tensor it is shaped like) `output`: error against the peer's `ref`, ms and TFLOP/s
-    into row under `key`."""
+    into row under `key`. `fresh` (name, tensor): an in-place state, reset to the tensor before
+    the checked launch."""
     if key != "attnc":
         directory = getattr(args, "quadratic_dir", None)
         if not directory:
@@ -108,12 +156,15 @@ def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc
         out = torch.empty_like(like)
         launch = kernel.prepare(**inputs, **{out_name: out})
         out.fill_(math.nan)
+        if fresh:
+            inputs[fresh[0]].copy_(fresh[1])
         launch()
         torch.cuda.synchronize()
         if ref is not None:
             row[f"{key}_err_vs_fla"] = relative_error(out, ref.float())
         row[f"{key}_ms"] = time_ms(launch, args.repeats)
-        row[f"{key}_tflops"] = flops / row[f"{key}_ms"] / 1e9
+        if flops:
+            row[f"{key}_tflops"] = flops / row[f"{key}_ms"] / 1e9
     except Exception as e:
         row[key] = f"failed: {type(e).__name__}: {str(e)[:160]}"
 
@@ -126,9 +177,14 @@ def main():
                         help="kernels compiled with --no-chunk, timed as the quadratic form")
     parser.add_argument("--shape", default="2:8192:16")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--step", default="128:64",
+                        help="b:h of the Mamba-2 decoding step (p 64, n 128); '' skips it")
     parser.add_argument("--mamba", default="2:8192:64",
                         help="b:L:h of the Mamba-2 SSD case (p 64, n 128, chunk 256); '' skips it")
+    parser.add_argument("--no-peers", action="store_true", help="time attnc's kernels only")
     args = parser.parse_args()
+    global NO_PEERS
+    NO_PEERS = args.no_peers
     B, T, H = (int(x) for x in args.shape.split(":"))
     D = 128
     gen = torch.Generator(device="cuda").manual_seed(0)
@@ -153,6 +209,9 @@ def main():
     if args.mamba:
         rows.append(mamba2_case(args))
         raw["mamba2_ssd"] = rows[-1]
+    if args.step:
+        rows.append(mamba2_step_case(args))
+        raw["mamba2_step"] = rows[-1]
 
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")
@@ -166,7 +225,9 @@ def main():
              "(chunk_linear_attn normalize=False, chunk_retention). `err` is attnc's relative "
              "error against fla on the same inputs. The mamba2_ssd row (if run): "
              f"b{args.mamba.replace(':', ' L', 1).replace(':', ' h', 1)} p64 n128 against "
-             "mamba_ssm (chunk 256), TFLOP/s counted as B·H·L²·(N+P).", "",
+             "mamba_ssm (chunk 256), TFLOP/s counted as B·H·L²·(N+P). The mamba2_step row: one "
+             f"decoding step, b{args.step.replace(':', ' h')} p64 n128, against mamba_ssm's "
+             "selective_state_update (the f32 state read and written in place).", "",
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
              "attnc / fla time | err | quadratic ms | quadratic TFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -172,7 +172,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
     mlir::attn::CUDAChunkConfig config;
     std::string why;
-    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why))) {
+    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why,
+                                                    options.valueSlice))) {
       manifest["block"] = {config.threads, 1, 1};
       manifest["grid"] = {{{"ceil_div", {v.dims[v.valueDim].name, config.valueSlice}}},
                           {{"dim", v.dims[v.qHeadDim].name}},

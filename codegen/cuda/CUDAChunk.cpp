@@ -18,7 +18,8 @@ using namespace mlir;
 using namespace mlir::attn;
 
 LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
-                                          CUDAChunkConfig &config, std::string &why) {
+                                          CUDAChunkConfig &config, std::string &why,
+                                          int64_t valueSlice) {
   config.rows = chunk == 1 ? 16 : chunk;  // the single-step form: one 16-row tile
   if (!llvm::is_contained({16, 32, 64, 128}, config.rows)) {
     why = "on CUDA the chunk size must be 16, 32, 64 or 128 (or 1 for a single step), got " +
@@ -36,13 +37,23 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
           std::to_string(config.warps) + " warps of 16: use a smaller --chunk-size";
     return failure();
   }
-  // The value slice of a block: at most 64 f32 state registers per thread and 128 channels.
-  int64_t budget = std::min<int64_t>(128, 64 * 32 * config.warps / headDim);
+  config.threads = 32 * config.warps;
+  if (valueSlice) {
+    if (valueSlice % 16 || valueDim % valueSlice || valueSlice > 128) {
+      why = "the value slice must be a multiple of 16 up to 128 dividing the value dim " +
+            std::to_string(valueDim) + ", got " + std::to_string(valueSlice);
+      return failure();
+    }
+    config.valueSlice = valueSlice;
+    return success();
+  }
+  // More slices mean more blocks (the grid is slices x heads x batch) and fewer registers, at
+  // the price of recomputing Q K^T per slice: 32 f32 state registers per thread (bench/METHOD.md).
+  int64_t budget = std::min<int64_t>(128, 32 * 32 * config.warps / headDim);
   config.valueSlice = 16;
   for (int64_t bv = 16; bv <= budget; bv += 16)
     if (valueDim % bv == 0)
       config.valueSlice = bv;
-  config.threads = 32 * config.warps;
   return success();
 }
 
@@ -236,7 +247,7 @@ LogicalResult ChunkKernelBuilder::build() {
     if (!step.getFeatureK().empty())
       mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
     if (cum)
-      cumulative(cum, n0, rows, f32(0), tid, Value());
+      scanLogDecays(cum, n0, rows, tid);
 
     // Per thread row r (g, g + 8 of the warp's 16): position, c_i, and g_r.
     Value rowLocal[2], rowPos[2], factor[2], logRow[2];
@@ -374,7 +385,7 @@ LogicalResult ChunkKernelBuilder::build() {
 } // namespace
 
 LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
-                                           gpu::GPUFuncOp kernel) {
+                                           gpu::GPUFuncOp kernel, int64_t valueSlice) {
   auto q = step.getQ().getType();
   Type elt = q.getElementType();
   if (!elt.isF16() && !elt.isBF16())
@@ -386,7 +397,7 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
                           "(d = 128) or pass --set d=128");
   CUDAChunkConfig config;
   std::string why;
-  if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why)))
+  if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why, valueSlice)))
     return step.emitError(why);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
   b.setInsertionPointToStart(&kernel.getBody().front());

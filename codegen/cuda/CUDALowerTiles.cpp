@@ -927,7 +927,7 @@ struct AttnCUDALowerTilesPass
     }
     auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
     kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    if (failed(buildChunkKernel(b, f, step, kernel)))
+    if (failed(buildChunkKernel(b, f, step, kernel, valueSlice)))
       return failure();
     f.erase();
     return success();

@@ -53,14 +53,16 @@ struct CUDAChunkConfig {
   int64_t rows = 0, warps = 0, threads = 0, valueSlice = 0;
 };
 /// Fails with `why` for a chunk size or dims the kernel does not take.
+/// `valueSlice` 0 picks the largest multiple of 16 dividing the value dim that keeps the state
+/// at 32 f32 registers per thread (at least 16).
 LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
-                              CUDAChunkConfig &config, std::string &why);
+                              CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0);
 int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                    int64_t elementBytes, bool decay);
 /// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
 /// chunked recurrence of `step`, the one attn.chunk_step of `f`.
 LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
-                               gpu::GPUFuncOp kernel);
+                               gpu::GPUFuncOp kernel, int64_t valueSlice);
 
 /// Math ops -> PTX approximations (no libdevice needed).
 void populateApproxMathToNVVMPatterns(RewritePatternSet &patterns);

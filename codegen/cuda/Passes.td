@@ -21,11 +21,16 @@ def AttnCUDALowerTiles : Pass<"attn-cuda-lower-tiles", "::mlir::ModuleOp"> {
         in registers, with quad shuffles for the row reductions and `ex2.approx`.
     Math in the score region is mapped to PTX approximations (ex2, lg2, tanh, rsqrt, sqrt).
 
+    A function holding an `attn.chunk_step` (attn-chunk's form) becomes the chunked recurrence
+    kernel instead: grid (value slices, heads, batch), the chunks walked in order by each block.
+
     Before: `func.func @v(...) { scf.for ... { attn.tile_scores ... attn.tile_store ... } }`
     After:  `gpu.module @v_kernels [#nvvm.target<chip = "sm_80">] { gpu.func @v(...) kernel {...} }`
   }];
   let options = [
     Option<"chip", "chip", "std::string", "\"sm_80\"", "Target SM (sm_80, sm_90a)">,
+    Option<"valueSlice", "value-slice", "int64_t", "0",
+           "Value channels per block of the chunked recurrence kernel (0: automatic)">,
   ];
   let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::nvgpu::NVGPUDialect",
                            "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",

@@ -49,6 +49,7 @@ void buildTiledToCPUPipeline(mlir::OpPassManager &pm) { mlir::attn::buildCPUToLL
 void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
   mlir::attn::AttnCUDALowerTilesOptions lower;
   lower.chip = options.chip;
+  lower.valueSlice = options.valueSlice;
   pm.addPass(mlir::attn::createAttnCUDALowerTiles(lower));
   mlir::attn::buildCUDAToPTXPipeline(pm);
 }
@@ -78,6 +79,9 @@ struct TiledPipelineOptions : mlir::PassPipelineOptions<TiledPipelineOptions> {
 };
 struct CUDAPipelineOptions : mlir::PassPipelineOptions<CUDAPipelineOptions> {
   Option<std::string> chip{*this, "chip", llvm::cl::desc("Target SM"), llvm::cl::init("sm_80")};
+  Option<int64_t> valueSlice{*this, "value-slice",
+                             llvm::cl::desc("Value channels per block of the chunk kernel"),
+                             llvm::cl::init(0)};
 };
 }  // namespace
 
@@ -101,6 +105,7 @@ void registerAttncPipelines() {
       [](mlir::OpPassManager &pm, const CUDAPipelineOptions &o) {
         PipelineOptions options;
         options.chip = o.chip;
+        options.valueSlice = o.valueSlice;
         buildTiledToCUDAPipeline(pm, options);
       });
   mlir::PassPipelineRegistration<>("attn-cpu-to-llvm",

@@ -23,6 +23,7 @@ struct PipelineOptions {
   bool splitKV = true;     // attn-split-kv: key ranges split at launch, merged by attn.combine
   bool chunk = true;       // attn-chunk: recurrences in the chunked form (CPU back end)
   int64_t chunkSize = 64;
+  int64_t valueSlice = 0;  // value channels per block of the CUDA chunk kernel (0: automatic)
   int64_t splits = 0;      // forced split count (0: the runtime's heuristic; CPU runs use 1)
   std::string chip = "sm_80";  // CUDA target: sm_80 (mma.sync; runs on sm_80+) or sm_90a
 };

@@ -51,6 +51,10 @@ static cl::opt<bool> noChunk("no-chunk",
                              cl::desc("Recurrences in the quadratic form, not chunked (no "
                                       "attn-chunk)"),
                              cl::cat(category));
+static cl::opt<int64_t> valueSlice("value-slice",
+                                   cl::desc("Value channels per block of the CUDA chunked "
+                                            "recurrence kernel (default: automatic)"),
+                                   cl::init(0), cl::cat(category));
 static cl::opt<int64_t> chunkSize("chunk-size",
                                   cl::desc("Positions per chunk of attn-chunk (default 64)"),
                                   cl::init(64), cl::cat(category));
@@ -121,6 +125,7 @@ static bool compileOptions(CompileOptions &options) {
     return false;
   }
   options.pipeline.chunkSize = chunkSize;
+  options.pipeline.valueSlice = valueSlice;
   if (splits < 0 || splits > 1024) {
     llvm::errs() << "attnc: error: --splits must be in [0, 1024], got " << splits << "\n";
     return false;
