@@ -269,11 +269,26 @@ static LogicalResult verifyDecay(Operation *op, Region &decay) {
   return verifyYield(op, block, "decay", Float32Type::get(op->getContext()));
 }
 
+/// A gate, if present: ^bb0(b, h, i, c : index) -> f32.
+static LogicalResult verifyGate(Operation *op, Region &gate) {
+  if (gate.empty())
+    return success();
+  auto idx = IndexType::get(op->getContext());
+  Block &block = gate.front();
+  if (!gate.hasOneBlock() || block.getNumArguments() != 4 ||
+      llvm::any_of(block.getArgumentTypes(), [&](Type t) { return t != idx; }))
+    return op->emitOpError("'gate' region must have one block taking (b, h, i, c : index)");
+  return verifyYield(op, block, "gate", Float32Type::get(op->getContext()));
+}
+
 LogicalResult AttentionOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
-      failed(verifyDecay(*this, getDecay())))
+      failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())))
     return failure();
+  if (!getGate().empty() && getNorm() != NormKind::none)
+    return emitOpError("a gate needs norm none (a recurrence), got ")
+           << stringifyNormKind(getNorm());
   if (!getDecay().empty() && getNorm() != NormKind::none)
     return emitOpError("a decay needs norm none (a recurrence), got ")
            << stringifyNormKind(getNorm());
@@ -327,6 +342,8 @@ LogicalResult ChunkStepOp::verifyRegions() {
   if (failed(verifyYield(*this, s, "score", Float32Type::get(getContext()))) ||
       failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+    return failure();
+  if (failed(verifyGate(*this, getGate())))
     return failure();
   return verifyDecay(*this, getDecay());
 }

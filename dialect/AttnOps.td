@@ -65,6 +65,11 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     variants (and linear attention without a decay) in the chunked form; the tiled (quadratic)
     form folds a decay that does not depend on i into the score as gamma^(i - j).
 
+    Gate (`gate`, ^bb0(%b: index, %h: index, %i: index, %c: index) -> f32, optional; a linear
+    recurrence only): a per-step decay of each head channel c (GLA's forget gate). The dot of
+    query i and key j becomes sum_c fq(q[i,c]) fk(k[j,c]) gate(b,h,j+1,c) ... gate(b,h,i,c).
+    Only the chunked form (attn-chunk) computes it.
+
     State (`state %s`, f32 [b, h, d, dv], optional; a linear recurrence only: norm none, the
     causal mask and a score linear in dot): S0 = s[b, h] is the recurrence's state before
     position 0, so row i also gets score(b,h,i,_,1) * gamma(b,h,0..i) * fq(q_i) S0; after the op
@@ -107,13 +112,13 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
                        OptionalAttr<F32Attr>:$unified_max);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
-                        AnyRegion:$feature_k, AnyRegion:$decay);
+                        AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
     $out (`,` $lse^)? (`state` $state^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
     `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? `score` $score (`mask` $mask^)?
-    (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
+    (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -305,7 +310,11 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                                                       * exp(g[r] - g[c]) * v_j
 
     and then S = exp(g[R-1]) * S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T.
-    The regions are attn.attention's: score, optional feature_q / feature_k and decay.
+    The regions are attn.attention's: score, optional feature_q / feature_k, decay and gate. A
+    gate adds per head channel e the log decays G[r, e] = log gate(n0, e) + ... +
+    log gate(n0 + r, e): channel e of q_i is scaled by exp(G[r, e]) against S, the dot with k_j
+    inside the chunk takes exp(G[r, e] - G[c, e]) per channel, and row e of S decays by
+    exp(G[R-1, e]) while k_j's channel e enters it scaled by exp(G[R-1, e] - G[c, e]).
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v,
@@ -314,11 +323,12 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
-                        AnyRegion:$decay);
+                        AnyRegion:$decay, AnyRegion:$gate);
   let assemblyFormat = [{
     $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($state) `->` type($out)
     `score` $score (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
+    (`gate` $gate^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

@@ -410,7 +410,30 @@ void lower(Emit &e, ChunkStepOp op) {
     e.store(next, g, {r});
     return next;
   });
-  // P[r, c] = score(i, j, fq(q_i).fk(k_j)) * exp(g[r] - g[c]) for c <= r and j < kv_len, else 0.
+  // A gate: G[r, e] = log gate(n0, e) + ... + log gate(n0 + r, e) per head channel e.
+  bool gated = !op.getGate().empty();
+  Value G;
+  if (gated) {
+    auto type = MemRefType::get({chunk, ShapedType::kDynamic}, e.b.getF32Type());
+    G = memref::AllocaOp::create(e.b, e.loc, type, ValueRange{headDim});
+    e.loop(headDim, [&](Emit &e, Value d) {
+      e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
+        Value gate = e.inlineRegion(op.getGate(), {b, h, e.add(n0, r), d});
+        Value next = e.fadd(sum, math::LogOp::create(e.b, e.loc, gate));
+        e.store(next, G, {r, d});
+        return next;
+      });
+    });
+  }
+  // exp(G[r, d] - G[c, d]) (r and c rows of the chunk; c = -1: G = 0), 1 without a gate.
+  auto gateBetween = [&](Emit &e, Value r, Value c, Value d) -> Value {
+    if (!gated)
+      return e.f32(1);
+    Value from = c ? e.load(G, {c, d}) : e.f32(0);
+    return e.exp(e.fsub(e.load(G, {r, d}), from));
+  };
+  // P[r, c] = score(i, j, fq(q_i).fk(k_j)) * exp(g[r] - g[c]) for c <= r and j < kv_len, else 0;
+  // with a gate, channel d of the dot takes exp(G[r, d] - G[c, d]).
   e.loop(rows, [&](Emit &e, Value r) {
     Value i = e.add(n0, r);
     e.loop(e.index(chunk), [&](Emit &e, Value c) {
@@ -420,7 +443,8 @@ void lower(Emit &e, ChunkStepOp op) {
           e.below(j, kvLen));
       Value w = e.ifElse(visible, [&](Emit &e) {
         Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
-          return e.fadd(acc, e.fmul(qAt(e, i, d), kAt(e, j, d)));
+          Value term = e.fmul(qAt(e, i, d), kAt(e, j, d));
+          return e.fadd(acc, gated ? e.fmul(term, gateBetween(e, r, c, d)) : term);
         });
         Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
         return e.fmul(s, e.exp(e.fsub(e.load(g, {r}), e.load(g, {c}))));
@@ -435,7 +459,10 @@ void lower(Emit &e, ChunkStepOp op) {
                            e.inlineRegion(op.getScore(), {b, h, i, i, e.f32(1)}));
     e.loop(valueDim, [&](Emit &e, Value ch) {
       Value fromState = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
-        return e.fadd(acc, e.fmul(qAt(e, i, d), e.load(S, {d, ch})));
+        Value qd = qAt(e, i, d);
+        if (gated)
+          qd = e.fmul(qd, gateBetween(e, r, Value(), d));
+        return e.fadd(acc, e.fmul(qd, e.load(S, {d, ch})));
       });
       Value sum = e.reduce(rows, e.fmul(carried, fromState), [&](Emit &e, Value c, Value acc) {
         Value j = arith::MinUIOp::create(e.b, e.loc, e.add(n0, c),
@@ -445,15 +472,19 @@ void lower(Emit &e, ChunkStepOp op) {
       e.store(sum, out, {b, h, i, ch});
     });
   });
-  // S = exp(g[R-1]) S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T.
-  Value gLast = e.load(g, {arith::SubIOp::create(e.b, e.loc, rows, e.index(1))});
+  // S = exp(g[R-1]) S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T; with a
+  // gate, row d of S also decays by exp(G[R-1, d]) and key c's channel d by exp(G[R-1, d] -
+  // G[c, d]).
+  Value last = arith::SubIOp::create(e.b, e.loc, rows, e.index(1));
+  Value gLast = e.load(g, {last});
   e.loop(headDim, [&](Emit &e, Value d) {
     e.loop(valueDim, [&](Emit &e, Value ch) {
-      Value decayed = e.fmul(e.exp(gLast), e.load(S, {d, ch}));
+      Value decayed = e.fmul(e.fmul(e.exp(gLast), gateBetween(e, last, Value(), d)),
+                             e.load(S, {d, ch}));
       Value sum = e.reduce(rows, decayed, [&](Emit &e, Value c, Value acc) {
         Value j = e.add(n0, c);
         return e.ifElse(e.below(j, kvLen), [&](Emit &e) {
-          Value w = e.exp(e.fsub(gLast, e.load(g, {c})));
+          Value w = e.fmul(e.exp(e.fsub(gLast, e.load(g, {c}))), gateBetween(e, last, c, d));
           return e.fadd(acc, e.fmul(w, e.fmul(kAt(e, j, d), e.load(v, {b, hk, j, ch}))));
         }, [&](Emit &) { return acc; });
       });

@@ -129,13 +129,6 @@ struct FeatureDecl {
   ExprPtr expr;
 };
 
-/// A statement the grammar accepts but this version does not lower (recurrence family,
-/// several scores, ...). Sema reports it as "not supported yet".
-struct UnsupportedStmt {
-  std::string keyword;
-  SourceLoc loc;
-};
-
 /// `paged k, v by table size 16`: k and v live in a pool of pages of `pageSize` tokens; the
 /// i32 param `table[b, n]` gives the pool page of each sequence's n-th page (vLLM's block table).
 struct PagedDecl {
@@ -178,7 +171,11 @@ struct Variant {
   /// and overwritten with the state after the last query position (kernel argument kind
   /// "state"). Its dims are the batch, the query head, the head dim and the value dim.
   std::optional<TensorDecl> state;
-  std::vector<UnsupportedStmt> unsupported;
+  /// `gate EXPR`: a per-step, per-channel decay gamma(b, h, i, d) (GLA's forget gate): the dot
+  /// of query i and key j becomes sum_d fq(q_i[d]) fk(k_j[d]) gamma(j+1, d) ... gamma(i, d).
+  /// It may index params by the head dim. Needs a linear recurrence.
+  ExprPtr gate;
+  SourceLoc gateLoc;
 
   // ---- Sema: the resolved attention structure ----
   int q = -1, k = -1, v = -1;      // indices into inputs

@@ -161,6 +161,8 @@ void dumpVariant(const Variant &v, std::string &out) {
   }
   if (v.decay)
     out += "  decay : float = " + printer.asFloat(*v.decay) + "\n";
+  if (v.gate)
+    out += "  gate : float = " + printer.asFloat(*v.gate) + "\n";
   if (v.state)
     out += "  state " + tensorText(*v.state) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";

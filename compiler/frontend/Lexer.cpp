@@ -11,9 +11,6 @@ const char *const kKeywords[] = {"variant", "dims",  "input", "param",   "score"
                                  "output",  "paged", "decay", "state",   "feature", "gate", "true",
                                  "false"};
 
-const char *const kStatementKeywords[] = {"dims",   "input", "param", "score", "mask",    "norm",
-                                          "output", "paged", "decay", "state", "feature", "gate"};
-
 bool isIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isIdentChar(char c) { return isIdentStart(c) || isDigit(c); }
@@ -212,13 +209,6 @@ private:
 };
 
 }  // namespace
-
-bool isStatementKeyword(const std::string &word) {
-  for (const char *k : kStatementKeywords)
-    if (word == k)
-      return true;
-  return false;
-}
 
 std::vector<Token> tokenize(const std::string &text) { return Lexer(text).run(); }
 

@@ -36,9 +36,6 @@ struct Token {
   bool isKeyword(const char *s) const { return is(Kind::Keyword, s); }
 };
 
-/// Statement keywords (also used by the parser to find the end of a skipped statement).
-bool isStatementKeyword(const std::string &word);
-
 std::vector<Token> tokenize(const std::string &text);
 
 /// How a token is named in messages: its spelling, or "end of file".

@@ -7,7 +7,7 @@ namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
-                                                  "feature", "decay", "state"};
+                                                  "feature", "decay", "state", "gate"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
@@ -176,13 +176,16 @@ bool Parser::parseStatement(Variant &v) {
       return parsePaged(v);
     if (t.text == "feature")
       return parseFeature(v);
-    if (t.text == "decay") {
+    if (t.text == "decay" || t.text == "gate") {
       Token kw = take();
-      if (v.decay)
-        return fail(kw, "duplicate 'decay' statement", "a variant has one decay");
-      v.decayLoc = kw.loc;
-      v.decay = parseExpr();
-      return v.decay != nullptr;
+      bool decay = kw.text == "decay";
+      ExprPtr &target = decay ? v.decay : v.gate;
+      if (target)
+        return fail(kw, "duplicate '" + kw.text + "' statement",
+                    std::string("a variant has one ") + (decay ? "decay" : "gate"));
+      (decay ? v.decayLoc : v.gateLoc) = kw.loc;
+      target = parseExpr();
+      return target != nullptr;
     }
     if (t.text == "state") {
       Token kw = take();
@@ -191,13 +194,11 @@ bool Parser::parseStatement(Variant &v) {
       v.state.emplace();
       return parseTensor(*v.state, "state", false);
     }
-    if (isStatementKeyword(t.text))
-      return parseUnsupported(v);
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, score, mask, norm, "
-                           "output, paged, feature, decay or state; each variant ends with '}'"));
+                           "output, paged, feature, decay, state or gate; each variant ends with '}'"));
 }
 
 /// feature := 'feature' IDENT {',' IDENT} '=' expr     (the element is `x` in expr)
@@ -416,20 +417,6 @@ bool Parser::parseOutput(Variant &v) {
   v.outputExpr = parseExpr();
   v.hasOutput = v.outputExpr != nullptr;
   return v.hasOutput;
-}
-
-/// The recurrence family parses as "keyword, then anything up to the next statement": Sema
-/// rejects it, with a clearer message than a syntax error in a language we do not define yet.
-bool Parser::parseUnsupported(Variant &v) {
-  Token kw = take();
-  v.unsupported.push_back({kw.text, kw.loc});
-  for (;;) {
-    const Token &t = cur();
-    if (t.kind == Token::Kind::Eof || t.kind == Token::Kind::Error || t.isPunct("}") ||
-        (t.kind == Token::Kind::Keyword && (isStatementKeyword(t.text) || t.text == "variant")))
-      return true;
-    take();
-  }
 }
 
 // ---- expressions ----------------------------------------------------------------------------

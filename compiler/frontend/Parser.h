@@ -49,7 +49,6 @@ private:
   bool parseMask(Variant &v);
   bool parseNorm(Variant &v);
   bool parseOutput(Variant &v);
-  bool parseUnsupported(Variant &v);
 
   // Each returns null after reporting an error; `height` receives the height of the tree.
   ExprPtr parseExpr();

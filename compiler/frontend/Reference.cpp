@@ -391,6 +391,11 @@ public:
   void addInitialState(int64_t b, int64_t h, int64_t i, double *out) {
     double factor = scoreFactor() * decayProduct(0, i);
     std::vector<double> fq = queryFeatures(b, h, i);
+    if (v_.gate) {  // channel d of S0 has decayed by gate(0, d) ... gate(i, d)
+      const double *g = gateCum(b, h, i);
+      for (size_t d = 0; d < fq.size(); ++d)
+        fq[d] *= std::exp(g[d]);
+    }
     for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e) {
       double acc = 0;
       for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
@@ -415,8 +420,11 @@ public:
     iter[v_.qHeadDim] = h;
     for (int64_t p = 0; p < sizes_[v_.qSeqDim]; ++p) {
       double gamma = decayProduct(p, p);
-      for (double &x : S)
-        x *= gamma;
+      for (int64_t d = 0; d < D; ++d) {
+        double channel = gamma * (v_.gate ? gateAt(p, d) : 1.0);
+        for (int64_t e = 0; e < DV; ++e)
+          S[size_t(d * DV + e)] *= channel;
+      }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
           double fk = feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, p, d));
@@ -472,6 +480,33 @@ public:
   }
 
 private:
+  /// gate(b, h, p, d) at the current (b, h).
+  double gateAt(int64_t p, int64_t d) {
+    std::vector<int64_t> &iter = ev_.iter();
+    int64_t i = iter[v_.qSeqDim];
+    iter[v_.qSeqDim] = p;
+    iter[v_.headDim] = d;
+    double g = ev_.eval(*v_.gate).real();
+    iter[v_.qSeqDim] = i;
+    return g;
+  }
+  /// log gate(0, d) + ... + log gate(p, d) for every channel d of (b, h), p < q_len; computed
+  /// once per (b, h).
+  const double *gateCum(int64_t b, int64_t h, int64_t p) {
+    const int64_t I = sizes_[v_.qSeqDim], D = sizes_[v_.headDim];
+    if (b != gateB_ || h != gateH_) {
+      gateB_ = b, gateH_ = h;
+      gateCum_.assign(size_t(I * D), 0.0);
+      for (int64_t t = 0; t < I; ++t)
+        for (int64_t d = 0; d < D; ++d)
+          gateCum_[size_t(t * D + d)] =
+              (t ? gateCum_[size_t((t - 1) * D + d)] : 0.0) + std::log(gateAt(t, d));
+    }
+    return &gateCum_[size_t(p * D)];
+  }
+  std::vector<double> gateCum_;
+  int64_t gateB_ = -1, gateH_ = -1;
+
   /// The score at dot = 1 for the current (b, h, i): a recurrence's factor c_i. The key index
   /// is set to 0 (the factor does not read it).
   double scoreFactor() {
@@ -535,9 +570,12 @@ private:
         continue;
       any = true;
       ev_.dot = 0;
+      const double *gi = v_.gate ? gateCum(b, h, i) : nullptr;
+      const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;  // j <= i: a recurrence
       for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
         ev_.dot += feature(v_.featureQ, loadCanonical(q_, pq_, b, h, i, d)) *
-                   feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d));
+                   feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d)) *
+                   (gi ? std::exp(gi[d] - gj[d]) : 1.0);
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }
     return any;

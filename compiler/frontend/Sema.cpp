@@ -87,7 +87,7 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask, Feature, Decay };
+enum class Context { Score, Mask, Feature, Decay, Gate };
 
 void collectCalls(Expr &e, const char *name, std::vector<Expr *> &found) {
   if (e.kind == Expr::Kind::Call && e.name == name)
@@ -105,7 +105,7 @@ public:
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() && checkState();
+           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() && checkGate() && checkState();
   }
 
 private:
@@ -114,6 +114,7 @@ private:
   Diagnostic &diag_;
   std::map<std::string, Symbol> symbols_;
   std::vector<std::optional<int64_t>> staticExtent_;  // per dim, when known at compile time
+  bool channelIndex_ = false;  // checking the gate: params may be indexed by the head dim
 
   bool fail(SourceLoc loc, size_t length, std::string message, std::string hint = "") {
     diag_.file = file_.path;
@@ -151,13 +152,6 @@ private:
   // ---- structure ----------------------------------------------------------------------------
 
   bool checkSupported() {
-    if (!v_.unsupported.empty()) {
-      const UnsupportedStmt &u = v_.unsupported.front();
-      return fail(u.loc, u.keyword.size(),
-                  "not supported yet: '" + u.keyword + "' (recurrence family)",
-                  "this version compiles dims, input, param, score, mask, norm, output, paged, "
-                  "feature, decay and state");
-    }
     if (v_.scores.size() > 1)
       return fail(v_.scores[1].loc, v_.scores[1].name.size(),
                   "not supported yet: several scores ('" + v_.scores[1].name + "' after '" +
@@ -768,6 +762,26 @@ private:
     return needRecurrence(v_.decayLoc, "decay", "a decay", /*linear=*/false);
   }
 
+  /// `gate EXPR`: a float of the batch, head, query position and head channel (params may be
+  /// indexed by the head dim here), not j, in a linear recurrence (it acts inside the dot).
+  bool checkGate() {
+    if (!v_.gate)
+      return true;
+    channelIndex_ = true;
+    bool ok = checkExpr(*v_.gate, Context::Gate);
+    channelIndex_ = false;
+    if (!ok)
+      return false;
+    if (!isNumeric(v_.gate->type))
+      return fail(*v_.gate, std::string("the gate must be a number, got ") +
+                                valueTypeName(v_.gate->type));
+    if (const Expr *j = findIndex(*v_.gate, v_.kvSeqDim))
+      return fail(*j, "the gate is per step of the query position: it may not use '" +
+                          v_.dims[v_.kvSeqDim].name + "'",
+                  "channel c of key j decays by gate(j + 1, c) * ... * gate(i, c), written with i");
+    return needRecurrence(v_.gateLoc, "gate", "a gate", /*linear=*/true);
+  }
+
   /// Whether the variant is a linear recurrence (Variant::recurrence).
   bool checkRecurrence() {
     v_.recurrence = v_.norm == Norm::None && causalMask() && linearInDot(*v_.scores[0].expr);
@@ -957,9 +971,10 @@ private:
       if (ctx == Context::Mask)
         return fail(e, "the mask cannot depend on the score '" + e.name + "'",
                     "a mask selects keys by position; put value-dependent terms in the score");
-      if (ctx == Context::Decay)
-        return fail(e, "the decay cannot depend on the score '" + e.name + "'",
-                    "a decay is a factor per step: positions and params only");
+      if (ctx == Context::Decay || ctx == Context::Gate)
+        return fail(e, std::string("the ") + (ctx == Context::Decay ? "decay" : "gate") +
+                           " cannot depend on the score '" + e.name + "'",
+                    "a decay or gate is a factor per step: positions and params only");
       return fail(e, "score '" + e.name + "' cannot refer to itself");
     case Symbol::Kind::Param:
       break;
@@ -1020,6 +1035,12 @@ private:
                       "' must be its declared dim '" + want + "', got '" + text(arg) + "'",
                   "params are indexed by the dims they are declared with: " + usage);
     int dim = p.dims[pos];
+    if (channelIndex_ && dim == v_.headDim) {  // a gate reads params per head channel
+      arg.res = Expr::Res::IterIndex;
+      arg.dimIndex = dim;
+      arg.type = ValueType::Int;
+      return true;
+    }
     if (!isIterationRole(v_.dims[dim].role))
       return fail(arg,
                   "param index '" + want + "' must be one of " + joinNames(iterationDimNames()),

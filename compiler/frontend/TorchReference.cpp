@@ -284,8 +284,8 @@ private:
     return x;
   }
 
-  unsigned dimDeps(int dim) const {
-    return dim == v_.qSeqDim ? kQSeq : dim == v_.kvSeqDim ? kKVSeq : 0;
+  unsigned dimDeps(int dim) const {  // a gate's head channel lies on the last (kv) axis
+    return dim == v_.qSeqDim ? kQSeq : dim == v_.kvSeqDim || dim == v_.headDim ? kKVSeq : 0;
   }
 
   std::string dimKey(int dim) const { return pyString(v_.dims[dim].name); }
@@ -782,13 +782,31 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    cum_k = cum[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
            "masked\n";
   }
-  out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
+  if (v.gate) {
+    const std::string D = pyString(v.dims[v.headDim].name);
+    out += "    # the gate: channel c of key j reaches query i decayed by gate(j + 1, c) ... gate(i, "
+           "c) = exp(cg[i, c] - cg[j, c]), cg[t, c] = log gate(0, c) + ... + log gate(t, c)\n";
+    out += "    ixg = dict(ix)\n";
+    out += "    ixg[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    ixg[" + D + "] = torch.arange(n[" + D + "], device=dev).view(1, 1, 1, n[" + D + "])\n";
+    out += "    cg = torch.cumsum(torch.log(torch.broadcast_to(_gate(ixg, extents, p, dev), (B, H, I, n[" +
+           D + "]))), dim=2)\n";
+    out += "    cg_k = cg[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
+           "masked\n";
+    out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J * n[" + D + "]))\n";
+  } else {
+    out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
+  }
   out += "    for i0 in range(0, I, rows):\n";
   out += "        i1 = min(I, i0 + rows)\n";
   out += "        shape = (B, H, i1 - i0, J)\n";
   out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
   out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
-  out += "        dot = q[:, :, i0:i1] @ kt\n";
+  if (v.gate)  // masked keys (j > i) may overflow here: `allowed` drops them
+    out += "        dot = (q[:, :, i0:i1, None, :] * k[:, :, None, :, :] * torch.exp(cg[:, :, i0:i1, "
+           "None, :] - cg_k[:, :, None, :, :])).sum(-1)\n";
+  else
+    out += "        dot = q[:, :, i0:i1] @ kt\n";
   out += "        s = torch.broadcast_to(_score(dot, ix, extents, p, dev), shape)\n";
   out += "        del dot\n";
   switch (v.norm) {
@@ -835,7 +853,7 @@ void emitReference(const Variant &v, std::string &out) {
            "dot = 1\n";
     if (v.decay)
       out += "    c = c * torch.exp(cum)[..., None]\n";
-    out += "    o = o + c * (q @ s0)\n";
+    out += std::string("    o = o + c * (") + (v.gate ? "(q * torch.exp(cg))" : "q") + " @ s0)\n";
     if (v.decay) {
       out += "    last = cum[:, :, I - 1]\n";
       out += "    w = torch.exp(last[..., None] - cum_k)  # [b, h, j]\n";
@@ -843,8 +861,12 @@ void emitReference(const Variant &v, std::string &out) {
       out += "    last = torch.zeros((B, H), dtype=torch.float64, device=dev)\n";
       out += "    w = torch.ones((B, H, J), dtype=torch.float64, device=dev)\n";
     }
-    out += "    w = torch.where(torch.arange(J, device=dev) < min(I, J), w, 0.0)\n";
-    out += "    s1 = torch.exp(last)[..., None, None] * s0 + (k * w[..., None]).transpose(-1, -2) @ v\n";
+    out += "    w = torch.where(torch.arange(J, device=dev) < min(I, J), w, 0.0)[..., None]\n";
+    if (v.gate) {  // per channel: exp(cg[T-1, c] - cg[j, c]), and S0's rows by exp(cg[T-1, c])
+      out += "    w = w * torch.exp(cg[:, :, I - 1, None, :] - cg_k)\n";
+      out += "    s0 = s0 * torch.exp(cg[:, :, I - 1])[..., None]\n";
+    }
+    out += "    s1 = torch.exp(last)[..., None, None] * s0 + (k * w).transpose(-1, -2) @ v\n";
     out += "    s1 = s1.permute(" + intList(back) + ").contiguous()  # to " +
            commentSafe(v.state->name) + "'s storage order\n";
   }
@@ -871,6 +893,10 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                    at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
                        specText(*score.expr),
                    score.expr.get(), true, out);
+  if (v.gate)
+    emitExprFunction(v, "_gate", "ix, n, p, dev",
+                     at + std::to_string(v.gateLoc.line) + ": gate " + specText(*v.gate),
+                     v.gate.get(), true, out);
   if (v.decay)
     emitExprFunction(v, "_decay", "ix, n, p, dev",
                      at + std::to_string(v.decayLoc.line) + ": decay " + specText(*v.decay),

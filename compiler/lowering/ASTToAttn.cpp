@@ -80,6 +80,7 @@ private:
   std::vector<Value> params;
   Value argB, argH, argI, argJ, argDot;
   Value argX;  // a feature map's element
+  Value argD;  // a gate's head channel
   bool failed = false;
 
   Location loc(SourceLoc l) {
@@ -189,11 +190,15 @@ private:
       buildRegion(op.getFeatureK(), {b.getF32Type()}, *var.featureK, b.getF32Type());
     if (var.decay)
       buildRegion(op.getDecay(), {idx, idx, idx}, *var.decay, b.getF32Type());
+    if (var.gate)
+      buildRegion(op.getGate(), {idx, idx, idx, idx}, *var.gate, b.getF32Type(), true);
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
 
-  void buildRegion(Region &region, ArrayRef<Type> types, const Expr &e, Type result) {
+  /// `channel`: a gate region, (b, h, i, d).
+  void buildRegion(Region &region, ArrayRef<Type> types, const Expr &e, Type result,
+                   bool channel = false) {
     OpBuilder::InsertionGuard guard(b);
     SmallVector<Location> locs(types.size(), loc(e.loc));
     Block *block = b.createBlock(&region, {}, types, locs);
@@ -203,6 +208,9 @@ private:
     argX = feature ? arg(0) : Value();
     argB = feature ? Value() : arg(0), argH = arg(1), argI = arg(2), argJ = arg(3);
     argDot = arg(4);
+    argD = channel ? argJ : Value();
+    if (channel)
+      argJ = Value();
     Value value = emit(e);
     if (!value)
       value = arith::ConstantOp::create(b, loc(e.loc), b.getZeroAttr(result));
@@ -226,6 +234,10 @@ private:
     case DimRole::QHead: return argH;
     case DimRole::QSeq: return argI;
     case DimRole::KVSeq: return argJ;
+    case DimRole::HeadDim:  // a gate's channel
+      if (argD)
+        return argD;
+      return fail(e, "'" + e.name + "' is not an index of the score");
     case DimRole::KVHead: {
       Value g = arith::ConstantIndexOp::create(b, loc(e.loc), v->group);
       return arith::DivUIOp::create(b, loc(e.loc), argH, g);

@@ -142,6 +142,7 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());
     rw.cloneRegionBefore(op.getFeatureK(), step.getFeatureK(), step.getFeatureK().end());
     rw.cloneRegionBefore(op.getDecay(), step.getDecay(), step.getDecay().end());
+    rw.cloneRegionBefore(op.getGate(), step.getGate(), step.getGate().end());
     rw.eraseOp(op);
     return success();
   }

@@ -174,10 +174,11 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
     }
     // The quadratic form has no state to start from or to hand on.
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
-      if (!op.getState())
+      if (!op.getState() && op.getGate().empty())
         return WalkResult::advance();
-      op.emitError("a recurrence with a state needs the chunked form (attn-chunk), which did not "
-                   "apply: compile without --no-chunk");
+      op.emitError() << "a recurrence with a " << (op.getState() ? "state" : "gate")
+                     << " needs the chunked form (attn-chunk), which did not apply: compile "
+                        "without --no-chunk";
       return WalkResult::interrupt();
     });
     if (stateful.wasInterrupted())

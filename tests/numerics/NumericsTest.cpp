@@ -181,7 +181,8 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 /// q_len != kv_len, and the quadratic form (no attn-chunk): a decay fixed per head folded into
 /// the score (RetNet), a per-step one (Mamba-2) as the tile's decay region. Every run is also
 /// checked against the recurrent float64 form, and with a state (initial in, final out; no
-/// quadratic form) its final state too. mamba2_step (q_len = 1) takes the single-step form.
+/// quadratic form) its final state too. mamba2_step (q_len = 1) takes the single-step form; a
+/// gate (GLA) has only the chunked form.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
@@ -190,6 +191,9 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_ssd.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "retnet_state.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "mamba2_step.attn", false},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "gla.attn", false},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_gated_state.attn",
+       false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;

@@ -193,19 +193,19 @@ TEST(Parser, Precedence) {
   EXPECT_EQ(product.args[1]->op, "-");
 }
 
-TEST(Parser, RecurrenceStatementsAreRecordedAndSkipped) {
+TEST(Parser, RecurrenceStatements) {
   SpecFile f;
   Diagnostic diag;
-  std::string text = "variant t {\n  gate S[b, h, d, dv] = S * g + k v^T\n  mask true\n}";
-  // '^' is not a token of the language: a lexical error still wins over skipping.
-  EXPECT_FALSE(parseSpec("t.attn", text, f, diag));
-  EXPECT_EQ(diag.message, "unexpected character '^'");
-  text = "variant t {\n  gate g[b, h] = sigmoid(x) (anything [at] all)\n  mask true\n}";
+  std::string text = "variant t {\n  state S[b, h, d, dv]\n  gate exp(g[b, i, h, d])\n  mask true\n}";
   ASSERT_TRUE(parseSpec("t.attn", text, f, diag)) << diag.render(text);
-  ASSERT_EQ(f.variants[0].unsupported.size(), 1u);
-  EXPECT_EQ(f.variants[0].unsupported[0].keyword, "gate");
-  EXPECT_EQ(f.variants[0].unsupported[0].loc.line, 2u);
+  ASSERT_TRUE(f.variants[0].state.has_value());
+  EXPECT_EQ(f.variants[0].state->dimNames.size(), 4u);
+  ASSERT_TRUE(f.variants[0].gate != nullptr);
+  EXPECT_EQ(f.variants[0].gateLoc.line, 3u);
   EXPECT_TRUE(f.variants[0].mask != nullptr);
+  text = "variant t {\n  gate 0.5\n  gate 0.9\n}";
+  EXPECT_FALSE(parseSpec("t.attn", text, f, diag));
+  EXPECT_EQ(diag.message, "duplicate 'gate' statement");
 }
 
 TEST(Parser, Errors) {
@@ -427,6 +427,15 @@ TEST(Sema, RecurrenceAndState) {
   ASSERT_TRUE(v.state.has_value());
   EXPECT_EQ(v.statePerm(), (std::vector<int>{2, 0, 3, 1}));  // [b, h, d, dv] in storage
   EXPECT_EQ(v.state->resolvedDType, DType::F32);
+  // A gate may index params by the head channel; a bare `d` is still the extent.
+  text = recurrenceSpec("gate exp(gc[b, i, h, d]) / d", "dot(q, k)",
+                        "mask j <= i\n  norm none\n  param gc[b, i, h, d]");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  ASSERT_TRUE(f.variants[0].gate != nullptr);
+  const Expr &load = *f.variants[0].gate->args[0]->args[0];
+  EXPECT_EQ(load.res, Expr::Res::ParamLoad);
+  EXPECT_EQ(load.args[3]->res, Expr::Res::IterIndex);
+  EXPECT_EQ(f.variants[0].gate->args[1]->res, Expr::Res::DimSize);
   // Not recurrences: a score that reads j, a softmax, a window.
   for (auto [score, rest] : {std::pair{"dot(q, k) * j", "mask j <= i\n  norm none"},
                              std::pair{"dot(q, k)", "mask j <= i"},
@@ -454,6 +463,19 @@ TEST(Sema, RecurrenceAndState) {
       {recurrenceSpec("state g[b, h, d, dv]"), "duplicate name 'g'"},
       {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k) * st"),
        "tensor 'st' cannot be used as a value"},
+      // gates: per step and channel, inside the dot of a linear recurrence
+      {recurrenceSpec("gate exp(gc[b, j, h, d])", "dot(q, k)",
+                      "mask j <= i\n  norm none\n  param gc[b, j, h, d]"),
+       "the gate is per step of the query position: it may not use 'j'"},
+      {recurrenceSpec("gate exp(gc[b, i, h, d])", "dot(q, k) + 1",
+                      "mask j <= i\n  norm none\n  param gc[b, i, h, d]"),
+       "a gate needs a score linear in dot(q, k): dot times factors free of 'j'"},
+      {recurrenceSpec("gate 0.9", "dot(q, k)", "mask j <= i"), "a gate needs norm none"},
+      {recurrenceSpec("gate s > 0"), "the gate cannot depend on the score 's'"},
+      {recurrenceSpec("gate i > 0"), "the gate must be a number, got bool"},
+      {recurrenceSpec("", "dot(q, k) * exp(gc[b, i, h, d])",
+                      "mask j <= i\n  norm none\n  param gc[b, i, h, d]"),
+       "param index 'd' must be one of b, i, j, h"},
   };
   for (const Case &c : cases) {
     bool ok = loadSpec("r.attn", c.text, f, diag);
