@@ -21,7 +21,7 @@ echo "== attnc on this host: $(ldd "$bin/attnc" | awk '{print $1}' | tr '\n' ' '
 
 kernels=$root/.device/kernels; rm -rf "$kernels"; mkdir -p "$kernels"
 echo "== compile every spec (spec -> PTX + manifest + torch reference) with the static attnc"
-for spec in specs/*.attn bench/specs/*.attn; do
+for spec in specs/*.attn bench/specs/*.attn tests/python/specs/recurrence_*.attn; do
   extra=(); "$bin/attnc" "$spec" --emit=ast | grep -q "^  dim d :" && extra=(--set d=128)
   "$bin/attnc" compile "$spec" --emit=ptx "${extra[@]}" -o "$kernels" 2>&1 | tee -a "$out/compile.log" \
     || echo "COMPILE FAILED: $spec"
@@ -114,7 +114,7 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
         ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
       >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
     export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
-    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step"
+    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla recurrence_chain recurrence_gated_state"
     echo "== GPU tests of the recurrence kernels"
     python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py tests/gpu/test_jit.py \
       -k "$(echo $recs | sed 's/ / or /g')" > "$out/gpu-tests.log" 2>&1
@@ -141,7 +141,7 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
   for flavour in ${RECURRENT_FLAVOURS:-}; do
     name=${flavour%%:*}; opts=$(echo "${flavour#*:}" | tr ',' ' ')
     d=$root/.device/kernels-$name; rm -rf "$d"; mkdir -p "$d"
-    for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn \
+    for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn specs/gla.attn \
                 specs/mamba2_ssd.attn specs/mamba2_step.attn; do
       "$bin/attnc" compile "$spec" --emit=ptx $opts -o "$d" >>"$out/compile.log" 2>&1 \
         || echo "COMPILE FAILED: $spec $opts"
@@ -149,7 +149,7 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
     echo "== flavour $name ($opts)"
     ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$pylib \
       python3 bench/recurrent.py --dir "$d" --no-peers --tag "recurrent-$name" "$@" 2>&1 \
-      | grep -E "^\| (linear|retnet|mamba)" | cut -d'|' -f2,7
+      | grep -E "^\| (linear|retnet|mamba|gla)" | cut -d'|' -f2,7
   done
 fi
 if [ "$mode" = bench ] || [ "$mode" = all ]; then

@@ -37,6 +37,7 @@ CASES = [
     ("retnet", "retention", None),
 ]
 ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893,
+              "chunk_gla": "-",
               "selective_state_update": "-"}
 
 
@@ -74,6 +75,27 @@ def mamba2_case(args):
     for key in ("attnc", "quadratic"):
         time_attnc(row, args, dict(c=c, bm=bm, x=xs, dt=dt, a_log=a_log), ("y", x), ref,
                    B * H * L * L * (N + P), key=key)  # QK^T and PV over the causal half
+    print("  " + json.dumps(row), flush=True)
+    return row
+
+
+def gla_case(args, q, k, v, flops):
+    """attnc's gla (a per-channel forget gate) against fla's chunk_gla on the same inputs; the
+    log gates are logsigmoid(x) / 16, as GLA normalises them."""
+    B, T, H, D = q.shape
+    row = {"variant": "gla", "fla_op": "chunk_gla"}
+    print("== gla vs fla chunk_gla", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    g = torch.nn.functional.logsigmoid(
+        torch.randn(B, T, H, D, device="cuda", dtype=torch.float32, generator=gen)) / 16
+
+    def peer():
+        from fla.ops.gla import chunk_gla
+        return lambda: chunk_gla(q, k, v, g.to(q.dtype), scale=D ** -0.5)[0]
+
+    ref = time_peer(row, peer, args.repeats)
+    # attnc gets the bf16-rounded gates too, so both see the same values
+    time_attnc(row, args, dict(q=q, k=k, v=v, g=g.to(q.dtype).float()), ("o", q), ref, flops)
     print("  " + json.dumps(row), flush=True)
     return row
 
@@ -206,6 +228,8 @@ def main():
         rows.append(row)
         raw[variant] = row
 
+    rows.append(gla_case(args, q, k, v, flops))
+    raw["gla"] = rows[-1]
     if args.mamba:
         rows.append(mamba2_case(args))
         raw["mamba2_ssd"] = rows[-1]

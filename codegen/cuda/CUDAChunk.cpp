@@ -4,7 +4,12 @@
 //   P   = (c_i Q K^T) * exp(g_r - g_c), masked to c <= r     (16 query rows per warp)
 //   O   = c_i exp(g_r) Q S + P V                             (stored at once)
 //   S   = exp(g_last) S + (K * exp(g_last - g_c))^T V        (each warp owns d / warps rows)
-// where g is the chunk's cumulative log decay. The state S [d, bv] stays in f32 registers
+// where g is the chunk's cumulative log decay. A gate (per-channel decay, GLA) adds G[r, e], the
+// cumulative log gates per head channel e: each warp scales its Q fragments by
+// exp(G[r] - G[r0]) (r0 its first row) and the K fragments it multiplies by exp(G[r0] - G[c]),
+// which is exact and stays finite while a channel's gates over 15 steps multiply to more than
+// e^-88; Q.S takes exp(G[r0]) on S's rows, the state update exp(G[last] - G[c]) per channel.
+// The state S [d, bv] stays in f32 registers
 // across chunks; a 16-bit copy in shared memory feeds Q S. Q, K, V tiles are double-buffered:
 // chunk n + 1 streams in (cp.async) while chunk n computes.
 #include "codegen/cuda/Passes.h"
@@ -32,7 +37,7 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
           std::to_string(headDim) + " and " + std::to_string(valueDim);
     return failure();
   }
-  if (headDim % (16 * config.warps)) {
+  if (headDim % (16 * config.warps) && headDim > 16 * config.warps) {
     why = "the state's " + std::to_string(headDim) + " rows do not split over " +
           std::to_string(config.warps) + " warps of 16: use a smaller --chunk-size";
     return failure();
@@ -58,12 +63,14 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
 }
 
 int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
-                                               int64_t elementBytes, bool decay) {
+                                               int64_t elementBytes, bool decay, bool gate) {
   int64_t rows = config.rows, bv = config.valueSlice;
   int64_t buffer = elementBytes * (2 * rows * (headDim + kSmemPad) + rows * (bv + kSmemPad));
   int64_t bytes = 2 * buffer + elementBytes * headDim * (bv + kSmemPad);
   if (decay)
     bytes = (bytes + 15) / 16 * 16 + 4 * rows;
+  if (gate)  // G [rows, d] f32
+    bytes = (bytes + 15) / 16 * 16 + 4 * rows * headDim;
   return bytes;
 }
 
@@ -83,6 +90,7 @@ private:
   CUDAChunkConfig cfg;
   Value q, k, v, out, state;  // state: the kernel's state argument, or null (zero start)
   Value kvHead, colBase, cum;
+  Value gateCum;  // G [rows, d]: the chunk's cumulative log gates per head channel, or null
   int64_t headDim = 0, group = 1;
 
   Value viewAt(Value smem, Value byteShift, Type type, int64_t rows, int64_t cols) {
@@ -104,6 +112,48 @@ private:
   Value scoreFactor(Value i) {
     return inlineRegion(step.getScore(), {batch, head, i, idx(0), f32(1)});
   }
+  /// exp(G[r, d] - G[from, d]) (from null: G = 0).
+  Value gateFactor(Value r, Value from, Value d) {
+    Value g = memref::LoadOp::create(b, loc, gateCum, ValueRange{r, d});
+    if (from)
+      g = fsub(g, memref::LoadOp::create(b, loc, gateCum, ValueRange{from, d}));
+    return fexp(g);
+  }
+  /// x (vector<2xT>: channels d, d + 1 of row `row`) times exp(G[row, d..d+1] - G[from, d..d+1])
+  /// (from null: G = 0), with one 8-byte load of each G pair (d is even).
+  Value gatePair(Value x, Value row, Value from, Value d) {
+    auto pair = VectorType::get({2}, b.getF32Type());
+    Value g = vector::LoadOp::create(b, loc, pair, gateCum, ValueRange{row, d});
+    if (from)
+      g = arith::SubFOp::create(b, loc, g,
+                                vector::LoadOp::create(b, loc, pair, gateCum, ValueRange{from, d}));
+    auto [lo, hi] = unpack(x);
+    return pack(fmul(lo, fexp(vector::ExtractOp::create(b, loc, g, 0))),
+                fmul(hi, fexp(vector::ExtractOp::create(b, loc, g, 1))));
+  }
+  /// x (vector<2xT>, channels d, d + 1 of one row) times (f0, f1), re-packed.
+  Value scalePair(Value x, Value f0, Value f1) {
+    auto [lo, hi] = unpack(x);
+    return pack(fmul(lo, f0), fmul(hi, f1));
+  }
+  /// G[r, d] = log gate(n0) + ... + log gate(n0 + r) per channel d: a thread per channel walks
+  /// the rows (positions past the queries clamped, as logDecay does). Barriers around.
+  void scanLogGates(Value n0, Value tid) {
+    gpu::BarrierOp::create(b, loc);
+    forEachChunk(headDim, tid, cfg.threads, [&](Value d) {
+      auto loop = scf::ForOp::create(b, loc, idx(0), idx(cfg.rows), idx(1), ValueRange{f32(0)});
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(loop.getBody());
+      Value r = loop.getInductionVar();
+      Value p = minIdx(add(n0, r), add(qLen, idx(-1)));
+      Value gate = inlineRegion(step.getGate(), {batch, head, p, d});
+      Value sum = fadd(loop.getRegionIterArgs()[0], math::LogOp::create(b, loc, gate));
+      memref::StoreOp::create(b, loc, sum, gateCum, ValueRange{r, d});
+      scf::YieldOp::create(b, loc, sum);
+    });
+    gpu::BarrierOp::create(b, loc);
+  }
+
   /// cum[r], the chunk's cumulative log decay at row r (0 without a decay).
   Value cumAt(Value r) {
     return cum ? Value(memref::LoadOp::create(b, loc, cum, ValueRange{r})) : f32(0);
@@ -148,13 +198,15 @@ LogicalResult ChunkKernelBuilder::build() {
   else if (step.getHk() != step.getH())
     return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
   for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay()})
+                         &step.getDecay(), &step.getGate()})
     if (failed(mapCapturedValues(*region)))
       return failure();
 
   const int64_t rows = cfg.rows, bv = cfg.valueSlice, threads = cfg.threads;
   const int64_t nTiles = rows / 8, vTiles = bv / 8, kSteps = headDim / 16;
-  const int64_t dPerWarp = headDim / cfg.warps, mTiles = dPerWarp / 16;
+  // Each warp owns dPerWarp rows of the state; with fewer 16-row tiles than warps, warps share
+  // tiles (the same values computed and written twice).
+  const int64_t dPerWarp = std::max<int64_t>(16, headDim / cfg.warps), mTiles = dPerWarp / 16;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   lane = arith::RemUIOp::create(b, loc, tid, idx(32));
   warp = arith::DivUIOp::create(b, loc, tid, idx(32));
@@ -185,19 +237,32 @@ LogicalResult ChunkKernelBuilder::build() {
   };
   int64_t stateAt = 2 * bufferBytes;
   Value s16 = sharedView(smem, stateAt, headDim, bv);
-  if (decay) {
-    int64_t at = (stateAt + eb * headDim * (bv + kSmemPad) + 15) / 16 * 16;
-    auto type = MemRefType::get({rows}, b.getF32Type(), MemRefLayoutAttrInterface(),
+  int64_t at = (stateAt + eb * headDim * (bv + kSmemPad) + 15) / 16 * 16;
+  auto f32Shared = [&](ArrayRef<int64_t> shape) {
+    auto type = MemRefType::get(shape, b.getF32Type(), MemRefLayoutAttrInterface(),
                                 gpu::AddressSpaceAttr::get(b.getContext(),
                                                            gpu::AddressSpace::Workgroup));
-    cum = memref::ViewOp::create(b, loc, type, smem, idx(at), ValueRange{});
-  }
+    Value view = memref::ViewOp::create(b, loc, type, smem, idx(at), ValueRange{});
+    int64_t elements = 1;
+    for (int64_t x : shape)
+      elements *= x;
+    at = (at + 4 * elements + 15) / 16 * 16;
+    return view;
+  };
+  if (decay)
+    cum = f32Shared({rows});
+  if (!step.getGate().empty())
+    gateCum = f32Shared({rows, headDim});
 
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));
   Value mLow = arith::RemUIOp::create(b, loc, m8, idx(2));
   Value mHigh = arith::DivUIOp::create(b, loc, m8, idx(2));
-  Value rowBase = mul(warp, 16), dBase = mul(warp, dPerWarp);
+  Value rowBase = mul(warp, 16);
+  Value dBase = mul(headDim / dPerWarp < cfg.warps
+                        ? arith::RemUIOp::create(b, loc, warp, idx(headDim / dPerWarp)).getResult()
+                        : warp,
+                    dPerWarp);
 
   // The state fragment of this thread: m tile mt (rows dBase + 16 mt + g + 8 (e / 2)), n tile n
   // (columns 8 n + 2 c + e % 2 of the slice).
@@ -248,6 +313,8 @@ LogicalResult ChunkKernelBuilder::build() {
       mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
     if (cum)
       scanLogDecays(cum, n0, rows, tid);
+    if (gateCum)
+      scanLogGates(n0, tid);
 
     // Per thread row r (g, g + 8 of the warp's 16): position, c_i, and g_r.
     Value rowLocal[2], rowPos[2], factor[2], logRow[2];
@@ -261,6 +328,15 @@ LogicalResult ChunkKernelBuilder::build() {
     for (int64_t kk = 0; kk < kSteps; ++kk)
       qFrag.push_back(ldmatrix(qBuf, add(add(rowBase, mul(mLow, 8)), r8),
                                add(mul(mHigh, 8), kk * 16), false));
+    // The channels d of this thread's fragment registers in k step kk: part p holds d and
+    // d + 1 with d = 16 kk + 2c (+ 8 for parts 2 and 3 of A, part 1 of B).
+    auto channel = [&](int64_t kk, int64_t high) { return add(mul(c, 2), kk * 16 + 8 * high); };
+    if (gateCum)  // q~ = q exp(G[r] - G[r0]): A parts 0, 2 are row g, parts 1, 3 row g + 8
+      for (int64_t kk = 0; kk < kSteps; ++kk)
+        for (int64_t part = 0; part < 4; ++part) {
+          Value row = rowLocal[part % 2], d = channel(kk, part / 2);
+          qFrag[kk][part] = gatePair(qFrag[kk][part], row, rowBase, d);
+        }
     // P = Q K^T, masked to c <= r and keys below kv_len, scaled by c_i exp(g_r - g_c).
     Value zero = f32(0);
     SmallVector<SmallVector<Value, 4>> p(nTiles, SmallVector<Value, 4>(4, zero));
@@ -268,6 +344,11 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t np = 0; np < nTiles / 2; ++np) {
         auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), np * 16),
                            add(mul(mLow, 8), kk * 16), false);
+        if (gateCum)  // k~ = k exp(G[r0] - G[c]): parts 0, 1 key g, parts 2, 3 key g + 8
+          for (int64_t part = 0; part < 4; ++part) {
+            Value key = add(g, np * 16 + 8 * (part / 2)), d = channel(kk, part % 2);
+            kf[part] = gatePair(kf[part], rowBase, key, d);
+          }
         p[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, p[2 * np]);
         p[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, p[2 * np + 1]);
       }
@@ -290,6 +371,11 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t ep = 0; ep < vTiles / 2; ++ep) {
         auto sf = ldmatrix(s16, add(add(mul(mLow, 8), r8), kk * 16),
                            add(mul(mHigh, 8), ep * 16), true);
+        if (gateCum)  // q exp(G[r]) S = q~ (exp(G[r0]) S): parts 0, 2 channels d, parts 1, 3 d + 8
+          for (int64_t part = 0; part < 4; ++part) {
+            Value d = channel(kk, part % 2);
+            sf[part] = gatePair(sf[part], rowBase, Value(), d);
+          }
         acc[2 * ep] = mma(qFrag[kk], {sf[0], sf[1]}, acc[2 * ep]);
         acc[2 * ep + 1] = mma(qFrag[kk], {sf[2], sf[3]}, acc[2 * ep + 1]);
       }
@@ -333,13 +419,22 @@ LogicalResult ChunkKernelBuilder::build() {
       for (Value &x : S)
         x = fmul(x, decayAll);
     }
+    if (gateCum)  // row d of S decays by exp(G[last, d])
+      for (int64_t mt = 0; mt < mTiles; ++mt)
+        for (int64_t n = 0; n < vTiles; ++n)
+          for (int64_t e = 0; e < 4; ++e) {
+            Value &x = S[(mt * vTiles + n) * 4 + e];
+            x = fmul(x, gateFactor(last, Value(), stateRow(mt, e)));
+          }
     for (int64_t kt = 0; kt < rows / 16; ++kt) {
       // Key weights of this thread's A-fragment columns: 2c, 2c + 1, 2c + 8, 2c + 9.
-      Value weight[4];
+      // Keys past the chunk's last row get weight 0, selected after every factor: their
+      // factors (clamped positions) may overflow, and 0 * inf would poison the state.
+      Value weight[4], valid[4];
       for (int64_t q4 = 0; q4 < 4; ++q4) {
         Value col = add(mul(c, 2), kt * 16 + (q4 / 2) * 8 + q4 % 2);
-        Value w = cum ? fexp(fsub(logLast, cumAt(col))) : f32(1);
-        weight[q4] = select(lt(add(n0, col), keysEnd), w, zero);
+        weight[q4] = cum ? fexp(fsub(logLast, cumAt(col))) : f32(1);
+        valid[q4] = lt(add(n0, col), keysEnd);
       }
       SmallVector<SmallVector<Value, 4>> vFrag;
       for (int64_t ep = 0; ep < vTiles / 2; ++ep)
@@ -350,9 +445,16 @@ LogicalResult ChunkKernelBuilder::build() {
                            add(add(dBase, mul(mLow, 8)), mt * 16), true);
         SmallVector<Value> a;
         for (int64_t part = 0; part < 4; ++part) {  // a0, a1: columns 2c, 2c+1; a2, a3: + 8
-          auto [x, y] = unpack(kf[part]);
           int64_t w = (part / 2) * 2;
-          a.push_back(pack(fmul(x, weight[w]), fmul(y, weight[w + 1])));
+          Value w0 = weight[w], w1 = weight[w + 1];
+          if (gateCum) {  // channel d = row of K^T: exp(G[last, d] - G[c, d])
+            Value d = add(add(dBase, mt * 16 + 8 * (part % 2)), g);
+            Value c0 = add(mul(c, 2), kt * 16 + 8 * (part / 2));
+            w0 = fmul(w0, gateFactor(last, c0, d));
+            w1 = fmul(w1, gateFactor(last, add(c0, 1), d));
+          }
+          a.push_back(scalePair(kf[part], select(valid[w], w0, zero),
+                                select(valid[w + 1], w1, zero)));
         }
         for (int64_t ep = 0; ep < vTiles / 2; ++ep)
           for (int64_t half = 0; half < 2; ++half) {

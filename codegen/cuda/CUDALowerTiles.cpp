@@ -893,6 +893,24 @@ Type kernelArgType(Type hostType, bool unitLastStride) {
   return MemRefType::get(type.getShape(), elt, layout);
 }
 
+/// A kernel must not use a value of the host function it replaces (which is erased next): a
+/// region capture that was not mapped would dangle. Caught here as an error, never a crash.
+LogicalResult checkSelfContained(gpu::GPUFuncOp kernel) {
+  Operation *leak = nullptr;
+  kernel.walk([&](Operation *op) {
+    for (Value operand : op->getOperands())
+      if (!kernel->isAncestor(operand.getParentRegion()->getParentOp())) {
+        leak = op;
+        return WalkResult::interrupt();
+      }
+    return WalkResult::advance();
+  });
+  if (leak)
+    return leak->emitError("internal error: the CUDA kernel uses a value of the host function "
+                           "(an unmapped region capture)");
+  return success();
+}
+
 struct AttnCUDALowerTilesPass
     : mlir::attn::impl::AttnCUDALowerTilesBase<AttnCUDALowerTilesPass> {
   using Base::Base;
@@ -927,7 +945,8 @@ struct AttnCUDALowerTilesPass
     }
     auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
     kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-    if (failed(buildChunkKernel(b, f, step, kernel, valueSlice)))
+    if (failed(buildChunkKernel(b, f, step, kernel, valueSlice)) ||
+        failed(checkSelfContained(kernel)))
       return failure();
     f.erase();
     return success();
@@ -962,7 +981,7 @@ struct AttnCUDALowerTilesPass
     kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
     b.setInsertionPointToStart(&kernel.getBody().front());
     KernelBuilder builder(b, loc, *form, kernel);
-    if (failed(builder.build()))
+    if (failed(builder.build()) || failed(checkSelfContained(kernel)))
       return failure();
     if (form->combine) {
       CombineOp combine = form->combine;
