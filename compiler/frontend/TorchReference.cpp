@@ -784,13 +784,13 @@ void emitReference(const Variant &v, std::string &out) {
   }
   if (v.gate) {
     const std::string D = pyString(v.dims[v.headDim].name);
-    out += "    # the gate: channel c of key j reaches query i decayed by gate(j + 1, c) ... gate(i, "
-           "c) = exp(cg[i, c] - cg[j, c]), cg[t, c] = log gate(0, c) + ... + log gate(t, c)\n";
+    out += "    # the gate: channel c of key j reaches query i decayed by gate(j + 1, c) ...\n";
+    out += "    # gate(i, c) = exp(cg[i, c] - cg[j, c]), cg[t, c] = log gate(0, c) + ... + log gate(t, c)\n";
     out += "    ixg = dict(ix)\n";
     out += "    ixg[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
     out += "    ixg[" + D + "] = torch.arange(n[" + D + "], device=dev).view(1, 1, 1, n[" + D + "])\n";
-    out += "    cg = torch.cumsum(torch.log(torch.broadcast_to(_gate(ixg, extents, p, dev), (B, H, I, n[" +
-           D + "]))), dim=2)\n";
+    out += "    gate = torch.broadcast_to(_gate(ixg, extents, p, dev), (B, H, I, n[" + D + "]))\n";
+    out += "    cg = torch.cumsum(torch.log(gate), dim=2)\n";
     out += "    cg_k = cg[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
            "masked\n";
     out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J * n[" + D + "]))\n";
@@ -803,8 +803,11 @@ void emitReference(const Variant &v, std::string &out) {
   out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
   out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
   if (v.gate)  // masked keys (j > i) may overflow here: `allowed` drops them
-    out += "        dot = (q[:, :, i0:i1, None, :] * k[:, :, None, :, :] * torch.exp(cg[:, :, i0:i1, "
-           "None, :] - cg_k[:, :, None, :, :])).sum(-1)\n";
+  {
+    out += "        e = torch.exp(cg[:, :, i0:i1, None, :] - cg_k[:, :, None, :, :])\n";
+    out += "        dot = (q[:, :, i0:i1, None, :] * k[:, :, None, :, :] * e).sum(-1)\n";
+    out += "        del e\n";
+  }
   else
     out += "        dot = q[:, :, i0:i1] @ kt\n";
   out += "        s = torch.broadcast_to(_score(dot, ix, extents, p, dev), shape)\n";
