@@ -5,10 +5,11 @@
 //   O   = c_i exp(g_r) Q S + P V                             (stored at once)
 //   S   = exp(g_last) S + (K * exp(g_last - g_c))^T V        (each warp owns d / warps rows)
 // where g is the chunk's cumulative log decay. A gate (per-channel decay, GLA) adds G[r, e], the
-// cumulative log gates per head channel e: each warp scales its Q fragments by
-// exp(G[r] - G[r0]) (r0 its first row) and the K fragments it multiplies by exp(G[r0] - G[c]),
-// which is exact and stays finite while a channel's gates over 15 steps multiply to more than
-// e^-88; Q.S takes exp(G[r0]) on S's rows, the state update exp(G[last] - G[c]) per channel.
+// cumulative log gates per head channel e. The K tile becomes K~ = K exp(G[c0] - G[c]) in place
+// (c0 the first key of c's 16-key block); each warp scales its Q fragments by exp(G[r] - G[r0])
+// (r0 its first row) and the K~ fragments of block c0 by exp(G[r0] - G[c0]). That is exact, and
+// finite while a channel's gates over 15 steps multiply to more than e^-88. Q.S takes exp(G[r0])
+// on S's rows; the state update exp(G[last] - G[c0]) per channel and block.
 // The state S [d, bv] stays in f32 registers
 // across chunks; a 16-bit copy in shared memory feeds Q S. Q, K, V tiles are double-buffered:
 // chunk n + 1 streams in (cp.async) while chunk n computes.
@@ -119,17 +120,41 @@ private:
       g = fsub(g, memref::LoadOp::create(b, loc, gateCum, ValueRange{from, d}));
     return fexp(g);
   }
-  /// x (vector<2xT>: channels d, d + 1 of row `row`) times exp(G[row, d..d+1] - G[from, d..d+1])
-  /// (from null: G = 0), with one 8-byte load of each G pair (d is even).
-  Value gatePair(Value x, Value row, Value from, Value d) {
+  /// exp(G[row, d..d+1] - G[from, d..d+1]) (from null: G = 0), from one 8-byte load of each G
+  /// pair (d is even).
+  std::pair<Value, Value> gatePair(Value row, Value from, Value d) {
     auto pair = VectorType::get({2}, b.getF32Type());
     Value g = vector::LoadOp::create(b, loc, pair, gateCum, ValueRange{row, d});
     if (from)
       g = arith::SubFOp::create(b, loc, g,
                                 vector::LoadOp::create(b, loc, pair, gateCum, ValueRange{from, d}));
-    auto [lo, hi] = unpack(x);
-    return pack(fmul(lo, fexp(vector::ExtractOp::create(b, loc, g, 0))),
-                fmul(hi, fexp(vector::ExtractOp::create(b, loc, g, 1))));
+    return {fexp(vector::ExtractOp::create(b, loc, g, 0)),
+            fexp(vector::ExtractOp::create(b, loc, g, 1))};
+  }
+  Value scalePair(Value x, std::pair<Value, Value> f) { return scalePair(x, f.first, f.second); }
+  /// The K tile (after its feature map) -> K~ = K exp(G[c0] - G[c]) in place, c0 the first key
+  /// of c's 16-key block, 8 channels per thread and step; then a barrier.
+  void gateKeys(Value kBuf, Value tid) {
+    int64_t perRow = headDim / 8;
+    auto f8 = VectorType::get({8}, b.getF32Type());
+    forEachChunk(cfg.rows * perRow, tid, cfg.threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(b, loc, id, idx(perRow));
+      Value col = mul(arith::RemUIOp::create(b, loc, id, idx(perRow)), 8);
+      Value r0 = mul(arith::DivUIOp::create(b, loc, r, idx(16)), 16);
+      Value k8 = vector::LoadOp::create(b, loc, VectorType::get({8}, elt), kBuf, ValueRange{r, col});
+      Value x = arith::ExtFOp::create(b, loc, f8, k8);
+      Value gc = vector::LoadOp::create(b, loc, f8, gateCum, ValueRange{r, col});
+      Value g0 = vector::LoadOp::create(b, loc, f8, gateCum, ValueRange{r0, col});
+      Value diff = arith::SubFOp::create(b, loc, g0, gc);
+      SmallVector<Value> scaled;
+      for (int64_t e = 0; e < 8; ++e)
+        scaled.push_back(fmul(vector::ExtractOp::create(b, loc, x, e),
+                              fexp(vector::ExtractOp::create(b, loc, diff, e))));
+      Value y = vector::FromElementsOp::create(b, loc, f8, scaled);
+      vector::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, VectorType::get({8}, elt), y),
+                              kBuf, ValueRange{r, col});
+    });
+    gpu::BarrierOp::create(b, loc);
   }
   /// x (vector<2xT>, channels d, d + 1 of one row) times (f0, f1), re-packed.
   Value scalePair(Value x, Value f0, Value f1) {
@@ -137,7 +162,9 @@ private:
     return pack(fmul(lo, f0), fmul(hi, f1));
   }
   /// G[r, d] = log gate(n0) + ... + log gate(n0 + r) per channel d: a thread per channel walks
-  /// the rows (positions past the queries clamped, as logDecay does). Barriers around.
+  /// the rows (positions past the queries clamped, as logDecay does). Barriers around. (Computing
+  /// every log gate first, in parallel, then summing in shared memory measured slower: 1.51 ms
+  /// against 1.23 for GLA, bench/METHOD.md.)
   void scanLogGates(Value n0, Value tid) {
     gpu::BarrierOp::create(b, loc);
     forEachChunk(headDim, tid, cfg.threads, [&](Value d) {
@@ -313,8 +340,10 @@ LogicalResult ChunkKernelBuilder::build() {
       mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
     if (cum)
       scanLogDecays(cum, n0, rows, tid);
-    if (gateCum)
+    if (gateCum) {
       scanLogGates(n0, tid);
+      gateKeys(kBuf, tid);
+    }
 
     // Per thread row r (g, g + 8 of the warp's 16): position, c_i, and g_r.
     Value rowLocal[2], rowPos[2], factor[2], logRow[2];
@@ -335,7 +364,7 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t kk = 0; kk < kSteps; ++kk)
         for (int64_t part = 0; part < 4; ++part) {
           Value row = rowLocal[part % 2], d = channel(kk, part / 2);
-          qFrag[kk][part] = gatePair(qFrag[kk][part], row, rowBase, d);
+          qFrag[kk][part] = scalePair(qFrag[kk][part], gatePair(row, rowBase, d));
         }
     // P = Q K^T, masked to c <= r and keys below kv_len, scaled by c_i exp(g_r - g_c).
     Value zero = f32(0);
@@ -344,11 +373,12 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t np = 0; np < nTiles / 2; ++np) {
         auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), np * 16),
                            add(mul(mLow, 8), kk * 16), false);
-        if (gateCum)  // k~ = k exp(G[r0] - G[c]): parts 0, 1 key g, parts 2, 3 key g + 8
-          for (int64_t part = 0; part < 4; ++part) {
-            Value key = add(g, np * 16 + 8 * (part / 2)), d = channel(kk, part % 2);
-            kf[part] = gatePair(kf[part], rowBase, key, d);
-          }
+        if (gateCum) {  // K~ of block c0 = 16 np times exp(G[r0] - G[c0]); parts 1, 3 are d + 8
+          std::pair<Value, Value> f[2] = {gatePair(rowBase, idx(np * 16), channel(kk, 0)),
+                                          gatePair(rowBase, idx(np * 16), channel(kk, 1))};
+          for (int64_t part = 0; part < 4; ++part)
+            kf[part] = scalePair(kf[part], f[part % 2]);
+        }
         p[2 * np] = mma(qFrag[kk], {kf[0], kf[1]}, p[2 * np]);
         p[2 * np + 1] = mma(qFrag[kk], {kf[2], kf[3]}, p[2 * np + 1]);
       }
@@ -367,18 +397,22 @@ LogicalResult ChunkKernelBuilder::build() {
       }
     // O = c_i exp(g_r) Q S + P V.
     SmallVector<SmallVector<Value, 4>> acc(vTiles, SmallVector<Value, 4>(4, zero));
-    for (int64_t kk = 0; kk < kSteps; ++kk)
+    for (int64_t kk = 0; kk < kSteps; ++kk) {
+      // q exp(G[r]) S = q~ (exp(G[r0]) S): parts 0, 2 are channels d, parts 1, 3 d + 8
+      std::pair<Value, Value> f[2];
+      if (gateCum)
+        f[0] = gatePair(rowBase, Value(), channel(kk, 0)),
+        f[1] = gatePair(rowBase, Value(), channel(kk, 1));
       for (int64_t ep = 0; ep < vTiles / 2; ++ep) {
         auto sf = ldmatrix(s16, add(add(mul(mLow, 8), r8), kk * 16),
                            add(mul(mHigh, 8), ep * 16), true);
-        if (gateCum)  // q exp(G[r]) S = q~ (exp(G[r0]) S): parts 0, 2 channels d, parts 1, 3 d + 8
-          for (int64_t part = 0; part < 4; ++part) {
-            Value d = channel(kk, part % 2);
-            sf[part] = gatePair(sf[part], rowBase, Value(), d);
-          }
+        if (gateCum)
+          for (int64_t part = 0; part < 4; ++part)
+            sf[part] = scalePair(sf[part], f[part % 2]);
         acc[2 * ep] = mma(qFrag[kk], {sf[0], sf[1]}, acc[2 * ep]);
         acc[2 * ep + 1] = mma(qFrag[kk], {sf[2], sf[3]}, acc[2 * ep + 1]);
       }
+    }
     Value rowScale[2];
     for (int r = 0; r < 2; ++r)
       rowScale[r] = cum ? fmul(factor[r], fexp(logRow[r])) : factor[r];
@@ -443,18 +477,21 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t mt = 0; mt < mTiles; ++mt) {
         auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), kt * 16),
                            add(add(dBase, mul(mLow, 8)), mt * 16), true);
+        // K~ of block c0 = 16 kt: channel d (row of K^T) takes exp(G[last, d] - G[c0, d]).
+        Value rowFactor[2];
+        if (gateCum)
+          for (int64_t half = 0; half < 2; ++half)
+            rowFactor[half] = gateFactor(last, idx(kt * 16),
+                                         add(add(dBase, mt * 16 + 8 * half), g));
         SmallVector<Value> a;
         for (int64_t part = 0; part < 4; ++part) {  // a0, a1: columns 2c, 2c+1; a2, a3: + 8
           int64_t w = (part / 2) * 2;
-          Value w0 = weight[w], w1 = weight[w + 1];
-          if (gateCum) {  // channel d = row of K^T: exp(G[last, d] - G[c, d])
-            Value d = add(add(dBase, mt * 16 + 8 * (part % 2)), g);
-            Value c0 = add(mul(c, 2), kt * 16 + 8 * (part / 2));
-            w0 = fmul(w0, gateFactor(last, c0, d));
-            w1 = fmul(w1, gateFactor(last, add(c0, 1), d));
-          }
-          a.push_back(scalePair(kf[part], select(valid[w], w0, zero),
-                                select(valid[w + 1], w1, zero)));
+          auto [x0, x1] = unpack(kf[part]);
+          Value y0 = fmul(x0, weight[w]), y1 = fmul(x1, weight[w + 1]);
+          if (gateCum)
+            y0 = fmul(y0, rowFactor[part % 2]), y1 = fmul(y1, rowFactor[part % 2]);
+          // selected last: a clamped key's factors may overflow, and 0 * inf is NaN
+          a.push_back(pack(select(valid[w], y0, zero), select(valid[w + 1], y1, zero)));
         }
         for (int64_t ep = 0; ep < vTiles / 2; ++ep)
           for (int64_t half = 0; half < 2; ++half) {
