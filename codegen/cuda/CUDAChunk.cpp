@@ -11,8 +11,9 @@
 // finite while a channel's gates over 15 steps multiply to more than e^-88. Q.S takes exp(G[r0])
 // on S's rows; the state update exp(G[last] - G[c0]) per channel and block.
 // The state S [d, bv] stays in f32 registers
-// across chunks; a 16-bit copy in shared memory feeds Q S. Q, K, V tiles are double-buffered:
-// chunk n + 1 streams in (cp.async) while chunk n computes.
+// across chunks; a 16-bit copy in shared memory feeds Q S. Q, K and V tiles are double-buffered:
+// chunk n + 1 streams in (cp.async) while chunk n computes. The single-step form keeps one Q
+// tile, which Q(n + 1) enters once every warp holds Q(n) in registers (more blocks per SM).
 #include "codegen/cuda/Passes.h"
 #include "codegen/cuda/WarpKernel.h"
 
@@ -27,6 +28,7 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
                                           CUDAChunkConfig &config, std::string &why,
                                           int64_t valueSlice) {
   config.rows = chunk == 1 ? 16 : chunk;  // the single-step form: one 16-row tile
+  config.singleQ = chunk == 1;
   if (!llvm::is_contained({16, 32, 64, 128}, config.rows)) {
     why = "on CUDA the chunk size must be 16, 32, 64 or 128 (or 1 for a single step), got " +
           std::to_string(chunk);
@@ -66,8 +68,11 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
 int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                                int64_t elementBytes, bool decay, bool gate) {
   int64_t rows = config.rows, bv = config.valueSlice;
-  int64_t buffer = elementBytes * (2 * rows * (headDim + kSmemPad) + rows * (bv + kSmemPad));
-  int64_t bytes = 2 * buffer + elementBytes * headDim * (bv + kSmemPad);
+  // One or two Q tiles, two K and V tiles, the 16-bit state.
+  int64_t qBytes = elementBytes * rows * (headDim + kSmemPad);
+  int64_t kvBytes = qBytes + elementBytes * rows * (bv + kSmemPad);
+  int64_t bytes = (config.singleQ ? 1 : 2) * qBytes + 2 * kvBytes +
+                  elementBytes * headDim * (bv + kSmemPad);
   if (decay)
     bytes = (bytes + 15) / 16 * 16 + 4 * rows;
   if (gate)  // G [rows, d] f32
@@ -185,6 +190,7 @@ private:
   Value cumAt(Value r) {
     return cum ? Value(memref::LoadOp::create(b, loc, cum, ValueRange{r})) : f32(0);
   }
+  /// Rows n0 .. n0 + rows - 1 of Q (qBuf) and of K and V (kBuf and vBuf, when given).
   void loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf, Value tid);
 };
 
@@ -195,7 +201,10 @@ void ChunkKernelBuilder::loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf,
       return {batch, h, p, lt(p, limit)};
     };
   };
-  loadTile(q, rowsOf(head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
+  if (qBuf)
+    loadTile(q, rowsOf(head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
+  if (!kBuf)
+    return;
   Value kvLen = memref::DimOp::create(b, loc, k, 2);
   loadTile(k, rowsOf(kvHead, kvLen), cfg.rows, headDim, kBuf, tid, cfg.threads);
   loadTile(v, rowsOf(kvHead, kvLen), cfg.rows, cfg.valueSlice, vBuf, tid, cfg.threads, 8,
@@ -255,14 +264,16 @@ LogicalResult ChunkKernelBuilder::build() {
   Value smem = gpu::DynamicSharedMemoryOp::create(b, loc, smemType);
   int64_t eb = elt.getIntOrFloatBitWidth() / 8;
   int64_t qBytes = eb * rows * (headDim + kSmemPad), vBytes = eb * rows * (bv + kSmemPad);
-  int64_t bufferBytes = 2 * qBytes + vBytes;
+  // Q tiles first (two, or one with singleQ), then K and V of each parity.
+  int64_t qTiles = cfg.singleQ ? 1 : 2, bufferBytes = qBytes + vBytes;
   auto buffers = [&](Value parity) {
-    Value base = arith::MulIOp::create(b, loc, parity, idx(bufferBytes));
-    return std::array<Value, 3>{viewAt(smem, base, elt, rows, headDim + kSmemPad),
-                                viewAt(smem, add(base, qBytes), elt, rows, headDim + kSmemPad),
-                                viewAt(smem, add(base, 2 * qBytes), elt, rows, bv + kSmemPad)};
+    Value qAt = cfg.singleQ ? idx(0) : arith::MulIOp::create(b, loc, parity, idx(qBytes)).getResult();
+    Value base = add(arith::MulIOp::create(b, loc, parity, idx(bufferBytes)), qTiles * qBytes);
+    return std::array<Value, 3>{viewAt(smem, qAt, elt, rows, headDim + kSmemPad),
+                                viewAt(smem, base, elt, rows, headDim + kSmemPad),
+                                viewAt(smem, add(base, qBytes), elt, rows, bv + kSmemPad)};
   };
-  int64_t stateAt = 2 * bufferBytes;
+  int64_t stateAt = qTiles * qBytes + 2 * bufferBytes;
   Value s16 = sharedView(smem, stateAt, headDim, bv);
   int64_t at = (stateAt + eb * headDim * (bv + kSmemPad) + 15) / 16 * 16;
   auto f32Shared = [&](ArrayRef<int64_t> shape) {
@@ -329,11 +340,13 @@ LogicalResult ChunkKernelBuilder::build() {
     Value parity = arith::RemUIOp::create(
         b, loc, arith::DivUIOp::create(b, loc, n0, idx(rows)), idx(2));
     auto [qBuf, kBuf, vBuf] = buffers(parity);
+    Value qNext;
     {  // the next chunk streams into the other buffer (read two chunks ago: past a barrier)
       auto [qn, kn, vn] = buffers(arith::SubIOp::create(b, loc, idx(1), parity));
-      loadChunk(add(n0, rows), qn, kn, vn, tid);
+      qNext = qn;
+      loadChunk(add(n0, rows), cfg.singleQ ? Value() : qn, kn, vn, tid);
     }
-    waitGroups(commit(), 1);  // this chunk has landed
+    waitGroups(commit(), 1);  // this chunk has landed: Q(n) and K, V(n) (all but the newest group)
     if (!step.getFeatureQ().empty())
       mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
     if (!step.getFeatureK().empty())
@@ -357,6 +370,11 @@ LogicalResult ChunkKernelBuilder::build() {
     for (int64_t kk = 0; kk < kSteps; ++kk)
       qFrag.push_back(ldmatrix(qBuf, add(add(rowBase, mul(mLow, 8)), r8),
                                add(mul(mHigh, 8), kk * 16), false));
+    if (cfg.singleQ) {
+      gpu::BarrierOp::create(b, loc);  // every warp holds Q(n): Q(n + 1) may land in the tile
+      loadChunk(add(n0, rows), qNext, Value(), Value(), tid);
+      commit();
+    }
     // The channels d of this thread's fragment registers in k step kk: part p holds d and
     // d + 1 with d = 16 kk + 2c (+ 8 for parts 2 and 3 of A, part 1 of B).
     auto channel = [&](int64_t kk, int64_t high) { return add(mul(c, 2), kk * 16 + 8 * high); };

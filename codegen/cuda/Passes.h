@@ -51,6 +51,9 @@ int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, i
 /// slices of `valueSlice`, one block per (slice, q head, batch).
 struct CUDAChunkConfig {
   int64_t rows = 0, warps = 0, threads = 0, valueSlice = 0;
+  /// One Q tile instead of two (the single-step form): Q(n + 1) is loaded once every warp holds
+  /// Q(n) in registers. Less shared memory, more blocks per SM (bench/METHOD.md).
+  bool singleQ = false;
 };
 /// Fails with `why` for a chunk size or dims the kernel does not take.
 /// `valueSlice` 0 picks the largest multiple of 16 dividing the value dim that keeps the state
