@@ -34,6 +34,14 @@ cp "$kernels/compile_times.json" "$out/" 2>/dev/null
 if [ "$mode" = tests ] || [ "$mode" = all ]; then
   OUT=$out bash scripts/gpu.sh 2>&1 | tail -n 40
 fi
+build_runtime() {  # the runtime alone into build-rt; the GPU tests' environment
+  local json_include=
+  [ -f "$root/.device/include/nlohmann/json.hpp" ] && json_include=$root/.device/include
+  { cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
+    >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+}
 compile_dir() {  # compile_dir DIR attnc-options...: every spec into DIR
   local dir=$1; shift; rm -rf "$dir"; mkdir -p "$dir"
   for spec in specs/*.attn bench/specs/*.attn; do
@@ -76,11 +84,7 @@ fi
 if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
   # Decode kernels under several compile options, then (decode-tests) the GPU tests, then the
   # decode benchmark with every option side by side.
-  json_include=; [ -f "$root/.device/include/nlohmann/json.hpp" ] && json_include=$root/.device/include
-  { cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
-    >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
-  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+  build_runtime
   dirs="default=$kernels"
   for flavour in "bk64:--block-k=64" \
                  "p64bk64:--page-size=64 --block-k=64" "p256bk64:--page-size=256 --block-k=64"; do
@@ -109,11 +113,7 @@ if [ "$mode" = decode ] || [ "$mode" = decode-tests ]; then
 fi
 if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
   if [ "$mode" = recurrent-tests ]; then  # the recurrence kernels' GPU tests and memcheck only
-    json_include=; [ -f "$root/.device/include/nlohmann/json.hpp" ] && json_include=$root/.device/include
-    { cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        ${json_include:+-DATTNC_JSON_INCLUDE="$json_include"} && ninja -C build-rt; } \
-      >"$out/rt-build.log" 2>&1 || { tail -n 30 "$out/rt-build.log"; exit 1; }
-    export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+    build_runtime
     recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla recurrence_chain recurrence_gated_state"
     echo "== GPU tests of the recurrence kernels"
     python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py tests/gpu/test_jit.py \

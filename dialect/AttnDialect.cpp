@@ -257,28 +257,25 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
-/// A decay, if present: ^bb0(b, h, i : index) -> f32.
-static LogicalResult verifyDecay(Operation *op, Region &decay) {
-  if (decay.empty())
+/// A per-step region, if present: `decay` ^bb0(b, h, i : index) -> f32, or `gate` with the head
+/// channel too, ^bb0(b, h, i, c : index) -> f32.
+static LogicalResult verifyStepRegion(Operation *op, Region &region, StringRef name,
+                                      unsigned indices) {
+  if (region.empty())
     return success();
   auto idx = IndexType::get(op->getContext());
-  Block &block = decay.front();
-  if (!decay.hasOneBlock() || block.getNumArguments() != 3 ||
+  Block &block = region.front();
+  if (!region.hasOneBlock() || block.getNumArguments() != indices ||
       llvm::any_of(block.getArgumentTypes(), [&](Type t) { return t != idx; }))
-    return op->emitOpError("'decay' region must have one block taking (b, h, i : index)");
-  return verifyYield(op, block, "decay", Float32Type::get(op->getContext()));
+    return op->emitOpError() << "'" << name << "' region must have one block taking ("
+                             << (indices == 3 ? "b, h, i" : "b, h, i, c") << " : index)";
+  return verifyYield(op, block, name, Float32Type::get(op->getContext()));
 }
-
-/// A gate, if present: ^bb0(b, h, i, c : index) -> f32.
+static LogicalResult verifyDecay(Operation *op, Region &decay) {
+  return verifyStepRegion(op, decay, "decay", 3);
+}
 static LogicalResult verifyGate(Operation *op, Region &gate) {
-  if (gate.empty())
-    return success();
-  auto idx = IndexType::get(op->getContext());
-  Block &block = gate.front();
-  if (!gate.hasOneBlock() || block.getNumArguments() != 4 ||
-      llvm::any_of(block.getArgumentTypes(), [&](Type t) { return t != idx; }))
-    return op->emitOpError("'gate' region must have one block taking (b, h, i, c : index)");
-  return verifyYield(op, block, "gate", Float32Type::get(op->getContext()));
+  return verifyStepRegion(op, gate, "gate", 4);
 }
 
 LogicalResult AttentionOp::verifyRegions() {

@@ -257,11 +257,7 @@ LogicalResult ChunkKernelBuilder::build() {
   Value keysEnd = minIdx(kvLen, qLen);  // keys past the last query never count
 
   // Shared memory: two buffers of Q, K, V tiles, the 16-bit state, the cumulative decays.
-  auto smemType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                                  MemRefLayoutAttrInterface(),
-                                  gpu::AddressSpaceAttr::get(b.getContext(),
-                                                             gpu::AddressSpace::Workgroup));
-  Value smem = gpu::DynamicSharedMemoryOp::create(b, loc, smemType);
+  Value smem = dynamicSharedMemory();
   int64_t eb = elt.getIntOrFloatBitWidth() / 8;
   int64_t qBytes = eb * rows * (headDim + kSmemPad), vBytes = eb * rows * (bv + kSmemPad);
   // Q tiles first (two, or one with singleQ), then K and V of each parity.

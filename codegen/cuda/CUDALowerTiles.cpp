@@ -568,11 +568,7 @@ LogicalResult KernelBuilder::build() {
     kvHead = arith::DivUIOp::create(b, loc, head, idx(t.group));
   }
 
-  auto smemType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                                  MemRefLayoutAttrInterface(),
-                                  gpu::AddressSpaceAttr::get(b.getContext(),
-                                                             gpu::AddressSpace::Workgroup));
-  Value smem = gpu::DynamicSharedMemoryOp::create(b, loc, smemType);
+  Value smem = dynamicSharedMemory();
   int64_t eb = elt.getIntOrFloatBitWidth() / 8;
   qSmem = sharedView(smem, 0, t.blockQ, t.headDim);
   kSmem = sharedView(smem, eb * t.blockQ * (t.headDim + kPad), t.blockK, t.headDim);
@@ -928,9 +924,9 @@ struct AttnCUDALowerTilesPass
       return signalPassFailure();
   }
 
-  /// A function holding attn-chunk's form: one kernel for its attn.chunk_step.
-  LogicalResult lowerChunked(func::FuncOp f, ChunkStepOp step) {
-    OpBuilder b(f);
+  /// `gpu.module @<f>_kernels` (NVVM target) holding an empty `gpu.func @<f>` kernel with f's
+  /// arguments, q/k/v/out (`tensors`) with a unit last stride; `b` is left inside the module.
+  gpu::GPUFuncOp createKernel(OpBuilder &b, func::FuncOp f, ArrayRef<Value> tensors) {
     Location loc = f.getLoc();
     auto target = NVVM::NVVMTargetAttr::get(&getContext(), /*optLevel=*/3, "nvptx64-nvidia-cuda",
                                             chip, "+ptx80");
@@ -938,13 +934,17 @@ struct AttnCUDALowerTilesPass
                                               b.getArrayAttr({target}));
     b.setInsertionPointToStart(gpuModule.getBody());
     SmallVector<Type> argTypes;
-    for (BlockArgument arg : f.getArguments()) {
-      bool tensorArg = arg == step.getQ() || arg == step.getK() || arg == step.getV() ||
-                       arg == step.getOut();
-      argTypes.push_back(kernelArgType(arg.getType(), tensorArg));
-    }
+    for (BlockArgument arg : f.getArguments())
+      argTypes.push_back(kernelArgType(arg.getType(), llvm::is_contained(tensors, arg)));
     auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
     kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    return kernel;
+  }
+
+  /// A function holding attn-chunk's form: one kernel for its attn.chunk_step.
+  LogicalResult lowerChunked(func::FuncOp f, ChunkStepOp step) {
+    OpBuilder b(f);
+    auto kernel = createKernel(b, f, {step.getQ(), step.getK(), step.getV(), step.getOut()});
     if (failed(buildChunkKernel(b, f, step, kernel, valueSlice)) ||
         failed(checkSelfContained(kernel)))
       return failure();
@@ -964,19 +964,8 @@ struct AttnCUDALowerTilesPass
       return failure();
     OpBuilder b(f);
     Location loc = f.getLoc();
-    auto target = NVVM::NVVMTargetAttr::get(&getContext(), /*optLevel=*/3, "nvptx64-nvidia-cuda",
-                                            chip, "+ptx80");
-    auto gpuModule = gpu::GPUModuleOp::create(b, loc, (f.getName() + "_kernels").str(),
-                                              b.getArrayAttr({target}));
-    b.setInsertionPointToStart(gpuModule.getBody());
-    SmallVector<Type> argTypes;
-    for (BlockArgument arg : f.getArguments()) {
-      bool tensorArg = arg == form->scores.getQ() || arg == form->scores.getK() ||
-                       arg == form->matmul.getV() || arg == form->store.getOut();
-      argTypes.push_back(kernelArgType(arg.getType(), tensorArg));
-    }
-    auto kernel = gpu::GPUFuncOp::create(b, loc, f.getName(), b.getFunctionType(argTypes, {}));
-    kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+    auto kernel = createKernel(b, f, {form->scores.getQ(), form->scores.getK(),
+                                      form->matmul.getV(), form->store.getOut()});
     int32_t threads = int32_t(form->blockQ / 16 * 32);
     kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
     b.setInsertionPointToStart(&kernel.getBody().front());

@@ -112,6 +112,13 @@ protected:
   }
 
   // ---- memory ----
+  /// The block's dynamic shared memory as bytes.
+  Value dynamicSharedMemory() {
+    auto type = MemRefType::get({ShapedType::kDynamic}, b.getI8Type(), MemRefLayoutAttrInterface(),
+                                gpu::AddressSpaceAttr::get(b.getContext(),
+                                                           gpu::AddressSpace::Workgroup));
+    return gpu::DynamicSharedMemoryOp::create(b, loc, type);
+  }
   Value sharedView(Value base, int64_t byteOffset, int64_t rows, int64_t cols) {
     auto type = MemRefType::get({rows, cols + kSmemPad}, elt, MemRefLayoutAttrInterface(),
                                 gpu::AddressSpaceAttr::get(b.getContext(),

@@ -745,41 +745,29 @@ private:
     return true;
   }
 
-  /// `decay EXPR`: a float of the batch, head and query position (not j), in a recurrence:
-  /// norm none and the causal mask j <= i.
-  bool checkDecay() {
-    if (!v_.decay)
+  /// `decay EXPR` (a float of the batch, head and query position; multiplies any score: norm
+  /// none and the causal mask) and `gate EXPR` (also of the head channel, whose params may be
+  /// indexed by the head dim; acts inside the dot: a linear recurrence). Neither may read j.
+  bool checkDecay() { return checkStepFactor(v_.decay.get(), v_.decayLoc, false); }
+  bool checkGate() { return checkStepFactor(v_.gate.get(), v_.gateLoc, true); }
+  bool checkStepFactor(Expr *e, SourceLoc loc, bool gate) {
+    if (!e)
       return true;
-    if (!checkExpr(*v_.decay, Context::Decay))
-      return false;
-    if (!isNumeric(v_.decay->type))
-      return fail(*v_.decay, std::string("the decay must be a number, got ") +
-                                 valueTypeName(v_.decay->type));
-    if (const Expr *j = findIndex(*v_.decay, v_.kvSeqDim))
-      return fail(*j, "the decay is per step of the query position: it may not use '" +
-                          v_.dims[v_.kvSeqDim].name + "'",
-                  "the weight of key j is decay(j + 1) * ... * decay(i), written with i");
-    return needRecurrence(v_.decayLoc, "decay", "a decay", /*linear=*/false);
-  }
-
-  /// `gate EXPR`: a float of the batch, head, query position and head channel (params may be
-  /// indexed by the head dim here), not j, in a linear recurrence (it acts inside the dot).
-  bool checkGate() {
-    if (!v_.gate)
-      return true;
-    channelIndex_ = true;
-    bool ok = checkExpr(*v_.gate, Context::Gate);
+    const std::string name = gate ? "gate" : "decay";
+    channelIndex_ = gate;
+    bool ok = checkExpr(*e, gate ? Context::Gate : Context::Decay);
     channelIndex_ = false;
     if (!ok)
       return false;
-    if (!isNumeric(v_.gate->type))
-      return fail(*v_.gate, std::string("the gate must be a number, got ") +
-                                valueTypeName(v_.gate->type));
-    if (const Expr *j = findIndex(*v_.gate, v_.kvSeqDim))
-      return fail(*j, "the gate is per step of the query position: it may not use '" +
+    if (!isNumeric(e->type))
+      return fail(*e, "the " + name + " must be a number, got " + valueTypeName(e->type));
+    if (const Expr *j = findIndex(*e, v_.kvSeqDim))
+      return fail(*j, "the " + name + " is per step of the query position: it may not use '" +
                           v_.dims[v_.kvSeqDim].name + "'",
-                  "channel c of key j decays by gate(j + 1, c) * ... * gate(i, c), written with i");
-    return needRecurrence(v_.gateLoc, "gate", "a gate", /*linear=*/true);
+                  gate ? "channel c of key j decays by gate(j + 1, c) * ... * gate(i, c), "
+                         "written with i"
+                       : "the weight of key j is decay(j + 1) * ... * decay(i), written with i");
+    return needRecurrence(loc, name, "a " + name, /*linear=*/gate);
   }
 
   /// Whether the variant is a linear recurrence (Variant::recurrence).
