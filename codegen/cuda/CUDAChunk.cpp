@@ -105,9 +105,6 @@ private:
                                                               gpu::AddressSpace::Workgroup));
     return memref::ViewOp::create(b, loc, memType, smem, byteShift, ValueRange{});
   }
-  Value eq(Value x, int64_t y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, idx(y));
-  }
   Value fexp(Value x) { return math::ExpOp::create(b, loc, x); }
   /// vector<2xT> -> its two f32 values.
   std::pair<Value, Value> unpack(Value x) {
@@ -183,6 +180,42 @@ private:
       memref::StoreOp::create(b, loc, sum, gateCum, ValueRange{r, d});
       scf::YieldOp::create(b, loc, sum);
     });
+    gpu::BarrierOp::create(b, loc);
+  }
+
+  /// cum[r] = log gamma(p0) + ... + log gamma(p0 + r) for r < n (n a multiple of 16 up to 128),
+  /// by warp 0 in log steps: each lane sums n / 32 consecutive logs (or one), a shuffle scan
+  /// over the lanes adds the sums of the lanes before it. Barriers before (earlier readers of
+  /// cum are done) and after.
+  void scanLogDecays(Value cum, Value p0, int64_t n, Value tid) {
+    gpu::BarrierOp::create(b, loc);
+    int64_t per = std::max<int64_t>(1, n / 32), lanes = n / per;
+    auto inWarp0 = scf::IfOp::create(b, loc,
+                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
+                                                           idx(0)),
+                                     /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
+      Value first = mul(lane, per);
+      SmallVector<Value> prefix;  // within the lane
+      Value sum = f32(0);
+      for (int64_t e = 0; e < per; ++e) {
+        sum = fadd(sum, logDecay(add(add(p0, first), e)));
+        prefix.push_back(sum);
+      }
+      Value total = sum;
+      for (int32_t offset = 1; offset < 32; offset *= 2) {
+        auto up = gpu::ShuffleOp::create(b, loc, total, offset, 32, gpu::ShuffleMode::UP);
+        total = fadd(total, select(up.getValid(), up.getShuffleResult(), f32(0)));
+      }
+      Value before = fsub(total, sum);  // the lanes below this one
+      auto store = scf::IfOp::create(b, loc, lt(lane, idx(lanes)), /*withElseRegion=*/false);
+      b.setInsertionPoint(store.thenBlock()->getTerminator());
+      for (int64_t e = 0; e < per; ++e)
+        memref::StoreOp::create(b, loc, fadd(before, prefix[e]), cum,
+                                ValueRange{add(first, e)});
+    }
     gpu::BarrierOp::create(b, loc);
   }
 

@@ -308,6 +308,72 @@ private:
     if (isKey && !t.scores.getFeatureK().empty())
       mapTile(kSmem, t.scores.getFeatureK(), t.blockK, t.headDim, tid, threads);
   }
+  /// sum_{from <= p < to} log gamma(p), by warp 0 (strided over its lanes, then a shuffle
+  /// reduction); every lane of warp 0 gets it, other warps get 0 (use it through thread 0).
+  Value logDecaySum(Value from, Value to) {
+    auto inWarp0 = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
+                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
+                                                           idx(0)),
+                                     /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(inWarp0.thenBlock());
+      auto loop = scf::ForOp::create(b, loc, add(from, lane), to, idx(32), ValueRange{f32(0)});
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(loop.getBody());
+        Value sum = fadd(loop.getRegionIterArgs()[0], logDecay(loop.getInductionVar()));
+        scf::YieldOp::create(b, loc, sum);
+      }
+      Value sum = loop.getResult(0);
+      for (int32_t offset : {16, 8, 4, 2, 1})
+        sum = fadd(sum, shflXor(sum, offset));
+      scf::YieldOp::create(b, loc, sum);
+      b.setInsertionPointToStart(inWarp0.elseBlock());
+      scf::YieldOp::create(b, loc, ValueRange{f32(0)});
+    }
+    return inWarp0.getResult(0);
+  }
+  void ifThread0(Value tid, function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, loc,
+                                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
+                                                        idx(0)),
+                                  /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    body();
+  }
+  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) for c < n: each thread < n writes
+  /// one log, then thread 0 sums them in order (n is a tile: 16 to 128 adds). The base is
+  /// `base` (valid in thread 0) or, with `carry`, carry[0], which then becomes the tile's total.
+  void cumulative(Value cum, Value p0, int64_t n, Value base, Value tid, Value carry) {
+    gpu::BarrierOp::create(b, loc);  // earlier readers of cum are done
+    auto ifOp = scf::IfOp::create(b, loc, lt(tid, idx(n)), /*withElseRegion=*/false);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      memref::StoreOp::create(b, loc, logDecay(add(p0, tid)), cum, ValueRange{tid});
+    }
+    gpu::BarrierOp::create(b, loc);
+    ifThread0(tid, [&] {
+      Value start = carry ? Value(memref::LoadOp::create(b, loc, carry, ValueRange{idx(0)}))
+                          : base;
+      auto loop = scf::ForOp::create(b, loc, idx(0), idx(n), idx(1), ValueRange{start});
+      {
+        OpBuilder::InsertionGuard inner(b);
+        b.setInsertionPointToStart(loop.getBody());
+        Value c = loop.getInductionVar();
+        Value sum = fadd(loop.getRegionIterArgs()[0],
+                         memref::LoadOp::create(b, loc, cum, ValueRange{c}));
+        memref::StoreOp::create(b, loc, sum, cum, ValueRange{c});
+        scf::YieldOp::create(b, loc, sum);
+      }
+      if (carry)
+        memref::StoreOp::create(b, loc, loop.getResult(0), carry, ValueRange{idx(0)});
+    });
+    gpu::BarrierOp::create(b, loc);
+  }
+
   /// Applies mask and score to one accumulator element (thread row r in {0, 1}: row g + 8 r of
   /// the warp's 16, key j); masked keys and keys past the end get the fill value. In an
   /// interior tile (every row and key in range) the range checks and clamps are left out.

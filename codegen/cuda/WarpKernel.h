@@ -1,6 +1,6 @@
 // The warp-level building blocks of the CUDA kernels (attn-cuda-lower-tiles): index and f32
-// arithmetic, mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads, feature maps and
-// cumulative log decays in shared memory, and inlining the attn regions. The FlashAttention
+// arithmetic, mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads, feature maps, per-step log decays
+// and inlining the attn regions (each kernel keeps its own way of summing the decays). The FlashAttention
 // kernel (CUDALowerTiles.cpp) and the chunked recurrence kernel (CUDAChunk.cpp) build on it.
 #pragma once
 
@@ -168,108 +168,6 @@ protected:
     Value safe = minIdx(p, add(qLen, idx(-1)));
     return math::LogOp::create(b, loc, inlineRegion(*decay, {batch, head, safe}));
   }
-  /// sum_{from <= p < to} log gamma(p), by warp 0 (strided over its lanes, then a shuffle
-  /// reduction); every lane of warp 0 gets it, other warps get 0 (use it through thread 0).
-  Value logDecaySum(Value from, Value to) {
-    auto inWarp0 = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
-                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
-                                                           idx(0)),
-                                     /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(inWarp0.thenBlock());
-      auto loop = scf::ForOp::create(b, loc, add(from, lane), to, idx(32), ValueRange{f32(0)});
-      {
-        OpBuilder::InsertionGuard inner(b);
-        b.setInsertionPointToStart(loop.getBody());
-        Value sum = fadd(loop.getRegionIterArgs()[0], logDecay(loop.getInductionVar()));
-        scf::YieldOp::create(b, loc, sum);
-      }
-      Value sum = loop.getResult(0);
-      for (int32_t offset : {16, 8, 4, 2, 1})
-        sum = fadd(sum, shflXor(sum, offset));
-      scf::YieldOp::create(b, loc, sum);
-      b.setInsertionPointToStart(inWarp0.elseBlock());
-      scf::YieldOp::create(b, loc, ValueRange{f32(0)});
-    }
-    return inWarp0.getResult(0);
-  }
-  void ifThread0(Value tid, function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, loc,
-                                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
-                                                        idx(0)),
-                                  /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-    body();
-  }
-  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) for c < n: each thread < n writes
-  /// one log, then thread 0 sums them in order (n is a tile: 16 to 128 adds). The base is
-  /// `base` (valid in thread 0) or, with `carry`, carry[0], which then becomes the tile's total.
-  void cumulative(Value cum, Value p0, int64_t n, Value base, Value tid, Value carry) {
-    gpu::BarrierOp::create(b, loc);  // earlier readers of cum are done
-    auto ifOp = scf::IfOp::create(b, loc, lt(tid, idx(n)), /*withElseRegion=*/false);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-      memref::StoreOp::create(b, loc, logDecay(add(p0, tid)), cum, ValueRange{tid});
-    }
-    gpu::BarrierOp::create(b, loc);
-    ifThread0(tid, [&] {
-      Value start = carry ? Value(memref::LoadOp::create(b, loc, carry, ValueRange{idx(0)}))
-                          : base;
-      auto loop = scf::ForOp::create(b, loc, idx(0), idx(n), idx(1), ValueRange{start});
-      {
-        OpBuilder::InsertionGuard inner(b);
-        b.setInsertionPointToStart(loop.getBody());
-        Value c = loop.getInductionVar();
-        Value sum = fadd(loop.getRegionIterArgs()[0],
-                         memref::LoadOp::create(b, loc, cum, ValueRange{c}));
-        memref::StoreOp::create(b, loc, sum, cum, ValueRange{c});
-        scf::YieldOp::create(b, loc, sum);
-      }
-      if (carry)
-        memref::StoreOp::create(b, loc, loop.getResult(0), carry, ValueRange{idx(0)});
-    });
-    gpu::BarrierOp::create(b, loc);
-  }
-
-  /// cum[r] = log gamma(p0) + ... + log gamma(p0 + r) for r < n (n a multiple of 16 up to 128),
-  /// by warp 0 in log steps: each lane sums n / 32 consecutive logs (or one), a shuffle scan
-  /// over the lanes adds the sums of the lanes before it. Barriers before (earlier readers of
-  /// cum are done) and after.
-  void scanLogDecays(Value cum, Value p0, int64_t n, Value tid) {
-    gpu::BarrierOp::create(b, loc);
-    int64_t per = std::max<int64_t>(1, n / 32), lanes = n / per;
-    auto inWarp0 = scf::IfOp::create(b, loc,
-                                     arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, warp,
-                                                           idx(0)),
-                                     /*withElseRegion=*/false);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
-      Value first = mul(lane, per);
-      SmallVector<Value> prefix;  // within the lane
-      Value sum = f32(0);
-      for (int64_t e = 0; e < per; ++e) {
-        sum = fadd(sum, logDecay(add(add(p0, first), e)));
-        prefix.push_back(sum);
-      }
-      Value total = sum;
-      for (int32_t offset = 1; offset < 32; offset *= 2) {
-        auto up = gpu::ShuffleOp::create(b, loc, total, offset, 32, gpu::ShuffleMode::UP);
-        total = fadd(total, select(up.getValid(), up.getShuffleResult(), f32(0)));
-      }
-      Value before = fsub(total, sum);  // the lanes below this one
-      auto store = scf::IfOp::create(b, loc, lt(lane, idx(lanes)), /*withElseRegion=*/false);
-      b.setInsertionPoint(store.thenBlock()->getTerminator());
-      for (int64_t e = 0; e < per; ++e)
-        memref::StoreOp::create(b, loc, fadd(before, prefix[e]), cum,
-                                ValueRange{add(first, e)});
-    }
-    gpu::BarrierOp::create(b, loc);
-  }
-
   /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
   /// elements per thread and step, in f32; then a barrier. Zero-filled rows past the end map to
   /// phi(0): those keys are masked and those queries are not stored.
