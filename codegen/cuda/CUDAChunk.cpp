@@ -143,7 +143,8 @@ private:
       Value r = arith::DivUIOp::create(b, loc, id, idx(perRow));
       Value col = mul(arith::RemUIOp::create(b, loc, id, idx(perRow)), 8);
       Value r0 = mul(arith::DivUIOp::create(b, loc, r, idx(16)), 16);
-      Value k8 = vector::LoadOp::create(b, loc, VectorType::get({8}, elt), kBuf, ValueRange{r, col});
+      Value k8 =
+          vector::LoadOp::create(b, loc, VectorType::get({8}, elt), kBuf, ValueRange{r, col});
       Value x = arith::ExtFOp::create(b, loc, f8, k8);
       Value gc = vector::LoadOp::create(b, loc, f8, gateCum, ValueRange{r, col});
       Value g0 = vector::LoadOp::create(b, loc, f8, gateCum, ValueRange{r0, col});
@@ -296,7 +297,8 @@ LogicalResult ChunkKernelBuilder::build() {
   // Q tiles first (two, or one with singleQ), then K and V of each parity.
   int64_t qTiles = cfg.singleQ ? 1 : 2, bufferBytes = qBytes + vBytes;
   auto buffers = [&](Value parity) {
-    Value qAt = cfg.singleQ ? idx(0) : arith::MulIOp::create(b, loc, parity, idx(qBytes)).getResult();
+    Value qAt = cfg.singleQ ? idx(0)
+                            : arith::MulIOp::create(b, loc, parity, idx(qBytes)).getResult();
     Value base = add(arith::MulIOp::create(b, loc, parity, idx(bufferBytes)), qTiles * qBytes);
     return std::array<Value, 3>{viewAt(smem, qAt, elt, rows, headDim + kSmemPad),
                                 viewAt(smem, base, elt, rows, headDim + kSmemPad),

@@ -1,7 +1,8 @@
 // The warp-level building blocks of the CUDA kernels (attn-cuda-lower-tiles): index and f32
-// arithmetic, mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads, feature maps, per-step log decays
-// and inlining the attn regions (each kernel keeps its own way of summing the decays). The FlashAttention
-// kernel (CUDALowerTiles.cpp) and the chunked recurrence kernel (CUDAChunk.cpp) build on it.
+// arithmetic, mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads, feature maps,
+// per-step log decays and inlining the attn regions (each kernel sums the decays its own way).
+// The FlashAttention kernel (CUDALowerTiles.cpp) and the chunked recurrence kernel
+// (CUDAChunk.cpp) build on it.
 #pragma once
 
 #include "codegen/cuda/Passes.h"

@@ -198,7 +198,8 @@ bool Parser::parseStatement(Variant &v) {
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, score, mask, norm, "
-                           "output, paged, feature, decay, state or gate; each variant ends with '}'"));
+                           "output, paged, feature, decay, state or gate; each variant ends "
+                           "with '}'"));
 }
 
 /// feature := 'feature' IDENT {',' IDENT} '=' expr     (the element is `x` in expr)

@@ -105,7 +105,8 @@ public:
     reset();
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() && checkGate() && checkState();
+           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
+           checkGate() && checkState();
   }
 
 private:
