@@ -179,7 +179,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
                           {{"dim", v.dims[v.qHeadDim].name}},
                           {{"dim", v.dims[v.batchDim].name}}};
       manifest["dynamic_shared_memory"] = mlir::attn::cudaChunkSharedMemoryBytes(
-          config, headDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr);
+          config, headDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr,
+          v.keyScale != nullptr);
       manifest["tile"] = {{"block_q", config.rows}, {"block_k", config.rows},
                           {"warps", config.warps}};
       manifest["chunk"] = {{"size", chunk}, {"rows", config.rows},

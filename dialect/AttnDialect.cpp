@@ -259,30 +259,52 @@ LogicalResult AttentionOp::verify() {
 
 /// A per-step region, if present: `decay` ^bb0(b, h, i : index) -> f32, or `gate` with the head
 /// channel too, ^bb0(b, h, i, c : index) -> f32.
+/// A region of index arguments `args` (e.g. "b, h, i") yielding one f32, if present.
 static LogicalResult verifyStepRegion(Operation *op, Region &region, StringRef name,
-                                      unsigned indices) {
+                                      StringRef args) {
   if (region.empty())
     return success();
   auto idx = IndexType::get(op->getContext());
   Block &block = region.front();
+  unsigned indices = unsigned(llvm::count(args, ',') + 1);
   if (!region.hasOneBlock() || block.getNumArguments() != indices ||
       llvm::any_of(block.getArgumentTypes(), [&](Type t) { return t != idx; }))
-    return op->emitOpError() << "'" << name << "' region must have one block taking ("
-                             << (indices == 3 ? "b, h, i" : "b, h, i, c") << " : index)";
+    return op->emitOpError() << "'" << name << "' region must have one block taking (" << args
+                             << " : index)";
   return verifyYield(op, block, name, Float32Type::get(op->getContext()));
 }
 static LogicalResult verifyDecay(Operation *op, Region &decay) {
-  return verifyStepRegion(op, decay, "decay", 3);
+  return verifyStepRegion(op, decay, "decay", "b, h, i");
 }
 static LogicalResult verifyGate(Operation *op, Region &gate) {
-  return verifyStepRegion(op, gate, "gate", 4);
+  return verifyStepRegion(op, gate, "gate", "b, h, i, c");
+}
+/// A skip region: (b, h, i, e : index, x : f32) -> f32.
+static LogicalResult verifySkip(Operation *op, Region &skip) {
+  if (skip.empty())
+    return success();
+  Block &block = skip.front();
+  auto idx = IndexType::get(op->getContext());
+  auto f32 = Float32Type::get(op->getContext());
+  bool ok = skip.hasOneBlock() && block.getNumArguments() == 5 &&
+            block.getArgument(4).getType() == f32;
+  for (unsigned a = 0; ok && a < 4; ++a)
+    ok = block.getArgument(a).getType() == idx;
+  if (!ok)
+    return op->emitOpError("'skip' region must have one block taking (b, h, i, e : index, "
+                           "x : f32)");
+  return verifyYield(op, block, "skip", f32);
 }
 
 LogicalResult AttentionOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
-      failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())))
+      failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
+      failed(verifySkip(*this, getSkip())))
     return failure();
+  if (!getSkip().empty() && getNorm() != NormKind::none)
+    return emitOpError("a skip term needs norm none (a recurrence), got ")
+           << stringifyNormKind(getNorm());
   if (!getGate().empty() && getNorm() != NormKind::none)
     return emitOpError("a gate needs norm none (a recurrence), got ")
            << stringifyNormKind(getNorm());
@@ -340,7 +362,9 @@ LogicalResult ChunkStepOp::verifyRegions() {
       failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k")))
     return failure();
-  if (failed(verifyGate(*this, getGate())))
+  if (failed(verifyGate(*this, getGate())) ||
+      failed(verifyStepRegion(*this, getKeyScale(), "key_scale", "b, h, j")) ||
+      failed(verifySkip(*this, getSkip())))
     return failure();
   return verifyDecay(*this, getDecay());
 }

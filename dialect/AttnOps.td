@@ -70,6 +70,11 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     query i and key j becomes sum_c fq(q[i,c]) fk(k[j,c]) gate(b,h,j+1,c) ... gate(b,h,i,c).
     Only the chunked form (attn-chunk) computes it.
 
+    Skip (`skip`, ^bb0(%b: index, %h: index, %i: index, %e: index, %x: f32) -> f32, optional; a
+    linear recurrence whose key positions are its query positions): a term added to every
+    output element, out[b,h,i,e] += skip(b, h, i, e, v[b, h/group, i, e]) (Mamba's D x). Only
+    the chunked form (attn-chunk) computes it.
+
     State (`state %s`, f32 [b, h, d, dv], optional; a linear recurrence only: norm none, the
     causal mask and a score linear in dot): S0 = s[b, h] is the recurrence's state before
     position 0, so row i also gets score(b,h,i,_,1) * gamma(b,h,0..i) * fq(q_i) S0; after the op
@@ -112,13 +117,15 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
                        OptionalAttr<F32Attr>:$unified_max);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
-                        AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate);
+                        AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
+                        AnyRegion:$skip);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
     $out (`,` $lse^)? (`state` $state^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
     `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
+    (`skip` $skip^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -315,6 +322,10 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
     log gate(n0 + r, e): channel e of q_i is scaled by exp(G[r, e]) against S, the dot with k_j
     inside the chunk takes exp(G[r, e] - G[c, e]) per channel, and row e of S decays by
     exp(G[R-1, e]) while k_j's channel e enters it scaled by exp(G[R-1, e] - G[c, e]).
+    A `key_scale` region (b, h, j) gives the score's factors that read the key position (the
+    score region then holds the rest: score = key_scale(j) * score region); key j's terms,
+    in the chunk and in the state, are scaled by it. A `skip` region (attn.attention's) adds
+    skip(b, h, i, e, v[b, hk, i, e]) to each output element.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v,
@@ -323,12 +334,13 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
-                        AnyRegion:$decay, AnyRegion:$gate);
+                        AnyRegion:$decay, AnyRegion:$gate, AnyRegion:$key_scale,
+                        AnyRegion:$skip);
   let assemblyFormat = [{
     $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($state) `->` type($out)
     `score` $score (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
-    (`gate` $gate^)?
+    (`gate` $gate^)? (`key_scale` $key_scale^)? (`skip` $skip^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

@@ -401,6 +401,10 @@ void lower(Emit &e, ChunkStepOp op) {
   auto kAt = [&](Emit &e, Value j, Value d) {
     return mapped(e, op.getFeatureK(), e.load(k, {b, hk, j, d}));
   };
+  // The score's key factor of key position j (1 without a key_scale region).
+  auto keyScale = [&](Emit &e, Value j) {
+    return op.getKeyScale().empty() ? e.f32(1) : e.inlineRegion(op.getKeyScale(), {b, h, j});
+  };
   // g[r] = log gamma(n0) + ... + log gamma(n0 + r); 0 without a decay.
   e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
     Value next = sum;
@@ -432,7 +436,8 @@ void lower(Emit &e, ChunkStepOp op) {
     Value from = c ? e.load(G, {c, d}) : e.f32(0);
     return e.exp(e.fsub(e.load(G, {r, d}), from));
   };
-  // P[r, c] = score(i, j, fq(q_i).fk(k_j)) * exp(g[r] - g[c]) for c <= r and j < kv_len, else 0;
+  // P[r, c] = score(i, j, fq(q_i).fk(k_j)) * key_scale(j) * exp(g[r] - g[c]) for c <= r and
+  // j < kv_len, else 0;
   // with a gate, channel d of the dot takes exp(G[r, d] - G[c, d]).
   e.loop(rows, [&](Emit &e, Value r) {
     Value i = e.add(n0, r);
@@ -446,7 +451,7 @@ void lower(Emit &e, ChunkStepOp op) {
           Value term = e.fmul(qAt(e, i, d), kAt(e, j, d));
           return e.fadd(acc, gated ? e.fmul(term, gateBetween(e, r, c, d)) : term);
         });
-        Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
+        Value s = e.fmul(e.inlineRegion(op.getScore(), {b, h, i, j, dot}), keyScale(e, j));
         return e.fmul(s, e.exp(e.fsub(e.load(g, {r}), e.load(g, {c}))));
       }, [&](Emit &e) { return e.f32(0); });
       e.store(w, P, {r, c});
@@ -469,6 +474,8 @@ void lower(Emit &e, ChunkStepOp op) {
                                          arith::SubIOp::create(e.b, e.loc, kvLen, e.index(1)));
         return e.fadd(acc, e.fmul(e.load(P, {r, c}), e.load(v, {b, hk, j, ch})));
       });
+      if (!op.getSkip().empty())  // + skip(b, h, i, e, v[b, hk, i, e])
+        sum = e.fadd(sum, e.inlineRegion(op.getSkip(), {b, h, i, ch, e.load(v, {b, hk, i, ch})}));
       e.store(sum, out, {b, h, i, ch});
     });
   });
@@ -485,6 +492,7 @@ void lower(Emit &e, ChunkStepOp op) {
         Value j = e.add(n0, c);
         return e.ifElse(e.below(j, kvLen), [&](Emit &e) {
           Value w = e.fmul(e.exp(e.fsub(gLast, e.load(g, {c}))), gateBetween(e, last, c, d));
+          w = e.fmul(w, keyScale(e, j));
           return e.fadd(acc, e.fmul(w, e.fmul(kAt(e, j, d), e.load(v, {b, hk, j, ch}))));
         }, [&](Emit &) { return acc; });
       });

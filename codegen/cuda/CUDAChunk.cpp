@@ -66,7 +66,8 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
 }
 
 int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
-                                               int64_t elementBytes, bool decay, bool gate) {
+                                               int64_t elementBytes, bool decay, bool gate,
+                                               bool keyScale) {
   int64_t rows = config.rows, bv = config.valueSlice;
   // One or two Q tiles, two K and V tiles, the 16-bit state.
   int64_t qBytes = elementBytes * rows * (headDim + kSmemPad);
@@ -77,6 +78,8 @@ int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, in
     bytes = (bytes + 15) / 16 * 16 + 4 * rows;
   if (gate)  // G [rows, d] f32
     bytes = (bytes + 15) / 16 * 16 + 4 * rows * headDim;
+  if (keyScale)  // the chunk's key factors, f32
+    bytes = (bytes + 15) / 16 * 16 + 4 * rows;
   return bytes;
 }
 
@@ -95,7 +98,7 @@ private:
   gpu::GPUFuncOp kernel;
   CUDAChunkConfig cfg;
   Value q, k, v, out, state;  // state: the kernel's state argument, or null (zero start)
-  Value kvHead, colBase, cum;
+  Value kvHead, colBase, cum, keyScales;
   Value gateCum;  // G [rows, d]: the chunk's cumulative log gates per head channel, or null
   int64_t headDim = 0, group = 1;
 
@@ -220,6 +223,21 @@ private:
     gpu::BarrierOp::create(b, loc);
   }
 
+  /// keyScales[r] = the score's key factor of position n0 + r (clamped to the last query), by
+  /// one thread per row. Readers of the previous chunk's factors are past a barrier; the
+  /// caller's next barrier publishes them.
+  void computeKeyScales(Value n0, Value tid) {
+    forEachChunk(cfg.rows, tid, cfg.threads, [&](Value r) {
+      Value p = minIdx(add(n0, r), add(qLen, idx(-1)));
+      memref::StoreOp::create(b, loc, inlineRegion(step.getKeyScale(), {batch, head, p}),
+                              keyScales, ValueRange{r});
+    });
+  }
+  /// The key factor of chunk row r (1 without one).
+  Value keyScaleAt(Value r) {
+    return keyScales ? Value(memref::LoadOp::create(b, loc, keyScales, ValueRange{r})) : f32(1);
+  }
+
   /// cum[r], the chunk's cumulative log decay at row r (0 without a decay).
   Value cumAt(Value r) {
     return cum ? Value(memref::LoadOp::create(b, loc, cum, ValueRange{r})) : f32(0);
@@ -268,7 +286,8 @@ LogicalResult ChunkKernelBuilder::build() {
   else if (step.getHk() != step.getH())
     return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
   for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay(), &step.getGate()})
+                         &step.getDecay(), &step.getGate(), &step.getKeyScale(),
+                         &step.getSkip()})
     if (failed(mapCapturedValues(*region)))
       return failure();
 
@@ -322,6 +341,8 @@ LogicalResult ChunkKernelBuilder::build() {
     cum = f32Shared({rows});
   if (!step.getGate().empty())
     gateCum = f32Shared({rows, headDim});
+  if (!step.getKeyScale().empty())
+    keyScales = f32Shared({rows});
 
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));
@@ -382,6 +403,11 @@ LogicalResult ChunkKernelBuilder::build() {
       mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
     if (!step.getFeatureK().empty())
       mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
+    if (keyScales) {
+      computeKeyScales(n0, tid);
+      if (!cum && !gateCum)  // otherwise their scans' barriers publish the factors
+        gpu::BarrierOp::create(b, loc);
+    }
     if (cum)
       scanLogDecays(cum, n0, rows, tid);
     if (gateCum) {
@@ -440,6 +466,8 @@ LogicalResult ChunkKernelBuilder::build() {
             arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, col, rowLocal[r]),
             lt(add(n0, col), kvLen));
         Value w = factor[r];
+        if (keyScales)
+          w = fmul(w, keyScaleAt(col));
         if (cum)
           w = fmul(w, fexp(fsub(logRow[r], cumAt(col))));
         p[n][e] = select(allowed, fmul(p[n][e], w), zero);
@@ -487,6 +515,14 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t n = 0; n < vTiles; ++n)
         for (int64_t e = 2 * r; e < 2 * r + 2; ++e) {
           Value x = acc[n][e];
+          if (!step.getSkip().empty()) {  // + skip(b, h, i, e, v[i, e]): V(n)'s row i is here
+            Value col = sliceCol(n, e);
+            Value vAt = arith::ExtFOp::create(
+                b, loc, b.getF32Type(),
+                memref::LoadOp::create(b, loc, vBuf, ValueRange{rowLocal[r], col}).getResult());
+            x = fadd(x, inlineRegion(step.getSkip(),
+                                     {batch, head, rowPos[r], add(colBase, col), vAt}));
+          }
           if (outElt != x.getType())
             x = arith::TruncFOp::create(b, loc, outElt, x);
           memref::StoreOp::create(b, loc, x, out,
@@ -517,6 +553,8 @@ LogicalResult ChunkKernelBuilder::build() {
       for (int64_t q4 = 0; q4 < 4; ++q4) {
         Value col = add(mul(c, 2), kt * 16 + (q4 / 2) * 8 + q4 % 2);
         weight[q4] = cum ? fexp(fsub(logLast, cumAt(col))) : f32(1);
+        if (keyScales)
+          weight[q4] = fmul(weight[q4], keyScaleAt(col));
         valid[q4] = lt(add(n0, col), keysEnd);
       }
       SmallVector<SmallVector<Value, 4>> vFrag;

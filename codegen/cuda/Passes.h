@@ -61,7 +61,8 @@ struct CUDAChunkConfig {
 LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
                               CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0);
 int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
-                                   int64_t elementBytes, bool decay, bool gate = false);
+                                   int64_t elementBytes, bool decay, bool gate = false,
+                                   bool keyScale = false);
 /// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
 /// chunked recurrence of `step`, the one attn.chunk_step of `f`.
 LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,

@@ -74,6 +74,7 @@ struct Expr {
     ParamLoad,  // Index: params[paramIndex][args...]; every arg is an IterIndex
     Builtin,    // Call: builtin
     FeatureArg, // Ident `x` in a feature map: the element being mapped (a Float)
+    ValueAt,    // Index v[b, i, h, dv] in a skip term: v at the query position (a Float)
   } res = Res::None;
   int dimIndex = -1;    // IterIndex / DimSize: index into Variant::dims
   int paramIndex = -1;  // ParamLoad: index into Variant::params
@@ -158,7 +159,13 @@ struct Variant {
   std::optional<double> unifiedMax;
   SourceLoc unifiedMaxLoc;
   TensorDecl output;               // o[b, h, i, dv] (dtype optional: defaults to q's)
-  ExprPtr outputExpr;              // attend(s, v)
+  ExprPtr outputExpr;              // attend(s, v), or attend(s, v) +/- a skip term
+  /// The skip term of `output o[...] = attend(s, v) + E` (Mamba's D x): E may read v at the
+  /// query position (v[b, i, h, dv], Res::ValueAt), params indexed by the batch, head, query
+  /// and value dims, and numbers; it is added to (skipNegate: subtracted from) every output
+  /// element. Points into outputExpr; null when there is none.
+  const Expr *skip = nullptr;
+  bool skipNegate = false;
   bool hasOutput = false;
   std::optional<PagedDecl> paged;  // k and v stored as pages
   std::vector<FeatureDecl> features;
@@ -188,6 +195,10 @@ struct Variant {
   /// dot(q, k) times factors that read neither j nor the score. attnc may compute it in the
   /// chunked or the recurrent form; `decay` and `state` need it.
   bool recurrence = false;
+  /// A recurrence's score split as dot * queryScale(b, h, i) * keyScale(b, h, j): the product of
+  /// its factors that do not read j (with the sign), and of those that do (null when none, e.g.
+  /// Mamba's dt_j). Built by Sema from copies of the score's factors.
+  std::unique_ptr<Expr> queryScale, keyScale;
   /// Position of each canonical axis in a tensor's storage order, i.e. perm[c] = position in
   /// tensor.dims of canonical axis c, for canonical orders q/o: [b, h, i, d|dv], k/v: [b, hk, j, d|dv].
   std::vector<int> canonicalPerm(const TensorDecl &t) const;

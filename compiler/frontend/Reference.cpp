@@ -186,7 +186,7 @@ public:
   /// Current index of every iteration dim (others stay 0 and are never read).
   std::vector<int64_t> &iter() { return iter_; }
   double dot = 0;  // dot(q, k) at the current (b, h, i, j)
-  double x = 0;    // the element a feature map is applied to
+  double x = 0;    // the element a feature map is applied to (a skip term: v at i)
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -222,6 +222,7 @@ private:
     case Expr::Res::Builtin:
       return builtin(e);
     case Expr::Res::FeatureArg:
+    case Expr::Res::ValueAt:
       return floatValue(x);
     case Expr::Res::None:
       break;
@@ -383,11 +384,25 @@ public:
     }
     if (state_)
       addInitialState(b, h, i, out);
+    if (v_.skip)
+      for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e)
+        out[e] += skipAt(b, hk, i, e);
     return lse;
   }
 
+  /// The skip term (Variant::skip) of row (b, h, i) and value channel e: its `x` is v at
+  /// (b, hk, i, e).
+  double skipAt(int64_t b, int64_t hk, int64_t i, int64_t e) {
+    std::vector<int64_t> &iter = ev_.iter();
+    iter[v_.qSeqDim] = i;
+    iter[v_.valueDim] = e;
+    ev_.x = kv(v_.inputs[v_.v], val_, pv_, b, hk, i, e);
+    double term = ev_.eval(*v_.skip).real();
+    return v_.skipNegate ? -term : term;
+  }
+
   /// The initial state's share of row i of a recurrence: c_i gamma(0..i) fq(q_i) S0, where
-  /// c_i is the score's factor (the score at dot = 1: it is linear in dot and free of j).
+  /// c_i is the score's query factor (Variant::queryScale).
   void addInitialState(int64_t b, int64_t h, int64_t i, double *out) {
     double factor = scoreFactor() * decayProduct(0, i);
     std::vector<double> fq = queryFeatures(b, h, i);
@@ -405,7 +420,8 @@ public:
   }
 
   /// The recurrent form of one (b, h): S = S0 (or 0); for each position p < q_len,
-  /// S = gamma(p) S + fk(k_p) v_p^T (keys below kv_len), then out row p = c_p fq(q_p) S.
+  /// S = gamma(p) S + k_p fk(k_p) v_p^T (keys below kv_len; k_p the score's key factor), then
+  /// out row p = c_p fq(q_p) S.
   /// Writes the rows to out[p * dv + e] and the final state to finalState[d * dv + e].
   void recurrent(int64_t b, int64_t h, double *out, double *finalState) {
     const int64_t hk = h / v_.group, D = sizes_[v_.headDim], DV = sizes_[v_.valueDim];
@@ -427,7 +443,7 @@ public:
       }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
-          double fk = feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, p, d));
+          double fk = keyFactor(p) * feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, p, d));
           for (int64_t e = 0; e < DV; ++e)
             S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
         }
@@ -438,7 +454,7 @@ public:
         double acc = 0;
         for (int64_t d = 0; d < D; ++d)
           acc += fq[size_t(d)] * S[size_t(d * DV + e)];
-        out[p * DV + e] = c * acc;
+        out[p * DV + e] = c * acc + (v_.skip ? skipAt(b, hk, p, e) : 0.0);
       }
     }
     std::copy(S.begin(), S.end(), finalState);
@@ -507,15 +523,17 @@ private:
   std::vector<double> gateCum_;
   int64_t gateB_ = -1, gateH_ = -1;
 
-  /// The score at dot = 1 for the current (b, h, i): a recurrence's factor c_i. The key index
-  /// is set to 0 (the factor does not read it).
-  double scoreFactor() {
-    int64_t j = ev_.iter()[v_.kvSeqDim];
-    ev_.iter()[v_.kvSeqDim] = 0;
-    ev_.dot = 1;
-    double c = ev_.eval(*v_.scores[0].expr).real();
+  /// A recurrence's query factor c_i (Variant::queryScale) for the current (b, h, i).
+  double scoreFactor() { return ev_.eval(*v_.queryScale).real(); }
+  /// The score's key factor k_j at key position j (1 when the score has none).
+  double keyFactor(int64_t j) {
+    if (!v_.keyScale)
+      return 1;
+    int64_t saved = ev_.iter()[v_.kvSeqDim];
     ev_.iter()[v_.kvSeqDim] = j;
-    return c;
+    double x = ev_.eval(*v_.keyScale).real();
+    ev_.iter()[v_.kvSeqDim] = saved;
+    return x;
   }
   /// gamma(from) * ... * gamma(to) at the current (b, h) (1 without a decay, or when from > to).
   double decayProduct(int64_t from, int64_t to) {

@@ -87,7 +87,27 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask, Feature, Decay, Gate };
+enum class Context { Score, Mask, Feature, Decay, Gate, Skip };
+
+/// A deep copy of a checked expression, annotations included.
+ExprPtr cloneExpr(const Expr &e) {
+  auto out = std::make_unique<Expr>();
+  out->kind = e.kind;
+  out->loc = e.loc;
+  out->length = e.length;
+  out->name = e.name;
+  out->op = e.op;
+  out->intValue = e.intValue;
+  out->floatValue = e.floatValue;
+  for (const ExprPtr &a : e.args)
+    out->args.push_back(cloneExpr(*a));
+  out->type = e.type;
+  out->res = e.res;
+  out->dimIndex = e.dimIndex;
+  out->paramIndex = e.paramIndex;
+  out->builtin = e.builtin;
+  return out;
+}
 
 void collectCalls(Expr &e, const char *name, std::vector<Expr *> &found) {
   if (e.kind == Expr::Kind::Call && e.name == name)
@@ -106,7 +126,7 @@ public:
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
            checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
-           checkGate() && checkState();
+           checkGate() && checkState() && checkSkip();
   }
 
 private:
@@ -116,6 +136,7 @@ private:
   std::map<std::string, Symbol> symbols_;
   std::vector<std::optional<int64_t>> staticExtent_;  // per dim, when known at compile time
   bool channelIndex_ = false;  // checking the gate: params may be indexed by the head dim
+  bool skipContext_ = false;   // checking a skip term: params by the value dim, v at i
 
   bool fail(SourceLoc loc, size_t length, std::string message, std::string hint = "") {
     diag_.file = file_.path;
@@ -346,12 +367,39 @@ private:
     return true;
   }
 
+  /// The output's attend(s, v) call: the whole expression, or one side of `attend(s, v) + E`,
+  /// `E + attend(s, v)` or `attend(s, v) - E` (E a skip term); null if none.
+  const Expr *findAttend() {
+    Expr &out = *v_.outputExpr;
+    auto isAttend = [](const Expr &e) { return e.kind == Expr::Kind::Call && e.name == "attend"; };
+    v_.skip = nullptr;
+    v_.skipNegate = false;
+    if (isAttend(out))
+      return &out;
+    if (out.kind != Expr::Kind::Binary || (out.op != "+" && out.op != "-"))
+      return nullptr;
+    if (isAttend(*out.args[0])) {
+      v_.skip = out.args[1].get();
+      v_.skipNegate = out.op == "-";
+      return out.args[0].get();
+    }
+    if (out.op == "+" && isAttend(*out.args[1])) {
+      v_.skip = out.args[0].get();
+      return out.args[1].get();
+    }
+    return nullptr;
+  }
+
   bool findValues() {
-    const Expr &out = *v_.outputExpr;
+    const Expr *attend = findAttend();
     const std::string &s = v_.scores[0].name;
-    if (out.kind != Expr::Kind::Call || out.name != "attend")
-      return fail(out, "output must be exactly 'attend(" + s + ", v)', got '" + text(out) + "'",
-                  "scale or mask through the score; the output is attend(score, values)");
+    if (!attend)
+      return fail(*v_.outputExpr,
+                  "output must be 'attend(" + s + ", v)', optionally plus a skip term, got '" +
+                      text(*v_.outputExpr) + "'",
+                  "scale or mask through the score; the output is attend(score, values), or "
+                  "attend(score, values) + a term of v at the query position (D x)");
+    const Expr &out = *attend;
     if (out.args.size() != 2)
       return fail(out, "'attend' takes 2 arguments, got " + std::to_string(out.args.size()));
     const Expr &scoreArg = *out.args[0];
@@ -487,6 +535,15 @@ private:
         else if (staticExtent_[x] && staticExtent_[y] && *staticExtent_[y] % *staticExtent_[x] == 0)
           statics.push_back({x, y, *staticExtent_[y] / *staticExtent_[x]});
       }
+    }
+    // `j : kv_len = i` pairs the sequences too: a group (hk = h / G) wins over an alias.
+    if (derived.size() > 1) {
+      std::vector<Pair> grouped;
+      for (const Pair &p : derived)
+        if (v_.dims[p.kvHead].kind == DimDecl::Kind::Derived)
+          grouped.push_back(p);
+      if (grouped.size() == 1)
+        derived = grouped;
     }
     const std::vector<Pair> &found = derived.empty() ? statics : derived;
     if (found.size() != 1) {
@@ -774,6 +831,15 @@ private:
   /// Whether the variant is a linear recurrence (Variant::recurrence).
   bool checkRecurrence() {
     v_.recurrence = v_.norm == Norm::None && causalMask() && linearInDot(*v_.scores[0].expr);
+    v_.queryScale.reset();
+    v_.keyScale.reset();
+    if (v_.recurrence) {
+      Factors f;
+      splitFactors(*v_.scores[0].expr, false, f);
+      v_.queryScale = product(f.query, f.negate, v_.scores[0].loc);
+      if (!f.key.empty())
+        v_.keyScale = product(f.key, false, v_.scores[0].loc);
+    }
     return true;
   }
 
@@ -785,24 +851,74 @@ private:
            m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
   }
 
-  /// `e` is dot(q, k) times factors free of j and of dot: dot, a product with a free factor
+  /// `e` is dot(q, k) times one-sided factors (oneSided): dot, a product with such a factor
   /// (either side), a quotient by one, or a negation.
   bool linearInDot(const Expr &e) const {
-    auto free = [&](const Expr &f) {
-      std::vector<Expr *> dots;
-      collectCalls(const_cast<Expr &>(f), "dot", dots);
-      return dots.empty() && !findIndex(f, v_.kvSeqDim);
-    };
     if (e.kind == Expr::Kind::Call && e.builtin == Builtin::Dot)
       return true;
     if (e.kind == Expr::Kind::Unary && e.op == "-")
       return linearInDot(*e.args[0]);
     if (e.kind == Expr::Kind::Binary && e.op == "*")
-      return (linearInDot(*e.args[0]) && free(*e.args[1])) ||
-             (linearInDot(*e.args[1]) && free(*e.args[0]));
+      return (linearInDot(*e.args[0]) && oneSided(*e.args[1])) ||
+             (linearInDot(*e.args[1]) && oneSided(*e.args[0]));
     if (e.kind == Expr::Kind::Binary && e.op == "/")
-      return linearInDot(*e.args[0]) && free(*e.args[1]);
+      return linearInDot(*e.args[0]) && oneSided(*e.args[1]);
     return false;
+  }
+
+  /// A factor of a recurrence's score: free of dot, and reading the query position or the key
+  /// position but not both (a float product may mix factors that each read one of them).
+  bool oneSided(const Expr &f) const {
+    std::vector<Expr *> dots;
+    collectCalls(const_cast<Expr &>(f), "dot", dots);
+    if (!dots.empty())
+      return false;
+    if (!findIndex(f, v_.qSeqDim) || !findIndex(f, v_.kvSeqDim))
+      return true;
+    return f.kind == Expr::Kind::Binary && f.op == "*" && f.type == ValueType::Float &&
+           oneSided(*f.args[0]) && oneSided(*f.args[1]);
+  }
+
+  /// Splits a linear recurrence's score dot * c_i * k_j into Variant::queryScale (c_i: the
+  /// factors that do not read j, with the sign) and Variant::keyScale (k_j: those that do).
+  struct Factors {
+    std::vector<std::pair<const Expr *, bool>> query, key;  // (factor, divides)
+    bool negate = false;
+  };
+  void splitFactors(const Expr &e, bool divide, Factors &out) const {
+    if (e.kind == Expr::Kind::Call && e.builtin == Builtin::Dot)
+      return;
+    bool dotFree = oneSided(e);
+    if (dotFree && (!findIndex(e, v_.qSeqDim) || !findIndex(e, v_.kvSeqDim))) {
+      (findIndex(e, v_.kvSeqDim) ? out.key : out.query).push_back({&e, divide});
+      return;
+    }
+    if (e.kind == Expr::Kind::Unary) {
+      out.negate = !out.negate;
+      return splitFactors(*e.args[0], divide, out);
+    }
+    splitFactors(*e.args[0], divide, out);
+    splitFactors(*e.args[1], e.op == "/" ? !divide : divide, out);
+  }
+  static ExprPtr product(const std::vector<std::pair<const Expr *, bool>> &factors, bool negate,
+                         SourceLoc loc) {
+    auto node = [&](Expr::Kind kind) {
+      auto e = std::make_unique<Expr>();
+      e->kind = kind;
+      e->loc = loc;
+      e->type = ValueType::Float;
+      return e;
+    };
+    ExprPtr acc = node(Expr::Kind::FloatLit);
+    acc->floatValue = negate ? -1.0 : 1.0;
+    for (auto [f, divides] : factors) {
+      ExprPtr op = node(Expr::Kind::Binary);
+      op->op = divides ? "/" : "*";
+      op->args.push_back(std::move(acc));
+      op->args.push_back(cloneExpr(*f));
+      acc = std::move(op);
+    }
+    return acc;
   }
 
   /// `what` (a decay, a state) needs a linear recurrence; the error says which part is missing.
@@ -810,7 +926,7 @@ private:
   bool needRecurrence(SourceLoc loc, const std::string &keyword, const std::string &what,
                       bool linear) {
     const char *hint = linear ? "a recurrence has 'norm none', 'mask j <= i' and a score that is "
-                                "dot(q, k) times factors that do not read j"
+                                "dot(q, k) times factors that each read i or j, not both"
                               : "a decay turns the variant into a recurrence: write 'norm none' "
                                 "and 'mask j <= i'";
     if (v_.recurrence)
@@ -820,7 +936,7 @@ private:
     if (linear && !linearInDot(*v_.scores[0].expr))
       return fail(*v_.scores[0].expr,
                   what + " needs a score linear in dot(q, k): dot times factors free of '" +
-                      v_.dims[v_.kvSeqDim].name + "'",
+                      v_.dims[v_.qSeqDim].name + "' or of '" + v_.dims[v_.kvSeqDim].name + "'",
                   hint);
     if (causalMask())
       return true;  // only a non-linear score is missing, which `what` does not need
@@ -879,10 +995,47 @@ private:
   /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
   bool checkOutputExpr() {
     Expr &out = *v_.outputExpr;
-    out.res = Expr::Res::Builtin;
-    out.builtin = Builtin::Attend;
+    Expr &attend = v_.skip ? *out.args[v_.skip == out.args[0].get() ? 1 : 0] : out;
+    attend.res = Expr::Res::Builtin;
+    attend.builtin = Builtin::Attend;
+    attend.type = ValueType::Float;
+    if (!v_.skip)
+      return true;
+    Expr &skip = *out.args[v_.skip == out.args[0].get() ? 0 : 1];
+    skipContext_ = true;
+    bool ok = checkExpr(skip, Context::Skip);
+    skipContext_ = false;
+    if (!ok)
+      return false;
+    if (!isNumeric(skip.type))
+      return fail(skip, std::string("the skip term must be a number, got ") +
+                            valueTypeName(skip.type));
     out.type = ValueType::Float;
+    out.res = Expr::Res::None;
     return true;
+  }
+
+  /// A skip term (after checkRecurrence): it reads v at the query position, so the key
+  /// positions are the query positions, and it belongs to a linear recurrence.
+  bool checkSkip() {
+    if (!v_.skip)
+      return true;
+    if (const Expr *j = findIndex(*v_.skip, v_.kvSeqDim))
+      return fail(*j, "the skip term is per query position: it may not use '" +
+                          v_.dims[v_.kvSeqDim].name + "'",
+                  "read v at the query position: " + vT().name + "[...] with '" +
+                      v_.dims[v_.qSeqDim].name + "'");
+    const DimDecl &i = v_.dims[v_.qSeqDim], &j = v_.dims[v_.kvSeqDim];
+    bool same = (j.kind == DimDecl::Kind::Alias && j.sourceIndex == v_.qSeqDim) ||
+                (i.kind == DimDecl::Kind::Alias && i.sourceIndex == v_.kvSeqDim) ||
+                (staticExtent_[v_.qSeqDim] && staticExtent_[v_.kvSeqDim] &&
+                 *staticExtent_[v_.qSeqDim] == *staticExtent_[v_.kvSeqDim]);
+    if (!same)
+      return fail(*v_.skip,
+                  "a skip term needs the key length to be the query length",
+                  "declare the key dim as an alias of the query dim: '" + j.name +
+                      (j.extentName.empty() ? "" : " : " + j.extentName) + " = " + i.name + "'");
+    return needRecurrence(v_.skip->loc, text(*v_.skip), "a skip term", /*linear=*/true);
   }
 
   bool checkExpr(Expr &e, Context ctx) {
@@ -960,6 +1113,9 @@ private:
       if (ctx == Context::Mask)
         return fail(e, "the mask cannot depend on the score '" + e.name + "'",
                     "a mask selects keys by position; put value-dependent terms in the score");
+      if (ctx == Context::Skip)
+        return fail(e, "the skip term cannot depend on the score '" + e.name + "'",
+                    "it is added to attend(...): v at the query position, params and numbers");
       if (ctx == Context::Decay || ctx == Context::Gate)
         return fail(e, std::string("the ") + (ctx == Context::Decay ? "decay" : "gate") +
                            " cannot depend on the score '" + e.name + "'",
@@ -996,9 +1152,14 @@ private:
     if (!sym)
       return fail(e.loc, e.name.size(), "unknown name '" + e.name + "'",
                   didYouMean(e.name, paramNames));
+    if (sym->kind == Symbol::Kind::Input && skipContext_ && sym->index == v_.v)
+      return checkValueAt(e);
     if (sym->kind == Symbol::Kind::Input)
       return fail(e, "input '" + e.name + "' cannot be indexed",
-                  "inputs are read only through dot/attend; make it a param to index it");
+                  skipContext_ ? "a skip term reads the values '" + vT().name +
+                                     "' at the query position"
+                               : "inputs are read only through dot/attend (and the values in "
+                                 "a skip term); make it a param to index it");
     if (sym->kind != Symbol::Kind::Param)
       return fail(e, "'" + e.name + "' is " + kindName(sym->kind) +
                          ", not a param; only params can be indexed");
@@ -1018,13 +1179,29 @@ private:
 
   bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage) {
     const std::string &want = p.dimNames[pos];
+    int dim = p.dims[pos];
+    // A dim aliasing the declared one (`j : kv_len = i`: the same extent) indexes it too, as
+    // Mamba's dt[b, i, h] does at the key position in the score.
+    if (arg.kind == Expr::Kind::Ident && arg.name != want) {
+      const Symbol *sym = lookup(arg.name);
+      if (sym && sym->kind == Symbol::Kind::Dim) {
+        const DimDecl &used = v_.dims[sym->index], &declared = v_.dims[dim];
+        bool alias = (used.kind == DimDecl::Kind::Alias && used.sourceIndex == dim) ||
+                     (declared.kind == DimDecl::Kind::Alias && declared.sourceIndex == sym->index);
+        if (alias && isIterationRole(used.role)) {
+          resolveDim(arg, sym->index);
+          return true;
+        }
+      }
+    }
     if (arg.kind != Expr::Kind::Ident || arg.name != want)
       return fail(arg,
                   "index " + std::to_string(pos + 1) + " of '" + p.name +
                       "' must be its declared dim '" + want + "', got '" + text(arg) + "'",
-                  "params are indexed by the dims they are declared with: " + usage);
-    int dim = p.dims[pos];
-    if (channelIndex_ && dim == v_.headDim) {  // a gate reads params per head channel
+                  "params are indexed by the dims they are declared with (or an alias of "
+                  "one): " + usage);
+    if ((channelIndex_ && dim == v_.headDim) || (skipContext_ && dim == v_.valueDim)) {
+      // a gate reads params per head channel, a skip term per value channel
       arg.res = Expr::Res::IterIndex;
       arg.dimIndex = dim;
       arg.type = ValueType::Int;
@@ -1035,6 +1212,32 @@ private:
                   "param index '" + want + "' must be one of " + joinNames(iterationDimNames()),
                   "params are indexed by batch, head and sequence dims");
     resolveDim(arg, dim);
+    return true;
+  }
+
+  /// v[b, i, h, dv] in a skip term: v's declared dims, the query position for the key's.
+  bool checkValueAt(Expr &e) {
+    const TensorDecl &t = vT();
+    std::string want = t.name + "[";
+    for (size_t a = 0; a < t.dims.size(); ++a)
+      want += (a ? ", " : "") +
+              v_.dims[t.dims[a] == v_.kvSeqDim ? v_.qSeqDim : t.dims[a]].name;
+    want += "]";
+    if (e.args.size() != t.dims.size())
+      return fail(e, "'" + t.name + "' has " + count(t.dims.size(), "dim") + ", got " +
+                         count(e.args.size(), "index"),
+                  "write " + want);
+    for (size_t a = 0; a < e.args.size(); ++a) {
+      int dim = t.dims[a] == v_.kvSeqDim ? v_.qSeqDim : t.dims[a];
+      const Expr &arg = *e.args[a];
+      if (arg.kind != Expr::Kind::Ident || arg.name != v_.dims[dim].name)
+        return fail(arg,
+                    "index " + std::to_string(a + 1) + " of '" + t.name + "' in the skip term "
+                    "must be '" + v_.dims[dim].name + "', got '" + text(arg) + "'",
+                    "the skip term reads the values at the query position: " + want);
+    }
+    e.res = Expr::Res::ValueAt;
+    e.type = ValueType::Float;
     return true;
   }
 

@@ -284,8 +284,10 @@ private:
     return x;
   }
 
-  unsigned dimDeps(int dim) const {  // a gate's head channel lies on the last (kv) axis
-    return dim == v_.qSeqDim ? kQSeq : dim == v_.kvSeqDim || dim == v_.headDim ? kKVSeq : 0;
+  unsigned dimDeps(int dim) const {  // a gate's head channel, a skip's value channel: last axis
+    return dim == v_.qSeqDim                                                   ? kQSeq
+           : dim == v_.kvSeqDim || dim == v_.headDim || dim == v_.valueDim ? kKVSeq
+                                                                             : 0;
   }
 
   std::string dimKey(int dim) const { return pyString(v_.dims[dim].name); }
@@ -311,6 +313,8 @@ private:
       return builtin(e);
     case Expr::Res::FeatureArg:
       return leaf("x");
+    case Expr::Res::ValueAt:  // a skip term's v at the query position, [B, H, I, DV]
+      return leaf("x", kQSeq | kKVSeq);
     case Expr::Res::None:
       break;
     }
@@ -850,10 +854,7 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    s0 = t[STATE].to(device=dev, dtype=torch.float64).permute(" + intList(sp) + ")\n";
     out += "    ixc = dict(ix)\n";
     out += "    ixc[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
-    out += "    ixc[" + J + "] = torch.zeros((1, 1, 1, 1), dtype=torch.int64, device=dev)\n";
-    out += "    one = torch.ones((1, 1, 1, 1), dtype=torch.float64, device=dev)\n";
-    out += "    c = torch.broadcast_to(_score(one, ixc, extents, p, dev), (B, H, I, 1))  # score at "
-           "dot = 1\n";
+    out += "    c = torch.broadcast_to(_query_scale(ixc, extents, p, dev), (B, H, I, 1))\n";
     if (v.decay)
       out += "    c = c * torch.exp(cum)[..., None]\n";
     out += std::string("    o = o + c * (") + (v.gate ? "(q * torch.exp(cg))" : "q") + " @ s0)\n";
@@ -864,6 +865,10 @@ void emitReference(const Variant &v, std::string &out) {
       out += "    last = torch.zeros((B, H), dtype=torch.float64, device=dev)\n";
       out += "    w = torch.ones((B, H, J), dtype=torch.float64, device=dev)\n";
     }
+    if (v.keyScale) {
+      out += "    kscale = _key_scale(ix, extents, p, dev)  # reads neither i nor dot\n";
+      out += "    w = w * torch.broadcast_to(kscale, (B, H, 1, J))[:, :, 0]\n";
+    }
     out += "    w = torch.where(torch.arange(J, device=dev) < min(I, J), w, 0.0)[..., None]\n";
     if (v.gate) {  // per channel: exp(cg[T-1, c] - cg[j, c]), and S0's rows by exp(cg[T-1, c])
       out += "    w = w * torch.exp(cg[:, :, I - 1, None, :] - cg_k)\n";
@@ -872,6 +877,15 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    s1 = torch.exp(last)[..., None, None] * s0 + (k * w).transpose(-1, -2) @ v\n";
     out += "    s1 = s1.permute(" + intList(back) + ").contiguous()  # to " +
            commentSafe(v.state->name) + "'s storage order\n";
+  }
+  if (v.skip) {
+    out += "    # the skip term of v at the query position: o[b, h, i, e] " +
+           std::string(v.skipNegate ? "-" : "+") + "= skip(x = v[b, h, i, e])\n";
+    out += "    ixs = dict(ix)\n";
+    out += "    ixs[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    ixs[" + DV + "] = torch.arange(DV, device=dev).view(1, 1, 1, DV)\n";
+    out += std::string("    o = o ") + (v.skipNegate ? "-" : "+") +
+           " torch.broadcast_to(_skip(v[:, :, :I], ixs, extents, p, dev), o.shape)\n";
   }
   out += "    o = o.permute(" + intList(inverse) + ").contiguous()  # to " +
          commentSafe(v.output.name) + "'s storage order\n";
@@ -900,6 +914,22 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
     emitExprFunction(v, "_gate", "ix, n, p, dev",
                      at + std::to_string(v.gateLoc.line) + ": gate " + specText(*v.gate),
                      v.gate.get(), true, out);
+  if (v.state) {  // the state's terms use the score's query and key factors separately
+    std::string line = at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
+                       specText(*score.expr);
+    emitExprFunction(v, "_query_scale", "ix, n, p, dev",
+                     line + " (its factors that do not read " + v.dims[v.kvSeqDim].name + ")",
+                     v.queryScale.get(), true, out);
+    if (v.keyScale)
+      emitExprFunction(v, "_key_scale", "ix, n, p, dev",
+                       line + " (its factors that read " + v.dims[v.kvSeqDim].name + ")",
+                       v.keyScale.get(), true, out);
+  }
+  if (v.skip)
+    emitExprFunction(v, "_skip", "x, ix, n, p, dev",
+                     at + std::to_string(v.outputExpr->loc.line) + ": the skip term " +
+                         specText(*v.skip) + " (x: the values at the query position)",
+                     v.skip, true, out);
   if (v.decay)
     emitExprFunction(v, "_decay", "ix, n, p, dev",
                      at + std::to_string(v.decayLoc.line) + ": decay " + specText(*v.decay),

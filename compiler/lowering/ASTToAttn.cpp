@@ -81,6 +81,7 @@ private:
   Value argB, argH, argI, argJ, argDot;
   Value argX;  // a feature map's element
   Value argD;  // a gate's head channel
+  Value argE;  // a skip term's value channel
   bool failed = false;
 
   Location loc(SourceLoc l) {
@@ -192,6 +193,8 @@ private:
       buildRegion(op.getDecay(), {idx, idx, idx}, *var.decay, b.getF32Type());
     if (var.gate)
       buildRegion(op.getGate(), {idx, idx, idx, idx}, *var.gate, b.getF32Type(), true);
+    if (var.skip)
+      buildSkip(op.getSkip(), *var.skip, var.skipNegate);
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -219,6 +222,24 @@ private:
     attn::YieldOp::create(b, loc(e.loc), value);
   }
 
+  /// The skip region (b, h, i, e, x): the term, negated for `attend(...) - term`.
+  void buildSkip(Region &region, const Expr &e, bool negate) {
+    OpBuilder::InsertionGuard guard(b);
+    Type idx = b.getIndexType();
+    SmallVector<Location> locs(5, loc(e.loc));
+    Block *block = b.createBlock(&region, {}, {idx, idx, idx, idx, b.getF32Type()}, locs);
+    argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
+    argE = block->getArgument(3), argX = block->getArgument(4);
+    argJ = argDot = argD = Value();
+    Value value = toFloat(emit(e), e);
+    if (!value)
+      value = arith::ConstantOp::create(b, loc(e.loc), b.getF32FloatAttr(0.0f));
+    else if (negate)
+      value = arith::NegFOp::create(b, loc(e.loc), value);
+    attn::YieldOp::create(b, loc(e.loc), value);
+    argE = argX = Value();
+  }
+
   Value toFloat(Value x, const Expr &e) {
     if (!x || x.getType().isF32())
       return x;
@@ -237,6 +258,10 @@ private:
     case DimRole::HeadDim:  // a gate's channel
       if (argD)
         return argD;
+      return fail(e, "'" + e.name + "' is not an index of the score");
+    case DimRole::ValueDim:  // a skip term's channel
+      if (argE)
+        return argE;
       return fail(e, "'" + e.name + "' is not an index of the score");
     case DimRole::KVHead: {
       Value g = arith::ConstantIndexOp::create(b, loc(e.loc), v->group);
@@ -281,7 +306,8 @@ private:
       if (e.res == Expr::Res::FeatureArg)
         return argX;
       return e.res == Expr::Res::IterIndex ? iterIndex(e) : dimSize(e);
-    case Expr::Kind::Index: return emitParamLoad(e);
+    case Expr::Kind::Index:
+      return e.res == Expr::Res::ValueAt ? argX : emitParamLoad(e);
     case Expr::Kind::Call: return emitCall(e);
     case Expr::Kind::Unary: return emitUnary(e);
     case Expr::Kind::Binary: return emitBinary(e);

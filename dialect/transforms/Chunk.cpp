@@ -1,13 +1,16 @@
 // attn-chunk: recurrences in the chunked form. An attn.attention whose weights factor as a
-// linear recurrence (norm none, the causal mask j <= i, a score linear in dot whose factor does
-// not read j, an optional per-step decay) becomes loops over (b, h) and chunks of positions,
-// each an attn.chunk_step that carries a [d, dv] state forward; with a query length of 1
-// (decoding) the chunk is 1, the recurrent form S = gamma S + fk(k) v^T, o = c fq(q) S. A
-// `state` operand is updated in place. Everything else is left alone.
+// linear recurrence (norm none, the causal mask j <= i, a score linear in dot whose factors
+// each read i or j but not both, an optional per-step decay) becomes loops over (b, h) and
+// chunks of positions, each an attn.chunk_step that carries a [d, dv] state forward (the
+// score's key factors in its key_scale region); with a query length of 1 (decoding) the chunk
+// is 1, the recurrent form S = gamma S + fk(k) v^T, o = c fq(q) S. A `state` operand is
+// updated in place. Everything else is left alone.
 #include "dialect/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace mlir::attn {
@@ -44,31 +47,113 @@ bool isCausal(Region &mask) {
   return le && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
 }
 
-/// `v` is dot times a factor free of j and of dot: dot itself, a product of such a value with a
-/// free factor (either side), its quotient by a free factor, or its negation.
-bool isDotTimesFree(Value v, Block &block, Value dot, Value j) {
-  if (v == dot)
-    return true;
-  Operation *def = v.getDefiningOp();
-  if (!def || def->getBlock() != &block)
+/// The split of a score linear in dot (Sema's linearInDot) into dot, the factors that do not
+/// read the key position j (left in the score) and the key factors, which read j but not the
+/// query position i (Mamba's dt_j): each is the operand `factor` of an arith.mulf (or divides
+/// by it through an arith.divf) `product`, whose other operand is `keep`.
+struct ScoreSplit {
+  struct KeyFactor {
+    Value product, factor, keep;
+    bool divides;
+  };
+  explicit ScoreSplit(Region &score)
+      : block(score.front()), i(block.getArgument(2)), j(block.getArgument(3)),
+        dot(block.getArgument(4)) {}
+  Block &block;
+  Value i, j, dot;
+  SmallVector<KeyFactor> key;
+
+  /// Splits the score; false when it is not dot times one-sided factors.
+  bool run() { return linear(cast<YieldOp>(block.getTerminator()).getValues()[0], false); }
+
+private:
+  bool reads(Value v, Value arg) { return readsAny(v, block, {arg}); }
+  /// `v` is dot times one-sided factors: dot, a product with one (either side), a quotient by
+  /// one, or a negation.
+  bool linear(Value v, bool divides) {
+    if (v == dot)
+      return true;
+    Operation *def = v.getDefiningOp();
+    if (!def || def->getBlock() != &block)
+      return false;
+    if (auto mul = dyn_cast<arith::MulFOp>(def)) {
+      for (auto [a, f] : {std::pair(mul.getLhs(), mul.getRhs()),
+                          std::pair(mul.getRhs(), mul.getLhs())}) {
+        size_t mark = key.size();
+        if (linear(a, divides) && factor(f, a, v, divides))
+          return true;
+        key.truncate(mark);
+      }
+      return false;
+    }
+    if (auto div = dyn_cast<arith::DivFOp>(def))
+      return linear(div.getLhs(), divides) && factor(div.getRhs(), div.getLhs(), v, !divides);
+    if (auto neg = dyn_cast<arith::NegFOp>(def))
+      return linear(neg.getOperand(), divides);
     return false;
-  auto free = [&](Value f) { return !readsAny(f, block, {dot, j}); };
-  if (auto mul = dyn_cast<arith::MulFOp>(def))
-    return (isDotTimesFree(mul.getLhs(), block, dot, j) && free(mul.getRhs())) ||
-           (isDotTimesFree(mul.getRhs(), block, dot, j) && free(mul.getLhs()));
-  if (auto div = dyn_cast<arith::DivFOp>(def))
-    return isDotTimesFree(div.getLhs(), block, dot, j) && free(div.getRhs());
-  if (auto neg = dyn_cast<arith::NegFOp>(def))
-    return isDotTimesFree(neg.getOperand(), block, dot, j);
-  return false;
+  }
+  /// `f`, the operand of `product` beside `keep`, reads i or j but not both (a product may mix
+  /// factors that each do) and not dot; the ones reading j are recorded.
+  bool factor(Value f, Value keep, Value product, bool divides) {
+    if (reads(f, dot))
+      return false;
+    bool readsI = reads(f, i), readsJ = reads(f, j);
+    if (!readsJ)
+      return true;
+    if (!readsI) {
+      key.push_back({product, f, keep, divides});
+      return true;
+    }
+    auto mul = f.getDefiningOp<arith::MulFOp>();
+    return mul && mul->getBlock() == &block &&
+           factor(mul.getLhs(), mul.getRhs(), f, divides) &&
+           factor(mul.getRhs(), mul.getLhs(), f, divides);
+  }
+};
+
+/// Erases the ops of `block` whose results are unused and that have no side effects.
+void eraseDeadOps(RewriterBase &rw, Block &block) {
+  SmallVector<Operation *> ops;
+  for (Operation &op : block.without_terminator())
+    ops.push_back(&op);
+  for (Operation *op : llvm::reverse(ops))  // users before their operands
+    if (isOpTriviallyDead(op))
+      rw.eraseOp(op);
 }
 
-/// The score is dot times a factor free of j (and of dot): linear in dot, so the keys of
-/// earlier chunks can be summed into a state.
-bool isLinearInDot(Region &score) {
-  Block &block = score.front();
-  Value s = cast<YieldOp>(block.getTerminator()).getValues()[0];
-  return isDotTimesFree(s, block, block.getArgument(4), block.getArgument(3));
+/// Fills the chunk step's score region with the score less its key factors, and its key_scale
+/// region (b, h, j) with their product.
+void splitScore(RewriterBase &rw, Location loc, Region &score, ChunkStepOp step) {
+  ScoreSplit split(score);
+  (void)split.run();  // notRecurrence() checked that it succeeds
+  IRMapping map;
+  rw.cloneRegionBefore(score, step.getScore(), step.getScore().end(), map);
+  // Outermost product first: a key factor's `keep` may be another one's product.
+  for (const ScoreSplit::KeyFactor &f : llvm::reverse(split.key))
+    rw.replaceAllUsesWith(map.lookup(f.product), map.lookup(f.keep));
+  eraseDeadOps(rw, step.getScore().front());
+  if (split.key.empty())
+    return;
+  Block &from = score.front();
+  Type idx = rw.getIndexType();
+  Block *block = rw.createBlock(&step.getKeyScale(), {}, {idx, idx, idx}, {loc, loc, loc});
+  IRMapping keyMap;  // (b, h, j); the key factors read neither i nor dot
+  keyMap.map(from.getArgument(0), block->getArgument(0));
+  keyMap.map(from.getArgument(1), block->getArgument(1));
+  keyMap.map(from.getArgument(3), block->getArgument(2));
+  keyMap.map(from.getArgument(2), arith::ConstantIndexOp::create(rw, loc, 0).getResult());
+  keyMap.map(from.getArgument(4),
+             arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(1.0f)).getResult());
+  for (Operation &op : from.without_terminator())
+    rw.clone(op, keyMap);
+  Value product = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(1.0f));
+  for (const ScoreSplit::KeyFactor &f : split.key) {
+    Value x = keyMap.lookup(f.factor);
+    product = f.divides ? arith::DivFOp::create(rw, loc, product, x).getResult()
+                        : arith::MulFOp::create(rw, loc, product, x).getResult();
+  }
+  YieldOp::create(rw, loc, product);
+  eraseDeadOps(rw, *block);
 }
 
 /// Why `op` cannot be chunked, or null when it can.
@@ -79,8 +164,8 @@ const char *notRecurrence(AttentionOp op) {
     return "paged or quantised K/V";
   if (!isCausal(op.getMask()))
     return "the mask is not j <= i";
-  if (!isLinearInDot(op.getScore()))
-    return "the score is not dot times a factor free of j";
+  if (!ScoreSplit(op.getScore()).run())
+    return "the score is not dot times factors that each read i or j, not both";
   return nullptr;
 }
 
@@ -138,11 +223,13 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     Value n0 = loop(zero, dim(op.getQ(), 2), index(size));
     auto step = ChunkStepOp::create(rw, loc, op.getQ(), op.getK(), op.getV(), state, op.getOut(),
                                     b, h, hk, n0, rw.getI64IntegerAttr(size));
-    rw.cloneRegionBefore(op.getScore(), step.getScore(), step.getScore().end());
+    splitScore(rw, loc, op.getScore(), step);
+    rw.setInsertionPointAfter(step);
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());
     rw.cloneRegionBefore(op.getFeatureK(), step.getFeatureK(), step.getFeatureK().end());
     rw.cloneRegionBefore(op.getDecay(), step.getDecay(), step.getDecay().end());
     rw.cloneRegionBefore(op.getGate(), step.getGate(), step.getGate().end());
+    rw.cloneRegionBefore(op.getSkip(), step.getSkip(), step.getSkip().end());
     rw.eraseOp(op);
     return success();
   }

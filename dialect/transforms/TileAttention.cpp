@@ -172,11 +172,12 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
                                  << int64_t(blockQ) << " and " << int64_t(blockK);
       return signalPassFailure();
     }
-    // The quadratic form has no state to start from or to hand on.
+    // The quadratic form has no state to start from or to hand on (nor a gate or skip term).
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
-      if (!op.getState() && op.getGate().empty())
+      if (!op.getState() && op.getGate().empty() && op.getSkip().empty())
         return WalkResult::advance();
-      op.emitError() << "a recurrence with a " << (op.getState() ? "state" : "gate")
+      op.emitError() << "a recurrence with a "
+                     << (op.getState() ? "state" : !op.getGate().empty() ? "gate" : "skip term")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";
       return WalkResult::interrupt();

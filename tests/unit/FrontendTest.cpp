@@ -417,6 +417,16 @@ std::string recurrenceSpec(const std::string &extra, const std::string &score = 
          "\n  output o[b, i, h, dv] = attend(s, v)\n}\n";
 }
 
+/// A recurrence with output expression `out` whose key dim is (`alias`) its query dim.
+std::string skipSpec(const std::string &out, const std::string &rest = "mask j <= i\n  norm none",
+                     bool alias = true) {
+  std::string text = recurrenceSpec("", "dot(q, k)", rest);
+  if (alias)
+    text.replace(text.find("j : kv_len"), 10, "j : kv_len = i");
+  text.replace(text.find("attend(s, v)"), 12, out);
+  return text;
+}
+
 TEST(Sema, RecurrenceAndState) {
   SpecFile f;
   Diagnostic diag;
@@ -436,8 +446,35 @@ TEST(Sema, RecurrenceAndState) {
   EXPECT_EQ(load.res, Expr::Res::ParamLoad);
   EXPECT_EQ(load.args[3]->res, Expr::Res::IterIndex);
   EXPECT_EQ(f.variants[0].gate->args[1]->res, Expr::Res::DimSize);
-  // Not recurrences: a score that reads j, a softmax, a window.
-  for (auto [score, rest] : {std::pair{"dot(q, k) * j", "mask j <= i\n  norm none"},
+  // A skip term: v at the query position times a param per value channel, subtracted.
+  text = skipSpec("attend(s, v) - dd[h, dv] * v[b, i, h, dv]");
+  text.replace(text.find("param g[b, i, h]"), 16, "param g[b, i, h], dd[h, dv]");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  ASSERT_TRUE(f.variants[0].skip != nullptr);
+  EXPECT_TRUE(f.variants[0].skipNegate);
+  EXPECT_EQ(f.variants[0].skip->args[1]->res, Expr::Res::ValueAt);
+  // Factors that read j (and not i) are the key side of the recurrence: Mamba's dt_j.
+  text = recurrenceSpec("", "-(dot(q, k) * ((g[b, i, h] + 0.5) * j)) / (2 + j) * i");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  {
+    const Variant &r = f.variants[0];
+    EXPECT_TRUE(r.recurrence);
+    ASSERT_TRUE(r.queryScale && r.keyScale);
+    // -1 * (g + 0.5) * i and 1 * j / (2 + j)
+    EXPECT_EQ(r.queryScale->op, "*");
+    EXPECT_EQ(r.queryScale->args[0]->args[0]->floatValue, -1.0);
+    EXPECT_EQ(r.keyScale->op, "/");
+    EXPECT_EQ(r.keyScale->args[0]->args[1]->res, Expr::Res::IterIndex);
+  }
+  text = recurrenceSpec("", "dot(q, k) * g[b, i, h]");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  EXPECT_TRUE(f.variants[0].queryScale && !f.variants[0].keyScale);
+  text = recurrenceSpec("", "dot(q, k) / (i * (j + 1.0))");  // a float product splits
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  EXPECT_TRUE(f.variants[0].recurrence && f.variants[0].keyScale);
+  // Not recurrences: a factor that reads i and j, a softmax, a window.
+  for (auto [score, rest] : {std::pair{"dot(q, k) * (i - j)", "mask j <= i\n  norm none"},
+                             std::pair{"dot(q, k) * (i * j)", "mask j <= i\n  norm none"},
                              std::pair{"dot(q, k)", "mask j <= i"},
                              std::pair{"dot(q, k)", "mask j <= i && i - j < 8\n  norm none"}}) {
     text = recurrenceSpec("", score, rest);
@@ -457,19 +494,35 @@ TEST(Sema, RecurrenceAndState) {
       {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j < i\n  norm none"),
        "a state needs the causal mask exactly: 'mask j <= i'"},
       {recurrenceSpec("state st[b, h, d, dv]", "exp(dot(q, k))"),
-       "a state needs a score linear in dot(q, k): dot times factors free of 'j'"},
+       "a state needs a score linear in dot(q, k): dot times factors free of 'i' or of 'j'"},
       {recurrenceSpec("state st[b, h, d, dv]\n  state t2[b, h, d, dv]"),
        "duplicate 'state' statement"},
       {recurrenceSpec("state g[b, h, d, dv]"), "duplicate name 'g'"},
       {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k) * st"),
        "tensor 'st' cannot be used as a value"},
+      // skip terms: v at the query position, added to attend(...) of a linear recurrence
+      {skipSpec("attend(s, v) + v[b, i, h, dv]", "mask j <= i\n  norm none", false),
+       "a skip term needs the key length to be the query length"},
+      {skipSpec("attend(s, v) + v[b, j, h, dv]"),
+       "index 2 of 'v' in the skip term must be 'i', got 'j'"},
+      {skipSpec("attend(s, v) + j"), "the skip term is per query position: it may not use 'j'"},
+      {skipSpec("attend(s, v) + v[b, i, h, d]"),
+       "index 4 of 'v' in the skip term must be 'dv', got 'd'"},
+      {skipSpec("attend(s, v) + s"), "the skip term cannot depend on the score 's'"},
+      {skipSpec("attend(s, v) + q[b, i, h, d]"), "input 'q' cannot be indexed"},
+      {skipSpec("attend(s, v) + (i > 0)"), "the skip term must be a number, got bool"},
+      {skipSpec("attend(s, v) * 2"),
+       "output must be 'attend(s, v)', optionally plus a skip term, got 'attend(s, v) * 2'"},
+      {skipSpec("2 - attend(s, v)"),
+       "output must be 'attend(s, v)', optionally plus a skip term, got '2 - attend(s, v)'"},
+      {skipSpec("attend(s, v) + 1", "mask j <= i"), "a skip term needs norm none"},
       // gates: per step and channel, inside the dot of a linear recurrence
       {recurrenceSpec("gate exp(gc[b, j, h, d])", "dot(q, k)",
                       "mask j <= i\n  norm none\n  param gc[b, j, h, d]"),
        "the gate is per step of the query position: it may not use 'j'"},
       {recurrenceSpec("gate exp(gc[b, i, h, d])", "dot(q, k) + 1",
                       "mask j <= i\n  norm none\n  param gc[b, i, h, d]"),
-       "a gate needs a score linear in dot(q, k): dot times factors free of 'j'"},
+       "a gate needs a score linear in dot(q, k): dot times factors free of 'i' or of 'j'"},
       {recurrenceSpec("gate 0.9", "dot(q, k)", "mask j <= i"), "a gate needs norm none"},
       {recurrenceSpec("gate s > 0"), "the gate cannot depend on the score 's'"},
       {recurrenceSpec("gate i > 0"), "the gate must be a number, got bool"},

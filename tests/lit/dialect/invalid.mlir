@@ -299,6 +299,58 @@ func.func @chunk_state_shape(%q: memref<?x?x?x64xf32>, %s: memref<32x64xf32>, %o
 
 // -----
 
+func.func @chunk_key_scale_args(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{'key_scale' region must have one block taking (b, h, j : index)}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 16 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } key_scale {
+    ^bb0(%b: index, %j: index):
+      %one = arith.constant 1.0 : f32
+      attn.yield %one : f32
+    }
+  return
+}
+
+// -----
+
+func.func @skip_args(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'skip' region must have one block taking (b, h, i, e : index, x : f32)}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } skip {
+    ^bb0(%b: index, %h: index, %i: index, %e: index):
+      %one = arith.constant 1.0 : f32
+      attn.yield %one : f32
+    }
+  return
+}
+
+// -----
+
+func.func @skip_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
+                             %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{a skip term needs norm none (a recurrence), got softmax}}
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>,
+        memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } skip {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %x: f32):
+      attn.yield %x : f32
+    }
+  return
+}
+
+// -----
+
 func.func @state_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
                               %lse: memref<?x?x?xf32>, %st: memref<?x?x64x64xf32>) {
   // expected-error @+1 {{a state needs norm none (a recurrence), got softmax}}

@@ -76,8 +76,59 @@ func.func @chained_factor(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
 
 // -----
 
+// Key factors (Mamba's dt_j): a score dot * (ci * kj) / kd * ki2 splits into the score region
+// dot * ci (what does not read j) and a key_scale region (b, h, j) with kj / kd * ki2, the
+// outermost product replaced first; i and dot are not read there. A skip term comes along.
+// CHECK-LABEL: func.func @key_factors
+// CHECK: attn.chunk_step
+// CHECK: score {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %[[I:.*]]: index, %{{.*}}: index, %[[DOT:.*]]: f32):
+// CHECK-NEXT: %[[II:.*]] = arith.index_cast %[[I]]
+// CHECK-NEXT: %[[FI:.*]] = arith.sitofp %[[II]]
+// CHECK-NEXT: %[[S:.*]] = arith.mulf %[[DOT]], %[[FI]] : f32
+// CHECK-NEXT: attn.yield %[[S]] : f32
+// CHECK-NEXT: } key_scale {
+// CHECK-NEXT: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[J:.*]]: index):
+// CHECK: memref.load %{{.*}}[%[[B]], %[[J]], %[[H]]]
+// CHECK: %[[KD:.*]] = arith.sitofp
+// CHECK: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK-NEXT: %[[M1:.*]] = arith.mulf %[[ONE]], %[[KJ:.*]] : f32
+// CHECK-NEXT: %[[M2:.*]] = arith.divf %[[M1]], %[[KD]] : f32
+// CHECK-NEXT: %[[M3:.*]] = arith.mulf %[[M2]], %[[KJ]] : f32
+// CHECK-NEXT: attn.yield %[[M3]] : f32
+// CHECK-NEXT: } skip {
+// CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %[[X:.*]]: f32):
+// CHECK-NEXT: attn.yield %[[X]] : f32
+func.func @key_factors(%q: memref<?x?x?x64xf32>, %dt: memref<?x?x?xf32>, %o: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      %ii = arith.index_cast %i : index to i64
+      %ci = arith.sitofp %ii : i64 to f32
+      %kj = memref.load %dt[%b, %j, %h] : memref<?x?x?xf32>
+      %jj = arith.index_cast %j : index to i64
+      %kd = arith.sitofp %jj : i64 to f32
+      %mixed = arith.mulf %ci, %kj : f32
+      %a = arith.mulf %dot, %mixed : f32
+      %d = arith.divf %a, %kd : f32
+      %s = arith.mulf %d, %kj : f32
+      attn.yield %s : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } skip {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %x: f32):
+      attn.yield %x : f32
+    }
+  return
+}
+
+// -----
+
 // Not recurrences, left for attn-tile: softmax; a mask other than j <= i; a score factor
-// that reads j (ALiBi-like); a score not linear in dot (dot + 1).
+// that reads i and j (ALiBi-like); a score not linear in dot (dot + 1).
 // CHECK-LABEL: func.func @not_recurrences
 // CHECK-NOT: attn.chunk_step
 // CHECK-COUNT-4: attn.attention
