@@ -114,7 +114,7 @@ fi
 if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
   if [ "$mode" = recurrent-tests ]; then  # the recurrence kernels' GPU tests and memcheck only
     build_runtime
-    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla recurrence_chain recurrence_gated_state"
+    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla recurrence_chain recurrence_gated_state recurrence_groups"
     echo "== GPU tests of the recurrence kernels"
     python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py tests/gpu/test_jit.py \
       -k "$(echo $recs | sed 's/ / or /g')" > "$out/gpu-tests.log" 2>&1
@@ -129,7 +129,7 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
   # not needed for them), carried in .device/mamba_src.
   [ -d "$root/.device/mamba_src" ] && cp -r "$root/.device/mamba_src/mamba_ssm" "$pylib/"
   quad=$root/.device/kernels-quadratic; rm -rf "$quad"; mkdir -p "$quad"
-  for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn specs/mamba2_ssd.attn; do
+  for spec in specs/linear_relu.attn specs/linear_elu.attn specs/retnet.attn; do
     "$bin/attnc" compile "$spec" --emit=ptx --no-chunk -o "$quad" >>"$out/compile.log" 2>&1 \
       || echo "COMPILE FAILED: $spec --no-chunk"
   done

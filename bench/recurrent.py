@@ -11,7 +11,8 @@ cost grows with T^2. Correctness first: each attnc output is compared with
 fla's on the same inputs (fla gets phi(q), phi(k), since its ops take mapped inputs), then
 timed. fla's first call (Triton compile and autotune) is timed too; it needs fla-core and
 einops on PYTHONPATH (bench/device_run.sh recurrent installs the carried wheels). Mamba-2 SSD
-(BENCH.md's b2 L8192 h64 p64 n128, one B/C group per head here) runs next to mamba_ssm's Triton
+(BENCH.md's b2 L8192 h64 p64 n128, B/C shared by groups of 8 heads here; dt's softplus,
+dt_bias and D computed inside by both) runs next to mamba_ssm's Triton
 mamba_chunk_scan_combined (its ops/triton sources carried in .device/mamba_src).
 """
 import argparse
@@ -52,29 +53,31 @@ def fla_op(name, q, k, v, scale):
 
 
 def mamba2_case(args):
-    """attnc's mamba2_ssd (one B/C group per head) against mamba_ssm's Triton SSD
-    (mamba_chunk_scan_combined, chunk 256, dt_softplus) on the same inputs."""
+    """attnc's mamba2_ssd (B/C shared by groups of 8 heads; dt_softplus, dt_bias and D inside)
+    against mamba_ssm's Triton SSD (mamba_chunk_scan_combined, chunk 256) on the same inputs."""
     B, L, H = (int(x) for x in args.mamba.split(":"))
-    P, N = 64, 128
+    P, N, G = 64, 128, H // 8
     row = {"variant": "mamba2_ssd", "fla_op": "mamba_chunk_scan_combined"}
-    print(f"== mamba2_ssd vs mamba_ssm (b{B} L{L} h{H} p{P} n{N})", flush=True)
+    print(f"== mamba2_ssd vs mamba_ssm (b{B} L{L} h{H} p{P} n{N} groups{G})", flush=True)
     gen = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(B, L, H, P, device="cuda", dtype=torch.bfloat16, generator=gen)
-    bm = torch.randn(B, L, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
-    c = torch.randn(B, L, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    bm = torch.randn(B, L, G, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    c = torch.randn(B, L, G, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
     dt = torch.randn(B, L, H, device="cuda", dtype=torch.float32, generator=gen) - 2
+    dt_bias = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen) * 0.5
     a_log = torch.rand(H, device="cuda", dtype=torch.float32, generator=gen) * 2
+    d_skip = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen)
 
     def peer():
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
         A = -torch.exp(a_log)
-        return lambda: mamba_chunk_scan_combined(x, dt, A, bm, c, 256, dt_softplus=True)
+        return lambda: mamba_chunk_scan_combined(x, dt, A, bm, c, 256, D=d_skip,
+                                                 dt_bias=dt_bias, dt_softplus=True)
 
     ref = time_peer(row, peer, args.repeats)
-    xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
-    for key in ("attnc", "quadratic"):
-        time_attnc(row, args, dict(c=c, bm=bm, x=xs, dt=dt, a_log=a_log), ("y", x), ref,
-                   B * H * L * L * (N + P), key=key)  # QK^T and PV over the causal half
+    inputs = dict(c=c, bm=bm, x=x, dt=dt, dt_bias=dt_bias, a_log=a_log, d_skip=d_skip)
+    time_attnc(row, args, inputs, ("y", x), ref,
+               B * H * L * L * (N + P))  # QK^T and PV over the causal half
     print("  " + json.dumps(row), flush=True)
     return row
 
@@ -103,32 +106,35 @@ def gla_case(args, q, k, v, flops):
 def mamba2_step_case(args):
     """attnc's mamba2_step (one decoding step against the carried state, updated in place)
     against mamba_ssm's Triton selective_state_update on the same inputs (Mamba-2: A, dt and
-    dt's softplus shared over the head's channels; one B/C group per head)."""
+    dt's softplus shared over the head's channels; B/C shared by groups of 8 heads)."""
     B, H = (int(x) for x in args.step.split(":"))
-    P, N = 64, 128
+    P, N, G = 64, 128, H // 8
     row = {"variant": "mamba2_step", "fla_op": "selective_state_update"}
     print(f"== mamba2_step vs mamba_ssm selective_state_update (b{B} h{H} p{P} n{N})", flush=True)
     gen = torch.Generator(device="cuda").manual_seed(2)
     x = torch.randn(B, H, P, device="cuda", dtype=torch.bfloat16, generator=gen)
-    bm = torch.randn(B, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
-    c = torch.randn(B, H, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    bm = torch.randn(B, G, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    c = torch.randn(B, G, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
     dt = torch.randn(B, H, device="cuda", dtype=torch.float32, generator=gen) - 2
     a_log = torch.rand(H, device="cuda", dtype=torch.float32, generator=gen) * 2
+    dt_bias = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen) * 0.5
+    d_skip = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen)
     state = torch.randn(B, H, P, N, device="cuda", dtype=torch.float32, generator=gen)
 
     def peer():
         from mamba_ssm.ops.triton.selective_state_update import selective_state_update
         A = (-torch.exp(a_log))[:, None, None].expand(H, P, N)
-        # Mamba-2's call: tied (stride-0) channels; this version needs D and dt_bias given.
-        zero = torch.zeros(H, 1, device="cuda", dtype=torch.float32).expand(H, P)
+        # Mamba-2's call: channels tied through stride-0 views of the per-head values.
         s = state.clone()
         return lambda: selective_state_update(s, x, dt[..., None].expand(B, H, P), A, bm, c,
-                                              D=zero, dt_bias=zero, dt_softplus=True)
+                                              D=d_skip[:, None].expand(H, P),
+                                              dt_bias=dt_bias[:, None].expand(H, P),
+                                              dt_softplus=True)
 
     ref = time_peer(row, peer, args.repeats)  # its first call used the initial state
-    xs = (x.float() * torch.nn.functional.softplus(dt).unsqueeze(-1)).to(x.dtype)
     ssm = state.transpose(-1, -2).contiguous()  # attnc's spec stores it [b, h, n, p]
-    inputs = dict(c=c[:, None], bm=bm[:, None], x=xs[:, None], dt=dt[:, None], a_log=a_log, ssm=ssm)
+    inputs = dict(c=c[:, None], bm=bm[:, None], x=x[:, None], dt=dt[:, None], dt_bias=dt_bias,
+                  a_log=a_log, d_skip=d_skip, ssm=ssm)
     time_attnc(row, args, inputs, ("y", x[:, None]), None if ref is None else ref[:, None],
                0, fresh=("ssm", state.transpose(-1, -2)))
     # Bytes of the step: the f32 state read and written, the rest negligible.

@@ -90,8 +90,11 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     dims.push_back({{"name", kSlotName}, {"role", "page_slot"}, {"static", v.paged->pageSize}});
   }
   std::vector<int> poolCanon = {Variant::kPageAxis, v.kvHeadDim, Variant::kSlotAxis, v.headDim};
-  std::vector<int> qCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.headDim};
-  std::vector<int> kCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.headDim};
+  int qkHeads = v.qkGroupDim;  // q and k shared by groups of heads, or -1
+  std::vector<int> qCanon = {v.batchDim, qkHeads >= 0 ? qkHeads : v.qHeadDim, v.qSeqDim,
+                             v.headDim};
+  std::vector<int> kCanon = {v.batchDim, qkHeads >= 0 ? qkHeads : v.kvHeadDim, v.kvSeqDim,
+                             v.headDim};
   std::vector<int> vCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.valueDim};
   std::vector<int> oCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.valueDim};
   json args = json::array();

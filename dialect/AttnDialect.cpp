@@ -213,14 +213,29 @@ LogicalResult AttentionOp::verify() {
   if (failed(verifyPages(op, getBlockTable(), getPageSize(), {k, v})))
     return failure();
   bool paged = bool(getBlockTable());
+  // Shared q/k head groups: q and k have G times fewer heads than v and out.
+  int64_t qkGroup = getQkGroup();
+  bool grouped = qkGroup > 1;
+  if (grouped && (getGroup() != 1 || paged || getKScale() || getVScale()))
+    return emitOpError("q/k head groups (qk_group ")
+           << qkGroup << ") need group 1 and unpaged, unquantised k and v";
+  if (grouped && (failed(sameExtent(op, "q/k head groups", "q", q, 1, "k", k, 1)) ||
+                  failed(sameExtent(op, "heads", "v", v, 1, "out", o, 1))))
+    return failure();
+  if (grouped) {
+    int64_t g = q.getDimSize(1), h = o.getDimSize(1);
+    if (!ShapedType::isDynamic(g) && !ShapedType::isDynamic(h) && h != g * qkGroup)
+      return emitOpError() << "heads (" << h << ") must be q/k head groups (" << g
+                           << ") times qk_group (" << qkGroup << ")";
+  }
   if ((!paged && failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0))) ||
       failed(sameExtent(op, paged ? "pages" : "batch", "k", k, 0, "v", v, 0)) ||
       failed(sameExtent(op, "batch", "q", q, 0, "out", o, 0)) ||
       failed(sameExtent(op, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(sameExtent(op, "value dim", "v", v, 3, "out", o, 3)) ||
-      failed(sameExtent(op, "kv heads", "k", k, 1, "v", v, 1)) ||
+      (!grouped && failed(sameExtent(op, "kv heads", "k", k, 1, "v", v, 1))) ||
       failed(sameExtent(op, "kv length", "k", k, 2, "v", v, 2)) ||
-      failed(sameExtent(op, "query heads", "q", q, 1, "out", o, 1)) ||
+      (!grouped && failed(sameExtent(op, "query heads", "q", q, 1, "out", o, 1))) ||
       failed(sameExtent(op, "query length", "q", q, 2, "out", o, 2)))
     return failure();
   if (failed(verifyKV(op, "k", q.getElementType(), k, getKScale(), getKScaleAxes(),
@@ -229,7 +244,7 @@ LogicalResult AttentionOp::verify() {
                       getVScaleGroup())))
     return failure();
   int64_t h = q.getDimSize(1), hk = k.getDimSize(1), group = getGroup();
-  if (!ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * group)
+  if (!grouped && !ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * group)
     return emitOpError() << "query heads (" << h << ") must be kv heads (" << hk
                          << ") times the group (" << group << ")";
   if (getState()) {
@@ -240,7 +255,7 @@ LogicalResult AttentionOp::verify() {
     if (paged || getKScale() || getVScale())
       return emitOpError("a state needs unpaged, unquantised k and v");
     if (failed(sameExtent(op, "batch", "q", q, 0, "state", st, 0)) ||
-        failed(sameExtent(op, "query heads", "q", q, 1, "state", st, 1)) ||
+        failed(sameExtent(op, "query heads", "out", o, 1, "state", st, 1)) ||
         failed(sameExtent(op, "head dim", "q", q, 3, "state", st, 2)) ||
         failed(sameExtent(op, "value dim", "out", o, 3, "state", st, 3)))
       return failure();

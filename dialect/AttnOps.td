@@ -70,6 +70,10 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     query i and key j becomes sum_c fq(q[i,c]) fk(k[j,c]) gate(b,h,j+1,c) ... gate(b,h,i,c).
     Only the chunked form (attn-chunk) computes it.
 
+    Shared q/k head groups (`qk_group` G > 1, Mamba-2's B/C groups; with group 1 and only in a
+    linear recurrence): q and k have out's heads / G heads, and head h reads q and k at h / G
+    (v at h). Only the chunked form (attn-chunk) computes it.
+
     Skip (`skip`, ^bb0(%b: index, %h: index, %i: index, %e: index, %x: f32) -> f32, optional; a
     linear recurrence whose key positions are its query positions): a term added to every
     output element, out[b,h,i,e] += skip(b, h, i, e, v[b, h/group, i, e]) (Mamba's D x). Only
@@ -115,7 +119,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$v_scale_axes,
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
-                       OptionalAttr<F32Attr>:$unified_max);
+                       OptionalAttr<F32Attr>:$unified_max,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
                         AnyRegion:$skip);
@@ -325,14 +330,16 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
     A `key_scale` region (b, h, j) gives the score's factors that read the key position (the
     score region then holds the rest: score = key_scale(j) * score region); key j's terms,
     in the chunk and in the state, are scaled by it. A `skip` region (attn.attention's) adds
-    skip(b, h, i, e, v[b, hk, i, e]) to each output element.
+    skip(b, h, i, e, v[b, hk, i, e]) to each output element. With
+    `qk_group` G, q and k are read at head h / G.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v,
                        Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$state,
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
-                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk);
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
                         AnyRegion:$decay, AnyRegion:$gate, AnyRegion:$key_scale,
                         AnyRegion:$skip);

@@ -395,11 +395,15 @@ void lower(Emit &e, ChunkStepOp op) {
   auto mapped = [&](Emit &e, Region &feature, Value x) {
     return feature.empty() ? x : e.inlineRegion(feature, {x});
   };
+  // q and k heads: h and hk, or h / G for both with q/k head groups (qk_group G).
+  Value qh = h, kh = hk;
+  if (op.getQkGroup() > 1)
+    qh = kh = arith::DivUIOp::create(e.b, e.loc, h, e.index(int64_t(op.getQkGroup())));
   auto qAt = [&](Emit &e, Value i, Value d) {
-    return mapped(e, op.getFeatureQ(), e.load(q, {b, h, i, d}));
+    return mapped(e, op.getFeatureQ(), e.load(q, {b, qh, i, d}));
   };
   auto kAt = [&](Emit &e, Value j, Value d) {
-    return mapped(e, op.getFeatureK(), e.load(k, {b, hk, j, d}));
+    return mapped(e, op.getFeatureK(), e.load(k, {b, kh, j, d}));
   };
   // The score's key factor of key position j (1 without a key_scale region).
   auto keyScale = [&](Emit &e, Value j) {

@@ -99,6 +99,7 @@ private:
   CUDAChunkConfig cfg;
   Value q, k, v, out, state;  // state: the kernel's state argument, or null (zero start)
   Value kvHead, colBase, cum, keyScales;
+  Value qkHead;  // the head of q and k with q/k head groups, else null
   Value gateCum;  // G [rows, d]: the chunk's cumulative log gates per head channel, or null
   int64_t headDim = 0, group = 1;
 
@@ -254,11 +255,12 @@ void ChunkKernelBuilder::loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf,
     };
   };
   if (qBuf)
-    loadTile(q, rowsOf(head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
+    loadTile(q, rowsOf(qkHead ? qkHead : head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
   if (!kBuf)
     return;
   Value kvLen = memref::DimOp::create(b, loc, k, 2);
-  loadTile(k, rowsOf(kvHead, kvLen), cfg.rows, headDim, kBuf, tid, cfg.threads);
+  loadTile(k, rowsOf(qkHead ? qkHead : kvHead, kvLen), cfg.rows, headDim, kBuf, tid,
+           cfg.threads);
   loadTile(v, rowsOf(kvHead, kvLen), cfg.rows, cfg.valueSlice, vBuf, tid, cfg.threads, 8,
            colBase);
 }
@@ -305,6 +307,8 @@ LogicalResult ChunkKernelBuilder::build() {
   head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   kvHead = group == 1 ? head : arith::DivUIOp::create(b, loc, head, idx(group)).getResult();
+  if (int64_t qkGroup = int64_t(step.getQkGroup()); qkGroup > 1)  // q and k at h / G
+    qkHead = arith::DivUIOp::create(b, loc, head, idx(qkGroup));
   qLen = memref::DimOp::create(b, loc, q, 2);
   Value kvLen = memref::DimOp::create(b, loc, k, 2);
   Value keysEnd = minIdx(kvLen, qLen);  // keys past the last query never count

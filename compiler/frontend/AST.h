@@ -38,7 +38,8 @@ uint8_t f8e4m3FromDouble(double x);
 enum class ValueType { Unknown, Int, Float, Bool };
 
 /// Role a dim plays in an attention variant, inferred by Sema.
-enum class DimRole { None, Batch, QHead, KVHead, QSeq, KVSeq, HeadDim, ValueDim };
+/// QKHead: the head of q and k when they are shared by groups of heads (Mamba-2's B/C groups).
+enum class DimRole { None, Batch, QHead, KVHead, QSeq, KVSeq, HeadDim, ValueDim, QKHead };
 
 /// Built-in functions of score/mask/output expressions.
 enum class Builtin {
@@ -189,6 +190,10 @@ struct Variant {
   int batchDim = -1, qHeadDim = -1, kvHeadDim = -1, qSeqDim = -1, kvSeqDim = -1,
       headDim = -1, valueDim = -1; // indices into dims
   int64_t group = 1;               // query heads per kv head (GQA); 1 for MHA
+  /// Shared q/k head groups (Mamba-2's B/C groups): q[b, i, g, d] and k[b, j, g, d] with
+  /// g = h / qkGroup, while v and o have the heads h. qkGroupDim is g (-1 without groups).
+  int qkGroupDim = -1;
+  int64_t qkGroup = 1;
   const Expr *featureQ = nullptr;  // q's and k's feature maps (into `features`), if any
   const Expr *featureK = nullptr;
   /// A linear recurrence (Sema): norm none, the mask exactly `j <= i` and a score that is

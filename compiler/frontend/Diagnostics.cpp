@@ -118,6 +118,7 @@ const char *roleName(DimRole r) {
   case DimRole::Batch: return "batch";
   case DimRole::QHead: return "q_head";
   case DimRole::KVHead: return "kv_head";
+  case DimRole::QKHead: return "qk_head";
   case DimRole::QSeq: return "q_seq";
   case DimRole::KVSeq: return "kv_seq";
   case DimRole::HeadDim: return "head_dim";

@@ -171,6 +171,11 @@ void dumpVariant(const Variant &v, std::string &out) {
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
   out += "  group " + std::to_string(v.group) + "\n";
+  if (v.qkGroupDim >= 0)
+    out += "  qk group " + std::to_string(v.qkGroup) + " (q and k heads: " +
+           v.dims[v.qkGroupDim].name + ")\n";
+  if (v.keyScale)
+    out += "  key factor " + printer.print(*v.keyScale) + "\n";
 }
 
 }  // namespace

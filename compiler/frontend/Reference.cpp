@@ -351,6 +351,8 @@ public:
     std::vector<int64_t> &iter = ev_.iter();
     iter[v_.batchDim] = b;
     iter[v_.kvHeadDim] = hk;
+    if (v_.qkGroupDim >= 0)
+      iter[v_.qkGroupDim] = h / v_.qkGroup;
     iter[v_.qHeadDim] = h;  // after kvHeadDim: for MHA they are the same dim
     iter[v_.qSeqDim] = i;
     bool any = scores(b, h, hk, i);
@@ -434,6 +436,8 @@ public:
     iter[v_.batchDim] = b;
     iter[v_.kvHeadDim] = hk;
     iter[v_.qHeadDim] = h;
+    if (v_.qkGroupDim >= 0)
+      iter[v_.qkGroupDim] = h / v_.qkGroup;
     for (int64_t p = 0; p < sizes_[v_.qSeqDim]; ++p) {
       double gamma = decayProduct(p, p);
       for (int64_t d = 0; d < D; ++d) {
@@ -443,7 +447,7 @@ public:
       }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
-          double fk = keyFactor(p) * feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, p, d));
+          double fk = keyFactor(p) * feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, p, d));
           for (int64_t e = 0; e < DV; ++e)
             S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
         }
@@ -552,7 +556,7 @@ private:
   std::vector<double> queryFeatures(int64_t b, int64_t h, int64_t i) {
     std::vector<double> fq(size_t(sizes_[v_.headDim]));
     for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
-      fq[size_t(d)] = feature(v_.featureQ, loadCanonical(q_, pq_, b, h, i, d));
+      fq[size_t(d)] = feature(v_.featureQ, loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d));
     return fq;
   }
 
@@ -591,8 +595,9 @@ private:
       const double *gi = v_.gate ? gateCum(b, h, i) : nullptr;
       const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;  // j <= i: a recurrence
       for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
-        ev_.dot += feature(v_.featureQ, loadCanonical(q_, pq_, b, h, i, d)) *
-                   feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk, int64_t(j), d)) *
+        ev_.dot += feature(v_.featureQ, loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d)) *
+                   feature(v_.featureK,
+                           kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, int64_t(j), d)) *
                    (gi ? std::exp(gi[d] - gj[d]) : 1.0);
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }

@@ -20,7 +20,8 @@ ValueType join(ValueType a, ValueType b) {
 }
 
 bool isIterationRole(DimRole r) {
-  return r == DimRole::Batch || r == DimRole::QHead || r == DimRole::KVHead || r == DimRole::QSeq ||
+  return r == DimRole::Batch || r == DimRole::QHead || r == DimRole::KVHead ||
+         r == DimRole::QKHead || r == DimRole::QSeq ||
          r == DimRole::KVSeq;
 }
 
@@ -126,7 +127,7 @@ public:
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
            checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
-           checkGate() && checkState() && checkSkip();
+           checkGate() && checkState() && checkSkip() && checkQKGroups();
   }
 
 private:
@@ -164,6 +165,8 @@ private:
     v_.batchDim = v_.qHeadDim = v_.kvHeadDim = v_.qSeqDim = v_.kvSeqDim = -1;
     v_.headDim = v_.valueDim = -1;
     v_.group = 1;
+    v_.qkGroupDim = -1;
+    v_.qkGroup = 1;
     v_.recurrence = false;
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
@@ -477,6 +480,8 @@ private:
                             "'; the value dim needs its own name",
                         "declare 'dv = " + d + "' and use dv in " + v.name + " and " + o.name);
     }
+    if (head.size() == 2 && value.size() == 2 && all4.size() == 1)
+      return setQKGroupRoles(all4[0], head, value);
     if (head.size() != 1)
       return failAtName(k,
                         "cannot find the head dim: '" + q.name + "' and '" + k.name +
@@ -560,6 +565,51 @@ private:
     int qSeq = qSide[0] == p.qHead ? qSide[1] : qSide[0];
     assignRoles(batch, p.qHead, p.kvHead, qSeq, kvSeq);
     v_.group = p.group;
+    return true;
+  }
+
+  /// Shared q/k head groups: q and k share a head-group dim g besides the head dim, v and o a
+  /// head dim h besides the value dim, with g = h / G (or `g = h`, or static extents that
+  /// divide). v and o are multi-head over h.
+  bool setQKGroupRoles(int batch, const std::vector<int> &head, const std::vector<int> &value) {
+    struct Pair {
+      int group, heads;
+      int64_t size;
+    };
+    std::vector<Pair> derived, statics;
+    for (int x : head)
+      for (int y : value) {
+        const DimDecl &dx = v_.dims[x];
+        if (dx.sourceIndex == y)
+          derived.push_back({x, y, dx.kind == DimDecl::Kind::Derived ? dx.divisor : 1});
+        else if (staticExtent_[x] && staticExtent_[y] && *staticExtent_[x] > 0 &&
+                 *staticExtent_[y] % *staticExtent_[x] == 0)
+          statics.push_back({x, y, *staticExtent_[y] / *staticExtent_[x]});
+      }
+    const std::vector<Pair> &found = derived.empty() ? statics : derived;
+    if (found.size() != 1)
+      return failAtName(kT(),
+                        "cannot tell the head-group dim of '" + qT().name + "' and '" +
+                            kT().name + "' from their head dim",
+                        "derive the group from the heads of '" + vT().name + "', e.g. 'g = " +
+                            v_.dims[value[0]].name + " / 8' in " + qT().name + "[b, i, g, d], " +
+                            kT().name + "[b, j, g, d], " + vT().name + "[b, j, " +
+                            v_.dims[value[0]].name + ", dv]");
+    const Pair &p = found[0];
+    v_.headDim = head[0] == p.group ? head[1] : head[0];
+    v_.valueDim = value[0] == p.heads ? value[1] : value[0];
+    std::vector<int> kvSide = dimsWhere(kT(), {&vT()}, {&qT(), &v_.output});
+    std::vector<int> qSide = dimsWhere(qT(), {&v_.output}, {&kT()});
+    if (kvSide.size() != 1 || qSide.size() != 1)
+      return failAtName(kT(),
+                        "cannot infer the attention roles of the dims of '" + qT().name + "', '" +
+                            kT().name + "', '" + vT().name + "' and '" + v_.output.name + "'",
+                        expectedShapes());
+    assignRoles(batch, p.heads, p.heads, qSide[0], kvSide[0]);
+    v_.group = 1;
+    v_.qkGroupDim = p.group;
+    v_.qkGroup = p.size;
+    v_.dims[p.group].role = DimRole::QKHead;
     return true;
   }
 
@@ -1015,6 +1065,17 @@ private:
     return true;
   }
 
+  /// Shared q/k head groups: only the chunked form of a linear recurrence computes them.
+  bool checkQKGroups() {
+    if (v_.qkGroupDim < 0)
+      return true;
+    if (v_.paged || isQuantized(kT().resolvedDType) || isQuantized(vT().resolvedDType))
+      return failAtName(kT(), "not supported yet: q/k head groups with paged or quantised k and v",
+                        "store k and v unpaged in f32, f16 or bf16");
+    return needRecurrence(kT().loc, kT().name, "sharing q and k across a group of heads",
+                          /*linear=*/true);
+  }
+
   /// A skip term (after checkRecurrence): it reads v at the query position, so the key
   /// positions are the query positions, and it belongs to a linear recurrence.
   bool checkSkip() {
@@ -1390,7 +1451,8 @@ private:
 std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
   bool querySide = std::find(t.dims.begin(), t.dims.end(), qSeqDim) != t.dims.end();
   bool headSide = std::find(t.dims.begin(), t.dims.end(), headDim) != t.dims.end();
-  int canonical[4] = {batchDim, querySide ? qHeadDim : kvHeadDim, querySide ? qSeqDim : kvSeqDim,
+  int heads = headSide && qkGroupDim >= 0 ? qkGroupDim : querySide ? qHeadDim : kvHeadDim;
+  int canonical[4] = {batchDim, heads, querySide ? qSeqDim : kvSeqDim,
                       headSide ? headDim : valueDim};
   std::vector<int> perm(4, -1);
   for (int c = 0; c < 4; ++c)

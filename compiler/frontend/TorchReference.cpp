@@ -758,6 +758,12 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    k = k[:, kv_head]  # [b, h, j, d]\n";
     out += "    v = v[:, kv_head]  # [b, h, j, dv]\n";
   }
+  if (v.qkGroupDim >= 0) {
+    out += "    qk_head = torch.arange(H, device=dev) // " + std::to_string(v.qkGroup) +
+           "  # q and k are shared by groups of heads\n";
+    out += "    q = q[:, qk_head]  # [b, h, i, d]\n";
+    out += "    k = k[:, qk_head]  # [b, h, j, d]\n";
+  }
   out += "    kt = k.transpose(-1, -2)  # [b, h, d, j]\n";
   out += "    # params in float64 (int64 for i32 ones), in their storage order\n";
   out += "    p = {}\n";
@@ -771,6 +777,8 @@ void emitReference(const Variant &v, std::string &out) {
   if (gqa)
     out += "    ix[" + HK + "] = kv_head.view(1, H, 1, 1)\n";
   out += "    ix[" + H + "] = torch.arange(H, device=dev).view(1, H, 1, 1)\n";
+  if (v.qkGroupDim >= 0)
+    out += "    ix[" + pyString(v.dims[v.qkGroupDim].name) + "] = qk_head.view(1, H, 1, 1)\n";
   out += "    ix[" + J + "] = torch.arange(J, device=dev).view(1, 1, 1, J)\n";
   out += "    o = torch.zeros((B, H, I, DV), dtype=torch.float64, device=dev)\n";
   bool softmax = v.norm == Norm::Softmax;

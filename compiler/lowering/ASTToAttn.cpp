@@ -110,8 +110,10 @@ private:
     params.clear();
     const TensorDecl &tq = var.inputs[var.q], &tk = var.inputs[var.k], &tv = var.inputs[var.v];
     SmallVector<Type> argTypes = {
-        canonicalType(tq, var.qSeqDim, var.qHeadDim, var.headDim),
-        canonicalType(tk, var.kvSeqDim, var.kvHeadDim, var.headDim),
+        canonicalType(tq, var.qSeqDim, var.qkGroupDim >= 0 ? var.qkGroupDim : var.qHeadDim,
+                      var.headDim),
+        canonicalType(tk, var.kvSeqDim, var.qkGroupDim >= 0 ? var.qkGroupDim : var.kvHeadDim,
+                      var.headDim),
         canonicalType(tv, var.kvSeqDim, var.kvHeadDim, var.valueDim)};
     if (var.paged) {  // page pools [pages, hk, P, d|dv]
       int64_t pageSize = var.paged->pageSize;
@@ -180,7 +182,7 @@ private:
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
         tv.scaleGroup,
-        var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr());
+        var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr(), var.qkGroup);
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)
@@ -263,8 +265,10 @@ private:
       if (argE)
         return argE;
       return fail(e, "'" + e.name + "' is not an index of the score");
-    case DimRole::KVHead: {
-      Value g = arith::ConstantIndexOp::create(b, loc(e.loc), v->group);
+    case DimRole::KVHead:
+    case DimRole::QKHead: {
+      int64_t group = v->dims[e.dimIndex].role == DimRole::KVHead ? v->group : v->qkGroup;
+      Value g = arith::ConstantIndexOp::create(b, loc(e.loc), group);
       return arith::DivUIOp::create(b, loc(e.loc), argH, g);
     }
     default: return fail(e, "'" + e.name + "' is not an index of the score");

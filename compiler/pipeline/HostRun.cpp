@@ -107,8 +107,9 @@ std::vector<std::pair<std::string, int64_t>> defaultDimSizes(const Variant &v) {
     int64_t size = 16;
     switch (dim.role) {
     case DimRole::Batch: size = 2; break;
-    case DimRole::QHead: size = 2 * v.group; break;
+    case DimRole::QHead: size = 2 * v.group * v.qkGroup; break;
     case DimRole::KVHead: size = 2; break;
+    case DimRole::QKHead: size = 2; break;
     case DimRole::QSeq: size = 77; break;
     case DimRole::KVSeq: size = 131; break;
     case DimRole::HeadDim:

@@ -200,7 +200,7 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
 
     Value zero = index(0), one = index(1);
     Value b = loop(zero, dim(op.getQ(), 0), one);
-    Value h = loop(zero, dim(op.getQ(), 1), one);
+    Value h = loop(zero, dim(op.getOut(), 1), one);  // q has fewer with q/k head groups
     Value hk = op.getGroup() == 1
                    ? h
                    : arith::DivUIOp::create(rw, loc, h, index(int64_t(op.getGroup()))).getResult();
@@ -222,7 +222,8 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     int64_t size = q.getDimSize(2) == 1 ? 1 : chunk;
     Value n0 = loop(zero, dim(op.getQ(), 2), index(size));
     auto step = ChunkStepOp::create(rw, loc, op.getQ(), op.getK(), op.getV(), state, op.getOut(),
-                                    b, h, hk, n0, rw.getI64IntegerAttr(size));
+                                    b, h, hk, n0, rw.getI64IntegerAttr(size),
+                                    rw.getI64IntegerAttr(int64_t(op.getQkGroup())));
     splitScore(rw, loc, op.getScore(), step);
     rw.setInsertionPointAfter(step);
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());

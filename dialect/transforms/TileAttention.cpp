@@ -172,12 +172,16 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
                                  << int64_t(blockQ) << " and " << int64_t(blockK);
       return signalPassFailure();
     }
-    // The quadratic form has no state to start from or to hand on (nor a gate or skip term).
+    // The quadratic form has no state to start from or to hand on (nor a gate, skip term or q/k
+    // head groups).
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
-      if (!op.getState() && op.getGate().empty() && op.getSkip().empty())
+      if (!op.getState() && op.getGate().empty() && op.getSkip().empty() && op.getQkGroup() == 1)
         return WalkResult::advance();
       op.emitError() << "a recurrence with a "
-                     << (op.getState() ? "state" : !op.getGate().empty() ? "gate" : "skip term")
+                     << (op.getState()            ? "state"
+                         : !op.getGate().empty() ? "gate"
+                         : !op.getSkip().empty() ? "skip term"
+                                                 : "q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";
       return WalkResult::interrupt();

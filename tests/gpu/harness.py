@@ -88,11 +88,12 @@ def load_reference(directory: Path, variant: str):
 
 
 def dim_sizes(kernel, q_len: int, kv_len: int, batch: int = 2, head_dim: int = 64) -> dict:
-    """Extents by role; static extents from the manifest; derived dims from their source."""
+    """Extents by role; static extents from the manifest; derived dims (kv heads, q/k head
+    groups) and aliases (`j : kv_len = i`) from their source."""
     dims = kernel.manifest["dims"]
     group = 1
     for d in dims:
-        if d.get("derived") and d["role"] == "kv_head":
+        if d.get("derived") and d["role"] in ("kv_head", "qk_head"):
             group = d["derived"]["divisor"]
     by_role = {"batch": batch, "q_head": 2 * group, "kv_head": 2, "q_seq": q_len, "kv_seq": kv_len,
                "head_dim": head_dim, "value_dim": head_dim}
@@ -100,10 +101,12 @@ def dim_sizes(kernel, q_len: int, kv_len: int, batch: int = 2, head_dim: int = 6
     for d in dims:
         if d.get("static") is not None:
             sizes[d["name"]] = d["static"]
-        elif not d.get("derived"):
+        elif not d.get("derived") and not d.get("alias"):
             sizes[d["name"]] = by_role.get(d["role"], 16)
     for d in dims:
-        if d["name"] not in sizes:
+        if d["name"] not in sizes and d.get("alias"):
+            sizes[d["name"]] = sizes[d["alias"]]
+        elif d["name"] not in sizes:
             sizes[d["name"]] = sizes[d["derived"]["source"]] // d["derived"]["divisor"]
     paged = kernel.manifest.get("paged")
     if paged:  # whole pages per sequence, one spare page in the pool

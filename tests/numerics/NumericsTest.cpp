@@ -184,8 +184,8 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 /// attn-chunk): a decay fixed per head folded into the score (RetNet), a per-step one and a key
 /// factor (recurrence_chain) as the tile's decay and score regions. Every run is also checked
 /// against the recurrent float64 form, and with a state (initial in, final out; no quadratic
-/// form) its final state too. mamba2_step (q_len = 1) takes the single-step form; a gate (GLA)
-/// and a skip term (Mamba-2's D x) have only the chunked form.
+/// form) its final state too. mamba2_step (q_len = 1) takes the single-step form; a gate (GLA),
+/// a skip term (Mamba-2's D x) and q/k head groups have only the chunked form.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
@@ -197,7 +197,9 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "gla.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_gated_state.attn",
        false},
-      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true}};
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_groups.attn",
+       false}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;
     for (int64_t chunk : {1, 5, 64}) {

@@ -51,11 +51,12 @@ SPEC_FILES = (sorted((REPO / "specs").glob("*.attn"))
               + sorted((HERE / "specs").glob("*.attn")))
 
 # Sizes of the dynamic dims by role (static and derived dims keep theirs), and the range of the
-# i32 params' values. q_head is a multiple of 4 for the GQA specs (hk = h / 4).
+# i32 params' values. q_head is a multiple of 4 for the GQA specs (hk = h / 4), of 8 where
+# q and k are shared by groups of 8 heads (Mamba-2's g = h / 8) and the shape reaches them.
 SHAPES = {
-    "one_key": ("batch=1,q_head=4,q_seq=1,kv_seq=1,head_dim=8", "0,3"),
+    "one_key": ("batch=1,q_head=8,q_seq=1,kv_seq=1,head_dim=8", "0,3"),
     "ragged": ("batch=2,q_head=8,q_seq=13,kv_seq=29,head_dim=24", "0,3"),
-    "tall": ("batch=1,q_head=4,q_seq=67,kv_seq=33,head_dim=16,none=4", "-2,40"),
+    "tall": ("batch=1,q_head=8,q_seq=67,kv_seq=33,head_dim=16,none=4", "-2,40"),
 }
 # Past the 256-key window of sliding_window.attn; costly for the interpreter, so only here.
 LONG_SHAPE = ("batch=1,q_head=4,q_seq=300,kv_seq=290,head_dim=8", "0,3")

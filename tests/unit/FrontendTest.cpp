@@ -427,6 +427,44 @@ std::string skipSpec(const std::string &out, const std::string &rest = "mask j <
   return text;
 }
 
+/// Mamba-2's B/C groups: q and k over g = h / G, v and o over h.
+std::string groupSpec(const std::string &dims, const std::string &rest = "mask j <= i\n  norm none") {
+  return "variant r {\n  dims b, i : q_len, j : kv_len, " + dims + ", n = 32, p = 16\n"
+         "  input c[b, g, i, n], bm[b, j, g, n], x[b, j, h, p]\n"
+         "  score s = dot(c, bm)\n  " + rest + "\n  output y[b, i, h, p] = attend(s, x)\n}\n";
+}
+
+TEST(Sema, QKHeadGroups) {
+  SpecFile f;
+  Diagnostic diag;
+  for (const char *dims : {"h, g = h / 4", "h = 16, g = h / 4"}) {
+    std::string text = groupSpec(dims);
+    ASSERT_TRUE(loadSpec("g.attn", text, f, diag)) << diag.render(text);
+    const Variant &v = f.variants[0];
+    EXPECT_EQ(v.qkGroup, 4) << dims;
+    ASSERT_GE(v.qkGroupDim, 0);
+    EXPECT_EQ(v.dims[v.qkGroupDim].name, "g");
+    EXPECT_EQ(v.dims[v.qkGroupDim].role, DimRole::QKHead);
+    EXPECT_EQ(v.dims[v.qHeadDim].name, "h");
+    EXPECT_EQ(v.dims[v.kvHeadDim].name, "h");
+    EXPECT_EQ(v.dims[v.headDim].name, "n");
+    EXPECT_EQ(v.dims[v.valueDim].name, "p");
+    EXPECT_EQ(v.group, 1);
+    EXPECT_EQ(v.canonicalPerm(v.inputs[v.q]), (std::vector<int>{0, 1, 2, 3}));  // [b, g, i, n]
+    EXPECT_EQ(v.canonicalPerm(v.inputs[v.k]), (std::vector<int>{0, 2, 1, 3}));  // [b, j, g, n]
+  }
+  // Unrelated extents, or static ones that divide both ways (g into h and into p): ambiguous.
+  for (const char *dims : {"h, g", "h = 16, g = 4"}) {
+    std::string text = groupSpec(dims);
+    EXPECT_FALSE(loadSpec("g.attn", text, f, diag)) << dims;
+    EXPECT_EQ(diag.message, "cannot tell the head-group dim of 'c' and 'bm' from their head dim");
+  }
+  std::string text;
+  text = groupSpec("h, g = h / 4", "mask j <= i");
+  EXPECT_FALSE(loadSpec("g.attn", text, f, diag));
+  EXPECT_EQ(diag.message, "sharing q and k across a group of heads needs norm none");
+}
+
 TEST(Sema, RecurrenceAndState) {
   SpecFile f;
   Diagnostic diag;

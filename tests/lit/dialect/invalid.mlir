@@ -351,6 +351,32 @@ func.func @skip_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
 
 // -----
 
+func.func @qk_group_heads(%q: memref<?x2x?x64xf32>, %v: memref<?x6x?x64xf32>, %o: memref<?x6x?x64xf32>) {
+  // expected-error @+1 {{heads (6) must be q/k head groups (2) times qk_group (4)}}
+  attn.attention %q, %q, %v -> %o {group = 1 : i64, norm = #attn.norm<none>, qk_group = 4 : i64}
+      : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>, memref<?x6x?x64xf32> -> memref<?x6x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @qk_group_with_gqa(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{q/k head groups (qk_group 2) need group 1 and unpaged, unquantised k and v}}
+  attn.attention %q, %q, %q -> %o {group = 2 : i64, norm = #attn.norm<none>, qk_group = 2 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
 func.func @state_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
                               %lse: memref<?x?x?xf32>, %st: memref<?x?x64x64xf32>) {
   // expected-error @+1 {{a state needs norm none (a recurrence), got softmax}}

@@ -127,6 +127,29 @@ func.func @key_factors(%q: memref<?x?x?x64xf32>, %dt: memref<?x?x?xf32>, %o: mem
 
 // -----
 
+// q/k head groups (Mamba-2's B/C groups): the head loop runs over out's heads, and chunk_step
+// carries qk_group (q and k read at h / 4).
+// CHECK-LABEL: func.func @qk_groups
+// CHECK-SAME: %[[O:[^:]*]]: memref<?x?x?x32xf32>)
+// CHECK: %[[H:.*]] = memref.dim %[[O]], %c1
+// CHECK: scf.for %{{.*}} = %c0 to %[[H]] step %c1
+// CHECK: attn.chunk_step {{.*}} {chunk = 16 : i64, qk_group = 4 : i64}
+func.func @qk_groups(%c: memref<?x?x?x64xf32>, %x: memref<?x?x?x32xf32>, %o: memref<?x?x?x32xf32>) {
+  attn.attention %c, %c, %x -> %o {group = 1 : i64, norm = #attn.norm<none>, qk_group = 4 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x32xf32> -> memref<?x?x?x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}
+
+// -----
+
 // Not recurrences, left for attn-tile: softmax; a mask other than j <= i; a score factor
 // that reads i and j (ALiBi-like); a score not linear in dot (dot + 1).
 // CHECK-LABEL: func.func @not_recurrences
