@@ -224,14 +224,22 @@ private:
     gpu::BarrierOp::create(b, loc);
   }
 
-  /// keyScales[r] = the score's key factor of position n0 + r (clamped to the last query), by
-  /// one thread per row. Readers of the previous chunk's factors are past a barrier; the
-  /// caller's next barrier publishes them.
-  void computeKeyScales(Value n0, Value tid) {
+  /// keyScales[r] = the score's key factor of position n0 + r, 0 past the keys that count
+  /// (below keysEnd: its params may end at kv_len), by one thread per row. Readers of the
+  /// previous chunk's factors are past a barrier; the caller's next barrier publishes them.
+  void computeKeyScales(Value n0, Value keysEnd, Value tid) {
     forEachChunk(cfg.rows, tid, cfg.threads, [&](Value r) {
-      Value p = minIdx(add(n0, r), add(qLen, idx(-1)));
-      memref::StoreOp::create(b, loc, inlineRegion(step.getKeyScale(), {batch, head, p}),
-                              keyScales, ValueRange{r});
+      Value p = add(n0, r);
+      auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, lt(p, keysEnd),
+                                    /*withElseRegion=*/true);
+      {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(ifOp.thenBlock());
+        scf::YieldOp::create(b, loc, inlineRegion(step.getKeyScale(), {batch, head, p}));
+        b.setInsertionPointToStart(ifOp.elseBlock());
+        scf::YieldOp::create(b, loc, f32(0));
+      }
+      memref::StoreOp::create(b, loc, ifOp.getResult(0), keyScales, ValueRange{r});
     });
   }
   /// The key factor of chunk row r (1 without one).
@@ -408,7 +416,7 @@ LogicalResult ChunkKernelBuilder::build() {
     if (!step.getFeatureK().empty())
       mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
     if (keyScales) {
-      computeKeyScales(n0, tid);
+      computeKeyScales(n0, keysEnd, tid);
       if (!cum && !gateCum)  // otherwise their scans' barriers publish the factors
         gpu::BarrierOp::create(b, loc);
     }
