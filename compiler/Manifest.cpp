@@ -171,10 +171,24 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};
-  if (int64_t chunk = chunkOf(v, options)) {
+  int64_t chunk = chunkOf(v, options);
+  mlir::attn::CUDAScanConfig scan;
+  std::string why;
+  if (chunk && headDim > 0 && valueDim > 0 && mlir::attn::cudaUsesScan(headDim, valueDim)) {
+    // The scan kernel: a thread per (batch, head, value channel) over all the positions.
+    if (mlir::succeeded(mlir::attn::cudaScanConfig(headDim, valueDim, scan, why))) {
+      manifest["block"] = {scan.threads, 1, 1};
+      manifest["grid"] = {{{"ceil_div", {v.dims[v.qHeadDim].name, scan.headsPerBlock}}},
+                          {{"dim", v.dims[v.batchDim].name}},
+                          {{"ceil_div", {v.dims[v.valueDim].name, scan.valueBlock}}}};
+      manifest["dynamic_shared_memory"] = 0;
+      manifest["tile"] = {{"block_q", 1}, {"block_k", 1}, {"warps", scan.threads / 32}};
+      manifest["scan"] = {{"heads_per_block", scan.headsPerBlock},
+                          {"value_block", scan.valueBlock}};
+    }
+  } else if (chunk) {
     // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
     mlir::attn::CUDAChunkConfig config;
-    std::string why;
     if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why,
                                                     options.valueSlice))) {
       manifest["block"] = {config.threads, 1, 1};

@@ -387,9 +387,21 @@ void lower(Emit &e, ChunkStepOp op) {
   // R = min(chunk, q_len - n0) rows.
   Value rows = arith::MinUIOp::create(e.b, e.loc, e.index(chunk),
                                       arith::SubIOp::create(e.b, e.loc, qLen, n0));
+  // The chunk's f32 buffers ([chunk] or [chunk, chunk], or [chunk, d] with d dynamic) are
+  // allocated at the function's entry when q is its argument: allocas inside attn-chunk's loops
+  // would pile up on the stack once per (b, h, chunk) (a stack overflow at 1024 heads).
+  auto func = op->getParentOfType<func::FuncOp>();
+  auto arg = dyn_cast<BlockArgument>(q);
+  bool hoist = func && arg && arg.getOwner() == &func.front();
   auto f32Tile = [&](ArrayRef<int64_t> shape) {
-    return memref::AllocaOp::create(e.b, e.loc, MemRefType::get(shape, e.b.getF32Type()))
-        .getResult();
+    OpBuilder::InsertionGuard guard(e.b);
+    if (hoist)
+      e.b.setInsertionPointToStart(&func.front());
+    auto type = MemRefType::get(shape, e.b.getF32Type());
+    SmallVector<Value> dynamic;
+    if (type.getNumDynamicDims())  // [chunk, d]: d from q's last axis
+      dynamic.push_back(memref::DimOp::create(e.b, e.loc, q, 3));
+    return memref::AllocaOp::create(e.b, e.loc, type, dynamic).getResult();
   };
   Value g = f32Tile({chunk}), P = f32Tile({chunk, chunk});
   auto mapped = [&](Emit &e, Region &feature, Value x) {
@@ -422,8 +434,7 @@ void lower(Emit &e, ChunkStepOp op) {
   bool gated = !op.getGate().empty();
   Value G;
   if (gated) {
-    auto type = MemRefType::get({chunk, ShapedType::kDynamic}, e.b.getF32Type());
-    G = memref::AllocaOp::create(e.b, e.loc, type, ValueRange{headDim});
+    G = f32Tile({chunk, cast<MemRefType>(q.getType()).getDimSize(3)});
     e.loop(headDim, [&](Emit &e, Value d) {
       e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
         Value gate = e.inlineRegion(op.getGate(), {b, h, e.add(n0, r), d});

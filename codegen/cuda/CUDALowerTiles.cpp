@@ -1011,7 +1011,10 @@ struct AttnCUDALowerTilesPass
   LogicalResult lowerChunked(func::FuncOp f, ChunkStepOp step) {
     OpBuilder b(f);
     auto kernel = createKernel(b, f, {step.getQ(), step.getK(), step.getV(), step.getOut()});
-    if (failed(buildChunkKernel(b, f, step, kernel, valueSlice)) ||
+    int64_t d = step.getQ().getType().getDimSize(3), dv = step.getOut().getType().getDimSize(3);
+    bool scan = !ShapedType::isDynamic(d) && !ShapedType::isDynamic(dv) && cudaUsesScan(d, dv);
+    if (failed(scan ? buildScanKernel(b, f, step, kernel)
+                    : buildChunkKernel(b, f, step, kernel, valueSlice)) ||
         failed(checkSelfContained(kernel)))
       return failure();
     f.erase();

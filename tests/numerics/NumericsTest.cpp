@@ -199,6 +199,9 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
        false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_chain.attn", true},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_groups.attn",
+       false},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "s4d.attn", false},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_scan.attn",
        false}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;
