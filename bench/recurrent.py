@@ -39,7 +39,7 @@ CASES = [
 ]
 ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893,
               "chunk_gla": "-",
-              "selective_state_update": "-"}
+              "selective_state_update": "-", "torch selective_scan_ref": "-"}
 
 
 def fla_op(name, q, k, v, scale):
@@ -146,6 +146,46 @@ def mamba2_step_case(args):
     return row
 
 
+def mamba1_case(args):
+    """attnc's mamba1_selective_scan (the scan kernel: a thread per channel over the sequence)
+    against a float32 torch selective scan written like mamba_ssm's selective_scan_ref (one
+    step per position); mamba_ssm's own selective_scan is a CUDA extension, not carried."""
+    B, L = (int(x) for x in args.mamba1.split(":"))
+    H, N = 1536, 16
+    row = {"variant": "mamba1_selective_scan", "fla_op": "torch selective_scan_ref"}
+    print(f"== mamba1_selective_scan vs a torch scan (b{B} L{L} d_inner{H} n{N})", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    u = torch.randn(B, L, H, 1, device="cuda", dtype=torch.bfloat16, generator=gen)
+    bm = torch.randn(B, L, 1, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    c = torch.randn(B, L, 1, N, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.3
+    dt = torch.randn(B, L, H, device="cuda", dtype=torch.float32, generator=gen) - 2
+    dt_bias = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen) * 0.5
+    a_log = torch.log(torch.arange(1, N + 1, device="cuda", dtype=torch.float32)).repeat(H, 1)
+    d_skip = torch.randn(H, device="cuda", dtype=torch.float32, generator=gen)
+
+    def peer():
+        def scan():
+            delta = torch.nn.functional.softplus(dt + dt_bias)  # [B, L, H]
+            dA = torch.exp(delta[..., None] * -torch.exp(a_log))  # [B, L, H, N]
+            dBu = delta[..., None] * bm.float() * u.float()  # [B, L, H, N]
+            x = torch.zeros(B, H, N, device="cuda")
+            ys = []
+            for t in range(L):
+                x = dA[:, t] * x + dBu[:, t]
+                ys.append((x * c[:, t].float()).sum(-1))
+            return (torch.stack(ys, 1) + d_skip * u[..., 0].float())[..., None]
+        return scan
+
+    ref = time_peer(row, peer, max(1, args.repeats // 10))
+    inputs = dict(c=c, bm=bm, u=u, dt=dt, dt_bias=dt_bias, a_log=a_log, d_skip=d_skip)
+    time_attnc(row, args, inputs, ("y", u), ref, 0)
+    # Bytes: u, y (bf16) and dt (f32) per channel and step, B and C once per step.
+    if "attnc_ms" in row:
+        row["attnc_gbs"] = B * L * (H * (2 + 2 + 4) + 4 * N) / row["attnc_ms"] / 1e6
+    print("  " + json.dumps(row), flush=True)
+    return row
+
+
 NO_PEERS = False  # --no-peers: attnc's kernels only (the peers' first calls take ~30 s each)
 
 
@@ -209,6 +249,8 @@ def main():
                         help="b:h of the Mamba-2 decoding step (p 64, n 128); '' skips it")
     parser.add_argument("--mamba", default="2:8192:64",
                         help="b:L:h of the Mamba-2 SSD case (p 64, n 128, chunk 256); '' skips it")
+    parser.add_argument("--mamba1", default="2:2048",
+                        help="b:L of the Mamba-1 selective scan (d_inner 1536, n 16); '' skips it")
     parser.add_argument("--no-peers", action="store_true", help="time attnc's kernels only")
     args = parser.parse_args()
     global NO_PEERS
@@ -242,6 +284,9 @@ def main():
     if args.step:
         rows.append(mamba2_step_case(args))
         raw["mamba2_step"] = rows[-1]
+    if args.mamba1:
+        rows.append(mamba1_case(args))
+        raw["mamba1_selective_scan"] = rows[-1]
 
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")
@@ -257,7 +302,10 @@ def main():
              f"b{args.mamba.replace(':', ' L', 1).replace(':', ' h', 1)} p64 n128 against "
              "mamba_ssm (chunk 256), TFLOP/s counted as B·H·L²·(N+P). The mamba2_step row: one "
              f"decoding step, b{args.step.replace(':', ' h')} p64 n128, against mamba_ssm's "
-             "selective_state_update (the f32 state read and written in place).", "",
+             "selective_state_update (the f32 state read and written in place). The "
+             f"mamba1_selective_scan row: b{args.mamba1.replace(':', ' L')} d_inner 1536 n16, "
+             "attnc's scan kernel against a float32 torch scan (one step per position; "
+             "mamba_ssm's CUDA selective_scan is not carried).", "",
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
              "attnc / fla time | err | quadratic ms | quadratic TFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
