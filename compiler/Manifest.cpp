@@ -28,15 +28,17 @@ nlohmann::json dimNames(const Variant &v, const std::vector<int> &dims) {
   return names;
 }
 
+/// `vectorized`: read in 16-byte rows (a unit last stride, rows aligned to 16 bytes);
+/// `unitStride`: a unit last stride only (the scan kernel's scalar loads).
 nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *kind, DType dtype,
                          const std::vector<int> &canonical, const std::vector<int> &storage,
-                         bool vectorized) {
+                         bool vectorized, bool unitStride = false) {
   nlohmann::json arg = {{"name", name},
                         {"kind", kind},
                         {"dtype", dtypeName(dtype)},
                         {"dims", dimNames(v, canonical)},
                         {"storage_dims", dimNames(v, storage)},
-                        {"unit_stride_last", vectorized},
+                        {"unit_stride_last", vectorized || unitStride},
                         {"alignment", vectorized ? 16 : dtypeBytes(dtype)},
                         {"row_alignment", vectorized ? 16 : 0}};
   if (dtypePacking(dtype) > 1)  // i4: two values per byte along the last axis
@@ -97,11 +99,16 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
                              v.headDim};
   std::vector<int> vCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.valueDim};
   std::vector<int> oCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.valueDim};
+  // The scan kernel reads q, k, v and writes o one element at a time: no row alignment.
+  int64_t chunk = chunkOf(v, options);
+  bool scanKernel = chunk && headDim > 0 && valueDim > 0 &&
+                    mlir::attn::cudaUsesScan(headDim, valueDim);
+  bool rows = !scanKernel;
   json args = json::array();
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
     case KernelArg::Kind::Q:
-      args.push_back(tensorArg(v, a.name, "input", q.resolvedDType, qCanon, q.dims, true));
+      args.push_back(tensorArg(v, a.name, "input", q.resolvedDType, qCanon, q.dims, rows, true));
       break;
     case KernelArg::Kind::K:
     case KernelArg::Kind::V: {
@@ -113,7 +120,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         canon[3] = isK ? v.headDim : v.valueDim;
         storage = v.pagedStorage(t);
       }
-      args.push_back(tensorArg(v, a.name, "input", t.resolvedDType, canon, storage, true));
+      args.push_back(tensorArg(v, a.name, "input", t.resolvedDType, canon, storage, rows, true));
       if (t.scaleParam >= 0) {  // quantised: the dequantisation scale param and its group
         args.back()["scale"] = v.params[size_t(t.scaleParam)].name;
         args.back()["scale_group"] = t.scaleGroup;
@@ -171,10 +178,9 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
       {"dims", dims},
       {"args", args}};
-  int64_t chunk = chunkOf(v, options);
   mlir::attn::CUDAScanConfig scan;
   std::string why;
-  if (chunk && headDim > 0 && valueDim > 0 && mlir::attn::cudaUsesScan(headDim, valueDim)) {
+  if (scanKernel) {
     // The scan kernel: a thread per (batch, head, value channel) over all the positions.
     if (mlir::succeeded(mlir::attn::cudaScanConfig(headDim, valueDim, scan, why))) {
       manifest["block"] = {scan.threads, 1, 1};
