@@ -189,7 +189,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
                           {{"ceil_div", {v.dims[v.valueDim].name, scan.valueBlock}}}};
       manifest["dynamic_shared_memory"] = 0;
       manifest["tile"] = {{"block_q", 1}, {"block_k", 1}, {"warps", scan.threads / 32}};
-      manifest["scan"] = {{"heads_per_block", scan.headsPerBlock},
+      manifest["scan"] = {{"lanes", scan.lanes}, {"heads_per_block", scan.headsPerBlock},
                           {"value_block", scan.valueBlock}};
     }
   } else if (chunk) {

@@ -1,15 +1,17 @@
 // The CUDA kernel of attn.chunk_step in the recurrent (scan) form, for the shapes the tensor-core
 // chunk kernel (CUDAChunk.cpp) does not take: a head or value dim that is not a multiple of 16,
 // as in Mamba-1's selective scan, where every channel is a head with one value channel and a
-// state of N = 16 (Dao & Gu 2024, section 7: "SSMs with head dimension P = 1"). One thread per
-// (batch, head, value channel e) walks every position t in order with its state column S[:, e]
-// (d f32 values) in registers:
-//   S[:, e] = gamma_t diag(gate_t) S[:, e] + k_t fk(k_t) v[t, e]       (keys below kv_len)
-//   o[t, e] = c_t fq(q_t) . S[:, e]  (+ skip(t, e, v[t, e]))
-// with gamma the decay, k_t the score's key factor and c_t its query factor. The work is
-// O(T d) per thread and sequential in t: it is the correct, simple form of these variants, not
-// a tuned one (no chunking in time, scalar loads of q and k, which every thread of a head
-// reads and L1 serves).
+// state of N = 16 (Dao & Gu 2024, section 7: "SSMs with head dimension P = 1"). A group of
+// `lanes` threads (a power of two dividing d, up to 32) owns one (batch, head, value channel e)
+// and walks every position t in order; lane l keeps the state entries c = l, l + lanes, ... of
+// the column S[:, e] in registers:
+//   S[c, e] = gamma_t gate_t[c] S[c, e] + k_t fk(k_t[c]) v[t, e]       (keys below kv_len)
+//   o[t, e] = c_t sum_c fq(q_t[c]) S[c, e]  (+ skip(t, e, v[t, e]))
+// the sum over the group by shuffles; gamma is the decay, k_t the score's key factor and c_t its
+// query factor. Threads past the heads or value channels compute on clamped indices (every lane
+// of a warp takes part in the shuffles) and store nothing. Each loop iteration first reads the
+// inputs of kScanSteps positions (their loads overlap), then takes the steps in order. The work
+// is sequential in t: the simple form of these variants, not a chunked one.
 #include "codegen/cuda/Passes.h"
 #include "codegen/cuda/WarpKernel.h"
 
@@ -31,8 +33,12 @@ LogicalResult mlir::attn::cudaScanConfig(int64_t headDim, int64_t valueDim,
     return failure();
   }
   config.threads = 128;
-  config.valueBlock = std::min<int64_t>(valueDim, config.threads);
-  config.headsPerBlock = config.threads / config.valueBlock;
+  config.lanes = 1;
+  while (config.lanes < 32 && headDim % (2 * config.lanes) == 0)
+    config.lanes *= 2;
+  int64_t channels = config.threads / config.lanes;  // (head, value channel) pairs per block
+  config.valueBlock = std::min<int64_t>(valueDim, channels);
+  config.headsPerBlock = channels / config.valueBlock;
   return success();
 }
 
@@ -92,19 +98,25 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
   const int64_t d = cast<MemRefType>(q.getType()).getDimSize(3);
   const int64_t dv = cast<MemRefType>(out.getType()).getDimSize(3);
 
-  // This thread's (batch, head, value channel).
+  // This thread's (batch, head, value channel) and its lane in the channel's group.
+  const int64_t lanes = cfg.lanes, perLane = d / lanes;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value local = arith::DivUIOp::create(b, loc, tid, idx(cfg.valueBlock));
-  head = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), cfg.headsPerBlock), local);
+  Value lane = arith::RemUIOp::create(b, loc, tid, idx(lanes));
+  Value channel = arith::DivUIOp::create(b, loc, tid, idx(lanes));
+  Value local = arith::DivUIOp::create(b, loc, channel, idx(cfg.valueBlock));
+  Value h = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), cfg.headsPerBlock), local);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value e = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), cfg.valueBlock),
-                arith::RemUIOp::create(b, loc, tid, idx(cfg.valueBlock)));
+  Value ev = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), cfg.valueBlock),
+                 arith::RemUIOp::create(b, loc, channel, idx(cfg.valueBlock)));
   Value heads = memref::DimOp::create(b, loc, out, 1);
   Value active = arith::AndIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, lt(local, idx(cfg.headsPerBlock)), lt(head, heads)),
-      lt(e, idx(dv)));
-  auto ifActive = scf::IfOp::create(b, loc, active, /*withElseRegion=*/false);
-  b.setInsertionPoint(ifActive.thenBlock()->getTerminator());
+      b, loc, arith::AndIOp::create(b, loc, lt(local, idx(cfg.headsPerBlock)), lt(h, heads)),
+      lt(ev, idx(dv)));
+  // Inactive threads work on the last head and channel: the shuffles need every lane.
+  head = minIdx(h, add(heads, idx(-1)));
+  Value e = minIdx(ev, idx(dv - 1));
+  Value store = arith::AndIOp::create(
+      b, loc, active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
 
   // Heads of q, k and v: h, h / group (GQA), or h / G for q and k (q/k head groups).
   Value vHead = group == 1 ? head : arith::DivUIOp::create(b, loc, head, idx(group)).getResult();
@@ -113,55 +125,91 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
     qHead = kHead = arith::DivUIOp::create(b, loc, head, idx(qkGroup));
   qLen = memref::DimOp::create(b, loc, q, 2);
   Value keysEnd = minIdx(memref::DimOp::create(b, loc, k, 2), qLen);
+  // This lane's state entries: lane, lane + lanes, ...
+  SmallVector<Value> entries;
+  for (int64_t m = 0; m < perLane; ++m)
+    entries.push_back(add(lane, m * lanes));
 
   SmallVector<Value> s0;
-  for (int64_t c = 0; c < d; ++c)
-    s0.push_back(state ? load(state, {batch, head, idx(c), e}) : f32(0));
-  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(1), s0);
+  for (Value c : entries)
+    s0.push_back(state ? load(state, {batch, head, c, e}) : f32(0));
+  // kScanSteps positions per iteration: first every input of those steps (their loads in
+  // flight together; positions past q_len read at the last one), then the steps in order.
+  const int64_t steps = kScanSteps;
+  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(steps), s0);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
-    Value t = loop.getInductionVar();
+    Value t0 = loop.getInductionVar();
     SmallVector<Value> S(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
-    // S = gamma_t diag(gate_t) S + k_t fk(k_t) v[t, e] (no key past keysEnd).
-    Value gamma = step.getDecay().empty() ? Value()
-                                          : inlineRegion(step.getDecay(), {batch, head, t});
-    Value key = lt(t, keysEnd);
-    Value weighted = ifElseZero(key, [&] {  // k_t v[t, e]
-      Value x = load(v, {batch, vHead, t, e});
-      return step.getKeyScale().empty()
-                 ? x
-                 : fmul(inlineRegion(step.getKeyScale(), {batch, head, t}), x);
-    });
-    for (int64_t c = 0; c < d; ++c) {
-      Value ch = idx(c), decayed = S[c];
-      if (gamma)
-        decayed = fmul(decayed, gamma);
-      if (!step.getGate().empty())
-        decayed = fmul(decayed, inlineRegion(step.getGate(), {batch, head, t, ch}));
-      Value kc = ifElseZero(key, [&] {
-        return mapped(step.getFeatureK(), load(k, {batch, kHead, t, ch}));
+    struct Inputs {
+      Value t, inRange, gamma, weighted, factor, skip;
+      SmallVector<Value> gate, k, q;
+    };
+    SmallVector<Inputs> in(steps);
+    for (int64_t u = 0; u < steps; ++u) {
+      Inputs &x = in[u];
+      Value position = add(t0, u);
+      x.inRange = lt(position, qLen);
+      Value t = x.t = minIdx(position, add(qLen, idx(-1)));
+      if (!step.getDecay().empty())
+        x.gamma = inlineRegion(step.getDecay(), {batch, head, t});
+      Value key = lt(position, keysEnd);  // k_t v[t, e], 0 past the keys that count
+      x.weighted = ifElseZero(key, [&] {
+        Value value = load(v, {batch, vHead, t, e});
+        return step.getKeyScale().empty()
+                   ? value
+                   : fmul(inlineRegion(step.getKeyScale(), {batch, head, t}), value);
       });
-      S[c] = fadd(decayed, fmul(kc, weighted));
+      for (int64_t m = 0; m < perLane; ++m) {
+        if (!step.getGate().empty())
+          x.gate.push_back(inlineRegion(step.getGate(), {batch, head, t, entries[m]}));
+        x.k.push_back(ifElseZero(key, [&] {
+          return mapped(step.getFeatureK(), load(k, {batch, kHead, t, entries[m]}));
+        }));
+        x.q.push_back(mapped(step.getFeatureQ(), load(q, {batch, qHead, t, entries[m]})));
+      }
+      x.factor = inlineRegion(step.getScore(), {batch, head, t, idx(0), f32(1)});
+      if (!step.getSkip().empty())  // the key dim is the query dim: v has row t
+        x.skip = inlineRegion(step.getSkip(), {batch, head, t, e, load(v, {batch, vHead, t, e})});
     }
-    // o[t, e] = c_t fq(q_t) . S (+ skip).
-    Value acc = f32(0);
-    for (int64_t c = 0; c < d; ++c)
-      acc = fadd(acc, fmul(mapped(step.getFeatureQ(), load(q, {batch, qHead, t, idx(c)})), S[c]));
-    Value o = fmul(inlineRegion(step.getScore(), {batch, head, t, idx(0), f32(1)}), acc);
-    if (!step.getSkip().empty())
-      o = fadd(o, inlineRegion(step.getSkip(), {batch, head, t, e, load(v, {batch, vHead, t, e})}));
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
-    if (outElt != o.getType())
-      o = arith::TruncFOp::create(b, loc, outElt, o);
-    memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, t, e});
+    for (const Inputs &x : in) {
+      // S = gamma_t diag(gate_t) S + k_t fk(k_t) v[t, e]; a step past q_len keeps S.
+      Value acc = f32(0);
+      for (int64_t m = 0; m < perLane; ++m) {
+        Value decayed = S[m];
+        if (x.gamma)
+          decayed = fmul(decayed, x.gamma);
+        if (!x.gate.empty())
+          decayed = fmul(decayed, x.gate[m]);
+        S[m] = select(x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)), S[m]);
+        acc = fadd(acc, fmul(x.q[m], S[m]));
+      }
+      // o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip).
+      for (int32_t offset = int32_t(lanes / 2); offset >= 1; offset /= 2)
+        acc = fadd(acc, shflXor(acc, offset));
+      Value o = fmul(x.factor, acc);
+      if (x.skip)
+        o = fadd(o, x.skip);
+      if (outElt != o.getType())
+        o = arith::TruncFOp::create(b, loc, outElt, o);
+      auto ifStore = scf::IfOp::create(b, loc, arith::AndIOp::create(b, loc, store, x.inRange),
+                                       /*withElseRegion=*/false);
+      OpBuilder::InsertionGuard storeGuard(b);
+      b.setInsertionPoint(ifStore.thenBlock()->getTerminator());
+      memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, x.t, e});
+    }
     scf::YieldOp::create(b, loc, S);
   }
-  if (state)
-    for (int64_t c = 0; c < d; ++c)
-      memref::StoreOp::create(b, loc, loop.getResult(unsigned(c)), state,
-                              ValueRange{batch, head, idx(c), e});
-  b.setInsertionPointAfter(ifActive);
+  if (state) {
+    auto ifStore = scf::IfOp::create(b, loc, active, /*withElseRegion=*/false);
+    b.setInsertionPoint(ifStore.thenBlock()->getTerminator());
+    for (int64_t m = 0; m < perLane; ++m)
+      memref::StoreOp::create(b, loc, loop.getResult(unsigned(m)), state,
+                              ValueRange{batch, head, entries[m], e});
+    b.setInsertionPointAfter(ifStore);
+  }
   gpu::ReturnOp::create(b, loc);
   return success();
 }

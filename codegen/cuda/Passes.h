@@ -69,13 +69,15 @@ LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
                                gpu::GPUFuncOp kernel, int64_t valueSlice);
 
 /// The recurrent (scan) form of attn.chunk_step (CUDAScan.cpp), for the shapes the chunk kernel
-/// does not take: one thread per (batch, head, value channel) walks the positions with its
-/// state column in registers. A block holds `headsPerBlock` heads of `valueBlock` channels; the
-/// grid is (ceil(heads / headsPerBlock), batch, ceil(dv / valueBlock)).
+/// does not take: `lanes` threads per (batch, head, value channel) walk the positions with the
+/// state column in registers (d / lanes entries each). A block holds `headsPerBlock` heads of
+/// `valueBlock` channels; the grid is (ceil(heads / headsPerBlock), batch, ceil(dv / valueBlock)).
 struct CUDAScanConfig {
-  int64_t threads = 0, valueBlock = 0, headsPerBlock = 0;
+  int64_t threads = 0, lanes = 0, valueBlock = 0, headsPerBlock = 0;
 };
 inline constexpr int64_t kCUDAScanMaxHeadDim = 128;
+/// Positions whose inputs the scan kernel loads together before stepping through them.
+inline constexpr int64_t kScanSteps = 8;
 /// Whether attn.chunk_step takes the scan kernel: a head or value dim not a multiple of 16.
 bool cudaUsesScan(int64_t headDim, int64_t valueDim);
 LogicalResult cudaScanConfig(int64_t headDim, int64_t valueDim, CUDAScanConfig &config,
