@@ -274,32 +274,15 @@ void ChunkKernelBuilder::loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf,
 }
 
 LogicalResult ChunkKernelBuilder::build() {
-  auto args = kernel.getArguments();
-  for (auto [hostArg, kernelArg] : llvm::zip(func.getArguments(), args))
-    outside.map(hostArg, kernelArg);
-  q = outside.lookup(step.getQ());
-  k = outside.lookup(step.getK());
-  v = outside.lookup(step.getV());
-  out = outside.lookup(step.getOut());
-  written = {step.getOut()};
-  if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
-    state = outside.lookup(view.getSource());
-    written.push_back(view.getSource());
-  }
+  FailureOr<StepArgs> mappedArgs = mapChunkStep(step, kernel);
+  if (failed(mappedArgs))
+    return failure();
+  q = mappedArgs->q, k = mappedArgs->k, v = mappedArgs->v, out = mappedArgs->out;
+  state = mappedArgs->state;
+  group = mappedArgs->group;
   elt = cast<MemRefType>(q.getType()).getElementType();
   headDim = cast<MemRefType>(q.getType()).getDimSize(3);
   decay = step.getDecay().empty() ? nullptr : &step.getDecay();
-  IntegerAttr groupAttr;
-  auto div = step.getHk().getDefiningOp<arith::DivUIOp>();
-  if (div && div.getLhs() == step.getH() && matchPattern(div.getRhs(), m_Constant(&groupAttr)))
-    group = groupAttr.getInt();
-  else if (step.getHk() != step.getH())
-    return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
-  for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay(), &step.getGate(), &step.getKeyScale(),
-                         &step.getSkip()})
-    if (failed(mapCapturedValues(*region)))
-      return failure();
 
   const int64_t rows = cfg.rows, bv = cfg.valueSlice, threads = cfg.threads;
   const int64_t nTiles = rows / 8, vTiles = bv / 8, kSteps = headDim / 16;

@@ -15,8 +15,6 @@
 #include "codegen/cuda/Passes.h"
 #include "codegen/cuda/WarpKernel.h"
 
-#include "mlir/IR/Matchers.h"
-
 using namespace mlir;
 using namespace mlir::attn;
 
@@ -74,27 +72,11 @@ private:
 };
 
 LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
-  for (auto [hostArg, kernelArg] : llvm::zip(func.getArguments(), kernel.getArguments()))
-    outside.map(hostArg, kernelArg);
-  Value q = outside.lookup(step.getQ()), k = outside.lookup(step.getK()),
-        v = outside.lookup(step.getV()), out = outside.lookup(step.getOut()), state;
-  written = {step.getOut()};
-  if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
-    state = outside.lookup(view.getSource());
-    written.push_back(view.getSource());
-  }
-  int64_t group = 1;
-  IntegerAttr groupAttr;
-  auto div = step.getHk().getDefiningOp<arith::DivUIOp>();
-  if (div && div.getLhs() == step.getH() && matchPattern(div.getRhs(), m_Constant(&groupAttr)))
-    group = groupAttr.getInt();
-  else if (step.getHk() != step.getH())
-    return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
-  for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay(), &step.getGate(), &step.getKeyScale(),
-                         &step.getSkip()})
-    if (failed(mapCapturedValues(*region)))
-      return failure();
+  FailureOr<StepArgs> args = mapChunkStep(step, kernel);
+  if (failed(args))
+    return failure();
+  Value q = args->q, k = args->k, v = args->v, out = args->out, state = args->state;
+  int64_t group = args->group;
   const int64_t d = cast<MemRefType>(q.getType()).getDimSize(3);
   const int64_t dv = cast<MemRefType>(out.getType()).getDimSize(3);
 

@@ -13,6 +13,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 namespace mlir::attn {
@@ -232,6 +233,41 @@ protected:
     });
     return result;
   }
+  /// An attn.chunk_step's kernel arguments (state: null without one) and GQA group.
+  struct StepArgs {
+    Value q, k, v, out, state;
+    int64_t group = 1;
+  };
+  /// Maps f's arguments to the kernel's, records what the step writes, finds the GQA group
+  /// (kv head = h / group) and maps the values every region captures. Shared by the chunk
+  /// and the scan kernels of attn.chunk_step.
+  FailureOr<StepArgs> mapChunkStep(ChunkStepOp step, gpu::GPUFuncOp kernel) {
+    for (auto [hostArg, kernelArg] : llvm::zip(func.getArguments(), kernel.getArguments()))
+      outside.map(hostArg, kernelArg);
+    StepArgs a;
+    a.q = outside.lookup(step.getQ());
+    a.k = outside.lookup(step.getK());
+    a.v = outside.lookup(step.getV());
+    a.out = outside.lookup(step.getOut());
+    written = {step.getOut()};
+    if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
+      a.state = outside.lookup(view.getSource());
+      written.push_back(view.getSource());
+    }
+    IntegerAttr groupAttr;
+    auto div = step.getHk().getDefiningOp<arith::DivUIOp>();
+    if (div && div.getLhs() == step.getH() && matchPattern(div.getRhs(), m_Constant(&groupAttr)))
+      a.group = groupAttr.getInt();
+    else if (step.getHk() != step.getH())
+      return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
+    for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
+                           &step.getDecay(), &step.getGate(), &step.getKeyScale(),
+                           &step.getSkip()})
+      if (failed(mapCapturedValues(*region)))
+        return failure();
+    return a;
+  }
+
   Value inlineRegion(Region &region, ValueRange args) {
     IRMapping map = outside;
     Block &block = region.front();

@@ -97,6 +97,7 @@ int64_t defaultSize(DimRole r) {
     return 2;
   case DimRole::QHead:
   case DimRole::KVHead:
+  case DimRole::QKHead:
     return 4;
   case DimRole::QSeq:
     return 5;
