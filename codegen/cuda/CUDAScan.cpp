@@ -68,7 +68,9 @@ private:
     scf::YieldOp::create(b, loc, f32(0));
     return ifOp.getResult(0);
   }
-  Value mapped(Region &feature, Value x) { return feature.empty() ? x : inlineRegion(feature, {x}); }
+  Value mapped(Region &feature, Value x) {
+    return feature.empty() ? x : inlineRegion(feature, {x});
+  }
 };
 
 LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {

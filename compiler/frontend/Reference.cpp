@@ -447,7 +447,8 @@ public:
       }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
-          double fk = keyFactor(p) * feature(v_.featureK, kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, p, d));
+          double k = kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, p, d);
+          double fk = keyFactor(p) * feature(v_.featureK, k);
           for (int64_t e = 0; e < DV; ++e)
             S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
         }

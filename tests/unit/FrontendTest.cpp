@@ -428,7 +428,8 @@ std::string skipSpec(const std::string &out, const std::string &rest = "mask j <
 }
 
 /// Mamba-2's B/C groups: q and k over g = h / G, v and o over h.
-std::string groupSpec(const std::string &dims, const std::string &rest = "mask j <= i\n  norm none") {
+std::string groupSpec(const std::string &dims,
+                      const std::string &rest = "mask j <= i\n  norm none") {
   return "variant r {\n  dims b, i : q_len, j : kv_len, " + dims + ", n = 32, p = 16\n"
          "  input c[b, g, i, n], bm[b, j, g, n], x[b, j, h, p]\n"
          "  score s = dot(c, bm)\n  " + rest + "\n  output y[b, i, h, p] = attend(s, x)\n}\n";
