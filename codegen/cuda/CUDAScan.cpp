@@ -202,11 +202,8 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
 
 LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
                                           gpu::GPUFuncOp kernel) {
-  auto q = step.getQ().getType();
-  int64_t d = q.getDimSize(3), dv = step.getOut().getType().getDimSize(3);
-  if (ShapedType::isDynamic(d) || ShapedType::isDynamic(dv))
-    return step.emitError("the CUDA back end needs static head and value dims: declare them "
-                          "(d = 128) or pass --set d=128");
+  // Static dims: lowerChunked sends dynamic ones to buildChunkKernel, which reports them.
+  int64_t d = step.getQ().getType().getDimSize(3), dv = step.getOut().getType().getDimSize(3);
   CUDAScanConfig config;
   std::string why;
   if (failed(cudaScanConfig(d, dv, config, why)))

@@ -82,7 +82,7 @@ inline constexpr int64_t kScanSteps = 8;
 bool cudaUsesScan(int64_t headDim, int64_t valueDim);
 LogicalResult cudaScanConfig(int64_t headDim, int64_t valueDim, CUDAScanConfig &config,
                              std::string &why);
-/// Fills `kernel` like buildChunkKernel, in the scan form.
+/// Fills `kernel` like buildChunkKernel, in the scan form (static head and value dims).
 LogicalResult buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
                               gpu::GPUFuncOp kernel);
 
