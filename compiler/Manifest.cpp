@@ -196,14 +196,14 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
     mlir::attn::CUDAChunkConfig config;
     if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why,
-                                                    options.valueSlice))) {
+                                                    options.valueSlice, v.rmsEps.has_value()))) {
       manifest["block"] = {config.threads, 1, 1};
       manifest["grid"] = {{{"ceil_div", {v.dims[v.valueDim].name, config.valueSlice}}},
                           {{"dim", v.dims[v.qHeadDim].name}},
                           {{"dim", v.dims[v.batchDim].name}}};
       manifest["dynamic_shared_memory"] = mlir::attn::cudaChunkSharedMemoryBytes(
           config, headDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr,
-          v.keyScale != nullptr);
+          v.keyScale != nullptr, v.norm == Norm::Sum);
       manifest["tile"] = {{"block_q", config.rows}, {"block_k", config.rows},
                           {"warps", config.warps}};
       manifest["chunk"] = {{"size", chunk}, {"rows", config.rows},

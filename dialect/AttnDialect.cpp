@@ -260,6 +260,8 @@ LogicalResult AttentionOp::verify() {
         failed(sameExtent(op, "value dim", "out", o, 3, "state", st, 3)))
       return failure();
   }
+  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
+    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
   if (getLse()) {
     if (getNorm() != NormKind::softmax)
       return emitOpError("'lse' is only defined for softmax normalisation");
@@ -317,14 +319,14 @@ LogicalResult AttentionOp::verifyRegions() {
       failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
       failed(verifySkip(*this, getSkip())))
     return failure();
-  if (!getSkip().empty() && getNorm() != NormKind::none)
-    return emitOpError("a skip term needs norm none (a recurrence), got ")
-           << stringifyNormKind(getNorm());
-  if (!getGate().empty() && getNorm() != NormKind::none)
-    return emitOpError("a gate needs norm none (a recurrence), got ")
-           << stringifyNormKind(getNorm());
-  if (!getDecay().empty() && getNorm() != NormKind::none)
-    return emitOpError("a decay needs norm none (a recurrence), got ")
+  bool linear = getNorm() == NormKind::none || getNorm() == NormKind::sum;
+  for (auto [region, what] : {std::pair(&getSkip(), "a skip term"), std::pair(&getGate(), "a gate"),
+                              std::pair(&getDecay(), "a decay")})
+    if (!region->empty() && !linear)
+      return emitOpError() << what << " needs norm none or sum (a recurrence), got "
+                           << stringifyNormKind(getNorm());
+  if (getRmsEps() && !linear)
+    return emitOpError("an output rmsnorm needs norm none or sum (a recurrence), got ")
            << stringifyNormKind(getNorm());
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
@@ -359,9 +361,17 @@ LogicalResult ChunkStepOp::verify() {
   auto state = getState().getType(), out = getOut().getType();
   if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(sameExtent(*this, "value dim", "v", v, 3, "out", out, 3)) ||
-      failed(sameExtent(*this, "head dim", "q", q, 3, "state", state, 0)) ||
-      failed(sameExtent(*this, "value dim", "v", v, 3, "state", state, 1)))
+      failed(sameExtent(*this, "head dim", "q", q, 3, "state", state, 0)))
     return failure();
+  // norm sum: the state's last column is the running sum of the keys' weights
+  int64_t dv = v.getDimSize(3), columns = state.getDimSize(1);
+  if (!ShapedType::isDynamic(dv) && !ShapedType::isDynamic(columns) &&
+      columns != dv + (getNormalize() ? 1 : 0))
+    return emitOpError() << "the state needs " << dv + (getNormalize() ? 1 : 0)
+                         << " columns (the value dim" << (getNormalize() ? " + 1: normalize" : "")
+                         << "), got " << columns;
+  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
+    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
   return success();
 }
 

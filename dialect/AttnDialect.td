@@ -27,7 +27,7 @@ def Attn_Dialect : Dialect {
 
 def Attn_NormKind : I32EnumAttr<"NormKind", "normalisation of the scores over the keys", [
   I32EnumAttrCase<"softmax", 0>, I32EnumAttrCase<"none", 1>,
-  I32EnumAttrCase<"sigmoid", 2>, I32EnumAttrCase<"relu2", 3>]> {
+  I32EnumAttrCase<"sigmoid", 2>, I32EnumAttrCase<"relu2", 3>, I32EnumAttrCase<"sum", 4>]> {
   let cppNamespace = "::mlir::attn";
   let genSpecializedAttr = 0;
 }

@@ -79,6 +79,14 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     output element, out[b,h,i,e] += skip(b, h, i, e, v[b, h/group, i, e]) (Mamba's D x). Only
     the chunked form (attn-chunk) computes it.
 
+    Norm `sum` (a linear recurrence only): the weights are the score's, and each output row is
+    divided by their sum over the keys (0 where the sum is 0): normalised linear attention.
+    Only the chunked form (attn-chunk) computes it.
+
+    Output rmsnorm (`rms_eps`, a positive f32, optional; a linear recurrence only): each
+    output row y over the value channels becomes y / sqrt(mean(y^2) + rms_eps) (TransNormer's
+    NormAttention), before the skip term. Only the chunked form (attn-chunk) computes it.
+
     State (`state %s`, f32 [b, h, d, dv], optional; a linear recurrence only: norm none, the
     causal mask and a score linear in dot): S0 = s[b, h] is the recurrence's state before
     position 0, so row i also gets score(b,h,i,_,1) * gamma(b,h,0..i) * fq(q_i) S0; after the op
@@ -120,7 +128,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
                        DefaultValuedAttr<I64Attr, "1">:$v_scale_group,
                        OptionalAttr<F32Attr>:$unified_max,
-                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group);
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group,
+                       OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
                         AnyRegion:$skip);
@@ -332,6 +341,12 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
     in the chunk and in the state, are scaled by it. A `skip` region (attn.attention's) adds
     skip(b, h, i, e, v[b, hk, i, e]) to each output element. With
     `qk_group` G, q and k are read at head h / G.
+
+    With `normalize` (norm sum), `state` has dv + 1 columns: column dv carries the running sum
+    z of the keys' weights, updated as the other columns are with v_j = 1, and each output row
+    is divided by its weight sum, exp(g[r]) c_i fq(q_i).z + sum_c P[r, c] (0 where it is 0).
+    With `rms_eps`, each output row y then becomes y / sqrt(mean(y^2) + rms_eps); the skip
+    term is added last.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v,
@@ -339,7 +354,8 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk,
-                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group);
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group,
+                       UnitAttr:$normalize, OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
                         AnyRegion:$decay, AnyRegion:$gate, AnyRegion:$key_scale,
                         AnyRegion:$skip);

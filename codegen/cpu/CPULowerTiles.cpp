@@ -472,26 +472,60 @@ void lower(Emit &e, ChunkStepOp op) {
       e.store(w, P, {r, c});
     });
   });
-  // out[i, :] = exp(g[r]) c_i fq(q_i) S + sum_c P[r, c] v_j, with c_i = score(i, i, 1).
-  e.loop(rows, [&](Emit &e, Value r) {
+  // Normalize: state column dv is the running sum z of the keys' weights (v_j = 1 there).
+  bool normalize = op.getNormalize();
+  Value stateColumns = normalize ? e.add(valueDim, e.index(1)) : valueDim;
+  auto valueAt = [&](Emit &e, Value j, Value ch) {
+    if (!normalize)
+      return e.load(v, {b, hk, j, ch});
+    return e.ifElse(e.below(ch, valueDim), [&](Emit &e) { return e.load(v, {b, hk, j, ch}); },
+                    [&](Emit &e) { return e.f32(1); });
+  };
+  // Row r's column ch (ch = dv: its weight sum with normalize): exp(g[r]) c_i fq(q_i) S[:, ch] +
+  // sum_c P[r, c] v_j[ch], with c_i = score(i, i, 1).
+  auto rowColumn = [&](Emit &e, Value r, Value ch) {
     Value i = e.add(n0, r);
     Value carried = e.fmul(e.exp(e.load(g, {r})),
                            e.inlineRegion(op.getScore(), {b, h, i, i, e.f32(1)}));
+    Value fromState = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+      Value qd = qAt(e, i, d);
+      if (gated)
+        qd = e.fmul(qd, gateBetween(e, r, Value(), d));
+      return e.fadd(acc, e.fmul(qd, e.load(S, {d, ch})));
+    });
+    return e.reduce(rows, e.fmul(carried, fromState), [&](Emit &e, Value c, Value acc) {
+      Value j = arith::MinUIOp::create(e.b, e.loc, e.add(n0, c),
+                                       arith::SubIOp::create(e.b, e.loc, kvLen, e.index(1)));
+      return e.fadd(acc, e.fmul(e.load(P, {r, c}), valueAt(e, j, ch)));
+    });
+  };
+  // out[i, :] = row r's columns, divided by its weight sum (normalize; 0 where it is 0), then
+  // rms-normalised (rms_eps), then plus the skip term.
+  e.loop(rows, [&](Emit &e, Value r) {
+    Value i = e.add(n0, r);
+    Value scale = e.f32(1);
+    if (normalize) {
+      Value sum = rowColumn(e, r, valueDim);
+      Value zero = e.feq(sum, e.f32(0));
+      scale = e.select(zero, e.f32(0),
+                       arith::DivFOp::create(e.b, e.loc, e.f32(1), e.select(zero, e.f32(1), sum)));
+    }
+    if (auto eps = op.getRmsEps()) {
+      Value squares = e.reduce(valueDim, e.f32(0), [&](Emit &e, Value ch, Value acc) {
+        Value x = e.fmul(rowColumn(e, r, ch), scale);
+        return e.fadd(acc, e.fmul(x, x));
+      });
+      Value dv = arith::UIToFPOp::create(
+          e.b, e.loc, e.b.getF32Type(),
+          arith::IndexCastUIOp::create(e.b, e.loc, e.b.getI64Type(), valueDim));
+      Value mean = arith::DivFOp::create(e.b, e.loc, squares, dv);
+      scale = e.fmul(scale, math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, e.f32(eps->convertToFloat()))));
+    }
     e.loop(valueDim, [&](Emit &e, Value ch) {
-      Value fromState = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
-        Value qd = qAt(e, i, d);
-        if (gated)
-          qd = e.fmul(qd, gateBetween(e, r, Value(), d));
-        return e.fadd(acc, e.fmul(qd, e.load(S, {d, ch})));
-      });
-      Value sum = e.reduce(rows, e.fmul(carried, fromState), [&](Emit &e, Value c, Value acc) {
-        Value j = arith::MinUIOp::create(e.b, e.loc, e.add(n0, c),
-                                         arith::SubIOp::create(e.b, e.loc, kvLen, e.index(1)));
-        return e.fadd(acc, e.fmul(e.load(P, {r, c}), e.load(v, {b, hk, j, ch})));
-      });
+      Value x = e.fmul(rowColumn(e, r, ch), scale);
       if (!op.getSkip().empty())  // + skip(b, h, i, e, v[b, hk, i, e])
-        sum = e.fadd(sum, e.inlineRegion(op.getSkip(), {b, h, i, ch, e.load(v, {b, hk, i, ch})}));
-      e.store(sum, out, {b, h, i, ch});
+        x = e.fadd(x, e.inlineRegion(op.getSkip(), {b, h, i, ch, e.load(v, {b, hk, i, ch})}));
+      e.store(x, out, {b, h, i, ch});
     });
   });
   // S = exp(g[R-1]) S + sum_{c < R, j < kv_len} exp(g[R-1] - g[c]) fk(k_j) v_j^T; with a
@@ -500,7 +534,7 @@ void lower(Emit &e, ChunkStepOp op) {
   Value last = arith::SubIOp::create(e.b, e.loc, rows, e.index(1));
   Value gLast = e.load(g, {last});
   e.loop(headDim, [&](Emit &e, Value d) {
-    e.loop(valueDim, [&](Emit &e, Value ch) {
+    e.loop(stateColumns, [&](Emit &e, Value ch) {
       Value decayed = e.fmul(e.fmul(e.exp(gLast), gateBetween(e, last, Value(), d)),
                              e.load(S, {d, ch}));
       Value sum = e.reduce(rows, decayed, [&](Emit &e, Value c, Value acc) {
@@ -508,7 +542,7 @@ void lower(Emit &e, ChunkStepOp op) {
         return e.ifElse(e.below(j, kvLen), [&](Emit &e) {
           Value w = e.fmul(e.exp(e.fsub(gLast, e.load(g, {c}))), gateBetween(e, last, c, d));
           w = e.fmul(w, keyScale(e, j));
-          return e.fadd(acc, e.fmul(w, e.fmul(kAt(e, j, d), e.load(v, {b, hk, j, ch}))));
+          return e.fadd(acc, e.fmul(w, e.fmul(kAt(e, j, d), valueAt(e, j, ch))));
         }, [&](Emit &) { return acc; });
       });
       e.store(sum, S, {d, ch});

@@ -26,7 +26,7 @@ using namespace mlir::attn;
 
 LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
                                           CUDAChunkConfig &config, std::string &why,
-                                          int64_t valueSlice) {
+                                          int64_t valueSlice, bool wholeRows) {
   config.rows = chunk == 1 ? 16 : chunk;  // the single-step form: one 16-row tile
   config.singleQ = chunk == 1;
   if (!llvm::is_contained({16, 32, 64, 128}, config.rows)) {
@@ -46,6 +46,16 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
     return failure();
   }
   config.threads = 32 * config.warps;
+  if (wholeRows) {  // an output rmsnorm reduces each row over the whole value dim in one warp
+    if (valueDim > 128 || (valueSlice && valueSlice != valueDim)) {
+      why = "an output rmsnorm needs the whole value row in one block on CUDA: a value dim up to "
+            "128 and no other --value-slice, got " + std::to_string(valueDim) +
+            (valueSlice ? " and " + std::to_string(valueSlice) : std::string());
+      return failure();
+    }
+    config.valueSlice = valueDim;
+    return success();
+  }
   if (valueSlice) {
     if (valueSlice % 16 || valueDim % valueSlice || valueSlice > 128) {
       why = "the value slice must be a multiple of 16 up to 128 dividing the value dim " +
@@ -67,7 +77,7 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
 
 int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                                int64_t elementBytes, bool decay, bool gate,
-                                               bool keyScale) {
+                                               bool keyScale, bool normalize) {
   int64_t rows = config.rows, bv = config.valueSlice;
   // One or two Q tiles, two K and V tiles, the 16-bit state.
   int64_t qBytes = elementBytes * rows * (headDim + kSmemPad);
@@ -80,6 +90,8 @@ int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, in
     bytes = (bytes + 15) / 16 * 16 + 4 * rows * headDim;
   if (keyScale)  // the chunk's key factors, f32
     bytes = (bytes + 15) / 16 * 16 + 4 * rows;
+  if (normalize)  // z [d], f32
+    bytes = (bytes + 15) / 16 * 16 + 4 * headDim;
   return bytes;
 }
 
@@ -101,6 +113,7 @@ private:
   Value kvHead, colBase, cum, keyScales;
   Value qkHead;  // the head of q and k with q/k head groups, else null
   Value gateCum;  // G [rows, d]: the chunk's cumulative log gates per head channel, or null
+  Value zShared;  // norm sum: z [d], the running sum of the keys' weights (f32), or null
   int64_t headDim = 0, group = 1;
 
   Value viewAt(Value smem, Value byteShift, Type type, int64_t rows, int64_t cols) {
@@ -338,6 +351,8 @@ LogicalResult ChunkKernelBuilder::build() {
     gateCum = f32Shared({rows, headDim});
   if (!step.getKeyScale().empty())
     keyScales = f32Shared({rows});
+  if (step.getNormalize())
+    zShared = f32Shared({headDim});
 
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));
@@ -371,7 +386,25 @@ LogicalResult ChunkKernelBuilder::build() {
                                   ValueRange{stateRow(mt, e), sliceCol(n, e)});
         }
   };
-  storeState16(s0);
+  // Norm sum: Z, the state's extra n tile [d, 8] whose column 0 is z (the others stay 0), is
+  // updated with V's extra tile, 1 in column 0 (ones below); its rows are stateRow's.
+  const int64_t zCount = zShared ? mTiles * 4 : 0;
+  Value isG0 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, g, idx(0));
+  Value isC0 = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, c, idx(0));
+  auto storeZ = [&](ArrayRef<Value> z) {  // column 0: threads c = 0, parts 0 and 2
+    if (!zShared)
+      return;
+    auto ifOp = scf::IfOp::create(b, loc, isC0, /*withElse=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    for (int64_t mt = 0; mt < mTiles; ++mt)
+      for (int64_t e = 0; e < 4; e += 2)
+        memref::StoreOp::create(b, loc, z[mt * 4 + e], zShared, ValueRange{stateRow(mt, e)});
+  };
+  for (int64_t x = 0; x < zCount; ++x)
+    s0.push_back(f32(0));
+  storeState16(ArrayRef<Value>(s0).take_front(s0.size() - zCount));
+  storeZ(ArrayRef<Value>(s0).take_back(zCount));
   {
     auto [qb, kb, vb] = buffers(idx(0));
     loadChunk(idx(0), qb, kb, vb, tid);
@@ -384,6 +417,8 @@ LogicalResult ChunkKernelBuilder::build() {
     b.setInsertionPointToStart(loop.getBody());
     Value n0 = loop.getInductionVar();
     SmallVector<Value> S(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
+    SmallVector<Value> Z(S.end() - zCount, S.end());
+    S.truncate(S.size() - zCount);
     Value parity = arith::RemUIOp::create(
         b, loc, arith::DivUIOp::create(b, loc, n0, idx(rows)), idx(2));
     auto [qBuf, kBuf, vBuf] = buffers(parity);
@@ -502,6 +537,53 @@ LogicalResult ChunkKernelBuilder::build() {
         acc[2 * ep + 1] = mma(pA, {vf[2], vf[3]}, acc[2 * ep + 1]);
       }
     }
+    // V's extra tile for Z: B[k][n] = 1 in column n = 0 (lanes with g = 0), else 0.
+    Value ones = pack(select(isG0, f32(1), zero), select(isG0, f32(1), zero));
+    if (zShared) {  // each row's weight sum: c_i exp(g_r) Q z + P 1, in column 0 of a tile
+      SmallVector<Value, 4> den(4, zero);
+      for (int64_t kk = 0; kk < kSteps; ++kk) {
+        Value zb[2];  // B[k][0] = z[16 kk + k] (g = 0); parts 0 and 1: k = 2c, 2c + 1 (+ 8)
+        for (int64_t high = 0; high < 2; ++high) {
+          Value d = channel(kk, high);
+          Value z0 = memref::LoadOp::create(b, loc, zShared, ValueRange{d});
+          Value z1 = memref::LoadOp::create(b, loc, zShared, ValueRange{add(d, 1)});
+          zb[high] = pack(select(isG0, z0, zero), select(isG0, z1, zero));
+          if (gateCum)
+            zb[high] = scalePair(zb[high], gatePair(rowBase, Value(), d));
+        }
+        den = mma(qFrag[kk], {zb[0], zb[1]}, den);
+      }
+      for (int64_t e = 0; e < 4; ++e)
+        den[e] = fmul(den[e], rowScale[e / 2]);
+      for (int64_t kt = 0; kt < rows / 16; ++kt) {
+        SmallVector<Value> pA = {
+            pack(p[2 * kt][0], p[2 * kt][1]), pack(p[2 * kt][2], p[2 * kt][3]),
+            pack(p[2 * kt + 1][0], p[2 * kt + 1][1]), pack(p[2 * kt + 1][2], p[2 * kt + 1][3])};
+        den = mma(pA, {ones, ones}, den);
+      }
+      for (int r = 0; r < 2; ++r) {  // column 0 is lane c = 0's; the quad's others hold 0
+        Value sum = quadReduce(den[2 * r], /*isMax=*/false);
+        Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, sum, zero);
+        Value inverse = arith::DivFOp::create(b, loc, f32(1), select(none, f32(1), sum));
+        Value scale = select(none, zero, inverse);
+        for (auto &tile : acc)
+          for (int64_t e = 2 * r; e < 2 * r + 2; ++e)
+            tile[e] = fmul(tile[e], scale);
+      }
+    }
+    if (auto eps = step.getRmsEps()) {  // the quad holds its rows' whole value dim (one slice)
+      for (int r = 0; r < 2; ++r) {
+        Value squares = zero;
+        for (auto &tile : acc)
+          for (int64_t e = 2 * r; e < 2 * r + 2; ++e)
+            squares = fadd(squares, fmul(tile[e], tile[e]));
+        Value mean = fmul(quadReduce(squares, /*isMax=*/false), f32(1.0 / double(bv)));
+        Value scale = math::RsqrtOp::create(b, loc, fadd(mean, f32(eps->convertToFloat())));
+        for (auto &tile : acc)
+          for (int64_t e = 2 * r; e < 2 * r + 2; ++e)
+            tile[e] = fmul(tile[e], scale);
+      }
+    }
     Type outElt = cast<MemRefType>(out.getType()).getElementType();
     for (int r = 0; r < 2; ++r) {
       auto ifOp = scf::IfOp::create(b, loc, lt(rowPos[r], qLen), /*withElse=*/false);
@@ -532,14 +614,19 @@ LogicalResult ChunkKernelBuilder::build() {
       Value decayAll = fexp(logLast);
       for (Value &x : S)
         x = fmul(x, decayAll);
+      for (Value &x : Z)
+        x = fmul(x, decayAll);
     }
-    if (gateCum)  // row d of S decays by exp(G[last, d])
+    if (gateCum) {  // row d of S (and of Z) decays by exp(G[last, d])
       for (int64_t mt = 0; mt < mTiles; ++mt)
         for (int64_t n = 0; n < vTiles; ++n)
           for (int64_t e = 0; e < 4; ++e) {
             Value &x = S[(mt * vTiles + n) * 4 + e];
             x = fmul(x, gateFactor(last, Value(), stateRow(mt, e)));
           }
+      for (int64_t x = 0; x < zCount; ++x)
+        Z[x] = fmul(Z[x], gateFactor(last, Value(), stateRow(x / 4, x % 4)));
+    }
     for (int64_t kt = 0; kt < rows / 16; ++kt) {
       // Key weights of this thread's A-fragment columns: 2c, 2c + 1, 2c + 8, 2c + 9.
       // Keys past the chunk's last row get weight 0, selected after every factor: their
@@ -583,11 +670,19 @@ LogicalResult ChunkKernelBuilder::build() {
             for (int64_t e = 0; e < 4; ++e)
               S[at + e] = res[e];
           }
+        if (zCount) {  // z += the keys' weights: V's extra tile of ones
+          auto res = mma(a, {ones, ones}, ArrayRef<Value>(Z).slice(mt * 4, 4));
+          for (int64_t e = 0; e < 4; ++e)
+            Z[mt * 4 + e] = res[e];
+        }
       }
     }
     gpu::BarrierOp::create(b, loc);  // every warp is done with this chunk's tiles and S16
     storeState16(S);
-    scf::YieldOp::create(b, loc, S);
+    storeZ(Z);
+    SmallVector<Value> carried(S);
+    carried.append(Z.begin(), Z.end());
+    scf::YieldOp::create(b, loc, carried);
   }
   nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(), b.getI32IntegerAttr(0));
   if (state) {
@@ -618,7 +713,8 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
                           "(d = 128) or pass --set d=128");
   CUDAChunkConfig config;
   std::string why;
-  if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why, valueSlice)))
+  if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why, valueSlice,
+                             step.getRmsEps().has_value())))
     return step.emitError(why);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
   b.setInsertionPointToStart(&kernel.getBody().front());

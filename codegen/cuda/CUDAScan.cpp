@@ -208,6 +208,11 @@ LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkSte
   std::string why;
   if (failed(cudaScanConfig(d, dv, config, why)))
     return step.emitError(why);
+  if (step.getNormalize() || step.getRmsEps())
+    return step.emitError() << "not supported yet on CUDA: "
+                            << (step.getNormalize() ? "norm sum" : "an output rmsnorm")
+                            << " with a head or value dim that is not a multiple of 16 (got " << d
+                            << " and " << dv << "); the CPU back end computes it";
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
   b.setInsertionPointToStart(&kernel.getBody().front());
   return ScanKernelBuilder(b, step.getLoc(), f, step, config).build(kernel);

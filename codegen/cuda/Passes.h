@@ -58,11 +58,14 @@ struct CUDAChunkConfig {
 /// Fails with `why` for a chunk size or dims the kernel does not take.
 /// `valueSlice` 0 picks the largest multiple of 16 dividing the value dim that keeps the state
 /// at 32 f32 registers per thread (at least 16).
+/// `wholeRows` (an output rmsnorm): one slice of the whole value dim, up to 128.
 LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
-                              CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0);
+                              CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0,
+                              bool wholeRows = false);
+/// `normalize`: norm sum's running sum z [d] in f32.
 int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                    int64_t elementBytes, bool decay, bool gate = false,
-                                   bool keyScale = false);
+                                   bool keyScale = false, bool normalize = false);
 /// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
 /// chunked recurrence of `step`, the one attn.chunk_step of `f`.
 LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,

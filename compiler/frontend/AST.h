@@ -120,7 +120,9 @@ struct ScoreDecl {
   ExprPtr expr;
 };
 
-enum class Norm { Softmax, None, Sigmoid, Relu2 };
+/// Sum: a linear recurrence's weights divided by their sum over the keys (normalised linear
+/// attention, Katharopoulos et al. 2020; Performer's D^-1).
+enum class Norm { Softmax, None, Sigmoid, Relu2, Sum };
 
 /// `feature q, k = select(x > 0, x + 1, exp(x))`: an elementwise map (linear attention's phi)
 /// applied to every element `x` of the named tensors (q and/or k) before the dot product.
@@ -167,6 +169,9 @@ struct Variant {
   /// element. Points into outputExpr; null when there is none.
   const Expr *skip = nullptr;
   bool skipNegate = false;
+  /// `output o[...] = rmsnorm(attend(s, v), eps)` (TransNormer's NormAttention): each output
+  /// row y (over the value dim) becomes y / sqrt(mean(y^2) + eps), before any skip term.
+  std::optional<double> rmsEps;
   bool hasOutput = false;
   std::optional<PagedDecl> paged;  // k and v stored as pages
   std::vector<FeatureDecl> features;

@@ -133,6 +133,7 @@ const char *normName(Norm n) {
   case Norm::None: return "none";
   case Norm::Sigmoid: return "sigmoid";
   case Norm::Relu2: return "relu2";
+  case Norm::Sum: return "sum";
   }
   return "softmax";
 }

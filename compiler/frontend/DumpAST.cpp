@@ -167,7 +167,7 @@ void dumpVariant(const Variant &v, std::string &out) {
     out += "  state " + tensorText(*v.state) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";
   if (v.recurrence)
-    out += "  recurrence (linear in dot, causal, norm none)\n";
+    out += std::string("  recurrence (linear in dot, causal, norm ") + normName(v.norm) + ")\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
   out += "  group " + std::to_string(v.group) + "\n";

@@ -8,7 +8,7 @@ namespace {
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
                                                   "feature", "decay", "state", "gate"};
-const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2"};
+const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2", "sum"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
 bool isComparison(const Token &t) {
@@ -376,8 +376,8 @@ bool Parser::parseNorm(Variant &v) {
   const Token &t = cur();
   if (t.kind != Token::Kind::Ident)
     return fail(t, "expected a norm after 'norm', got " + describeToken(t),
-                "norms are softmax, none, sigmoid and relu2");
-  static const Norm norms[] = {Norm::Softmax, Norm::None, Norm::Sigmoid, Norm::Relu2};
+                "norms are softmax, none, sigmoid, relu2 and sum");
+  static const Norm norms[] = {Norm::Softmax, Norm::None, Norm::Sigmoid, Norm::Relu2, Norm::Sum};
   for (size_t i = 0; i < kNormNames.size(); ++i) {
     if (t.text == kNormNames[i]) {
       v.norm = norms[i];
@@ -386,7 +386,7 @@ bool Parser::parseNorm(Variant &v) {
     }
   }
   return fail(t, "unknown norm '" + t.text + "'",
-              orElse(didYouMean(t.text, kNormNames), "norms are softmax, none, sigmoid and relu2"));
+              orElse(didYouMean(t.text, kNormNames), "norms are softmax, none, sigmoid, relu2 and sum"));
 }
 
 /// '(' 'max' '=' ['-'] NUMBER ')' after a norm name: softmax with a unified max.

@@ -321,6 +321,7 @@ double loadCanonical(const HostTensor &t, const std::vector<int> &perm, int64_t 
 double normWeight(Norm norm, double s) {
   switch (norm) {
   case Norm::None:
+  case Norm::Sum:  // the caller divides by the weights' sum
     return s;
   case Norm::Sigmoid:
     return 1 / (1 + std::exp(-s));
@@ -377,19 +378,38 @@ public:
       if (v_.decay)
         applyDecay(i, w);
     }
+    if (v_.norm == Norm::Sum) {  // a sum of 0 (no key weighs anything) leaves the row 0
+      divisor = 0;
+      for (size_t j = 0; j < s_.size(); ++j)
+        divisor += w[j];
+    }
     for (int64_t dv = 0; dv < sizes_[v_.valueDim]; ++dv) {
       double acc = 0;
       for (size_t j = 0; j < s_.size(); ++j)
         if (allowed_[j])
           acc += w[j] * kv(v_.inputs[v_.v], val_, pv_, b, hk, int64_t(j), dv);
-      out[dv] = acc / divisor;
+      out[dv] = divisor == 0 ? 0.0 : acc / divisor;
     }
     if (state_)
       addInitialState(b, h, i, out);
-    if (v_.skip)
-      for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e)
-        out[e] += skipAt(b, hk, i, e);
+    finishRow(b, hk, i, out);
     return lse;
+  }
+
+  /// The output row's rmsnorm (Variant::rmsEps), then its skip term.
+  void finishRow(int64_t b, int64_t hk, int64_t i, double *out) {
+    const int64_t DV = sizes_[v_.valueDim];
+    if (v_.rmsEps) {
+      double sq = 0;
+      for (int64_t e = 0; e < DV; ++e)
+        sq += out[e] * out[e];
+      double scale = 1 / std::sqrt(sq / double(DV) + *v_.rmsEps);
+      for (int64_t e = 0; e < DV; ++e)
+        out[e] *= scale;
+    }
+    if (v_.skip)
+      for (int64_t e = 0; e < DV; ++e)
+        out[e] += skipAt(b, hk, i, e);
   }
 
   /// The skip term (Variant::skip) of row (b, h, i) and value channel e: its `x` is v at
@@ -428,6 +448,7 @@ public:
   void recurrent(int64_t b, int64_t h, double *out, double *finalState) {
     const int64_t hk = h / v_.group, D = sizes_[v_.headDim], DV = sizes_[v_.valueDim];
     std::vector<double> S(size_t(D * DV), 0.0);
+    std::vector<double> z(size_t(D), 0.0);  // norm sum: the weights' running sum, per channel
     if (state_)
       for (int64_t d = 0; d < D; ++d)
         for (int64_t e = 0; e < DV; ++e)
@@ -444,6 +465,7 @@ public:
         double channel = gamma * (v_.gate ? gateAt(p, d) : 1.0);
         for (int64_t e = 0; e < DV; ++e)
           S[size_t(d * DV + e)] *= channel;
+        z[size_t(d)] *= channel;
       }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
@@ -451,16 +473,25 @@ public:
           double fk = keyFactor(p) * feature(v_.featureK, k);
           for (int64_t e = 0; e < DV; ++e)
             S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
+          z[size_t(d)] += fk;
         }
       iter[v_.qSeqDim] = p;
       double c = scoreFactor();
       std::vector<double> fq = queryFeatures(b, h, p);
+      double divisor = 1;
+      if (v_.norm == Norm::Sum) {
+        divisor = 0;
+        for (int64_t d = 0; d < D; ++d)
+          divisor += c * fq[size_t(d)] * z[size_t(d)];
+      }
+      double *row = &out[p * DV];
       for (int64_t e = 0; e < DV; ++e) {
         double acc = 0;
         for (int64_t d = 0; d < D; ++d)
           acc += fq[size_t(d)] * S[size_t(d * DV + e)];
-        out[p * DV + e] = c * acc + (v_.skip ? skipAt(b, hk, p, e) : 0.0);
+        row[e] = divisor == 0 ? 0.0 : c * acc / divisor;
       }
+      finishRow(b, hk, p, row);
     }
     std::copy(S.begin(), S.end(), finalState);
   }

@@ -127,7 +127,7 @@ public:
     return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
            checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
-           checkGate() && checkState() && checkSkip() && checkQKGroups();
+           checkGate() && checkState() && checkSkip() && checkQKGroups() && checkNormalisers();
   }
 
 private:
@@ -372,26 +372,41 @@ private:
 
   /// The output's attend(s, v) call: the whole expression, or one side of `attend(s, v) + E`,
   /// `E + attend(s, v)` or `attend(s, v) - E` (E a skip term); null if none.
+  /// Either may be wrapped in `rmsnorm(..., eps)` (rmsNode_).
   const Expr *findAttend() {
     Expr &out = *v_.outputExpr;
-    auto isAttend = [](const Expr &e) { return e.kind == Expr::Kind::Call && e.name == "attend"; };
+    auto isCall = [](const Expr &e, const char *name) {
+      return e.kind == Expr::Kind::Call && e.name == name;
+    };
+    // attend(s, v) or rmsnorm(attend(s, v), ...): the attend call, or null
+    auto attendIn = [&](Expr &e) -> Expr * {
+      if (isCall(e, "attend"))
+        return &e;
+      if (isCall(e, "rmsnorm") && !e.args.empty() && isCall(*e.args[0], "attend")) {
+        rmsNode_ = &e;
+        return e.args[0].get();
+      }
+      return nullptr;
+    };
     v_.skip = nullptr;
     v_.skipNegate = false;
-    if (isAttend(out))
-      return &out;
+    rmsNode_ = nullptr;
+    if (Expr *attend = attendIn(out))
+      return attend;
     if (out.kind != Expr::Kind::Binary || (out.op != "+" && out.op != "-"))
       return nullptr;
-    if (isAttend(*out.args[0])) {
+    if (Expr *attend = attendIn(*out.args[0])) {
       v_.skip = out.args[1].get();
       v_.skipNegate = out.op == "-";
-      return out.args[0].get();
+      return attend;
     }
-    if (out.op == "+" && isAttend(*out.args[1])) {
+    if (Expr *attend = out.op == "+" ? attendIn(*out.args[1]) : nullptr) {
       v_.skip = out.args[0].get();
-      return out.args[1].get();
+      return attend;
     }
     return nullptr;
   }
+  Expr *rmsNode_ = nullptr;  // the output's rmsnorm(attend(s, v), eps) call, if any
 
   bool findValues() {
     const Expr *attend = findAttend();
@@ -400,8 +415,9 @@ private:
       return fail(*v_.outputExpr,
                   "output must be 'attend(" + s + ", v)', optionally plus a skip term, got '" +
                       text(*v_.outputExpr) + "'",
-                  "scale or mask through the score; the output is attend(score, values), or "
-                  "attend(score, values) + a term of v at the query position (D x)");
+                  "scale or mask through the score; the output is attend(score, values) or "
+                  "rmsnorm(attend(score, values), eps), optionally + a term of v at the query "
+                  "position (D x)");
     const Expr &out = *attend;
     if (out.args.size() != 2)
       return fail(out, "'attend' takes 2 arguments, got " + std::to_string(out.args.size()));
@@ -880,7 +896,8 @@ private:
 
   /// Whether the variant is a linear recurrence (Variant::recurrence).
   bool checkRecurrence() {
-    v_.recurrence = v_.norm == Norm::None && causalMask() && linearInDot(*v_.scores[0].expr);
+    v_.recurrence = (v_.norm == Norm::None || v_.norm == Norm::Sum) && causalMask() &&
+                    linearInDot(*v_.scores[0].expr);
     v_.queryScale.reset();
     v_.keyScale.reset();
     if (v_.recurrence) {
@@ -981,7 +998,7 @@ private:
                                 "and 'mask j <= i'";
     if (v_.recurrence)
       return true;
-    if (v_.norm != Norm::None)
+    if (v_.norm != Norm::None && v_.norm != Norm::Sum)
       return fail(loc, keyword.size(), what + " needs norm none", hint);
     if (linear && !linearInDot(*v_.scores[0].expr))
       return fail(*v_.scores[0].expr,
@@ -1045,10 +1062,13 @@ private:
   /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
   bool checkOutputExpr() {
     Expr &out = *v_.outputExpr;
-    Expr &attend = v_.skip ? *out.args[v_.skip == out.args[0].get() ? 1 : 0] : out;
+    Expr &attendOrNorm = v_.skip ? *out.args[v_.skip == out.args[0].get() ? 1 : 0] : out;
+    Expr &attend = rmsNode_ ? *rmsNode_->args[0] : attendOrNorm;
     attend.res = Expr::Res::Builtin;
     attend.builtin = Builtin::Attend;
     attend.type = ValueType::Float;
+    if (rmsNode_ && !checkRmsNorm(*rmsNode_))
+      return false;
     if (!v_.skip)
       return true;
     Expr &skip = *out.args[v_.skip == out.args[0].get() ? 0 : 1];
@@ -1062,6 +1082,45 @@ private:
                             valueTypeName(skip.type));
     out.type = ValueType::Float;
     out.res = Expr::Res::None;
+    return true;
+  }
+
+  /// `rmsnorm(attend(s, v), eps)`: eps a positive number; the chunked form of a linear
+  /// recurrence computes it (checkRecurrence runs later: needRecurrence is in checkSkip's turn).
+  bool checkRmsNorm(Expr &call) {
+    call.res = Expr::Res::None;
+    call.type = ValueType::Float;
+    if (call.args.size() != 2)
+      return fail(call, "'rmsnorm' takes 2 arguments, got " + std::to_string(call.args.size()),
+                  "write rmsnorm(attend(" + v_.scores[0].name + ", " + vT().name +
+                      "), 1e-6): the row over the value dim, then the epsilon");
+    const Expr &eps = *call.args[1];
+    double value = eps.kind == Expr::Kind::FloatLit ? eps.floatValue
+                   : eps.kind == Expr::Kind::IntLit ? double(eps.intValue)
+                                                    : -1;
+    if (eps.kind != Expr::Kind::FloatLit && eps.kind != Expr::Kind::IntLit)
+      return fail(eps, "rmsnorm's epsilon must be a number, got '" + text(eps) + "'",
+                  "e.g. rmsnorm(attend(s, v), 1e-6)");
+    if (!(value > 0))
+      return fail(eps, "rmsnorm's epsilon must be positive, got '" + text(eps) + "'",
+                  "e.g. rmsnorm(attend(s, v), 1e-6)");
+    v_.rmsEps = value;
+    return true;
+  }
+
+  /// `norm sum` and an output rmsnorm: only the chunked form of a linear recurrence computes
+  /// them; the normaliser's running sum is not part of a `state` yet.
+  bool checkNormalisers() {
+    if (v_.norm == Norm::Sum) {
+      if (!needRecurrence(v_.normLoc, "sum", "norm sum", /*linear=*/true))
+        return false;
+      if (v_.state)
+        return failAtName(*v_.state, "not supported yet: a state with norm sum",
+                          "the running sum of the keys' weights would need its own state; drop "
+                          "the state or use norm none");
+    }
+    if (v_.rmsEps)
+      return needRecurrence(rmsNode_->loc, "rmsnorm", "an output rmsnorm", /*linear=*/true);
     return true;
   }
 

@@ -835,10 +835,17 @@ void emitReference(const Variant &v, std::string &out) {
     out += "        lse[:, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
     break;
   case Norm::None:
+  case Norm::Sum:
     if (v.decay)
       out += "        s = s * torch.exp(cum[:, :, i0:i1, None] - cum_k[:, :, None, :])\n";
     out += "        w = torch.where(allowed, s, 0.0)\n";
-    out += "        o[:, :, i0:i1] = w @ v\n";
+    if (v.norm == Norm::Sum) {  // divided by the weights' sum; a sum of 0 leaves the row 0
+      out += "        den = w.sum(dim=-1, keepdim=True)\n";
+      out += "        o[:, :, i0:i1] = torch.where(den == 0, 0.0, (w @ v) / "
+             "torch.where(den == 0, 1.0, den))\n";
+    } else {
+      out += "        o[:, :, i0:i1] = w @ v\n";
+    }
     break;
   case Norm::Sigmoid:
     out += "        w = torch.where(allowed, _sigmoid(s), 0.0)\n";
@@ -885,6 +892,13 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    s1 = torch.exp(last)[..., None, None] * s0 + (k * w).transpose(-1, -2) @ v\n";
     out += "    s1 = s1.permute(" + intList(back) + ").contiguous()  # to " +
            commentSafe(v.state->name) + "'s storage order\n";
+  }
+  if (v.rmsEps) {
+    char eps[32];
+    std::snprintf(eps, sizeof eps, "%.17g", *v.rmsEps);
+    out += "    # rmsnorm over the value dim\n";
+    out += std::string("    o = o / torch.sqrt((o * o).mean(dim=-1, keepdim=True) + ") + eps +
+           ")\n";
   }
   if (v.skip) {
     out += "    # the skip term of v at the query position: o[b, h, i, e] " +

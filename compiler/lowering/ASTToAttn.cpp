@@ -162,6 +162,7 @@ private:
     case Norm::None: norm = attn::NormKind::none; break;
     case Norm::Sigmoid: norm = attn::NormKind::sigmoid; break;
     case Norm::Relu2: norm = attn::NormKind::relu2; break;
+    case Norm::Sum: norm = attn::NormKind::sum; break;
     }
     const ScoreDecl &score = var.scores.front();
     Value table = var.paged ? params[var.paged->tableParam] : Value();
@@ -182,7 +183,8 @@ private:
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
         tv.scaleGroup,
-        var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr(), var.qkGroup);
+        var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr(), var.qkGroup,
+        var.rmsEps ? b.getF32FloatAttr(float(*var.rmsEps)) : FloatAttr());
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)

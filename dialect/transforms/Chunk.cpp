@@ -158,8 +158,8 @@ void splitScore(RewriterBase &rw, Location loc, Region &score, ChunkStepOp step)
 
 /// Why `op` cannot be chunked, or null when it can.
 const char *notRecurrence(AttentionOp op) {
-  if (op.getNorm() != NormKind::none)
-    return "norm is not none";
+  if (op.getNorm() != NormKind::none && op.getNorm() != NormKind::sum)
+    return "norm is neither none nor sum";
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V";
   if (!isCausal(op.getMask()))
@@ -184,17 +184,23 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
       return forOp.getInductionVar();
     };
     // The state [d, dv], f32: the op's state s[b, h] in place (initial in, final out), or a
-    // buffer allocated once ahead of the loops and zeroed per (b, h).
+    // buffer allocated once ahead of the loops and zeroed per (b, h). Norm sum adds a column,
+    // the running sum of the keys' weights (Sema and the verifier keep a state away from it).
     auto q = op.getQ().getType();
+    bool normalize = op.getNorm() == NormKind::sum;
     int64_t d = q.getDimSize(3), dv = op.getOut().getType().getDimSize(3);
+    int64_t columns = ShapedType::isDynamic(dv) ? dv : dv + (normalize ? 1 : 0);
     Value buffer;
     if (!op.getState()) {
       SmallVector<Value> dynamic;
       if (ShapedType::isDynamic(d))
         dynamic.push_back(dim(op.getQ(), 3));
-      if (ShapedType::isDynamic(dv))
-        dynamic.push_back(dim(op.getOut(), 3));
-      buffer = memref::AllocaOp::create(rw, loc, MemRefType::get({d, dv}, rw.getF32Type()),
+      if (ShapedType::isDynamic(dv)) {
+        Value extent = dim(op.getOut(), 3);
+        dynamic.push_back(normalize ? arith::AddIOp::create(rw, loc, extent, index(1)).getResult()
+                                    : extent);
+      }
+      buffer = memref::AllocaOp::create(rw, loc, MemRefType::get({d, columns}, rw.getF32Type()),
                                         dynamic);
     }
 
@@ -223,7 +229,9 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     Value n0 = loop(zero, dim(op.getQ(), 2), index(size));
     auto step = ChunkStepOp::create(rw, loc, op.getQ(), op.getK(), op.getV(), state, op.getOut(),
                                     b, h, hk, n0, rw.getI64IntegerAttr(size),
-                                    rw.getI64IntegerAttr(int64_t(op.getQkGroup())));
+                                    rw.getI64IntegerAttr(int64_t(op.getQkGroup())),
+                                    normalize ? rw.getUnitAttr() : UnitAttr(),
+                                    op.getRmsEpsAttr());
     splitScore(rw, loc, op.getScore(), step);
     rw.setInsertionPointAfter(step);
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());

@@ -29,6 +29,7 @@ void foldNormIntoScore(RewriterBase &rw, Region &score, NormKind norm) {
   switch (norm) {
   case NormKind::softmax:
   case NormKind::none:
+  case NormKind::sum:  // attn-tile refuses it
     return;
   case NormKind::sigmoid: {
     Value one = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(1.0f));
@@ -172,15 +173,19 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
                                  << int64_t(blockQ) << " and " << int64_t(blockK);
       return signalPassFailure();
     }
-    // The quadratic form has no state to start from or to hand on (nor a gate, skip term or q/k
-    // head groups).
+    // The quadratic form has no state to start from or to hand on (nor a gate, skip term, q/k
+    // head groups, norm sum or an output rmsnorm).
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
-      if (!op.getState() && op.getGate().empty() && op.getSkip().empty() && op.getQkGroup() == 1)
+      bool sum = op.getNorm() == NormKind::sum;
+      if (!op.getState() && op.getGate().empty() && op.getSkip().empty() &&
+          op.getQkGroup() == 1 && !sum && !op.getRmsEps())
         return WalkResult::advance();
       op.emitError() << "a recurrence with a "
                      << (op.getState()            ? "state"
                          : !op.getGate().empty() ? "gate"
                          : !op.getSkip().empty() ? "skip term"
+                         : sum                   ? "norm sum"
+                         : op.getRmsEps()        ? "output rmsnorm"
                                                  : "q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";

@@ -435,6 +435,23 @@ std::string groupSpec(const std::string &dims,
          "  score s = dot(c, bm)\n  " + rest + "\n  output y[b, i, h, p] = attend(s, x)\n}\n";
 }
 
+TEST(Sema, Normalisers) {
+  SpecFile f;
+  Diagnostic diag;
+  std::string text = skipSpec("rmsnorm(attend(s, v), 0.001) + v[b, i, h, dv]",
+                              "mask j <= i\n  norm sum");
+  ASSERT_TRUE(loadSpec("n.attn", text, f, diag)) << diag.render(text);
+  const Variant &v = f.variants[0];
+  EXPECT_EQ(v.norm, Norm::Sum);
+  EXPECT_TRUE(v.recurrence);
+  ASSERT_TRUE(v.rmsEps.has_value());
+  EXPECT_DOUBLE_EQ(*v.rmsEps, 0.001);
+  ASSERT_NE(v.skip, nullptr);
+  text = skipSpec("attend(s, v)", "mask j <= i\n  norm sum");
+  ASSERT_TRUE(loadSpec("n.attn", text, f, diag)) << diag.render(text);
+  EXPECT_FALSE(f.variants[0].rmsEps.has_value());
+}
+
 TEST(Sema, QKHeadGroups) {
   SpecFile f;
   Diagnostic diag;
@@ -568,6 +585,21 @@ TEST(Sema, RecurrenceAndState) {
       {recurrenceSpec("", "dot(q, k) * exp(gc[b, i, h, d])",
                       "mask j <= i\n  norm none\n  param gc[b, i, h, d]"),
        "param index 'd' must be one of b, i, j, h"},
+      // norm sum and an output rmsnorm: the chunked form of a linear recurrence
+      {recurrenceSpec("", "dot(q, k)", "mask j < i\n  norm sum"),
+       "norm sum needs the causal mask exactly: 'mask j <= i'"},
+      {recurrenceSpec("", "exp(dot(q, k))", "mask j <= i\n  norm sum"),
+       "norm sum needs a score linear in dot(q, k): dot times factors free of 'i' or of 'j'"},
+      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j <= i\n  norm sum"),
+       "not supported yet: a state with norm sum"},
+      {skipSpec("rmsnorm(attend(s, v), 1e-6)", "mask j <= i\n  norm softmax"),
+       "an output rmsnorm needs norm none"},
+      {skipSpec("rmsnorm(attend(s, v))"), "'rmsnorm' takes 2 arguments, got 1"},
+      {skipSpec("rmsnorm(attend(s, v), i)"), "rmsnorm's epsilon must be a number, got 'i'"},
+      {skipSpec("rmsnorm(attend(s, v), 0)"), "rmsnorm's epsilon must be positive, got '0'"},
+      {skipSpec("rmsnorm(attend(s, v) + 1, 1e-6)"),
+       "output must be 'attend(s, v)', optionally plus a skip term, got 'rmsnorm(attend(s, v) "
+       "+ 1, 1e-6)'"},
   };
   for (const Case &c : cases) {
     bool ok = loadSpec("r.attn", c.text, f, diag);

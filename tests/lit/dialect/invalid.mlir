@@ -253,7 +253,7 @@ func.func @feature_takes_index(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf
 // -----
 
 func.func @decay_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
-  // expected-error @+1 {{a decay needs norm none (a recurrence), got softmax}}
+  // expected-error @+1 {{a decay needs norm none or sum (a recurrence), got softmax}}
   attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
       : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
     score {
@@ -335,7 +335,7 @@ func.func @skip_args(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
 
 func.func @skip_with_softmax(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
                              %lse: memref<?x?x?xf32>) {
-  // expected-error @+1 {{a skip term needs norm none (a recurrence), got softmax}}
+  // expected-error @+1 {{a skip term needs norm none or sum (a recurrence), got softmax}}
   attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
       : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>,
         memref<?x?x?xf32>
@@ -398,6 +398,45 @@ func.func @state_shape(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
   attn.attention %q, %q, %q -> %o state %st {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
         state memref<?x?x32x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @chunk_normalize_columns(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{the state needs 65 columns (the value dim + 1: normalize), got 64}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 16 : i64, normalize}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @chunk_rms_eps(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{rms_eps must be positive, got 0}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 16 : i64, rms_eps = 0.0 : f32}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @rmsnorm_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{an output rmsnorm needs norm none or sum (a recurrence), got softmax}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>, rms_eps = 1.0e-6 : f32}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
       attn.yield %dot : f32

@@ -255,3 +255,26 @@ func.func @single_step(%q: memref<?x?x1x64xf32>, %k: memref<?x?x1x64xf32>,
     }
   return
 }
+
+// -----
+
+// Norm sum and an output rmsnorm: the state gains a column (the weights' running sum) and the
+// chunk step is marked normalize, with the epsilon carried along.
+// CHECK-LABEL: func.func @normalised
+// CHECK: %[[S:.*]] = memref.alloca() : memref<64x33xf32>
+// CHECK: attn.tile_fill %[[S]], 0.000000e+00
+// CHECK: attn.chunk_step {{.*}} state %[[S]] -> {{.*}} {chunk = 16 : i64, normalize, rms_eps = 9.99999997E-7 : f32}
+// CHECK-SAME: memref<64x33xf32>
+func.func @normalised(%q: memref<?x?x?x64xf32>, %v: memref<?x?x?x32xf32>, %o: memref<?x?x?x32xf32>) {
+  attn.attention %q, %q, %v -> %o {group = 1 : i64, norm = #attn.norm<sum>, rms_eps = 1.0e-6 : f32}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x32xf32> -> memref<?x?x?x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    }
+  return
+}
