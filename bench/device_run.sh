@@ -116,7 +116,7 @@ if [ "$mode" = recurrent ] || [ "$mode" = recurrent-tests ]; then
     build_runtime
     recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla mamba1_selective_scan"
     recs="$recs s4d recurrence_chain recurrence_gated_state recurrence_groups recurrence_scan"
-    recs="$recs linear_elu_norm transnormer recurrence_normalised"
+    recs="$recs linear_elu_norm transnormer recurrence_normalised performer recurrence_projected"
     echo "== GPU tests of the recurrence kernels"
     python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py tests/gpu/test_jit.py \
       -k "$(echo $recs | sed 's/ / or /g')" > "$out/gpu-tests.log" 2>&1

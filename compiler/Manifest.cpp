@@ -74,6 +74,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   using nlohmann::json;
   const TensorDecl &q = v.inputs[v.q];
   int64_t headDim = staticExtent(v, v.headDim), valueDim = staticExtent(v, v.valueDim);
+  // A projected feature map (Performer): the kernels' dot and state run over the feature dim.
+  int64_t dotDim = staticExtent(v, v.dotDim()), rawDim = v.featureDim >= 0 ? headDim : 0;
   int64_t warps = options.blockQ / 16;
   json dims = json::array();
   for (const DimDecl &d : v.dims) {
@@ -101,8 +103,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   std::vector<int> oCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.valueDim};
   // The scan kernel reads q, k, v and writes o one element at a time: no row alignment.
   int64_t chunk = chunkOf(v, options);
-  bool scanKernel = chunk && headDim > 0 && valueDim > 0 &&
-                    mlir::attn::cudaUsesScan(headDim, valueDim);
+  bool scanKernel = chunk && dotDim > 0 && valueDim > 0 &&
+                    mlir::attn::cudaUsesScan(dotDim, valueDim);
   bool rows = !scanKernel;
   json args = json::array();
   for (const KernelArg &a : kernelArgs(v)) {
@@ -182,7 +184,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   std::string why;
   if (scanKernel) {
     // The scan kernel: a thread per (batch, head, value channel) over all the positions.
-    if (mlir::succeeded(mlir::attn::cudaScanConfig(headDim, valueDim, scan, why))) {
+    if (mlir::succeeded(mlir::attn::cudaScanConfig(dotDim, valueDim, scan, why))) {
       manifest["block"] = {scan.threads, 1, 1};
       manifest["grid"] = {{{"ceil_div", {v.dims[v.qHeadDim].name, scan.headsPerBlock}}},
                           {{"dim", v.dims[v.batchDim].name}},
@@ -195,15 +197,15 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   } else if (chunk) {
     // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
     mlir::attn::CUDAChunkConfig config;
-    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, headDim, valueDim, config, why,
+    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, dotDim, valueDim, config, why,
                                                     options.valueSlice, v.rmsEps.has_value()))) {
       manifest["block"] = {config.threads, 1, 1};
       manifest["grid"] = {{{"ceil_div", {v.dims[v.valueDim].name, config.valueSlice}}},
                           {{"dim", v.dims[v.qHeadDim].name}},
                           {{"dim", v.dims[v.batchDim].name}}};
       manifest["dynamic_shared_memory"] = mlir::attn::cudaChunkSharedMemoryBytes(
-          config, headDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr,
-          v.keyScale != nullptr, v.norm == Norm::Sum);
+          config, dotDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr,
+          v.keyScale != nullptr, v.norm == Norm::Sum, rawDim);
       manifest["tile"] = {{"block_q", config.rows}, {"block_k", config.rows},
                           {"warps", config.warps}};
       manifest["chunk"] = {{"size", chunk}, {"rows", config.rows},

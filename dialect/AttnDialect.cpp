@@ -63,14 +63,34 @@ LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type ex
 
 /// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask: ^bb0(b, h, i, j : index) -> i1.
 /// A feature map, if present: ^bb0(x : f32) -> f32.
-LogicalResult verifyFeature(Operation *op, Region &feature, StringRef name) {
-  if (feature.empty())
+/// A feature map: (x : f32) -> f32, or with a projection (`projected`, Performer) required
+/// and taking (p, sq : f32), the row's projection on one feature and its sum of squares.
+LogicalResult verifyFeature(Operation *op, Region &feature, StringRef name,
+                            bool projected = false) {
+  if (feature.empty()) {
+    if (projected)
+      return op->emitOpError() << "a projection needs a '" << name << "' region";
     return success();
+  }
   auto f32 = Float32Type::get(op->getContext());
-  if (!feature.hasOneBlock() || feature.front().getNumArguments() != 1 ||
-      feature.front().getArgument(0).getType() != f32)
-    return op->emitOpError() << "'" << name << "' region must have one block taking (x : f32)";
+  unsigned args = projected ? 2 : 1;
+  if (!feature.hasOneBlock() || feature.front().getNumArguments() != args ||
+      llvm::any_of(feature.front().getArgumentTypes(), [&](Type t) { return t != f32; }))
+    return op->emitOpError() << "'" << name << "' region must have one block taking "
+                             << (projected ? "(p, sq : f32) with a projection" : "(x : f32)");
   return verifyYield(op, feature.front(), name, f32);
+}
+
+/// A projection [m, d] (Performer) of q's head dim; `rows` (the state's, when given) are m.
+LogicalResult verifyProjection(Operation *op, Value projection, MemRefType q, MemRefType rows) {
+  if (!projection)
+    return success();
+  auto w = cast<MemRefType>(projection.getType());
+  if (failed(sameExtent(op, "head dim", "q", q, 3, "projection", w, 1)))
+    return failure();
+  if (rows && failed(sameExtent(op, "feature dim", "projection", w, 0, "state", rows, 0)))
+    return failure();
+  return success();
 }
 
 LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask) {
@@ -262,6 +282,10 @@ LogicalResult AttentionOp::verify() {
   }
   if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
     return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
+  if (getProjection() && getState())
+    return emitOpError("a projection with a state is not supported yet");
+  if (failed(verifyProjection(op, getProjection(), q, MemRefType())))
+    return failure();
   if (getLse()) {
     if (getNorm() != NormKind::softmax)
       return emitOpError("'lse' is only defined for softmax normalisation");
@@ -314,8 +338,9 @@ static LogicalResult verifySkip(Operation *op, Region &skip) {
 }
 
 LogicalResult AttentionOp::verifyRegions() {
-  if (failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
-      failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
+  bool projected = bool(getProjection());
+  if (failed(verifyFeature(*this, getFeatureQ(), "feature_q", projected)) ||
+      failed(verifyFeature(*this, getFeatureK(), "feature_k", projected)) ||
       failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
       failed(verifySkip(*this, getSkip())))
     return failure();
@@ -328,6 +353,8 @@ LogicalResult AttentionOp::verifyRegions() {
   if (getRmsEps() && !linear)
     return emitOpError("an output rmsnorm needs norm none or sum (a recurrence), got ")
            << stringifyNormKind(getNorm());
+  if (projected && (!linear || !getGate().empty()))
+    return emitOpError("a projection needs norm none or sum (a recurrence) and no gate");
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
@@ -361,7 +388,8 @@ LogicalResult ChunkStepOp::verify() {
   auto state = getState().getType(), out = getOut().getType();
   if (failed(sameExtent(*this, "head dim", "q", q, 3, "k", k, 3)) ||
       failed(sameExtent(*this, "value dim", "v", v, 3, "out", out, 3)) ||
-      failed(sameExtent(*this, "head dim", "q", q, 3, "state", state, 0)))
+      (!getProjection() && failed(sameExtent(*this, "head dim", "q", q, 3, "state", state, 0))) ||
+      failed(verifyProjection(*this, getProjection(), q, state)))
     return failure();
   // norm sum: the state's last column is the running sum of the keys' weights
   int64_t dv = v.getDimSize(3), columns = state.getDimSize(1);
@@ -383,9 +411,10 @@ LogicalResult ChunkStepOp::verifyRegions() {
     indices = s.getArgument(a).getType() == idx;
   if (!indices || s.getArgument(4).getType() != Float32Type::get(getContext()))
     return emitOpError("'score' region must take (b, h, i, j : index, dot : f32)");
+  bool projected = bool(getProjection());
   if (failed(verifyYield(*this, s, "score", Float32Type::get(getContext()))) ||
-      failed(verifyFeature(*this, getFeatureQ(), "feature_q")) ||
-      failed(verifyFeature(*this, getFeatureK(), "feature_k")))
+      failed(verifyFeature(*this, getFeatureQ(), "feature_q", projected)) ||
+      failed(verifyFeature(*this, getFeatureK(), "feature_k", projected)))
     return failure();
   if (failed(verifyGate(*this, getGate())) ||
       failed(verifyStepRegion(*this, getKeyScale(), "key_scale", "b, h, j")) ||

@@ -20,6 +20,7 @@ def Attn_Scale : MemRefOf<[F32, F16, BF16]>;
 def Attn_Lse : MemRefRankOf<[F32], [3]>;
 def Attn_Tile2 : MemRefRankOf<[F32], [2]>;
 def Attn_State : MemRefRankOf<[F32], [4]>;
+def Attn_Projection : MemRefRankOf<[AnyFloat], [2]>;
 def Attn_Tile1 : MemRefRankOf<[F32], [1]>;
 def Attn_Partial : MemRefRankOf<[F32], [5]>;
 def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
@@ -79,6 +80,12 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     output element, out[b,h,i,e] += skip(b, h, i, e, v[b, h/group, i, e]) (Mamba's D x). Only
     the chunked form (attn-chunk) computes it.
 
+    Projected feature maps (`proj %w`, [m, d] of any float type, optional; a linear recurrence
+    without a gate or a state): Performer's random features. feature_q and feature_k then take
+    (%p: f32, %sq: f32) -> f32 and map row x (over d) of q (k) to the row over m whose element m
+    is f(x . w[m, :], x . x); the dot runs over m. Only the chunked form (attn-chunk) computes
+    it.
+
     Norm `sum` (a linear recurrence only): the weights are the score's, and each output row is
     divided by their sum over the keys (0 where the sum is 0): normalised linear attention.
     Only the chunked form (attn-chunk) computes it.
@@ -120,6 +127,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        Attn_Seq4:$out,
                        Optional<Attn_Lse>:$lse,
                        Optional<Attn_State>:$state,
+                       Optional<Attn_Projection>:$projection,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
                        Attn_NormAttr:$norm,
                        DefaultValuedAttr<I64Attr, "0">:$page_size,
@@ -135,9 +143,11 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                         AnyRegion:$skip);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
-    $out (`,` $lse^)? (`state` $state^)? attr-dict `:` type($q) `,` type($k) `,` type($v)
+    $out (`,` $lse^)? (`state` $state^)? (`proj` $projection^)? attr-dict `:` type($q) `,`
+    type($k) `,` type($v)
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
-    `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? `score` $score (`mask` $mask^)?
+    `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? (`proj` type($projection)^)?
+    `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
     (`skip` $skip^)?
   }];
@@ -342,6 +352,9 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
     skip(b, h, i, e, v[b, hk, i, e]) to each output element. With
     `qk_group` G, q and k are read at head h / G.
 
+    With a projection w [m, d] (`proj`, Performer), feature_q and feature_k take (x . w[m, :],
+    x . x) of q's (k's) row x and the state has m rows: fq(q_i) and fk(k_j) are rows over m.
+
     With `normalize` (norm sum), `state` has dv + 1 columns: column dv carries the running sum
     z of the keys' weights, updated as the other columns are with v_j = 1, and each output row
     is divided by its weight sum, exp(g[r]) c_i fq(q_i).z + sum_c P[r, c] (0 where it is 0).
@@ -352,6 +365,7 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                        Arg<Attn_Seq4, "", [MemRead]>:$v,
                        Arg<Attn_Tile2, "", [MemRead, MemWrite]>:$state,
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
+                       Arg<Optional<Attn_Projection>, "", [MemRead]>:$projection,
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group,
@@ -360,8 +374,10 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                         AnyRegion:$decay, AnyRegion:$gate, AnyRegion:$key_scale,
                         AnyRegion:$skip);
   let assemblyFormat = [{
-    $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out attr-dict `:`
+    $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out
+    (`proj` $projection^)? attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($state) `->` type($out)
+    (`proj` type($projection)^)?
     `score` $score (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
     (`gate` $gate^)? (`key_scale` $key_scale^)? (`skip` $skip^)?
   }];

@@ -383,7 +383,10 @@ void lower(Emit &e, ChunkStepOp op) {
   Value b = op.getB(), h = op.getH(), hk = op.getHk(), n0 = op.getN0();
   int64_t chunk = int64_t(op.getChunk());
   Value qLen = e.dim(q, 2), kvLen = e.dim(k, 2);
-  Value headDim = e.extent(q, 3), valueDim = e.extent(out, 3);
+  // With a projection w [m, d] (Performer) the features, the dot and the state's rows run over
+  // m; feature m of row x is the map of (x . w[m], x . x).
+  Value w = op.getProjection();
+  Value headDim = w ? e.extent(w, 0) : e.extent(q, 3), valueDim = e.extent(out, 3);
   // R = min(chunk, q_len - n0) rows.
   Value rows = arith::MinUIOp::create(e.b, e.loc, e.index(chunk),
                                       arith::SubIOp::create(e.b, e.loc, qLen, n0));
@@ -411,10 +414,50 @@ void lower(Emit &e, ChunkStepOp op) {
   Value qh = h, kh = hk;
   if (op.getQkGroup() > 1)
     qh = kh = arith::DivUIOp::create(e.b, e.loc, h, e.index(int64_t(op.getQkGroup())));
+  auto projected = [&](Emit &e, Region &feature, Value x, Value head, Value pos, Value m) {
+    Value rawDim = e.extent(x, 3);
+    Value p = e.reduce(rawDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+      return e.fadd(acc, e.fmul(e.load(x, {b, head, pos, d}), e.load(w, {m, d})));
+    });
+    Value sq = e.reduce(rawDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+      Value xd = e.load(x, {b, head, pos, d});
+      return e.fadd(acc, e.fmul(xd, xd));
+    });
+    return e.inlineRegion(feature, {p, sq});
+  };
+  // The chunk's projected features, fq [chunk, m] and fk [chunk, m] (rows past q_len or kv_len
+  // left as they are: never read), computed once per chunk.
+  Value fq, fk;
+  if (w) {
+    int64_t m = cast<MemRefType>(w.getType()).getDimSize(0);
+    if (ShapedType::isDynamic(m)) {  // the tiles' width: a dynamic feature dim has no bound
+      op.emitError("the CPU back end needs a static feature dim for a projection");
+      return;
+    }
+    fq = f32Tile({chunk, m}), fk = f32Tile({chunk, m});
+    e.loop(e.index(chunk), [&](Emit &e, Value r) {
+      Value p = e.add(n0, r);
+      e.when(e.below(p, qLen), [&](Emit &e) {
+        e.loop(headDim, [&](Emit &e, Value f) {
+          e.store(projected(e, op.getFeatureQ(), q, qh, p, f), fq, {r, f});
+        });
+      });
+      e.when(e.below(p, kvLen), [&](Emit &e) {
+        e.loop(headDim, [&](Emit &e, Value f) {
+          e.store(projected(e, op.getFeatureK(), k, kh, p, f), fk, {r, f});
+        });
+      });
+    });
+  }
+  auto local = [&](Emit &e, Value p) { return arith::SubIOp::create(e.b, e.loc, p, n0); };
   auto qAt = [&](Emit &e, Value i, Value d) {
+    if (w)
+      return e.load(fq, {local(e, i), d});
     return mapped(e, op.getFeatureQ(), e.load(q, {b, qh, i, d}));
   };
   auto kAt = [&](Emit &e, Value j, Value d) {
+    if (w)
+      return e.load(fk, {local(e, j), d});
     return mapped(e, op.getFeatureK(), e.load(k, {b, kh, j, d}));
   };
   // The score's key factor of key position j (1 without a key_scale region).

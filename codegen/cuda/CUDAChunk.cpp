@@ -77,13 +77,17 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
 
 int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                                int64_t elementBytes, bool decay, bool gate,
-                                               bool keyScale, bool normalize) {
+                                               bool keyScale, bool normalize, int64_t rawDim) {
   int64_t rows = config.rows, bv = config.valueSlice;
-  // One or two Q tiles, two K and V tiles, the 16-bit state.
-  int64_t qBytes = elementBytes * rows * (headDim + kSmemPad);
+  // One or two Q tiles, two K and V tiles, the 16-bit state; with a projection the Q and K
+  // tiles are raw (rawDim wide), then the feature tiles of Q and K and the projection [m, d].
+  int64_t loaded = rawDim ? rawDim : headDim;
+  int64_t qBytes = elementBytes * rows * (loaded + kSmemPad);
   int64_t kvBytes = qBytes + elementBytes * rows * (bv + kSmemPad);
   int64_t bytes = (config.singleQ ? 1 : 2) * qBytes + 2 * kvBytes +
                   elementBytes * headDim * (bv + kSmemPad);
+  if (rawDim)
+    bytes += elementBytes * (2 * rows * (headDim + kSmemPad) + headDim * (rawDim + kSmemPad));
   if (decay)
     bytes = (bytes + 15) / 16 * 16 + 4 * rows;
   if (gate)  // G [rows, d] f32
@@ -114,7 +118,47 @@ private:
   Value qkHead;  // the head of q and k with q/k head groups, else null
   Value gateCum;  // G [rows, d]: the chunk's cumulative log gates per head channel, or null
   Value zShared;  // norm sum: z [d], the running sum of the keys' weights (f32), or null
+  Value proj;     // a projection w [m, d] (Performer): global, and its 16-bit copy in wTile
+  Value wTile;
   int64_t headDim = 0, group = 1;
+  int64_t rawDim = 0;  // with a projection, q's and k's head dim d (headDim is then m)
+
+  /// With a projection: feature[r, m] = map(raw[r, :] . w[m, :], raw[r, :] . raw[r, :]) for this
+  /// warp's 16 rows, on tensor cores (raw times w^T, as Q K^T); the caller's barrier publishes
+  /// the tile.
+  void projectTile(Value raw, Value feature, Region &map, Value rowBase, Value mLow, Value mHigh,
+                   Value r8) {
+    Value zero = f32(0);
+    SmallVector<SmallVector<Value, 4>> a;
+    Value sq[2] = {zero, zero};  // rows g and g + 8: A parts 0, 2 and 1, 3
+    for (int64_t kk = 0; kk < rawDim / 16; ++kk) {
+      a.push_back(ldmatrix(raw, add(add(rowBase, mul(mLow, 8)), r8), add(mul(mHigh, 8), kk * 16),
+                           false));
+      for (int64_t part = 0; part < 4; ++part) {
+        auto [x0, x1] = unpack(a.back()[part]);
+        sq[part % 2] = fadd(sq[part % 2], fadd(fmul(x0, x0), fmul(x1, x1)));
+      }
+    }
+    for (Value &s : sq)
+      s = quadReduce(s, /*isMax=*/false);
+    for (int64_t np = 0; np < headDim / 16; ++np) {
+      SmallVector<Value, 4> acc[2] = {{zero, zero, zero, zero}, {zero, zero, zero, zero}};
+      for (int64_t kk = 0; kk < rawDim / 16; ++kk) {
+        auto wf = ldmatrix(wTile, add(add(mul(mHigh, 8), r8), np * 16),
+                           add(mul(mLow, 8), kk * 16), false);
+        acc[0] = mma(a[kk], {wf[0], wf[1]}, acc[0]);
+        acc[1] = mma(a[kk], {wf[2], wf[3]}, acc[1]);
+      }
+      for (int64_t half = 0; half < 2; ++half)
+        for (int64_t r = 0; r < 2; ++r) {  // parts 2r, 2r + 1: row g + 8r, columns 2c, 2c + 1
+          Value f0 = inlineRegion(map, {acc[half][2 * r], sq[r]});
+          Value f1 = inlineRegion(map, {acc[half][2 * r + 1], sq[r]});
+          Value col = add(mul(c, 2), np * 16 + half * 8);
+          vector::StoreOp::create(b, loc, pack(f0, f1), feature,
+                                  ValueRange{add(add(rowBase, g), 8 * r), col});
+        }
+    }
+  }
 
   Value viewAt(Value smem, Value byteShift, Type type, int64_t rows, int64_t cols) {
     auto memType = MemRefType::get({rows, cols}, type, MemRefLayoutAttrInterface(),
@@ -276,11 +320,13 @@ void ChunkKernelBuilder::loadChunk(Value n0, Value qBuf, Value kBuf, Value vBuf,
     };
   };
   if (qBuf)
-    loadTile(q, rowsOf(qkHead ? qkHead : head, qLen), cfg.rows, headDim, qBuf, tid, cfg.threads);
+    loadTile(q, rowsOf(qkHead ? qkHead : head, qLen), cfg.rows, rawDim ? rawDim : headDim, qBuf,
+             tid, cfg.threads);
   if (!kBuf)
     return;
   Value kvLen = memref::DimOp::create(b, loc, k, 2);
-  loadTile(k, rowsOf(qkHead ? qkHead : kvHead, kvLen), cfg.rows, headDim, kBuf, tid,
+  loadTile(k, rowsOf(qkHead ? qkHead : kvHead, kvLen), cfg.rows, rawDim ? rawDim : headDim, kBuf,
+           tid,
            cfg.threads);
   loadTile(v, rowsOf(kvHead, kvLen), cfg.rows, cfg.valueSlice, vBuf, tid, cfg.threads, 8,
            colBase);
@@ -295,6 +341,12 @@ LogicalResult ChunkKernelBuilder::build() {
   group = mappedArgs->group;
   elt = cast<MemRefType>(q.getType()).getElementType();
   headDim = cast<MemRefType>(q.getType()).getDimSize(3);
+  if (Value w = step.getProjection()) {  // Performer: tiles of d, features and state over m
+    proj = outside.lookup(w);
+    rawDim = headDim;
+    headDim = cast<MemRefType>(w.getType()).getDimSize(0);
+  }
+  const int64_t loadedDim = rawDim ? rawDim : headDim;
   decay = step.getDecay().empty() ? nullptr : &step.getDecay();
 
   const int64_t rows = cfg.rows, bv = cfg.valueSlice, threads = cfg.threads;
@@ -320,20 +372,29 @@ LogicalResult ChunkKernelBuilder::build() {
   // Shared memory: two buffers of Q, K, V tiles, the 16-bit state, the cumulative decays.
   Value smem = dynamicSharedMemory();
   int64_t eb = elt.getIntOrFloatBitWidth() / 8;
-  int64_t qBytes = eb * rows * (headDim + kSmemPad), vBytes = eb * rows * (bv + kSmemPad);
+  int64_t qBytes = eb * rows * (loadedDim + kSmemPad), vBytes = eb * rows * (bv + kSmemPad);
   // Q tiles first (two, or one with singleQ), then K and V of each parity.
   int64_t qTiles = cfg.singleQ ? 1 : 2, bufferBytes = qBytes + vBytes;
   auto buffers = [&](Value parity) {
     Value qAt = cfg.singleQ ? idx(0)
                             : arith::MulIOp::create(b, loc, parity, idx(qBytes)).getResult();
     Value base = add(arith::MulIOp::create(b, loc, parity, idx(bufferBytes)), qTiles * qBytes);
-    return std::array<Value, 3>{viewAt(smem, qAt, elt, rows, headDim + kSmemPad),
-                                viewAt(smem, base, elt, rows, headDim + kSmemPad),
+    return std::array<Value, 3>{viewAt(smem, qAt, elt, rows, loadedDim + kSmemPad),
+                                viewAt(smem, base, elt, rows, loadedDim + kSmemPad),
                                 viewAt(smem, add(base, qBytes), elt, rows, bv + kSmemPad)};
   };
   int64_t stateAt = qTiles * qBytes + 2 * bufferBytes;
   Value s16 = sharedView(smem, stateAt, headDim, bv);
-  int64_t at = (stateAt + eb * headDim * (bv + kSmemPad) + 15) / 16 * 16;
+  int64_t at = stateAt + eb * headDim * (bv + kSmemPad);
+  Value qFeature, kFeature;  // with a projection: the chunk's Q and K feature tiles [rows, m]
+  if (proj) {
+    int64_t featureBytes = eb * rows * (headDim + kSmemPad);
+    qFeature = sharedView(smem, at, rows, headDim);
+    kFeature = sharedView(smem, at + featureBytes, rows, headDim);
+    wTile = sharedView(smem, at + 2 * featureBytes, headDim, rawDim);
+    at += 2 * featureBytes + eb * headDim * (rawDim + kSmemPad);
+  }
+  at = (at + 15) / 16 * 16;
   auto f32Shared = [&](ArrayRef<int64_t> shape) {
     auto type = MemRefType::get(shape, b.getF32Type(), MemRefLayoutAttrInterface(),
                                 gpu::AddressSpaceAttr::get(b.getContext(),
@@ -405,6 +466,17 @@ LogicalResult ChunkKernelBuilder::build() {
     s0.push_back(f32(0));
   storeState16(ArrayRef<Value>(s0).take_front(s0.size() - zCount));
   storeZ(ArrayRef<Value>(s0).take_back(zCount));
+  if (proj)  // w [m, d] in 16 bits, once (the first chunk's barrier publishes it)
+    forEachChunk(headDim * rawDim, tid, threads, [&](Value id) {
+      Value m = arith::DivUIOp::create(b, loc, id, idx(rawDim));
+      Value d = arith::RemUIOp::create(b, loc, id, idx(rawDim));
+      Value x = memref::LoadOp::create(b, loc, proj, ValueRange{m, d});
+      if (x.getType() != elt)
+        x = x.getType().getIntOrFloatBitWidth() > elt.getIntOrFloatBitWidth()
+                ? arith::TruncFOp::create(b, loc, elt, x).getResult()
+                : arith::ExtFOp::create(b, loc, elt, x).getResult();
+      memref::StoreOp::create(b, loc, x, wTile, ValueRange{m, d});
+    });
   {
     auto [qb, kb, vb] = buffers(idx(0));
     loadChunk(idx(0), qb, kb, vb, tid);
@@ -429,10 +501,20 @@ LogicalResult ChunkKernelBuilder::build() {
       loadChunk(add(n0, rows), cfg.singleQ ? Value() : qn, kn, vn, tid);
     }
     waitGroups(commit(), 1);  // this chunk has landed: Q(n) and K, V(n) (all but the newest group)
-    if (!step.getFeatureQ().empty())
-      mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
-    if (!step.getFeatureK().empty())
-      mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
+    // The Q and K tiles the chunk computes with: the loaded ones, mapped in place, or with a
+    // projection the feature tiles (each warp projects its 16 rows of both).
+    Value qTile = qBuf, kTile = kBuf;
+    if (proj) {
+      projectTile(qBuf, qFeature, step.getFeatureQ(), rowBase, mLow, mHigh, r8);
+      projectTile(kBuf, kFeature, step.getFeatureK(), rowBase, mLow, mHigh, r8);
+      gpu::BarrierOp::create(b, loc);
+      qTile = qFeature, kTile = kFeature;
+    } else {
+      if (!step.getFeatureQ().empty())
+        mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
+      if (!step.getFeatureK().empty())
+        mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
+    }
     if (keyScales) {
       computeKeyScales(n0, keysEnd, tid);
       if (!cum && !gateCum)  // otherwise their scans' barriers publish the factors
@@ -442,7 +524,7 @@ LogicalResult ChunkKernelBuilder::build() {
       scanLogDecays(cum, n0, rows, tid);
     if (gateCum) {
       scanLogGates(n0, tid);
-      gateKeys(kBuf, tid);
+      gateKeys(kTile, tid);
     }
 
     // Per thread row r (g, g + 8 of the warp's 16): position, c_i, and g_r.
@@ -455,7 +537,7 @@ LogicalResult ChunkKernelBuilder::build() {
     }
     SmallVector<SmallVector<Value, 4>> qFrag;
     for (int64_t kk = 0; kk < kSteps; ++kk)
-      qFrag.push_back(ldmatrix(qBuf, add(add(rowBase, mul(mLow, 8)), r8),
+      qFrag.push_back(ldmatrix(qTile, add(add(rowBase, mul(mLow, 8)), r8),
                                add(mul(mHigh, 8), kk * 16), false));
     if (cfg.singleQ) {
       gpu::BarrierOp::create(b, loc);  // every warp holds Q(n): Q(n + 1) may land in the tile
@@ -476,7 +558,7 @@ LogicalResult ChunkKernelBuilder::build() {
     SmallVector<SmallVector<Value, 4>> p(nTiles, SmallVector<Value, 4>(4, zero));
     for (int64_t kk = 0; kk < kSteps; ++kk)
       for (int64_t np = 0; np < nTiles / 2; ++np) {
-        auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), np * 16),
+        auto kf = ldmatrix(kTile, add(add(mul(mHigh, 8), r8), np * 16),
                            add(mul(mLow, 8), kk * 16), false);
         if (gateCum) {  // K~ of block c0 = 16 np times exp(G[r0] - G[c0]); parts 1, 3 are d + 8
           std::pair<Value, Value> f[2] = {gatePair(rowBase, idx(np * 16), channel(kk, 0)),
@@ -644,7 +726,7 @@ LogicalResult ChunkKernelBuilder::build() {
         vFrag.push_back(ldmatrix(vBuf, add(add(mul(mLow, 8), r8), kt * 16),
                                  add(mul(mHigh, 8), ep * 16), true));
       for (int64_t mt = 0; mt < mTiles; ++mt) {
-        auto kf = ldmatrix(kBuf, add(add(mul(mHigh, 8), r8), kt * 16),
+        auto kf = ldmatrix(kTile, add(add(mul(mHigh, 8), r8), kt * 16),
                            add(add(dBase, mul(mLow, 8)), mt * 16), true);
         // K~ of block c0 = 16 kt: channel d (row of K^T) takes exp(G[last, d] - G[c0, d]).
         Value rowFactor[2];
@@ -711,6 +793,14 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
   if (ShapedType::isDynamic(d) || ShapedType::isDynamic(dv))
     return step.emitError("the CUDA back end needs static head and value dims: declare them "
                           "(d = 128) or pass --set d=128");
+  if (Value w = step.getProjection()) {  // Performer: q and k tiles of d, the rest over m
+    int64_t m = cast<MemRefType>(w.getType()).getDimSize(0);
+    if (ShapedType::isDynamic(m) || m % 16 || m > 256 || d % 16 || d > 256)
+      return step.emitError() << "on CUDA a projected feature map needs static head and feature "
+                                 "dims that are multiples of 16 up to 256, got "
+                              << d << " and " << m;
+    d = m;
+  }
   CUDAChunkConfig config;
   std::string why;
   if (failed(cudaChunkConfig(int64_t(step.getChunk()), d, dv, config, why, valueSlice,

@@ -1012,6 +1012,8 @@ struct AttnCUDALowerTilesPass
     OpBuilder b(f);
     auto kernel = createKernel(b, f, {step.getQ(), step.getK(), step.getV(), step.getOut()});
     int64_t d = step.getQ().getType().getDimSize(3), dv = step.getOut().getType().getDimSize(3);
+    if (Value w = step.getProjection())  // Performer: the state's rows are the feature dim
+      d = cast<MemRefType>(w.getType()).getDimSize(0);
     bool scan = !ShapedType::isDynamic(d) && !ShapedType::isDynamic(dv) && cudaUsesScan(d, dv);
     if (failed(scan ? buildScanKernel(b, f, step, kernel)
                     : buildChunkKernel(b, f, step, kernel, valueSlice)) ||

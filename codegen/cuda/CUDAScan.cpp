@@ -208,6 +208,10 @@ LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkSte
   std::string why;
   if (failed(cudaScanConfig(d, dv, config, why)))
     return step.emitError(why);
+  if (step.getProjection())
+    return step.emitError() << "not supported yet on CUDA: a projected feature map with a value "
+                               "dim that is not a multiple of 16 (got "
+                            << dv << ")";
   if (step.getNormalize() || step.getRmsEps())
     return step.emitError() << "not supported yet on CUDA: "
                             << (step.getNormalize() ? "norm sum" : "an output rmsnorm")

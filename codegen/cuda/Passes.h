@@ -62,10 +62,12 @@ struct CUDAChunkConfig {
 LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
                               CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0,
                               bool wholeRows = false);
-/// `normalize`: norm sum's running sum z [d] in f32.
+/// `normalize`: norm sum's running sum z [d] in f32. `rawDim` (a projection, Performer): q's and
+/// k's head dim, which their tiles have; headDim is then the feature dim m.
 int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
                                    int64_t elementBytes, bool decay, bool gate = false,
-                                   bool keyScale = false, bool normalize = false);
+                                   bool keyScale = false, bool normalize = false,
+                                   int64_t rawDim = 0);
 /// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
 /// chunked recurrence of `step`, the one attn.chunk_step of `f`.
 LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,

@@ -76,6 +76,8 @@ struct Expr {
     Builtin,    // Call: builtin
     FeatureArg, // Ident `x` in a feature map: the element being mapped (a Float)
     ValueAt,    // Index v[b, i, h, dv] in a skip term: v at the query position (a Float)
+    FeatureProj, // dot(x, w[m]) in a feature map: the row x projected on row m of param w
+    FeatureSq,   // dot(x, x) in a feature map: the row's sum of squares
   } res = Res::None;
   int dimIndex = -1;    // IterIndex / DimSize: index into Variant::dims
   int paramIndex = -1;  // ParamLoad: index into Variant::params
@@ -201,6 +203,12 @@ struct Variant {
   int64_t qkGroup = 1;
   const Expr *featureQ = nullptr;  // q's and k's feature maps (into `features`), if any
   const Expr *featureK = nullptr;
+  /// Projected feature maps (Performer's random features): `feature q, k = f(dot(x, w[m]),
+  /// dot(x, x))` maps the head-dim row x of q and of k to a row over the feature dim m, with
+  /// param w[m, d]; the dot and the recurrence's state then run over m. -1 without one.
+  int featureDim = -1, projParam = -1;
+  /// The dim the dot (and a state's rows) run over: the feature dim, or the head dim.
+  int dotDim() const { return featureDim >= 0 ? featureDim : headDim; }
   /// A linear recurrence (Sema): norm none, the mask exactly `j <= i` and a score that is
   /// dot(q, k) times factors that read neither j nor the score. attnc may compute it in the
   /// chunked or the recurrent form; `decay` and `state` need it.

@@ -187,6 +187,7 @@ public:
   std::vector<int64_t> &iter() { return iter_; }
   double dot = 0;  // dot(q, k) at the current (b, h, i, j)
   double x = 0;    // the element a feature map is applied to (a skip term: v at i)
+  double proj = 0, sq = 0;  // a projected feature map: dot(x, w[m]) and dot(x, x)
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -224,6 +225,10 @@ private:
     case Expr::Res::FeatureArg:
     case Expr::Res::ValueAt:
       return floatValue(x);
+    case Expr::Res::FeatureProj:
+      return floatValue(proj);
+    case Expr::Res::FeatureSq:
+      return floatValue(sq);
     case Expr::Res::None:
       break;
     }
@@ -435,7 +440,7 @@ public:
     }
     for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e) {
       double acc = 0;
-      for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
+      for (int64_t d = 0; d < sizes_[v_.dotDim()]; ++d)
         acc += fq[size_t(d)] * loadCanonical(*state_, ps_, b, h, d, e);
       out[e] += factor * acc;
     }
@@ -446,7 +451,7 @@ public:
   /// out row p = c_p fq(q_p) S.
   /// Writes the rows to out[p * dv + e] and the final state to finalState[d * dv + e].
   void recurrent(int64_t b, int64_t h, double *out, double *finalState) {
-    const int64_t hk = h / v_.group, D = sizes_[v_.headDim], DV = sizes_[v_.valueDim];
+    const int64_t hk = h / v_.group, D = sizes_[v_.dotDim()], DV = sizes_[v_.valueDim];
     std::vector<double> S(size_t(D * DV), 0.0);
     std::vector<double> z(size_t(D), 0.0);  // norm sum: the weights' running sum, per channel
     if (state_)
@@ -469,8 +474,7 @@ public:
       }
       if (p < sizes_[v_.kvSeqDim])
         for (int64_t d = 0; d < D; ++d) {
-          double k = kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, p, d);
-          double fk = keyFactor(p) * feature(v_.featureK, k);
+          double fk = keyFactor(p) * keyFeatures(b, hk, p)[d];
           for (int64_t e = 0; e < DV; ++e)
             S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
           z[size_t(d)] += fk;
@@ -521,6 +525,7 @@ private:
     return x * params_[size_t(decl.scaleParam)].load(idx);
   }
   std::vector<double> s_;      // score of each key of the current row
+  std::vector<double> rowFeatures_;  // fq(q_i) of the current row
   std::vector<bool> allowed_;  // mask of each key of the current row
   const HostTensor *state_ = nullptr;  // a recurrence's initial state, if any
   std::vector<int> ps_;                // its canonical permutation [b, h, d, dv]
@@ -586,10 +591,50 @@ private:
     return product;
   }
   std::vector<double> queryFeatures(int64_t b, int64_t h, int64_t i) {
-    std::vector<double> fq(size_t(sizes_[v_.headDim]));
+    std::vector<double> x(size_t(sizes_[v_.headDim]));
     for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
-      fq[size_t(d)] = feature(v_.featureQ, loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d));
-    return fq;
+      x[size_t(d)] = loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d);
+    return features(v_.featureQ, x);
+  }
+  /// fk(k_j) over the dot dim for key j of kv head hk, cached per (b, hk).
+  const double *keyFeatures(int64_t b, int64_t hk, int64_t j) {
+    const int64_t J = sizes_[v_.kvSeqDim], D = sizes_[v_.headDim], M = sizes_[v_.dotDim()];
+    if (b != keyB_ || hk != keyH_) {
+      keyB_ = b, keyH_ = hk;
+      keyFeatures_.assign(size_t(J * M), 0.0);
+      std::vector<double> x(static_cast<size_t>(D));
+      for (int64_t t = 0; t < J; ++t) {
+        for (int64_t d = 0; d < D; ++d)
+          x[size_t(d)] = kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, t, d);
+        std::vector<double> f = features(v_.featureK, x);
+        std::copy(f.begin(), f.end(), keyFeatures_.begin() + t * M);
+      }
+    }
+    return &keyFeatures_[size_t(j * M)];
+  }
+  std::vector<double> keyFeatures_;
+  int64_t keyB_ = -1, keyH_ = -1;
+  /// A head-dim row through a feature map: elementwise, or projected onto the feature dim
+  /// (Variant::featureDim: proj = x . w[m], sq = x . x per feature m); the row itself without one.
+  std::vector<double> features(const Expr *map, const std::vector<double> &x) {
+    if (v_.featureDim < 0) {
+      std::vector<double> f(x.size());
+      for (size_t d = 0; d < x.size(); ++d)
+        f[d] = feature(map, x[d]);
+      return f;
+    }
+    const HostTensor &w = params_[size_t(v_.projParam)];
+    std::vector<double> f(size_t(sizes_[v_.featureDim]));
+    ev_.sq = 0;
+    for (double e : x)
+      ev_.sq += e * e;
+    for (size_t m = 0; m < f.size(); ++m) {
+      ev_.proj = 0;
+      for (size_t d = 0; d < x.size(); ++d)
+        ev_.proj += x[d] * w.load({int64_t(m), int64_t(d)});
+      f[m] = ev_.eval(*map).real();
+    }
+    return f;
   }
 
   /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i), the product taken from
@@ -617,6 +662,7 @@ private:
   /// Fills s_ and allowed_ for the current row; returns whether any key is allowed.
   bool scores(int64_t b, int64_t h, int64_t hk, int64_t i) {
     bool any = false;
+    rowFeatures_.clear();  // fq(q_i), computed at the first allowed key
     for (size_t j = 0; j < s_.size(); ++j) {
       ev_.iter()[v_.kvSeqDim] = int64_t(j);
       allowed_[j] = !v_.mask || ev_.eval(*v_.mask).i != 0;
@@ -626,11 +672,11 @@ private:
       ev_.dot = 0;
       const double *gi = v_.gate ? gateCum(b, h, i) : nullptr;
       const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;  // j <= i: a recurrence
-      for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
-        ev_.dot += feature(v_.featureQ, loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d)) *
-                   feature(v_.featureK,
-                           kv(v_.inputs[v_.k], k_, pk_, b, hk / v_.qkGroup, int64_t(j), d)) *
-                   (gi ? std::exp(gi[d] - gj[d]) : 1.0);
+      if (rowFeatures_.empty())
+        rowFeatures_ = queryFeatures(b, h, i);
+      const double *fk = keyFeatures(b, hk, int64_t(j));
+      for (size_t d = 0; d < rowFeatures_.size(); ++d)
+        ev_.dot += rowFeatures_[d] * fk[d] * (gi ? std::exp(gi[d] - gj[d]) : 1.0);
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }
     return any;
@@ -644,7 +690,7 @@ void referenceRecurrent(const Variant &v, const DimSizes &sizes,
                         const std::vector<HostTensor> &params, const HostTensor *state,
                         std::vector<double> &out, std::vector<double> &finalState) {
   const int64_t B = sizes[v.batchDim], H = sizes[v.qHeadDim], I = sizes[v.qSeqDim],
-                D = sizes[v.headDim], DV = sizes[v.valueDim];
+                D = sizes[v.dotDim()], DV = sizes[v.valueDim];
   out.assign(size_t(B * H * I * DV), 0.0);
   finalState.assign(size_t(B * H * D * DV), 0.0);
   Forward forward(v, sizes, inputs, params);

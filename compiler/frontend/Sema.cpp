@@ -167,6 +167,7 @@ private:
     v_.group = 1;
     v_.qkGroupDim = -1;
     v_.qkGroup = 1;
+    v_.featureDim = v_.projParam = -1;
     v_.recurrence = false;
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
@@ -844,6 +845,7 @@ private:
   /// of the element x alone (numbers and builtins; no dims, params or tensors).
   bool checkFeatures() {
     v_.featureQ = v_.featureK = nullptr;
+    projectedQ_ = projectedK_ = false;
     for (FeatureDecl &f : v_.features) {
       for (size_t n = 0; n < f.tensors.size(); ++n) {
         const std::string &name = f.tensors[n];
@@ -860,12 +862,93 @@ private:
                       "give each of q and k at most one");
         slot = f.expr.get();
       }
+      projected_ = elementwise_ = nullptr;
       if (!checkExpr(*f.expr, Context::Feature))
         return false;
       if (f.expr->type == ValueType::Bool)
         return fail(*f.expr, "a feature map must give a number, got bool",
                     "use select(c, a, b) to turn a condition into a number");
+      if (projected_ && elementwise_)
+        return fail(*elementwise_,
+                    "a projected feature map reads x only through dot(x, " +
+                        v_.params[size_t(v_.projParam)].name + "[...]) and dot(x, x)",
+                    "the map's value at feature m is a function of the row's projection on "
+                    "row m and of its sum of squares");
+      for (size_t n = 0; n < f.tensors.size(); ++n)
+        (f.tensors[n] == qT().name ? projectedQ_ : projectedK_) = projected_ != nullptr;
     }
+    return checkProjection();
+  }
+
+  const Expr *projected_ = nullptr, *elementwise_ = nullptr;  // in the map being checked
+  bool projectedQ_ = false, projectedK_ = false;
+
+  /// Projected feature maps: q's and k's both project (onto the same feature dim), a linear
+  /// recurrence without a gate or a state computes them in the chunked form.
+  bool checkProjection() {
+    if (v_.featureDim < 0)
+      return true;
+    if (!projectedQ_ || !projectedK_) {
+      const TensorDecl &t = projectedQ_ ? kT() : qT();
+      return failAtName(t, "'" + t.name + "' needs a projected feature map too: the dot runs over "
+                               "the feature dim '" + v_.dims[size_t(v_.featureDim)].name + "'",
+                        "write 'feature " + qT().name + ", " + kT().name + " = ...' with dot(x, " +
+                            v_.params[size_t(v_.projParam)].name + "[...])");
+    }
+    return true;
+  }
+
+  /// dot(x, x) and dot(x, w[m]) in a feature map (Performer's random features).
+  bool checkFeatureDot(Expr &e) {
+    const char *hint = "a feature map may project its row x: dot(x, w[m]) with a param w[m, d], "
+                       "and take its sum of squares: dot(x, x)";
+    auto isX = [](const Expr &a) { return a.kind == Expr::Kind::Ident && a.name == "x"; };
+    if (e.args.size() != 2 || !isX(*e.args[0]))
+      return fail(e, "in a feature map, dot takes x and a param row: dot(x, w[m]) or dot(x, x)",
+                  hint);
+    e.type = ValueType::Float;
+    if (isX(*e.args[1])) {
+      e.res = Expr::Res::FeatureSq;
+      projected_ = &e;
+      return true;
+    }
+    Expr &w = *e.args[1];
+    const Symbol *sym = w.kind == Expr::Kind::Index ? lookup(w.name) : nullptr;
+    if (!sym || sym->kind != Symbol::Kind::Param || w.args.size() != 1 ||
+        w.args[0]->kind != Expr::Kind::Ident)
+      return fail(w, "the projection must be a row of a param: dot(x, w[m]), got '" + text(w) +
+                         "'", hint);
+    const TensorDecl &param = v_.params[size_t(sym->index)];
+    const Symbol *m = lookup(w.args[0]->name);
+    if (param.dims.size() != 2 || param.dims[1] != v_.headDim || !m ||
+        m->kind != Symbol::Kind::Dim || param.dims[0] != m->index)
+      return fail(w, "the projection param must be declared [" + w.args[0]->name + ", " +
+                         v_.dims[size_t(v_.headDim)].name + "] (feature dim, head dim), got '" +
+                         param.name + "' with " + std::to_string(param.dims.size()) + " dims",
+                  "e.g. 'param " + param.name + "[" + w.args[0]->name + ", " +
+                      v_.dims[size_t(v_.headDim)].name + "] : f32'");
+    if (!isFloat(param.resolvedDType))
+      return fail(w, "the projection param must be a float, got " +
+                         std::string(dtypeName(param.resolvedDType)));
+    if (m->index == v_.headDim || m->index == v_.valueDim || m->index == v_.batchDim ||
+        m->index == v_.qHeadDim || m->index == v_.kvHeadDim || m->index == v_.qSeqDim ||
+        m->index == v_.kvSeqDim)
+      return fail(*w.args[0], "the feature dim must be a dim of its own, not '" +
+                                  w.args[0]->name + "'",
+                  "declare it in dims, e.g. 'm = 256'");
+    if (!staticExtent_[size_t(m->index)])
+      return fail(*w.args[0], "the feature dim '" + w.args[0]->name + "' must be static",
+                  "declare its extent, e.g. '" + w.args[0]->name + " = 256'");
+    if (v_.projParam >= 0 && (v_.projParam != sym->index || v_.featureDim != m->index))
+      return fail(w, "every projected feature map must project with the same param row '" +
+                         v_.params[size_t(v_.projParam)].name + "[" +
+                         v_.dims[size_t(v_.featureDim)].name + "]'");
+    v_.projParam = sym->index;
+    v_.featureDim = m->index;
+    e.res = Expr::Res::FeatureProj;
+    e.paramIndex = sym->index;
+    e.dimIndex = m->index;
+    projected_ = &e;
     return true;
   }
 
@@ -1021,9 +1104,9 @@ private:
     TensorDecl &st = *v_.state;
     st.resolvedDType = st.dtype.value_or(DType::F32);
     std::string want = "state " + st.name + "[" + v_.dims[v_.batchDim].name + ", " +
-                       v_.dims[v_.qHeadDim].name + ", " + v_.dims[v_.headDim].name + ", " +
+                       v_.dims[v_.qHeadDim].name + ", " + v_.dims[v_.dotDim()].name + ", " +
                        v_.dims[v_.valueDim].name + "] (in any order)";
-    std::vector<int> expected = {v_.batchDim, v_.qHeadDim, v_.headDim, v_.valueDim};
+    std::vector<int> expected = {v_.batchDim, v_.qHeadDim, v_.dotDim(), v_.valueDim};
     if (!std::is_permutation(st.dims.begin(), st.dims.end(), expected.begin(), expected.end()))
       return failAtName(st, "the state holds one [head dim, value dim] matrix per batch entry "
                             "and query head",
@@ -1056,6 +1139,7 @@ private:
                   "x is the element of q or k being mapped");
     e.res = Expr::Res::FeatureArg;
     e.type = ValueType::Float;
+    elementwise_ = &e;
     return true;
   }
 
@@ -1119,8 +1203,19 @@ private:
                           "the running sum of the keys' weights would need its own state; drop "
                           "the state or use norm none");
     }
-    if (v_.rmsEps)
-      return needRecurrence(rmsNode_->loc, "rmsnorm", "an output rmsnorm", /*linear=*/true);
+    if (v_.rmsEps &&
+        !needRecurrence(rmsNode_->loc, "rmsnorm", "an output rmsnorm", /*linear=*/true))
+      return false;
+    if (v_.featureDim < 0)
+      return true;
+    const FeatureDecl &map = v_.features.front();
+    if (!needRecurrence(map.loc, "feature", "a projected feature map", /*linear=*/true))
+      return false;
+    if (v_.gate)
+      return fail(*v_.gate, "not supported yet: a gate with a projected feature map",
+                  "a gate decays the head channels, which the projection mixes");
+    if (v_.state)
+      return failAtName(*v_.state, "not supported yet: a state with a projected feature map");
     return true;
   }
 
@@ -1370,6 +1465,8 @@ private:
       return fail(e.loc, e.name.size(), "unknown function '" + e.name + "'",
                   orElse(didYouMean(e.name, names), "builtins are " + joinNames(names)));
     }
+    if (b->id == Builtin::Dot && ctx == Context::Feature)
+      return checkFeatureDot(e);
     if (b->id == Builtin::Dot) {
       if (ctx != Context::Score)
         return fail(e, "dot(...) is only allowed in the score",
@@ -1522,7 +1619,7 @@ std::vector<int> Variant::canonicalPerm(const TensorDecl &t) const {
 }
 
 std::vector<int> Variant::statePerm() const {
-  int canonical[4] = {batchDim, qHeadDim, headDim, valueDim};
+  int canonical[4] = {batchDim, qHeadDim, dotDim(), valueDim};
   std::vector<int> perm(4, -1);
   for (int c = 0; c < 4; ++c)
     for (size_t p = 0; state && p < state->dims.size(); ++p)

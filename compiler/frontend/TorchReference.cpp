@@ -313,6 +313,10 @@ private:
       return builtin(e);
     case Expr::Res::FeatureArg:
       return leaf("x");
+    case Expr::Res::FeatureProj:  // a projected feature map: x . w[m], [..., m]
+      return leaf("xp");
+    case Expr::Res::FeatureSq:  // and x . x, [..., 1]
+      return leaf("sq");
     case Expr::Res::ValueAt:  // a skip term's v at the query position, [B, H, I, DV]
       return leaf("x", kQSeq | kKVSeq);
     case Expr::Res::None:
@@ -749,10 +753,21 @@ void emitReference(const Variant &v, std::string &out) {
   load("q", q);
   load("k", k);
   load("v", val);
-  for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
-    if (map)
-      out += std::string("    ") + var + " = torch.broadcast_to(_feature_" + var + "(" + var +
-             ", dev), " + var + ".shape)  # the feature map, elementwise\n";
+  if (v.featureDim >= 0) {  // Performer's random features: rows projected onto w [m, d]
+    out += "    w = t[" + pyString(v.params[size_t(v.projParam)].name) +
+           "].to(device=dev, dtype=torch.float64)  # the projection [m, d]\n";
+    for (const char *var : {"q", "k"}) {
+      std::string x = var;
+      out += "    sq = (" + x + " * " + x + ").sum(-1, keepdim=True)  # the rows' sums of squares\n";
+      out += "    " + x + " = torch.broadcast_to(_feature_" + x + "(" + x + " @ w.T, sq, dev), " + x +
+             ".shape[:-1] + w.shape[:1])  # [.., m]\n";
+    }
+  } else {
+    for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
+      if (map)
+        out += std::string("    ") + var + " = torch.broadcast_to(_feature_" + var + "(" + var +
+               ", dev), " + var + ".shape)  # the feature map, elementwise\n";
+  }
   if (gqa) {
     out += "    kv_head = torch.arange(H, device=dev) // GROUP  # the kv head of each query head\n";
     out += "    k = k[:, kv_head]  # [b, h, j, d]\n";
@@ -962,7 +977,8 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
       names += (names.empty() ? "" : ", ") + t;
     for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
       if (map == f.expr.get())
-        emitExprFunction(v, std::string("_feature_") + var, "x, dev",
+        emitExprFunction(v, std::string("_feature_") + var,
+                         v.featureDim >= 0 ? "xp, sq, dev" : "x, dev",
                          at + std::to_string(f.loc.line) + ": feature " + names + " = " +
                              specText(*f.expr),
                          f.expr.get(), true, out);

@@ -80,6 +80,7 @@ private:
   std::vector<Value> params;
   Value argB, argH, argI, argJ, argDot;
   Value argX;  // a feature map's element
+  Value argSq;  // a projected feature map's sum of squares (its projection is argX)
   Value argD;  // a gate's head channel
   Value argE;  // a skip term's value channel
   bool failed = false;
@@ -180,19 +181,23 @@ private:
     Value kScale = scaleOf(tk, kAxes), vScale = scaleOf(tv, vAxes);
     auto op = attn::AttentionOp::create(
         b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse, state,
+        var.featureDim >= 0 ? params[size_t(var.projParam)] : Value(),
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
         tv.scaleGroup,
         var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr(), var.qkGroup,
         var.rmsEps ? b.getF32FloatAttr(float(*var.rmsEps)) : FloatAttr());
+
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
     if (var.mask)
       buildRegion(op.getMask(), {idx, idx, idx, idx}, *var.mask, b.getI1Type());
+    // A projected map: (x . w[m], x . x) -> f32, with the projection w [m, d] an operand.
+    SmallVector<Type> featureArgs(var.featureDim >= 0 ? 2 : 1, b.getF32Type());
     if (var.featureQ)
-      buildRegion(op.getFeatureQ(), {b.getF32Type()}, *var.featureQ, b.getF32Type());
+      buildRegion(op.getFeatureQ(), featureArgs, *var.featureQ, b.getF32Type());
     if (var.featureK)
-      buildRegion(op.getFeatureK(), {b.getF32Type()}, *var.featureK, b.getF32Type());
+      buildRegion(op.getFeatureK(), featureArgs, *var.featureK, b.getF32Type());
     if (var.decay)
       buildRegion(op.getDecay(), {idx, idx, idx}, *var.decay, b.getF32Type());
     if (var.gate)
@@ -209,11 +214,14 @@ private:
     OpBuilder::InsertionGuard guard(b);
     SmallVector<Location> locs(types.size(), loc(e.loc));
     Block *block = b.createBlock(&region, {}, types, locs);
-    // Score and mask: (b, h, i, j[, dot]); a decay: (b, h, i); a feature map: (x).
+    // Score and mask: (b, h, i, j[, dot]); a decay: (b, h, i); a feature map: (x), or
+    // (x . w[m], x . x) projected; the other regions' arguments are indices.
     auto arg = [&](size_t n) { return n < types.size() ? block->getArgument(n) : Value(); };
-    bool feature = types.size() == 1;
+    bool feature = !types.front().isIndex();
     argX = feature ? arg(0) : Value();
-    argB = feature ? Value() : arg(0), argH = arg(1), argI = arg(2), argJ = arg(3);
+    argSq = feature ? arg(1) : Value();
+    argB = feature ? Value() : arg(0);
+    argH = feature ? Value() : arg(1), argI = arg(2), argJ = arg(3);
     argDot = arg(4);
     argD = channel ? argJ : Value();
     if (channel)
@@ -314,7 +322,10 @@ private:
       return e.res == Expr::Res::IterIndex ? iterIndex(e) : dimSize(e);
     case Expr::Kind::Index:
       return e.res == Expr::Res::ValueAt ? argX : emitParamLoad(e);
-    case Expr::Kind::Call: return emitCall(e);
+    case Expr::Kind::Call:
+      if (e.res == Expr::Res::FeatureProj || e.res == Expr::Res::FeatureSq)
+        return e.res == Expr::Res::FeatureProj ? argX : argSq;
+      return emitCall(e);
     case Expr::Kind::Unary: return emitUnary(e);
     case Expr::Kind::Binary: return emitBinary(e);
     }

@@ -188,13 +188,18 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     // the running sum of the keys' weights (Sema and the verifier keep a state away from it).
     auto q = op.getQ().getType();
     bool normalize = op.getNorm() == NormKind::sum;
-    int64_t d = q.getDimSize(3), dv = op.getOut().getType().getDimSize(3);
+    // A projection w [m, d] (Performer): the features, and the state's rows, run over m.
+    Value projection = op.getProjection();
+    Value rowsOf = projection ? projection : op.getQ();
+    int64_t rowsAxis = projection ? 0 : 3;
+    int64_t d = cast<MemRefType>(rowsOf.getType()).getDimSize(rowsAxis),
+            dv = op.getOut().getType().getDimSize(3);
     int64_t columns = ShapedType::isDynamic(dv) ? dv : dv + (normalize ? 1 : 0);
     Value buffer;
     if (!op.getState()) {
       SmallVector<Value> dynamic;
       if (ShapedType::isDynamic(d))
-        dynamic.push_back(dim(op.getQ(), 3));
+        dynamic.push_back(dim(rowsOf, rowsAxis));
       if (ShapedType::isDynamic(dv)) {
         Value extent = dim(op.getOut(), 3);
         dynamic.push_back(normalize ? arith::AddIOp::create(rw, loc, extent, index(1)).getResult()
@@ -228,7 +233,7 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     int64_t size = q.getDimSize(2) == 1 ? 1 : chunk;
     Value n0 = loop(zero, dim(op.getQ(), 2), index(size));
     auto step = ChunkStepOp::create(rw, loc, op.getQ(), op.getK(), op.getV(), state, op.getOut(),
-                                    b, h, hk, n0, rw.getI64IntegerAttr(size),
+                                    projection, b, h, hk, n0, rw.getI64IntegerAttr(size),
                                     rw.getI64IntegerAttr(int64_t(op.getQkGroup())),
                                     normalize ? rw.getUnitAttr() : UnitAttr(),
                                     op.getRmsEpsAttr());

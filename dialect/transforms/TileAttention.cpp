@@ -178,7 +178,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
       bool sum = op.getNorm() == NormKind::sum;
       if (!op.getState() && op.getGate().empty() && op.getSkip().empty() &&
-          op.getQkGroup() == 1 && !sum && !op.getRmsEps())
+          op.getQkGroup() == 1 && !sum && !op.getRmsEps() && !op.getProjection())
         return WalkResult::advance();
       op.emitError() << "a recurrence with a "
                      << (op.getState()            ? "state"
@@ -186,6 +186,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
                          : !op.getSkip().empty() ? "skip term"
                          : sum                   ? "norm sum"
                          : op.getRmsEps()        ? "output rmsnorm"
+                         : op.getProjection()    ? "projected feature map"
                                                  : "q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";

@@ -190,8 +190,8 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 /// factor (recurrence_chain) as the tile's decay and score regions. Every run is also checked
 /// against the recurrent float64 form, and with a state (initial in, final out; no quadratic
 /// form) its final state too. mamba2_step (q_len = 1) takes the single-step form; a gate (GLA),
-/// a skip term (Mamba-2's D x), q/k head groups, norm sum and an output rmsnorm have only the
-/// chunked form.
+/// a skip term (Mamba-2's D x), q/k head groups, norm sum, an output rmsnorm and a projected
+/// feature map (Performer) have only the chunked form.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
@@ -212,6 +212,9 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu_norm.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "transnormer.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_normalised.attn",
+       false},
+      {fs::path(ATTNC_SOURCE_DIR) / "specs" / "performer.attn", false},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_projected.attn",
        false}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;

@@ -427,6 +427,17 @@ std::string skipSpec(const std::string &out, const std::string &rest = "mask j <
   return text;
 }
 
+/// A causal linear attention over features of dim `m` (static unless it is `mn`) projected by
+/// param w[m, d] (u[m, dv], w2[m, d] and a dynamic mn too), with feature statements `features`.
+std::string projectionSpec(const std::string &features, const std::string &norm = "norm sum",
+                           const std::string &m = "m") {
+  return "variant p {\n  dims b, i : q_len, j : kv_len, h, d = 32, m = 64, mn, dv = 16\n"
+         "  input q[b, i, h, d], k[b, j, h, d], v[b, j, h, dv]\n"
+         "  param w[" + m + ", d] : f32, u[m, dv] : f32, w2[m, d] : f32\n  " + features +
+         "\n  score s = dot(q, k)\n  mask j <= i\n  " + norm +
+         "\n  output o[b, i, h, dv] = attend(s, v)\n}\n";
+}
+
 /// Mamba-2's B/C groups: q and k over g = h / G, v and o over h.
 std::string groupSpec(const std::string &dims,
                       const std::string &rest = "mask j <= i\n  norm none") {
@@ -450,6 +461,23 @@ TEST(Sema, Normalisers) {
   text = skipSpec("attend(s, v)", "mask j <= i\n  norm sum");
   ASSERT_TRUE(loadSpec("n.attn", text, f, diag)) << diag.render(text);
   EXPECT_FALSE(f.variants[0].rmsEps.has_value());
+}
+
+TEST(Sema, ProjectedFeatureMaps) {
+  SpecFile f;
+  Diagnostic diag;
+  std::string text = projectionSpec(
+      "feature q = exp(dot(x, w[m]) - dot(x, x) / 2)\n  feature k = exp(dot(x, w[m]))");
+  ASSERT_TRUE(loadSpec("p.attn", text, f, diag)) << diag.render(text);
+  const Variant &v = f.variants[0];
+  EXPECT_EQ(v.dims[size_t(v.featureDim)].name, "m");
+  EXPECT_EQ(v.params[size_t(v.projParam)].name, "w");
+  EXPECT_EQ(v.dotDim(), v.featureDim);
+  EXPECT_TRUE(v.recurrence);
+  text = projectionSpec("feature q, k = relu(x)");
+  ASSERT_TRUE(loadSpec("p.attn", text, f, diag)) << diag.render(text);
+  EXPECT_EQ(f.variants[0].featureDim, -1);
+  EXPECT_EQ(f.variants[0].dotDim(), f.variants[0].headDim);
 }
 
 TEST(Sema, QKHeadGroups) {
@@ -597,6 +625,29 @@ TEST(Sema, RecurrenceAndState) {
       {skipSpec("rmsnorm(attend(s, v))"), "'rmsnorm' takes 2 arguments, got 1"},
       {skipSpec("rmsnorm(attend(s, v), i)"), "rmsnorm's epsilon must be a number, got 'i'"},
       {skipSpec("rmsnorm(attend(s, v), 0)"), "rmsnorm's epsilon must be positive, got '0'"},
+      // projected feature maps (Performer): q and k onto one param row, in the chunked form
+      {projectionSpec("feature q, k = exp(dot(x, w[m]) - x)"),
+       "a projected feature map reads x only through dot(x, w[...]) and dot(x, x)"},
+      {projectionSpec("feature q = exp(dot(x, w[m]))"),
+       "'k' needs a projected feature map too: the dot runs over the feature dim 'm'"},
+      {projectionSpec("feature q, k = dot(x, w)"),
+       "the projection must be a row of a param: dot(x, w[m]), got 'w'"},
+      {projectionSpec("feature q, k = dot(x, u[m])"),
+       "the projection param must be declared [m, d] (feature dim, head dim), got 'u' with 2 "
+       "dims"},
+      {projectionSpec("feature q, k = dot(x, w[b])"),
+       "the projection param must be declared [b, d] (feature dim, head dim), got 'w' with 2 "
+       "dims"},
+      {projectionSpec("feature q, k = dot(q, w[m])"),
+       "in a feature map, dot takes x and a param row: dot(x, w[m]) or dot(x, x)"},
+      {projectionSpec("feature q = exp(dot(x, w[m]))\n  feature k = exp(dot(x, w2[m]))"),
+       "every projected feature map must project with the same param row 'w[m]'"},
+      {projectionSpec("feature q, k = exp(dot(x, w[m]))", "norm softmax"),
+       "a projected feature map needs norm none"},
+      {projectionSpec("feature q, k = exp(dot(x, w[m]))\n  state st[b, h, m, dv]", "norm none"),
+       "not supported yet: a state with a projected feature map"},
+      {projectionSpec("feature q, k = exp(dot(x, w[mn]))", "norm sum", "mn"),
+       "the feature dim 'mn' must be static"},
       {skipSpec("rmsnorm(attend(s, v) + 1, 1e-6)"),
        "output must be 'attend(s, v)', optionally plus a skip term, got 'rmsnorm(attend(s, v) "
        "+ 1, 1e-6)'"},

@@ -443,3 +443,60 @@ func.func @rmsnorm_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xb
     }
   return
 }
+
+// -----
+
+func.func @projection_head_dim(%q: memref<?x?x?x64xf32>, %w: memref<128x32xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{head dim differs between q (64) and projection (32)}}
+  attn.attention %q, %q, %q -> %o proj %w {group = 1 : i64, norm = #attn.norm<sum>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32> proj memref<128x32xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    } feature_k {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    }
+  return
+}
+
+// -----
+
+func.func @projection_feature_args(%q: memref<?x?x?x64xf32>, %w: memref<128x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'feature_q' region must have one block taking (p, sq : f32) with a projection}}
+  attn.attention %q, %q, %q -> %o proj %w {group = 1 : i64, norm = #attn.norm<sum>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32> proj memref<128x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%x: f32):
+      attn.yield %x : f32
+    } feature_k {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    }
+  return
+}
+
+// -----
+
+func.func @chunk_projection_rows(%q: memref<?x?x?x64xf32>, %w: memref<128x64xf32>, %s: memref<64x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{feature dim differs between projection (128) and state (64)}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o proj %w {chunk = 16 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32> proj memref<128x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    } feature_k {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    }
+  return
+}

@@ -278,3 +278,35 @@ func.func @normalised(%q: memref<?x?x?x64xf32>, %v: memref<?x?x?x32xf32>, %o: me
     }
   return
 }
+
+// -----
+
+// A projection w [m, d] (Performer): the state has m rows, and the chunk step reads w.
+// CHECK-LABEL: func.func @projected
+// CHECK: %[[S:.*]] = memref.alloca() : memref<128x33xf32>
+// CHECK: attn.chunk_step {{.*}} state %[[S]] -> %{{.*}} proj %{{.*}} {chunk = 16 : i64, normalize}
+// CHECK: feature_q {
+// CHECK-NEXT: ^bb0(%{{.*}}: f32, %{{.*}}: f32):
+func.func @projected(%q: memref<?x?x?x64xf32>, %v: memref<?x?x?x32xf32>, %w: memref<128x64xf32>,
+                     %o: memref<?x?x?x32xf32>) {
+  attn.attention %q, %q, %v -> %o proj %w {group = 1 : i64, norm = #attn.norm<sum>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x32xf32> -> memref<?x?x?x32xf32>
+        proj memref<128x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } feature_q {
+    ^bb0(%p: f32, %sq: f32):
+      %e = math.exp %p : f32
+      attn.yield %e : f32
+    } feature_k {
+    ^bb0(%p: f32, %sq: f32):
+      %e = math.exp %p : f32
+      attn.yield %e : f32
+    }
+  return
+}
