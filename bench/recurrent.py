@@ -38,7 +38,8 @@ CASES = [
     ("retnet", "retention", None),
 ]
 ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893,
-              "chunk_gla": "-",
+              "chunk_gla": "-", "linear_attn normalize": "-", "simple_gla + rmsnorm": "-",
+              "features + linear_attn normalize": "-",
               "selective_state_update": "-", "torch selective_scan_ref": "-"}
 
 
@@ -101,6 +102,62 @@ def gla_case(args, q, k, v, flops):
     time_attnc(row, args, dict(q=q, k=k, v=v, g=g.to(q.dtype).float()), ("o", q), ref, flops)
     print("  " + json.dumps(row), flush=True)
     return row
+
+
+def normalised_cases(args, q, k, v, flops):
+    """The normalisers and the projected feature map, each against fla composed the same way:
+    linear_elu_norm vs chunk_linear_attn(normalize=True) on elu + 1 features; transnormer
+    (TransNormerLLM's decay, rmsnorm of the output) vs chunk_simple_gla with the same log
+    decays, then the rmsnorm in torch; performer (d 64, m 128, dv 64, FAVOR+ features) vs the
+    features computed in torch, then chunk_linear_attn(normalize=True). The peers' times
+    include their torch parts."""
+    B, T, H, D = q.shape
+    rows = []
+    elu1 = lambda x: torch.nn.functional.elu(x.float()) + 1  # noqa: E731
+
+    def linear_norm():
+        from fla.ops.linear_attn import chunk_linear_attn
+        qf, kf = elu1(q).to(q.dtype), elu1(k).to(k.dtype)
+        return lambda: chunk_linear_attn(qf, kf, v, scale=1.0, normalize=True)[0]
+
+    log_decay = -torch.exp2(-8.0 * (torch.arange(H, device="cuda") + 1) / H)  # log lambda_h
+    g = log_decay.view(1, 1, H).expand(B, T, H).contiguous()
+
+    def transnormer():
+        from fla.ops.simple_gla import chunk_simple_gla
+
+        def fn():
+            o = chunk_simple_gla(q, k, v, g, scale=D ** -0.5)[0].float()
+            return o * torch.rsqrt((o * o).mean(-1, keepdim=True) + 1e-6)
+        return fn
+
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    d, m = 64, 128
+    qp, kp, vp = (x[..., :d].contiguous() for x in (q, k, v))
+    w = torch.randn(m, d, device="cuda", generator=gen)
+
+    def performer():
+        from fla.ops.linear_attn import chunk_linear_attn
+
+        def phi(x):
+            x = x.float()
+            sq = (x * x).sum(-1, keepdim=True)
+            return (torch.exp(d ** -0.25 * (x @ w.T) - sq / (2 * d ** 0.5)) * m ** -0.5).to(q.dtype)
+        return lambda: chunk_linear_attn(phi(qp), phi(kp), vp, scale=1.0, normalize=True)[0]
+
+    for name, op, peer, inputs, like, work in [
+            ("linear_elu_norm", "linear_attn normalize", linear_norm, dict(q=q, k=k, v=v), q,
+             flops),
+            ("transnormer", "simple_gla + rmsnorm", transnormer, dict(q=q, k=k, v=v), q, flops),
+            ("performer", "features + linear_attn normalize", performer,
+             dict(q=qp, k=kp, v=vp, w=w), vp, 4 * B * H * T * T * m / 2)]:
+        row = {"variant": name, "fla_op": op}
+        print(f"== {name} vs {op}", flush=True)
+        ref = time_peer(row, peer, args.repeats)
+        time_attnc(row, args, inputs, ("o", like), ref, work)
+        print("  " + json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 def mamba2_step_case(args):
@@ -278,6 +335,9 @@ def main():
 
     rows.append(gla_case(args, q, k, v, flops))
     raw["gla"] = rows[-1]
+    for row in normalised_cases(args, q, k, v, flops):
+        rows.append(row)
+        raw[row["variant"]] = row
     if args.mamba:
         rows.append(mamba2_case(args))
         raw["mamba2_ssd"] = rows[-1]
@@ -305,7 +365,9 @@ def main():
              "selective_state_update (the f32 state read and written in place). The "
              f"mamba1_selective_scan row: b{args.mamba1.replace(':', ' L')} d_inner 1536 n16, "
              "attnc's scan kernel against a float32 torch scan (one step per position; "
-             "mamba_ssm's CUDA selective_scan is not carried).", "",
+             "mamba_ssm's CUDA selective_scan is not carried). linear_elu_norm, transnormer "
+             "and performer (d 64, m 128, dv 64): fla composed with torch for the normaliser, "
+             "the rmsnorm and the random features (see normalised_cases).", "",
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
              "attnc / fla time | err | quadratic ms | quadratic TFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -562,7 +562,8 @@ void lower(Emit &e, ChunkStepOp op) {
           e.b, e.loc, e.b.getF32Type(),
           arith::IndexCastUIOp::create(e.b, e.loc, e.b.getI64Type(), valueDim));
       Value mean = arith::DivFOp::create(e.b, e.loc, squares, dv);
-      scale = e.fmul(scale, math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, e.f32(eps->convertToFloat()))));
+      Value epsilon = e.f32(eps->convertToFloat());
+      scale = e.fmul(scale, math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, epsilon)));
     }
     e.loop(valueDim, [&](Emit &e, Value ch) {
       Value x = e.fmul(rowColumn(e, r, ch), scale);

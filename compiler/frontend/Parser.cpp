@@ -386,7 +386,8 @@ bool Parser::parseNorm(Variant &v) {
     }
   }
   return fail(t, "unknown norm '" + t.text + "'",
-              orElse(didYouMean(t.text, kNormNames), "norms are softmax, none, sigmoid, relu2 and sum"));
+              orElse(didYouMean(t.text, kNormNames),
+                     "norms are softmax, none, sigmoid, relu2 and sum"));
 }
 
 /// '(' 'max' '=' ['-'] NUMBER ')' after a norm name: softmax with a unified max.

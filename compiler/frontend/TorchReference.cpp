@@ -758,9 +758,10 @@ void emitReference(const Variant &v, std::string &out) {
            "].to(device=dev, dtype=torch.float64)  # the projection [m, d]\n";
     for (const char *var : {"q", "k"}) {
       std::string x = var;
-      out += "    sq = (" + x + " * " + x + ").sum(-1, keepdim=True)  # the rows' sums of squares\n";
-      out += "    " + x + " = torch.broadcast_to(_feature_" + x + "(" + x + " @ w.T, sq, dev), " + x +
-             ".shape[:-1] + w.shape[:1])  # [.., m]\n";
+      out += "    sq = (" + x + " * " + x + ").sum(-1, keepdim=True)  # the rows' sums of " +
+             "squares\n";
+      out += "    " + x + " = torch.broadcast_to(_feature_" + x + "(" + x + " @ w.T, sq, dev), " +
+             x + ".shape[:-1] + w.shape[:1])  # [.., m]\n";
     }
   } else {
     for (auto [var, map] : {std::pair{"q", v.featureQ}, std::pair{"k", v.featureK}})
