@@ -141,23 +141,27 @@ private:
     }
     for (Value &s : sq)
       s = quadReduce(s, /*isMax=*/false);
-    for (int64_t np = 0; np < headDim / 16; ++np) {
-      SmallVector<Value, 4> acc[2] = {{zero, zero, zero, zero}, {zero, zero, zero, zero}};
-      for (int64_t kk = 0; kk < rawDim / 16; ++kk) {
-        auto wf = ldmatrix(wTile, add(add(mul(mHigh, 8), r8), np * 16),
-                           add(mul(mLow, 8), kk * 16), false);
-        acc[0] = mma(a[kk], {wf[0], wf[1]}, acc[0]);
-        acc[1] = mma(a[kk], {wf[2], wf[3]}, acc[1]);
-      }
-      for (int64_t half = 0; half < 2; ++half)
-        for (int64_t r = 0; r < 2; ++r) {  // parts 2r, 2r + 1: row g + 8r, columns 2c, 2c + 1
-          Value f0 = inlineRegion(map, {acc[half][2 * r], sq[r]});
-          Value f1 = inlineRegion(map, {acc[half][2 * r + 1], sq[r]});
-          Value col = add(mul(c, 2), np * 16 + half * 8);
-          vector::StoreOp::create(b, loc, pack(f0, f1), feature,
-                                  ValueRange{add(add(rowBase, g), 8 * r), col});
-        }
+    // A loop over the 16-feature blocks (not unrolled: the map is inlined 8 times per block,
+    // and an unrolled m / 16 copies of it cost compile time for nothing).
+    auto loop = scf::ForOp::create(b, loc, idx(0), idx(headDim), idx(16));
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value f0 = loop.getInductionVar();  // the block's first feature
+    SmallVector<Value, 4> acc[2] = {{zero, zero, zero, zero}, {zero, zero, zero, zero}};
+    for (int64_t kk = 0; kk < rawDim / 16; ++kk) {
+      auto wf = ldmatrix(wTile, add(add(mul(mHigh, 8), r8), f0), add(mul(mLow, 8), kk * 16),
+                         false);
+      acc[0] = mma(a[kk], {wf[0], wf[1]}, acc[0]);
+      acc[1] = mma(a[kk], {wf[2], wf[3]}, acc[1]);
     }
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t r = 0; r < 2; ++r) {  // parts 2r, 2r + 1: row g + 8r, columns 2c, 2c + 1
+        Value x0 = inlineRegion(map, {acc[half][2 * r], sq[r]});
+        Value x1 = inlineRegion(map, {acc[half][2 * r + 1], sq[r]});
+        Value col = add(add(mul(c, 2), f0), half * 8);
+        vector::StoreOp::create(b, loc, pack(x0, x1), feature,
+                                ValueRange{add(add(rowBase, g), 8 * r), col});
+      }
   }
 
   Value viewAt(Value smem, Value byteShift, Type type, int64_t rows, int64_t cols) {
