@@ -180,14 +180,14 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       if (!op.getState() && op.getGate().empty() && op.getSkip().empty() &&
           op.getQkGroup() == 1 && !sum && !op.getRmsEps() && !op.getProjection())
         return WalkResult::advance();
-      op.emitError() << "a recurrence with a "
-                     << (op.getState()            ? "state"
-                         : !op.getGate().empty() ? "gate"
-                         : !op.getSkip().empty() ? "skip term"
+      op.emitError() << "a recurrence with "
+                     << (op.getState()            ? "a state"
+                         : !op.getGate().empty() ? "a gate"
+                         : !op.getSkip().empty() ? "a skip term"
                          : sum                   ? "norm sum"
-                         : op.getRmsEps()        ? "output rmsnorm"
-                         : op.getProjection()    ? "projected feature map"
-                                                 : "q/k head group")
+                         : op.getRmsEps()        ? "an output rmsnorm"
+                         : op.getProjection()    ? "a projected feature map"
+                                                 : "a q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";
       return WalkResult::interrupt();
