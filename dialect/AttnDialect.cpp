@@ -86,6 +86,8 @@ LogicalResult verifyProjection(Operation *op, Value projection, MemRefType q, Me
   if (!projection)
     return success();
   auto w = cast<MemRefType>(projection.getType());
+  if (w.isDynamicDim(0))  // the lowerings size their feature tiles by it
+    return op->emitOpError() << "the projection needs a static feature dim, got " << w;
   if (failed(sameExtent(op, "head dim", "q", q, 3, "projection", w, 1)))
     return failure();
   if (rows && failed(sameExtent(op, "feature dim", "projection", w, 0, "state", rows, 0)))

@@ -612,10 +612,14 @@ LogicalResult ChunkKernelBuilder::build() {
     for (auto &tile : acc)
       for (int64_t e = 0; e < 4; ++e)
         tile[e] = fmul(tile[e], rowScale[e / 2]);
+    // P as the A operand of each 16-key block kt, packed as P.V reaches it (kept for P.1 with
+    // norm sum).
+    SmallVector<SmallVector<Value>> pBlocks;
     for (int64_t kt = 0; kt < rows / 16; ++kt) {
-      SmallVector<Value> pA = {pack(p[2 * kt][0], p[2 * kt][1]), pack(p[2 * kt][2], p[2 * kt][3]),
-                               pack(p[2 * kt + 1][0], p[2 * kt + 1][1]),
-                               pack(p[2 * kt + 1][2], p[2 * kt + 1][3])};
+      pBlocks.push_back({pack(p[2 * kt][0], p[2 * kt][1]), pack(p[2 * kt][2], p[2 * kt][3]),
+                         pack(p[2 * kt + 1][0], p[2 * kt + 1][1]),
+                         pack(p[2 * kt + 1][2], p[2 * kt + 1][3])});
+      ArrayRef<Value> pA = pBlocks.back();
       for (int64_t ep = 0; ep < vTiles / 2; ++ep) {
         auto vf = ldmatrix(vBuf, add(add(mul(mLow, 8), r8), kt * 16),
                            add(mul(mHigh, 8), ep * 16), true);
@@ -641,12 +645,8 @@ LogicalResult ChunkKernelBuilder::build() {
       }
       for (int64_t e = 0; e < 4; ++e)
         den[e] = fmul(den[e], rowScale[e / 2]);
-      for (int64_t kt = 0; kt < rows / 16; ++kt) {
-        SmallVector<Value> pA = {
-            pack(p[2 * kt][0], p[2 * kt][1]), pack(p[2 * kt][2], p[2 * kt][3]),
-            pack(p[2 * kt + 1][0], p[2 * kt + 1][1]), pack(p[2 * kt + 1][2], p[2 * kt + 1][3])};
+      for (ArrayRef<Value> pA : pBlocks)
         den = mma(pA, {ones, ones}, den);
-      }
       for (int r = 0; r < 2; ++r) {  // column 0 is lane c = 0's; the quad's others hold 0
         Value sum = quadReduce(den[2 * r], /*isMax=*/false);
         Value none = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, sum, zero);
@@ -799,7 +799,7 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
                           "(d = 128) or pass --set d=128");
   if (Value w = step.getProjection()) {  // Performer: q and k tiles of d, the rest over m
     int64_t m = cast<MemRefType>(w.getType()).getDimSize(0);
-    if (ShapedType::isDynamic(m) || m % 16 || m > 256 || d % 16 || d > 256)
+    if (m % 16 || m > 256 || d % 16 || d > 256)  // m is static (the verifier)
       return step.emitError() << "on CUDA a projected feature map needs static head and feature "
                                  "dims that are multiples of 16 up to 256, got "
                               << d << " and " << m;

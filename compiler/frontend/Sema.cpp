@@ -1179,12 +1179,10 @@ private:
                   "write rmsnorm(attend(" + v_.scores[0].name + ", " + vT().name +
                       "), 1e-6): the row over the value dim, then the epsilon");
     const Expr &eps = *call.args[1];
-    double value = eps.kind == Expr::Kind::FloatLit ? eps.floatValue
-                   : eps.kind == Expr::Kind::IntLit ? double(eps.intValue)
-                                                    : -1;
     if (eps.kind != Expr::Kind::FloatLit && eps.kind != Expr::Kind::IntLit)
       return fail(eps, "rmsnorm's epsilon must be a number, got '" + text(eps) + "'",
                   "e.g. rmsnorm(attend(s, v), 1e-6)");
+    double value = eps.kind == Expr::Kind::FloatLit ? eps.floatValue : double(eps.intValue);
     if (!(value > 0))
       return fail(eps, "rmsnorm's epsilon must be positive, got '" + text(eps) + "'",
                   "e.g. rmsnorm(attend(s, v), 1e-6)");

@@ -500,3 +500,22 @@ func.func @chunk_projection_rows(%q: memref<?x?x?x64xf32>, %w: memref<128x64xf32
     }
   return
 }
+
+// -----
+
+func.func @projection_dynamic_features(%q: memref<?x?x?x64xf32>, %w: memref<?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{the projection needs a static feature dim, got 'memref<?x64xf32>'}}
+  attn.attention %q, %q, %q -> %o proj %w {group = 1 : i64, norm = #attn.norm<sum>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32> proj memref<?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } feature_q {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    } feature_k {
+    ^bb0(%p: f32, %sq: f32):
+      attn.yield %p : f32
+    }
+  return
+}
