@@ -11,9 +11,13 @@ export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 linker=()
 command -v ld.lld >/dev/null 2>&1 || [ -x /usr/lib/llvm-22/bin/ld.lld ] && linker=(-DLLVM_USE_LINKER=lld)
 export PATH=/usr/lib/llvm-22/bin:$PATH
+python=()
+[ -n "${ATTNC_PYTHON:-}" ] && python=(-DPython3_EXECUTABLE="$ATTNC_PYTHON")
 if [ ! -f "$build/build.ninja" ]; then
   cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ "${linker[@]}"
+    -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ "${linker[@]}" "${python[@]}"
+elif [ ${#python[@]} -gt 0 ]; then
+  cmake -B "$build" "${python[@]}" >/dev/null
 fi
 jobs=$(nproc)
 cmake --build "$build" -- -j"$jobs"

@@ -5,6 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 start=$(date +%s)
-bash "$root/scripts/build.sh" "$build"
+# PyTorch for the torch-reference tests (CPU): CMake's Python is the virtual environment's.
+python=$(bash "$root/scripts/pyenv.sh")
+ATTNC_PYTHON=$python bash "$root/scripts/build.sh" "$build"
 ctest --test-dir "$build" --output-on-failure -j1
 echo "test.sh: done in $(( $(date +%s) - start )) s"

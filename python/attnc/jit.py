@@ -50,7 +50,7 @@ def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = "sm
 
     dims: static extents for dims the spec leaves dynamic, e.g. "d=128" (CUDA needs static head
     dims). cache_dir: None = $ATTNC_CACHE_DIR or ~/.cache/attnc, "" = no disk cache.
-    The returned Kernel has `from_cache` telling whether the cache served it."""
+    The returned Kernel has `from_cache` telling whether the cache served it, and `ptx`."""
     lib = _library()
     text = spec.encode()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
@@ -67,4 +67,5 @@ def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = "sm
         lib.attnc_release(handle)
     kernel = Kernel(ptx, manifest)
     kernel.from_cache = from_cache
+    kernel.ptx = ptx.decode()
     return kernel
