@@ -3,6 +3,11 @@ backends) and FlexAttention (torch.compile'd) — in one process, on one GPU, in
 Writes bench/results/YYYY-MM-DD-<tag>.md (and a copy plus raw JSON under $OUT when set).
 
   python3 bench/bench.py [--tag TAG] [--quick] [--suites dense,variants,gqa] [--no-flex]
+                         [--baseline DIR]
+
+With --baseline, the kernels in DIR (an earlier compiler's, say) are timed too, in the same
+process and on the same inputs, as the column `before` with the ratio attnc/before: an A/B of
+two compilers with the anchors beside them.
 
 Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels), loaded with the attnc package;
 a kernel that is not there leaves its column empty, the anchors still run. Protocol: METHOD.md.
@@ -271,10 +276,10 @@ def pick_kernel(kernels: dict, case: Case):
     return None
 
 
-def run_attnc(case, kernels, q, k, v, params, repeats):
+def run_attnc(case, kernels, q, k, v, params, repeats, name="attnc"):
     kernel = pick_kernel(kernels, case)
     if kernel is None:
-        case.results["attnc"] = "not compiled"
+        case.results[name] = "not compiled"
         return
 
     def build():
@@ -283,14 +288,14 @@ def run_attnc(case, kernels, q, k, v, params, repeats):
         o.fill_(math.nan)  # correctness first: NaN-poisoned output against float32
         launch()
         err = relative_error(o, reference(case, q, k, v, params))
-        case.results["attnc_rel"] = err
-        print(f"  attnc  {kernel.name}: rel err {err:.2e}", flush=True)
+        case.results[f"{name}_rel"] = err
+        print(f"  {name:6s} {kernel.name}: rel err {err:.2e}", flush=True)
         if not err <= TOLERANCE:
-            case.results["attnc"] = f"wrong (rel err {err:.1e})"
+            case.results[name] = f"wrong (rel err {err:.1e})"
             return None
         return launch
 
-    attempt(case, "attnc", build, repeats)
+    attempt(case, name, build, repeats)
 
 
 def run_sdpa(case, q, k, v, repeats):
@@ -390,15 +395,21 @@ def report(all_cases, args, kernel_dir, kernels, first_calls):
              f"- Kernels: {kernel_dir} ({', '.join(sorted(kernels)) or 'none'})",
              "- Timing: median of CUDA-event timings, cold L2 (see bench/METHOD.md); bf16; "
              "TFLOP/s = 4·b·h·d·pairs (causal: s²/2; sliding window and documents: exact pairs)",
-             "", "## Forward, TFLOP/s", "",
-             "| suite | config | attnc | flash | cuDNN | flex | attnc/flash | attnc/cuDNN | attnc/flex "
-             "| attnc rel err |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "", "## Forward, TFLOP/s", ""]
+    before = args.baseline is not None
+    if before:
+        lines.insert(-2, f"- Baseline (`before`): {args.baseline}")
+    head = "| suite | config | attnc |" + (" before |" if before else "") + \
+        " flash | cuDNN | flex |" + (" attnc/before |" if before else "") + \
+        " attnc/flash | attnc/cuDNN | attnc/flex | attnc rel err |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for c in all_cases:
         rel = c.results.get("attnc_rel")
-        lines.append(f"| {c.suite} | {c.label} | {cell(c, 'attnc')} | {cell(c, 'flash')} | "
-                     f"{cell(c, 'cudnn')} | {cell(c, 'flex')} | {ratio(c, 'flash')} | "
-                     f"{ratio(c, 'cudnn')} | {ratio(c, 'flex')} | "
+        lines.append(f"| {c.suite} | {c.label} | {cell(c, 'attnc')} | " +
+                     (f"{cell(c, 'before')} | " if before else "") +
+                     f"{cell(c, 'flash')} | {cell(c, 'cudnn')} | {cell(c, 'flex')} | " +
+                     (f"{ratio(c, 'before')} | " if before else "") +
+                     f"{ratio(c, 'flash')} | {ratio(c, 'cudnn')} | {ratio(c, 'flex')} | "
                      f"{'—' if rel is None else f'{rel:.1e}'} |")
     lines += [""] + compile_section(kernel_dir, first_calls) + [""]
     return "\n".join(lines)
@@ -423,6 +434,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="3 sequence lengths, 30 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
     parser.add_argument("--no-flex", action="store_true", help="skip FlexAttention (compiles)")
+    parser.add_argument("--baseline", default=None,
+                        help="a second kernel directory, timed as `before` in the same run")
     args = parser.parse_args()
     repeats = args.repeats or (30 if args.quick else 100)
     torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference stays float32
@@ -431,11 +444,14 @@ def main():
     skipped = lambda path, e: print(f"skipping {path.name}: {e}", flush=True)  # noqa: E731
     kernels = attnc.load_dir(kernel_dir, on_error=skipped) if kernel_dir.is_dir() else {}
     print(f"{device_line()}\nkernels: {', '.join(sorted(kernels)) or 'none'} ({kernel_dir})", flush=True)
+    baseline = attnc.load_dir(Path(args.baseline), on_error=skipped) if args.baseline else {}
 
     all_cases, first_calls = cases(args.suites.split(","), args.quick), {}
     for case in all_cases:
         print(f"{case.suite}: {case.label}", flush=True)
         q, k, v, params = make_data(case)
+        if baseline:  # before, then after, on the same inputs
+            run_attnc(case, baseline, q, k, v, params, repeats, name="before")
         run_attnc(case, kernels, q, k, v, params, repeats)
         run_sdpa(case, q, k, v, repeats)
         if not args.no_flex:

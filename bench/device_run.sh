@@ -13,6 +13,37 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
 out=${OUT:-/tmp/attnc-out}; mkdir -p "$out"
+if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ]; then
+  # A compiler change checked without a static attnc: kernels compiled on the build machine
+  # (.device/kernels: after; .device/kernels-before: before; -f16, -quadratic: more paths).
+  # ab-tests: GPU tests + memcheck on the new kernels; ab-bench: before vs after in one process
+  # per benchmark, next to the anchors. Everything lands in $OUT/ab-<mode>.tgz.
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/device.txt"
+  export ATTNC_KERNEL_DIR=$root/.device/kernels
+  pack() { (cd "$out" && tar czf "ab-$mode.tgz" --exclude='*.tgz' . && find . -type f ! -name '*.tgz' -delete); }
+  if [ "$mode" = ab-bench ]; then
+    [ -d build-rt ] || OUT=$out bash scripts/gpu.sh > "$out/gpu.log" 2>&1
+    export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python
+    echo "== bench: after (attnc) vs before, anchors in the same process"
+    python3 bench/bench.py --baseline "$root/.device/kernels-before" "$@" > "$out/bench.log" 2>&1
+    grep -E "^\| (dense|variants|gqa)" "$out/bench.log" | cut -d'|' -f2-9
+    echo "== decode: after vs before"
+    python3 bench/decode.py --no-flex --tag decode-ab \
+      --dirs "after=$root/.device/kernels,before=$root/.device/kernels-before" > "$out/decode.log" 2>&1
+    grep -E "^\| b" "$out/decode.log" | head -n 20
+    pack; exit 0
+  fi
+  OUT=$out bash scripts/gpu.sh > "$out/gpu.log" 2>&1; echo "gpu.sh exit $?"
+  grep -E "passed|failed|FAILED|ERROR|gpu.sh:" "$out/gpu.log" | tail -n 15
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+  for extra in f16 quadratic; do
+    echo "== GPU tests, $extra kernels"
+    ATTNC_KERNEL_DIR=$root/.device/kernels-$extra python3 -m pytest -q -p no:cacheprovider \
+      --tb=short tests/gpu/test_specs.py -k "matches_reference or split_kv" > "$out/gpu-$extra.log" 2>&1
+    grep -E "^E |FAILED|passed|failed" "$out/gpu-$extra.log" | tail -n 8
+  done
+  pack; exit 0
+fi
 bin=$root/.device/bin
 for f in "$bin"/*.xz; do [ -f "$f" ] && xz -dkf "$f"; done
 chmod +x "$bin/attnc"
