@@ -4,6 +4,7 @@
 
 #include "codegen/cpu/CPUExecutor.h"
 #include "codegen/cuda/Passes.h"
+#include "codegen/gpu/AttnGPUDialect.h"
 #include "compiler/Registration.h"
 #include "compiler/lowering/ASTToAttn.h"
 
@@ -206,6 +207,29 @@ bool Compiler::printLLVMIR(std::string &out, Diagnostic &diag) {
   llvm::raw_string_ostream os(out);
   llvmModule->print(os, nullptr);
   return true;
+}
+
+std::map<std::string, KernelLaunch> Compiler::launchesByKernel() {
+  std::map<std::string, KernelLaunch> out;
+  auto launches = (*moduleOp)->getAttrOfType<mlir::DictionaryAttr>(mlir::attngpu::kLaunchesAttrName);
+  if (!launches)
+    return out;
+  for (mlir::NamedAttribute entry : launches) {
+    auto launch = mlir::dyn_cast<mlir::attngpu::LaunchAttr>(entry.getValue());
+    if (!launch)
+      continue;
+    KernelLaunch &l = out[entry.getName().str()];
+    l.threads = launch.getThreads();
+    l.sharedMemory = launch.getSharedMemory();
+    l.splits = launch.getSplits();
+    for (mlir::attngpu::GridAxisAttr axis : launch.getGrid())
+      l.grid.push_back({axis.getArg(), axis.getDim(), axis.getScale(), axis.getDivisor()});
+    if (mlir::DictionaryAttr schedule = launch.getSchedule())
+      for (mlir::NamedAttribute choice : schedule)
+        if (auto value = mlir::dyn_cast<mlir::IntegerAttr>(choice.getValue()))
+          l.schedule[choice.getName().str()] = value.getInt();
+  }
+  return out;
 }
 
 bool Compiler::ptxByVariant(std::map<std::string, std::string> &out, Diagnostic &diag) {

@@ -2,6 +2,7 @@
 // kernel loaded for the host. One Compiler owns one MLIRContext; errors come back as Diagnostics.
 #pragma once
 
+#include "compiler/Manifest.h"
 #include "compiler/frontend/Frontend.h"
 #include "compiler/pipeline/Pipeline.h"
 
@@ -54,6 +55,8 @@ public:
 
   /// The PTX of each variant (module at the PTX stage), keyed by variant name.
   bool ptxByVariant(std::map<std::string, std::string> &out, Diagnostic &diag);
+  /// The launch ABI of each kernel (module at the PTX stage) as the lowering recorded it.
+  std::map<std::string, KernelLaunch> launchesByKernel();
 
   /// JIT-compiles a module at the LLVM stage for the host.
   std::unique_ptr<CPUModule> loadOnCPU(Diagnostic &diag);

@@ -2,7 +2,6 @@
 #define JSON_NOEXCEPTION 1  // built with -fno-exceptions; serialisation does not throw
 #include "compiler/Manifest.h"
 
-#include "codegen/cuda/Passes.h"
 #include "compiler/lowering/ASTToAttn.h"
 
 #include <nlohmann/json.hpp>
@@ -47,9 +46,6 @@ nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *
 }
 }  // namespace
 
-/// Bits per value of quantised storage (0 for f16/bf16/f32 K/V, which need no staging tile).
-static int64_t storedBits(DType t) { return isQuantized(t) ? 8 / dtypePacking(t) : 0; }
-
 std::string hashText(const std::string &text) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : text) {
@@ -61,22 +57,32 @@ std::string hashText(const std::string &text) {
   return buf;
 }
 
-int64_t chunkOf(const Variant &v, const PipelineOptions &options) {
-  bool quantised = isQuantized(v.inputs[v.k].resolvedDType) ||
-                   isQuantized(v.inputs[v.v].resolvedDType);
-  if (!options.chunk || !v.recurrence || v.paged || quantised)
-    return 0;
-  return staticExtent(v, v.qSeqDim) == 1 ? 1 : options.chunkSize;
+
+/// A grid axis of the IR's launch ABI in the manifest's terms: the extent's dim name (the dims
+/// of the kernel argument it reads, as `args` lists them), {"dim"} or {"ceil_div", "scale"}.
+static nlohmann::json gridAxis(const nlohmann::json &args, const std::array<int64_t, 4> &axis) {
+  auto [arg, dim, scale, divisor] = axis;
+  nlohmann::json name = args.at(size_t(arg)).at("dims").at(size_t(dim));
+  if (scale == 1 && divisor == 1)
+    return {{"dim", name}};
+  nlohmann::json out = {{"ceil_div", {name, divisor}}};
+  if (scale != 1)
+    out["scale"] = scale;
+  return out;
 }
 
 std::string buildManifest(const Variant &v, const PipelineOptions &options,
-                          const std::string &ptxFile, const std::string &specText) {
+                          const std::string &ptxFile, const std::string &specText,
+                          const std::map<std::string, KernelLaunch> &launches) {
   using nlohmann::json;
   const TensorDecl &q = v.inputs[v.q];
-  int64_t headDim = staticExtent(v, v.headDim), valueDim = staticExtent(v, v.valueDim);
-  // A projected feature map (Performer): the kernels' dot and state run over the feature dim.
-  int64_t dotDim = staticExtent(v, v.dotDim()), rawDim = v.featureDim >= 0 ? headDim : 0;
-  int64_t warps = options.blockQ / 16;
+  // The kernel's launch ABI as its lowering recorded it; the manifest re-derives none of it.
+  auto found = launches.find(v.name);
+  KernelLaunch launch = found != launches.end() ? found->second : KernelLaunch();
+  auto choice = [&](const char *name) {
+    auto it = launch.schedule.find(name);
+    return it == launch.schedule.end() ? int64_t(-1) : it->second;
+  };
   json dims = json::array();
   for (const DimDecl &d : v.dims) {
     json entry = {{"name", d.name}, {"role", roleName(d.role)}};
@@ -102,10 +108,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   std::vector<int> vCanon = {v.batchDim, v.kvHeadDim, v.kvSeqDim, v.valueDim};
   std::vector<int> oCanon = {v.batchDim, v.qHeadDim, v.qSeqDim, v.valueDim};
   // The scan kernel reads q, k, v and writes o one element at a time: no row alignment.
-  int64_t chunk = chunkOf(v, options);
-  bool scanKernel = chunk && dotDim > 0 && valueDim > 0 &&
-                    mlir::attn::cudaUsesScan(dotDim, valueDim);
-  bool rows = !scanKernel;
+  bool rows = choice("lanes") < 0;
   json args = json::array();
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
@@ -151,15 +154,6 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     }
     }
   }
-  // Packed GQA tiles (attn-pack-gqa) run one block row per kv head over q_len x group rows;
-  // split-KV (attn-split-kv) multiplies the query tiles by the split count.
-  int64_t pack = options.packGQA && v.group > 1 ? v.group : 1;
-  bool split = splitsKeys(options, v.norm == Norm::Softmax);
-  json gridX = {{"ceil_div", {v.dims[v.qSeqDim].name, options.blockQ}}};
-  if (pack > 1)
-    gridX["scale"] = pack;
-  if (split)
-    gridX["splits"] = true;
   json manifest = {
       {"format", "attnc-kernel-manifest/1"},
       {"compiler", "attnc 0.1.0"},
@@ -168,64 +162,40 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"ptx", ptxFile},
       {"arch", options.chip},
       {"spec_hash", hashText(specText)},
-      {"block", {32 * warps, 1, 1}},
-      {"grid", {gridX, {{"dim", v.dims[pack > 1 ? v.kvHeadDim : v.qHeadDim].name}},
-                {{"dim", v.dims[v.batchDim].name}}}},
-      {"dynamic_shared_memory",
-       mlir::attn::cudaSharedMemoryBytes(options.blockQ, options.blockK, headDim, valueDim,
-                                         dtypeBytes(q.resolvedDType),
-                                         storedBits(v.inputs[v.k].resolvedDType),
-                                         storedBits(v.inputs[v.v].resolvedDType),
-                                         v.decay != nullptr)},
-      {"tile", {{"block_q", options.blockQ}, {"block_k", options.blockK}, {"warps", warps}}},
+      {"block", {launch.threads, 1, 1}},
+      {"dynamic_shared_memory", launch.sharedMemory},
+      {"tile", {{"block_q", choice("block_q")}, {"block_k", choice("block_k")},
+                {"warps", choice("warps")}}},
       {"dims", dims},
       {"args", args}};
-  mlir::attn::CUDAScanConfig scan;
-  std::string why;
-  if (scanKernel) {
-    // The scan kernel: a thread per (batch, head, value channel) over all the positions.
-    if (mlir::succeeded(mlir::attn::cudaScanConfig(dotDim, valueDim, scan, why))) {
-      manifest["block"] = {scan.threads, 1, 1};
-      manifest["grid"] = {{{"ceil_div", {v.dims[v.qHeadDim].name, scan.headsPerBlock}}},
-                          {{"dim", v.dims[v.batchDim].name}},
-                          {{"ceil_div", {v.dims[v.valueDim].name, scan.valueBlock}}}};
-      manifest["dynamic_shared_memory"] = 0;
-      manifest["tile"] = {{"block_q", 1}, {"block_k", 1}, {"warps", scan.threads / 32}};
-      manifest["scan"] = {{"lanes", scan.lanes}, {"heads_per_block", scan.headsPerBlock},
-                          {"value_block", scan.valueBlock}};
-    }
-  } else if (chunk) {
-    // attn-chunk's kernel: one block per (value slice, q head, batch) over all the chunks.
-    mlir::attn::CUDAChunkConfig config;
-    if (mlir::succeeded(mlir::attn::cudaChunkConfig(chunk, dotDim, valueDim, config, why,
-                                                    options.valueSlice, v.rmsEps.has_value()))) {
-      manifest["block"] = {config.threads, 1, 1};
-      manifest["grid"] = {{{"ceil_div", {v.dims[v.valueDim].name, config.valueSlice}}},
-                          {{"dim", v.dims[v.qHeadDim].name}},
-                          {{"dim", v.dims[v.batchDim].name}}};
-      manifest["dynamic_shared_memory"] = mlir::attn::cudaChunkSharedMemoryBytes(
-          config, dotDim, dtypeBytes(q.resolvedDType), v.decay != nullptr, v.gate != nullptr,
-          v.keyScale != nullptr, v.norm == Norm::Sum, rawDim);
-      manifest["tile"] = {{"block_q", config.rows}, {"block_k", config.rows},
-                          {"warps", config.warps}};
-      manifest["chunk"] = {{"size", chunk}, {"rows", config.rows},
-                           {"value_slice", config.valueSlice}};
-    }
-  }
+  json grid = json::array();
+  for (const auto &axis : launch.grid)
+    grid.push_back(gridAxis(args, axis));
+  if (launch.splits && !grid.empty())
+    grid[0]["splits"] = true;
+  manifest["grid"] = grid;
+  if (choice("lanes") >= 0)  // the scan kernel: lanes per (batch, head, value channel)
+    manifest["scan"] = {{"lanes", choice("lanes")}, {"heads_per_block", choice("heads_per_block")},
+                        {"value_block", choice("value_block")}};
+  if (choice("chunk") >= 0)  // attn-chunk's kernel: blocks walk the chunks in order
+    manifest["chunk"] = {{"size", choice("chunk")}, {"rows", choice("rows")},
+                         {"value_slice", choice("value_slice")}};
   if (v.paged)
     manifest["paged"] = {{"block_table", v.params[v.paged->tableParam].name},
                          {"page_size", v.paged->pageSize}};
-  if (split)
+  auto combine = launches.find(v.name + "_combine");
+  int64_t combineThreads = combine != launches.end() ? combine->second.threads : 0;
+  if (launch.splits)
     manifest["split_kv"] = {
         {"combine_entry", v.name + "_combine"},
-        {"combine_block", {mlir::attn::kCUDACombineThreads, 1, 1}},
+        {"combine_block", {combineThreads, 1, 1}},
         {"combine_grid",
          {{{"dim", v.dims[v.qSeqDim].name}},
           {{"dim", v.dims[v.qHeadDim].name}},
           {{"dim", v.dims[v.batchDim].name}}}},
         {"max_splits", kMaxSplits},
         {"splits", options.splits},
-        {"block_k", options.blockK},
+        {"block_k", choice("block_k")},
         {"min_tiles_per_split", 2}};
   return manifest.dump(2) + "\n";
 }

@@ -5,21 +5,32 @@
 #include "compiler/frontend/AST.h"
 #include "compiler/pipeline/Pipeline.h"
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace attnc {
 
 /// FNV-1a 64 of a text, as "fnv1a64:<16 hex digits>".
 std::string hashText(const std::string &text);
 
-/// The chunk size attn-chunk uses for `v` (the same rule as the pass: a recurrence over
-/// unpaged, unquantised k and v, chunked unless disabled; 1 when the query length is statically
-/// 1), or 0 when `v` keeps the attention form.
-int64_t chunkOf(const Variant &v, const PipelineOptions &options);
+/// A kernel's launch ABI as the lowering wrote it onto the IR (attn_gpu.launch): threads per
+/// block, dynamic shared memory, and per grid axis (kernel argument, dim, scale, divisor):
+/// ceil(extent * scale / divisor) blocks; `splits`: axis x also counts split-KV splits.
+struct KernelLaunch {
+  int64_t threads = 0, sharedMemory = 0;
+  bool splits = false;
+  std::vector<std::array<int64_t, 4>> grid;
+  std::map<std::string, int64_t> schedule;  // the schedule's choices (tile, chunk, scan)
+};
 
-/// The manifest of the CUDA kernel compiled for `v` with these options.
+/// The manifest of the CUDA kernel compiled for `v` with these options. `launches` holds the
+/// launch ABI of each kernel (by name) read from the compiled IR (Compiler::launchesByKernel):
+/// block, grid, shared memory, split-KV and the schedule's choices come from there.
 std::string buildManifest(const Variant &v, const PipelineOptions &options,
-                          const std::string &ptxFile, const std::string &specText);
+                          const std::string &ptxFile, const std::string &specText,
+                          const std::map<std::string, KernelLaunch> &launches = {});
 
 }  // namespace attnc

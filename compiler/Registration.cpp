@@ -3,6 +3,7 @@
 
 #include "codegen/cpu/Passes.h"
 #include "codegen/cuda/Passes.h"
+#include "codegen/gpu/transforms/Passes.h"
 #include "compiler/pipeline/Pipeline.h"
 #include "dialect/transforms/Passes.h"
 
@@ -27,7 +28,7 @@
 #include "mlir/Transforms/Passes.h"
 
 void attnc::registerAttncDialects(mlir::DialectRegistry &registry) {
-  registry.insert<mlir::attn::AttnDialect, mlir::arith::ArithDialect, mlir::cf::ControlFlowDialect,
+  registry.insert<mlir::attn::AttnDialect, mlir::attngpu::AttnGPUDialect, mlir::arith::ArithDialect, mlir::cf::ControlFlowDialect,
                   mlir::func::FuncDialect, mlir::LLVM::LLVMDialect, mlir::math::MathDialect,
                   mlir::memref::MemRefDialect, mlir::scf::SCFDialect, mlir::ub::UBDialect,
                   mlir::gpu::GPUDialect, mlir::nvgpu::NVGPUDialect, mlir::NVVM::NVVMDialect,
@@ -53,6 +54,7 @@ void attnc::registerAttncPasses() {
   mlir::attn::registerAttnPasses();
   mlir::attn::registerAttnCPUPasses();
   mlir::attn::registerAttnCUDAPasses();
+  mlir::attngpu::registerAttnGPUPasses();
   mlir::registerCanonicalizerPass();
   mlir::registerCSEPass();
   registerAttncPipelines();

@@ -181,6 +181,39 @@ Value mlir::attn::buildKVLength(OpBuilder &b, Location loc, Value kv, Value tabl
   return arith::MulIOp::create(b, loc, pages, arith::ConstantIndexOp::create(b, loc, pageSize));
 }
 
+Value mlir::attn::buildPageLookup(OpBuilder &b, Location loc, Value table, Value pool,
+                                  Value batch, Value j, int64_t pageSize) {
+  auto idx = [&](int64_t x) { return arith::ConstantIndexOp::create(b, loc, x).getResult(); };
+  auto last = [&](Value mem, int64_t axis) {
+    return arith::AddIOp::create(b, loc, memref::DimOp::create(b, loc, mem, axis), idx(-1));
+  };
+  Value entry = arith::DivUIOp::create(b, loc, j, idx(pageSize));
+  entry = arith::MinUIOp::create(b, loc, entry, last(table, 1));
+  Value page = memref::LoadOp::create(b, loc, table, ValueRange{batch, entry});
+  page = arith::IndexCastOp::create(b, loc, b.getIndexType(), page);
+  page = arith::MaxSIOp::create(b, loc, page, idx(0));
+  return arith::MinUIOp::create(b, loc, page, last(pool, 0));
+}
+
+std::pair<Value, Value> mlir::attn::buildPackedRow(OpBuilder &b, Location loc, Value h, Value p,
+                                                   int64_t pack) {
+  if (pack == 1)
+    return {h, p};
+  Value g = arith::ConstantIndexOp::create(b, loc, pack);
+  return {arith::AddIOp::create(b, loc, h, arith::RemUIOp::create(b, loc, p, g)),
+          arith::DivUIOp::create(b, loc, p, g)};
+}
+
+Value mlir::attn::buildInlinedRegion(OpBuilder &b, Region &region, ValueRange args,
+                                     const IRMapping &outside) {
+  IRMapping map = outside;
+  Block &block = region.front();
+  map.map(block.getArguments(), args);
+  for (Operation &op : block.without_terminator())
+    b.clone(op, map);
+  return map.lookupOrDefault(block.getTerminator()->getOperand(0));
+}
+
 int64_t mlir::attn::packingOf(MemRefType t) {
   auto packed = dyn_cast<VectorType>(t.getElementType());
   return packed ? packed.getNumElements() : 1;

@@ -7,6 +7,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Dialect.h"
 #include "mlir/IR/OpDefinition.h"
@@ -26,6 +27,25 @@ namespace mlir::attn {
 /// The key range of a k or v operand: dim(kv, 2), or for a page pool with block table `table`
 /// (non-null), dim(table, 1) * pageSize.
 Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t pageSize);
+
+/// The page of the pool `pool` that holds key j of batch b in a paged k or v:
+/// table[b, min(j / P, dim(table, 1) - 1)], clamped into [0, dim(pool, 0) - 1] so that a bad
+/// table entry cannot read outside the pool. The key's row in the page is j % P. The one
+/// definition of paging, used by the CPU and the GPU lowerings.
+Value buildPageLookup(OpBuilder &b, Location loc, Value table, Value pool, Value batch, Value j,
+                      int64_t pageSize);
+
+/// (head, query) of row p of a GQA-packed tile (attn-pack-gqa): (h + p % pack, p / pack), or
+/// (h, p) unpacked. The one definition of the packed row mapping, used by every lowering.
+std::pair<Value, Value> buildPackedRow(OpBuilder &b, Location loc, Value h, Value p,
+                                       int64_t pack);
+
+/// Clones the body of a single-block region (a score, mask, feature, decay... region, ended by
+/// a yield of one value) at `b`'s insertion point with its arguments bound to `args` (and
+/// outside values through `outside`); returns the yielded value. Every lowering inlines
+/// regions with it.
+Value buildInlinedRegion(OpBuilder &b, Region &region, ValueRange args,
+                         const IRMapping &outside = IRMapping());
 } // namespace mlir::attn
 
 namespace mlir::attn {

@@ -95,12 +95,7 @@ struct Emit {
   }
   /// Clones a score/mask region's body here with its block arguments bound to `args`.
   Value inlineRegion(Region &region, ValueRange args) const {
-    IRMapping map;
-    Block &block = region.front();
-    map.map(block.getArguments(), args);
-    for (Operation &op : block.without_terminator())
-      b.clone(op, map);
-    return map.lookupOrDefault(cast<YieldOp>(block.getTerminator()).getValues()[0]);
+    return buildInlinedRegion(b, region, args);
   }
   /// A row-statistic base: m, or 0 where m is -inf (a row with no allowed key yet).
   Value safeBase(Value m) const {
@@ -112,20 +107,13 @@ int64_t rows(Value tile) { return cast<MemRefType>(tile.getType()).getDimSize(0)
 
 
 /// (axis 0, axis 2) of key j of batch b in a k/v operand: (b, j), or in a page pool
-/// (table[b, j / P], j % P).
+/// (the page of table[b, j / P], clamped as buildPageLookup says, j % P).
 std::pair<Value, Value> keyAt(Emit &e, Value kv, Value b, Value j, Value table,
                               int64_t pageSize) {
   if (!table)
     return {b, j};
-  Value p = e.index(pageSize);
-  Value slot = arith::RemUIOp::create(e.b, e.loc, j, p);
-  Value entry = memref::LoadOp::create(
-      e.b, e.loc, table, ValueRange{b, arith::DivUIOp::create(e.b, e.loc, j, p)});
-  // Page ids are clamped into the pool (as on the GPU), so a bad table cannot read outside it.
-  Value page = arith::IndexCastOp::create(e.b, e.loc, e.b.getIndexType(), entry);
-  page = arith::MaxSIOp::create(e.b, e.loc, page, e.index(0));
-  Value last = arith::SubIOp::create(e.b, e.loc, e.dim(kv, 0), e.index(1));
-  return {arith::MinSIOp::create(e.b, e.loc, page, last), slot};
+  Value slot = arith::RemUIOp::create(e.b, e.loc, j, e.index(pageSize));
+  return {buildPageLookup(e.b, e.loc, table, kv, b, j, pageSize), slot};
 }
 
 /// k or v at (axis 0, hk, axis 2, e) as f32, dequantised when `scale` is set: the stored value
@@ -143,13 +131,9 @@ Value loadKV(Emit &e, Value mem, ValueRange idx, Value scale, ArrayRef<int64_t> 
   return e.fmul(x, e.load(scale, at));
 }
 
-/// (head, query) of packed row p: (h + p % pack, p / pack); (h, p) unpacked.
+/// (head, query) of packed row p (buildPackedRow).
 std::pair<Value, Value> packedRow(Emit &e, Value h, Value p, int64_t pack) {
-  if (pack == 1)
-    return {h, p};
-  Value g = e.index(pack);
-  return {e.add(h, arith::RemUIOp::create(e.b, e.loc, p, g)),
-          arith::DivUIOp::create(e.b, e.loc, p, g)};
+  return buildPackedRow(e.b, e.loc, h, p, pack);
 }
 
 void lower(Emit &e, TileFillOp op) {

@@ -73,6 +73,10 @@ void mlir::attn::populateApproxMathToNVVMPatterns(RewritePatternSet &patterns) {
   constexpr double log2e = 1.4426950408889634, ln2 = 0.6931471805599453;
   patterns.add<ToPtx<math::ExpOp>>(ctx, "ex2.approx.ftz.f32 $0, $1;", log2e, 1.0,
                                    [](double x) { return std::exp(x); });
+  patterns.add<ToPtx<math::Exp2Op>>(ctx, "ex2.approx.ftz.f32 $0, $1;", 1.0, 1.0,
+                                    [](double x) { return std::exp2(x); });
+  patterns.add<ToPtx<math::Log2Op>>(ctx, "lg2.approx.f32 $0, $1;", 1.0, 1.0,
+                                    [](double x) { return std::log2(x); });
   patterns.add<ToPtx<math::LogOp>>(ctx, "lg2.approx.f32 $0, $1;", 1.0, ln2,
                                    [](double x) { return std::log(x); });
   patterns.add<ToPtx<math::TanhOp>>(ctx, "tanh.approx.f32 $0, $1;", 1.0, 1.0,

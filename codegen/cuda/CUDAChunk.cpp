@@ -75,29 +75,6 @@ LogicalResult mlir::attn::cudaChunkConfig(int64_t chunk, int64_t headDim, int64_
   return success();
 }
 
-int64_t mlir::attn::cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
-                                               int64_t elementBytes, bool decay, bool gate,
-                                               bool keyScale, bool normalize, int64_t rawDim) {
-  int64_t rows = config.rows, bv = config.valueSlice;
-  // One or two Q tiles, two K and V tiles, the 16-bit state; with a projection the Q and K
-  // tiles are raw (rawDim wide), then the feature tiles of Q and K and the projection [m, d].
-  int64_t loaded = rawDim ? rawDim : headDim;
-  int64_t qBytes = elementBytes * rows * (loaded + kSmemPad);
-  int64_t kvBytes = qBytes + elementBytes * rows * (bv + kSmemPad);
-  int64_t bytes = (config.singleQ ? 1 : 2) * qBytes + 2 * kvBytes +
-                  elementBytes * headDim * (bv + kSmemPad);
-  if (rawDim)
-    bytes += elementBytes * (2 * rows * (headDim + kSmemPad) + headDim * (rawDim + kSmemPad));
-  if (decay)
-    bytes = (bytes + 15) / 16 * 16 + 4 * rows;
-  if (gate)  // G [rows, d] f32
-    bytes = (bytes + 15) / 16 * 16 + 4 * rows * headDim;
-  if (keyScale)  // the chunk's key factors, f32
-    bytes = (bytes + 15) / 16 * 16 + 4 * rows;
-  if (normalize)  // z [d], f32
-    bytes = (bytes + 15) / 16 * 16 + 4 * headDim;
-  return bytes;
-}
 
 namespace {
 
@@ -108,6 +85,7 @@ public:
       : WarpKernelBase(b, loc, f), step(step), kernel(kernel), cfg(config) {}
 
   LogicalResult build();
+  int64_t sharedBytes = 0;
 
 private:
   ChunkStepOp step;
@@ -418,6 +396,7 @@ LogicalResult ChunkKernelBuilder::build() {
     keyScales = f32Shared({rows});
   if (step.getNormalize())
     zShared = f32Shared({headDim});
+  sharedBytes = at;  // the launch ABI's dynamic shared memory: this layout's end
 
   Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
   Value r8 = arith::RemUIOp::create(b, loc, lane, idx(8));
@@ -812,5 +791,16 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
     return step.emitError(why);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
   b.setInsertionPointToStart(&kernel.getBody().front());
-  return ChunkKernelBuilder(b, step.getLoc(), f, step, kernel, config).build();
+  ChunkKernelBuilder builder(b, step.getLoc(), f, step, kernel, config);
+  if (failed(builder.build()))
+    return failure();
+  // Grid: (value slices, q heads, batch), as extents of the output [b, h, i, dv].
+  int64_t out = cast<BlockArgument>(step.getOut()).getArgNumber();
+  attngpu::setLaunch(kernel, config.threads,
+                     {{out, 3, 1, config.valueSlice}, {out, 1, 1, 1}, {out, 0, 1, 1}},
+                     builder.sharedBytes,
+                     {{"chunk", int64_t(step.getChunk())}, {"rows", config.rows},
+                      {"value_slice", config.valueSlice}, {"block_q", config.rows},
+                      {"block_k", config.rows}, {"warps", config.warps}});
+  return success();
 }

@@ -14,13 +14,11 @@
 // is sequential in t: the simple form of these variants, not a chunked one.
 #include "codegen/cuda/Passes.h"
 #include "codegen/cuda/WarpKernel.h"
+#include "codegen/gpu/transforms/Passes.h"
 
 using namespace mlir;
 using namespace mlir::attn;
 
-bool mlir::attn::cudaUsesScan(int64_t headDim, int64_t valueDim) {
-  return headDim % 16 != 0 || valueDim % 16 != 0;
-}
 
 LogicalResult mlir::attn::cudaScanConfig(int64_t headDim, int64_t valueDim,
                                          CUDAScanConfig &config, std::string &why) {
@@ -219,5 +217,16 @@ LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkSte
                             << " and " << dv << "); the CPU back end computes it";
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
   b.setInsertionPointToStart(&kernel.getBody().front());
-  return ScanKernelBuilder(b, step.getLoc(), f, step, config).build(kernel);
+  if (failed(ScanKernelBuilder(b, step.getLoc(), f, step, config).build(kernel)))
+    return failure();
+  // Grid: (head blocks, batch, value blocks), as extents of the output [b, h, i, dv].
+  int64_t out = cast<BlockArgument>(step.getOut()).getArgNumber();
+  attngpu::setLaunch(kernel, config.threads,
+                     {{out, 1, 1, config.headsPerBlock}, {out, 0, 1, 1},
+                      {out, 3, 1, config.valueBlock}},
+                     /*sharedMemory=*/0,
+                     {{"lanes", config.lanes}, {"heads_per_block", config.headsPerBlock},
+                      {"value_block", config.valueBlock}, {"block_q", 1}, {"block_k", 1},
+                      {"warps", config.threads / 32}});
+  return success();
 }

@@ -36,15 +36,6 @@ void buildCUDAToPTXPipeline(OpPassManager &pm);
 /// The PTX of every kernel module after buildCUDAToPTXPipeline, keyed by the variant's name.
 LogicalResult extractPTX(ModuleOp module, std::map<std::string, std::string> &ptx);
 
-/// Shared memory bytes of the schedule for these tile sizes (the manifest needs it). Quantised
-/// K/V (storedBits 8 for i8 and e4m3, 4 for packed i4; 0 when not quantised) add staging tiles,
-/// a per-step decay (one attn-tile could not fold into the score) its cumulative-log arrays.
-/// Threads per block of the split-KV combine kernel (`<variant>_combine`).
-inline constexpr int32_t kCUDACombineThreads = 128;
-
-int64_t cudaSharedMemoryBytes(int64_t blockQ, int64_t blockK, int64_t headDim, int64_t valueDim,
-                              int64_t elementBytes, int64_t storedBitsK = 0,
-                              int64_t storedBitsV = 0, bool stepDecay = false);
 
 /// The CUDA schedule of attn.chunk_step (CUDAChunk.cpp): `rows` positions per chunk (16 per
 /// warp; chunk 1, the single-step form, runs as one 16-row tile), the value channels split into
@@ -62,12 +53,6 @@ struct CUDAChunkConfig {
 LogicalResult cudaChunkConfig(int64_t chunk, int64_t headDim, int64_t valueDim,
                               CUDAChunkConfig &config, std::string &why, int64_t valueSlice = 0,
                               bool wholeRows = false);
-/// `normalize`: norm sum's running sum z [d] in f32. `rawDim` (a projection, Performer): q's and
-/// k's head dim, which their tiles have; headDim is then the feature dim m.
-int64_t cudaChunkSharedMemoryBytes(const CUDAChunkConfig &config, int64_t headDim,
-                                   int64_t elementBytes, bool decay, bool gate = false,
-                                   bool keyScale = false, bool normalize = false,
-                                   int64_t rawDim = 0);
 /// Fills `kernel` (its arguments those of `f`, q/k/v/out with a unit last stride) with the
 /// chunked recurrence of `step`, the one attn.chunk_step of `f`.
 LogicalResult buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
@@ -83,8 +68,6 @@ struct CUDAScanConfig {
 inline constexpr int64_t kCUDAScanMaxHeadDim = 128;
 /// Positions whose inputs the scan kernel loads together before stepping through them.
 inline constexpr int64_t kScanSteps = 8;
-/// Whether attn.chunk_step takes the scan kernel: a head or value dim not a multiple of 16.
-bool cudaUsesScan(int64_t headDim, int64_t valueDim);
 LogicalResult cudaScanConfig(int64_t headDim, int64_t valueDim, CUDAScanConfig &config,
                              std::string &why);
 /// Fills `kernel` like buildChunkKernel, in the scan form (static head and value dims).

@@ -5,26 +5,17 @@
 include "mlir/Pass/PassBase.td"
 
 def AttnCUDALowerTiles : Pass<"attn-cuda-lower-tiles", "::mlir::ModuleOp"> {
-  let summary = "Map the tiled attn level to a tensor-core GPU kernel (gpu/nvgpu/nvvm)";
+  let summary = "Build the recurrence kernels (chunk and scan strategies) of attn.chunk_step";
   let description = [{
-    Each host function at the tiled level (loops over batch, heads and query tiles around
-    `attn.tile_scores`, `attn.tile_online_update`, `attn.tile_matmul_acc`, `attn.tile_store`)
-    becomes a `gpu.func` kernel in a `gpu.module` targeting NVVM:
-      - the grid is (query tiles, query heads, batch); a block of block-q / 16 warps owns one
-        query tile, each warp 16 rows;
-      - Q, K and V tiles go global -> shared with `cp.async` (zero-filled past the sequence end)
-        into rows padded by 16 bytes, and shared -> registers with `ldmatrix`;
-      - S = Q.K^T and O += P.V are m16n8k16 `mma.sync` (f16 or bf16 in, f32 accumulate); P is
-        re-packed from the S accumulators without going through memory;
-      - the score and mask regions are applied to each accumulator element (indices clamped in
-        range, keys past the end masked), and the online softmax keeps its running max and sum
-        in registers, with quad shuffles for the row reductions and `ex2.approx`.
-    Math in the score region is mapped to PTX approximations (ex2, lg2, tanh, rsqrt, sqrt).
+    Each function holding attn-chunk's form (one `attn.chunk_step`; strategy `chunk` or `scan`
+    from attn-gpu-select-strategy) becomes a `gpu.func` kernel in a `gpu.module` targeting
+    NVVM. `chunk`: grid (value slices, heads, batch), each block walking the chunks in order on
+    tensor cores (CUDAChunk.cpp); `scan`: lanes per (batch, head, value channel) stepping
+    through the positions (CUDAScan.cpp). These two builders are the part of the CUDA back end
+    not yet composed from GPU tile ops (docs/architecture.md); flash-strategy functions go
+    through attn-gpu-distribute and attn-gpu-to-nvvm, and reaching this pass is an error.
 
-    A function holding an `attn.chunk_step` (attn-chunk's form) becomes the chunked recurrence
-    kernel instead: grid (value slices, heads, batch), the chunks walked in order by each block.
-
-    Before: `func.func @v(...) { scf.for ... { attn.tile_scores ... attn.tile_store ... } }`
+    Before: `func.func @v(...) { scf.for ... { attn.chunk_step ... } }`
     After:  `gpu.module @v_kernels [#nvvm.target<chip = "sm_80">] { gpu.func @v(...) kernel {...} }`
   }];
   let options = [
@@ -32,6 +23,24 @@ def AttnCUDALowerTiles : Pass<"attn-cuda-lower-tiles", "::mlir::ModuleOp"> {
     Option<"valueSlice", "value-slice", "int64_t", "0",
            "Value channels per block of the chunked recurrence kernel (0: automatic)">,
   ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",
+                           "::mlir::vector::VectorDialect", "::mlir::scf::SCFDialect",
+                           "::mlir::memref::MemRefDialect", "::mlir::arith::ArithDialect"];
+}
+
+def AttnGPUToNVVM : Pass<"attn-gpu-to-nvvm", "::mlir::ModuleOp"> {
+  let summary = "Lower the GPU tile level (attn_gpu) to gpu/nvgpu/nvvm, one pattern per op";
+  let description = [{
+    Converts every op of the attn_gpu dialect (and attn.combine) inside the module's kernels
+    under a ConversionTarget on which attn and attn_gpu are illegal, so an op without a
+    lowering is an error. Register fragments (tensors with a #attn_gpu.frag layout) become the
+    scalars each thread holds; scf loops and branches carry them. Math becomes PTX
+    approximations (ex2, lg2, tanh, rsqrt, sqrt).
+
+    Before: `%s = attn_gpu.mma %qa, %k, %s0 {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b} ...`
+    After:  `nvgpu.ldmatrix ...` `nvvm.mma.sync ...` on f32 scalars
+  }];
   let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::nvgpu::NVGPUDialect",
                            "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",
                            "::mlir::vector::VectorDialect", "::mlir::scf::SCFDialect",

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "codegen/cuda/Passes.h"
+#include "codegen/gpu/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -25,7 +26,7 @@ inline constexpr int64_t kSmemPad = 8;
 /// Per thread: lane, its quad row g = lane / 4 and column pair c = lane % 4 in the mma
 /// fragments. Subclasses set the fields they use before calling the helpers.
 class WarpKernelBase {
-protected:
+public:
   WarpKernelBase(OpBuilder &b, Location loc, func::FuncOp func) : b(b), loc(loc), func(func) {}
 
   OpBuilder &b;
@@ -204,34 +205,13 @@ protected:
   }
 
   // ---- regions ----
-  /// Clones the pure host ops a region uses (constants hoisted by CSE), maps func args.
+  /// Clones the pure host ops (and param reads) a region uses into the kernel (shared with
+  /// attn-gpu-distribute).
   LogicalResult materialize(Value v) {
-    if (outside.contains(v))
-      return success();
-    if (auto arg = dyn_cast<BlockArgument>(v))
-      return failure();  // func args were mapped up front
-    Operation *def = v.getDefiningOp();
-    // Pure index math, and loads of params (read-only: per-sequence lengths for key bounds).
-    auto load = dyn_cast<memref::LoadOp>(def);
-    bool paramLoad = load && isa<BlockArgument>(load.getMemRef()) &&
-                     !llvm::is_contained(written, load.getMemRef());
-    if ((!isMemoryEffectFree(def) && !paramLoad) || def->getNumRegions())
-      return func.emitError("a score/mask region or a key bound uses a host value that is "
-                              "neither pure index math nor a param read");
-    for (Value operand : def->getOperands())
-      if (failed(materialize(operand)))
-        return failure();
-    b.clone(*def, outside);
-    return success();
+    return attngpu::materializeCapture(b, outside, v, written, func);
   }
   LogicalResult mapCapturedValues(Region &region) {
-    LogicalResult result = success();
-    region.walk([&](Operation *op) {
-      for (Value operand : op->getOperands())
-        if (!region.isAncestor(operand.getParentRegion()) && failed(materialize(operand)))
-          result = failure();
-    });
-    return result;
+    return attngpu::materializeCaptures(b, outside, region, written, func);
   }
   /// An attn.chunk_step's kernel arguments (state: null without one) and GQA group.
   struct StepArgs {
@@ -269,12 +249,7 @@ protected:
   }
 
   Value inlineRegion(Region &region, ValueRange args) {
-    IRMapping map = outside;
-    Block &block = region.front();
-    map.map(block.getArguments(), args);
-    for (Operation &op : block.without_terminator())
-      b.clone(op, map);
-    return map.lookupOrDefault(cast<YieldOp>(block.getTerminator()).getValues()[0]);
+    return buildInlinedRegion(b, region, args, outside);
   }
 
 };

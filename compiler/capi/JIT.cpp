@@ -71,7 +71,8 @@ bool compileSpec(const std::string &spec, const char *variant, const attnc::Comp
     return false;
   }
   entry.ptx = ptx[chosen->name];
-  entry.manifest = attnc::buildManifest(*chosen, options.pipeline, chosen->name + ".ptx", spec);
+  entry.manifest = attnc::buildManifest(*chosen, options.pipeline, chosen->name + ".ptx", spec,
+                                        compiler.launchesByKernel());
   return true;
 }
 

@@ -176,7 +176,8 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
       return 1;
     }
     std::string base = dir + "/" + v.name;
-    std::string manifest = buildManifest(v, options.pipeline, v.name + ".ptx", text);
+    std::string manifest =
+        buildManifest(v, options.pipeline, v.name + ".ptx", text, compiler.launchesByKernel());
     std::string reference = emitTorchReference(v, inputPath);
     std::error_code ec;
     for (const auto &[path, content] :

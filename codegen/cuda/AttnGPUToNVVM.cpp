@@ -1,0 +1,50 @@
+// attn-gpu-to-nvvm: every attn_gpu op (and attn.combine) in the kernels -> gpu/nvgpu/nvvm, one
+// pattern each, under a ConversionTarget on which attn and attn_gpu are illegal: an op left
+// unlowered is an error. Fragments become per-thread scalars (1:N), loops and branches follow.
+#include "codegen/cuda/GPUToNVVM.h"
+#include "codegen/cuda/Passes.h"
+
+#include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNGPUTONVVM
+#include "codegen/cuda/Passes.h.inc"
+} // namespace mlir::attn
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+
+struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass> {
+  void runOnOperation() override {
+    MLIRContext *ctx = &getContext();
+    FragmentTypeConverter converter;
+    ConversionTarget target(*ctx);
+    target.addIllegalDialect<AttnDialect, attngpu::AttnGPUDialect>();
+    target.addLegalDialect<gpu::GPUDialect, nvgpu::NVGPUDialect, NVVM::NVVMDialect,
+                           LLVM::LLVMDialect, memref::MemRefDialect, vector::VectorDialect>();
+    target.addDynamicallyLegalDialect<arith::ArithDialect, math::MathDialect>(
+        [&](Operation *op) { return converter.isLegal(op); });
+    RewritePatternSet patterns(ctx);
+    scf::populateSCFStructuralTypeConversionsAndLegality(converter, patterns, target);
+    populateFragmentOpsToNVVMPatterns(converter, patterns);
+    populateMmaToNVVMPatterns(converter, patterns);
+    populateCopyToNVVMPatterns(converter, patterns);
+    populateScoreToNVVMPatterns(converter, patterns);
+    populateStoreToNVVMPatterns(converter, patterns);
+    populateDecayToNVVMPatterns(converter, patterns);
+    populateCombineToNVVMPatterns(converter, patterns);
+    FrozenRewritePatternSet frozen(std::move(patterns));
+    for (auto module : getOperation().getOps<gpu::GPUModuleOp>())
+      if (failed(applyPartialConversion(module, target, frozen)))
+        return signalPassFailure();
+    RewritePatternSet approx(ctx);
+    populateApproxMathToNVVMPatterns(approx);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(approx))))
+      return signalPassFailure();
+  }
+};
+
+} // namespace

@@ -1,0 +1,88 @@
+// attn.combine inside a kernel (attn-gpu-distribute's `<name>_combine`) -> one block per row
+// (b, h, i) = (block z, y, x), threads over the value channels; nothing to do with one split.
+#include "codegen/cuda/GPUToNVVM.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+struct CombineLowering : OpConversionPattern<CombineOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(CombineOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    if (!op->getParentOfType<gpu::GPUFuncOp>())
+      return rw.notifyMatchFailure(op, "lowered inside a kernel only");
+    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    Location loc = op.getLoc();
+    Value part = op.getPartOut(), partLse = op.getPartLse(), out = op.getOut(), lse = op.getLse();
+    Value splits = memref::DimOp::create(rw, loc, part, 0);
+    Value many = arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::ugt, splits, w.idx(1));
+    auto ifMany = scf::IfOp::create(rw, loc, many, /*withElse=*/false);
+    rw.setInsertionPoint(ifMany.thenBlock()->getTerminator());
+    Value i = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::x);
+    Value h = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::y);
+    Value bt = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::z);
+    Value tid = gpu::ThreadIdOp::create(rw, loc, gpu::Dimension::x);
+    Value threads = gpu::BlockDimOp::create(rw, loc, gpu::Dimension::x);
+    Value negInf = w.f32(-INFINITY), log2e = w.f32(kLog2e);
+    auto forSplits = [&](Value init, function_ref<Value(Value, Value)> body) {
+      auto loop = scf::ForOp::create(rw, loc, w.idx(0), splits, w.idx(1), init);
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPointToStart(loop.getBody());
+      scf::YieldOp::create(rw, loc, body(loop.getInductionVar(), loop.getRegionIterArgs()[0]));
+      return loop.getResult(0);
+    };
+    // In base 2: m2 = max lse_s log2e, total2 = m2 + log2(sum_s 2^(lse_s log2e - m2)).
+    auto lse2 = [&](Value s) {
+      Value x = memref::LoadOp::create(rw, loc, partLse, ValueRange{s, bt, h, i});
+      return w.fmul(x, log2e);
+    };
+    Value m2 = forSplits(negInf, [&](Value s, Value m) { return w.fmax(m, lse2(s)); });
+    Value none = arith::CmpFOp::create(rw, loc, arith::CmpFPredicate::OEQ, m2, negInf);
+    Value base = w.select(none, w.f32(0), m2);
+    Value sum = forSplits(w.f32(0), [&](Value s, Value acc) {
+      return w.fadd(acc, w.ex2(w.fsub(lse2(s), base)));
+    });
+    Value total2 = w.fadd(base, w.ptx("lg2.approx.f32 $0, $1;", sum));
+    Value first = arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::eq, tid, w.idx(0));
+    auto ifFirst = scf::IfOp::create(rw, loc, first, /*withElse=*/false);
+    {
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPoint(ifFirst.thenBlock()->getTerminator());
+      Value value = w.select(none, negInf, w.fmul(total2, w.f32(kLn2)));
+      memref::StoreOp::create(rw, loc, value, lse, ValueRange{bt, h, i});
+    }
+    Value channels = memref::DimOp::create(rw, loc, out, 3);
+    auto loop = scf::ForOp::create(rw, loc, tid, channels, threads);
+    {
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPointToStart(loop.getBody());
+      Value e = loop.getInductionVar();
+      Value o = forSplits(w.f32(0), [&](Value s, Value acc) {
+        Value weight = w.ex2(w.fsub(lse2(s), total2));
+        Value x = memref::LoadOp::create(rw, loc, part, ValueRange{s, bt, h, i, e});
+        return w.fadd(acc, w.fmul(weight, x));
+      });
+      o = w.select(none, w.f32(0), o);
+      Type outElt = cast<MemRefType>(out.getType()).getElementType();
+      if (outElt != o.getType())
+        o = arith::TruncFOp::create(rw, loc, outElt, o);
+      memref::StoreOp::create(rw, loc, o, out, ValueRange{bt, h, i, e});
+    }
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::attn::populateCombineToNVVMPatterns(FragmentTypeConverter &converter,
+                                               RewritePatternSet &patterns) {
+  patterns.add<CombineLowering>(converter, patterns.getContext());
+}

@@ -1,0 +1,187 @@
+// Shared tiles and global -> shared copies: attn_gpu.alloc_shared (a view of the dynamic shared
+// memory), copy_query_tile / copy_key_tile (cp.async, 16 bytes a copy, zero-fill past the end;
+// GQA-packed query rows, paged keys), dequantize (quantised K/V staging -> 16-bit tile) and
+// map_tile (a feature map in place).
+#include "codegen/cuda/GPUToNVVM.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+using namespace mlir::attngpu;
+
+namespace {
+
+struct AllocSharedLowering : OpConversionPattern<AllocSharedOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(AllocSharedOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    if (!op.getOffset())
+      return op.emitOpError("has no offset yet (run attn-gpu-allocate-shared)");
+    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    Value base = w.dynamicSharedMemory();
+    rw.replaceOpWithNewOp<memref::ViewOp>(op, op.getType(), base, w.idx(*op.getOffset()),
+                                          ValueRange{});
+    return success();
+  }
+};
+
+/// Columns a copy moves of a tile and the elements per 16-byte (or 8-byte) copy: 16-bit tiles
+/// carry kSharedPad elements of padding per row; staging tiles of bytes do not.
+std::pair<int64_t, int64_t> copyShape(MemRefType tile) {
+  if (tile.getElementTypeBitWidth() == 16)
+    return {tile.getDimSize(1) - kSharedPad, 8};
+  int64_t bytes = tile.getDimSize(1);
+  return {bytes, bytes % 16 ? 8 : 16};
+}
+
+struct CopyQueryTileLowering : OpConversionPattern<CopyQueryTileOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(CopyQueryTileOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    Value qLen = memref::DimOp::create(rw, t.loc, op.getQ(), 2);
+    auto [cols, perCopy] = copyShape(op.getTile().getType());
+    auto rowOf = [&](Value r) -> WarpKernelBase::Row {
+      auto [h, i] = t.packedRow(op.getH(), t.add(op.getI0(), r), op.getPack());
+      return {op.getB(), h, i, t.lt(i, qLen)};
+    };
+    t.loadTile(op.getQ(), rowOf, op.getTile().getType().getDimSize(0), cols, op.getTile(),
+               t.tid, t.threads, perCopy);
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// Page of the pool holding key j (buildPageLookup: clamped into the table and the pool).
+Value pageOf(ThreadContext &t, Value table, Value pool, Value batch, Value j, int64_t pageSize) {
+  return buildPageLookup(t.b, t.loc, table, pool, batch, j, pageSize);
+}
+
+struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(CopyKeyTileOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    int64_t rows = op.getTile().getType().getDimSize(0), pageSize = op.getPageSize();
+    Value table = op.getBlockTable(), j0 = op.getJ0(), kvLen = op.getKvLen();
+    // A tile within one page (page size a multiple of the rows) reads the table once.
+    Value tilePage;
+    if (table && pageSize % rows == 0)
+      tilePage = pageOf(t, table, op.getKv(), op.getB(),
+                        t.select(t.lt(j0, kvLen), j0, t.idx(0)), pageSize);
+    auto rowOf = [&](Value r) -> WarpKernelBase::Row {
+      Value row = t.add(j0, r);
+      Value inRange = t.lt(row, kvLen);
+      if (!table)
+        return {op.getB(), op.getHk(), row, inRange};
+      Value slot = arith::RemUIOp::create(rw, t.loc, row, t.idx(pageSize));
+      Value page = tilePage ? tilePage
+                            : pageOf(t, table, op.getKv(), op.getB(),
+                                     t.select(inRange, row, t.idx(0)), pageSize);
+      return {page, op.getHk(), slot, inRange};
+    };
+    auto [cols, perCopy] = copyShape(op.getTile().getType());
+    t.loadTile(op.getKv(), rowOf, rows, cols, op.getTile(), t.tid, t.threads, perCopy);
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// Signed nibble `high` (0: bits 0-3, 1: bits 4-7) of a byte of packed i4, as f32.
+Value nibbleToF32(OpBuilder &b, Location loc, Value byte, int64_t high) {
+  auto i8c = [&](int64_t v) { return arith::ConstantIntOp::create(b, loc, v, 8).getResult(); };
+  Value top = high ? byte : arith::ShLIOp::create(b, loc, byte, i8c(4)).getResult();
+  Value x = arith::ShRSIOp::create(b, loc, top, i8c(4));
+  return arith::SIToFPOp::create(b, loc, b.getF32Type(), x);
+}
+
+/// 8 values a step: stored value x scale, rounded to the tile's type.
+struct DequantizeLowering : OpConversionPattern<DequantizeOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(DequantizeOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    MemRefType tile = op.getTile().getType();
+    ThreadContext t(rw, op.getLoc(), op, tile.getElementType());
+    int64_t rows = tile.getDimSize(0), cols = tile.getDimSize(1) - kSharedPad;
+    int64_t packing = op.getPacking(), group = op.getGroup();
+    ArrayRef<int64_t> axes = op.getAxes();
+    int64_t chunksPerRow = cols / 8;
+    Type stored = op.getStage().getType().getElementType();
+    bool perChannel = llvm::is_contained(axes, 3) && group < 8;
+    t.forEachChunk(rows * chunksPerRow, t.tid, t.threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(rw, t.loc, id, t.idx(chunksPerRow));
+      Value col = t.mul(arith::RemUIOp::create(rw, t.loc, id, t.idx(chunksPerRow)), 8);
+      Value byteCol = packing == 1 ? col : arith::DivUIOp::create(rw, t.loc, col, t.idx(packing));
+      Value raw = vector::LoadOp::create(rw, t.loc, VectorType::get({8 / packing}, stored),
+                                         op.getStage(), ValueRange{r, byteCol});
+      Value key = t.add(op.getJ0(), r);
+      Value safeKey = t.select(t.lt(key, op.getKvLen()), key, t.idx(0));
+      auto scaleAt = [&](Value channel) {
+        SmallVector<Value> at;
+        for (int64_t a : axes)
+          at.push_back(a == 0   ? op.getB()
+                       : a == 1 ? op.getHk()
+                       : a == 2 ? safeKey
+                       : group > 1 ? arith::DivUIOp::create(rw, t.loc, channel, t.idx(group))
+                                         .getResult()
+                                   : channel);
+        Value sc = memref::LoadOp::create(rw, t.loc, op.getScale(), at);
+        return sc.getType().isF32()
+                   ? sc
+                   : arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), sc).getResult();
+      };
+      Value chunkScale = perChannel ? Value() : scaleAt(col);
+      SmallVector<Value> values;
+      for (int64_t e = 0; e < 8; ++e) {
+        Value x = packing == 1
+                      ? buildDequantToF32(rw, t.loc, vector::ExtractOp::create(rw, t.loc, raw, e))
+                      : nibbleToF32(rw, t.loc, vector::ExtractOp::create(rw, t.loc, raw, e / 2),
+                                    e % 2);
+        values.push_back(t.fmul(x, perChannel ? scaleAt(t.add(col, e)) : chunkScale));
+      }
+      Value v8 = vector::FromElementsOp::create(
+          rw, t.loc, VectorType::get({8}, rw.getF32Type()), values);
+      Value packed =
+          arith::TruncFOp::create(rw, t.loc, VectorType::get({8}, tile.getElementType()), v8);
+      vector::StoreOp::create(rw, t.loc, packed, op.getTile(), ValueRange{r, col});
+    });
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// 8 elements per thread and step, in f32. Zero-filled rows past the end map to phi(0): those
+/// keys are masked and those queries are not stored.
+struct MapTileLowering : OpConversionPattern<MapTileOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(MapTileOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    MemRefType tile = op.getTile().getType();
+    ThreadContext t(rw, op.getLoc(), op, tile.getElementType());
+    int64_t rows = tile.getDimSize(0), chunksPerRow = (tile.getDimSize(1) - kSharedPad) / 8;
+    auto vec8 = [&](Type type) { return VectorType::get({8}, type); };
+    t.forEachChunk(rows * chunksPerRow, t.tid, t.threads, [&](Value id) {
+      Value r = arith::DivUIOp::create(rw, t.loc, id, t.idx(chunksPerRow));
+      Value col = t.mul(arith::RemUIOp::create(rw, t.loc, id, t.idx(chunksPerRow)), 8);
+      Value stored = vector::LoadOp::create(rw, t.loc, vec8(t.elt), op.getTile(),
+                                            ValueRange{r, col});
+      Value x = arith::ExtFOp::create(rw, t.loc, vec8(rw.getF32Type()), stored);
+      SmallVector<Value> mapped;
+      for (int64_t e = 0; e < 8; ++e)
+        mapped.push_back(
+            t.inlineBody(op.getFeature(), {vector::ExtractOp::create(rw, t.loc, x, e)}));
+      Value y = vector::FromElementsOp::create(rw, t.loc, vec8(rw.getF32Type()), mapped);
+      vector::StoreOp::create(rw, t.loc, arith::TruncFOp::create(rw, t.loc, vec8(t.elt), y),
+                              op.getTile(), ValueRange{r, col});
+    });
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
+                                            RewritePatternSet &patterns) {
+  patterns.add<AllocSharedLowering, CopyQueryTileLowering, CopyKeyTileLowering,
+               DequantizeLowering, MapTileLowering>(converter, patterns.getContext());
+}

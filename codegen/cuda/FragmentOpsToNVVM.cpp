@@ -1,0 +1,205 @@
+// Register-fragment ops -> per-thread scalars: elementwise arith/math, splat constants, row
+// reductions (in-thread and over a quad), row broadcasts, P as the next mma's A operand, warp
+// votes. Also the fragment type converter and the thread context the other patterns use.
+#include "codegen/cuda/GPUToNVVM.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+using namespace mlir::attngpu;
+
+FragmentTypeConverter::FragmentTypeConverter() {
+  addConversion([](Type type) { return type; });
+  addConversion([](RankedTensorType type,
+                   SmallVectorImpl<Type> &results) -> std::optional<LogicalResult> {
+    std::optional<FragmentKind> kind = fragmentKind(type);
+    if (!kind)
+      return std::nullopt;
+    Type element = type.getElementType();
+    Type scalar = *kind == FragmentKind::operand_a ? VectorType::get({2}, element) : element;
+    results.append(valuesPerThread(type), scalar);
+    return success();
+  });
+}
+
+ThreadContext::ThreadContext(OpBuilder &b, Location loc, Operation *op, Type element)
+    : WarpKernelBase(b, loc, func::FuncOp()) {
+  elt = element;
+  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  lane = arith::RemUIOp::create(b, loc, tid, idx(32));
+  warp = arith::DivUIOp::create(b, loc, tid, idx(32));
+  g = arith::DivUIOp::create(b, loc, lane, idx(4));
+  c = arith::RemUIOp::create(b, loc, lane, idx(4));
+  if (auto kernel = op->getParentOfType<gpu::GPUFuncOp>())
+    if (auto known = kernel.getKnownBlockSizeAttr())
+      threads = known[0];
+}
+
+std::pair<Value, Value> ThreadContext::packedRow(Value h, Value p, int64_t pack) {
+  return buildPackedRow(b, loc, h, p, pack);
+}
+
+std::pair<Value, Value> ThreadContext::threadRow(Value h, Value i0, int64_t pack, int r) {
+  return packedRow(h, add(i0, add(add(mul(warp, 16), g), 8 * r)), pack);
+}
+
+ThreadContext::LdmatrixLanes ThreadContext::ldmatrixLanes() {
+  Value m8 = arith::DivUIOp::create(b, loc, lane, idx(8));
+  return {arith::RemUIOp::create(b, loc, lane, idx(8)),
+          arith::RemUIOp::create(b, loc, m8, idx(2)), arith::DivUIOp::create(b, loc, m8, idx(2))};
+}
+
+Value ThreadContext::inlineBody(Region &region, ValueRange args) {
+  return buildInlinedRegion(b, region, args);
+}
+
+namespace {
+
+/// An arith/math op on fragments -> the same op on each of the thread's scalars; a splat
+/// constant -> one scalar constant.
+struct ElementwiseFragment : ConversionPattern {
+  ElementwiseFragment(TypeConverter &converter, MLIRContext *ctx)
+      : ConversionPattern(converter, MatchAnyOpTypeTag(), 1, ctx) {}
+
+  LogicalResult matchAndRewrite(Operation *op, ArrayRef<ValueRange> operands,
+                                ConversionPatternRewriter &rw) const override {
+    if (!isa<arith::ArithDialect, math::MathDialect>(op->getDialect()) ||
+        op->getNumResults() != 1 || !fragmentKind(op->getResult(0).getType()))
+      return failure();
+    auto type = cast<RankedTensorType>(op->getResult(0).getType());
+    int64_t n = valuesPerThread(type);
+    if (auto constant = dyn_cast<arith::ConstantOp>(op)) {
+      auto dense = dyn_cast<DenseElementsAttr>(constant.getValue());
+      if (!dense || !dense.isSplat())
+        return rw.notifyMatchFailure(op, "only splat fragment constants");
+      Value scalar = arith::ConstantOp::create(rw, op->getLoc(), dense.getSplatValue<TypedAttr>());
+      rw.replaceOpWithMultiple(op, {SmallVector<Value>(n, scalar)});
+      return success();
+    }
+    if (!OpTrait::hasElementwiseMappableTraits(op))
+      return rw.notifyMatchFailure(op, "not elementwise");
+    SmallVector<Value> results;
+    for (int64_t e = 0; e < n; ++e) {
+      SmallVector<Value> scalars;
+      for (ValueRange operand : operands) {
+        if (int64_t(operand.size()) != n)
+          return rw.notifyMatchFailure(op, "operands of different layouts");
+        scalars.push_back(operand[e]);
+      }
+      OperationState state(op->getLoc(), op->getName(), scalars, {type.getElementType()},
+                           op->getAttrs());
+      results.push_back(rw.create(state)->getResult(0));
+    }
+    rw.replaceOpWithMultiple(op, {results});
+    return success();
+  }
+};
+
+/// Thread-local reduction of each of the thread's two rows (elements 2r, 2r + 1 of each
+/// 8-column block).
+struct RowReduceLowering : OpConversionPattern<RowReduceOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(RowReduceOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    Location loc = op.getLoc();
+    ValueRange x = adaptor.getX();
+    ReduceKind kind = op.getKind();
+    double identity = kind == ReduceKind::max ? -INFINITY : kind == ReduceKind::min ? INFINITY : 0;
+    auto combine = [&](Value a, Value b) -> Value {
+      switch (kind) {
+      case ReduceKind::max:
+        return arith::MaximumFOp::create(rw, loc, a, b);
+      case ReduceKind::min:
+        return arith::MinimumFOp::create(rw, loc, a, b);
+      case ReduceKind::sum:
+        return arith::AddFOp::create(rw, loc, a, b);
+      }
+      return a;
+    };
+    SmallVector<Value> rows;
+    for (int r = 0; r < 2; ++r) {
+      Value acc = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(float(identity)));
+      for (size_t n = 0; n < x.size() / 4; ++n)
+        acc = kind == ReduceKind::sum
+                  ? combine(combine(acc, x[n * 4 + 2 * r]), x[n * 4 + 2 * r + 1])
+                  : combine(acc, combine(x[n * 4 + 2 * r], x[n * 4 + 2 * r + 1]));
+      rows.push_back(acc);
+    }
+    rw.replaceOpWithMultiple(op, {rows});
+    return success();
+  }
+};
+
+/// Max or sum over the four lanes of a quad (which share a row), by xor shuffles.
+struct QuadReduceLowering : OpConversionPattern<QuadReduceOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(QuadReduceOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    SmallVector<Value> rows;
+    for (Value x : adaptor.getX())
+      rows.push_back(w.quadReduce(x, op.getKind() == ReduceKind::max));
+    rw.replaceOpWithMultiple(op, {rows});
+    return success();
+  }
+};
+
+/// Element (n, e) of an accumulator takes row e / 2's value: no instructions.
+struct BroadcastRowsLowering : OpConversionPattern<BroadcastRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(BroadcastRowsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ValueRange rows = adaptor.getX();
+    SmallVector<Value> values;
+    for (int64_t e = 0; e < valuesPerThread(op.getType()); ++e)
+      values.push_back(rows[(e % 4) / 2]);
+    rw.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
+/// The accumulators of 8-column blocks 2t and 2t + 1 are the A fragment of k step t, rounded
+/// to 16 bits in pairs.
+struct ToOperandLowering : OpConversionPattern<ToOperandOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ToOperandOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    w.elt = op.getType().getElementType();
+    ValueRange s = adaptor.getX();
+    SmallVector<Value> a;
+    for (size_t kt = 0; kt < s.size() / 8; ++kt) {
+      size_t lo = 8 * kt, hi = 8 * kt + 4;
+      a.append({w.pack(s[lo], s[lo + 1]), w.pack(s[lo + 2], s[lo + 3]),
+                w.pack(s[hi], s[hi + 1]), w.pack(s[hi + 2], s[hi + 3])});
+    }
+    rw.replaceOpWithMultiple(op, {a});
+    return success();
+  }
+};
+
+struct VoteAllLowering : OpConversionPattern<VoteAllOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(VoteAllOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    Location loc = op.getLoc();
+    Value all = arith::ConstantIntOp::create(rw, loc, 1, 1);
+    for (Value x : adaptor.getX())
+      all = arith::AndIOp::create(rw, loc, all, x);
+    rw.replaceOpWithNewOp<NVVM::VoteSyncOp>(op, rw.getI1Type(),
+                                            arith::ConstantIntOp::create(rw, loc, -1, 32), all,
+                                            NVVM::VoteSyncKind::all);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &converter,
+                                                   RewritePatternSet &patterns) {
+  MLIRContext *ctx = patterns.getContext();
+  patterns.add<ElementwiseFragment>(converter, ctx);
+  patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
+               VoteAllLowering>(converter, ctx);
+}

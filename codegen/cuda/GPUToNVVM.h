@@ -1,0 +1,51 @@
+// attn-gpu-to-nvvm: the GPU tile level (attn_gpu) -> gpu/nvgpu/nvvm, one pattern file per
+// group of ops. Fragments (tensors with a #attn_gpu.frag layout) become the scalars each thread
+// holds (a 1:N type conversion), so loops and branches carry plain registers.
+#pragma once
+
+#include "codegen/cuda/WarpKernel.h"
+#include "codegen/gpu/AttnGPUDialect.h"
+
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace mlir::attn {
+
+/// Fragment tensors -> the values one thread holds (attngpu::valuesPerThread); other types
+/// unchanged.
+class FragmentTypeConverter : public TypeConverter {
+public:
+  FragmentTypeConverter();
+};
+
+/// The per-thread coordinates a pattern needs at its insertion point: thread id, lane, warp,
+/// fragment row g = lane / 4 and column pair c = lane % 4, and the block's thread count (from
+/// the enclosing kernel's known block size). CSE merges the repeated index math.
+struct ThreadContext : WarpKernelBase {
+  ThreadContext(OpBuilder &b, Location loc, Operation *op, Type element = {});
+  Value tid;
+  int64_t threads = 0;
+  /// (head, query) of packed row p: (h + p % pack, p / pack).
+  std::pair<Value, Value> packedRow(Value h, Value p, int64_t pack);
+  /// (head, query) of the thread's row r (0: g, 1: g + 8 of its warp's 16) of a tile whose
+  /// first packed row is i0.
+  std::pair<Value, Value> threadRow(Value h, Value i0, int64_t pack, int r);
+  /// ldmatrix.x4's lane roles: lane l addresses row r8 = l % 8 of matrix l / 8, whose position
+  /// in a 16 x 16 block is (mLow, mHigh) = ((l / 8) % 2, (l / 8) / 2) in 8-element steps.
+  struct LdmatrixLanes {
+    Value r8, mLow, mHigh;
+  };
+  LdmatrixLanes ldmatrixLanes();
+  /// The value a region (^bb0(args...)) yields, its body cloned here.
+  Value inlineBody(Region &region, ValueRange args);
+};
+
+void populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &converter,
+                                       RewritePatternSet &patterns);
+void populateMmaToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateCopyToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateScoreToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateStoreToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateDecayToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateCombineToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+
+} // namespace mlir::attn

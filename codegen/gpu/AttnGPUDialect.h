@@ -1,0 +1,49 @@
+// The GPU tile level (`attn_gpu`): shared-memory tiles, register fragments whose layouts are
+// tensor encodings, and the ops the CUDA conversion lowers one pattern each (AttnGPUOps.td).
+#pragma once
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include <optional>
+
+#include "codegen/gpu/AttnGPUDialect.h.inc"
+#include "codegen/gpu/AttnGPUEnums.h.inc"
+#define GET_ATTRDEF_CLASSES
+#include "codegen/gpu/AttnGPUAttrs.h.inc"
+#define GET_OP_CLASSES
+#include "codegen/gpu/AttnGPUOps.h.inc"
+
+namespace mlir::attngpu {
+
+/// The fragment layout of a tensor type, if it has one.
+std::optional<FragmentKind> fragmentKind(Type type);
+
+/// A fragment tensor type of `shape` and `element` in layout `kind`.
+RankedTensorType fragmentType(ArrayRef<int64_t> shape, Type element, FragmentKind kind);
+
+/// Values one thread holds of a fragment: acc [R, C]: C / 8 * 4 scalars; operand_a [R, K]:
+/// K / 16 * 4 pairs (vector<2xT>); rows [R]: 2.
+int64_t valuesPerThread(RankedTensorType type);
+
+/// Elements of padding per row of a 16-bit shared tile (16 bytes: ldmatrix's 8 rows then fall
+/// in different banks).
+inline constexpr int64_t kSharedPad = 8;
+
+/// The name of the discardable attribute that holds a kernel's launch ABI.
+inline constexpr llvm::StringLiteral kLaunchAttrName = "attn_gpu.launch";
+/// The name of the module attribute that maps each kernel's name to its launch ABI.
+inline constexpr llvm::StringLiteral kLaunchesAttrName = "attn_gpu.launches";
+/// The name of the discardable attribute that holds a tiled function's strategy.
+inline constexpr llvm::StringLiteral kStrategyAttrName = "attn_gpu.strategy";
+
+} // namespace mlir::attngpu

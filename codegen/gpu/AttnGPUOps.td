@@ -1,0 +1,367 @@
+// The GPU tile level (`attn_gpu`): a thread block's view of the tiled attn ops. Tiles live in
+// shared memory (memrefs in the workgroup address space) or distributed over the block's
+// threads as register fragments: ranked tensors whose encoding (`#attn_gpu.frag<...>`) says
+// which thread holds which element, as TritonGPU's layouts do. Each op is lowered once, by one
+// conversion pattern (codegen/cuda/*ToNVVM.cpp); elementwise arith/math on fragments is lowered
+// element by element.
+#ifndef ATTN_GPU_OPS_TD
+#define ATTN_GPU_OPS_TD
+
+include "mlir/IR/OpBase.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+def AttnGPU_Dialect : Dialect {
+  let name = "attn_gpu";
+  let cppNamespace = "::mlir::attngpu";
+  let summary = "The GPU tile level of attnc: shared-memory tiles and register fragments";
+  let description = [{
+    Produced by `attn-gpu-distribute` from the tiled attn level, lowered to gpu/nvgpu/nvvm by
+    `attn-gpu-to-nvvm`. Layout encodings (fragment kinds) are attributes on tensor types; the
+    MMA instruction is an attribute chosen by `attn-gpu-select-mma`; shared-memory offsets are
+    assigned by `attn-gpu-allocate-shared`, which records the block's total on the kernel.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::nvgpu::NVGPUDialect"
+  ];
+  let useDefaultAttributePrinterParser = 1;
+}
+
+class AttnGPU_Op<string mnemonic, list<Trait> traits = []> :
+    Op<AttnGPU_Dialect, mnemonic, traits>;
+
+//===----------------------------------------------------------------------===//
+// Attributes
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_FragmentKind : I32EnumAttr<"FragmentKind", "how a tile is spread over threads", [
+  I32EnumAttrCase<"acc", 0>, I32EnumAttrCase<"operand_a", 1>, I32EnumAttrCase<"rows", 2>]> {
+  let cppNamespace = "::mlir::attngpu";
+  let genSpecializedAttr = 0;
+}
+
+/// `#attn_gpu.frag<acc>`: an [R, C] f32 tile in the accumulator layout of mma m16n8k16: warp w
+/// owns rows 16w .. 16w + 15; lane l holds, per 8-column block n, the four elements
+/// (g, 2c), (g, 2c + 1), (g + 8, 2c), (g + 8, 2c + 1) with g = l / 4, c = l % 4 (n-block major).
+/// `#attn_gpu.frag<operand_a>`: an [R, K] f16/bf16 tile as mma's A operand: per 16-column step,
+/// four pairs (g, 2c..), (g + 8, 2c..), (g, 8 + 2c..), (g + 8, 8 + 2c..).
+/// `#attn_gpu.frag<rows>`: one value per row a thread holds (rows g and g + 8 of its warp); the
+/// four lanes of a quad may hold different values (per-thread partial sums) until an
+/// `attn_gpu.quad_reduce` makes them agree.
+def AttnGPU_FragmentAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_FragmentKind, "frag"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def AttnGPU_ReduceKind : I32EnumAttr<"ReduceKind", "a row reduction", [
+  I32EnumAttrCase<"max", 0>, I32EnumAttrCase<"min", 1>, I32EnumAttrCase<"sum", 2>]> {
+  let cppNamespace = "::mlir::attngpu";
+  let genSpecializedAttr = 0;
+}
+def AttnGPU_ReduceAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_ReduceKind, "reduce"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def AttnGPU_MmaKind : I32EnumAttr<"MmaKind", "the tensor-core instruction of attn_gpu.mma", [
+  I32EnumAttrCase<"mma_sync_m16n8k16", 0>]> {
+  let cppNamespace = "::mlir::attngpu";
+  let genSpecializedAttr = 0;
+}
+def AttnGPU_MmaAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_MmaKind, "mma"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def AttnGPU_StrategyKind : I32EnumAttr<"StrategyKind", "the kernel family of a tiled function", [
+  I32EnumAttrCase<"flash", 0>, I32EnumAttrCase<"chunk", 1>, I32EnumAttrCase<"scan", 2>]> {
+  let cppNamespace = "::mlir::attngpu";
+  let genSpecializedAttr = 0;
+}
+/// `#attn_gpu.strategy<flash>` on a tiled function (attn-gpu-select-strategy).
+def AttnGPU_StrategyAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_StrategyKind, "strategy"> {
+  let assemblyFormat = "`<` $value `>`";
+}
+
+/// One grid axis: ceil(extent(kernel argument `arg`, dim `dim`) * scale / divisor) blocks.
+def AttnGPU_GridAxisAttr : AttrDef<AttnGPU_Dialect, "GridAxis"> {
+  let mnemonic = "axis";
+  let summary = "A grid axis as a kernel argument's extent, scaled and divided (rounded up)";
+  let parameters = (ins "int64_t":$arg, "int64_t":$dim, "int64_t":$scale, "int64_t":$divisor);
+  let assemblyFormat = "`<` `arg` $arg `dim` $dim `*` $scale `ceil_div` $divisor `>`";
+}
+
+/// The launch ABI of a kernel, written onto its gpu.func by the lowering and read back by the
+/// manifest (never recomputed): threads per block, the grid's x, y, z axes, the dynamic
+/// shared memory in bytes, whether axis x also counts split-KV splits, and the schedule's
+/// choices the manifest reports (tile sizes, chunk rows, value slice, scan lanes).
+def AttnGPU_LaunchAttr : AttrDef<AttnGPU_Dialect, "Launch"> {
+  let mnemonic = "launch";
+  let summary = "Threads, grid axes and dynamic shared memory of a kernel";
+  let parameters = (ins "int64_t":$threads,
+                        ArrayRefParameter<"::mlir::attngpu::GridAxisAttr">:$grid,
+                        "int64_t":$sharedMemory, "bool":$splits,
+                        OptionalParameter<"::mlir::DictionaryAttr">:$schedule);
+  let assemblyFormat = [{
+    `<` `threads` `=` $threads `,` `grid` `=` `[` $grid `]` `,` `shared_memory` `=`
+    $sharedMemory `,` `splits` `=` $splits (`,` `schedule` `=` $schedule^)? `>`
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Types
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_Fragment : RankedTensorOf<[F32, F16, BF16, I1]>;
+def AttnGPU_Shared : MemRefOf<[F32, F16, BF16, I8, F8E4M3FN]>;
+def AttnGPU_Global4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN], [4]>;
+def AttnGPU_GlobalOut : MemRefOf<[F32, F16, BF16]>;
+
+def AttnGPU_YieldOp : AttnGPU_Op<"yield", [Pure, Terminator, ReturnLike]> {
+  let summary = "Yields the value of a score, mask, feature or decay region";
+  let arguments = (ins Variadic<AnyType>:$values);
+  let assemblyFormat = "($values^ `:` type($values))? attr-dict";
+}
+
+//===----------------------------------------------------------------------===//
+// Shared memory and global -> shared copies
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_AllocSharedOp : AttnGPU_Op<"alloc_shared"> {
+  let summary = "A tile of the block's dynamic shared memory";
+  let description = [{
+    `offset` (bytes into the dynamic shared memory) is assigned by attn-gpu-allocate-shared, in
+    program order, each tile 16-byte aligned. 16-bit tiles are padded by 8 elements per row so
+    the 8 rows one ldmatrix reads fall in different banks (the pad is in the type).
+  }];
+  let arguments = (ins OptionalAttr<I64Attr>:$offset);
+  let results = (outs AttnGPU_Shared:$tile);
+  let assemblyFormat = "attr-dict `:` type($tile)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_CopyQueryTileOp : AttnGPU_Op<"copy_query_tile"> {
+  let summary = "Starts the async copy of a query tile into shared memory";
+  let description = [{
+    Row r of `tile` receives q[b, h + p % pack, p / pack, :] with p = i0 + r (GQA packing: the
+    rows of a tile hold the heads of a group, query-major); rows past the query length are
+    zero-filled and read nothing. The block's threads share the copy (cp.async, 16 bytes a
+    copy); it completes at the next `nvgpu.device_async_wait` that covers its group.
+  }];
+  let arguments = (ins Arg<AttnGPU_Global4, "", [MemRead]>:$q,
+                       Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
+                       Index:$b, Index:$h, Index:$i0,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+  let assemblyFormat = [{
+    $q `[` $b `,` $h `,` $i0 `]` `->` $tile attr-dict `:` type($q) `->` type($tile)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile"> {
+  let summary = "Starts the async copy of a key (or value) tile into shared memory";
+  let description = [{
+    Row r of `tile` receives the stored row of key j = j0 + r of kv head hk, or zeros for
+    j >= kv_len. With `pages %table` the source is a page pool and key j is row j % P of page
+    table[b, j / P] (clamped into the table and the pool, so a bad entry cannot read outside);
+    when P is a multiple of the tile's rows the table is read once per tile. A quantised source
+    (i8, e4m3, i4 as bytes) lands as stored, in a staging tile for attn_gpu.dequantize.
+  }];
+  let arguments = (ins Arg<AttnGPU_Global4, "", [MemRead]>:$kv,
+                       Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
+                       Index:$b, Index:$hk, Index:$j0, Index:$kv_len,
+                       Optional<MemRefRankOf<[I32], [2]>>:$block_table,
+                       DefaultValuedAttr<I64Attr, "0">:$page_size);
+  let assemblyFormat = [{
+    $kv `[` $b `,` $hk `,` $j0 `]` `below` $kv_len (`pages` $block_table^)? `->` $tile attr-dict
+    `:` type($kv) (`pages` type($block_table)^)? `->` type($tile)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_DequantizeOp : AttnGPU_Op<"dequantize"> {
+  let summary = "Dequantises a landed staging tile of K or V into a 16-bit tile";
+  let description = [{
+    tile[r, e] = stage value (key j0 + r, channel e) * scale[coordinates of (b, hk, j, e) on
+    `axes`, e / group on the channel axis], rounded to the tile's type; i8 stages with
+    `packing = 2` hold two signed nibbles per byte (low first). Rows past kv_len were
+    zero-filled and stay 0. Every thread of the block takes part; a barrier must follow.
+  }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$stage,
+                       Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
+                       Arg<MemRefOf<[F32, F16, BF16]>, "", [MemRead]>:$scale,
+                       Index:$b, Index:$hk, Index:$j0, Index:$kv_len,
+                       DenseI64ArrayAttr:$axes,
+                       DefaultValuedAttr<I64Attr, "1">:$group,
+                       DefaultValuedAttr<I64Attr, "1">:$packing);
+  let assemblyFormat = [{
+    $stage `->` $tile `[` $b `,` $hk `,` $j0 `]` `below` $kv_len `scale` $scale attr-dict `:`
+    type($stage) `->` type($tile) `,` type($scale)
+  }];
+}
+
+def AttnGPU_MapTileOp : AttnGPU_Op<"map_tile"> {
+  let summary = "Applies a feature map to every element of a landed 16-bit tile, in place";
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead, MemWrite]>:$tile);
+  let regions = (region SizedRegion<1>:$feature);
+  let assemblyFormat = "$tile attr-dict `:` type($tile) $feature";
+}
+
+def AttnGPU_LogDecayPrefixOp : AttnGPU_Op<"log_decay_prefix"> {
+  let summary = "Cumulative log decays of a tile of positions, into shared memory";
+  let description = [{
+    cum[c] = base + log gamma(b, h, p0) + ... + log gamma(b, h, p0 + c) for c < dim(cum, 0),
+    where gamma is the `decay` region and base = sum over p < p0 of log gamma(b, h, p) -- or,
+    with `carry %x`, base = x[0], which then becomes the tile's total (the next key tile
+    continues from it). With `total_to %t` (and `carry`), only carry[0] = sum over p < t is
+    written. Positions past the query length are clamped (their keys are masked).
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead, MemWrite]>:$cum,
+                       Index:$b, Index:$h, Index:$p0, Index:$q_len,
+                       Optional<MemRefRankOf<[F32], [1]>>:$carry,
+                       UnitAttr:$total_only);
+  let regions = (region SizedRegion<1>:$decay);
+  let assemblyFormat = [{
+    $cum `[` $b `,` $h `,` $p0 `]` `below` $q_len (`carry` $carry^)? attr-dict `:`
+    type($cum) (`,` type($carry)^)? $decay
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Register fragments
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_LoadOperandOp : AttnGPU_Op<"load_operand"> {
+  let summary = "Reads a shared 16-bit tile as the A operand fragments of the block's warps";
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$tile);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$tile attr-dict `:` type($tile) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_MmaOp : AttnGPU_Op<"mma"> {
+  let summary = "acc += a . B on tensor cores, B read from a shared tile";
+  let description = [{
+    With `transpose_b`, B is stored [N, K] (the K tile of S = Q K^T) and
+    acc[r, n] += sum_k a[r, k] * B[n, k]; otherwise B is stored [K, N] (the V tile of
+    O += P V) and acc[r, n] += sum_k a[r, k] * B[k, n]. `kind` is the instruction, chosen by
+    attn-gpu-select-mma; attn-gpu-to-nvvm needs it set.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$a, Arg<AttnGPU_Shared, "", [MemRead]>:$b,
+                       AttnGPU_Fragment:$acc, UnitAttr:$transpose_b,
+                       OptionalAttr<AttnGPU_MmaAttr>:$kind);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = [{
+    $a `,` $b `,` $acc attr-dict `:` type($a) `,` type($b) `,` type($acc) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
+  let summary = "Masked score evaluation on an accumulator tile of dot products";
+  let description = [{
+    result[r, c] = score(b, hr, ir, j, s[r, c]) where mask(b, hr, ir, j) holds and j < kv_len,
+    `fill` elsewhere; (hr, ir) = (h + p % pack, p / pack) for p = i0 + r (rows past the query
+    length are evaluated as its last row and never stored), j = j0 + c. With `cum_q`/`cum_k`
+    (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]). A key tile that
+    lies inside kv_len (and that an exact affine mask fully allows) takes a branch without
+    range checks (and without the mask).
+  }];
+  let arguments = (ins AttnGPU_Fragment:$s, Index:$b, Index:$h, Index:$i0, Index:$j0,
+                       Index:$q_len, Index:$kv_len,
+                       Optional<MemRefRankOf<[F32], [1]>>:$cum_q,
+                       Optional<MemRefRankOf<[F32], [1]>>:$cum_k,
+                       F32Attr:$fill,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+  let results = (outs AttnGPU_Fragment:$result);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
+  let assemblyFormat = [{
+    $s `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
+    (`decay` $cum_q^ `,` $cum_k)? attr-dict `:` type($s) (`,` type($cum_q)^ `,` type($cum_k))?
+    `->` type($result) `score` $score (`mask` $mask^)?
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_RowReduceOp : AttnGPU_Op<"row_reduce", [Pure]> {
+  let summary = "Each thread's reduction of its elements of each row it holds";
+  let description = [{
+    acc fragment -> rows fragment. The result is per thread: a full row reduction also needs
+    attn_gpu.quad_reduce (the four lanes of a quad share a row).
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, AttnGPU_ReduceAttr:$kind);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$kind $x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_QuadReduceOp : AttnGPU_Op<"quad_reduce", [Pure, AllTypesMatch<["x", "result"]>]> {
+  let summary = "Reduces a rows fragment over the four lanes that share each row";
+  let arguments = (ins AttnGPU_Fragment:$x, AttnGPU_ReduceAttr:$kind);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$kind $x attr-dict `:` type($x)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_BroadcastRowsOp : AttnGPU_Op<"broadcast_rows", [Pure]> {
+  let summary = "An accumulator tile whose every element is its row's value";
+  let arguments = (ins AttnGPU_Fragment:$x);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ToOperandOp : AttnGPU_Op<"to_operand", [Pure]> {
+  let summary = "An f32 accumulator tile rounded to 16 bits as the A operand of the next mma";
+  let description = [{
+    The S accumulators of two 8-column blocks are exactly the A fragment of one 16-column k
+    step (FlashAttention-2's P): no data moves between threads.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_VoteAllOp : AttnGPU_Op<"vote_all"> {
+  let summary = "Whether a boolean rows fragment holds in every row of the warp";
+  let arguments = (ins AttnGPU_Fragment:$x);
+  let results = (outs I1:$result);
+  let assemblyFormat = "$x attr-dict `:` type($x)";
+}
+
+//===----------------------------------------------------------------------===//
+// Stores
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_StoreTileOp : AttnGPU_Op<"store_tile"> {
+  let summary = "Writes an accumulator tile to rows of the output";
+  let description = [{
+    Row r (query p / pack of head h + p % pack, p = i0 + r) goes to out[b, head, query, :] --
+    or, with `split s`, to out[s, b, head, query, :] of a rank-5 partial buffer -- for the
+    queries below q_len, rounded to the output's element type.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<AttnGPU_GlobalOut, "", [MemWrite]>:$out,
+                       Index:$b, Index:$h, Index:$i0, Index:$q_len, Variadic<Index>:$split,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+  let assemblyFormat = [{
+    $x `->` $out `[` $b `,` $h `,` $i0 `]` (`split` $split^)? `below` $q_len attr-dict `:`
+    type($x) `->` type($out)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_StoreRowsOp : AttnGPU_Op<"store_rows"> {
+  let summary = "Writes one value per row (the log-sum-exp) for the rows in range";
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<MemRefOf<[F32]>, "", [MemWrite]>:$out,
+                       Index:$b, Index:$h, Index:$i0, Index:$q_len, Variadic<Index>:$split,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+  let assemblyFormat = [{
+    $x `->` $out `[` $b `,` $h `,` $i0 `]` (`split` $split^)? `below` $q_len attr-dict `:`
+    type($x) `->` type($out)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // ATTN_GPU_OPS_TD

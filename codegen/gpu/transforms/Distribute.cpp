@@ -1,0 +1,616 @@
+// attn-gpu-distribute: flash-strategy tiled functions -> thread-block kernels at the GPU tile
+// level. The parallel loops become the grid, each tiled op becomes attn_gpu ops, and the tile
+// buffers become register fragments carried by the key loop (see Passes.td).
+#include "codegen/gpu/transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include <cmath>
+
+namespace mlir::attngpu {
+#define GEN_PASS_DEF_ATTNGPUDISTRIBUTE
+#include "codegen/gpu/transforms/Passes.h.inc"
+} // namespace mlir::attngpu
+
+using namespace mlir;
+using namespace mlir::attngpu;
+using attn::CombineOp;
+using attn::TileMatmulAccOp;
+using attn::TileOnlineUpdateOp;
+using attn::TileScoresOp;
+using attn::TileStoreOp;
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+/// The tiled ops of one flash query tile, found by their roles (each op is then lowered on its
+/// own by the emitters below).
+struct FlashTile {
+  TileScoresOp scores;
+  TileMatmulAccOp matmul;
+  TileStoreOp store;
+  TileOnlineUpdateOp update;  // null unless softmax
+  scf::ForOp keyLoop;
+  scf::ForOp splitLoop;       // attn-split-kv's loop over splits, if any
+  CombineOp combine;          // its merge, if any
+  int64_t group = 1, pack = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
+  int64_t packedK = 1, packedV = 1;
+};
+
+template <typename OpTy> OpTy onlyOp(func::FuncOp f, bool required, bool &ok) {
+  OpTy found;
+  int count = 0;
+  f.walk([&](OpTy op) {
+    found = op;
+    ++count;
+  });
+  if (count > 1 || (required && count == 0)) {
+    f.emitError() << "attn-gpu-distribute expects one '" << OpTy::getOperationName()
+                  << "' per flash function (one query tile), found " << count;
+    ok = false;
+  }
+  return found;
+}
+
+FailureOr<FlashTile> findFlashTile(func::FuncOp f) {
+  FlashTile t;
+  bool ok = true;
+  if (f->walk([](attn::TileExpSumOp) { return WalkResult::interrupt(); }).wasInterrupted())
+    return f.emitError("the GPU back end needs the online softmax (run attn-online-softmax)");
+  t.scores = onlyOp<TileScoresOp>(f, true, ok);
+  t.matmul = onlyOp<TileMatmulAccOp>(f, true, ok);
+  t.store = onlyOp<TileStoreOp>(f, true, ok);
+  t.update = onlyOp<TileOnlineUpdateOp>(f, false, ok);
+  if (!ok)
+    return failure();
+  t.keyLoop = dyn_cast<scf::ForOp>(t.scores->getParentOp());
+  if (!t.keyLoop || t.keyLoop.getInductionVar() != t.scores.getJ0() ||
+      t.matmul->getParentOp() != t.keyLoop ||
+      (t.update && t.update->getParentOp() != t.keyLoop))
+    return f.emitError("attn.tile_scores, the update and attn.tile_matmul_acc must sit in one "
+                       "key loop over j0");
+  if ((t.store.getNorm() == attn::NormKind::softmax) != bool(t.update))
+    return f.emitError("softmax tiles must be fused by attn-online-softmax");
+  auto div = t.scores.getHk().getDefiningOp<arith::DivUIOp>();
+  IntegerAttr groupAttr;
+  t.pack = t.scores.getPack();
+  if (int64_t(t.store.getPack()) != t.pack)
+    return f.emitError("attn.tile_scores and attn.tile_store disagree on the GQA packing");
+  if (t.pack > 1)
+    t.group = t.pack;
+  else if (t.scores.getHk() == t.scores.getH())
+    t.group = 1;
+  else if (div && div.getLhs() == t.scores.getH() &&
+           matchPattern(div.getRhs(), m_Constant(&groupAttr)))
+    t.group = groupAttr.getInt();
+  else
+    return f.emitError("cannot find the GQA group (kv head = h / group) of the tiled form");
+  if (!t.scores.getDecay().empty() && t.pack > 1)
+    return f.emitError("a per-step decay with GQA packing is not supported by the CUDA back "
+                       "end yet; compile with --no-pack-gqa");
+  if (t.store.getSplit()) {
+    t.splitLoop = dyn_cast_or_null<scf::ForOp>(
+        cast<BlockArgument>(t.store.getSplit()).getOwner()->getParentOp());
+    t.combine = onlyOp<CombineOp>(f, true, ok);
+    if (!ok || !t.splitLoop || !t.splitLoop->hasAttr("attn.split_kv"))
+      return f.emitError("the split index of attn.tile_store must be attn-split-kv's loop");
+  }
+  for (auto [axes, group] : {std::pair{t.scores.getKScaleAxes(), t.scores.getKScaleGroup()},
+                             std::pair{t.matmul.getVScaleAxes(), t.matmul.getVScaleGroup()}})
+    if (llvm::is_contained(axes, 3) && group > 1 && group % 8)
+      return f.emitError() << "the CUDA back end needs channel groups of scales that are a "
+                              "multiple of 8, got "
+                           << group;
+  auto s = t.scores.getS().getType();
+  auto q = t.scores.getQ().getType(), v = t.matmul.getV().getType();
+  t.blockQ = s.getDimSize(0), t.blockK = s.getDimSize(1);
+  t.headDim = q.getDimSize(3), t.valueDim = attn::valuesAlong(v, 3);
+  t.packedK = attn::packingOf(t.scores.getK().getType());
+  t.packedV = attn::packingOf(v);
+  Type elt = q.getElementType();
+  if (!elt.isF16() && !elt.isBF16())
+    return f.emitError() << "the CUDA back end takes f16 or bf16 q, k, v (got " << elt
+                         << "); compile with --dtype=bf16";
+  if (ShapedType::isDynamic(t.headDim) || ShapedType::isDynamic(t.valueDim))
+    return f.emitError("the CUDA back end needs static head and value dims: declare them "
+                       "(d = 128) or pass --set d=128");
+  if (t.headDim % 16 || t.valueDim % 16 || t.headDim > 256 || t.valueDim > 256)
+    return f.emitError() << "head and value dims must be multiples of 16 up to 256, got "
+                         << t.headDim << " and " << t.valueDim;
+  int64_t warps = t.blockQ / 16;
+  if (t.blockQ % 16 || !llvm::is_contained({1, 2, 4, 8}, warps))
+    return f.emitError() << "block-q must be 16, 32, 64 or 128 on CUDA, got " << t.blockQ;
+  if (t.blockK % 16 || t.blockK > 128)
+    return f.emitError() << "block-k must be a multiple of 16 up to 128 on CUDA, got "
+                         << t.blockK;
+  return t;
+}
+
+/// Emits the kernel of one flash tile. Each `emit*` lowers one tiled op (or the grid, or the
+/// epilogue) to attn_gpu ops; fragment values stand in for the tiled level's buffers.
+class FlashDistributor {
+public:
+  FlashDistributor(OpBuilder &b, FlashTile t, gpu::GPUFuncOp kernel)
+      : b(b), loc(t.scores.getLoc()), t(t), kernel(kernel) {}
+
+  LogicalResult run();
+
+private:
+  OpBuilder &b;
+  Location loc;
+  FlashTile t;
+  gpu::GPUFuncOp kernel;
+  IRMapping map;  // host values -> kernel values
+  Type elt;
+  Value q, k, v, table, batch, head, kvHead, i0, split, qLen, kvLen;
+  Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
+  Value qOperand;
+
+  Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
+  Value mulc(Value x, int64_t c) { return arith::MulIOp::create(b, loc, x, idx(c)); }
+  void barrier() { gpu::BarrierOp::create(b, loc); }
+  Value commit() {
+    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
+  }
+  /// Closes the copy group, waits until at most `pending` groups are in flight, syncs the block.
+  void waitGroups(int32_t pending) {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(), b.getI32IntegerAttr(pending));
+    gpu::BarrierOp::create(b, loc);
+  }
+  RankedTensorType accType(int64_t cols) {
+    return fragmentType({t.blockQ, cols}, b.getF32Type(), FragmentKind::acc);
+  }
+  RankedTensorType rowsType(Type element) {
+    return fragmentType({t.blockQ}, element, FragmentKind::rows);
+  }
+  Value splat(RankedTensorType type, double value) {
+    Attribute attr = type.getElementType().isInteger(1)
+                         ? Attribute(b.getBoolAttr(value != 0))
+                         : Attribute(b.getF32FloatAttr(float(value)));
+    return arith::ConstantOp::create(b, loc, type, DenseElementsAttr::get(type, attr));
+  }
+  Value cmp(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, loc, x, y); }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  Value rowReduce(ReduceKind kind, Value x) {
+    auto xt = cast<RankedTensorType>(x.getType());
+    return RowReduceOp::create(b, loc, rowsType(xt.getElementType()), x,
+                               ReduceKindAttr::get(b.getContext(), kind));
+  }
+  Value quadReduce(ReduceKind kind, Value x) {
+    return QuadReduceOp::create(b, loc, x.getType(), x, ReduceKindAttr::get(b.getContext(), kind));
+  }
+  Value broadcast(Value rows, int64_t cols) {
+    return BroadcastRowsOp::create(b, loc, accType(cols), rows);
+  }
+
+  LogicalResult materialize(Value v);
+  LogicalResult mapCaptures(Region &region);
+  void cloneRegion(Region &from, Region &to);
+  Value sharedTile(int64_t rows, int64_t cols, Type element, bool padded);
+  void emitGrid();
+  void emitSharedTiles();
+  void copyKeys(bool isKey, Value j0);
+  void landed(bool isKey, Value j0);
+  Value emitScores(Value j0);
+  void emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc);
+  void emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &acc, float unified);
+  void emitEpilogue(Value m, Value l, Value acc);
+  void emitStores(Value o, Value lse, bool toPartial);
+  void emitLaunch();
+};
+
+LogicalResult FlashDistributor::materialize(Value value) {
+  Value out = t.store.getOut();
+  return materializeCapture(b, map, value, out, t.scores);
+}
+
+LogicalResult FlashDistributor::mapCaptures(Region &region) {
+  Value out = t.store.getOut();
+  return materializeCaptures(b, map, region, out, t.scores);
+}
+
+/// Copies a tiled op's region into an attn_gpu op, captures mapped to the kernel's values and
+/// attn.yield turned into attn_gpu.yield.
+void FlashDistributor::cloneRegion(Region &from, Region &to) {
+  if (from.empty())
+    return;
+  IRMapping local = map;  // a region may be cloned more than once: its block arguments differ
+  from.cloneInto(&to, local);
+  to.walk([&](attn::YieldOp yield) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(yield);
+    YieldOp::create(b, yield.getLoc(), yield.getValues());
+    yield.erase();
+  });
+}
+
+/// Grid: x = split * query tiles + query tile, y = head (kv head when packed), z = batch.
+void FlashDistributor::emitGrid() {
+  Value rowsLen = t.pack > 1 ? mulc(qLen, t.pack) : qLen;
+  Value blockX = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  if (t.splitLoop) {
+    Value tiles = arith::CeilDivUIOp::create(b, loc, rowsLen, idx(t.blockQ));
+    split = arith::DivUIOp::create(b, loc, blockX, tiles);
+    blockX = arith::RemUIOp::create(b, loc, blockX, tiles);
+    map.map(t.splitLoop.getInductionVar(), split);
+  }
+  i0 = mulc(blockX, t.blockQ);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  if (t.pack > 1) {
+    kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+    head = mulc(kvHead, t.pack);  // the group's first head
+  } else {
+    head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+    kvHead = arith::DivUIOp::create(b, loc, head, idx(t.group));
+  }
+  map.map(t.scores.getB(), batch);
+  map.map(t.scores.getH(), head);
+  map.map(t.scores.getHk(), kvHead);
+  map.map(t.scores.getI0(), i0);
+}
+
+Value FlashDistributor::sharedTile(int64_t rows, int64_t cols, Type element, bool padded) {
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
+  SmallVector<int64_t> shape = {rows};
+  if (cols)
+    shape.push_back(cols + (padded ? kSharedPad : 0));
+  auto type = MemRefType::get(shape, element, MemRefLayoutAttrInterface(), space);
+  return AllocSharedOp::create(b, loc, type, IntegerAttr());
+}
+
+/// Q, K and V tiles (16-bit, padded rows), the staging tiles of quantised K/V (as stored) and
+/// the cumulative log decays of a per-step decay (f32).
+void FlashDistributor::emitSharedTiles() {
+  qTile = sharedTile(t.blockQ, t.headDim, elt, true);
+  kTile = sharedTile(t.blockK, t.headDim, elt, true);
+  vTile = sharedTile(t.blockK, t.valueDim, elt, true);
+  auto stage = [&](Value global, int64_t cols) {
+    return sharedTile(t.blockK, cols, cast<MemRefType>(global.getType()).getElementType(), false);
+  };
+  if (t.scores.getKScale())
+    kStage = stage(k, t.headDim / t.packedK);
+  if (t.matmul.getVScale())
+    vStage = stage(v, t.valueDim / t.packedV);
+  if (!t.scores.getDecay().empty()) {
+    cumQ = sharedTile(t.blockQ, 0, b.getF32Type(), false);
+    cumK = sharedTile(t.blockK, 0, b.getF32Type(), false);
+    keyBase = sharedTile(1, 0, b.getF32Type(), false);
+  }
+}
+
+/// Starts the copy of key tile j0 of K (isKey) or V into its tile, or its staging tile.
+void FlashDistributor::copyKeys(bool isKey, Value j0) {
+  Value global = isKey ? k : v;
+  Value dest = isKey ? (kStage ? kStage : kTile) : (vStage ? vStage : vTile);
+  CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
+                        b.getI64IntegerAttr(t.scores.getPageSize()));
+}
+
+/// After K (V) of key tile j0 has landed: dequantise it, and apply K's feature map.
+void FlashDistributor::landed(bool isKey, Value j0) {
+  Value stage = isKey ? kStage : vStage;
+  if (stage) {
+    Value scale = map.lookup(isKey ? t.scores.getKScale() : t.matmul.getVScale());
+    auto axes = isKey ? t.scores.getKScaleAxes() : t.matmul.getVScaleAxes();
+    int64_t group = isKey ? t.scores.getKScaleGroup() : t.matmul.getVScaleGroup();
+    DequantizeOp::create(b, loc, stage, isKey ? kTile : vTile, scale, batch, kvHead, j0, kvLen,
+                         b.getDenseI64ArrayAttr(axes), b.getI64IntegerAttr(group),
+                         b.getI64IntegerAttr(isKey ? t.packedK : t.packedV));
+    barrier();
+  }
+  if (isKey && !t.scores.getFeatureK().empty()) {
+    auto mapOp = MapTileOp::create(b, loc, kTile);
+    cloneRegion(t.scores.getFeatureK(), mapOp.getFeature());
+    barrier();
+  }
+}
+
+/// S = Q K^T on tensor cores, then the mask and score regions on the accumulators.
+Value FlashDistributor::emitScores(Value j0) {
+  Value s = splat(accType(t.blockK), 0.0);
+  s = MmaOp::create(b, loc, accType(t.blockK), qOperand, kTile, s, /*transpose_b=*/true,
+                    MmaKindAttr());
+  auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
+                               cumQ, cumK, t.scores.getFillAttr(),
+                               b.getI64IntegerAttr(t.pack));
+  cloneRegion(t.scores.getScore(), score.getScore());
+  cloneRegion(t.scores.getMask(), score.getMask());
+  return score;
+}
+
+/// attn.tile_online_update, step by step: m' = max(m, rowmax s); alpha = exp(m - m');
+/// p = exp(s - m'); l = l alpha + rowsum p; acc *= alpha (rows with m' = -inf use base 0).
+/// Exponentials are base 2 with log2(e) folded in; l stays a per-thread partial sum.
+void FlashDistributor::emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc) {
+  RankedTensorType rows = rowsType(b.getF32Type());
+  Value rowMax = quadReduce(ReduceKind::max, rowReduce(ReduceKind::max, s));
+  Value mx = fmax(m, rowMax);
+  Value noKey = cmp(arith::CmpFPredicate::OEQ, mx, splat(rows, -INFINITY));
+  Value base = fmul(sel(noKey, splat(rows, 0), mx), splat(rows, kLog2e));
+  Value alpha = exp2(fsub(fmul(m, splat(rows, kLog2e)), base));
+  s = exp2(fsub(fmul(s, splat(accType(t.blockK), kLog2e)), broadcast(base, t.blockK)));
+  l = fadd(fmul(l, alpha), rowReduce(ReduceKind::sum, s));
+  m = mx;
+  acc = fmul(acc, broadcast(alpha, t.valueDim));
+}
+
+/// FlashDecoding++'s unified max M: when every score of the warp's tile lies in [m - range, m]
+/// for its row's current (finite) max m, exp(s - m) needs no max reduction and acc no
+/// rescaling (one warp vote decides); otherwise the safe update, where a row without mass yet
+/// (l = 0) starts at max(M, its max), or at its max when that is far below M.
+void FlashDistributor::emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &acc,
+                                         float unified) {
+  RankedTensorType rows = rowsType(b.getF32Type());
+  Value hi = rowReduce(ReduceKind::max, s), lo = rowReduce(ReduceKind::min, s);
+  Value inRange = arith::AndIOp::create(
+      b, loc, cmp(arith::CmpFPredicate::OLE, hi, m),
+      arith::AndIOp::create(
+          b, loc, cmp(arith::CmpFPredicate::OGE, lo, fsub(m, splat(rows, attn::kUnifiedMaxRange))),
+          cmp(arith::CmpFPredicate::ONE, m, splat(rows, -INFINITY))));
+  Value all = VoteAllOp::create(b, loc, b.getI1Type(), inRange);
+  SmallVector<Type> types = {m.getType(), l.getType(), s.getType(), acc.getType()};
+  auto branch = scf::IfOp::create(b, loc, types, all, /*withElseRegion=*/true);
+  for (bool fast : {true, false}) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(fast ? branch.thenBlock() : branch.elseBlock());
+    Value bm = m, bl = l, bs = s, bacc = acc;
+    if (fast) {
+      Value base = fmul(bm, splat(rows, kLog2e));
+      bs = exp2(fsub(fmul(bs, splat(accType(t.blockK), kLog2e)), broadcast(base, t.blockK)));
+      bl = fadd(bl, rowReduce(ReduceKind::sum, bs));
+    } else {
+      Value rowMax = quadReduce(ReduceKind::max, rowReduce(ReduceKind::max, bs));
+      Value mx = fmax(bm, rowMax);
+      Value fresh = cmp(arith::CmpFPredicate::OEQ, quadReduce(ReduceKind::sum, bl),
+                        splat(rows, 0));
+      Value low = cmp(arith::CmpFPredicate::OLT, rowMax,
+                      splat(rows, unified - attn::kUnifiedMaxRange));
+      mx = sel(fresh, sel(low, rowMax, fmax(splat(rows, unified), rowMax)), mx);
+      Value noKey = cmp(arith::CmpFPredicate::OEQ, mx, splat(rows, -INFINITY));
+      Value base = fmul(sel(noKey, splat(rows, 0), mx), splat(rows, kLog2e));
+      Value alpha = exp2(fsub(fmul(bm, splat(rows, kLog2e)), base));
+      alpha = sel(fresh, splat(rows, 0), alpha);
+      bs = exp2(fsub(fmul(bs, splat(accType(t.blockK), kLog2e)), broadcast(base, t.blockK)));
+      bl = fadd(fmul(bl, alpha), rowReduce(ReduceKind::sum, bs));
+      bm = mx;
+      bacc = fmul(bacc, broadcast(alpha, t.valueDim));
+    }
+    scf::YieldOp::create(b, loc, ValueRange{bm, bl, bs, bacc});
+  }
+  m = branch.getResult(0), l = branch.getResult(1), s = branch.getResult(2);
+  acc = branch.getResult(3);
+}
+
+void FlashDistributor::emitStores(Value o, Value lse, bool toPartial) {
+  ValueRange splitIndex = toPartial ? ValueRange{split} : ValueRange{};
+  Value out = map.lookup(toPartial ? t.store.getPartOut() : t.store.getOut());
+  StoreTileOp::create(b, loc, o, out, batch, head, i0, qLen, splitIndex,
+                      b.getI64IntegerAttr(t.pack));
+  Value lseOut = toPartial ? map.lookup(t.store.getPartLse())
+                           : (t.store.getLse() ? map.lookup(t.store.getLse()) : Value());
+  if (lse && lseOut)
+    StoreRowsOp::create(b, loc, lse, lseOut, batch, head, i0, qLen, splitIndex,
+                        b.getI64IntegerAttr(t.pack));
+}
+
+/// attn.tile_store: out = acc / l (0 for rows with no allowed key), lse = m + ln(l); with
+/// split-KV and S > 1 the same values go to the split's partial buffers.
+void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
+  Value o = acc, lse;
+  if (l) {
+    RankedTensorType rows = rowsType(b.getF32Type());
+    Value sum = quadReduce(ReduceKind::sum, l);
+    Value any = cmp(arith::CmpFPredicate::OGT, sum, splat(rows, 0));
+    Value scale = sel(any, arith::DivFOp::create(b, loc, splat(rows, 1), sum), splat(rows, 0));
+    Value lnL = fmul(math::Log2Op::create(b, loc, sum), splat(rows, kLn2));
+    lse = sel(any, fadd(m, lnL), splat(rows, -INFINITY));
+    o = fmul(acc, broadcast(scale, t.valueDim));
+  }
+  if (!split) {
+    emitStores(o, lse, false);
+    return;
+  }
+  Value partOut = map.lookup(t.store.getPartOut());
+  Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                     memref::DimOp::create(b, loc, partOut, 0), idx(1));
+  auto branch = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+  for (bool toPartial : {true, false}) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint((toPartial ? branch.thenBlock() : branch.elseBlock())->getTerminator());
+    emitStores(o, lse, toPartial);
+  }
+}
+
+/// The launch ABI: threads, and the grid as extents of q (k when packed) -- read back by the
+/// manifest. Shared memory is filled in by attn-gpu-allocate-shared.
+void FlashDistributor::emitLaunch() {
+  auto argIndex = [&](Value hostArg) {
+    return int64_t(cast<BlockArgument>(hostArg).getArgNumber());
+  };
+  int64_t qArg = argIndex(t.scores.getQ()), kArg = argIndex(t.scores.getK());
+  MLIRContext *ctx = b.getContext();
+  SmallVector<GridAxisAttr> grid = {
+      GridAxisAttr::get(ctx, qArg, 2, t.pack, t.blockQ),
+      t.pack > 1 ? GridAxisAttr::get(ctx, kArg, 1, 1, 1) : GridAxisAttr::get(ctx, qArg, 1, 1, 1),
+      GridAxisAttr::get(ctx, qArg, 0, 1, 1)};
+  auto entry = [&](StringRef name, int64_t value) {
+    return NamedAttribute(StringAttr::get(ctx, name), b.getI64IntegerAttr(value));
+  };
+  auto schedule = DictionaryAttr::get(ctx, {entry("block_q", t.blockQ), entry("block_k", t.blockK),
+                                            entry("warps", t.blockQ / 16)});
+  kernel->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, t.blockQ / 16 * 32, grid, 0,
+                                                   bool(t.splitLoop), schedule));
+}
+
+LogicalResult FlashDistributor::run() {
+  func::FuncOp f = t.scores->getParentOfType<func::FuncOp>();
+  for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
+    map.map(hostArg, kernelArg);
+  q = map.lookup(t.scores.getQ());
+  k = map.lookup(t.scores.getK());
+  v = map.lookup(t.matmul.getV());
+  elt = cast<MemRefType>(q.getType()).getElementType();
+  table = t.scores.getBlockTable() ? map.lookup(t.scores.getBlockTable()) : Value();
+  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(t.blockQ / 16 * 32), 1, 1}));
+  emitLaunch();
+
+  qLen = memref::DimOp::create(b, loc, q, 2);
+  kvLen = attn::buildKVLength(b, loc, k, table, t.scores.getPageSize());
+  emitGrid();
+  emitSharedTiles();
+  for (Region *region : {&t.scores.getScore(), &t.scores.getMask(), &t.scores.getDecay(),
+                         &t.scores.getFeatureQ(), &t.scores.getFeatureK()})
+    if (failed(mapCaptures(*region)))
+      return failure();
+  for (Value scale : {t.scores.getKScale(), t.matmul.getVScale()})
+    if (scale && failed(materialize(scale)))
+      return failure();
+  // The key loop keeps the tiled level's bounds (attn-mask-bounds may have narrowed them).
+  if (failed(materialize(t.keyLoop.getLowerBound())) ||
+      failed(materialize(t.keyLoop.getUpperBound())))
+    return failure();
+  Value keysFrom = map.lookup(t.keyLoop.getLowerBound());
+  Value keysTo = map.lookup(t.keyLoop.getUpperBound());
+
+  // Prologue: the Q tile. Copies are synchronous here (each waited for before its tile is
+  // read); attn-gpu-pipeline overlaps them with the computation.
+  CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(t.pack));
+  waitGroups(0);
+  if (!t.scores.getFeatureQ().empty()) {
+    auto mapOp = MapTileOp::create(b, loc, qTile);
+    cloneRegion(t.scores.getFeatureQ(), mapOp.getFeature());
+    barrier();
+  }
+  if (cumQ) {
+    auto prefix = [&](Value cum, Value p0, Value carry, bool totalOnly) {
+      auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, p0, qLen, carry, totalOnly);
+      cloneRegion(t.scores.getDecay(), op.getDecay());
+    };
+    prefix(cumQ, i0, Value(), false);
+    prefix(keyBase, keysFrom, keyBase, true);
+  }
+  qOperand = LoadOperandOp::create(
+      b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a), qTile);
+
+  // The key loop carries the tile buffers as fragments: m, l (softmax) and acc.
+  bool softmax = bool(t.update);
+  SmallVector<Value> init;
+  if (softmax)
+    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
+  init.push_back(splat(accType(t.valueDim), 0));
+  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value j0 = loop.getInductionVar();
+    auto carried = loop.getRegionIterArgs();
+    Value m = softmax ? carried[0] : Value(), l = softmax ? carried[1] : Value();
+    Value acc = carried.back();
+    copyKeys(true, j0);
+    waitGroups(0);
+    landed(true, j0);
+    if (cumQ) {
+      auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false);
+      cloneRegion(t.scores.getDecay(), op.getDecay());
+    }
+    Value s = emitScores(j0);
+    if (softmax) {
+      if (auto unified = t.update.getUnifiedMax())
+        emitUnifiedUpdate(s, m, l, acc, unified->convertToFloat());
+      else
+        emitOnlineUpdate(s, m, l, acc);
+    }
+    Value p = ToOperandOp::create(
+        b, loc, fragmentType({t.blockQ, t.blockK}, elt, FragmentKind::operand_a), s);
+    copyKeys(false, j0);
+    waitGroups(0);
+    landed(false, j0);
+    acc = MmaOp::create(b, loc, acc.getType(), p, vTile, acc, /*transpose_b=*/false, MmaKindAttr());
+    barrier();  // every warp is done reading K(j0) and V(j0) before the next copies
+    SmallVector<Value> yields;
+    if (softmax)
+      yields = {m, l};
+    yields.push_back(acc);
+    scf::YieldOp::create(b, loc, yields);
+  }
+  auto results = loop.getResults();
+  emitEpilogue(softmax ? results[0] : Value(), softmax ? results[1] : Value(), results.back());
+  gpu::ReturnOp::create(b, loc);
+  return success();
+}
+
+/// attn.combine as its own kernel: one block per row (b, h, i) = (block z, y, x).
+void emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine) {
+  Location loc = combine.getLoc();
+  SmallVector<Type> types;
+  for (Value operand : combine->getOperands())
+    types.push_back(kernelArgType(operand.getType(), operand == combine.getOut()));
+  auto merge = gpu::GPUFuncOp::create(b, loc, (f.getName() + "_combine").str(),
+                                      b.getFunctionType(types, {}));
+  merge->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  constexpr int32_t threads = 128;
+  merge.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
+  MLIRContext *ctx = b.getContext();
+  SmallVector<GridAxisAttr> grid = {GridAxisAttr::get(ctx, 0, 3, 1, 1),
+                                    GridAxisAttr::get(ctx, 0, 2, 1, 1),
+                                    GridAxisAttr::get(ctx, 0, 1, 1, 1)};
+  merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, DictionaryAttr()));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&merge.getBody().front());
+  auto args = merge.getArguments();
+  attn::CombineOp::create(b, loc, args[0], args[1], args[2], args[3]);
+  gpu::ReturnOp::create(b, loc);
+}
+
+struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGPUDistributePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> funcs;
+    for (auto f : module.getOps<func::FuncOp>())
+      if (strategyOf(f) == StrategyKind::flash)
+        funcs.push_back(f);
+    for (func::FuncOp f : funcs)
+      if (failed(distribute(f)))
+        return signalPassFailure();
+    if (!funcs.empty())
+      module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(&getContext()));
+  }
+
+  LogicalResult distribute(func::FuncOp f) {
+    FailureOr<FlashTile> tile = findFlashTile(f);
+    if (failed(tile))
+      return failure();
+    OpBuilder b(f);
+    auto kernel = createKernel(b, f, {tile->scores.getQ(), tile->scores.getK(),
+                                      tile->matmul.getV(), tile->store.getOut()},
+                               chip);
+    b.setInsertionPointToStart(&kernel.getBody().front());
+    FlashDistributor distributor(b, *tile, kernel);
+    if (failed(distributor.run()) || failed(checkSelfContained(kernel)))
+      return failure();
+    if (tile->combine) {
+      b.setInsertionPointAfter(kernel);
+      emitCombineKernel(b, f, tile->combine);
+    }
+    f.erase();
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,93 @@
+// Passes of the GPU tile level: from the tiled attn level to attn_gpu, and the scheduling
+// choices made on it. Each pass has one source file named after it and one lit test.
+#ifndef ATTN_GPU_PASSES_TD
+#define ATTN_GPU_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def AttnGPUSelectStrategy : Pass<"attn-gpu-select-strategy", "::mlir::ModuleOp"> {
+  let summary = "Record the kernel family of each tiled function as #attn_gpu.strategy";
+  let description = [{
+    A function holding an `attn.chunk_step` is a chunked recurrence: `chunk` (tensor cores),
+    or `scan` when its head or value dim is not a multiple of 16. Any other tiled function is
+    `flash` (query tiles streaming key tiles). Later passes read the attribute instead of
+    re-deciding.
+
+    Before: `func.func @v(...) { ... attn.tile_scores ... }`
+    After:  `func.func @v(...) attributes {attn_gpu.strategy = #attn_gpu.strategy<flash>}`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
+}
+
+def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
+  let summary = "Map flash-strategy tiled functions to thread blocks at the GPU tile level";
+  let description = [{
+    Each `#attn_gpu.strategy<flash>` function becomes a `gpu.func` kernel in a `gpu.module`:
+    the parallel loops over batch, heads, query tiles (and split-KV splits) become the grid
+    (x: splits x query tiles, y: heads, or kv heads when GQA-packed, z: batch), each tile op
+    becomes attn_gpu ops on shared-memory tiles and register fragments, and the tile buffers
+    (scores, running max and sum, accumulator) become fragment values carried by the key
+    loop. The online-softmax update is spelled out step by step (row max, new max, rescale
+    factor, exponentials, row sum, accumulator rescale). Tile copies (cp.async) are emitted
+    synchronously, each waited for before its tile is read: attn-gpu-pipeline overlaps them
+    with the computation. The launch
+    ABI (threads, grid) is written as `attn_gpu.launch`; `attn.combine` becomes a second kernel,
+    `<name>_combine`.
+
+    Before: `func.func @v(...) { scf.for ... { attn.tile_scores ... attn.tile_store ... } }`
+    After:  `gpu.module @v_kernels [#nvvm.target<...>] { gpu.func @v(...) kernel { attn_gpu.* } }`
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", "\"sm_80\"", "Target SM (sm_80, sm_90a)">,
+  ];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::gpu::GPUDialect",
+                           "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::scf::SCFDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect"];
+}
+
+def AttnGPUPipeline : Pass<"attn-gpu-pipeline", "::mlir::ModuleOp"> {
+  let summary = "Overlap a key loop's tile copies with its computation (two stages)";
+  let description = [{
+    For a kernel loop whose body copies the key tile j0 of K, waits, computes with it, copies
+    the key tile j0 of V, waits, computes with it and ends with a barrier (attn-gpu-distribute's
+    flash loop): K(first) is issued in the prologue behind the earlier copies; each iteration
+    issues V(j0) first and waits only for K(j0), then issues K(j0 + step) and waits only for
+    V(j0) -- one copy group stays in flight (FlashAttention-2's order) -- and the loop drains
+    its last prefetch. A loop that reads K after V's copy, or V before it, is left alone.
+
+    Before: `scf.for %j0 { copy K(j0); wait 0; ...; copy V(j0); wait 0; ...; barrier }`
+    After:  `copy K(lb); scf.for %j0 { barrier; copy V(j0); wait 1; ...; barrier; copy K(j0 + s); wait 1; ... }; wait 0`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::nvgpu::NVGPUDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def AttnGPUSelectMMA : Pass<"attn-gpu-select-mma", "::mlir::ModuleOp"> {
+  let summary = "Choose the tensor-core instruction of each attn_gpu.mma";
+  let description = [{
+    Sets `kind` on every `attn_gpu.mma` from the target chip of its gpu.module: sm_80 and later
+    take `mma_sync_m16n8k16` (ldmatrix fragments). The sm_90a warpgroup path slots in here as
+    another kind.
+
+    Before: `attn_gpu.mma %a, %k, %s {transpose_b}`
+    After:  `attn_gpu.mma %a, %k, %s {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b}`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
+}
+
+def AttnGPUAllocateShared : Pass<"attn-gpu-allocate-shared", "::mlir::ModuleOp"> {
+  let summary = "Place each attn_gpu.alloc_shared tile in the kernel's dynamic shared memory";
+  let description = [{
+    Assigns byte offsets to the kernel's shared tiles in program order, each 16-byte aligned,
+    and writes the total into the kernel's `attn_gpu.launch` (`shared_memory`). The module
+    records every kernel's launch in `attn_gpu.launches` (kernel name -> #attn_gpu.launch),
+    which outlives serialisation and which the manifest reads.
+
+    Before: `%q = attn_gpu.alloc_shared : memref<64x136xbf16, 3>` `%k = attn_gpu.alloc_shared ...`
+    After:  `%q = attn_gpu.alloc_shared {offset = 0} ...` `%k = attn_gpu.alloc_shared {offset = 17408} ...`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
+}
+
+#endif // ATTN_GPU_PASSES_TD

@@ -1,0 +1,44 @@
+// ScoreToNVVM.cpp: the score and mask regions inlined for each of the thread's accumulator
+// elements (16 x 16: 8), in two branches: a key tile inside kv_len that the (exact, affine)
+// causal mask fully allows takes neither range checks nor the mask; the other branch clamps the
+// key, masks keys past kv_len and applies the mask, with the fill value where it fails.
+// RUN: attnc-opt %s --attn-gpu-to-nvvm | FileCheck %s --implicit-check-not=attn_gpu.
+
+#acc = #attn_gpu.frag<acc>
+
+// CHECK-LABEL: gpu.func @causal_scores
+// Interior and fully allowed: j0 + 16 <= kv_len and j0 + 15 <= the first row i0 (j <= i).
+// CHECK: %[[IN:.*]] = arith.cmpi ule, %{{.*}}, %{{.*}} : index
+// CHECK: %[[ALL:.*]] = arith.cmpi sle
+// CHECK: %[[FAST:.*]] = arith.andi %[[IN]], %[[ALL]] : i1
+// CHECK: scf.if %[[FAST]] -> (f32, f32, f32, f32, f32, f32, f32, f32) {
+// The dots are 1.0 here, so each score is the param read (the product folds away).
+// CHECK-NOT: arith.cmpi
+// CHECK-COUNT-8: memref.load %arg0[%arg2] : memref<?xf32>
+// CHECK: } else {
+// CHECK: arith.cmpi ult
+// CHECK: arith.cmpi ule
+// CHECK: arith.andi
+// CHECK: memref.load %arg0[%arg2]
+// CHECK: arith.select %{{.*}}, %{{.*}}, %cst{{.*}} : f32
+// CHECK: gpu.return
+gpu.module @m {
+  gpu.func @causal_scores(%scale: memref<?xf32>, %b: index, %h: index, %i0: index, %j0: index, %n: index,
+                          %lse: memref<?x?x?xf32>) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<1.0> : tensor<16x16xf32, #acc>
+    %sc = attn_gpu.score %s[%b, %h, %i0, %j0] below %n, %n {fill = 0xFF800000 : f32} : tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
+      %c = memref.load %scale[%hh] : memref<?xf32>
+      %r = arith.mulf %dot, %c : f32
+      attn_gpu.yield %r : f32
+    } mask {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+      %le = arith.cmpi ule, %j, %i : index
+      attn_gpu.yield %le : i1
+    }
+    %m = attn_gpu.row_reduce <max> %sc : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    attn_gpu.store_rows %m -> %lse[%b, %h, %i0] below %n : tensor<16xf32, #attn_gpu.frag<rows>> -> memref<?x?x?xf32>
+    gpu.return
+  }
+}

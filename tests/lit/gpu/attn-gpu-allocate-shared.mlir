@@ -1,0 +1,24 @@
+// attn-gpu-allocate-shared: offsets in program order, each tile 16-byte aligned, and the total
+// written into the kernel's launch ABI (which the manifest reads).
+// RUN: attnc-opt %s --attn-gpu-allocate-shared | FileCheck %s
+
+// CHECK-LABEL: gpu.func @tiles
+// 64 x 136 bf16 = 17408 bytes, 32 x 136 bf16 = 8704, 32 x 64 i8 = 2048, 3 f32 = 12 (then 4
+// bytes of alignment), 32 x 120 bf16 = 7680: 35856 in all.
+// CHECK-SAME: shared_memory = 35856
+// CHECK: attn_gpu.alloc_shared {offset = 0 : i64} : memref<64x136xbf16
+// CHECK: attn_gpu.alloc_shared {offset = 17408 : i64} : memref<32x136xbf16
+// CHECK: attn_gpu.alloc_shared {offset = 26112 : i64} : memref<32x64xi8
+// CHECK: attn_gpu.alloc_shared {offset = 28160 : i64} : memref<3xf32
+// The 12-byte array ends at 28172: the next tile starts at 28176.
+// CHECK: attn_gpu.alloc_shared {offset = 28176 : i64} : memref<32x120xbf16
+gpu.module @m {
+  gpu.func @tiles() kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false>} {
+    %q = attn_gpu.alloc_shared : memref<64x136xbf16, #gpu.address_space<workgroup>>
+    %k = attn_gpu.alloc_shared : memref<32x136xbf16, #gpu.address_space<workgroup>>
+    %s = attn_gpu.alloc_shared : memref<32x64xi8, #gpu.address_space<workgroup>>
+    %c = attn_gpu.alloc_shared : memref<3xf32, #gpu.address_space<workgroup>>
+    %v = attn_gpu.alloc_shared : memref<32x120xbf16, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}

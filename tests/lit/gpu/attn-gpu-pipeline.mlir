@@ -1,0 +1,94 @@
+// attn-gpu-pipeline: a key loop with a synchronous K stage and V stage becomes FlashAttention-2's
+// two-stage order; a loop that reads K after V's copy is left alone.
+// RUN: attnc-opt %s --split-input-file --allow-unregistered-dialect --attn-gpu-pipeline | FileCheck %s
+
+!g = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!t = memref<32x72xbf16, #gpu.address_space<workgroup>>
+
+// CHECK-LABEL: gpu.func @key_loop
+// The prologue: Q, then K(lower bound) behind it; the wait leaves K in flight.
+// CHECK: attn_gpu.copy_query_tile
+// CHECK-NEXT: nvgpu.device_async_create_group
+// CHECK-NEXT: attn_gpu.copy_key_tile %[[K:.*]][%{{.*}}, %{{.*}}, %[[LB:.*]]] below {{.*}} -> %[[KT:.*]] :
+// CHECK-NEXT: %[[G:.*]] = nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %[[G]] {numGroups = 1 : i32}
+// CHECK-NEXT: gpu.barrier
+// CHECK: scf.for %[[J:.*]] = %[[LB]] to %{{.*}} step %[[STEP:[^ ]*]]
+// V(j0) first, then wait for K(j0) only.
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: attn_gpu.copy_key_tile %[[V:.*]][%{{.*}}, %{{.*}}, %[[J]]] below {{.*}} -> %[[VT:.*]] :
+// CHECK-NEXT: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 1 : i32}
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: "test.use_k"
+// K(j0 + step) next, then wait for V(j0) only.
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: %[[NEXT:.*]] = arith.addi %[[J]], %[[STEP]]
+// CHECK-NEXT: attn_gpu.copy_key_tile %[[K]][%{{.*}}, %{{.*}}, %[[NEXT]]] below {{.*}} -> %[[KT]] :
+// CHECK-NEXT: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 1 : i32}
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: "test.use_v"
+// CHECK-NEXT: }
+// The last prefetch drains.
+// CHECK: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+gpu.module @m {
+  gpu.func @key_loop(%q: !g, %k: !g, %v: !g, %b: index, %lb: index, %ub: index, %n: index) kernel {
+    %step = arith.constant 32 : index
+    %qt = attn_gpu.alloc_shared : !t
+    %kt = attn_gpu.alloc_shared : !t
+    %vt = attn_gpu.alloc_shared : !t
+    attn_gpu.copy_query_tile %q[%b, %b, %b] -> %qt : !g -> !t
+    %g0 = nvgpu.device_async_create_group
+    nvgpu.device_async_wait %g0 {numGroups = 0 : i32}
+    gpu.barrier
+    scf.for %j = %lb to %ub step %step {
+      attn_gpu.copy_key_tile %k[%b, %b, %j] below %n -> %kt : !g -> !t
+      %g1 = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g1 {numGroups = 0 : i32}
+      gpu.barrier
+      "test.use_k"(%kt) : (!t) -> ()
+      attn_gpu.copy_key_tile %v[%b, %b, %j] below %n -> %vt : !g -> !t
+      %g2 = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g2 {numGroups = 0 : i32}
+      gpu.barrier
+      "test.use_v"(%vt) : (!t) -> ()
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
+
+// -----
+
+!g = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!t = memref<32x72xbf16, #gpu.address_space<workgroup>>
+
+// K is read after V's copy: prefetching K there would overwrite it; the loop stays as it is.
+// CHECK-LABEL: gpu.func @k_read_late
+// CHECK: scf.for
+// CHECK-NEXT: attn_gpu.copy_key_tile
+// CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+gpu.module @m2 {
+  gpu.func @k_read_late(%k: !g, %v: !g, %b: index, %lb: index, %ub: index, %n: index) kernel {
+    %step = arith.constant 32 : index
+    %kt = attn_gpu.alloc_shared : !t
+    %vt = attn_gpu.alloc_shared : !t
+    %g0 = nvgpu.device_async_create_group
+    nvgpu.device_async_wait %g0 {numGroups = 0 : i32}
+    scf.for %j = %lb to %ub step %step {
+      attn_gpu.copy_key_tile %k[%b, %b, %j] below %n -> %kt : !g -> !t
+      %g1 = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g1 {numGroups = 0 : i32}
+      gpu.barrier
+      attn_gpu.copy_key_tile %v[%b, %b, %j] below %n -> %vt : !g -> !t
+      %g2 = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g2 {numGroups = 0 : i32}
+      gpu.barrier
+      "test.use_both"(%kt, %vt) : (!t, !t) -> ()
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
