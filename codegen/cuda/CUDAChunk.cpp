@@ -772,6 +772,11 @@ LogicalResult mlir::attn::buildChunkKernel(OpBuilder &b, func::FuncOp f, ChunkSt
   if (!elt.isF16() && !elt.isBF16())
     return step.emitError() << "the CUDA back end takes f16 or bf16 q, k, v (got " << elt
                             << "); compile with --dtype=bf16";
+  // A gate scales each key row in the 16-bit K tile by exp(G[c0] - G[c]) over up to 15 steps:
+  // finite in bf16 (to e^88) but not in f16 (to e^11), where GLA's gates overflow to inf/NaN.
+  if (!step.getGate().empty() && elt.isF16())
+    return step.emitError("on CUDA a gate (a per-channel decay) needs bf16 q, k, v: the gated "
+                          "key tile would overflow f16's range; compile with --dtype=bf16");
   int64_t d = q.getDimSize(3), dv = step.getOut().getType().getDimSize(3);
   if (ShapedType::isDynamic(d) || ShapedType::isDynamic(dv))
     return step.emitError("the CUDA back end needs static head and value dims: declare them "
