@@ -20,7 +20,9 @@ if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ]; then
   # per benchmark, next to the anchors. Everything lands in $OUT/ab-<mode>.tgz.
   nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/device.txt"
   export ATTNC_KERNEL_DIR=$root/.device/kernels
-  pack() { (cd "$out" && tar czf "ab-$mode.tgz" --exclude='*.tgz' . && find . -type f ! -name '*.tgz' -delete); }
+  # At most 8 files come back from a lease: the logs travel as one archive.
+  pack() { tar czf "/tmp/ab-$mode.tgz" -C "$out" . && find "$out" -type f -delete &&
+           mv "/tmp/ab-$mode.tgz" "$out/"; }
   if [ "$mode" = ab-bench ]; then
     [ -d build-rt ] || OUT=$out bash scripts/gpu.sh > "$out/gpu.log" 2>&1
     export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python
