@@ -6,6 +6,9 @@
 #include "compiler/capi/KernelCache.h"
 #include "compiler/pipeline/HostRun.h"
 
+#define JSON_NOEXCEPTION 1  // built with -fno-exceptions; parse errors are checked, not thrown
+#include <nlohmann/json.hpp>
+
 #include <dlfcn.h>
 
 #include <map>
@@ -24,6 +27,23 @@ thread_local std::string lastError;
 int fail(const std::string &message) {
   lastError = message;
   return -1;
+}
+
+/// Whether a cache entry is the kernel of this request: its manifest names the spec's hash
+/// (and the variant, when one was named). A misplaced or stale entry whose checksum is intact
+/// must not be served as another spec's kernel.
+bool entryMatches(const attnc::CacheEntry &entry, const std::string &specText,
+                  const char *variant) {
+  nlohmann::json manifest = nlohmann::json::parse(entry.manifest, nullptr, false);
+  if (manifest.is_discarded() || !manifest.is_object())
+    return false;
+  auto hash = manifest.find("spec_hash");
+  if (hash == manifest.end() || !hash->is_string() ||
+      hash->get<std::string>() != attnc::hashText(specText))
+    return false;
+  auto name = manifest.find("variant");
+  return !variant || (name != manifest.end() && name->is_string() &&
+                      name->get<std::string>() == variant);
 }
 
 /// The CUDA driver's version (part of the cache key), 0 without a driver.
@@ -109,8 +129,9 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
 
   auto kernel = std::make_unique<attnc_kernel>();
   attnc::CacheEntry entry;
-  kernel->fromCache = cache.load(key, entry) == attnc::KernelCache::Lookup::Hit;
-  if (!kernel->fromCache) {  // a miss, or a corrupt entry: (re)build and replace it
+  kernel->fromCache = cache.load(key, entry) == attnc::KernelCache::Lookup::Hit &&
+                      entryMatches(entry, text, variant);
+  if (!kernel->fromCache) {  // a miss, a corrupt or a foreign entry: (re)build and replace it
     if (!compileSpec(text, variant, options, entry, error))
       return fail(error);
     if (!cache.store(key, entry, error))

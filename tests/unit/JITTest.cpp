@@ -94,6 +94,35 @@ TEST(JIT, CorruptEntriesAreRebuilt) {
   EXPECT_TRUE(served.fromCache());
 }
 
+TEST(JIT, AnotherSpecsEntryIsNotServed) {
+  // An entry with an intact checksum but another spec's kernel (a misplaced or stale file) is
+  // rebuilt, not served: the manifest's spec hash is compared with the request's.
+  std::string dir = tempDir();
+  attnc::Options options;
+  options.cacheDir = dir;
+  std::string other = std::string(kSpec);
+  other.replace(other.find("variant causal"), 14, "variant causal_other");
+  attnc::Kernel mine(kSpec, "", options);
+  ASSERT_TRUE(mine.ok()) << mine.error();
+  std::string list = dir + "/list";
+  ASSERT_EQ(std::system(("ls " + dir + "/*.kernel > " + list).c_str()), 0);
+  std::string mineFile;
+  std::getline(std::ifstream(list) >> std::ws, mineFile);
+  attnc::Kernel theirs(other, "", options);
+  ASSERT_TRUE(theirs.ok()) << theirs.error();
+  // Every entry of the directory becomes a copy of the first spec's (checksums intact).
+  std::string cmd = "for f in " + dir + "/*.kernel; do [ \"$f\" = \"" + mineFile +
+                    "\" ] || cp \"" + mineFile + "\" \"$f\"; done";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  attnc::Kernel again(other, "", options);
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_FALSE(again.fromCache());
+  EXPECT_NE(again.manifest().find("\"variant\": \"causal_other\""), std::string::npos);
+  attnc::Kernel served(other, "", options);
+  EXPECT_TRUE(served.fromCache());
+  EXPECT_EQ(served.manifest(), again.manifest());
+}
+
 TEST(JIT, ErrorsAreMessagesNotCrashes) {
   attnc::Options options;
   options.noCache = true;
