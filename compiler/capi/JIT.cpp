@@ -11,6 +11,8 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -23,6 +25,7 @@ struct attnc_kernel {
 namespace {
 
 thread_local std::string lastError;
+std::atomic<bool> warnedUnwritable{false};  // the unwritable-cache warning, once a process
 
 int fail(const std::string &message) {
   lastError = message;
@@ -131,15 +134,22 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   attnc::CacheEntry entry;
   kernel->fromCache = cache.load(key, entry) == attnc::KernelCache::Lookup::Hit &&
                       entryMatches(entry, text, variant);
-  if (!kernel->fromCache) {  // a miss, a corrupt or a foreign entry: (re)build and replace it
+  // A cached entry the runtime rejects (written by another build, say) is rebuilt once.
+  if (kernel->fromCache && attnc_rt_load(entry.ptx.data(), entry.ptx.size(),
+                                         entry.manifest.data(), entry.manifest.size(),
+                                         &kernel->rt) != 0)
+    kernel->fromCache = false;
+  if (!kernel->fromCache) {  // a miss, a corrupt, foreign or rejected entry: (re)build it
     if (!compileSpec(text, variant, options, entry, error))
       return fail(error);
-    if (!cache.store(key, entry, error))
-      return fail(error);
+    // A cache that cannot be written (read-only, a file in its place) costs the caching only.
+    if (!cache.store(key, entry, error) && !warnedUnwritable.exchange(true))
+      std::fprintf(stderr, "attnc: warning: %s; compiling without the kernel cache\n",
+                   error.c_str());
+    if (attnc_rt_load(entry.ptx.data(), entry.ptx.size(), entry.manifest.data(),
+                      entry.manifest.size(), &kernel->rt) != 0)
+      return fail(attnc_rt_last_error());
   }
-  if (attnc_rt_load(entry.ptx.data(), entry.ptx.size(), entry.manifest.data(),
-                    entry.manifest.size(), &kernel->rt) != 0)
-    return fail(attnc_rt_last_error());
   kernel->manifest = std::move(entry.manifest);
   kernel->ptx = std::move(entry.ptx);
   *out = kernel.release();

@@ -123,6 +123,51 @@ TEST(JIT, AnotherSpecsEntryIsNotServed) {
   EXPECT_EQ(served.manifest(), again.manifest());
 }
 
+TEST(JIT, EntriesTheRuntimeRejectsAreRebuilt) {
+  // An entry for the right spec and key whose manifest the runtime rejects (another build's,
+  // say) is rebuilt and replaced, not an error forever.
+  std::string dir = tempDir();
+  attnc::Options options;
+  options.cacheDir = dir;
+  attnc::Kernel first(kSpec, "", options);
+  ASSERT_TRUE(first.ok()) << first.error();
+  std::string list = dir + "/list";
+  ASSERT_EQ(std::system(("ls " + dir + "/*.kernel > " + list).c_str()), 0);
+  std::string file;
+  std::getline(std::ifstream(list) >> std::ws, file);
+  std::string name = file.substr(file.rfind('/') + 1);
+  std::string key = name.substr(0, name.size() - 7);  // "fnv1a64-<hex>.kernel"
+  key[key.find('-')] = ':';
+  attnc::KernelCache cache(dir);
+  attnc::CacheEntry entry;
+  ASSERT_EQ(cache.load(key, entry), attnc::KernelCache::Lookup::Hit);
+  std::string error;
+  size_t format = entry.manifest.find("attnc-kernel-manifest/1");
+  ASSERT_NE(format, std::string::npos);
+  entry.manifest.replace(format, 23, "attnc-kernel-manifest/9");  // a format it does not read
+  ASSERT_TRUE(cache.store(key, entry, error)) << error;
+  attnc::Kernel again(kSpec, "", options);
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_FALSE(again.fromCache());
+  EXPECT_EQ(again.manifest(), first.manifest());
+  attnc::Kernel served(kSpec, "", options);
+  EXPECT_TRUE(served.fromCache());
+}
+
+TEST(JIT, AnUnwritableCacheOnlyCostsTheCaching) {
+  // A file where the cache directory should be: the compile works, uncached.
+  std::string dir = tempDir() + "/not-a-directory";
+  std::ofstream(dir) << "x";
+  attnc::Options options;
+  options.cacheDir = dir;
+  attnc::Kernel first(kSpec, "", options);
+  ASSERT_TRUE(first.ok()) << first.error();
+  EXPECT_FALSE(first.fromCache());
+  attnc::Kernel second(kSpec, "", options);
+  ASSERT_TRUE(second.ok()) << second.error();
+  EXPECT_FALSE(second.fromCache());
+}
+
 TEST(JIT, ErrorsAreMessagesNotCrashes) {
   attnc::Options options;
   options.noCache = true;
