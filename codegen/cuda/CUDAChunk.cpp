@@ -495,8 +495,10 @@ LogicalResult ChunkKernelBuilder::build() {
     } else {
       if (!step.getFeatureQ().empty())
         mapTile(qBuf, step.getFeatureQ(), rows, headDim, tid, threads);
+        gpu::BarrierOp::create(b, loc);
       if (!step.getFeatureK().empty())
         mapTile(kBuf, step.getFeatureK(), rows, headDim, tid, threads);
+        gpu::BarrierOp::create(b, loc);
     }
     if (keyScales) {
       computeKeyScales(n0, keysEnd, tid);

@@ -157,22 +157,8 @@ struct MapTileLowering : OpConversionPattern<MapTileOp> {
                                 ConversionPatternRewriter &rw) const override {
     MemRefType tile = op.getTile().getType();
     ThreadContext t(rw, op.getLoc(), op, tile.getElementType());
-    int64_t rows = tile.getDimSize(0), chunksPerRow = (tile.getDimSize(1) - kSharedPad) / 8;
-    auto vec8 = [&](Type type) { return VectorType::get({8}, type); };
-    t.forEachChunk(rows * chunksPerRow, t.tid, t.threads, [&](Value id) {
-      Value r = arith::DivUIOp::create(rw, t.loc, id, t.idx(chunksPerRow));
-      Value col = t.mul(arith::RemUIOp::create(rw, t.loc, id, t.idx(chunksPerRow)), 8);
-      Value stored = vector::LoadOp::create(rw, t.loc, vec8(t.elt), op.getTile(),
-                                            ValueRange{r, col});
-      Value x = arith::ExtFOp::create(rw, t.loc, vec8(rw.getF32Type()), stored);
-      SmallVector<Value> mapped;
-      for (int64_t e = 0; e < 8; ++e)
-        mapped.push_back(
-            t.inlineBody(op.getFeature(), {vector::ExtractOp::create(rw, t.loc, x, e)}));
-      Value y = vector::FromElementsOp::create(rw, t.loc, vec8(rw.getF32Type()), mapped);
-      vector::StoreOp::create(rw, t.loc, arith::TruncFOp::create(rw, t.loc, vec8(t.elt), y),
-                              op.getTile(), ValueRange{r, col});
-    });
+    t.mapTile(op.getTile(), op.getFeature(), tile.getDimSize(0),
+              tile.getDimSize(1) - kSharedPad, t.tid, t.threads);
     rw.eraseOp(op);
     return success();
   }

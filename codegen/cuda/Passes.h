@@ -21,14 +21,6 @@ namespace mlir::attn {
 #define GEN_PASS_REGISTRATION
 #include "codegen/cuda/Passes.h.inc"
 
-/// What the CUDA schedule needs of the tiled level, and what it chose.
-struct CUDAKernelInfo {
-  std::string entry;
-  int64_t blockQ = 0, blockK = 0, warps = 0;
-  int64_t headDim = 0, valueDim = 0;
-  int64_t sharedMemoryBytes = 0;
-};
-
 /// Appends the passes that take a module after attn-cuda-lower-tiles to a gpu.binary whose
 /// object is PTX.
 void buildCUDAToPTXPipeline(OpPassManager &pm);

@@ -172,8 +172,9 @@ public:
     return math::LogOp::create(b, loc, inlineRegion(*decay, {batch, head, safe}));
   }
   /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
-  /// elements per thread and step, in f32; then a barrier. Zero-filled rows past the end map to
-  /// phi(0): those keys are masked and those queries are not stored.
+  /// elements per thread and step, in f32; a barrier must follow before others read it.
+  /// Zero-filled rows past the end map to phi(0): those keys are masked and those queries are
+  /// not stored.
   void mapTile(Value tile, Region &feature, int64_t rows, int64_t cols, Value tid,
                int64_t threads) {
     int64_t chunksPerRow = cols / 8;
@@ -190,7 +191,6 @@ public:
       vector::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, vec8(elt), y), tile,
                               ValueRange{r, col});
     });
-    gpu::BarrierOp::create(b, loc);
   }
   /// Closes the cp.async group issued so far.
   Value commit() {

@@ -160,7 +160,7 @@ LogicalResult MmaOp::verify() {
                                       << (getTransposeB() ? n : k) << ", "
                                       << (getTransposeB() ? k : n) << "] (+" << kSharedPad
                                       << " padding), got " << b;
-  if (getTransposeB() ? n % 16 : n % 16)
+  if (n % 16)
     return emitOpError("needs a multiple of 16 columns in acc (ldmatrix.x4 reads two 8-column "
                        "blocks), got ")
            << n;

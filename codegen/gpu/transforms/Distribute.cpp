@@ -20,10 +20,6 @@ namespace mlir::attngpu {
 using namespace mlir;
 using namespace mlir::attngpu;
 using attn::CombineOp;
-using attn::TileMatmulAccOp;
-using attn::TileOnlineUpdateOp;
-using attn::TileScoresOp;
-using attn::TileStoreOp;
 
 namespace {
 
