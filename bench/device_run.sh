@@ -9,11 +9,13 @@
 #   recurrent: bench/recurrent.py against flash-linear-attention (fla-core and einops wheels
 #   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network);
 #   recurrent-tests runs the recurrence kernels' GPU tests and memcheck first.
+#   ab-tests / ab-bench / ab-recurrent: kernels compiled here (scripts/compile_kernels.sh into
+#   .device/kernels, the earlier compiler's into .device/kernels-before), no static attnc needed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
 out=${OUT:-/tmp/attnc-out}; mkdir -p "$out"
-if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ]; then
+if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ] || [ "$mode" = ab-recurrent ]; then
   # A compiler change checked without a static attnc: kernels compiled on the build machine
   # (.device/kernels: after; .device/kernels-before: before; -f16, -quadratic: more paths).
   # ab-tests: GPU tests + memcheck on the new kernels; ab-bench: before vs after in one process
@@ -33,6 +35,37 @@ if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ]; then
     python3 bench/decode.py --no-flex --tag decode-ab \
       --dirs "after=$root/.device/kernels,before=$root/.device/kernels-before" > "$out/decode.log" 2>&1
     grep -E "^\| b" "$out/decode.log" | head -n 20
+    pack; exit 0
+  fi
+  if [ "$mode" = ab-recurrent ]; then
+    # The recurrence kernels: GPU tests + memcheck of the new ones, then bench/recurrent.py with
+    # the peers (fla-core/einops wheels in .device/wheels, mamba_ssm's Triton ops in
+    # .device/mamba_src) and the before kernels timed beside the new, in one process.
+    [ -d build-rt ] || OUT=$out bash scripts/gpu.sh > "$out/gpu.log" 2>&1
+    export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so PYTHONPATH=$root/python:$root/tests/gpu
+    recs="linear_relu linear_elu retnet retnet_state mamba2_ssd mamba2_step gla mamba1_selective_scan"
+    recs="$recs s4d recurrence_chain recurrence_gated_state recurrence_groups recurrence_scan"
+    recs="$recs linear_elu_norm transnormer recurrence_normalised performer recurrence_projected"
+    echo "== GPU tests of the recurrence kernels"
+    python3 -m pytest -q -p no:cacheprovider --tb=short tests/gpu/test_specs.py \
+      -k "$(echo $recs | sed 's/ / or /g')" > "$out/gpu-tests.log" 2>&1
+    grep -E "^E |Error|FAILED|passed|failed" "$out/gpu-tests.log" | tail -n 30
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+      --print-limit 10 python3 tests/gpu/sanitize_one.py $recs > "$out/memcheck.log" 2>&1
+    echo "memcheck exit $?"; tail -n 4 "$out/memcheck.log"
+    for tool in racecheck synccheck; do  # shared-memory hazards of the chunk kernels' stages
+      compute-sanitizer --tool $tool --error-exitcode 3 --print-limit 10 \
+        python3 tests/gpu/sanitize_one.py retnet gla linear_elu_norm mamba2_step performer \
+        > "$out/$tool.log" 2>&1
+      echo "$tool exit $?"; tail -n 3 "$out/$tool.log"
+    done
+    pylib=/tmp/attnc-pylib; rm -rf "$pylib"; mkdir -p "$pylib"
+    for w in "$root"/.device/wheels/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$pylib"; done
+    [ -d "$root/.device/mamba_src" ] && cp -r "$root/.device/mamba_src/mamba_ssm" "$pylib/"
+    PYTHONPATH=$root/python:$pylib python3 bench/recurrent.py --baseline "$root/.device/kernels-before" \
+      --quadratic-dir "$root/.device/kernels-quadratic" "$@" > "$out/recurrent.log" 2>&1
+    grep -E "^\| [a-z]" "$out/recurrent.log" | cut -d'|' -f2,4,7,8,9,12-14
+    cp bench/results/"$(date +%F)"-*recurrent* "$out/" 2>/dev/null
     pack; exit 0
   fi
   OUT=$out bash scripts/gpu.sh > "$out/gpu.log" 2>&1; echo "gpu.sh exit $?"

@@ -3,6 +3,7 @@ bf16, forward): attnc's linear attention (relu and elu + 1 feature maps) and Ret
 next to flash-linear-attention's chunked Triton kernels, in the same process.
 
   python3 bench/recurrent.py [--tag TAG] [--dir KERNELS] [--shape b:t:h] [--mamba b:L:h]
+                            [--baseline EARLIER_KERNELS] [--no-peers]
 
 attnc compiles these variants to the chunked form (attn-chunk: one block per value slice, head
 and batch walks the chunks, state in registers, tensor-core chunk matmuls). With --quadratic-dir
@@ -269,10 +270,12 @@ def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc
     (name, a tensor it is shaped like) `output`: error against the peer's `ref`, ms and TFLOP/s
     into row under `key`. `fresh` (name, tensor): an in-place state, reset to the tensor before
     the checked launch."""
-    if key != "attnc":
+    if key == "quadratic":
         directory = getattr(args, "quadratic_dir", None)
         if not directory:
             return
+    elif key == "before":
+        directory = args.baseline
     try:
         name = row["variant"]
         directory = Path(directory or args.dir)
@@ -287,11 +290,21 @@ def time_attnc(row, args, inputs, output, ref, flops, directory=None, key="attnc
         torch.cuda.synchronize()
         if ref is not None:
             row[f"{key}_err_vs_fla"] = relative_error(out, ref.float())
+        if key == "attnc":
+            AFTER_OUT[name] = out.clone()
+        elif key == "before" and name in AFTER_OUT:
+            row["before_err_vs_attnc"] = relative_error(out.float(), AFTER_OUT[name].float())
         row[f"{key}_ms"] = time_ms(launch, args.repeats)
         if flops:
             row[f"{key}_tflops"] = flops / row[f"{key}_ms"] / 1e9
     except Exception as e:
         row[key] = f"failed: {type(e).__name__}: {str(e)[:160]}"
+    if key == "attnc" and getattr(args, "baseline", ""):
+        # --baseline: the same kernel from an earlier compiler, same inputs, same process.
+        time_attnc(row, args, inputs, output, ref, flops, key="before", fresh=fresh)
+
+
+AFTER_OUT = {}  # variant -> attnc's output, which --baseline's kernel is compared against
 
 
 def main():
@@ -309,6 +322,8 @@ def main():
     parser.add_argument("--mamba1", default="2:2048",
                         help="b:L of the Mamba-1 selective scan (d_inner 1536, n 16); '' skips it")
     parser.add_argument("--no-peers", action="store_true", help="time attnc's kernels only")
+    parser.add_argument("--baseline", default="",
+                        help="kernels of an earlier compiler: each timed after attnc's (A/B)")
     args = parser.parse_args()
     global NO_PEERS
     NO_PEERS = args.no_peers
@@ -371,6 +386,11 @@ def main():
              "| variant | fla op | fla ms | fla first call | BENCH.md fla ms | attnc ms | "
              "attnc / fla time | err | quadratic ms | quadratic TFLOP/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    if args.baseline:
+        lines[-2] += " before ms | attnc / before time | before vs attnc err |"
+        lines[-1] += "---|---|---|"
+        lines[-2:-2] = [f"A/B: attnc's kernels from {args.dir}, `before` from {args.baseline}, "
+                        "each pair timed back to back on the same inputs in this process.", ""]
     for row in rows:
         ratio = (f"{row['attnc_ms'] / row['fla_ms']:.1f}x" if "attnc_ms" in row and "fla_ms" in row
                  else "")
@@ -380,6 +400,11 @@ def main():
                      f"{cell(row, 'attnc_err_vs_fla', '{:.1e}')} | "
                      f"{cell(row, 'quadratic_ms', '{:.3f}')} | "
                      f"{cell(row, 'quadratic_tflops', '{:.0f}')} |")
+        if args.baseline:
+            ab = (f"{row['attnc_ms'] / row['before_ms']:.3f}x"
+                  if "attnc_ms" in row and "before_ms" in row else "")
+            lines[-1] += (f" {cell(row, 'before_ms', '{:.3f}')} | {ab} | "
+                          f"{cell(row, 'before_err_vs_attnc', '{:.1e}')} |")
     text = "\n".join(lines) + "\n"
     print(text)
     write_report(text, raw, args.tag)

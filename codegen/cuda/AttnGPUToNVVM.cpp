@@ -36,6 +36,9 @@ struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass
     populateStoreToNVVMPatterns(converter, patterns);
     populateDecayToNVVMPatterns(converter, patterns);
     populateCombineToNVVMPatterns(converter, patterns);
+    populateStateToNVVMPatterns(converter, patterns);
+    populateGateToNVVMPatterns(converter, patterns);
+    populateProjectToNVVMPatterns(converter, patterns);
     FrozenRewritePatternSet frozen(std::move(patterns));
     for (auto module : getOperation().getOps<gpu::GPUModuleOp>())
       if (failed(applyPartialConversion(module, target, frozen)))

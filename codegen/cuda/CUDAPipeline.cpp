@@ -1,4 +1,4 @@
-// The device lowering after attn-cuda-lower-tiles: gpu/nvgpu/nvvm/vector -> LLVM dialect ->
+// The device lowering after attn-gpu-to-nvvm: gpu/nvgpu/nvvm/vector -> LLVM dialect ->
 // LLVM NVPTX -> PTX, in process (gpu-module-to-binary, format=isa).
 #include "codegen/cuda/Passes.h"
 
@@ -20,7 +20,7 @@ void mlir::attn::buildCUDAToPTXPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createConvertNVGPUToNVVMPass());
-  // After attn-cuda-lower-tiles only kernels remain, so the module-anchored conversions run at
+  // After attn-gpu-to-nvvm only kernels remain, so the module-anchored conversions run at
   // the top level; the GPU ops conversion is anchored on gpu.module.
   pm.addPass(createSCFToControlFlowPass());
   pm.addNestedPass<gpu::GPUModuleOp>(createConvertGpuOpsToNVVMOps());

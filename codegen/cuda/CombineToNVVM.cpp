@@ -18,7 +18,7 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
                                 ConversionPatternRewriter &rw) const override {
     if (!op->getParentOfType<gpu::GPUFuncOp>())
       return rw.notifyMatchFailure(op, "lowered inside a kernel only");
-    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    WarpKernelBase w(rw, op.getLoc());
     Location loc = op.getLoc();
     Value part = op.getPartOut(), partLse = op.getPartLse(), out = op.getOut(), lse = op.getLse();
     Value splits = memref::DimOp::create(rw, loc, part, 0);

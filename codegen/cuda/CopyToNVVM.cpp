@@ -16,7 +16,7 @@ struct AllocSharedLowering : OpConversionPattern<AllocSharedOp> {
                                 ConversionPatternRewriter &rw) const override {
     if (!op.getOffset())
       return op.emitOpError("has no offset yet (run attn-gpu-allocate-shared)");
-    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    WarpKernelBase w(rw, op.getLoc());
     Value base = w.dynamicSharedMemory();
     rw.replaceOpWithNewOp<memref::ViewOp>(op, op.getType(), base, w.idx(*op.getOffset()),
                                           ValueRange{});
@@ -80,7 +80,8 @@ struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
       return {page, op.getHk(), slot, inRange};
     };
     auto [cols, perCopy] = copyShape(op.getTile().getType());
-    t.loadTile(op.getKv(), rowOf, rows, cols, op.getTile(), t.tid, t.threads, perCopy);
+    t.loadTile(op.getKv(), rowOf, rows, cols, op.getTile(), t.tid, t.threads, perCopy,
+               op.getCol0());
     rw.eraseOp(op);
     return success();
   }

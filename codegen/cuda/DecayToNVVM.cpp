@@ -1,6 +1,6 @@
 // attn_gpu.log_decay_prefix -> cumulative log decays of a tile of positions in shared memory:
-// warp 0 sums the logs before the tile (strided lanes, then a shuffle reduction), each thread
-// writes one log of the tile, thread 0 sums them in order.
+// warp 0 sums the logs before the tile (strided lanes, then a shuffle reduction) and scans the
+// tile's (a shuffle scan over the lanes). attn_gpu.key_factors -> a region per position.
 #include "codegen/cuda/GPUToNVVM.h"
 
 using namespace mlir;
@@ -20,7 +20,7 @@ public:
       gpu::BarrierOp::create(t.b, t.loc);
       return;
     }
-    Value base = op.getCarry() ? Value() : logDecaySum(t.idx(0), op.getP0());
+    Value base = op.getCarry() || op.getRelative() ? Value() : logDecaySum(t.idx(0), op.getP0());
     cumulative(base);
   }
 
@@ -65,37 +65,83 @@ private:
     scf::YieldOp::create(t.b, t.loc, ValueRange{t.f32(0)});
     return inWarp0.getResult(0);
   }
-  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c); with a carry, base = carry[0],
-  /// which then becomes the tile's total.
+  /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) by warp 0 in log steps: each lane
+  /// sums n / 32 consecutive logs (or one), a shuffle scan over the lanes adds the sums of the
+  /// lanes before it. With a carry, base = carry[0], which then becomes the tile's total.
+  /// Barriers before (earlier readers of cum are done) and after.
   void cumulative(Value base) {
     Value cum = op.getCum(), carry = op.getCarry();
     int64_t n = op.getCum().getType().getDimSize(0);
-    gpu::BarrierOp::create(t.b, t.loc);  // earlier readers of cum are done
-    auto ifOp = scf::IfOp::create(t.b, t.loc, t.lt(t.tid, t.idx(n)), /*withElseRegion=*/false);
+    int64_t per = std::max<int64_t>(1, n / 32), lanes = n / per;
+    gpu::BarrierOp::create(t.b, t.loc);
+    auto inWarp0 = scf::IfOp::create(
+        t.b, t.loc, arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.warp, t.idx(0)),
+        /*withElseRegion=*/false);
     {
       OpBuilder::InsertionGuard guard(t.b);
-      t.b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
-      memref::StoreOp::create(t.b, t.loc, logDecay(t.add(op.getP0(), t.tid)), cum,
-                              ValueRange{t.tid});
+      t.b.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
+      Value start = base;
+      if (carry) {
+        start = memref::LoadOp::create(t.b, t.loc, carry, ValueRange{t.idx(0)});
+        NVVM::SyncWarpOp::create(t.b, t.loc, arith::ConstantIntOp::create(t.b, t.loc, -1, 32));
+      }
+      Value first = t.mul(t.lane, per);
+      SmallVector<Value> prefix;  // within the lane
+      Value sum = t.f32(0);
+      for (int64_t e = 0; e < per; ++e) {
+        sum = t.fadd(sum, logDecay(t.add(t.add(op.getP0(), first), e)));
+        prefix.push_back(sum);
+      }
+      Value total = sum;
+      for (int32_t offset = 1; offset < 32; offset *= 2) {
+        auto up = gpu::ShuffleOp::create(t.b, t.loc, total, offset, 32, gpu::ShuffleMode::UP);
+        total = t.fadd(total, t.select(up.getValid(), up.getShuffleResult(), t.f32(0)));
+      }
+      Value before = t.fsub(total, sum);  // the lanes below this one
+      if (start)
+        before = t.fadd(start, before);
+      auto store = scf::IfOp::create(t.b, t.loc, t.lt(t.lane, t.idx(lanes)), false);
+      t.b.setInsertionPoint(store.thenBlock()->getTerminator());
+      for (int64_t e = 0; e < per; ++e)
+        memref::StoreOp::create(t.b, t.loc, t.fadd(before, prefix[e]), cum,
+                                ValueRange{t.add(first, e)});
+      if (carry) {  // the last lane's inclusive sum is the new base
+        auto lastLane = scf::IfOp::create(
+            t.b, t.loc,
+            arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.lane,
+                                  t.idx(lanes - 1)),
+            false);
+        t.b.setInsertionPoint(lastLane.thenBlock()->getTerminator());
+        memref::StoreOp::create(t.b, t.loc, t.fadd(before, prefix.back()), carry,
+                                ValueRange{t.idx(0)});
+      }
     }
     gpu::BarrierOp::create(t.b, t.loc);
-    ifThread0([&] {
-      Value start = carry ? Value(memref::LoadOp::create(t.b, t.loc, carry, ValueRange{t.idx(0)}))
-                          : base;
-      auto loop = scf::ForOp::create(t.b, t.loc, t.idx(0), t.idx(n), t.idx(1), ValueRange{start});
+  }
+};
+
+/// f[r] = key_scale(b, h, p0 + r) below `end`, else 0: one thread per row.
+struct KeyFactorsLowering : OpConversionPattern<KeyFactorsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(KeyFactorsOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    int64_t rows = op.getFactors().getType().getDimSize(0);
+    t.forEachChunk(rows, t.tid, t.threads, [&](Value r) {
+      Value p = t.add(op.getP0(), r);
+      auto ifOp = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(p, op.getEnd()),
+                                    /*withElseRegion=*/true);
       {
-        OpBuilder::InsertionGuard inner(t.b);
-        t.b.setInsertionPointToStart(loop.getBody());
-        Value c = loop.getInductionVar();
-        Value sum = t.fadd(loop.getRegionIterArgs()[0],
-                           memref::LoadOp::create(t.b, t.loc, cum, ValueRange{c}));
-        memref::StoreOp::create(t.b, t.loc, sum, cum, ValueRange{c});
-        scf::YieldOp::create(t.b, t.loc, sum);
+        OpBuilder::InsertionGuard guard(rw);
+        rw.setInsertionPointToStart(ifOp.thenBlock());
+        scf::YieldOp::create(rw, t.loc, t.inlineBody(op.getKeyScale(), {op.getB(), op.getH(), p}));
+        rw.setInsertionPointToStart(ifOp.elseBlock());
+        scf::YieldOp::create(rw, t.loc, t.f32(0));
       }
-      if (carry)
-        memref::StoreOp::create(t.b, t.loc, loop.getResult(0), carry, ValueRange{t.idx(0)});
+      memref::StoreOp::create(rw, t.loc, ifOp.getResult(0), op.getFactors(), ValueRange{r});
     });
-    gpu::BarrierOp::create(t.b, t.loc);
+    rw.eraseOp(op);
+    return success();
   }
 };
 
@@ -114,5 +160,5 @@ struct LogDecayPrefixLowering : OpConversionPattern<LogDecayPrefixOp> {
 
 void mlir::attn::populateDecayToNVVMPatterns(FragmentTypeConverter &converter,
                                              RewritePatternSet &patterns) {
-  patterns.add<LogDecayPrefixLowering>(converter, patterns.getContext());
+  patterns.add<LogDecayPrefixLowering, KeyFactorsLowering>(converter, patterns.getContext());
 }

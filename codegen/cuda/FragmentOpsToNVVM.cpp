@@ -24,7 +24,7 @@ FragmentTypeConverter::FragmentTypeConverter() {
 }
 
 ThreadContext::ThreadContext(OpBuilder &b, Location loc, Operation *op, Type element)
-    : WarpKernelBase(b, loc, func::FuncOp()) {
+    : WarpKernelBase(b, loc) {
   elt = element;
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   lane = arith::RemUIOp::create(b, loc, tid, idx(32));
@@ -136,7 +136,7 @@ struct QuadReduceLowering : OpConversionPattern<QuadReduceOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(QuadReduceOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
-    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    WarpKernelBase w(rw, op.getLoc());
     SmallVector<Value> rows;
     for (Value x : adaptor.getX())
       rows.push_back(w.quadReduce(x, op.getKind() == ReduceKind::max));
@@ -165,7 +165,7 @@ struct ToOperandLowering : OpConversionPattern<ToOperandOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(ToOperandOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
-    WarpKernelBase w(rw, op.getLoc(), func::FuncOp());
+    WarpKernelBase w(rw, op.getLoc());
     w.elt = op.getType().getElementType();
     ValueRange s = adaptor.getX();
     SmallVector<Value> a;
@@ -175,6 +175,52 @@ struct ToOperandLowering : OpConversionPattern<ToOperandOp> {
                 w.pack(s[hi], s[hi + 1]), w.pack(s[hi + 2], s[hi + 3])});
     }
     rw.replaceOpWithMultiple(op, {a});
+    return success();
+  }
+};
+
+/// Whole 8-column blocks: a subset of the thread's registers.
+struct ColumnsLowering : OpConversionPattern<ColumnsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ColumnsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ValueRange x = adaptor.getX();
+    rw.replaceOpWithMultiple(
+        op, {SmallVector<Value>(x.slice(op.getFrom() / 8 * 4, valuesPerThread(op.getType())))});
+    return success();
+  }
+};
+
+/// The thread's rows 16 w + g and 16 w + g + 8.
+struct LoadRowsLowering : OpConversionPattern<LoadRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(LoadRowsOp op, OneToNOpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    SmallVector<Value> rows;
+    for (int r = 0; r < 2; ++r)
+      rows.push_back(memref::LoadOp::create(
+          rw, t.loc, op.getValues(), ValueRange{t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r)}));
+    rw.replaceOpWithMultiple(op, {rows});
+    return success();
+  }
+};
+
+/// Element (n, e): row 16 w + g + 8 (e / 2), column 8 n + 2 c + e % 2, widened to f32.
+struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(LoadAccOp op, OneToNOpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    SmallVector<Value> values;
+    for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        Value row = t.add(t.add(t.mul(t.warp, 16), t.g), 8 * (e / 2));
+        Value col = t.add(t.mul(t.c, 2), n * 8 + e % 2);
+        Value x = memref::LoadOp::create(rw, t.loc, op.getTile(), ValueRange{row, col});
+        values.push_back(arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x));
+      }
+    rw.replaceOpWithMultiple(op, {values});
     return success();
   }
 };
@@ -201,5 +247,6 @@ void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &conver
   MLIRContext *ctx = patterns.getContext();
   patterns.add<ElementwiseFragment>(converter, ctx);
   patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
-               VoteAllLowering>(converter, ctx);
+               ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering>(converter,
+                                                                                    ctx);
 }

@@ -39,6 +39,14 @@ struct ThreadContext : WarpKernelBase {
   Value inlineBody(Region &region, ValueRange args);
 };
 
+/// exp(G[row, d..d+1] - G[from, d..d+1]) of a gate tile (from null: G = 0), d even.
+std::pair<Value, Value> gatePair(WarpKernelBase &t, Value gate, Value row, Value from, Value d);
+/// An operand register (vector<2xT>) times two f32 factors, re-packed.
+Value scalePair(WarpKernelBase &t, Value x, std::pair<Value, Value> f);
+/// The first state row warp `warp` owns of a state of `rows` rows held in blocks of
+/// `blockRows` (attn_gpu.load_state).
+Value stateRowBase(ThreadContext &t, int64_t rows, int64_t blockRows);
+
 void populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &converter,
                                        RewritePatternSet &patterns);
 void populateMmaToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
@@ -47,5 +55,8 @@ void populateScoreToNVVMPatterns(FragmentTypeConverter &converter, RewritePatter
 void populateStoreToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
 void populateDecayToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
 void populateCombineToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateStateToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateGateToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
+void populateProjectToNVVMPatterns(FragmentTypeConverter &converter, RewritePatternSet &patterns);
 
 } // namespace mlir::attn

@@ -4,31 +4,6 @@
 
 include "mlir/Pass/PassBase.td"
 
-def AttnCUDALowerTiles : Pass<"attn-cuda-lower-tiles", "::mlir::ModuleOp"> {
-  let summary = "Build the recurrence kernels (chunk and scan strategies) of attn.chunk_step";
-  let description = [{
-    Each function holding attn-chunk's form (one `attn.chunk_step`; strategy `chunk` or `scan`
-    from attn-gpu-select-strategy) becomes a `gpu.func` kernel in a `gpu.module` targeting
-    NVVM. `chunk`: grid (value slices, heads, batch), each block walking the chunks in order on
-    tensor cores (CUDAChunk.cpp); `scan`: lanes per (batch, head, value channel) stepping
-    through the positions (CUDAScan.cpp). These two builders are the part of the CUDA back end
-    not yet composed from GPU tile ops (docs/architecture.md); flash-strategy functions go
-    through attn-gpu-distribute and attn-gpu-to-nvvm, and reaching this pass is an error.
-
-    Before: `func.func @v(...) { scf.for ... { attn.chunk_step ... } }`
-    After:  `gpu.module @v_kernels [#nvvm.target<chip = "sm_80">] { gpu.func @v(...) kernel {...} }`
-  }];
-  let options = [
-    Option<"chip", "chip", "std::string", "\"sm_80\"", "Target SM (sm_80, sm_90a)">,
-    Option<"valueSlice", "value-slice", "int64_t", "0",
-           "Value channels per block of the chunked recurrence kernel (0: automatic)">,
-  ];
-  let dependentDialects = ["::mlir::gpu::GPUDialect", "::mlir::nvgpu::NVGPUDialect",
-                           "::mlir::NVVM::NVVMDialect", "::mlir::LLVM::LLVMDialect",
-                           "::mlir::vector::VectorDialect", "::mlir::scf::SCFDialect",
-                           "::mlir::memref::MemRefDialect", "::mlir::arith::ArithDialect"];
-}
-
 def AttnGPUToNVVM : Pass<"attn-gpu-to-nvvm", "::mlir::ModuleOp"> {
   let summary = "Lower the GPU tile level (attn_gpu) to gpu/nvgpu/nvvm, one pattern per op";
   let description = [{

@@ -1,6 +1,6 @@
 // attn_gpu.score -> the mask and score regions applied to each accumulator element, with a
 // branch without range checks for interior key tiles (and without the mask for tiles an exact
-// affine mask fully allows).
+// affine mask fully allows); attn_gpu.map_elements -> a region of the positions per element.
 #include "codegen/cuda/GPUToNVVM.h"
 #include "dialect/transforms/Patterns.h"
 
@@ -71,6 +71,10 @@ private:
       Value gj = memref::LoadOp::create(t.b, t.loc, op.getCumK(), ValueRange{col});
       s = t.fmul(s, math::ExpOp::create(t.b, t.loc, t.fsub(gi, gj)));
     }
+    if (Value factors = op.getKeyScale()) {
+      Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
+      s = t.fmul(s, memref::LoadOp::create(t.b, t.loc, factors, ValueRange{col}));
+    }
     return allowed ? t.select(allowed, s, fill) : s;
   }
 
@@ -118,9 +122,32 @@ struct ScoreLowering : OpConversionPattern<ScoreOp> {
   }
 };
 
+/// f(b, h, i, j, x) for each element, the thread's rows' queries clamped below q_len.
+struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(MapElementsOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    ValueRange x = adaptor.getX();
+    Value last = t.add(op.getQLen(), t.idx(-1));
+    Value query[2];
+    for (int r = 0; r < 2; ++r)
+      query[r] = t.minIdx(t.add(op.getI0(), t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r)), last);
+    SmallVector<Value> values;
+    for (size_t n = 0; n < x.size() / 4; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        Value j = t.add(t.add(op.getJ0(), t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
+        values.push_back(
+            t.inlineBody(op.getBody(), {op.getB(), op.getH(), query[e / 2], j, x[n * 4 + e]}));
+      }
+    rw.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::attn::populateScoreToNVVMPatterns(FragmentTypeConverter &converter,
                                              RewritePatternSet &patterns) {
-  patterns.add<ScoreLowering>(converter, patterns.getContext());
+  patterns.add<ScoreLowering, MapElementsLowering>(converter, patterns.getContext());
 }

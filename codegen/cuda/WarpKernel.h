@@ -1,8 +1,5 @@
-// The warp-level building blocks of the CUDA kernels (attn-cuda-lower-tiles): index and f32
-// arithmetic, mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads, feature maps,
-// per-step log decays and inlining the attn regions (each kernel sums the decays its own way).
-// The FlashAttention kernel (CUDALowerTiles.cpp) and the chunked recurrence kernel
-// (CUDAChunk.cpp) build on it.
+// The warp-level building blocks of attn-gpu-to-nvvm's patterns: index and f32 arithmetic,
+// mma.sync m16n8k16 fragments and ldmatrix, cp.async tile loads and feature maps.
 #pragma once
 
 #include "codegen/cuda/Passes.h"
@@ -27,16 +24,12 @@ inline constexpr int64_t kSmemPad = 8;
 /// fragments. Subclasses set the fields they use before calling the helpers.
 class WarpKernelBase {
 public:
-  WarpKernelBase(OpBuilder &b, Location loc, func::FuncOp func) : b(b), loc(loc), func(func) {}
+  WarpKernelBase(OpBuilder &b, Location loc) : b(b), loc(loc) {}
 
   OpBuilder &b;
   Location loc;
-  func::FuncOp func;            // the host function the kernel replaces (for errors)
-  SmallVector<Value> written;   // its arguments the kernel writes: not params
-  IRMapping outside;            // host values used by the regions -> kernel values
   Type elt;                     // f16 or bf16
-  Value lane, warp, g, c, batch, head, qLen;
-  Region *decay = nullptr;      // the decay region, for logDecay
+  Value lane, warp, g, c;
 
   // ---- scalar helpers ----
   Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
@@ -73,14 +66,16 @@ public:
   }
 
   // ---- fragments ----
-  /// ldmatrix.x4: lane l addresses row `rowBase + rowOf(l)` of matrix l / 8; returns the four
-  /// 8x8 fragments as vector<2xT> (this thread's row l / 4, columns 2 (l % 4) + {0, 1}).
-  SmallVector<Value, 4> ldmatrix(Value smem, Value row, Value col, bool transpose) {
-    auto vecType = VectorType::get({4, 2}, elt);
+  /// ldmatrix.x4 (or .x2, .x1): lane l addresses row `rowBase + rowOf(l)` of matrix l / 8;
+  /// returns the 8x8 fragments as vector<2xT> (this thread's row l / 4, columns 2 (l % 4) +
+  /// {0, 1}).
+  SmallVector<Value, 4> ldmatrix(Value smem, Value row, Value col, bool transpose,
+                                 int64_t count = 4) {
+    auto vecType = VectorType::get({count, 2}, elt);
     Value frag = nvgpu::LdMatrixOp::create(b, loc, vecType, smem, ValueRange{row, col},
-                                           transpose, 4);
+                                           transpose, count);
     SmallVector<Value, 4> parts;
-    for (int64_t m = 0; m < 4; ++m)
+    for (int64_t m = 0; m < count; ++m)
       parts.push_back(vector::ExtractOp::create(b, loc, frag, m));
     return parts;
   }
@@ -165,12 +160,6 @@ public:
                                        b.getIndexAttr(perCopy), srcElems, b.getUnitAttr());
     });
   }
-  /// log gamma(b, head, p) of the decay region; positions past the queries are clamped (their
-  /// keys are masked: only j <= i < q_len count).
-  Value logDecay(Value p) {
-    Value safe = minIdx(p, add(qLen, idx(-1)));
-    return math::LogOp::create(b, loc, inlineRegion(*decay, {batch, head, safe}));
-  }
   /// A feature map (linear attention's phi) applied in place to a landed f16/bf16 tile, 8
   /// elements per thread and step, in f32; a barrier must follow before others read it.
   /// Zero-filled rows past the end map to phi(0): those keys are masked and those queries are
@@ -186,7 +175,7 @@ public:
       Value x = arith::ExtFOp::create(b, loc, vec8(b.getF32Type()), stored);
       SmallVector<Value> mapped;
       for (int64_t e = 0; e < 8; ++e)
-        mapped.push_back(inlineRegion(feature, {vector::ExtractOp::create(b, loc, x, e)}));
+        mapped.push_back(buildInlinedRegion(b, feature, {vector::ExtractOp::create(b, loc, x, e)}));
       Value y = vector::FromElementsOp::create(b, loc, vec8(b.getF32Type()), mapped);
       vector::StoreOp::create(b, loc, arith::TruncFOp::create(b, loc, vec8(elt), y), tile,
                               ValueRange{r, col});
@@ -202,54 +191,6 @@ public:
   void waitGroups(Value group, int32_t pending) {
     nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(pending));
     gpu::BarrierOp::create(b, loc);
-  }
-
-  // ---- regions ----
-  /// Clones the pure host ops (and param reads) a region uses into the kernel (shared with
-  /// attn-gpu-distribute).
-  LogicalResult materialize(Value v) {
-    return attngpu::materializeCapture(b, outside, v, written, func);
-  }
-  LogicalResult mapCapturedValues(Region &region) {
-    return attngpu::materializeCaptures(b, outside, region, written, func);
-  }
-  /// An attn.chunk_step's kernel arguments (state: null without one) and GQA group.
-  struct StepArgs {
-    Value q, k, v, out, state;
-    int64_t group = 1;
-  };
-  /// Maps f's arguments to the kernel's, records what the step writes, finds the GQA group
-  /// (kv head = h / group) and maps the values every region captures. Shared by the chunk
-  /// and the scan kernels of attn.chunk_step.
-  FailureOr<StepArgs> mapChunkStep(ChunkStepOp step, gpu::GPUFuncOp kernel) {
-    for (auto [hostArg, kernelArg] : llvm::zip(func.getArguments(), kernel.getArguments()))
-      outside.map(hostArg, kernelArg);
-    StepArgs a;
-    a.q = outside.lookup(step.getQ());
-    a.k = outside.lookup(step.getK());
-    a.v = outside.lookup(step.getV());
-    a.out = outside.lookup(step.getOut());
-    written = {step.getOut()};
-    if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
-      a.state = outside.lookup(view.getSource());
-      written.push_back(view.getSource());
-    }
-    IntegerAttr groupAttr;
-    auto div = step.getHk().getDefiningOp<arith::DivUIOp>();
-    if (div && div.getLhs() == step.getH() && matchPattern(div.getRhs(), m_Constant(&groupAttr)))
-      a.group = groupAttr.getInt();
-    else if (step.getHk() != step.getH())
-      return step.emitError("cannot find the GQA group (kv head = h / group) of attn.chunk_step");
-    for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                           &step.getDecay(), &step.getGate(), &step.getKeyScale(),
-                           &step.getSkip()})
-      if (failed(mapCapturedValues(*region)))
-        return failure();
-    return a;
-  }
-
-  Value inlineRegion(Region &region, ValueRange args) {
-    return buildInlinedRegion(b, region, args, outside);
   }
 
 };

@@ -47,6 +47,8 @@ int64_t mlir::attngpu::valuesPerThread(RankedTensorType type) {
     return type.getDimSize(1) / 16 * 4;
   case FragmentKind::rows:
     return 2;
+  case FragmentKind::warp_acc:
+    return type.getDimSize(0) / 16 * (type.getDimSize(1) / 8) * 4;
   }
   return 0;
 }
@@ -67,7 +69,7 @@ LogicalResult checkFragment(Operation *op, Type type, FragmentKind kind, StringR
   if (t.getDimSize(0) % 16)
     return op->emitOpError() << what << " must have a multiple of 16 rows (16 per warp), got "
                              << t.getDimSize(0);
-  int64_t colStep = kind == FragmentKind::acc ? 8 : 16;
+  int64_t colStep = kind == FragmentKind::operand_a ? 16 : 8;
   if (rank == 2 && t.getDimSize(1) % colStep)
     return op->emitOpError() << what << " must have a multiple of " << colStep
                              << " columns, got " << t.getDimSize(1);
@@ -160,10 +162,28 @@ LogicalResult MmaOp::verify() {
                                       << (getTransposeB() ? n : k) << ", "
                                       << (getTransposeB() ? k : n) << "] (+" << kSharedPad
                                       << " padding), got " << b;
-  if (n % 16)
-    return emitOpError("needs a multiple of 16 columns in acc (ldmatrix.x4 reads two 8-column "
-                       "blocks), got ")
-           << n;
+  if (getGate()) {
+    auto gate = getGate().getType();
+    if (gate.getDimSize(1) != k || (ShapedType::isStatic(gate.getDimSize(0)) &&
+                                    gate.getDimSize(0) < a.getDimSize(0)))
+      return emitOpError("needs gates [rows, K] = [") << a.getDimSize(0) << ", " << k
+                                                      << "], got " << gate;
+    if (getGateBlocks() && !getTransposeB())
+      return emitOpError("gates blocks of B's rows only when B is stored [N, K]");
+  } else if (getGateBlocks()) {
+    return emitOpError("has gate_blocks without gates");
+  }
+  return success();
+}
+
+LogicalResult LogDecayPrefixOp::verify() {
+  int64_t n = getCum().getType().getDimSize(0);
+  if (ShapedType::isDynamic(n) || (n > 32 && n % 32))
+    return emitOpError("computes up to 32 positions, or a multiple of 32, got ") << n;
+  if (getRelative() && (getCarry() || getTotalOnly()))
+    return emitOpError("starts from 0 when relative: no carry");
+  if (getTotalOnly() && !getCarry())
+    return emitOpError("writes the total into a carry: total_only needs one");
   return success();
 }
 
@@ -232,6 +252,134 @@ LogicalResult StoreRowsOp::verify() {
   if (rank != 3 + int64_t(getSplit().size()) || getSplit().size() > 1)
     return emitOpError("writes a rank-3 row statistic, or a rank-4 partial one at one split "
                        "index");
+  return success();
+}
+
+namespace {
+
+/// The [R, C] warp block of a state of `rows` rows: R a multiple of 16 dividing `rows`.
+LogicalResult checkStateBlock(Operation *op, Type type, int64_t rows, int64_t columns) {
+  if (failed(checkFragment(op, type, FragmentKind::warp_acc, "the state")))
+    return failure();
+  auto t = cast<RankedTensorType>(type);
+  if (!t.getElementType().isF32())
+    return op->emitOpError("keeps the state in f32");
+  if (rows % t.getDimSize(0))
+    return op->emitOpError() << "needs a warp block of rows dividing the state's " << rows
+                             << ", got " << t;
+  if (columns >= 0 && t.getDimSize(1) != columns)
+    return op->emitOpError() << "needs a state of " << columns << " columns, got " << t;
+  return success();
+}
+
+} // namespace
+
+LogicalResult LoadStateOp::verify() {
+  return checkStateBlock(*this, getType(), getRows(), -1);
+}
+
+LogicalResult StoreStateOp::verify() {
+  return checkStateBlock(*this, getX().getType(), getRows(), -1);
+}
+
+LogicalResult ShareStateOp::verify() {
+  if (failed(checkShared(*this, getTile(), "the tile")))
+    return failure();
+  MemRefType tile = getTile().getType();
+  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16)
+    return emitOpError("writes a 16-bit rank-2 tile, got ") << tile;
+  return checkStateBlock(*this, getX().getType(), tile.getDimSize(0), logicalColumns(tile));
+}
+
+LogicalResult StateUpdateOp::verify() {
+  if (failed(checkShared(*this, getK(), "k")) || failed(checkShared(*this, getV(), "v")))
+    return failure();
+  if (getResult().getType() != getS().getType())
+    return emitOpError("returns the state's type");
+  MemRefType k = getK().getType(), v = getV().getType();
+  if (k.getRank() != 2 || v.getRank() != 2 || k.getDimSize(0) != v.getDimSize(0) ||
+      k.getElementType() != v.getElementType() || k.getElementTypeBitWidth() != 16)
+    return emitOpError("needs 16-bit K and V tiles of one chunk's rows, got ") << k << " and "
+                                                                               << v;
+  int64_t columns = logicalColumns(v) + (getNormalize() ? 8 : 0);
+  return checkStateBlock(*this, getS().getType(), logicalColumns(k), columns);
+}
+
+LogicalResult MapElementsOp::verify() {
+  if (failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the operand")))
+    return failure();
+  if (getType() != getX().getType())
+    return emitOpError("returns the operand's type");
+  if (getBody().getNumArguments() != 5)
+    return emitOpError("takes a region of (b, h, i, j, x)");
+  return success();
+}
+
+LogicalResult ColumnsOp::verify() {
+  if (failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the operand")) ||
+      failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
+    return failure();
+  auto x = cast<RankedTensorType>(getX().getType());
+  int64_t from = getFrom(), width = getType().getDimSize(1);
+  if (x.getDimSize(0) != getType().getDimSize(0) || from % 8 || from < 0 ||
+      from + width > x.getDimSize(1) || x.getElementType() != getType().getElementType())
+    return emitOpError("takes whole 8-column blocks of the operand's rows, got [")
+           << from << ", " << from + width << ") of " << x;
+  return success();
+}
+
+LogicalResult LoadRowsOp::verify() {
+  if (failed(checkFragment(*this, getType(), FragmentKind::rows, "the result")))
+    return failure();
+  int64_t n = getValues().getType().getDimSize(0);
+  if (!getType().getElementType().isF32() ||
+      (ShapedType::isStatic(n) && n < getType().getDimSize(0)))
+    return emitOpError("reads an f32 value for each of its rows");
+  return success();
+}
+
+LogicalResult LoadAccOp::verify() {
+  if (failed(checkShared(*this, getTile(), "the tile")) ||
+      failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
+    return failure();
+  MemRefType tile = getTile().getType();
+  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 ||
+      tile.getDimSize(0) != getType().getDimSize(0) ||
+      logicalColumns(tile) < getType().getDimSize(1) || !getType().getElementType().isF32())
+    return emitOpError("reads the first columns of a 16-bit tile of its rows into f32, got ")
+           << tile << " for " << getType();
+  return success();
+}
+
+LogicalResult GateOperandOp::verify() {
+  if (failed(checkFragment(*this, getA().getType(), FragmentKind::operand_a, "a")))
+    return failure();
+  if (getType() != getA().getType())
+    return emitOpError("returns the operand's type");
+  if (getGate().getType().getDimSize(1) != getType().getDimSize(1))
+    return emitOpError("needs a gate per channel of a");
+  return success();
+}
+
+LogicalResult ProjectTileOp::verify() {
+  MemRefType raw = getRaw().getType(), w = getW().getType(), feature = getFeature().getType();
+  if (raw.getRank() != 2 || w.getRank() != 2 || feature.getRank() != 2 ||
+      logicalColumns(raw) != logicalColumns(w) || logicalColumns(feature) != w.getDimSize(0) ||
+      raw.getDimSize(0) != feature.getDimSize(0) || logicalColumns(raw) % 16 ||
+      w.getDimSize(0) % 16)
+    return emitOpError("projects [R, D] rows by w [M, D] into [R, M] (D, M multiples of 16)");
+  if (getMap().getNumArguments() != 2)
+    return emitOpError("takes a map of (x . w[m], x . x)");
+  return success();
+}
+
+LogicalResult CopyMatrixOp::verify() {
+  MemRefType source = getSource().getType(), tile = getTile().getType();
+  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 ||
+      !source.hasStaticShape() || source.getDimSize(0) != tile.getDimSize(0) ||
+      source.getDimSize(1) != logicalColumns(tile))
+    return emitOpError("copies a static matrix into a padded 16-bit tile of its shape, got ")
+           << source << " and " << tile;
   return success();
 }
 

@@ -39,7 +39,8 @@ class AttnGPU_Op<string mnemonic, list<Trait> traits = []> :
 //===----------------------------------------------------------------------===//
 
 def AttnGPU_FragmentKind : I32EnumAttr<"FragmentKind", "how a tile is spread over threads", [
-  I32EnumAttrCase<"acc", 0>, I32EnumAttrCase<"operand_a", 1>, I32EnumAttrCase<"rows", 2>]> {
+  I32EnumAttrCase<"acc", 0>, I32EnumAttrCase<"operand_a", 1>, I32EnumAttrCase<"rows", 2>,
+  I32EnumAttrCase<"warp_acc", 3>]> {
   let cppNamespace = "::mlir::attngpu";
   let genSpecializedAttr = 0;
 }
@@ -52,6 +53,9 @@ def AttnGPU_FragmentKind : I32EnumAttr<"FragmentKind", "how a tile is spread ove
 /// `#attn_gpu.frag<rows>`: one value per row a thread holds (rows g and g + 8 of its warp); the
 /// four lanes of a quad may hold different values (per-thread partial sums) until an
 /// `attn_gpu.quad_reduce` makes them agree.
+/// `#attn_gpu.frag<warp_acc>`: an [R, C] f32 tile that every warp holds for itself (its own
+/// block of rows of a larger tile, such as a recurrence's state): per 16-row m-tile, the
+/// accumulator layout (m-tile major). The ops that read or write it say which rows a warp owns.
 def AttnGPU_FragmentAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_FragmentKind, "frag"> {
   let assemblyFormat = "`<` $value `>`";
 }
@@ -159,22 +163,25 @@ def AttnGPU_CopyQueryTileOp : AttnGPU_Op<"copy_query_tile"> {
   let hasVerifier = 1;
 }
 
-def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile"> {
+def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile", [AttrSizedOperandSegments]> {
   let summary = "Starts the async copy of a key (or value) tile into shared memory";
   let description = [{
     Row r of `tile` receives the stored row of key j = j0 + r of kv head hk, or zeros for
     j >= kv_len. With `pages %table` the source is a page pool and key j is row j % P of page
     table[b, j / P] (clamped into the table and the pool, so a bad entry cannot read outside);
     when P is a multiple of the tile's rows the table is read once per tile. A quantised source
-    (i8, e4m3, i4 as bytes) lands as stored, in a staging tile for attn_gpu.dequantize.
+    (i8, e4m3, i4 as bytes) lands as stored, in a staging tile for attn_gpu.dequantize. With
+    `columns_from %c0` the tile holds the stored channels c0 .. c0 + width (a value slice).
   }];
   let arguments = (ins Arg<AttnGPU_Global4, "", [MemRead]>:$kv,
                        Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
                        Index:$b, Index:$hk, Index:$j0, Index:$kv_len,
                        Optional<MemRefRankOf<[I32], [2]>>:$block_table,
+                       Optional<Index>:$col0,
                        DefaultValuedAttr<I64Attr, "0">:$page_size);
   let assemblyFormat = [{
-    $kv `[` $b `,` $hk `,` $j0 `]` `below` $kv_len (`pages` $block_table^)? `->` $tile attr-dict
+    $kv `[` $b `,` $hk `,` $j0 `]` `below` $kv_len (`pages` $block_table^)?
+    (`columns_from` $col0^)? `->` $tile attr-dict
     `:` type($kv) (`pages` type($block_table)^)? `->` type($tile)
   }];
   let hasVerifier = 1;
@@ -215,17 +222,20 @@ def AttnGPU_LogDecayPrefixOp : AttnGPU_Op<"log_decay_prefix"> {
     where gamma is the `decay` region and base = sum over p < p0 of log gamma(b, h, p) -- or,
     with `carry %x`, base = x[0], which then becomes the tile's total (the next key tile
     continues from it). With `total_to %t` (and `carry`), only carry[0] = sum over p < t is
-    written. Positions past the query length are clamped (their keys are masked).
+    written. With `relative`, base = 0 (a recurrence chunk's own decays). Positions past the
+    query length are clamped (their keys are masked). Warp 0 computes the prefix sums (a
+    shuffle scan), so dim(cum, 0) is at most 32 or a multiple of 32; barriers before and after.
   }];
   let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead, MemWrite]>:$cum,
                        Index:$b, Index:$h, Index:$p0, Index:$q_len,
                        Optional<MemRefRankOf<[F32], [1]>>:$carry,
-                       UnitAttr:$total_only);
+                       UnitAttr:$total_only, UnitAttr:$relative);
   let regions = (region SizedRegion<1>:$decay);
   let assemblyFormat = [{
     $cum `[` $b `,` $h `,` $p0 `]` `below` $q_len (`carry` $carry^)? attr-dict `:`
     type($cum) (`,` type($carry)^)? $decay
   }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//
@@ -246,14 +256,22 @@ def AttnGPU_MmaOp : AttnGPU_Op<"mma"> {
     With `transpose_b`, B is stored [N, K] (the K tile of S = Q K^T) and
     acc[r, n] += sum_k a[r, k] * B[n, k]; otherwise B is stored [K, N] (the V tile of
     O += P V) and acc[r, n] += sum_k a[r, k] * B[k, n]. `kind` is the instruction, chosen by
-    attn-gpu-select-mma; attn-gpu-to-nvvm needs it set.
+    attn-gpu-select-mma; attn-gpu-to-nvvm needs it set. acc's columns are a multiple of 8.
+
+    With `gate %G` (f32 [rows, K]: a gated recurrence chunk's cumulative log gates per
+    position and channel), warp w's B element (k, n) is multiplied by exp(G[16 w, k]), or with
+    `gate_blocks` by exp(G[16 w, k] - G[16 floor(n / 16), k]): the exact factors of q~ S and
+    q~ K~^T (attn_gpu.gate_operand, attn_gpu.gate_keys) that keep every product in range.
   }];
   let arguments = (ins AttnGPU_Fragment:$a, Arg<AttnGPU_Shared, "", [MemRead]>:$b,
-                       AttnGPU_Fragment:$acc, UnitAttr:$transpose_b,
+                       AttnGPU_Fragment:$acc,
+                       Arg<Optional<MemRefRankOf<[F32], [2]>>, "", [MemRead]>:$gate,
+                       UnitAttr:$transpose_b, UnitAttr:$gate_blocks,
                        OptionalAttr<AttnGPU_MmaAttr>:$kind);
   let results = (outs AttnGPU_Fragment:$result);
   let assemblyFormat = [{
-    $a `,` $b `,` $acc attr-dict `:` type($a) `,` type($b) `,` type($acc) `->` type($result)
+    $a `,` $b `,` $acc (`gate` $gate^)? attr-dict `:` type($a) `,` type($b) `,` type($acc)
+    (`gate` type($gate)^)? `->` type($result)
   }];
   let hasVerifier = 1;
 }
@@ -264,7 +282,8 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     result[r, c] = score(b, hr, ir, j, s[r, c]) where mask(b, hr, ir, j) holds and j < kv_len,
     `fill` elsewhere; (hr, ir) = (h + p % pack, p / pack) for p = i0 + r (rows past the query
     length are evaluated as its last row and never stored), j = j0 + c. With `cum_q`/`cum_k`
-    (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]). A key tile that
+    (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]), with
+    `key_scale %f` by f[c] (a recurrence's key factors). A key tile that
     lies inside kv_len (and that an exact affine mask fully allows) takes a branch without
     range checks (and without the mask).
   }];
@@ -272,13 +291,15 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
                        Index:$q_len, Index:$kv_len,
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_q,
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_k,
+                       Optional<MemRefRankOf<[F32], [1]>>:$key_scale,
                        F32Attr:$fill,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
   let results = (outs AttnGPU_Fragment:$result);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
     $s `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
-    (`decay` $cum_q^ `,` $cum_k)? attr-dict `:` type($s) (`,` type($cum_q)^ `,` type($cum_k))?
+    (`decay` $cum_q^ `,` $cum_k)? (`key_scale` $key_scale^)? attr-dict `:` type($s)
+    (`,` type($cum_q)^ `,` type($cum_k))? (`key_scale` type($key_scale)^)?
     `->` type($result) `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
@@ -324,6 +345,16 @@ def AttnGPU_ToOperandOp : AttnGPU_Op<"to_operand", [Pure]> {
   let hasVerifier = 1;
 }
 
+def AttnGPU_ColumnsOp : AttnGPU_Op<"columns", [Pure]> {
+  let summary = "A block of an accumulator tile's columns (no data moves)";
+  let description = [{ result[r, c] = x[r, from + c]; `from` and the widths are multiples of
+    8, so the result is a subset of each thread's registers. }];
+  let arguments = (ins AttnGPU_Fragment:$x, I64Attr:$from);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$x `[` $from `]` attr-dict `:` type($x) `->` type($result)";
+  let hasVerifier = 1;
+}
+
 def AttnGPU_VoteAllOp : AttnGPU_Op<"vote_all"> {
   let summary = "Whether a boolean rows fragment holds in every row of the warp";
   let arguments = (ins AttnGPU_Fragment:$x);
@@ -335,19 +366,21 @@ def AttnGPU_VoteAllOp : AttnGPU_Op<"vote_all"> {
 // Stores
 //===----------------------------------------------------------------------===//
 
-def AttnGPU_StoreTileOp : AttnGPU_Op<"store_tile"> {
+def AttnGPU_StoreTileOp : AttnGPU_Op<"store_tile", [AttrSizedOperandSegments]> {
   let summary = "Writes an accumulator tile to rows of the output";
   let description = [{
     Row r (query p / pack of head h + p % pack, p = i0 + r) goes to out[b, head, query, :] --
     or, with `split s`, to out[s, b, head, query, :] of a rank-5 partial buffer -- for the
-    queries below q_len, rounded to the output's element type.
+    queries below q_len, rounded to the output's element type; with `columns_from %c0` the
+    tile's columns are the output's c0 .. (a value slice).
   }];
   let arguments = (ins AttnGPU_Fragment:$x, Arg<AttnGPU_GlobalOut, "", [MemWrite]>:$out,
                        Index:$b, Index:$h, Index:$i0, Index:$q_len, Variadic<Index>:$split,
+                       Optional<Index>:$col0,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
   let assemblyFormat = [{
-    $x `->` $out `[` $b `,` $h `,` $i0 `]` (`split` $split^)? `below` $q_len attr-dict `:`
-    type($x) `->` type($out)
+    $x `->` $out `[` $b `,` $h `,` $i0 `]` (`split` $split^)? (`columns_from` $col0^)?
+    `below` $q_len attr-dict `:` type($x) `->` type($out)
   }];
   let hasVerifier = 1;
 }
@@ -361,6 +394,191 @@ def AttnGPU_StoreRowsOp : AttnGPU_Op<"store_rows"> {
     $x `->` $out `[` $b `,` $h `,` $i0 `]` (`split` $split^)? `below` $q_len attr-dict `:`
     type($x) `->` type($out)
   }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Recurrences (the chunk strategy): the state, gates, key factors, projections
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_LoadStateOp : AttnGPU_Op<"load_state"> {
+  let summary = "Reads each warp's block of rows of a recurrence state from global memory";
+  let description = [{
+    The state of (b, h) is state[b, h, :, :] (f32, `rows` rows). Warp w owns the R rows
+    from (w mod (rows / R)) * R of the [R, C] result (R = max(16, rows / warps), so warps share
+    blocks when rows < 16 * warps) and reads their columns c0 .. c0 + C.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [4]>, "", [MemRead]>:$state, Index:$b, Index:$h,
+                       Index:$col0, ConfinedAttr<I64Attr, [IntMinValue<16>]>:$rows);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = [{
+    $state `[` $b `,` $h `,` $col0 `]` attr-dict `:` type($state) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_StoreStateOp : AttnGPU_Op<"store_state"> {
+  let summary = "Writes each warp's block of rows of a recurrence state to global memory";
+  let description = [{ The inverse of attn_gpu.load_state (warps sharing a block write the
+    same values). }];
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<MemRefRankOf<[F32], [4]>, "", [MemWrite]>:$state,
+                       Index:$b, Index:$h, Index:$col0,
+                       ConfinedAttr<I64Attr, [IntMinValue<16>]>:$rows);
+  let assemblyFormat = [{
+    $x `->` $state `[` $b `,` $h `,` $col0 `]` attr-dict `:` type($x) `->` type($state)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ShareStateOp : AttnGPU_Op<"share_state"> {
+  let summary = "Rounds each warp's block of the state to 16 bits into a shared tile";
+  let description = [{
+    Row d of the padded [rows, C + pad] tile receives the state's row d, so that the next
+    chunk's q S reads it as an mma B operand. Readers of the tile's previous contents must be
+    past a barrier; a barrier must follow before it is read.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<AttnGPU_Shared, "", [MemWrite]>:$tile);
+  let assemblyFormat = "$x `->` $tile attr-dict `:` type($x) `->` type($tile)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_StateUpdateOp : AttnGPU_Op<"state_update", [AttrSizedOperandSegments]> {
+  let summary = "Decays a recurrence state and adds a chunk's keys times values";
+  let description = [{
+    For the chunk of positions n0 + c (c < R, the K and V tiles' rows; `last` = the chunk's
+    last row) and each warp's block of state rows d (attn_gpu.load_state's ownership):
+
+      S'[d, e] = S[d, e] exp(cum[last]) exp(G[last, d])
+               + sum_{c, n0 + c < keys_end} K[c, d] exp(cum[last] - cum[c]) f[c]
+                                            exp(G[last, d] - G[16 floor(c / 16), d]) V[c, e]
+
+    with `cum` (cumulative log decays), `key_scale %f` (key factors) and `gate %G` (cumulative
+    log gates; the K tile then holds K~ of attn_gpu.gate_keys) each optional. With `normalize`
+    the state has 8 more columns than V: column C - 8 is the running sum of the keys' weights
+    (V's column of ones), the others stay 0. A key's weight is zeroed after all its factors, so
+    the factors of clamped positions past the end cannot poison the state.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$s, Arg<AttnGPU_Shared, "", [MemRead]>:$k,
+                       Arg<AttnGPU_Shared, "", [MemRead]>:$v, Index:$n0, Index:$last,
+                       Index:$keys_end,
+                       Arg<Optional<MemRefRankOf<[F32], [1]>>, "", [MemRead]>:$cum,
+                       Arg<Optional<MemRefRankOf<[F32], [1]>>, "", [MemRead]>:$key_scale,
+                       Arg<Optional<MemRefRankOf<[F32], [2]>>, "", [MemRead]>:$gate,
+                       UnitAttr:$normalize);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = [{
+    $s `,` $k `,` $v `[` $n0 `]` `last` $last `below` $keys_end (`decay` $cum^)?
+    (`key_scale` $key_scale^)? (`gate` $gate^)? attr-dict `:` type($s) `,` type($k) `,`
+    type($v) (`decay` type($cum)^)? (`key_scale` type($key_scale)^)? (`gate` type($gate)^)?
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_MapElementsOp : AttnGPU_Op<"map_elements"> {
+  let summary = "Applies a region of the positions and the value to every accumulator element";
+  let description = [{
+    result[r, c] = f(b, h, min(i0 + r, q_len - 1), j0 + c, x[r, c]): a score that is linear in
+    its dot applied to q S, or a skip term applied to V's values.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, Index:$b, Index:$h, Index:$i0, Index:$j0,
+                       Index:$q_len);
+  let results = (outs AttnGPU_Fragment:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    $x `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len attr-dict `:` type($x) `->`
+    type($result) $body
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_LoadRowsOp : AttnGPU_Op<"load_rows"> {
+  let summary = "A rows fragment from a shared f32 vector (one value per tile row)";
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead]>:$values);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$values attr-dict `:` type($values) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_LoadAccOp : AttnGPU_Op<"load_acc"> {
+  let summary = "Reads a shared 16-bit tile into the accumulator layout, widened to f32";
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$tile);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$tile attr-dict `:` type($tile) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_GateOperandOp : AttnGPU_Op<"gate_operand", [Pure]> {
+  let summary = "Scales q's A fragments by its gates relative to the warp's first row";
+  let description = [{
+    result[r, k] = a[r, k] exp(G[r, k] - G[16 w, k]) for warp w's rows: q~ of a gated chunk,
+    finite while 16 steps of a channel's gates multiply to more than e^-88.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$a, Arg<MemRefRankOf<[F32], [2]>, "", [MemRead]>:$gate);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$a `,` $gate attr-dict `:` type($a) `,` type($gate) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_LogGatePrefixOp : AttnGPU_Op<"log_gate_prefix"> {
+  let summary = "Cumulative log gates of a chunk per position and channel, into shared memory";
+  let description = [{
+    G[r, e] = log gate(b, h, p0, e) + ... + log gate(b, h, p0 + r, e) for every row r and
+    channel e of G (positions past q_len clamped), one thread per channel walking the rows.
+    Barriers before and after.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [2]>, "", [MemWrite]>:$cum,
+                       Index:$b, Index:$h, Index:$p0, Index:$q_len);
+  let regions = (region SizedRegion<1>:$gate);
+  let assemblyFormat = [{
+    $cum `[` $b `,` $h `,` $p0 `]` `below` $q_len attr-dict `:` type($cum) $gate
+  }];
+}
+
+def AttnGPU_GateKeysOp : AttnGPU_Op<"gate_keys"> {
+  let summary = "K~ = K exp(G[c0] - G[c]) in place, c0 the first row of c's 16-row block";
+  let description = [{ Every thread takes part; a barrier follows. }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead, MemWrite]>:$tile,
+                       Arg<MemRefRankOf<[F32], [2]>, "", [MemRead]>:$gate);
+  let assemblyFormat = "$tile `,` $gate attr-dict `:` type($tile) `,` type($gate)";
+}
+
+def AttnGPU_KeyFactorsOp : AttnGPU_Op<"key_factors"> {
+  let summary = "A region of the key position for each row of a chunk, into shared memory";
+  let description = [{
+    f[r] = key_scale(b, h, p0 + r) for p0 + r < end, else 0; one thread per row. Readers of the
+    previous contents must be past a barrier; a barrier must follow before it is read.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemWrite]>:$factors,
+                       Index:$b, Index:$h, Index:$p0, Index:$end);
+  let regions = (region SizedRegion<1>:$key_scale);
+  let assemblyFormat = [{
+    $factors `[` $b `,` $h `,` $p0 `]` `below` $end attr-dict `:` type($factors) $key_scale
+  }];
+}
+
+def AttnGPU_ProjectTileOp : AttnGPU_Op<"project_tile"> {
+  let summary = "Random-feature projection of a tile's rows (Performer), on tensor cores";
+  let description = [{
+    feature[r, m] = f(raw[r, :] . w[m, :], raw[r, :] . raw[r, :]) for each warp's 16 rows, with
+    w the shared [M, D] projection; a barrier must follow before the features are read.
+  }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$raw,
+                       Arg<AttnGPU_Shared, "", [MemRead]>:$w,
+                       Arg<AttnGPU_Shared, "", [MemWrite]>:$feature);
+  let regions = (region SizedRegion<1>:$map);
+  let assemblyFormat = [{
+    $raw `,` $w `->` $feature attr-dict `:` type($raw) `,` type($w) `->` type($feature) $map
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_CopyMatrixOp : AttnGPU_Op<"copy_matrix"> {
+  let summary = "Copies a whole global matrix into a 16-bit shared tile, converting it";
+  let description = [{ Synchronous loads and stores by every thread; a barrier must follow. }];
+  let arguments = (ins Arg<MemRefRankOf<[F32, F16, BF16], [2]>, "", [MemRead]>:$source,
+                       Arg<AttnGPU_Shared, "", [MemWrite]>:$tile);
+  let assemblyFormat = "$source `->` $tile attr-dict `:` type($source) `->` type($tile)";
   let hasVerifier = 1;
 }
 

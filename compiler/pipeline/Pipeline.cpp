@@ -48,16 +48,13 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
 void buildTiledToCPUPipeline(mlir::OpPassManager &pm) { mlir::attn::buildCPUToLLVMPipeline(pm); }
 
 void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
-  // The tiled level -> the GPU tile level (flash) or the recurrence kernels (chunk, scan), then
-  // the scheduling choices on it, then one conversion pattern per op.
+  // The tiled level -> the GPU tile level (flash, chunk and scan kernels), then the scheduling
+  // choices on it, then one conversion pattern per op.
   pm.addPass(mlir::attngpu::createAttnGPUSelectStrategy());
   mlir::attngpu::AttnGPUDistributeOptions distribute;
   distribute.chip = options.chip;
+  distribute.valueSlice = options.valueSlice;
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
-  mlir::attn::AttnCUDALowerTilesOptions lower;
-  lower.chip = options.chip;
-  lower.valueSlice = options.valueSlice;
-  pm.addPass(mlir::attn::createAttnCUDALowerTiles(lower));
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());
   pm.addPass(mlir::attngpu::createAttnGPUAllocateShared());

@@ -1,6 +1,7 @@
 // attn-gpu-distribute: flash-strategy tiled functions -> thread-block kernels at the GPU tile
 // level. The parallel loops become the grid, each tiled op becomes attn_gpu ops, and the tile
 // buffers become register fragments carried by the key loop (see Passes.td).
+#include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/FlashTile.h"
 #include "codegen/gpu/transforms/Passes.h"
 
@@ -190,7 +191,7 @@ void FlashDistributor::emitSharedTiles() {
 void FlashDistributor::copyKeys(bool isKey, Value j0) {
   Value global = isKey ? k : v;
   Value dest = isKey ? (kStage ? kStage : kTile) : (vStage ? vStage : vTile);
-  CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
+  CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table, Value(),
                         b.getI64IntegerAttr(t.scores.getPageSize()));
 }
 
@@ -216,10 +217,10 @@ void FlashDistributor::landed(bool isKey, Value j0) {
 /// S = Q K^T on tensor cores, then the mask and score regions on the accumulators.
 Value FlashDistributor::emitScores(Value j0) {
   Value s = splat(accType(t.blockK), 0.0);
-  s = MmaOp::create(b, loc, accType(t.blockK), qOperand, kTile, s, /*transpose_b=*/true,
-                    MmaKindAttr());
+  s = MmaOp::create(b, loc, accType(t.blockK), qOperand, kTile, s, /*gate=*/Value(),
+                    /*transpose_b=*/true, /*gate_blocks=*/false, MmaKindAttr());
   auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
-                               cumQ, cumK, t.scores.getFillAttr(),
+                               cumQ, cumK, /*key_scale=*/Value(), t.scores.getFillAttr(),
                                b.getI64IntegerAttr(t.pack));
   cloneRegion(t.scores.getScore(), score.getScore());
   cloneRegion(t.scores.getMask(), score.getMask());
@@ -292,7 +293,7 @@ void FlashDistributor::emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &ac
 void FlashDistributor::emitStores(Value o, Value lse, bool toPartial) {
   ValueRange splitIndex = toPartial ? ValueRange{split} : ValueRange{};
   Value out = map.lookup(toPartial ? t.store.getPartOut() : t.store.getOut());
-  StoreTileOp::create(b, loc, o, out, batch, head, i0, qLen, splitIndex,
+  StoreTileOp::create(b, loc, o, out, batch, head, i0, qLen, splitIndex, /*col0=*/Value(),
                       b.getI64IntegerAttr(t.pack));
   Value lseOut = toPartial ? map.lookup(t.store.getPartLse())
                            : (t.store.getLse() ? map.lookup(t.store.getLse()) : Value());
@@ -391,7 +392,8 @@ LogicalResult FlashDistributor::run() {
   }
   if (cumQ) {
     auto prefix = [&](Value cum, Value p0, Value carry, bool totalOnly) {
-      auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, p0, qLen, carry, totalOnly);
+      auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, p0, qLen, carry, totalOnly,
+                                         /*relative=*/false);
       cloneRegion(t.scores.getDecay(), op.getDecay());
     };
     prefix(cumQ, i0, Value(), false);
@@ -418,7 +420,8 @@ LogicalResult FlashDistributor::run() {
     waitGroups(0);
     landed(true, j0);
     if (cumQ) {
-      auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false);
+      auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false,
+                                         false);
       cloneRegion(t.scores.getDecay(), op.getDecay());
     }
     Value s = emitScores(j0);
@@ -433,7 +436,8 @@ LogicalResult FlashDistributor::run() {
     copyKeys(false, j0);
     waitGroups(0);
     landed(false, j0);
-    acc = MmaOp::create(b, loc, acc.getType(), p, vTile, acc, /*transpose_b=*/false, MmaKindAttr());
+    acc = MmaOp::create(b, loc, acc.getType(), p, vTile, acc, /*gate=*/Value(),
+                        /*transpose_b=*/false, /*gate_blocks=*/false, MmaKindAttr());
     barrier();  // every warp is done reading K(j0) and V(j0) before the next copies
     SmallVector<Value> yields;
     if (softmax)
@@ -477,13 +481,33 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     ModuleOp module = getOperation();
     SmallVector<func::FuncOp> funcs;
     for (auto f : module.getOps<func::FuncOp>())
-      if (strategyOf(f) == StrategyKind::flash)
+      if (strategyOf(f))
         funcs.push_back(f);
     for (func::FuncOp f : funcs)
-      if (failed(distribute(f)))
+      if (failed(*strategyOf(f) == StrategyKind::flash ? distribute(f) : distributeRecurrence(f)))
         return signalPassFailure();
     if (!funcs.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(&getContext()));
+  }
+
+  /// A function holding attn-chunk's form: one kernel for its attn.chunk_step, in the chunk
+  /// (tensor cores) or scan form.
+  LogicalResult distributeRecurrence(func::FuncOp f) {
+    SmallVector<attn::ChunkStepOp> steps;
+    f.walk([&](attn::ChunkStepOp step) { steps.push_back(step); });
+    if (steps.size() != 1)
+      return f.emitError("a recurrence strategy takes one attn.chunk_step per function, got ")
+             << steps.size();
+    attn::ChunkStepOp step = steps.front();
+    OpBuilder b(f);
+    auto kernel = createKernel(b, f, {step.getQ(), step.getK(), step.getV(), step.getOut()}, chip);
+    bool scan = strategyOf(f) == StrategyKind::scan;
+    if (failed(scan ? distributeScan(b, step, kernel)
+                    : distributeChunk(b, step, kernel, valueSlice)) ||
+        failed(checkSelfContained(kernel)))
+      return failure();
+    f.erase();
+    return success();
   }
 
   LogicalResult distribute(func::FuncOp f) {

@@ -20,7 +20,7 @@ def AttnGPUSelectStrategy : Pass<"attn-gpu-select-strategy", "::mlir::ModuleOp">
 }
 
 def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
-  let summary = "Map flash-strategy tiled functions to thread blocks at the GPU tile level";
+  let summary = "Map tiled functions to thread blocks at the GPU tile level";
   let description = [{
     Each `#attn_gpu.strategy<flash>` function becomes a `gpu.func` kernel in a `gpu.module`:
     the parallel loops over batch, heads, query tiles (and split-KV splits) become the grid
@@ -34,11 +34,20 @@ def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
     ABI (threads, grid) is written as `attn_gpu.launch`; `attn.combine` becomes a second kernel,
     `<name>_combine`.
 
+    A `#attn_gpu.strategy<chunk>` function (an `attn.chunk_step`) becomes the chunked
+    recurrence: one block per (value slice, head, batch) walks its chunks in order, the state
+    a `#attn_gpu.frag<warp_acc>` fragment carried by the chunk loop; per chunk, P = Q K^T under
+    attn_gpu.score (mask c <= r, decays, key factors), O = factor * q S + P V (mma on the
+    16-bit shared copy of S), then attn_gpu.state_update. A `scan` function becomes the
+    per-thread scan (state columns in registers, gpu/scf/arith only).
+
     Before: `func.func @v(...) { scf.for ... { attn.tile_scores ... attn.tile_store ... } }`
     After:  `gpu.module @v_kernels [#nvvm.target<...>] { gpu.func @v(...) kernel { attn_gpu.* } }`
   }];
   let options = [
     Option<"chip", "chip", "std::string", "\"sm_80\"", "Target SM (sm_80, sm_90a)">,
+    Option<"valueSlice", "value-slice", "int64_t", "0",
+           "Value channels per block of the chunk kernel (0: automatic)">,
   ];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::gpu::GPUDialect",
                            "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",

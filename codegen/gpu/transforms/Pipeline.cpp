@@ -1,6 +1,8 @@
-// attn-gpu-pipeline: software pipelining of a key loop's tile copies (FlashAttention-2's order):
-// the first tile (K) of the next iteration is copied during the second half of this one, and
-// the second tile (V) during the first half, so each wait leaves one copy group in flight.
+// attn-gpu-pipeline: software pipelining of a loop's tile copies. A flash key loop takes
+// FlashAttention-2's order: the first tile (K) of the next iteration is copied during the second
+// half of this one, and the second tile (V) during the first half, so each wait leaves one copy
+// group in flight. A loop with one copy stage of several tiles (the chunk loop) is double-
+// buffered: the next iteration's tiles stream into second buffers while this one computes.
 #include "codegen/gpu/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -149,17 +151,142 @@ void pipeline(KeyLoop &k) {
   nvgpu::DeviceAsyncWaitOp::create(b, loc, drain, b.getI32IntegerAttr(0));
 }
 
+/// A loop whose body starts with one copy stage of several tiles (copies of row origin = the
+/// induction variable, commit, wait 0, barrier), has no other copy, and ends with a barrier
+/// after its last read of those tiles (attn-gpu-distribute's chunk loop). Its tiles are
+/// alloc_shared results used only inside the loop.
+struct BufferedLoop {
+  scf::ForOp loop;
+  SmallVector<Operation *> copies;
+  nvgpu::DeviceAsyncWaitOp wait;
+  SmallVector<AllocSharedOp> tiles;
+};
+
+Value copyOrigin(Operation *op) {
+  if (auto copy = dyn_cast<CopyKeyTileOp>(op))
+    return copy.getJ0();
+  if (auto copy = dyn_cast<CopyQueryTileOp>(op))
+    return copy.getI0();
+  return {};
+}
+Value copyTile(Operation *op) {
+  if (auto copy = dyn_cast<CopyKeyTileOp>(op))
+    return copy.getTile();
+  return cast<CopyQueryTileOp>(op).getTile();
+}
+
+FailureOr<BufferedLoop> matchBufferedLoop(scf::ForOp loop) {
+  BufferedLoop m{loop, {}, {}, {}};
+  Block *body = loop.getBody();
+  auto it = body->begin();
+  for (; it != body->end() && copyOrigin(&*it) == loop.getInductionVar(); ++it) {
+    auto alloc = copyTile(&*it).getDefiningOp<AllocSharedOp>();
+    if (!alloc || loop->isAncestor(alloc))
+      return failure();
+    m.copies.push_back(&*it);
+    if (!llvm::is_contained(m.tiles, alloc))
+      m.tiles.push_back(alloc);
+  }
+  if (m.copies.empty() || it == body->end() || !isa<nvgpu::DeviceAsyncCreateGroupOp>(*it++))
+    return failure();
+  m.wait = it != body->end() ? dyn_cast<nvgpu::DeviceAsyncWaitOp>(*it++) : nullptr;
+  if (!m.wait || m.wait.getNumGroups().value_or(0) || it == body->end() ||
+      !isa<gpu::BarrierOp>(*it))
+    return failure();
+  bool otherCopies = false;
+  for (Operation &op : llvm::make_range(std::next(it), body->end()))
+    op.walk([&](Operation *nested) {
+      otherCopies |= isa<CopyKeyTileOp, CopyQueryTileOp, nvgpu::DeviceAsyncCreateGroupOp>(nested);
+    });
+  if (otherCopies)
+    return failure();
+  // Uses only in the loop; the last one followed by a barrier in the body.
+  Operation *lastUse = nullptr;
+  for (AllocSharedOp tile : m.tiles)
+    for (Operation *user : tile->getUsers()) {
+      Operation *inBody = body->findAncestorOpInBlock(*user);
+      if (!inBody)
+        return failure();
+      if (!lastUse || lastUse->isBeforeInBlock(inBody))
+        lastUse = inBody;
+    }
+  for (Operation *op = lastUse->getNextNode(); op; op = op->getNextNode())
+    if (isa<gpu::BarrierOp>(op))
+      return m;
+  return failure();
+}
+
+/// Two buffers per tile, the current one chosen by the iteration's parity: the prologue copies
+/// the first iteration's tiles, each iteration copies the next one's into the other buffers
+/// and waits for all but that group; the loop drains its last prefetch.
+void doubleBuffer(BufferedLoop &m) {
+  scf::ForOp loop = m.loop;
+  Location loc = loop.getLoc();
+  Value iv = loop.getInductionVar();
+  auto token = nvgpu::DeviceAsyncTokenType::get(loop.getContext());
+  IRMapping other;  // tile -> its second buffer
+  for (AllocSharedOp tile : m.tiles) {
+    OpBuilder b(tile->getBlock(), std::next(Block::iterator(tile)));
+    other.map(tile.getTile(), b.clone(*tile)->getResult(0));
+  }
+  OpBuilder b(loop);
+  IRMapping first;
+  first.map(iv, loop.getLowerBound());
+  for (Operation *copy : m.copies)
+    b.clone(*copy, first);
+  nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
+
+  b.setInsertionPoint(m.copies.front());
+  Value parity = arith::RemUIOp::create(
+      b, loc,
+      arith::DivUIOp::create(b, loc, arith::SubIOp::create(b, loc, iv, loop.getLowerBound()),
+                             loop.getStep()),
+      arith::ConstantIndexOp::create(b, loc, 2));
+  Value odd = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, parity,
+                                    arith::ConstantIndexOp::create(b, loc, 0));
+  IRMapping next;
+  next.map(iv, arith::AddIOp::create(b, loc, iv, loop.getStep()));
+  SmallVector<std::pair<Value, Value>> current;
+  llvm::SmallPtrSet<Operation *, 8> selects;
+  for (AllocSharedOp tile : m.tiles) {
+    Value a = tile.getTile(), second = other.lookup(a);
+    auto nextTile = arith::SelectOp::create(b, loc, odd, a, second);
+    auto currentTile = arith::SelectOp::create(b, loc, odd, second, a);
+    next.map(a, nextTile);
+    current.push_back({a, currentTile});
+    selects.insert(nextTile);
+    selects.insert(currentTile);
+  }
+  for (Operation *copy : m.copies)
+    b.clone(*copy, next);
+  for (Operation *copy : m.copies)
+    copy->erase();
+  for (auto [tile, cur] : current)
+    tile.replaceUsesWithIf(cur, [&](OpOperand &use) {
+      return loop->isAncestor(use.getOwner()) && !selects.contains(use.getOwner());
+    });
+  setPending(m.wait, 1);
+  b.setInsertionPointAfter(loop);
+  Value drain = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
+  nvgpu::DeviceAsyncWaitOp::create(b, loc, drain, b.getI32IntegerAttr(0));
+}
+
 struct AttnGPUPipelinePass : mlir::attngpu::impl::AttnGPUPipelineBase<AttnGPUPipelinePass> {
   void runOnOperation() override {
     SmallVector<KeyLoop> loops;
+    SmallVector<BufferedLoop> buffered;
     getOperation().walk([&](gpu::GPUFuncOp kernel) {
       kernel.walk([&](scf::ForOp loop) {
         if (FailureOr<KeyLoop> k = matchKeyLoop(loop); succeeded(k))
           loops.push_back(*k);
+        else if (FailureOr<BufferedLoop> m = matchBufferedLoop(loop); succeeded(m))
+          buffered.push_back(*m);
       });
     });
     for (KeyLoop &k : loops)
       pipeline(k);
+    for (BufferedLoop &m : buffered)
+      doubleBuffer(m);
   }
 };
 

@@ -1,29 +1,48 @@
 // DecayToNVVM.cpp: cumulative log decays of a tile in shared memory. The sum before the tile is
-// warp 0's (strided lanes, then xor shuffles 16 .. 1); each thread below the tile's size writes
-// one log; thread 0 sums them in order. With a carry the sum starts from carry[0] and ends there;
-// `total_only` writes carry[0] = the sum before p0.
+// warp 0's (strided lanes, then xor shuffles 16 .. 1); the tile's own logs are an inclusive scan
+// across warp 0's lanes (shuffle up 1 .. 16), each lane below the tile's size writing its prefix.
+// With a carry the scan starts from carry[0] and the last lane writes the new carry; `total_only`
+// writes carry[0] = the sum before p0; `relative` scans the tile alone (no sum before it).
 // RUN: attnc-opt %s --attn-gpu-to-nvvm | FileCheck %s --implicit-check-not=attn_gpu.
 
 !cum = memref<16xf32, #gpu.address_space<workgroup>>
 !one = memref<1xf32, #gpu.address_space<workgroup>>
 
 // CHECK-LABEL: gpu.func @decays
-// The rows' prefix: warp 0 sums the logs before i0, then a cumulative sum by thread 0.
+// The rows' prefix: warp 0 sums the logs before i0 (strided loop, xor shuffles) ...
 // CHECK: scf.if %{{.*}} -> (f32) {
 // CHECK: scf.for
 // CHECK: nvvm.inline_ptx "lg2.approx.f32 $0, $1;"
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
 // CHECK: gpu.barrier
+// ... then scans the tile's logs across lanes.
+// CHECK: scf.if
+// CHECK: gpu.shuffle  up %{{.*}}, %c1_i32
+// CHECK: gpu.shuffle  up %{{.*}}, %c16_i32
 // CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<16xf32, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
-// CHECK: scf.for {{.*}} iter_args
-// CHECK: gpu.barrier
-// The keys' base: the total only, by thread 0.
+// The keys' base: the total only, stored by thread 0.
 // CHECK: scf.if %{{.*}} -> (f32) {
+// CHECK: gpu.shuffle  xor
 // CHECK: memref.store %{{.*}}, %{{.*}}[%c0] : memref<1xf32, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
-// A key tile continuing from the carry.
+// A key tile continuing from the carry, the last lane writing the new carry.
 // CHECK: memref.load %{{.*}}[%c0] : memref<1xf32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.bar.warp.sync
+// CHECK: gpu.shuffle  up
+// CHECK: memref.store %{{.*}} : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.store %{{.*}}[%c0] : memref<1xf32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// CHECK: gpu.return
+
+// CHECK-LABEL: gpu.func @relative
+// No sum before the tile: no strided loop, no xor shuffle, the scan alone.
+// CHECK-NOT: scf.for
+// CHECK-NOT: gpu.shuffle  xor
+// CHECK: gpu.shuffle  up %{{.*}}, %c1_i32
+// CHECK: memref.store %{{.*}} : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
 // CHECK: gpu.return
 gpu.module @m {
   gpu.func @decays(%dt: memref<?x?x?xf32>, %b: index, %h: index, %i0: index, %j0: index,
@@ -42,6 +61,16 @@ gpu.module @m {
       attn_gpu.yield %g : f32
     }
     attn_gpu.log_decay_prefix %ck[%b, %h, %j0] below %n carry %base : !cum, !one {
+    ^bb0(%bb: index, %hh: index, %i: index):
+      %g = memref.load %dt[%bb, %i, %hh] : memref<?x?x?xf32>
+      attn_gpu.yield %g : f32
+    }
+    gpu.return
+  }
+  gpu.func @relative(%dt: memref<?x?x?xf32>, %b: index, %h: index, %i0: index,
+                     %n: index) kernel attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %cq = attn_gpu.alloc_shared {offset = 0 : i64} : !cum
+    attn_gpu.log_decay_prefix %cq[%b, %h, %i0] below %n {relative} : !cum {
     ^bb0(%bb: index, %hh: index, %i: index):
       %g = memref.load %dt[%bb, %i, %hh] : memref<?x?x?xf32>
       attn_gpu.yield %g : f32

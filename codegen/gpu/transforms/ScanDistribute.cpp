@@ -1,31 +1,32 @@
-// The CUDA kernel of attn.chunk_step in the recurrent (scan) form, for the shapes the tensor-core
-// chunk kernel (CUDAChunk.cpp) does not take: a head or value dim that is not a multiple of 16,
-// as in Mamba-1's selective scan, where every channel is a head with one value channel and a
-// state of N = 16 (Dao & Gu 2024, section 7: "SSMs with head dimension P = 1"). A group of
-// `lanes` threads (a power of two dividing d, up to 32) owns one (batch, head, value channel e)
-// and walks every position t in order; lane l keeps the state entries c = l, l + lanes, ... of
-// the column S[:, e] in registers:
+// attn-gpu-distribute, scan strategy: attn.chunk_step in the recurrent (scan) form, for the
+// shapes the tensor-core chunk kernel does not take: a head or value dim that is not a multiple
+// of 16, as in Mamba-1's selective scan, where every channel is a head with one value channel
+// and a state of N = 16 (Dao & Gu 2024, section 7: "SSMs with head dimension P = 1"). A group
+// of `lanes` threads (a power of two dividing d, up to 32) owns one (batch, head, value channel
+// e) and walks every position t in order; lane l keeps the state entries c = l, l + lanes, ...
+// of the column S[:, e] in registers:
 //   S[c, e] = gamma_t gate_t[c] S[c, e] + k_t fk(k_t[c]) v[t, e]       (keys below kv_len)
 //   o[t, e] = c_t sum_c fq(q_t[c]) S[c, e]  (+ skip(t, e, v[t, e]))
 // the sum over the group by shuffles; gamma is the decay, k_t the score's key factor and c_t its
 // query factor. Threads past the heads or value channels compute on clamped indices (every lane
 // of a warp takes part in the shuffles) and store nothing. Each loop iteration first reads the
-// inputs of kScanSteps positions (their loads overlap), then takes the steps in order. The work
-// is sequential in t: the simple form of these variants, not a chunked one.
-#include "codegen/cuda/Passes.h"
-#include "codegen/cuda/WarpKernel.h"
-#include "codegen/gpu/transforms/Passes.h"
+// inputs of kScanSteps positions (their loads overlap), then takes the steps in order. The
+// kernel is per-thread scalar code (gpu, scf, arith, memref): no tiles, no fragments.
+#include "codegen/gpu/transforms/ChunkSchedule.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/Matchers.h"
 
 using namespace mlir;
-using namespace mlir::attn;
+using namespace mlir::attngpu;
+using attn::ChunkStepOp;
 
-
-LogicalResult mlir::attn::cudaScanConfig(int64_t headDim, int64_t valueDim,
-                                         CUDAScanConfig &config, std::string &why) {
-  if (headDim < 1 || headDim > kCUDAScanMaxHeadDim || valueDim < 1) {
+LogicalResult mlir::attngpu::scanSchedule(int64_t headDim, int64_t valueDim,
+                                          ScanSchedule &config, std::string &why) {
+  if (headDim < 1 || headDim > kScanMaxHeadDim || valueDim < 1) {
     why = "the recurrent (scan) kernel keeps a state column of up to " +
-          std::to_string(kCUDAScanMaxHeadDim) + " values per thread: the head dim must be 1 to " +
-          std::to_string(kCUDAScanMaxHeadDim) + ", got " + std::to_string(headDim);
+          std::to_string(kScanMaxHeadDim) + " values per thread: the head dim must be 1 to " +
+          std::to_string(kScanMaxHeadDim) + ", got " + std::to_string(headDim);
     return failure();
   }
   config.threads = 128;
@@ -40,18 +41,39 @@ LogicalResult mlir::attn::cudaScanConfig(int64_t headDim, int64_t valueDim,
 
 namespace {
 
-class ScanKernelBuilder : WarpKernelBase {
+class ScanDistributor {
 public:
-  ScanKernelBuilder(OpBuilder &b, Location loc, func::FuncOp f, ChunkStepOp step,
-                    CUDAScanConfig config)
-      : WarpKernelBase(b, loc, f), step(step), cfg(config) {}
+  ScanDistributor(OpBuilder &b, ChunkStepOp step, gpu::GPUFuncOp kernel, ScanSchedule cfg)
+      : b(b), loc(step.getLoc()), step(step), kernel(kernel), cfg(cfg) {}
 
-  LogicalResult build(gpu::GPUFuncOp kernel);
+  LogicalResult run();
 
 private:
+  OpBuilder &b;
+  Location loc;
   ChunkStepOp step;
-  CUDAScanConfig cfg;
+  gpu::GPUFuncOp kernel;
+  ScanSchedule cfg;
+  IRMapping map;
+  Value batch, head;
 
+  Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
+  Value f32(double x) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(x))); }
+  Value add(Value x, int64_t y) { return y ? arith::AddIOp::create(b, loc, x, idx(y)) : x; }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value mul(Value x, int64_t y) { return arith::MulIOp::create(b, loc, x, idx(y)); }
+  Value div(Value x, int64_t y) { return arith::DivUIOp::create(b, loc, x, idx(y)); }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, loc, x, idx(y)); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, y);
+  }
+  Value both(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value minIdx(Value x, Value y) { return arith::MinUIOp::create(b, loc, x, y); }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value inlineRegion(Region &region, ValueRange args) {
+    return attn::buildInlinedRegion(b, region, args, map);
+  }
   Value load(Value memref, ValueRange indices) {
     Value x = memref::LoadOp::create(b, loc, memref, indices);
     return x.getType().isF32() ? x : arith::ExtFOp::create(b, loc, b.getF32Type(), x).getResult();
@@ -69,46 +91,62 @@ private:
   Value mapped(Region &feature, Value x) {
     return feature.empty() ? x : inlineRegion(feature, {x});
   }
+  /// Runs `body` where `cond` holds.
+  void ifThen(Value cond, function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+    body();
+  }
 };
 
-LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
-  FailureOr<StepArgs> args = mapChunkStep(step, kernel);
-  if (failed(args))
-    return failure();
-  Value q = args->q, k = args->k, v = args->v, out = args->out, state = args->state;
-  int64_t group = args->group;
+LogicalResult ScanDistributor::run() {
+  func::FuncOp f = step->getParentOfType<func::FuncOp>();
+  for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
+    map.map(hostArg, kernelArg);
+  Value q = map.lookup(step.getQ()), k = map.lookup(step.getK()), v = map.lookup(step.getV());
+  Value out = map.lookup(step.getOut()), state;
+  SmallVector<Value> written = {step.getOut()};
+  if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
+    state = map.lookup(view.getSource());
+    written.push_back(view.getSource());
+  }
   const int64_t d = cast<MemRefType>(q.getType()).getDimSize(3);
   const int64_t dv = cast<MemRefType>(out.getType()).getDimSize(3);
 
   // This thread's (batch, head, value channel) and its lane in the channel's group.
   const int64_t lanes = cfg.lanes, perLane = d / lanes;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value lane = arith::RemUIOp::create(b, loc, tid, idx(lanes));
-  Value channel = arith::DivUIOp::create(b, loc, tid, idx(lanes));
-  Value local = arith::DivUIOp::create(b, loc, channel, idx(cfg.valueBlock));
+  Value lane = rem(tid, lanes), channel = div(tid, lanes);
+  Value local = div(channel, cfg.valueBlock);
   Value h = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), cfg.headsPerBlock), local);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value ev = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), cfg.valueBlock),
-                 arith::RemUIOp::create(b, loc, channel, idx(cfg.valueBlock)));
+                 rem(channel, cfg.valueBlock));
   Value heads = memref::DimOp::create(b, loc, out, 1);
-  Value active = arith::AndIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, lt(local, idx(cfg.headsPerBlock)), lt(h, heads)),
-      lt(ev, idx(dv)));
+  Value active = both(both(lt(local, idx(cfg.headsPerBlock)), lt(h, heads)), lt(ev, idx(dv)));
   // Inactive threads work on the last head and channel: the shuffles need every lane.
-  head = minIdx(h, add(heads, idx(-1)));
+  head = minIdx(h, add(heads, -1));
   Value e = minIdx(ev, idx(dv - 1));
-  Value store = arith::AndIOp::create(
-      b, loc, active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
+  Value store = both(active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
+  for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
+                         &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip()})
+    if (failed(materializeCaptures(b, map, *region, written, step)))
+      return failure();
 
   // Heads of q, k and v: h, h / group (GQA), or h / G for q and k (q/k head groups).
-  Value vHead = group == 1 ? head : arith::DivUIOp::create(b, loc, head, idx(group)).getResult();
+  Value vHead = head;
+  IntegerAttr group;
+  auto groupDiv = step.getHk().getDefiningOp<arith::DivUIOp>();
+  if (groupDiv && groupDiv.getLhs() == step.getH() &&
+      matchPattern(groupDiv.getRhs(), m_Constant(&group)))
+    vHead = div(head, group.getInt());
   Value qHead = head, kHead = vHead;
   if (int64_t qkGroup = int64_t(step.getQkGroup()); qkGroup > 1)
-    qHead = kHead = arith::DivUIOp::create(b, loc, head, idx(qkGroup));
-  qLen = memref::DimOp::create(b, loc, q, 2);
+    qHead = kHead = div(head, qkGroup);
+  Value qLen = memref::DimOp::create(b, loc, q, 2);
   Value keysEnd = minIdx(memref::DimOp::create(b, loc, k, 2), qLen);
-  // This lane's state entries: lane, lane + lanes, ...
-  SmallVector<Value> entries;
+  SmallVector<Value> entries;  // this lane's state entries: lane, lane + lanes, ...
   for (int64_t m = 0; m < perLane; ++m)
     entries.push_back(add(lane, m * lanes));
 
@@ -117,8 +155,7 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
     s0.push_back(state ? load(state, {batch, head, c, e}) : f32(0));
   // kScanSteps positions per iteration: first every input of those steps (their loads in
   // flight together; positions past q_len read at the last one), then the steps in order.
-  const int64_t steps = kScanSteps;
-  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(steps), s0);
+  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(kScanSteps), s0);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
@@ -128,12 +165,12 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
       Value t, inRange, gamma, weighted, factor, skip;
       SmallVector<Value> gate, k, q;
     };
-    SmallVector<Inputs> in(steps);
-    for (int64_t u = 0; u < steps; ++u) {
+    SmallVector<Inputs> in(kScanSteps);
+    for (int64_t u = 0; u < kScanSteps; ++u) {
       Inputs &x = in[u];
       Value position = add(t0, u);
       x.inRange = lt(position, qLen);
-      Value t = x.t = minIdx(position, add(qLen, idx(-1)));
+      Value t = x.t = minIdx(position, add(qLen, -1));
       if (!step.getDecay().empty())
         x.gamma = inlineRegion(step.getDecay(), {batch, head, t});
       Value key = lt(position, keysEnd);  // k_t v[t, e], 0 past the keys that count
@@ -165,46 +202,44 @@ LogicalResult ScanKernelBuilder::build(gpu::GPUFuncOp kernel) {
           decayed = fmul(decayed, x.gamma);
         if (!x.gate.empty())
           decayed = fmul(decayed, x.gate[m]);
-        S[m] = select(x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)), S[m]);
+        S[m] = arith::SelectOp::create(b, loc, x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)),
+                                       S[m]);
         acc = fadd(acc, fmul(x.q[m], S[m]));
       }
       // o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip).
       for (int32_t offset = int32_t(lanes / 2); offset >= 1; offset /= 2)
-        acc = fadd(acc, shflXor(acc, offset));
+        acc = fadd(acc, gpu::ShuffleOp::create(b, loc, acc, offset, 32, gpu::ShuffleMode::XOR)
+                            .getShuffleResult());
       Value o = fmul(x.factor, acc);
       if (x.skip)
         o = fadd(o, x.skip);
       if (outElt != o.getType())
         o = arith::TruncFOp::create(b, loc, outElt, o);
-      auto ifStore = scf::IfOp::create(b, loc, arith::AndIOp::create(b, loc, store, x.inRange),
-                                       /*withElseRegion=*/false);
-      OpBuilder::InsertionGuard storeGuard(b);
-      b.setInsertionPoint(ifStore.thenBlock()->getTerminator());
-      memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, x.t, e});
+      ifThen(both(store, x.inRange),
+             [&] { memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, x.t, e}); });
     }
     scf::YieldOp::create(b, loc, S);
   }
-  if (state) {
-    auto ifStore = scf::IfOp::create(b, loc, active, /*withElseRegion=*/false);
-    b.setInsertionPoint(ifStore.thenBlock()->getTerminator());
-    for (int64_t m = 0; m < perLane; ++m)
-      memref::StoreOp::create(b, loc, loop.getResult(unsigned(m)), state,
-                              ValueRange{batch, head, entries[m], e});
-    b.setInsertionPointAfter(ifStore);
-  }
+  if (state)
+    ifThen(active, [&] {
+      for (int64_t m = 0; m < perLane; ++m)
+        memref::StoreOp::create(b, loc, loop.getResult(unsigned(m)), state,
+                                ValueRange{batch, head, entries[m], e});
+    });
   gpu::ReturnOp::create(b, loc);
   return success();
 }
 
 } // namespace
 
-LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkStepOp step,
-                                          gpu::GPUFuncOp kernel) {
-  // Static dims: lowerChunked sends dynamic ones to buildChunkKernel, which reports them.
+LogicalResult mlir::attngpu::distributeScan(OpBuilder &b, ChunkStepOp step,
+                                            gpu::GPUFuncOp kernel) {
+  // Static dims: attn-gpu-select-strategy sends dynamic ones to the chunk kernel, which
+  // reports them.
   int64_t d = step.getQ().getType().getDimSize(3), dv = step.getOut().getType().getDimSize(3);
-  CUDAScanConfig config;
+  ScanSchedule config;
   std::string why;
-  if (failed(cudaScanConfig(d, dv, config, why)))
+  if (failed(scanSchedule(d, dv, config, why)))
     return step.emitError(why);
   if (step.getProjection())
     return step.emitError() << "not supported yet on CUDA: a projected feature map with a value "
@@ -216,17 +251,15 @@ LogicalResult mlir::attn::buildScanKernel(OpBuilder &b, func::FuncOp f, ChunkSte
                             << " with a head or value dim that is not a multiple of 16 (got " << d
                             << " and " << dv << "); the CPU back end computes it";
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));
-  b.setInsertionPointToStart(&kernel.getBody().front());
-  if (failed(ScanKernelBuilder(b, step.getLoc(), f, step, config).build(kernel)))
-    return failure();
   // Grid: (head blocks, batch, value blocks), as extents of the output [b, h, i, dv].
   int64_t out = cast<BlockArgument>(step.getOut()).getArgNumber();
-  attngpu::setLaunch(kernel, config.threads,
-                     {{out, 1, 1, config.headsPerBlock}, {out, 0, 1, 1},
-                      {out, 3, 1, config.valueBlock}},
-                     /*sharedMemory=*/0,
-                     {{"lanes", config.lanes}, {"heads_per_block", config.headsPerBlock},
-                      {"value_block", config.valueBlock}, {"block_q", 1}, {"block_k", 1},
-                      {"warps", config.threads / 32}});
-  return success();
+  setLaunch(kernel, config.threads,
+            {{out, 1, 1, config.headsPerBlock}, {out, 0, 1, 1}, {out, 3, 1, config.valueBlock}},
+            /*sharedMemory=*/0,
+            {{"lanes", config.lanes}, {"heads_per_block", config.headsPerBlock},
+             {"value_block", config.valueBlock}, {"block_q", 1}, {"block_k", 1},
+             {"warps", config.threads / 32}});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&kernel.getBody().front());
+  return ScanDistributor(b, step, kernel, config).run();
 }

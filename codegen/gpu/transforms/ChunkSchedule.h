@@ -1,0 +1,45 @@
+// The recurrence strategies of attn-gpu-distribute: the chunk kernel's schedule (tensor cores)
+// and the scan kernel's (one thread group per value channel), and the distributions that emit
+// them from an attn.chunk_step.
+#pragma once
+
+#include "codegen/gpu/transforms/Passes.h"
+
+#include <string>
+
+namespace mlir::attngpu {
+
+/// The chunk kernel (ChunkDistribute.cpp): `rows` positions per chunk (16 per warp; chunk 1,
+/// the single-step form, runs as one 16-row tile), the value channels split into slices of
+/// `valueSlice`, one block per (slice, q head, batch); each warp owns `blockRows` state rows.
+struct ChunkSchedule {
+  int64_t rows = 0, warps = 0, threads = 0, valueSlice = 0, blockRows = 0;
+};
+/// Fails with `why` for a chunk size or dims the kernel does not take. `valueSlice` 0 picks
+/// the largest multiple of 16 dividing the value dim that keeps the state at 32 f32 registers
+/// per thread (at least 16). `wholeRows` (an output rmsnorm): one slice of the whole value
+/// dim, up to 128.
+LogicalResult chunkSchedule(int64_t chunk, int64_t headDim, int64_t valueDim,
+                            ChunkSchedule &config, std::string &why, int64_t valueSlice = 0,
+                            bool wholeRows = false);
+/// Fills `kernel` (f's arguments, q/k/v/out with a unit last stride) with the chunked
+/// recurrence of `step`, at the GPU tile level.
+LogicalResult distributeChunk(OpBuilder &b, attn::ChunkStepOp step, gpu::GPUFuncOp kernel,
+                              int64_t valueSlice);
+
+/// The scan kernel (ScanDistribute.cpp), for the shapes the chunk kernel does not take:
+/// `lanes` threads per (batch, head, value channel) walk the positions with the state column
+/// in registers (d / lanes entries each). A block holds `headsPerBlock` heads of `valueBlock`
+/// channels; the grid is (ceil(heads / headsPerBlock), batch, ceil(dv / valueBlock)).
+struct ScanSchedule {
+  int64_t threads = 0, lanes = 0, valueBlock = 0, headsPerBlock = 0;
+};
+inline constexpr int64_t kScanMaxHeadDim = 128;
+/// Positions whose inputs the scan kernel loads together before stepping through them.
+inline constexpr int64_t kScanSteps = 8;
+LogicalResult scanSchedule(int64_t headDim, int64_t valueDim, ScanSchedule &config,
+                           std::string &why);
+/// Fills `kernel` like distributeChunk, in the scan form (static head and value dims).
+LogicalResult distributeScan(OpBuilder &b, attn::ChunkStepOp step, gpu::GPUFuncOp kernel);
+
+} // namespace mlir::attngpu
