@@ -5,6 +5,7 @@
 #include "codegen/cuda/Passes.h"
 
 #include "mlir/Dialect/SCF/Transforms/Patterns.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::attn {
@@ -43,6 +44,22 @@ struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass
     for (auto module : getOperation().getOps<gpu::GPUModuleOp>())
       if (failed(applyPartialConversion(module, target, frozen)))
         return signalPassFailure();
+    // A pattern that opens with a barrier may follow one the tile level placed (after a
+    // wait): with only memory-effect-free ops (thread ids, index math) since the last
+    // barrier, the second synchronises nothing.
+    SmallVector<gpu::BarrierOp> redundant;
+    getOperation().walk([&](gpu::BarrierOp barrier) {
+      for (Operation *op = barrier->getPrevNode(); op; op = op->getPrevNode()) {
+        if (isa<gpu::BarrierOp>(op)) {
+          redundant.push_back(barrier);
+          return;
+        }
+        if (!isMemoryEffectFree(op))
+          return;
+      }
+    });
+    for (gpu::BarrierOp barrier : redundant)
+      barrier->erase();
     RewritePatternSet approx(ctx);
     populateApproxMathToNVVMPatterns(approx);
     if (failed(applyPatternsGreedily(getOperation(), std::move(approx))))

@@ -185,8 +185,8 @@ void ChunkDistributor::emitGrid() {
     kvHead = arith::DivUIOp::create(b, loc, head, idx(group.getInt()));
   if (int64_t qkGroup = int64_t(step.getQkGroup()); qkGroup > 1)  // q and k at h / G
     qkHead = arith::DivUIOp::create(b, loc, head, idx(qkGroup));
-  qLen = memref::DimOp::create(b, loc, q, 2);
-  kvLen = memref::DimOp::create(b, loc, k, 2);
+  qLen = b.createOrFold<memref::DimOp>(loc, q, 2);
+  kvLen = b.createOrFold<memref::DimOp>(loc, k, 2);
   keysEnd = arith::MinUIOp::create(b, loc, kvLen, qLen);  // keys past the last query never count
 }
 

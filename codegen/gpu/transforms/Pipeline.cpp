@@ -2,7 +2,8 @@
 // FlashAttention-2's order: the first tile (K) of the next iteration is copied during the second
 // half of this one, and the second tile (V) during the first half, so each wait leaves one copy
 // group in flight. A loop with one copy stage of several tiles (the chunk loop) is double-
-// buffered: the next iteration's tiles stream into second buffers while this one computes.
+// buffered: the next iteration's tiles stream into second buffers while this one computes
+// (unless it runs at most once).
 #include "codegen/gpu/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -176,6 +177,10 @@ Value copyTile(Operation *op) {
 }
 
 FailureOr<BufferedLoop> matchBufferedLoop(scf::ForOp loop) {
+  // A loop of at most one iteration (a decoding step) has nothing to overlap: a second set of
+  // buffers would only cost shared memory, hence occupancy.
+  if (std::optional<APInt> trips = loop.getStaticTripCount(); trips && trips->ule(1))
+    return failure();
   BufferedLoop m{loop, {}, {}, {}};
   Block *body = loop.getBody();
   auto it = body->begin();

@@ -37,7 +37,12 @@
 // CHECK: gpu.return
 
 // CHECK-LABEL: gpu.func @relative
-// No sum before the tile: no strided loop, no xor shuffle, the scan alone.
+// No sum before the tile: no strided loop, no xor shuffle, the scan alone. The scan's opening
+// barrier follows the tile level's (after the wait) with nothing but index math between them:
+// one barrier is left.
+// CHECK: nvgpu.device_async_wait
+// CHECK-NEXT: gpu.barrier
+// CHECK-NOT: gpu.barrier
 // CHECK-NOT: scf.for
 // CHECK-NOT: gpu.shuffle  xor
 // CHECK: gpu.shuffle  up %{{.*}}, %c1_i32
@@ -70,6 +75,9 @@ gpu.module @m {
   gpu.func @relative(%dt: memref<?x?x?xf32>, %b: index, %h: index, %i0: index,
                      %n: index) kernel attributes {known_block_size = array<i32: 32, 1, 1>} {
     %cq = attn_gpu.alloc_shared {offset = 0 : i64} : !cum
+    %t = nvgpu.device_async_create_group
+    nvgpu.device_async_wait %t {numGroups = 0 : i32}
+    gpu.barrier
     attn_gpu.log_decay_prefix %cq[%b, %h, %i0] below %n {relative} : !cum {
     ^bb0(%bb: index, %hh: index, %i: index):
       %g = memref.load %dt[%bb, %i, %hh] : memref<?x?x?xf32>

@@ -1,5 +1,6 @@
 // attn-gpu-pipeline: a key loop with a synchronous K stage and V stage becomes FlashAttention-2's
-// two-stage order; a loop that reads K after V's copy is left alone.
+// two-stage order; a loop that reads K after V's copy is left alone. A chunk loop (one copy
+// stage of Q, K and V tiles) is double-buffered, unless it runs at most once.
 // RUN: attnc-opt %s --split-input-file --allow-unregistered-dialect --attn-gpu-pipeline | FileCheck %s
 
 !g = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
@@ -87,6 +88,93 @@ gpu.module @m2 {
       nvgpu.device_async_wait %g2 {numGroups = 0 : i32}
       gpu.barrier
       "test.use_both"(%kt, %vt) : (!t, !t) -> ()
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
+
+// -----
+
+!g = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!t = memref<64x72xbf16, #gpu.address_space<workgroup>>
+
+// CHECK-LABEL: gpu.func @chunk_loop
+// A second buffer per tile, the first chunk's copies in the prologue.
+// CHECK: %[[Q0:.*]] = attn_gpu.alloc_shared
+// CHECK-NEXT: %[[Q1:.*]] = attn_gpu.alloc_shared
+// CHECK-NEXT: %[[K0:.*]] = attn_gpu.alloc_shared
+// CHECK-NEXT: %[[K1:.*]] = attn_gpu.alloc_shared
+// CHECK: attn_gpu.copy_query_tile %{{.*}}[%{{.*}}, %{{.*}}, %[[LB:[a-z0-9_]+]]] -> %[[Q0]]
+// CHECK-NEXT: attn_gpu.copy_key_tile %{{.*}}[%{{.*}}, %{{.*}}, %[[LB]]] below %{{.*}} -> %[[K0]]
+// CHECK-NEXT: nvgpu.device_async_create_group
+// CHECK: scf.for %[[N:.*]] = %[[LB]] to %{{.*}} step %[[STEP:[^ ]*]]
+// The iteration's parity picks the buffers; the next chunk streams into the other ones ...
+// CHECK: %[[ODD:.*]] = arith.cmpi ne
+// CHECK: %[[NEXT:.*]] = arith.addi %[[N]], %[[STEP]]
+// CHECK-DAG: %[[QNEXT:.*]] = arith.select %[[ODD]], %[[Q0]], %[[Q1]]
+// CHECK-DAG: %[[QCUR:.*]] = arith.select %[[ODD]], %[[Q1]], %[[Q0]]
+// CHECK-DAG: %[[KNEXT:.*]] = arith.select %[[ODD]], %[[K0]], %[[K1]]
+// CHECK-DAG: %[[KCUR:.*]] = arith.select %[[ODD]], %[[K1]], %[[K0]]
+// CHECK: attn_gpu.copy_query_tile %{{.*}}[%{{.*}}, %{{.*}}, %[[NEXT]]] -> %[[QNEXT]]
+// CHECK-NEXT: attn_gpu.copy_key_tile %{{.*}}[%{{.*}}, %{{.*}}, %[[NEXT]]] below %{{.*}} -> %[[KNEXT]]
+// CHECK-NEXT: %[[G:.*]] = nvgpu.device_async_create_group
+// ... and the wait leaves that group in flight while this chunk computes on the current ones.
+// CHECK-NEXT: nvgpu.device_async_wait %[[G]] {numGroups = 1 : i32}
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: "test.use"(%[[QCUR]], %[[KCUR]])
+// CHECK-NEXT: gpu.barrier
+// CHECK-NEXT: }
+// CHECK: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+gpu.module @m3 {
+  gpu.func @chunk_loop(%q: !g, %k: !g, %b: index, %lb: index, %ub: index, %n: index) kernel {
+    %step = arith.constant 64 : index
+    %qt = attn_gpu.alloc_shared : !t
+    %kt = attn_gpu.alloc_shared : !t
+    scf.for %i = %lb to %ub step %step {
+      attn_gpu.copy_query_tile %q[%b, %b, %i] -> %qt : !g -> !t
+      attn_gpu.copy_key_tile %k[%b, %b, %i] below %n -> %kt : !g -> !t
+      %g = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g {numGroups = 0 : i32}
+      gpu.barrier
+      "test.use"(%qt, %kt) : (!t, !t) -> ()
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
+
+// -----
+
+!g = memref<?x?x?x64xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!t = memref<16x72xbf16, #gpu.address_space<workgroup>>
+
+// A decoding step: the loop runs once, so a second set of buffers would only cost shared
+// memory (and occupancy). It stays as it is.
+// CHECK-LABEL: gpu.func @one_step
+// CHECK-COUNT-2: attn_gpu.alloc_shared
+// CHECK-NOT: attn_gpu.alloc_shared
+// CHECK: scf.for
+// CHECK-NEXT: attn_gpu.copy_query_tile
+// CHECK-NEXT: attn_gpu.copy_key_tile
+// CHECK-NEXT: nvgpu.device_async_create_group
+// CHECK-NEXT: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK-NOT: arith.select
+gpu.module @m4 {
+  gpu.func @one_step(%q: !g, %k: !g, %b: index, %n: index) kernel {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %step = arith.constant 16 : index
+    %qt = attn_gpu.alloc_shared : !t
+    %kt = attn_gpu.alloc_shared : !t
+    scf.for %i = %c0 to %c1 step %step {
+      attn_gpu.copy_query_tile %q[%b, %b, %i] -> %qt : !g -> !t
+      attn_gpu.copy_key_tile %k[%b, %b, %i] below %n -> %kt : !g -> !t
+      %g = nvgpu.device_async_create_group
+      nvgpu.device_async_wait %g {numGroups = 0 : i32}
+      gpu.barrier
+      "test.use"(%qt, %kt) : (!t, !t) -> ()
       gpu.barrier
     }
     gpu.return

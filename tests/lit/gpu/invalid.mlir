@@ -72,3 +72,145 @@ func.func @store_rank(%x: tensor<64x128xf32, #attn_gpu.frag<acc>>, %o: memref<?x
   attn_gpu.store_tile %x -> %o[%i, %i, %i] below %i : tensor<64x128xf32, #attn_gpu.frag<acc>> -> memref<?x?x?xf32>
   return
 }
+
+// -----
+
+func.func @state_block(%state: memref<?x?x128x32xf32>, %b: index) {
+  // expected-error @+1 {{needs a warp block of rows dividing the state's 128, got 'tensor<48x32xf32, #attn_gpu.frag<warp_acc>>'}}
+  %s = attn_gpu.load_state %state[%b, %b, %b] {rows = 128 : i64} : memref<?x?x128x32xf32> -> tensor<48x32xf32, #attn_gpu.frag<warp_acc>>
+  return
+}
+
+// -----
+
+func.func @state_layout(%state: memref<?x?x128x32xf32>, %b: index) {
+  // expected-error @+1 {{the state must be a fragment of layout #attn_gpu.frag<warp_acc>}}
+  %s = attn_gpu.load_state %state[%b, %b, %b] {rows = 128 : i64} : memref<?x?x128x32xf32> -> tensor<32x32xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!st = memref<128x40xf32, #gpu.address_space<workgroup>>
+func.func @share_state_width(%s: tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, %t: !st) {
+  // expected-error @+1 {{writes a 16-bit rank-2 tile}}
+  attn_gpu.share_state %s -> %t : tensor<32x32xf32, #attn_gpu.frag<warp_acc>> -> !st
+  return
+}
+
+// -----
+
+!kt = memref<64x136xbf16, #gpu.address_space<workgroup>>
+!vt = memref<64x40xbf16, #gpu.address_space<workgroup>>
+func.func @state_update_norm(%s: tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, %k: !kt, %v: !vt,
+                             %n: index) {
+  // The normalised state carries 8 more columns (the keys' weight sum) than V.
+  // expected-error @+1 {{needs a state of 40 columns, got 'tensor<32x32xf32, #attn_gpu.frag<warp_acc>>'}}
+  %r = attn_gpu.state_update %s, %k, %v[%n] last %n below %n {normalize} : tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, !kt, !vt -> tensor<32x32xf32, #attn_gpu.frag<warp_acc>>
+  return
+}
+
+// -----
+
+!kt = memref<64x136xbf16, #gpu.address_space<workgroup>>
+!vt = memref<32x40xbf16, #gpu.address_space<workgroup>>
+func.func @state_update_rows(%s: tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, %k: !kt, %v: !vt,
+                             %n: index) {
+  // expected-error @+1 {{needs 16-bit K and V tiles of one chunk's rows}}
+  %r = attn_gpu.state_update %s, %k, %v[%n] last %n below %n : tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, !kt, !vt -> tensor<32x32xf32, #attn_gpu.frag<warp_acc>>
+  return
+}
+
+// -----
+
+func.func @map_elements_args(%x: tensor<64x32xf32, #attn_gpu.frag<acc>>, %n: index) {
+  // expected-error @+1 {{takes a region of (b, h, i, j, x)}}
+  %r = attn_gpu.map_elements %x[%n, %n, %n, %n] below %n : tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>> {
+  ^bb0(%v: f32):
+    attn_gpu.yield %v : f32
+  }
+  return
+}
+
+// -----
+
+func.func @columns_block(%x: tensor<64x32xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{takes whole 8-column blocks of the operand's rows, got [4, 20)}}
+  %r = attn_gpu.columns %x[4] : tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x16xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!cum = memref<32xf32, #gpu.address_space<workgroup>>
+func.func @load_rows_short(%c: !cum) {
+  // expected-error @+1 {{reads an f32 value for each of its rows}}
+  %r = attn_gpu.load_rows %c : !cum -> tensor<64xf32, #attn_gpu.frag<rows>>
+  return
+}
+
+// -----
+
+!vt = memref<64x24xbf16, #gpu.address_space<workgroup>>
+func.func @load_acc_wide(%v: !vt) {
+  // expected-error @+1 {{reads the first columns of a 16-bit tile of its rows into f32}}
+  %r = attn_gpu.load_acc %v : !vt -> tensor<64x32xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!g = memref<64x64xf32, #gpu.address_space<workgroup>>
+func.func @gate_channels(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %g: !g) {
+  // expected-error @+1 {{needs a gate per channel of a}}
+  %r = attn_gpu.gate_operand %a, %g : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !g -> tensor<64x128xbf16, #attn_gpu.frag<operand_a>>
+  return
+}
+
+// -----
+
+!kt = memref<64x136xbf16, #gpu.address_space<workgroup>>
+!g = memref<64x128xf32, #gpu.address_space<workgroup>>
+func.func @gate_blocks_alone(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !kt,
+                             %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{has gate_blocks without gates}}
+  %r = attn_gpu.mma %a, %k, %acc {gate_blocks, transpose_b} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !kt, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!raw = memref<64x72xbf16, #gpu.address_space<workgroup>>
+!wt = memref<128x136xbf16, #gpu.address_space<workgroup>>
+!ft = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @project_dims(%x: !raw, %w: !wt, %f: !ft) {
+  // x has 64 channels, w rows of 128: they do not multiply.
+  // expected-error @+1 {{projects [R, D] rows by w [M, D] into [R, M] (D, M multiples of 16)}}
+  attn_gpu.project_tile %x, %w -> %f : !raw, !wt -> !ft {
+  ^bb0(%xw: f32, %xx: f32):
+    attn_gpu.yield %xw : f32
+  }
+  return
+}
+
+// -----
+
+!wt = memref<128x72xbf16, #gpu.address_space<workgroup>>
+func.func @copy_matrix_dynamic(%w: memref<?x64xf32>, %t: !wt) {
+  // expected-error @+1 {{copies a static matrix into a padded 16-bit tile of its shape}}
+  attn_gpu.copy_matrix %w -> %t : memref<?x64xf32> -> !wt
+  return
+}
+
+// -----
+
+!cum = memref<48xf32, #gpu.address_space<workgroup>>
+func.func @decay_prefix_size(%c: !cum, %n: index) {
+  // expected-error @+1 {{computes up to 32 positions, or a multiple of 32, got 48}}
+  attn_gpu.log_decay_prefix %c[%n, %n, %n] below %n {relative} : !cum {
+  ^bb0(%b: index, %h: index, %p: index):
+    %x = arith.constant 0.5 : f32
+    attn_gpu.yield %x : f32
+  }
+  return
+}

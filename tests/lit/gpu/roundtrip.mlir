@@ -58,3 +58,98 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// The recurrence (chunk strategy) ops: the state in warp blocks, its 16-bit shared copy and
+// update, gates, key factors, element maps and the Performer projection.
+!kt = memref<64x136xbf16, #gpu.address_space<workgroup>>
+!vt = memref<64x40xbf16, #gpu.address_space<workgroup>>
+!st = memref<128x40xbf16, #gpu.address_space<workgroup>>
+!cum = memref<64xf32, #gpu.address_space<workgroup>>
+!g = memref<64x128xf32, #gpu.address_space<workgroup>>
+!wt = memref<128x136xbf16, #gpu.address_space<workgroup>>
+!ft = memref<64x136xbf16, #gpu.address_space<workgroup>>
+#wacc = #attn_gpu.frag<warp_acc>
+
+// CHECK-LABEL: gpu.func @recurrence_ops
+// CHECK: %[[S0:.*]] = attn_gpu.load_state %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] {rows = 128 : i64} : memref<?x?x128x32xf32> -> tensor<32x32xf32, #attn_gpu.frag<warp_acc>>
+// CHECK: attn_gpu.share_state %[[S0]] -> %{{.*}} : tensor<32x32xf32, #attn_gpu.frag<warp_acc>> -> memref<128x40xbf16, #gpu.address_space<workgroup>>
+// CHECK: attn_gpu.log_decay_prefix %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}} {relative}
+// CHECK: attn_gpu.log_gate_prefix %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}} : memref<64x128xf32, #gpu.address_space<workgroup>>
+// CHECK: attn_gpu.gate_keys %{{.*}}, %{{.*}} : memref<64x136xbf16, #gpu.address_space<workgroup>>, memref<64x128xf32, #gpu.address_space<workgroup>>
+// CHECK: attn_gpu.key_factors %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}} : memref<64xf32, #gpu.address_space<workgroup>>
+// CHECK: %[[QG:.*]] = attn_gpu.gate_operand %{{.*}}, %{{.*}} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, memref<64x128xf32, #gpu.address_space<workgroup>> -> tensor<64x128xbf16, #attn_gpu.frag<operand_a>>
+// CHECK: attn_gpu.mma %[[QG]], %{{.*}}, %{{.*}} gate %{{.*}} {gate_blocks, transpose_b}
+// CHECK: attn_gpu.score %{{.*}}[%{{.*}}] below %{{.*}}, %{{.*}} decay %{{.*}}, %{{.*}} key_scale %{{.*}} {fill = 0.000000e+00 : f32}
+// CHECK: attn_gpu.mma %[[QG]], %{{.*}}, %{{.*}} gate %{{.*}} :
+// CHECK: attn_gpu.map_elements %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}} : tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>
+// CHECK: attn_gpu.load_rows %{{.*}} : memref<64xf32, #gpu.address_space<workgroup>> -> tensor<64xf32, #attn_gpu.frag<rows>>
+// CHECK: attn_gpu.load_acc %{{.*}} : memref<64x40xbf16, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>
+// CHECK: attn_gpu.columns %{{.*}}[8] : tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x16xf32, #attn_gpu.frag<acc>>
+// CHECK: %[[S1:.*]] = attn_gpu.state_update %[[S0]], %{{.*}}, %{{.*}}[%{{.*}}] last %{{.*}} below %{{.*}} decay %{{.*}} key_scale %{{.*}} gate %{{.*}} :
+// CHECK: attn_gpu.state_update %{{.*}}, %{{.*}}, %{{.*}}[%{{.*}}] last %{{.*}} below %{{.*}} {normalize} : tensor<32x40xf32, #attn_gpu.frag<warp_acc>>
+// CHECK: attn_gpu.store_state %[[S1]] -> %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] {rows = 128 : i64}
+// CHECK: attn_gpu.copy_matrix %{{.*}} -> %{{.*}} : memref<128x128xf32> -> memref<128x136xbf16, #gpu.address_space<workgroup>>
+// CHECK: attn_gpu.project_tile %{{.*}}, %{{.*}} -> %{{.*}} : memref<64x136xbf16, #gpu.address_space<workgroup>>, memref<128x136xbf16, #gpu.address_space<workgroup>> -> memref<64x136xbf16, #gpu.address_space<workgroup>>
+gpu.module @r {
+  gpu.func @recurrence_ops(%state: memref<?x?x128x32xf32>, %w: memref<128x128xf32>,
+                           %b: index, %h: index, %n0: index, %c0: index, %n: index,
+                           %last: index, %snorm: tensor<32x40xf32, #wacc>) kernel {
+    %k = attn_gpu.alloc_shared : !kt
+    %v = attn_gpu.alloc_shared : !vt
+    %s16 = attn_gpu.alloc_shared : !st
+    %cum = attn_gpu.alloc_shared : !cum
+    %f = attn_gpu.alloc_shared : !cum
+    %gate = attn_gpu.alloc_shared : !g
+    %s0 = attn_gpu.load_state %state[%b, %h, %c0] {rows = 128 : i64} : memref<?x?x128x32xf32> -> tensor<32x32xf32, #wacc>
+    attn_gpu.share_state %s0 -> %s16 : tensor<32x32xf32, #wacc> -> !st
+    attn_gpu.log_decay_prefix %cum[%b, %h, %n0] below %n {relative} : !cum {
+    ^bb0(%bb: index, %hh: index, %p: index):
+      %half = arith.constant 0.5 : f32
+      attn_gpu.yield %half : f32
+    }
+    attn_gpu.log_gate_prefix %gate[%b, %h, %n0] below %n : !g {
+    ^bb0(%bb: index, %hh: index, %p: index, %e: index):
+      %x = arith.constant -0.1 : f32
+      attn_gpu.yield %x : f32
+    }
+    attn_gpu.gate_keys %k, %gate : !kt, !g
+    attn_gpu.key_factors %f[%b, %h, %n0] below %n : !cum {
+    ^bb0(%bb: index, %hh: index, %p: index):
+      %two = arith.constant 2.0 : f32
+      attn_gpu.yield %two : f32
+    }
+    %qa = attn_gpu.load_operand %k : !kt -> tensor<64x128xbf16, #opa>
+    %qg = attn_gpu.gate_operand %qa, %gate : tensor<64x128xbf16, #opa>, !g -> tensor<64x128xbf16, #opa>
+    %z64 = arith.constant dense<0.0> : tensor<64x64xf32, #acc>
+    %p = attn_gpu.mma %qg, %k, %z64 gate %gate {gate_blocks, transpose_b} : tensor<64x128xbf16, #opa>, !kt, tensor<64x64xf32, #acc> gate !g -> tensor<64x64xf32, #acc>
+    %ps = attn_gpu.score %p[%b, %h, %n0, %n0] below %n, %n decay %cum, %cum key_scale %f {fill = 0.0 : f32} : tensor<64x64xf32, #acc>, !cum, !cum key_scale !cum -> tensor<64x64xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
+      attn_gpu.yield %dot : f32
+    } mask {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+      %le = arith.cmpi ule, %j, %i : index
+      attn_gpu.yield %le : i1
+    }
+    %z32 = arith.constant dense<0.0> : tensor<64x32xf32, #acc>
+    %o = attn_gpu.mma %qg, %s16, %z32 gate %gate : tensor<64x128xbf16, #opa>, !st, tensor<64x32xf32, #acc> gate !g -> tensor<64x32xf32, #acc>
+    %of = attn_gpu.map_elements %o[%b, %h, %n0, %c0] below %n : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %x: f32):
+      attn_gpu.yield %x : f32
+    }
+    %r = attn_gpu.load_rows %cum : !cum -> tensor<64xf32, #rows>
+    %va = attn_gpu.load_acc %v : !vt -> tensor<64x32xf32, #acc>
+    %mid = attn_gpu.columns %va[8] : tensor<64x32xf32, #acc> -> tensor<64x16xf32, #acc>
+    %s1 = attn_gpu.state_update %s0, %k, %v[%n0] last %last below %n decay %cum key_scale %f gate %gate : tensor<32x32xf32, #wacc>, !kt, !vt decay !cum key_scale !cum gate !g -> tensor<32x32xf32, #wacc>
+    %s2 = attn_gpu.state_update %snorm, %k, %v[%n0] last %last below %n {normalize} : tensor<32x40xf32, #wacc>, !kt, !vt -> tensor<32x40xf32, #wacc>
+    attn_gpu.store_state %s1 -> %state[%b, %h, %c0] {rows = 128 : i64} : tensor<32x32xf32, #wacc> -> memref<?x?x128x32xf32>
+    %wt = attn_gpu.alloc_shared : !wt
+    %ft = attn_gpu.alloc_shared : !ft
+    attn_gpu.copy_matrix %w -> %wt : memref<128x128xf32> -> !wt
+    attn_gpu.project_tile %k, %wt -> %ft : !kt, !wt -> !ft {
+    ^bb0(%xw: f32, %xx: f32):
+      %e = math.exp %xw : f32
+      attn_gpu.yield %e : f32
+    }
+    gpu.return
+  }
+}
