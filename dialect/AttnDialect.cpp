@@ -1,6 +1,7 @@
 // The `attn` dialect: registration and the verifiers, which state every invariant the passes and
 // back ends rely on, in the terms of the variant (heads, keys, value channels, tiles).
 #include "dialect/AttnDialect.h"
+#include "dialect/AttnVerify.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
@@ -33,7 +34,7 @@ void AttnDialect::initialize() {
 // Shared checks
 //===----------------------------------------------------------------------===//
 
-namespace {
+namespace mlir::attn::detail {
 /// Two extents agree unless both are static and differ.
 bool compatible(int64_t a, int64_t b) {
   return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
@@ -126,7 +127,9 @@ LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
     return op->emitOpError() << "tile '" << name << "' must have a static shape, got " << t;
   return success();
 }
-} // namespace
+} // namespace mlir::attn::detail
+
+using namespace mlir::attn::detail;
 
 //===----------------------------------------------------------------------===//
 // AttentionOp

@@ -27,7 +27,7 @@ def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
 def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
-    ParentOneOf<["AttentionOp", "TileScoresOp", "ChunkStepOp"]>]> {
+    ParentOneOf<["AttentionOp", "AttentionGradOp", "TileScoresOp", "ChunkStepOp"]>]> {
   let summary = "Yields the value of a score or mask region";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "($values^ `:` type($values))? attr-dict";
@@ -153,6 +153,59 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
+}
+
+def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
+  let summary = "The gradients of one attention variant, recomputing P from q, k and lse";
+  let description = [{
+    The backward of attn.attention (made by attn-grad) for the same score, mask, norm and
+    group. With S(i, j) the score region at dot(q_i, k_j), the mask M and, for softmax,
+    P(i, j) = exp(S(i, j) - lse[i]) (sigmoid: sigmoid(S); relu2: relu(S)^2; none: S), zero
+    where M fails or j >= kv_len, and dP(i, j) = dout_i . v_j:
+
+      dS(i, j) = P (dP - D_i), D_i = dout_i . out_i      (softmax)
+               = dP P (1 - P)                            (sigmoid)
+               = dP 2 relu(S)                            (relu2)
+               = dP                                      (none)
+
+    and dS = 0 where P is masked. The `score_grad` region, ^bb0(b, h, i, j : index, dot : f32,
+    g : f32), returns g times dS/d(dot) for g = dS(i, j) and adds g times dS/dp to the gradient
+    of each float param p the score reads (attn.accumulate); then
+
+      dq_i = sum_j dDot(i, j) k_j,  dk_j = sum_{i, heads of the group} dDot(i, j) q_i,
+      dv_j = sum_{i, heads of the group} P(i, j) dout_i.
+
+    dq, dk, dv and every buffer an attn.accumulate in `score_grad` names are outputs: the op
+    overwrites them. Nothing of size q_len x kv_len is stored: P is recomputed from lse.
+  }];
+  let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
+                       Arg<Attn_Seq4, "", [MemRead]>:$v, Arg<Attn_Seq4, "", [MemRead]>:$out,
+                       Arg<Optional<Attn_Lse>, "", [MemRead]>:$lse,
+                       Arg<Attn_Seq4, "", [MemRead]>:$dout,
+                       Arg<Attn_Seq4, "", [MemWrite]>:$dq, Arg<Attn_Seq4, "", [MemWrite]>:$dk,
+                       Arg<Attn_Seq4, "", [MemWrite]>:$dv,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
+                       Attn_NormAttr:$norm);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, SizedRegion<1>:$score_grad);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v `,` $out `,` $dout (`lse` $lse^)? `->` $dq `,` $dk `,` $dv attr-dict `:`
+    type($q) `,` type($k) `,` type($v) `,` type($out) `,` type($dout) (`lse` type($lse)^)? `->`
+    type($dq) `,` type($dk) `,` type($dv) `score` $score (`mask` $mask^)? `score_grad` $score_grad
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_AccumulateOp : Attn_Op<"accumulate", [HasParent<"AttentionGradOp">]> {
+  let summary = "Adds a value into an element of a parameter gradient";
+  let description = [{
+    grad[indices] += value, inside attn.attention_grad's `score_grad` region: the gradient of a
+    float param the score reads, summed over every (b, h, i, j) that reads that element.
+  }];
+  let arguments = (ins F32:$value, Arg<MemRefOf<[F32]>, "", [MemRead, MemWrite]>:$grad,
+                       Variadic<Index>:$indices);
+  let assemblyFormat = "$value `->` $grad `[` $indices `]` attr-dict `:` type($grad)";
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

@@ -73,6 +73,35 @@ def AttnChunk : Pass<"attn-chunk", "::mlir::func::FuncOp"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def AttnGrad : Pass<"attn-grad", "::mlir::ModuleOp"> {
+  let summary = "Derive the backward of each variant: its gradients by recomputation";
+  let description = [{
+    For each function holding one `attn.attention` (arguments q, k, v, params..., out[, lse]),
+    adds `<name>_grad` with arguments q, k, v, params..., out[, lse], dout, dq, dk, dv and one
+    f32 gradient per float param the score reads (in param order), holding an
+    `attn.attention_grad`. Its `score_grad` region is the score differentiated symbolically
+    (reverse mode over the region's ops: +, -, *, /, neg, exp, log, tanh, sqrt, rsqrt, abs,
+    min/max, select, rem, casts): it returns g * dS/d(dot) and accumulates g * dS/dp into the
+    gradient of each param element p the score loads. Masks are not differentiated.
+
+    Variants without a backward get an error that says why: paged or quantised K/V (decoding
+    only), and the recurrence forms (state, decay, gate, skip, projection, feature maps, norm
+    sum, rmsnorm, q/k head groups), whose backward is not implemented yet.
+
+    Example (softcap: s = 30 tanh(dot / 30)):
+    ```mlir
+    score_grad {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+      %x = arith.divf %dot, %c30 ; %t = math.tanh %x ; ...
+      %t2 = arith.mulf %t, %t ; %d = arith.subf %one, %t2     // 1 - tanh^2
+      ... attn.yield %ddot : f32
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+                           "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect"];
+}
+
 def AttnOnlineSoftmax : Pass<"attn-online-softmax", "::mlir::func::FuncOp"> {
   let summary = "Fuse the two softmax passes into one with a running max and sum";
   let description = [{

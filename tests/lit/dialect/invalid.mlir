@@ -155,7 +155,7 @@ func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?
 // -----
 
 func.func @yield_outside(%x: f32) {
-  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.tile_scores, attn.chunk_step'}}
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step'}}
   attn.yield %x : f32
 }
 
@@ -517,5 +517,68 @@ func.func @projection_dynamic_features(%q: memref<?x?x?x64xf32>, %w: memref<?x64
     ^bb0(%p: f32, %sq: f32):
       attn.yield %p : f32
     }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+func.func @grad_needs_lse(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk: !t, %dv: !t) {
+  // expected-error @+1 {{takes the forward's lse exactly when the norm is softmax}}
+  attn.attention_grad %q, %k, %v, %o, %do -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+func.func @grad_shape(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memref<?x?x?x64xf32>,
+                      %o: memref<?x?x?x64xf32>, %do: memref<?x?x?x64xf32>, %dq: memref<?x?x?x32xf32>,
+                      %dk: memref<?x?x?x64xf32>, %dv: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{shape differs between dq (32) and what it differentiates (64)}}
+  attn.attention_grad %q, %k, %v, %o, %do -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<none>} : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x32xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+func.func @grad_region(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk: !t, %dv: !t) {
+  // expected-error @+1 {{'score_grad' region must take (b, h, i, j : index, dot : f32, g : f32)}}
+  attn.attention_grad %q, %k, %v, %o, %do -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<none>} : !t, !t, !t, !t, !t -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+func.func @accumulate_rank(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk: !t, %dv: !t,
+                           %dp: memref<?x?xf32>) {
+  attn.attention_grad %q, %k, %v, %o, %do -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<none>} : !t, !t, !t, !t, !t -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    // expected-error @+1 {{needs one index per axis of the gradient (rank 2), got 1}}
+    attn.accumulate %g -> %dp[%h] : memref<?x?xf32>
+    attn.yield %g : f32
+  }
   return
 }

@@ -208,3 +208,36 @@ func.func @recurrence(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %s: me
     }
   return
 }
+
+// The backward: recomputed P, score_grad with a param gradient.
+// CHECK-LABEL: func.func @attention_grad
+// CHECK: attn.attention_grad %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} lse %{{.*}} -> %{{.*}}, %{{.*}}, %{{.*}} {group = 2 : i64, norm = #attn.norm<softmax>}
+// CHECK: score {
+// CHECK: } mask {
+// CHECK: } score_grad {
+// CHECK: attn.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
+// CHECK: attn.yield
+func.func @attention_grad(%q: memref<?x8x?x64xbf16>, %k: memref<?x4x?x64xbf16>,
+                          %v: memref<?x4x?x64xbf16>, %o: memref<?x8x?x64xbf16>,
+                          %lse: memref<?x8x?xf32>, %do: memref<?x8x?x64xbf16>,
+                          %dq: memref<?x8x?x64xbf16>, %dk: memref<?x4x?x64xbf16>,
+                          %dv: memref<?x4x?x64xbf16>, %slope: memref<?xf32>, %dslope: memref<?xf32>) {
+  attn.attention_grad %q, %k, %v, %o, %do lse %lse -> %dq, %dk, %dv {group = 2 : i64, norm = #attn.norm<softmax>} : memref<?x8x?x64xbf16>, memref<?x4x?x64xbf16>, memref<?x4x?x64xbf16>, memref<?x8x?x64xbf16>, memref<?x8x?x64xbf16> lse memref<?x8x?xf32> -> memref<?x8x?x64xbf16>, memref<?x4x?x64xbf16>, memref<?x4x?x64xbf16> score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    %m = memref.load %slope[%h] : memref<?xf32>
+    %s = arith.mulf %dot, %m : f32
+    attn.yield %s : f32
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index):
+    %c = arith.cmpi ule, %j, %i : index
+    attn.yield %c : i1
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    %m = memref.load %slope[%h] : memref<?xf32>
+    %gm = arith.mulf %g, %dot : f32
+    attn.accumulate %gm -> %dslope[%h] : memref<?xf32>
+    %d = arith.mulf %g, %m : f32
+    attn.yield %d : f32
+  }
+  return
+}

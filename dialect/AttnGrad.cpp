@@ -1,0 +1,62 @@
+// Verifiers of the backward ops: attn.attention_grad and attn.accumulate.
+#include "dialect/AttnDialect.h"
+#include "dialect/AttnVerify.h"
+
+using namespace mlir;
+using namespace mlir::attn;
+using namespace mlir::attn::detail;
+
+LogicalResult AttentionGradOp::verify() {
+  MemRefType q = getQ().getType(), k = getK().getType(), v = getV().getType(),
+             o = getOut().getType(), dout = getDout().getType();
+  Operation *op = getOperation();
+  if (failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0)) ||
+      failed(sameExtent(op, "batch", "k", k, 0, "v", v, 0)) ||
+      failed(sameExtent(op, "batch", "q", q, 0, "out", o, 0)) ||
+      failed(sameExtent(op, "head dim", "q", q, 3, "k", k, 3)) ||
+      failed(sameExtent(op, "value dim", "v", v, 3, "out", o, 3)) ||
+      failed(sameExtent(op, "kv heads", "k", k, 1, "v", v, 1)) ||
+      failed(sameExtent(op, "kv length", "k", k, 2, "v", v, 2)) ||
+      failed(sameExtent(op, "query heads", "q", q, 1, "out", o, 1)) ||
+      failed(sameExtent(op, "query length", "q", q, 2, "out", o, 2)))
+    return failure();
+  // Each gradient has the shape of what it differentiates; dout that of out.
+  for (auto [name, grad, of] : {std::tuple("dout", dout, o), std::tuple("dq", getDq().getType(), q),
+                                std::tuple("dk", getDk().getType(), k),
+                                std::tuple("dv", getDv().getType(), v)})
+    for (unsigned axis = 0; axis < 4; ++axis)
+      if (failed(sameExtent(op, "shape", name, grad, axis, "what it differentiates", of, axis)))
+        return failure();
+  int64_t h = q.getDimSize(1), hk = k.getDimSize(1);
+  if (!ShapedType::isDynamic(h) && !ShapedType::isDynamic(hk) && h != hk * int64_t(getGroup()))
+    return emitOpError() << "query heads (" << h << ") must be kv heads (" << hk
+                         << ") times group (" << getGroup() << ")";
+  bool softmax = getNorm() == NormKind::softmax;
+  if (softmax != bool(getLse()))
+    return emitOpError("takes the forward's lse exactly when the norm is softmax");
+  if (getNorm() == NormKind::sum)
+    return emitOpError("has no backward for norm sum (a chunked recurrence) yet");
+  return success();
+}
+
+LogicalResult AttentionGradOp::verifyRegions() {
+  if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())))
+    return failure();
+  Block &grad = getScoreGrad().front();
+  auto idx = IndexType::get(getContext());
+  auto f32 = Float32Type::get(getContext());
+  bool argsOk = grad.getNumArguments() == 6 && grad.getArgument(4).getType() == f32 &&
+                grad.getArgument(5).getType() == f32;
+  for (unsigned a = 0; argsOk && a < 4; ++a)
+    argsOk = grad.getArgument(a).getType() == idx;
+  if (!argsOk)
+    return emitOpError("'score_grad' region must take (b, h, i, j : index, dot : f32, g : f32)");
+  return verifyYield(getOperation(), grad, "score_grad", f32);
+}
+
+LogicalResult AccumulateOp::verify() {
+  if (int64_t(getIndices().size()) != int64_t(getGrad().getType().getRank()))
+    return emitOpError() << "needs one index per axis of the gradient (rank "
+                         << getGrad().getType().getRank() << "), got " << getIndices().size();
+  return success();
+}

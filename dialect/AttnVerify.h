@@ -1,0 +1,16 @@
+// Checks shared by the verifiers of the attn ops (AttnDialect.cpp, AttnGrad.cpp).
+#pragma once
+
+#include "dialect/AttnDialect.h"
+
+namespace mlir::attn::detail {
+/// Extent `ai` of `a` equals extent `bi` of `b` (unless one is dynamic); `what` names the
+/// extent for the user.
+LogicalResult sameExtent(Operation *op, StringRef what, StringRef aName, MemRefType a, unsigned ai,
+                         StringRef bName, MemRefType b, unsigned bi);
+/// The block ends with attn.yield of exactly one value of type `expected`.
+LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type expected);
+/// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask (optional):
+/// ^bb0(b, h, i, j : index) -> i1.
+LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask);
+} // namespace mlir::attn::detail

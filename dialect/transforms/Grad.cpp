@@ -1,0 +1,354 @@
+// attn-grad: the backward of a variant, derived by the compiler. Each function holding one
+// attn.attention gets a sibling `<name>_grad` holding attn.attention_grad, whose score_grad
+// region is the score region differentiated in reverse mode: the forward ops are cloned, then
+// every op on a path from dot (or from a float param's load) to the score gets its adjoint.
+#include "dialect/transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNGRAD
+#include "dialect/transforms/Passes.h.inc"
+} // namespace mlir::attn
+
+using namespace mlir;
+using namespace mlir::attn;
+
+namespace {
+
+constexpr double kLn2 = 0.6931471805599453;
+
+/// Why `op` has no backward, or null.
+const char *noBackward(AttentionOp op) {
+  if (op.getBlockTable() || op.getKScale() || op.getVScale())
+    return "paged or quantised K/V is for decoding, which needs no backward";
+  if (op.getState() || !op.getDecay().empty() || !op.getGate().empty() || !op.getSkip().empty() ||
+      op.getProjection() || op.getRmsEps() || op.getQkGroup() > 1 ||
+      op.getNorm() == NormKind::sum)
+    return "the backward of a recurrence (state, decay, gate, skip, projection, norm sum, "
+           "rmsnorm, q/k head groups) is not implemented yet";
+  if (!op.getFeatureQ().empty() || !op.getFeatureK().empty())
+    return "the backward through feature maps is not implemented yet";
+  if (op.getUnifiedMax())
+    return "a unified max is a decoding schedule, which needs no backward";
+  for (Value x : {op.getQ(), op.getK(), op.getV()})
+    if (!isa<FloatType>(cast<MemRefType>(x.getType()).getElementType()))
+      return "q, k and v must be floating point";
+  return nullptr;
+}
+
+/// Reverse-mode differentiation of a score block (b, h, i, j, dot) -> s into the score_grad
+/// block (b, h, i, j, dot, g) -> g ds/d(dot), accumulating g ds/dp into the gradient of each
+/// param element p it loads (`paramGrads`: param memref -> its gradient).
+class Differentiator {
+public:
+  Differentiator(OpBuilder &b, Block &score, Block &grad, const IRMapping &paramGrads)
+      : b(b), score(score), grad(grad), paramGrads(paramGrads) {}
+
+  LogicalResult run() {
+    b.setInsertionPointToStart(&grad);
+    for (unsigned a = 0; a < 5; ++a)
+      fwd.map(score.getArgument(a), grad.getArgument(a));
+    for (Operation &op : score.without_terminator())
+      b.clone(op, fwd);
+    markActive();
+    Value s = cast<YieldOp>(score.getTerminator()).getValues()[0];
+    if (active.contains(s))
+      adjoint[s] = grad.getArgument(5);
+    SmallVector<Operation *> ops;
+    for (Operation &op : score.without_terminator())
+      ops.push_back(&op);
+    for (Operation *op : llvm::reverse(ops))
+      if (failed(backprop(op)))
+        return failure();
+    Value dDot = adjoint.lookup(score.getArgument(4));
+    YieldOp::create(b, b.getUnknownLoc(), dDot ? dDot : f32(0.0));
+    // Adjoints of inactive operands and forward values only the score needed go.
+    SmallVector<Operation *> cloned;
+    for (Operation &op : grad.without_terminator())
+      cloned.push_back(&op);
+    for (Operation *op : llvm::reverse(cloned))
+      if (isOpTriviallyDead(op))
+        op->erase();
+    return success();
+  }
+
+private:
+  OpBuilder &b;
+  Block &score, &grad;
+  const IRMapping &paramGrads;
+  IRMapping fwd;                       // score value -> its clone in grad
+  llvm::DenseSet<Value> active;        // float values that depend on dot or a param
+  llvm::DenseMap<Value, Value> adjoint;  // score value -> d(score)/d(value) * g, in grad
+
+  static bool isFloat(Value v) { return isa<FloatType>(v.getType()); }
+
+  /// Float values that depend on dot or on a load of a param with a gradient.
+  void markActive() {
+    active.insert(score.getArgument(4));
+    for (Operation &op : score.without_terminator()) {
+      bool in = false;
+      if (auto load = dyn_cast<memref::LoadOp>(op))
+        in = paramGrads.contains(load.getMemRef());
+      for (Value x : op.getOperands())
+        in |= active.contains(x);
+      if (in)
+        for (Value r : op.getResults())
+          if (isFloat(r))
+            active.insert(r);
+    }
+  }
+
+  Value f32(double x) {
+    return arith::ConstantOp::create(b, b.getUnknownLoc(), b.getF32FloatAttr(float(x)));
+  }
+  Value x(Value scoreValue) { return fwd.lookup(scoreValue); }  // the forward value in grad
+  Value add(Value a, Value c) { return arith::AddFOp::create(b, b.getUnknownLoc(), a, c); }
+  Value sub(Value a, Value c) { return arith::SubFOp::create(b, b.getUnknownLoc(), a, c); }
+  Value mul(Value a, Value c) { return arith::MulFOp::create(b, b.getUnknownLoc(), a, c); }
+  Value div(Value a, Value c) { return arith::DivFOp::create(b, b.getUnknownLoc(), a, c); }
+  Value neg(Value a) { return arith::NegFOp::create(b, b.getUnknownLoc(), a); }
+  Value select(Value c, Value a, Value d) {
+    return arith::SelectOp::create(b, b.getUnknownLoc(), c, a, d);
+  }
+  Value cmp(arith::CmpFPredicate p, Value a, Value c) {
+    return arith::CmpFOp::create(b, b.getUnknownLoc(), p, a, c);
+  }
+
+  /// adjoint[v] += d (only for active values: the others get no gradient).
+  void contribute(Value v, Value d) {
+    if (!active.contains(v))
+      return;
+    Value &a = adjoint[v];
+    a = a ? add(a, d) : d;
+  }
+
+  LogicalResult backprop(Operation *op) {
+    if (op->getNumResults() != 1)
+      return success();
+    Value r = op->getResult(0);
+    Value g = adjoint.lookup(r);
+    if (!g)
+      return success();  // not on a path to the score (or an integer)
+    b.setInsertionPointToEnd(&grad);
+    auto operand = [&](unsigned n) { return op->getOperand(n); };
+    bool handled =
+        TypeSwitch<Operation *, bool>(op)
+            .Case([&](arith::AddFOp) {
+              contribute(operand(0), g), contribute(operand(1), g);
+              return true;
+            })
+            .Case([&](arith::SubFOp) {
+              contribute(operand(0), g), contribute(operand(1), neg(g));
+              return true;
+            })
+            .Case([&](arith::MulFOp) {
+              contribute(operand(0), mul(g, x(operand(1))));
+              contribute(operand(1), mul(g, x(operand(0))));
+              return true;
+            })
+            .Case([&](arith::DivFOp) {  // r = a / c: da = g / c, dc = -g r / c
+              contribute(operand(0), div(g, x(operand(1))));
+              contribute(operand(1), neg(div(mul(g, x(r)), x(operand(1)))));
+              return true;
+            })
+            .Case([&](arith::RemFOp) {  // r = a - c trunc(a / c): dc = -g (a - r) / c
+              contribute(operand(0), g);
+              contribute(operand(1),
+                         neg(div(mul(g, sub(x(operand(0)), x(r))), x(operand(1)))));
+              return true;
+            })
+            .Case([&](arith::NegFOp) {
+              contribute(operand(0), neg(g));
+              return true;
+            })
+            .Case<arith::ExtFOp, arith::TruncFOp>([&](Operation *) {
+              contribute(operand(0), g);
+              return true;
+            })
+            .Case<arith::MaximumFOp, arith::MaxNumFOp, arith::MinimumFOp, arith::MinNumFOp>(
+                [&](Operation *m) {  // the chosen operand takes g (the first on a tie)
+                  bool isMax = isa<arith::MaximumFOp, arith::MaxNumFOp>(m);
+                  Value first = cmp(isMax ? arith::CmpFPredicate::OGE : arith::CmpFPredicate::OLE,
+                                    x(operand(0)), x(operand(1)));
+                  contribute(operand(0), select(first, g, f32(0)));
+                  contribute(operand(1), select(first, f32(0), g));
+                  return true;
+                })
+            .Case([&](arith::SelectOp s) {
+              contribute(operand(1), select(x(s.getCondition()), g, f32(0)));
+              contribute(operand(2), select(x(s.getCondition()), f32(0), g));
+              return true;
+            })
+            .Case([&](math::ExpOp) {
+              contribute(operand(0), mul(g, x(r)));
+              return true;
+            })
+            .Case([&](math::Exp2Op) {
+              contribute(operand(0), mul(g, mul(x(r), f32(kLn2))));
+              return true;
+            })
+            .Case([&](math::LogOp) {
+              contribute(operand(0), div(g, x(operand(0))));
+              return true;
+            })
+            .Case([&](math::Log2Op) {
+              contribute(operand(0), div(g, mul(x(operand(0)), f32(kLn2))));
+              return true;
+            })
+            .Case([&](math::Log1pOp) {
+              contribute(operand(0), div(g, add(f32(1), x(operand(0)))));
+              return true;
+            })
+            .Case([&](math::TanhOp) {  // 1 - tanh^2
+              contribute(operand(0), mul(g, sub(f32(1), mul(x(r), x(r)))));
+              return true;
+            })
+            .Case([&](math::SqrtOp) {  // 1 / (2 sqrt)
+              contribute(operand(0), div(mul(g, f32(0.5)), x(r)));
+              return true;
+            })
+            .Case([&](math::RsqrtOp) {  // -r^3 / 2
+              contribute(operand(0), mul(g, mul(f32(-0.5), mul(x(r), mul(x(r), x(r))))));
+              return true;
+            })
+            .Case([&](math::AbsFOp) {
+              Value negative = cmp(arith::CmpFPredicate::OLT, x(operand(0)), f32(0));
+              contribute(operand(0), select(negative, neg(g), g));
+              return true;
+            })
+            .Case([&](math::SinOp) {
+              contribute(operand(0), mul(g, math::CosOp::create(b, op->getLoc(), x(operand(0)))));
+              return true;
+            })
+            .Case([&](math::CosOp) {
+              contribute(operand(0),
+                         neg(mul(g, math::SinOp::create(b, op->getLoc(), x(operand(0))))));
+              return true;
+            })
+            .Case([&](math::PowFOp) {  // d/da = c a^(c-1) = c r / a, d/dc = r log a
+              contribute(operand(0), div(mul(g, mul(x(operand(1)), x(r))), x(operand(0))));
+              if (active.contains(operand(1)))
+                contribute(operand(1),
+                           mul(g, mul(x(r), math::LogOp::create(b, op->getLoc(), x(operand(0))))));
+              return true;
+            })
+            .Case([&](memref::LoadOp load) {  // a param element: accumulate its gradient
+              SmallVector<Value> idx;
+              for (Value i : load.getIndices())
+                idx.push_back(x(i));
+              Value gradBuf = paramGrads.lookup(load.getMemRef());
+              Value v = g.getType().isF32()
+                            ? g
+                            : arith::ExtFOp::create(b, op->getLoc(), b.getF32Type(), g).getResult();
+              AccumulateOp::create(b, op->getLoc(), v, gradBuf, idx);
+              return true;
+            })
+            .Default([](Operation *) { return false; });
+    if (!handled)
+      return op->emitError("attn-grad: cannot differentiate '")
+             << op->getName() << "' on the score's path from dot or a float param (supported: "
+                                 "+ - * / % neg, exp, exp2, log, log2, log1p, tanh, sqrt, rsqrt, "
+                                 "abs, sin, cos, pow, min, max, select, casts)";
+    return success();
+  }
+};
+
+/// Builds `<name>_grad` next to `fn` for its attention `op`.
+LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
+  MLIRContext *ctx = fn.getContext();
+  Value q = op.getQ(), k = op.getK(), v = op.getV(), out = op.getOut(), lse = op.getLse();
+  // Params: the function's other arguments; those of float type read by the score get an f32
+  // gradient of the same shape.
+  SmallVector<BlockArgument> params, floatParams;
+  for (BlockArgument a : fn.getArguments())
+    if (!llvm::is_contained({q, k, v, out, lse}, Value(a)))
+      params.push_back(a);
+  llvm::SmallPtrSet<Value, 4> readByScore;
+  op.getScore().walk([&](memref::LoadOp load) { readByScore.insert(load.getMemRef()); });
+  for (BlockArgument p : params)
+    if (auto t = dyn_cast<MemRefType>(p.getType());
+        t && isa<FloatType>(t.getElementType()) && readByScore.contains(p))
+      floatParams.push_back(p);
+
+  auto dyn4 = [&](MemRefType t, Type elt) {
+    int64_t d = ShapedType::kDynamic;
+    SmallVector<int64_t> strides(t.getRank(), d);
+    return MemRefType::get(t.getShape(), elt, StridedLayoutAttr::get(ctx, d, strides));
+  };
+  auto seq = [&](Value x) { return cast<MemRefType>(x.getType()); };
+  SmallVector<Type> types(fn.getArgumentTypes());
+  types.push_back(seq(out));                                       // dout
+  for (Value x : {q, k, v})                                        // dq, dk, dv
+    types.push_back(seq(x));
+  for (BlockArgument p : floatParams)                              // dparams
+    types.push_back(dyn4(cast<MemRefType>(p.getType()), Float32Type::get(ctx)));
+
+  OpBuilder b(ctx);
+  b.setInsertionPointAfter(fn);
+  auto gradFn = func::FuncOp::create(b, fn.getLoc(), (fn.getSymName() + "_grad").str(),
+                                     FunctionType::get(ctx, types, {}));
+  gradFn->setAttrs(fn->getAttrs());
+  gradFn.setSymName((fn.getSymName() + "_grad").str());
+  gradFn.setType(FunctionType::get(ctx, types, {}));
+  gradFn->setAttr("attn.grad_of", FlatSymbolRefAttr::get(ctx, fn.getSymName()));
+  Block *body = gradFn.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  unsigned nFwd = fn.getNumArguments();
+  IRMapping args;  // forward arguments -> the grad function's
+  for (unsigned a = 0; a < nFwd; ++a)
+    args.map(fn.getArgument(a), body->getArgument(a));
+  IRMapping paramGrads;  // in terms of the grad function's values
+  for (auto [n, p] : llvm::enumerate(floatParams))
+    paramGrads.map(args.lookup(p), body->getArgument(nFwd + 4 + n));
+  Value dout = body->getArgument(nFwd), dq = body->getArgument(nFwd + 1),
+        dk = body->getArgument(nFwd + 2), dv = body->getArgument(nFwd + 3);
+
+  auto grad = AttentionGradOp::create(b, op.getLoc(), args.lookup(q), args.lookup(k),
+                                      args.lookup(v), args.lookup(out),
+                                      lse ? args.lookup(lse) : Value(), dout, dq, dk, dv,
+                                      op.getGroupAttr(), op.getNormAttr());
+  op.getScore().cloneInto(&grad.getScore(), args);
+  op.getMask().cloneInto(&grad.getMask(), args);
+  Block &score = grad.getScore().front();
+  Type idx = b.getIndexType(), f32 = b.getF32Type();
+  Location loc = op.getLoc();
+  Block *g = b.createBlock(&grad.getScoreGrad(), {}, {idx, idx, idx, idx, f32, f32},
+                           {loc, loc, loc, loc, loc, loc});
+  OpBuilder rb(ctx);
+  if (failed(Differentiator(rb, score, *g, paramGrads).run()))
+    return failure();
+  b.setInsertionPointToEnd(body);
+  func::ReturnOp::create(b, fn.getLoc());
+  return success();
+}
+
+struct AttnGradPass : mlir::attn::impl::AttnGradBase<AttnGradPass> {
+  void runOnOperation() override {
+    SmallVector<std::pair<func::FuncOp, AttentionOp>> todo;
+    for (auto fn : getOperation().getOps<func::FuncOp>()) {
+      if (fn->hasAttr("attn.grad_of"))
+        continue;
+      SmallVector<AttentionOp> ops(fn.getOps<AttentionOp>());
+      if (ops.size() == 1)
+        todo.push_back({fn, ops.front()});
+    }
+    for (auto [fn, op] : todo) {
+      if (const char *why = noBackward(op)) {
+        op.emitError("attn-grad: no backward for '") << fn.getSymName() << "': " << why;
+        return signalPassFailure();
+      }
+      if (failed(buildGrad(fn, op)))
+        return signalPassFailure();
+    }
+  }
+};
+
+} // namespace
