@@ -18,6 +18,7 @@
 #include "mlir/Transforms/Passes.h"
 
 void mlir::attn::buildCPUToLLVMPipeline(OpPassManager &pm) {
+  pm.addNestedPass<func::FuncOp>(createAttnCPULowerGrad());
   pm.addNestedPass<func::FuncOp>(createAttnCPULowerTiles());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

@@ -21,4 +21,19 @@ def AttnCPULowerTiles : Pass<"attn-cpu-lower-tiles", "::mlir::func::FuncOp"> {
                            "::mlir::vector::VectorDialect"];
 }
 
+def AttnCPULowerGrad : Pass<"attn-cpu-lower-grad", "::mlir::func::FuncOp"> {
+  let summary = "Lower attn.attention_grad to scalar scf loops for the host";
+  let description = [{
+    The backward by recomputation, as attn.attention_grad defines it: for each (b, h, i) the
+    row's D = dout . out (softmax), then for each allowed key j the dot, the score, P (from lse
+    for softmax; a row with lse = -inf has P = 0), dP = dout . v, dS by the norm, the
+    score_grad region (its attn.accumulate ops become load-add-store), and
+    dq_i += dDot k_j, dk_j += dDot q_i, dv_j += P dout_i. dq rows, dk and dv accumulate in f32
+    scratch and are rounded once into their buffers; every param gradient is zeroed first.
+    Extra memory: O(b h_k s d) f32 for dk and dv, nothing of size s x s.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
+}
+
 #endif // ATTN_CPU_PASSES_TD

@@ -46,6 +46,25 @@ std::vector<std::pair<std::string, int64_t>> defaultDimSizes(const Variant &v);
 bool parseSizeList(const std::string &text, std::vector<std::pair<std::string, int64_t>> &out,
                    std::string &error);
 
+/// The extents of a run: the user's (config.sizes), then defaultDimSizes for the others.
+bool resolveRunSizes(const Variant &v, const RunConfig &config, DimSizes &sizes,
+                     std::string &error);
+
+/// Gradients of a backward kernel (`<name>_grad`, attn-grad) against central differences of
+/// the float64 reference: relative errors (norm-wise) of dq, dk, dv and each param gradient.
+struct GradReport {
+  DimSizes sizes;
+  double dq = 0, dk = 0, dv = 0;
+  std::vector<std::pair<std::string, double>> dparams;  // float params the score reads
+  int64_t unwritten = 0;  // gradient elements still holding the NaN poison
+};
+/// The float params `<name>_grad` takes gradients of: those the score reads, in param order.
+std::vector<int> gradParams(const Variant &v);
+/// Runs `<v.name>` (forward, for out and lse) then `<v.name>_grad` of `module` on random inputs
+/// and a random dout, and compares the gradients of L = sum(out * dout) with the reference's.
+bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, GradReport &report,
+               std::string &error);
+
 /// Draws inputs, runs `entry` of `module` and the reference, and compares them.
 bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, RunReport &report,
                  std::string &error);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 using namespace attnc;
@@ -306,5 +307,61 @@ TEST(SpecNumericsSensitivity, DetectsAWrongKernel) {
   ASSERT_TRUE(runAndCheck(*module, fullSpec.variants[0], config, r, error)) << error;
   EXPECT_GT(r.relError, 1e-2);
 }
+
+}  // namespace
+
+namespace {
+
+/// Trainable specs: every spec attn-grad takes (the others must say why not).
+class GradNumerics : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GradNumerics, MatchesFloat64CentralDifferences) {
+  const std::string spec = GetParam();
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (spec + ".attn");
+  std::string text = readText(path);
+  Compiler compiler;
+  CompileOptions options;
+  options.pipeline.splitKV = false;
+  options.pipeline.backward = true;
+  options.dtypeOverride = DType::F32;
+  Diagnostic diag;
+  ASSERT_TRUE(compiler.loadSpec(path.string(), text, diag) && compiler.lowerToAttn(options, diag))
+      << diag.render(text);
+  const Variant &v = compiler.spec().variants[0];
+  if (!compiler.lowerTo(Stage::LLVM, options, diag)) {
+    // Decoding and recurrence variants have no backward: the error says which and why.
+    std::string message = diag.render(text);
+    EXPECT_NE(message.find("attn-grad: no backward for '" + v.name + "'"), std::string::npos)
+        << message;
+    GTEST_SKIP() << "no backward: " << message;
+  }
+  auto module = compiler.loadOnCPU(diag);
+  ASSERT_TRUE(module) << diag.render(text);
+  for (const char *shape : {"i=6,j=9", "i=1,j=1"}) {
+    RunConfig config;
+    config.sizes = seqSizes(v, shape);
+    config.sizes.emplace_back(v.dims[v.batchDim].name, 1);  // one batch keeps differences cheap
+    GradReport r;
+    std::string error;
+    ASSERT_TRUE(gradCheck(*module, v, config, r, error)) << error;
+    std::string sizes;
+    for (size_t d = 0; d < v.dims.size(); ++d)
+      sizes += (d ? "," : "") + v.dims[d].name + "=" + std::to_string(r.sizes[d]);
+    SCOPED_TRACE(spec + " " + sizes);
+    EXPECT_EQ(r.unwritten, 0);
+    std::cerr << spec << " " << sizes << ": dq " << r.dq << " dk " << r.dk << " dv " << r.dv;
+    for (const auto &[name, err] : r.dparams)
+      std::cerr << " d" << name << " " << err;
+    std::cerr << "\n";
+    EXPECT_LE(r.dq, 1e-5);
+    EXPECT_LE(r.dk, 1e-5);
+    EXPECT_LE(r.dv, 1e-5);
+    for (const auto &[name, err] : r.dparams)
+      EXPECT_LE(err, 1e-5) << "d" << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Specs, GradNumerics, ::testing::ValuesIn(specNames()),
+                         [](const auto &info) { return info.param; });
 
 }  // namespace

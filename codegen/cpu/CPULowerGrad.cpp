@@ -1,0 +1,181 @@
+// attn-cpu-lower-grad: attn.attention_grad -> scalar scf loops for the host, the backward by
+// recomputation written as plainly as its definition (dialect/AttnOps.td).
+#include "codegen/cpu/Emit.h"
+#include "codegen/cpu/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+
+namespace mlir::attn {
+#define GEN_PASS_DEF_ATTNCPULOWERGRAD
+#include "codegen/cpu/Passes.h.inc"
+} // namespace mlir::attn
+
+using namespace mlir;
+using namespace mlir::attn;
+using mlir::attn::cpu::Emit;
+
+namespace {
+
+/// Sets every element of `mem` to 0 (any rank).
+void zero(Emit &e, Value mem, SmallVector<Value> idx = {}) {
+  auto t = cast<MemRefType>(mem.getType());
+  if (int64_t(idx.size()) == t.getRank()) {
+    e.store(e.f32(0), mem, idx);
+    return;
+  }
+  e.loop(e.extent(mem, idx.size()), [&](Emit &in, Value x) {
+    SmallVector<Value> next = idx;
+    next.push_back(x);
+    zero(in, mem, next);
+  });
+}
+
+/// An f32 scratch buffer of `like`'s shape.
+Value scratchLike(Emit &e, Value like) {
+  auto t = cast<MemRefType>(like.getType());
+  SmallVector<Value> dynamic;
+  for (int64_t d = 0; d < t.getRank(); ++d)
+    if (t.isDynamicDim(d))
+      dynamic.push_back(e.dim(like, d));
+  auto type = MemRefType::get(t.getShape(), e.b.getF32Type());
+  return memref::AllocOp::create(e.b, e.loc, type, dynamic);
+}
+
+/// Rounds the 4-d f32 `from` into `to`.
+void copyInto(Emit &e, Value from, Value to) {
+  e.loop(e.extent(to, 0), [&](Emit &e0, Value a) {
+    e0.loop(e0.extent(to, 1), [&](Emit &e1, Value b) {
+      e1.loop(e1.extent(to, 2), [&](Emit &e2, Value c) {
+        e2.loop(e2.extent(to, 3), [&](Emit &e3, Value d) {
+          e3.store(e3.load(from, {a, b, c, d}), to, {a, b, c, d});
+        });
+      });
+    });
+  });
+}
+
+/// The score_grad region inlined: its attn.accumulate ops become grad[idx] += value.
+Value inlineScoreGrad(Emit &e, Region &region, ValueRange args) {
+  Block &block = region.front();
+  IRMapping map;
+  map.map(block.getArguments(), args);
+  for (Operation &op : block.without_terminator()) {
+    if (auto acc = dyn_cast<AccumulateOp>(op)) {
+      SmallVector<Value> idx;
+      for (Value i : acc.getIndices())
+        idx.push_back(map.lookupOrDefault(i));
+      Value grad = map.lookupOrDefault(acc.getGrad());
+      e.store(e.fadd(e.load(grad, idx), map.lookup(acc.getValue())), grad, idx);
+      continue;
+    }
+    e.b.clone(op, map);
+  }
+  return map.lookup(cast<YieldOp>(block.getTerminator()).getValues()[0]);
+}
+
+void lowerGrad(AttentionGradOp op) {
+  OpBuilder builder(op);
+  Emit e{builder, op.getLoc()};
+  Value q = op.getQ(), k = op.getK(), v = op.getV(), out = op.getOut(), lse = op.getLse(),
+        dout = op.getDout();
+  NormKind norm = op.getNorm();
+  llvm::SetVector<Value> paramGrads;
+  op.getScoreGrad().walk([&](AccumulateOp acc) { paramGrads.insert(acc.getGrad()); });
+  for (Value g : paramGrads)
+    zero(e, g);
+  Value dk = scratchLike(e, op.getDk()), dv = scratchLike(e, op.getDv());
+  zero(e, dk);
+  zero(e, dv);
+  Value headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(k, 2);
+  Value dqRow = memref::AllocOp::create(
+      e.b, e.loc, MemRefType::get({ShapedType::kDynamic}, e.b.getF32Type()), ValueRange{headDim});
+  Value group = e.index(int64_t(op.getGroup()));
+  auto dot = [&](Emit &x, Value n, function_ref<Value(Emit &, Value)> a,
+                 function_ref<Value(Emit &, Value)> c) {
+    return x.reduce(n, x.f32(0), [&](Emit &in, Value d, Value acc) {
+      return in.fadd(acc, in.fmul(a(in, d), c(in, d)));
+    });
+  };
+  e.loop(e.extent(q, 0), [&](Emit &eb, Value b) {
+    eb.loop(eb.extent(q, 1), [&](Emit &eh, Value h) {
+      Value hk = arith::DivUIOp::create(eh.b, eh.loc, h, group);
+      eh.loop(eh.extent(q, 2), [&](Emit &ei, Value i) {
+        auto at = [&](Value mem, Value bb, Value hh, Value row) {
+          return [=](Emit &x, Value c) { return x.load(mem, {bb, hh, row, c}); };
+        };
+        Value rowD = norm == NormKind::softmax
+                         ? dot(ei, valueDim, at(dout, b, h, i), at(out, b, h, i))
+                         : ei.f32(0);
+        Value rowLse = lse ? ei.load(lse, {b, h, i}) : Value();
+        Value empty = lse ? ei.feq(rowLse, ei.f32(-std::numeric_limits<float>::infinity()))
+                          : Value();
+        zero(ei, dqRow);
+        ei.loop(kvLen, [&](Emit &ej, Value j) {
+          Value allowed = op.getMask().empty()
+                              ? Value()
+                              : ej.inlineRegion(op.getMask(), {b, h, i, j});
+          auto body = [&](Emit &x) {
+            Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
+            Value s = x.inlineRegion(op.getScore(), {b, h, i, j, dt});
+            Value dP = dot(x, valueDim, at(dout, b, h, i), at(v, b, hk, j));
+            Value zeroF = x.f32(0), one = x.f32(1);
+            Value p, dS;
+            switch (norm) {
+            case NormKind::softmax:
+              p = x.select(empty, zeroF, x.exp(x.fsub(s, rowLse)));
+              dS = x.fmul(p, x.fsub(dP, rowD));
+              break;
+            case NormKind::sigmoid:
+              p = arith::DivFOp::create(x.b, x.loc, one, x.fadd(one, x.exp(x.fsub(zeroF, s))));
+              dS = x.fmul(dP, x.fmul(p, x.fsub(one, p)));
+              break;
+            case NormKind::relu2: {
+              Value r = x.fmax(s, zeroF);
+              p = x.fmul(r, r);
+              dS = x.fmul(dP, x.fmul(x.f32(2), r));
+              break;
+            }
+            default:  // none (sum has no backward: the verifier rejects it)
+              p = s;
+              dS = dP;
+            }
+            Value dDot = inlineScoreGrad(x, op.getScoreGrad(), {b, h, i, j, dt, dS});
+            x.loop(headDim, [&](Emit &xd, Value d) {
+              xd.store(xd.fadd(xd.load(dqRow, {d}), xd.fmul(dDot, xd.load(k, {b, hk, j, d}))),
+                       dqRow, {d});
+              xd.store(xd.fadd(xd.load(dk, {b, hk, j, d}), xd.fmul(dDot, xd.load(q, {b, h, i, d}))),
+                       dk, {b, hk, j, d});
+            });
+            x.loop(valueDim, [&](Emit &xe, Value c) {
+              xe.store(xe.fadd(xe.load(dv, {b, hk, j, c}), xe.fmul(p, xe.load(dout, {b, h, i, c}))),
+                       dv, {b, hk, j, c});
+            });
+          };
+          if (allowed)
+            ej.when(allowed, body);
+          else
+            body(ej);
+        });
+        ei.loop(headDim, [&](Emit &xd, Value d) {
+          xd.store(xd.load(dqRow, {d}), op.getDq(), {b, h, i, d});
+        });
+      });
+    });
+  });
+  copyInto(e, dk, op.getDk());
+  copyInto(e, dv, op.getDv());
+  for (Value scratch : {dqRow, dk, dv})
+    memref::DeallocOp::create(e.b, e.loc, scratch);
+  op.erase();
+}
+
+struct AttnCPULowerGradPass : mlir::attn::impl::AttnCPULowerGradBase<AttnCPULowerGradPass> {
+  void runOnOperation() override {
+    SmallVector<AttentionGradOp> ops;
+    getOperation().walk([&](AttentionGradOp op) { ops.push_back(op); });
+    for (AttentionGradOp op : ops)
+      lowerGrad(op);
+  }
+};
+
+} // namespace

@@ -1,0 +1,165 @@
+// The gradient check of a backward kernel on the host: the forward kernel gives out and lse,
+// `<name>_grad` the gradients of L = sum(out * dout), and central differences of the float64
+// reference interpreter the expected ones. Inputs lie in [-1, 1] and the step is 2^-14, so
+// x +- h is exact in f32 and the differences are accurate to ~1e-9 relative: an independent
+// oracle for the compiler-derived gradients.
+#include "compiler/lowering/ASTToAttn.h"
+#include "compiler/pipeline/HostRun.h"
+#include "compiler/pipeline/OwnedTensor.h"
+
+#include "llvm/Support/Error.h"
+
+#include <functional>
+#include <limits>
+#include <random>
+
+namespace attnc {
+
+using namespace host;
+
+namespace {
+
+void collectParamLoads(const Expr &e, std::vector<bool> &read) {
+  if (e.res == Expr::Res::ParamLoad && e.paramIndex >= 0)
+    read[size_t(e.paramIndex)] = true;
+  for (const auto &a : e.args)
+    collectParamLoads(*a, read);
+}
+
+bool isFloatType(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+}  // namespace
+
+std::vector<int> gradParams(const Variant &v) {
+  std::vector<bool> read(v.params.size(), false);
+  collectParamLoads(*v.scores[0].expr, read);
+  std::vector<int> out;
+  for (size_t p = 0; p < v.params.size(); ++p)
+    if (read[p] && isFloatType(v.params[p].resolvedDType))
+      out.push_back(int(p));
+  return out;
+}
+
+bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, GradReport &report,
+               std::string &error) {
+  if (!resolveRunSizes(v, config, report.sizes, error))
+    return false;
+  const DimSizes &sizes = report.sizes;
+  std::mt19937_64 rng(config.seed);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  auto fill = [&](OwnedTensor &t) {
+    t.forEach([&](const std::vector<int64_t> &idx) { t.view.store(idx, uniform(rng)); });
+  };
+  std::vector<OwnedTensor> inputs, params;
+  for (const TensorDecl &t : v.inputs) {
+    inputs.emplace_back(t.resolvedDType, extentsOf(t, sizes));
+    fill(inputs.back());
+  }
+  for (const TensorDecl &p : v.params) {
+    params.emplace_back(p.resolvedDType, extentsOf(p, sizes));
+    OwnedTensor &o = params.back();
+    std::uniform_int_distribution<int64_t> ints(0, intParamBound(v, p, sizes) - 1);
+    o.forEach([&](const std::vector<int64_t> &idx) {
+      o.view.store(idx, p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng));
+    });
+  }
+  bool softmax = v.norm == Norm::Softmax;
+  OwnedTensor out(v.output.resolvedDType, extentsOf(v.output, sizes));
+  OwnedTensor lse(DType::F32, {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
+  OwnedTensor dout(v.output.resolvedDType, extentsOf(v.output, sizes));
+  fill(dout);
+
+  std::vector<MemRefDescriptor> args;
+  for (const KernelArg &a : kernelArgs(v)) {
+    switch (a.kind) {
+    case KernelArg::Kind::Q: args.push_back(inputs[v.q].descriptor(v.canonicalPerm(v.inputs[v.q]))); break;
+    case KernelArg::Kind::K: args.push_back(inputs[v.k].descriptor(v.canonicalPerm(v.inputs[v.k]))); break;
+    case KernelArg::Kind::V: args.push_back(inputs[v.v].descriptor(v.canonicalPerm(v.inputs[v.v]))); break;
+    case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
+    case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
+    case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    case KernelArg::Kind::State:
+      error = "a recurrence's state: no backward";
+      return false;
+    }
+  }
+  if (llvm::Error err = module.invoke(v.name, args)) {
+    error = "cannot run '" + v.name + "': " + llvm::toString(std::move(err));
+    return false;
+  }
+  // The gradients, NaN-poisoned, in the storage order of what they differentiate.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<OwnedTensor> grads;  // dq, dk, dv, then one per gradParams entry
+  for (int index : {v.q, v.k, v.v})
+    grads.emplace_back(v.inputs[index].resolvedDType, extentsOf(v.inputs[index], sizes));
+  std::vector<int> withGrad = gradParams(v);
+  for (int p : withGrad)
+    grads.emplace_back(DType::F32, extentsOf(v.params[p], sizes));
+  for (OwnedTensor &g : grads)
+    g.forEach([&](const std::vector<int64_t> &idx) { g.view.store(idx, nan); });
+  args.push_back(dout.descriptor(v.canonicalPerm(v.output)));
+  for (int n = 0; n < 3; ++n) {
+    int index = n == 0 ? v.q : n == 1 ? v.k : v.v;
+    args.push_back(grads[n].descriptor(v.canonicalPerm(v.inputs[index])));
+  }
+  for (size_t n = 0; n < withGrad.size(); ++n)
+    args.push_back(grads[3 + n].descriptor());
+  if (llvm::Error err = module.invoke(v.name + "_grad", args)) {
+    error = "cannot run '" + v.name + "_grad': " + llvm::toString(std::move(err));
+    return false;
+  }
+
+  // L = sum(ref_out * dout) over the canonical [b, h, i, dv] output.
+  std::vector<double> doutCanon;
+  {
+    std::vector<int> perm = v.canonicalPerm(v.output);
+    std::vector<int64_t> at(4);
+    for (int64_t b = 0; b < sizes[v.batchDim]; ++b)
+      for (int64_t h = 0; h < sizes[v.qHeadDim]; ++h)
+        for (int64_t i = 0; i < sizes[v.qSeqDim]; ++i)
+          for (int64_t e = 0; e < sizes[v.valueDim]; ++e) {
+            int64_t c[4] = {b, h, i, e};
+            for (int a = 0; a < 4; ++a)
+              at[perm[a]] = c[a];
+            doutCanon.push_back(dout.view.load(at));
+          }
+  }
+  auto loss = [&]() {
+    std::vector<HostTensor> inViews, paramViews;
+    for (OwnedTensor &t : inputs)
+      inViews.push_back(t.view);
+    for (OwnedTensor &t : params)
+      paramViews.push_back(t.view);
+    std::vector<double> ref, refLse;
+    referenceForward(v, sizes, inViews, paramViews, ref, softmax ? &refLse : nullptr);
+    double l = 0;
+    for (size_t n = 0; n < ref.size(); ++n)
+      l += ref[n] * doutCanon[n];
+    return l;
+  };
+  const double h = 1.0 / 16384;
+  auto check = [&](OwnedTensor &x, OwnedTensor &g) {
+    std::vector<double> got, fd;
+    x.forEach([&](const std::vector<int64_t> &idx) {
+      double x0 = x.view.load(idx);
+      x.view.store(idx, x0 + h);
+      double up = loss();
+      x.view.store(idx, x0 - h);
+      double down = loss();
+      x.view.store(idx, x0);
+      fd.push_back((up - down) / (2 * h));
+      got.push_back(g.view.load(idx));
+      report.unwritten += std::isnan(got.back());
+    });
+    return relativeError(got, fd);
+  };
+  report.dq = check(inputs[v.q], grads[0]);
+  report.dk = check(inputs[v.k], grads[1]);
+  report.dv = check(inputs[v.v], grads[2]);
+  for (size_t n = 0; n < withGrad.size(); ++n)
+    report.dparams.push_back(
+        {v.params[withGrad[n]].name, check(params[withGrad[n]], grads[3 + n])});
+  return true;
+}
+
+}  // namespace attnc
