@@ -47,6 +47,11 @@ static cl::opt<bool> noPackGQA("no-pack-gqa",
 static cl::opt<bool> noSplitKV("no-split-kv",
                                cl::desc("One block per query tile: no attn-split-kv"),
                                cl::cat(category));
+static cl::opt<bool> backward("backward",
+                              cl::desc("Also derive each variant's backward, <name>_grad (attn-grad; "
+                                       "CPU back end so far). run: check its gradients against "
+                                       "central differences of the float64 reference"),
+                              cl::cat(category));
 static cl::opt<bool> noChunk("no-chunk",
                              cl::desc("Recurrences in the quadratic form, not chunked (no "
                                       "attn-chunk)"),
@@ -120,6 +125,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;
+  options.pipeline.backward = backward;
   if (chunkSize < 1 || chunkSize > 1024) {
     llvm::errs() << "attnc: error: --chunk-size must be in [1, 1024], got " << chunkSize << "\n";
     return false;
@@ -230,6 +236,11 @@ static int compileMain() {
     }
     return writeOutput(emitTorchReference(variants.front(), inputPath)) ? 0 : 1;
   }
+  if (backward && stop == Stage::PTX) {
+    llvm::errs() << "attnc: error: --backward: the CUDA backward is not implemented yet (issue "
+                    "14); --emit=attn, tiled or llvm compile it for the CPU back end\n";
+    return 1;
+  }
   auto start = std::chrono::steady_clock::now();
   if (!isMLIR && !compiler.lowerToAttn(options, diag))
     return report(diag, text);
@@ -257,6 +268,15 @@ static int runMain() {
   config.repeats = repeats;
   if (!compileOptions(options) || !readFile(inputPath, text))
     return 1;
+  if (backward) {
+    options.pipeline.splitKV = false;  // the gradient check runs the forward without splits
+    if (options.dtypeOverride && *options.dtypeOverride != DType::F32) {
+      llvm::errs() << "attnc: error: --backward checks gradients by central differences, "
+                      "which need f32 inputs: leave out --dtype or use --dtype=f32\n";
+      return 1;
+    }
+    options.dtypeOverride = DType::F32;
+  }
   config.splitKV = options.pipeline.splitKV && options.pipeline.onlineSoftmax;
   config.splits = splits > 0 ? splits : 1;
   if (!parseSizeList(sizes, config.sizes, error)) {
@@ -301,6 +321,25 @@ static int runMain() {
       llvm::outs() << "  unwritten " << r.unwritten;
     llvm::outs() << llvm::format("  cpu %.3f ms  (compile %.0f ms, tol %.0e)\n",
                                  r.bestSeconds * 1e3, compileTime.count() * 1e3, tol);
+    if (!backward)
+      continue;
+    GradReport g;
+    if (!gradCheck(*module, v, config, g, error)) {
+      llvm::errs() << "attnc: error: " << v.name << "_grad: " << error << "\n";
+      return 1;
+    }
+    bool gradOk = !g.unwritten && g.dq <= tol && g.dk <= tol && g.dv <= tol;
+    for (const auto &[name, err] : g.dparams)
+      gradOk = gradOk && err <= tol;
+    failures += !gradOk;
+    llvm::outs() << llvm::format("%-16s %-5s dq %.2e  dk %.2e  dv %.2e",
+                                 (v.name + "_grad").c_str(), gradOk ? "PASS" : "FAIL", g.dq, g.dk,
+                                 g.dv);
+    for (const auto &[name, err] : g.dparams)
+      llvm::outs() << llvm::format("  d%s %.2e", name.c_str(), err);
+    if (g.unwritten)
+      llvm::outs() << "  unwritten " << g.unwritten;
+    llvm::outs() << "  (vs central differences of the float64 reference)\n";
   }
   return failures ? 1 : 0;
 }

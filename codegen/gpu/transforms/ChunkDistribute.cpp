@@ -127,16 +127,7 @@ private:
                                  IntegerAttr());
   }
   /// Copies a chunk_step region into an attn_gpu op (captures mapped, attn.yield replaced).
-  void cloneRegion(Region &from, Region &to) {
-    IRMapping local = map;
-    from.cloneInto(&to, local);
-    to.walk([&](attn::YieldOp yield) {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPoint(yield);
-      YieldOp::create(b, yield.getLoc(), yield.getValues());
-      yield.erase();
-    });
-  }
+  void cloneRegion(Region &from, Region &to) { cloneRegionInto(b, from, to, map); }
 
   LogicalResult mapArguments();
   void emitGrid();

@@ -5,6 +5,8 @@
 
 #include "codegen/gpu/transforms/Passes.h"
 
+#include "mlir/IR/IRMapping.h"
+
 #include <string>
 
 namespace mlir::attngpu {
@@ -41,5 +43,10 @@ LogicalResult scanSchedule(int64_t headDim, int64_t valueDim, ScanSchedule &conf
                            std::string &why);
 /// Fills `kernel` like distributeChunk, in the scan form (static head and value dims).
 LogicalResult distributeScan(OpBuilder &b, attn::ChunkStepOp step, gpu::GPUFuncOp kernel);
+
+/// Copies an attn region (a score, mask, feature map, decay... of the tiled level) into an
+/// attn_gpu op's region: host values through `map` (a copy: each clone binds its own block
+/// arguments), attn.yield replaced by attn_gpu.yield. Every distribution clones with it.
+void cloneRegionInto(OpBuilder &b, Region &from, Region &to, const IRMapping &map);
 
 } // namespace mlir::attngpu

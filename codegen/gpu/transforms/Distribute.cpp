@@ -120,7 +120,10 @@ LogicalResult FlashDistributor::mapCaptures(Region &region) {
 
 /// Copies a tiled op's region into an attn_gpu op, captures mapped to the kernel's values and
 /// attn.yield turned into attn_gpu.yield.
-void FlashDistributor::cloneRegion(Region &from, Region &to) {
+} // namespace
+
+void mlir::attngpu::cloneRegionInto(OpBuilder &b, Region &from, Region &to,
+                                    const IRMapping &map) {
   if (from.empty())
     return;
   IRMapping local = map;  // a region may be cloned more than once: its block arguments differ
@@ -131,6 +134,12 @@ void FlashDistributor::cloneRegion(Region &from, Region &to) {
     YieldOp::create(b, yield.getLoc(), yield.getValues());
     yield.erase();
   });
+}
+
+namespace {
+
+void FlashDistributor::cloneRegion(Region &from, Region &to) {
+  cloneRegionInto(b, from, to, map);
 }
 
 /// Grid: x = split * query tiles + query tile, y = head (kv head when packed), z = batch.
