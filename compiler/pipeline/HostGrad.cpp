@@ -26,8 +26,6 @@ void collectParamLoads(const Expr &e, std::vector<bool> &read) {
     collectParamLoads(*a, read);
 }
 
-bool isFloatType(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
 }  // namespace
 
 std::vector<int> gradParams(const Variant &v) {
@@ -35,7 +33,7 @@ std::vector<int> gradParams(const Variant &v) {
   collectParamLoads(*v.scores[0].expr, read);
   std::vector<int> out;
   for (size_t p = 0; p < v.params.size(); ++p)
-    if (read[p] && isFloatType(v.params[p].resolvedDType))
+    if (read[p] && isFloat(v.params[p].resolvedDType))
       out.push_back(int(p));
   return out;
 }

@@ -38,9 +38,6 @@ const char *noBackward(AttentionOp op) {
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
-  for (Value x : {op.getQ(), op.getK(), op.getV()})
-    if (!isa<FloatType>(cast<MemRefType>(x.getType()).getElementType()))
-      return "q, k and v must be floating point";
   return nullptr;
 }
 
@@ -295,9 +292,7 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   b.setInsertionPointAfter(fn);
   auto gradFn = func::FuncOp::create(b, fn.getLoc(), (fn.getSymName() + "_grad").str(),
                                      FunctionType::get(ctx, types, {}));
-  gradFn->setAttrs(fn->getAttrs());
-  gradFn.setSymName((fn.getSymName() + "_grad").str());
-  gradFn.setType(FunctionType::get(ctx, types, {}));
+  gradFn->setDiscardableAttrs(fn->getDiscardableAttrDictionary());  // llvm.emit_c_interface
   gradFn->setAttr("attn.grad_of", FlatSymbolRefAttr::get(ctx, fn.getSymName()));
   Block *body = gradFn.addEntryBlock();
   b.setInsertionPointToStart(body);
