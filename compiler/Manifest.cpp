@@ -3,6 +3,7 @@
 #include "compiler/Manifest.h"
 
 #include "compiler/lowering/ASTToAttn.h"
+#include "compiler/pipeline/HostRun.h"
 
 #include <nlohmann/json.hpp>
 
@@ -197,6 +198,80 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         {"splits", options.splits},
         {"block_k", choice("block_k")},
         {"min_tiles_per_split", 2}};
+  return manifest.dump(2) + "\n";
+}
+
+std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
+                              const std::string &ptxFile, const std::string &specText,
+                              const std::map<std::string, KernelLaunch> &launches) {
+  using nlohmann::json;
+  std::string name = v.name + "_grad";
+  json manifest = json::parse(buildManifest(v, options, ptxFile, specText, launches));
+  auto found = launches.find(name), dkdv = launches.find(name + "_dkdv");
+  KernelLaunch main = found != launches.end() ? found->second : KernelLaunch();
+  KernelLaunch second = dkdv != launches.end() ? dkdv->second : KernelLaunch();
+  // The forward's arguments are all read now (out and lse included), then dout, the
+  // gradients of q, k and v, and those of the float params the score reads (f32, summed by
+  // atomic adds: the runtime zeroes them first).
+  json args = json::array();
+  json byName = json::object();
+  for (json arg : manifest["args"]) {
+    byName[arg["name"].get<std::string>()] = arg;
+    if (arg["kind"] == "output" || arg["kind"] == "lse") {
+      bool vectorized = arg["kind"] == "output";  // out is copied by cp.async
+      arg["kind"] = "input";
+      arg["unit_stride_last"] = vectorized || arg["unit_stride_last"].get<bool>();
+      if (vectorized)
+        arg["alignment"] = 16, arg["row_alignment"] = 16;
+    }
+    args.push_back(arg);
+  }
+  json dout = byName[v.output.name];
+  dout["name"] = "d" + v.output.name;
+  dout["kind"] = "input";
+  dout["unit_stride_last"] = true, dout["alignment"] = 16, dout["row_alignment"] = 16;
+  args.push_back(dout);
+  for (int index : {v.q, v.k, v.v}) {
+    json grad = byName[v.inputs[index].name];
+    grad["name"] = "d" + v.inputs[index].name;
+    grad["kind"] = "output";
+    grad["alignment"] = dtypeBytes(v.inputs[index].resolvedDType);
+    grad["row_alignment"] = 0;
+    args.push_back(grad);
+  }
+  for (int p : gradParams(v)) {
+    json grad = tensorArg(v, "d" + v.params[size_t(p)].name, "output", DType::F32,
+                          v.params[size_t(p)].dims, v.params[size_t(p)].dims, false);
+    grad["zeroed"] = true;
+    args.push_back(grad);
+  }
+  manifest["variant"] = name;
+  manifest["entry"] = name;
+  manifest["args"] = args;
+  manifest["block"] = {main.threads, 1, 1};
+  manifest["dynamic_shared_memory"] = main.sharedMemory;
+  auto choice = [](const KernelLaunch &l, const char *key) {
+    auto it = l.schedule.find(key);
+    return it == l.schedule.end() ? int64_t(-1) : it->second;
+  };
+  manifest["tile"] = {{"block_q", choice(main, "block_q")}, {"block_k", choice(main, "block_k")},
+                      {"warps", choice(main, "warps")}};
+  json grid = json::array(), dkdvGrid = json::array();
+  for (const auto &axis : main.grid)
+    grid.push_back(gridAxis(args, axis));
+  for (const auto &axis : second.grid)
+    dkdvGrid.push_back(gridAxis(args, axis));
+  manifest["grid"] = grid;
+  manifest.erase("split_kv");
+  manifest["backward"] = {
+      {"dkdv_entry", name + "_dkdv"},
+      {"dkdv_block", {second.threads, 1, 1}},
+      {"dkdv_grid", dkdvGrid},
+      {"dkdv_dynamic_shared_memory", second.sharedMemory},
+      {"dkdv_tile", {{"block_q", choice(second, "block_q")}, {"block_k", choice(second, "block_k")},
+                     {"warps", choice(second, "warps")}}},
+      {"delta_dims",
+       {v.dims[v.batchDim].name, v.dims[v.qHeadDim].name, v.dims[v.qSeqDim].name}}};
   return manifest.dump(2) + "\n";
 }
 

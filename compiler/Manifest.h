@@ -33,4 +33,11 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
                           const std::string &ptxFile, const std::string &specText,
                           const std::map<std::string, KernelLaunch> &launches = {});
 
+/// The manifest of `v`'s backward kernels, `<name>_grad` (dQ and D) then `<name>_grad_dkdv`
+/// (docs/manifest.md, "backward"): the forward's arguments read, dout, dq, dk, dv and the
+/// gradients of the float params the score reads.
+std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
+                              const std::string &ptxFile, const std::string &specText,
+                              const std::map<std::string, KernelLaunch> &launches);
+
 }  // namespace attnc

@@ -227,6 +227,17 @@ bool checkStrides(const Manifest &m, size_t arg, const TensorArg &t, std::string
       return false;
     }
   }
+  // A zeroed output is cleared by one memset: it must be one dense row-major block.
+  int64_t dense = 1;
+  for (int axis = t.rank - 1; a.zeroed && axis >= 0; --axis) {
+    if (t.sizes[axis] > 1 && t.strides[axis] != dense) {
+      error = where(m, arg, axis) + ": expected stride " + str(dense) + ", got " +
+              str(t.strides[axis]) + " (this gradient must be contiguous: the runtime zeroes it "
+              "before the kernels add into it)";
+      return false;
+    }
+    dense = mulSat(dense, t.sizes[axis]);
+  }
   return true;
 }
 
@@ -344,6 +355,22 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
       !evalGrid(m, m.grid, plan, splits, "launch grid", plan.grid, error))
     return false;
   plan.empty = std::find(plan.grid.begin(), plan.grid.end(), 0u) != plan.grid.end();
+  if (m.backward) {  // the dK/dV kernel and the workspace D [b, h, i]
+    const Backward &bw = *m.backward;
+    if (!evalGrid(m, bw.dkdvGrid, plan, 1, "dK/dV grid", plan.dkdvGrid, error))
+      return false;
+    plan.mainEmpty = plan.empty;
+    plan.empty = plan.empty &&
+                 std::find(plan.dkdvGrid.begin(), plan.dkdvGrid.end(), 0u) != plan.dkdvGrid.end();
+    std::vector<int64_t> sizes;
+    for (int d : bw.deltaDims)
+      sizes.push_back(plan.dimSizes[size_t(d)]);
+    if (!layoutWorkspace(sizes, 0, plan.delta)) {
+      error = "the backward's workspace D is too large";
+      return false;
+    }
+    plan.workspaceBytes = std::max<int64_t>(plan.delta.bytes, 4);
+  }
   if (!m.splitKV)
     return true;
   plan.combineBlock = m.splitKV->combineBlock;

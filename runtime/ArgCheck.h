@@ -43,6 +43,10 @@ struct LaunchPlan {
   std::array<uint32_t, 3> baseGrid{}, combineGrid{}, combineBlock{};
   Workspace oPartial, lsePartial;  // [S, b, h, i, dv] and [S, b, h, i]
   int64_t workspaceBytes = 0;      // both, lsePartial 256-byte aligned after oPartial
+  // Backward kernels: the dK/dV launch, whether the main (dQ) grid is empty, and D [b, h, i].
+  std::array<uint32_t, 3> dkdvGrid{};
+  bool mainEmpty = false;
+  Workspace delta;
 };
 
 /// True if the tensor has at least one element (only those are dereferenced by a kernel).

@@ -303,8 +303,11 @@ bool parseArg(Reader &r, const json &j, const std::string &path, const Manifest 
       !parseDimList(r, j, "storage_dims", path + ".storage_dims", m, a.storageDims) ||
       !r.getBool(j, "unit_stride_last", path + ".unit_stride_last", a.unitStrideLast) ||
       !r.getInt(j, "alignment", path + ".alignment", 1, 1 << 20, a.alignment) ||
-      !r.getInt(j, "row_alignment", path + ".row_alignment", 0, 1 << 20, a.rowAlignment))
+      !r.getInt(j, "row_alignment", path + ".row_alignment", 0, 1 << 20, a.rowAlignment) ||
+      !r.getBool(j, "zeroed", path + ".zeroed", a.zeroed, false))
     return false;
+  if (a.zeroed && (a.kind != ArgKind::Output || a.dtype != DType::F32))
+    return r.fail(path + ".zeroed", "is only for f32 outputs (gradients summed by atomic adds)");
   if (!isIdentifier(a.name))
     return r.fail(path + ".name", "must be an identifier, got '" + a.name + "'");
   if (!isPowerOfTwo(a.alignment))
@@ -431,6 +434,40 @@ bool findArg(Reader &r, const Manifest &m, ArgKind kind, const char *kindName, i
   return true;
 }
 
+/// The optional `backward` object: the dK/dV kernel and the workspace D's dims.
+bool parseBackward(Reader &r, const json &root, Manifest &m) {
+  const json *j = r.member(root, "backward", "backward", false);
+  if (!j)
+    return true;
+  if (!r.isObject(*j, "backward"))
+    return false;
+  if (m.splitKV)
+    return r.fail("backward", "cannot be combined with split_kv");
+  Backward bw;
+  int64_t smem;
+  std::vector<int> delta;
+  if (!r.getString(*j, "dkdv_entry", "backward.dkdv_entry", bw.dkdvEntry) ||
+      !parseBlock(r, *j, "dkdv_block", "backward.dkdv_block", bw.dkdvBlock) ||
+      !r.getInt(*j, "dkdv_dynamic_shared_memory", "backward.dkdv_dynamic_shared_memory", 0,
+                UINT32_MAX, smem) ||
+      !parseDimList(r, *j, "delta_dims", "backward.delta_dims", m, delta) ||
+      !parseGrid(r, *j, "dkdv_grid", "backward.dkdv_grid", m, bw.dkdvGrid))
+    return false;
+  if (!isIdentifier(bw.dkdvEntry) || bw.dkdvEntry == m.entry)
+    return r.fail("backward.dkdv_entry", "must be a PTX symbol name other than entry, got '" +
+                                             bw.dkdvEntry + "'");
+  if (delta.size() != 3)
+    return r.fail("backward.delta_dims", "must name the 3 dims of D [b, h, i]");
+  for (int d : delta)
+    if (!dimIsBound(m, d))
+      return r.fail("backward.delta_dims", "needs the extent of dim '" + m.dims[size_t(d)].name +
+                                               "', which no argument determines");
+  bw.dkdvSharedMemory = uint32_t(smem);
+  std::copy(delta.begin(), delta.end(), bw.deltaDims.begin());
+  m.backward = bw;
+  return true;
+}
+
 /// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
 bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "split_kv", "split_kv", false);
@@ -525,6 +562,7 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
   try {
     if (!parseHeader(r, root, m) || !parseBlock(r, root, "block", "block", m.block) ||
         !parseDims(r, root, m) || !parseArgs(r, root, m) || !parseSplitKV(r, root, m) ||
+        !parseBackward(r, root, m) ||
         !parseGrid(r, root, "grid", "grid", m, m.grid)) {
       error = r.error;
       return false;

@@ -42,6 +42,7 @@ struct Arg {
   int64_t alignment = 1;         // bytes, a power of two
   int64_t rowAlignment = 0;      // bytes; 0: no constraint
   int64_t packed = 1;            // values per byte along the last canonical axis (2 for i4)
+  bool zeroed = false;           // an f32 output the kernels add into: the runtime zeroes it
   bool writes() const {
     return kind == ArgKind::Output || kind == ArgKind::Lse || kind == ArgKind::State;
   }
@@ -73,6 +74,17 @@ struct SplitKV {
   int outputArg = -1, lseArg = -1;
 };
 
+/// Backward kernels (attn-grad): the main entry computes D = rowsum(dO O) into a runtime-owned
+/// f32 workspace [b, h, i] and dQ; then the dK/dV kernel, with the same arguments and the
+/// workspace, on the same stream.
+struct Backward {
+  std::string dkdvEntry;
+  std::array<uint32_t, 3> dkdvBlock{};
+  std::array<GridAxis, 3> dkdvGrid{};
+  uint32_t dkdvSharedMemory = 0;
+  std::array<int, 3> deltaDims{};  // indices into Manifest::dims
+};
+
 struct Manifest {
   std::string text;              // the JSON as given
   std::string compiler, variant, entry, ptx, arch, specHash;
@@ -84,6 +96,7 @@ struct Manifest {
   std::vector<Dim> dims;
   std::vector<Arg> args;
   std::optional<SplitKV> splitKV;
+  std::optional<Backward> backward;
 
   int dimIndex(std::string_view name) const;
   /// "q, k, v, o, lse": for messages about the argument list.

@@ -41,6 +41,7 @@ struct Driver {
   decltype(&::cuMemFree) memFree = nullptr;
   decltype(&::cuCtxSynchronize) ctxSynchronize = nullptr;
   decltype(&::cuStreamIsCapturing) streamIsCapturing = nullptr;
+  decltype(&::cuMemsetD32Async) memsetD32Async = nullptr;
   int version = 0;  // e.g. 13000 for CUDA 13.0
 
   /// "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (invalid argument)".
@@ -88,7 +89,8 @@ bool loadDriver(Driver &d, std::string &error) {
             ATTNC_RESOLVE(launchKernel, cuLaunchKernel) &&
             ATTNC_RESOLVE(memAlloc, cuMemAlloc) && ATTNC_RESOLVE(memFree, cuMemFree) &&
             ATTNC_RESOLVE(ctxSynchronize, cuCtxSynchronize) &&
-            ATTNC_RESOLVE(streamIsCapturing, cuStreamIsCapturing);
+            ATTNC_RESOLVE(streamIsCapturing, cuStreamIsCapturing) &&
+            ATTNC_RESOLVE(memsetD32Async, cuMemsetD32Async);
 #undef ATTNC_RESOLVE
   if (!ok)
     return false;
@@ -327,7 +329,8 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
   while (!ptx.empty() && ptx.back() == '\0')
     ptx.remove_suffix(1);
   const Manifest &m = k->manifest_;
-  for (const std::string *entry : {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr})
+  for (const std::string *entry : {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr,
+                                   m.backward ? &m.backward->dkdvEntry : nullptr})
     if (entry && !hasEntry(ptx, *entry)) {
       error = "kernel '" + m.variant + "': the PTX has no '.entry " + *entry + "'";
       return nullptr;
@@ -396,7 +399,9 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
   if (!checkDevice(*d, manifest_, dev, error) ||
       !moduleCache().acquire(*d, ctx, ptxHash_, ptx_, module, error))
     return false;
-  std::string combine = manifest_.splitKV ? manifest_.splitKV->combineEntry : "";
+  std::string combine = manifest_.splitKV ? manifest_.splitKV->combineEntry
+                        : manifest_.backward ? manifest_.backward->dkdvEntry
+                                             : "";
   CUresult r = d->moduleGetFunction(&fns.main, module, manifest_.entry.c_str());
   if (r != CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + manifest_.entry + "')");
@@ -408,6 +413,12 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
   else if (!combine.empty() &&
            (r = d->moduleGetFunction(&fns.combine, module, combine.c_str())) != CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + combine + "')");
+  else if (manifest_.backward && manifest_.backward->dkdvSharedMemory > 0 &&
+           (r = d->funcSetAttribute(fns.combine, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                    int(manifest_.backward->dkdvSharedMemory))) != CUDA_SUCCESS)
+    error = d->fail(r, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, " +
+                           std::to_string(manifest_.backward->dkdvSharedMemory) + ") of '" +
+                           combine + "'");
   if (r != CUDA_SUCCESS) {
     moduleCache().release(*d, ctx, ptx_, ptxHash_);
     return false;
@@ -537,6 +548,8 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   storage.reserve(values + 2 * 3 + 2 * (5 + 4));
   for (size_t a = 0; a < manifest_.args.size(); ++a)
     pushMemref(storage, args[a]);
+  if (manifest_.backward)
+    return launchBackward(ctx, fns, args, plan, storage, stream, error);
   if (!manifest_.splitKV) {
     if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
                     "cuLaunchKernel", error)) {
@@ -576,6 +589,46 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     return false;
   }
   lastSplits_ = int32_t(splits);
+  return true;
+}
+
+bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg *args,
+                            const LaunchPlan &plan, std::vector<uint64_t> &storage, void *stream,
+                            std::string &error) {
+  std::string prefix = "kernel '" + manifest_.variant + "': ";
+  const Driver &d = *driver(error);  // loaded: the caller launched through it
+  const Backward &bw = *manifest_.backward;
+  // Param gradients are sums of atomic adds: zero first, on the same stream.
+  for (size_t a = 0; a < manifest_.args.size(); ++a) {
+    if (!manifest_.args[a].zeroed || !hasElements(args[a]))
+      continue;
+    size_t elements = 1;
+    for (int32_t axis = 0; axis < args[a].rank; ++axis)
+      elements *= size_t(args[a].sizes[axis]);
+    if (CUresult r = d.memsetD32Async(CUdeviceptr(args[a].data), 0, elements,
+                                      static_cast<CUstream>(stream))) {
+      error = prefix + d.fail(r, "cuMemsetD32Async of '" + manifest_.args[a].name + "'");
+      return false;
+    }
+  }
+  std::lock_guard<std::mutex> lock(workspaceMutex_);
+  uint64_t workspace = 0;
+  if (!workspaceFor(ctx, plan.workspaceBytes, stream, workspace, error)) {
+    error = prefix + error;
+    return false;
+  }
+  pushMemref(storage, workspace, plan.delta);
+  bool dkdvEmpty = std::find(plan.dkdvGrid.begin(), plan.dkdvGrid.end(), 0u) != plan.dkdvGrid.end();
+  std::vector<uint64_t> second = storage;  // launchWith points into its storage
+  if ((!plan.mainEmpty && !launchWith(d, fns.main, plan.grid, plan.block, plan.sharedMemory,
+                                      stream, storage, "cuLaunchKernel", error)) ||
+      (!dkdvEmpty &&
+       !launchWith(d, fns.combine, plan.dkdvGrid, bw.dkdvBlock, bw.dkdvSharedMemory, stream,
+                   second, "cuLaunchKernel('" + bw.dkdvEntry + "')", error))) {
+    error = prefix + error;
+    return false;
+  }
+  lastSplits_ = 1;
   return true;
 }
 

@@ -52,7 +52,7 @@ private:
   /// The kernel's functions in one context and what the split heuristic needs to know there.
   struct Functions {
     CUfunc_st *main = nullptr;
-    CUfunc_st *combine = nullptr;  // split_kv only
+    CUfunc_st *combine = nullptr;  // split_kv: the combine kernel; backward: the dK/dV kernel
     int smCount = 1;
   };
   /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.
@@ -67,6 +67,11 @@ private:
   bool functionsFor(CUctx_st *ctx, Functions &fns, std::string &error);
   bool loadFunctions(CUctx_st *ctx, Functions &fns, std::string &error);
   bool launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream, std::string &error);
+  /// Backward kernels: zero the summed gradients, then the dQ kernel and the dK/dV kernel,
+  /// both with the workspace D after `storage` (the arguments).
+  bool launchBackward(CUctx_st *ctx, const Functions &fns,
+                      const TensorArg *args, const LaunchPlan &plan,
+                      std::vector<uint64_t> &storage, void *stream, std::string &error);
   /// The workspace of at least `bytes` in `ctx`; the caller holds workspaceMutex_.
   bool workspaceFor(CUctx_st *ctx, int64_t bytes, void *stream, uint64_t &ptr, std::string &error);
 

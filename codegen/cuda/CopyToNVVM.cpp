@@ -165,10 +165,38 @@ struct MapTileLowering : OpConversionPattern<MapTileOp> {
   }
 };
 
+/// One thread per row: src[b, h, i0 + r] where i0 + r < q_len, else the fill.
+struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(CopyRowsOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    int64_t rows = op.getValues().getType().getDimSize(0);
+    t.forEachChunk(rows, t.tid, t.threads, [&](Value r) {
+      Value i = t.add(op.getI0(), r);
+      auto ifOp = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(i, op.getQLen()),
+                                    /*withElseRegion=*/true);
+      {
+        OpBuilder::InsertionGuard guard(rw);
+        rw.setInsertionPointToStart(ifOp.thenBlock());
+        scf::YieldOp::create(rw, t.loc, memref::LoadOp::create(rw, t.loc, op.getSrc(),
+                                                               ValueRange{op.getB(), op.getH(), i})
+                                            .getResult());
+        rw.setInsertionPointToStart(ifOp.elseBlock());
+        scf::YieldOp::create(rw, t.loc, t.f32(op.getFill().convertToDouble()));
+      }
+      memref::StoreOp::create(rw, t.loc, ifOp.getResult(0), op.getValues(), ValueRange{r});
+    });
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               DequantizeLowering, MapTileLowering>(converter, patterns.getContext());
+               DequantizeLowering, MapTileLowering, CopyRowsLowering>(converter,
+                                                                     patterns.getContext());
 }

@@ -206,6 +206,22 @@ struct LoadRowsLowering : OpConversionPattern<LoadRowsOp> {
   }
 };
 
+/// Element (n, e) is values[8 n + 2 c + e % 2], its column's value.
+struct LoadColumnsLowering : OpConversionPattern<LoadColumnsOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(LoadColumnsOp op, OneToNOpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    SmallVector<Value> values;
+    for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
+      for (int64_t e = 0; e < 4; ++e)
+        values.push_back(memref::LoadOp::create(
+            rw, t.loc, op.getValues(), ValueRange{t.add(t.mul(t.c, 2), n * 8 + e % 2)}));
+    rw.replaceOpWithMultiple(op, {values});
+    return success();
+  }
+};
+
 /// Element (n, e): row 16 w + g + 8 (e / 2), column 8 n + 2 c + e % 2, widened to f32.
 struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -247,6 +263,7 @@ void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &conver
   MLIRContext *ctx = patterns.getContext();
   patterns.add<ElementwiseFragment>(converter, ctx);
   patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
-               ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering>(converter,
+               ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering,
+               LoadColumnsLowering>(converter,
                                                                                     ctx);
 }

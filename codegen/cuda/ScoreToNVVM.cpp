@@ -13,7 +13,13 @@ namespace {
 class ScoreEmitter {
 public:
   ScoreEmitter(ThreadContext &t, ScoreOp op) : t(t), op(op) {
+    auto type = cast<RankedTensorType>(op.getS().getType());
+    rows = type.getDimSize(0), cols = type.getDimSize(1);
     for (int r = 0; r < 2; ++r) {
+      if (op.getTransposed()) {  // key-major: the thread's rows are keys
+        rowKey[r] = t.add(op.getJ0(), t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r));
+        continue;
+      }
       std::tie(rowHead[r], rowQuery[r]) = t.threadRow(op.getH(), op.getI0(), op.getPack(), r);
       // Rows past the end are computed as the last row (their param reads stay in bounds) and
       // never stored.
@@ -22,11 +28,17 @@ public:
   }
 
   SmallVector<Value> emit(ValueRange s) {
-    int64_t blockK = cast<RankedTensorType>(op.getS().getType()).getDimSize(1);
+    bool transposed = op.getTransposed();
     Value j0 = op.getJ0();
+    int64_t keys = transposed ? rows : cols;
     Value interior = arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::ule,
-                                           t.add(j0, blockK), op.getKvLen());
-    Value allowed = tileFullyAllowed(j0, blockK);
+                                           t.add(j0, keys), op.getKvLen());
+    if (transposed)
+      interior = arith::AndIOp::create(
+          t.b, t.loc, interior,
+          arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::ule, t.add(op.getI0(), cols),
+                                op.getQLen()));
+    Value allowed = tileFullyAllowed();
     if (allowed)
       interior = arith::AndIOp::create(t.b, t.loc, interior, allowed);
     SmallVector<Type> types(s.size(), t.b.getF32Type());
@@ -37,8 +49,14 @@ public:
       SmallVector<Value> scores;
       for (size_t n = 0; n < s.size() / 4; ++n)
         for (int64_t e = 0; e < 4; ++e) {
-          Value j = t.add(t.add(j0, t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
-          scores.push_back(element(s[n * 4 + e], e / 2, j, fast, fast && allowed));
+          // The column's position: a key, or in a key-major tile a query.
+          Value base = transposed ? op.getI0() : j0;
+          Value pos = t.add(t.add(base, t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
+          Value dot = s[n * 4 + e];
+          scores.push_back(transposed ? element(dot, op.getH(), pos, rowKey[e / 2], e / 2, fast,
+                                                fast && allowed)
+                                      : element(dot, rowHead[e / 2], rowQuery[e / 2], pos, e / 2,
+                                                fast, fast && allowed, rowQuerySafe[e / 2]));
         }
       scf::YieldOp::create(t.b, t.loc, scores);
     }
@@ -48,22 +66,33 @@ public:
 private:
   ThreadContext &t;
   ScoreOp op;
-  Value rowHead[2], rowQuery[2], rowQuerySafe[2];
+  int64_t rows = 0, cols = 0;
+  Value rowHead[2], rowQuery[2], rowQuerySafe[2], rowKey[2];
 
-  /// Mask and score of one element (thread row r, key j); masked keys and keys past the end
-  /// get the fill value. In an interior tile the range checks and clamps are left out.
-  Value element(Value dot, int r, Value j, bool interior, bool maskHolds) {
+  /// Mask and score of one element (query i of head h, key j; the thread's tile row r of
+  /// two); masked keys and keys past the end (key-major tiles:
+  /// queries past the end too) get the fill value. In an interior tile the range checks and
+  /// clamps are left out. `iSafe`: i clamped below q_len, where the caller has it.
+  Value element(Value dot, Value h, Value i, Value j, int r, bool interior, bool maskHolds,
+                Value iSafe = {}) {
     Value fill = t.f32(op.getFill().convertToDouble());
     Value allowed, jSafe = j;
+    if (!iSafe)
+      iSafe = i;
     if (!interior) {
       allowed = t.lt(j, op.getKvLen());
       jSafe = t.select(allowed, j, t.idx(0));
+      if (op.getTransposed()) {
+        Value inQ = t.lt(i, op.getQLen());
+        iSafe = t.select(inQ, i, t.idx(0));
+        allowed = arith::AndIOp::create(t.b, t.loc, allowed, inQ);
+      }
     }
     if (!op.getMask().empty() && !maskHolds) {
-      Value mask = t.inlineBody(op.getMask(), {op.getB(), rowHead[r], rowQuerySafe[r], jSafe});
+      Value mask = t.inlineBody(op.getMask(), {op.getB(), h, iSafe, jSafe});
       allowed = allowed ? arith::AndIOp::create(t.b, t.loc, allowed, mask).getResult() : mask;
     }
-    Value s = t.inlineBody(op.getScore(), {op.getB(), rowHead[r], rowQuerySafe[r], jSafe, dot});
+    Value s = t.inlineBody(op.getScore(), {op.getB(), h, iSafe, jSafe, dot});
     if (op.getCumQ()) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
       Value row = t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r);
       Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
@@ -79,18 +108,19 @@ private:
   }
 
   /// For a mask that is exactly a conjunction of key bounds (attn-mask-bounds' analysis),
-  /// whether every row of the block's query tile allows every key in [j0, j0 + BK).
-  Value tileFullyAllowed(Value j0, int64_t blockK) {
+  /// whether every query of the tile allows every key of it.
+  Value tileFullyAllowed() {
     if (op.getMask().empty())
       return {};
     bool exact = false;
     SmallVector<KeyBound> bounds = analyzeMaskBounds(op.getMask(), exact);
     if (!exact || bounds.empty())
       return {};
-    int64_t blockQ = cast<RankedTensorType>(op.getS().getType()).getDimSize(0);
+    bool transposed = op.getTransposed();
+    int64_t queries = transposed ? cols : rows, keys = transposed ? rows : cols;
     int64_t pack = op.getPack();
-    Value iFirst = op.getI0(), iLast = t.add(op.getI0(), blockQ - 1);
-    Value jLast = t.add(j0, blockK - 1);
+    Value iFirst = op.getI0(), iLast = t.add(op.getI0(), queries - 1);
+    Value j0 = op.getJ0(), jLast = t.add(j0, keys - 1);
     if (pack > 1) {
       iFirst = arith::DivUIOp::create(t.b, t.loc, iFirst, t.idx(pack));
       iLast = arith::DivUIOp::create(t.b, t.loc, iLast, t.idx(pack));
@@ -145,9 +175,117 @@ struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
   }
 };
 
+/// Whether each accumulation of a score_grad region has indices that read neither the
+/// position i or j nor the element's values (dot, ds): then one sum per warp and tile.
+SmallVector<bool> uniformAccumulations(Block &body) {
+  DenseSet<Value> varying;
+  for (unsigned a = 2; a < body.getNumArguments(); ++a)
+    varying.insert(body.getArgument(a));
+  auto reads = [&](Operation *op) {
+    bool any = false;
+    op->walk([&](Operation *inner) {
+      for (Value operand : inner->getOperands())
+        any |= varying.contains(operand);
+    });
+    return any;
+  };
+  SmallVector<bool> uniform;
+  for (Operation &op : body.without_terminator()) {
+    if (auto acc = dyn_cast<attngpu::AccumulateOp>(op)) {
+      uniform.push_back(llvm::none_of(acc.getIndices(),
+                                      [&](Value x) { return varying.contains(x); }));
+      continue;
+    }
+    if (reads(&op))
+      varying.insert(op.getResults().begin(), op.getResults().end());
+  }
+  return uniform;
+}
+
+/// score_grad(b, h, i, j, dot, ds) on each element, 0 where ds is 0. Accumulations add their
+/// value where ds is not 0: by one atomic per element, or (indices fixed for the tile) summed
+/// over the thread's elements and the warp, then one atomic by lane 0.
+struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ScoreGradOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    ValueRange dot = adaptor.getDot(), ds = adaptor.getDs();
+    Block &body = op.getScoreGrad().front();
+    SmallVector<bool> uniform = uniformAccumulations(body);
+    bool transposed = op.getTransposed();
+    Value qLast = t.add(op.getQLen(), t.idx(-1)), kvLast = t.add(op.getKvLen(), t.idx(-1));
+    Value rowPos[2];
+    for (int r = 0; r < 2; ++r)
+      rowPos[r] = t.add(transposed ? op.getJ0() : op.getI0(),
+                        t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r));
+    Value zero = t.f32(0);
+    SmallVector<Value> partial(uniform.size(), zero);
+    SmallVector<SmallVector<Value>> partialAt(uniform.size());
+    SmallVector<Value> results;
+    for (size_t n = 0; n < dot.size() / 4; ++n)
+      for (int64_t e = 0; e < 4; ++e) {
+        Value base = transposed ? op.getI0() : op.getJ0();
+        Value pos = t.add(t.add(base, t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
+        Value i = transposed ? pos : rowPos[e / 2], j = transposed ? rowPos[e / 2] : pos;
+        Value x = dot[n * 4 + e], g = ds[n * 4 + e];
+        Value live = arith::CmpFOp::create(rw, t.loc, arith::CmpFPredicate::UNE, g, zero);
+        IRMapping map;
+        map.map(body.getArguments(), ValueRange{op.getB(), op.getH(), t.minIdx(i, qLast),
+                                                t.minIdx(j, kvLast), x, g});
+        size_t k = 0;
+        for (Operation &inner : body.without_terminator()) {
+          auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
+          if (!acc) {
+            rw.clone(inner, map);
+            continue;
+          }
+          Value value = t.select(live, map.lookupOrDefault(acc.getValue()), zero);
+          SmallVector<Value> at;
+          for (Value index : acc.getIndices())
+            at.push_back(map.lookupOrDefault(index));
+          if (uniform[k]) {
+            partial[k] = t.fadd(partial[k], value);
+            partialAt[k] = at;
+          } else {
+            auto guard = scf::IfOp::create(rw, t.loc, live, /*withElseRegion=*/false);
+            OpBuilder::InsertionGuard ig(rw);
+            rw.setInsertionPointToStart(guard.thenBlock());
+            memref::AtomicRMWOp::create(rw, t.loc, arith::AtomicRMWKind::addf, value,
+                                        acc.getGrad(), at);
+          }
+          ++k;
+        }
+        Value grad = map.lookupOrDefault(body.getTerminator()->getOperand(0));
+        results.push_back(t.select(live, grad, zero));
+      }
+    Value lane0 = arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.lane, t.idx(0));
+    size_t k = 0;
+    for (Operation &inner : body.without_terminator()) {
+      auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
+      if (!acc)
+        continue;
+      if (uniform[k] && !partialAt[k].empty()) {
+        Value sum = partial[k];
+        for (int32_t offset : {16, 8, 4, 2, 1})
+          sum = t.fadd(sum, t.shflXor(sum, offset));
+        auto guard = scf::IfOp::create(rw, t.loc, lane0, /*withElseRegion=*/false);
+        OpBuilder::InsertionGuard ig(rw);
+        rw.setInsertionPointToStart(guard.thenBlock());
+        memref::AtomicRMWOp::create(rw, t.loc, arith::AtomicRMWKind::addf, sum, acc.getGrad(),
+                                    partialAt[k]);
+      }
+      ++k;
+    }
+    rw.replaceOpWithMultiple(op, {results});
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::attn::populateScoreToNVVMPatterns(FragmentTypeConverter &converter,
                                              RewritePatternSet &patterns) {
-  patterns.add<ScoreLowering, MapElementsLowering>(converter, patterns.getContext());
+  patterns.add<ScoreLowering, MapElementsLowering, ScoreGradLowering>(converter,
+                                                                  patterns.getContext());
 }

@@ -194,6 +194,36 @@ LogicalResult ScoreOp::verify() {
     return emitOpError("returns the scores' type");
   if (bool(getCumQ()) != bool(getCumK()))
     return emitOpError("takes the cumulative log decays of both rows and keys, or neither");
+  if (getTransposed() && (getPack() != 1 || getCumQ() || getKeyScale()))
+    return emitOpError("transposed (key-major) takes no GQA packing, decay or key factors");
+  return success();
+}
+
+LogicalResult ScoreGradOp::verify() {
+  if (failed(checkFragment(*this, getDot().getType(), FragmentKind::acc, "the dot products")) ||
+      failed(checkFragment(*this, getDs().getType(), FragmentKind::acc, "dS")))
+    return failure();
+  if (getDs().getType() != getDot().getType() || getResult().getType() != getDot().getType())
+    return emitOpError("takes dot products and dS of one f32 tile type and returns it");
+  Block &body = getScoreGrad().front();
+  if (body.getNumArguments() != 6)
+    return emitOpError("takes a region of (b, h, i, j, dot, ds)");
+  return success();
+}
+
+LogicalResult AccumulateOp::verify() {
+  if (int64_t(getIndices().size()) != getGrad().getType().getRank())
+    return emitOpError("takes one index per dimension of the gradient");
+  return success();
+}
+
+LogicalResult LoadColumnsOp::verify() {
+  if (failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
+    return failure();
+  int64_t n = getValues().getType().getDimSize(0);
+  if (!getType().getElementType().isF32() ||
+      (ShapedType::isStatic(n) && n < getType().getDimSize(1)))
+    return emitOpError("reads an f32 value for each of its columns");
   return success();
 }
 

@@ -79,7 +79,8 @@ def AttnGPU_MmaAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_MmaKind, "mma"> {
 }
 
 def AttnGPU_StrategyKind : I32EnumAttr<"StrategyKind", "the kernel family of a tiled function", [
-  I32EnumAttrCase<"flash", 0>, I32EnumAttrCase<"chunk", 1>, I32EnumAttrCase<"scan", 2>]> {
+  I32EnumAttrCase<"flash", 0>, I32EnumAttrCase<"chunk", 1>, I32EnumAttrCase<"scan", 2>,
+  I32EnumAttrCase<"backward", 3>]> {
   let cppNamespace = "::mlir::attngpu";
   let genSpecializedAttr = 0;
 }
@@ -286,6 +287,10 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     `key_scale %f` by f[c] (a recurrence's key factors). A key tile that
     lies inside kv_len (and that an exact affine mask fully allows) takes a branch without
     range checks (and without the mask).
+
+    `transposed` (the backward's key-major tiles, pack 1, no decay or key factors): rows are
+    keys and columns queries, result[r, c] = score(b, h, i0 + c, j0 + r, s[r, c]) where the
+    mask holds, j0 + r < kv_len and i0 + c < q_len, `fill` elsewhere.
   }];
   let arguments = (ins AttnGPU_Fragment:$s, Index:$b, Index:$h, Index:$i0, Index:$j0,
                        Index:$q_len, Index:$kv_len,
@@ -293,7 +298,8 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_k,
                        Optional<MemRefRankOf<[F32], [1]>>:$key_scale,
                        F32Attr:$fill,
-                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
+                       UnitAttr:$transposed);
   let results = (outs AttnGPU_Fragment:$result);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
@@ -579,6 +585,65 @@ def AttnGPU_CopyMatrixOp : AttnGPU_Op<"copy_matrix"> {
   let arguments = (ins Arg<MemRefRankOf<[F32, F16, BF16], [2]>, "", [MemRead]>:$source,
                        Arg<AttnGPU_Shared, "", [MemWrite]>:$tile);
   let assemblyFormat = "$source `->` $tile attr-dict `:` type($source) `->` type($tile)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// The backward pass
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_ScoreGradOp : AttnGPU_Op<"score_grad",
+    [AllTypesMatch<["dot", "ds", "result"]>]> {
+  let summary = "The score's derivative on an accumulator tile, param gradients accumulated";
+  let description = [{
+    result[r, c] = score_grad(b, h, i, j, dot[r, c], ds[r, c]) with (i, j) = (i0 + r, j0 + c),
+    or (i0 + c, j0 + r) when `transposed` (key-major tiles): dS turned into the gradient of
+    the dot product. The region's attn_gpu.accumulate ops add into param gradients in global
+    memory, for the elements whose ds is not 0 (masked, out-of-range and padded elements
+    have ds = 0 and add nothing); an accumulation whose indices read neither i nor j is
+    summed over the warp first, one atomic add per warp and tile. Positions past q_len and
+    kv_len are clamped for the region's reads.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$dot, AttnGPU_Fragment:$ds,
+                       Index:$b, Index:$h, Index:$i0, Index:$j0, Index:$q_len, Index:$kv_len,
+                       UnitAttr:$transposed);
+  let results = (outs AttnGPU_Fragment:$result);
+  let regions = (region SizedRegion<1>:$score_grad);
+  let assemblyFormat = [{
+    $dot `,` $ds `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len attr-dict `:`
+    type($dot) `->` type($result) $score_grad
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_AccumulateOp : AttnGPU_Op<"accumulate", [HasParent<"ScoreGradOp">]> {
+  let summary = "Adds a value into an element of a param gradient in global memory";
+  let arguments = (ins F32:$value, Arg<MemRefOf<[F32]>, "", [MemRead, MemWrite]>:$grad,
+                       Variadic<Index>:$indices);
+  let assemblyFormat = "$value `->` $grad `[` $indices `]` attr-dict `:` type($grad)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_CopyRowsOp : AttnGPU_Op<"copy_rows"> {
+  let summary = "One f32 value per query of a tile, from global [b, h, i] into shared memory";
+  let description = [{
+    values[r] = src[b, h, i0 + r] for i0 + r < q_len, `fill` past it (lse and D of a query
+    tile in the backward). Synchronous loads by the first threads; a barrier must follow.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [3]>, "", [MemRead]>:$src,
+                       Arg<MemRefRankOf<[F32], [1]>, "", [MemWrite]>:$values,
+                       Index:$b, Index:$h, Index:$i0, Index:$q_len, F32Attr:$fill);
+  let assemblyFormat = [{
+    $src `[` $b `,` $h `,` $i0 `]` `below` $q_len `->` $values attr-dict `:` type($src) `->`
+    type($values)
+  }];
+}
+
+def AttnGPU_LoadColumnsOp : AttnGPU_Op<"load_columns"> {
+  let summary = "An accumulator tile whose element (r, c) is a shared f32 vector's value c";
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead]>:$values);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$values attr-dict `:` type($values) `->` type($result)";
   let hasVerifier = 1;
 }
 

@@ -199,6 +199,22 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
     }
     llvm::errs() << "attnc: wrote " << base << ".ptx, .json and .ref.py ("
                  << llvm::format("%.0f", compileMs) << " ms)\n";
+    auto grad = ptx.find(v.name + "_grad");
+    if (grad == ptx.end())
+      continue;
+    std::string gradManifest = buildGradManifest(v, options.pipeline, v.name + "_grad.ptx", text,
+                                                 compiler.launchesByKernel());
+    for (const auto &[path, content] :
+         {std::pair<std::string, std::string>{base + "_grad.ptx", grad->second},
+          {base + "_grad.json", gradManifest}}) {
+      llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
+      if (ec) {
+        llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
+        return 1;
+      }
+      os << content;
+    }
+    llvm::errs() << "attnc: wrote " << base << "_grad.ptx and .json\n";
   }
   return 0;
 }
@@ -235,11 +251,6 @@ static int compileMain() {
       return 1;
     }
     return writeOutput(emitTorchReference(variants.front(), inputPath)) ? 0 : 1;
-  }
-  if (backward && stop == Stage::PTX) {
-    llvm::errs() << "attnc: error: --backward: the CUDA backward is not implemented yet (issue "
-                    "14); --emit=attn, tiled or llvm compile it for the CPU back end\n";
-    return 1;
   }
   auto start = std::chrono::steady_clock::now();
   if (!isMLIR && !compiler.lowerToAttn(options, diag))

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compiles every spec in specs/ to PTX (bf16 as declared; a dynamic head dim fixed to 128) and
 # assembles it with `ptxas -arch=sm_90a`, recording registers, stack and spills per kernel.
+# Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels) too;
+# a spec attn-grad refuses (decoding, recurrences) must say so with its "no backward" error.
 # Fails if a spec does not compile or ptxas rejects its PTX. Skips (exit 77) without ptxas.
 set -uo pipefail
 attnc=$1; specs=$2; out=${3:-$(mktemp -d)}
@@ -27,6 +29,23 @@ for spec in "$specs"/*.attn; do
       spills=$(echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p')
       printf '%-18s %-9s %6s %8s %s ms\n' "$(basename "$ptx" .ptx)" "$chip" "$regs" "$spills" "$ms"
     done
+  done
+  dir="$out/grad"
+  if ! log=$("$attnc" compile "$spec" --emit=ptx --backward "${set_d[@]}" -o "$dir" 2>&1); then
+    echo "$log" | grep -q "attn-grad: no backward for" || { echo "FAIL backward $spec:"; echo "$log"; status=1; }
+    continue
+  fi
+  name=$(basename "$spec" .attn)
+  for ptx in "$dir"/${name}*_grad.ptx; do
+    if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
+      echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
+    fi
+    echo "$info" | sed -n "s/.*Compiling entry function '\([a-z0-9_]*\)'.*/\1/p" | paste - <(
+      echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p') <(
+      echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p') |
+      while read -r entry regs spills; do
+        printf '%-18s %-9s %6s %8s backward\n' "$entry" sm_90a "$regs" "$spills"
+      done
   done
 done
 exit $status

@@ -4,6 +4,7 @@
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/FlashTile.h"
 #include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/TileBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -24,21 +25,16 @@ using attn::CombineOp;
 
 namespace {
 
-constexpr double kLog2e = 1.4426950408889634;
-constexpr double kLn2 = 0.6931471805599453;
-
 /// Emits the kernel of one flash tile. Each `emit*` lowers one tiled op (or the grid, or the
 /// epilogue) to attn_gpu ops; fragment values stand in for the tiled level's buffers.
-class FlashDistributor {
+class FlashDistributor : TileBuilder {
 public:
   FlashDistributor(OpBuilder &b, FlashTile t, gpu::GPUFuncOp kernel)
-      : b(b), loc(t.scores.getLoc()), t(t), kernel(kernel) {}
+      : TileBuilder(b, t.scores.getLoc()), t(t), kernel(kernel) {}
 
   LogicalResult run();
 
 private:
-  OpBuilder &b;
-  Location loc;
   FlashTile t;
   gpu::GPUFuncOp kernel;
   IRMapping map;  // host values -> kernel values
@@ -47,55 +43,12 @@ private:
   Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
   Value qOperand;
 
-  Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
-  Value mulc(Value x, int64_t c) { return arith::MulIOp::create(b, loc, x, idx(c)); }
-  void barrier() { gpu::BarrierOp::create(b, loc); }
-  Value commit() {
-    auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
-    return nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
-  }
-  /// Closes the copy group, waits until at most `pending` groups are in flight, syncs the block.
-  void waitGroups(int32_t pending) {
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(), b.getI32IntegerAttr(pending));
-    gpu::BarrierOp::create(b, loc);
-  }
-  RankedTensorType accType(int64_t cols) {
-    return fragmentType({t.blockQ, cols}, b.getF32Type(), FragmentKind::acc);
-  }
-  RankedTensorType rowsType(Type element) {
-    return fragmentType({t.blockQ}, element, FragmentKind::rows);
-  }
-  Value splat(RankedTensorType type, double value) {
-    Attribute attr = type.getElementType().isInteger(1)
-                         ? Attribute(b.getBoolAttr(value != 0))
-                         : Attribute(b.getF32FloatAttr(float(value)));
-    return arith::ConstantOp::create(b, loc, type, DenseElementsAttr::get(type, attr));
-  }
-  Value cmp(arith::CmpFPredicate p, Value x, Value y) {
-    return arith::CmpFOp::create(b, loc, p, x, y);
-  }
-  Value sel(Value c, Value x, Value y) { return arith::SelectOp::create(b, loc, c, x, y); }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
-  Value fmax(Value x, Value y) { return arith::MaximumFOp::create(b, loc, x, y); }
-  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
-  Value rowReduce(ReduceKind kind, Value x) {
-    auto xt = cast<RankedTensorType>(x.getType());
-    return RowReduceOp::create(b, loc, rowsType(xt.getElementType()), x,
-                               ReduceKindAttr::get(b.getContext(), kind));
-  }
-  Value quadReduce(ReduceKind kind, Value x) {
-    return QuadReduceOp::create(b, loc, x.getType(), x, ReduceKindAttr::get(b.getContext(), kind));
-  }
-  Value broadcast(Value rows, int64_t cols) {
-    return BroadcastRowsOp::create(b, loc, accType(cols), rows);
-  }
+  RankedTensorType accType(int64_t cols) { return accOf(t.blockQ, cols); }
+  RankedTensorType rowsType(Type element) { return rowsOf(t.blockQ, element); }
 
   LogicalResult materialize(Value v);
   LogicalResult mapCaptures(Region &region);
   void cloneRegion(Region &from, Region &to);
-  Value sharedTile(int64_t rows, int64_t cols, Type element, bool padded);
   void emitGrid();
   void emitSharedTiles();
   void copyKeys(bool isKey, Value j0);
@@ -165,15 +118,6 @@ void FlashDistributor::emitGrid() {
   map.map(t.scores.getH(), head);
   map.map(t.scores.getHk(), kvHead);
   map.map(t.scores.getI0(), i0);
-}
-
-Value FlashDistributor::sharedTile(int64_t rows, int64_t cols, Type element, bool padded) {
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
-  SmallVector<int64_t> shape = {rows};
-  if (cols)
-    shape.push_back(cols + (padded ? kSharedPad : 0));
-  auto type = MemRefType::get(shape, element, MemRefLayoutAttrInterface(), space);
-  return AllocSharedOp::create(b, loc, type, IntegerAttr());
 }
 
 /// Q, K and V tiles (16-bit, padded rows), the staging tiles of quantised K/V (as stored) and
@@ -492,11 +436,23 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     for (auto f : module.getOps<func::FuncOp>())
       if (strategyOf(f))
         funcs.push_back(f);
-    for (func::FuncOp f : funcs)
-      if (failed(*strategyOf(f) == StrategyKind::flash ? distribute(f) : distributeRecurrence(f)))
+    for (func::FuncOp f : funcs) {
+      StrategyKind kind = *strategyOf(f);
+      LogicalResult done = kind == StrategyKind::flash      ? distribute(f)
+                           : kind == StrategyKind::backward ? distributeBackward(f)
+                                                            : distributeRecurrence(f);
+      if (failed(done))
         return signalPassFailure();
+    }
     if (!funcs.empty())
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(), UnitAttr::get(&getContext()));
+  }
+
+  LogicalResult distributeBackward(func::FuncOp f) {
+    if (failed(distributeGrad(f, chip)))
+      return failure();
+    f.erase();
+    return success();
   }
 
   /// A function holding attn-chunk's form: one kernel for its attn.chunk_step, in the chunk

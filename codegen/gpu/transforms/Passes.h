@@ -47,6 +47,10 @@ void setLaunch(gpu::GPUFuncOp kernel, int64_t threads,
                ArrayRef<std::array<int64_t, 4>> grid, int64_t sharedMemory,
                ArrayRef<std::pair<StringRef, int64_t>> schedule);
 
+/// Replaces nothing: emits, before `f` (a `backward` function holding one
+/// attn.attention_grad), the module of its two backward kernels (GradDistribute.cpp).
+LogicalResult distributeGrad(func::FuncOp f, StringRef chip);
+
 /// A kernel must not use a value of the host function it replaces: an unmapped capture is an
 /// error, never a dangling use.
 LogicalResult checkSelfContained(gpu::GPUFuncOp kernel);

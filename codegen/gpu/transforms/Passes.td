@@ -41,6 +41,14 @@ def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
     16-bit shared copy of S), then attn_gpu.state_update. A `scan` function becomes the
     per-thread scan (state columns in registers, gpu/scf/arith only).
 
+    A `backward` function (an `attn.attention_grad`) becomes two kernels in one module
+    (FlashAttention-2's backward by recomputation, docs/backward.md): `<name>` walks the key
+    tiles of one query tile (grid: query tiles, heads, batch) and writes D = rowsum(dO * O)
+    to a workspace and dQ, with the param gradients accumulated by attn_gpu.score_grad;
+    `<name>_dkdv` walks the query tiles of every head of a GQA group for one key tile (grid:
+    key tiles, kv heads, batch), key-major (`transposed` scores), and writes dK and dV. Both
+    take the workspace D as a last argument, [b, h, i] f32.
+
     Before: `func.func @v(...) { scf.for ... { attn.tile_scores ... attn.tile_store ... } }`
     After:  `gpu.module @v_kernels [#nvvm.target<...>] { gpu.func @v(...) kernel { attn_gpu.* } }`
   }];

@@ -27,6 +27,7 @@ struct AttnGPUSelectStrategyPass
     for (auto f : getOperation().getOps<func::FuncOp>()) {
       StrategyKind kind = StrategyKind::flash;
       f.walk([&](attn::ChunkStepOp step) { kind = chunkStrategy(step); });
+      f.walk([&](attn::AttentionGradOp) { kind = StrategyKind::backward; });
       f->setAttr(kStrategyAttrName, StrategyKindAttr::get(&getContext(), kind));
     }
   }

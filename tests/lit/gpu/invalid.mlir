@@ -214,3 +214,49 @@ func.func @decay_prefix_size(%c: !cum, %n: index) {
   }
   return
 }
+
+// -----
+
+#acc = #attn_gpu.frag<acc>
+func.func @transposed_packed(%s: tensor<64x32xf32, #acc>, %n: index) {
+  // expected-error @+1 {{transposed (key-major) takes no GQA packing, decay or key factors}}
+  %r = attn_gpu.score %s[%n, %n, %n, %n] below %n, %n {fill = 0.0 : f32, pack = 2 : i64, transposed} : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn_gpu.yield %dot : f32
+  }
+  return
+}
+
+// -----
+
+#acc = #attn_gpu.frag<acc>
+func.func @score_grad_args(%s: tensor<64x32xf32, #acc>, %n: index) {
+  // expected-error @+1 {{takes a region of (b, h, i, j, dot, ds)}}
+  %r = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn_gpu.yield %dot : f32
+  }
+  return
+}
+
+// -----
+
+#acc = #attn_gpu.frag<acc>
+func.func @accumulate_rank(%s: tensor<64x32xf32, #acc>, %g: memref<?x?xf32>, %n: index) {
+  %r = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %ds: f32):
+    // expected-error @+1 {{takes one index per dimension of the gradient}}
+    attn_gpu.accumulate %ds -> %g[%h] : memref<?x?xf32>
+    attn_gpu.yield %dot : f32
+  }
+  return
+}
+
+// -----
+
+#acc = #attn_gpu.frag<acc>
+func.func @columns_short(%v: memref<16xf32, #gpu.address_space<workgroup>>) {
+  // expected-error @+1 {{reads an f32 value for each of its columns}}
+  %r = attn_gpu.load_columns %v : memref<16xf32, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #acc>
+  return
+}

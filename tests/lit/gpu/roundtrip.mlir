@@ -153,3 +153,36 @@ gpu.module @r {
     gpu.return
   }
 }
+
+// The backward's ops: key-major scores, the score's derivative with an accumulation into a
+// param gradient, one f32 value per query into shared memory, and those values by column.
+// CHECK-LABEL: gpu.func @backward_ops
+// CHECK: attn_gpu.copy_rows %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}} -> %{{.*}} {fill = 0x7F800000 : f32}
+// CHECK: attn_gpu.load_columns %{{.*}} : memref<32xf32, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>
+// CHECK: attn_gpu.score %{{.*}} {fill = 0xFF800000 : f32, transposed}
+// CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}}, %{{.*}} {transposed}
+// CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}}[%{{.*}}] below %{{.*}}, %{{.*}} :
+// CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
+gpu.module @bw {
+  gpu.func @backward_ops(%lse: memref<?x?x?xf32>, %grad: memref<?xf32>, %b: index, %h: index,
+                         %i0: index, %j0: index, %n: index) kernel {
+    %vec = attn_gpu.alloc_shared : memref<32xf32, #gpu.address_space<workgroup>>
+    attn_gpu.copy_rows %lse[%b, %h, %i0] below %n -> %vec {fill = 0x7F800000 : f32} : memref<?x?x?xf32> -> memref<32xf32, #gpu.address_space<workgroup>>
+    %cols = attn_gpu.load_columns %vec : memref<32xf32, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #acc>
+    %st = attn_gpu.score %cols[%b, %h, %i0, %j0] below %n, %n {fill = 0xFF800000 : f32, transposed} : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
+      attn_gpu.yield %dot : f32
+    }
+    %gt = attn_gpu.score_grad %cols, %st[%b, %h, %i0, %j0] below %n, %n {transposed} : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32, %g: f32):
+      attn_gpu.yield %g : f32
+    }
+    %g2 = attn_gpu.score_grad %cols, %gt[%b, %h, %i0, %j0] below %n, %n : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32, %g: f32):
+      %x = arith.mulf %g, %dot : f32
+      attn_gpu.accumulate %x -> %grad[%hh] : memref<?xf32>
+      attn_gpu.yield %g : f32
+    }
+    gpu.return
+  }
+}

@@ -1,0 +1,371 @@
+// attn-gpu-distribute, backward strategy: attn.attention_grad -> FlashAttention-2's backward by
+// recomputation, as two kernels at the GPU tile level (docs/backward.md):
+//   <name>       one block per (query tile, head, batch) walks its key tiles: D = rowsum(dO O)
+//                to the workspace, P recomputed from lse, dP = dO V^T, dS, the score's
+//                derivative (param gradients accumulated), dQ += dDot K;
+//   <name>_dkdv  one block per (key tile, kv head, batch) walks the query tiles of every head of
+//                the GQA group, key-major: P^T = exp(K Q^T - lse), dV += P^T dO,
+//                dP^T = V dO^T, dK += dDot^T Q -- dK and dV summed over the group in registers.
+// Both kernels take the f32 workspace D [b, h, i] after the function's arguments; the runtime
+// launches them in this order.
+#include "codegen/gpu/transforms/ChunkSchedule.h"
+#include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/TileBuilder.h"
+#include "dialect/transforms/Patterns.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::attngpu;
+using attn::AttentionGradOp;
+using attn::NormKind;
+
+namespace {
+
+/// Tile sizes: the dQ kernel's query tile (16 rows per warp) and key tile; the dK/dV kernel's
+/// key tile (16 rows per warp) and query tile (fewer columns for wide heads: registers).
+struct GradSchedule {
+  int64_t blockQ = 64, blockK = 32, keyRows = 64, queryCols = 64;
+};
+
+class GradDistributor : TileBuilder {
+public:
+  GradDistributor(OpBuilder &b, AttentionGradOp op, func::FuncOp f)
+      : TileBuilder(b, op.getLoc()), op(op), f(f) {}
+
+  LogicalResult run(StringRef chip);
+
+private:
+  AttentionGradOp op;
+  func::FuncOp f;
+  GradSchedule s;
+  IRMapping map;  // host values -> the current kernel's values
+  Type elt;
+  int64_t headDim = 0, valueDim = 0;
+  Value q, k, v, out, dout, lse, delta, batch, qLen, kvLen;
+  bool softmax = false;
+
+  gpu::GPUFuncOp makeKernel(gpu::GPUModuleOp module, StringRef name);
+  LogicalResult enter(gpu::GPUFuncOp kernel);
+  void cloneScore(ScoreOp score);
+  /// P and dS of a tile from its scores s (filled with -inf where masked or out of range),
+  /// dP and the rows' (or, key-major, columns') lse and D.
+  std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
+  Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
+  Value keyRangeEdge(Value row, bool lowerEdge, Value from, Value to, int64_t step, Value b);
+  LogicalResult emitDQ(gpu::GPUFuncOp kernel);
+  LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
+};
+
+gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef name) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  SmallVector<Value> tensors = {op.getQ(), op.getK(),  op.getV(),  op.getOut(),
+                                op.getDout(), op.getDq(), op.getDk(), op.getDv()};
+  SmallVector<Type> types;
+  for (BlockArgument arg : f.getArguments())
+    types.push_back(kernelArgType(arg.getType(), llvm::is_contained(tensors, arg)));
+  int64_t dyn = ShapedType::kDynamic;
+  types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // the workspace D
+  auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
+  kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  return kernel;
+}
+
+/// Maps the host function's arguments (and the region captures) to `kernel`'s, at its start.
+LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
+  map.clear();
+  b.setInsertionPointToStart(&kernel.getBody().front());
+  for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
+    map.map(hostArg, kernelArg);
+  q = map.lookup(op.getQ()), k = map.lookup(op.getK()), v = map.lookup(op.getV());
+  out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
+  lse = op.getLse() ? map.lookup(op.getLse()) : Value();
+  delta = kernel.getArguments().back();
+  qLen = memref::DimOp::create(b, loc, q, 2);
+  kvLen = memref::DimOp::create(b, loc, k, 2);
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  SmallVector<Value> written = {op.getDq(), op.getDk(), op.getDv()};
+  for (Region *region : {&op.getScore(), &op.getMask(), &op.getScoreGrad()})
+    if (failed(materializeCaptures(b, map, *region, written, op)))
+      return failure();
+  return success();
+}
+
+std::pair<Value, Value> GradDistributor::probabilities(Value s, Value dP, Value lseAt,
+                                                       Value dAt) {
+  Value zero = splatLike(s, 0), one = splatLike(s, 1);
+  Value valid = cmp(arith::CmpFPredicate::ONE, s, splatLike(s, -INFINITY));
+  switch (op.getNorm()) {
+  case NormKind::softmax: {
+    // exp(s - lse) in base 2; 0 where s = -inf (also on rows without any key, lse = -inf).
+    Value arg = fmul(fsub(s, lseAt), splatLike(s, kLog2e));
+    Value p = sel(valid, exp2(arg), zero);
+    return {p, fmul(p, fsub(dP, dAt))};
+  }
+  case NormKind::sigmoid: {
+    Value p = arith::DivFOp::create(
+        b, loc, one, fadd(one, exp2(fmul(s, splatLike(s, -kLog2e)))));
+    p = sel(valid, p, zero);
+    return {p, fmul(dP, fmul(p, fsub(one, p)))};
+  }
+  case NormKind::relu2: {
+    Value r = sel(valid, fmax(s, zero), zero);
+    return {fmul(r, r), fmul(dP, fmul(splatLike(s, 2), r))};
+  }
+  default:  // none
+    return {sel(valid, s, zero), sel(valid, dP, zero)};
+  }
+}
+
+void GradDistributor::cloneScore(ScoreOp score) {
+  cloneRegionInto(b, op.getScore(), score.getScore(), map);
+  cloneRegionInto(b, op.getMask(), score.getMask(), map);
+}
+
+/// dS -> the gradient of the dot products. The dQ kernel accumulates the param gradients (each
+/// (i, j) once); the key-major kernel drops the accumulations.
+Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
+                                 bool transposed) {
+  auto grad = ScoreGradOp::create(b, loc, dot.getType(), dot, ds, batch, h, i0, j0, qLen, kvLen,
+                                  transposed);
+  cloneRegionInto(b, op.getScoreGrad(), grad.getScoreGrad(), map);
+  SmallVector<attn::AccumulateOp> accumulations;
+  grad.getScoreGrad().walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
+  for (attn::AccumulateOp acc : accumulations) {
+    if (!transposed) {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPoint(acc);
+      AccumulateOp::create(b, acc.getLoc(), acc.getValue(), acc.getGrad(), acc.getIndices());
+    }
+    acc.erase();
+  }
+  return grad;
+}
+
+/// The dQ kernel: grid (query tiles, heads, batch).
+LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
+  if (failed(enter(kernel)))
+    return failure();
+  Value i0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.blockQ);
+  Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
+  Value qTile = sharedTile(s.blockQ, headDim, elt, true);
+  Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
+  Value oTile = softmax ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
+  Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
+  Value kTile = sharedTile(s.blockK, headDim, elt, true);
+  Value vTile = sharedTile(s.blockK, valueDim, elt, true);
+
+  CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
+  CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
+  if (softmax) {
+    CopyQueryTileOp::create(b, loc, out, oTile, batch, head, i0, b.getI64IntegerAttr(1));
+    CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
+  }
+  waitGroups(0);
+  RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
+  Value lseRows, dRows;
+  if (softmax) {  // D = rowsum(dO * O), for this kernel and the workspace
+    Value dO = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), doTile);
+    Value o = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), oTile);
+    Value prod = fmul(dO, o);
+    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, prod));
+    StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
+                        b.getI64IntegerAttr(1));
+    lseRows = LoadRowsOp::create(b, loc, rows, lseVec);
+  }
+  Value qOperand = loadOperand(qTile, s.blockQ, headDim);
+  Value doOperand = loadOperand(doTile, s.blockQ, valueDim);
+
+  // The key range of the tile's queries, narrowed by the mask's bounds as in the forward.
+  Value iLast = arith::AddIOp::create(b, loc, i0, idx(s.blockQ - 1));
+  Value from = idx(0), to = kvLen;
+  if (!op.getMask().empty()) {
+    bool exact;
+    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
+      Value row = (bd.a >= 0) == bd.lower ? i0 : iLast;
+      Value edge = attn::keyBoundEdge(b, loc, bd, row, op.getMask(), batch, map);
+      if (bd.lower) {  // floor to a whole tile; keys below 0 do not exist
+        Value start = mulc(arith::DivUIOp::create(
+                               b, loc, arith::MaxSIOp::create(b, loc, edge, idx(0)), idx(s.blockK)),
+                           s.blockK);
+        from = arith::MaxSIOp::create(b, loc, from, start);
+      } else {
+        Value end = arith::MaxSIOp::create(b, loc, arith::AddIOp::create(b, loc, edge, idx(1)),
+                                           idx(0));
+        to = arith::MinSIOp::create(b, loc, to, end);
+      }
+    }
+  }
+  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
+                                 ValueRange{splat(accOf(s.blockQ, headDim), 0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value j0 = loop.getInductionVar(), dq = loop.getRegionIterArgs()[0];
+    for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+      CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
+                            b.getI64IntegerAttr(0));
+    waitGroups(0);
+    Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+    auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
+                                 Value(), Value(), Value(), b.getF32FloatAttr(-INFINITY),
+                                 b.getI64IntegerAttr(1), UnitAttr());
+    cloneScore(score);
+    Value dP = mma(doOperand, vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+    Value lseAt = softmax ? broadcast(lseRows, s.blockK) : Value();
+    Value dAt = softmax ? broadcast(dRows, s.blockK) : Value();
+    Value ds = probabilities(score, dP, lseAt, dAt).second;
+    Value dDot = scoreGrad(dot, ds, head, i0, j0, false);
+    dq = mma(toOperand(dDot, elt), kTile, dq, false);
+    barrier();  // every warp is done with K(j0) and V(j0) before the next copies
+    scf::YieldOp::create(b, loc, dq);
+  }
+  StoreTileOp::create(b, loc, loop.getResult(0), map.lookup(op.getDq()), batch, head, i0, qLen,
+                      ValueRange{}, Value(), b.getI64IntegerAttr(1));
+  gpu::ReturnOp::create(b, loc);
+  int64_t qArg = cast<BlockArgument>(op.getQ()).getArgNumber();
+  setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
+            0, {{"block_q", s.blockQ}, {"block_k", s.blockK}, {"warps", s.blockQ / 16}});
+  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
+  return success();
+}
+
+/// The dK/dV kernel: grid (key tiles, kv heads, batch); key-major tiles.
+LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
+  if (failed(enter(kernel)))
+    return failure();
+  Value j0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.keyRows);
+  Value kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value kTile = sharedTile(s.keyRows, headDim, elt, true);
+  Value vTile = sharedTile(s.keyRows, valueDim, elt, true);
+  Value qTile = sharedTile(s.queryCols, headDim, elt, true);
+  Value doTile = sharedTile(s.queryCols, valueDim, elt, true);
+  Value lseVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
+  Value dVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
+  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
+                          b.getI64IntegerAttr(0));
+  waitGroups(0);
+
+  // The queries that may see a key of the tile: the mask's bounds j >= i + c or j <= i + c
+  // (coefficient 1 on i) give i <= j - c and i >= j - c.
+  Value from = idx(0), to = qLen;
+  Value jLast = arith::AddIOp::create(b, loc, j0, idx(s.keyRows - 1));
+  if (!op.getMask().empty()) {
+    bool exact;
+    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
+      if (bd.a != 1)
+        continue;
+      Value c = attn::keyBoundEdge(b, loc, bd, idx(0), op.getMask(), batch, map);
+      if (bd.lower) {  // i <= jLast - c
+        Value end = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, jLast, c), idx(1));
+        to = arith::MinSIOp::create(b, loc, to, arith::MaxSIOp::create(b, loc, end, idx(0)));
+      } else {  // i >= j0 - c, floored to a whole query tile
+        Value first = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, j0, c), idx(0));
+        from = arith::MaxSIOp::create(
+            b, loc, from,
+            mulc(arith::DivUIOp::create(b, loc, first, idx(s.queryCols)), s.queryCols));
+      }
+    }
+  }
+  RankedTensorType kdAcc = accOf(s.keyRows, headDim), kvAcc = accOf(s.keyRows, valueDim);
+  RankedTensorType tileAcc = accOf(s.keyRows, s.queryCols);
+  Value firstHead = mulc(kvHead, op.getGroup());
+  auto heads = scf::ForOp::create(b, loc, firstHead,
+                                  arith::AddIOp::create(b, loc, firstHead, idx(op.getGroup())),
+                                  idx(1), ValueRange{splat(kdAcc, 0), splat(kvAcc, 0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(heads.getBody());
+    Value h = heads.getInductionVar();
+    auto queries = scf::ForOp::create(b, loc, from, to, idx(s.queryCols),
+                                      heads.getRegionIterArgs());
+    {
+      OpBuilder::InsertionGuard inner(b);
+      b.setInsertionPointToStart(queries.getBody());
+      Value i0 = queries.getInductionVar();
+      Value dk = queries.getRegionIterArgs()[0], dv = queries.getRegionIterArgs()[1];
+      CopyQueryTileOp::create(b, loc, q, qTile, batch, h, i0, b.getI64IntegerAttr(1));
+      CopyQueryTileOp::create(b, loc, dout, doTile, batch, h, i0, b.getI64IntegerAttr(1));
+      waitGroups(0);
+      Value lseAt, dAt;
+      if (softmax) {
+        CopyRowsOp::create(b, loc, lse, lseVec, batch, h, i0, qLen, b.getF32FloatAttr(INFINITY));
+        CopyRowsOp::create(b, loc, delta, dVec, batch, h, i0, qLen, b.getF32FloatAttr(0));
+        barrier();
+        lseAt = LoadColumnsOp::create(b, loc, tileAcc, lseVec);
+        dAt = LoadColumnsOp::create(b, loc, tileAcc, dVec);
+      }
+      Value dot = mma(loadOperand(kTile, s.keyRows, headDim), qTile, splat(tileAcc, 0), true);
+      auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
+                                   Value(), Value(), b.getF32FloatAttr(-INFINITY),
+                                   b.getI64IntegerAttr(1), b.getUnitAttr());
+      cloneScore(score);
+      Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);
+      auto [p, ds] = probabilities(score, dP, lseAt, dAt);
+      dv = mma(toOperand(p, elt), doTile, dv, false);
+      Value dDot = scoreGrad(dot, ds, h, i0, j0, true);
+      dk = mma(toOperand(dDot, elt), qTile, dk, false);
+      barrier();  // every warp is done with this query tile before the next copies
+      scf::YieldOp::create(b, loc, ValueRange{dk, dv});
+    }
+    scf::YieldOp::create(b, loc, queries.getResults());
+  }
+  for (auto [acc, grad] : {std::pair(heads.getResult(0), op.getDk()),
+                           std::pair(heads.getResult(1), op.getDv())})
+    StoreTileOp::create(b, loc, acc, map.lookup(grad), batch, kvHead, j0, kvLen, ValueRange{},
+                        Value(), b.getI64IntegerAttr(1));
+  gpu::ReturnOp::create(b, loc);
+  int64_t kArg = cast<BlockArgument>(op.getK()).getArgNumber();
+  setLaunch(kernel, s.keyRows / 16 * 32,
+            {{kArg, 2, 1, s.keyRows}, {kArg, 1, 1, 1}, {kArg, 0, 1, 1}}, 0,
+            {{"block_q", s.queryCols}, {"block_k", s.keyRows}, {"warps", s.keyRows / 16}});
+  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.keyRows / 16 * 32), 1, 1}));
+  return success();
+}
+
+LogicalResult GradDistributor::run(StringRef chip) {
+  MemRefType qType = op.getQ().getType(), vType = op.getV().getType();
+  elt = qType.getElementType();
+  headDim = qType.getDimSize(3), valueDim = vType.getDimSize(3);
+  softmax = op.getNorm() == NormKind::softmax;
+  for (Value x : {op.getK(), op.getV(), op.getOut(), op.getDout()})
+    if (cast<MemRefType>(x.getType()).getElementType() != elt)
+      return op.emitError("the CUDA backward takes q, k, v, out and dout of one element type");
+  if (!elt.isF16() && !elt.isBF16())
+    return op.emitError("the CUDA backward runs on tensor cores: q, k, v need f16 or bf16, got ")
+           << elt << " (hint: declare the tensors bf16, or run the backward on the CPU)";
+  if (ShapedType::isDynamic(headDim) || ShapedType::isDynamic(valueDim) || headDim % 16 ||
+      valueDim % 16 || headDim > 256 || valueDim > 256)
+    return op.emitError("the CUDA backward needs static head and value dims, multiples of 16 up "
+                        "to 256");
+  if (std::max(headDim, valueDim) > 64)
+    s.queryCols = 32;  // dK and dV of 16 x d per warp stay in registers beside the tiles
+
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(f);
+  auto target = NVVM::NVVMTargetAttr::get(b.getContext(), /*optLevel=*/3, "nvptx64-nvidia-cuda",
+                                          chip, "+ptx80");
+  auto module = gpu::GPUModuleOp::create(b, loc, (f.getName() + "_kernels").str(),
+                                         b.getArrayAttr({target}));
+  gpu::GPUFuncOp dq = makeKernel(module, f.getName());
+  gpu::GPUFuncOp dkdv = makeKernel(module, (f.getName() + "_dkdv").str());
+  if (failed(emitDQ(dq)) || failed(checkSelfContained(dq)) || failed(emitDKDV(dkdv)) ||
+      failed(checkSelfContained(dkdv)))
+    return failure();
+  return success();
+}
+
+} // namespace
+
+LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip) {
+  SmallVector<AttentionGradOp> ops;
+  f.walk([&](AttentionGradOp op) { ops.push_back(op); });
+  if (ops.size() != 1)
+    return f.emitError("a backward function holds one attn.attention_grad, got ") << ops.size();
+  OpBuilder b(f);
+  GradDistributor distributor(b, ops.front(), f);
+  return distributor.run(chip);
+}

@@ -1,0 +1,110 @@
+"""The CUDA backward kernels (`attnc compile --backward --emit=ptx`: <variant>_grad.{ptx,json})
+against the autograd of the float64 torch reference (<variant>.ref.py), on random inputs at
+ragged sizes: the forward runs through attnc's own kernel (o and lse as a user would have
+them), then the backward; dq, dk, dv and every param gradient must match torch.autograd's
+gradients of sum(o * dout) through the reference.
+
+Kernels come from $ATTNC_GRAD_KERNEL_DIR (default .device/kernels-grad).
+"""
+import json
+import math
+import zlib
+import os
+from pathlib import Path
+
+import pytest
+
+import harness
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+GRAD_DIR = Path(os.environ.get("ATTNC_GRAD_KERNEL_DIR", harness.ROOT / ".device" / "kernels-grad"))
+# (q_len, kv_len): ragged, q_len != kv_len, a key tile shorter than a tile, one exact multiple.
+GRAD_SHAPES = [(1, 1), (77, 65), (130, 131), (300, 500), (128, 128)]
+
+
+def grad_variants():
+    found = harness.manifests(GRAD_DIR) if GRAD_DIR.exists() else {}
+    return sorted(v[:-len("_grad")] for v in found if v.endswith("_grad") and v[:-len("_grad")] in found)
+
+
+def canonical(kernel, name, x):
+    """`x` (storage order) permuted to the argument's canonical dims."""
+    arg = next(a for a in kernel.manifest["args"] if a["name"] == name)
+    return x.permute([arg["storage_dims"].index(d) for d in arg["dims"]])
+
+
+def reference_grads(reference, inputs, kernel, dout, out_name, out):
+    """torch.autograd through the float64 reference of the backward as attnc defines it: the
+    gradients of sum(o * dout), where softmax's D = rowsum(dout * out) reads the `out` the
+    backward is given (`out`, the forward kernel's 16-bit output, as FlashAttention's does).
+    A change e_i of D_i changes each param gradient by -sum_i e_i dlse_i/dp, so the loss gets
+    the term -sum_i e_i lse_i (e fixed): the same gradients, computed exactly."""
+    leaves = {}
+    t = {}
+    for a in kernel.manifest["args"]:
+        if a["kind"] not in ("input", "param"):
+            continue
+        x = inputs[a["name"]]
+        if x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+            leaves[a["name"]] = x.double().requires_grad_(True)
+            t[a["name"]] = leaves[a["name"]]
+        else:
+            t[a["name"]] = x
+    o, lse = reference(t)[:2]
+    dout = dout.double().to(o.device)
+    loss = (o * dout).sum()
+    if lse is not None:
+        e = ((canonical(kernel, out_name, out.double() - o.detach()) *
+              canonical(kernel, out_name, dout)).sum(-1))
+        loss = loss - (e * torch.where(torch.isfinite(lse), lse, 0.0)).sum()
+    loss.backward()
+    return {name: leaf.grad for name, leaf in leaves.items()}
+
+
+def rel(got, want):
+    got, want = got.double(), want.double().to(got.device)
+    norm = float(want.norm())
+    return float((got - want).norm()) / (norm if norm > 0 else 1.0)
+
+
+@pytest.mark.parametrize("trained", grad_variants())
+@pytest.mark.parametrize("shape", GRAD_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_backward_matches_reference_autograd(trained, shape):
+    variant = trained
+    fwd, reference = harness.load(GRAD_DIR, variant)
+    grad, _ = harness.load(GRAD_DIR, variant + "_grad")
+    assert reference is not None, f"{variant}.ref.py is missing"
+    sizes = harness.dim_sizes(fwd, *shape)
+    inputs = harness.make_inputs(fwd, sizes, seed=zlib.crc32(f"{variant}{shape}".encode()))
+    outs = harness.run(fwd, inputs)
+    out_name, lse_name = harness.output_names(fwd)
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    dout = torch.randn(outs[out_name].shape, generator=gen, device="cuda").to(outs[out_name].dtype)
+    args = {**inputs, out_name: outs[out_name], "d" + out_name: dout}
+    if lse_name:
+        args[lse_name] = outs[lse_name]
+    grads = grad.allocate_outputs(**args)
+    for g in grads.values():
+        g.fill_(math.nan)
+    grad(**args, **grads)
+    torch.cuda.synchronize()
+    want = reference_grads(reference, inputs, fwd, dout, out_name, outs[out_name])
+    tol = 3e-2 if harness.tolerance(fwd) > 1e-3 else 1e-3
+    problems = []
+    for name, w in want.items():
+        g = grads.get("d" + name)
+        assert g is not None, f"the backward has no gradient 'd{name}'"
+        nans = int(torch.isnan(g).sum())
+        err = rel(g, w)
+        harness.REPORT.append(f"{variant}_grad {shape}: d{name} rel {err:.2e}")
+        if nans or not err <= tol:
+            problems.append(f"d{name}: relative error {err:.3e} (tol {tol:.0e}), {nans} NaN")
+    assert not problems, f"{variant}_grad at {shape}: " + "; ".join(problems)
+
+
+def test_backward_kernels_were_compiled():
+    """The lease compiles them: an empty directory must not pass silently."""
+    assert grad_variants(), f"no <variant>_grad kernels in {GRAD_DIR}"

@@ -1,0 +1,70 @@
+// ScoreToNVVM.cpp, the backward's ops: attn_gpu.score_grad runs its region on each of the
+// thread's 8 elements of a 16 x 16 tile, 0 where ds is 0. An accumulation whose indices read
+// only b and h (a per-head slope) is summed over the thread's elements and the warp (five
+// xor shuffles) and added once by lane 0; one whose indices read i - j (a bias table) adds
+// each element under its own ds != 0. A key-major (`transposed`) score masks queries past
+// q_len as well as keys past kv_len. copy_rows and load_columns read f32 values by query.
+// RUN: attnc-opt %s --attn-gpu-to-nvvm | FileCheck %s --implicit-check-not=attn_gpu.
+
+#acc = #attn_gpu.frag<acc>
+
+// CHECK-LABEL: gpu.func @slope_and_table
+// CHECK-NOT: gpu.shuffle
+// CHECK-COUNT-8: memref.atomic_rmw addf %{{.*}}, %{{.*}}[%{{.*}}] : (f32, memref<?xf32>) -> f32
+// CHECK: arith.cmpi eq
+// CHECK-COUNT-5: gpu.shuffle xor
+// CHECK: scf.if
+// CHECK-NEXT: memref.atomic_rmw addf %{{.*}}, %{{.*}}[%{{.*}}] : (f32, memref<?xf32>) -> f32
+// CHECK-NOT: memref.atomic_rmw
+// CHECK: gpu.return
+gpu.module @m {
+  gpu.func @slope_and_table(%slope: memref<?xf32>, %table: memref<?xf32>, %n: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<0.5> : tensor<16x16xf32, #acc>
+    %r = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n : tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc> {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %ds: f32):
+      %d = arith.subi %i, %j : index
+      %di = arith.index_cast %d : index to i64
+      %df = arith.sitofp %di : i64 to f32
+      %x = arith.mulf %ds, %df : f32
+      attn_gpu.accumulate %x -> %slope[%h] : memref<?xf32>
+      attn_gpu.accumulate %ds -> %table[%d] : memref<?xf32>
+      attn_gpu.yield %ds : f32
+    }
+    gpu.return
+  }
+}
+
+// CHECK-LABEL: gpu.func @key_major
+// CHECK: scf.if
+// CHECK: arith.cmpi ult, %{{.*}}, %[[QLEN:.*]] : index
+// CHECK: arith.andi
+// CHECK: gpu.return
+gpu.module @k {
+  gpu.func @key_major(%out: memref<?x?x?x?xf32>, %n: index, %q: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<0.5> : tensor<16x16xf32, #acc>
+    %r = attn_gpu.score %s[%n, %n, %n, %n] below %q, %n {fill = 0xFF800000 : f32, transposed} : tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn_gpu.yield %dot : f32
+    }
+    attn_gpu.store_tile %r -> %out[%n, %n, %n] below %n : tensor<16x16xf32, #acc> -> memref<?x?x?x?xf32>
+    gpu.return
+  }
+}
+
+// CHECK-LABEL: gpu.func @rows_by_query
+// CHECK: memref.load %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK-COUNT-8: memref.load %{{.*}}[%{{.*}}] : memref<16xf32, #gpu.address_space<workgroup>>
+gpu.module @r {
+  gpu.func @rows_by_query(%lse: memref<?x?x?xf32>, %out: memref<?x?x?x?xf32>, %n: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %vec = attn_gpu.alloc_shared {offset = 0 : i64} : memref<16xf32, #gpu.address_space<workgroup>>
+    attn_gpu.copy_rows %lse[%n, %n, %n] below %n -> %vec {fill = 0x7F800000 : f32} : memref<?x?x?xf32> -> memref<16xf32, #gpu.address_space<workgroup>>
+    gpu.barrier
+    %c = attn_gpu.load_columns %vec : memref<16xf32, #gpu.address_space<workgroup>> -> tensor<16x16xf32, #acc>
+    attn_gpu.store_tile %c -> %out[%n, %n, %n] below %n : tensor<16x16xf32, #acc> -> memref<?x?x?x?xf32>
+    gpu.return
+  }
+}

@@ -1,0 +1,46 @@
+// attn-gpu-distribute, backward strategy: ALiBi's attn.attention_grad (attn-grad's alibi_grad)
+// -> two kernels in one module, each taking the workspace D [b, h, i] after the arguments.
+// alibi_grad (grid: query tiles, heads, batch): Q, dO and O tiles, lse by query; D =
+// rowsum(dO * O) written to the workspace; per key tile S = Q K^T, the score, dP = dO V^T,
+// dS = P (dP - D), the score's derivative accumulating the slope gradient, dQ += dDot K.
+// alibi_grad_dkdv (grid: key tiles, kv heads, batch): K and V once; for each head of the group
+// and query tile, key-major: S^T = K Q^T under the transposed score, P^T from lse by column,
+// dV += P^T dO, dP^T = V dO^T, dS^T with D by column, dK += dDot^T Q; no accumulation (each
+// (i, j) adds to the slope once, in the dQ kernel).
+// RUN: attnc %specs/alibi.attn --backward --emit=tiled -o %t.mlir
+// RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --implicit-check-not=attn.attention_grad
+
+// CHECK: gpu.module @alibi_grad_kernels
+// CHECK: gpu.func @alibi_grad({{.*}}, %[[D:.*]]: memref<?x?x?xf32>) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>, <arg 0 dim 1 * 1 ceil_div 1>, <arg 0 dim 0 * 1 ceil_div 1>]
+// CHECK-COUNT-3: attn_gpu.copy_query_tile
+// CHECK: attn_gpu.copy_rows %{{.*}} below %{{.*}} -> %[[LSE:.*]] {fill = 0x7F800000 : f32}
+// CHECK: %[[DO:.*]] = attn_gpu.load_acc
+// CHECK: %[[O:.*]] = attn_gpu.load_acc
+// CHECK: arith.mulf %[[DO]], %[[O]]
+// CHECK: attn_gpu.store_rows %{{.*}} -> %[[D]]
+// CHECK: attn_gpu.load_rows %[[LSE]]
+// CHECK: scf.for
+// CHECK-COUNT-2: attn_gpu.copy_key_tile
+// CHECK: %[[DOT:.*]] = attn_gpu.mma %{{.*}} {transpose_b}
+// CHECK: %[[S:.*]] = attn_gpu.score %[[DOT]]
+// CHECK: %[[DP:.*]] = attn_gpu.mma %{{.*}} {transpose_b}
+// CHECK: math.exp2
+// CHECK: arith.subf %[[DP]]
+// CHECK: attn_gpu.score_grad %[[DOT]], %{{.*}}[%{{.*}}] below
+// CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32, strided<[?], offset: ?>>
+// CHECK: attn_gpu.to_operand
+// CHECK: attn_gpu.mma %{{.*}}, %{{.*}}, %{{.*}} : tensor<64x32xbf16, #attn_gpu.frag<operand_a>>
+// CHECK: attn_gpu.store_tile
+// CHECK: gpu.func @alibi_grad_dkdv({{.*}}, %[[D2:.*]]: memref<?x?x?xf32>) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 1 dim 2 * 1 ceil_div 64>, <arg 1 dim 1 * 1 ceil_div 1>, <arg 1 dim 0 * 1 ceil_div 1>]
+// CHECK-COUNT-2: attn_gpu.copy_key_tile
+// CHECK: scf.for
+// CHECK: scf.for
+// CHECK-COUNT-2: attn_gpu.copy_query_tile
+// CHECK: attn_gpu.copy_rows
+// CHECK: attn_gpu.copy_rows %[[D2]]
+// CHECK-COUNT-2: attn_gpu.load_columns
+// CHECK: attn_gpu.score %{{.*}} {fill = 0xFF800000 : f32, transposed}
+// CHECK: attn_gpu.score_grad %{{.*}} {transposed}
+// CHECK-NOT: attn_gpu.accumulate
+// CHECK: attn_gpu.store_tile
+// CHECK: attn_gpu.store_tile
