@@ -9,12 +9,35 @@
 #   recurrent: bench/recurrent.py against flash-linear-attention (fla-core and einops wheels
 #   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network);
 #   recurrent-tests runs the recurrence kernels' GPU tests and memcheck first.
+#   grad: the CUDA backward's GPU tests, sanitizers and bench/backward.py (.device/kernels-grad).
 #   ab-tests / ab-bench / ab-recurrent: kernels compiled here (scripts/compile_kernels.sh into
 #   .device/kernels, the earlier compiler's into .device/kernels-before), no static attnc needed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd); cd "$root"
 mode=${1:-all}; shift || true
 out=${OUT:-/tmp/attnc-out}; mkdir -p "$out"
+if [ "$mode" = grad ]; then
+  # The CUDA backward: kernels compiled here with `scripts/compile_kernels.sh .device/kernels-grad
+  # --backward` (carry .device/kernels-grad); GPU tests against the reference's autograd,
+  # compute-sanitizer on the small shapes, then bench/backward.py beside SDPA and FlexAttention.
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$out/device.txt"
+  (cmake -S runtime -B build-rt -G Ninja -DCMAKE_BUILD_TYPE=Release && ninja -C build-rt) \
+    > "$out/build.log" 2>&1 || { tail -n 20 "$out/build.log"; exit 1; }
+  export ATTNC_RUNTIME_LIB=$root/build-rt/libattnc_runtime.so
+  export PYTHONPATH=$root/python:$root/tests/gpu ATTNC_GRAD_KERNEL_DIR=$root/.device/kernels-grad
+  python3 -m pytest -q -p no:cacheprovider --tb=line tests/gpu/test_backward.py > "$out/grad.log" 2>&1
+  grep -E "passed|failed" "$out/grad.log" | tail -n 2
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+    python3 -m pytest -q -p no:cacheprovider tests/gpu/test_backward.py -k "77x65 or 1x1" \
+    > "$out/memcheck.log" 2>&1; echo "memcheck exit $?"
+  for tool in racecheck synccheck; do
+    compute-sanitizer --tool $tool --error-exitcode 3 python3 -m pytest -q -p no:cacheprovider \
+      tests/gpu/test_backward.py -k "77x65 and (causal_d64 or alibi or gqa or relative_bias)" \
+      > "$out/$tool.log" 2>&1; echo "$tool exit $?"
+  done
+  python3 bench/backward.py --kernels "$root/.device/kernels-grad" "$@" > "$out/bench.log" 2>&1
+  tail -n 12 "$out/bench.log"; exit 0
+fi
 if [ "$mode" = ab-tests ] || [ "$mode" = ab-bench ] || [ "$mode" = ab-recurrent ]; then
   # A compiler change checked without a static attnc: kernels compiled on the build machine
   # (.device/kernels: after; .device/kernels-before: before; -f16, -quadratic: more paths).

@@ -49,8 +49,9 @@ static cl::opt<bool> noSplitKV("no-split-kv",
                                cl::cat(category));
 static cl::opt<bool> backward("backward",
                               cl::desc("Also derive each variant's backward, <name>_grad (attn-grad; "
-                                       "CPU back end so far). run: check its gradients against "
-                                       "central differences of the float64 reference"),
+                                       "--emit=ptx: <name>_grad.ptx/.json, its dQ and dK/dV kernels). "
+                                       "run: check its gradients against central differences of "
+                                       "the float64 reference"),
                               cl::cat(category));
 static cl::opt<bool> noChunk("no-chunk",
                              cl::desc("Recurrences in the quadratic form, not chunked (no "

@@ -106,5 +106,8 @@ def test_backward_matches_reference_autograd(trained, shape):
 
 
 def test_backward_kernels_were_compiled():
-    """The lease compiles them: an empty directory must not pass silently."""
+    """Asked for by ATTNC_GRAD_KERNEL_DIR (bench/device_run.sh grad sets it), an empty
+    directory must not pass silently."""
+    if "ATTNC_GRAD_KERNEL_DIR" not in os.environ and not GRAD_DIR.exists():
+        pytest.skip(f"no backward kernels compiled ({GRAD_DIR}); bench/device_run.sh grad runs them")
     assert grad_variants(), f"no <variant>_grad kernels in {GRAD_DIR}"

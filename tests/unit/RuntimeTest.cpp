@@ -1146,3 +1146,79 @@ TEST(CAPI, HostMemoryIsRefused) {
   EXPECT_TRUE(noDriver || refused) << e;
   attnc_rt_release(k);
 }
+
+// --- backward kernels -------------------------------------------------------------------------
+
+namespace {
+
+/// kManifest as a backward: the dK/dV kernel, D's dims, and a zeroed slope gradient.
+std::string backwardManifest() {
+  std::string text = replaced(kManifest, R"("tile": {)", R"("backward": {
+    "dkdv_entry": "alibi_grad_dkdv", "dkdv_block": [128, 1, 1],
+    "dkdv_grid": [{"ceil_div": ["j", 64]}, {"dim": "hk"}, {"dim": "b"}],
+    "dkdv_dynamic_shared_memory": 69888, "delta_dims": ["b", "h", "i"]},
+  "tile": {)");
+  return replaced(text, R"("unit_stride_last": true, "alignment": 4, "row_alignment": 0}
+  ])", R"("unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+    {"name": "dslope", "kind": "output", "dtype": "f32", "dims": ["h"], "storage_dims": ["h"],
+     "unit_stride_last": false, "alignment": 4, "row_alignment": 0, "zeroed": true}
+  ])");
+}
+
+class BackwardTest : public ArgCheckTest {
+protected:
+  void SetUp() override {
+    ArgCheckTest::SetUp();
+    std::string e;
+    ASSERT_TRUE(parseManifest(backwardManifest(), m, e)) << e;
+    tensors.push_back(Tensor(DType::F32, {H}, {0}, 0x700000));  // dslope
+  }
+};
+
+}  // namespace
+
+TEST_F(BackwardTest, ParsesTheSecondKernelAndTheWorkspace) {
+  ASSERT_TRUE(m.backward.has_value());
+  EXPECT_EQ(m.backward->dkdvEntry, "alibi_grad_dkdv");
+  EXPECT_EQ(m.backward->dkdvSharedMemory, 69888u);
+  EXPECT_EQ(m.dims[size_t(m.backward->deltaDims[2])].name, "i");
+  EXPECT_TRUE(m.args.back().zeroed);
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.grid, (std::array<uint32_t, 3>{2, H, B}));           // ceil(77 / 64) query tiles
+  EXPECT_EQ(plan.dkdvGrid, (std::array<uint32_t, 3>{2, H / 4, B}));   // ceil(65 / 64) key tiles
+  EXPECT_EQ(plan.delta.sizes, (std::vector<int64_t>{B, H, I}));
+  EXPECT_EQ(plan.workspaceBytes, B * H * I * 4);
+}
+
+TEST_F(BackwardTest, NoQueriesStillWritesDkDv) {
+  for (int t : {Q, O})
+    tensors[size_t(t)].sizes[2] = 0;
+  tensors[Lse].sizes[2] = 0;
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_TRUE(plan.mainEmpty);
+  EXPECT_FALSE(plan.empty);  // dK and dV are zeros, and written
+}
+
+TEST_F(BackwardTest, ZeroedGradientMustBeDense) {
+  tensors.back().strides = {2};
+  EXPECT_NE(error().find("this gradient must be contiguous"), std::string::npos);
+}
+
+TEST(Manifest, BackwardErrors) {
+  std::string text = backwardManifest();
+  EXPECT_NE(parseError(replaced(text, R"("dkdv_entry": "alibi_grad_dkdv")", R"("dkdv_entry": "alibi")"))
+                .find("must be a PTX symbol name other than entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])", R"("delta_dims": ["b", "h"])"))
+                .find("must name the 3 dims of D"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("row_alignment": 0, "zeroed": true)",
+                                R"("row_alignment": 0, "zeroed": 1)"))
+                .find("zeroed"),
+            std::string::npos);
+  std::string onBf16 = replaced(kManifest, R"("storage_dims": ["b", "i", "h", "dv"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16})",
+                                R"("storage_dims": ["b", "i", "h", "dv"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16, "zeroed": true})");
+  EXPECT_NE(parseError(onBf16).find("is only for f32 outputs"), std::string::npos);
+}
