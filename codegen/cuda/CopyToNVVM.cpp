@@ -171,22 +171,12 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
   LogicalResult matchAndRewrite(CopyRowsOp op, OpAdaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
-    int64_t rows = op.getValues().getType().getDimSize(0);
-    t.forEachChunk(rows, t.tid, t.threads, [&](Value r) {
-      Value i = t.add(op.getI0(), r);
-      auto ifOp = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(i, op.getQLen()),
-                                    /*withElseRegion=*/true);
-      {
-        OpBuilder::InsertionGuard guard(rw);
-        rw.setInsertionPointToStart(ifOp.thenBlock());
-        scf::YieldOp::create(rw, t.loc, memref::LoadOp::create(rw, t.loc, op.getSrc(),
-                                                               ValueRange{op.getB(), op.getH(), i})
-                                            .getResult());
-        rw.setInsertionPointToStart(ifOp.elseBlock());
-        scf::YieldOp::create(rw, t.loc, t.f32(op.getFill().convertToDouble()));
-      }
-      memref::StoreOp::create(rw, t.loc, ifOp.getResult(0), op.getValues(), ValueRange{r});
-    });
+    t.fillPositions(op.getValues(), op.getI0(), op.getQLen(), op.getFill().convertToDouble(),
+                    [&](Value i) {
+                      return memref::LoadOp::create(rw, t.loc, op.getSrc(),
+                                                    ValueRange{op.getB(), op.getH(), i})
+                          .getResult();
+                    });
     rw.eraseOp(op);
     return success();
   }

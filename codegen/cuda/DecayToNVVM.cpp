@@ -126,19 +126,8 @@ struct KeyFactorsLowering : OpConversionPattern<KeyFactorsOp> {
   LogicalResult matchAndRewrite(KeyFactorsOp op, OpAdaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
-    int64_t rows = op.getFactors().getType().getDimSize(0);
-    t.forEachChunk(rows, t.tid, t.threads, [&](Value r) {
-      Value p = t.add(op.getP0(), r);
-      auto ifOp = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(p, op.getEnd()),
-                                    /*withElseRegion=*/true);
-      {
-        OpBuilder::InsertionGuard guard(rw);
-        rw.setInsertionPointToStart(ifOp.thenBlock());
-        scf::YieldOp::create(rw, t.loc, t.inlineBody(op.getKeyScale(), {op.getB(), op.getH(), p}));
-        rw.setInsertionPointToStart(ifOp.elseBlock());
-        scf::YieldOp::create(rw, t.loc, t.f32(0));
-      }
-      memref::StoreOp::create(rw, t.loc, ifOp.getResult(0), op.getFactors(), ValueRange{r});
+    t.fillPositions(op.getFactors(), op.getP0(), op.getEnd(), 0, [&](Value p) {
+      return t.inlineBody(op.getKeyScale(), {op.getB(), op.getH(), p});
     });
     rw.eraseOp(op);
     return success();

@@ -54,6 +54,24 @@ Value ThreadContext::inlineBody(Region &region, ValueRange args) {
   return buildInlinedRegion(b, region, args);
 }
 
+void ThreadContext::fillPositions(Value vec, Value p0, Value end, double fill,
+                                  function_ref<Value(Value)> value) {
+  int64_t rows = cast<MemRefType>(vec.getType()).getDimSize(0);
+  forEachChunk(rows, tid, threads, [&](Value r) {
+    Value p = add(p0, r);
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, lt(p, end),
+                                  /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(ifOp.thenBlock());
+      scf::YieldOp::create(b, loc, value(p));
+      b.setInsertionPointToStart(ifOp.elseBlock());
+      scf::YieldOp::create(b, loc, f32(fill));
+    }
+    memref::StoreOp::create(b, loc, ifOp.getResult(0), vec, ValueRange{r});
+  });
+}
+
 namespace {
 
 /// An arith/math op on fragments -> the same op on each of the thread's scalars; a splat

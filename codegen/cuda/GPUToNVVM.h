@@ -37,6 +37,10 @@ struct ThreadContext : WarpKernelBase {
   LdmatrixLanes ldmatrixLanes();
   /// The value a region (^bb0(args...)) yields, its body cloned here.
   Value inlineBody(Region &region, ValueRange args);
+  /// One thread per element r of the shared f32 vector `vec`: value(p0 + r) where
+  /// p0 + r < end, else `fill` (a vector of per-position values: key factors, lse, D).
+  void fillPositions(Value vec, Value p0, Value end, double fill,
+                     function_ref<Value(Value)> value);
 };
 
 /// exp(G[row, d..d+1] - G[from, d..d+1]) of a gate tile (from null: G = 0), d even.

@@ -165,6 +165,20 @@ static bool compileOptions(CompileOptions &options) {
 }
 
 /// --emit=ptx: DIR/<variant>.ptx and DIR/<variant>.json per variant.
+/// Writes each (path, content); false after saying which path could not be written.
+static bool writeFiles(const std::vector<std::pair<std::string, std::string>> &files) {
+  for (const auto &[path, content] : files) {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
+    if (ec) {
+      llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
+      return false;
+    }
+    os << content;
+  }
+  return true;
+}
+
 static int writeKernels(Compiler &compiler, const CompileOptions &options, const std::string &text,
                         double compileMs) {
   Diagnostic diag;
@@ -186,18 +200,9 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
     std::string manifest =
         buildManifest(v, options.pipeline, v.name + ".ptx", text, compiler.launchesByKernel());
     std::string reference = emitTorchReference(v, inputPath);
-    std::error_code ec;
-    for (const auto &[path, content] :
-         {std::pair<std::string, std::string>{base + ".ptx", it->second},
-          {base + ".json", manifest},
-          {base + ".ref.py", reference}}) {
-      llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
-      if (ec) {
-        llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
-        return 1;
-      }
-      os << content;
-    }
+    if (!writeFiles({{base + ".ptx", it->second}, {base + ".json", manifest},
+                     {base + ".ref.py", reference}}))
+      return 1;
     llvm::errs() << "attnc: wrote " << base << ".ptx, .json and .ref.py ("
                  << llvm::format("%.0f", compileMs) << " ms)\n";
     auto grad = ptx.find(v.name + "_grad");
@@ -205,16 +210,8 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
       continue;
     std::string gradManifest = buildGradManifest(v, options.pipeline, v.name + "_grad.ptx", text,
                                                  compiler.launchesByKernel());
-    for (const auto &[path, content] :
-         {std::pair<std::string, std::string>{base + "_grad.ptx", grad->second},
-          {base + "_grad.json", gradManifest}}) {
-      llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
-      if (ec) {
-        llvm::errs() << "attnc: error: cannot write '" << path << "': " << ec.message() << "\n";
-        return 1;
-      }
-      os << content;
-    }
+    if (!writeFiles({{base + "_grad.ptx", grad->second}, {base + "_grad.json", gradManifest}}))
+      return 1;
     llvm::errs() << "attnc: wrote " << base << "_grad.ptx and .json\n";
   }
   return 0;
