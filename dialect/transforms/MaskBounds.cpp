@@ -184,21 +184,10 @@ struct NarrowKeyLoop : OpRewritePattern<TileScoresOp> {
       i0 = arith::DivUIOp::create(rw, loc, i0, cst(pack));
       iLast = arith::DivUIOp::create(rw, loc, iLast, cst(pack));
     }
-    Value lb = loop.getLowerBound(), ub = loop.getUpperBound();
-    for (const Bound &bd : bounds) {
-      // The extreme of a i + c over the rows sits at i0 or at the last row.
-      Value row = (bd.a >= 0) == bd.lower ? i0 : iLast;
-      Value edge = keyBoundEdge(rw, loc, bd, row, scores.getMask(), scores.getB(), IRMapping());
-      if (bd.lower) {  // floor to a whole tile; keys below 0 do not exist
-        Value nonNeg = arith::MaxSIOp::create(rw, loc, edge, cst(0));
-        Value tileStart = arith::MulIOp::create(
-            rw, loc, arith::DivUIOp::create(rw, loc, nonNeg, cst(step)), cst(step));
-        lb = arith::MaxSIOp::create(rw, loc, lb, tileStart);
-      } else {
-        Value end = arith::AddIOp::create(rw, loc, edge, cst(1));
-        ub = arith::MinSIOp::create(rw, loc, ub, arith::MaxSIOp::create(rw, loc, end, cst(0)));
-      }
-    }
+    Value lb, ub;
+    std::tie(lb, ub) = narrowKeyRange(rw, loc, scores.getMask(), bounds, i0, iLast,
+                                      scores.getB(), IRMapping(), step, loop.getLowerBound(),
+                                      loop.getUpperBound());
     rw.modifyOpInPlace(loop, [&] {
       loop.getLowerBoundMutable().assign(lb);
       loop.getUpperBoundMutable().assign(ub);
@@ -248,6 +237,29 @@ Value mlir::attn::keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound
   Value x = clone(bound.x);
   return arith::AddIOp::create(b, loc, edge,
                                arith::MulIOp::create(b, loc, x, cst(bound.xc)));
+}
+
+std::pair<Value, Value> mlir::attn::narrowKeyRange(OpBuilder &b, Location loc, Region &mask,
+                                                   ArrayRef<KeyBound> bounds, Value iFirst,
+                                                   Value iLast, Value batch,
+                                                   const IRMapping &outside, int64_t step,
+                                                   Value lb, Value ub) {
+  auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
+  for (const KeyBound &bd : bounds) {
+    // The extreme of a i + c over the rows sits at the first or at the last row.
+    Value row = (bd.a >= 0) == bd.lower ? iFirst : iLast;
+    Value edge = keyBoundEdge(b, loc, bd, row, mask, batch, outside);
+    if (bd.lower) {  // floor to a whole tile; keys below 0 do not exist
+      Value nonNeg = arith::MaxSIOp::create(b, loc, edge, cst(0));
+      Value tileStart = arith::MulIOp::create(
+          b, loc, arith::DivUIOp::create(b, loc, nonNeg, cst(step)), cst(step));
+      lb = arith::MaxSIOp::create(b, loc, lb, tileStart);
+    } else {
+      Value end = arith::AddIOp::create(b, loc, edge, cst(1));
+      ub = arith::MinSIOp::create(b, loc, ub, arith::MaxSIOp::create(b, loc, end, cst(0)));
+    }
+  }
+  return {lb, ub};
 }
 
 void mlir::attn::populateMaskBoundsPatterns(RewritePatternSet &patterns) {

@@ -32,6 +32,14 @@ Value keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound, Value row,
 /// `exact` is set when the mask is exactly the conjunction of the returned bounds.
 SmallVector<KeyBound> analyzeMaskBounds(Region &mask, bool &exact);
 
+/// [lb, ub) narrowed to the keys `bounds` (of `mask`) allow for the query rows
+/// [iFirst, iLast], lb floored to a multiple of `step` (attn-mask-bounds' key loops, the
+/// backward's dQ kernel).
+std::pair<Value, Value> narrowKeyRange(OpBuilder &b, Location loc, Region &mask,
+                                       ArrayRef<KeyBound> bounds, Value iFirst, Value iLast,
+                                       Value batch, const IRMapping &outside, int64_t step,
+                                       Value lb, Value ub);
+
 /// Key loops narrowed to the keys the mask may allow (see attn-mask-bounds).
 void populateMaskBoundsPatterns(RewritePatternSet &patterns);
 

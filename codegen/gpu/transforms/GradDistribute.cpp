@@ -52,7 +52,6 @@ private:
   /// dP and the rows' (or, key-major, columns') lse and D.
   std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
   Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
-  Value keyRangeEdge(Value row, bool lowerEdge, Value from, Value to, int64_t step, Value b);
   LogicalResult emitDQ(gpu::GPUFuncOp kernel);
   LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
 };
@@ -183,20 +182,9 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   Value from = idx(0), to = kvLen;
   if (!op.getMask().empty()) {
     bool exact;
-    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
-      Value row = (bd.a >= 0) == bd.lower ? i0 : iLast;
-      Value edge = attn::keyBoundEdge(b, loc, bd, row, op.getMask(), batch, map);
-      if (bd.lower) {  // floor to a whole tile; keys below 0 do not exist
-        Value start = mulc(arith::DivUIOp::create(
-                               b, loc, arith::MaxSIOp::create(b, loc, edge, idx(0)), idx(s.blockK)),
-                           s.blockK);
-        from = arith::MaxSIOp::create(b, loc, from, start);
-      } else {
-        Value end = arith::MaxSIOp::create(b, loc, arith::AddIOp::create(b, loc, edge, idx(1)),
-                                           idx(0));
-        to = arith::MinSIOp::create(b, loc, to, end);
-      }
-    }
+    std::tie(from, to) =
+        attn::narrowKeyRange(b, loc, op.getMask(), attn::analyzeMaskBounds(op.getMask(), exact),
+                             i0, iLast, batch, map, s.blockK, from, to);
   }
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
                                  ValueRange{splat(accOf(s.blockQ, headDim), 0)});
