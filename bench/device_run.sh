@@ -9,7 +9,8 @@
 #   recurrent: bench/recurrent.py against flash-linear-attention (fla-core and einops wheels
 #   carried in .device/wheels, unpacked into .device/pylib: the GPU host has no network);
 #   recurrent-tests runs the recurrence kernels' GPU tests and memcheck first.
-#   grad: the CUDA backward's GPU tests, sanitizers and bench/backward.py (.device/kernels-grad).
+#   grad: the CUDA backward's GPU tests (kernels and torch autograd), sanitizers and
+#   bench/backward.py (.device/kernels-grad).
 #   ab-tests / ab-bench / ab-recurrent: kernels compiled here (scripts/compile_kernels.sh into
 #   .device/kernels, the earlier compiler's into .device/kernels-before), no static attnc needed.
 set -uo pipefail
@@ -27,6 +28,10 @@ if [ "$mode" = grad ]; then
   export PYTHONPATH=$root/python:$root/tests/gpu ATTNC_GRAD_KERNEL_DIR=$root/.device/kernels-grad
   python3 -m pytest -q -p no:cacheprovider --tb=line tests/gpu/test_backward.py > "$out/grad.log" 2>&1
   grep -E "passed|failed" "$out/grad.log" | tail -n 2
+  # torch autograd through attnc.torch: reference gradients, torch.compile, CUDA graphs, training
+  python3 -m pytest -q -p no:cacheprovider --tb=short -rs tests/gpu/test_autograd.py \
+    > "$out/autograd.log" 2>&1
+  grep -E "passed|failed|training loss" "$out/autograd.log" | tail -n 3
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
     python3 -m pytest -q -p no:cacheprovider tests/gpu/test_backward.py -k "77x65 or 1x1" \
     > "$out/memcheck.log" 2>&1; echo "memcheck exit $?"

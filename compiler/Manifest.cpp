@@ -276,3 +276,28 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
 }
 
 }  // namespace attnc
+
+namespace attnc {
+
+std::string hostManifest(const std::string &cudaManifest) {
+  using nlohmann::json;
+  json m = json::parse(cudaManifest, nullptr, false);
+  if (m.is_discarded() || !m.is_object())
+    return cudaManifest;  // not ours to repair: the runtime's parser reports it
+  m["arch"] = "host";
+  for (const char *key : {"ptx", "block", "grid", "tile", "dynamic_shared_memory", "split_kv",
+                          "backward", "scan", "chunk"})
+    m.erase(key);
+  // The host loops read any strided layout element by element: no row or vector alignment.
+  for (json &arg : m["args"]) {
+    arg["unit_stride_last"] = false;
+    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I32, DType::I8, DType::F8E4M3,
+                    DType::I4})
+      if (arg["dtype"] == dtypeName(t))
+        arg["alignment"] = dtypeBytes(t);
+    arg["row_alignment"] = 0;
+  }
+  return m.dump(2) + "\n";
+}
+
+}  // namespace attnc

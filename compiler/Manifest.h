@@ -40,4 +40,9 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
                               const std::string &ptxFile, const std::string &specText,
                               const std::map<std::string, KernelLaunch> &launches);
 
+/// The manifest of the same kernel built for the host by the CPU back end (attnc.h's "cpu"
+/// target): `"arch": "host"`, the arguments and dims of `cudaManifest` without its launch
+/// geometry (ptx, block, grid, tile, shared memory, split_kv, backward) or alignment rules.
+std::string hostManifest(const std::string &cudaManifest);
+
 }  // namespace attnc

@@ -378,8 +378,8 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
          planWorkspace(m, plan, error);
 }
 
-bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
-               std::string &error) {
+bool checkTensors(const Manifest &m, const TensorArg *args, size_t count,
+                  std::vector<int64_t> &dimSizes, std::string &error) {
   if (count > 0 && !args) {
     error = "the argument array is null";
     return false;
@@ -397,8 +397,15 @@ bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPla
     if (hasElements(args[a]) &&
         (!checkPointer(m.args[a], args[a], error) || !checkStrides(m, a, args[a], error)))
       return false;
+  dimSizes = dims.resolve();
+  return true;
+}
+
+bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
+               std::string &error) {
   plan = LaunchPlan();
-  plan.dimSizes = dims.resolve();
+  if (!checkTensors(m, args, count, plan.dimSizes, error))
+    return false;
   plan.block = m.block;
   plan.sharedMemory = m.dynamicSharedMemory;
   return applySplits(m, 1, plan, error);

@@ -53,6 +53,12 @@ struct LaunchPlan {
 bool hasElements(const TensorArg &t);
 
 /// Validates `args` (count, dtype, rank, extents by dim name, static and derived dims, strides,
+/// alignment, null pointers) and sets `dimSizes` (per Manifest::dims): checkArgs without the
+/// launch, what the CPU back end's host kernels need.
+bool checkTensors(const Manifest &m, const TensorArg *args, size_t count,
+                  std::vector<int64_t> &dimSizes, std::string &error);
+
+/// Validates `args` (count, dtype, rank, extents by dim name, static and derived dims, strides,
 /// alignment, null pointers, grid limits) and fills `plan`; false with a message that names the
 /// argument, the axis, what was expected and what was given.
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,

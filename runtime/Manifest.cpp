@@ -526,6 +526,8 @@ bool parseHeader(Reader &r, const json &root, Manifest &m) {
     return false;
   if (!isIdentifier(m.entry))
     return r.fail("entry", "must be a PTX symbol name, got '" + m.entry + "'");
+  if (m.host())  // the CPU back end: no launch geometry
+    return true;
   int64_t smem;
   if (!r.getInt(root, "dynamic_shared_memory", "dynamic_shared_memory", 0, UINT32_MAX, smem))
     return false;
@@ -560,10 +562,12 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
   // The nlohmann accessors used by Reader are type-checked first, so none of them throws; the
   // try only guards against a future edit that forgets to check.
   try {
-    if (!parseHeader(r, root, m) || !parseBlock(r, root, "block", "block", m.block) ||
-        !parseDims(r, root, m) || !parseArgs(r, root, m) || !parseSplitKV(r, root, m) ||
-        !parseBackward(r, root, m) ||
-        !parseGrid(r, root, "grid", "grid", m, m.grid)) {
+    bool launched = true;  // a CUDA kernel: block and grid
+    if (!parseHeader(r, root, m) ||
+        ((launched = !m.host()) && !parseBlock(r, root, "block", "block", m.block)) ||
+        !parseDims(r, root, m) || !parseArgs(r, root, m) ||
+        (launched && (!parseSplitKV(r, root, m) || !parseBackward(r, root, m) ||
+                      !parseGrid(r, root, "grid", "grid", m, m.grid)))) {
       error = r.error;
       return false;
     }

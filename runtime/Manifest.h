@@ -98,6 +98,9 @@ struct Manifest {
   std::optional<SplitKV> splitKV;
   std::optional<Backward> backward;
 
+  /// `"arch": "host"`: a kernel of the CPU back end (attnc.h's cpu target), run in process; it
+  /// has no PTX, block or grid, and the CUDA runtime refuses to load it.
+  bool host() const { return arch == "host"; }
   int dimIndex(std::string_view name) const;
   /// "q, k, v, o, lse": for messages about the argument list.
   std::string argNames() const;

@@ -329,6 +329,11 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
   while (!ptx.empty() && ptx.back() == '\0')
     ptx.remove_suffix(1);
   const Manifest &m = k->manifest_;
+  if (m.host()) {
+    error = "kernel '" + m.variant + "' was compiled for the host (\"arch\": \"host\", the CPU "
+            "back end): it runs through attnc.h's attnc_launch, not the CUDA runtime";
+    return nullptr;
+  }
   for (const std::string *entry : {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr,
                                    m.backward ? &m.backward->dkdvEntry : nullptr})
     if (entry && !hasEntry(ptx, *entry)) {

@@ -5,6 +5,8 @@
 #include "compiler/Manifest.h"
 #include "compiler/capi/KernelCache.h"
 #include "compiler/pipeline/HostRun.h"
+#include "codegen/cpu/CPUExecutor.h"
+#include "runtime/ArgCheck.h"
 
 #define JSON_NOEXCEPTION 1  // built with -fno-exceptions; parse errors are checked, not thrown
 #include <nlohmann/json.hpp>
@@ -14,12 +16,28 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
+/// One compiled variant: the forward and, when asked for, its backward (`<name>_grad`).
+/// Target cuda: both loaded by the runtime. Target cpu: one host module holding both, each
+/// with its host manifest (parsed once, checked at every launch).
 struct attnc_kernel {
-  attnc_rt_kernel *rt = nullptr;
-  std::string manifest, ptx;
+  struct Part {
+    attnc_rt_kernel *rt = nullptr;  // cuda
+    std::string manifest, ptx;
+    attnc::rt::Manifest host;       // cpu: the parsed manifest, whose entry the module runs
+  };
+  Part forward;
+  std::optional<Part> grad;
+  std::unique_ptr<attnc::CPUModule> cpu;
   bool fromCache = false;
+  ~attnc_kernel() {
+    for (Part *p : {&forward, grad ? &*grad : nullptr})
+      if (p)
+        attnc_rt_release(p->rt);
+  }
 };
 
 namespace {
@@ -49,6 +67,18 @@ bool entryMatches(const attnc::CacheEntry &entry, const std::string &specText,
                       name->get<std::string>() == variant);
 }
 
+/// The manifest's "variant" ("" if it has none).
+std::string manifestVariant(const std::string &manifest) {
+  nlohmann::json m = nlohmann::json::parse(manifest, nullptr, false);
+  auto name = m.is_object() ? m.find("variant") : m.end();
+  return m.is_object() && name != m.end() && name->is_string() ? name->get<std::string>() : "";
+}
+
+/// Whether variant name `grad` is the backward of `forward`.
+bool isGradOf(const std::string &grad, const std::string &forward) {
+  return !forward.empty() && grad == forward + "_grad";
+}
+
 /// The CUDA driver's version (part of the cache key), 0 without a driver.
 int driverVersion() {
   static int version = [] {
@@ -65,38 +95,124 @@ int driverVersion() {
   return version;
 }
 
-bool compileSpec(const std::string &spec, const char *variant, const attnc::CompileOptions &options,
-                 attnc::CacheEntry &entry, std::string &error) {
+/// What one compile produces: the forward's PTX and manifest, the backward's when asked for,
+/// and for the cpu target the host module.
+struct Compiled {
+  attnc::CacheEntry forward;
+  std::optional<attnc::CacheEntry> grad;
+  std::unique_ptr<attnc::CPUModule> cpu;
+};
+
+/// The variant the request names (or the file's only one); null with the error otherwise.
+const attnc::Variant *chooseVariant(const attnc::SpecFile &file, const char *variant,
+                                    std::string &error) {
+  std::string names;
+  const attnc::Variant *chosen = nullptr;
+  for (const attnc::Variant &v : file.variants) {
+    names += (names.empty() ? "'" : ", '") + v.name + "'";
+    if ((variant && v.name == variant) || (!variant && file.variants.size() == 1))
+      chosen = &v;
+  }
+  if (!chosen)
+    error = variant ? "no variant '" + std::string(variant) + "' in the spec; it has " + names
+                    : "the spec has several variants (" + names + "): name one";
+  return chosen;
+}
+
+bool compileSpec(const std::string &spec, const char *variant, attnc::CompileOptions options,
+                 bool cpu, Compiled &out, std::string &error) {
   attnc::Compiler compiler;
   attnc::Diagnostic diag;
   const std::string path = "<spec>";
-  if (!compiler.loadSpec(path, spec, diag) || !compiler.lowerToAttn(options, diag) ||
-      !compiler.lowerTo(attnc::Stage::PTX, options, diag)) {
+  if (!compiler.loadSpec(path, spec, diag)) {
     error = diag.render(spec);
     return false;
   }
-  const auto &variants = compiler.spec().variants;
-  const attnc::Variant *chosen = nullptr;
-  std::string names;
-  for (const attnc::Variant &v : variants) {
-    names += (names.empty() ? "'" : ", '") + v.name + "'";
-    if ((variant && v.name == variant) || (!variant && variants.size() == 1))
-      chosen = &v;
-  }
-  if (!chosen) {
-    error = variant ? "no variant '" + std::string(variant) + "' in the spec; it has " + names
-                    : "the spec has several variants (" + names + "): name one";
+  const attnc::Variant *chosen = chooseVariant(compiler.spec(), variant, error);
+  if (!chosen)
     return false;
+  if (cpu) {  // the CPU back end computes in f32; it reads f32 q, k, v and writes f32 o
+    options.dtypeOverride = attnc::DType::F32;
+    options.pipeline.splitKV = false;  // one pass over the keys: no partial-result workspace
+    bool packed = false;
+    for (const auto *list : {&chosen->inputs, &chosen->params})
+      for (const attnc::TensorDecl &t : *list)
+        packed = packed || attnc::dtypePacking(t.resolvedDType) > 1;
+    if (chosen->paged || packed) {
+      error = "variant '" + chosen->name + "': the cpu target runs dense K/V only (" +
+              (chosen->paged ? "this one reads a paged pool" : "this one reads packed i4") +
+              "); compile it for cuda, or check it with `attnc run` on the CPU";
+      return false;
+    }
+  }
+  attnc::Stage last = cpu ? attnc::Stage::LLVM : attnc::Stage::PTX;
+  if (!compiler.lowerToAttn(options, diag) || !compiler.lowerTo(last, options, diag)) {
+    error = diag.render(spec);
+    return false;
+  }
+  const attnc::PipelineOptions &p = options.pipeline;
+  if (cpu) {
+    out.cpu = compiler.loadOnCPU(diag);
+    if (!out.cpu) {
+      error = diag.render(spec);
+      return false;
+    }
+    out.forward.manifest = attnc::hostManifest(attnc::buildManifest(*chosen, p, "", spec));
+    if (p.backward)
+      out.grad = attnc::CacheEntry{
+          attnc::hostManifest(attnc::buildGradManifest(*chosen, p, "", spec, {})), ""};
+    return true;
   }
   std::map<std::string, std::string> ptx;
   if (!compiler.ptxByVariant(ptx, diag)) {
     error = diag.render(spec);
     return false;
   }
-  entry.ptx = ptx[chosen->name];
-  entry.manifest = attnc::buildManifest(*chosen, options.pipeline, chosen->name + ".ptx", spec,
-                                        compiler.launchesByKernel());
+  auto launches = compiler.launchesByKernel();
+  out.forward = {attnc::buildManifest(*chosen, p, chosen->name + ".ptx", spec, launches),
+                 ptx[chosen->name]};
+  if (p.backward)
+    out.grad = attnc::CacheEntry{
+        attnc::buildGradManifest(*chosen, p, chosen->name + "_grad.ptx", spec, launches),
+        ptx[chosen->name + "_grad"]};
   return true;
+}
+
+/// Loads a cuda part into the runtime; false with the runtime's error.
+bool loadPart(attnc::CacheEntry &entry, attnc_kernel::Part &part) {
+  if (attnc_rt_load(entry.ptx.data(), entry.ptx.size(), entry.manifest.data(),
+                    entry.manifest.size(), &part.rt) != 0)
+    return false;
+  part.manifest = std::move(entry.manifest);
+  part.ptx = std::move(entry.ptx);
+  return true;
+}
+
+/// Runs a part of a cpu-target kernel on the host: the arguments are checked against its
+/// manifest exactly as the CUDA runtime checks them, then passed as memref descriptors.
+int launchHost(attnc_kernel &k, attnc_kernel::Part &part, const attnc_tensor *args,
+               int32_t nargs) {
+  const attnc::rt::Manifest &m = part.host;
+  if (nargs < 0)
+    return fail("kernel '" + m.variant + "': nargs is negative (" + std::to_string(nargs) + ")");
+  std::vector<attnc::rt::TensorArg> converted(static_cast<size_t>(nargs));
+  for (int32_t a = 0; args && a < nargs; ++a)
+    converted[size_t(a)] = {reinterpret_cast<uint64_t>(args[a].data), args[a].dtype, args[a].rank,
+                            args[a].sizes, args[a].strides};
+  std::vector<int64_t> dimSizes;
+  std::string error;
+  if (!attnc::rt::checkTensors(m, args ? converted.data() : nullptr, size_t(nargs), dimSizes,
+                               error))
+    return fail("kernel '" + m.variant + "': " + error);
+  std::vector<attnc::MemRefDescriptor> descriptors;
+  for (const attnc::rt::TensorArg &t : converted)
+    descriptors.emplace_back(reinterpret_cast<void *>(t.data),
+                             std::vector<int64_t>(t.sizes, t.sizes + t.rank),
+                             std::vector<int64_t>(t.strides, t.strides + t.rank));
+  if (llvm::Error err = k.cpu->invoke(m.entry, descriptors))
+    return fail("kernel '" + m.variant + "': " + llvm::toString(std::move(err)));
+  lastError.clear();
+  return 0;
 }
 
 }  // namespace
@@ -110,48 +226,83 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   *out = nullptr;
   if (!spec)
     return fail("attnc_compile: 'spec' is null");
-  attnc_options o = opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr};
+  attnc_options o = opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr, 0, nullptr};
   attnc::CompileOptions options;
   options.pipeline.blockQ = o.block_q ? o.block_q : 64;
   options.pipeline.blockK = o.block_k ? o.block_k : 32;
   options.pipeline.chip = o.chip ? o.chip : "sm_80";
+  options.pipeline.backward = o.backward != 0;
   if (options.pipeline.chip != "sm_80" && options.pipeline.chip != "sm_90a")
     return fail("attnc_compile: unknown chip '" + options.pipeline.chip + "'; use sm_80 or sm_90a");
+  std::string target = o.target ? o.target : "cuda";
+  if (target != "cuda" && target != "cpu")
+    return fail("attnc_compile: unknown target '" + target + "'; use cuda or cpu");
   std::string error;
   if (o.dims && !attnc::parseSizeList(o.dims, options.staticDims, error))
     return fail("attnc_compile: dims: " + error);
-
   std::string text(spec, spec_len);
+  auto kernel = std::make_unique<attnc_kernel>();
+
+  if (target == "cpu") {  // JIT-compiled machine code: nothing to cache
+    Compiled compiled;
+    if (!compileSpec(text, variant, options, /*cpu=*/true, compiled, error))
+      return fail(error);
+    kernel->cpu = std::move(compiled.cpu);
+    std::vector<std::pair<attnc::CacheEntry *, attnc_kernel::Part *>> parts = {
+        {&compiled.forward, &kernel->forward}};
+    if (compiled.grad)
+      parts.emplace_back(&*compiled.grad, &kernel->grad.emplace());
+    for (auto [entry, part] : parts) {
+      if (!attnc::rt::parseManifest(entry->manifest, part->host, error))
+        return fail("attnc_compile: internal error: " + error);
+      part->manifest = std::move(entry->manifest);
+    }
+    *out = kernel.release();
+    lastError.clear();
+    return 0;
+  }
+
   std::string material = std::string("attnc 0.1.0\n") + options.pipeline.chip + "\n" +
                          std::to_string(options.pipeline.blockQ) + "x" +
                          std::to_string(options.pipeline.blockK) + "\n" + (o.dims ? o.dims : "") +
                          "\n" + (variant ? variant : "") + "\n" +
                          std::to_string(driverVersion()) + "\n" + text;
-  std::string key = attnc::hashText(material);
+  // The backward is its own entry, so that a forward-only request is served by the forward
+  // entry a backward compile stored.
+  std::string key = attnc::hashText(material), gradKey = attnc::hashText(material + "\ngrad");
+  std::string gradVariant = variant ? std::string(variant) + "_grad" : "";
   attnc::KernelCache cache(o.cache_dir ? o.cache_dir : attnc::KernelCache::defaultDir());
 
-  auto kernel = std::make_unique<attnc_kernel>();
-  attnc::CacheEntry entry;
-  kernel->fromCache = cache.load(key, entry) == attnc::KernelCache::Lookup::Hit &&
-                      entryMatches(entry, text, variant);
+  Compiled cached;
+  auto lookup = [&](const std::string &k, const char *name, attnc::CacheEntry &entry) {
+    return cache.load(k, entry) == attnc::KernelCache::Lookup::Hit &&
+           entryMatches(entry, text, name);
+  };
+  kernel->fromCache = lookup(key, variant, cached.forward);
+  if (kernel->fromCache && options.pipeline.backward)
+    kernel->fromCache = lookup(gradKey, variant ? gradVariant.c_str() : nullptr,
+                               cached.grad.emplace()) &&
+                        isGradOf(manifestVariant(cached.grad->manifest),
+                                 manifestVariant(cached.forward.manifest));
   // A cached entry the runtime rejects (written by another build, say) is rebuilt once.
-  if (kernel->fromCache && attnc_rt_load(entry.ptx.data(), entry.ptx.size(),
-                                         entry.manifest.data(), entry.manifest.size(),
-                                         &kernel->rt) != 0)
-    kernel->fromCache = false;
+  if (kernel->fromCache)
+    kernel->fromCache = loadPart(cached.forward, kernel->forward) &&
+                        (!cached.grad || loadPart(*cached.grad, kernel->grad.emplace()));
   if (!kernel->fromCache) {  // a miss, a corrupt, foreign or rejected entry: (re)build it
-    if (!compileSpec(text, variant, options, entry, error))
+    kernel = std::make_unique<attnc_kernel>();
+    Compiled compiled;
+    if (!compileSpec(text, variant, options, /*cpu=*/false, compiled, error))
       return fail(error);
     // A cache that cannot be written (read-only, a file in its place) costs the caching only.
-    if (!cache.store(key, entry, error) && !warnedUnwritable.exchange(true))
+    bool stored = cache.store(key, compiled.forward, error) &&
+                  (!compiled.grad || cache.store(gradKey, *compiled.grad, error));
+    if (!stored && !warnedUnwritable.exchange(true))
       std::fprintf(stderr, "attnc: warning: %s; compiling without the kernel cache\n",
                    error.c_str());
-    if (attnc_rt_load(entry.ptx.data(), entry.ptx.size(), entry.manifest.data(),
-                      entry.manifest.size(), &kernel->rt) != 0)
+    if (!loadPart(compiled.forward, kernel->forward) ||
+        (compiled.grad && !loadPart(*compiled.grad, kernel->grad.emplace())))
       return fail(attnc_rt_last_error());
   }
-  kernel->manifest = std::move(entry.manifest);
-  kernel->ptx = std::move(entry.ptx);
   *out = kernel.release();
   lastError.clear();
   return 0;
@@ -160,22 +311,41 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
 int attnc_launch(attnc_kernel *k, const attnc_tensor *args, int32_t nargs, void *cu_stream) {
   if (!k)
     return fail("attnc_launch: the kernel handle is null");
-  if (attnc_rt_launch(k->rt, args, nargs, cu_stream) != 0)
+  if (k->cpu)
+    return launchHost(*k, k->forward, args, nargs);
+  if (attnc_rt_launch(k->forward.rt, args, nargs, cu_stream) != 0)
     return fail(attnc_rt_last_error());
   lastError.clear();
   return 0;
 }
 
-const char *attnc_kernel_manifest(attnc_kernel *k) { return k ? k->manifest.c_str() : nullptr; }
-const char *attnc_kernel_ptx(attnc_kernel *k) { return k ? k->ptx.c_str() : nullptr; }
+int attnc_launch_grad(attnc_kernel *k, const attnc_tensor *args, int32_t nargs, void *cu_stream) {
+  if (!k)
+    return fail("attnc_launch_grad: the kernel handle is null");
+  if (!k->grad)
+    return fail("attnc_launch_grad: kernel '" + manifestVariant(k->forward.manifest) +
+                "' was compiled without its backward (set attnc_options.backward = 1)");
+  if (k->cpu)
+    return launchHost(*k, *k->grad, args, nargs);
+  if (attnc_rt_launch(k->grad->rt, args, nargs, cu_stream) != 0)
+    return fail(attnc_rt_last_error());
+  lastError.clear();
+  return 0;
+}
+
+const char *attnc_kernel_manifest(attnc_kernel *k) {
+  return k ? k->forward.manifest.c_str() : nullptr;
+}
+const char *attnc_kernel_ptx(attnc_kernel *k) { return k ? k->forward.ptx.c_str() : nullptr; }
+const char *attnc_kernel_grad_manifest(attnc_kernel *k) {
+  return k && k->grad ? k->grad->manifest.c_str() : nullptr;
+}
+const char *attnc_kernel_grad_ptx(attnc_kernel *k) {
+  return k && k->grad ? k->grad->ptx.c_str() : nullptr;
+}
 int attnc_kernel_from_cache(attnc_kernel *k) { return k && k->fromCache ? 1 : 0; }
 
-void attnc_release(attnc_kernel *k) {
-  if (!k)
-    return;
-  attnc_rt_release(k->rt);
-  delete k;
-}
+void attnc_release(attnc_kernel *k) { delete k; }
 
 const char *attnc_last_error(void) { return lastError.c_str(); }
 

@@ -35,6 +35,9 @@ typedef struct {
   const char *chip;      /* "sm_80" (default; runs on every sm_80+ GPU) or "sm_90a" */
   const char *dims;      /* static extents for dynamic dims, e.g. "d=128"; NULL = none */
   const char *cache_dir; /* NULL = $ATTNC_CACHE_DIR or ~/.cache/attnc; "" = no disk cache */
+  int32_t backward;      /* 1: also compile the backward (<variant>_grad, attnc_launch_grad) */
+  const char *target;    /* "cuda" (default) or "cpu": the CPU back end, run in process on f32
+                            tensors in host memory (no PTX, no cache; cu_stream is ignored) */
 } attnc_options;
 
 /* Compiles `variant` of the spec (NULL: the file's only variant) to PTX, or takes it from the
@@ -43,8 +46,15 @@ ATTNC_API int attnc_compile(const char *spec, size_t spec_len, const char *varia
                             const attnc_options *options, attnc_kernel **out);
 ATTNC_API int attnc_launch(attnc_kernel *k, const attnc_tensor *args, int32_t nargs,
                            void *cu_stream);
+/* The backward of a kernel compiled with options.backward = 1: its arguments are the
+ * forward's (o and lse now read), d<o>, then the gradients dq, dk, dv and those of the float
+ * params the score reads (f32; the runtime zeroes them). See docs/manifest.md, "backward". */
+ATTNC_API int attnc_launch_grad(attnc_kernel *k, const attnc_tensor *args, int32_t nargs,
+                                void *cu_stream);
 ATTNC_API const char *attnc_kernel_manifest(attnc_kernel *k); /* JSON (docs/manifest.md) */
-ATTNC_API const char *attnc_kernel_ptx(attnc_kernel *k);
+ATTNC_API const char *attnc_kernel_ptx(attnc_kernel *k);       /* "" for the cpu target */
+ATTNC_API const char *attnc_kernel_grad_manifest(attnc_kernel *k); /* NULL without backward */
+ATTNC_API const char *attnc_kernel_grad_ptx(attnc_kernel *k);
 ATTNC_API int attnc_kernel_from_cache(attnc_kernel *k); /* 1 if the cache served it */
 ATTNC_API void attnc_release(attnc_kernel *k);
 ATTNC_API const char *attnc_last_error(void);

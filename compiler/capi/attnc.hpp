@@ -16,6 +16,8 @@ struct Options {
   std::string dims;      // "d=128"
   std::string cacheDir;  // empty = default location
   bool noCache = false;
+  bool backward = false;  // also compile <variant>_grad (launchGrad)
+  std::string target = "cuda";  // or "cpu": the CPU back end on f32 host tensors
 };
 
 class Kernel {
@@ -24,7 +26,8 @@ public:
   /// Compiles (or loads from the cache) one variant of a spec.
   Kernel(const std::string &spec, const std::string &variant = "", const Options &o = {}) {
     attnc_options c{o.blockQ, o.blockK, o.chip.c_str(), o.dims.empty() ? nullptr : o.dims.c_str(),
-                    o.noCache ? "" : (o.cacheDir.empty() ? nullptr : o.cacheDir.c_str())};
+                    o.noCache ? "" : (o.cacheDir.empty() ? nullptr : o.cacheDir.c_str()),
+                    o.backward ? 1 : 0, o.target.c_str()};
     if (attnc_compile(spec.data(), spec.size(), variant.empty() ? nullptr : variant.c_str(), &c,
                       &handle) != 0)
       message = attnc_last_error();
@@ -45,18 +48,32 @@ public:
   std::string ptx() const { return handle ? attnc_kernel_ptx(handle) : ""; }
   bool fromCache() const { return handle && attnc_kernel_from_cache(handle); }
 
+  std::string gradManifest() const {
+    const char *m = handle ? attnc_kernel_grad_manifest(handle) : nullptr;
+    return m ? m : "";
+  }
+
   /// Launches on `stream` (a CUstream); false with error() set on failure.
   bool launch(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
-    if (!handle || attnc_launch(handle, args.data(), int32_t(args.size()), stream) != 0) {
-      message = handle ? attnc_last_error() : message;
-      return false;
-    }
-    return true;
+    return call(attnc_launch, args, stream);
+  }
+  /// Launches the backward (compiled with Options::backward).
+  bool launchGrad(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
+    return call(attnc_launch_grad, args, stream);
   }
 
 private:
   attnc_kernel *handle = nullptr;
   std::string message;
+
+  template <typename Fn>
+  bool call(Fn fn, const std::vector<attnc_tensor> &args, void *stream) {
+    if (!handle || fn(handle, args.data(), int32_t(args.size()), stream) != 0) {
+      message = handle ? attnc_last_error() : message;
+      return false;
+    }
+    return true;
+  }
 };
 
 }  // namespace attnc

@@ -1,16 +1,19 @@
 """JIT from Python: spec text -> PTX + manifest through libattnc.so (attnc.h, with its on-disk
-kernel cache), loaded and launched by the runtime like an ahead-of-time kernel."""
+kernel cache), loaded and launched by the runtime like an ahead-of-time kernel; or, with
+target="cpu", compiled by the CPU back end and run in process on f32 CPU tensors."""
 import ctypes
+import json
 import os
 from pathlib import Path
 
-from .runtime import Error, Kernel, library_path
+from .runtime import Error, Kernel, Launch, _Tensor, library_path
 
 
 class _Options(ctypes.Structure):
     _fields_ = [("block_q", ctypes.c_int32), ("block_k", ctypes.c_int32),
                 ("chip", ctypes.c_char_p), ("dims", ctypes.c_char_p),
-                ("cache_dir", ctypes.c_char_p)]
+                ("cache_dir", ctypes.c_char_p), ("backward", ctypes.c_int32),
+                ("target", ctypes.c_char_p)]
 
 
 _jit = None
@@ -34,9 +37,14 @@ def _library():
         lib.attnc_compile.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
                                       ctypes.POINTER(_Options), ctypes.POINTER(ctypes.c_void_p)]
         lib.attnc_compile.restype = ctypes.c_int
-        for name in ("attnc_kernel_ptx", "attnc_kernel_manifest"):
+        for name in ("attnc_kernel_ptx", "attnc_kernel_manifest", "attnc_kernel_grad_ptx",
+                     "attnc_kernel_grad_manifest"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
             getattr(lib, name).restype = ctypes.c_char_p
+        for name in ("attnc_launch", "attnc_launch_grad"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.POINTER(_Tensor),
+                                           ctypes.c_int32, ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_int
         lib.attnc_kernel_from_cache.argtypes = [ctypes.c_void_p]
         lib.attnc_release.argtypes = [ctypes.c_void_p]
         lib.attnc_last_error.restype = ctypes.c_char_p
@@ -44,28 +52,91 @@ def _library():
     return _jit
 
 
+class _Handle:
+    """An attnc_kernel of libattnc.so, released when the last HostKernel using it goes."""
+
+    def __init__(self, lib, handle):
+        self.lib, self.handle = lib, handle
+
+    def __del__(self):
+        try:
+            self.lib.attnc_release(self.handle)
+        except Exception:
+            pass
+
+
+class HostKernel(Kernel):
+    """A kernel of the CPU back end (target="cpu"): the same calling convention as Kernel, on
+    float32 CPU tensors, run synchronously in the calling thread. Its arguments are checked by
+    the same rules (and messages) as the CUDA runtime's."""
+
+    device_type = "cpu"
+
+    def __init__(self, handle: _Handle, manifest_text: str, grad: bool):
+        self._owner, self._grad = handle, grad
+        self._read_manifest(json.loads(manifest_text))
+
+    def __del__(self):
+        pass
+
+    def set_splits(self, splits: int):
+        raise Error(f"kernel '{self.name}': the cpu target does not split the keys")
+
+    @property
+    def last_splits(self) -> int:
+        return 1
+
+
+class _HostLaunch(Launch):
+    def __call__(self, stream=None):
+        k = self._kernel
+        lib = k._owner.lib
+        fn = lib.attnc_launch_grad if k._grad else lib.attnc_launch
+        if fn(k._owner.handle, self._array, len(self._tensors), None):
+            raise Error(k._storage_axes(lib.attnc_last_error().decode(errors="replace")))
+
+
+HostKernel._launch_class = _HostLaunch
+
+
 def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = "sm_80",
-            block_q: int = 0, block_k: int = 0, cache_dir: str = None) -> Kernel:
+            block_q: int = 0, block_k: int = 0, cache_dir: str = None, backward: bool = False,
+            target: str = "cuda") -> Kernel:
     """Compiles one variant of `spec` (or takes it from the cache) into a Kernel.
 
     dims: static extents for dims the spec leaves dynamic, e.g. "d=128" (CUDA needs static head
     dims). cache_dir: None = $ATTNC_CACHE_DIR or ~/.cache/attnc, "" = no disk cache.
-    The returned Kernel has `from_cache` telling whether the cache served it, and `ptx`."""
+    backward: also compile the variant's backward; it is the returned kernel's `grad` (a Kernel
+    taking the forward's arguments, d<o>, then the gradients; see attnc.torch for autograd).
+    target: "cuda", or "cpu" for the CPU back end (a HostKernel on float32 CPU tensors; no
+    cache). The returned Kernel has `from_cache` telling whether the cache served it, `ptx`,
+    and `grad` (None without backward)."""
     lib = _library()
     text = spec.encode()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    options = _Options(block_q, block_k, enc(chip), enc(dims), enc(cache_dir))
+    options = _Options(block_q, block_k, enc(chip), enc(dims), enc(cache_dir), int(bool(backward)),
+                       enc(target))
     handle = ctypes.c_void_p()
     if lib.attnc_compile(text, len(text), enc(variant), ctypes.byref(options),
                          ctypes.byref(handle)) != 0:
         raise Error(lib.attnc_last_error().decode())
+    if target == "cpu":
+        owner = _Handle(lib, handle)
+        kernel = HostKernel(owner, lib.attnc_kernel_manifest(handle).decode(), grad=False)
+        grad = lib.attnc_kernel_grad_manifest(handle)
+        kernel.grad = HostKernel(owner, grad.decode(), grad=True) if grad else None
+        kernel.from_cache, kernel.ptx = False, ""
+        return kernel
     try:
         ptx = lib.attnc_kernel_ptx(handle)
         manifest = lib.attnc_kernel_manifest(handle).decode()
+        grad_ptx = lib.attnc_kernel_grad_ptx(handle)
+        grad_manifest = lib.attnc_kernel_grad_manifest(handle)
         from_cache = bool(lib.attnc_kernel_from_cache(handle))
     finally:
         lib.attnc_release(handle)
     kernel = Kernel(ptx, manifest)
     kernel.from_cache = from_cache
     kernel.ptx = ptx.decode()
+    kernel.grad = Kernel(grad_ptx, grad_manifest.decode()) if grad_manifest else None
     return kernel

@@ -4,6 +4,7 @@ that launches a compiled variant on PyTorch CUDA tensors passed by argument name
 torch is imported only when a kernel is called, so that `import attnc` works anywhere.
 """
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -110,6 +111,9 @@ class Kernel:
     storage order the spec declared (`storage_dims`), e.g. `kernel(q=q, k=k, v=v, o=o, lse=lse)`.
     Launches on torch's current stream of the tensors' device unless `stream` is given."""
 
+    device_type = "cuda"
+    grad = None  # the backward Kernel (<variant>_grad), when compiled or loaded beside it
+
     def __init__(self, ptx: bytes, manifest_text: str):
         lib = _library()
         manifest_bytes = manifest_text.encode()
@@ -117,7 +121,11 @@ class Kernel:
         if lib.attnc_rt_load(ptx, len(ptx), manifest_bytes, len(manifest_bytes), ctypes.byref(handle)):
             raise Error(_last_error(lib))
         self._lib, self._handle = lib, handle
-        self.manifest = json.loads(lib.attnc_rt_manifest(handle).decode())
+        self.code_digest = hashlib.sha256(ptx).hexdigest()  # names the compiled code
+        self._read_manifest(json.loads(lib.attnc_rt_manifest(handle).decode()))
+
+    def _read_manifest(self, manifest: dict):
+        self.manifest = manifest
         self.name = self.manifest["variant"]
         self._args = [_Arg(a) for a in self.manifest["args"]]
         self._by_name = {a.name: a for a in self._args}
@@ -178,7 +186,7 @@ class Kernel:
             elif t.device != device:
                 raise Error(f"kernel '{self.name}': argument '{a.name}' is on {t.device}, "
                             f"but '{first}' is on {device}")
-        return Launch(self, [tensors[a.name] for a in self._args], device)
+        return self._launch_class(self, [tensors[a.name] for a in self._args], device)
 
     def dim_sizes(self, **tensors) -> dict:
         """Extents of the dims, read from the given tensors (storage order) by name, completed
@@ -234,8 +242,9 @@ class Kernel:
         where = f"kernel '{self.name}': argument '{a.name}'"
         if not isinstance(t, torch.Tensor):
             raise Error(f"{where}: expected a torch.Tensor, got {type(t).__name__}")
-        if not t.is_cuda:
-            raise Error(f"{where}: expected a CUDA tensor, got one on {t.device}")
+        if t.device.type != self.device_type:
+            raise Error(f"{where}: expected a {self.device_type.upper()} tensor, got one on "
+                        f"{t.device}")
         want = _torch_dtypes(torch, a.dtype)
         if t.dtype not in want:
             names = " or ".join(str(w) for w in want) or "none in this torch"
@@ -287,6 +296,9 @@ class Launch:
                 raise Error(k._storage_axes(_last_error(k._lib)))
 
 
+Kernel._launch_class = Launch
+
+
 def load_kernel(ptx_path, manifest_path) -> Kernel:
     """Loads one compiled variant from its PTX and its JSON manifest."""
     ptx_path, manifest_path = Path(ptx_path), Path(manifest_path)
@@ -325,4 +337,6 @@ def load_dir(directory, on_error=None) -> dict:
             on_error(path, e)
             continue
         kernels[kernel.name] = kernel
+    for name, kernel in kernels.items():  # a variant's backward, when it is here too
+        kernel.grad = kernels.get(name + "_grad")
     return kernels

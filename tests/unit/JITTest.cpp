@@ -1,11 +1,14 @@
 // The JIT API without a GPU: compile through attnc_compile, the kernel cache (hit, miss,
-// corrupt entry rebuilt), and its errors. Launching needs a GPU (tests/gpu).
+// corrupt entry rebuilt), the backward, and its errors; the cpu target compiles and runs here
+// (CUDA launches: tests/gpu).
 #include "compiler/capi/KernelCache.h"
 #include "compiler/capi/attnc.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <random>
 #include <fstream>
 #include <string>
 #include <unistd.h>
@@ -188,6 +191,170 @@ TEST(JIT, ErrorsAreMessagesNotCrashes) {
   EXPECT_EQ(k, nullptr);
   EXPECT_EQ(attnc_launch(nullptr, nullptr, 0, nullptr), -1);
   attnc_release(nullptr);
+}
+
+TEST(JIT, TheBackwardIsCompiledAndCachedBesideTheForward) {
+  attnc::Options options;
+  options.cacheDir = tempDir();
+  options.backward = true;
+  attnc::Kernel cold(kSpec, "causal", options);
+  ASSERT_TRUE(cold.ok()) << cold.error();
+  EXPECT_FALSE(cold.fromCache());
+  EXPECT_NE(cold.gradManifest().find("\"entry\": \"causal_grad\""), std::string::npos);
+  EXPECT_NE(cold.gradManifest().find("\"dkdv_entry\": \"causal_grad_dkdv\""),
+            std::string::npos);
+  attnc::Kernel warm(kSpec, "causal", options);
+  ASSERT_TRUE(warm.ok()) << warm.error();
+  EXPECT_TRUE(warm.fromCache());
+  EXPECT_EQ(warm.gradManifest(), cold.gradManifest());
+  EXPECT_EQ(warm.manifest(), cold.manifest());
+  options.backward = false;  // the forward entry a backward compile stored serves alone
+  attnc::Kernel forward(kSpec, "causal", options);
+  ASSERT_TRUE(forward.ok()) << forward.error();
+  EXPECT_TRUE(forward.fromCache());
+  EXPECT_EQ(forward.gradManifest(), "");
+  EXPECT_FALSE(forward.launchGrad({}));
+  EXPECT_EQ(forward.error(), "attnc_launch_grad: kernel 'causal' was compiled without its "
+                             "backward (set attnc_options.backward = 1)");
+}
+
+/// ALiBi with a causal mask, dynamic head dim: the cpu target's test variant.
+const char *kAlibi = R"(variant alibi {
+  dims b, h, i, j, d, dv = d
+  input q[b, i, h, d] : bf16, k[b, j, h, d] : bf16, v[b, j, h, dv] : bf16
+  param slope[h] : f32
+  score s = dot(q, k) * rsqrt(d) + slope[h] * (j - i)
+  mask j <= i
+  output o[b, i, h, dv] = attend(s, v)
+})";
+
+/// A host tensor in [b, s, h, x] storage, described to attnc in canonical [b, h, s, x] order.
+struct HostTensor {
+  std::vector<float> data;
+  std::vector<int64_t> sizes, strides;
+  HostTensor(int64_t b, int64_t s, int64_t h, int64_t x, std::mt19937 &rng)
+      : data(size_t(b * s * h * x)), sizes{b, h, s, x}, strides{s * h * x, x, h * x, 1} {
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (float &f : data)
+      f = u(rng);
+  }
+  HostTensor(std::vector<int64_t> shape) : sizes(shape), strides(shape.size()) {
+    int64_t n = 1;
+    for (size_t a = shape.size(); a-- > 0;)
+      strides[a] = n, n *= shape[a];
+    data.assign(size_t(n), NAN);
+  }
+  float at(int64_t b, int64_t h, int64_t s, int64_t x) const {
+    return data[size_t(b * strides[0] + h * strides[1] + s * strides[2] + x * strides[3])];
+  }
+  attnc_tensor arg(int32_t dtype = ATTNC_F32) {
+    return {data.data(), dtype, int32_t(sizes.size()), sizes.data(), strides.data()};
+  }
+};
+
+TEST(JIT, TheCPUTargetRunsForwardAndBackwardOnTheHost) {
+  attnc::Options options;
+  options.target = "cpu";
+  options.backward = true;
+  attnc::Kernel k(kAlibi, "", options);
+  ASSERT_TRUE(k.ok()) << k.error();
+  EXPECT_EQ(k.ptx(), "");
+  EXPECT_NE(k.manifest().find("\"arch\": \"host\""), std::string::npos);
+  const int64_t B = 2, S = 7, H = 3, D = 5;
+  std::mt19937 rng(7);
+  HostTensor q(B, S, H, D, rng), kk(B, S, H, D, rng), v(B, S, H, D, rng), dout(B, S, H, D, rng);
+  HostTensor slope({H}), o({B, H, S, D}), lse({B, H, S});
+  o.strides = q.strides;  // o in the spec's [b, i, h, dv] storage too
+  for (int64_t h = 0; h < H; ++h)
+    slope.data[size_t(h)] = -0.25f * float(h + 1);
+  ASSERT_TRUE(k.launch({q.arg(), kk.arg(), v.arg(), slope.arg(), o.arg(), lse.arg()})) << k.error();
+  HostTensor dq({B, H, S, D}), dk({B, H, S, D}), dv({B, H, S, D}), dslope({H});
+  for (HostTensor *t : {&dq, &dk, &dv})
+    t->strides = q.strides;
+  ASSERT_TRUE(k.launchGrad({q.arg(), kk.arg(), v.arg(), slope.arg(), o.arg(), lse.arg(),
+                            dout.arg(), dq.arg(), dk.arg(), dv.arg(), dslope.arg()}))
+      << k.error();
+  // In double: P = softmax(s) over j <= i; o = P v, lse; dv = P^T dout; dslope = sum over
+  // (b, i, j) of dS (j - i) with dS = P (dP - D), dP = dout v^T, D = rowsum(dout o).
+  double errO = 0, errLse = 0, errDv = 0, errSlope = 0;
+  std::vector<double> dvRef(size_t(B * H * S * D), 0.0), slopeRef(size_t(H), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < S; ++i) {
+        std::vector<double> s(size_t(i + 1)), dP(size_t(i + 1));
+        double m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j <= i; ++j) {
+          double dot = 0;
+          for (int64_t x = 0; x < D; ++x)
+            dot += double(q.at(b, h, i, x)) * kk.at(b, h, j, x);
+          s[size_t(j)] = dot / std::sqrt(double(D)) + slope.data[size_t(h)] * double(j - i);
+          m = std::max(m, s[size_t(j)]);
+        }
+        for (double &x : s)
+          sum += (x = std::exp(x - m));
+        double D_ = 0;
+        for (int64_t x = 0; x < D; ++x) {
+          double out = 0;
+          for (int64_t j = 0; j <= i; ++j)
+            out += s[size_t(j)] / sum * v.at(b, h, j, x);
+          errO = std::max(errO, std::abs(out - o.at(b, h, i, x)));
+          D_ += out * dout.at(b, h, i, x);
+        }
+        errLse = std::max(errLse, std::abs(m + std::log(sum) - lse.data[size_t((b * H + h) * S + i)]));
+        for (int64_t j = 0; j <= i; ++j) {
+          double p = s[size_t(j)] / sum, dp = 0;
+          for (int64_t x = 0; x < D; ++x) {
+            dvRef[size_t(((b * H + h) * S + j) * D + x)] += p * dout.at(b, h, i, x);
+            dp += double(dout.at(b, h, i, x)) * v.at(b, h, j, x);
+          }
+          slopeRef[size_t(h)] += p * (dp - D_) * double(j - i);
+        }
+      }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < S; ++j)
+        for (int64_t x = 0; x < D; ++x)
+          errDv = std::max(errDv, std::abs(dvRef[size_t(((b * H + h) * S + j) * D + x)] -
+                                           dv.at(b, h, j, x)));
+  for (int64_t h = 0; h < H; ++h)
+    errSlope = std::max(errSlope, std::abs(slopeRef[size_t(h)] - dslope.data[size_t(h)]));
+  EXPECT_LT(errO, 1e-5);
+  EXPECT_LT(errLse, 1e-5);
+  EXPECT_LT(errDv, 1e-5);
+  EXPECT_LT(errSlope, 1e-4);
+  for (const HostTensor *t : {&dq, &dk})
+    for (float f : t->data)
+      ASSERT_TRUE(std::isfinite(f));
+
+  // The arguments are checked as the CUDA runtime checks them.
+  EXPECT_FALSE(k.launch({q.arg(ATTNC_BF16), kk.arg(), v.arg(), slope.arg(), o.arg(), lse.arg()}));
+  EXPECT_NE(k.error().find("argument 'q'"), std::string::npos) << k.error();
+  EXPECT_FALSE(k.launch({q.arg(), kk.arg()}));
+  EXPECT_NE(k.error().find("expected 6 arguments"), std::string::npos) << k.error();
+  attnc_tensor nullQ = q.arg();
+  nullQ.data = nullptr;
+  EXPECT_FALSE(k.launch({nullQ, kk.arg(), v.arg(), slope.arg(), o.arg(), lse.arg()}));
+  EXPECT_NE(k.error().find("null"), std::string::npos) << k.error();
+}
+
+TEST(JIT, TheCPUTargetSaysWhatItDoesNotRun) {
+  attnc::Options options;
+  options.target = "gpu";
+  attnc::Kernel unknown(kSpec, "", options);
+  EXPECT_EQ(unknown.error(), "attnc_compile: unknown target 'gpu'; use cuda or cpu");
+  options.target = "cpu";
+  std::string paged = R"(variant pd {
+  dims b, i, j, h, d = 64, dv = d, n
+  input q[b, i, h, d] : bf16, k[b, j, h, d] : bf16, v[b, j, h, dv] : bf16
+  param block_table[b, n] : i32
+  paged k, v by block_table size 16
+  score s = dot(q, k) * rsqrt(d)
+  output o[b, i, h, dv] = attend(s, v)
+})";
+  attnc::Kernel pagedKernel(paged, "", options);
+  EXPECT_FALSE(pagedKernel.ok());
+  EXPECT_NE(pagedKernel.error().find("the cpu target runs dense K/V only"), std::string::npos)
+      << pagedKernel.error();
 }
 
 }  // namespace

@@ -177,6 +177,26 @@ TEST(Manifest, ArchSuffixes) {
   EXPECT_EQ(m.archSuffix, 'f');
 }
 
+TEST(Manifest, HostKernelsHaveNoLaunchGeometryAndTheCUDARuntimeRefusesThem) {
+  // The cpu target's manifest (attnc.h): "arch": "host", no block, grid or shared memory.
+  std::string host = replaced(kManifest, "\"arch\": \"sm_80\"", "\"arch\": \"host\"");
+  host = replaced(host, "\"block\": [128, 1, 1],", "");
+  host = replaced(host, "\"dynamic_shared_memory\": 52224,", "");
+  host = replaced(host, "\"grid\": [{\"ceil_div\": [\"i\", 64]}, {\"dim\": \"h\"}, {\"dim\": \"b\"}],",
+                  "");
+  Manifest m;
+  std::string error;
+  ASSERT_TRUE(parseManifest(host, m, error)) << error;
+  EXPECT_TRUE(m.host());
+  EXPECT_EQ(m.args.size(), 6u);
+  attnc_rt_kernel *k = nullptr;
+  EXPECT_EQ(attnc_rt_load("// ptx", 6, host.data(), host.size(), &k), -1);
+  EXPECT_STREQ(attnc_rt_last_error(),
+               "kernel 'alibi' was compiled for the host (\"arch\": \"host\", the CPU back end): "
+               "it runs through attnc.h's attnc_launch, not the CUDA runtime");
+  EXPECT_EQ(k, nullptr);
+}
+
 TEST(Manifest, CorruptJson) {
   std::string e = parseError(std::string(kManifest).substr(0, 200));
   EXPECT_EQ(e.rfind("manifest: invalid JSON: parse error at line", 0), 0u) << e;
