@@ -7,7 +7,7 @@ torch.autograd.grad of a forward built once), median of CUDA-event timings with 
 (bench.time_ms). "speed vs X" = X's time / attnc's (> 1: attnc faster). TFLOP/s with BENCH.md's convention: 2.5x the forward's FLOPs over the
 computed pairs. Each row also gives the relative difference of attnc's dq, dk, dv from the
 first anchor's gradients (the float64 check is tests/gpu/test_backward.py).
-  usage: python3 bench/backward.py [--kernels DIR] [--repeats N] [--quick]
+  usage: python3 bench/backward.py [--kernels DIR] [--repeats N] [--quick] [--also NAME=DIR,...]
 """
 import argparse
 import math
@@ -94,8 +94,13 @@ def main():
     parser.add_argument("--kernels", default=str(bench.ROOT / ".device" / "kernels-grad"))
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--also", default="",
+                        help="NAME=DIR,...: more attnc kernel sets timed in the same process "
+                             "(schedule A/B); one line each after the row")
     args = parser.parse_args()
     kernels = bench.attnc.load_dir(args.kernels, on_error=lambda *e: None)
+    also = {n: bench.attnc.load_dir(d, on_error=lambda *e: None)
+            for n, d in (item.split("=", 1) for item in args.also.split(",") if item)}
     print(bench.device_line())
     rows = []
     for case in grad_cases(args.quick):
@@ -130,6 +135,14 @@ def main():
         line += " " + (" ".join(f"{g} {e:.1e}" for g, e in errors.items()) or "-") + " |"
         rows.append(line)
         print(line, flush=True)
+        for tag, other in also.items():
+            if name and name + "_grad" in other and isinstance(results.get("attnc"), float):
+                run, _ = attnc_backward(case, other[name], other[name + "_grad"], q, k, v,
+                                        params, dout)
+                t = bench.time_ms(run, args.repeats)
+                rows.append(f"|   {tag} | {case.bench} | | {flops / t / 1e9:.0f} ({t:.3f} ms) | "
+                            f"{results['attnc'] / t:.2f}x the first |")
+                print(rows[-1], flush=True)
         for col, r in results.items():
             if isinstance(r, str):
                 print(f"  {col}: {r}")
