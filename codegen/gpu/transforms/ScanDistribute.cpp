@@ -56,6 +56,23 @@ private:
   ScanSchedule cfg;
   IRMapping map;
   Value batch, head;
+  // The kernel's tensors, this thread's value channel e and state entries, the heads of q, k
+  // and v, and whether this thread stores.
+  Value q, k, v, out, state, e, vHead, qHead, kHead, qLen, keysEnd, store, active;
+  SmallVector<Value> entries;  // this lane's state entries: lane, lane + lanes, ...
+
+  /// The inputs of one step t: all loaded before the steps of an iteration run.
+  struct Inputs {
+    Value t, inRange, gamma, weighted, factor, skip;
+    SmallVector<Value> gate, k, q;
+  };
+
+  LogicalResult mapThreads();
+  void mapHeads();
+  Inputs loadStep(Value position);
+  /// S = gamma_t diag(gate_t) S + k_t fk(k_t) v[t, e] (a step past q_len keeps S), and
+  /// o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip).
+  void applyStep(const Inputs &x, SmallVector<Value> &S);
 
   Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
   Value f32(double x) { return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(float(x))); }
@@ -100,22 +117,21 @@ private:
   }
 };
 
-LogicalResult ScanDistributor::run() {
+/// The kernel's arguments and captures, and this thread's (batch, head, value channel) and
+/// its lane in the channel's group.
+LogicalResult ScanDistributor::mapThreads() {
   func::FuncOp f = step->getParentOfType<func::FuncOp>();
   for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
     map.map(hostArg, kernelArg);
-  Value q = map.lookup(step.getQ()), k = map.lookup(step.getK()), v = map.lookup(step.getV());
-  Value out = map.lookup(step.getOut()), state;
+  q = map.lookup(step.getQ()), k = map.lookup(step.getK()), v = map.lookup(step.getV());
+  out = map.lookup(step.getOut());
   SmallVector<Value> written = {step.getOut()};
   if (auto view = step.getState().getDefiningOp<memref::SubViewOp>()) {
     state = map.lookup(view.getSource());
     written.push_back(view.getSource());
   }
-  const int64_t d = cast<MemRefType>(q.getType()).getDimSize(3);
   const int64_t dv = cast<MemRefType>(out.getType()).getDimSize(3);
-
-  // This thread's (batch, head, value channel) and its lane in the channel's group.
-  const int64_t lanes = cfg.lanes, perLane = d / lanes;
+  const int64_t lanes = cfg.lanes;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = rem(tid, lanes), channel = div(tid, lanes);
   Value local = div(channel, cfg.valueBlock);
@@ -124,32 +140,92 @@ LogicalResult ScanDistributor::run() {
   Value ev = add(mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), cfg.valueBlock),
                  rem(channel, cfg.valueBlock));
   Value heads = memref::DimOp::create(b, loc, out, 1);
-  Value active = both(both(lt(local, idx(cfg.headsPerBlock)), lt(h, heads)), lt(ev, idx(dv)));
+  active = both(both(lt(local, idx(cfg.headsPerBlock)), lt(h, heads)), lt(ev, idx(dv)));
   // Inactive threads work on the last head and channel: the shuffles need every lane.
   head = minIdx(h, add(heads, -1));
-  Value e = minIdx(ev, idx(dv - 1));
-  Value store = both(active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
+  e = minIdx(ev, idx(dv - 1));
+  store = both(active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
   for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
                          &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip()})
     if (failed(materializeCaptures(b, map, *region, written, step)))
       return failure();
+  const int64_t perLane = cast<MemRefType>(q.getType()).getDimSize(3) / lanes;
+  mapHeads();
+  for (int64_t m = 0; m < perLane; ++m)
+    entries.push_back(add(lane, m * lanes));
+  return success();
+}
 
-  // Heads of q, k and v: h, h / group (GQA), or h / G for q and k (q/k head groups).
-  Value vHead = head;
+/// Heads of q, k and v: h, h / group (GQA), or h / G for q and k (q/k head groups).
+void ScanDistributor::mapHeads() {
+  vHead = head;
   IntegerAttr group;
   auto groupDiv = step.getHk().getDefiningOp<arith::DivUIOp>();
   if (groupDiv && groupDiv.getLhs() == step.getH() &&
       matchPattern(groupDiv.getRhs(), m_Constant(&group)))
     vHead = div(head, group.getInt());
-  Value qHead = head, kHead = vHead;
+  qHead = head, kHead = vHead;
   if (int64_t qkGroup = int64_t(step.getQkGroup()); qkGroup > 1)
     qHead = kHead = div(head, qkGroup);
-  Value qLen = memref::DimOp::create(b, loc, q, 2);
-  Value keysEnd = minIdx(memref::DimOp::create(b, loc, k, 2), qLen);
-  SmallVector<Value> entries;  // this lane's state entries: lane, lane + lanes, ...
-  for (int64_t m = 0; m < perLane; ++m)
-    entries.push_back(add(lane, m * lanes));
+  qLen = memref::DimOp::create(b, loc, q, 2);
+  keysEnd = minIdx(memref::DimOp::create(b, loc, k, 2), qLen);
+}
 
+ScanDistributor::Inputs ScanDistributor::loadStep(Value position) {
+  Inputs x;
+  x.inRange = lt(position, qLen);
+  Value t = x.t = minIdx(position, add(qLen, -1));
+  if (!step.getDecay().empty())
+    x.gamma = inlineRegion(step.getDecay(), {batch, head, t});
+  Value key = lt(position, keysEnd);  // k_t v[t, e], 0 past the keys that count
+  x.weighted = ifElseZero(key, [&] {
+    Value value = load(v, {batch, vHead, t, e});
+    return step.getKeyScale().empty()
+               ? value
+               : fmul(inlineRegion(step.getKeyScale(), {batch, head, t}), value);
+  });
+  for (Value entry : entries) {
+    if (!step.getGate().empty())
+      x.gate.push_back(inlineRegion(step.getGate(), {batch, head, t, entry}));
+    x.k.push_back(ifElseZero(key, [&] {
+      return mapped(step.getFeatureK(), load(k, {batch, kHead, t, entry}));
+    }));
+    x.q.push_back(mapped(step.getFeatureQ(), load(q, {batch, qHead, t, entry})));
+  }
+  x.factor = inlineRegion(step.getScore(), {batch, head, t, idx(0), f32(1)});
+  if (!step.getSkip().empty())  // the key dim is the query dim: v has row t
+    x.skip = inlineRegion(step.getSkip(), {batch, head, t, e, load(v, {batch, vHead, t, e})});
+  return x;
+}
+
+void ScanDistributor::applyStep(const Inputs &x, SmallVector<Value> &S) {
+  Value acc = f32(0);
+  for (size_t m = 0; m < S.size(); ++m) {
+    Value decayed = S[m];
+    if (x.gamma)
+      decayed = fmul(decayed, x.gamma);
+    if (!x.gate.empty())
+      decayed = fmul(decayed, x.gate[m]);
+    S[m] = arith::SelectOp::create(b, loc, x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)),
+                                   S[m]);
+    acc = fadd(acc, fmul(x.q[m], S[m]));
+  }
+  for (int32_t offset = int32_t(cfg.lanes / 2); offset >= 1; offset /= 2)
+    acc = fadd(acc, gpu::ShuffleOp::create(b, loc, acc, offset, 32, gpu::ShuffleMode::XOR)
+                        .getShuffleResult());
+  Value o = fmul(x.factor, acc);
+  if (x.skip)
+    o = fadd(o, x.skip);
+  Type outElt = cast<MemRefType>(out.getType()).getElementType();
+  if (outElt != o.getType())
+    o = arith::TruncFOp::create(b, loc, outElt, o);
+  ifThen(both(store, x.inRange),
+         [&] { memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, x.t, e}); });
+}
+
+LogicalResult ScanDistributor::run() {
+  if (failed(mapThreads()))
+    return failure();
   SmallVector<Value> s0;
   for (Value c : entries)
     s0.push_back(state ? load(state, {batch, head, c, e}) : f32(0));
@@ -161,68 +237,16 @@ LogicalResult ScanDistributor::run() {
     b.setInsertionPointToStart(loop.getBody());
     Value t0 = loop.getInductionVar();
     SmallVector<Value> S(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
-    struct Inputs {
-      Value t, inRange, gamma, weighted, factor, skip;
-      SmallVector<Value> gate, k, q;
-    };
-    SmallVector<Inputs> in(kScanSteps);
-    for (int64_t u = 0; u < kScanSteps; ++u) {
-      Inputs &x = in[u];
-      Value position = add(t0, u);
-      x.inRange = lt(position, qLen);
-      Value t = x.t = minIdx(position, add(qLen, -1));
-      if (!step.getDecay().empty())
-        x.gamma = inlineRegion(step.getDecay(), {batch, head, t});
-      Value key = lt(position, keysEnd);  // k_t v[t, e], 0 past the keys that count
-      x.weighted = ifElseZero(key, [&] {
-        Value value = load(v, {batch, vHead, t, e});
-        return step.getKeyScale().empty()
-                   ? value
-                   : fmul(inlineRegion(step.getKeyScale(), {batch, head, t}), value);
-      });
-      for (int64_t m = 0; m < perLane; ++m) {
-        if (!step.getGate().empty())
-          x.gate.push_back(inlineRegion(step.getGate(), {batch, head, t, entries[m]}));
-        x.k.push_back(ifElseZero(key, [&] {
-          return mapped(step.getFeatureK(), load(k, {batch, kHead, t, entries[m]}));
-        }));
-        x.q.push_back(mapped(step.getFeatureQ(), load(q, {batch, qHead, t, entries[m]})));
-      }
-      x.factor = inlineRegion(step.getScore(), {batch, head, t, idx(0), f32(1)});
-      if (!step.getSkip().empty())  // the key dim is the query dim: v has row t
-        x.skip = inlineRegion(step.getSkip(), {batch, head, t, e, load(v, {batch, vHead, t, e})});
-    }
-    Type outElt = cast<MemRefType>(out.getType()).getElementType();
-    for (const Inputs &x : in) {
-      // S = gamma_t diag(gate_t) S + k_t fk(k_t) v[t, e]; a step past q_len keeps S.
-      Value acc = f32(0);
-      for (int64_t m = 0; m < perLane; ++m) {
-        Value decayed = S[m];
-        if (x.gamma)
-          decayed = fmul(decayed, x.gamma);
-        if (!x.gate.empty())
-          decayed = fmul(decayed, x.gate[m]);
-        S[m] = arith::SelectOp::create(b, loc, x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)),
-                                       S[m]);
-        acc = fadd(acc, fmul(x.q[m], S[m]));
-      }
-      // o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip).
-      for (int32_t offset = int32_t(lanes / 2); offset >= 1; offset /= 2)
-        acc = fadd(acc, gpu::ShuffleOp::create(b, loc, acc, offset, 32, gpu::ShuffleMode::XOR)
-                            .getShuffleResult());
-      Value o = fmul(x.factor, acc);
-      if (x.skip)
-        o = fadd(o, x.skip);
-      if (outElt != o.getType())
-        o = arith::TruncFOp::create(b, loc, outElt, o);
-      ifThen(both(store, x.inRange),
-             [&] { memref::StoreOp::create(b, loc, o, out, ValueRange{batch, head, x.t, e}); });
-    }
+    SmallVector<Inputs> in;
+    for (int64_t u = 0; u < kScanSteps; ++u)
+      in.push_back(loadStep(add(t0, u)));
+    for (const Inputs &x : in)
+      applyStep(x, S);
     scf::YieldOp::create(b, loc, S);
   }
   if (state)
     ifThen(active, [&] {
-      for (int64_t m = 0; m < perLane; ++m)
+      for (size_t m = 0; m < entries.size(); ++m)
         memref::StoreOp::create(b, loc, loop.getResult(unsigned(m)), state,
                                 ValueRange{batch, head, entries[m], e});
     });
