@@ -2,6 +2,7 @@
 // dim plays which role), and the types of the score, mask and output expressions.
 #include "compiler/frontend/Frontend.h"
 #include "compiler/frontend/Parser.h"
+#include "dialect/RecurrenceForm.h"
 
 #include <cmath>
 
@@ -977,18 +978,22 @@ private:
     return needRecurrence(loc, name, "a " + name, /*linear=*/gate);
   }
 
-  /// Whether the variant is a linear recurrence (Variant::recurrence).
+  /// Whether the variant is a linear recurrence (Variant::recurrence), and its score split as
+  /// dot * queryScale (the factors that do not read j, with the sign) * keyScale (those that do).
   bool checkRecurrence() {
+    FormAdapter adapter{*this};
+    ScoreForm form(adapter);
     v_.recurrence = (v_.norm == Norm::None || v_.norm == Norm::Sum) && causalMask() &&
-                    linearInDot(*v_.scores[0].expr);
+                    form.run(v_.scores[0].expr.get());
     v_.queryScale.reset();
     v_.keyScale.reset();
     if (v_.recurrence) {
-      Factors f;
-      splitFactors(*v_.scores[0].expr, false, f);
-      v_.queryScale = product(f.query, f.negate, v_.scores[0].loc);
-      if (!f.key.empty())
-        v_.keyScale = product(f.key, false, v_.scores[0].loc);
+      std::vector<std::pair<const Expr *, bool>> query, key;  // (factor, divides)
+      for (const auto &f : form.factors)
+        (f.key ? key : query).push_back({f.factor, f.divides});
+      v_.queryScale = product(query, form.negate, v_.scores[0].loc);
+      if (!key.empty())
+        v_.keyScale = product(key, false, v_.scores[0].loc);
     }
     return true;
   }
@@ -1001,55 +1006,36 @@ private:
            m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
   }
 
-  /// `e` is dot(q, k) times one-sided factors (oneSided): dot, a product with such a factor
-  /// (either side), a quotient by one, or a negation.
-  bool linearInDot(const Expr &e) const {
-    if (e.kind == Expr::Kind::Call && e.builtin == Builtin::Dot)
-      return true;
-    if (e.kind == Expr::Kind::Unary && e.op == "-")
-      return linearInDot(*e.args[0]);
-    if (e.kind == Expr::Kind::Binary && e.op == "*")
-      return (linearInDot(*e.args[0]) && oneSided(*e.args[1])) ||
-             (linearInDot(*e.args[1]) && oneSided(*e.args[0]));
-    if (e.kind == Expr::Kind::Binary && e.op == "/")
-      return linearInDot(*e.args[0]) && oneSided(*e.args[1]);
-    return false;
-  }
-
-  /// A factor of a recurrence's score: free of dot, and reading the query position or the key
-  /// position but not both (a float product may mix factors that each read one of them).
-  bool oneSided(const Expr &f) const {
-    std::vector<Expr *> dots;
-    collectCalls(const_cast<Expr &>(f), "dot", dots);
-    if (!dots.empty())
-      return false;
-    if (!findIndex(f, v_.qSeqDim) || !findIndex(f, v_.kvSeqDim))
-      return true;
-    return f.kind == Expr::Kind::Binary && f.op == "*" && f.type == ValueType::Float &&
-           oneSided(*f.args[0]) && oneSided(*f.args[1]);
-  }
-
-  /// Splits a linear recurrence's score dot * c_i * k_j into Variant::queryScale (c_i: the
-  /// factors that do not read j, with the sign) and Variant::keyScale (k_j: those that do).
-  struct Factors {
-    std::vector<std::pair<const Expr *, bool>> query, key;  // (factor, divides)
-    bool negate = false;
+  /// The recurrence form (dialect/RecurrenceForm.h) over the checked AST.
+  struct FormAdapter {
+    const VariantChecker &c;
+    FormShape shape(const Expr *e) const {
+      if (e->kind == Expr::Kind::Call && e->builtin == Builtin::Dot)
+        return FormShape::Dot;
+      if (e->kind == Expr::Kind::Unary && e->op == "-")
+        return FormShape::Neg;
+      if (e->kind == Expr::Kind::Binary && e->op == "*" && e->type == ValueType::Float)
+        return FormShape::Mul;
+      if (e->kind == Expr::Kind::Binary && e->op == "/")
+        return FormShape::Div;
+      return FormShape::Other;
+    }
+    const Expr *lhs(const Expr *e) const { return e->args[0].get(); }
+    const Expr *rhs(const Expr *e) const { return e->args[1].get(); }
+    bool readsI(const Expr *e) const { return findIndex(*e, c.v_.qSeqDim) != nullptr; }
+    bool readsJ(const Expr *e) const { return findIndex(*e, c.v_.kvSeqDim) != nullptr; }
+    bool readsDot(const Expr *e) const {
+      std::vector<Expr *> dots;
+      collectCalls(const_cast<Expr &>(*e), "dot", dots);
+      return !dots.empty();
+    }
   };
-  void splitFactors(const Expr &e, bool divide, Factors &out) const {
-    if (e.kind == Expr::Kind::Call && e.builtin == Builtin::Dot)
-      return;
-    bool dotFree = oneSided(e);
-    if (dotFree && (!findIndex(e, v_.qSeqDim) || !findIndex(e, v_.kvSeqDim))) {
-      (findIndex(e, v_.kvSeqDim) ? out.key : out.query).push_back({&e, divide});
-      return;
-    }
-    if (e.kind == Expr::Kind::Unary) {
-      out.negate = !out.negate;
-      return splitFactors(*e.args[0], divide, out);
-    }
-    splitFactors(*e.args[0], divide, out);
-    splitFactors(*e.args[1], e.op == "/" ? !divide : divide, out);
+  using ScoreForm = RecurrenceForm<FormAdapter, const Expr *>;
+  bool linearInDot(const Expr &e) const {
+    FormAdapter adapter{*this};
+    return ScoreForm(adapter).run(&e);
   }
+
   static ExprPtr product(const std::vector<std::pair<const Expr *, bool>> &factors, bool negate,
                          SourceLoc loc) {
     auto node = [&](Expr::Kind kind) {

@@ -5,6 +5,7 @@
 // score's key factors in its key_scale region); with a query length of 1 (decoding) the chunk
 // is 1, the recurrent form S = gamma S + fk(k) v^T, o = c fq(q) S. A `state` operand is
 // updated in place. Everything else is left alone.
+#include "dialect/RecurrenceForm.h"
 #include "dialect/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -20,6 +21,9 @@ namespace mlir::attn {
 
 using namespace mlir;
 using namespace mlir::attn;
+using attnc::FormFactor;
+using attnc::FormShape;
+using attnc::RecurrenceForm;
 
 namespace {
 
@@ -47,68 +51,35 @@ bool isCausal(Region &mask) {
   return le && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
 }
 
-/// The split of a score linear in dot (Sema's linearInDot) into dot, the factors that do not
-/// read the key position j (left in the score) and the key factors, which read j but not the
-/// query position i (Mamba's dt_j): each is the operand `factor` of an arith.mulf (or divides
-/// by it through an arith.divf) `product`, whose other operand is `keep`.
-struct ScoreSplit {
-  struct KeyFactor {
-    Value product, factor, keep;
-    bool divides;
-  };
-  explicit ScoreSplit(Region &score)
+/// The recurrence form (dialect/RecurrenceForm.h) over a score region: block arguments i (2),
+/// j (3) and dot (4), and the arith ops of the region.
+struct RegionForm {
+  explicit RegionForm(Region &score)
       : block(score.front()), i(block.getArgument(2)), j(block.getArgument(3)),
         dot(block.getArgument(4)) {}
   Block &block;
   Value i, j, dot;
-  SmallVector<KeyFactor> key;
 
-  /// Splits the score; false when it is not dot times one-sided factors.
-  bool run() { return linear(cast<YieldOp>(block.getTerminator()).getValues()[0], false); }
-
-private:
-  bool reads(Value v, Value arg) { return readsAny(v, block, {arg}); }
-  /// `v` is dot times one-sided factors: dot, a product with one (either side), a quotient by
-  /// one, or a negation.
-  bool linear(Value v, bool divides) {
+  FormShape shape(Value v) {
     if (v == dot)
-      return true;
+      return FormShape::Dot;
     Operation *def = v.getDefiningOp();
     if (!def || def->getBlock() != &block)
-      return false;
-    if (auto mul = dyn_cast<arith::MulFOp>(def)) {
-      for (auto [a, f] : {std::pair(mul.getLhs(), mul.getRhs()),
-                          std::pair(mul.getRhs(), mul.getLhs())}) {
-        size_t mark = key.size();
-        if (linear(a, divides) && factor(f, a, v, divides))
-          return true;
-        key.truncate(mark);
-      }
-      return false;
-    }
-    if (auto div = dyn_cast<arith::DivFOp>(def))
-      return linear(div.getLhs(), divides) && factor(div.getRhs(), div.getLhs(), v, !divides);
-    if (auto neg = dyn_cast<arith::NegFOp>(def))
-      return linear(neg.getOperand(), divides);
-    return false;
+      return FormShape::Other;
+    if (isa<arith::MulFOp>(def))
+      return FormShape::Mul;
+    if (isa<arith::DivFOp>(def))
+      return FormShape::Div;
+    if (isa<arith::NegFOp>(def))
+      return FormShape::Neg;
+    return FormShape::Other;
   }
-  /// `f`, the operand of `product` beside `keep`, reads i or j but not both (a product may mix
-  /// factors that each do) and not dot; the ones reading j are recorded.
-  bool factor(Value f, Value keep, Value product, bool divides) {
-    if (reads(f, dot))
-      return false;
-    bool readsI = reads(f, i), readsJ = reads(f, j);
-    if (!readsJ)
-      return true;
-    if (!readsI) {
-      key.push_back({product, f, keep, divides});
-      return true;
-    }
-    auto mul = f.getDefiningOp<arith::MulFOp>();
-    return mul && mul->getBlock() == &block &&
-           factor(mul.getLhs(), mul.getRhs(), f, divides) &&
-           factor(mul.getRhs(), mul.getLhs(), f, divides);
-  }
+  Value lhs(Value v) { return v.getDefiningOp()->getOperand(0); }
+  Value rhs(Value v) { return v.getDefiningOp()->getOperand(1); }
+  bool readsI(Value v) { return readsAny(v, block, {i}); }
+  bool readsJ(Value v) { return readsAny(v, block, {j}); }
+  bool readsDot(Value v) { return readsAny(v, block, {dot}); }
+  Value root() { return cast<YieldOp>(block.getTerminator()).getValues()[0]; }
 };
 
 /// Erases the ops of `block` whose results are unused and that have no side effects.
@@ -124,15 +95,20 @@ void eraseDeadOps(RewriterBase &rw, Block &block) {
 /// Fills the chunk step's score region with the score less its key factors, and its key_scale
 /// region (b, h, j) with their product.
 void splitScore(RewriterBase &rw, Location loc, Region &score, ChunkStepOp step) {
-  ScoreSplit split(score);
-  (void)split.run();  // notRecurrence() checked that it succeeds
+  RegionForm adapter(score);
+  RecurrenceForm<RegionForm, Value> form(adapter);
+  (void)form.run(adapter.root());  // notRecurrence() checked that it succeeds
+  SmallVector<FormFactor<Value>> key;  // the factors that read j stay out of the score
+  for (const FormFactor<Value> &f : form.factors)
+    if (f.key)
+      key.push_back(f);
   IRMapping map;
   rw.cloneRegionBefore(score, step.getScore(), step.getScore().end(), map);
   // Outermost product first: a key factor's `keep` may be another one's product.
-  for (const ScoreSplit::KeyFactor &f : llvm::reverse(split.key))
+  for (const FormFactor<Value> &f : llvm::reverse(key))
     rw.replaceAllUsesWith(map.lookup(f.product), map.lookup(f.keep));
   eraseDeadOps(rw, step.getScore().front());
-  if (split.key.empty())
+  if (key.empty())
     return;
   Block &from = score.front();
   Type idx = rw.getIndexType();
@@ -147,7 +123,7 @@ void splitScore(RewriterBase &rw, Location loc, Region &score, ChunkStepOp step)
   for (Operation &op : from.without_terminator())
     rw.clone(op, keyMap);
   Value product = arith::ConstantOp::create(rw, loc, rw.getF32FloatAttr(1.0f));
-  for (const ScoreSplit::KeyFactor &f : split.key) {
+  for (const FormFactor<Value> &f : key) {
     Value x = keyMap.lookup(f.factor);
     product = f.divides ? arith::DivFOp::create(rw, loc, product, x).getResult()
                         : arith::MulFOp::create(rw, loc, product, x).getResult();
@@ -164,7 +140,8 @@ const char *notRecurrence(AttentionOp op) {
     return "paged or quantised K/V";
   if (!isCausal(op.getMask()))
     return "the mask is not j <= i";
-  if (!ScoreSplit(op.getScore()).run())
+  RegionForm adapter(op.getScore());
+  if (!RecurrenceForm<RegionForm, Value>(adapter).run(adapter.root()))
     return "the score is not dot times factors that each read i or j, not both";
   return nullptr;
 }
