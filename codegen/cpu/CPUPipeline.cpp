@@ -20,6 +20,7 @@
 void mlir::attn::buildCPUToLLVMPipeline(OpPassManager &pm) {
   pm.addNestedPass<func::FuncOp>(createAttnCPULowerGrad());
   pm.addNestedPass<func::FuncOp>(createAttnCPULowerTiles());
+  pm.addNestedPass<func::FuncOp>(createAttnCPUHeapBuffers());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createSCFToControlFlowPass());

@@ -36,4 +36,15 @@ def AttnCPULowerGrad : Pass<"attn-cpu-lower-grad", "::mlir::func::FuncOp"> {
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];
 }
 
+def AttnCPUHeapBuffers : Pass<"attn-cpu-heap-buffers", "::mlir::func::FuncOp"> {
+  let summary = "Move scratch buffers too large for the stack to the heap";
+  let description = [{
+    A `memref.alloca` of more than 64 KiB, or of a dynamic size, becomes a `memref.alloc`
+    freed by a `memref.dealloc` before its block's terminator, so that wide heads (a
+    [64 x dv] f32 accumulator at dv = 32768 is 8 MiB) do not overflow the thread's stack.
+    Smaller static buffers stay allocas. A buffer its block's terminator uses is left alone.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
 #endif // ATTN_CPU_PASSES_TD

@@ -21,6 +21,9 @@ struct SourceLoc {
 /// the quantised storage types of k and v (with a scale, see TensorDecl::scale). I4 packs two
 /// signed values per byte along the tensor's last axis, low nibble first.
 enum class DType { F32, F16, BF16, I32, I8, F8E4M3, I4 };
+/// The largest extent of any dim (static in a spec, or given at run time): 2^31 - 1, CUDA's
+/// grid limit, and small enough that products of a few extents stay far from int64 overflow.
+inline constexpr int64_t kMaxExtent = 2147483647;
 const char *dtypeName(DType t);
 int64_t dtypeBytes(DType t);
 bool isFloat(DType t);                // f32, f16, bf16: arithmetic types

@@ -261,6 +261,11 @@ private:
         return fail(d.loc, d.name.size(),
                     "dim '" + d.name + "' must have a positive size, got " +
                         std::to_string(d.staticSize));
+      if (d.staticSize > kMaxExtent)
+        return fail(d.loc, d.name.size(),
+                    "dim '" + d.name + "' is too large: " + std::to_string(d.staticSize) +
+                        ", over " + std::to_string(kMaxExtent),
+                    "a static size is a head dim or a fixed length, e.g. 'd = 128'");
       staticExtent_[i] = d.staticSize;
       return true;
     }
@@ -1676,8 +1681,9 @@ bool collectGivenSizes(const Variant &v, const std::vector<std::pair<std::string
       error = "unknown dim '" + g.first + "' in variant '" + v.name + "'";
       return false;
     }
-    if (g.second < 1) {
-      error = "size of " + dimLabel(*it) + " must be at least 1, got " + std::to_string(g.second);
+    if (g.second < 1 || g.second > kMaxExtent) {
+      error = "size of " + dimLabel(*it) + " must be 1 to " + std::to_string(kMaxExtent) +
+              ", got " + std::to_string(g.second);
       return false;
     }
     std::optional<int64_t> &slot = byDim[it - v.dims.begin()];

@@ -358,13 +358,22 @@ private:
   }
 
   /// Integer x / y and x % y give 0 when y is 0 (the spec's rule), never a trap.
+  /// x / y and x % y as the language defines them (and both references compute them): C's
+  /// truncation, x / 0 = x % 0 = 0, and y = -1 wraps (x / -1 = 0 - x, x % -1 = 0) so that
+  /// INT64_MIN / -1 neither traps (SIGFPE on x86) nor is undefined.
   Value guardedIntDiv(Location l, Value x, Value y, bool remainder) {
     Value zero = arith::ConstantIndexOp::create(b, l, 0);
     Value one = arith::ConstantIndexOp::create(b, l, 1);
+    Value minusOne = arith::ConstantIndexOp::create(b, l, -1);
     Value isZero = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, y, zero);
-    Value safe = arith::SelectOp::create(b, l, isZero, one, y);
+    Value isMinusOne = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, y, minusOne);
+    Value special = arith::OrIOp::create(b, l, isZero, isMinusOne);
+    Value safe = arith::SelectOp::create(b, l, special, one, y);
     Value r = remainder ? arith::RemSIOp::create(b, l, x, safe).getResult()
                         : arith::DivSIOp::create(b, l, x, safe).getResult();
+    // y = 1 in the division gave x: -1 negates it (wrapping); the remainder by 1 is already 0.
+    if (!remainder)
+      r = arith::SelectOp::create(b, l, isMinusOne, arith::SubIOp::create(b, l, zero, r), r);
     return arith::SelectOp::create(b, l, isZero, zero, r);
   }
 

@@ -9,10 +9,15 @@
 #include "llvm/Support/Error.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <cerrno>
 #include <sstream>
 
 namespace attnc {
@@ -57,9 +62,14 @@ bool parseSizeList(const std::string &text, std::vector<std::pair<std::string, i
   while (std::getline(in, item, ',')) {
     size_t eq = item.find('=');
     char *end = nullptr;
+    errno = 0;
     long long value = eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
     if (eq == std::string::npos || eq == 0 || !end || *end || end == item.c_str() + eq + 1) {
       error = "bad size '" + item + "': expected NAME=INTEGER, e.g. i=128";
+      return false;
+    }
+    if (errno == ERANGE || value < 1 || value > kMaxExtent) {
+      error = "bad size '" + item + "': a size must be 1 to " + std::to_string(kMaxExtent);
       return false;
     }
     out.emplace_back(item.substr(0, eq), value);
@@ -79,7 +89,67 @@ bool resolveRunSizes(const Variant &v, const RunConfig &config, DimSizes &sizes,
     if (!userGave)
       given.emplace_back(name, size);
   }
-  return resolveDimSizes(v, given, sizes, error);
+  return resolveDimSizes(v, given, sizes, error) && checkHostMemory(v, sizes, error);
+}
+
+bool checkHostMemory(const Variant &v, const DimSizes &sizes, std::string &error) {
+  // Each element is held in its storage type, in the float64 reference's copies and its
+  // results: about 24 bytes per element of every tensor, checked before anything is allocated.
+  constexpr int64_t kBytesPerElement = 24;
+  std::vector<const TensorDecl *> tensors = {&v.output};
+  for (const auto *list : {&v.inputs, &v.params})
+    for (const TensorDecl &t : *list)
+      tensors.push_back(&t);
+  if (v.state)
+    tensors.push_back(&*v.state);
+  int64_t total = 0;
+  std::string largest;
+  int64_t largestBytes = 0;
+  for (const TensorDecl *t : tensors) {
+    int64_t elements = 1, bytes = 0;
+    std::string shape;
+    for (int d : t->dims) {
+      int64_t extent = d >= 0 ? sizes[size_t(d)] : 1;
+      shape += (shape.empty() ? "" : ", ") + (d >= 0 ? v.dims[size_t(d)].name : "?") + "=" +
+               std::to_string(extent);
+      if (__builtin_mul_overflow(elements, extent, &elements))
+        elements = INT64_MAX;
+    }
+    if (__builtin_mul_overflow(elements, kBytesPerElement, &bytes))
+      bytes = INT64_MAX;
+    if (__builtin_add_overflow(total, bytes, &total))
+      total = INT64_MAX;
+    if (bytes >= largestBytes)
+      largest = t->name + " [" + shape + "]", largestBytes = bytes;
+  }
+  int64_t limit = hostMemoryLimit();
+  if (total <= limit)
+    return true;
+  auto gib = [](int64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g GiB", double(bytes) / (1ull << 30));
+    return std::string(buf);
+  };
+  error = "these sizes need about " + (total == INT64_MAX ? std::string("more than 2^63 bytes")
+                                                          : gib(total)) +
+          " of host memory (the largest tensor: " + largest + "), over the limit of " +
+          gib(limit) + " (half of this machine's memory, or $ATTNC_RUN_MEMORY_LIMIT in bytes); "
+          "give smaller --sizes";
+  return false;
+}
+
+int64_t hostMemoryLimit() {
+  if (const char *env = std::getenv("ATTNC_RUN_MEMORY_LIMIT")) {
+    char *end = nullptr;
+    errno = 0;
+    long long value = std::strtoll(env, &end, 10);
+    if (errno == 0 && end && !*end && value > 0)
+      return value;
+  }
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0)
+    return int64_t(8) << 30;
+  return int64_t(pages) / 2 * int64_t(page);
 }
 
 bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, RunReport &report,

@@ -47,6 +47,12 @@ bool parseSizeList(const std::string &text, std::vector<std::pair<std::string, i
                    std::string &error);
 
 /// The extents of a run: the user's (config.sizes), then defaultDimSizes for the others.
+/// Fails (with the sizes, the largest tensor and the limit) when a run at `sizes` would need
+/// more host memory than hostMemoryLimit(); element counts are overflow-checked.
+bool checkHostMemory(const Variant &v, const DimSizes &sizes, std::string &error);
+/// $ATTNC_RUN_MEMORY_LIMIT (bytes), else half of the machine's physical memory.
+int64_t hostMemoryLimit();
+
 bool resolveRunSizes(const Variant &v, const RunConfig &config, DimSizes &sizes,
                      std::string &error);
 

@@ -744,7 +744,7 @@ TEST(DimSizes, Errors) {
   } cases[] = {
       {{{"b", 2}, {"h", 8}, {"i", 5}}, "missing size for dim 'j' (kv_len)"},
       {{{"b", 2}, {"h", 8}, {"i", 5}, {"j", 5}, {"d", 64}}, "dim 'd' is 128, but 64 was given"},
-      {{{"b", 0}, {"h", 8}, {"i", 5}, {"j", 5}}, "size of 'b' must be at least 1, got 0"},
+      {{{"b", 0}, {"h", 8}, {"i", 5}, {"j", 5}}, "size of 'b' must be 1 to 2147483647, got 0"},
       {{{"b", 2}, {"h", 6}, {"i", 5}, {"j", 5}}, "dim 'hk = h / 4' does not divide: 'h' is 6"},
       {{{"b", 2}, {"h", 8}, {"i", 5}, {"j", 5}, {"x", 1}},
        "unknown dim 'x' in variant 'alibi_causal'"},
