@@ -7,6 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/SHA256.h"
+
 #include <cstdio>
 
 namespace attnc {
@@ -48,14 +51,10 @@ nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *
 }  // namespace
 
 std::string hashText(const std::string &text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : text) {
-    h ^= ch;
-    h *= 1099511628211ull;
-  }
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  llvm::SHA256 sha;
+  sha.update(llvm::StringRef(text));
+  std::array<uint8_t, 32> digest = sha.final();
+  return "sha256:" + llvm::toHex(digest, /*LowerCase=*/true);
 }
 
 

@@ -13,7 +13,8 @@
 
 namespace attnc {
 
-/// FNV-1a 64 of a text, as "fnv1a64:<16 hex digits>".
+/// SHA-256 of a text, as "sha256:<64 hex digits>": the manifests' spec hash, the JIT cache's
+/// keys and its entries' checksums (a digest, not a guard against accidents only).
 std::string hashText(const std::string &text);
 
 /// A kernel's launch ABI as the lowering wrote it onto the IR (attn_gpu.launch): threads per

@@ -1,4 +1,4 @@
-// Kernel cache: "attnc-cache/1\n<checksum>\n<manifest bytes>\n<manifest><ptx>" per key.
+// Kernel cache: "attnc-cache/2\n<checksum>\n<manifest bytes>\n<manifest><ptx>" per key.
 #include "compiler/capi/KernelCache.h"
 
 #include "compiler/Manifest.h"
@@ -14,7 +14,7 @@
 namespace attnc {
 
 namespace {
-constexpr const char *kMagic = "attnc-cache/1";
+constexpr const char *kMagic = "attnc-cache/2";  // /2: SHA-256 checksums
 
 std::string checksum(const CacheEntry &e) { return hashText(e.manifest + '\0' + e.ptx); }
 

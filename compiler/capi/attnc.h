@@ -5,9 +5,10 @@
  *   attnc_launch(k, args, nargs, stream);   // args: see attnc_runtime.h (attnc_tensor)
  *   attnc_release(k);
  *
- * The kernel cache key is a hash of the compiler version, the spec text, the variant, the
+ * The kernel cache key is a SHA-256 of the compiler version, the spec text, the variant, the
  * options, the target chip and the CUDA driver version. Entries are written atomically (temp
- * file + rename), carry a checksum, and a corrupt or truncated entry is rebuilt. Every function
+ * file + rename) and carry a SHA-256 checksum; a corrupt or truncated entry, one whose manifest
+ * names another spec or variant, or one the runtime rejects is rebuilt. Every function
  * returning int returns 0 on success, -1 on failure with the message in attnc_last_error(). */
 #ifndef ATTNC_H
 #define ATTNC_H

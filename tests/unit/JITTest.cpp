@@ -62,24 +62,24 @@ TEST(JIT, CorruptEntriesAreRebuilt) {
   attnc::KernelCache cache(dir);
   attnc::CacheEntry entry{"{\"m\": 1}", "// ptx"};
   std::string error;
-  ASSERT_TRUE(cache.store("fnv1a64:0000000000000001", entry, error)) << error;
+  ASSERT_TRUE(cache.store("sha256:0000000000000000000000000000000000000000000000000000000000000001", entry, error)) << error;
   attnc::CacheEntry back;
-  ASSERT_EQ(cache.load("fnv1a64:0000000000000001", back), attnc::KernelCache::Lookup::Hit);
+  ASSERT_EQ(cache.load("sha256:0000000000000000000000000000000000000000000000000000000000000001", back), attnc::KernelCache::Lookup::Hit);
   EXPECT_EQ(back.manifest, entry.manifest);
   EXPECT_EQ(back.ptx, entry.ptx);
   // Flip one byte of the PTX: the checksum no longer matches.
-  std::string path = cache.pathFor("fnv1a64:0000000000000001");
+  std::string path = cache.pathFor("sha256:0000000000000000000000000000000000000000000000000000000000000001");
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   f.seekp(-2, std::ios::end);
   f.put('X');
   f.close();
-  EXPECT_EQ(cache.load("fnv1a64:0000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
+  EXPECT_EQ(cache.load("sha256:0000000000000000000000000000000000000000000000000000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
   // Truncated and foreign files are corrupt too; missing ones are misses.
   std::ofstream(path, std::ios::trunc) << "attnc-cache/1\n";
-  EXPECT_EQ(cache.load("fnv1a64:0000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
+  EXPECT_EQ(cache.load("sha256:0000000000000000000000000000000000000000000000000000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
   std::ofstream(path, std::ios::trunc) << "GIF89a";
-  EXPECT_EQ(cache.load("fnv1a64:0000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
-  EXPECT_EQ(cache.load("fnv1a64:0000000000000002", back), attnc::KernelCache::Lookup::Miss);
+  EXPECT_EQ(cache.load("sha256:0000000000000000000000000000000000000000000000000000000000000001", back), attnc::KernelCache::Lookup::Corrupt);
+  EXPECT_EQ(cache.load("sha256:0000000000000000000000000000000000000000000000000000000000000002", back), attnc::KernelCache::Lookup::Miss);
 
   // Through the API: corrupt every entry of a kernel, the next compile rebuilds it.
   attnc::Options options;
@@ -139,7 +139,7 @@ TEST(JIT, EntriesTheRuntimeRejectsAreRebuilt) {
   std::string file;
   std::getline(std::ifstream(list) >> std::ws, file);
   std::string name = file.substr(file.rfind('/') + 1);
-  std::string key = name.substr(0, name.size() - 7);  // "fnv1a64-<hex>.kernel"
+  std::string key = name.substr(0, name.size() - 7);  // "sha256-<hex>.kernel"
   key[key.find('-')] = ':';
   attnc::KernelCache cache(dir);
   attnc::CacheEntry entry;

@@ -23,7 +23,7 @@ const char *kManifest = R"({
   "entry": "alibi",
   "ptx": "alibi.ptx",
   "arch": "sm_80",
-  "spec_hash": "fnv1a64:9f0c2d5e11aa4c07",
+  "spec_hash": "sha256:9f0c2d5e11aa4c07d3a1b2e4f5061728394a5b6c7d8e9f001122334455667788",
   "block": [128, 1, 1],
   "grid": [{"ceil_div": ["i", 64]}, {"dim": "h"}, {"dim": "b"}],
   "dynamic_shared_memory": 52224,
@@ -138,7 +138,7 @@ TEST(Manifest, ParsesEveryField) {
   EXPECT_EQ(m.variant, "alibi");
   EXPECT_EQ(m.entry, "alibi");
   EXPECT_EQ(m.ptx, "alibi.ptx");
-  EXPECT_EQ(m.specHash, "fnv1a64:9f0c2d5e11aa4c07");
+  EXPECT_EQ(m.specHash, "sha256:9f0c2d5e11aa4c07d3a1b2e4f5061728394a5b6c7d8e9f001122334455667788");
   EXPECT_EQ(m.archMajor, 8);
   EXPECT_EQ(m.archMinor, 0);
   EXPECT_EQ(m.archSuffix, 0);
