@@ -125,6 +125,21 @@ LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask) {
 LogicalResult staticRows(Operation *op, StringRef name, MemRefType t) {
   if (!t.hasStaticShape())
     return op->emitOpError() << "tile '" << name << "' must have a static shape, got " << t;
+  // A tile is a block of one worker's scratch: never empty, never near 2^31 elements.
+  constexpr int64_t kMaxTileElements = int64_t(1) << 24;
+  if (llvm::is_contained(t.getShape(), 0) || t.getNumElements() > kMaxTileElements)
+    return op->emitOpError() << "tile '" << name << "' must have 1 to " << kMaxTileElements
+                             << " elements, got " << t;
+  return success();
+}
+
+LogicalResult distinctBuffers(Operation *op, ArrayRef<std::pair<StringRef, Value>> writes,
+                              ArrayRef<std::pair<StringRef, Value>> all) {
+  for (auto [name, w] : writes)
+    for (auto [other, x] : all)
+      if (w && x && w == x && name != other)
+        return op->emitOpError() << "'" << name << "' is also '" << other
+                                 << "': the op writes it while it reads or writes the other";
   return success();
 }
 } // namespace mlir::attn::detail
@@ -266,6 +281,10 @@ Value mlir::attn::buildDequantToF32(OpBuilder &b, Location loc, Value x) {
 LogicalResult AttentionOp::verify() {
   auto q = getQ().getType(), k = getK().getType(), v = getV().getType(), o = getOut().getType();
   Operation *op = getOperation();
+  if (failed(distinctBuffers(op, {{"out", getOut()}, {"lse", getLse()}},
+                             {{"q", getQ()}, {"k", getK()}, {"v", getV()}, {"out", getOut()},
+                              {"lse", getLse()}, {"state", getState()}})))
+    return failure();
   // Canonical axes: q/o [b, h, i, d|dv], k/v [b, hk, j, d|dv].
   // Paged: k/v are page pools [pages, hk, P, d]; axis 0 counts pages, not sequences.
   if (failed(verifyPages(op, getBlockTable(), getPageSize(), {k, v})))

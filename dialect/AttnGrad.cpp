@@ -10,6 +10,11 @@ LogicalResult AttentionGradOp::verify() {
   MemRefType q = getQ().getType(), k = getK().getType(), v = getV().getType(),
              o = getOut().getType(), dout = getDout().getType();
   Operation *op = getOperation();
+  if (failed(distinctBuffers(op, {{"dq", getDq()}, {"dk", getDk()}, {"dv", getDv()}},
+                             {{"q", getQ()}, {"k", getK()}, {"v", getV()}, {"out", getOut()},
+                              {"lse", getLse()}, {"dout", getDout()}, {"dq", getDq()},
+                              {"dk", getDk()}, {"dv", getDv()}})))
+    return failure();
   if (failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0)) ||
       failed(sameExtent(op, "batch", "k", k, 0, "v", v, 0)) ||
       failed(sameExtent(op, "batch", "q", q, 0, "out", o, 0)) ||

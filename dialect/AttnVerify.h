@@ -13,4 +13,8 @@ LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type ex
 /// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask (optional):
 /// ^bb0(b, h, i, j : index) -> i1.
 LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask);
+/// No buffer the op writes (`writes`, by name) is another of its operands (`all`): an output
+/// aliased to an input would be read while it is written. Null values are skipped.
+LogicalResult distinctBuffers(Operation *op, ArrayRef<std::pair<StringRef, Value>> writes,
+                              ArrayRef<std::pair<StringRef, Value>> all);
 } // namespace mlir::attn::detail

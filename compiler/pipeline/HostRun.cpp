@@ -156,13 +156,27 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
                  std::string &error) {
   if (!resolveRunSizes(v, config, report.sizes, error))
     return false;
-  // Paged: whole pages per sequence (n = ceil(kv_len / P)), kv_len = n P.
+  // Paged: whole pages per sequence, kv_len = ceil(kv_len / P) P; the block table has n
+  // columns, ceil(kv_len / P) unless the sizes name n (then at least that many).
   int64_t pageSize = v.paged ? v.paged->pageSize : 0, pagesPerSeq = 0, pages = 0;
   if (v.paged) {
     int nDim = v.params[v.paged->tableParam].dims[1];
-    pagesPerSeq = (report.sizes[v.kvSeqDim] + pageSize - 1) / pageSize;
+    const DimDecl &n = v.dims[size_t(nDim)];
+    int64_t needed = (report.sizes[v.kvSeqDim] + pageSize - 1) / pageSize;
+    bool given = std::any_of(config.sizes.begin(), config.sizes.end(), [&](const auto &g) {
+      return g.first == n.name || (!n.extentName.empty() && g.first == n.extentName);
+    });
+    pagesPerSeq = given ? report.sizes[nDim] : needed;
+    if (pagesPerSeq < needed) {
+      error = "'" + n.name + "' = " + std::to_string(pagesPerSeq) + " pages of " +
+              std::to_string(pageSize) + " tokens hold " + std::to_string(pagesPerSeq * pageSize) +
+              " keys per sequence, but '" + v.dims[size_t(v.kvSeqDim)].name + "' is " +
+              std::to_string(report.sizes[v.kvSeqDim]) + ": give " + n.name + " >= " +
+              std::to_string(needed) + ", or leave it out";
+      return false;
+    }
     report.sizes[nDim] = pagesPerSeq;
-    report.sizes[v.kvSeqDim] = pagesPerSeq * pageSize;
+    report.sizes[v.kvSeqDim] = needed * pageSize;
     pages = report.sizes[v.batchDim] * pagesPerSeq + 1;  // one page no sequence uses
   }
   const DimSizes &sizes = report.sizes;

@@ -138,6 +138,10 @@ static bool compileOptions(CompileOptions &options) {
     return false;
   }
   options.pipeline.splits = splits;
+  if (pageSize.getNumOccurrences() && (pageSize < 1 || pageSize > 65536)) {  // 0 is not "unset"
+    llvm::errs() << "attnc: error: --page-size must be in [1, 65536], got " << pageSize << "\n";
+    return false;
+  }
   options.pageSize = pageSize;
   options.pipeline.chip = chip;
   if (chip != "sm_80" && chip != "sm_90a") {

@@ -91,9 +91,9 @@ func.func @store(%acc: memref<4x16xf32>, %l: memref<4xf32>, %m: memref<4xf32>, %
 
 // -----
 
-func.func @untiled(%q: memref<?x?x?x?xf32>) {
+func.func @untiled(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{attn.attention must be tiled (attn-tile) before attn-cpu-lower-tiles}}
-  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):

@@ -26,9 +26,9 @@ func.func @group_does_not_divide(%q: memref<1x8x4x16xf32>, %k: memref<1x3x4x16xf
 
 // -----
 
-func.func @group_zero(%q: memref<?x?x?x?xf32>) {
+func.func @group_zero(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{attribute 'group' failed to satisfy constraint: 64-bit signless integer attribute whose minimum value is 1}}
-  attn.attention %q, %q, %q -> %q {group = 0 : i64, norm = #attn.norm<none>}
+  attn.attention %q, %q, %q -> %o {group = 0 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
@@ -52,9 +52,9 @@ func.func @mixed_element_types(%q: memref<?x?x?x?xf16>, %k: memref<?x?x?x?xbf16>
 
 // -----
 
-func.func @lse_without_softmax(%q: memref<?x?x?x?xf32>, %lse: memref<?x?x?xf32>) {
+func.func @lse_without_softmax(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>, %lse: memref<?x?x?xf32>) {
   // expected-error @+1 {{'lse' is only defined for softmax normalisation}}
-  attn.attention %q, %q, %q -> %q, %lse {group = 1 : i64, norm = #attn.norm<sigmoid>}
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<sigmoid>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>, memref<?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
@@ -65,9 +65,9 @@ func.func @lse_without_softmax(%q: memref<?x?x?x?xf32>, %lse: memref<?x?x?xf32>)
 
 // -----
 
-func.func @score_region_signature(%q: memref<?x?x?x?xf32>) {
+func.func @score_region_signature(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{'score' region must take (b, h, i, j : index, dot : f32)}}
-  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %dot: f32):
@@ -78,9 +78,9 @@ func.func @score_region_signature(%q: memref<?x?x?x?xf32>) {
 
 // -----
 
-func.func @score_yields_bool(%q: memref<?x?x?x?xf32>) {
+func.func @score_yields_bool(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{'score' region must yield exactly one 'f32'}}
-  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
@@ -92,9 +92,9 @@ func.func @score_yields_bool(%q: memref<?x?x?x?xf32>) {
 
 // -----
 
-func.func @mask_yields_float(%q: memref<?x?x?x?xf32>) {
+func.func @mask_yields_float(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{'mask' region must yield exactly one 'i1'}}
-  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
       : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
@@ -580,5 +580,49 @@ func.func @accumulate_rank(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk
     attn.accumulate %g -> %dp[%h] : memref<?x?xf32>
     attn.yield %g : f32
   }
+  return
+}
+
+// -----
+
+func.func @out_aliases_q(%q: memref<?x?x?x?xf32>) {
+  // expected-error @+1 {{'out' is also 'q': the op writes it while it reads or writes the other}}
+  attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x?xf32>, memref<?x?x?x?xf32>, memref<?x?x?x?xf32> -> memref<?x?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+func.func @grad_dk_aliases_dv(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk: !t) {
+  // expected-error @+1 {{'dk' is also 'dv': the op writes it while it reads or writes the other}}
+  attn.attention_grad %q, %k, %v, %o, %do -> %dq, %dk, %dk {group = 1 : i64, norm = #attn.norm<none>} : !t, !t, !t, !t, !t -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+func.func @empty_tile(%s: memref<0x32xf32>, %m: memref<0xf32>, %l: memref<0xf32>) {
+  // expected-error @+1 {{tile 's' must have 1 to 16777216 elements, got 'memref<0x32xf32>'}}
+  attn.tile_exp_sum %s, %m -> %l : memref<0x32xf32>, memref<0xf32> -> memref<0xf32>
+  return
+}
+
+// -----
+
+func.func @huge_tile(%s: memref<65536x65536xf32>, %m: memref<65536xf32>, %l: memref<65536xf32>) {
+  // expected-error @+1 {{tile 's' must have 1 to 16777216 elements, got 'memref<65536x65536xf32>'}}
+  attn.tile_exp_sum %s, %m -> %l : memref<65536x65536xf32>, memref<65536xf32> -> memref<65536xf32>
   return
 }
