@@ -180,6 +180,9 @@ bool Compiler::lowerTo(Stage to, const CompileOptions &options, Diagnostic &diag
     buildTiledToCPUPipeline(pm);
   if (to == Stage::PTX)
     buildTiledToCUDAPipeline(pm, options.pipeline);
+  // ATTNC_TIMING=1: each pass's wall time on stderr (what a compile spends where).
+  if (const char *timing = std::getenv("ATTNC_TIMING"); timing && *timing && *timing != '0')
+    pm.enableTiming();
   CaptureDiagnostics capture(ctx);
   if (mlir::failed(pm.run(*moduleOp))) {
     diag = capture.take(sourcePath, "the pipeline failed");
