@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 /// One compiled variant: the forward and, when asked for, its backward (`<name>_grad`).
 /// Target cuda: both loaded by the runtime. Target cpu: one host module holding both, each
@@ -169,13 +170,38 @@ bool compileSpec(const std::string &spec, const char *variant, attnc::CompileOpt
     return false;
   }
   auto launches = compiler.launchesByKernel();
-  out.forward = {attnc::buildManifest(*chosen, p, chosen->name + ".ptx", spec, launches),
-                 ptx[chosen->name]};
-  if (p.backward)
+  if (p.backwardOnly)
     out.grad = attnc::CacheEntry{
         attnc::buildGradManifest(*chosen, p, chosen->name + "_grad.ptx", spec, launches),
         ptx[chosen->name + "_grad"]};
+  else
+    out.forward = {attnc::buildManifest(*chosen, p, chosen->name + ".ptx", spec, launches),
+                   ptx[chosen->name]};
   return true;
+}
+
+/// The CUDA forward and, with options.pipeline.backward, the backward: two compiles of their
+/// own (a context each) in two threads, so that their NVPTX code generation (most of a
+/// compile) overlaps.
+bool compileCUDA(const std::string &spec, const char *variant, attnc::CompileOptions options,
+                 Compiled &out, std::string &error) {
+  bool backward = options.pipeline.backward;
+  options.pipeline.backward = false;
+  if (!backward)
+    return compileSpec(spec, variant, options, /*cpu=*/false, out, error);
+  attnc::CompileOptions gradOptions = options;
+  gradOptions.pipeline.backward = gradOptions.pipeline.backwardOnly = true;
+  Compiled grad;
+  std::string gradError;
+  bool gradOk = false;
+  std::thread thread(
+      [&] { gradOk = compileSpec(spec, variant, gradOptions, /*cpu=*/false, grad, gradError); });
+  bool forwardOk = compileSpec(spec, variant, options, /*cpu=*/false, out, error);
+  thread.join();
+  if (forwardOk && !gradOk)
+    error = gradError;
+  out.grad = std::move(grad.grad);
+  return forwardOk && gradOk;
 }
 
 /// Loads a cuda part into the runtime; false with the runtime's error.
@@ -291,7 +317,7 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   if (!kernel->fromCache) {  // a miss, a corrupt, foreign or rejected entry: (re)build it
     kernel = std::make_unique<attnc_kernel>();
     Compiled compiled;
-    if (!compileSpec(text, variant, options, /*cpu=*/false, compiled, error))
+    if (!compileCUDA(text, variant, options, compiled, error))
       return fail(error);
     // A cache that cannot be written (read-only, a file in its place) costs the caching only.
     bool stored = cache.store(key, compiled.forward, error) &&

@@ -24,8 +24,11 @@ bool parseStage(const std::string &name, Stage &stage) {
 }
 
 void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
-  if (options.backward)  // before any form is chosen: the backward differentiates the variant
-    pm.addPass(mlir::attn::createAttnGrad());
+  if (options.backward) {  // before any form is chosen: the backward differentiates the variant
+    mlir::attn::AttnGradOptions grad;
+    grad.gradOnly = options.backwardOnly;
+    pm.addPass(mlir::attn::createAttnGrad(grad));
+  }
   if (options.chunk) {
     mlir::attn::AttnChunkOptions chunk;
     chunk.chunkSize = options.chunkSize;

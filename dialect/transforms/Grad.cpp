@@ -326,6 +326,7 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
 }
 
 struct AttnGradPass : mlir::attn::impl::AttnGradBase<AttnGradPass> {
+  using AttnGradBase::AttnGradBase;
   void runOnOperation() override {
     SmallVector<std::pair<func::FuncOp, AttentionOp>> todo;
     for (auto fn : getOperation().getOps<func::FuncOp>()) {
@@ -343,6 +344,9 @@ struct AttnGradPass : mlir::attn::impl::AttnGradBase<AttnGradPass> {
       if (failed(buildGrad(fn, op)))
         return signalPassFailure();
     }
+    if (gradOnly)
+      for (auto [fn, op] : todo)
+        fn.erase();
   }
 };
 

@@ -98,6 +98,11 @@ def AttnGrad : Pass<"attn-grad", "::mlir::ModuleOp"> {
     }
     ```
   }];
+  let options = [
+    Option<"gradOnly", "grad-only", "bool", "false",
+           "Keep only the backward functions (the forwards are erased once differentiated): a "
+           "compile of the backward alone, beside a forward compiled elsewhere">,
+  ];
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
                            "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect"];
 }

@@ -2,6 +2,11 @@
 // the score differentiated in reverse mode: g ds/d(dot) is yielded, g ds/dp accumulated into
 // the gradient of every float param element the score loads. The mask is not differentiated.
 // RUN: attnc-opt %s --split-input-file --attn-grad | FileCheck %s
+// grad-only (the JIT's backward compile, beside the forward's): the forwards are erased.
+// RUN: attnc-opt %s --split-input-file --attn-grad=grad-only | FileCheck %s --check-prefix=ONLY
+// ONLY-NOT: func.func @softcap(
+// ONLY: func.func @softcap_grad(
+// ONLY-NOT: func.func @softcap(
 
 !t = memref<?x?x?x64xf32>
 !lse = memref<?x?x?xf32>
