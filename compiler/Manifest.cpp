@@ -290,10 +290,8 @@ std::string hostManifest(const std::string &cudaManifest) {
   // The host loops read any strided layout element by element: no row or vector alignment.
   for (json &arg : m["args"]) {
     arg["unit_stride_last"] = false;
-    for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I32, DType::I8, DType::F8E4M3,
-                    DType::I4})
-      if (arg["dtype"] == dtypeName(t))
-        arg["alignment"] = dtypeBytes(t);
+    if (std::optional<DType> t = dtypeFromName(arg["dtype"].get<std::string>()))
+      arg["alignment"] = dtypeBytes(*t);
     arg["row_alignment"] = 0;
   }
   return m.dump(2) + "\n";

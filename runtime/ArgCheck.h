@@ -6,6 +6,7 @@
 #pragma once
 
 #include "runtime/Manifest.h"
+#include "runtime/attnc_runtime.h"
 
 #include <array>
 #include <cstdint>
@@ -48,6 +49,16 @@ struct LaunchPlan {
   bool mainEmpty = false;
   Workspace delta;
 };
+
+/// The C ABI's descriptors as TensorArgs (`args` may be null with nargs > 0: checkArgs and
+/// checkTensors report it).
+inline std::vector<TensorArg> tensorArgs(const attnc_tensor *args, int32_t nargs) {
+  std::vector<TensorArg> out(nargs > 0 ? size_t(nargs) : 0);
+  for (int32_t a = 0; args && a < nargs; ++a)
+    out[size_t(a)] = {reinterpret_cast<uint64_t>(args[a].data), args[a].dtype, args[a].rank,
+                      args[a].sizes, args[a].strides};
+  return out;
+}
 
 /// True if the tensor has at least one element (only those are dereferenced by a kernel).
 bool hasElements(const TensorArg &t);

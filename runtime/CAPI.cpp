@@ -63,10 +63,7 @@ int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
       return fail("attnc_rt_launch: the kernel handle is null");
     if (nargs < 0)
       return fail("attnc_rt_launch: nargs is negative (" + std::to_string(nargs) + ")");
-    std::vector<attnc::rt::TensorArg> converted(static_cast<size_t>(nargs));
-    for (int32_t a = 0; args && a < nargs; ++a)
-      converted[size_t(a)] = {reinterpret_cast<uint64_t>(args[a].data), args[a].dtype, args[a].rank,
-                              args[a].sizes, args[a].strides};
+    std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
     std::string error;
     const attnc::rt::TensorArg *list = args ? converted.data() : nullptr;
     if (!k->kernel->launch(list, size_t(nargs), cu_stream, error))

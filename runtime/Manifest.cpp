@@ -562,12 +562,13 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
   // The nlohmann accessors used by Reader are type-checked first, so none of them throws; the
   // try only guards against a future edit that forgets to check.
   try {
-    bool launched = true;  // a CUDA kernel: block and grid
-    if (!parseHeader(r, root, m) ||
-        ((launched = !m.host()) && !parseBlock(r, root, "block", "block", m.block)) ||
-        !parseDims(r, root, m) || !parseArgs(r, root, m) ||
-        (launched && (!parseSplitKV(r, root, m) || !parseBackward(r, root, m) ||
-                      !parseGrid(r, root, "grid", "grid", m, m.grid)))) {
+    bool ok = parseHeader(r, root, m);
+    bool launched = ok && !m.host();  // a CUDA kernel: block and grid; a host one has neither
+    ok = ok && (!launched || parseBlock(r, root, "block", "block", m.block)) &&
+         parseDims(r, root, m) && parseArgs(r, root, m) &&
+         (!launched || (parseSplitKV(r, root, m) && parseBackward(r, root, m) &&
+                        parseGrid(r, root, "grid", "grid", m, m.grid)));
+    if (!ok) {
       error = r.error;
       return false;
     }

@@ -221,10 +221,7 @@ int launchHost(attnc_kernel &k, attnc_kernel::Part &part, const attnc_tensor *ar
   const attnc::rt::Manifest &m = part.host;
   if (nargs < 0)
     return fail("kernel '" + m.variant + "': nargs is negative (" + std::to_string(nargs) + ")");
-  std::vector<attnc::rt::TensorArg> converted(static_cast<size_t>(nargs));
-  for (int32_t a = 0; args && a < nargs; ++a)
-    converted[size_t(a)] = {reinterpret_cast<uint64_t>(args[a].data), args[a].dtype, args[a].rank,
-                            args[a].sizes, args[a].strides};
+  std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
   std::vector<int64_t> dimSizes;
   std::string error;
   if (!attnc::rt::checkTensors(m, args ? converted.data() : nullptr, size_t(nargs), dimSizes,

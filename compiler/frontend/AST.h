@@ -25,6 +25,8 @@ enum class DType { F32, F16, BF16, I32, I8, F8E4M3, I4 };
 /// grid limit, and small enough that products of a few extents stay far from int64 overflow.
 inline constexpr int64_t kMaxExtent = 2147483647;
 const char *dtypeName(DType t);
+/// The dtype spelled `name` ("f32", "bf16", ..., as dtypeName writes it), if any.
+std::optional<DType> dtypeFromName(const std::string &name);
 int64_t dtypeBytes(DType t);
 bool isFloat(DType t);                // f32, f16, bf16: arithmetic types
 inline bool isQuantized(DType t) {

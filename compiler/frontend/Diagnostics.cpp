@@ -73,6 +73,14 @@ const char *dtypeName(DType t) {
   return "?";
 }
 
+std::optional<DType> dtypeFromName(const std::string &name) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I32, DType::I8, DType::F8E4M3,
+                  DType::I4})
+    if (name == dtypeName(t))
+      return t;
+  return std::nullopt;
+}
+
 bool isFloat(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 int64_t dtypeBytes(DType t) {

@@ -334,14 +334,9 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
   if (t.kind != Token::Kind::Ident)
     return fail(t, "expected a dtype after ':', got " + describeToken(t),
                 "dtypes are f32, f16, bf16, i32, i8, f8e4m3 and i4");
-  static const DType types[] = {DType::F32, DType::F16, DType::BF16,
-                                DType::I32, DType::I8,  DType::F8E4M3, DType::I4};
-  for (size_t i = 0; i < kDTypeNames.size(); ++i) {
-    if (t.text == kDTypeNames[i]) {
-      dtype = types[i];
-      take();
-      return true;
-    }
+  if ((dtype = dtypeFromName(t.text))) {
+    take();
+    return true;
   }
   return fail(t, "unknown dtype '" + t.text + "'",
               orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16, i32, i8, f8e4m3 and i4"));

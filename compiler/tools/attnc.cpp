@@ -155,15 +155,12 @@ static bool compileOptions(CompileOptions &options) {
       return false;
     }
   }
-  static const std::pair<const char *, DType> names[] = {
-      {"f32", DType::F32}, {"f16", DType::F16}, {"bf16", DType::BF16}};
   if (dtype.empty())
     return true;
-  for (const auto &[name, t] : names)
-    if (dtype == name) {
-      options.dtypeOverride = t;
-      return true;
-    }
+  if (std::optional<DType> t = dtypeFromName(dtype); t && isFloat(*t)) {
+    options.dtypeOverride = t;
+    return true;
+  }
   llvm::errs() << "attnc: error: unknown --dtype '" << dtype << "'; use f32, f16 or bf16\n";
   return false;
 }

@@ -73,11 +73,8 @@ class HostKernel(Kernel):
     device_type = "cpu"
 
     def __init__(self, handle: _Handle, manifest_text: str, grad: bool):
-        self._owner, self._grad = handle, grad
+        self._owner, self._grad = handle, grad  # _owner releases the library's handle
         self._read_manifest(json.loads(manifest_text))
-
-    def __del__(self):
-        pass
 
     def set_splits(self, splits: int):
         raise Error(f"kernel '{self.name}': the cpu target does not split the keys")

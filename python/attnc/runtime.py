@@ -229,14 +229,17 @@ class Kernel:
                 out[a.name] = torch.empty(shape, dtype=dtypes[0], device=device)
         return out
 
-    def _check_names(self, tensors):
-        missing = [a.name for a in self._args if a.name not in tensors]
-        unknown = sorted(set(tensors) - set(self._by_name))
+    def _check_names(self, tensors, names=None, takes=None):
+        """Every name in `names` (default: all arguments) given, no other: else attnc.Error
+        saying which are missing and which unknown, and what the kernel `takes`."""
+        names = [a.name for a in self._args] if names is None else names
+        missing = [n for n in names if n not in tensors]
+        unknown = sorted(set(tensors) - set(names))
         if missing or unknown:
             what = (f"missing {', '.join(missing)}" if missing else "") + \
                    ("; " if missing and unknown else "") + \
                    (f"unknown {', '.join(unknown)}" if unknown else "")
-            raise Error(f"kernel '{self.name}': {what}; it takes {self.signature}")
+            raise Error(f"kernel '{self.name}': {what}; it takes {takes or self.signature}")
 
     def _check_tensor(self, torch, a, t):
         where = f"kernel '{self.name}': argument '{a.name}'"

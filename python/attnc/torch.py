@@ -132,14 +132,7 @@ class Function:
 
     def __call__(self, return_lse: bool = False, **tensors):
         names = self._ops.inputs
-        missing = [n for n in names if n not in tensors]
-        unknown = sorted(set(tensors) - set(names))
-        if missing or unknown:
-            raise Error(f"kernel '{self.kernel.name}': "
-                        + (f"missing {', '.join(missing)}" if missing else "")
-                        + ("; " if missing and unknown else "")
-                        + (f"unknown {', '.join(unknown)}" if unknown else "")
-                        + f"; it takes {', '.join(names)}")
+        self.kernel._check_names(tensors, names, takes=", ".join(names))
         args = [tensors[n] for n in names]
         first = args[0]
         if self.autocast:  # float tensors to the kernel's dtypes, results back to q's dtype
