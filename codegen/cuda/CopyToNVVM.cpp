@@ -18,34 +18,54 @@ struct AllocSharedLowering : OpConversionPattern<AllocSharedOp> {
       return op.emitOpError("has no offset yet (run attn-gpu-allocate-shared)");
     WarpKernelBase w(rw, op.getLoc());
     Value base = w.dynamicSharedMemory();
-    rw.replaceOpWithNewOp<memref::ViewOp>(op, op.getType(), base, w.idx(*op.getOffset()),
-                                          ValueRange{});
+    rw.replaceOpWithNewOp<memref::ViewOp>(
+        op, cast<MemRefType>(getTypeConverter()->convertType(op.getType())), base,
+        w.idx(*op.getOffset()), ValueRange{});
     return success();
   }
 };
 
 /// Columns a copy moves of a tile and the elements per 16-byte (or 8-byte) copy: 16-bit tiles
-/// carry kSharedPad elements of padding per row; staging tiles of bytes do not.
+/// carry kSharedPad elements of padding per row (unless swizzled); staging tiles of bytes do
+/// not.
 std::pair<int64_t, int64_t> copyShape(MemRefType tile) {
   if (tile.getElementTypeBitWidth() == 16)
-    return {tile.getDimSize(1) - kSharedPad, 8};
+    return {sharedColumns(tile), 8};
   int64_t bytes = tile.getDimSize(1);
   return {bytes, bytes % 16 ? 8 : 16};
 }
 
+/// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a
+/// multiple of 8: the first element of a 16-byte chunk): column block col / 64, row r of the
+/// block, chunk (col % 64) / 8 XOR r % 8.
+SmallVector<Value> swizzledIndex(WarpKernelBase &t, MemRefType tile, Value r, Value col) {
+  int64_t rows = tile.getDimSize(0);
+  auto block = arith::DivUIOp::create(t.b, t.loc, col, t.idx(64));
+  auto chunk = arith::DivUIOp::create(t.b, t.loc,
+                                      arith::RemUIOp::create(t.b, t.loc, col, t.idx(64)),
+                                      t.idx(8));
+  Value swizzled = arith::XOrIOp::create(t.b, t.loc, chunk,
+                                         arith::RemUIOp::create(t.b, t.loc, r, t.idx(8)));
+  Value rowStart = t.mul(t.add(t.mul(block, rows), r), 64);
+  return {t.add(rowStart, t.mul(swizzled, 8))};
+}
+
 struct CopyQueryTileLowering : OpConversionPattern<CopyQueryTileOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(CopyQueryTileOp op, OpAdaptor,
+  LogicalResult matchAndRewrite(CopyQueryTileOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
     Value qLen = memref::DimOp::create(rw, t.loc, op.getQ(), 2);
-    auto [cols, perCopy] = copyShape(op.getTile().getType());
+    MemRefType tileType = op.getTile().getType();
+    auto [cols, perCopy] = copyShape(tileType);
     auto rowOf = [&](Value r) -> WarpKernelBase::Row {
       auto [h, i] = t.packedRow(op.getH(), t.add(op.getI0(), r), op.getPack());
       return {op.getB(), h, i, t.lt(i, qLen)};
     };
-    t.loadTile(op.getQ(), rowOf, op.getTile().getType().getDimSize(0), cols, op.getTile(),
-               t.tid, t.threads, perCopy);
+    auto swizzle = [&](Value r, Value col) { return swizzledIndex(t, tileType, r, col); };
+    t.loadTile(op.getQ(), rowOf, tileType.getDimSize(0), cols, adaptor.getTile(), t.tid,
+               t.threads, perCopy, {},
+               isSwizzled(tileType) ? WarpKernelBase::IndexFn(swizzle) : nullptr);
     rw.eraseOp(op);
     return success();
   }
@@ -58,7 +78,7 @@ Value pageOf(ThreadContext &t, Value table, Value pool, Value batch, Value j, in
 
 struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(CopyKeyTileOp op, OpAdaptor,
+  LogicalResult matchAndRewrite(CopyKeyTileOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
     int64_t rows = op.getTile().getType().getDimSize(0), pageSize = op.getPageSize();
@@ -79,9 +99,11 @@ struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
                                      t.select(inRange, row, t.idx(0)), pageSize);
       return {page, op.getHk(), slot, inRange};
     };
-    auto [cols, perCopy] = copyShape(op.getTile().getType());
-    t.loadTile(op.getKv(), rowOf, rows, cols, op.getTile(), t.tid, t.threads, perCopy,
-               op.getCol0());
+    MemRefType tileType = op.getTile().getType();
+    auto [cols, perCopy] = copyShape(tileType);
+    auto swizzle = [&](Value r, Value col) { return swizzledIndex(t, tileType, r, col); };
+    t.loadTile(op.getKv(), rowOf, rows, cols, adaptor.getTile(), t.tid, t.threads, perCopy,
+               op.getCol0(), isSwizzled(tileType) ? WarpKernelBase::IndexFn(swizzle) : nullptr);
     rw.eraseOp(op);
     return success();
   }

@@ -21,6 +21,14 @@ FragmentTypeConverter::FragmentTypeConverter() {
     results.append(valuesPerThread(type), scalar);
     return success();
   });
+  // A swizzled tile is addressed by hand (the ops that read it know the swizzle): a flat
+  // view of its bytes' elements.
+  addConversion([](MemRefType type) -> std::optional<Type> {
+    if (!isSwizzled(type))
+      return std::nullopt;
+    return MemRefType::get({type.getNumElements()}, type.getElementType(),
+                           MemRefLayoutAttrInterface(), type.getMemorySpace());
+  });
 }
 
 ThreadContext::ThreadContext(OpBuilder &b, Location loc, Operation *op, Type element)

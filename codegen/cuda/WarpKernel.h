@@ -126,6 +126,8 @@ public:
   /// Where tile row r lives in a global tensor: (axis 0, head, row, in range).
   using Row = std::tuple<Value, Value, Value, Value>;
   using RowFn = function_ref<Row(Value)>;
+  /// Where element (r, col) of a tile lies in the destination memref (default: [r, col]).
+  using IndexFn = function_ref<SmallVector<Value>(Value, Value)>;
   /// Runs body(id) for chunk ids tid, tid + threads, ... below `chunks`: the whole block strides
   /// over a tile; the last round, which may cover fewer chunks than threads, is guarded.
   void forEachChunk(int64_t chunks, Value tid, int64_t threads, function_ref<void(Value)> body) {
@@ -143,9 +145,11 @@ public:
   }
   /// rows x cols of global[axis 0(r), head(r), row(r), :] -> smem with cp.async, 16 bytes
   /// (`perCopy` elements) per copy; rows out of range are zero-filled and read nothing.
-  /// Columns start at `colBase` of the global tensor when given (a slice of the channels).
+  /// Columns start at `colBase` of the global tensor when given (a slice of the channels);
+  /// `dstIndex` places them in a tile of another layout (a swizzle).
   void loadTile(Value global, RowFn rowOf, int64_t rows, int64_t cols, Value smem, Value tid,
-                int64_t threads, int64_t perCopy = 8, Value colBase = {}) {
+                int64_t threads, int64_t perCopy = 8, Value colBase = {},
+                IndexFn dstIndex = {}) {
     int64_t chunksPerRow = cols / perCopy;
     auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
     forEachChunk(rows * chunksPerRow, tid, threads, [&](Value id) {
@@ -155,7 +159,8 @@ public:
       Value safeRow = select(inRange, row, idx(0));
       Value srcElems = select(inRange, idx(perCopy), idx(0));
       Value globalCol = colBase ? add(col, colBase) : col;
-      nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, ValueRange{r, col}, global,
+      SmallVector<Value> dst = dstIndex ? dstIndex(r, col) : SmallVector<Value>{r, col};
+      nvgpu::DeviceAsyncCopyOp::create(b, loc, token, smem, dst, global,
                                        ValueRange{outer, headIndex, safeRow, globalCol},
                                        b.getIndexAttr(perCopy), srcElems, b.getUnitAttr());
     });

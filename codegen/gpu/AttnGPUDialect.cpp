@@ -53,6 +53,42 @@ int64_t mlir::attngpu::valuesPerThread(RankedTensorType type) {
   return 0;
 }
 
+bool mlir::attngpu::isSwizzled(MemRefType tile) {
+  return isa<SwizzleAttr>(tile.getLayout());
+}
+
+int64_t mlir::attngpu::sharedColumns(MemRefType tile) {
+  int64_t cols = tile.getDimSize(1);
+  return tile.getElementTypeBitWidth() == 16 && !isSwizzled(tile) ? cols - kSharedPad : cols;
+}
+
+int64_t SwizzleAttr::blockColumns(Type element) const {
+  return getBytes() * 8 / element.getIntOrFloatBitWidth();
+}
+
+AffineMap SwizzleAttr::getAffineMap() const {
+  // Not affine: the map stands for the logical [row, column] index space only.
+  return AffineMap::getMultiDimIdentityMap(2, getContext());
+}
+
+bool SwizzleAttr::isIdentity() const { return false; }
+
+LogicalResult SwizzleAttr::verifyLayout(ArrayRef<int64_t> shape,
+                                        function_ref<InFlightDiagnostic()> emitError) const {
+  if (getBytes() != 128)
+    return emitError() << "#attn_gpu.swizzle supports the 128-byte swizzle only, got "
+                       << getBytes();
+  if (shape.size() != 2 || ShapedType::isDynamicShape(shape) || shape[0] % 8)
+    return emitError() << "#attn_gpu.swizzle lays out static [rows, columns] tiles of whole "
+                          "8-row atoms";
+  return success();
+}
+
+LogicalResult SwizzleAttr::getStridesAndOffset(ArrayRef<int64_t>, SmallVectorImpl<int64_t> &,
+                                               int64_t &) const {
+  return failure();  // a swizzle has no strides
+}
+
 namespace {
 
 /// Checks that `value` is a fragment of layout `kind` (rank 2 for acc / operand_a, 1 for rows,
@@ -89,8 +125,7 @@ LogicalResult checkShared(Operation *op, Value tile, StringRef what) {
   return success();
 }
 
-/// The logical columns of a 16-bit shared tile (its rows carry kSharedPad elements of padding).
-int64_t logicalColumns(MemRefType tile) { return tile.getDimSize(1) - kSharedPad; }
+int64_t logicalColumns(MemRefType tile) { return sharedColumns(tile); }
 
 } // namespace
 
@@ -100,6 +135,11 @@ LogicalResult AllocSharedOp::verify() {
     return emitOpError("allocates shared memory: the type needs #gpu.address_space<workgroup>");
   if (!type.hasStaticShape())
     return emitOpError("needs a static shape, got ") << type;
+  if (auto swizzle = dyn_cast<SwizzleAttr>(type.getLayout()))
+    if (type.getElementTypeBitWidth() != 16 ||
+        type.getDimSize(1) % swizzle.blockColumns(type.getElementType()))
+      return emitOpError("lays out swizzled 16-bit tiles of whole ")
+             << swizzle.getBytes() << "-byte rows only, got " << type;
   return success();
 }
 
@@ -128,6 +168,8 @@ LogicalResult LoadOperandOp::verify() {
       failed(checkFragment(*this, getType(), FragmentKind::operand_a, "the result")))
     return failure();
   MemRefType tile = getTile().getType();
+  if (isSwizzled(tile))
+    return emitOpError("reads a padded tile with ldmatrix, not a swizzled one: ") << tile;
   if (tile.getRank() != 2 || tile.getDimSize(0) != getType().getDimSize(0) ||
       logicalColumns(tile) != getType().getDimSize(1) ||
       tile.getElementType() != getType().getElementType())
@@ -137,13 +179,24 @@ LogicalResult LoadOperandOp::verify() {
 }
 
 LogicalResult MmaOp::verify() {
-  if (failed(checkFragment(*this, getA().getType(), FragmentKind::operand_a, "a")) ||
-      failed(checkFragment(*this, getAcc().getType(), FragmentKind::acc, "acc")) ||
+  bool wgmma = getKind() && *getKind() == MmaKind::wgmma_m64nNk16;
+  auto aTile = dyn_cast<MemRefType>(getA().getType());
+  if (aTile) {
+    if (failed(checkShared(*this, getA(), "a")))
+      return failure();
+    if (!wgmma || !isSwizzled(aTile))
+      return emitOpError("reads a from shared memory only as wgmma from a #attn_gpu.swizzle "
+                         "tile, got ")
+             << aTile;
+  } else if (failed(checkFragment(*this, getA().getType(), FragmentKind::operand_a, "a"))) {
+    return failure();
+  }
+  if (failed(checkFragment(*this, getAcc().getType(), FragmentKind::acc, "acc")) ||
       failed(checkShared(*this, getB(), "b")))
     return failure();
   if (getResult().getType() != getAcc().getType())
     return emitOpError("returns the accumulator's type");
-  auto a = cast<RankedTensorType>(getA().getType());
+  auto a = cast<ShapedType>(getA().getType());
   auto acc = cast<RankedTensorType>(getAcc().getType());
   MemRefType b = getB().getType();
   if (!acc.getElementType().isF32())
@@ -154,14 +207,24 @@ LogicalResult MmaOp::verify() {
   if (b.getElementType() != a.getElementType())
     return emitOpError("multiplies operands of one element type, got ")
            << a.getElementType() << " and " << b.getElementType();
-  int64_t k = a.getDimSize(1), n = acc.getDimSize(1);
+  int64_t k = aTile ? sharedColumns(aTile) : a.getDimSize(1), n = acc.getDimSize(1);
   int64_t bk = getTransposeB() ? logicalColumns(b) : b.getDimSize(0);
   int64_t bn = getTransposeB() ? b.getDimSize(0) : logicalColumns(b);
   if (b.getRank() != 2 || bk != k || bn != n)
     return emitOpError("needs b of ") << (getTransposeB() ? "[N, K]" : "[K, N]") << " = ["
                                       << (getTransposeB() ? n : k) << ", "
                                       << (getTransposeB() ? k : n) << "] (+" << kSharedPad
-                                      << " padding), got " << b;
+                                      << " padding unless swizzled), got " << b;
+  if (wgmma != isSwizzled(b))
+    return emitOpError(wgmma ? "reads B through a wgmma descriptor: b must be a "
+                               "#attn_gpu.swizzle tile, got "
+                             : "reads B with ldmatrix (or needs a kind): a swizzled b takes "
+                               "kind wgmma_m64nNk16, got ")
+           << b;
+  if (wgmma && (a.getDimSize(0) % 64 || n > 256 || getGate()))
+    return emitOpError("as wgmma needs whole warpgroups (rows a multiple of 64), N <= 256 "
+                       "and no gate, got ")
+           << a << " and N = " << n;
   if (getGate()) {
     auto gate = getGate().getType();
     if (gate.getDimSize(1) != k || (ShapedType::isStatic(gate.getDimSize(0)) &&

@@ -39,6 +39,13 @@ int64_t valuesPerThread(RankedTensorType type);
 /// in different banks).
 inline constexpr int64_t kSharedPad = 8;
 
+/// Whether a shared tile is in the `#attn_gpu.swizzle` layout (read by wgmma).
+bool isSwizzled(MemRefType tile);
+
+/// The logical columns of a rank-2 shared tile: a padded 16-bit tile's minus its padding, a
+/// swizzled or byte tile's as typed.
+int64_t sharedColumns(MemRefType tile);
+
 /// The name of the discardable attribute that holds a kernel's launch ABI.
 inline constexpr llvm::StringLiteral kLaunchAttrName = "attn_gpu.launch";
 /// The name of the module attribute that maps each kernel's name to its launch ABI.

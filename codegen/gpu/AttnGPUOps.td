@@ -9,6 +9,7 @@
 
 include "mlir/IR/OpBase.td"
 include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/BuiltinAttributeInterfaces.td"
 include "mlir/IR/EnumAttr.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/ControlFlowInterfaces.td"
@@ -69,8 +70,12 @@ def AttnGPU_ReduceAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_ReduceKind, "reduce">
   let assemblyFormat = "`<` $value `>`";
 }
 
+/// `mma_sync_m16n8k16`: per warp, ldmatrix'd B fragments (every chip from sm_80 on).
+/// `wgmma_m64nNk16`: per warpgroup of 4 warps (64 rows), B read by the tensor cores from a
+/// `#attn_gpu.swizzle` tile through a matrix descriptor, A and the accumulator in registers in
+/// the same per-warp layouts as mma.sync's (sm_90a).
 def AttnGPU_MmaKind : I32EnumAttr<"MmaKind", "the tensor-core instruction of attn_gpu.mma", [
-  I32EnumAttrCase<"mma_sync_m16n8k16", 0>]> {
+  I32EnumAttrCase<"mma_sync_m16n8k16", 0>, I32EnumAttrCase<"wgmma_m64nNk16", 1>]> {
   let cppNamespace = "::mlir::attngpu";
   let genSpecializedAttr = 0;
 }
@@ -87,6 +92,25 @@ def AttnGPU_StrategyKind : I32EnumAttr<"StrategyKind", "the kernel family of a t
 /// `#attn_gpu.strategy<flash>` on a tiled function (attn-gpu-select-strategy).
 def AttnGPU_StrategyAttr : EnumAttr<AttnGPU_Dialect, AttnGPU_StrategyKind, "strategy"> {
   let assemblyFormat = "`<` $value `>`";
+}
+
+/// `#attn_gpu.swizzle<128>`: the layout of a [R, C] shared tile of 16-bit elements that the
+/// tensor cores read through a wgmma matrix descriptor (and TMA writes): C / 64 column blocks of
+/// [R, 64] elements (128 bytes a row), block after block; in a block, the 16-byte chunk c of
+/// row r lies at chunk c ^ (r % 8) of its row (the 128-byte swizzle, over 1024-byte aligned
+/// 8-row atoms: 8 rows read at one column fall in 8 different bank groups, no padding).
+/// Not a strided layout: only the ops that know it (copies, wgmma) address such a tile.
+def AttnGPU_SwizzleAttr : AttrDef<AttnGPU_Dialect, "Swizzle", [
+    DeclareAttrInterfaceMethods<MemRefLayoutAttrInterface,
+                                ["isIdentity", "verifyLayout", "getStridesAndOffset"]>]> {
+  let mnemonic = "swizzle";
+  let summary = "The 128-byte swizzled layout of a shared tile read by wgmma";
+  let parameters = (ins "int64_t":$bytes);
+  let assemblyFormat = "`<` $bytes `>`";
+  let extraClassDeclaration = [{
+    /// Elements of a row of one column block (bytes / element size).
+    int64_t blockColumns(::mlir::Type element) const;
+  }];
 }
 
 /// One grid axis: ceil(extent(kernel argument `arg`, dim `dim`) * scale / divisor) blocks.
@@ -258,13 +282,16 @@ def AttnGPU_MmaOp : AttnGPU_Op<"mma"> {
     acc[r, n] += sum_k a[r, k] * B[n, k]; otherwise B is stored [K, N] (the V tile of
     O += P V) and acc[r, n] += sum_k a[r, k] * B[k, n]. `kind` is the instruction, chosen by
     attn-gpu-select-mma; attn-gpu-to-nvvm needs it set. acc's columns are a multiple of 8.
+    `a` is an operand fragment, or (wgmma only) a swizzled shared tile [rows, K] that the
+    tensor cores read through a descriptor: each warpgroup its own 64 rows.
 
     With `gate %G` (f32 [rows, K]: a gated recurrence chunk's cumulative log gates per
     position and channel), warp w's B element (k, n) is multiplied by exp(G[16 w, k]), or with
     `gate_blocks` by exp(G[16 w, k] - G[16 floor(n / 16), k]): the exact factors of q~ S and
     q~ K~^T (attn_gpu.gate_operand, attn_gpu.gate_keys) that keep every product in range.
   }];
-  let arguments = (ins AttnGPU_Fragment:$a, Arg<AttnGPU_Shared, "", [MemRead]>:$b,
+  let arguments = (ins Arg<AnyTypeOf<[AttnGPU_Fragment, AttnGPU_Shared]>, "", [MemRead]>:$a,
+                       Arg<AttnGPU_Shared, "", [MemRead]>:$b,
                        AttnGPU_Fragment:$acc,
                        Arg<Optional<MemRefRankOf<[F32], [2]>>, "", [MemRead]>:$gate,
                        UnitAttr:$transpose_b, UnitAttr:$gate_blocks,

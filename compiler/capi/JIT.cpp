@@ -252,8 +252,8 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   attnc_options o = opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr, 0, nullptr};
   attnc::CompileOptions options;
   options.pipeline.blockQ = o.block_q ? o.block_q : 64;
-  options.pipeline.blockK = o.block_k ? o.block_k : 32;
   options.pipeline.chip = o.chip ? o.chip : "sm_80";
+  options.pipeline.blockK = o.block_k ? o.block_k : attnc::defaultBlockK(options.pipeline.chip);
   options.pipeline.backward = o.backward != 0;
   if (options.pipeline.chip != "sm_80" && options.pipeline.chip != "sm_90a")
     return fail("attnc_compile: unknown chip '" + options.pipeline.chip + "'; use sm_80 or sm_90a");

@@ -16,7 +16,7 @@ bool parseStage(const std::string &name, Stage &stage);
 
 struct PipelineOptions {
   int64_t blockQ = 64;
-  int64_t blockK = 32;  // measured on the H100: +9-23% over 64 (bench/METHOD.md)
+  int64_t blockK = 0;   // 0: defaultBlockK(chip)
   bool onlineSoftmax = true;
   bool maskBounds = true;  // attn-mask-bounds: skip key tiles the mask cannot allow
   bool packGQA = true;     // attn-pack-gqa: the heads of a GQA group share each query tile
@@ -29,6 +29,10 @@ struct PipelineOptions {
   bool backward = false;  // attn-grad: each variant also gets <name>_grad (CPU and CUDA)
   bool backwardOnly = false;  // with backward: only <name>_grad (the forwards are dropped)
 };
+
+/// Keys per tile unless asked: 32 for mma.sync (sm_80; +9-23% over 64 on the H100), 64 for
+/// wgmma (sm_90a; 1.06-1.30x over 32 on the H200, bench/METHOD.md 2026-12-04).
+inline int64_t defaultBlockK(const std::string &chip) { return chip == "sm_90a" ? 64 : 32; }
 
 /// Whether attn-split-kv applies: softmax variants in online-softmax form.
 inline bool splitsKeys(const PipelineOptions &o, bool softmax) {

@@ -33,7 +33,9 @@ static cl::opt<std::string> outputPath("o",
                                        cl::init("-"), cl::cat(category));
 static cl::opt<int64_t> blockQ("block-q", cl::desc("Queries per tile"), cl::init(64),
                                cl::cat(category));
-static cl::opt<int64_t> blockK("block-k", cl::desc("Keys per tile"), cl::init(32),
+static cl::opt<int64_t> blockK("block-k",
+                               cl::desc("Keys per tile (default: 32 on sm_80, 64 on sm_90a)"),
+                               cl::init(0),
                                cl::cat(category));
 static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
                                      cl::desc("Keep the exact two-pass softmax"),

@@ -3,11 +3,19 @@
 # assembles it with `ptxas -arch=sm_90a`, recording registers, stack and spills per kernel.
 # Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels) too;
 # a spec attn-grad refuses (decoding, recurrences) must say so with its "no backward" error.
-# Fails if a spec does not compile or ptxas rejects its PTX. Skips (exit 77) without ptxas.
+# Fails if a spec does not compile, ptxas rejects its PTX or warns that it serialised a wgmma
+# (the sm_90a kernels' tensor-core pipeline). ptxas: $ATTNC_PTXAS, the PATH, /usr/local/cuda,
+# or the test venv's nvidia-cuda-nvcc wheel (scripts/pyenv.sh). Skips (exit 77) without one.
 set -uo pipefail
 attnc=$1; specs=$2; out=${3:-$(mktemp -d)}
-ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
+venv=${ATTNC_VENV:-$HOME/.cache/attnc/venv}
+ptxas=${ATTNC_PTXAS:-$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)}
+[ -x "$ptxas" ] || ptxas=$(ls "$venv"/lib/python3*/site-packages/nvidia/cuda_nvcc/bin/ptxas 2>/dev/null | head -n 1)
 if [ ! -x "$ptxas" ]; then echo "check_ptx: no ptxas; skipped"; exit 77; fi
+echo "check_ptx: $ptxas ($("$ptxas" --version | tail -n 1))"
+# ptxas's verdicts that a kernel lost its wgmma pipeline ("wgmma.mma_async instructions are
+# serialized ..."): a failure, not a note.
+serialised() { echo "$2" | grep -i "wgmma" | grep -qi "serializ" && { echo "FAIL wgmma serialised in $1:"; echo "$2" | grep -i wgmma; }; }
 mkdir -p "$out"
 status=0
 printf '%-18s %-9s %6s %8s %s\n' kernel chip regs spills "compile"
@@ -25,6 +33,7 @@ for spec in "$specs"/*.attn; do
       if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
         echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
       fi
+      serialised "$ptx" "$info" && status=1
       regs=$(echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p')
       spills=$(echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p')
       printf '%-18s %-9s %6s %8s %s ms\n' "$(basename "$ptx" .ptx)" "$chip" "$regs" "$spills" "$ms"
@@ -40,6 +49,7 @@ for spec in "$specs"/*.attn; do
     if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
       echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
     fi
+    serialised "$ptx" "$info" && status=1
     echo "$info" | sed -n "s/.*Compiling entry function '\([a-z0-9_]*\)'.*/\1/p" | paste - <(
       echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p') <(
       echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p') |

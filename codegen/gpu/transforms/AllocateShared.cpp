@@ -25,7 +25,9 @@ struct AttnGPUAllocateSharedPass
       bool any = false;
       kernel.walk([&](AllocSharedOp alloc) {
         any = true;
-        int64_t offset = (end + 15) / 16 * 16;
+        // A swizzled tile's atoms are 1024-byte aligned: the swizzle XORs address bits.
+        int64_t align = isSwizzled(alloc.getTile().getType()) ? 1024 : 16;
+        int64_t offset = (end + align - 1) / align * align;
         alloc.setOffsetAttr(IntegerAttr::get(IntegerType::get(&getContext(), 64), offset));
         end = offset + bytesOf(alloc.getTile().getType());
       });

@@ -83,12 +83,17 @@ def AttnGPUPipeline : Pass<"attn-gpu-pipeline", "::mlir::ModuleOp"> {
 def AttnGPUSelectMMA : Pass<"attn-gpu-select-mma", "::mlir::ModuleOp"> {
   let summary = "Choose the tensor-core instruction of each attn_gpu.mma";
   let description = [{
-    Sets `kind` on every `attn_gpu.mma` from the target chip of its gpu.module: sm_80 and later
-    take `mma_sync_m16n8k16` (ldmatrix fragments). The sm_90a warpgroup path slots in here as
-    another kind.
+    Sets `kind` on every `attn_gpu.mma` from the target chip of its gpu.module, and with it the
+    layout of the B tiles. On sm_90a an mma takes `wgmma_m64nNk16` when its rows are whole
+    warpgroups (64), N <= 256, it has no gate, and its B tile is a tile of its own that only
+    copies write and only such mmas read, with whole 64-element rows in its contiguous
+    dimension: that tile becomes `#attn_gpu.swizzle<128>` (unpadded), which the tensor cores
+    read through a descriptor. Every other mma (and every mma before sm_90a) takes
+    `mma_sync_m16n8k16` (ldmatrix fragments from padded tiles).
 
-    Before: `attn_gpu.mma %a, %k, %s {transpose_b}`
-    After:  `attn_gpu.mma %a, %k, %s {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b}`
+    Before: `%k = attn_gpu.alloc_shared : memref<64x136xbf16, 3>` `attn_gpu.mma %a, %k, %s {transpose_b}`
+    After (sm_90a):  `%k = attn_gpu.alloc_shared : memref<64x128xbf16, #attn_gpu.swizzle<128>, 3>`
+    `attn_gpu.mma %a, %k, %s {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b}`
   }];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
 }
@@ -96,7 +101,8 @@ def AttnGPUSelectMMA : Pass<"attn-gpu-select-mma", "::mlir::ModuleOp"> {
 def AttnGPUAllocateShared : Pass<"attn-gpu-allocate-shared", "::mlir::ModuleOp"> {
   let summary = "Place each attn_gpu.alloc_shared tile in the kernel's dynamic shared memory";
   let description = [{
-    Assigns byte offsets to the kernel's shared tiles in program order, each 16-byte aligned,
+    Assigns byte offsets to the kernel's shared tiles in program order, each 16-byte aligned
+    (a swizzled tile 1024-byte aligned, as its atoms need),
     and writes the total into the kernel's `attn_gpu.launch` (`shared_memory`). The module
     records every kernel's launch in `attn_gpu.launches` (kernel name -> #attn_gpu.launch),
     which outlives serialisation and which the manifest reads.

@@ -22,3 +22,20 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// A swizzled tile starts on a 1024-byte boundary (its 8-row atoms are aligned: the swizzle
+// XORs address bits 4-6 with bits 7-9): 64 x 72 bf16 = 9216 bytes, then 12 bytes of f32 end
+// at 9228, so the 32 x 64 swizzled tile starts at 10240 and ends at 14336.
+// CHECK-LABEL: gpu.func @swizzled
+// CHECK-SAME: shared_memory = 14336
+// CHECK: attn_gpu.alloc_shared {offset = 0 : i64} : memref<64x72xbf16
+// CHECK: attn_gpu.alloc_shared {offset = 9216 : i64} : memref<3xf32
+// CHECK: attn_gpu.alloc_shared {offset = 10240 : i64} : memref<32x64xbf16, #attn_gpu.swizzle<128>
+gpu.module @m2 {
+  gpu.func @swizzled() kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false>} {
+    %q = attn_gpu.alloc_shared : memref<64x72xbf16, #gpu.address_space<workgroup>>
+    %c = attn_gpu.alloc_shared : memref<3xf32, #gpu.address_space<workgroup>>
+    %k = attn_gpu.alloc_shared : memref<32x64xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}

@@ -27,8 +27,80 @@ func.func @operand_layout(%t: !smem) {
 !k = memref<32x136xbf16, #gpu.address_space<workgroup>>
 func.func @mma_shape(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !k,
                      %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
-  // expected-error @+1 {{needs b of [N, K] = [64, 128] (+8 padding)}}
+  // expected-error @+1 {{needs b of [N, K] = [64, 128] (+8 padding unless swizzled)}}
   %s = attn_gpu.mma %a, %k, %acc {transpose_b} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !k, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+// The swizzle lays out whole 8-row atoms of 128-byte rows.
+// expected-error @+1 {{#attn_gpu.swizzle lays out static [rows, columns] tiles of whole 8-row atoms}}
+func.func @swizzle_rows(%t: memref<12x64xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>) {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{#attn_gpu.swizzle supports the 128-byte swizzle only, got 64}}
+func.func @swizzle_bytes(%t: memref<16x64xbf16, #attn_gpu.swizzle<64>, #gpu.address_space<workgroup>>) {
+  return
+}
+
+// -----
+
+func.func @swizzle_columns() {
+  // expected-error @+1 {{lays out swizzled 16-bit tiles of whole 128-byte rows only}}
+  %t = attn_gpu.alloc_shared : memref<16x40xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+  return
+}
+
+// -----
+
+!sw = memref<64x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+func.func @swizzled_b_needs_wgmma(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !sw,
+                                  %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{a swizzled b takes kind wgmma_m64nNk16}}
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b, kind = #attn_gpu.mma<mma_sync_m16n8k16>} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !sw, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!k = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @wgmma_needs_swizzled_b(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !k,
+                                  %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{reads B through a wgmma descriptor: b must be a #attn_gpu.swizzle tile}}
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b, kind = #attn_gpu.mma<wgmma_m64nNk16>} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !k, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!sw = memref<32x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+func.func @wgmma_warpgroups(%a: tensor<32x128xbf16, #attn_gpu.frag<operand_a>>, %k: !sw,
+                            %acc: tensor<32x32xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{as wgmma needs whole warpgroups (rows a multiple of 64)}}
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b, kind = #attn_gpu.mma<wgmma_m64nNk16>} : tensor<32x128xbf16, #attn_gpu.frag<operand_a>>, !sw, tensor<32x32xf32, #attn_gpu.frag<acc>> -> tensor<32x32xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!q = memref<64x136xbf16, #gpu.address_space<workgroup>>
+!sw = memref<64x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+func.func @shared_a_needs_swizzle(%q: !q, %k: !sw, %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  // expected-error @+1 {{reads a from shared memory only as wgmma from a #attn_gpu.swizzle tile}}
+  %s = attn_gpu.mma %q, %k, %acc {transpose_b, kind = #attn_gpu.mma<wgmma_m64nNk16>} : !q, !sw, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!sw = memref<64x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+func.func @ldmatrix_of_swizzle(%t: !sw) {
+  // expected-error @+1 {{reads a padded tile with ldmatrix, not a swizzled one}}
+  %a = attn_gpu.load_operand %t : !sw -> tensor<64x128xbf16, #attn_gpu.frag<operand_a>>
   return
 }
 
