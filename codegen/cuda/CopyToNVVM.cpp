@@ -120,11 +120,11 @@ Value nibbleToF32(OpBuilder &b, Location loc, Value byte, int64_t high) {
 /// 8 values a step: stored value x scale, rounded to the tile's type.
 struct DequantizeLowering : OpConversionPattern<DequantizeOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(DequantizeOp op, OpAdaptor,
+  LogicalResult matchAndRewrite(DequantizeOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     MemRefType tile = op.getTile().getType();
     ThreadContext t(rw, op.getLoc(), op, tile.getElementType());
-    int64_t rows = tile.getDimSize(0), cols = tile.getDimSize(1) - kSharedPad;
+    int64_t rows = tile.getDimSize(0), cols = sharedColumns(tile);
     int64_t packing = op.getPacking(), group = op.getGroup();
     ArrayRef<int64_t> axes = op.getAxes();
     int64_t chunksPerRow = cols / 8;
@@ -165,7 +165,9 @@ struct DequantizeLowering : OpConversionPattern<DequantizeOp> {
           rw, t.loc, VectorType::get({8}, rw.getF32Type()), values);
       Value packed =
           arith::TruncFOp::create(rw, t.loc, VectorType::get({8}, tile.getElementType()), v8);
-      vector::StoreOp::create(rw, t.loc, packed, op.getTile(), ValueRange{r, col});
+      SmallVector<Value> at = isSwizzled(tile) ? swizzledIndex(t, tile, r, col)
+                                               : SmallVector<Value>{r, col};
+      vector::StoreOp::create(rw, t.loc, packed, adaptor.getTile(), at);
     });
     rw.eraseOp(op);
     return success();

@@ -44,7 +44,8 @@ bool wgmmaShapeFits(MmaOp mma) {
 
 /// The choice of wgmma in one kernel, made before anything changes: the B tiles to swizzle,
 /// and the A tiles whose fragments the wgmmas read in place instead.
-///  - A B tile is swizzled when only copies write it and only shape-fitting mmas read it.
+///  - A B tile is swizzled when only copies (or dequantisations) write it and only
+///    shape-fitting mmas read it.
 ///  - An A fragment loaded from a tile (Q) is read from that tile in place when the tile is
 ///    swizzlable, written only by copies and loaded only for wgmmas (no registers, no
 ///    ldmatrix). Otherwise it must be computed beside the mma (P, in the same block): a
@@ -88,10 +89,11 @@ struct WgmmaPlan {
   }
 
 private:
-  /// Every use of a B tile is a copy into it (cp.async writes any layout) or an mma that fits.
+  /// Every use of a B tile is a copy or a dequantisation into it (both write any layout) or an
+  /// mma that fits.
   static bool onlyWgmmaReads(AllocSharedOp alloc) {
     for (OpOperand &use : alloc.getTile().getUses()) {
-      if (isa<CopyKeyTileOp>(use.getOwner()) && use.getOperandNumber() == 1)
+      if (isa<CopyKeyTileOp, DequantizeOp>(use.getOwner()) && use.getOperandNumber() == 1)
         continue;
       auto mma = dyn_cast<MmaOp>(use.getOwner());
       if (!mma || mma.getB() != alloc.getTile() || !wgmmaShapeFits(mma))
@@ -121,16 +123,24 @@ private:
   }
 };
 
-/// wgmma reads shared memory through the async proxy, cp.async writes it through the generic
-/// one: after each wait that lands copies, every thread fences its writes into the async
-/// proxy before the barrier that publishes them.
+/// wgmma reads shared memory through the async proxy, cp.async and st.shared write it through
+/// the generic one: after each wait that lands copies (and each dequantisation into a swizzled
+/// tile), every thread fences its writes into the async proxy before the barrier that
+/// publishes them.
 void fenceCopiesForTensorCores(gpu::GPUFuncOp kernel) {
-  kernel.walk([&](nvgpu::DeviceAsyncWaitOp wait) {
-    OpBuilder b(wait->getContext());
-    b.setInsertionPointAfter(wait);
+  auto fenceAfter = [](Operation *op) {
+    OpBuilder b(op->getContext());
+    b.setInsertionPointAfter(op);
     NVVM::FenceProxyOp::create(
-        b, wait.getLoc(), NVVM::ProxyKindAttr::get(b.getContext(), NVVM::ProxyKind::async_shared),
+        b, op->getLoc(), NVVM::ProxyKindAttr::get(b.getContext(), NVVM::ProxyKind::async_shared),
         NVVM::SharedSpaceAttr::get(b.getContext(), NVVM::SharedSpace::shared_cta));
+  };
+  kernel.walk([&](Operation *op) {
+    // A dequantisation's stores into a swizzled tile are generic-proxy writes too.
+    auto dequantize = dyn_cast<DequantizeOp>(op);
+    if (isa<nvgpu::DeviceAsyncWaitOp>(op) ||
+        (dequantize && isSwizzled(dequantize.getTile().getType())))
+      fenceAfter(op);
   });
 }
 

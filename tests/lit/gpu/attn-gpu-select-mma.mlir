@@ -5,6 +5,8 @@
 // RUN: attnc %specs/alibi.attn --emit=tiled -o %t.mlir
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=FLASH
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=SM80
+// RUN: attnc %specs/int8_kv_decode.attn --emit=tiled -o %t8.mlir
+// RUN: attnc-opt %t8.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=QUANT
 
 // On sm_90a the flash kernel's two matmuls are wgmma: the Q, K and V tiles take the 128-byte
 // swizzle (no padding), Q's fragments are gone (the tensor cores read Q from its tile), P
@@ -26,6 +28,13 @@
 // SM80-NOT: nvvm.fence.proxy
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b}
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>}
+
+// Quantised K/V: the dequantisation writes the swizzle too, and its stores (generic proxy) are
+// fenced before the barrier like the copies.
+// QUANT: attn_gpu.dequantize {{.*}} -> memref<32x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+// QUANT-NEXT: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
+// QUANT-NEXT: gpu.barrier
+// QUANT: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b}
 
 #acc = #attn_gpu.frag<acc>
 #opa = #attn_gpu.frag<operand_a>
