@@ -25,6 +25,20 @@ struct AllocSharedLowering : OpConversionPattern<AllocSharedOp> {
   }
 };
 
+/// A select between double buffers of a swizzled tile: the same select of their flat views.
+struct SelectTileLowering : OpConversionPattern<arith::SelectOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(arith::SelectOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    auto tile = dyn_cast<MemRefType>(op.getType());
+    if (!tile || !isSwizzled(tile))
+      return failure();
+    rw.replaceOpWithNewOp<arith::SelectOp>(op, adaptor.getCondition(), adaptor.getTrueValue(),
+                                           adaptor.getFalseValue());
+    return success();
+  }
+};
+
 /// Columns a copy moves of a tile and the elements per 16-byte (or 8-byte) copy: 16-bit tiles
 /// carry kSharedPad elements of padding per row (unless swizzled); staging tiles of bytes do
 /// not.
@@ -210,7 +224,7 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
-  patterns.add<AllocSharedLowering, CopyQueryTileLowering, CopyKeyTileLowering,
+  patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
                DequantizeLowering, MapTileLowering, CopyRowsLowering>(converter,
                                                                      patterns.getContext());
 }

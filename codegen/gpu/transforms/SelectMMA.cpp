@@ -30,20 +30,70 @@ bool swizzlable(MemRefType tile, int64_t rowStep) {
 }
 
 /// Whether `mma` alone allows wgmma m64nNk16: whole warpgroups of rows, 16-bit operands,
-/// N <= 256, no gate, and B in a tile of its own that the swizzle can lay out (its contiguous
-/// dimension -- K of a [N, K] tile, N of a [K, N] one -- whole 64-element rows of atoms).
+/// N <= 256, no gate, and a B tile the swizzle can lay out (its contiguous dimension -- K of a
+/// [N, K] tile, N of a [K, N] one -- whole 64-element rows of atoms).
 bool wgmmaShapeFits(MmaOp mma) {
   auto a = cast<ShapedType>(mma.getA().getType());
   auto acc = cast<RankedTensorType>(mma.getAcc().getType());
-  if (mma.getGate() || a.getDimSize(0) % 64 || acc.getDimSize(1) > 256 ||
-      a.getElementTypeBitWidth() != 16)
-    return false;
-  auto alloc = mma.getB().getDefiningOp<AllocSharedOp>();
-  return alloc && swizzlable(alloc.getTile().getType(), 8);
+  return !mma.getGate() && a.getDimSize(0) % 64 == 0 && acc.getDimSize(1) <= 256 &&
+         a.getElementTypeBitWidth() == 16 && swizzlable(mma.getB().getType(), 8);
+}
+
+/// The shared buffers one tile value may be, closed under the selects that mix them
+/// (attn-gpu-pipeline's double buffering: `select %odd, %k0, %k1`): they share one layout.
+/// `opaque` when a value of the group comes from anything else (a kernel argument, a view).
+struct TileGroup {
+  SmallVector<Value> values;  // the allocs' and the selects' results
+  bool opaque = false;
+
+  explicit TileGroup(AllocSharedOp seed) {
+    SmallVector<Value> work{seed.getTile()};
+    llvm::SmallPtrSet<Value, 8> seen;
+    while (!work.empty()) {
+      Value v = work.pop_back_val();
+      if (!seen.insert(v.getImpl()).second)
+        continue;
+      values.push_back(v);
+      Operation *def = v.getDefiningOp();
+      if (auto select = dyn_cast_or_null<arith::SelectOp>(def)) {
+        work.push_back(select.getTrueValue());
+        work.push_back(select.getFalseValue());
+      } else if (!isa_and_nonnull<AllocSharedOp>(def)) {
+        opaque = true;
+      }
+      for (Operation *user : v.getUsers())
+        if (auto select = dyn_cast<arith::SelectOp>(user); select && select.getCondition() != v)
+          work.push_back(select.getResult());
+    }
+  }
+  /// Every use of the group's values except the selects within it.
+  template <typename Fn> bool allUses(Fn &&fn) const {
+    for (Value v : values)
+      for (OpOperand &use : v.getUses())
+        if (!isa<arith::SelectOp>(use.getOwner()) && !fn(use))
+          return false;
+    return true;
+  }
+  /// The tile becomes the swizzle (its padding dropped), every buffer and select alike.
+  void swizzle() const {
+    auto type = cast<MemRefType>(values.front().getType());
+    auto swizzled = MemRefType::get({type.getDimSize(0), sharedColumns(type)},
+                                    type.getElementType(), SwizzleAttr::get(type.getContext(), 128),
+                                    type.getMemorySpace());
+    for (Value v : values)
+      v.setType(swizzled);
+  }
+};
+
+/// Whether a use writes the tile with a copy or a dequantisation (both write any layout).
+bool writesTile(OpOperand &use) {
+  return isa<CopyQueryTileOp, CopyKeyTileOp, DequantizeOp>(use.getOwner()) &&
+         use.getOperandNumber() == 1;
 }
 
 /// The choice of wgmma in one kernel, made before anything changes: the B tiles to swizzle,
-/// and the A tiles whose fragments the wgmmas read in place instead.
+/// and the A tiles whose fragments the wgmmas read in place instead. A tile is a TileGroup
+/// (double buffers take one layout).
 ///  - A B tile is swizzled when only copies (or dequantisations) write it and only
 ///    shape-fitting mmas read it.
 ///  - An A fragment loaded from a tile (Q) is read from that tile in place when the tile is
@@ -52,74 +102,90 @@ bool wgmmaShapeFits(MmaOp mma) {
 ///    fragment kept in registers across a loop into wgmma was measured to come out wrong
 ///    (ptxas reused its registers between iterations, 2026-12-04). Failing both, the mma
 ///    stays mma.sync -- and so do the other readers of its B tile, until nothing changes.
-struct WgmmaPlan {
-  llvm::SetVector<AllocSharedOp> bTiles, aTiles;
+class WgmmaPlan {
+public:
+  SmallVector<const TileGroup *> bTiles, aTiles;
 
   explicit WgmmaPlan(gpu::GPUFuncOp kernel) {
     SmallVector<MmaOp> mmas;
     kernel.walk([&](MmaOp mma) { mmas.push_back(mma); });
-    llvm::DenseSet<Operation *> refused;  // B tiles ruled out
+    llvm::DenseSet<const TileGroup *> refused, bSet;
+    llvm::SetVector<const TileGroup *> aSet;
     for (bool changed = true; changed;) {
       changed = false;
-      bTiles.clear();
-      aTiles.clear();
+      bSet.clear();
+      aSet.clear();
+      for (MmaOp mma : mmas)
+        if (const TileGroup *b = groupOf(mma.getB()); b && !refused.contains(b) && onlyWgmmaReads(*b))
+          bSet.insert(b);
       for (MmaOp mma : mmas) {
-        auto alloc = mma.getB().getDefiningOp<AllocSharedOp>();
-        if (alloc && !refused.contains(alloc) && onlyWgmmaReads(alloc))
-          bTiles.insert(alloc);
-      }
-      for (MmaOp mma : mmas) {
-        auto b = mma.getB().getDefiningOp<AllocSharedOp>();
-        if (!b || !bTiles.contains(b))
+        const TileGroup *b = groupOf(mma.getB());
+        if (!b || !bSet.contains(b))
           continue;
         Operation *def = mma.getA().getDefiningOp();
-        bool local = def && def->getBlock() == mma->getBlock();
         auto load = dyn_cast_or_null<LoadOperandOp>(def);
-        AllocSharedOp aTile = load ? load.getTile().getDefiningOp<AllocSharedOp>() : nullptr;
-        if (aTile && readableInPlace(aTile)) {
-          aTiles.insert(aTile);
+        const TileGroup *a = load ? groupOf(load.getTile()) : nullptr;
+        if (a && readableInPlace(*a, bSet)) {
+          aSet.insert(a);
           continue;
         }
-        if (local)  // recomputed (or reloaded) every time the mma runs
+        if (def && def->getBlock() == mma->getBlock())  // recomputed every time the mma runs
           continue;
         refused.insert(b);
         changed = true;
       }
     }
+    for (auto &group : groups)
+      if (bSet.contains(group.get()))
+        bTiles.push_back(group.get());
+    aTiles.assign(aSet.begin(), aSet.end());
+  }
+
+  /// The group of a tile value (nullptr: not a plain shared buffer).
+  const TileGroup *groupOf(Value tile) {
+    if (auto known = index.find(tile.getImpl()); known != index.end())
+      return known->second;
+    auto select = tile.getDefiningOp<arith::SelectOp>();
+    AllocSharedOp seed = tile.getDefiningOp<AllocSharedOp>();
+    for (Value v = tile; !seed && select; select = v.getDefiningOp<arith::SelectOp>()) {
+      v = select.getTrueValue();
+      seed = v.getDefiningOp<AllocSharedOp>();
+    }
+    if (!seed)
+      return nullptr;
+    groups.push_back(std::make_unique<TileGroup>(seed));
+    const TileGroup *group = groups.back().get();
+    for (Value v : group->values)
+      index[v.getImpl()] = group->opaque ? nullptr : group;
+    return index.lookup(tile.getImpl());
   }
 
 private:
-  /// Every use of a B tile is a copy or a dequantisation into it (both write any layout) or an
-  /// mma that fits.
-  static bool onlyWgmmaReads(AllocSharedOp alloc) {
-    for (OpOperand &use : alloc.getTile().getUses()) {
-      if (isa<CopyKeyTileOp, DequantizeOp>(use.getOwner()) && use.getOperandNumber() == 1)
-        continue;
+  SmallVector<std::unique_ptr<TileGroup>> groups;
+  llvm::DenseMap<void *, const TileGroup *> index;
+
+  /// Every use of a B tile is a write (copy, dequantisation) or the B of an mma that fits.
+  static bool onlyWgmmaReads(const TileGroup &tile) {
+    return tile.allUses([](OpOperand &use) {
       auto mma = dyn_cast<MmaOp>(use.getOwner());
-      if (!mma || mma.getB() != alloc.getTile() || !wgmmaShapeFits(mma))
-        return false;
-    }
-    return true;
+      return writesTile(use) || (mma && use.getOperandNumber() == 1 && wgmmaShapeFits(mma));
+    });
   }
   /// An A tile: copies write it, and it is loaded only as the A operand of mmas whose B tiles
   /// are swizzled.
-  bool readableInPlace(AllocSharedOp alloc) const {
-    if (!swizzlable(alloc.getTile().getType(), 64))
+  bool readableInPlace(const TileGroup &tile,
+                       const llvm::DenseSet<const TileGroup *> &bSet) {
+    if (!swizzlable(cast<MemRefType>(tile.values.front().getType()), 64))
       return false;
-    for (OpOperand &use : alloc.getTile().getUses()) {
-      if (isa<CopyQueryTileOp, CopyKeyTileOp>(use.getOwner()) && use.getOperandNumber() == 1)
-        continue;
+    return tile.allUses([&](OpOperand &use) {
+      if (writesTile(use))
+        return true;
       auto load = dyn_cast<LoadOperandOp>(use.getOwner());
-      if (!load)
-        return false;
-      for (OpOperand &l : load->getUses()) {
-        auto mma = dyn_cast<MmaOp>(l.getOwner());
-        auto b = mma ? mma.getB().getDefiningOp<AllocSharedOp>() : nullptr;
-        if (!mma || l.getOperandNumber() != 0 || !b || !bTiles.contains(b))
-          return false;
-      }
-    }
-    return true;
+      return load && llvm::all_of(load->getUses(), [&](OpOperand &l) {
+               auto mma = dyn_cast<MmaOp>(l.getOwner());
+               return mma && l.getOperandNumber() == 0 && bSet.contains(groupOf(mma.getB()));
+             });
+    });
   }
 };
 
@@ -144,15 +210,6 @@ void fenceCopiesForTensorCores(gpu::GPUFuncOp kernel) {
   });
 }
 
-/// A tile's layout becomes the swizzle (its padding dropped).
-void swizzle(AllocSharedOp alloc) {
-  MemRefType type = alloc.getTile().getType();
-  alloc.getTile().setType(MemRefType::get({type.getDimSize(0), sharedColumns(type)},
-                                          type.getElementType(),
-                                          SwizzleAttr::get(type.getContext(), 128),
-                                          type.getMemorySpace()));
-}
-
 struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUSelectMMAPass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
@@ -174,19 +231,27 @@ struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUS
           if (plan.bTiles.empty())
             return;
           auto wgmma = MmaKindAttr::get(ctx, MmaKind::wgmma_m64nNk16);
-          for (AllocSharedOp b : plan.bTiles) {
-            swizzle(b);
-            for (Operation *user : b.getTile().getUsers())
-              if (auto mma = dyn_cast<MmaOp>(user))
+          for (const TileGroup *b : plan.bTiles) {
+            b->swizzle();
+            b->allUses([&](OpOperand &use) {
+              if (auto mma = dyn_cast<MmaOp>(use.getOwner()))
                 mma.setKindAttr(wgmma);
+              return true;
+            });
           }
-          for (AllocSharedOp a : plan.aTiles) {
-            swizzle(a);
-            for (Operation *user : llvm::make_early_inc_range(a.getTile().getUsers()))
-              if (auto load = dyn_cast<LoadOperandOp>(user)) {
-                load.getResult().replaceAllUsesWith(a.getTile());
-                load.erase();
-              }
+          for (const TileGroup *a : plan.aTiles) {
+            SmallVector<LoadOperandOp> loads;
+            a->allUses([&](OpOperand &use) {
+              if (auto load = dyn_cast<LoadOperandOp>(use.getOwner()))
+                loads.push_back(load);
+              return true;
+            });
+            if (!llvm::is_contained(plan.bTiles, a))
+              a->swizzle();
+            for (LoadOperandOp load : loads) {
+              load.getResult().replaceAllUsesWith(load.getTile());
+              load.erase();
+            }
           }
           fenceCopiesForTensorCores(kernel);
         });

@@ -41,3 +41,18 @@ gpu.module @m [#nvvm.target<chip = "sm_90a">] {
     gpu.return
   }
 }
+
+// A select between double buffers of a swizzled tile selects their flat views.
+// CHECK-LABEL: gpu.func @double_buffer
+// CHECK: %[[A:.*]] = memref.view {{.*}} to memref<2048xbf16, #gpu.address_space<workgroup>>
+// CHECK: %[[B:.*]] = memref.view {{.*}} to memref<2048xbf16, #gpu.address_space<workgroup>>
+// CHECK: arith.select %{{.*}}, %[[A]], %[[B]] : memref<2048xbf16, #gpu.address_space<workgroup>>
+gpu.module @m2 [#nvvm.target<chip = "sm_90a">] {
+  gpu.func @double_buffer(%odd: i1, %q: !q, %b: index, %h: index, %i0: index) kernel attributes {known_block_size = array<i32: 128, 1, 1>} {
+    %t0 = attn_gpu.alloc_shared {offset = 0 : i64} : !kt
+    %t1 = attn_gpu.alloc_shared {offset = 4096 : i64} : !kt
+    %t = arith.select %odd, %t0, %t1 : !kt
+    attn_gpu.copy_key_tile %q[%b, %h, %i0] below %i0 -> %t : !q -> !kt
+    gpu.return
+  }
+}

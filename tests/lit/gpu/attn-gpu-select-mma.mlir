@@ -5,6 +5,8 @@
 // RUN: attnc %specs/alibi.attn --emit=tiled -o %t.mlir
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=FLASH
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=SM80
+// RUN: attnc %specs/mha.attn --emit=tiled --backward -o %tg.mlir
+// RUN: attnc-opt %tg.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=GRAD
 // RUN: attnc %specs/int8_kv_decode.attn --emit=tiled -o %t8.mlir
 // RUN: attnc-opt %t8.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=QUANT
 
@@ -28,6 +30,19 @@
 // SM80-NOT: nvvm.fence.proxy
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b}
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>}
+
+// The backward's dK/dV kernel: the Q and dO tiles are double-buffered (attn-gpu-pipeline's
+// selects between two buffers): both buffers and the selects take the swizzle; K and V are
+// read in place as A; dS and P (computed beside their mmas) stay in registers.
+// GRAD-LABEL: gpu.func @mha_grad_dkdv
+// GRAD: %[[K:.*]] = attn_gpu.alloc_shared : memref<64x64xbf16, #attn_gpu.swizzle<128>
+// GRAD: %[[V:.*]] = attn_gpu.alloc_shared : memref<64x64xbf16, #attn_gpu.swizzle<128>
+// GRAD: %[[Q0:.*]] = attn_gpu.alloc_shared : memref<64x64xbf16, #attn_gpu.swizzle<128>
+// GRAD: %[[Q1:.*]] = attn_gpu.alloc_shared : memref<64x64xbf16, #attn_gpu.swizzle<128>
+// GRAD-NOT: attn_gpu.load_operand
+// GRAD: %[[QB:.*]] = arith.select %{{.*}}, %[[Q1]], %[[Q0]] : memref<64x64xbf16, #attn_gpu.swizzle<128>
+// GRAD: attn_gpu.mma %[[K]], %[[QB]], %{{.*}} {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b}
+// GRAD: attn_gpu.mma %{{.*}}, %[[QB]], %{{.*}} {kind = #attn_gpu.mma<wgmma_m64nNk16>} : tensor<64x64xbf16, #attn_gpu.frag<operand_a>>
 
 // Quantised K/V: the dequantisation writes the swizzle too, and its stores (generic proxy) are
 // fenced before the barrier like the copies.
