@@ -9,11 +9,14 @@ bash "$root/scripts/build.sh" "$build"
 status=0
 if nvidia-smi -L >/dev/null 2>&1 && python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   kernels=$build/kernels
-  echo "== attnc compile: every spec to PTX + manifest + torch reference in $kernels"
+  # sm_90a (wgmma) on a compute-capability 9.0 GPU (H100/H200), else the portable sm_80 path.
+  chip=sm_80
+  [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1)" = "9.0" ] && chip=sm_90a
+  echo "== attnc compile ($chip): every spec to PTX + manifest + torch reference in $kernels"
   for spec in "$root"/specs/*.attn; do
     extra=()
     "$build/bin/attnc" "$spec" --emit=ast | grep -q "^  dim d :" && extra=(--set d=128)
-    "$build/bin/attnc" compile "$spec" --emit=ptx "${extra[@]}" -o "$kernels" || status=1
+    "$build/bin/attnc" compile "$spec" --emit=ptx --chip=$chip "${extra[@]}" -o "$kernels" || status=1
   done
   echo "== run on the GPU against the float64 references"
   ATTNC_KERNEL_DIR=$kernels bash "$root/scripts/gpu.sh" || status=1

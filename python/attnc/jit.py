@@ -96,7 +96,22 @@ class _HostLaunch(Launch):
 HostKernel._launch_class = _HostLaunch
 
 
-def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = "sm_80",
+def default_chip() -> str:
+    """The CUDA target when none is asked for: $ATTNC_CHIP, else "sm_90a" (wgmma) when the
+    current CUDA device (through PyTorch, if loaded with CUDA) is compute capability 9.0, else
+    "sm_80" (mma.sync, runs on every sm_80+ GPU)."""
+    if os.environ.get("ATTNC_CHIP"):
+        return os.environ["ATTNC_CHIP"]
+    try:
+        import torch
+        if torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0):
+            return "sm_90a"
+    except ImportError:
+        pass
+    return "sm_80"
+
+
+def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = None,
             block_q: int = 0, block_k: int = 0, cache_dir: str = None, backward: bool = False,
             target: str = "cuda") -> Kernel:
     """Compiles one variant of `spec` (or takes it from the cache) into a Kernel.
@@ -105,10 +120,13 @@ def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = "sm
     dims). cache_dir: None = $ATTNC_CACHE_DIR or ~/.cache/attnc, "" = no disk cache.
     backward: also compile the variant's backward; it is the returned kernel's `grad` (a Kernel
     taking the forward's arguments, d<o>, then the gradients; see attnc.torch for autograd).
+    chip: "sm_80", "sm_90a", or None for default_chip() (the current GPU's best).
     target: "cuda", or "cpu" for the CPU back end (a HostKernel on float32 CPU tensors; no
     cache). The returned Kernel has `from_cache` telling whether the cache served it, `ptx`,
     and `grad` (None without backward)."""
     lib = _library()
+    if chip is None:
+        chip = default_chip() if target == "cuda" else "sm_80"
     text = spec.encode()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     options = _Options(block_q, block_k, enc(chip), enc(dims), enc(cache_dir), int(bool(backward)),

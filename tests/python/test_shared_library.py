@@ -59,3 +59,24 @@ def test_a_bad_spec_raises_with_its_location():
     bad = (REPO / "specs" / "alibi.attn").read_text().replace("slope[h] *", "slop[h] *")
     with pytest.raises(attnc.Error, match=r":\d+:\d+: error: unknown name 'slop'"):
         attnc.compile(bad, cache_dir="")
+
+
+def test_the_default_chip_follows_the_environment_and_the_device(monkeypatch):
+    # No CUDA here: the portable sm_80 path; $ATTNC_CHIP overrides; either way the manifest
+    # says which chip the kernel was built for, and sm_90a kernels use wgmma.
+    monkeypatch.delenv("ATTNC_CHIP", raising=False)
+    mha = (REPO / "specs" / "mha.attn").read_text()
+    try:
+        import torch
+        on_hopper = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+    except ImportError:
+        on_hopper = False
+    assert attnc.jit.default_chip() == ("sm_90a" if on_hopper else "sm_80")
+    assert attnc.compile(mha, cache_dir="").manifest["arch"] == attnc.jit.default_chip()
+    monkeypatch.setenv("ATTNC_CHIP", "sm_90a")
+    kernel = attnc.compile(mha, cache_dir="")
+    assert kernel.manifest["arch"] == "sm_90a"
+    assert "wgmma.mma_async" in kernel.ptx and "ldmatrix" not in kernel.ptx
+    assert kernel.manifest["tile"]["block_k"] == 64
+    sm80 = attnc.compile(mha, chip="sm_80", cache_dir="")
+    assert "wgmma" not in sm80.ptx and sm80.manifest["tile"]["block_k"] == 32
