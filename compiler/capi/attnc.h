@@ -13,7 +13,7 @@
 #ifndef ATTNC_H
 #define ATTNC_H
 
-#include "runtime/attnc_runtime.h"
+#include "attnc_runtime.h" /* runtime/ in the tree, beside this file when installed */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
 // otherwise reported through ok() / error().
 #pragma once
 
-#include "compiler/capi/attnc.h"
+#include "attnc.h"
 
 #include <string>
 #include <utility>
