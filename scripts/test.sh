@@ -9,4 +9,6 @@ start=$(date +%s)
 python=$(bash "$root/scripts/pyenv.sh")
 ATTNC_PYTHON=$python bash "$root/scripts/build.sh" "$build"
 ctest --test-dir "$build" --output-on-failure -j1
+# The Python package as users install it: `pip install .` into a fresh virtual environment.
+bash "$root/tests/install/check_pip.sh" "$root"
 echo "test.sh: done in $(( $(date +%s) - start )) s"

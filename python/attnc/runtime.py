@@ -22,6 +22,8 @@ _TORCH_DTYPES = {"f32": ("float32",), "f16": ("float16",), "bf16": ("bfloat16",)
 _REPO = Path(__file__).resolve().parents[2]
 _CANDIDATES = ("build-rt/libattnc_runtime.so", "build/lib/libattnc_runtime.so",
                "build/runtime/libattnc_runtime.so")
+# Where `pip install .` puts it (the CMake install rules into the package, attnc/lib).
+_PACKAGED = Path(__file__).resolve().parent / "lib" / "libattnc_runtime.so"
 
 
 class Error(Exception):
@@ -35,12 +37,15 @@ class _Tensor(ctypes.Structure):
 
 
 def library_path() -> Path:
-    """The libattnc_runtime.so to use: $ATTNC_RUNTIME_LIB, else the first one built in the repo."""
+    """The libattnc_runtime.so to use: $ATTNC_RUNTIME_LIB, else the installed package's own
+    (pip install: attnc/lib), else the first one built in the repo."""
     env = os.environ.get("ATTNC_RUNTIME_LIB")
     if env:
         if not Path(env).is_file():
             raise Error(f"ATTNC_RUNTIME_LIB={env} is not a file")
         return Path(env)
+    if _PACKAGED.is_file():
+        return _PACKAGED
     for candidate in _CANDIDATES:
         if (_REPO / candidate).is_file():
             return _REPO / candidate
