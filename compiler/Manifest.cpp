@@ -71,6 +71,20 @@ static nlohmann::json gridAxis(const nlohmann::json &args, const std::array<int6
   return out;
 }
 
+/// A kernel's tile choices as the schedule recorded them, with its tensor-core instruction
+/// (`mma`, when the kernel has matmuls: attn-gpu-select-mma's choice).
+static nlohmann::json tileOf(const KernelLaunch &launch) {
+  auto choice = [&](const char *key) {
+    auto it = launch.schedule.find(key);
+    return it == launch.schedule.end() ? int64_t(-1) : it->second;
+  };
+  nlohmann::json tile = {{"block_q", choice("block_q")}, {"block_k", choice("block_k")},
+                         {"warps", choice("warps")}};
+  if (choice("wgmma") >= 0)
+    tile["mma"] = choice("wgmma") ? "wgmma_m64nNk16" : "mma_sync_m16n8k16";
+  return tile;
+}
+
 std::string buildManifest(const Variant &v, const PipelineOptions &options,
                           const std::string &ptxFile, const std::string &specText,
                           const std::map<std::string, KernelLaunch> &launches) {
@@ -164,8 +178,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
       {"spec_hash", hashText(specText)},
       {"block", {launch.threads, 1, 1}},
       {"dynamic_shared_memory", launch.sharedMemory},
-      {"tile", {{"block_q", choice("block_q")}, {"block_k", choice("block_k")},
-                {"warps", choice("warps")}}},
+      {"tile", tileOf(launch)},
       {"dims", dims},
       {"args", args}};
   json grid = json::array();
@@ -253,8 +266,7 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
     auto it = l.schedule.find(key);
     return it == l.schedule.end() ? int64_t(-1) : it->second;
   };
-  manifest["tile"] = {{"block_q", choice(main, "block_q")}, {"block_k", choice(main, "block_k")},
-                      {"warps", choice(main, "warps")}};
+  manifest["tile"] = tileOf(main);
   json grid = json::array(), dkdvGrid = json::array();
   for (const auto &axis : main.grid)
     grid.push_back(gridAxis(args, axis));
@@ -267,8 +279,7 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
       {"dkdv_block", {second.threads, 1, 1}},
       {"dkdv_grid", dkdvGrid},
       {"dkdv_dynamic_shared_memory", second.sharedMemory},
-      {"dkdv_tile", {{"block_q", choice(second, "block_q")}, {"block_k", choice(second, "block_k")},
-                     {"warps", choice(second, "warps")}}},
+      {"dkdv_tile", tileOf(second)},
       {"delta_dims",
        {v.dims[v.batchDim].name, v.dims[v.qHeadDim].name, v.dims[v.qSeqDim].name}}};
   return manifest.dump(2) + "\n";

@@ -10,10 +10,15 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Program.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <map>
+#include <optional>
 #include <cmath>
 
 using namespace attnc;
@@ -55,6 +60,12 @@ static cl::opt<bool> backward("backward",
                                        "run: check its gradients against central differences of "
                                        "the float64 reference"),
                               cl::cat(category));
+static cl::opt<bool> kernelReport(
+    "report",
+    cl::desc("--emit=ptx: a report per kernel on stdout (chip, tensor-core instruction, tile, "
+             "threads, shared memory; registers and spills from ptxas -v when ptxas is found: "
+             "$ATTNC_PTXAS, the PATH, /usr/local/cuda/bin). Fails if ptxas serialised a wgmma"),
+    cl::cat(category));
 static cl::opt<bool> noChunk("no-chunk",
                              cl::desc("Recurrences in the quadratic form, not chunked (no "
                                       "attn-chunk)"),
@@ -182,6 +193,98 @@ static bool writeFiles(const std::vector<std::pair<std::string, std::string>> &f
   return true;
 }
 
+/// ptxas -v on one PTX file: per entry function, its registers, spill bytes and the wgmma
+/// serialisation warnings ptxas printed. Empty when no ptxas is found.
+struct PtxasFacts {
+  int64_t registers = -1, spills = -1;
+  std::string serialised;
+};
+static std::string findPtxas() {
+  if (const char *env = std::getenv("ATTNC_PTXAS"))
+    return env;
+  if (auto found = llvm::sys::findProgramByName("ptxas"))
+    return *found;
+  if (llvm::sys::fs::can_execute("/usr/local/cuda/bin/ptxas"))
+    return "/usr/local/cuda/bin/ptxas";
+  return "";
+}
+static std::map<std::string, PtxasFacts> runPtxas(const std::string &ptxas, const std::string &ptx,
+                                                  const std::string &chip) {
+  std::map<std::string, PtxasFacts> out;
+  llvm::SmallString<128> log;
+  if (llvm::sys::fs::createTemporaryFile("attnc-ptxas", "log", log))
+    return out;
+  std::string arch = "-arch=" + chip;
+  llvm::StringRef args[] = {ptxas, arch, "-v", ptx, "-o", "/dev/null"};
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, llvm::StringRef(log),
+                                                llvm::StringRef(log)};
+  llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects);
+  auto text = llvm::MemoryBuffer::getFile(log);
+  llvm::sys::fs::remove(log);
+  if (!text)
+    return out;
+  llvm::SmallVector<llvm::StringRef> lines;
+  (*text)->getBuffer().split(lines, '\n');
+  PtxasFacts *current = nullptr;
+  for (llvm::StringRef line : lines) {
+    if (size_t at = line.find("Compiling entry function '"); at != llvm::StringRef::npos) {
+      llvm::StringRef name = line.drop_front(at + 26).take_until([](char c) { return c == '\''; });
+      current = &out[name.str()];
+    } else if (current && line.contains("Used ") && line.contains(" registers")) {
+      line.drop_front(line.find("Used ") + 5).take_while(llvm::isDigit).getAsInteger(10,
+                                                                                 current->registers);
+    } else if (current && line.contains("bytes spill stores")) {
+      line.ltrim().take_while(llvm::isDigit).getAsInteger(10, current->spills);
+    } else if (line.contains_insensitive("wgmma") && line.contains_insensitive("serializ")) {
+      (current ? current : &out["?"])->serialised += line.trim().str() + "\n";
+    }
+  }
+  return out;
+}
+
+/// --report: one line per kernel from the launch ABIs the lowering recorded, plus ptxas's
+/// facts. Returns 1 if ptxas serialised a wgmma.
+static int printReport(Compiler &compiler, const CompileOptions &options,
+                       const std::vector<std::string> &ptxFiles) {
+  std::string ptxas = findPtxas();
+  std::map<std::string, PtxasFacts> facts;
+  for (const std::string &file : ptxFiles)
+    if (!ptxas.empty())
+      for (auto &[name, f] : runPtxas(ptxas, file, options.pipeline.chip))
+        facts[name] = f;
+  llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7s %9s %5s %6s\n", "kernel", "arch",
+                               "mma", "tile q x k/w", "threads", "smem (B)", "regs", "spills");
+  int status = 0;
+  for (const auto &[name, launch] : compiler.launchesByKernel()) {
+    auto get = [&](const char *key) {
+      auto it = launch.schedule.find(key);
+      return it == launch.schedule.end() ? int64_t(-1) : it->second;
+    };
+    std::string mma = get("wgmma") < 0 ? "-" : get("wgmma") ? "wgmma_m64nNk16" : "mma_sync_m16n8k16";
+    std::string tile = get("block_q") < 0 ? "-"
+                                          : std::to_string(get("block_q")) + " x " +
+                                                std::to_string(get("block_k")) + "/" +
+                                                std::to_string(get("warps"));
+    auto f = facts.find(name);
+    std::string regs = f != facts.end() && f->second.registers >= 0
+                           ? std::to_string(f->second.registers) : "?";
+    std::string spills = f != facts.end() && f->second.spills >= 0
+                             ? std::to_string(f->second.spills) : "?";
+    llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7lld %9lld %5s %6s\n", name.c_str(),
+                                 options.pipeline.chip.c_str(), mma.c_str(), tile.c_str(),
+                                 (long long)launch.threads, (long long)launch.sharedMemory,
+                                 regs.c_str(), spills.c_str());
+    if (f != facts.end() && !f->second.serialised.empty()) {
+      llvm::errs() << "attnc: error: ptxas serialised the wgmmas of '" << name << "':\n"
+                   << f->second.serialised;
+      status = 1;
+    }
+  }
+  if (ptxas.empty())
+    llvm::outs() << "(no ptxas found: registers and spills unknown; set ATTNC_PTXAS)\n";
+  return status;
+}
+
 static int writeKernels(Compiler &compiler, const CompileOptions &options, const std::string &text,
                         double compileMs) {
   Diagnostic diag;
@@ -193,6 +296,7 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
     llvm::errs() << "attnc: error: cannot create '" << dir << "': " << ec.message() << "\n";
     return 1;
   }
+  std::vector<std::string> written;
   for (const Variant &v : compiler.spec().variants) {
     auto it = ptx.find(v.name);
     if (it == ptx.end()) {
@@ -208,6 +312,7 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
       return 1;
     llvm::errs() << "attnc: wrote " << base << ".ptx, .json and .ref.py ("
                  << llvm::format("%.0f", compileMs) << " ms)\n";
+    written.push_back(base + ".ptx");
     auto grad = ptx.find(v.name + "_grad");
     if (grad == ptx.end())
       continue;
@@ -216,8 +321,9 @@ static int writeKernels(Compiler &compiler, const CompileOptions &options, const
     if (!writeFiles({{base + "_grad.ptx", grad->second}, {base + "_grad.json", gradManifest}}))
       return 1;
     llvm::errs() << "attnc: wrote " << base << "_grad.ptx and .json\n";
+    written.push_back(base + "_grad.ptx");
   }
-  return 0;
+  return kernelReport ? printReport(compiler, options, written) : 0;
 }
 
 static int compileMain() {
@@ -226,6 +332,10 @@ static int compileMain() {
   if (!torch && !parseStage(emit, stop)) {
     llvm::errs() << "attnc: error: unknown stage '" << emit << "' for --emit; stages: ast, attn, "
                     "tiled, llvm, ptx, torch\n";
+    return 1;
+  }
+  if (kernelReport && stop != Stage::PTX) {
+    llvm::errs() << "attnc: error: --report describes compiled kernels: use it with --emit=ptx\n";
     return 1;
   }
   CompileOptions options;

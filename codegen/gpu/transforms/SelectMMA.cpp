@@ -210,6 +210,26 @@ void fenceCopiesForTensorCores(gpu::GPUFuncOp kernel) {
   });
 }
 
+/// The launch ABI's schedule records the choice for the manifest and reports: `wgmma` = 1 when
+/// any of the kernel's mmas is wgmma, 0 when all are mma.sync (absent without mmas).
+void recordChoice(gpu::GPUFuncOp kernel) {
+  auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName);
+  bool any = false, wgmma = false;
+  kernel.walk([&](MmaOp mma) {
+    any = true;
+    wgmma |= *mma.getKind() == MmaKind::wgmma_m64nNk16;
+  });
+  if (!launch || !any)
+    return;
+  MLIRContext *ctx = kernel.getContext();
+  NamedAttrList schedule(launch.getSchedule() ? launch.getSchedule() : DictionaryAttr::get(ctx));
+  schedule.set("wgmma", IntegerAttr::get(IntegerType::get(ctx, 64), wgmma ? 1 : 0));
+  kernel->setAttr(kLaunchAttrName,
+                  LaunchAttr::get(ctx, launch.getThreads(), launch.getGrid(),
+                                  launch.getSharedMemory(), launch.getSplits(),
+                                  schedule.getDictionary(ctx)));
+}
+
 struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUSelectMMAPass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
@@ -261,6 +281,7 @@ struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUS
         if (!mma.getKind())
           mma.setKindAttr(sync);
       });
+      module.walk([&](gpu::GPUFuncOp kernel) { recordChoice(kernel); });
       return WalkResult::advance();
     });
     if (result.wasInterrupted())
