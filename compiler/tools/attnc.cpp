@@ -15,6 +15,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -201,7 +202,7 @@ struct PtxasFacts {
 };
 static std::string findPtxas() {
   if (const char *env = std::getenv("ATTNC_PTXAS"))
-    return env;
+    return llvm::sys::fs::can_execute(env) ? env : "";
   if (auto found = llvm::sys::findProgramByName("ptxas"))
     return *found;
   if (llvm::sys::fs::can_execute("/usr/local/cuda/bin/ptxas"))
@@ -242,6 +243,19 @@ static std::map<std::string, PtxasFacts> runPtxas(const std::string &ptxas, cons
   return out;
 }
 
+/// Blocks per SM and the share of the SM's 64 warps they fill, from registers (allocated per
+/// warp in units of 256), shared memory (1 KB reserved per block) and threads, with the limits
+/// of the target's SM (sm_90a: H100/H200, 228 KB; sm_80: A100, 164 KB).
+static std::string theoreticalOccupancy(const std::string &chip, const KernelLaunch &launch,
+                                        int64_t registers) {
+  int64_t warps = std::max<int64_t>(1, (launch.threads + 31) / 32);
+  int64_t smemPerSM = chip == "sm_90a" ? 233472 : 167936;
+  int64_t regsPerWarp = (std::max<int64_t>(registers, 1) * 32 + 255) / 256 * 256;
+  int64_t blocks = std::min<int64_t>({65536 / (regsPerWarp * warps), 64 / warps, 32,
+                                      smemPerSM / (launch.sharedMemory + 1024)});
+  return std::to_string(blocks) + " blocks, " + std::to_string(100 * blocks * warps / 64) + "%";
+}
+
 /// --report: one line per kernel from the launch ABIs the lowering recorded, plus ptxas's
 /// facts. Returns 1 if ptxas serialised a wgmma.
 static int printReport(Compiler &compiler, const CompileOptions &options,
@@ -252,8 +266,9 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
     if (!ptxas.empty())
       for (auto &[name, f] : runPtxas(ptxas, file, options.pipeline.chip))
         facts[name] = f;
-  llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7s %9s %5s %6s\n", "kernel", "arch",
-                               "mma", "tile q x k/w", "threads", "smem (B)", "regs", "spills");
+  llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7s %9s %5s %6s %s\n", "kernel", "arch",
+                               "mma", "tile q x k/w", "threads", "smem (B)", "regs", "spills",
+                               "occupancy");
   int status = 0;
   for (const auto &[name, launch] : compiler.launchesByKernel()) {
     auto get = [&](const char *key) {
@@ -270,10 +285,13 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
                            ? std::to_string(f->second.registers) : "?";
     std::string spills = f != facts.end() && f->second.spills >= 0
                              ? std::to_string(f->second.spills) : "?";
-    llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7lld %9lld %5s %6s\n", name.c_str(),
+    std::string occupancy = "?";
+    if (f != facts.end() && f->second.registers >= 0)
+      occupancy = theoreticalOccupancy(options.pipeline.chip, launch, f->second.registers);
+    llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7lld %9lld %5s %6s %s\n", name.c_str(),
                                  options.pipeline.chip.c_str(), mma.c_str(), tile.c_str(),
                                  (long long)launch.threads, (long long)launch.sharedMemory,
-                                 regs.c_str(), spills.c_str());
+                                 regs.c_str(), spills.c_str(), occupancy.c_str());
     if (f != facts.end() && !f->second.serialised.empty()) {
       llvm::errs() << "attnc: error: ptxas serialised the wgmmas of '" << name << "':\n"
                    << f->second.serialised;

@@ -9,10 +9,12 @@ PyTorch CUDA tensors, through the runtime's C ABI (libattnc_runtime.so, loaded w
 
 Every failure raises attnc.Error with a message naming the argument and the axis.
 """
+__version__ = "0.1.0"  # pyproject.toml's; tests/install/check_pip.sh checks they agree
+
 from .runtime import (MANIFEST_FORMAT, Error, Kernel, Launch, library_path, load_dir,
                       load_kernel)
 
 from .jit import compile, jit_library_path  # noqa: E402  (needs .runtime first)
 
-__all__ = ["MANIFEST_FORMAT", "Error", "Kernel", "Launch", "compile", "jit_library_path",
+__all__ = ["__version__", "MANIFEST_FORMAT", "Error", "Kernel", "Launch", "compile", "jit_library_path",
            "library_path", "load_dir", "load_kernel"]

@@ -21,7 +21,9 @@ from pathlib import Path
 import attnc
 import attnc.runtime
 
+import importlib.metadata
 src = Path(sys.argv[1])
+assert attnc.__version__ == importlib.metadata.version("attnc"), attnc.__version__
 package = Path(attnc.__file__).parent
 assert package.is_relative_to(Path(sys.prefix)), f"imported {package}, not the installed package"
 assert attnc.runtime.library_path().parent == package / "lib", attnc.runtime.library_path()
