@@ -72,8 +72,8 @@ Value sharedAddress(WarpKernelBase &t, Value flat) {
 
 /// The descriptor of k step kk of a swizzled [rows, K] tile read K-major (Q as A; K as B
 /// with transpose_b): the step starts 32 bytes further in a 128-byte row, in column block
-/// kk / 4 (blocks rows * 128 bytes apart); 8-row groups lie 1024 bytes apart. `rowBase`
-/// (i64 bytes) selects the warpgroup's first row.
+/// kk / 4 (blocks rows * 128 bytes apart); 8-row groups lie 1024 bytes apart. `base` (i64)
+/// is the address of the first row read (a warpgroup's, for A).
 Value kMajorDescriptor(WarpKernelBase &t, Value base, int64_t rows, int64_t kk) {
   int64_t offset = (kk * 16 / 64) * rows * 128 + (kk * 16 % 64) * 2;
   return wgmmaDescriptor(t, arith::AddIOp::create(t.b, t.loc, base, i64Const(t, offset)), 16,

@@ -63,8 +63,7 @@ int main(int argc, char **argv) {
     keep.insert(keep.end(), strides.begin(), strides.end());
     return std::make_pair(&t, at);
   };
-  std::vector<int64_t> dims;
-  dims.reserve(64);
+  std::vector<int64_t> dims;  // every argument's sizes then strides; pointers taken once complete
   auto qa = tensor(q, {B, H, I, D}, dims), ka = tensor(k, {B, H, J, D}, dims),
        va = tensor(v, {B, H, J, D}, dims), sa = tensor(slope, {H}, dims),
        oa = tensor(o, {B, H, I, D}, dims), la = tensor(lse, {B, H, I}, dims);

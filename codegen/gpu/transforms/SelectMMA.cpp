@@ -266,8 +266,7 @@ struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUS
                 loads.push_back(load);
               return true;
             });
-            if (!llvm::is_contained(plan.bTiles, a))
-              a->swizzle();
+            a->swizzle();  // never also a B tile: its only readers are loads
             for (LoadOperandOp load : loads) {
               load.getResult().replaceAllUsesWith(load.getTile());
               load.erase();
