@@ -46,7 +46,7 @@ TOLERANCE = 2e-2  # relative error of a bf16 kernel against the float32 referenc
 class Variant:
     """A row kind: the attnc kernels that can serve it (first match wins) and its mask/score."""
     kernels: tuple
-    mask: str                 # full, causal, sliding, document, alibi, softcap
+    mask: str                 # full, causal, sliding, document(_random), alibi, softcap
     group: int = 1            # query heads per kv head
 
 
@@ -61,6 +61,7 @@ VARIANTS = {
     "softcap": Variant(("softcap",), "softcap"),
     "sliding_window": Variant(("sliding_window",), "sliding"),
     "document": Variant(("document",), "document"),
+    "document_random": Variant(("document",), "document_random"),
     "gqa": Variant(("gqa",), "causal", group=4),
 }
 SDPA_MASKS = {"full": False, "causal": True}  # what SDPA's flash/cuDNN backends express
@@ -101,10 +102,21 @@ def pairs(mask: str, s: int) -> float:
     if mask == "sliding":  # sum over i of min(i + 1, W)
         w = min(WINDOW, s)
         return w * s - w * (w - 1) / 2
-    if mask == "document":  # causal within each document of DOC_LEN tokens
-        full, rest = divmod(s, DOC_LEN)
-        return full * DOC_LEN * (DOC_LEN + 1) / 2 + rest * (rest + 1) / 2
+    if mask.startswith("document"):  # causal within each document
+        return sum(n * (n + 1) / 2 for n in doc_lengths(mask, s))
     raise ValueError(mask)
+
+
+def doc_lengths(mask: str, s: int) -> list:
+    """Documents packed into s tokens: DOC_LEN each ("document"), or random lengths in
+    [1, 2 DOC_LEN] from a fixed seed ("document_random"; the last one cut at s)."""
+    if mask == "document":
+        full, rest = divmod(s, DOC_LEN)
+        return [DOC_LEN] * full + ([rest] if rest else [])
+    gen, out = torch.Generator().manual_seed(0), []
+    while sum(out) < s:
+        out.append(min(int(torch.randint(1, 2 * DOC_LEN + 1, (1,), generator=gen)), s - sum(out)))
+    return out
 
 
 def cases(suites, quick):
@@ -116,7 +128,8 @@ def cases(suites, quick):
                 for kind in ("mha", "causal"):
                     out.append(Case("dense", f"{kind}_d{d}", 16384 // s, 2048 // d, s, d))
     if "variants" in suites:
-        for bench in ("mha_d128", "causal_d128", "alibi", "softcap", "sliding_window", "document"):
+        for bench in ("mha_d128", "causal_d128", "alibi", "softcap", "sliding_window", "document",
+                      "document_random"):
             out.append(Case("variants", bench, 2, 16, 8192, 128))
     if "gqa" in suites:
         out.append(Case("gqa", "gqa", 2, 32, 8192, 128))
@@ -134,8 +147,11 @@ def params_for(case: Case, h: int, s: int, b: int):
     """The runtime params of the variant, by spec name, in canonical = storage order."""
     if case.variant.mask == "alibi":  # Press et al.: geometric slopes 2^(-8 k / h)
         return {"slope": torch.exp2(-8.0 * torch.arange(1, h + 1, device="cuda") / h)}
-    if case.variant.mask == "document":
-        ids = (torch.arange(s, device="cuda", dtype=torch.int32) // DOC_LEN).expand(b, s).contiguous()
+    if case.variant.mask.startswith("document"):
+        lengths = doc_lengths(case.variant.mask, s)
+        ids = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32),
+                                      torch.tensor(lengths)).to("cuda")
+        ids = ids.expand(b, s).contiguous()
         return {"doc_q": ids, "doc_k": ids.clone()}
     return {}
 
@@ -181,7 +197,7 @@ def mods(case: Case, params):
         return None, causal
     if mask == "sliding":
         return None, lambda b, h, qi, ki: (qi >= ki) & (qi - ki < WINDOW)
-    if mask == "document":
+    if mask.startswith("document"):
         dq, dk = params["doc_q"], params["doc_k"]
         return None, lambda b, h, qi, ki: (dq[b, qi] == dk[b, ki]) & (qi >= ki)
     if mask == "alibi":
@@ -322,7 +338,7 @@ def run_flex(case, q, k, v, params, repeats, first_calls):
     def build():
         torch._dynamo.reset()  # one compiled graph per shape; stay under the recompile limit
         t0 = time.time()
-        batch = case.b if case.variant.mask == "document" else None
+        batch = case.b if case.variant.mask.startswith("document") else None
         block_mask = create_block_mask(mask_mod, batch, None, case.s, case.s) if mask_mod else None
         flex = torch.compile(flex_attention, dynamic=False)
         fn = lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask,  # noqa: E731
@@ -432,6 +448,8 @@ def main():
     parser.add_argument("--tag", default="run", help="report name suffix")
     parser.add_argument("--suites", default="dense,variants,gqa")
     parser.add_argument("--quick", action="store_true", help="3 sequence lengths, 30 repeats")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated benches (VARIANTS keys) to keep, e.g. document")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
     parser.add_argument("--no-flex", action="store_true", help="skip FlexAttention (compiles)")
     parser.add_argument("--baseline", default=None,
@@ -447,6 +465,8 @@ def main():
     baseline = attnc.load_dir(Path(args.baseline), on_error=skipped) if args.baseline else {}
 
     all_cases, first_calls = cases(args.suites.split(","), args.quick), {}
+    if args.only:
+        all_cases = [c for c in all_cases if c.bench in args.only.split(",")]
     for case in all_cases:
         print(f"{case.suite}: {case.label}", flush=True)
         q, k, v, params = make_data(case)

@@ -62,6 +62,8 @@ std::string hashText(const std::string &text) {
 /// of the kernel argument it reads, as `args` lists them), {"dim"} or {"ceil_div", "scale"}.
 static nlohmann::json gridAxis(const nlohmann::json &args, const std::array<int64_t, 4> &axis) {
   auto [arg, dim, scale, divisor] = axis;
+  if (arg < 0)  // a fixed number of blocks
+    return {{"blocks", scale}};
   nlohmann::json name = args.at(size_t(arg)).at("dims").at(size_t(dim));
   if (scale == 1 && divisor == 1)
     return {{"dim", name}};
@@ -210,6 +212,16 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         {"splits", options.splits},
         {"block_k", choice("block_k")},
         {"min_tiles_per_split", 2}};
+  // The block plan (attn-block-plan): a kernel that classifies the key range of every query
+  // tile, launched first; its grid is the plan's [z, y, x] shape.
+  if (auto plan = launches.find(v.name + "_plan"); plan != launches.end()) {
+    json planGrid = json::array();
+    for (const auto &axis : plan->second.grid)
+      planGrid.push_back(gridAxis(args, axis));
+    manifest["block_plan"] = {{"entry", v.name + "_plan"},
+                              {"block", {plan->second.threads, 1, 1}},
+                              {"grid", planGrid}};
+  }
   return manifest.dump(2) + "\n";
 }
 
@@ -274,6 +286,7 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
     dkdvGrid.push_back(gridAxis(args, axis));
   manifest["grid"] = grid;
   manifest.erase("split_kv");
+  manifest.erase("block_plan");
   manifest["backward"] = {
       {"dkdv_entry", name + "_dkdv"},
       {"dkdv_block", {second.threads, 1, 1}},
@@ -296,7 +309,7 @@ std::string hostManifest(const std::string &cudaManifest) {
     return cudaManifest;  // not ours to repair: the runtime's parser reports it
   m["arch"] = "host";
   for (const char *key : {"ptx", "block", "grid", "tile", "dynamic_shared_memory", "split_kv",
-                          "backward", "scan", "chunk"})
+                          "backward", "scan", "chunk", "block_plan"})
     m.erase(key);
   // The host loops read any strided layout element by element: no row or vector alignment.
   for (json &arg : m["args"]) {

@@ -440,6 +440,15 @@ LogicalResult TileScoresOp::verifyRegions() {
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
+LogicalResult TileKeyRangeOp::verifyRegions() {
+  Block &m = getMask().front();
+  auto idx = IndexType::get(getContext());
+  if (m.getNumArguments() != 4 ||
+      llvm::any_of(m.getArgumentTypes(), [&](Type t) { return t != idx; }))
+    return emitOpError("'mask' region must take (b, h, i, j : index)");
+  return verifyYield(getOperation(), m, "mask", IntegerType::get(getContext(), 1));
+}
+
 LogicalResult ChunkStepOp::verify() {
   auto q = getQ().getType(), k = getK().getType(), v = getV().getType();
   auto state = getState().getType(), out = getOut().getType();

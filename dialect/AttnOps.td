@@ -27,7 +27,8 @@ def Attn_BlockTable : MemRefRankOf<[I32], [2]>;
 def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
-    ParentOneOf<["AttentionOp", "AttentionGradOp", "TileScoresOp", "ChunkStepOp"]>]> {
+    ParentOneOf<["AttentionOp", "AttentionGradOp", "TileScoresOp", "ChunkStepOp",
+                "TileKeyRangeOp"]>]> {
   let summary = "Yields the value of a score or mask region";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "($values^ `:` type($values))? attr-dict";
@@ -252,6 +253,39 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
     `score` $score (`mask` $mask^)? (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
   }];
   let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_TileKeyRangeOp : Attn_Op<"tile_key_range", [RecursiveMemoryEffects]> {
+  let summary = "The keys a query tile's mask may allow: one entry of a block plan";
+  let description = [{
+    For the query tile of `rows` rows starting at row i0 of batch b and head h (with
+    `pack = G > 1`, row r is query (i0 + r) / G of head h + (i0 + r) % G, as in
+    attn.tile_scores), `lower` is the first key j < kv_len that the `mask` region may allow
+    for some row of the tile in range (i < q_len), rounded down to a multiple of `block_k`,
+    and `upper` is one past the last such key; both are 0 when the mask allows no key.
+    [`full_lower`, `full_upper`) is a range of keys the mask allows for every row of the tile
+    in range (empty, both 0, when there is none): key tiles inside it need no mask.
+
+    "May allow" is decided by evaluating the mask over intervals (docs/block-sparsity.md):
+    the key exact, the query (and, packed, the head) as the interval the tile spans, a param
+    read at the query as the minimum and maximum it takes over the tile's rows. The range is
+    therefore sound for any param values (every allowed pair of the tile lies inside it) and
+    exact when the params are monotone in the query (sorted document ids, lengths); the full
+    range holds only keys whose every evaluation must hold, and only when they are contiguous. A mask
+    the evaluation cannot bound (float math, params read at both i and j) gives the whole key
+    range. attn-block-plan narrows key loops with it; the CUDA back end computes it for every
+    query tile in a separate kernel (the block plan) before the attention kernel.
+  }];
+  let arguments = (ins Index:$b, Index:$h, Index:$i0, Index:$q_len, Index:$kv_len,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$rows,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$block_k);
+  let results = (outs Index:$lower, Index:$upper, Index:$full_lower, Index:$full_upper);
+  let regions = (region SizedRegion<1>:$mask);
+  let assemblyFormat = [{
+    `[` $b `,` $h `,` $i0 `]` `queries` $q_len `keys` $kv_len attr-dict `mask` $mask
+  }];
   let hasRegionVerifier = 1;
 }
 

@@ -245,6 +245,8 @@ constexpr int64_t kGridLimit[3] = {INT32_MAX, 65535, 65535};
 
 /// Blocks along one grid axis: ceil(extent * scale / divisor) * (splits if the axis has them).
 int64_t axisBlocks(const GridAxis &g, int64_t extent, int64_t splits) {
+  if (g.dim < 0)
+    return g.blocks;
   int64_t rows = mulSat(extent, g.scale);
   int64_t blocks = rows / g.divisor + (rows % g.divisor != 0);
   return g.splits ? mulSat(blocks, splits) : blocks;
@@ -266,7 +268,7 @@ bool evalGrid(const Manifest &m, const std::array<GridAxis, 3> &axes, const Laun
   static const char *axisName[3] = {"x", "y", "z"};
   for (int a = 0; a < 3; ++a) {
     const GridAxis &g = axes[a];
-    int64_t extent = plan.dimSizes[size_t(g.dim)];
+    int64_t extent = g.dim < 0 ? 0 : plan.dimSizes[size_t(g.dim)];
     int64_t blocks = axisBlocks(g, extent, splits);
     if (blocks > kGridLimit[a]) {
       error = std::string(what) + " " + axisName[a] + " = " + str(blocks) + " (" +
@@ -371,11 +373,29 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
     }
     plan.workspaceBytes = std::max<int64_t>(plan.delta.bytes, 4);
   }
-  if (!m.splitKV)
+  if (m.splitKV) {
+    plan.combineBlock = m.splitKV->combineBlock;
+    if (!evalGrid(m, m.splitKV->combineGrid, plan, splits, "combine grid", plan.combineGrid, error) ||
+        !planWorkspace(m, plan, error))
+      return false;
+  }
+  return applyBlockPlan(m, plan, error);
+}
+
+bool applyBlockPlan(const Manifest &m, LaunchPlan &plan, std::string &error) {
+  if (!m.blockPlan)
     return true;
-  plan.combineBlock = m.splitKV->combineBlock;
-  return evalGrid(m, m.splitKV->combineGrid, plan, splits, "combine grid", plan.combineGrid, error) &&
-         planWorkspace(m, plan, error);
+  if (!evalGrid(m, m.blockPlan->grid, plan, 1, "block plan grid", plan.planGrid, error))
+    return false;
+  int64_t offset = (plan.workspaceBytes + 255) / 256 * 256;
+  const auto &g = plan.planGrid;
+  if (!layoutWorkspace({int64_t(g[2]), int64_t(g[1]), int64_t(g[0]), kBlockPlanValues}, offset,
+                       plan.blockPlan)) {
+    error = "the block plan's workspace is too large";
+    return false;
+  }
+  plan.workspaceBytes = offset + plan.blockPlan.bytes;
+  return true;
 }
 
 bool checkTensors(const Manifest &m, const TensorArg *args, size_t count,

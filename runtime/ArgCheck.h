@@ -48,6 +48,10 @@ struct LaunchPlan {
   std::array<uint32_t, 3> dkdvGrid{};
   bool mainEmpty = false;
   Workspace delta;
+  // The block plan (manifest block_plan): its grid and its i32 entries [z, y, x, 2] in the
+  // workspace, after the split-KV partial results (placed by applyBlockPlan).
+  std::array<uint32_t, 3> planGrid{};
+  Workspace blockPlan;
 };
 
 /// The C ABI's descriptors as TensorArgs (`args` may be null with nargs > 0: checkArgs and
@@ -97,5 +101,9 @@ int64_t chooseSplits(const Manifest &m, const LaunchPlan &plan, int64_t override
 /// Sets plan.splits = `splits` and computes the grids and the workspace layout for it; false
 /// with a message if a grid axis or the workspace size goes over a limit.
 bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::string &error);
+
+/// With a block plan: its grid and its place in the workspace, after what the launch has
+/// placed there already (call after applySplits); false if the grid goes over a limit.
+bool applyBlockPlan(const Manifest &m, LaunchPlan &plan, std::string &error);
 
 }  // namespace attnc::rt

@@ -363,6 +363,10 @@ bool parseGridAxis(Reader &r, const json &j, const std::string &path, const Mani
   if (g.splits && !m.splitKV)
     return r.fail(path + ".splits", "is true, but the manifest has no split_kv");
   std::string name;
+  if (const json *blocks = r.member(j, "blocks", path, false)) {  // a fixed count
+    g.dim = -1;
+    return r.toInt(*blocks, path + ".blocks", 1, 65535, g.blocks);
+  }
   if (const json *dim = r.member(j, "dim", path, false)) {
     if (!dim->is_string())
       return r.fail(path + ".dim", std::string("must be a dim name, got ") + dim->type_name());
@@ -374,7 +378,7 @@ bool parseGridAxis(Reader &r, const json &j, const std::string &path, const Mani
     if (!r.toInt((*cd)[1], path + ".ceil_div[1]", 1, INT32_MAX, g.divisor))
       return false;
   } else {
-    return r.fail(path, "must be {\"dim\": NAME} or {\"ceil_div\": [NAME, N]}");
+    return r.fail(path, "must be {\"dim\": NAME}, {\"ceil_div\": [NAME, N]} or {\"blocks\": N}");
   }
   g.dim = m.dimIndex(name);
   if (g.dim < 0)
@@ -469,6 +473,31 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
 }
 
 /// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
+/// The optional `block_plan` object: the kernel that classifies each query tile's keys.
+bool parseBlockPlan(Reader &r, const json &root, Manifest &m) {
+  const json *j = r.member(root, "block_plan", "block_plan", false);
+  if (!j)
+    return true;
+  if (!r.isObject(*j, "block_plan"))
+    return false;
+  if (m.backward)
+    return r.fail("block_plan", "cannot be combined with backward");
+  BlockPlan plan;
+  if (!r.getString(*j, "entry", "block_plan.entry", plan.entry) ||
+      !parseBlock(r, *j, "block", "block_plan.block", plan.block) ||
+      !parseGrid(r, *j, "grid", "block_plan.grid", m, plan.grid))
+    return false;
+  if (!isIdentifier(plan.entry) || plan.entry == m.entry ||
+      (m.splitKV && plan.entry == m.splitKV->combineEntry))
+    return r.fail("block_plan.entry", "must be a PTX symbol name of its own, got '" + plan.entry +
+                                          "'");
+  for (const GridAxis &g : plan.grid)
+    if (g.splits)
+      return r.fail("block_plan.grid", "cannot count KV splits");
+  m.blockPlan = plan;
+  return true;
+}
+
 bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "split_kv", "split_kv", false);
   if (!j)
@@ -566,7 +595,7 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
     bool launched = ok && !m.host();  // a CUDA kernel: block and grid; a host one has neither
     ok = ok && (!launched || parseBlock(r, root, "block", "block", m.block)) &&
          parseDims(r, root, m) && parseArgs(r, root, m) &&
-         (!launched || (parseSplitKV(r, root, m) && parseBackward(r, root, m) &&
+         (!launched || (parseSplitKV(r, root, m) && parseBackward(r, root, m) && parseBlockPlan(r, root, m) &&
                         parseGrid(r, root, "grid", "grid", m, m.grid)));
     if (!ok) {
       error = r.error;

@@ -51,7 +51,8 @@ struct Arg {
 /// One launch-grid axis: ceil(extent of `dim` * scale / divisor), times the number of KV splits
 /// if `splits`; {"dim": d} has divisor 1.
 struct GridAxis {
-  int dim = -1;
+  int dim = -1;                  // -1: a fixed number of blocks, `blocks`
+  int64_t blocks = 0;
   int64_t divisor = 1;
   int64_t scale = 1;             // GQA packing: 4 query heads per block make i * 4 rows
   bool splits = false;
@@ -85,6 +86,18 @@ struct Backward {
   std::array<int, 3> deltaDims{};  // indices into Manifest::dims
 };
 
+/// The block plan (attn-block-plan): a kernel launched before the main one that writes, per
+/// query tile, the keys its mask may allow (and those it allows for every row) into a
+/// runtime-owned i32 workspace [grid z, grid y, grid x, kBlockPlanValues], which both kernels
+/// take after their arguments.
+inline constexpr int64_t kBlockPlanValues = 5;  // i32 values per entry (the compiler's KeyScan)
+
+struct BlockPlan {
+  std::string entry;
+  std::array<uint32_t, 3> block{};
+  std::array<GridAxis, 3> grid{};
+};
+
 struct Manifest {
   std::string text;              // the JSON as given
   std::string compiler, variant, entry, ptx, arch, specHash;
@@ -97,6 +110,7 @@ struct Manifest {
   std::vector<Arg> args;
   std::optional<SplitKV> splitKV;
   std::optional<Backward> backward;
+  std::optional<BlockPlan> blockPlan;
 
   /// `"arch": "host"`: a kernel of the CPU back end (attnc.h's cpu target), run in process; it
   /// has no PTX, block or grid, and the CUDA runtime refuses to load it.

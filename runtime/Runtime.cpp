@@ -418,6 +418,10 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
   else if (!combine.empty() &&
            (r = d->moduleGetFunction(&fns.combine, module, combine.c_str())) != CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + combine + "')");
+  else if (manifest_.blockPlan &&
+           (r = d->moduleGetFunction(&fns.plan, module, manifest_.blockPlan->entry.c_str())) !=
+               CUDA_SUCCESS)
+    error = d->fail(r, "cuModuleGetFunction('" + manifest_.blockPlan->entry + "')");
   else if (manifest_.backward && manifest_.backward->dkdvSharedMemory > 0 &&
            (r = d->funcSetAttribute(fns.combine, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                     int(manifest_.backward->dkdvSharedMemory))) != CUDA_SUCCESS)
@@ -459,7 +463,7 @@ bool Kernel::workspaceFor(CUcontext ctx, int64_t bytes, void *stream, uint64_t &
   CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
   if (d->streamIsCapturing(static_cast<CUstream>(stream), &capture) == CUDA_SUCCESS &&
       capture != CU_STREAM_CAPTURE_STATUS_NONE) {
-    error = "the split-KV workspace must grow to " + std::to_string(bytes) +
+    error = "the workspace (split-KV partial results, block plan) must grow to " + std::to_string(bytes) +
             " bytes during a CUDA graph capture; launch once with these shapes before capturing";
     return false;
   }
@@ -470,7 +474,7 @@ bool Kernel::workspaceFor(CUcontext ctx, int64_t bytes, void *stream, uint64_t &
   size_t size = (uint64_t(bytes) + (1u << 20) - 1) & ~uint64_t((1u << 20) - 1);
   CUdeviceptr p = 0;
   if (CUresult r = d->memAlloc(&p, size)) {
-    error = d->fail(r, "cuMemAlloc(" + std::to_string(size) + ") of the split-KV workspace");
+    error = d->fail(r, "cuMemAlloc(" + std::to_string(size) + ") of the workspace");
     return false;
   }
   w = {ctx, uint64_t(p), size};
@@ -555,7 +559,7 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     pushMemref(storage, args[a]);
   if (manifest_.backward)
     return launchBackward(ctx, fns, args, plan, storage, stream, error);
-  if (!manifest_.splitKV) {
+  if (!manifest_.splitKV && !manifest_.blockPlan) {
     if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
                     "cuLaunchKernel", error)) {
       error = prefix + error;
@@ -566,9 +570,9 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   }
 
   // Split-KV: the main kernel also takes o_partial and lse_partial; then the combine kernel
-  // reduces them into the output and the lse. The workspace stays locked until both are queued.
-  const SplitKV &s = *manifest_.splitKV;
-  int64_t splits = chooseSplits(manifest_, plan, splitsOverride_, fns.smCount);
+  // reduces them into the output and the lse. A block plan: its kernel runs first and both
+  // take the plan last. The workspace stays locked until every launch is queued.
+  int64_t splits = manifest_.splitKV ? chooseSplits(manifest_, plan, splitsOverride_, fns.smCount) : 1;
   std::lock_guard<std::mutex> lock(workspaceMutex_);
   uint64_t workspace = 0;
   if (!applySplits(manifest_, splits, plan, error) ||
@@ -576,21 +580,37 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     error = prefix + error;
     return false;
   }
-  pushMemref(storage, workspace, plan.oPartial);
-  pushMemref(storage, workspace, plan.lsePartial);
   std::vector<uint64_t> combine;
-  pushMemref(combine, workspace, plan.oPartial);
-  pushMemref(combine, workspace, plan.lsePartial);
-  pushMemref(combine, args[size_t(s.outputArg)]);
-  pushMemref(combine, args[size_t(s.lseArg)]);
+  if (manifest_.splitKV) {
+    const SplitKV &s = *manifest_.splitKV;
+    pushMemref(storage, workspace, plan.oPartial);
+    pushMemref(storage, workspace, plan.lsePartial);
+    pushMemref(combine, workspace, plan.oPartial);
+    pushMemref(combine, workspace, plan.lsePartial);
+    pushMemref(combine, args[size_t(s.outputArg)]);
+    pushMemref(combine, args[size_t(s.lseArg)]);
+  }
+  if (manifest_.blockPlan) {
+    pushMemref(storage, workspace, plan.blockPlan);
+    std::vector<uint64_t> planArgs = storage;  // launchWith points into its storage
+    bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
+    if (!planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
+                                  planArgs, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
+                                  error)) {
+      error = prefix + error;
+      return false;
+    }
+  }
   // With one split the main kernel writes the output and lse itself; the merge has nothing to do.
-  bool combineEmpty = splits == 1 || std::find(plan.combineGrid.begin(), plan.combineGrid.end(),
-                                               0u) != plan.combineGrid.end();
+  bool combineEmpty = !manifest_.splitKV || splits == 1 ||
+                      std::find(plan.combineGrid.begin(), plan.combineGrid.end(), 0u) !=
+                          plan.combineGrid.end();
   if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
                   "cuLaunchKernel", error) ||
-      (!combineEmpty && !launchWith(*d, fns.combine, plan.combineGrid, plan.combineBlock, 0, stream,
-                                    combine, "cuLaunchKernel('" + s.combineEntry + "')", error))) {
-    error = prefix + error + " (" + std::to_string(splits) + " KV splits)";
+      (!combineEmpty &&
+       !launchWith(*d, fns.combine, plan.combineGrid, plan.combineBlock, 0, stream, combine,
+                   "cuLaunchKernel('" + manifest_.splitKV->combineEntry + "')", error))) {
+    error = prefix + error + (manifest_.splitKV ? " (" + std::to_string(splits) + " KV splits)" : "");
     return false;
   }
   lastSplits_ = int32_t(splits);

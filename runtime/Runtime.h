@@ -53,6 +53,7 @@ private:
   struct Functions {
     CUfunc_st *main = nullptr;
     CUfunc_st *combine = nullptr;  // split_kv: the combine kernel; backward: the dK/dV kernel
+    CUfunc_st *plan = nullptr;     // block_plan: the plan kernel
     int smCount = 1;
   };
   /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.

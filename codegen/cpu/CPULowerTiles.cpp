@@ -2,6 +2,7 @@
 // Plain loops keep the host code small and obviously faithful to each tile op's definition.
 #include "codegen/cpu/Emit.h"
 #include "codegen/cpu/Passes.h"
+#include "dialect/MaskInterval.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -536,6 +537,20 @@ private:
 
 void lower(Emit &e, ChunkStepOp op) { ChunkStepLowering(e, op).run(e); }
 
+/// The block plan's key range, evaluated where it stands (the CPU needs no separate kernel).
+struct LowerKeyRange : OpRewritePattern<TileKeyRangeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(TileKeyRangeOp op, PatternRewriter &rw) const override {
+    rw.setInsertionPoint(op);
+    Location loc = op.getLoc();
+    auto zero = arith::ConstantIndexOp::create(rw, loc, 0);
+    auto one = arith::ConstantIndexOp::create(rw, loc, 1);
+    KeyRange range = finishKeyRange(rw, loc, op, scanKeyRange(rw, loc, op, IRMapping(), zero, one));
+    rw.replaceOp(op, ValueRange{range.lower, range.upper, range.fullLower, range.fullUpper});
+    return success();
+  }
+};
+
 template <typename OpTy>
 struct LowerTileOp : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
@@ -568,6 +583,6 @@ void mlir::attn::populateCPULowerTilesPatterns(RewritePatternSet &patterns) {
   patterns.add<LowerTileOp<TileFillOp>, LowerTileOp<TileScoresOp>, LowerTileOp<TileRowMaxOp>,
                LowerTileOp<TileExpSumOp>, LowerTileOp<TileOnlineUpdateOp>,
                LowerTileOp<TileMatmulAccOp>, LowerTileOp<TileStoreOp>, LowerTileOp<CombineOp>,
-               LowerTileOp<ChunkStepOp>>(
+               LowerTileOp<ChunkStepOp>, LowerKeyRange>(
       patterns.getContext());
 }

@@ -39,6 +39,8 @@ public:
           arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::ule, t.add(op.getI0(), cols),
                                 op.getQLen()));
     Value allowed = tileFullyAllowed();
+    if (Value full = op.getFull())  // a block plan's verdict
+      allowed = allowed ? arith::OrIOp::create(t.b, t.loc, allowed, full).getResult() : full;
     if (allowed)
       interior = arith::AndIOp::create(t.b, t.loc, interior, allowed);
     SmallVector<Type> types(s.size(), t.b.getF32Type());

@@ -312,8 +312,9 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     length are evaluated as its last row and never stored), j = j0 + c. With `cum_q`/`cum_k`
     (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]), with
     `key_scale %f` by f[c] (a recurrence's key factors). A key tile that
-    lies inside kv_len (and that an exact affine mask fully allows) takes a branch without
-    range checks (and without the mask).
+    lies inside kv_len (and that an exact affine mask fully allows, or for which `full` holds:
+    a block plan's verdict that the mask allows every element) takes a branch without range
+    checks (and without the mask).
 
     `transposed` (the backward's key-major tiles, pack 1, no decay or key factors): rows are
     keys and columns queries, result[r, c] = score(b, h, i0 + c, j0 + r, s[r, c]) where the
@@ -324,6 +325,7 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_q,
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_k,
                        Optional<MemRefRankOf<[F32], [1]>>:$key_scale,
+                       Optional<I1>:$full,
                        F32Attr:$fill,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
                        UnitAttr:$transposed);
@@ -331,7 +333,7 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
     $s `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
-    (`decay` $cum_q^ `,` $cum_k)? (`key_scale` $key_scale^)? attr-dict `:` type($s)
+    (`decay` $cum_q^ `,` $cum_k)? (`key_scale` $key_scale^)? (`full` $full^)? attr-dict `:` type($s)
     (`,` type($cum_q)^ `,` type($cum_k))? (`key_scale` type($key_scale)^)?
     `->` type($result) `score` $score (`mask` $mask^)?
   }];

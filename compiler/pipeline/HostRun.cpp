@@ -24,6 +24,37 @@ namespace attnc {
 
 using namespace host;
 
+namespace {
+
+/// An i32 param whose last axis is a sequence dim (document ids): the ones RunConfig::sortedIds
+/// sorts along that axis.
+bool sortableIds(const Variant &v, const TensorDecl &p) {
+  return p.resolvedDType == DType::I32 && !p.dims.empty() &&
+         (p.dims.back() == v.qSeqDim || p.dims.back() == v.kvSeqDim);
+}
+
+/// Ascending ids along the last axis: a new document starts at each position with probability
+/// 0, 0.02, 0.3 or 1 (by row), so rows hold one document, long ones, short ones, or one-token
+/// documents.
+void fillSortedIds(OwnedTensor &o, std::mt19937_64 &rng) {
+  static constexpr double kNewDocument[] = {0.0, 0.02, 0.3, 1.0};
+  std::uniform_real_distribution<double> uniform(0, 1);
+  int64_t row = -1, id = 0;
+  double p = 0;
+  o.forEach([&](const std::vector<int64_t> &idx) {
+    if (idx.back() == 0) {
+      ++row;
+      p = kNewDocument[row % 4];
+      id = 0;
+    } else if (uniform(rng) < p) {
+      ++id;
+    }
+    o.view.store(idx, double(id));
+  });
+}
+
+}  // namespace
+
 
 std::string RunReport::describeSizes(const Variant &v) const {
   std::ostringstream os;
@@ -212,6 +243,10 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
         scale = true;
         intRange = t.resolvedDType == DType::I8 ? 127 : t.resolvedDType == DType::I4 ? 7 : 1;
       }
+    if (config.sortedIds && sortableIds(v, p)) {
+      fillSortedIds(o, rng);
+      continue;
+    }
     o.forEach([&](const std::vector<int64_t> &idx) {
       double x = p.resolvedDType == DType::I32 ? double(ints(rng)) : uniform(rng);
       if (scale)

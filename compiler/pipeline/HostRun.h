@@ -18,6 +18,11 @@ struct RunConfig {
   std::vector<std::pair<std::string, int64_t>> sizes;
   uint64_t seed = 1;
   int repeats = 1;
+  /// Integer params indexed by a sequence dim (document ids) ascend along it, as packed
+  /// training sequences hold them: documents of random lengths, a new one starting at each
+  /// position with a probability that varies over the batch (0: one document; 1: documents of
+  /// one token). Otherwise they are random small ids.
+  bool sortedIds = false;
   /// The module was compiled with attn-split-kv (softmax variants then take the partial
   /// buffers); `splits` is the split count S they are allocated with.
   bool splitKV = false;

@@ -44,6 +44,8 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnPackGQA());
   if (options.maskBounds)  // after the fusion, which needs both softmax loops over the same keys
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnMaskBounds());
+  if (options.maskBounds && options.blockPlan)  // masks that read params: the block plan
+    pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnBlockPlan());
   if (options.splitKV && options.onlineSoftmax)  // splits the narrowed key loop
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnSplitKV());
   pm.addPass(mlir::createCanonicalizerPass());

@@ -19,6 +19,7 @@ struct PipelineOptions {
   int64_t blockK = 0;   // 0: defaultBlockK(chip)
   bool onlineSoftmax = true;
   bool maskBounds = true;  // attn-mask-bounds: skip key tiles the mask cannot allow
+  bool blockPlan = true;   // attn-block-plan: key ranges of masks that read params
   bool packGQA = true;     // attn-pack-gqa: the heads of a GQA group share each query tile
   bool splitKV = true;     // attn-split-kv: key ranges split at launch, merged by attn.combine
   bool chunk = true;       // attn-chunk: recurrences in the chunked form (CPU back end)

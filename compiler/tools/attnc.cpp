@@ -49,6 +49,10 @@ static cl::opt<bool> noOnlineSoftmax("no-online-softmax",
 static cl::opt<bool> noMaskBounds("no-mask-bounds",
                                   cl::desc("Visit every key tile, whatever the mask"),
                                   cl::cat(category));
+static cl::opt<bool> noBlockPlan("no-block-plan",
+                                 cl::desc("No block plan: masks that read params visit every key "
+                                          "tile their affine bounds allow"),
+                                 cl::cat(category));
 static cl::opt<bool> noPackGQA("no-pack-gqa",
                                cl::desc("One query head per tile even for GQA (no attn-pack-gqa)"),
                                cl::cat(category));
@@ -97,6 +101,10 @@ static cl::opt<std::string> chip("chip", cl::desc("CUDA target: sm_80 or sm_90a"
 static cl::opt<std::string> sizes("sizes", cl::desc("run: extents, e.g. b=2,h=8,i=100,j=300"),
                                   cl::init(""), cl::cat(category));
 static cl::opt<uint64_t> seed("seed", cl::desc("run: random seed"), cl::init(1), cl::cat(category));
+static cl::opt<bool> sortedIds("sorted-ids",
+                               cl::desc("run: integer params indexed by a sequence dim (document "
+                                        "ids) ascend along it, in documents of random lengths"),
+                               cl::init(false), cl::cat(category));
 static cl::opt<int> repeats("repeat", cl::desc("run: timed repeats"), cl::init(3),
                             cl::cat(category));
 static cl::opt<double> tolerance("tolerance",
@@ -137,6 +145,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.blockK = blockK;
   options.pipeline.onlineSoftmax = !noOnlineSoftmax;
   options.pipeline.maskBounds = !noMaskBounds;
+  options.pipeline.blockPlan = !noBlockPlan;
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;
@@ -405,6 +414,7 @@ static int runMain() {
   std::string text, error;
   RunConfig config;
   config.seed = seed;
+  config.sortedIds = sortedIds;
   config.repeats = repeats;
   if (!compileOptions(options) || !readFile(inputPath, text))
     return 1;

@@ -155,6 +155,34 @@ def AttnPackGQA : Pass<"attn-pack-gqa", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::scf::SCFDialect"];
 }
 
+def AttnBlockPlan : Pass<"attn-block-plan", "::mlir::func::FuncOp"> {
+  let summary = "Narrow key loops of param-driven masks to the key tiles their queries may see";
+  let description = [{
+    Block sparsity for masks that attn-mask-bounds cannot read as affine bounds: a mask that
+    reads params (document ids, prefix lengths, tree ancestry). Before each such key loop, an
+    `attn.tile_key_range` classifies the key range from the mask itself (interval evaluation,
+    see the op), and the loop runs over [max(lb, lower), min(ub, upper)): key tiles outside
+    it are never visited. The CPU back end computes the range where it stands; the CUDA back
+    end computes it for every query tile in a separate kernel, the block plan, and the
+    attention kernel reads it.
+
+    Before:
+    ```mlir
+    scf.for %j0 = %lb to %ub step %c64 {
+      attn.tile_scores ... mask { ... memref.load %doc_q[%b, %i] ... memref.load %doc_k[%b, %j] ... }
+    ```
+    After:
+    ```mlir
+    %lower, %upper = attn.tile_key_range [%b, %h, %i0] queries %qlen keys %kvlen
+        {block_k = 64, rows = 128} mask { ...the same mask... }
+    %from = arith.maxsi %lb, %lower
+    %to = arith.minsi %ub, %upper
+    scf.for %j0 = %from to %to step %c64 { ... }
+    ```
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect"];
+}
+
 def AttnSplitKV : Pass<"attn-split-kv", "::mlir::func::FuncOp"> {
   let summary = "Split the key range of each query tile; merge the partial results";
   let description = [{

@@ -173,6 +173,30 @@ def make_inputs(kernel, sizes: dict, seed: int = 0, device: str = "cuda") -> dic
     return out
 
 
+NEW_DOCUMENT = (0.0, 0.02, 0.3, 1.0)  # per batch row, as HostRun's RunConfig::sortedIds
+
+
+def sort_ids(kernel, inputs: dict, seed: int = 0) -> dict:
+    """Integer params whose last storage dim is a sequence dim (document ids) replaced by
+    ascending ids: a new document starts at each position with probability 0, 0.02, 0.3 or 1
+    by batch row (one document; long, short and one-token documents)."""
+    import torch
+    seqs = {d["name"] for d in kernel.manifest["dims"] if d["role"] in ("q_seq", "kv_seq")}
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = dict(inputs)
+    for a in kernel.manifest["args"]:
+        if a["kind"] != "param" or a["dtype"] != "i32" or a["storage_dims"][-1] not in seqs:
+            continue
+        t = inputs[a["name"]]
+        rows = t.reshape(-1, t.shape[-1]).shape[0]
+        p = torch.tensor([NEW_DOCUMENT[r % 4] for r in range(rows)]).unsqueeze(1)
+        starts = (torch.rand(rows, t.shape[-1], generator=gen) < p).to(torch.int32)
+        if t.shape[-1]:
+            starts[:, 0] = 0
+        out[a["name"]] = starts.cumsum(1).to(torch.int32).reshape(t.shape).to(t.device)
+    return out
+
+
 def output_names(kernel):
     kinds = {a["kind"]: a["name"] for a in kernel.manifest["args"]}
     return kinds.get("output"), kinds.get("lse")

@@ -85,6 +85,10 @@ std::vector<std::pair<std::string, int64_t>> seqSizes(const Variant &v, const st
   std::string error;
   EXPECT_TRUE(parseSizeList(shape, parsed, error)) << error;
   for (auto &[name, size] : parsed) {
+    if (name != "i" && name != "j") {  // another dim, by the spec's own name
+      out.emplace_back(name, size);
+      continue;
+    }
     int dim = name == "i" ? v.qSeqDim : v.kvSeqDim;
     if (v.dims[dim].kind == DimDecl::Kind::Alias)  // `j : kv_len = i` follows the query length
       continue;
@@ -97,10 +101,12 @@ std::vector<std::pair<std::string, int64_t>> seqSizes(const Variant &v, const st
 /// Runs variant `v` of `module` at `shape` with `splits` KV splits (splitKV: the module was
 /// compiled with attn-split-kv) and expects the float64 reference's output and lse within 1e-5.
 void expectMatchesReference(CPUModule &module, const Variant &v, const std::string &label,
-                            const char *shape, bool splitKV, int64_t splits, uint64_t seed = 1) {
+                            const char *shape, bool splitKV, int64_t splits, uint64_t seed = 1,
+                            bool sortedIds = false) {
   RunConfig config;
   config.sizes = seqSizes(v, shape);
   config.seed = seed;
+  config.sortedIds = sortedIds;
   config.splitKV = splitKV;
   config.splits = splits;
   RunReport r;
@@ -170,6 +176,29 @@ TEST(SplitKVNumerics, SplitsAgreeWithReference) {
         for (const char *shape : {"i=1,j=1000", "i=4,j=333"})
           for (int64_t splits : {1, 2, 7, 64})
             expectMatchesReference(*module, v, spec + " " + tiling.name, shape, true, splits);
+    }
+  }
+}
+
+/// The block plan (attn-block-plan) of the param-driven masks: with document ids sorted along
+/// the sequence (one document, long ones, short ones, one-token documents; the rows of a
+/// batch differ), the key loops visit only the ranges the plan derives, and any key the plan
+/// wrongly left out would change the output; random (unsorted) ids give wide ranges. Tilings
+/// and splits move the tile edges against the document edges.
+TEST(BlockPlanNumerics, SortedAndRandomIdsMatchReference) {
+  for (const char *spec : {"document", "prefix_lm", "tree_decode"}) {
+    fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (std::string(spec) + ".attn");
+    for (const Tiling &tiling : {tilings[0], tilings[2], tilings[3], tilings[4]}) {
+      Compiler compiler;
+      auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
+      ASSERT_TRUE(module);
+      for (const Variant &v : compiler.spec().variants)
+        for (const char *shape : {"b=4,i=200,j=200", "b=4,i=1,j=1", "b=8,i=77,j=131", "b=4,i=5,j=300"})
+          for (uint64_t seed : {1, 2})
+            for (bool sorted : {true, false})
+              expectMatchesReference(*module, v, std::string(spec) + " " + tiling.name +
+                                                     (sorted ? " sorted" : " random"),
+                                     shape, true, seed == 1 ? 1 : 3, seed, sorted);
     }
   }
 }

@@ -284,7 +284,8 @@ TEST(Manifest, InvalidGrid) {
   EXPECT_EQ(parseError(replaced(kManifest, "{\"ceil_div\": [\"i\", 64]}", "{\"ceil_div\": [\"i\", 0]}")),
             "manifest: field 'grid[0].ceil_div[1]' must be in [1, 2147483647], got 0");
   EXPECT_EQ(parseError(replaced(kManifest, "{\"dim\": \"b\"}", "{\"product\": [\"b\", \"h\"]}")),
-            "manifest: field 'grid[2]' must be {\"dim\": NAME} or {\"ceil_div\": [NAME, N]}");
+            "manifest: field 'grid[2]' must be {\"dim\": NAME}, {\"ceil_div\": [NAME, N]} or "
+            "{\"blocks\": N}");
   EXPECT_EQ(parseError(replaced(kManifest, "{\"dim\": \"b\"}", "7")),
             "manifest: field 'grid[2]' must be an object, got number");
   // A dim that no argument holds, with no static extent or derivation, cannot size the grid.
@@ -779,6 +780,58 @@ TEST_F(SplitTest, ParsesSplitKV) {
   Manifest plain;
   ASSERT_TRUE(parseManifest(kManifest, plain, e)) << e;
   EXPECT_FALSE(plain.splitKV);
+}
+
+/// kManifest with a block plan: its kernel over (query tiles, 1, batch).
+std::string planManifest(const std::string &plan = R"("block_plan": {"entry": "alibi_plan",
+    "block": [256, 1, 1], "grid": [{"ceil_div": ["i", 64]}, {"blocks": 1}, {"dim": "b"}]},)") {
+  return replaced(kManifest, "\"tile\": {", plan + "\n  \"tile\": {");
+}
+
+TEST(Manifest, BlockPlan) {
+  Manifest m;
+  std::string error;
+  ASSERT_TRUE(parseManifest(planManifest(), m, error)) << error;
+  ASSERT_TRUE(m.blockPlan);
+  EXPECT_EQ(m.blockPlan->entry, "alibi_plan");
+  EXPECT_EQ(m.blockPlan->block, (std::array<uint32_t, 3>{256, 1, 1}));
+  EXPECT_EQ(m.blockPlan->grid[1].dim, -1);
+  EXPECT_EQ(m.blockPlan->grid[1].blocks, 1);
+  EXPECT_EQ(m.blockPlan->grid[2].dim, m.dimIndex("b"));
+  EXPECT_EQ(parseError(planManifest(R"("block_plan": {"entry": "alibi", "block": [256, 1, 1],
+      "grid": [{"dim": "i"}, {"blocks": 1}, {"dim": "b"}]},)")),
+            "manifest: field 'block_plan.entry' must be a PTX symbol name of its own, got 'alibi'");
+  EXPECT_EQ(parseError(planManifest(R"("block_plan": {"entry": "p", "block": [256, 1, 1],
+      "grid": [{"dim": "i"}, {"blocks": 0}, {"dim": "b"}]},)")),
+            "manifest: field 'block_plan.grid[1].blocks' must be in [1, 65535], got 0");
+  EXPECT_EQ(parseError(planManifest(R"("block_plan": {"entry": "p", "block": [256, 1, 1]},)")),
+            "manifest: missing field 'block_plan.grid'");
+  EXPECT_EQ(parseError(planManifest(R"("block_plan": [],)")),
+            "manifest: field 'block_plan' must be an object, got array");
+}
+
+/// The plan's grid and its i32 [b, 1, query tiles, 5] entries in the workspace.
+TEST(Manifest, BlockPlanLaunch) {
+  Manifest m;
+  std::string error;
+  ASSERT_TRUE(parseManifest(planManifest(), m, error)) << error;
+  std::vector<Tensor> tensors = {
+      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x100000),
+      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x200000),
+      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x300000),
+      Tensor(DType::F32, {8}, {0}, 0x400000),
+      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x500000),
+      Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x600000)};
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  LaunchPlan plan;
+  ASSERT_TRUE(checkArgs(m, args.data(), args.size(), plan, error)) << error;
+  EXPECT_EQ(plan.planGrid, (std::array<uint32_t, 3>{2, 1, 2}));
+  EXPECT_EQ(plan.blockPlan.sizes, (std::vector<int64_t>{2, 1, 2, 5}));
+  EXPECT_EQ(plan.blockPlan.strides, (std::vector<int64_t>{10, 10, 5, 1}));
+  EXPECT_EQ(plan.blockPlan.offset, 0);
+  EXPECT_EQ(plan.workspaceBytes, 80);
 }
 
 TEST(Manifest, GridScaleAndSplitsErrors) {

@@ -263,7 +263,8 @@ Value ChunkDistributor::emitScores(Value n0, Value qOp, Value kT) {
                           gateCum, /*transpose_b=*/true, /*gate_blocks=*/bool(gateCum),
                           MmaKindAttr());
   auto score = ScoreOp::create(b, loc, accType(cfg.rows), p, batch, head, n0, n0, qLen, kvLen,
-                               cum, cum, keyScales, b.getF32FloatAttr(0), b.getI64IntegerAttr(1));
+                               cum, cum, keyScales, /*full=*/Value(), b.getF32FloatAttr(0),
+                               b.getI64IntegerAttr(1));
   cloneRegion(step.getScore(), score.getScore());
   // The recurrence's mask: key j <= query i.
   Type index = b.getIndexType();

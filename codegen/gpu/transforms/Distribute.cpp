@@ -4,6 +4,7 @@
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/FlashTile.h"
 #include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/PlanDistribute.h"
 #include "codegen/gpu/transforms/TileBuilder.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -41,6 +42,7 @@ private:
   Type elt;
   Value q, k, v, table, batch, head, kvHead, i0, split, qLen, kvLen;
   Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
+  Value fullFrom, fullTo;  // the block plan's keys that every row of the tile allows
   Value qOperand;
 
   RankedTensorType accType(int64_t cols) { return accOf(t.blockQ, cols); }
@@ -172,8 +174,15 @@ Value FlashDistributor::emitScores(Value j0) {
   Value s = splat(accType(t.blockK), 0.0);
   s = MmaOp::create(b, loc, accType(t.blockK), qOperand, kTile, s, /*gate=*/Value(),
                     /*transpose_b=*/true, /*gate_blocks=*/false, MmaKindAttr());
+  // A block plan's full range: keys every row of the tile allows, no mask evaluation there.
+  Value full;
+  if (fullFrom)
+    full = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, fullFrom, j0),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                              arith::AddIOp::create(b, loc, j0, idx(t.blockK)), fullTo));
   auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
-                               cumQ, cumK, /*key_scale=*/Value(), t.scores.getFillAttr(),
+                               cumQ, cumK, /*key_scale=*/Value(), full, t.scores.getFillAttr(),
                                b.getI64IntegerAttr(t.pack));
   cloneRegion(t.scores.getScore(), score.getScore());
   cloneRegion(t.scores.getMask(), score.getMask());
@@ -319,6 +328,15 @@ LogicalResult FlashDistributor::run() {
   qLen = memref::DimOp::create(b, loc, q, 2);
   kvLen = attn::buildKVLength(b, loc, k, table, t.scores.getPageSize());
   emitGrid();
+  if (t.keyRange) {  // the block plan's entry of this query tile: the kernel's last argument
+    attn::KeyRange range =
+        loadPlanRange(b, loc, t.keyRange, kernel.getArguments().back(), batch, i0);
+    map.map(t.keyRange.getLower(), range.lower);
+    map.map(t.keyRange.getUpper(), range.upper);
+    map.map(t.keyRange.getFullLower(), range.fullLower);
+    map.map(t.keyRange.getFullUpper(), range.fullUpper);
+    fullFrom = range.fullLower, fullTo = range.fullUpper;
+  }
   emitSharedTiles();
   for (Region *region : {&t.scores.getScore(), &t.scores.getMask(), &t.scores.getDecay(),
                          &t.scores.getFeatureQ(), &t.scores.getFeatureK()})
@@ -483,10 +501,22 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     auto kernel = createKernel(b, f, {tile->scores.getQ(), tile->scores.getK(),
                                       tile->matmul.getV(), tile->store.getOut()},
                                chip);
+    if (tile->keyRange && failed(kernel.insertArgument(kernel.getNumArguments(),
+                                                       planType(f.getContext()),
+                                                       DictionaryAttr(), f.getLoc())))
+      return failure();
     b.setInsertionPointToStart(&kernel.getBody().front());
     FlashDistributor distributor(b, *tile, kernel);
     if (failed(distributor.run()) || failed(checkSelfContained(kernel)))
       return failure();
+    if (tile->keyRange) {  // the block plan, a kernel of its own launched before this one
+      b.setInsertionPoint(kernel);
+      auto grid = cast<LaunchAttr>(kernel->getAttr(kLaunchAttrName)).getGrid();
+      FailureOr<gpu::GPUFuncOp> plan =
+          emitPlanKernel(b, f, tile->keyRange, kernel, {tile->store.getOut()}, grid);
+      if (failed(plan) || failed(checkSelfContained(*plan)))
+        return failure();
+    }
     if (tile->combine) {
       b.setInsertionPointAfter(kernel);
       emitCombineKernel(b, f, tile->combine);

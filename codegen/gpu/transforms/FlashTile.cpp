@@ -41,6 +41,7 @@ FailureOr<FlashTile> mlir::attngpu::findFlashTile(func::FuncOp f) {
   t.matmul = onlyOp<TileMatmulAccOp>(f, true, ok);
   t.store = onlyOp<TileStoreOp>(f, true, ok);
   t.update = onlyOp<TileOnlineUpdateOp>(f, false, ok);
+  t.keyRange = onlyOp<attn::TileKeyRangeOp>(f, false, ok);
   if (!ok)
     return failure();
   t.keyLoop = dyn_cast<scf::ForOp>(t.scores->getParentOp());

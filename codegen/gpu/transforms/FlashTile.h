@@ -20,6 +20,7 @@ struct FlashTile {
   scf::ForOp keyLoop;
   scf::ForOp splitLoop;             // attn-split-kv's loop over splits, if any
   attn::CombineOp combine;          // its merge, if any
+  attn::TileKeyRangeOp keyRange;    // attn-block-plan's key range, if any (the block plan)
   int64_t group = 1, pack = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
   int64_t packedK = 1, packedV = 1;
 };

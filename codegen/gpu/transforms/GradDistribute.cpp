@@ -198,8 +198,8 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     waitGroups(0);
     Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
     auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                                 Value(), Value(), Value(), b.getF32FloatAttr(-INFINITY),
-                                 b.getI64IntegerAttr(1), UnitAttr());
+                                 Value(), Value(), Value(), /*full=*/Value(),
+                                 b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
     cloneScore(score);
     Value dP = mma(doOperand, vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
     Value lseAt = softmax ? broadcast(lseRows, s.blockK) : Value();
@@ -288,7 +288,7 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
       }
       Value dot = mma(loadOperand(kTile, s.keyRows, headDim), qTile, splat(tileAcc, 0), true);
       auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
-                                   Value(), Value(), b.getF32FloatAttr(-INFINITY),
+                                   Value(), Value(), /*full=*/Value(), b.getF32FloatAttr(-INFINITY),
                                    b.getI64IntegerAttr(1), b.getUnitAttr());
       cloneScore(score);
       Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);

@@ -155,7 +155,7 @@ func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?
 // -----
 
 func.func @yield_outside(%x: f32) {
-  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step'}}
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step, attn.tile_key_range'}}
   attn.yield %x : f32
 }
 
@@ -624,5 +624,41 @@ func.func @empty_tile(%s: memref<0x32xf32>, %m: memref<0xf32>, %l: memref<0xf32>
 func.func @huge_tile(%s: memref<65536x65536xf32>, %m: memref<65536xf32>, %l: memref<65536xf32>) {
   // expected-error @+1 {{tile 's' must have 1 to 16777216 elements, got 'memref<65536x65536xf32>'}}
   attn.tile_exp_sum %s, %m -> %l : memref<65536x65536xf32>, memref<65536xf32> -> memref<65536xf32>
+  return
+}
+
+// -----
+
+func.func @key_range_region(%b: index, %n: index) {
+  // expected-error @+1 {{'mask' region must take (b, h, i, j : index)}}
+  %lo:4 = attn.tile_key_range [%b, %b, %b] queries %n keys %n {block_k = 16 : i64, rows = 32 : i64} mask {
+  ^bb0(%x: index, %y: index, %i: index):
+    %t = arith.constant true
+    attn.yield %t : i1
+  }
+  return
+}
+
+// -----
+
+func.func @key_range_yield(%b: index, %n: index) {
+  // expected-error @+1 {{'mask' region must yield exactly one 'i1'}}
+  %lo:4 = attn.tile_key_range [%b, %b, %b] queries %n keys %n {block_k = 16 : i64, rows = 32 : i64} mask {
+  ^bb0(%x: index, %y: index, %i: index, %j: index):
+    %f = arith.constant 1.0 : f32
+    attn.yield %f : f32
+  }
+  return
+}
+
+// -----
+
+func.func @key_range_rows(%b: index, %n: index) {
+  // expected-error @+1 {{attribute 'rows' failed to satisfy constraint}}
+  %lo:4 = attn.tile_key_range [%b, %b, %b] queries %n keys %n {block_k = 16 : i64, rows = 0 : i64} mask {
+  ^bb0(%x: index, %y: index, %i: index, %j: index):
+    %t = arith.constant true
+    attn.yield %t : i1
+  }
   return
 }
