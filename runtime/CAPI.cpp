@@ -4,6 +4,8 @@
 
 #include "runtime/Runtime.h"
 
+#include <algorithm>
+#include <array>
 #include <exception>
 #include <vector>
 
@@ -31,6 +33,30 @@ int guarded(F &&body) {
   } catch (...) {
     return fail("attnc runtime: internal error");
   }
+}
+
+}  // namespace
+
+namespace {
+
+/// attnc_rt_compute_plan and attnc_rt_launch_with_plan: the checks of the C boundary.
+template <typename F>
+int withPlan(const char *name, attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+             const attnc_tensor *plan, F &&call) {
+  return guarded([&] {
+    if (!k)
+      return fail(std::string(name) + ": the kernel handle is null");
+    if (!plan)
+      return fail(std::string(name) + ": `plan` is null");
+    if (nargs < 0)
+      return fail(std::string(name) + ": nargs is negative (" + std::to_string(nargs) + ")");
+    std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
+    attnc::rt::TensorArg given = attnc::rt::tensorArgs(plan, 1)[0];
+    std::string error;
+    if (!call(args ? converted.data() : nullptr, size_t(nargs), given, error))
+      return fail(error);
+    return 0;
+  });
 }
 
 }  // namespace
@@ -70,6 +96,38 @@ int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
       return fail(error);
     return 0;
   });
+}
+
+int attnc_rt_plan_shape(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                        int64_t sizes[4]) {
+  return guarded([&] {
+    if (!k || !sizes || nargs < 0)
+      return fail(!k ? "attnc_rt_plan_shape: the kernel handle is null"
+                     : !sizes ? "attnc_rt_plan_shape: `sizes` is null"
+                              : "attnc_rt_plan_shape: nargs is negative");
+    std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
+    std::array<int64_t, 4> shape{};
+    std::string error;
+    if (!k->kernel->planShape(args ? converted.data() : nullptr, size_t(nargs), shape, error))
+      return fail(error);
+    std::copy(shape.begin(), shape.end(), sizes);
+    return 0;
+  });
+}
+
+
+int attnc_rt_compute_plan(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                          const attnc_tensor *plan, void *cu_stream) {
+  return withPlan("attnc_rt_compute_plan", k, args, nargs, plan,
+                  [&](const attnc::rt::TensorArg *a, size_t n, const attnc::rt::TensorArg &p,
+                      std::string &error) { return k->kernel->computePlan(a, n, p, cu_stream, error); });
+}
+
+int attnc_rt_launch_with_plan(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                              const attnc_tensor *plan, void *cu_stream) {
+  return withPlan("attnc_rt_launch_with_plan", k, args, nargs, plan,
+                  [&](const attnc::rt::TensorArg *a, size_t n, const attnc::rt::TensorArg &p,
+                      std::string &error) { return k->kernel->launchWithPlan(a, n, p, cu_stream, error); });
 }
 
 int attnc_rt_set_splits(attnc_rt_kernel *k, int32_t splits) {

@@ -448,6 +448,71 @@ bool Kernel::launch(const TensorArg *args, size_t count, void *stream, std::stri
   return launchPlanned(args, plan, stream, error);
 }
 
+bool Kernel::planShape(const TensorArg *args, size_t count, std::array<int64_t, 4> &shape,
+                       std::string &error) {
+  std::string prefix = "kernel '" + manifest_.variant + "': ";
+  if (!manifest_.blockPlan) {
+    error = prefix + "has no block plan (its mask reads no params, or attnc was told "
+                     "--no-block-plan)";
+    return false;
+  }
+  LaunchPlan plan;
+  if (!checkArgs(manifest_, args, count, plan, error)) {
+    error = prefix + error;
+    return false;
+  }
+  std::copy(plan.blockPlan.sizes.begin(), plan.blockPlan.sizes.end(), shape.begin());
+  return true;
+}
+
+bool Kernel::checkWithPlan(const TensorArg *args, size_t count, const TensorArg &given,
+                           LaunchPlan &plan, const char *what, std::string &error) {
+  std::string prefix = "kernel '" + manifest_.variant + "': " + what + ": ";
+  std::array<int64_t, 4> shape{};
+  if (!planShape(args, count, shape, error) || !checkArgs(manifest_, args, count, plan, error))
+    return false;
+  auto text = [](const int64_t *v, int32_t n) {
+    std::string s = "[";
+    for (int32_t a = 0; a < n; ++a)
+      s += (a ? ", " : "") + std::to_string(v[a]);
+    return s + "]";
+  };
+  const Workspace &w = plan.blockPlan;
+  bool sameShape = given.rank == 4 && given.sizes && given.strides &&
+                   std::equal(w.sizes.begin(), w.sizes.end(), given.sizes) &&
+                   std::equal(w.strides.begin(), w.strides.end(), given.strides);
+  if (given.dtype != int32_t(DType::I32) || !sameShape) {
+    error = prefix + "the block plan must be a contiguous i32 tensor of shape " +
+            text(w.sizes.data(), 4) + " (planShape for these arguments), got " +
+            (given.rank == 4 && given.sizes ? text(given.sizes, 4) : "rank " + std::to_string(given.rank)) +
+            (given.dtype != int32_t(DType::I32) ? " of dtype code " + std::to_string(given.dtype) : "");
+    return false;
+  }
+  if (!given.data && w.bytes > 0) {
+    error = prefix + "the block plan's data pointer is null";
+    return false;
+  }
+  return true;
+}
+
+bool Kernel::computePlan(const TensorArg *args, size_t count, const TensorArg &given, void *stream,
+                         std::string &error) {
+  LaunchPlan plan;
+  if (!checkWithPlan(args, count, given, plan, "computePlan", error))
+    return false;
+  return launchPlanned(args, plan, stream, error, PlanUse::Only, given.data);
+}
+
+bool Kernel::launchWithPlan(const TensorArg *args, size_t count, const TensorArg &given,
+                            void *stream, std::string &error) {
+  LaunchPlan plan;
+  if (!checkWithPlan(args, count, given, plan, "launchWithPlan", error))
+    return false;
+  if (plan.empty)
+    return true;
+  return launchPlanned(args, plan, stream, error, PlanUse::Reuse, given.data);
+}
+
 bool Kernel::workspaceFor(CUcontext ctx, int64_t bytes, void *stream, uint64_t &ptr,
                           std::string &error) {
   DeviceWorkspace &w = workspace_;
@@ -529,7 +594,7 @@ bool launchWith(const Driver &d, CUfunction fn, const std::array<uint32_t, 3> &g
 }  // namespace
 
 bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream,
-                           std::string &error) {
+                           std::string &error, PlanUse use, uint64_t planData) {
   std::string prefix = "kernel '" + manifest_.variant + "': ";
   const Driver *d = driver(error);
   CUcontext ctx = nullptr;
@@ -575,11 +640,39 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   int64_t splits = manifest_.splitKV ? chooseSplits(manifest_, plan, splitsOverride_, fns.smCount) : 1;
   std::lock_guard<std::mutex> lock(workspaceMutex_);
   uint64_t workspace = 0;
-  if (!applySplits(manifest_, splits, plan, error) ||
-      !workspaceFor(ctx, plan.workspaceBytes, stream, workspace, error)) {
+  if (!applySplits(manifest_, splits, plan, error)) {
     error = prefix + error;
     return false;
   }
+  // A caller's plan lies in its own buffer; only a computed one takes workspace.
+  Workspace planAt = plan.blockPlan;
+  uint64_t planBase = 0;
+  if (manifest_.blockPlan && use != PlanUse::Compute) {
+    plan.workspaceBytes = planAt.offset;  // what precedes the plan
+    planAt.offset = 0;
+    planBase = planData;
+  }
+  bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
+  if (use == PlanUse::Only) {  // the plan kernel alone, into the caller's buffer
+    if (manifest_.splitKV) {  // in its signature, never read: no workspace behind them
+      pushMemref(storage, 0, plan.oPartial);
+      pushMemref(storage, 0, plan.lsePartial);
+    }
+    pushMemref(storage, planBase, planAt);
+    if (!planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0,
+                                  stream, storage, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
+                                  error)) {
+      error = prefix + error;
+      return false;
+    }
+    return true;
+  }
+  if (!workspaceFor(ctx, std::max<int64_t>(plan.workspaceBytes, 4), stream, workspace, error)) {
+    error = prefix + error;
+    return false;
+  }
+  if (use == PlanUse::Compute)
+    planBase = workspace;
   std::vector<uint64_t> combine;
   if (manifest_.splitKV) {
     const SplitKV &s = *manifest_.splitKV;
@@ -591,10 +684,9 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     pushMemref(combine, args[size_t(s.lseArg)]);
   }
   if (manifest_.blockPlan) {
-    pushMemref(storage, workspace, plan.blockPlan);
+    pushMemref(storage, planBase, planAt);
     std::vector<uint64_t> planArgs = storage;  // launchWith points into its storage
-    bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
-    if (!planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
+    if (use == PlanUse::Compute && !planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
                                   planArgs, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
                                   error)) {
       error = prefix + error;

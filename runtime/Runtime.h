@@ -6,6 +6,7 @@
 #include "runtime/ArgCheck.h"
 #include "runtime/Manifest.h"
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -40,6 +41,19 @@ public:
   /// on several streams at once must be ordered by the caller (events), as it is shared.
   bool launch(const TensorArg *args, size_t count, void *stream, std::string &error);
 
+  /// Block plans (manifest block_plan). The plan's shape for `args` (i32 [batch, heads or 1,
+  /// query tiles, kBlockPlanValues], contiguous).
+  bool planShape(const TensorArg *args, size_t count, std::array<int64_t, 4> &shape,
+                 std::string &error);
+  /// Computes the plan for `args` into `plan` (device memory of planShape) on `stream`: only
+  /// the plan kernel runs.
+  bool computePlan(const TensorArg *args, size_t count, const TensorArg &plan, void *stream,
+                   std::string &error);
+  /// Launches with a plan computed earlier for the same shapes and the same values of the
+  /// params the mask reads: the plan kernel does not run.
+  bool launchWithPlan(const TensorArg *args, size_t count, const TensorArg &plan, void *stream,
+                      std::string &error);
+
   /// The runtime override of the number of KV splits: 0 = the heuristic; ignored where the
   /// manifest fixes `split_kv.splits`. False for a negative count or a kernel without split_kv.
   bool setSplits(int32_t splits, std::string &error);
@@ -67,7 +81,14 @@ private:
   /// The kernel's functions in `ctx`, JIT-compiling the PTX there on first use.
   bool functionsFor(CUctx_st *ctx, Functions &fns, std::string &error);
   bool loadFunctions(CUctx_st *ctx, Functions &fns, std::string &error);
-  bool launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream, std::string &error);
+  /// How a launch gets its block plan: computed into the workspace first (Compute), given by
+  /// the caller (Reuse), or computed into the caller's buffer with nothing else (Only).
+  enum class PlanUse { Compute, Reuse, Only };
+  bool launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream, std::string &error,
+                     PlanUse use = PlanUse::Compute, uint64_t planData = 0);
+  /// checkArgs, then `plan` checked against the plan shape for these arguments.
+  bool checkWithPlan(const TensorArg *args, size_t count, const TensorArg &plan,
+                     LaunchPlan &launch, const char *what, std::string &error);
   /// Backward kernels: zero the summed gradients, then the dQ kernel and the dK/dV kernel,
   /// both with the workspace D after `storage` (the arguments).
   bool launchBackward(CUctx_st *ctx, const Functions &fns,

@@ -72,6 +72,27 @@ ATTNC_RT_API int attnc_rt_set_splits(attnc_rt_kernel *k, int32_t splits);
  * first launch (launches with no work do not count), -1 for a NULL handle. */
 ATTNC_RT_API int32_t attnc_rt_last_splits(attnc_rt_kernel *k);
 
+/* Block plans (manifest field `block_plan`: a mask that reads params, docs/block-sparsity.md).
+ * attnc_rt_launch computes the plan before every launch; a caller whose mask params do not
+ * change between launches (document ids shared by the layers of a model) computes it once
+ * and reuses it, as FlexAttention's create_block_mask does.
+ * attnc_rt_plan_shape: the plan's 4 sizes for these arguments (i32, contiguous). Fails for a
+ * kernel without a block plan. */
+ATTNC_RT_API int attnc_rt_plan_shape(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                                     int64_t sizes[4]);
+
+/* Computes the plan for these arguments into `plan` (device memory, ATTNC_I32, rank 4 of
+ * attnc_rt_plan_shape's sizes, contiguous strides) on `cu_stream`; runs nothing else. */
+ATTNC_RT_API int attnc_rt_compute_plan(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                                       const attnc_tensor *plan, void *cu_stream);
+
+/* attnc_rt_launch with a plan computed by attnc_rt_compute_plan for the same shapes and the same
+ * values of the params the mask reads (the runtime checks the shape, not the values: a stale
+ * plan skips key tiles the mask allows now). */
+ATTNC_RT_API int attnc_rt_launch_with_plan(attnc_rt_kernel *k, const attnc_tensor *args,
+                                           int32_t nargs, const attnc_tensor *plan,
+                                           void *cu_stream);
+
 /* The manifest's JSON text, owned by the kernel; NULL for a NULL handle. */
 ATTNC_RT_API const char *attnc_rt_manifest(attnc_rt_kernel *k);
 

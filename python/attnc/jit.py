@@ -83,10 +83,17 @@ class HostKernel(Kernel):
     def last_splits(self) -> int:
         return 1
 
+    def plan(self, stream=None, **tensors):
+        raise Error(f"kernel '{self.name}': the cpu target computes its key ranges where it "
+                    "runs and has no block plan")
+
 
 class _HostLaunch(Launch):
-    def __call__(self, stream=None):
+    def __call__(self, stream=None, block_plan=None):
         k = self._kernel
+        if block_plan is not None:
+            raise Error(f"kernel '{k.name}': the cpu target computes its key ranges where it "
+                        "runs and takes no block plan")
         lib = k._owner.lib
         fn = lib.attnc_launch_grad if k._grad else lib.attnc_launch
         if fn(k._owner.handle, self._array, len(self._tensors), None):

@@ -80,6 +80,14 @@ def _library():
         lib.attnc_rt_set_splits.restype = ctypes.c_int
         lib.attnc_rt_last_splits.argtypes = [c_void_p]
         lib.attnc_rt_last_splits.restype = ctypes.c_int32
+        lib.attnc_rt_plan_shape.argtypes = [c_void_p, ctypes.POINTER(_Tensor), ctypes.c_int32,
+                                            ctypes.POINTER(ctypes.c_int64)]
+        lib.attnc_rt_plan_shape.restype = ctypes.c_int
+        for name in ("attnc_rt_compute_plan", "attnc_rt_launch_with_plan"):
+            fn = getattr(lib, name)
+            fn.argtypes = [c_void_p, ctypes.POINTER(_Tensor), ctypes.c_int32,
+                           ctypes.POINTER(_Tensor), c_void_p]
+            fn.restype = ctypes.c_int
         _lib = lib
     return _lib
 
@@ -174,8 +182,14 @@ class Kernel:
         """'alibi(q[b, h, i, d] bf16, ..., lse[b, h, i] f32)': the arguments in storage order."""
         return f"{self.name}({', '.join(a.signature() for a in self._args)})"
 
-    def __call__(self, stream=None, **tensors):
-        self.prepare(**tensors)(stream)
+    def __call__(self, stream=None, block_plan=None, **tensors):
+        self.prepare(**tensors)(stream, block_plan=block_plan)
+
+    def plan(self, stream=None, **tensors):
+        """The block plan of a kernel whose mask reads params (manifest `block_plan`) for these
+        arguments: an int32 tensor to pass as `block_plan=` to later calls whose mask params
+        hold the same values, which then skip computing it (FlexAttention's create_block_mask)."""
+        return self.prepare(**tensors).plan(stream)
 
     def prepare(self, **tensors) -> "Launch":
         """Checks and binds the arguments once; the Launch can then be called repeatedly."""
@@ -292,16 +306,53 @@ class Launch:
             slot.sizes = ctypes.cast(sizes, ctypes.POINTER(ctypes.c_int64))
             slot.strides = ctypes.cast(strides, ctypes.POINTER(ctypes.c_int64))
 
-    def __call__(self, stream=None):
+    def _stream(self, stream):
+        import torch
+        if stream is None:
+            stream = torch.cuda.current_stream(self._device)
+        return (stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)) or None
+
+    @staticmethod
+    def _plan_arg(plan):
+        """A block plan tensor as the C ABI's descriptor (kept alive by the returned tuple)."""
+        sizes = (ctypes.c_int64 * 4)(*plan.shape) if plan.dim() == 4 else (ctypes.c_int64 * 4)()
+        strides = (ctypes.c_int64 * 4)(*plan.stride()) if plan.dim() == 4 else (ctypes.c_int64 * 4)()
+        code = {"torch.int32": _DTYPE_CODES["i32"]}.get(str(plan.dtype), -1)
+        arg = _Tensor(plan.data_ptr() or None, code, plan.dim(),
+                      ctypes.cast(sizes, ctypes.POINTER(ctypes.c_int64)),
+                      ctypes.cast(strides, ctypes.POINTER(ctypes.c_int64)))
+        return arg, sizes, strides
+
+    def __call__(self, stream=None, block_plan=None):
         import torch
 
         k = self._kernel
         with torch.cuda.device(self._device):
-            if stream is None:
-                stream = torch.cuda.current_stream(self._device)
-            handle = stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
-            if k._lib.attnc_rt_launch(k._handle, self._array, len(self._tensors), handle or None):
+            handle = self._stream(stream)
+            if block_plan is None:
+                failed = k._lib.attnc_rt_launch(k._handle, self._array, len(self._tensors), handle)
+            else:
+                plan = self._plan_arg(block_plan)
+                failed = k._lib.attnc_rt_launch_with_plan(k._handle, self._array, len(self._tensors),
+                                                          ctypes.byref(plan[0]), handle)
+            if failed:
                 raise Error(k._storage_axes(_last_error(k._lib)))
+
+    def plan(self, stream=None):
+        """The block plan for the bound arguments (see Kernel.plan)."""
+        import torch
+
+        k = self._kernel
+        shape = (ctypes.c_int64 * 4)()
+        if k._lib.attnc_rt_plan_shape(k._handle, self._array, len(self._tensors), shape):
+            raise Error(k._storage_axes(_last_error(k._lib)))
+        out = torch.empty(tuple(shape), dtype=torch.int32, device=self._device)
+        with torch.cuda.device(self._device):
+            plan = self._plan_arg(out)
+            if k._lib.attnc_rt_compute_plan(k._handle, self._array, len(self._tensors),
+                                            ctypes.byref(plan[0]), self._stream(stream)):
+                raise Error(k._storage_axes(_last_error(k._lib)))
+        return out
 
 
 Kernel._launch_class = Launch

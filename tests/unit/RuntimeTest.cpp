@@ -1295,3 +1295,58 @@ TEST(Manifest, BackwardErrors) {
                                 R"("storage_dims": ["b", "i", "h", "dv"], "unit_stride_last": true, "alignment": 16, "row_alignment": 16, "zeroed": true})");
   EXPECT_NE(parseError(onBf16).find("is only for f32 outputs"), std::string::npos);
 }
+
+// Block plans through the C ABI: shapes and the checks that need no GPU.
+TEST(CAPI, BlockPlanShapeAndErrors) {
+  int64_t sizes[4] = {};
+  attnc_tensor plan = {};
+  EXPECT_EQ(attnc_rt_plan_shape(nullptr, nullptr, 0, sizes), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "attnc_rt_plan_shape: the kernel handle is null");
+  EXPECT_EQ(attnc_rt_compute_plan(nullptr, nullptr, 0, &plan, nullptr), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "attnc_rt_compute_plan: the kernel handle is null");
+
+  attnc_rt_kernel *k = loadGood();  // no block_plan in its manifest
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(attnc_rt_plan_shape(k, nullptr, 6, sizes), -1);
+  EXPECT_STREQ(attnc_rt_last_error(),
+               "kernel 'alibi': has no block plan (its mask reads no params, or attnc was told "
+               "--no-block-plan)");
+  EXPECT_EQ(attnc_rt_launch_with_plan(k, nullptr, 6, nullptr, nullptr), -1);
+  EXPECT_STREQ(attnc_rt_last_error(), "attnc_rt_launch_with_plan: `plan` is null");
+  attnc_rt_release(k);
+
+  std::string manifest = planManifest();
+  const char *ptx = ".version 8.0\n.target sm_80\n.address_size 64\n"
+                    ".visible .entry alibi(\n)\n{\nret;\n}\n"
+                    ".visible .entry alibi_plan(\n)\n{\nret;\n}\n";
+  ASSERT_EQ(attnc_rt_load(ptx, std::strlen(ptx), manifest.data(), manifest.size(), &k), 0)
+      << attnc_rt_last_error();
+  std::vector<Tensor> tensors = {
+      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x100000),
+      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x200000),
+      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x300000),
+      Tensor(DType::F32, {8}, {0}, 0x400000),
+      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x500000),
+      Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x600000)};
+  std::vector<attnc_tensor> args;
+  for (const Tensor &t : tensors)
+    args.push_back({reinterpret_cast<void *>(t.data), int32_t(t.dtype), int32_t(t.sizes.size()),
+                    t.sizes.data(), t.strides.data()});
+  ASSERT_EQ(attnc_rt_plan_shape(k, args.data(), 6, sizes), 0) << attnc_rt_last_error();
+  EXPECT_EQ(std::vector<int64_t>(sizes, sizes + 4), (std::vector<int64_t>{2, 1, 2, 5}));
+  // A plan of another shape or dtype is refused before anything runs.
+  int64_t wrong[4] = {2, 1, 3, 5}, strides[4] = {15, 15, 5, 1};
+  plan = {reinterpret_cast<void *>(0x700000), int32_t(DType::I32), 4, wrong, strides};
+  EXPECT_EQ(attnc_rt_launch_with_plan(k, args.data(), 6, &plan, nullptr), -1);
+  EXPECT_STREQ(attnc_rt_last_error(),
+               "kernel 'alibi': launchWithPlan: the block plan must be a contiguous i32 tensor "
+               "of shape [2, 1, 2, 5] (planShape for these arguments), got [2, 1, 3, 5]");
+  int64_t right[4] = {2, 1, 2, 5}, rightStrides[4] = {10, 10, 5, 1};
+  plan = {reinterpret_cast<void *>(0x700000), int32_t(DType::F32), 4, right, rightStrides};
+  EXPECT_EQ(attnc_rt_compute_plan(k, args.data(), 6, &plan, nullptr), -1);
+  EXPECT_STREQ(attnc_rt_last_error(),
+               "kernel 'alibi': computePlan: the block plan must be a contiguous i32 tensor of "
+               "shape [2, 1, 2, 5] (planShape for these arguments), got [2, 1, 2, 5] of dtype "
+               "code 0");
+  attnc_rt_release(k);
+}
