@@ -113,7 +113,8 @@ def AttnGPU_SwizzleAttr : AttrDef<AttnGPU_Dialect, "Swizzle", [
   }];
 }
 
-/// One grid axis: ceil(extent(kernel argument `arg`, dim `dim`) * scale / divisor) blocks.
+/// One grid axis: ceil(extent(kernel argument `arg`, dim `dim`) * scale / divisor) blocks; with
+/// `arg` -1, `scale` blocks (a block plan's head axis when its mask does not read the head).
 def AttnGPU_GridAxisAttr : AttrDef<AttnGPU_Dialect, "GridAxis"> {
   let mnemonic = "axis";
   let summary = "A grid axis as a kernel argument's extent, scaled and divided (rounded up)";

@@ -42,3 +42,36 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// A mask that reads params (document ids) proves nothing by itself; a block plan's `full`
+// verdict makes the tile take the fast branch: no range checks, no mask, no id reads.
+// CHECK-LABEL: gpu.func @planned_scores
+// CHECK: %[[IN:.*]] = arith.cmpi ule, %{{.*}}, %{{.*}} : index
+// CHECK: %[[FAST:.*]] = arith.andi %[[IN]], %arg7 : i1
+// CHECK: scf.if %[[FAST]] -> (f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK-NOT: memref.load
+// CHECK: } else {
+// CHECK: memref.load %arg0
+// CHECK: memref.load %arg0
+// CHECK: arith.select
+// CHECK: gpu.return
+gpu.module @m2 {
+  gpu.func @planned_scores(%doc: memref<?x?xi32>, %b: index, %h: index, %i0: index, %j0: index, %n: index,
+                           %lse: memref<?x?x?xf32>, %full: i1) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<1.0> : tensor<16x16xf32, #acc>
+    %sc = attn_gpu.score %s[%b, %h, %i0, %j0] below %n, %n full %full {fill = 0xFF800000 : f32} : tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
+      attn_gpu.yield %dot : f32
+    } mask {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+      %dq = memref.load %doc[%bb, %i] : memref<?x?xi32>
+      %dk = memref.load %doc[%bb, %j] : memref<?x?xi32>
+      %same = arith.cmpi eq, %dq, %dk : i32
+      attn_gpu.yield %same : i1
+    }
+    %m = attn_gpu.row_reduce <max> %sc : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    attn_gpu.store_rows %m -> %lse[%b, %h, %i0] below %n : tensor<16xf32, #attn_gpu.frag<rows>> -> memref<?x?x?xf32>
+    gpu.return
+  }
+}
