@@ -29,7 +29,8 @@ def grad_cases(quick):
         for kind in ("mha", "causal"):
             out.append(Case("dense", f"{kind}_d{d}", 4, 2048 // d, 4096, d))
     if not quick:
-        for name in ("causal_d128", "alibi", "softcap", "sliding_window", "document"):
+        for name in ("causal_d128", "alibi", "softcap", "sliding_window", "document",
+                     "document_random"):
             out.append(Case("variants", name, 2, 16, 8192, 128))
     return out
 
@@ -94,6 +95,7 @@ def main():
     parser.add_argument("--kernels", default=str(bench.ROOT / ".device" / "kernels-grad"))
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=None, help="comma-separated case names to keep")
     parser.add_argument("--also", default="",
                         help="NAME=DIR,...: more attnc kernel sets timed in the same process "
                              "(schedule A/B); one line each after the row")
@@ -104,6 +106,8 @@ def main():
     print(bench.device_line())
     rows = []
     for case in grad_cases(args.quick):
+        if args.only and case.bench not in args.only.split(","):
+            continue
         q, k, v, params = bench.make_data(case)
         dout = torch.randn_like(q)
         flops = 2.5 * 4 * case.b * case.h * bench.pairs(case.variant.mask, case.s) * case.d

@@ -287,6 +287,14 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   manifest["grid"] = grid;
   manifest.erase("split_kv");
   manifest.erase("block_plan");
+  if (auto plan = launches.find(name + "_plan"); plan != launches.end()) {
+    json planGrid = json::array();
+    for (const auto &axis : plan->second.grid)
+      planGrid.push_back(gridAxis(args, axis));
+    manifest["block_plan"] = {{"entry", name + "_plan"},
+                              {"block", {plan->second.threads, 1, 1}},
+                              {"grid", planGrid}};
+  }
   manifest["backward"] = {
       {"dkdv_entry", name + "_dkdv"},
       {"dkdv_block", {second.threads, 1, 1}},

@@ -480,8 +480,6 @@ bool parseBlockPlan(Reader &r, const json &root, Manifest &m) {
     return true;
   if (!r.isObject(*j, "block_plan"))
     return false;
-  if (m.backward)
-    return r.fail("block_plan", "cannot be combined with backward");
   BlockPlan plan;
   if (!r.getString(*j, "entry", "block_plan.entry", plan.entry) ||
       !parseBlock(r, *j, "block", "block_plan.block", plan.block) ||

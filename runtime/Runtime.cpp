@@ -468,6 +468,10 @@ bool Kernel::planShape(const TensorArg *args, size_t count, std::array<int64_t, 
 bool Kernel::checkWithPlan(const TensorArg *args, size_t count, const TensorArg &given,
                            LaunchPlan &plan, const char *what, std::string &error) {
   std::string prefix = "kernel '" + manifest_.variant + "': " + what + ": ";
+  if (manifest_.backward) {
+    error = prefix + "a backward computes its block plan at each launch";
+    return false;
+  }
   std::array<int64_t, 4> shape{};
   if (!planShape(args, count, shape, error) || !checkArgs(manifest_, args, count, plan, error))
     return false;
@@ -735,6 +739,17 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     return false;
   }
   pushMemref(storage, workspace, plan.delta);
+  if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
+    pushMemref(storage, workspace, plan.blockPlan);
+    std::vector<uint64_t> planArgs = storage;  // launchWith points into its storage
+    bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
+    if (!planEmpty && !launchWith(d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
+                                  planArgs, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
+                                  error)) {
+      error = prefix + error;
+      return false;
+    }
+  }
   bool dkdvEmpty = std::find(plan.dkdvGrid.begin(), plan.dkdvGrid.end(), 0u) != plan.dkdvGrid.end();
   std::vector<uint64_t> second = storage;  // launchWith points into its storage
   if ((!plan.mainEmpty && !launchWith(d, fns.main, plan.grid, plan.block, plan.sharedMemory,

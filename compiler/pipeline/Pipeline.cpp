@@ -61,6 +61,7 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   mlir::attngpu::AttnGPUDistributeOptions distribute;
   distribute.chip = options.chip;
   distribute.valueSlice = options.valueSlice;
+  distribute.blockPlan = options.maskBounds && options.blockPlan;
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());

@@ -788,6 +788,16 @@ std::string planManifest(const std::string &plan = R"("block_plan": {"entry": "a
   return replaced(kManifest, "\"tile\": {", plan + "\n  \"tile\": {");
 }
 
+/// Arguments of kManifest's kernel: b 2, h 8 (hk 2), i 77, j 65.
+std::vector<Tensor> planTensors() {
+  return {Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x100000),
+          Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x200000),
+          Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x300000),
+          Tensor(DType::F32, {8}, {0}, 0x400000),
+          Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x500000),
+          Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x600000)};
+}
+
 TEST(Manifest, BlockPlan) {
   Manifest m;
   std::string error;
@@ -815,13 +825,7 @@ TEST(Manifest, BlockPlanLaunch) {
   Manifest m;
   std::string error;
   ASSERT_TRUE(parseManifest(planManifest(), m, error)) << error;
-  std::vector<Tensor> tensors = {
-      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x100000),
-      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x200000),
-      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x300000),
-      Tensor(DType::F32, {8}, {0}, 0x400000),
-      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x500000),
-      Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x600000)};
+  std::vector<Tensor> tensors = planTensors();
   std::vector<TensorArg> args;
   for (const Tensor &t : tensors)
     args.push_back(t.arg());
@@ -1321,13 +1325,7 @@ TEST(CAPI, BlockPlanShapeAndErrors) {
                     ".visible .entry alibi_plan(\n)\n{\nret;\n}\n";
   ASSERT_EQ(attnc_rt_load(ptx, std::strlen(ptx), manifest.data(), manifest.size(), &k), 0)
       << attnc_rt_last_error();
-  std::vector<Tensor> tensors = {
-      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x100000),
-      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x200000),
-      Tensor(DType::BF16, {2, 2, 65, 128}, {0, 2, 1, 3}, 0x300000),
-      Tensor(DType::F32, {8}, {0}, 0x400000),
-      Tensor(DType::BF16, {2, 8, 77, 128}, {0, 2, 1, 3}, 0x500000),
-      Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x600000)};
+  std::vector<Tensor> tensors = planTensors();
   std::vector<attnc_tensor> args;
   for (const Tensor &t : tensors)
     args.push_back({reinterpret_cast<void *>(t.data), int32_t(t.dtype), int32_t(t.sizes.size()),

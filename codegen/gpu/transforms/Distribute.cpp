@@ -467,7 +467,7 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
   }
 
   LogicalResult distributeBackward(func::FuncOp f) {
-    if (failed(distributeGrad(f, chip)))
+    if (failed(distributeGrad(f, chip, blockPlan)))
       return failure();
     f.erase();
     return success();

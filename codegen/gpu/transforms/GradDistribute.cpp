@@ -10,6 +10,7 @@
 // launches them in this order.
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/PlanDistribute.h"
 #include "codegen/gpu/transforms/TileBuilder.h"
 #include "dialect/transforms/Patterns.h"
 
@@ -33,7 +34,7 @@ public:
   GradDistributor(OpBuilder &b, AttentionGradOp op, func::FuncOp f)
       : TileBuilder(b, op.getLoc()), op(op), f(f) {}
 
-  LogicalResult run(StringRef chip);
+  LogicalResult run(StringRef chip, bool blockPlan);
 
 private:
   AttentionGradOp op;
@@ -42,8 +43,11 @@ private:
   IRMapping map;  // host values -> the current kernel's values
   Type elt;
   int64_t headDim = 0, valueDim = 0;
-  Value q, k, v, out, dout, lse, delta, batch, qLen, kvLen;
+  Value q, k, v, out, dout, lse, delta, plan, batch, qLen, kvLen;
   bool softmax = false;
+  /// A mask that reads params: the block plan's classification (a host-side op whose entries
+  /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
+  attn::TileKeyRangeOp keyRange;
 
   gpu::GPUFuncOp makeKernel(gpu::GPUModuleOp module, StringRef name);
   LogicalResult enter(gpu::GPUFuncOp kernel);
@@ -54,6 +58,9 @@ private:
   Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
   LogicalResult emitDQ(gpu::GPUFuncOp kernel);
   LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
+  void planKeyRanges();
+  Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);
+  std::pair<Value, Value> plannedQueries(Value j0, Value from, Value to);
 };
 
 gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef name) {
@@ -66,6 +73,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
     types.push_back(kernelArgType(arg.getType(), llvm::is_contained(tensors, arg)));
   int64_t dyn = ShapedType::kDynamic;
   types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // the workspace D
+  if (keyRange)
+    types.push_back(planType(b.getContext()));  // the block plan, after D
   auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
   kernel->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   return kernel;
@@ -80,7 +89,9 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   q = map.lookup(op.getQ()), k = map.lookup(op.getK()), v = map.lookup(op.getV());
   out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
   lse = op.getLse() ? map.lookup(op.getLse()) : Value();
-  delta = kernel.getArguments().back();
+  auto args = kernel.getArguments();
+  delta = args[args.size() - (keyRange ? 2 : 1)];
+  plan = keyRange ? args.back() : Value();
   qLen = memref::DimOp::create(b, loc, q, 2);
   kvLen = memref::DimOp::create(b, loc, k, 2);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
@@ -186,6 +197,12 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
         attn::narrowKeyRange(b, loc, op.getMask(), attn::analyzeMaskBounds(op.getMask(), exact),
                              i0, iLast, batch, map, s.blockK, from, to);
   }
+  attn::KeyRange planned;
+  if (keyRange) {  // the block plan's entry of this query tile
+    planned = loadPlanRange(b, loc, keyRange, plan, batch, i0);
+    from = arith::MaxSIOp::create(b, loc, from, planned.lower);
+    to = arith::MinSIOp::create(b, loc, to, planned.upper);
+  }
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
                                  ValueRange{splat(accOf(s.blockQ, headDim), 0)});
   {
@@ -197,8 +214,9 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
                             b.getI64IntegerAttr(0));
     waitGroups(0);
     Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+    Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
     auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                                 Value(), Value(), Value(), /*full=*/Value(),
+                                 Value(), Value(), Value(), full,
                                  b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
     cloneScore(score);
     Value dP = mma(doOperand, vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
@@ -258,6 +276,10 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
       }
     }
   }
+  // A mask that reads no head: the query tiles whose planned key range meets this key tile.
+  bool perHead = keyRange && attn::maskReadsHead(keyRange.getMask());
+  if (keyRange && !perHead)
+    std::tie(from, to) = plannedQueries(j0, from, to);
   RankedTensorType kdAcc = accOf(s.keyRows, headDim), kvAcc = accOf(s.keyRows, valueDim);
   RankedTensorType tileAcc = accOf(s.keyRows, s.queryCols);
   Value firstHead = mulc(kvHead, op.getGroup());
@@ -287,8 +309,19 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
         dAt = LoadColumnsOp::create(b, loc, tileAcc, dVec);
       }
       Value dot = mma(loadOperand(kTile, s.keyRows, headDim), qTile, splat(tileAcc, 0), true);
+      Value full;
+      if (keyRange && !perHead && s.blockQ % s.queryCols == 0) {  // the query tile's plan entry
+        Value qt = arith::DivUIOp::create(b, loc, i0, idx(s.blockQ));
+        auto read = [&](int64_t c) {
+          Value x = memref::LoadOp::create(b, loc, plan, ValueRange{batch, idx(0), qt, idx(c)});
+          return arith::IndexCastOp::create(b, loc, b.getIndexType(), x).getResult();
+        };
+        attn::KeyRange r = attn::finishKeyRange(
+            b, loc, keyRange, attn::KeyScan{read(0), read(1), read(2), read(3), read(4)});
+        full = fullTile(r.fullLower, r.fullUpper, j0, s.keyRows);
+      }
       auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
-                                   Value(), Value(), /*full=*/Value(), b.getF32FloatAttr(-INFINITY),
+                                   Value(), Value(), full, b.getF32FloatAttr(-INFINITY),
                                    b.getI64IntegerAttr(1), b.getUnitAttr());
       cloneScore(score);
       Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);
@@ -314,7 +347,83 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   return success();
 }
 
-LogicalResult GradDistributor::run(StringRef chip) {
+/// Keys [j0, j0 + keys) lie inside the plan's full range [fullFrom, fullTo).
+Value GradDistributor::fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys) {
+  return arith::AndIOp::create(
+      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, fullFrom, j0),
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                            arith::AddIOp::create(b, loc, j0, idx(keys)), fullTo));
+}
+
+/// The dK/dV kernel's query loop narrowed to the plan's query tiles whose key range meets keys
+/// [j0, j0 + keyRows): each warp's lanes scan the entries, a shuffle reduction gives every warp
+/// the first and last such tile (no shared memory, no barrier).
+std::pair<Value, Value> GradDistributor::plannedQueries(Value j0, Value from, Value to) {
+  Value tiles = arith::CeilDivUIOp::create(b, loc, qLen, idx(s.blockQ));
+  Value lane = arith::RemUIOp::create(b, loc, gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x),
+                                      idx(32));
+  Value jEnd = arith::AddIOp::create(b, loc, j0, idx(s.keyRows));
+  auto loop = scf::ForOp::create(b, loc, lane, tiles, idx(32), ValueRange{tiles, idx(0)});
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value t = loop.getInductionVar();
+    auto read = [&](int64_t c) {
+      Value x = memref::LoadOp::create(b, loc, plan, ValueRange{batch, idx(0), t, idx(c)});
+      return arith::IndexCastOp::create(b, loc, b.getIndexType(), x).getResult();
+    };
+    Value first = read(0), end = read(1);
+    Value meets = arith::AndIOp::create(
+        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, first, jEnd),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, end, j0));
+    auto acc = loop.getRegionIterArgs();
+    scf::YieldOp::create(
+        b, loc,
+        ValueRange{sel(meets, arith::MinUIOp::create(b, loc, acc[0], t), acc[0]),
+                   sel(meets, arith::AddIOp::create(b, loc, t, idx(1)), acc[1])});
+  }
+  Value lo = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(0));
+  Value hi = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(1));
+  for (int32_t offset = 16; offset >= 1; offset /= 2) {
+    auto shuffle = [&](Value x) {
+      return gpu::ShuffleOp::create(b, loc, x, offset, 32, gpu::ShuffleMode::XOR).getShuffleResult();
+    };
+    lo = arith::MinSIOp::create(b, loc, lo, shuffle(lo));
+    hi = arith::MaxSIOp::create(b, loc, hi, shuffle(hi));
+  }
+  auto toIndex = [&](Value x) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), x); };
+  // Tiles [lo, hi) of blockQ rows, as whole query steps of the loop (no tile: an empty range).
+  Value start = mulc(arith::DivUIOp::create(b, loc, mulc(toIndex(lo), s.blockQ), idx(s.queryCols)),
+                     s.queryCols);
+  from = arith::MaxSIOp::create(b, loc, from, start);
+  to = arith::MinSIOp::create(b, loc, to, mulc(toIndex(hi), s.blockQ));
+  return {from, to};
+}
+
+/// A mask that reads params and is not exactly affine: the classification of the dQ kernel's
+/// query tiles (an attn.tile_key_range in the host function, where its operands live).
+void GradDistributor::planKeyRanges() {
+  if (op.getMask().empty() || !attn::maskReadsParams(op.getMask()))
+    return;
+  bool exact = false;
+  attn::analyzeMaskBounds(op.getMask(), exact);
+  if (exact)
+    return;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(op);
+  // Batch, head and query tile: placeholders the plan kernel maps to its own (three values).
+  Value batch0 = idx(0), head0 = idx(0), row0 = idx(0);
+  Value hostQLen = memref::DimOp::create(b, loc, op.getQ(), 2);
+  Value hostKvLen = memref::DimOp::create(b, loc, op.getK(), 2);
+  Type index = b.getIndexType();
+  keyRange = attn::TileKeyRangeOp::create(b, loc, index, index, index, index, batch0, head0, row0,
+                                          hostQLen, hostKvLen, uint64_t(s.blockQ), uint64_t(1),
+                                          uint64_t(s.blockK));
+  IRMapping none;
+  op.getMask().cloneInto(&keyRange.getMask(), none);
+}
+
+LogicalResult GradDistributor::run(StringRef chip, bool blockPlan) {
   MemRefType qType = op.getQ().getType(), vType = op.getV().getType();
   elt = qType.getElementType();
   headDim = qType.getDimSize(3), valueDim = vType.getDimSize(3);
@@ -338,22 +447,32 @@ LogicalResult GradDistributor::run(StringRef chip) {
                                           chip, "+ptx80");
   auto module = gpu::GPUModuleOp::create(b, loc, (f.getName() + "_kernels").str(),
                                          b.getArrayAttr({target}));
+  if (blockPlan)
+    planKeyRanges();
   gpu::GPUFuncOp dq = makeKernel(module, f.getName());
   gpu::GPUFuncOp dkdv = makeKernel(module, (f.getName() + "_dkdv").str());
   if (failed(emitDQ(dq)) || failed(checkSelfContained(dq)) || failed(emitDKDV(dkdv)) ||
       failed(checkSelfContained(dkdv)))
     return failure();
+  if (keyRange) {  // the plan kernel over the dQ kernel's query tiles, launched first
+    b.setInsertionPoint(dq);
+    auto grid = cast<LaunchAttr>(dq->getAttr(kLaunchAttrName)).getGrid();
+    FailureOr<gpu::GPUFuncOp> planKernel =
+        emitPlanKernel(b, f, keyRange, dq, {op.getDq(), op.getDk(), op.getDv()}, grid);
+    if (failed(planKernel) || failed(checkSelfContained(*planKernel)))
+      return failure();
+  }
   return success();
 }
 
 } // namespace
 
-LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip) {
+LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan) {
   SmallVector<AttentionGradOp> ops;
   f.walk([&](AttentionGradOp op) { ops.push_back(op); });
   if (ops.size() != 1)
     return f.emitError("a backward function holds one attn.attention_grad, got ") << ops.size();
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
-  return distributor.run(chip);
+  return distributor.run(chip, blockPlan);
 }

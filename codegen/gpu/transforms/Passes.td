@@ -54,6 +54,8 @@ def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
   }];
   let options = [
     Option<"chip", "chip", "std::string", "\"sm_80\"", "Target SM (sm_80, sm_90a)">,
+    Option<"blockPlan", "block-plan", "bool", "true",
+           "Backward kernels of masks that read params get a block plan">,
     Option<"valueSlice", "value-slice", "int64_t", "0",
            "Value channels per block of the chunk kernel (0: automatic)">,
   ];

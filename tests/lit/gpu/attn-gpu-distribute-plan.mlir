@@ -38,3 +38,27 @@
 // CHECK: memref.load %[[APLAN]]
 // CHECK: attn_gpu.score {{.*}} full %{{.*}} {fill
 // CHECK: gpu.return
+
+// The backward (attn-grad's document_grad): a plan kernel over the dQ kernel's query tiles,
+// launched first; every kernel takes D then the plan. The dQ kernel narrows its key loop by its
+// entry; the dK/dV kernel's lanes scan the entries for the query tiles whose key range meets
+// its key tile (a shuffle reduction per warp), then read each query tile's full range.
+// RUN: attnc %specs/document.attn --set d=128 --backward --emit=tiled -o %tgrad.mlir
+// RUN: attnc-opt %tgrad.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=GRAD
+// RUN: attnc-opt %tgrad.mlir --attn-gpu-select-strategy --attn-gpu-distribute=block-plan=0 | FileCheck %s --check-prefix=NOPLAN
+// GRAD-LABEL: gpu.func @document_grad_plan(
+// GRAD-SAME: memref<?x?x?xf32>, %{{.*}}: memref<?x?x?x5xi32>) kernel
+// GRAD: memref.atomic_rmw addi
+// GRAD-LABEL: gpu.func @document_grad(
+// GRAD-SAME: memref<?x?x?xf32>, %[[P:.*]]: memref<?x?x?x5xi32>) kernel
+// GRAD: memref.load %[[P]]
+// GRAD: attn_gpu.score {{.*}} full
+// GRAD-LABEL: gpu.func @document_grad_dkdv(
+// GRAD-SAME: memref<?x?x?xf32>, %[[Q:.*]]: memref<?x?x?x5xi32>) kernel
+// GRAD: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c32{{.*}} iter_args({{.*}}) -> (index, index)
+// GRAD: memref.load %[[Q]]
+// GRAD: gpu.shuffle  xor
+// GRAD: attn_gpu.score {{.*}} full
+// NOPLAN-NOT: document_grad_plan
+// NOPLAN-LABEL: gpu.func @document_grad(
+// NOPLAN-SAME: %{{.*}}: memref<?x?x?xf32>) kernel
