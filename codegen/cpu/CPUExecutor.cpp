@@ -29,7 +29,10 @@ llvm::Expected<std::unique_ptr<CPUModule>> CPUModule::create(mlir::ModuleOp llvm
   }();
   (void)initialized;
   mlir::ExecutionEngineOptions options;
-  options.transformer = mlir::makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, nullptr);
+  // The options hold a function_ref: the transformer itself must outlive create().
+  std::function<llvm::Error(llvm::Module *)> transformer =
+      mlir::makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, nullptr);
+  options.transformer = transformer;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
   auto engine = mlir::ExecutionEngine::create(llvmModule, options);
   if (!engine)

@@ -591,7 +591,7 @@ private:
     return product;
   }
   std::vector<double> queryFeatures(int64_t b, int64_t h, int64_t i) {
-    std::vector<double> x(size_t(sizes_[v_.headDim]));
+    std::vector<double> x(static_cast<size_t>(sizes_[v_.headDim]));
     for (int64_t d = 0; d < sizes_[v_.headDim]; ++d)
       x[size_t(d)] = loadCanonical(q_, pq_, b, h / v_.qkGroup, i, d);
     return features(v_.featureQ, x);
@@ -624,7 +624,7 @@ private:
       return f;
     }
     const HostTensor &w = params_[size_t(v_.projParam)];
-    std::vector<double> f(size_t(sizes_[v_.featureDim]));
+    std::vector<double> f(static_cast<size_t>(sizes_[v_.featureDim]));
     ev_.sq = 0;
     for (double e : x)
       ev_.sq += e * e;

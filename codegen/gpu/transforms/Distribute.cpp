@@ -253,7 +253,9 @@ void FlashDistributor::emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &ac
 }
 
 void FlashDistributor::emitStores(Value o, Value lse, bool toPartial) {
-  ValueRange splitIndex = toPartial ? ValueRange{split} : ValueRange{};
+  SmallVector<Value, 1> splitIndex;  // owned: a ValueRange of a braced list would dangle
+  if (toPartial)
+    splitIndex.push_back(split);
   Value out = map.lookup(toPartial ? t.store.getPartOut() : t.store.getOut());
   StoreTileOp::create(b, loc, o, out, batch, head, i0, qLen, splitIndex, /*col0=*/Value(),
                       b.getI64IntegerAttr(t.pack));

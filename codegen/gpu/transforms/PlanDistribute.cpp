@@ -115,7 +115,7 @@ FailureOr<gpu::GPUFuncOp> mlir::attngpu::emitPlanKernel(OpBuilder &b, func::Func
   // Thread 0 opens the entry (no key, no full key); after the barrier every warp folds its
   // keys in with one atomic per value.
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  auto at = [&](int64_t c) { return ValueRange{batch, hp, qt, idx(b, loc, c)}; };
+  auto at = [&](int64_t c) { return SmallVector<Value, 4>{batch, hp, qt, idx(b, loc, c)}; };
   auto i32 = [&](int64_t c) { return arith::ConstantIntOp::create(b, loc, b.getI32Type(), c); };
   Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, idx(b, loc, 0));
   auto init = scf::IfOp::create(b, loc, first, /*withElse=*/false);
