@@ -472,7 +472,6 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
   return true;
 }
 
-/// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
 /// The optional `block_plan` object: the kernel that classifies each query tile's keys.
 bool parseBlockPlan(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "block_plan", "block_plan", false);
@@ -496,6 +495,7 @@ bool parseBlockPlan(Reader &r, const json &root, Manifest &m) {
   return true;
 }
 
+/// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
 bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "split_kv", "split_kv", false);
   if (!j)

@@ -40,7 +40,7 @@ for t in "${targets[@]}"; do
   log=$build/fuzz-$t.log
   # Leaks are not checked: MLIR keeps process-wide registries alive on purpose.
   if ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
-     "$build/bin/attnc-fuzz-$t" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 \
+     "$build/bin/attnc-fuzz-$t" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \
        -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "$corpus" "$seed" > "$log" 2>&1; then
     echo "fuzz $t: $(grep -E "^stat::number_of_executed_units" "$log" | awk '{print $2}') runs in ${seconds} s," \
          "$(grep -oE "cov: [0-9]+" "$log" | tail -n 1), corpus $(ls "$corpus" | wc -l), no crash"
