@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU job, on a host with CUDA, cmake, ninja, g++ and PyTorch (no LLVM): builds the runtime
-# standalone into build-rt, runs the GPU tests, then compute-sanitizer memcheck on one small run
-# of each kernel. Logs: ${OUT:-/tmp}/gpu-{build,pytest,sanitizer}.log.
+# standalone into build-rt, runs the GPU tests, then compute-sanitizer memcheck, racecheck and
+# synccheck on one small run of each kernel. Logs: ${OUT:-/tmp}/gpu-{build,pytest,sanitizer}.log.
 #   ATTNC_KERNEL_DIR    compiled kernels (DIR/<variant>.{ptx,json,ref.py}); default .device/kernels
 #   ATTNC_JSON_INCLUDE  directory holding nlohmann/json.hpp if the host lacks it
 #                       (default .device/include when that exists)
@@ -48,5 +48,17 @@ if command -v compute-sanitizer >/dev/null; then
 else
   echo "compute-sanitizer not found: skipped" | tee "$out/gpu-sanitizer.log"
 fi
+# Shared-memory hazards (racecheck) and barrier misuse (synccheck), the same run per kernel:
+# every kernel family (flash, decode, combine, block plans, chunk, scan) has its own schedule of
+# copies, waits and barriers. GPU_SANITIZERS="" skips them.
+for tool in ${GPU_SANITIZERS-racecheck synccheck}; do
+  echo "== compute-sanitizer $tool, one small run per kernel"
+  command -v compute-sanitizer >/dev/null || break
+  compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
+    python3 "$root/tests/gpu/sanitize_one.py" >"$out/gpu-$tool.log" 2>&1
+  rc=$?
+  tail -n 3 "$out/gpu-$tool.log"
+  [ $rc -eq 0 ] || { echo "gpu.sh: compute-sanitizer $tool exit $rc"; status=1; }
+done
 echo "gpu.sh: $([ $status -eq 0 ] && echo ok || echo FAILED) (logs in $out/gpu-*.log)"
 exit $status
