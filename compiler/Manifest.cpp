@@ -73,6 +73,22 @@ static nlohmann::json gridAxis(const nlohmann::json &args, const std::array<int6
   return out;
 }
 
+/// `block_plan` when the module holds `<entry>_plan` (attn-block-plan): its kernel, launched
+/// first; its grid is the plan's [z, y, x] shape.
+static void addBlockPlan(nlohmann::json &manifest, const nlohmann::json &args,
+                         const std::map<std::string, KernelLaunch> &launches,
+                         const std::string &entry) {
+  auto plan = launches.find(entry + "_plan");
+  if (plan == launches.end())
+    return;
+  nlohmann::json grid = nlohmann::json::array();
+  for (const auto &axis : plan->second.grid)
+    grid.push_back(gridAxis(args, axis));
+  manifest["block_plan"] = {{"entry", entry + "_plan"},
+                            {"block", {plan->second.threads, 1, 1}},
+                            {"grid", grid}};
+}
+
 /// A kernel's tile choices as the schedule recorded them, with its tensor-core instruction
 /// (`mma`, when the kernel has matmuls: attn-gpu-select-mma's choice).
 static nlohmann::json tileOf(const KernelLaunch &launch) {
@@ -212,16 +228,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         {"splits", options.splits},
         {"block_k", choice("block_k")},
         {"min_tiles_per_split", 2}};
-  // The block plan (attn-block-plan): a kernel that classifies the key range of every query
-  // tile, launched first; its grid is the plan's [z, y, x] shape.
-  if (auto plan = launches.find(v.name + "_plan"); plan != launches.end()) {
-    json planGrid = json::array();
-    for (const auto &axis : plan->second.grid)
-      planGrid.push_back(gridAxis(args, axis));
-    manifest["block_plan"] = {{"entry", v.name + "_plan"},
-                              {"block", {plan->second.threads, 1, 1}},
-                              {"grid", planGrid}};
-  }
+  addBlockPlan(manifest, args, launches, v.name);
   return manifest.dump(2) + "\n";
 }
 
@@ -287,14 +294,7 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   manifest["grid"] = grid;
   manifest.erase("split_kv");
   manifest.erase("block_plan");
-  if (auto plan = launches.find(name + "_plan"); plan != launches.end()) {
-    json planGrid = json::array();
-    for (const auto &axis : plan->second.grid)
-      planGrid.push_back(gridAxis(args, axis));
-    manifest["block_plan"] = {{"entry", name + "_plan"},
-                              {"block", {plan->second.threads, 1, 1}},
-                              {"grid", planGrid}};
-  }
+  addBlockPlan(manifest, args, launches, name);
   manifest["backward"] = {
       {"dkdv_entry", name + "_dkdv"},
       {"dkdv_block", {second.threads, 1, 1}},

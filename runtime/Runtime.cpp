@@ -595,6 +595,16 @@ bool launchWith(const Driver &d, CUfunction fn, const std::array<uint32_t, 3> &g
   return r == CUDA_SUCCESS;
 }
 
+/// The block plan's kernel with `args` (a copy: launchWith points into its storage); nothing to
+/// launch for an empty grid.
+bool launchPlanKernel(const Driver &d, CUfunction fn, const Manifest &m, const LaunchPlan &plan,
+                      std::vector<uint64_t> args, void *stream, std::string &error) {
+  if (std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end())
+    return true;
+  return launchWith(d, fn, plan.planGrid, m.blockPlan->block, 0, stream, args,
+                    "cuLaunchKernel('" + m.blockPlan->entry + "')", error);
+}
+
 }  // namespace
 
 bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream,
@@ -656,16 +666,13 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     planAt.offset = 0;
     planBase = planData;
   }
-  bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
   if (use == PlanUse::Only) {  // the plan kernel alone, into the caller's buffer
     if (manifest_.splitKV) {  // in its signature, never read: no workspace behind them
       pushMemref(storage, 0, plan.oPartial);
       pushMemref(storage, 0, plan.lsePartial);
     }
     pushMemref(storage, planBase, planAt);
-    if (!planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0,
-                                  stream, storage, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
-                                  error)) {
+    if (!launchPlanKernel(*d, fns.plan, manifest_, plan, storage, stream, error)) {
       error = prefix + error;
       return false;
     }
@@ -689,10 +696,8 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   }
   if (manifest_.blockPlan) {
     pushMemref(storage, planBase, planAt);
-    std::vector<uint64_t> planArgs = storage;  // launchWith points into its storage
-    if (use == PlanUse::Compute && !planEmpty && !launchWith(*d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
-                                  planArgs, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
-                                  error)) {
+    if (use == PlanUse::Compute &&
+        !launchPlanKernel(*d, fns.plan, manifest_, plan, storage, stream, error)) {
       error = prefix + error;
       return false;
     }
@@ -741,11 +746,7 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
   pushMemref(storage, workspace, plan.delta);
   if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
     pushMemref(storage, workspace, plan.blockPlan);
-    std::vector<uint64_t> planArgs = storage;  // launchWith points into its storage
-    bool planEmpty = std::find(plan.planGrid.begin(), plan.planGrid.end(), 0u) != plan.planGrid.end();
-    if (!planEmpty && !launchWith(d, fns.plan, plan.planGrid, manifest_.blockPlan->block, 0, stream,
-                                  planArgs, "cuLaunchKernel('" + manifest_.blockPlan->entry + "')",
-                                  error)) {
+    if (!launchPlanKernel(d, fns.plan, manifest_, plan, storage, stream, error)) {
       error = prefix + error;
       return false;
     }

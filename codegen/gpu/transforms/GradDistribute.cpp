@@ -312,12 +312,7 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
       Value full;
       if (keyRange && !perHead && s.blockQ % s.queryCols == 0) {  // the query tile's plan entry
         Value qt = arith::DivUIOp::create(b, loc, i0, idx(s.blockQ));
-        auto read = [&](int64_t c) {
-          Value x = memref::LoadOp::create(b, loc, plan, ValueRange{batch, idx(0), qt, idx(c)});
-          return arith::IndexCastOp::create(b, loc, b.getIndexType(), x).getResult();
-        };
-        attn::KeyRange r = attn::finishKeyRange(
-            b, loc, keyRange, attn::KeyScan{read(0), read(1), read(2), read(3), read(4)});
+        attn::KeyRange r = planEntry(b, loc, keyRange, plan, batch, idx(0), qt);
         full = fullTile(r.fullLower, r.fullUpper, j0, s.keyRows);
       }
       auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
@@ -368,11 +363,8 @@ std::pair<Value, Value> GradDistributor::plannedQueries(Value j0, Value from, Va
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
     Value t = loop.getInductionVar();
-    auto read = [&](int64_t c) {
-      Value x = memref::LoadOp::create(b, loc, plan, ValueRange{batch, idx(0), t, idx(c)});
-      return arith::IndexCastOp::create(b, loc, b.getIndexType(), x).getResult();
-    };
-    Value first = read(0), end = read(1);
+    Value first = planValue(b, loc, plan, batch, idx(0), t, 0);
+    Value end = planValue(b, loc, plan, batch, idx(0), t, 1);
     Value meets = arith::AndIOp::create(
         b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, first, jEnd),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, end, j0));
@@ -384,13 +376,8 @@ std::pair<Value, Value> GradDistributor::plannedQueries(Value j0, Value from, Va
   }
   Value lo = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(0));
   Value hi = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(1));
-  for (int32_t offset = 16; offset >= 1; offset /= 2) {
-    auto shuffle = [&](Value x) {
-      return gpu::ShuffleOp::create(b, loc, x, offset, 32, gpu::ShuffleMode::XOR).getShuffleResult();
-    };
-    lo = arith::MinSIOp::create(b, loc, lo, shuffle(lo));
-    hi = arith::MaxSIOp::create(b, loc, hi, shuffle(hi));
-  }
+  lo = warpReduce(b, loc, lo, arith::AtomicRMWKind::mins);
+  hi = warpReduce(b, loc, hi, arith::AtomicRMWKind::maxs);
   auto toIndex = [&](Value x) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), x); };
   // Tiles [lo, hi) of blockQ rows, as whole query steps of the loop (no tile: an empty range).
   Value start = mulc(arith::DivUIOp::create(b, loc, mulc(toIndex(lo), s.blockQ), idx(s.queryCols)),

@@ -33,8 +33,9 @@ constexpr arith::AtomicRMWKind kCombine[kPlanValues] = {
     arith::AtomicRMWKind::mins, arith::AtomicRMWKind::maxs, arith::AtomicRMWKind::mins,
     arith::AtomicRMWKind::maxs, arith::AtomicRMWKind::addi};
 
-/// An i32 combined over the 32 lanes, by xor shuffles.
-Value warpReduce(OpBuilder &b, Location loc, Value x, arith::AtomicRMWKind kind) {
+} // namespace
+
+Value mlir::attngpu::warpReduce(OpBuilder &b, Location loc, Value x, arith::AtomicRMWKind kind) {
   for (int32_t offset = 16; offset >= 1; offset /= 2) {
     Value other = gpu::ShuffleOp::create(b, loc, x, offset, 32, gpu::ShuffleMode::XOR)
                       .getShuffleResult();
@@ -45,7 +46,6 @@ Value warpReduce(OpBuilder &b, Location loc, Value x, arith::AtomicRMWKind kind)
   return x;
 }
 
-} // namespace
 
 MemRefType mlir::attngpu::planType(MLIRContext *ctx) {
   int64_t dyn = ShapedType::kDynamic;
@@ -58,16 +58,23 @@ Value mlir::attngpu::planHead(OpBuilder &b, Location loc, attn::TileKeyRangeOp o
              : idx(b, loc, 0);
 }
 
+Value mlir::attngpu::planValue(OpBuilder &b, Location loc, Value plan, Value batch, Value hp,
+                               Value qt, int64_t c) {
+  Value v = memref::LoadOp::create(b, loc, plan, ValueRange{batch, hp, qt, idx(b, loc, c)});
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+}
+
+attn::KeyRange mlir::attngpu::planEntry(OpBuilder &b, Location loc, attn::TileKeyRangeOp op,
+                                        Value plan, Value batch, Value hp, Value qt) {
+  auto read = [&](int64_t c) { return planValue(b, loc, plan, batch, hp, qt, c); };
+  return attn::finishKeyRange(b, loc, op,
+                              attn::KeyScan{read(0), read(1), read(2), read(3), read(4)});
+}
+
 attn::KeyRange mlir::attngpu::loadPlanRange(OpBuilder &b, Location loc, attn::TileKeyRangeOp op,
                                             Value plan, Value batch, Value i0) {
   Value qt = arith::DivUIOp::create(b, loc, i0, idx(b, loc, op.getRows()));
-  Value hp = planHead(b, loc, op);
-  auto read = [&](int64_t c) {
-    Value v = memref::LoadOp::create(b, loc, plan, ValueRange{batch, hp, qt, idx(b, loc, c)});
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult();
-  };
-  return attn::finishKeyRange(b, loc, op,
-                              attn::KeyScan{read(0), read(1), read(2), read(3), read(4)});
+  return planEntry(b, loc, op, plan, batch, planHead(b, loc, op), qt);
 }
 
 FailureOr<gpu::GPUFuncOp> mlir::attngpu::emitPlanKernel(OpBuilder &b, func::FuncOp f,

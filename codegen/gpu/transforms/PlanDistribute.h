@@ -5,6 +5,7 @@
 #include "codegen/gpu/transforms/Passes.h"
 #include "dialect/MaskInterval.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 
@@ -19,6 +20,17 @@ MemRefType planType(MLIRContext *ctx);
 
 /// The plan's head index of this block: blockIdx.y when the mask reads the head, else 0.
 Value planHead(OpBuilder &b, Location loc, attn::TileKeyRangeOp op);
+
+/// Value `c` of the plan's entry (batch, hp, qt), as an index.
+Value planValue(OpBuilder &b, Location loc, Value plan, Value batch, Value hp, Value qt,
+                int64_t c);
+
+/// The results of `op` from the plan's entry (batch, hp, qt), finished (attn::finishKeyRange).
+attn::KeyRange planEntry(OpBuilder &b, Location loc, attn::TileKeyRangeOp op, Value plan,
+                         Value batch, Value hp, Value qt);
+
+/// An i32 combined over the 32 lanes of a warp by xor shuffles (`kind`: mins, maxs or addi).
+Value warpReduce(OpBuilder &b, Location loc, Value x, arith::AtomicRMWKind kind);
 
 /// The results of `op` for the query tile at row i0 of `batch`, read from `plan` (the
 /// attention kernel's side).
