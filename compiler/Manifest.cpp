@@ -48,6 +48,32 @@ nlohmann::json tensorArg(const Variant &v, const std::string &name, const char *
     arg["packed"] = dtypePacking(dtype);
   return arg;
 }
+/// Marks the dims of param axes read at clamped computed indices (`table[h, bucket]`).
+void markGathered(const Variant &v, const Expr &e, std::vector<bool> &out) {
+  if (e.res == Expr::Res::ParamLoad)
+    for (size_t a = 0; a < e.args.size(); ++a)
+      if (e.args[a]->clamp)
+        out[size_t(v.params[size_t(e.paramIndex)].dims[a])] = true;
+  for (const ExprPtr &a : e.args)
+    markGathered(v, *a, out);
+}
+
+/// Dims the kernel needs non-empty: the non-iteration dims of param axes read at clamped
+/// computed indices (an empty batch, head or sequence axis means no score is computed).
+std::vector<bool> gatheredDims(const Variant &v) {
+  std::vector<bool> read(v.dims.size(), false);
+  for (const ScoreDecl &s : v.scores)
+    markGathered(v, *s.expr, read);
+  if (v.mask)
+    markGathered(v, *v.mask, read);
+  for (size_t d = 0; d < v.dims.size(); ++d) {
+    DimRole r = v.dims[d].role;
+    if (r == DimRole::Batch || r == DimRole::QHead || r == DimRole::KVHead ||
+        r == DimRole::QKHead || r == DimRole::QSeq || r == DimRole::KVSeq)
+      read[d] = false;
+  }
+  return read;
+}
 }  // namespace
 
 std::string hashText(const std::string &text) {
@@ -115,9 +141,12 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
     auto it = launch.schedule.find(name);
     return it == launch.schedule.end() ? int64_t(-1) : it->second;
   };
+  std::vector<bool> gathered = gatheredDims(v);
   json dims = json::array();
   for (const DimDecl &d : v.dims) {
     json entry = {{"name", d.name}, {"role", roleName(d.role)}};
+    if (gathered[size_t(&d - v.dims.data())])
+      entry["min"] = 1;
     int64_t fixed = staticExtent(v, int(&d - v.dims.data()));
     if (d.kind == DimDecl::Kind::Derived)
       entry["derived"] = {{"source", v.dims[d.sourceIndex].name}, {"divisor", d.divisor}};

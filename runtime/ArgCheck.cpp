@@ -66,6 +66,12 @@ public:
       error = where(m, arg, axis) + ": size must be >= 0, got " + str(got);
       return false;
     }
+    if (got < m.dims[size_t(d)].minSize) {
+      error = where(m, arg, axis) + ": size must be >= " + str(m.dims[size_t(d)].minSize) +
+              ", got " + str(got) + " (the kernel reads this axis at computed indices, clamped "
+              "into it, so it cannot be empty)";
+      return false;
+    }
     if (got > INT64_MAX / packed) {
       error = where(m, arg, axis) + ": size " + str(got) + " bytes is too large";
       return false;

@@ -215,6 +215,8 @@ bool parseDim(Reader &r, const json &j, const std::string &path, Manifest &m, Di
     return r.fail(path + ".name", "repeats dim '" + d.name + "'");
   if (!r.getInt(j, "static", path + ".static", 0, INT64_MAX, d.staticSize, false))
     return false;
+  if (!r.getInt(j, "min", path + ".min", 0, 1, d.minSize, false))
+    return false;
   return true;
 }
 

@@ -30,6 +30,8 @@ struct Dim {
   int64_t staticSize = -1;       // >= 0: the extent is fixed by the spec
   int derivedSource = -1;        // index into Manifest::dims; >= 0: extent = source / divisor
   int64_t divisor = 1;
+  int64_t minSize = 0;           // the smallest extent the kernel accepts (1: a param axis
+                                 // read at clamped computed indices cannot be empty)
 };
 
 struct Arg {

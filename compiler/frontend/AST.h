@@ -24,6 +24,8 @@ enum class DType { F32, F16, BF16, I32, I8, F8E4M3, I4 };
 /// The largest extent of any dim (static in a spec, or given at run time): 2^31 - 1, CUDA's
 /// grid limit, and small enough that products of a few extents stay far from int64 overflow.
 inline constexpr int64_t kMaxExtent = 2147483647;
+/// floor(x) saturates at +-2^62 (exact in f32 and f64, and inside int64 in both).
+inline constexpr double kFloorLimit = 4611686018427387904.0;
 const char *dtypeName(DType t);
 /// The dtype spelled `name` ("f32", "bf16", ..., as dtypeName writes it), if any.
 std::optional<DType> dtypeFromName(const std::string &name);
@@ -46,9 +48,11 @@ enum class ValueType { Unknown, Int, Float, Bool };
 /// QKHead: the head of q and k when they are shared by groups of heads (Mamba-2's B/C groups).
 enum class DimRole { None, Batch, QHead, KVHead, QSeq, KVSeq, HeadDim, ValueDim, QKHead };
 
-/// Built-in functions of score/mask/output expressions.
+/// Built-in functions of score/mask/output expressions. Floor: the largest integer <= x, as an
+/// Int (NaN gives 0; beyond +-2^62 it saturates; see kFloorLimit).
 enum class Builtin {
-  None, Exp, Log, Tanh, Sigmoid, Abs, Min, Max, Select, Sqrt, Rsqrt, Relu, Dot, Attend, Size
+  None, Exp, Log, Tanh, Sigmoid, Abs, Min, Max, Select, Sqrt, Rsqrt, Relu, Dot, Attend, Size,
+  Floor
 };
 
 struct Expr {
@@ -87,6 +91,9 @@ struct Expr {
   int dimIndex = -1;    // IterIndex / DimSize: index into Variant::dims
   int paramIndex = -1;  // ParamLoad: index into Variant::params
   Builtin builtin = Builtin::None;
+  /// An index of a ParamLoad computed by an integer expression rather than a dim (in the
+  /// score or the mask): it reads the element at the index clamped into [0, extent - 1].
+  bool clamp = false;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -127,6 +134,17 @@ struct ScoreDecl {
   ExprPtr expr;
 };
 
+/// `let t = expr`: a named subexpression. Sema substitutes a copy of expr (its own lets already
+/// substituted) for every use of the name in the score, mask, output, feature maps, decay and
+/// gate, so the later stages never see a let; the lowering emits each copy, and a dot(q, k) in
+/// it is the score region's one dot argument, so no dot is computed twice.
+struct LetDecl {
+  std::string name;
+  SourceLoc loc;
+  ExprPtr expr;
+  bool used = false;  // Sema: substituted somewhere (kept, so that checking is idempotent)
+};
+
 /// Sum: a linear recurrence's weights divided by their sum over the keys (normalised linear
 /// attention, Katharopoulos et al. 2020; Performer's D^-1).
 enum class Norm { Softmax, None, Sigmoid, Relu2, Sum };
@@ -160,6 +178,7 @@ struct Variant {
   std::vector<TensorDecl> inputs;
   std::vector<TensorDecl> params;  // rank 0 allowed (dimNames empty)
   std::vector<ScoreDecl> scores;
+  std::vector<LetDecl> lets;
   ExprPtr mask;                    // null if no mask
   SourceLoc maskLoc;
   Norm norm = Norm::Softmax;

@@ -7,7 +7,8 @@ namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
-                                                  "feature", "decay", "state", "gate"};
+                                                  "feature", "decay", "state", "gate",
+                                                  "let"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2", "sum"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
 
@@ -166,6 +167,8 @@ bool Parser::parseStatement(Variant &v) {
     }
     if (t.text == "score")
       return parseScore(v);
+    if (t.text == "let")
+      return parseLet(v);
     if (t.text == "mask")
       return parseMask(v);
     if (t.text == "norm")
@@ -197,7 +200,7 @@ bool Parser::parseStatement(Variant &v) {
   }
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
-              orElse(hint, "statements start with dims, input, param, score, mask, norm, "
+              orElse(hint, "statements start with dims, input, param, let, score, mask, norm, "
                            "output, paged, feature, decay, state or gate; each variant ends "
                            "with '}'"));
 }
@@ -353,6 +356,21 @@ bool Parser::parseScore(Variant &v) {
   if (!s.expr)
     return false;
   v.scores.push_back(std::move(s));
+  return true;
+}
+
+/// let := 'let' IDENT '=' expr
+bool Parser::parseLet(Variant &v) {
+  take();  // 'let'
+  LetDecl l;
+  if (!expectName(l.name, l.loc, "a name after 'let'"))
+    return false;
+  if (!expectPunct("=", "after 'let " + l.name + "'"))
+    return false;
+  l.expr = parseExpr();
+  if (!l.expr)
+    return false;
+  v.lets.push_back(std::move(l));
   return true;
 }
 

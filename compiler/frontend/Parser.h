@@ -46,6 +46,7 @@ private:
   bool parseTensor(TensorDecl &t, const char *what, bool rank0Allowed);  // what: input/param/output
   bool parseDType(std::optional<DType> &dtype);
   bool parseScore(Variant &v);
+  bool parseLet(Variant &v);
   bool parseMask(Variant &v);
   bool parseNorm(Variant &v);
   bool parseOutput(Variant &v);

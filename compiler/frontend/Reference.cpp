@@ -236,10 +236,20 @@ private:
   }
 
   Value paramLoad(const Expr &e) const {
+    const HostTensor &p = params_[e.paramIndex];
     std::vector<int64_t> idx;
-    for (const ExprPtr &a : e.args)
-      idx.push_back(iter_[a->dimIndex]);
-    double x = params_[e.paramIndex].load(idx);
+    for (size_t n = 0; n < e.args.size(); ++n) {
+      const Expr &a = *e.args[n];
+      if (!a.clamp) {
+        idx.push_back(iter_[a.dimIndex]);
+        continue;
+      }
+      // a computed index reads the element clamped into the axis (the runtime refuses an
+      // empty axis)
+      int64_t at = eval(a).i, last = std::max<int64_t>(p.sizes[n] - 1, 0);
+      idx.push_back(std::min(std::max<int64_t>(at, 0), last));
+    }
+    double x = p.load(idx);
     return e.type == ValueType::Int ? intValue(int64_t(x)) : floatValue(x);
   }
 
@@ -269,6 +279,12 @@ private:
       return floatValue(1 / std::sqrt(a[0].real()));
     case Builtin::Relu:
       return floatValue(std::max(a[0].real(), 0.0));
+    case Builtin::Floor: {
+      if (a[0].type == ValueType::Int)
+        return a[0];
+      double x = std::floor(a[0].f);
+      return intValue(std::isnan(x) ? 0 : int64_t(std::clamp(x, -kFloorLimit, kFloorLimit)));
+    }
     case Builtin::Abs:
       return e.type == ValueType::Int ? intValue(a[0].i < 0 ? intArith("-", 0, a[0].i) : a[0].i)
                                       : floatValue(std::fabs(a[0].f));

@@ -48,7 +48,7 @@ const BuiltinInfo kBuiltins[] = {
     {"sigmoid", Builtin::Sigmoid, 1}, {"sqrt", Builtin::Sqrt, 1},     {"rsqrt", Builtin::Rsqrt, 1},
     {"relu", Builtin::Relu, 1},       {"abs", Builtin::Abs, 1},       {"min", Builtin::Min, 2},
     {"max", Builtin::Max, 2},         {"select", Builtin::Select, 3}, {"size", Builtin::Size, 1},
-    {"dot", Builtin::Dot, 2},         {"attend", Builtin::Attend, 2},
+    {"dot", Builtin::Dot, 2},         {"attend", Builtin::Attend, 2}, {"floor", Builtin::Floor, 1},
 };
 
 const BuiltinInfo *findBuiltin(const std::string &name) {
@@ -59,8 +59,8 @@ const BuiltinInfo *findBuiltin(const std::string &name) {
 }
 
 struct Symbol {
-  enum class Kind { Dim, Extent, Input, Param, Score, Output, State } kind;
-  int index;  // into dims (Dim, Extent), inputs, params or scores
+  enum class Kind { Dim, Extent, Input, Param, Score, Output, State, Let } kind;
+  int index;  // into dims (Dim, Extent), inputs, params, scores or lets
   SourceLoc loc;
 };
 
@@ -80,6 +80,8 @@ const char *kindName(Symbol::Kind k) {
     return "the state";
   case Symbol::Kind::Output:
     return "the output";
+  case Symbol::Kind::Let:
+    return "a let";
   }
   return "a name";
 }
@@ -108,6 +110,7 @@ ExprPtr cloneExpr(const Expr &e) {
   out->dimIndex = e.dimIndex;
   out->paramIndex = e.paramIndex;
   out->builtin = e.builtin;
+  out->clamp = e.clamp;
   return out;
 }
 
@@ -125,7 +128,7 @@ public:
 
   bool run() {
     reset();
-    return checkSupported() && declareNames() && checkDims() && checkTensors() && findAttention() &&
+    return checkSupported() && declareNames() && substituteLets() && checkDims() && checkTensors() && findAttention() &&
            inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
            checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
            checkGate() && checkState() && checkSkip() && checkQKGroups() && checkNormalisers();
@@ -215,6 +218,8 @@ private:
     entries.push_back({v_.output.name, {Symbol::Kind::Output, 0, v_.output.loc}});
     if (v_.state)
       entries.push_back({v_.state->name, {Symbol::Kind::State, 0, v_.state->loc}});
+    for (size_t i = 0; i < v_.lets.size(); ++i)
+      entries.push_back({v_.lets[i].name, {Symbol::Kind::Let, int(i), v_.lets[i].loc}});
     std::stable_sort(entries.begin(), entries.end(), [](const Entry &a, const Entry &b) {
       return a.sym.loc.line != b.sym.loc.line ? a.sym.loc.line < b.sym.loc.line
                                               : a.sym.loc.col < b.sym.loc.col;
@@ -231,6 +236,111 @@ private:
     }
     return true;
   }
+
+  // ---- let bindings -------------------------------------------------------------------------
+
+  /// Replaces every use of a let by a copy of its expression (whose own lets are replaced
+  /// first), in every expression of the variant; the later checks see no let. A let may use
+  /// lets declared after it, not itself; every let must be used; the substituted expressions
+  /// obey the parser's nesting limit and a size limit, so lets cannot blow an expression up.
+  bool substituteLets() {
+    letState_.assign(v_.lets.size(), LetState::Pending);
+    substitutedNodes_ = 0;
+    for (size_t n = 0; n < v_.lets.size(); ++n)
+      if (!expandLet(n))
+        return false;
+    std::vector<ExprPtr *> roots;
+    for (ScoreDecl &s : v_.scores)
+      roots.push_back(&s.expr);
+    for (ExprPtr *e : {&v_.mask, &v_.outputExpr, &v_.decay, &v_.gate})
+      roots.push_back(e);
+    for (FeatureDecl &f : v_.features)
+      roots.push_back(&f.expr);
+    for (ExprPtr *root : roots)
+      if (*root && !substituteRoot(*root))
+        return false;
+    for (size_t n = 0; n < v_.lets.size(); ++n)
+      if (!v_.lets[n].used)
+        return fail(v_.lets[n].loc, v_.lets[n].name.size(),
+                    "let '" + v_.lets[n].name + "' is never used",
+                    "use it in the score, mask, output, a feature map, decay or gate, or remove it");
+    return true;
+  }
+
+  enum class LetState { Pending, Expanding, Done };
+
+  bool expandLet(size_t n) {
+    LetDecl &let = v_.lets[n];
+    if (letState_[n] == LetState::Done)
+      return true;
+    if (letState_[n] == LetState::Expanding)
+      return fail(let.loc, let.name.size(), "let '" + let.name + "' refers to itself",
+                  "a let may use other lets, but not in a cycle");
+    letState_[n] = LetState::Expanding;
+    if (!substituteRoot(let.expr))
+      return false;
+    letState_[n] = LetState::Done;
+    return true;
+  }
+
+  bool substitute(ExprPtr &e) {
+    if (e->kind == Expr::Kind::Ident || e->kind == Expr::Kind::Index ||
+        e->kind == Expr::Kind::Call) {
+      const Symbol *sym = lookup(e->name);
+      if (sym && sym->kind == Symbol::Kind::Let) {
+        if (e->kind != Expr::Kind::Ident)
+          return fail(e->loc, e->name.size(),
+                      "let '" + e->name + "' is a value; it cannot be " +
+                          (e->kind == Expr::Kind::Index ? "indexed" : "called"),
+                      "write '" + e->name + "' alone");
+        size_t n = size_t(sym->index);
+        v_.lets[n].used = true;
+        if (!expandLet(n))
+          return false;
+        const Expr &body = *v_.lets[n].expr;
+        substitutedNodes_ += nodeCount(body);
+        if (substitutedNodes_ > kMaxSubstitutedNodes)
+          return fail(*e, "the lets substituted into this variant make its expressions too "
+                          "large (more than " + std::to_string(kMaxSubstitutedNodes) + " nodes)",
+                      "lets are copied where they are used; use them fewer times");
+        e = cloneExpr(body);
+        return true;
+      }
+    }
+    for (ExprPtr &a : e->args)
+      if (!substitute(a))
+        return false;
+    return true;
+  }
+
+  /// Substitutes the lets of a whole expression, which must then still obey the nesting limit
+  /// (the parser's recursion bound holds for everything after it).
+  bool substituteRoot(ExprPtr &e) {
+    if (!substitute(e))
+      return false;
+    if (height(*e) > kMaxExprDepth)
+      return fail(*e, "with its lets substituted this expression nests deeper than " +
+                          std::to_string(kMaxExprDepth) + " levels",
+                  "simplify the lets");
+    return true;
+  }
+
+  static size_t nodeCount(const Expr &e) {
+    size_t n = 1;
+    for (const ExprPtr &a : e.args)
+      n += nodeCount(*a);
+    return n;
+  }
+  static int height(const Expr &e) {
+    int h = 0;
+    for (const ExprPtr &a : e.args)
+      h = std::max(h, height(*a));
+    return h + 1;
+  }
+
+  static constexpr size_t kMaxSubstitutedNodes = 1 << 16;
+  std::vector<LetState> letState_;
+  size_t substitutedNodes_ = 0;
 
   const Symbol *lookup(const std::string &name) const {
     auto it = symbols_.find(name);
@@ -346,16 +456,30 @@ private:
     if (dots.empty())
       return fail(*score.expr, "score '" + score.name + "' does not contain dot(q, k)",
                   "e.g. 'score " + score.name + " = dot(q, k) * rsqrt(d)'");
-    if (dots.size() > 1)
-      return fail(*dots[1], "score '" + score.name + "' contains more than one dot(...)",
-                  "not supported yet: one dot(q, k) per score");
-    Expr &dot = *dots[0];
-    if (dot.args.size() != 2)
-      return fail(dot, "'dot' takes 2 arguments, got " + std::to_string(dot.args.size()));
-    if (!inputArg(*dot.args[0], "dot", v_.q) || !inputArg(*dot.args[1], "dot", v_.k))
-      return false;
-    if (v_.q == v_.k)
-      return fail(*dot.args[1], "dot needs two different inputs, got '" + qT().name + "' twice");
+    // Every dot of the score is the same dot(q, k) (one product, computed once).
+    for (Expr *dot : dots) {
+      if (dot->args.size() != 2)
+        return fail(*dot, "'dot' takes 2 arguments, got " + std::to_string(dot->args.size()));
+      int q = -1, k = -1;
+      if (!inputArg(*dot->args[0], "dot", q) || !inputArg(*dot->args[1], "dot", k))
+        return false;
+      if (q == k)
+        return fail(*dot->args[1], "dot needs two different inputs, got '" +
+                                       v_.inputs[size_t(q)].name + "' twice",
+                    q == v_.q || v_.q < 0
+                        ? "not supported yet: the norms of the rows (dot(q, q)); the score "
+                          "reads dot(q, k)"
+                        : "");
+      if (dot == dots.front()) {
+        v_.q = q, v_.k = k;
+      } else if (q != v_.q || k != v_.k) {
+        return fail(*dot, "score '" + score.name + "' reads dot(" + qT().name + ", " +
+                              kT().name + ") and dot(" + v_.inputs[size_t(q)].name + ", " +
+                              v_.inputs[size_t(k)].name + ")",
+                    "not supported yet: a score reads one product of two inputs, dot(" +
+                        qT().name + ", " + kT().name + "), as often as it likes");
+      }
+    }
     return findValues() && checkNoExtraInputs();
   }
 
@@ -1259,7 +1383,7 @@ private:
       if (ctx == Context::Feature)
         return fail(e, "a feature map is elementwise: it may use x, numbers and builtins, not '" +
                            e.name + "'");
-      return checkIndex(e);
+      return checkIndex(e, ctx);
     case Expr::Kind::Call:
       return checkCall(e, ctx);
     case Expr::Kind::Unary:
@@ -1325,6 +1449,8 @@ private:
                            " cannot depend on the score '" + e.name + "'",
                     "a decay or gate is a factor per step: positions and params only");
       return fail(e, "score '" + e.name + "' cannot refer to itself");
+    case Symbol::Kind::Let:  // substituteLets replaced every use it could reach
+      return fail(e, "let '" + e.name + "' cannot be used here");
     case Symbol::Kind::Param:
       break;
     }
@@ -1348,7 +1474,7 @@ private:
 
   /// p[a, b]: every index names exactly the declared dim of its position, and that dim is an
   /// iteration dim, so every access is in bounds by construction.
-  bool checkIndex(Expr &e) {
+  bool checkIndex(Expr &e, Context ctx) {
     const Symbol *sym = lookup(e.name);
     std::vector<std::string> paramNames;
     for (const TensorDecl &p : v_.params)
@@ -1375,13 +1501,36 @@ private:
                       count(e.args.size(), "index"),
                   p.dims.empty() ? "write " + p.name : "write " + usage);
     for (size_t i = 0; i < e.args.size(); ++i)
-      if (!checkParamIndex(*e.args[i], p, i, usage))
+      if (!checkParamIndex(*e.args[i], p, i, usage, ctx))
         return false;
     resolveParamLoad(e, sym->index);
     return true;
   }
 
-  bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage) {
+  /// Index `pos` of param `p` computed from an integer expression (`table[h, bucket]`,
+  /// `anc[b, node[b, i], node[b, j]]`): in the score and the mask, clamped into the axis.
+  bool checkComputedIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage,
+                          Context ctx) {
+    if (ctx != Context::Score && ctx != Context::Mask)
+      return fail(arg,
+                  "index " + std::to_string(pos + 1) + " of '" + p.name + "' must be its "
+                  "declared dim '" + p.dimNames[pos] + "', got '" + text(arg) + "'",
+                  "not supported yet: computed param indices outside the score and the mask; "
+                  "here params are indexed by their declared dims: " + usage);
+    if (!checkExpr(arg, ctx))
+      return false;
+    if (arg.type != ValueType::Int)
+      return fail(arg,
+                  "index " + std::to_string(pos + 1) + " of '" + p.name + "' must be an "
+                  "integer, got " + valueTypeName(arg.type) + " '" + text(arg) + "'",
+                  "an index is a dim or an integer expression of dims, sizes, int params and "
+                  "numbers");
+    arg.clamp = true;
+    return true;
+  }
+
+  bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage,
+                       Context ctx) {
     const std::string &want = p.dimNames[pos];
     int dim = p.dims[pos];
     // A dim aliasing the declared one (`j : kv_len = i`: the same extent) indexes it too, as
@@ -1399,11 +1548,7 @@ private:
       }
     }
     if (arg.kind != Expr::Kind::Ident || arg.name != want)
-      return fail(arg,
-                  "index " + std::to_string(pos + 1) + " of '" + p.name +
-                      "' must be its declared dim '" + want + "', got '" + text(arg) + "'",
-                  "params are indexed by the dims they are declared with (or an alias of "
-                  "one): " + usage);
+      return checkComputedIndex(arg, p, pos, usage, ctx);
     if ((channelIndex_ && dim == v_.headDim) || (skipContext_ && dim == v_.valueDim)) {
       // a gate reads params per head channel, a skip term per value channel
       arg.res = Expr::Res::IterIndex;
@@ -1414,7 +1559,9 @@ private:
     if (!isIterationRole(v_.dims[dim].role))
       return fail(arg,
                   "param index '" + want + "' must be one of " + joinNames(iterationDimNames()),
-                  "params are indexed by batch, head and sequence dims");
+                  "params are indexed by batch, head and sequence dims, or by an integer "
+                  "expression of them (clamped into the axis: " + p.name + "[..., min(i - j, " +
+                      want + " - 1)])");
     resolveDim(arg, dim);
     return true;
   }
@@ -1504,6 +1651,11 @@ private:
   bool typeBuiltin(Expr &e) {
     const std::string fn = "'" + e.name + "'";
     switch (e.builtin) {
+    case Builtin::Floor:  // a float (or int) to the int at or below it
+      if (!requireNumber(*e.args[0], fn))
+        return false;
+      e.type = ValueType::Int;
+      return true;
     case Builtin::Abs:
       if (!requireNumber(*e.args[0], fn))
         return false;

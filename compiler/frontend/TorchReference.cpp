@@ -304,8 +304,18 @@ private:
         return leaf(p);  // rank 0: the 0-dim tensor itself
       Val idx;
       for (size_t a = 0; a < e.args.size(); ++a) {
-        idx.text += (a ? ", " : "") + ("ix[" + dimKey(e.args[a]->dimIndex) + "]");
-        idx.deps |= dimDeps(e.args[a]->dimIndex);
+        const Expr &arg = *e.args[a];
+        idx.text += a ? ", " : "";
+        if (!arg.clamp) {
+          idx.text += "ix[" + dimKey(arg.dimIndex) + "]";
+          idx.deps |= dimDeps(arg.dimIndex);
+          continue;
+        }
+        // a computed index, clamped into the axis (as the kernels read it)
+        Val at = value(arg);
+        idx.text += "_clamp_index(" + at.text + ", " + p + ".shape[" + std::to_string(a) + "])";
+        idx.deps |= at.deps;
+        idx.temps.insert(idx.temps.end(), at.temps.begin(), at.temps.end());
       }
       return temp(p + "[" + idx.text + "]", {&idx});
     }
@@ -345,6 +355,10 @@ private:
       return call("_rsqrt", asFloat(*e.args[0]));
     case Builtin::Relu:
       return call("_relu", asFloat(*e.args[0]));
+    case Builtin::Floor:
+      if (e.args[0]->type == ValueType::Int)
+        return value(*e.args[0]);
+      return call("_floor", value(*e.args[0]));
     case Builtin::Abs:
       return call("torch.abs", value(*e.args[0]));
     case Builtin::Min:
@@ -460,6 +474,19 @@ def _rsqrt(x):
 def _relu(x):
     """std::max(x, 0.0): NaN stays NaN."""
     return torch.where(x < 0.0, 0.0, x)
+
+
+def _clamp_index(x, extent):
+    """A computed param index clamped into [0, extent - 1], as a tensor."""
+    if not torch.is_tensor(x):
+        x = torch.tensor(x, dtype=torch.int64)
+    return x.clamp(0, max(int(extent) - 1, 0))
+
+
+def _floor(x):
+    """floor(x) as int64: NaN gives 0, beyond +-2^62 saturates."""
+    x = torch.nan_to_num(torch.floor(x), nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
+    return x.clamp(-(2.0**62), 2.0**62).to(torch.int64)
 
 
 def _given_size(sizes, name):

@@ -333,16 +333,31 @@ private:
   }
 
   Value emitParamLoad(const Expr &e) {
+    Location l = loc(e.loc);
     SmallVector<Value> indices;
-    for (const ExprPtr &a : e.args)
-      indices.push_back(emit(*a));
+    for (auto [axis, a] : llvm::enumerate(e.args)) {
+      Value at = emit(*a);
+      if (at && a->clamp)  // a computed index: clamped into [0, extent - 1]
+        at = clampIndex(l, at, params[e.paramIndex], int64_t(axis));
+      indices.push_back(at);
+    }
     if (failed)
       return {};
-    Location l = loc(e.loc);
     Value x = memref::LoadOp::create(b, l, params[e.paramIndex], indices);
     if (x.getType().isInteger(32))
       return arith::IndexCastOp::create(b, l, b.getIndexType(), x);
     return x.getType().isF32() ? x : arith::ExtFOp::create(b, l, b.getF32Type(), x).getResult();
+  }
+
+  /// min(max(x, 0), extent - 1) along `axis` of `param` (the runtime refuses an empty axis).
+  Value clampIndex(Location l, Value x, Value param, int64_t axis) {
+    auto type = cast<MemRefType>(param.getType());
+    Value extent = type.isDynamicDim(axis)
+                       ? memref::DimOp::create(b, l, param, axis).getResult()
+                       : arith::ConstantIndexOp::create(b, l, type.getDimSize(axis)).getResult();
+    Value last = arith::SubIOp::create(b, l, extent, arith::ConstantIndexOp::create(b, l, 1));
+    Value low = arith::MaxSIOp::create(b, l, x, arith::ConstantIndexOp::create(b, l, 0));
+    return arith::MinSIOp::create(b, l, low, last);
   }
 
   Value emitUnary(const Expr &e) {
@@ -440,6 +455,19 @@ private:
       Value one = arith::ConstantOp::create(b, l, b.getF32FloatAttr(1.0f));
       Value ex = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, f(a[0])));
       return arith::DivFOp::create(b, l, one, arith::AddFOp::create(b, l, one, ex));
+    }
+    case Builtin::Floor: {  // the int at or below x; NaN -> 0, saturating at +-2^62
+      if (a[0].getType().isIndex())  // floor of an int is itself
+        return a[0];
+      Value x = math::FloorOp::create(b, l, f(a[0]));
+      Value limit = arith::ConstantOp::create(b, l, b.getF32FloatAttr(float(kFloorLimit)));
+      Value nlimit = arith::ConstantOp::create(b, l, b.getF32FloatAttr(-float(kFloorLimit)));
+      Value zero = arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0f));
+      Value isNan = arith::CmpFOp::create(b, l, arith::CmpFPredicate::UNO, x, x);
+      x = arith::MinNumFOp::create(b, l, arith::MaxNumFOp::create(b, l, x, nlimit), limit);
+      x = arith::SelectOp::create(b, l, isNan, zero, x);
+      Value i = arith::FPToSIOp::create(b, l, b.getI64Type(), x);
+      return arith::IndexCastOp::create(b, l, b.getIndexType(), i);
     }
     case Builtin::Relu:
       return arith::MaximumFOp::create(

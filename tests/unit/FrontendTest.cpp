@@ -408,6 +408,43 @@ TEST(Sema, IsIdempotent) {
   EXPECT_EQ(dumpAST(f), first);
 }
 
+TEST(Sema, LetsAreSubstitutedAndComputedIndicesClamped) {
+  // A let used twice (and through another let), a dot read three times, a param read at an
+  // expression of dims and int params: the checked AST has copies, one per use, with the
+  // computed index marked for clamping; a second check changes nothing.
+  std::string text = mhaSpec("1 + t + u", "j <= i && ids[b, i] == ids[b, j]",
+                             "bias[h, n] : f32, ids[b, i] : i32, lag[h] : i32");
+  text.replace(text.find("d, dv = d"), 9, "d, dv = d, n = 8");
+  text.replace(text.find("  score"), 0,
+               "  let t = dot(q, k) * rsqrt(d)\n  let u = t * t / 2 + bias[h, i - j + lag[h]]\n");
+  SpecFile f;
+  ASSERT_TRUE(load(text, f));
+  const Variant &v = f.variants[0];
+  std::vector<const Expr *> dots, loads;
+  std::function<void(const Expr &)> walk = [&](const Expr &e) {
+    if (e.res == Expr::Res::Builtin && e.builtin == Builtin::Dot)
+      dots.push_back(&e);
+    if (e.res == Expr::Res::ParamLoad)
+      loads.push_back(&e);
+    for (const ExprPtr &a : e.args)
+      walk(*a);
+  };
+  walk(*v.scores[0].expr);
+  EXPECT_EQ(dots.size(), 3u);
+  ASSERT_EQ(loads.size(), 2u);  // bias[...] and lag[h] inside its index
+  const Expr &bias = *loads[0];
+  EXPECT_EQ(v.params[size_t(bias.paramIndex)].name, "bias");
+  EXPECT_FALSE(bias.args[0]->clamp);  // h: the declared dim
+  EXPECT_TRUE(bias.args[1]->clamp);
+  EXPECT_EQ(bias.args[1]->type, ValueType::Int);
+  EXPECT_FALSE(loads[1]->args[0]->clamp);
+  std::string first = dumpAST(f);
+  EXPECT_EQ(first.find("let"), std::string::npos) << first;
+  Diagnostic diag;
+  ASSERT_TRUE(checkSpec(f, diag)) << diag.message;
+  EXPECT_EQ(dumpAST(f), first);
+}
+
 /// A linear recurrence with `extra` statements, for the state rules.
 std::string recurrenceSpec(const std::string &extra, const std::string &score = "dot(q, k) * 0.5",
                            const std::string &rest = "mask j <= i\n  norm none") {
@@ -670,7 +707,9 @@ TEST(Sema, Errors) {
       {mhaSpec("dot(q, k)", "s > 0"), "the mask cannot depend on the score 's'", ""},
       {mhaSpec("dot(q, k) + s"), "score 's' cannot refer to itself", ""},
       {mhaSpec("dot(q, k)", "dot(q, k) > 0"), "dot(...) is only allowed in the score", ""},
-      {mhaSpec("dot(q, k) + dot(q, k)"), "score 's' contains more than one dot(...)", ""},
+      {mhaSpec("dot(q, k) + dot(k, q)"), "score 's' reads dot(q, k) and dot(k, q)", ""},
+      {mhaSpec("dot(q, k) + p[h, 1.5]", "", "p[h, i]"),
+       "index 2 of 'p' must be an integer, got float '1.5'", ""},
       {mhaSpec("dot(q, q)"), "dot needs two different inputs, got 'q' twice", ""},
       {mhaSpec("exp(i)"), "score 's' does not contain dot(q, k)", ""},
       {mhaSpec("dot(q, k) % 0"), "remainder by zero in 'dot(q, k) % 0'", ""},

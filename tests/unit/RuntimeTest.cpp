@@ -525,6 +525,39 @@ TEST(ArgCheck, SourceAfterDerivedDimAndScalarParams) {
   EXPECT_EQ(plan.grid, (std::array<uint32_t, 3>{6, 3, 2}));  // h, static n, ceil(hk / 2)
 }
 
+TEST(ArgCheck, GatheredAxisMustNotBeEmpty) {
+  // `"min": 1`: a param axis read at clamped computed indices (table[h, bucket]) cannot be
+  // empty, while an empty batch still means no launch.
+  const char *text = R"({"format": "attnc-kernel-manifest/1", "variant": "t", "entry": "t",
+    "arch": "sm_80", "block": [32, 1, 1], "dynamic_shared_memory": 0,
+    "grid": [{"dim": "b"}, {"blocks": 1}, {"blocks": 1}],
+    "dims": [{"name": "b", "role": "batch"}, {"name": "r", "role": "none", "min": 1}],
+    "args": [
+      {"name": "table", "kind": "param", "dtype": "f32", "dims": ["r"], "storage_dims": ["r"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "o", "kind": "output", "dtype": "f32", "dims": ["b"], "storage_dims": ["b"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0}]})";
+  Manifest m;
+  std::string e;
+  ASSERT_TRUE(parseManifest(text, m, e)) << e;
+  EXPECT_EQ(m.dims[1].minSize, 1);
+  EXPECT_EQ(m.dims[0].minSize, 0);
+  int64_t zero = 0, four = 4, one = 1;
+  TensorArg args[2] = {{0x1000, 0, 1, &zero, &one}, {0x3000, 0, 1, &four, &one}};
+  LaunchPlan plan;
+  EXPECT_FALSE(checkArgs(m, args, 2, plan, e));
+  EXPECT_EQ(e, "argument 'table' axis 0 (r): size must be >= 1, got 0 (the kernel reads this "
+               "axis at computed indices, clamped into it, so it cannot be empty)");
+  args[0].sizes = &four;
+  args[1].sizes = &zero;
+  ASSERT_TRUE(checkArgs(m, args, 2, plan, e)) << e;
+  EXPECT_TRUE(plan.empty);
+  std::string bad = text;
+  bad.replace(bad.find(R"("min": 1)"), 8, R"("min": 2)");
+  EXPECT_FALSE(parseManifest(bad, m, e));
+  EXPECT_NE(e.find("dims[1].min"), std::string::npos) << e;
+}
+
 // --- dtypes and packed (i4) arguments -------------------------------------------------------
 
 TEST(DTypes, NamesAndBytes) {
