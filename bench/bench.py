@@ -46,8 +46,9 @@ TOLERANCE = 2e-2  # relative error of a bf16 kernel against the float32 referenc
 class Variant:
     """A row kind: the attnc kernels that can serve it (first match wins) and its mask/score."""
     kernels: tuple
-    mask: str                 # full, causal, sliding, document(_random), alibi, softcap
+    mask: str                 # full, causal, sliding, document(_random), alibi, softcap, t5, taylor
     group: int = 1            # query heads per kv head
+    scale: float = None       # the scores' scale (None: 1 / sqrt(d); T5 does not scale)
 
 
 # Bench name -> variant. Kernel names are manifest `variant`s in ATTNC_KERNEL_DIR; a kernel
@@ -63,7 +64,11 @@ VARIANTS = {
     "document": Variant(("document",), "document"),
     "document_random": Variant(("document",), "document_random"),
     "gqa": Variant(("gqa",), "causal", group=4),
+    # the spec language's lets and computed param indices (issue 17), at d64 as the specs are
+    "t5_bias": Variant(("t5_bias",), "t5", scale=1.0),
+    "taylor": Variant(("taylor",), "taylor"),
 }
+T5_BUCKETS = 32   # specs/t5_bias.attn: 16 exact distances, 16 log-spaced up to 128
 SDPA_MASKS = {"full": False, "causal": True}  # what SDPA's flash/cuDNN backends express
 
 
@@ -97,7 +102,7 @@ def pairs(mask: str, s: int) -> float:
     counts for the masks that drop more (sliding window, documents)."""
     if mask in ("full",):
         return s * s
-    if mask in ("causal", "alibi", "softcap"):
+    if mask in ("causal", "alibi", "softcap", "t5", "taylor"):
         return s * s / 2
     if mask == "sliding":  # sum over i of min(i + 1, W)
         w = min(WINDOW, s)
@@ -131,6 +136,8 @@ def cases(suites, quick):
         for bench in ("mha_d128", "causal_d128", "alibi", "softcap", "sliding_window", "document",
                       "document_random"):
             out.append(Case("variants", bench, 2, 16, 8192, 128))
+        for bench in ("causal_d64", "t5_bias", "taylor"):
+            out.append(Case("variants", bench, 2, 16, 8192, 64))
     if "gqa" in suites:
         out.append(Case("gqa", "gqa", 2, 32, 8192, 128))
     return out
@@ -153,7 +160,17 @@ def params_for(case: Case, h: int, s: int, b: int):
                                       torch.tensor(lengths)).to("cuda")
         ids = ids.expand(b, s).contiguous()
         return {"doc_q": ids, "doc_k": ids.clone()}
+    if case.variant.mask == "t5":  # a learned table: random, of a trained table's magnitude
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        return {"table": torch.randn(h, T5_BUCKETS, generator=gen, device="cuda")}
     return {}
+
+
+def t5_bucket(n):
+    """specs/t5_bias.attn's bucket of distance n = max(i - j, 0)."""
+    n = n.clamp_min(0)
+    far = 16 + torch.floor(torch.log(n.float() / 16.0) / math.log(8.0) * 16).clamp_min(-1e9)
+    return torch.where(n < 16, n, far.long().clamp_max(T5_BUCKETS - 1))
 
 
 def make_data(case: Case):
@@ -205,6 +222,11 @@ def mods(case: Case, params):
         return (lambda sc, b, h, qi, ki: sc + slope[h] * (ki - qi)), causal
     if mask == "softcap":
         return (lambda sc, b, h, qi, ki: 50.0 * torch.tanh(sc / 50.0)), causal
+    if mask == "t5":
+        table = params["table"]
+        return (lambda sc, b, h, qi, ki: sc + table[h, t5_bucket(qi - ki)]), causal
+    if mask == "taylor":  # exp(s) = 1 + t + t^2 / 2: normalised second-order Taylor weights
+        return (lambda sc, b, h, qi, ki: torch.log(1 + sc + sc * sc / 2)), causal
     raise ValueError(mask)
 
 
@@ -220,7 +242,8 @@ def reference(case: Case, q, k, v, params):
     rows = max(1, (1 << 28) // (case.b * case.h * case.s))  # <= 1 GiB of f32 scores
     for i0 in range(0, case.s, rows):
         qi = torch.arange(i0, min(case.s, i0 + rows), device="cuda")[None, None, :, None]
-        sc = q[:, :, i0:i0 + rows].float() @ kf.transpose(-1, -2) / math.sqrt(case.d)
+        scale = case.variant.scale if case.variant.scale is not None else 1 / math.sqrt(case.d)
+        sc = q[:, :, i0:i0 + rows].float() @ kf.transpose(-1, -2) * scale
         if score_mod:
             sc = score_mod(sc, bi, hi, qi, ki)
         if mask_mod:
@@ -349,7 +372,7 @@ def run_flex(case, q, k, v, params, repeats, first_calls):
         block_mask = create_block_mask(mask_mod, batch, None, case.s, case.s) if mask_mod else None
         flex = torch.compile(flex_attention, dynamic=False)
         fn = lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask,  # noqa: E731
-                          enable_gqa=case.variant.group > 1)
+                          enable_gqa=case.variant.group > 1, scale=case.variant.scale)
         fn()
         torch.cuda.synchronize()
         first_calls[case.label] = time.time() - t0

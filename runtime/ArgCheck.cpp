@@ -28,6 +28,10 @@ std::string where(const Manifest &m, size_t arg, int axis) {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+/// The largest extent of a dim (the front end's kMaxExtent): positions fit in 31 bits, which
+/// the kernels' 32-bit index math (attn-gpu-narrow-index) relies on.
+constexpr int64_t kMaxExtent = 2147483647;
+
 /// a * b for a, b >= 0, saturating at INT64_MAX.
 int64_t mulSat(int64_t a, int64_t b) { return b != 0 && a > INT64_MAX / b ? INT64_MAX : a * b; }
 
@@ -74,6 +78,11 @@ public:
     }
     if (got > INT64_MAX / packed) {
       error = where(m, arg, axis) + ": size " + str(got) + " bytes is too large";
+      return false;
+    }
+    if (got * packed > kMaxExtent) {  // the kernels compute positions in 32 bits
+      error = where(m, arg, axis) + ": size " + str(got * packed) + " exceeds attnc's limit of " +
+              str(kMaxExtent) + " per dim";
       return false;
     }
     Expectation want = expectation(d);

@@ -24,8 +24,9 @@ enum class DType { F32, F16, BF16, I32, I8, F8E4M3, I4 };
 /// The largest extent of any dim (static in a spec, or given at run time): 2^31 - 1, CUDA's
 /// grid limit, and small enough that products of a few extents stay far from int64 overflow.
 inline constexpr int64_t kMaxExtent = 2147483647;
-/// floor(x) saturates at +-2^62 (exact in f32 and f64, and inside int64 in both).
-inline constexpr double kFloorLimit = 4611686018427387904.0;
+/// floor(x) saturates at +-2^30: exact in f32 and f64, and a position-sized int (a bucket, an
+/// index) that stays in 32 bits through a few more additions, so the GPU computes it in i32.
+inline constexpr double kFloorLimit = 1073741824.0;
 const char *dtypeName(DType t);
 /// The dtype spelled `name` ("f32", "bf16", ..., as dtypeName writes it), if any.
 std::optional<DType> dtypeFromName(const std::string &name);
@@ -49,7 +50,7 @@ enum class ValueType { Unknown, Int, Float, Bool };
 enum class DimRole { None, Batch, QHead, KVHead, QSeq, KVSeq, HeadDim, ValueDim, QKHead };
 
 /// Built-in functions of score/mask/output expressions. Floor: the largest integer <= x, as an
-/// Int (NaN gives 0; beyond +-2^62 it saturates; see kFloorLimit).
+/// Int (NaN gives 0; beyond +-2^30 it saturates; see kFloorLimit).
 enum class Builtin {
   None, Exp, Log, Tanh, Sigmoid, Abs, Min, Max, Select, Sqrt, Rsqrt, Relu, Dot, Attend, Size,
   Floor

@@ -484,9 +484,9 @@ def _clamp_index(x, extent):
 
 
 def _floor(x):
-    """floor(x) as int64: NaN gives 0, beyond +-2^62 saturates."""
-    x = torch.nan_to_num(torch.floor(x), nan=0.0, posinf=2.0**62, neginf=-(2.0**62))
-    return x.clamp(-(2.0**62), 2.0**62).to(torch.int64)
+    """floor(x) as int64: NaN gives 0, beyond +-2^30 saturates."""
+    x = torch.nan_to_num(torch.floor(x), nan=0.0, posinf=2.0**30, neginf=-(2.0**30))
+    return x.clamp(-(2.0**30), 2.0**30).to(torch.int64)
 
 
 def _given_size(sizes, name):

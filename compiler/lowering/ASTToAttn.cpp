@@ -456,7 +456,7 @@ private:
       Value ex = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, f(a[0])));
       return arith::DivFOp::create(b, l, one, arith::AddFOp::create(b, l, one, ex));
     }
-    case Builtin::Floor: {  // the int at or below x; NaN -> 0, saturating at +-2^62
+    case Builtin::Floor: {  // the int at or below x; NaN -> 0, saturating at +-2^30
       if (a[0].getType().isIndex())  // floor of an int is itself
         return a[0];
       Value x = math::FloorOp::create(b, l, f(a[0]));

@@ -66,6 +66,7 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());
   pm.addPass(mlir::attngpu::createAttnGPUAllocateShared());
+  pm.addPass(mlir::attngpu::createAttnGPUNarrowIndex());
   pm.addPass(mlir::attn::createAttnGPUToNVVM());
   mlir::attn::buildCUDAToPTXPipeline(pm);
 }

@@ -492,8 +492,10 @@ TEST_F(ArgCheckTest, GridLimits) {
   }
   tensors[Slope].sizes[0] = H;
   tensors[K].sizes[1] = tensors[V].sizes[1] = H / 4;
-  EXPECT_EQ(error(), "launch grid x = 2147483648 (ceil(i / 64), i = 137438953472) exceeds CUDA's "
-                     "limit of 2147483647");
+  // an extent past 2^31 - 1 is refused before any grid is computed (the kernels' positions
+  // are 32-bit)
+  EXPECT_EQ(error(), "argument 'q' axis 2 (i): size 137438953472 exceeds attnc's limit of "
+                     "2147483647 per dim");
 }
 
 TEST(ArgCheck, SourceAfterDerivedDimAndScalarParams) {

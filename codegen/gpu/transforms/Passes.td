@@ -100,6 +100,23 @@ def AttnGPUSelectMMA : Pass<"attn-gpu-select-mma", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
 }
 
+def AttnGPUNarrowIndex : Pass<"attn-gpu-narrow-index", "::mlir::ModuleOp"> {
+  let summary = "Evaluate the score, mask and score-gradient regions' integer math in 32 bits";
+  let description = [{
+    The regions of attn_gpu.score and attn_gpu.score_grad compute positions, buckets and
+    gathered indices in `index` (64-bit on the GPU), once per score element: 64-bit adds,
+    compares and selects take two instructions, and 64-bit int <-> float conversions
+    (ALiBi's (j - i) * slope, floor) run far slower than their 32-bit forms. An interval
+    analysis bounds every integer value of the region (positions lie in [0, 2^31 - 2], the
+    runtime's limit on an extent; i32 params in the i32 range; constants exact; +, -, *,
+    min, max, select, guarded division; a float clamped by min/max before fptosi), and each
+    integer op whose operands and result all fit in i32 is rewritten to its i32 form, with
+    casts where a narrowed value meets one that stays wide (memory indices stay index). The
+    result is identical: no value that fits in i32 wraps in either width.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 def AttnGPUAllocateShared : Pass<"attn-gpu-allocate-shared", "::mlir::ModuleOp"> {
   let summary = "Place each attn_gpu.alloc_shared tile in the kernel's dynamic shared memory";
   let description = [{
