@@ -123,7 +123,8 @@ private:
       return {dim.staticSize, 0, "fixed by the spec"};
     if (dim.derivedSource >= 0 && size[size_t(dim.derivedSource)] >= 0)
       return {size[size_t(dim.derivedSource)] / dim.divisor, 0,
-              "= " + m.dims[size_t(dim.derivedSource)].name + " / " + str(dim.divisor)};
+              "= " + m.dims[size_t(dim.derivedSource)].name +
+                  (dim.divisor > 1 ? " / " + str(dim.divisor) : "")};
     if (size[size_t(d)] >= 0)
       return {size[size_t(d)], 0, "as in " + firstSeen(d)};
     return sourceExpectation(d);
@@ -137,7 +138,8 @@ private:
       if (derived.derivedSource != d)
         continue;
       if (size[x] >= 0)
-        return {size[x] * derived.divisor, 0, "= " + derived.name + " * " + str(derived.divisor)};
+        return {size[x] * derived.divisor, 0,
+                "= " + derived.name + (derived.divisor > 1 ? " * " + str(derived.divisor) : "")};
       if (divisible.multipleOf == 0)
         divisible = {-1, derived.divisor,
                      derived.name + " = " + m.dims[size_t(d)].name + " / " + str(derived.divisor)};

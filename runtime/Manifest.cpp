@@ -222,6 +222,18 @@ bool parseDim(Reader &r, const json &j, const std::string &path, Manifest &m, Di
 
 /// Resolves `derived.source` once every dim is known (a source may be listed after its user).
 bool parseDerived(Reader &r, const json &j, const std::string &path, Manifest &m, Dim &d) {
+  // `alias`: the same extent as another dim (`j : kv_len = i`), i.e. derived with divisor 1
+  if (r.member(j, "alias", path + ".alias", false)) {
+    std::string source;
+    if (!r.getString(j, "alias", path + ".alias", source))
+      return false;
+    d.derivedSource = m.dimIndex(source);
+    d.divisor = 1;
+    if (d.derivedSource < 0)
+      return r.fail(path + ".alias", "names unknown dim '" + source + "'");
+    if (&m.dims[size_t(d.derivedSource)] == &d)
+      return r.fail(path + ".alias", "must name another dim, got '" + source + "'");
+  }
   const json *derived = r.member(j, "derived", path + ".derived", false);
   if (!derived)
     return true;
@@ -251,13 +263,32 @@ bool parseDims(Reader &r, const json &root, Manifest &m) {
   for (size_t n = 0; n < dims->size(); ++n)
     if (!parseDerived(r, (*dims)[n], "dims[" + std::to_string(n) + "]", m, m.dims[n]))
       return false;
-  // One level only (hk = h / 4): the argument checks resolve a derived dim from its source.
+  // Chains through aliases collapse onto their root (`dv = d`, `m = hk` with hk = h / 4), so
+  // the argument checks resolve every derived dim from a source that is not; one division per
+  // chain (hk = h / 4, not hk2 = hk / 2).
+  std::vector<int> source(m.dims.size());
+  std::vector<int64_t> divisor(m.dims.size());
   for (size_t n = 0; n < m.dims.size(); ++n) {
-    int source = m.dims[n].derivedSource;
-    if (source >= 0 && m.dims[size_t(source)].derivedSource >= 0)
-      return r.fail("dims[" + std::to_string(n) + "].derived.source",
-                    "names '" + m.dims[size_t(source)].name + "', which is itself derived");
+    int at = m.dims[n].derivedSource;
+    int64_t div = m.dims[n].divisor;
+    bool divided = div > 1;
+    for (size_t steps = 0; at >= 0 && m.dims[size_t(at)].derivedSource >= 0; ++steps) {
+      const Dim &link = m.dims[size_t(at)];
+      std::string where = "dims[" + std::to_string(n) + "]";
+      if (steps > m.dims.size())
+        return r.fail(where, "dim '" + m.dims[n].name + "' is derived from itself");
+      if (link.divisor > 1 && divided)
+        return r.fail(where + ".derived.source",
+                      "names '" + link.name + "', which is itself derived");
+      divided |= link.divisor > 1;
+      div *= link.divisor;
+      at = link.derivedSource;
+    }
+    source[n] = at, divisor[n] = div;
   }
+  for (size_t n = 0; n < m.dims.size(); ++n)
+    if (m.dims[n].derivedSource >= 0)
+      m.dims[n].derivedSource = source[n], m.dims[n].divisor = divisor[n];
   return true;
 }
 

@@ -2,12 +2,63 @@
 #include "codegen/cpu/CPUExecutor.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
-#include "mlir/ExecutionEngine/OptUtils.h"
+#include "llvm/Analysis/CGSCCPassManager.h"
+#include "llvm/Analysis/LoopAnalysisManager.h"
+#include "llvm/IR/PassInstrumentation.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Passes/StandardInstrumentations.h"
 #include "llvm/Support/TargetSelect.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace attnc {
+
+namespace {
+
+/// Scalar arguments past which a host function skips the argument-quadratic passes.
+constexpr size_t kWideSignature = 1024;
+
+/// LLVM's default pipeline at `optLevel`, as mlir::makeOptimizingTransformer runs it, but
+/// without CalledValuePropagation: the host kernels make no indirect calls, and its lattice
+/// over every argument made a spec with 3,000 params (15,000 scalar arguments) take a minute.
+llvm::Error optimize(llvm::Module &m, unsigned optLevel) {
+  if (optLevel == 0)
+    return llvm::Error::success();
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PassInstrumentationCallbacks callbacks;
+  // Functions with thousands of scalar arguments (thousands of params): the passes that grow
+  // an attribute list one argument at a time (function attrs) or reason over all of them at
+  // once (constraint elimination) are quadratic there, in time and memory (1 GB).
+  size_t widest = 0;
+  for (const llvm::Function &f : m)
+    widest = std::max(widest, f.arg_size());
+  bool wide = widest > kWideSignature;
+  callbacks.registerShouldRunOptionalPassCallback([wide](llvm::StringRef pass, llvm::Any) {
+    if (pass == "CalledValuePropagationPass")
+      return false;
+    return !wide || (pass != "PostOrderFunctionAttrsPass" &&
+                     pass != "ReversePostOrderFunctionAttrsPass" &&
+                     pass != "ConstraintEliminationPass");
+  });
+  llvm::PassBuilder pb(/*TM=*/nullptr, llvm::PipelineTuningOptions(), std::nullopt, &callbacks);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  llvm::OptimizationLevel level = optLevel == 1   ? llvm::OptimizationLevel::O1
+                                  : optLevel == 2 ? llvm::OptimizationLevel::O2
+                                                  : llvm::OptimizationLevel::O3;
+  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(level);
+  mpm.run(m, mam);
+  return llvm::Error::success();
+}
+
+}  // namespace
 
 MemRefDescriptor::MemRefDescriptor(void *data, const std::vector<int64_t> &sizes,
                                    const std::vector<int64_t> &strides) {
@@ -30,8 +81,9 @@ llvm::Expected<std::unique_ptr<CPUModule>> CPUModule::create(mlir::ModuleOp llvm
   (void)initialized;
   mlir::ExecutionEngineOptions options;
   // The options hold a function_ref: the transformer itself must outlive create().
-  std::function<llvm::Error(llvm::Module *)> transformer =
-      mlir::makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, nullptr);
+  std::function<llvm::Error(llvm::Module *)> transformer = [optLevel](llvm::Module *m) {
+    return optimize(*m, optLevel);
+  };
   options.transformer = transformer;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
   auto engine = mlir::ExecutionEngine::create(llvmModule, options);

@@ -560,6 +560,51 @@ TEST(ArgCheck, GatheredAxisMustNotBeEmpty) {
   EXPECT_NE(e.find("dims[1].min"), std::string::npos) << e;
 }
 
+TEST(ArgCheck, AliasedDimsShareOneExtent) {
+  // `j : kv_len = i` (the manifest's "alias"): k's keys must be as many as q's queries, or a
+  // param declared over i and read at j would be read past its end. Aliases chain onto the
+  // root (m = hk with hk = h / 2 binds m to h / 2).
+  const char *text = R"({"format": "attnc-kernel-manifest/1", "variant": "t", "entry": "t",
+    "arch": "sm_80", "block": [32, 1, 1], "dynamic_shared_memory": 0,
+    "grid": [{"dim": "i"}, {"blocks": 1}, {"blocks": 1}],
+    "dims": [{"name": "j", "role": "kv_seq", "alias": "i"}, {"name": "i", "role": "q_seq"},
+             {"name": "m", "role": "none", "alias": "hk"},
+             {"name": "hk", "role": "kv_head", "derived": {"source": "h", "divisor": 2}},
+             {"name": "h", "role": "q_head"}],
+    "args": [
+      {"name": "k", "kind": "input", "dtype": "f32", "dims": ["j"], "storage_dims": ["j"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "q", "kind": "input", "dtype": "f32", "dims": ["i"], "storage_dims": ["i"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "w", "kind": "param", "dtype": "f32", "dims": ["m"], "storage_dims": ["m"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0},
+      {"name": "o", "kind": "output", "dtype": "f32", "dims": ["h", "i"], "storage_dims": ["h", "i"],
+       "unit_stride_last": true, "alignment": 4, "row_alignment": 0}]})";
+  Manifest m;
+  std::string e;
+  ASSERT_TRUE(parseManifest(text, m, e)) << e;
+  EXPECT_EQ(m.dims[0].derivedSource, 1);
+  EXPECT_EQ(m.dims[0].divisor, 1);
+  EXPECT_EQ(m.dims[2].derivedSource, 4);  // m -> hk -> h
+  EXPECT_EQ(m.dims[2].divisor, 2);
+  int64_t five = 5, four = 4, three = 3, one = 1;
+  int64_t oSizes[2] = {6, 4}, oStrides[2] = {4, 1};
+  TensorArg args[4] = {{0x1000, 0, 1, &five, &one}, {0x2000, 0, 1, &four, &one},
+                       {0x3000, 0, 1, &three, &one}, {0x4000, 0, 2, oSizes, oStrides}};
+  LaunchPlan plan;
+  EXPECT_FALSE(checkArgs(m, args, 4, plan, e));
+  EXPECT_EQ(e, "argument 'q' axis 0 (i): expected 5 (= j), got 4");
+  args[0].sizes = &four;
+  ASSERT_TRUE(checkArgs(m, args, 4, plan, e)) << e;
+  oSizes[0] = 8;
+  EXPECT_FALSE(checkArgs(m, args, 4, plan, e));
+  EXPECT_EQ(e, "argument 'o' axis 0 (h): expected 6 (= m * 2), got 8");
+  std::string self = text;
+  self.replace(self.find(R"("alias": "i")"), 12, R"("alias": "j")");
+  EXPECT_FALSE(parseManifest(self, m, e));
+  EXPECT_NE(e.find("must name another dim"), std::string::npos) << e;
+}
+
 // --- dtypes and packed (i4) arguments -------------------------------------------------------
 
 TEST(DTypes, NamesAndBytes) {
