@@ -345,15 +345,21 @@ bool Parser::parseDType(std::optional<DType> &dtype) {
               orElse(didYouMean(t.text, kDTypeNames), "dtypes are f32, f16, bf16, i32, i8, f8e4m3 and i4"));
 }
 
+/// KEYWORD IDENT '=' expr, after the keyword (a score, a let).
+bool Parser::parseNamedExpr(const char *keyword, const char *what, std::string &name,
+                            SourceLoc &loc, ExprPtr &expr) {
+  take();  // the keyword
+  if (!expectName(name, loc, what))
+    return false;
+  if (!expectPunct("=", "after '" + std::string(keyword) + " " + name + "'"))
+    return false;
+  expr = parseExpr();
+  return expr != nullptr;
+}
+
 bool Parser::parseScore(Variant &v) {
-  take();  // 'score'
   ScoreDecl s;
-  if (!expectName(s.name, s.loc, "a score name"))
-    return false;
-  if (!expectPunct("=", "after 'score " + s.name + "'"))
-    return false;
-  s.expr = parseExpr();
-  if (!s.expr)
+  if (!parseNamedExpr("score", "a score name", s.name, s.loc, s.expr))
     return false;
   v.scores.push_back(std::move(s));
   return true;
@@ -361,14 +367,8 @@ bool Parser::parseScore(Variant &v) {
 
 /// let := 'let' IDENT '=' expr
 bool Parser::parseLet(Variant &v) {
-  take();  // 'let'
   LetDecl l;
-  if (!expectName(l.name, l.loc, "a name after 'let'"))
-    return false;
-  if (!expectPunct("=", "after 'let " + l.name + "'"))
-    return false;
-  l.expr = parseExpr();
-  if (!l.expr)
+  if (!parseNamedExpr("let", "a name after 'let'", l.name, l.loc, l.expr))
     return false;
   v.lets.push_back(std::move(l));
   return true;

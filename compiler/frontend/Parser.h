@@ -46,6 +46,8 @@ private:
   bool parseTensor(TensorDecl &t, const char *what, bool rank0Allowed);  // what: input/param/output
   bool parseDType(std::optional<DType> &dtype);
   bool parseScore(Variant &v);
+  bool parseNamedExpr(const char *keyword, const char *what, std::string &name, SourceLoc &loc,
+                      ExprPtr &expr);
   bool parseLet(Variant &v);
   bool parseMask(Variant &v);
   bool parseNorm(Variant &v);
