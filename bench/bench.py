@@ -67,7 +67,11 @@ VARIANTS = {
     # the spec language's lets and computed param indices (issue 17), at d64 as the specs are
     "t5_bias": Variant(("t5_bias",), "t5", scale=1.0),
     "taylor": Variant(("taylor",), "taylor"),
+    # an explicit layout (specs/block_sparse.attn): each 128-block of queries sees its own
+    # block of keys and the one before (block-local attention, BigBird's sliding blocks)
+    "block_local": Variant(("block_sparse",), "block_local"),
 }
+LAYOUT_BLOCK = 128
 T5_BUCKETS = 32   # specs/t5_bias.attn: 16 exact distances, 16 log-spaced up to 128
 SDPA_MASKS = {"full": False, "causal": True}  # what SDPA's flash/cuDNN backends express
 
@@ -109,6 +113,9 @@ def pairs(mask: str, s: int) -> float:
         return w * s - w * (w - 1) / 2
     if mask.startswith("document"):  # causal within each document
         return sum(n * (n + 1) / 2 for n in doc_lengths(mask, s))
+    if mask == "block_local":  # two blocks of keys per query block, one for the first
+        blocks = -(-s // LAYOUT_BLOCK)
+        return (2 * blocks - 1) * LAYOUT_BLOCK * LAYOUT_BLOCK
     raise ValueError(mask)
 
 
@@ -138,6 +145,7 @@ def cases(suites, quick):
             out.append(Case("variants", bench, 2, 16, 8192, 128))
         for bench in ("causal_d64", "t5_bias", "taylor"):
             out.append(Case("variants", bench, 2, 16, 8192, 64))
+        out.append(Case("variants", "block_local", 2, 16, 8192, 128))
     if "gqa" in suites:
         out.append(Case("gqa", "gqa", 2, 32, 8192, 128))
     return out
@@ -160,6 +168,12 @@ def params_for(case: Case, h: int, s: int, b: int):
                                       torch.tensor(lengths)).to("cuda")
         ids = ids.expand(b, s).contiguous()
         return {"doc_q": ids, "doc_k": ids.clone()}
+    if case.variant.mask == "block_local":
+        blocks = -(-s // LAYOUT_BLOCK)
+        qb = torch.arange(blocks, device="cuda")[:, None]
+        kb = torch.arange(blocks, device="cuda")[None, :]
+        layout = ((kb == qb) | (kb == qb - 1)).to(torch.int32)
+        return {"layout": layout.expand(b, h, blocks, blocks).contiguous()}
     if case.variant.mask == "t5":  # a learned table: random, of a trained table's magnitude
         gen = torch.Generator(device="cuda").manual_seed(0)
         return {"table": torch.randn(h, T5_BUCKETS, generator=gen, device="cuda")}
@@ -222,6 +236,9 @@ def mods(case: Case, params):
         return (lambda sc, b, h, qi, ki: sc + slope[h] * (ki - qi)), causal
     if mask == "softcap":
         return (lambda sc, b, h, qi, ki: 50.0 * torch.tanh(sc / 50.0)), causal
+    if mask == "block_local":
+        layout = params["layout"]
+        return None, lambda b, h, qi, ki: layout[b, h, qi // LAYOUT_BLOCK, ki // LAYOUT_BLOCK] != 0
     if mask == "t5":
         table = params["table"]
         return (lambda sc, b, h, qi, ki: sc + table[h, t5_bucket(qi - ki)]), causal
@@ -369,6 +386,8 @@ def run_flex(case, q, k, v, params, repeats, first_calls):
         torch._dynamo.reset()  # one compiled graph per shape; stay under the recompile limit
         t0 = time.time()
         batch = case.b if case.variant.mask.startswith("document") else None
+        if case.variant.mask == "block_local":
+            batch = case.b
         block_mask = create_block_mask(mask_mod, batch, None, case.s, case.s) if mask_mod else None
         flex = torch.compile(flex_attention, dynamic=False)
         fn = lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask,  # noqa: E731

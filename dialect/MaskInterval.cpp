@@ -168,6 +168,15 @@ void MaskIntervals::evaluate(Operation *op) {
   }
   if (isa<memref::LoadOp>(op))
     return evaluateLoad(op);
+  if (auto dim = dyn_cast<memref::DimOp>(op)) {  // a param's extent (a computed index's clamp)
+    std::optional<int64_t> axis = dim.getConstantIndex();
+    if (!axis || mask.isAncestor(dim.getSource().getParentRegion()))
+      return;
+    Value d = memref::DimOp::create(*b, loc, captures.lookupOrDefault(dim.getSource()), *axis);
+    Value x = toI64(d);
+    ints[r] = Ints{x, x, 32, true};  // extents are below 2^31
+    return;
+  }
 
   if (r.getType().isInteger(1)) {
     if (auto c = dyn_cast<arith::CmpIOp>(op)) {
@@ -264,6 +273,23 @@ void MaskIntervals::evaluate(Operation *op) {
       ints[r] = out;
     return;
   }
+  if (isa<arith::DivSIOp>(op)) {
+    // x / y for a divisor that is positive over its whole interval: truncation is monotone
+    // in both, so the corners bound it; otherwise |x / y| <= |x| (the language's guarded
+    // division gives 0 for y = 0 and -x for y = -1, both within it).
+    auto x = operand(0), y = operand(1);
+    if (!x || !y || x->bits >= limit)
+      return;
+    Value positive = cmp(arith::CmpIPredicate::sgt, y->lo, i64(0));
+    Value ylo = sel(positive, y->lo, i64(1)), yhi = sel(positive, y->hi, i64(1));
+    auto div = [&](Value p, Value q) { return arith::DivSIOp::create(*b, loc, p, q).getResult(); };
+    Value a = div(x->lo, ylo), c = div(x->lo, yhi), d = div(x->hi, ylo), e = div(x->hi, yhi);
+    int64_t bound = (int64_t(1) << x->bits) - 1;
+    Value lo = sel(positive, smin(smin(a, c), smin(d, e)), i64(-bound));
+    Value hi = sel(positive, smax(smax(a, c), smax(d, e)), i64(bound));
+    ints[r] = Ints{lo, hi, x->bits, false};
+    return;
+  }
   if (auto s = dyn_cast<arith::SelectOp>(op)) {
     Bools c = boolOf(s.getCondition());
     auto x = intOf(s.getTrueValue()), y = intOf(s.getFalseValue());
@@ -285,25 +311,49 @@ void MaskIntervals::evaluateLoad(Operation *op) {
   if (!width || width > 32 || elt.isInteger(1))
     return;  // floats, bools and i64 params: unknown
   Block &block = mask.front();
+  Value mem = captures.lookupOrDefault(load.getMemRef());
   SmallVector<Value> at;
   int spread = -1;
+  Value exact;  // computed indices that must be one in-range value here, at run time
   for (auto [n, index] : llvm::enumerate(load.getIndices())) {
     auto x = intOf(index);
     if (!x)
       return;
-    if (!x->point) {
-      bool interval = index == block.getArgument(1) || index == block.getArgument(2);
-      if (spread >= 0 || !interval)
-        return;  // two spread indices, or one that may leave the range
+    Value lo = arith::IndexCastOp::create(*b, loc, b->getIndexType(), x->lo);
+    bool interval = index == block.getArgument(1) || index == block.getArgument(2);
+    if (!x->point && interval) {
+      if (spread >= 0)
+        return;  // two spread indices
       spread = int(n);
+    } else if (!x->point) {
+      // e.g. layout[b, h, i / 128, j / 128] over a tile inside one block: exact when the
+      // interval is one value inside the axis, else unknown; read at 0 otherwise (the
+      // runtime refuses empty gathered axes).
+      using P = arith::CmpIPredicate;
+      Value extent = toI64(memref::DimOp::create(*b, loc, mem, int64_t(n)));
+      Value one = arith::AndIOp::create(
+          *b, loc, arith::CmpIOp::create(*b, loc, P::eq, x->lo, x->hi),
+          arith::AndIOp::create(*b, loc, arith::CmpIOp::create(*b, loc, P::sge, x->lo, i64(0)),
+                                arith::CmpIOp::create(*b, loc, P::slt, x->lo, extent)));
+      exact = exact ? arith::AndIOp::create(*b, loc, exact, one).getResult() : one;
+      lo = arith::SelectOp::create(*b, loc, one, lo, arith::ConstantIndexOp::create(*b, loc, 0));
     }
-    at.push_back(arith::IndexCastOp::create(*b, loc, b->getIndexType(), x->lo));
+    at.push_back(lo);
   }
-  Value mem = captures.lookupOrDefault(load.getMemRef());
+  if (exact && spread >= 0)
+    return;  // a computed index beside a spread one: unknown
   auto read = [&](OpBuilder &ob, ValueRange idx) {
     Value v = memref::LoadOp::create(ob, loc, mem, idx);
     return arith::ExtSIOp::create(ob, loc, ob.getI64Type(), v).getResult();
   };
+  if (exact) {
+    Value v = read(*b, at);
+    int64_t bound = int64_t(1) << (width - 1);
+    ints[load.getResult()] = Ints{arith::SelectOp::create(*b, loc, exact, v, i64(-bound)),
+                                  arith::SelectOp::create(*b, loc, exact, v, i64(bound - 1)),
+                                  width, false};
+    return;
+  }
   if (spread < 0) {
     Value v = read(*b, at);
     ints[load.getResult()] = Ints{v, v, width, true};

@@ -203,6 +203,27 @@ TEST(BlockPlanNumerics, SortedAndRandomIdsMatchReference) {
   }
 }
 
+/// An explicit block layout read at computed indices (specs/block_sparse.attn's mask, here with
+/// half the blocks off for random layouts): the block plan reads the layout exactly where a
+/// query tile lies inside one block row, so a plan that skipped an allowed block, or kept a
+/// full range over a masked one, would show against the reference.
+TEST(BlockPlanNumerics, BlockLayoutsMatchReference) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / "block_sparse.attn";
+  std::string text = readText(path);
+  text.replace(text.find("layout[b, h, i / 128, j / 128] != 0"), 35,
+               "layout[b, h, i / 128, j / 128] * 2 > kv_len");
+  for (const Tiling &tiling : {tilings[0], tilings[2], tilings[4]}) {
+    Compiler compiler;
+    auto module = compileF32(compiler, path.string(), text, tiling.options);
+    ASSERT_TRUE(module);
+    const Variant &v = compiler.spec().variants[0];
+    for (const char *shape : {"b=2,i=300,j=300", "b=2,i=130,j=517", "b=1,i=1,j=1"})
+      for (uint64_t seed : {1, 2, 3})
+        expectMatchesReference(*module, v, std::string("block_sparse ") + tiling.name, shape,
+                               true, seed == 1 ? 1 : 3, seed);
+  }
+}
+
 /// The unified max (norm softmax(max = M)) only changes how the exponentials are computed: a max
 /// below the scores (every tile falls back to the running max), one around them, and one far
 /// above them (rows start from their own max) all match the reference, split or not.

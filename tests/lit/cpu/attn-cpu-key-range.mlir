@@ -54,3 +54,48 @@ func.func @opaque(%w: memref<?xf32>, %b: index, %i0: index, %n: index) -> (index
   }
   return %lo, %hi : index, index
 }
+
+// -----
+
+// A block layout read at computed indices (specs/block_sparse.attn): i / 128 and j / 128 by
+// the division's corners (a positive divisor), clamped by the layout's extents (memref.dim of
+// the param), and the load exact where both indices are one in-range value at run time (a
+// query tile inside one block row), else unknown: read at 0 and widened to the i32 range.
+// CHECK-LABEL: func.func @block_layout
+// CHECK: %[[ILO:.*]] = arith.divui %{{.*}}, %c1
+// CHECK: %[[POS:.*]] = arith.cmpi sgt, %{{.*}}, %c0_i64
+// CHECK: arith.divsi
+// CHECK: memref.dim %arg0, %c2
+// CHECK: %[[K:.*]]:5 = scf.for
+// CHECK:   memref.dim %arg0, %c3
+// CHECK:   %[[ONE:.*]] = arith.cmpi eq
+// CHECK:   %[[V:.*]] = memref.load %arg0[
+// CHECK:   arith.select %{{.*}}, %{{.*}}, %c-2147483648_i64 : i64
+// CHECK:   scf.yield
+// CHECK: return
+func.func @block_layout(%layout: memref<?x?x?x?xi32>, %b: index, %h: index, %i0: index,
+                        %q_len: index, %kv_len: index) -> (index, index, index, index) {
+  %lo, %hi, %flo, %fhi = attn.tile_key_range [%b, %h, %i0] queries %q_len keys %kv_len {block_k = 16 : i64, rows = 32 : i64} mask {
+  ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c2 = arith.constant 2 : index
+    %c3 = arith.constant 3 : index
+    %c128 = arith.constant 128 : index
+    %qb = arith.divsi %i, %c128 : index
+    %kb = arith.divsi %j, %c128 : index
+    %nq = memref.dim %layout, %c2 : memref<?x?x?x?xi32>
+    %nk = memref.dim %layout, %c3 : memref<?x?x?x?xi32>
+    %lq = arith.subi %nq, %c1 : index
+    %lk = arith.subi %nk, %c1 : index
+    %q0 = arith.maxsi %qb, %c0 : index
+    %q1 = arith.minsi %q0, %lq : index
+    %k0 = arith.maxsi %kb, %c0 : index
+    %k1 = arith.minsi %k0, %lk : index
+    %x = memref.load %layout[%bb, %hh, %q1, %k1] : memref<?x?x?x?xi32>
+    %z = arith.constant 0 : i32
+    %on = arith.cmpi ne, %x, %z : i32
+    attn.yield %on : i1
+  }
+  return %lo, %hi, %flo, %fhi : index, index, index, index
+}
