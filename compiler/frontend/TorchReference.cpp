@@ -311,11 +311,15 @@ private:
           idx.deps |= dimDeps(arg.dimIndex);
           continue;
         }
-        // a computed index, clamped into the axis (as the kernels read it)
+        // a computed index, clamped into the axis (as the kernels read it), a temporary of
+        // its own so that lines stay short
         Val at = value(arg);
-        idx.text += "_clamp_index(" + at.text + ", " + p + ".shape[" + std::to_string(a) + "])";
-        idx.deps |= at.deps;
-        idx.temps.insert(idx.temps.end(), at.temps.begin(), at.temps.end());
+        Val clamped = temp("_clamp_index(" + at.text + ", " + p + ".shape[" +
+                               std::to_string(a) + "])",
+                           {&at});
+        idx.text += clamped.text;
+        idx.deps |= clamped.deps;
+        idx.temps.insert(idx.temps.end(), clamped.temps.begin(), clamped.temps.end());
       }
       return temp(p + "[" + idx.text + "]", {&idx});
     }
