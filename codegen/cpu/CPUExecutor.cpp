@@ -6,7 +6,6 @@
 #include "llvm/Analysis/LoopAnalysisManager.h"
 #include "llvm/IR/PassInstrumentation.h"
 #include "llvm/Passes/PassBuilder.h"
-#include "llvm/Passes/StandardInstrumentations.h"
 #include "llvm/Support/TargetSelect.h"
 
 #include <algorithm>

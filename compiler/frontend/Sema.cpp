@@ -128,10 +128,11 @@ public:
 
   bool run() {
     reset();
-    return checkSupported() && declareNames() && substituteLets() && checkDims() && checkTensors() && findAttention() &&
-           inferRoles() && checkDTypes() && checkPaged() && checkScore() && checkMask() &&
-           checkFeatures() && checkOutputExpr() && checkRecurrence() && checkDecay() &&
-           checkGate() && checkState() && checkSkip() && checkQKGroups() && checkNormalisers();
+    return checkSupported() && declareNames() && substituteLets() && checkDims() &&
+           checkTensors() && findAttention() && inferRoles() && checkDTypes() && checkPaged() &&
+           checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
+           checkRecurrence() && checkDecay() && checkGate() && checkState() && checkSkip() &&
+           checkQKGroups() && checkNormalisers();
   }
 
 private:
@@ -466,10 +467,8 @@ private:
       if (q == k)
         return fail(*dot->args[1], "dot needs two different inputs, got '" +
                                        v_.inputs[size_t(q)].name + "' twice",
-                    q == v_.q || v_.q < 0
-                        ? "not supported yet: the norms of the rows (dot(q, q)); the score "
-                          "reads dot(q, k)"
-                        : "");
+                    "not supported yet: the norms of the rows (dot(q, q)); the score reads "
+                    "dot(q, k)");
       if (dot == dots.front()) {
         v_.q = q, v_.k = k;
       } else if (q != v_.q || k != v_.k) {

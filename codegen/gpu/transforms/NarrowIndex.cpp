@@ -203,7 +203,8 @@ private:
     return x && x->fitsI32();
   }
 
-  /// The i32 form of a wide value that fits, created before `at` when needed.
+  /// The i32 form of a wide value that fits: a constant, the source of a widening cast, or a
+  /// cast created at `b` (before the first op that needs it; later ones reuse it).
   Value narrowed(OpBuilder &b, Value v) {
     if (Value n = narrow.lookup(v))
       return n;
