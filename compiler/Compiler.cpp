@@ -136,9 +136,14 @@ bool Compiler::lowerToAttn(const CompileOptions &options, Diagnostic &diag) {
                       "vLLM and FlashInfer use 16 to 256 tokens per page"};
     return false;
   }
-  for (Variant &v : file.variants)
+  for (Variant &v : file.variants) {
     if (options.pageSize && v.paged)
       v.paged->pageSize = options.pageSize;
+    if (options.outDType)
+      v.output.resolvedDType = *options.outDType;
+    if (options.positionOffsets && !addPositionOffsets(v, sourcePath, diag))
+      return false;
+  }
   CaptureDiagnostics capture(ctx);
   moduleOp = attnc::lowerToAttn(ctx, file, diag);
   if (!moduleOp)

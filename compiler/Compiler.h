@@ -28,6 +28,13 @@ struct CompileOptions {
   std::vector<std::pair<std::string, int64_t>> staticDims;
   /// Overrides the page size of paged variants (`--page-size`); 0 keeps the spec's.
   int64_t pageSize = 0;
+  /// Ring attention's block form (`--position-offsets`): every variant also takes the rank-0
+  /// i32 params q_offset and k_offset, the global positions of its first query and key
+  /// (addPositionOffsets, attn-position-offsets).
+  bool positionOffsets = false;
+  /// Replaces the output's dtype (`--out-dtype f32`: a ring block's partial result, merged in
+  /// f32 by the combine kernel).
+  std::optional<DType> outDType;
 };
 
 class Compiler {

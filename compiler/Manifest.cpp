@@ -245,14 +245,23 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
                          {"page_size", v.paged->pageSize}};
   auto combine = launches.find(v.name + "_combine");
   int64_t combineThreads = combine != launches.end() ? combine->second.threads : 0;
+  // The combine kernel's grid is over (rows i, heads, batch) of its partial buffer; each axis
+  // as the lowering divided it (rows per block), named by the main kernel's dims.
+  json combineGrid = json::array();
+  const int combineDims[3] = {v.qSeqDim, v.qHeadDim, v.batchDim};
+  for (size_t a = 0; a < 3; ++a) {
+    int64_t divisor = 1;
+    if (combine != launches.end() && a < combine->second.grid.size())
+      divisor = combine->second.grid[a][3];
+    json name = v.dims[size_t(combineDims[a])].name;
+    combineGrid.push_back(divisor == 1 ? json{{"dim", name}}
+                                       : json{{"ceil_div", {name, divisor}}});
+  }
   if (launch.splits)
     manifest["split_kv"] = {
         {"combine_entry", v.name + "_combine"},
         {"combine_block", {combineThreads, 1, 1}},
-        {"combine_grid",
-         {{{"dim", v.dims[v.qSeqDim].name}},
-          {{"dim", v.dims[v.qHeadDim].name}},
-          {{"dim", v.dims[v.batchDim].name}}}},
+        {"combine_grid", combineGrid},
         {"max_splits", kMaxSplits},
         {"splits", options.splits},
         {"block_k", choice("block_k")},

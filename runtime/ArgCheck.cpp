@@ -438,6 +438,113 @@ bool checkTensors(const Manifest &m, const TensorArg *args, size_t count,
   return true;
 }
 
+bool checkCombineArgs(const Manifest &m, const TensorArg *args, size_t count,
+                      std::array<uint32_t, 3> &grid, bool &empty, std::string &error) {
+  static const char *names[4] = {"part_out", "part_lse", "out", "lse"};
+  static const char *axes[4][5] = {{"S", "b", "h", "i", "dv"}, {"S", "b", "h", "i", ""},
+                                   {"b", "h", "i", "dv", ""}, {"b", "h", "i", "", ""}};
+  const Arg *output = nullptr;
+  for (const Arg &a : m.args)
+    if (a.kind == ArgKind::Output)
+      output = &a;
+  bool softmax = false;
+  for (const Arg &a : m.args)
+    softmax |= a.kind == ArgKind::Lse;
+  if (!output || !softmax) {
+    error = "combine merges softmax results by their log-sum-exp; kernel '" + m.variant +
+            "' has no lse";
+    return false;
+  }
+  if (count != 4 || !args) {
+    error = "combine takes 4 arguments (part_out, part_lse, out, lse), got " +
+            str(int64_t(args ? count : 0));
+    return false;
+  }
+  const int ranks[4] = {5, 4, 4, 3};
+  const DType dtypes[4] = {DType::F32, DType::F32, output->dtype, DType::F32};
+  for (size_t a = 0; a < 4; ++a) {
+    const TensorArg &t = args[a];
+    std::string prefix = std::string("combine argument '") + names[a] + "': ";
+    if (t.rank != ranks[a] || t.dtype != int32_t(dtypes[a])) {
+      error = prefix + "expected " + dtypeName(dtypes[a]) + " of rank " + str(ranks[a]) +
+              ", got rank " + str(t.rank) + " (dtype code " + str(t.dtype) + ")";
+      return false;
+    }
+    if (!t.sizes || !t.strides) {
+      error = prefix + "the sizes or the strides are null";
+      return false;
+    }
+    for (int32_t d = 0; d < t.rank; ++d)
+      if (t.sizes[d] < 0 || t.sizes[d] > kMaxExtent || t.strides[d] < 0) {
+        error = prefix + "axis " + str(d) + " (" + axes[a][d] + ") has size " + str(t.sizes[d]) +
+                " and stride " + str(t.strides[d]) + "; sizes must be in [0, 2^31 - 1] and "
+                "strides non-negative";
+        return false;
+      }
+  }
+  // Every tensor agrees with part_out on b, h, i (and dv).
+  const int64_t *shape = args[0].sizes;
+  const int at[4][4] = {{1, 2, 3, 4}, {1, 2, 3, -1}, {0, 1, 2, 3}, {0, 1, 2, -1}};
+  for (size_t a = 1; a < 4; ++a)
+    for (int d = 0; d < 4; ++d) {
+      if (at[a][d] < 0)
+        continue;
+      if (args[a].sizes[at[a][d]] != shape[d + 1]) {
+        error = std::string("combine argument '") + names[a] + "': axis " + axes[a][at[a][d]] +
+                " is " + str(args[a].sizes[at[a][d]]) + ", but part_out's is " + str(shape[d + 1]);
+        return false;
+      }
+    }
+  if (args[1].sizes[0] != shape[0]) {
+    error = "combine argument 'part_lse': " + str(args[1].sizes[0]) + " partial results, but "
+            "part_out holds " + str(shape[0]);
+    return false;
+  }
+  if (shape[0] < 2) {
+    error = "combine merges at least 2 partial results, got S = " + str(shape[0]);
+    return false;
+  }
+  int64_t dv = -1;
+  if (output->dims.size() == 4)
+    dv = m.dims[size_t(output->dims[3])].staticSize;
+  if (dv > 0 && shape[4] != dv) {
+    error = "combine argument 'part_out': dv is " + str(shape[4]) + ", but kernel '" + m.variant +
+            "' has dv = " + str(dv);
+    return false;
+  }
+  empty = shape[1] == 0 || shape[2] == 0 || shape[3] == 0;
+  if (empty)
+    return true;
+  if (shape[1] > 65535 || shape[2] > 65535) {
+    error = "combine: b = " + str(shape[1]) + " and h = " + str(shape[2]) +
+            " must each be at most 65535 (grid z and y)";
+    return false;
+  }
+  // Nothing is read through a null pointer, and the merge does not write its own inputs.
+  uint64_t lo[4], hi[4];
+  for (size_t a = 0; a < 4; ++a) {
+    const TensorArg &t = args[a];
+    int64_t bytes = a == 2 ? dtypeBytes(output->dtype) : 4, last = 0;
+    for (int32_t d = 0; d < t.rank; ++d)
+      last += (t.sizes[d] - 1) * t.strides[d];
+    if (!t.data) {
+      error = std::string("combine argument '") + names[a] + "' is a null pointer";
+      return false;
+    }
+    lo[a] = t.data;
+    hi[a] = t.data + uint64_t((last + 1) * bytes);
+  }
+  for (size_t w : {2u, 3u})
+    for (size_t r : {0u, 1u})
+      if (lo[w] < hi[r] && lo[r] < hi[w]) {
+        error = std::string("combine argument '") + names[w] + "' overlaps '" + names[r] +
+                "': the merge would write the partial results it reads";
+        return false;
+      }
+  grid = {uint32_t(shape[3]), uint32_t(shape[2]), uint32_t(shape[1])};
+  return true;
+}
+
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
                std::string &error) {
   plan = LaunchPlan();

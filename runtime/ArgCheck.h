@@ -79,6 +79,14 @@ bool checkTensors(const Manifest &m, const TensorArg *args, size_t count,
 bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPlan &plan,
                std::string &error);
 
+/// attnc_rt_combine's arguments: part_out f32 [S, b, h, i, dv], part_lse f32 [S, b, h, i],
+/// out [b, h, i, dv] of the kernel's output dtype and lse f32 [b, h, i], canonical order, any
+/// non-negative strides, S >= 2, dv the kernel's static value dim where it has one, and
+/// out / lse not overlapping the partial results. Sets `grid` to the combine launch (one block
+/// per row: i, h, b); `empty` when a row extent is 0.
+bool checkCombineArgs(const Manifest &m, const TensorArg *args, size_t count,
+                      std::array<uint32_t, 3> &grid, bool &empty, std::string &error);
+
 /// The split-count heuristic, fitted to the H100 decode sweep (bench/results/2026-11-22-decode.md):
 /// decoding runs fastest with about 1.5 blocks per SM in all: more splits only add partial-result
 /// traffic, prologues and combine work, and more resident blocks per SM gain nothing for a kernel

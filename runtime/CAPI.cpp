@@ -98,6 +98,21 @@ int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
   });
 }
 
+int attnc_rt_combine(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                     void *cu_stream) {
+  return guarded([&] {
+    if (!k)
+      return fail("attnc_rt_combine: the kernel handle is null");
+    if (nargs < 0)
+      return fail("attnc_rt_combine: nargs is negative (" + std::to_string(nargs) + ")");
+    std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
+    std::string error;
+    if (!k->kernel->combine(args ? converted.data() : nullptr, size_t(nargs), cu_stream, error))
+      return fail(error);
+    return 0;
+  });
+}
+
 int attnc_rt_plan_shape(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
                         int64_t sizes[4]) {
   return guarded([&] {

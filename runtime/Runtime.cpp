@@ -718,6 +718,66 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
   return true;
 }
 
+bool Kernel::combine(const TensorArg *args, size_t count, void *stream, std::string &error) {
+  std::string prefix = "kernel '" + manifest_.variant + "': ";
+  if (!manifest_.splitKV) {
+    error = prefix + "has no combine kernel (compile the softmax variant with split-KV, the "
+                     "default)";
+    return false;
+  }
+  std::array<uint32_t, 3> grid{};
+  bool empty = false;
+  if (!checkCombineArgs(manifest_, args, count, grid, empty, error)) {
+    error = prefix + error;
+    return false;
+  }
+  if (empty)
+    return true;
+  // `grid` holds the rows, heads and batch; the manifest's combine grid divides them.
+  const SplitKV &split = *manifest_.splitKV;
+  std::array<uint32_t, 3> blocks{};
+  for (size_t a = 0; a < 3; ++a) {
+    const GridAxis &axis = split.combineGrid[a];
+    int64_t extent = axis.dim < 0              ? axis.blocks
+                     : axis.dim == split.qSeq  ? grid[0]
+                     : axis.dim == split.qHead ? grid[1]
+                                               : grid[2];
+    blocks[a] = uint32_t((extent * axis.scale + axis.divisor - 1) / axis.divisor);
+  }
+  grid = blocks;
+  const Driver *d = driver(error);
+  CUcontext ctx = nullptr;
+  CUdevice dev;
+  if (!d || !currentContext(*d, ctx, error)) {
+    error = prefix + error;
+    return false;
+  }
+  if (CUresult r = d->ctxGetDevice(&dev)) {
+    error = prefix + d->fail(r, "cuCtxGetDevice");
+    return false;
+  }
+  static const char *names[4] = {"part_out", "part_lse", "out", "lse"};
+  std::vector<uint64_t> storage;
+  for (size_t a = 0; a < 4; ++a) {
+    Arg described;
+    described.name = names[a];
+    if (!checkDevicePointer(*d, described, args[a].data, dev, error)) {
+      error = prefix + error;
+      return false;
+    }
+    pushMemref(storage, args[a]);
+  }
+  Functions fns;
+  if (!functionsFor(ctx, fns, error))
+    return false;
+  if (!launchWith(*d, fns.combine, grid, manifest_.splitKV->combineBlock, 0, stream, storage,
+                  "cuLaunchKernel('" + manifest_.splitKV->combineEntry + "')", error)) {
+    error = prefix + error;
+    return false;
+  }
+  return true;
+}
+
 bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg *args,
                             const LaunchPlan &plan, std::vector<uint64_t> &storage, void *stream,
                             std::string &error) {

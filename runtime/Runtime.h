@@ -54,6 +54,9 @@ public:
   bool launchWithPlan(const TensorArg *args, size_t count, const TensorArg &plan, void *stream,
                       std::string &error);
 
+  /// Ring attention's merge: the kernel's split-KV combine kernel on caller-given partial
+  /// results (checkCombineArgs: part_out, part_lse, out, lse in canonical order), on `stream`.
+  bool combine(const TensorArg *args, size_t count, void *stream, std::string &error);
   /// The runtime override of the number of KV splits: 0 = the heuristic; ignored where the
   /// manifest fixes `split_kv.splits`. False for a negative count or a kernel without split_kv.
   bool setSplits(int32_t splits, std::string &error);

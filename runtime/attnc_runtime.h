@@ -61,6 +61,15 @@ ATTNC_RT_API int attnc_rt_load(const char *ptx, size_t ptx_len, const char *mani
 ATTNC_RT_API int attnc_rt_launch(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
                                  void *cu_stream);
 
+/* Ring attention's merge (docs/ring-attention.md): runs the split-KV combine kernel of a softmax
+ * kernel on partial results the caller holds: args = part_out f32 [S, b, h, i, dv], part_lse
+ * f32 [S, b, h, i], out [b, h, i, dv] (the kernel's output dtype) and lse f32 [b, h, i], in
+ * this canonical order with any non-negative strides, S >= 2. Row (b, h, i) gets
+ * lse = log sum_s exp(lse_s) and out = sum_s exp(lse_s - lse) o_s (0 and -inf where every
+ * lse_s is -inf). out and lse must not overlap the partial results. */
+ATTNC_RT_API int attnc_rt_combine(attnc_rt_kernel *k, const attnc_tensor *args, int32_t nargs,
+                                  void *cu_stream);
+
 /* Split-KV kernels (manifest field `split_kv`): the number of KV splits for the next launches;
  * 0 (the default) lets the runtime's heuristic choose. Clamped at launch to [1, min(max_splits,
  * ceil(kv_len / block_k))]; ignored where the manifest fixes `split_kv.splits`. Fails for a

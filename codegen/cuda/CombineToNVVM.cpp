@@ -1,5 +1,6 @@
-// attn.combine inside a kernel (attn-gpu-distribute's `<name>_combine`) -> one block per row
-// (b, h, i) = (block z, y, x), threads over the value channels; nothing to do with one split.
+// attn.combine inside a kernel (attn-gpu-distribute's `<name>_combine`) -> blocks over (b, h) =
+// (block z, y) and kCombineRowsPerBlock rows i (block x); each warp takes one row at a time, its
+// lanes over the value channels; nothing to do with one split.
 #include "codegen/cuda/GPUToNVVM.h"
 
 #include <cmath>
@@ -25,11 +26,22 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
     Value many = arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::ugt, splits, w.idx(1));
     auto ifMany = scf::IfOp::create(rw, loc, many, /*withElse=*/false);
     rw.setInsertionPoint(ifMany.thenBlock()->getTerminator());
-    Value i = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::x);
     Value h = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::y);
     Value bt = gpu::BlockIdOp::create(rw, loc, gpu::Dimension::z);
     Value tid = gpu::ThreadIdOp::create(rw, loc, gpu::Dimension::x);
     Value threads = gpu::BlockDimOp::create(rw, loc, gpu::Dimension::x);
+    Value warp = arith::DivUIOp::create(rw, loc, tid, w.idx(32));
+    Value lane = arith::RemUIOp::create(rw, loc, tid, w.idx(32));
+    Value warps = arith::DivUIOp::create(rw, loc, threads, w.idx(32));
+    Value firstRow = arith::MulIOp::create(
+        rw, loc, gpu::BlockIdOp::create(rw, loc, gpu::Dimension::x), w.idx(attngpu::kCombineRowsPerBlock));
+    Value rows = memref::DimOp::create(rw, loc, out, 2);
+    auto rowLoop = scf::ForOp::create(rw, loc, warp, w.idx(attngpu::kCombineRowsPerBlock), warps);
+    rw.setInsertionPointToStart(rowLoop.getBody());
+    Value i = arith::AddIOp::create(rw, loc, firstRow, rowLoop.getInductionVar());
+    auto inside = scf::IfOp::create(
+        rw, loc, arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::ult, i, rows), false);
+    rw.setInsertionPoint(inside.thenBlock()->getTerminator());
     Value negInf = w.f32(-INFINITY), log2e = w.f32(kLog2e);
     auto forSplits = [&](Value init, function_ref<Value(Value, Value)> body) {
       auto loop = scf::ForOp::create(rw, loc, w.idx(0), splits, w.idx(1), init);
@@ -38,7 +50,8 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
       scf::YieldOp::create(rw, loc, body(loop.getInductionVar(), loop.getRegionIterArgs()[0]));
       return loop.getResult(0);
     };
-    // In base 2: m2 = max lse_s log2e, total2 = m2 + log2(sum_s 2^(lse_s log2e - m2)).
+    // In base 2: m2 = max lse_s log2e, total2 = m2 + log2(sum_s 2^(lse_s log2e - m2)); every
+    // lane of the row's warp reads the same lse_s (one broadcast load each).
     auto lse2 = [&](Value s) {
       Value x = memref::LoadOp::create(rw, loc, partLse, ValueRange{s, bt, h, i});
       return w.fmul(x, log2e);
@@ -50,7 +63,7 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
       return w.fadd(acc, w.ex2(w.fsub(lse2(s), base)));
     });
     Value total2 = w.fadd(base, w.ptx("lg2.approx.f32 $0, $1;", sum));
-    Value first = arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::eq, tid, w.idx(0));
+    Value first = arith::CmpIOp::create(rw, loc, arith::CmpIPredicate::eq, lane, w.idx(0));
     auto ifFirst = scf::IfOp::create(rw, loc, first, /*withElse=*/false);
     {
       OpBuilder::InsertionGuard guard(rw);
@@ -59,7 +72,7 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
       memref::StoreOp::create(rw, loc, value, lse, ValueRange{bt, h, i});
     }
     Value channels = memref::DimOp::create(rw, loc, out, 3);
-    auto loop = scf::ForOp::create(rw, loc, tid, channels, threads);
+    auto loop = scf::ForOp::create(rw, loc, lane, channels, w.idx(32));
     {
       OpBuilder::InsertionGuard guard(rw);
       rw.setInsertionPointToStart(loop.getBody());

@@ -47,6 +47,9 @@ bool isSwizzled(MemRefType tile);
 int64_t sharedColumns(MemRefType tile);
 
 /// The name of the discardable attribute that holds a kernel's launch ABI.
+/// Rows (b, h, i) of attn.combine's kernel per block: its 4 warps take one row at a time, the
+/// lanes over the value channels (a ring merges as many rows as the sequence has).
+inline constexpr int64_t kCombineRowsPerBlock = 16;
 inline constexpr llvm::StringLiteral kLaunchAttrName = "attn_gpu.launch";
 /// The name of the module attribute that maps each kernel's name to its launch ABI.
 inline constexpr llvm::StringLiteral kLaunchesAttrName = "attn_gpu.launches";

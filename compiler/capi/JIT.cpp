@@ -4,6 +4,7 @@
 #include "compiler/Compiler.h"
 #include "compiler/Manifest.h"
 #include "compiler/capi/KernelCache.h"
+#include "compiler/lowering/ASTToAttn.h"
 #include "compiler/pipeline/HostRun.h"
 #include "codegen/cpu/CPUExecutor.h"
 #include "runtime/ArgCheck.h"
@@ -147,7 +148,13 @@ bool compileSpec(const std::string &spec, const char *variant, attnc::CompileOpt
     }
   }
   attnc::Stage last = cpu ? attnc::Stage::LLVM : attnc::Stage::PTX;
-  if (!compiler.lowerToAttn(options, diag) || !compiler.lowerTo(last, options, diag)) {
+  if (!compiler.lowerToAttn(options, diag)) {
+    error = diag.render(spec);
+    return false;
+  }
+  if (cpu && chosen->norm == attnc::Norm::Softmax)  // attnc_combine's host entry
+    attnc::addCombineFunction(compiler.module(), *chosen);
+  if (!compiler.lowerTo(last, options, diag)) {
     error = diag.render(spec);
     return false;
   }
@@ -249,7 +256,8 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   *out = nullptr;
   if (!spec)
     return fail("attnc_compile: 'spec' is null");
-  attnc_options o = opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr, 0, nullptr};
+  attnc_options o =
+      opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr, 0, nullptr, 0, nullptr};
   attnc::CompileOptions options;
   options.pipeline.blockQ = o.block_q ? o.block_q : 64;
   options.pipeline.chip = o.chip ? o.chip : "sm_80";
@@ -263,6 +271,14 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   std::string error;
   if (o.dims && !attnc::parseSizeList(o.dims, options.staticDims, error))
     return fail("attnc_compile: dims: " + error);
+  options.positionOffsets = o.position_offsets != 0;
+  if (o.out_dtype) {
+    std::optional<attnc::DType> t = attnc::dtypeFromName(o.out_dtype);
+    if (!t || !attnc::isFloat(*t))
+      return fail("attnc_compile: unknown out_dtype '" + std::string(o.out_dtype) +
+                  "'; use f32, f16 or bf16");
+    options.outDType = t;
+  }
   std::string text(spec, spec_len);
   auto kernel = std::make_unique<attnc_kernel>();
 
@@ -288,6 +304,8 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   std::string material = std::string("attnc 0.1.0\n") + options.pipeline.chip + "\n" +
                          std::to_string(options.pipeline.blockQ) + "x" +
                          std::to_string(options.pipeline.blockK) + "\n" + (o.dims ? o.dims : "") +
+                         "\n" + (o.position_offsets ? "offsets" : "") + "\n" +
+                         (o.out_dtype ? o.out_dtype : "") +
                          "\n" + (variant ? variant : "") + "\n" +
                          std::to_string(driverVersion()) + "\n" + text;
   // The backward is its own entry, so that a forward-only request is served by the forward
@@ -338,6 +356,37 @@ int attnc_launch(attnc_kernel *k, const attnc_tensor *args, int32_t nargs, void 
     return launchHost(*k, k->forward, args, nargs);
   if (attnc_rt_launch(k->forward.rt, args, nargs, cu_stream) != 0)
     return fail(attnc_rt_last_error());
+  lastError.clear();
+  return 0;
+}
+
+int attnc_combine(attnc_kernel *k, const attnc_tensor *args, int32_t nargs, void *cu_stream) {
+  if (!k)
+    return fail("attnc_combine: the kernel handle is null");
+  if (!k->cpu) {
+    if (attnc_rt_combine(k->forward.rt, args, nargs, cu_stream) != 0)
+      return fail(attnc_rt_last_error());
+    lastError.clear();
+    return 0;
+  }
+  const attnc::rt::Manifest &m = k->forward.host;
+  if (nargs < 0)
+    return fail("kernel '" + m.variant + "': nargs is negative (" + std::to_string(nargs) + ")");
+  std::vector<attnc::rt::TensorArg> converted = attnc::rt::tensorArgs(args, nargs);
+  std::array<uint32_t, 3> grid{};
+  bool empty = false;
+  std::string error;
+  if (!attnc::rt::checkCombineArgs(m, args ? converted.data() : nullptr, size_t(nargs), grid,
+                                   empty, error))
+    return fail("kernel '" + m.variant + "': " + error);
+  std::vector<attnc::MemRefDescriptor> descriptors;
+  for (const attnc::rt::TensorArg &t : converted)
+    descriptors.emplace_back(reinterpret_cast<void *>(t.data),
+                             std::vector<int64_t>(t.sizes, t.sizes + t.rank),
+                             std::vector<int64_t>(t.strides, t.strides + t.rank));
+  if (!empty)
+    if (llvm::Error err = k->cpu->invoke(m.entry + "_combine", descriptors))
+      return fail("kernel '" + m.variant + "': " + llvm::toString(std::move(err)));
   lastError.clear();
   return 0;
 }

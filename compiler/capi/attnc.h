@@ -39,6 +39,10 @@ typedef struct {
   int32_t backward;      /* 1: also compile the backward (<variant>_grad, attnc_launch_grad) */
   const char *target;    /* "cuda" (default) or "cpu": the CPU back end, run in process on f32
                             tensors in host memory (no PTX, no cache; cu_stream is ignored) */
+  int32_t position_offsets; /* 1: ring attention's blocks: the kernel also takes the rank-0 i32
+                               params q_offset and k_offset, the global positions of its first
+                               query and key, that its score and mask compare */
+  const char *out_dtype;    /* NULL = the spec's; "f32" for ring blocks' partial results */
 } attnc_options;
 
 /* Compiles `variant` of the spec (NULL: the file's only variant) to PTX, or takes it from the
@@ -52,6 +56,12 @@ ATTNC_API int attnc_launch(attnc_kernel *k, const attnc_tensor *args, int32_t na
  * params the score reads (f32; the runtime zeroes them). See docs/manifest.md, "backward". */
 ATTNC_API int attnc_launch_grad(attnc_kernel *k, const attnc_tensor *args, int32_t nargs,
                                 void *cu_stream);
+/* Ring attention's merge of partial results of a softmax kernel (attnc_rt_combine's arguments
+ * and rules: part_out f32 [S, b, h, i, dv], part_lse f32 [S, b, h, i], out [b, h, i, dv] of the
+ * output's dtype, lse f32 [b, h, i]; canonical order, S >= 2), by the kernel's combine: the
+ * split-KV combine kernel on cuda, `<variant>_combine` of the host module on cpu. */
+ATTNC_API int attnc_combine(attnc_kernel *k, const attnc_tensor *args, int32_t nargs,
+                            void *cu_stream);
 ATTNC_API const char *attnc_kernel_manifest(attnc_kernel *k); /* JSON (docs/manifest.md) */
 ATTNC_API const char *attnc_kernel_ptx(attnc_kernel *k);       /* "" for the cpu target */
 ATTNC_API const char *attnc_kernel_grad_manifest(attnc_kernel *k); /* NULL without backward */

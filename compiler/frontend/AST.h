@@ -200,6 +200,11 @@ struct Variant {
   /// row y (over the value dim) becomes y / sqrt(mean(y^2) + eps), before any skip term.
   std::optional<double> rmsEps;
   bool hasOutput = false;
+  /// Ring attention's block form (addPositionOffsets): the index in `params` of the rank-0 i32
+  /// param q_offset (k_offset follows it), the global positions of the block's first query and
+  /// key; the score and mask then read i + q_offset and j + k_offset wherever they use a
+  /// position as a value (a plain param index stays the block's own row). -1 without.
+  int positionOffsets = -1;
   std::optional<PagedDecl> paged;  // k and v stored as pages
   std::vector<FeatureDecl> features;
   /// `decay EXPR`: the per-step decay factor gamma(b, h, i) of a recurrence (RetNet's fixed

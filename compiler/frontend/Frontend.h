@@ -38,6 +38,13 @@ bool checkSpec(SpecFile &file, Diagnostic &diag);  // Sema on every variant of t
 /// Convenience: parse + check in one call.
 bool loadSpec(const std::string &path, const std::string &text, SpecFile &out, Diagnostic &diag);
 
+/// Ring attention's block form (the compile option `position offsets`): appends the rank-0 i32
+/// params q_offset and k_offset, the global positions of the first query and key of a launch's
+/// block, to a checked variant (Variant::positionOffsets). Fails, naming the spec location, for
+/// a form with no blocks (a recurrence, paged keys), a score or mask that reads the length of
+/// a sequence (a block knows only its own), or a name already taken.
+bool addPositionOffsets(Variant &v, const std::string &file, Diagnostic &diag);
+
 /// Human-readable dump of the checked AST (`attnc --emit=ast`). Stable text, used by lit tests.
 std::string dumpAST(const SpecFile &file);
 

@@ -181,7 +181,12 @@ template <typename T> bool compare(const std::string &op, T a, T b) {
 class Evaluator {
 public:
   Evaluator(const Variant &v, const DimSizes &sizes, const std::vector<HostTensor> &params)
-      : sizes_(sizes), params_(params), iter_(v.dims.size(), 0) {}
+      : sizes_(sizes), params_(params), iter_(v.dims.size(), 0), offset_(v.dims.size(), 0) {
+    if (v.positionOffsets >= 0) {  // a ring block: positions are global as values
+      offset_[v.qSeqDim] = int64_t(params[v.positionOffsets].load({}));
+      offset_[v.kvSeqDim] = int64_t(params[v.positionOffsets + 1].load({}));
+    }
+  }
 
   /// Current index of every iteration dim (others stay 0 and are never read).
   std::vector<int64_t> &iter() { return iter_; }
@@ -210,12 +215,13 @@ private:
   const DimSizes &sizes_;
   const std::vector<HostTensor> &params_;
   std::vector<int64_t> iter_;
+  std::vector<int64_t> offset_;  // per dim: added to its index where it is read as a value
 
   /// An Ident, Index or Call, by what Sema resolved it to.
   Value resolved(const Expr &e) const {
     switch (e.res) {
     case Expr::Res::IterIndex:
-      return intValue(iter_[e.dimIndex]);
+      return intValue(iter_[e.dimIndex] + offset_[e.dimIndex]);
     case Expr::Res::DimSize:
       return intValue(sizes_[e.dimIndex]);
     case Expr::Res::ParamLoad:

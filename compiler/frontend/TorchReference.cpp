@@ -294,8 +294,15 @@ private:
 
   Val resolved(const Expr &e) {
     switch (e.res) {
-    case Expr::Res::IterIndex:
-      return leaf("ix[" + dimKey(e.dimIndex) + "]", dimDeps(e.dimIndex));
+    case Expr::Res::IterIndex: {
+      std::string index = "ix[" + dimKey(e.dimIndex) + "]";
+      if (v_.positionOffsets >= 0 && (e.dimIndex == v_.qSeqDim || e.dimIndex == v_.kvSeqDim)) {
+        // a ring block: positions are global where they are values
+        int offset = v_.positionOffsets + (e.dimIndex == v_.kvSeqDim);
+        index = "(" + index + " + p[" + pyString(v_.params[size_t(offset)].name) + "])";
+      }
+      return leaf(index, dimDeps(e.dimIndex));
+    }
     case Expr::Res::DimSize:
       return leaf("n[" + dimKey(e.dimIndex) + "]");
     case Expr::Res::ParamLoad: {

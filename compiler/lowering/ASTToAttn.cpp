@@ -147,6 +147,10 @@ private:
     OpBuilder::InsertionGuard guard(b);
     auto func = func::FuncOp::create(b, loc(var.loc), var.name, b.getFunctionType(argTypes, {}));
     func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+    if (var.positionOffsets >= 0)  // ring blocks: attn-position-offsets reads these marks
+      for (unsigned side = 0; side < 2; ++side)
+        func.setArgAttr(3 + unsigned(var.positionOffsets) + side, "attn.position_offset",
+                        b.getStringAttr(side ? "k" : "q"));
     Block *entry = func.addEntryBlock();
     b.setInsertionPointToStart(entry);
     auto args = entry->getArguments();
@@ -498,6 +502,28 @@ OwningOpRef<ModuleOp> lowerToAttn(MLIRContext &ctx, const SpecFile &file, Diagno
   ctx.loadDialect<attn::AttnDialect, func::FuncDialect, arith::ArithDialect, math::MathDialect,
                   memref::MemRefDialect>();
   return Lowering(ctx, file, diag).run();
+}
+
+void addCombineFunction(ModuleOp module, const Variant &v) {
+  OpBuilder b(module.getContext());
+  b.setInsertionPointToEnd(module.getBody());
+  auto dynamic = [&](int64_t rank, DType dtype, int64_t last) {
+    SmallVector<int64_t> shape(size_t(rank), ShapedType::kDynamic);
+    if (last > 0)
+      shape.back() = last;
+    return stridedMemRef(shape, b, dtype);
+  };
+  int64_t dv = staticExtent(v, v.valueDim);
+  SmallVector<Type> types = {dynamic(5, DType::F32, dv), dynamic(4, DType::F32, -1),
+                             dynamic(4, v.output.resolvedDType, dv), dynamic(3, DType::F32, -1)};
+  Location loc = FileLineColLoc::get(b.getContext(), "<combine>", v.loc.line, v.loc.col);
+  auto func = func::FuncOp::create(b, loc, v.name + "_combine", b.getFunctionType(types, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  auto args = entry->getArguments();
+  attn::CombineOp::create(b, loc, args[0], args[1], args[2], args[3]);
+  func::ReturnOp::create(b, loc);
 }
 
 }  // namespace attnc

@@ -23,4 +23,9 @@ std::vector<KernelArg> kernelArgs(const Variant &v);
 mlir::OwningOpRef<mlir::ModuleOp> lowerToAttn(mlir::MLIRContext &ctx, const SpecFile &file,
                                               Diagnostic &diag);
 
+/// Adds `func.func @<v.name>_combine(part_out, part_lse, out, lse)` holding one attn.combine
+/// (f32 [S, b, h, i, dv] and [S, b, h, i] partial results, out of the output's dtype, lse f32;
+/// strided): the host entry of attnc_combine, ring attention's merge on the CPU back end.
+void addCombineFunction(mlir::ModuleOp module, const Variant &v);
+
 }  // namespace attnc

@@ -24,6 +24,9 @@ bool parseStage(const std::string &name, Stage &stage) {
 }
 
 void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &options) {
+  // Global positions for blocks of a longer sequence (a no-op without marked arguments); first,
+  // so the backward differentiates the offset score.
+  pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnPositionOffsets());
   if (options.backward) {  // before any form is chosen: the backward differentiates the variant
     mlir::attn::AttnGradOptions grad;
     grad.gradOnly = options.backwardOnly;

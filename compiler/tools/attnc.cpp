@@ -93,6 +93,16 @@ static cl::opt<int64_t> pageSize("page-size",
 static cl::opt<std::string> dtype("dtype",
                                   cl::desc("Override the dtype of q, k, v and o: f32, f16, bf16"),
                                   cl::init(""), cl::cat(category));
+static cl::opt<std::string> outDType("out-dtype",
+                                     cl::desc("Override the output's dtype (f32, f16, bf16): "
+                                              "f32 for ring attention's partial results"),
+                                     cl::init(""), cl::cat(category));
+static cl::opt<bool> positionOffsets(
+    "position-offsets",
+    cl::desc("Ring attention's blocks: every variant also takes the rank-0 i32 params q_offset "
+             "and k_offset, the global positions of its first query and key, which its score "
+             "and mask then compare"),
+    cl::cat(category));
 static cl::list<std::string> setDims("set", cl::desc("Fix a dynamic dim, e.g. --set d=128"),
                                      cl::cat(category));
 static cl::opt<std::string> chip("chip", cl::desc("CUDA target: sm_80 or sm_90a"),
@@ -177,6 +187,16 @@ static bool compileOptions(CompileOptions &options) {
       llvm::errs() << "attnc: error: --set: " << error << "\n";
       return false;
     }
+  }
+  options.positionOffsets = positionOffsets;
+  if (!outDType.empty()) {
+    std::optional<DType> t = dtypeFromName(outDType);
+    if (!t || !isFloat(*t)) {
+      llvm::errs() << "attnc: error: unknown --out-dtype '" << outDType
+                   << "'; use f32, f16 or bf16\n";
+      return false;
+    }
+    options.outDType = t;
   }
   if (dtype.empty())
     return true;
@@ -381,6 +401,10 @@ static int compileMain() {
     }
     if (!torch)
       return writeOutput(dumpAST(compiler.spec())) ? 0 : 1;
+    // The options that change the variant (--position-offsets, dtypes, --set) apply to its
+    // reference too.
+    if (!compiler.lowerToAttn(options, diag))
+      return report(diag, text);
     const auto &variants = compiler.spec().variants;
     if (variants.size() != 1) {  // one Python module defines one `reference`
       llvm::errs() << "attnc: error: --emit=torch writes one module per variant, and '"

@@ -27,28 +27,39 @@ namespace {
 
 using Bound = KeyBound;
 
-/// a * i + b * j + c + x over the mask region's query index i and key index j, where x (if
-/// any) is a value of the region that depends on the batch index alone (a per-sequence length
-/// read from a param: `j < kv_len[b]`).
+/// a * i + b * j + c + sum of the opaque terms over the mask region's query index i and key
+/// index j; a term is a value of the region that depends on the batch index alone (a
+/// per-sequence length read from a param, `j < kv_len[b]`; a block's position offset).
 struct Affine {
   int64_t a = 0, b = 0, c = 0;
-  Value x;
-  int64_t xc = 0;
+  SmallVector<OpaqueTerm, 2> terms;
 };
 
+/// Terms beyond this many make a bound unknown (the region is then read as allowing any key).
+constexpr size_t kMaxTerms = 4;
+
 std::optional<Affine> combine(const Affine &l, const Affine &r, int64_t rs) {
-  Affine out{l.a + rs * r.a, l.b + rs * r.b, l.c + rs * r.c, l.x, l.xc};
-  if (r.x && r.xc) {
-    if (out.x && out.xc && out.x != r.x)
-      return std::nullopt;  // two different opaque terms
-    out.xc = (out.x == r.x ? out.xc : 0) + rs * r.xc;
-    out.x = r.x;
+  Affine out{l.a + rs * r.a, l.b + rs * r.b, l.c + rs * r.c, l.terms};
+  for (const OpaqueTerm &t : r.terms) {
+    auto same = llvm::find_if(out.terms, [&](const OpaqueTerm &o) { return o.first == t.first; });
+    if (same != out.terms.end())
+      same->second += rs * t.second;
+    else
+      out.terms.push_back({t.first, rs * t.second});
   }
+  llvm::erase_if(out.terms, [](const OpaqueTerm &t) { return t.second == 0; });
+  if (out.terms.size() > kMaxTerms)
+    return std::nullopt;
   return out;
 }
 
 std::optional<Affine> scale(const Affine &v, int64_t k) {
-  return Affine{v.a * k, v.b * k, v.c * k, v.x, v.xc * k};
+  Affine out{v.a * k, v.b * k, v.c * k, v.terms};
+  for (OpaqueTerm &t : out.terms)
+    t.second *= k;
+  if (!k)
+    out.terms.clear();
+  return out;
 }
 
 /// Whether `v` is computed from the batch index `bArg`, constants, host values and param loads
@@ -79,7 +90,7 @@ std::optional<Affine> affine(Value v, Value i, Value j, Value bArg, Region &regi
     return Affine{0, 0, cst.getSExtValue()};
   // Anything that depends on the batch alone (kv_len[b], kv_len[b] - q_len, ...) is one term.
   if (batchOnly(v, bArg, region))
-    return Affine{0, 0, 0, v, 1};
+    return Affine{0, 0, 0, {{v, 1}}};
   Operation *def = v.getDefiningOp();
   if (!def || def->getNumOperands() != 2)
     return std::nullopt;
@@ -87,7 +98,7 @@ std::optional<Affine> affine(Value v, Value i, Value j, Value bArg, Region &regi
   auto rhs = affine(def->getOperand(1), i, j, bArg, region, depth + 1);
   if (!lhs || !rhs)
     return std::nullopt;
-  auto constant = [](const Affine &x) { return !x.a && !x.b && !(x.x && x.xc); };
+  auto constant = [](const Affine &x) { return !x.a && !x.b && x.terms.empty(); };
   if (isa<arith::AddIOp>(def))
     return combine(*lhs, *rhs, 1);
   if (isa<arith::SubIOp>(def))
@@ -102,11 +113,10 @@ std::optional<Affine> affine(Value v, Value i, Value j, Value bArg, Region &regi
 /// Bounds implied by `lhs - rhs <= k`, when the key index enters with coefficient +-1; false
 /// if it does not (the comparison then bounds nothing).
 bool boundsOf(const Affine &diff, int64_t k, SmallVectorImpl<Bound> &out) {
-  Value x = diff.xc ? diff.x : Value();
-  if (diff.b == 1)  // j <= -a i + (k - c) - xc x
-    out.push_back({false, -diff.a, k - diff.c, x, -diff.xc});
-  else if (diff.b == -1)  // j >= a i + (c - k) + xc x
-    out.push_back({true, diff.a, diff.c - k, x, diff.xc});
+  if (diff.b == 1)  // j <= -a i + (k - c) - terms
+    out.push_back({false, -diff.a, k - diff.c, scale(diff, -1)->terms});
+  else if (diff.b == -1)  // j >= a i + (c - k) + terms
+    out.push_back({true, diff.a, diff.c - k, diff.terms});
   return diff.b == 1 || diff.b == -1;
 }
 
@@ -129,7 +139,7 @@ bool collect(Value cond, Value i, Value j, Value bArg, Region &region,
   // Unsigned predicates read the same as signed ones only when both sides are a bare index
   // or a non-negative constant.
   auto plain = [&](const Affine &x) {
-    if (x.x && x.xc)
+    if (!x.terms.empty())
       return false;
     return (x.a + x.b == 1 && !x.c && x.a * x.b == 0) || (!x.a && !x.b && x.c >= 0);
   };
@@ -220,9 +230,9 @@ Value mlir::attn::keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound
   auto cst = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v).getResult(); };
   Value edge = arith::AddIOp::create(b, loc, arith::MulIOp::create(b, loc, row, cst(bound.a)),
                                      cst(bound.c));
-  if (!bound.x || !bound.xc)
+  if (bound.terms.empty())
     return edge;
-  // Clone the batch-only slice that computes x, with the region's batch argument bound.
+  // Clone the batch-only slices that compute the terms, with the region's batch argument bound.
   outside.map(mask.front().getArgument(0), batch);
   std::function<Value(Value)> clone = [&](Value v) -> Value {
     if (Value mapped = outside.lookupOrNull(v))
@@ -234,9 +244,11 @@ Value mlir::attn::keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound
       clone(operand);
     return b.clone(*def, outside)->getResult(cast<OpResult>(v).getResultNumber());
   };
-  Value x = clone(bound.x);
-  return arith::AddIOp::create(b, loc, edge,
-                               arith::MulIOp::create(b, loc, x, cst(bound.xc)));
+  for (const OpaqueTerm &term : bound.terms)
+    edge = arith::AddIOp::create(b, loc, edge,
+                                 arith::MulIOp::create(b, loc, clone(term.first),
+                                                       cst(term.second)));
+  return edge;
 }
 
 std::pair<Value, Value> mlir::attn::narrowKeyRange(OpBuilder &b, Location loc, Region &mask,

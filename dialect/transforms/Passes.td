@@ -123,6 +123,25 @@ def AttnOnlineSoftmax : Pass<"attn-online-softmax", "::mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }
 
+def AttnPositionOffsets : Pass<"attn-position-offsets", "::mlir::func::FuncOp"> {
+  let summary = "Make the positions a score and a mask compare global: i + q_offset, j + k_offset";
+  let description = [{
+    For ring attention (context parallelism), where each launch sees one block of queries and
+    one block of keys of a longer sequence. A function argument marked
+    `attn.position_offset = "q"` (or `"k"`), a rank-0 i32 memref, holds the global position of
+    the block's first query (key). In the score and mask regions of every `attn.attention` of
+    the function, each use of the query index i (key index j) as a value -- arithmetic,
+    comparisons, computed param indices -- becomes i + q_offset (j + k_offset); its uses as a
+    plain index of a param (`doc_q[b, i]`, which holds the block's own rows) stay local. The
+    marks are removed. Runs before attn-grad, so the backward sees the same positions.
+
+    Before: `mask { ^bb0(%b, %h, %i, %j): %c = arith.cmpi ule, %j, %i }`
+    After:  `mask { ^bb0(%b, %h, %i, %j): %qo = memref.load %q_offset[] ...
+                    %c = arith.cmpi ule, (%j + %ko), (%i + %qo) }`
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect"];
+}
+
 def AttnMaskBounds : Pass<"attn-mask-bounds", "::mlir::func::FuncOp"> {
   let summary = "Skip the key tiles a query tile's mask cannot allow";
   let description = [{

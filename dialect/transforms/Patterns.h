@@ -12,18 +12,20 @@ void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, 
 /// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
 void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);
 
-/// A bound on the key index j that holds for a query row i of batch b: j >= a * i + c + xc * x
-/// (lower) or j <= a * i + c + xc * x (upper), where x (optional) is a value of the mask region
-/// that depends on b alone, e.g. a per-sequence length `kv_len[b]` read from a param.
+/// A value of a mask region that depends on the batch index alone (a per-sequence length
+/// `kv_len[b]` read from a param, a block's position offset), with its coefficient.
+using OpaqueTerm = std::pair<Value, int64_t>;
+
+/// A bound on the key index j that holds for a query row i of batch b: j >= a * i + c + sum of
+/// the terms' coefficient * value (lower) or j <= ... (upper).
 struct KeyBound {
   bool lower;
   int64_t a, c;
-  Value x = {};
-  int64_t xc = 0;
+  SmallVector<OpaqueTerm, 2> terms = {};
 };
 
-/// Emits a * row + c + xc * x at `b`'s insertion point, cloning the slice of the mask region
-/// that computes x with its batch argument bound to `batch` (and host values through
+/// Emits a * row + c + the terms at `b`'s insertion point, cloning the slice of the mask region
+/// that computes each term with its batch argument bound to `batch` (and host values through
 /// `outside`).
 Value keyBoundEdge(OpBuilder &b, Location loc, const KeyBound &bound, Value row, Region &mask,
                    Value batch, IRMapping outside);

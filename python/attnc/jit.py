@@ -13,7 +13,8 @@ class _Options(ctypes.Structure):
     _fields_ = [("block_q", ctypes.c_int32), ("block_k", ctypes.c_int32),
                 ("chip", ctypes.c_char_p), ("dims", ctypes.c_char_p),
                 ("cache_dir", ctypes.c_char_p), ("backward", ctypes.c_int32),
-                ("target", ctypes.c_char_p)]
+                ("target", ctypes.c_char_p), ("position_offsets", ctypes.c_int32),
+                ("out_dtype", ctypes.c_char_p)]
 
 
 _jit = None
@@ -41,7 +42,7 @@ def _library():
                      "attnc_kernel_grad_manifest"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
             getattr(lib, name).restype = ctypes.c_char_p
-        for name in ("attnc_launch", "attnc_launch_grad"):
+        for name in ("attnc_launch", "attnc_launch_grad", "attnc_combine"):
             getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.POINTER(_Tensor),
                                            ctypes.c_int32, ctypes.c_void_p]
             getattr(lib, name).restype = ctypes.c_int
@@ -87,6 +88,11 @@ class HostKernel(Kernel):
         raise Error(f"kernel '{self.name}': the cpu target computes its key ranges where it "
                     "runs and has no block plan")
 
+    def _run_combine(self, array, tensors, stream):
+        lib = self._owner.lib
+        if lib.attnc_combine(self._owner.handle, array, 4, None):
+            raise Error(lib.attnc_last_error().decode(errors="replace"))
+
 
 class _HostLaunch(Launch):
     def __call__(self, stream=None, block_plan=None):
@@ -120,7 +126,7 @@ def default_chip() -> str:
 
 def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = None,
             block_q: int = 0, block_k: int = 0, cache_dir: str = None, backward: bool = False,
-            target: str = "cuda") -> Kernel:
+            target: str = "cuda", position_offsets: bool = False, out_dtype: str = None) -> Kernel:
     """Compiles one variant of `spec` (or takes it from the cache) into a Kernel.
 
     dims: static extents for dims the spec leaves dynamic, e.g. "d=128" (CUDA needs static head
@@ -128,6 +134,10 @@ def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = Non
     backward: also compile the variant's backward; it is the returned kernel's `grad` (a Kernel
     taking the forward's arguments, d<o>, then the gradients; see attnc.torch for autograd).
     chip: "sm_80", "sm_90a", or None for default_chip() (the current GPU's best).
+    position_offsets: ring attention's blocks (attnc.ring): the kernel also takes rank-0 int32
+    params q_offset and k_offset, the global positions of its first query and key, which its
+    score and mask compare. out_dtype: the output's dtype instead of the spec's ("f32" for
+    partial results that Kernel.combine merges).
     target: "cuda", or "cpu" for the CPU back end (a HostKernel on float32 CPU tensors; no
     cache). The returned Kernel has `from_cache` telling whether the cache served it, `ptx`,
     and `grad` (None without backward)."""
@@ -137,7 +147,7 @@ def compile(spec: str, variant: str = None, *, dims: str = None, chip: str = Non
     text = spec.encode()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     options = _Options(block_q, block_k, enc(chip), enc(dims), enc(cache_dir), int(bool(backward)),
-                       enc(target))
+                       enc(target), int(bool(position_offsets)), enc(out_dtype))
     handle = ctypes.c_void_p()
     if lib.attnc_compile(text, len(text), enc(variant), ctypes.byref(options),
                          ctypes.byref(handle)) != 0:

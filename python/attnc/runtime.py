@@ -76,6 +76,9 @@ def _library():
         lib.attnc_rt_release.restype = None
         lib.attnc_rt_last_error.argtypes = []
         lib.attnc_rt_last_error.restype = c_char_p
+        lib.attnc_rt_combine.argtypes = [c_void_p, ctypes.POINTER(_Tensor), ctypes.c_int32,
+                                         c_void_p]
+        lib.attnc_rt_combine.restype = ctypes.c_int
         lib.attnc_rt_set_splits.argtypes = [c_void_p, ctypes.c_int32]
         lib.attnc_rt_set_splits.restype = ctypes.c_int
         lib.attnc_rt_last_splits.argtypes = [c_void_p]
@@ -185,6 +188,33 @@ class Kernel:
     def __call__(self, stream=None, block_plan=None, **tensors):
         self.prepare(**tensors)(stream, block_plan=block_plan)
 
+    def combine(self, part_out, part_lse, out, lse, stream=None):
+        """Merges partial softmax results over disjoint key sets (ring attention's blocks) with
+        the kernel's combine: part_out f32 [S, b, h, i, dv] and part_lse f32 [S, b, h, i] into
+        out [b, h, i, dv] (the output's dtype) and lse f32 [b, h, i], all in this canonical
+        order (any strides; S >= 2); out and lse must not overlap the partial results."""
+        import torch
+
+        tensors = [part_out, part_lse, out, lse]
+        for name, t in zip(("part_out", "part_lse", "out", "lse"), tensors):
+            if not isinstance(t, torch.Tensor) or t.device.type != self.device_type:
+                raise Error(f"kernel '{self.name}': combine argument '{name}' must be a "
+                            f"{self.device_type.upper()} torch.Tensor")
+        array, keep = _descriptors(torch, tensors)
+        self._run_combine(array, tensors, stream)
+        del keep
+
+    def _run_combine(self, array, tensors, stream):
+        import torch
+
+        device = tensors[0].device
+        with torch.cuda.device(device):
+            if stream is None:
+                stream = torch.cuda.current_stream(device)
+            handle = (stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)) or None
+            if self._lib.attnc_rt_combine(self._handle, array, 4, handle):
+                raise Error(_last_error(self._lib))
+
     def plan(self, stream=None, **tensors):
         """The block plan of a kernel whose mask reads params (manifest `block_plan`) for these
         arguments: an int32 tensor to pass as `block_plan=` to later calls whose mask params
@@ -286,6 +316,24 @@ class Kernel:
                 return m.group(0)
             return f"argument '{a.name}' axis {a.perm[axis]}"
         return self._AXIS.sub(renumber, message)
+
+
+def _descriptors(torch, tensors):
+    """C descriptors of torch tensors as they are (their own axis order): the array and the
+    int64 arrays it points into, which the caller keeps alive while it is used."""
+    codes = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.int32: 3}
+    array = (_Tensor * len(tensors))()
+    keep = []
+    for slot, t in zip(array, tensors):
+        sizes = (ctypes.c_int64 * max(1, t.dim()))(*t.shape)
+        strides = (ctypes.c_int64 * max(1, t.dim()))(*t.stride())
+        keep += [sizes, strides]
+        slot.data = t.data_ptr() or None
+        slot.dtype = codes.get(t.dtype, -1)
+        slot.rank = t.dim()
+        slot.sizes = ctypes.cast(sizes, ctypes.POINTER(ctypes.c_int64))
+        slot.strides = ctypes.cast(strides, ctypes.POINTER(ctypes.c_int64))
+    return array, keep
 
 
 class Launch:

@@ -185,7 +185,8 @@ def sort_ids(kernel, inputs: dict, seed: int = 0) -> dict:
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = dict(inputs)
     for a in kernel.manifest["args"]:
-        if a["kind"] != "param" or a["dtype"] != "i32" or a["storage_dims"][-1] not in seqs:
+        if (a["kind"] != "param" or a["dtype"] != "i32" or not a["storage_dims"]
+                or a["storage_dims"][-1] not in seqs):
             continue
         t = inputs[a["name"]]
         rows = t.reshape(-1, t.shape[-1]).shape[0]

@@ -1428,3 +1428,91 @@ TEST(CAPI, BlockPlanShapeAndErrors) {
                "code 0");
   attnc_rt_release(k);
 }
+
+namespace {
+
+// attnc_rt_combine's checks (ring attention's merge): canonical [S, b, h, i, dv] partial
+// results of the kernel's dv, an output of its dtype, no overlap, at least two results.
+class CombineArgsTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(parseManifest(kManifest, m, error)) << error;
+    tensors = {Tensor(DType::F32, {3, 2, 8, 77, 128}, {0, 1, 2, 3, 4}, 0x10000000),
+               Tensor(DType::F32, {3, 2, 8, 77}, {0, 1, 2, 3}, 0x20000000),
+               Tensor(DType::BF16, {2, 8, 77, 128}, kBIHD, 0x30000000),
+               Tensor(DType::F32, {2, 8, 77}, {0, 1, 2}, 0x40000000)};
+  }
+  bool check(std::string &error) {
+    std::vector<TensorArg> args;
+    for (const Tensor &t : tensors)
+      args.push_back(t.arg());
+    return checkCombineArgs(m, args.data(), args.size(), grid, empty, error);
+  }
+  std::string error() {
+    std::string e;
+    EXPECT_FALSE(check(e));
+    return e;
+  }
+  Manifest m;
+  std::vector<Tensor> tensors;
+  std::array<uint32_t, 3> grid{};
+  bool empty = false;
+};
+
+TEST_F(CombineArgsTest, AcceptsPartialResultsAndLaunchesOneBlockPerRow) {
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_FALSE(empty);
+  EXPECT_EQ(grid, (std::array<uint32_t, 3>{77, 8, 2}));
+}
+
+TEST_F(CombineArgsTest, RefusesWhatItCannotMerge) {
+  tensors[0].sizes[0] = tensors[1].sizes[0] = 1;
+  EXPECT_EQ(error(), "combine merges at least 2 partial results, got S = 1");
+  SetUp();
+  tensors[1].sizes[0] = 2;
+  EXPECT_EQ(error(), "combine argument 'part_lse': 2 partial results, but part_out holds 3");
+  SetUp();
+  tensors[2].sizes[2] = 76;
+  EXPECT_EQ(error(), "combine argument 'out': axis i is 76, but part_out's is 77");
+  SetUp();
+  tensors[0].sizes[4] = tensors[2].sizes[3] = 64;
+  EXPECT_EQ(error(), "combine argument 'part_out': dv is 64, but kernel 'alibi' has dv = 128");
+  SetUp();
+  tensors[2].dtype = DType::F32;
+  EXPECT_NE(error().find("combine argument 'out': expected bf16 of rank 4"), std::string::npos);
+  SetUp();
+  tensors[3].data = tensors[1].data + 64;  // lse inside part_lse
+  EXPECT_EQ(error(), "combine argument 'lse' overlaps 'part_lse': the merge would write the "
+                     "partial results it reads");
+  SetUp();
+  tensors[0].data = 0;
+  EXPECT_EQ(error(), "combine argument 'part_out' is a null pointer");
+  SetUp();
+  tensors[0].strides[1] = -1;
+  EXPECT_NE(error().find("strides non-negative"), std::string::npos);
+  SetUp();
+  std::string e;
+  EXPECT_FALSE(checkCombineArgs(m, nullptr, 4, grid, empty, e));
+  EXPECT_EQ(e, "combine takes 4 arguments (part_out, part_lse, out, lse), got 0");
+}
+
+TEST_F(CombineArgsTest, EmptyRowsLaunchNothingAndNonSoftmaxKernelsHaveNoMerge) {
+  tensors[0].sizes[3] = tensors[1].sizes[3] = tensors[2].sizes[2] = tensors[3].sizes[2] = 0;
+  std::string e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_TRUE(empty);
+  Manifest sigmoid;
+  ASSERT_TRUE(parseManifest(replaced(replaced(kManifest, R"("kind": "lse")", R"("kind": "output")"),
+                                     R"("name": "lse")", R"("name": "p")"),
+                            sigmoid, e))
+      << e;
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  EXPECT_FALSE(checkCombineArgs(sigmoid, args.data(), 4, grid, empty, e));
+  EXPECT_EQ(e, "combine merges softmax results by their log-sum-exp; kernel 'alibi' has no lse");
+}
+
+}  // namespace

@@ -424,7 +424,8 @@ LogicalResult FlashDistributor::run() {
   return success();
 }
 
-/// attn.combine as its own kernel: one block per row (b, h, i) = (block z, y, x).
+/// attn.combine as its own kernel: blocks over (b, h) = (z, y) and groups of
+/// kCombineRowsPerBlock rows i (x).
 void emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine) {
   Location loc = combine.getLoc();
   SmallVector<Type> types;
@@ -436,7 +437,7 @@ void emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine) {
   constexpr int32_t threads = 128;
   merge.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
   MLIRContext *ctx = b.getContext();
-  SmallVector<GridAxisAttr> grid = {GridAxisAttr::get(ctx, 0, 3, 1, 1),
+  SmallVector<GridAxisAttr> grid = {GridAxisAttr::get(ctx, 0, 3, 1, kCombineRowsPerBlock),
                                     GridAxisAttr::get(ctx, 0, 2, 1, 1),
                                     GridAxisAttr::get(ctx, 0, 1, 1, 1)};
   merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, DictionaryAttr()));

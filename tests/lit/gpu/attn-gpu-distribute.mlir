@@ -85,8 +85,8 @@
 // CHECK: attn_gpu.store_tile
 // CHECK: attn_gpu.store_rows
 // CHECK: gpu.return
-// The combine kernel: one block per row (i, h, b of the partial buffer).
-// CHECK: gpu.func @alibi_combine({{.*}}) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 3 * 1 ceil_div 1>, <arg 0 dim 2 * 1 ceil_div 1>, <arg 0 dim 1 * 1 ceil_div 1>], shared_memory = 0, splits = false>
+// The combine kernel: blocks of 16 rows i, then h, b (of the partial buffer).
+// CHECK: gpu.func @alibi_combine({{.*}}) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 3 * 1 ceil_div 16>, <arg 0 dim 2 * 1 ceil_div 1>, <arg 0 dim 1 * 1 ceil_div 1>], shared_memory = 0, splits = false>
 // CHECK: attn.combine
 
 // Paged int8 K/V with GQA packing (4 query heads per tile row group): y counts kv heads (k's
