@@ -15,6 +15,7 @@ from .runtime import (MANIFEST_FORMAT, Error, Kernel, Launch, library_path, load
                       load_kernel)
 
 from .jit import compile, jit_library_path  # noqa: E402  (needs .runtime first)
+from . import ring  # noqa: E402  (attnc.ring.compile: ring attention over torch.distributed)
 
 __all__ = ["__version__", "MANIFEST_FORMAT", "Error", "Kernel", "Launch", "compile", "jit_library_path",
-           "library_path", "load_dir", "load_kernel"]
+           "library_path", "load_dir", "load_kernel", "ring"]
