@@ -26,28 +26,13 @@ import torch.nn.functional as F
 
 import attnc
 import attnc.ring
+from ring_links import cuda_ms  # bench/: the median of CUDA-event timings
 
 H, D = 16, 128
 LENGTHS = [int(x) for x in os.environ.get("RING_LENGTHS", "32768,65536,131072").split(",")]
 WORLDS = [2, 4, 8]
 # 2 x H200 NVLink, batch_isend_irecv of K+V per direction (bench/results/2026-12-04-ring-links.md)
 LINK = [(16, 109), (32, 152), (64, 203), (128, 244), (256, 254), (512, 324)]  # MiB, GB/s
-
-
-def cuda_ms(fn, repeats=5, warmup=1):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
 
 
 def link_gbps(mib):
@@ -133,14 +118,14 @@ def main():
                        "v": storage(full, "v", v)}
             outs = full.allocate_outputs(**tensors)
             launch = full.prepare(**tensors, **outs)
-            single = cuda_ms(launch)
+            single = cuda_ms(launch, repeats=5, warmup=1)
             anchors = []
             for backend in (torch.nn.attention.SDPBackend.CUDNN_ATTENTION,
                             torch.nn.attention.SDPBackend.FLASH_ATTENTION):
                 try:
                     with torch.nn.attention.sdpa_kernel(backend):
                         anchors.append(cuda_ms(lambda: F.scaled_dot_product_attention(
-                            q, k, v, is_causal=causal)))
+                            q, k, v, is_causal=causal), repeats=5, warmup=1))
                 except RuntimeError:
                     anchors.append(float("nan"))
             want = outs["o"].float()

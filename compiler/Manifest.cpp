@@ -319,10 +319,6 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   manifest["args"] = args;
   manifest["block"] = {main.threads, 1, 1};
   manifest["dynamic_shared_memory"] = main.sharedMemory;
-  auto choice = [](const KernelLaunch &l, const char *key) {
-    auto it = l.schedule.find(key);
-    return it == l.schedule.end() ? int64_t(-1) : it->second;
-  };
   manifest["tile"] = tileOf(main);
   json grid = json::array(), dkdvGrid = json::array();
   for (const auto &axis : main.grid)

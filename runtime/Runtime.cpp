@@ -605,20 +605,28 @@ bool launchPlanKernel(const Driver &d, CUfunction fn, const Manifest &m, const L
                     "cuLaunchKernel('" + m.blockPlan->entry + "')", error);
 }
 
+/// The driver, the current context (device 0's primary one if none) and its device.
+bool currentDevice(const Driver *&d, CUcontext &ctx, CUdevice &dev, std::string &error) {
+  d = driver(error);
+  if (!d || !currentContext(*d, ctx, error))
+    return false;
+  if (CUresult r = d->ctxGetDevice(&dev)) {
+    error = d->fail(r, "cuCtxGetDevice");
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream,
                            std::string &error, PlanUse use, uint64_t planData) {
   std::string prefix = "kernel '" + manifest_.variant + "': ";
-  const Driver *d = driver(error);
+  const Driver *d = nullptr;
   CUcontext ctx = nullptr;
   CUdevice dev;
-  if (!d || !currentContext(*d, ctx, error)) {
+  if (!currentDevice(d, ctx, dev, error)) {
     error = prefix + error;
-    return false;
-  }
-  if (CUresult r = d->ctxGetDevice(&dev)) {
-    error = prefix + d->fail(r, "cuCtxGetDevice");
     return false;
   }
   size_t values = 0;
@@ -745,15 +753,11 @@ bool Kernel::combine(const TensorArg *args, size_t count, void *stream, std::str
     blocks[a] = uint32_t((extent * axis.scale + axis.divisor - 1) / axis.divisor);
   }
   grid = blocks;
-  const Driver *d = driver(error);
+  const Driver *d = nullptr;
   CUcontext ctx = nullptr;
   CUdevice dev;
-  if (!d || !currentContext(*d, ctx, error)) {
+  if (!currentDevice(d, ctx, dev, error)) {
     error = prefix + error;
-    return false;
-  }
-  if (CUresult r = d->ctxGetDevice(&dev)) {
-    error = prefix + d->fail(r, "cuCtxGetDevice");
     return false;
   }
   static const char *names[4] = {"part_out", "part_lse", "out", "lse"};

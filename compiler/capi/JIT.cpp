@@ -221,6 +221,17 @@ bool loadPart(attnc::CacheEntry &entry, attnc_kernel::Part &part) {
   return true;
 }
 
+/// The host back end's memref descriptors of checked arguments.
+std::vector<attnc::MemRefDescriptor>
+descriptorsOf(const std::vector<attnc::rt::TensorArg> &args) {
+  std::vector<attnc::MemRefDescriptor> descriptors;
+  for (const attnc::rt::TensorArg &t : args)
+    descriptors.emplace_back(reinterpret_cast<void *>(t.data),
+                             std::vector<int64_t>(t.sizes, t.sizes + t.rank),
+                             std::vector<int64_t>(t.strides, t.strides + t.rank));
+  return descriptors;
+}
+
 /// Runs a part of a cpu-target kernel on the host: the arguments are checked against its
 /// manifest exactly as the CUDA runtime checks them, then passed as memref descriptors.
 int launchHost(attnc_kernel &k, attnc_kernel::Part &part, const attnc_tensor *args,
@@ -234,11 +245,7 @@ int launchHost(attnc_kernel &k, attnc_kernel::Part &part, const attnc_tensor *ar
   if (!attnc::rt::checkTensors(m, args ? converted.data() : nullptr, size_t(nargs), dimSizes,
                                error))
     return fail("kernel '" + m.variant + "': " + error);
-  std::vector<attnc::MemRefDescriptor> descriptors;
-  for (const attnc::rt::TensorArg &t : converted)
-    descriptors.emplace_back(reinterpret_cast<void *>(t.data),
-                             std::vector<int64_t>(t.sizes, t.sizes + t.rank),
-                             std::vector<int64_t>(t.strides, t.strides + t.rank));
+  std::vector<attnc::MemRefDescriptor> descriptors = descriptorsOf(converted);
   if (llvm::Error err = k.cpu->invoke(m.entry, descriptors))
     return fail("kernel '" + m.variant + "': " + llvm::toString(std::move(err)));
   lastError.clear();
@@ -379,11 +386,7 @@ int attnc_combine(attnc_kernel *k, const attnc_tensor *args, int32_t nargs, void
   if (!attnc::rt::checkCombineArgs(m, args ? converted.data() : nullptr, size_t(nargs), grid,
                                    empty, error))
     return fail("kernel '" + m.variant + "': " + error);
-  std::vector<attnc::MemRefDescriptor> descriptors;
-  for (const attnc::rt::TensorArg &t : converted)
-    descriptors.emplace_back(reinterpret_cast<void *>(t.data),
-                             std::vector<int64_t>(t.sizes, t.sizes + t.rank),
-                             std::vector<int64_t>(t.strides, t.strides + t.rank));
+  std::vector<attnc::MemRefDescriptor> descriptors = descriptorsOf(converted);
   if (!empty)
     if (llvm::Error err = k->cpu->invoke(m.entry + "_combine", descriptors))
       return fail("kernel '" + m.variant + "': " + llvm::toString(std::move(err)));

@@ -84,6 +84,12 @@ class RingKernel:
                 raise Error(f"kernel '{grad.name}': the ring's backward needs the backward "
                             "compiled with position offsets")
             self._grad_outs = [a for a in grad._args if a.kind == "output"]
+            for p in self.params:
+                if p.dtype in ("f32", "f16", "bf16") and (self.q_seq in p.dims or
+                                                         self.k_seq in p.dims):
+                    raise Error(f"kernel '{grad.name}': the ring's backward sums param "
+                                f"gradients over blocks; float param '{p.name}' is indexed by "
+                                "a sequence position, which it does not support yet")
 
     # ---- sharding -------------------------------------------------------------------------
 
@@ -269,7 +275,7 @@ class RingKernel:
         self._check(tensors)
         if self.grad is not None and any(t.requires_grad for t in tensors.values()):
             names = list(tensors)
-            o, lse = _VirtualRing.apply(self, world, names, *[tensors[n] for n in names])
+            o, lse = _RingFunction.apply(self, world, names, *[tensors[n] for n in names])
             return o, lse
         return self._virtual_forward(world, tensors)
 
@@ -331,11 +337,20 @@ class RingKernel:
     def __call__(self, group=None, **tensors):
         """This rank's part of the ring over the torch.distributed process group `group`
         (default: the world): its shards of q, k, v and the sequence-indexed params in, its
-        shard of (o, lse) out. Every rank must call it with shards of one layout."""
+        shard of (o, lse) out. Every rank must call it with shards of one layout. With a
+        backward kernel, o is differentiable (dQ stays, dK/dV travel with their blocks and
+        return to their owner, float param gradients are all-reduced)."""
+        self._check(tensors)
+        if self.grad is not None and any(t.requires_grad for t in tensors.values()):
+            names = list(tensors)
+            return _RingFunction.apply(self, group, names, *[tensors[n] for n in names])
+        return self._dist_forward(group, tensors)
+
+    def _dist_setup(self, group, tensors):
+        """(rank, world, length, bounds) of the group, after checking every rank's shards."""
         import torch
         import torch.distributed as dist
 
-        self._check(tensors)
         if not dist.is_initialized():
             raise Error("attnc.ring: torch.distributed is not initialised (use ring.virtual for "
                         "ranks in one process)")
@@ -370,59 +385,115 @@ class RingKernel:
                 raise Error(f"attnc.ring: rank {r} holds {e[0]} positions, but a {self.layout} "
                             f"sharding of {length} positions over {world} ranks gives it "
                             f"{expect} (ring.shard cuts them)")
-        k_names = [n for n in tensors if self._seq_axis(n)[1] == "k"]
-        nxt, prv = (rank + 1) % world, (rank - 1) % world
-        held = {n: tensors[n].contiguous() for n in k_names}
-        pending = {}
+        return rank, world, length, bounds
 
-        def post(step):
-            """Sends the held block on and receives the next (the block of rank - step - 1)."""
-            if step + 1 >= world:
-                return None
-            source = (rank - step - 1) % world
-            n_src = sum(n for _, n in bounds[source])
+    def _passing(self, group, rank, world, bounds, source_of):
+        """A ring exchange of tensors cut along the key sequence: `exchange(step, tensors)`
+        sends `tensors` (those of block source_of(step)) to the next rank and receives the
+        previous rank's (of block source_of(step + 1)); `wait()` returns them."""
+        import torch
+        import torch.distributed as dist
+
+        nxt, prv = (rank + 1) % world, (rank - 1) % world
+
+        def exchange(step, tensors):
+            n_src = sum(n for _, n in bounds[source_of(step + 1)])
             incoming, ops = {}, []
-            for name, t in held.items():
+            for name, t in tensors.items():
                 axis = self._seq_axis(name)[0]
                 shape = list(t.shape)
                 shape[axis] = n_src
                 incoming[name] = torch.empty(shape, dtype=t.dtype, device=t.device)
-                ops.append(dist.P2POp(dist.isend, t, nxt, group))
+                ops.append(dist.P2POp(dist.isend, t.contiguous(), nxt, group))
                 ops.append(dist.P2POp(dist.irecv, incoming[name], prv, group))
-            return incoming, dist.batch_isend_irecv(ops)
+            requests = dist.batch_isend_irecv(ops)
 
-        def blocks(step):
-            nonlocal held
-            if step > 0:
-                incoming, requests = pending.pop(step)
+            def wait():
                 for req in requests:
                     req.wait()
-                held = incoming
-            pending[step + 1] = post(step)  # overlaps with this step's launches
-            if pending[step + 1] is None:
-                pending.pop(step + 1)
-            return held, (rank - step) % world
+                return incoming
+            return wait
+        return exchange
 
+    def _blocks(self, group, rank, world, bounds, k_side: dict):
+        """blocks(step) -> (the K/V block held at `step`, its source rank), the next block's
+        exchange posted before the step's launches (it overlaps them)."""
+        source_of = lambda step: (rank - step) % world  # noqa: E731
+        exchange = self._passing(group, rank, world, bounds, source_of)
+        state = {"held": {n: t.contiguous() for n, t in k_side.items()}, "wait": None}
+
+        def blocks(step):
+            if step > 0:
+                state["held"] = state["wait"]()
+            state["wait"] = exchange(step, state["held"]) if step + 1 < world else None
+            return state["held"], source_of(step)
+        return blocks
+
+    def _dist_forward(self, group, tensors: dict):
+        rank, world, length, bounds = self._dist_setup(group, tensors)
+        k_side = {n: t for n, t in tensors.items() if self._seq_axis(n)[1] == "k"}
+        blocks = self._blocks(group, rank, world, bounds, k_side)
         o, lse = self._rank_forward(rank, world, length, tensors, blocks)
         return o.to(tensors[self.q.name].dtype), lse
 
+    def _dist_backward(self, group, tensors: dict, o, lse, do):
+        """This rank's gradients: dq, its own block's dk / dv (accumulated around the ring and
+        sent home after the last step) and the float params' (all-reduced)."""
+        import torch.distributed as dist
 
-class _VirtualRing:
-    """torch.autograd.Function over RingKernel.virtual (built lazily: torch is optional)."""
+        rank, world, length, bounds = self._dist_setup(group, tensors)
+        local = dict(tensors)
+        local[self.out.name] = o
+        local[self.lse.name] = lse
+        local["d" + self.out.name] = do.to(o.dtype)
+        k_side = {n: t for n, t in tensors.items() if self._seq_axis(n)[1] == "k"}
+        blocks = self._blocks(group, rank, world, bounds, k_side)
+        # The dK/dV accumulator of the block held at step t goes to the next rank, which holds
+        # that block at t + 1; after the last step it reaches the block's owner.
+        source_of = lambda step: (rank - step) % world  # noqa: E731
+        exchange = self._passing(group, rank, world, bounds, source_of)
+        state = {"wait": None, "home": None}
+
+        def deposit(step, source, grads):
+            if step > 0:
+                for n, g in state["wait"]().items():
+                    grads[n] += g
+            if world == 1:
+                state["home"] = grads
+            else:
+                state["wait"] = exchange(step, grads)
+
+        dq, params = self._rank_backward(rank, world, length, local, blocks, deposit)
+        # this rank's own block, summed over every rank
+        home = state["home"] if world == 1 else state["wait"]()
+        grads = {self.q.name: dq, self.k.name: home[self.k.name], self.v.name: home[self.v.name]}
+        for n, g in params.items():
+            dist.all_reduce(g, group=group)
+            grads[n] = g
+        return grads
+
+
+class _RingFunction:
+    """torch.autograd.Function over a ring's forward and backward: `where` is a number of
+    virtual ranks, or a process group (None: the world) for one rank of a distributed ring.
+    Built lazily: torch is optional."""
 
     _fn = None
 
     @classmethod
-    def apply(cls, ring, world, names, *tensors):
+    def apply(cls, ring, where, names, *tensors):
         if cls._fn is None:
             import torch
 
             class Fn(torch.autograd.Function):
                 @staticmethod
-                def forward(ctx, ring, world, names, *tensors):
+                def forward(ctx, ring, where, names, *tensors):
                     inputs = dict(zip(names, tensors))
-                    o, lse = ring._virtual_forward(world, inputs)
-                    ctx.ring, ctx.world, ctx.names = ring, world, names
+                    if isinstance(where, int):
+                        o, lse = ring._virtual_forward(where, inputs)
+                    else:
+                        o, lse = ring._dist_forward(where, inputs)
+                    ctx.ring, ctx.where, ctx.names = ring, where, names
                     ctx.save_for_backward(*tensors, o, lse)
                     ctx.mark_non_differentiable(lse)
                     return o, lse
@@ -432,8 +503,12 @@ class _VirtualRing:
                     saved = ctx.saved_tensors
                     inputs = dict(zip(ctx.names, saved[:len(ctx.names)]))
                     o, lse = saved[len(ctx.names):]
-                    grads = ctx.ring._virtual_backward(ctx.world, inputs, o, lse,
-                                                       do.contiguous())
+                    if isinstance(ctx.where, int):
+                        grads = ctx.ring._virtual_backward(ctx.where, inputs, o, lse,
+                                                           do.contiguous())
+                    else:
+                        grads = ctx.ring._dist_backward(ctx.where, inputs, o, lse,
+                                                        do.contiguous())
                     answer = []
                     for n in ctx.names:
                         g = grads.get(n)
@@ -443,7 +518,7 @@ class _VirtualRing:
                     return (None, None, None, *answer)
 
             cls._fn = Fn
-        return cls._fn.apply(ring, world, names, *tensors)
+        return cls._fn.apply(ring, where, names, *tensors)
 
 
 def compile(spec: str, variant: str = None, *, dims: str = None, target: str = "cuda",

@@ -207,29 +207,42 @@ def test_ring_errors():
 
 # ---- several processes (gloo on the CPU: the torch.distributed path of a NCCL ring) --------
 
-def _worker(rank, world, name, length, layout, port, results, bad_shard):
+def _worker(rank, world, name, length, layout, port, results, bad_shard, backward=False):
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        full, ring = kernels(name)
+        full, ring = grad_kernels(name) if backward else kernels(name)
+        if backward:
+            full = full.kernel
         ring.layout = layout
         tensors = inputs(full, length, seed=length)
         local = {n: ring.shard(t, n, rank, world) for n, t in tensors.items()}
         if bad_shard and rank == 1:
             local["q"] = local["q"].narrow(2, 0, local["q"].shape[2] - 1)
+        floats = [n for n, t in local.items() if t.is_floating_point()] if backward else []
+        for n in floats:
+            local[n] = local[n].clone().requires_grad_(True)
         try:
             o, lse = ring(**local)
+            grads = {}
+            if backward:
+                do = torch.randn(o.shape, generator=torch.Generator().manual_seed(11 + rank))
+                o.backward(do.to(o.dtype))
+                grads = {n: local[n].grad.numpy() for n in floats}
+                grads["do"] = do.numpy()
             # by value (numpy): a tensor would go by a file descriptor this process may close
-            results.put((rank, o.numpy(), lse.numpy(), None))
-        except attnc.Error as e:
-            results.put((rank, None, None, str(e)))
+            results.put((rank, o.detach().numpy(), lse.numpy(), None, grads))
+        except Exception as e:  # any failure comes back as a message: the parent never hangs
+            import traceback
+            text = str(e) if isinstance(e, attnc.Error) else traceback.format_exc()
+            results.put((rank, None, None, text, {}))
     finally:
         dist.destroy_process_group()
 
 
-def _spawn(world, name, length, layout, bad_shard=False):
+def _spawn(world, name, length, layout, bad_shard=False, backward=False):
     import socket
 
     import torch.multiprocessing as mp
@@ -240,7 +253,8 @@ def _spawn(world, name, length, layout, bad_shard=False):
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = [ctx.Process(target=_worker,
-                         args=(r, world, name, length, layout, port, results, bad_shard))
+                         args=(r, world, name, length, layout, port, results, bad_shard,
+                               backward))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -261,7 +275,7 @@ def test_process_group_matches_single_kernel(world, length, layout, name):
     ring.layout = layout
     tensors = inputs(full, length, seed=length)
     want = single(full, tensors)
-    assert all(err is None for *_, err in got), [err for *_, err in got]
+    assert all(g[3] is None for g in got), [g[3] for g in got]
     o = ring.unshard([torch.from_numpy(g[1]) for g in got], "o")
     lse = ring.unshard([torch.from_numpy(g[2]) for g in got], "lse")
     ring.layout = "zigzag"
@@ -272,7 +286,7 @@ def test_process_group_matches_single_kernel(world, length, layout, name):
 @pytest.mark.skipif(DEVICE != "cpu", reason="gloo runs the CPU target")
 def test_process_group_refuses_disagreeing_shards():
     got = _spawn(2, "causal", 40, "zigzag", bad_shard=True)
-    for _, _, _, err in got:  # every rank says so: none waits for a block that never comes
+    for _, _, _, err, _ in got:  # every rank says so: none waits for a block that never comes
         assert err and "rank 1 holds q/k shards of 19/20 positions" in err
 
 
@@ -345,3 +359,63 @@ def test_virtual_backward_matches_single_kernel(name, world, length):
             assert got[n] is not None, n
             assert rel(got[n], want[n]) < GRAD_TOL, (layout, n, rel(got[n], want[n]))
     ring.layout = "zigzag"
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="gloo runs the CPU target")
+@pytest.mark.parametrize("world,length,layout,name", [(2, 77, "zigzag", "alibi"),
+                                                      (3, 64, "contiguous", "document")])
+def test_process_group_backward_matches_single_kernel(world, length, layout, name):
+    """Each rank's dq, its own block's dk / dv (home after travelling the ring) and the
+    all-reduced dslope against the single kernel's autograd on the whole sequence."""
+    got = _spawn(world, name, length, layout, backward=True)
+    assert all(g[3] is None for g in got), [g[3] for g in got]
+    fn, ring = grad_kernels(name)
+    ring.layout = layout
+    base = inputs(fn.kernel, length, seed=length)
+    floats = [n for n, t in base.items() if t.is_floating_point()]
+    tensors = {n: (t.clone().requires_grad_(True) if n in floats else t) for n, t in base.items()}
+    o = fn(**tensors)
+    do = ring.unshard([torch.from_numpy(g[4]["do"]) for g in got], "o")
+    o.backward(do)
+    for n in floats:
+        if ring._seq_axis(n)[0] is None:  # replicated (slope): every rank has the full sum
+            mine = torch.from_numpy(got[0][4][n])
+        else:
+            mine = ring.unshard([torch.from_numpy(g[4][n]) for g in got], n)
+        assert rel(mine, tensors[n].grad) < GRAD_TOL, (n, rel(mine, tensors[n].grad))
+    ring.layout = "zigzag"
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="a NCCL group needs a GPU")
+def test_one_rank_nccl_group_forward_and_backward():
+    """The process-group path over NCCL with the one GPU there is (no exchange happens): the
+    NCCL checks, the all-gather of shapes and the autograd function, against the single kernel;
+    a gloo group is refused for CUDA tensors."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    fn, ring = grad_kernels("alibi")
+    base = inputs(fn.kernel, 131, seed=5)
+    floats = [n for n, t in base.items() if t.is_floating_point()]
+    with tempfile.NamedTemporaryFile() as f:
+        store = dist.FileStore(f.name, 1)
+        dist.init_process_group("nccl", store=store, rank=0, world_size=1)
+        try:
+            got = {n: (t.clone().requires_grad_(True) if n in floats else t)
+                   for n, t in base.items()}
+            o, _ = ring(**got)
+            do = torch.randn(o.shape, device=DEVICE, generator=torch.Generator(
+                device=DEVICE).manual_seed(3)).to(o.dtype)
+            o.backward(do)
+            gloo = dist.new_group(backend="gloo")
+            with pytest.raises(attnc.Error, match="CUDA tensors travel by NCCL"):
+                ring(group=gloo, **base)
+        finally:
+            dist.destroy_process_group()
+    want = {n: (t.clone().requires_grad_(True) if n in floats else t) for n, t in base.items()}
+    o_want = fn(**want)
+    o_want.backward(do)
+    assert rel(o, o_want) < TOL
+    for n in floats:
+        assert rel(got[n].grad, want[n].grad) < GRAD_TOL, n
