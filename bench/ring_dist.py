@@ -23,6 +23,7 @@ import attnc.torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gpu"))
 import harness  # noqa: E402
+from ring_links import cuda_ms  # noqa: E402  (bench/: the median of CUDA-event timings)
 
 H, D = 16, 128
 KDIR = Path(os.environ["ATTNC_KERNEL_DIR"])
@@ -47,20 +48,8 @@ def gather(t):
 
 
 def median_ms(fn, repeats):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        dist.barrier()
-        torch.cuda.synchronize()
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
+    """ring_links' timer with the ranks lined up (a barrier) before each call."""
+    return cuda_ms(fn, repeats=repeats, warmup=1, before=dist.barrier)
 
 
 def correctness(rank, world, lines):

@@ -23,13 +23,18 @@ H, D = 16, 128
 SHARDS = [2048, 4096, 8192, 16384, 32768, 65536]
 
 
-def cuda_ms(fn, repeats=20, warmup=3):
+def cuda_ms(fn, repeats=20, warmup=3, before=None):
+    """The median of `repeats` CUDA-event timings of fn(); `before` (untimed, e.g. a barrier of
+    the ranks) runs ahead of each."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
+            torch.cuda.synchronize()
         start.record()
         fn()
         end.record()

@@ -541,7 +541,20 @@ bool checkCombineArgs(const Manifest &m, const TensorArg *args, size_t count,
                 "': the merge would write the partial results it reads";
         return false;
       }
-  grid = {uint32_t(shape[3]), uint32_t(shape[2]), uint32_t(shape[1])};
+  const int64_t extents[3] = {shape[3], shape[2], shape[1]};  // i, h, b
+  for (size_t a = 0; a < 3; ++a) {
+    if (!m.splitKV) {
+      grid[a] = uint32_t(extents[a]);
+      continue;
+    }
+    const SplitKV &split = *m.splitKV;
+    const GridAxis &axis = split.combineGrid[a];
+    int64_t extent = axis.dim < 0              ? axis.blocks
+                     : axis.dim == split.qSeq  ? extents[0]
+                     : axis.dim == split.qHead ? extents[1]
+                                               : extents[2];
+    grid[a] = uint32_t((extent * axis.scale + axis.divisor - 1) / axis.divisor);
+  }
   return true;
 }
 

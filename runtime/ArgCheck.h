@@ -82,8 +82,9 @@ bool checkArgs(const Manifest &m, const TensorArg *args, size_t count, LaunchPla
 /// attnc_rt_combine's arguments: part_out f32 [S, b, h, i, dv], part_lse f32 [S, b, h, i],
 /// out [b, h, i, dv] of the kernel's output dtype and lse f32 [b, h, i], canonical order, any
 /// non-negative strides, S >= 2, dv the kernel's static value dim where it has one, and
-/// out / lse not overlapping the partial results. Sets `grid` to the combine launch (one block
-/// per row: i, h, b); `empty` when a row extent is 0.
+/// out / lse not overlapping the partial results. Sets `grid` to the combine launch: the
+/// manifest's split_kv.combine_grid over these rows i, heads h and batch b (a manifest without
+/// split_kv, a host kernel's: the extents i, h, b); `empty` when one of them is 0.
 bool checkCombineArgs(const Manifest &m, const TensorArg *args, size_t count,
                       std::array<uint32_t, 3> &grid, bool &empty, std::string &error);
 

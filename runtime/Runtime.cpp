@@ -741,18 +741,6 @@ bool Kernel::combine(const TensorArg *args, size_t count, void *stream, std::str
   }
   if (empty)
     return true;
-  // `grid` holds the rows, heads and batch; the manifest's combine grid divides them.
-  const SplitKV &split = *manifest_.splitKV;
-  std::array<uint32_t, 3> blocks{};
-  for (size_t a = 0; a < 3; ++a) {
-    const GridAxis &axis = split.combineGrid[a];
-    int64_t extent = axis.dim < 0              ? axis.blocks
-                     : axis.dim == split.qSeq  ? grid[0]
-                     : axis.dim == split.qHead ? grid[1]
-                                               : grid[2];
-    blocks[a] = uint32_t((extent * axis.scale + axis.divisor - 1) / axis.divisor);
-  }
-  grid = blocks;
   const Driver *d = nullptr;
   CUcontext ctx = nullptr;
   CUdevice dev;

@@ -33,10 +33,11 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
     Value warp = arith::DivUIOp::create(rw, loc, tid, w.idx(32));
     Value lane = arith::RemUIOp::create(rw, loc, tid, w.idx(32));
     Value warps = arith::DivUIOp::create(rw, loc, threads, w.idx(32));
+    Value rowsPerBlock = w.idx(attngpu::kCombineRowsPerBlock);
     Value firstRow = arith::MulIOp::create(
-        rw, loc, gpu::BlockIdOp::create(rw, loc, gpu::Dimension::x), w.idx(attngpu::kCombineRowsPerBlock));
+        rw, loc, gpu::BlockIdOp::create(rw, loc, gpu::Dimension::x), rowsPerBlock);
     Value rows = memref::DimOp::create(rw, loc, out, 2);
-    auto rowLoop = scf::ForOp::create(rw, loc, warp, w.idx(attngpu::kCombineRowsPerBlock), warps);
+    auto rowLoop = scf::ForOp::create(rw, loc, warp, rowsPerBlock, warps);
     rw.setInsertionPointToStart(rowLoop.getBody());
     Value i = arith::AddIOp::create(rw, loc, firstRow, rowLoop.getInductionVar());
     auto inside = scf::IfOp::create(

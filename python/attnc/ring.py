@@ -224,15 +224,11 @@ class RingKernel:
         import torch
 
         bounds = chunk_bounds(length, world, self.layout)
-        out_name, lse_name = self.out.name, self.lse.name
         q_side = {n: t for n, t in local.items() if self._seq_axis(n)[1] != "k"}
         q_chunks = self._split(q_side, "q", bounds[rank])
-        dq_axis = self._seq_axis(self.q.name)[0]
         dq = torch.zeros(local[self.q.name].shape, dtype=torch.float32,
                          device=local[self.q.name].device)
-        dq_chunks = [dq.narrow(dq_axis, at, n) for at, n in
-                     zip([sum(n for _, n in bounds[rank][:c]) for c in range(len(bounds[rank]))],
-                         [n for _, n in bounds[rank]])]
+        dq_chunks = [c[self.q.name] for c in self._split({self.q.name: dq}, "q", bounds[rank])]
         params = {}
         device = local[self.q.name].device
         for step in range(world):

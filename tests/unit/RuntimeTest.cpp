@@ -1516,3 +1516,23 @@ TEST_F(CombineArgsTest, EmptyRowsLaunchNothingAndNonSoftmaxKernelsHaveNoMerge) {
 }
 
 }  // namespace
+
+namespace {
+
+// A split_kv manifest's combine grid (16 rows per block, as the lowering records it) sizes the
+// combine of caller-held partial results too.
+TEST_F(CombineArgsTest, LaunchFollowsTheManifestsCombineGrid) {
+  Manifest split;
+  std::string e;
+  ASSERT_TRUE(parseManifest(replaced(kSplitManifest, R"([{"dim": "i"}, {"dim": "h"}, {"dim": "b"}])",
+                                     R"([{"ceil_div": ["i", 16]}, {"dim": "h"}, {"dim": "b"}])"),
+                            split, e))
+      << e;
+  std::vector<TensorArg> args;
+  for (const Tensor &t : tensors)
+    args.push_back(t.arg());
+  ASSERT_TRUE(checkCombineArgs(split, args.data(), args.size(), grid, empty, e)) << e;
+  EXPECT_EQ(grid, (std::array<uint32_t, 3>{5, 8, 2}));  // ceil(77 / 16) row blocks
+}
+
+}  // namespace
