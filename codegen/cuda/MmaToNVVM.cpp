@@ -144,7 +144,9 @@ LogicalResult lowerWgmma(MmaOp op, OpConversionPattern<MmaOp>::OneToNOpAdaptor a
     os << ", $" << descBase + kk << ", p, 1, 1, " << (aTile ? "0, " : "") << (kMajor ? 0 : 1)
        << ";\n";
   }
-  os << "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}";
+  // An async mma leaves its group in flight: attn_gpu.mma_wait waits for it.
+  os << "wgmma.commit_group.sync.aligned;\n"
+     << (op.getAsync() ? "" : "wgmma.wait_group.sync.aligned 0;\n") << "}";
   for (int64_t i = 0; i < outs; ++i)
     cs << (i ? "," : "") << "=f";
   for (size_t i = 0; i < aOperands.size(); ++i)
@@ -170,6 +172,55 @@ LogicalResult lowerWgmma(MmaOp op, OpConversionPattern<MmaOp>::OneToNOpAdaptor a
   rw.replaceOpWithMultiple(op, {result});
   return success();
 }
+
+/// wgmma.wait_group `pending` over the accumulator registers of the mmas waited for: each
+/// register goes through the asm (tied in and out), so nothing reads an accumulator before
+/// the wait, and nothing moves one while the tensor cores write it. mma.sync results are
+/// finished already: the wait is then no instruction.
+struct MmaWaitLowering : OpConversionPattern<MmaWaitOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(MmaWaitOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    bool wgmma = llvm::any_of(op.getInflight(), [](Value v) {
+      auto mma = v.getDefiningOp<MmaOp>();
+      return mma && mma.getKind() && *mma.getKind() == MmaKind::wgmma_m64nNk16;
+    });
+    if (!wgmma) {
+      SmallVector<SmallVector<Value>> same;
+      for (ValueRange fragment : adaptor.getInflight())
+        same.emplace_back(fragment.begin(), fragment.end());
+      rw.replaceOpWithMultiple(op, std::move(same));
+      return success();
+    }
+    SmallVector<Value> registers;
+    for (ValueRange fragment : adaptor.getInflight())
+      registers.append(fragment.begin(), fragment.end());
+    int64_t count = int64_t(registers.size());
+    std::string constraints;
+    llvm::raw_string_ostream cs(constraints);
+    for (int64_t i = 0; i < count; ++i)
+      cs << (i ? "," : "") << "=f";
+    for (int64_t i = 0; i < count; ++i)
+      cs << "," << i;
+    SmallVector<Type> fields(count, rw.getF32Type());
+    auto inlineAsm = LLVM::InlineAsmOp::create(
+        rw, op.getLoc(), LLVM::LLVMStructType::getLiteral(rw.getContext(), fields), registers,
+        "wgmma.wait_group.sync.aligned " + std::to_string(op.getPending()) + ";", constraints,
+        /*has_side_effects=*/true, /*is_align_stack=*/false,
+        LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(rw.getContext(), LLVM::AsmDialect::AD_ATT), ArrayAttr());
+    SmallVector<SmallVector<Value>> results;
+    int64_t at = 0;
+    for (ValueRange fragment : adaptor.getInflight()) {
+      results.emplace_back();
+      for (size_t i = 0; i < fragment.size(); ++i)
+        results.back().push_back(
+            LLVM::ExtractValueOp::create(rw, op.getLoc(), inlineAsm.getRes(), at++));
+    }
+    rw.replaceOpWithMultiple(op, std::move(results));
+    return success();
+  }
+};
 
 /// acc += a . B: one ldmatrix.x4 of B feeds two n8 blocks (16 columns) of one k16 step, an
 /// ldmatrix.x2 a last odd n8 block. Gates scale each B register pair (channels k, k + 1).
@@ -236,5 +287,5 @@ struct MmaLowering : OpConversionPattern<MmaOp> {
 
 void mlir::attn::populateMmaToNVVMPatterns(FragmentTypeConverter &converter,
                                            RewritePatternSet &patterns) {
-  patterns.add<LoadOperandLowering, MmaLowering>(converter, patterns.getContext());
+  patterns.add<LoadOperandLowering, MmaLowering, MmaWaitLowering>(converter, patterns.getContext());
 }

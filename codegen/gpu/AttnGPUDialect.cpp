@@ -236,6 +236,26 @@ LogicalResult MmaOp::verify() {
   } else if (getGateBlocks()) {
     return emitOpError("has gate_blocks without gates");
   }
+  if (getAsync() && (!getResult().hasOneUse() || !isa<MmaWaitOp>(*getResult().user_begin())))
+    return emitOpError("is async: its result's one use must be an attn_gpu.mma_wait");
+  return success();
+}
+
+void MmaWaitOp::build(OpBuilder &b, OperationState &state, ValueRange inflight,
+                      int64_t pending) {
+  build(b, state, inflight.getTypes(), inflight, b.getI64IntegerAttr(pending));
+}
+
+LogicalResult MmaWaitOp::verify() {
+  if (getInflight().empty())
+    return emitOpError("waits for at least one mma");
+  if (getResults().getTypes() != getInflight().getTypes())
+    return emitOpError("returns the accumulators it waits for, of the same types");
+  for (Value v : getInflight()) {
+    auto mma = v.getDefiningOp<MmaOp>();
+    if (!mma || !mma.getAsync())
+      return emitOpError("waits only for the results of async attn_gpu.mma ops");
+  }
   return success();
 }
 

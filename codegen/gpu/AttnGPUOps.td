@@ -198,13 +198,17 @@ def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile", [AttrSizedOperandSegment
     when P is a multiple of the tile's rows the table is read once per tile. A quantised source
     (i8, e4m3, i4 as bytes) lands as stored, in a staging tile for attn_gpu.dequantize. With
     `columns_from %c0` the tile holds the stored channels c0 .. c0 + width (a value slice).
+    With `interior` (not with pages), a tile that lies inside kv_len takes a branch whose
+    copies have no per-row range checks: fewer instructions per copy, at the cost of the
+    copy code twice (the flash softmax kernels gain registers from it, measured; other
+    kernels lose them).
   }];
   let arguments = (ins Arg<AttnGPU_Global4, "", [MemRead]>:$kv,
                        Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
                        Index:$b, Index:$hk, Index:$j0, Index:$kv_len,
                        Optional<MemRefRankOf<[I32], [2]>>:$block_table,
                        Optional<Index>:$col0,
-                       DefaultValuedAttr<I64Attr, "0">:$page_size);
+                       DefaultValuedAttr<I64Attr, "0">:$page_size, UnitAttr:$interior);
   let assemblyFormat = [{
     $kv `[` $b `,` $hk `,` $j0 `]` `below` $kv_len (`pages` $block_table^)?
     (`columns_from` $col0^)? `->` $tile attr-dict
@@ -290,18 +294,41 @@ def AttnGPU_MmaOp : AttnGPU_Op<"mma"> {
     position and channel), warp w's B element (k, n) is multiplied by exp(G[16 w, k]), or with
     `gate_blocks` by exp(G[16 w, k] - G[16 floor(n / 16), k]): the exact factors of q~ S and
     q~ K~^T (attn_gpu.gate_operand, attn_gpu.gate_keys) that keep every product in range.
+
+    `async`: the product is only issued (one commit group of its own when the kind is wgmma);
+    its result is in flight and its one use is an attn_gpu.mma_wait, which gives the finished
+    accumulator. Work between the two runs while the tensor cores compute. mma.sync is
+    synchronous anyway: there `async` changes nothing.
   }];
   let arguments = (ins Arg<AnyTypeOf<[AttnGPU_Fragment, AttnGPU_Shared]>, "", [MemRead]>:$a,
                        Arg<AttnGPU_Shared, "", [MemRead]>:$b,
                        AttnGPU_Fragment:$acc,
                        Arg<Optional<MemRefRankOf<[F32], [2]>>, "", [MemRead]>:$gate,
                        UnitAttr:$transpose_b, UnitAttr:$gate_blocks,
-                       OptionalAttr<AttnGPU_MmaAttr>:$kind);
+                       OptionalAttr<AttnGPU_MmaAttr>:$kind, UnitAttr:$async);
   let results = (outs AttnGPU_Fragment:$result);
   let assemblyFormat = [{
     $a `,` $b `,` $acc (`gate` $gate^)? attr-dict `:` type($a) `,` type($b) `,` type($acc)
     (`gate` type($gate)^)? `->` type($result)
   }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_MmaWaitOp : AttnGPU_Op<"mma_wait"> {
+  let summary = "Waits for asynchronous mmas: their accumulators, finished";
+  let description = [{
+    Each operand is the in-flight result of an `async` attn_gpu.mma; the results are the same
+    accumulators once at most `pending` of the commit groups issued after the oldest of them
+    are still running (wgmma.wait_group `pending`: groups finish in issue order, so
+    `pending = 1` waits for every group but the last one issued). Only the accumulators
+    listed here may be read afterwards; an mma still in flight must be waited for by a later
+    mma_wait.
+  }];
+  let arguments = (ins Variadic<AttnGPU_Fragment>:$inflight,
+                       ConfinedAttr<I64Attr, [IntMinValue<0>]>:$pending);
+  let results = (outs Variadic<AttnGPU_Fragment>:$results);
+  let assemblyFormat = "$inflight attr-dict `:` type($inflight) `->` type($results)";
+  let builders = [OpBuilder<(ins "::mlir::ValueRange":$inflight, "int64_t":$pending)>];
   let hasVerifier = 1;
 }
 

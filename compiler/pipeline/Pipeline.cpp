@@ -64,6 +64,7 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   mlir::attngpu::AttnGPUDistributeOptions distribute;
   distribute.chip = options.chip;
   distribute.valueSlice = options.valueSlice;
+  distribute.overlap = options.overlap;
   distribute.blockPlan = options.maskBounds && options.blockPlan;
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());

@@ -53,6 +53,10 @@ static cl::opt<bool> noBlockPlan("no-block-plan",
                                  cl::desc("No block plan: masks that read params visit every key "
                                           "tile their affine bounds allow"),
                                  cl::cat(category));
+static cl::opt<bool> overlap("overlap",
+                             cl::desc("sm_90a: each key tile's softmax under the next tile's "
+                                      "Q K^T (async wgmma; slower on the H200 so far)"),
+                             cl::cat(category));
 static cl::opt<bool> noPackGQA("no-pack-gqa",
                                cl::desc("One query head per tile even for GQA (no attn-pack-gqa)"),
                                cl::cat(category));
@@ -157,6 +161,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.maskBounds = !noMaskBounds;
   options.pipeline.blockPlan = !noBlockPlan;
   options.pipeline.packGQA = !noPackGQA;
+  options.pipeline.overlap = overlap;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;
   options.pipeline.backward = backward;

@@ -30,20 +30,22 @@ namespace {
 /// epilogue) to attn_gpu ops; fragment values stand in for the tiled level's buffers.
 class FlashDistributor : TileBuilder {
 public:
-  FlashDistributor(OpBuilder &b, FlashTile t, gpu::GPUFuncOp kernel)
-      : TileBuilder(b, t.scores.getLoc()), t(t), kernel(kernel) {}
+  FlashDistributor(OpBuilder &b, FlashTile t, gpu::GPUFuncOp kernel, bool overlap)
+      : TileBuilder(b, t.scores.getLoc()), t(t), kernel(kernel), overlap(overlap) {}
 
   LogicalResult run();
 
 private:
   FlashTile t;
   gpu::GPUFuncOp kernel;
+  bool overlap;   // the softmax of a key tile under the next tile's Q K^T (async mmas)
   IRMapping map;  // host values -> kernel values
   Type elt;
   Value q, k, v, table, batch, head, kvHead, i0, split, qLen, kvLen;
   Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
   Value fullFrom, fullTo;  // the block plan's keys that every row of the tile allows
   Value qOperand;
+  double scoreScale = 0;  // > 0: the score is dot * scoreScale, folded into the softmax's exp2
 
   RankedTensorType accType(int64_t cols) { return accOf(t.blockQ, cols); }
   RankedTensorType rowsType(Type element) { return rowsOf(t.blockQ, element); }
@@ -56,6 +58,11 @@ private:
   void copyKeys(bool isKey, Value j0);
   void landed(bool isKey, Value j0);
   Value emitScores(Value j0);
+  Value scoreOf(Value s, Value j0);
+  void keyTilePrefix(Value j0);
+  Value emitWeights(Value &s, Value &m, Value &l, Value &acc);
+  SmallVector<Value> emitSerialLoop(Value keysFrom, Value keysTo);
+  SmallVector<Value> emitOverlappedLoop(Value keysFrom, Value keysTo);
   void emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc);
   void emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &acc, float unified);
   void emitEpilogue(Value m, Value l, Value acc);
@@ -146,8 +153,12 @@ void FlashDistributor::emitSharedTiles() {
 void FlashDistributor::copyKeys(bool isKey, Value j0) {
   Value global = isKey ? k : v;
   Value dest = isKey ? (kStage ? kStage : kTile) : (vStage ? vStage : vTile);
-  CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table, Value(),
-                        b.getI64IntegerAttr(t.scores.getPageSize()));
+  // Softmax kernels copy interior tiles without row checks (fewer registers and
+  // instructions, measured 2026-12-04); the others keep one predicated copy.
+  auto copy = CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
+                                    Value(), b.getI64IntegerAttr(t.scores.getPageSize()));
+  if (t.update && !table)
+    copy.setInterior(true);
 }
 
 /// After K (V) of key tile j0 has landed: dequantise it, and apply K's feature map.
@@ -171,9 +182,11 @@ void FlashDistributor::landed(bool isKey, Value j0) {
 
 /// S = Q K^T on tensor cores, then the mask and score regions on the accumulators.
 Value FlashDistributor::emitScores(Value j0) {
-  Value s = splat(accType(t.blockK), 0.0);
-  s = MmaOp::create(b, loc, accType(t.blockK), qOperand, kTile, s, /*gate=*/Value(),
-                    /*transpose_b=*/true, /*gate_blocks=*/false, MmaKindAttr());
+  return scoreOf(mma(qOperand, kTile, splat(accType(t.blockK), 0.0), /*transposeB=*/true), j0);
+}
+
+/// The mask and score regions on the dot products `s` of key tile j0.
+Value FlashDistributor::scoreOf(Value s, Value j0) {
   // A block plan's full range: keys every row of the tile allows, no mask evaluation there.
   Value full;
   if (fullFrom)
@@ -186,7 +199,70 @@ Value FlashDistributor::emitScores(Value j0) {
                                b.getI64IntegerAttr(t.pack));
   cloneRegion(t.scores.getScore(), score.getScore());
   cloneRegion(t.scores.getMask(), score.getMask());
+  if (scoreScale > 0) {  // the score op yields the dot itself; emitOnlineUpdate scales it
+    Block &body = score.getScore().front();
+    auto yield = cast<YieldOp>(body.getTerminator());
+    yield->setOperand(0, body.getArguments().back());
+    SmallVector<Operation *> ops;
+    for (Operation &op : body.without_terminator())
+      ops.push_back(&op);
+    for (Operation *op : llvm::reverse(ops))
+      if (op->use_empty() && isMemoryEffectFree(op))
+        op->erase();  // the scale's computation
+  }
   return score;
+}
+
+/// The value of a region's float computed from constants alone (arith.constant, products,
+/// quotients, sums, negations, sqrt, rsqrt), if it is one.
+static std::optional<double> evaluateConstant(Value v) {
+  Operation *op = v.getDefiningOp();
+  if (!op)
+    return std::nullopt;
+  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+    auto f = dyn_cast<FloatAttr>(c.getValue());
+    return f ? std::optional<double>(f.getValueAsDouble()) : std::nullopt;
+  }
+  SmallVector<double, 2> x;
+  for (Value operand : op->getOperands()) {
+    std::optional<double> value = evaluateConstant(operand);
+    if (!value)
+      return std::nullopt;
+    x.push_back(*value);
+  }
+  if (isa<math::SqrtOp>(op))
+    return std::sqrt(x[0]);
+  if (isa<math::RsqrtOp>(op))
+    return 1 / std::sqrt(x[0]);
+  if (isa<arith::NegFOp>(op))
+    return -x[0];
+  if (isa<arith::MulFOp>(op))
+    return x[0] * x[1];
+  if (isa<arith::DivFOp>(op))
+    return x[0] / x[1];
+  if (isa<arith::AddFOp>(op))
+    return x[0] + x[1];
+  if (isa<arith::SubFOp>(op))
+    return x[0] - x[1];
+  return std::nullopt;
+}
+
+/// C > 0 when the score region is exactly dot * C (or C * dot) for a constant C: then
+/// max(dot * C) = C max(dot), and the softmax takes the raw dot with C folded into its
+/// exp2's one fma (FlashAttention's softmax_scale_log2); 0 otherwise.
+static double positiveScoreScale(Region &score) {
+  if (!llvm::hasSingleElement(score))
+    return 0;
+  Block &body = score.front();
+  auto yield = dyn_cast<attn::YieldOp>(body.getTerminator());
+  if (!yield || yield->getNumOperands() != 1 || body.getNumArguments() == 0)
+    return 0;
+  auto mul = yield->getOperand(0).getDefiningOp<arith::MulFOp>();
+  Value dot = body.getArguments().back();
+  if (!mul || (mul.getLhs() != dot && mul.getRhs() != dot))
+    return 0;
+  std::optional<double> c = evaluateConstant(mul.getLhs() == dot ? mul.getRhs() : mul.getLhs());
+  return c && *c > 0 && std::isfinite(*c) ? *c : 0;
 }
 
 /// attn.tile_online_update, step by step: m' = max(m, rowmax s); alpha = exp(m - m');
@@ -195,11 +271,14 @@ Value FlashDistributor::emitScores(Value j0) {
 void FlashDistributor::emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc) {
   RankedTensorType rows = rowsType(b.getF32Type());
   Value rowMax = quadReduce(ReduceKind::max, rowReduce(ReduceKind::max, s));
+  double scale = scoreScale > 0 ? scoreScale : 1;  // s is dot (the score is dot * scale)
+  if (scoreScale > 0)
+    rowMax = fmul(rowMax, splat(rows, scale));
   Value mx = fmax(m, rowMax);
   Value noKey = cmp(arith::CmpFPredicate::OEQ, mx, splat(rows, -INFINITY));
   Value base = fmul(sel(noKey, splat(rows, 0), mx), splat(rows, kLog2e));
   Value alpha = exp2(fsub(fmul(m, splat(rows, kLog2e)), base));
-  s = exp2(fsub(fmul(s, splat(accType(t.blockK), kLog2e)), broadcast(base, t.blockK)));
+  s = exp2(fsub(fmul(s, splat(accType(t.blockK), scale * kLog2e)), broadcast(base, t.blockK)));
   l = fadd(fmul(l, alpha), rowReduce(ReduceKind::sum, s));
   m = mx;
   acc = fmul(acc, broadcast(alpha, t.valueDim));
@@ -315,6 +394,114 @@ void FlashDistributor::emitLaunch() {
                                                    bool(t.splitLoop), schedule));
 }
 
+/// Before key tile j0's scores: the cumulative log decays of its keys (a per-step decay).
+void FlashDistributor::keyTilePrefix(Value j0) {
+  if (!cumQ)
+    return;
+  auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false, false);
+  cloneRegion(t.scores.getDecay(), op.getDecay());
+}
+
+/// The scores `s` of a key tile -> the weights P as the A operand of P V: the online softmax
+/// (m, l and the rescaled acc updated) or, for other norms, the scores themselves.
+Value FlashDistributor::emitWeights(Value &s, Value &m, Value &l, Value &acc) {
+  if (t.update) {
+    if (auto unified = t.update.getUnifiedMax())
+      emitUnifiedUpdate(s, m, l, acc, unified->convertToFloat());
+    else
+      emitOnlineUpdate(s, m, l, acc);
+  }
+  return ToOperandOp::create(
+      b, loc, fragmentType({t.blockQ, t.blockK}, elt, FragmentKind::operand_a), s);
+}
+
+/// The key loop, one tile after the other: S = Q K^T, the softmax, acc += P V. The loop
+/// carries the tile buffers as fragments: m, l (softmax) and acc. Copies are synchronous
+/// here; attn-gpu-pipeline gives them FlashAttention-2's order.
+SmallVector<Value> FlashDistributor::emitSerialLoop(Value keysFrom, Value keysTo) {
+  bool softmax = bool(t.update);
+  SmallVector<Value> init;
+  if (softmax)
+    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
+  init.push_back(splat(accType(t.valueDim), 0));
+  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value j0 = loop.getInductionVar();
+  auto carried = loop.getRegionIterArgs();
+  Value m = softmax ? carried[0] : Value(), l = softmax ? carried[1] : Value();
+  Value acc = carried.back();
+  copyKeys(true, j0);
+  waitGroups(0);
+  landed(true, j0);
+  keyTilePrefix(j0);
+  Value s = emitScores(j0);
+  Value p = emitWeights(s, m, l, acc);
+  copyKeys(false, j0);
+  waitGroups(0);
+  landed(false, j0);
+  acc = mma(p, vTile, acc, /*transposeB=*/false);
+  barrier();  // every warp is done reading K(j0) and V(j0) before the next copies
+  SmallVector<Value> yields;
+  if (softmax)
+    yields = {m, l};
+  yields.push_back(acc);
+  scf::YieldOp::create(b, loc, yields);
+  return SmallVector<Value>(loop.getResults());
+}
+
+/// FlashAttention-3's intra-warpgroup overlap, with S one tile ahead: the loop enters key
+/// tile j0 with its dot products S(j0) finished, issues S(j0 + bk) = Q K(j0 + bk)^T
+/// asynchronously, computes tile j0's scores and softmax while the tensor cores work, issues
+/// acc += P V(j0), and waits for both. Each iteration's copies (K of the next tile, V of
+/// this one) form one stage at the top of the body, which attn-gpu-pipeline double-buffers.
+/// The last iteration's S runs past the key range over a zero-filled or unused tile: one
+/// tile of Q K^T per query tile, never read.
+SmallVector<Value> FlashDistributor::emitOverlappedLoop(Value keysFrom, Value keysTo) {
+  bool softmax = bool(t.update);
+  RankedTensorType sType = accType(t.blockK);
+  copyKeys(true, keysFrom);
+  waitGroups(0);
+  landed(true, keysFrom);
+  Value first = mma(qOperand, kTile, splat(sType, 0.0), /*transposeB=*/true);
+  barrier();  // every warp is done reading K before the loop's copies refill the tile
+  SmallVector<Value> init;
+  if (softmax)
+    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
+  init.push_back(splat(accType(t.valueDim), 0));
+  init.push_back(first);
+  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value j0 = loop.getInductionVar();
+  Value next = arith::AddIOp::create(b, loc, j0, idx(t.blockK));
+  auto carried = loop.getRegionIterArgs();
+  Value m = softmax ? carried[0] : Value(), l = softmax ? carried[1] : Value();
+  Value acc = carried[softmax ? 2 : 0], dots = carried.back();
+  copyKeys(true, next);
+  copyKeys(false, j0);
+  waitGroups(0);
+  landed(true, next);
+  landed(false, j0);
+  auto ahead = MmaOp::create(b, loc, sType, qOperand, kTile, splat(sType, 0.0), Value(),
+                             /*transpose_b=*/true, /*gate_blocks=*/false, MmaKindAttr(),
+                             /*async=*/true);
+  keyTilePrefix(j0);
+  Value s = scoreOf(dots, j0);
+  Value p = emitWeights(s, m, l, acc);
+  auto pv = MmaOp::create(b, loc, acc.getType(), p, vTile, acc, Value(), /*transpose_b=*/false,
+                          /*gate_blocks=*/false, MmaKindAttr(), /*async=*/true);
+  auto done = MmaWaitOp::create(b, loc, ValueRange{ahead, pv}, /*pending=*/0);
+  barrier();  // every warp is done reading K(next) and V(j0) before the next copies
+  SmallVector<Value> yields;
+  if (softmax)
+    yields = {m, l};
+  yields.push_back(done.getResult(1));
+  yields.push_back(done.getResult(0));
+  scf::YieldOp::create(b, loc, yields);
+  return SmallVector<Value>(loop.getResults());
+}
+
 LogicalResult FlashDistributor::run() {
   func::FuncOp f = t.scores->getParentOfType<func::FuncOp>();
   for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
@@ -374,52 +561,14 @@ LogicalResult FlashDistributor::run() {
   }
   qOperand = LoadOperandOp::create(
       b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a), qTile);
+  if (t.update && !t.update.getUnifiedMax() && !cumQ)
+    scoreScale = positiveScoreScale(t.scores.getScore());
 
-  // The key loop carries the tile buffers as fragments: m, l (softmax) and acc.
+  SmallVector<Value> results = overlap ? emitOverlappedLoop(keysFrom, keysTo)
+                                       : emitSerialLoop(keysFrom, keysTo);
   bool softmax = bool(t.update);
-  SmallVector<Value> init;
-  if (softmax)
-    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
-  init.push_back(splat(accType(t.valueDim), 0));
-  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value j0 = loop.getInductionVar();
-    auto carried = loop.getRegionIterArgs();
-    Value m = softmax ? carried[0] : Value(), l = softmax ? carried[1] : Value();
-    Value acc = carried.back();
-    copyKeys(true, j0);
-    waitGroups(0);
-    landed(true, j0);
-    if (cumQ) {
-      auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false,
-                                         false);
-      cloneRegion(t.scores.getDecay(), op.getDecay());
-    }
-    Value s = emitScores(j0);
-    if (softmax) {
-      if (auto unified = t.update.getUnifiedMax())
-        emitUnifiedUpdate(s, m, l, acc, unified->convertToFloat());
-      else
-        emitOnlineUpdate(s, m, l, acc);
-    }
-    Value p = ToOperandOp::create(
-        b, loc, fragmentType({t.blockQ, t.blockK}, elt, FragmentKind::operand_a), s);
-    copyKeys(false, j0);
-    waitGroups(0);
-    landed(false, j0);
-    acc = MmaOp::create(b, loc, acc.getType(), p, vTile, acc, /*gate=*/Value(),
-                        /*transpose_b=*/false, /*gate_blocks=*/false, MmaKindAttr());
-    barrier();  // every warp is done reading K(j0) and V(j0) before the next copies
-    SmallVector<Value> yields;
-    if (softmax)
-      yields = {m, l};
-    yields.push_back(acc);
-    scf::YieldOp::create(b, loc, yields);
-  }
-  auto results = loop.getResults();
-  emitEpilogue(softmax ? results[0] : Value(), softmax ? results[1] : Value(), results.back());
+  emitEpilogue(softmax ? results[0] : Value(), softmax ? results[1] : Value(),
+               results[softmax ? 2 : 0]);
   gpu::ReturnOp::create(b, loc);
   return success();
 }
@@ -509,7 +658,9 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
                                                        DictionaryAttr(), f.getLoc())))
       return failure();
     b.setInsertionPointToStart(&kernel.getBody().front());
-    FlashDistributor distributor(b, *tile, kernel);
+    // The overlapped schedule needs asynchronous mmas: wgmma on sm_90a, whole warpgroups.
+    bool overlapped = overlap && chip == "sm_90a" && tile->blockQ % 64 == 0;
+    FlashDistributor distributor(b, *tile, kernel, overlapped);
     if (failed(distributor.run()) || failed(checkSelfContained(kernel)))
       return failure();
     if (tile->keyRange) {  // the block plan, a kernel of its own launched before this one

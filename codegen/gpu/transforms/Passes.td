@@ -58,6 +58,9 @@ def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
            "Backward kernels of masks that read params get a block plan">,
     Option<"valueSlice", "value-slice", "int64_t", "0",
            "Value channels per block of the chunk kernel (0: automatic)">,
+    Option<"overlap", "overlap", "bool", "false",
+           "sm_90a flash kernels: each key tile's softmax under the next tile's Q K^T "
+           "(async wgmma; measured slower on the H200, bench/METHOD.md)">,
   ];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::gpu::GPUDialect",
                            "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
@@ -74,6 +77,11 @@ def AttnGPUPipeline : Pass<"attn-gpu-pipeline", "::mlir::ModuleOp"> {
     issues V(j0) first and waits only for K(j0), then issues K(j0 + step) and waits only for
     V(j0) -- one copy group stays in flight (FlashAttention-2's order) -- and the loop drains
     its last prefetch. A loop that reads K after V's copy, or V before it, is left alone.
+
+    A loop whose body starts with one copy stage of several tiles (origins: the induction
+    variable or index arithmetic on it computed just before the copies) is double-buffered:
+    the chunk loop, and the overlapped flash loop (K of the next key tile, V of this one). Its
+    tiles may also be read before the loop when a barrier separates that read from the loop.
 
     Before: `scf.for %j0 { copy K(j0); wait 0; ...; copy V(j0); wait 0; ...; barrier }`
     After:  `copy K(lb); scf.for %j0 { barrier; copy V(j0); wait 1; ...; barrier; copy K(j0 + s); wait 1; ... }; wait 0`

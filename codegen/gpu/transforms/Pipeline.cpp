@@ -152,12 +152,16 @@ void pipeline(KeyLoop &k) {
   nvgpu::DeviceAsyncWaitOp::create(b, loc, drain, b.getI32IntegerAttr(0));
 }
 
-/// A loop whose body starts with one copy stage of several tiles (copies of row origin = the
-/// induction variable, commit, wait 0, barrier), has no other copy, and ends with a barrier
-/// after its last read of those tiles (attn-gpu-distribute's chunk loop). Its tiles are
-/// alloc_shared results used only inside the loop.
+/// A loop whose body starts with one copy stage of several tiles (copies whose row origins
+/// are the induction variable or index arithmetic on it computed just before them, commit,
+/// wait 0, barrier), has no other copy, and ends with a barrier after its last read of those
+/// tiles (attn-gpu-distribute's chunk loop; the overlapped flash key loop, whose stage copies
+/// K of the next key tile and V of this one). Its tiles are alloc_shared results used only
+/// inside the loop, or also before it when a barrier separates their last use there from the
+/// loop (the overlapped loop's first S).
 struct BufferedLoop {
   scf::ForOp loop;
+  SmallVector<Operation *> origins;  // the index arithmetic before the copies
   SmallVector<Operation *> copies;
   nvgpu::DeviceAsyncWaitOp wait;
   SmallVector<AllocSharedOp> tiles;
@@ -181,10 +185,19 @@ FailureOr<BufferedLoop> matchBufferedLoop(scf::ForOp loop) {
   // buffers would only cost shared memory, hence occupancy.
   if (std::optional<APInt> trips = loop.getStaticTripCount(); trips && trips->ule(1))
     return failure();
-  BufferedLoop m{loop, {}, {}, {}};
+  BufferedLoop m{loop, {}, {}, {}, {}};
   Block *body = loop.getBody();
   auto it = body->begin();
-  for (; it != body->end() && copyOrigin(&*it) == loop.getInductionVar(); ++it) {
+  // Origins: pure index arithmetic on the induction variable and values from outside.
+  llvm::SmallPtrSet<Value, 4> origins = {loop.getInductionVar()};
+  for (; it != body->end() && isa<arith::ConstantOp, arith::AddIOp, arith::SubIOp, arith::MulIOp>(*it) &&
+         llvm::all_of(it->getOperands(),
+                      [&](Value v) { return origins.contains(v) || !loop->isAncestor(v.getParentRegion()->getParentOp()); });
+       ++it) {
+    m.origins.push_back(&*it);
+    origins.insert(it->getResult(0));
+  }
+  for (; it != body->end() && copyOrigin(&*it) && origins.contains(copyOrigin(&*it)); ++it) {
     auto alloc = copyTile(&*it).getDefiningOp<AllocSharedOp>();
     if (!alloc || loop->isAncestor(alloc))
       return failure();
@@ -205,16 +218,31 @@ FailureOr<BufferedLoop> matchBufferedLoop(scf::ForOp loop) {
     });
   if (otherCopies)
     return failure();
-  // Uses only in the loop; the last one followed by a barrier in the body.
-  Operation *lastUse = nullptr;
+  // Uses in the loop, the last one followed by a barrier in the body; uses before the loop
+  // (in its block) followed by a barrier before it.
+  Operation *lastUse = nullptr, *lastBefore = nullptr;
   for (AllocSharedOp tile : m.tiles)
     for (Operation *user : tile->getUsers()) {
-      Operation *inBody = body->findAncestorOpInBlock(*user);
-      if (!inBody)
+      if (Operation *inBody = body->findAncestorOpInBlock(*user)) {
+        if (!lastUse || lastUse->isBeforeInBlock(inBody))
+          lastUse = inBody;
+        continue;
+      }
+      Operation *before = loop->getBlock()->findAncestorOpInBlock(*user);
+      if (!before || !before->isBeforeInBlock(loop))
         return failure();
-      if (!lastUse || lastUse->isBeforeInBlock(inBody))
-        lastUse = inBody;
+      if (!lastBefore || lastBefore->isBeforeInBlock(before))
+        lastBefore = before;
     }
+  if (!lastUse)
+    return failure();
+  if (lastBefore) {
+    bool separated = false;
+    for (Operation *op = lastBefore->getNextNode(); op != loop; op = op->getNextNode())
+      separated |= isa<gpu::BarrierOp>(op);
+    if (!separated)
+      return failure();
+  }
   for (Operation *op = lastUse->getNextNode(); op; op = op->getNextNode())
     if (isa<gpu::BarrierOp>(op))
       return m;
@@ -237,8 +265,8 @@ void doubleBuffer(BufferedLoop &m) {
   OpBuilder b(loop);
   IRMapping first;
   first.map(iv, loop.getLowerBound());
-  for (Operation *copy : m.copies)
-    b.clone(*copy, first);
+  for (Operation *op : llvm::concat<Operation *>(m.origins, m.copies))
+    b.clone(*op, first);
   nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
 
   b.setInsertionPoint(m.copies.front());
@@ -262,8 +290,8 @@ void doubleBuffer(BufferedLoop &m) {
     selects.insert(nextTile);
     selects.insert(currentTile);
   }
-  for (Operation *copy : m.copies)
-    b.clone(*copy, next);
+  for (Operation *op : llvm::concat<Operation *>(m.origins, m.copies))
+    b.clone(*op, next);
   for (Operation *copy : m.copies)
     copy->erase();
   for (auto [tile, cur] : current)

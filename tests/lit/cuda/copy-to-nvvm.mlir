@@ -58,3 +58,30 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// `interior` (softmax key tiles): a tile inside kv_len (j0 + 16 <= n) copies with no per-row
+// check (every copy moves its 8 elements); the last tile takes the predicated copies. The
+// kernels' float arithmetic may contract into fma (fastmath contract; products reassociate).
+// CHECK-LABEL: gpu.func @interior
+// CHECK: %[[END:.*]] = arith.addi %[[J0:.*]], %c16
+// CHECK: %[[INSIDE:.*]] = arith.cmpi ule, %[[END]], %[[N:.*]] : index
+// CHECK: scf.if %[[INSIDE]] {
+// CHECK-NOT: arith.cmpi ult
+// CHECK: nvgpu.device_async_copy {{.*}}, 8, %c8{{(_[0-9]+)?}} {bypassL1}
+// CHECK: } else {
+// CHECK: arith.cmpi ult
+// CHECK: arith.select
+// CHECK: nvgpu.device_async_copy
+// CHECK: }
+// CHECK: arith.mulf %{{.*}}, %{{.*}} fastmath<reassoc,contract> : f32
+// CHECK: arith.addf %{{.*}}, %{{.*}} fastmath<contract> : f32
+gpu.module @m_interior {
+  gpu.func @interior(%k: !q, %b: index, %h: index, %j0: index, %n: index, %x: f32, %out: memref<?xf32>) kernel attributes {known_block_size = array<i32: 64, 1, 1>} {
+    %kt = attn_gpu.alloc_shared {offset = 0 : i64} : !qt
+    attn_gpu.copy_key_tile %k[%b, %h, %j0] below %n -> %kt {interior} : !q -> !qt
+    %y = arith.mulf %x, %x : f32
+    %z = arith.addf %y, %x : f32
+    memref.store %z, %out[%b] : memref<?xf32>
+    gpu.return
+  }
+}

@@ -56,3 +56,28 @@ gpu.module @m2 [#nvvm.target<chip = "sm_90a">] {
     gpu.return
   }
 }
+
+// Asynchronous wgmma (attn-gpu-distribute overlap=true): an `async` mma's asm block ends at its
+// commit, without a wait; attn_gpu.mma_wait is one wgmma.wait_group over every register of the
+// accumulators it waits for, each tied in and out (16 of S, 32 of O per thread: "=f" x 48,
+// then 0 .. 47).
+// CHECK-LABEL: gpu.func @async_flash
+// CHECK: llvm.inline_asm has_side_effects {{.*}}wgmma.mma_async.sync.aligned.m64n32k16{{.*}}wgmma.commit_group.sync.aligned;\0A}"
+// CHECK: llvm.inline_asm has_side_effects {{.*}}wgmma.mma_async.sync.aligned.m64n64k16{{.*}}wgmma.commit_group.sync.aligned;\0A}"
+// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "wgmma.wait_group.sync.aligned 1;", "=f,{{(=f,)+}}=f,0,1,{{.*}},46,47"
+// CHECK-NOT: wgmma.wait_group
+// CHECK: gpu.return
+gpu.module @m3 [#nvvm.target<chip = "sm_90a">] {
+  gpu.func @async_flash(%q: !q, %b: index, %h: index, %i0: index) kernel attributes {known_block_size = array<i32: 128, 1, 1>} {
+    %qt = attn_gpu.alloc_shared {offset = 0 : i64} : !qt
+    %kt = attn_gpu.alloc_shared {offset = 8192 : i64} : !kt
+    %vt = attn_gpu.alloc_shared {offset = 12288 : i64} : !kt
+    %z = arith.constant dense<0.0> : tensor<64x32xf32, #acc>
+    %p0 = attn_gpu.to_operand %z : tensor<64x32xf32, #acc> -> tensor<64x32xbf16, #attn_gpu.frag<operand_a>>
+    %o0 = arith.constant dense<0.0> : tensor<64x64xf32, #acc>
+    %s = attn_gpu.mma %qt, %kt, %z {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b, async} : !qt, !kt, tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc>
+    %o = attn_gpu.mma %p0, %vt, %o0 {kind = #attn_gpu.mma<wgmma_m64nNk16>, async} : tensor<64x32xbf16, #attn_gpu.frag<operand_a>>, !kt, tensor<64x64xf32, #acc> -> tensor<64x64xf32, #acc>
+    %done:2 = attn_gpu.mma_wait %s, %o {pending = 1} : tensor<64x32xf32, #acc>, tensor<64x64xf32, #acc> -> tensor<64x32xf32, #acc>, tensor<64x64xf32, #acc>
+    gpu.return
+  }
+}

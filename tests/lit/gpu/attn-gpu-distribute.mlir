@@ -15,6 +15,11 @@
 // RUN: not attnc-opt %t2p.mlir --attn-gpu-select-strategy --attn-gpu-distribute 2>&1 | FileCheck %s --check-prefix=TWOPASS
 // RUN: attnc %specs/causal.attn --emit=tiled -o %tdyn.mlir
 // RUN: not attnc-opt %tdyn.mlir --attn-gpu-select-strategy --attn-gpu-distribute 2>&1 | FileCheck %s --check-prefix=DYN
+// RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute="chip=sm_90a overlap=true" | FileCheck %s --check-prefix=OVERLAP
+// RUN: attnc %specs/mha.attn --emit=tiled -o %tmha.mlir
+// RUN: attnc-opt %tmha.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=SCALE
+// RUN: attnc %specs/sigmoid.attn --emit=tiled -o %tsig.mlir
+// RUN: attnc-opt %tsig.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=SIGMOID
 // RUN: attnc %specs/alibi.attn --emit=tiled --block-q=48 -o %t48.mlir
 // RUN: not attnc-opt %t48.mlir --attn-gpu-select-strategy --attn-gpu-distribute 2>&1 | FileCheck %s --check-prefix=BQ
 
@@ -128,3 +133,45 @@
 // TWOPASS: the GPU back end needs the online softmax (run attn-online-softmax)
 // DYN: the CUDA back end needs static head and value dims: declare them (d = 128) or pass --set d=128
 // BQ: block-q must be 16, 32, 64 or 128 on CUDA, got 48
+
+// FlashAttention-3's intra-warpgroup overlap (sm_90a, overlap=true): the first key tile's S
+// before the loop, which carries S one tile ahead; each iteration copies K of the next tile
+// and V of this one as one stage, issues the next S asynchronously, scores this tile and runs
+// its softmax, issues P V asynchronously and waits for both.
+// OVERLAP: attn_gpu.copy_key_tile %arg1[{{.*}}, %[[LB:[^ ]*]]] below {{.*}} {interior}
+// OVERLAP: %[[FIRST:.*]] = attn_gpu.mma %{{.*}}, %[[KT:[^ ]*]], %{{.*}} {transpose_b}
+// OVERLAP-NEXT: gpu.barrier
+// OVERLAP: scf.for %[[J:.*]] = %[[LB]] to %{{.*}} iter_args(%{{.*}}, %{{.*}}, %{{.*}}, %[[S:.*]] = %[[FIRST]])
+// OVERLAP: %[[NEXT:.*]] = arith.addi %[[J]]
+// OVERLAP-NEXT: attn_gpu.copy_key_tile %arg1[{{.*}}, %[[NEXT]]] below {{.*}} -> %[[KT]] {interior}
+// OVERLAP-NEXT: attn_gpu.copy_key_tile %arg2[{{.*}}, %[[J]]] below {{.*}} {interior}
+// OVERLAP: %[[AHEAD:.*]] = attn_gpu.mma %{{.*}}, %[[KT]], %{{.*}} {async, transpose_b}
+// OVERLAP: attn_gpu.score %[[S]][{{.*}}, %[[J]]]
+// OVERLAP: %[[PV:.*]] = attn_gpu.mma %{{.*}}, %{{.*}}, %{{.*}} {async}
+// OVERLAP-NEXT: %[[DONE:.*]]:2 = attn_gpu.mma_wait %[[AHEAD]], %[[PV]] {pending = 0 : i64}
+// OVERLAP-NEXT: gpu.barrier
+// OVERLAP-NEXT: scf.yield %{{.*}}, %{{.*}}, %[[DONE]]#1, %[[DONE]]#0
+
+// A score that is dot * C for a constant C > 0 (here rsqrt(64)): the score op yields the dot;
+// the row max is scaled by C (0.125) and the exponent by C log2(e) (0.18033688), one fma per
+// element. Softmax K/V copies take the unpredicated branch for interior tiles.
+// SCALE: attn_gpu.copy_key_tile %arg1{{.*}} {interior}
+// SCALE: attn_gpu.score
+// SCALE-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %[[DOT:.*]]: f32):
+// SCALE-NEXT: attn_gpu.yield %[[DOT]] : f32
+// SCALE: attn_gpu.quad_reduce <max>
+// SCALE-NEXT: arith.constant dense<1.250000e-01>
+// SCALE-NEXT: arith.mulf
+// SCALE: arith.constant dense<0.180336878> : tensor<64x32xf32
+// SCALE-NEXT: arith.mulf
+// SCALE-NEXT: arith.subf
+// SCALE-NEXT: math.exp2
+// SCALE: attn_gpu.copy_key_tile %arg2{{.*}} {interior}
+
+// No online softmax (sigmoid): the score keeps its scale and the copies stay predicated (the
+// unpredicated branch costs these kernels registers).
+// SIGMOID: attn_gpu.copy_key_tile
+// SIGMOID-NOT: {interior}
+// SIGMOID: attn_gpu.score
+// SIGMOID: arith.mulf
+// SIGMOID: attn_gpu.yield

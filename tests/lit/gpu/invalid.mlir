@@ -332,3 +332,35 @@ func.func @columns_short(%v: memref<16xf32, #gpu.address_space<workgroup>>) {
   %r = attn_gpu.load_columns %v : memref<16xf32, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #acc>
   return
 }
+
+// -----
+
+!k = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @async_mma_unwaited(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !k,
+                              %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) -> tensor<64x64xf32, #attn_gpu.frag<acc>> {
+  // expected-error @+1 {{is async: its result's one use must be an attn_gpu.mma_wait}}
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b, async} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !k, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return %s : tensor<64x64xf32, #attn_gpu.frag<acc>>
+}
+
+// -----
+
+!k = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @wait_for_sync_mma(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !k,
+                             %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !k, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  // expected-error @+1 {{waits only for the results of async attn_gpu.mma ops}}
+  %w = attn_gpu.mma_wait %s {pending = 0} : tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  return
+}
+
+// -----
+
+!k = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @wait_changes_types(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, %k: !k,
+                              %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) {
+  %s = attn_gpu.mma %a, %k, %acc {transpose_b, async} : tensor<64x128xbf16, #attn_gpu.frag<operand_a>>, !k, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+  // expected-error @+1 {{returns the accumulators it waits for, of the same types}}
+  %w = attn_gpu.mma_wait %s {pending = 0} : tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>
+  return
+}
