@@ -153,11 +153,12 @@ void FlashDistributor::emitSharedTiles() {
 void FlashDistributor::copyKeys(bool isKey, Value j0) {
   Value global = isKey ? k : v;
   Value dest = isKey ? (kStage ? kStage : kTile) : (vStage ? vStage : vTile);
-  // Softmax kernels copy interior tiles without row checks (fewer registers and
-  // instructions, measured 2026-12-04); the others keep one predicated copy.
+  // Softmax kernels copy interior 16-bit tiles without row checks (fewer registers and
+  // instructions: 1.00-1.11x, measured 2026-12-04); the others keep one predicated copy
+  // (other kernels lost registers to the second copy path, int8 decode 4-7% of its speed).
   auto copy = CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
                                     Value(), b.getI64IntegerAttr(t.scores.getPageSize()));
-  if (t.update && !table)
+  if (t.update && !table && dest != kStage && dest != vStage)
     copy.setInterior(true);
 }
 
