@@ -126,6 +126,8 @@ static nlohmann::json tileOf(const KernelLaunch &launch) {
                          {"warps", choice("warps")}};
   if (choice("wgmma") >= 0)
     tile["mma"] = choice("wgmma") ? "wgmma_m64nNk16" : "mma_sync_m16n8k16";
+  if (choice("min_blocks") > 0)  // the occupancy the kernel was compiled for (nvvm.minctasm)
+    tile["min_blocks_per_sm"] = choice("min_blocks");
   return tile;
 }
 

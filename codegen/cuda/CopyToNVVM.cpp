@@ -114,10 +114,11 @@ struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
       return {page, op.getHk(), slot, inRange};
     };
     MemRefType tileType = op.getTile().getType();
-    auto [cols, perCopy] = copyShape(tileType);
+    int64_t cols, perCopy;
+    std::tie(cols, perCopy) = copyShape(tileType);
     auto swizzle = [&](Value r, Value col) { return swizzledIndex(t, tileType, r, col); };
-    auto load = [&](WarpKernelBase::RowFn rows_) {
-      t.loadTile(op.getKv(), rows_, rows, cols, adaptor.getTile(), t.tid, t.threads, perCopy,
+    auto load = [&](WarpKernelBase::RowFn rowFn) {
+      t.loadTile(op.getKv(), rowFn, rows, cols, adaptor.getTile(), t.tid, t.threads, perCopy,
                  op.getCol0(), isSwizzled(tileType) ? WarpKernelBase::IndexFn(swizzle) : nullptr);
     };
     if (table || !op.getInterior()) {

@@ -2,6 +2,8 @@
 // launch ABI (and so the manifest) carries.
 #include "codegen/gpu/transforms/Passes.h"
 
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+
 namespace mlir::attngpu {
 #define GEN_PASS_DEF_ATTNGPUALLOCATESHARED
 #include "codegen/gpu/transforms/Passes.h.inc"
@@ -11,6 +13,8 @@ using namespace mlir;
 using namespace mlir::attngpu;
 
 namespace {
+
+constexpr int64_t kSharedPerSM = 228 * 1024;  // sm_80 (164 KB) never asks: only sm_90a does
 
 int64_t bytesOf(MemRefType type) {
   return type.getNumElements() * ((type.getElementTypeBitWidth() + 7) / 8);
@@ -33,9 +37,23 @@ struct AttnGPUAllocateSharedPass
       });
       if (auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName)) {
         // A kernel built without shared tiles (the recurrence builders) keeps its own count.
-        launch = LaunchAttr::get(&getContext(), launch.getThreads(), launch.getGrid(),
-                                 any ? end : launch.getSharedMemory(), launch.getSplits(),
-                                 launch.getSchedule());
+        int64_t shared = any ? end : launch.getSharedMemory();
+        DictionaryAttr schedule = launch.getSchedule();
+        // A request for n blocks per SM (min_blocks) becomes nvvm.minctasm (ptxas bounds the
+        // registers for it) when n blocks' shared memory fits an SM (228 KB, 1 KB of it
+        // reserved per block); otherwise it is dropped from the schedule.
+        if (auto request = schedule ? schedule.getAs<IntegerAttr>("min_blocks") : nullptr) {
+          int64_t blocks = request.getInt();
+          NamedAttrList choices(schedule);
+          if (blocks * (shared + 1024) <= kSharedPerSM)
+            kernel->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                            IntegerAttr::get(IntegerType::get(&getContext(), 32), blocks));
+          else
+            choices.erase("min_blocks");
+          schedule = choices.getDictionary(&getContext());
+        }
+        launch = LaunchAttr::get(&getContext(), launch.getThreads(), launch.getGrid(), shared,
+                                 launch.getSplits(), schedule);
         kernel->setAttr(kLaunchAttrName, launch);
         launches.push_back(NamedAttribute(kernel.getNameAttr(), launch));
       }

@@ -39,3 +39,31 @@ gpu.module @m2 {
     gpu.return
   }
 }
+
+// A request for 3 blocks per SM (schedule min_blocks, sm_90a softmax kernels) becomes
+// nvvm.minctasm when 3 blocks' shared memory fits the SM (3 x (48 KB + 1 KB) <= 228 KB) ...
+// CHECK-LABEL: gpu.func @three_fit
+// CHECK-SAME: schedule = {min_blocks = 3 : i64}
+// CHECK-SAME: nvvm.minctasm = 3 : i32
+gpu.module @m3 {
+  gpu.func @three_fit() kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false, schedule = {min_blocks = 3 : i64}>} {
+    %q = attn_gpu.alloc_shared : memref<64x128xbf16, #gpu.address_space<workgroup>>
+    %k = attn_gpu.alloc_shared : memref<64x128xbf16, #gpu.address_space<workgroup>>
+    %v = attn_gpu.alloc_shared : memref<64x128xbf16, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}
+
+// ... and is dropped when it does not (3 x (96 KB + 1 KB) > 228 KB: d = 256).
+// CHECK-LABEL: gpu.func @three_do_not_fit
+// CHECK-SAME: schedule = {}
+// CHECK-NOT: nvvm.minctasm
+// CHECK: gpu.return
+gpu.module @m4 {
+  gpu.func @three_do_not_fit() kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false, schedule = {min_blocks = 3 : i64}>} {
+    %q = attn_gpu.alloc_shared : memref<64x256xbf16, #gpu.address_space<workgroup>>
+    %k = attn_gpu.alloc_shared : memref<64x256xbf16, #gpu.address_space<workgroup>>
+    %v = attn_gpu.alloc_shared : memref<64x256xbf16, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}

@@ -98,6 +98,7 @@
 // dim 1), x counts q_len * 4 rows; quantised tiles land in staging tiles, then dequantise.
 // PAGED: gpu.module @int8_paged_decode_kernels [#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">]
 // PAGED: grid = [<arg 0 dim 2 * 4 ceil_div 64>, <arg 1 dim 1 * 1 ceil_div 1>, <arg 0 dim 0 * 1 ceil_div 1>]
+// PAGED-NOT: min_blocks
 // PAGED: %[[KS:.*]] = attn_gpu.alloc_shared : memref<{{[0-9]+}}x128xi8, #gpu.address_space<workgroup>>
 // PAGED: attn_gpu.copy_query_tile {{.*}} {pack = 4 : i64}
 // PAGED: scf.for
@@ -138,6 +139,9 @@
 // before the loop, which carries S one tile ahead; each iteration copies K of the next tile
 // and V of this one as one stage, issues the next S asynchronously, scores this tile and runs
 // its softmax, issues P V asynchronously and waits for both.
+// sm_90a, softmax, d = 128, not paged: the kernel asks for 3 blocks per SM (min_blocks; the
+// paged decode kernel below does not).
+// OVERLAP: schedule = {block_k = 32 : i64, block_q = 64 : i64, min_blocks = 3 : i64, warps = 4 : i64}
 // OVERLAP: attn_gpu.copy_key_tile %arg1[{{.*}}, %[[LB:[^ ]*]]] below {{.*}} {interior}
 // OVERLAP: %[[FIRST:.*]] = attn_gpu.mma %{{.*}}, %[[KT:[^ ]*]], %{{.*}} {transpose_b}
 // OVERLAP-NEXT: gpu.barrier
