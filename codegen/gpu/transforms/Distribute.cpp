@@ -64,6 +64,7 @@ private:
   Value scoreOf(Value s, Value j0);
   void keyTilePrefix(Value j0);
   Value emitWeights(Value &s, Value &m, Value &l, Value &acc);
+  SmallVector<Value> initialState();
   SmallVector<Value> emitSerialLoop(Value keysFrom, Value keysTo);
   SmallVector<Value> emitOverlappedLoop(Value keysFrom, Value keysTo);
   void emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc);
@@ -427,16 +428,21 @@ Value FlashDistributor::emitWeights(Value &s, Value &m, Value &l, Value &acc) {
       b, loc, fragmentType({t.blockQ, t.blockK}, elt, FragmentKind::operand_a), s);
 }
 
+/// What the key loop carries in: m = -inf, l = 0 (softmax), acc = 0.
+SmallVector<Value> FlashDistributor::initialState() {
+  SmallVector<Value> init;
+  if (t.update)
+    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
+  init.push_back(splat(accType(t.valueDim), 0));
+  return init;
+}
+
 /// The key loop, one tile after the other: S = Q K^T, the softmax, acc += P V. The loop
 /// carries the tile buffers as fragments: m, l (softmax) and acc. Copies are synchronous
 /// here; attn-gpu-pipeline gives them FlashAttention-2's order.
 SmallVector<Value> FlashDistributor::emitSerialLoop(Value keysFrom, Value keysTo) {
   bool softmax = bool(t.update);
-  SmallVector<Value> init;
-  if (softmax)
-    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
-  init.push_back(splat(accType(t.valueDim), 0));
-  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
+  auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), initialState());
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value j0 = loop.getInductionVar();
@@ -477,10 +483,7 @@ SmallVector<Value> FlashDistributor::emitOverlappedLoop(Value keysFrom, Value ke
   landed(true, keysFrom);
   Value first = mma(qOperand, kTile, splat(sType, 0.0), /*transposeB=*/true);
   barrier();  // every warp is done reading K before the loop's copies refill the tile
-  SmallVector<Value> init;
-  if (softmax)
-    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
-  init.push_back(splat(accType(t.valueDim), 0));
+  SmallVector<Value> init = initialState();
   init.push_back(first);
   auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), init);
   OpBuilder::InsertionGuard guard(b);

@@ -190,10 +190,13 @@ FailureOr<BufferedLoop> matchBufferedLoop(scf::ForOp loop) {
   auto it = body->begin();
   // Origins: pure index arithmetic on the induction variable and values from outside.
   llvm::SmallPtrSet<Value, 4> origins = {loop.getInductionVar()};
-  for (; it != body->end() && isa<arith::ConstantOp, arith::AddIOp, arith::SubIOp, arith::MulIOp>(*it) &&
-         llvm::all_of(it->getOperands(),
-                      [&](Value v) { return origins.contains(v) || !loop->isAncestor(v.getParentRegion()->getParentOp()); });
-       ++it) {
+  auto isOrigin = [&](Operation &op) {
+    return isa<arith::ConstantOp, arith::AddIOp, arith::SubIOp, arith::MulIOp>(op) &&
+           llvm::all_of(op.getOperands(), [&](Value v) {
+             return origins.contains(v) || loop.isDefinedOutsideOfLoop(v);
+           });
+  };
+  for (; it != body->end() && isOrigin(*it); ++it) {
     m.origins.push_back(&*it);
     origins.insert(it->getResult(0));
   }
