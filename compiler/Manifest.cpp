@@ -339,6 +339,13 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
       {"dkdv_tile", tileOf(second)},
       {"delta_dims",
        {v.dims[v.batchDim].name, v.dims[v.qHeadDim].name, v.dims[v.qSeqDim].name}}};
+  // dQ by atomics: the conversion kernel of the f32 accumulator, launched last.
+  if (auto dq = launches.find(name + "_dq"); dq != launches.end()) {
+    auto width = dq->second.schedule.find("dq_accum_width");
+    manifest["backward"]["dq_entry"] = name + "_dq";
+    manifest["backward"]["dq_accum_width"] =
+        width != dq->second.schedule.end() ? width->second : int64_t(0);
+  }
   return manifest.dump(2) + "\n";
 }
 

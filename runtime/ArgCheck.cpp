@@ -389,6 +389,15 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
       return false;
     }
     plan.workspaceBytes = std::max<int64_t>(plan.delta.bytes, 4);
+    plan.dqAccum = Workspace();
+    if (!bw.dqEntry.empty()) {
+      sizes.push_back(bw.dqAccumWidth);
+      if (!layoutWorkspace(sizes, (plan.delta.bytes + 255) / 256 * 256, plan.dqAccum)) {
+        error = "the backward's workspace dQacc is too large";
+        return false;
+      }
+      plan.workspaceBytes = plan.dqAccum.offset + std::max<int64_t>(plan.dqAccum.bytes, 4);
+    }
   }
   if (m.splitKV) {
     plan.combineBlock = m.splitKV->combineBlock;

@@ -499,6 +499,14 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
     if (!dimIsBound(m, d))
       return r.fail("backward.delta_dims", "needs the extent of dim '" + m.dims[size_t(d)].name +
                                                "', which no argument determines");
+  if (j->contains("dq_entry") || j->contains("dq_accum_width")) {
+    if (!r.getString(*j, "dq_entry", "backward.dq_entry", bw.dqEntry) ||
+        !r.getInt(*j, "dq_accum_width", "backward.dq_accum_width", 1, 1 << 16, bw.dqAccumWidth))
+      return false;
+    if (!isIdentifier(bw.dqEntry) || bw.dqEntry == m.entry || bw.dqEntry == bw.dkdvEntry)
+      return r.fail("backward.dq_entry", "must be a PTX symbol name other than entry and "
+                                         "dkdv_entry, got '" + bw.dqEntry + "'");
+  }
   bw.dkdvSharedMemory = uint32_t(smem);
   std::copy(delta.begin(), delta.end(), bw.deltaDims.begin());
   m.backward = bw;

@@ -82,6 +82,11 @@ struct SplitKV {
 /// workspace, on the same stream.
 struct Backward {
   std::string dkdvEntry;
+  // dQ by atomics (optional): `entry` zeroes the f32 accumulator dQacc [b, h, i, width] in the
+  // workspace after D, the dK/dV kernel adds into it, then dqEntry (entry's grid and block, no
+  // dynamic shared memory) converts it to dq. Empty: entry computes dq itself.
+  std::string dqEntry;
+  int64_t dqAccumWidth = 0;
   std::array<uint32_t, 3> dkdvBlock{};
   std::array<GridAxis, 3> dkdvGrid{};
   uint32_t dkdvSharedMemory = 0;

@@ -334,8 +334,10 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
             "back end): it runs through attnc.h's attnc_launch, not the CUDA runtime";
     return nullptr;
   }
-  for (const std::string *entry : {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr,
-                                   m.backward ? &m.backward->dkdvEntry : nullptr})
+  for (const std::string *entry :
+       {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr,
+        m.backward ? &m.backward->dkdvEntry : nullptr,
+        m.backward && !m.backward->dqEntry.empty() ? &m.backward->dqEntry : nullptr})
     if (entry && !hasEntry(ptx, *entry)) {
       error = "kernel '" + m.variant + "': the PTX has no '.entry " + *entry + "'";
       return nullptr;
@@ -418,6 +420,10 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
   else if (!combine.empty() &&
            (r = d->moduleGetFunction(&fns.combine, module, combine.c_str())) != CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + combine + "')");
+  else if (manifest_.backward && !manifest_.backward->dqEntry.empty() &&
+           (r = d->moduleGetFunction(&fns.dq, module, manifest_.backward->dqEntry.c_str())) !=
+               CUDA_SUCCESS)
+    error = d->fail(r, "cuModuleGetFunction('" + manifest_.backward->dqEntry + "')");
   else if (manifest_.blockPlan &&
            (r = d->moduleGetFunction(&fns.plan, module, manifest_.blockPlan->entry.c_str())) !=
                CUDA_SUCCESS)
@@ -796,6 +802,8 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     return false;
   }
   pushMemref(storage, workspace, plan.delta);
+  if (fns.dq)
+    pushMemref(storage, workspace, plan.dqAccum);
   if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
     pushMemref(storage, workspace, plan.blockPlan);
     if (!launchPlanKernel(d, fns.plan, manifest_, plan, storage, stream, error)) {
@@ -804,12 +812,15 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     }
   }
   bool dkdvEmpty = std::find(plan.dkdvGrid.begin(), plan.dkdvGrid.end(), 0u) != plan.dkdvGrid.end();
-  std::vector<uint64_t> second = storage;  // launchWith points into its storage
+  std::vector<uint64_t> second = storage, third = storage;  // launchWith points into its storage
   if ((!plan.mainEmpty && !launchWith(d, fns.main, plan.grid, plan.block, plan.sharedMemory,
                                       stream, storage, "cuLaunchKernel", error)) ||
       (!dkdvEmpty &&
        !launchWith(d, fns.combine, plan.dkdvGrid, bw.dkdvBlock, bw.dkdvSharedMemory, stream,
-                   second, "cuLaunchKernel('" + bw.dkdvEntry + "')", error))) {
+                   second, "cuLaunchKernel('" + bw.dkdvEntry + "')", error)) ||
+      (fns.dq && !plan.mainEmpty &&
+       !launchWith(d, fns.dq, plan.grid, plan.block, 0, stream, third,
+                   "cuLaunchKernel('" + bw.dqEntry + "')", error))) {
     error = prefix + error;
     return false;
   }

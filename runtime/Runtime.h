@@ -71,6 +71,7 @@ private:
     CUfunc_st *main = nullptr;
     CUfunc_st *combine = nullptr;  // split_kv: the combine kernel; backward: the dK/dV kernel
     CUfunc_st *plan = nullptr;     // block_plan: the plan kernel
+    CUfunc_st *dq = nullptr;       // backward with dQ by atomics: the dQacc -> dq kernel
     int smCount = 1;
   };
   /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.
@@ -92,8 +93,9 @@ private:
   /// checkArgs, then `plan` checked against the plan shape for these arguments.
   bool checkWithPlan(const TensorArg *args, size_t count, const TensorArg &plan,
                      LaunchPlan &launch, const char *what, std::string &error);
-  /// Backward kernels: zero the summed gradients, then the dQ kernel and the dK/dV kernel,
-  /// both with the workspace D after `storage` (the arguments).
+  /// Backward kernels: zero the summed gradients, then the dQ kernel (or, dQ by atomics, the
+  /// D and dQacc-zeroing kernel), the dK/dV kernel and the dQacc -> dq kernel, all with the
+  /// workspace D (and dQacc) after `storage` (the arguments).
   bool launchBackward(CUctx_st *ctx, const Functions &fns,
                       const TensorArg *args, const LaunchPlan &plan,
                       std::vector<uint64_t> &storage, void *stream, std::string &error);

@@ -40,6 +40,7 @@ struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass
     populateStateToNVVMPatterns(converter, patterns);
     populateGateToNVVMPatterns(converter, patterns);
     populateProjectToNVVMPatterns(converter, patterns);
+    populateGradToNVVMPatterns(converter, patterns);
     FrozenRewritePatternSet frozen(std::move(patterns));
     for (auto module : getOperation().getOps<gpu::GPUModuleOp>())
       if (failed(applyPartialConversion(module, target, frozen)))

@@ -49,21 +49,6 @@ std::pair<int64_t, int64_t> copyShape(MemRefType tile) {
   return {bytes, bytes % 16 ? 8 : 16};
 }
 
-/// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a
-/// multiple of 8: the first element of a 16-byte chunk): column block col / 64, row r of the
-/// block, chunk (col % 64) / 8 XOR r % 8.
-SmallVector<Value> swizzledIndex(WarpKernelBase &t, MemRefType tile, Value r, Value col) {
-  int64_t rows = tile.getDimSize(0);
-  auto block = arith::DivUIOp::create(t.b, t.loc, col, t.idx(64));
-  auto chunk = arith::DivUIOp::create(t.b, t.loc,
-                                      arith::RemUIOp::create(t.b, t.loc, col, t.idx(64)),
-                                      t.idx(8));
-  Value swizzled = arith::XOrIOp::create(t.b, t.loc, chunk,
-                                         arith::RemUIOp::create(t.b, t.loc, r, t.idx(8)));
-  Value rowStart = t.mul(t.add(t.mul(block, rows), r), 64);
-  return {t.add(rowStart, t.mul(swizzled, 8))};
-}
-
 struct CopyQueryTileLowering : OpConversionPattern<CopyQueryTileOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(CopyQueryTileOp op, OpAdaptor adaptor,
@@ -249,4 +234,20 @@ void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
                DequantizeLowering, MapTileLowering, CopyRowsLowering>(converter,
                                                                      patterns.getContext());
+}
+
+/// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a
+/// multiple of 8: the first element of a 16-byte chunk): column block col / 64, row r of the
+/// block, chunk (col % 64) / 8 XOR r % 8.
+SmallVector<Value> mlir::attn::swizzledIndex(WarpKernelBase &t, MemRefType tile, Value r,
+                                             Value col) {
+  int64_t rows = tile.getDimSize(0);
+  auto block = arith::DivUIOp::create(t.b, t.loc, col, t.idx(64));
+  auto chunk = arith::DivUIOp::create(t.b, t.loc,
+                                      arith::RemUIOp::create(t.b, t.loc, col, t.idx(64)),
+                                      t.idx(8));
+  Value swizzled = arith::XOrIOp::create(t.b, t.loc, chunk,
+                                         arith::RemUIOp::create(t.b, t.loc, r, t.idx(8)));
+  Value rowStart = t.mul(t.add(t.mul(block, rows), r), 64);
+  return {t.add(rowStart, t.mul(swizzled, 8))};
 }

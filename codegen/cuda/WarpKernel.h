@@ -71,9 +71,12 @@ public:
   /// {0, 1}).
   SmallVector<Value, 4> ldmatrix(Value smem, Value row, Value col, bool transpose,
                                  int64_t count = 4) {
+    return ldmatrixAt(smem, ValueRange{row, col}, transpose, count);
+  }
+  /// The same at any index of `smem` (a swizzled tile's flat view).
+  SmallVector<Value, 4> ldmatrixAt(Value smem, ValueRange at, bool transpose, int64_t count = 4) {
     auto vecType = VectorType::get({count, 2}, elt);
-    Value frag = nvgpu::LdMatrixOp::create(b, loc, vecType, smem, ValueRange{row, col},
-                                           transpose, count);
+    Value frag = nvgpu::LdMatrixOp::create(b, loc, vecType, smem, at, transpose, count);
     SmallVector<Value, 4> parts;
     for (int64_t m = 0; m < count; ++m)
       parts.push_back(vector::ExtractOp::create(b, loc, frag, m));

@@ -464,6 +464,50 @@ LogicalResult LoadAccOp::verify() {
   return success();
 }
 
+LogicalResult LoadTileOp::verify() {
+  if (failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
+    return failure();
+  if (!getType().getElementType().isF32())
+    return emitOpError("reads f32 values, got ") << getType();
+  int64_t width = getSrc().getType().getDimSize(3);
+  if (!ShapedType::isDynamic(width) && width < getType().getDimSize(1))
+    return emitOpError("reads ") << getType().getDimSize(1) << " columns of a tensor of "
+                                 << width;
+  return success();
+}
+
+LogicalResult ShareTileOp::verify() {
+  if (failed(checkShared(*this, getTile(), "the tile")) ||
+      failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the tile")))
+    return failure();
+  MemRefType tile = getTile().getType();
+  auto x = cast<RankedTensorType>(getX().getType());
+  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 || isSwizzled(tile) ||
+      tile.getDimSize(0) != x.getDimSize(0) || logicalColumns(tile) != x.getDimSize(1))
+    return emitOpError("writes a padded 16-bit tile of the fragment's shape, got ")
+           << tile << " for " << x;
+  return success();
+}
+
+LogicalResult AtomicAddProductOp::verify() {
+  if (failed(checkShared(*this, getA(), "a")) || failed(checkShared(*this, getB(), "b")))
+    return failure();
+  MemRefType a = getA().getType(), b = getB().getType();
+  if (a.getRank() != 2 || b.getRank() != 2 || a.getElementType() != b.getElementType() ||
+      a.getElementTypeBitWidth() != 16 || a.getDimSize(0) != b.getDimSize(0) ||
+      a.getDimSize(0) % 16 || isSwizzled(a))
+    return emitOpError("needs 16-bit tiles A [K, R] (padded) and B [K, C] of one element type "
+                       "and K a multiple of 16, got ")
+           << a << " and " << b;
+  if (logicalColumns(a) % 16 || logicalColumns(b) % 32)
+    return emitOpError("needs R a multiple of 16 and C of 32, got ")
+           << logicalColumns(a) << " and " << logicalColumns(b);
+  int64_t width = getOut().getType().getDimSize(3);
+  if (!ShapedType::isDynamic(width) && width < logicalColumns(b))
+    return emitOpError("adds ") << logicalColumns(b) << " columns into a tensor of " << width;
+  return success();
+}
+
 LogicalResult GateOperandOp::verify() {
   if (failed(checkFragment(*this, getA().getType(), FragmentKind::operand_a, "a")))
     return failure();

@@ -448,6 +448,55 @@ def AttnGPU_StoreTileOp : AttnGPU_Op<"store_tile", [AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
+def AttnGPU_LoadTileOp : AttnGPU_Op<"load_tile"> {
+  let summary = "Reads rows of a global f32 tensor into the accumulator layout";
+  let description = [{
+    The inverse of attn_gpu.store_tile: element (r, c) is src[b, h, i0 + r, c] for
+    i0 + r < q_len, 0 past it (the backward's f32 dQ accumulator, converted to dq).
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [4]>, "", [MemRead]>:$src, Index:$b, Index:$h,
+                       Index:$i0, Index:$q_len);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = [{
+    $src `[` $b `,` $h `,` $i0 `]` `below` $q_len attr-dict `:` type($src) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ShareTileOp : AttnGPU_Op<"share_tile"> {
+  let summary = "Rounds an accumulator tile to 16 bits into a padded shared tile";
+  let description = [{
+    Element (r, c) of the [R, C] tile goes to row r, column c of the [R, C + pad] shared tile
+    (each warp its 16 rows), so that an op of another layout can read it -- the backward's dS
+    for its dQ product. Readers of the tile's previous contents must be past a barrier; a
+    barrier must follow before it is read.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<AttnGPU_Shared, "", [MemWrite]>:$tile);
+  let assemblyFormat = "$x `->` $tile attr-dict `:` type($x) `->` type($tile)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_AtomicAddProductOp : AttnGPU_Op<"atomic_add_product"> {
+  let summary = "Adds A^T B of two shared tiles into rows of a global f32 tensor, atomically";
+  let description = [{
+    out[b, h, i0 + r, c] += sum_k A[k, r] B[k, c] for r < R (A's columns), i0 + r < q_len and
+    c < C (B's columns), with A [K, R] and B [K, C] 16-bit shared tiles (padded, or B
+    swizzled): the backward's dQ += dS^T K from its key-major kernel, where blocks of
+    different key tiles add into the same rows. The block's warps split the product into
+    16 x 32 pieces (mma.sync m16n8k16, both operands by ldmatrix.trans) and add each element
+    with one f32 reduction to global memory. The tiles must be landed and published (a
+    barrier) before; `out` must not be read by the same kernel.
+  }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$a, Arg<AttnGPU_Shared, "", [MemRead]>:$b,
+                       Arg<MemRefRankOf<[F32], [4]>, "", [MemRead, MemWrite]>:$out,
+                       Index:$batch, Index:$h, Index:$i0, Index:$q_len);
+  let assemblyFormat = [{
+    $a `,` $b `->` $out `[` $batch `,` $h `,` $i0 `]` `below` $q_len attr-dict `:` type($a) `,`
+    type($b) `->` type($out)
+  }];
+  let hasVerifier = 1;
+}
+
 def AttnGPU_StoreRowsOp : AttnGPU_Op<"store_rows"> {
   let summary = "Writes one value per row (the log-sum-exp) for the rows in range";
   let arguments = (ins AttnGPU_Fragment:$x, Arg<MemRefOf<[F32]>, "", [MemWrite]>:$out,

@@ -65,6 +65,7 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   distribute.chip = options.chip;
   distribute.valueSlice = options.valueSlice;
   distribute.overlap = options.overlap;
+  distribute.dqAtomic = options.dqAtomic;
   distribute.blockPlan = options.maskBounds && options.blockPlan;
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());

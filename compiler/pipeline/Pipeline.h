@@ -30,6 +30,7 @@ struct PipelineOptions {
   bool overlap = false;  // sm_90a flash kernels: a tile's softmax under the next tile's Q K^T
   bool backward = false;  // attn-grad: each variant also gets <name>_grad (CPU and CUDA)
   bool backwardOnly = false;  // with backward: only <name>_grad (the forwards are dropped)
+  bool dqAtomic = false;  // CUDA backward: dQ by f32 atomics from the dK/dV kernel
 };
 
 /// Keys per tile unless asked: 32 for mma.sync (sm_80; +9-23% over 64 on the H100), 64 for

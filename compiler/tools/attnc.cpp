@@ -57,6 +57,11 @@ static cl::opt<bool> overlap("overlap",
                              cl::desc("sm_90a: each key tile's softmax under the next tile's "
                                       "Q K^T (async wgmma; slower on the H200 so far)"),
                              cl::cat(category));
+static cl::opt<bool> dqAtomic("dq-atomic",
+                              cl::desc("CUDA backward: dQ added by f32 atomics from the dK/dV "
+                                       "kernel (three kernels, 5 matmuls) instead of its own "
+                                       "kernel (7); --dq-atomic=false for the latter"),
+                              cl::init(attnc::PipelineOptions().dqAtomic), cl::cat(category));
 static cl::opt<bool> noPackGQA("no-pack-gqa",
                                cl::desc("One query head per tile even for GQA (no attn-pack-gqa)"),
                                cl::cat(category));
@@ -162,6 +167,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.blockPlan = !noBlockPlan;
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.overlap = overlap;
+  options.pipeline.dqAtomic = dqAtomic;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;
   options.pipeline.backward = backward;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compiles every spec in specs/ to PTX (bf16 as declared; a dynamic head dim fixed to 128) and
 # assembles it with `ptxas -arch=sm_90a`, recording registers, stack and spills per kernel.
-# Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels) too;
+# Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels; and
+# for sm_90a with --dq-atomic, the three kernels of dQ by atomics) too;
 # a spec attn-grad refuses (decoding, recurrences) must say so with its "no backward" error.
 # Fails if a spec does not compile, ptxas rejects its PTX or warns that it serialised a wgmma
 # (the sm_90a kernels' tensor-core pipeline). ptxas: $ATTNC_PTXAS, the PATH, /usr/local/cuda,
@@ -39,23 +40,27 @@ for spec in "$specs"/*.attn; do
       printf '%-18s %-9s %6s %8s %s ms\n' "$(basename "$ptx" .ptx)" "$chip" "$regs" "$spills" "$ms"
     done
   done
-  dir="$out/grad"
-  if ! log=$("$attnc" compile "$spec" --emit=ptx --backward "${set_d[@]}" -o "$dir" 2>&1); then
-    echo "$log" | grep -q "attn-grad: no backward for" || { echo "FAIL backward $spec:"; echo "$log"; status=1; }
-    continue
-  fi
-  name=$(basename "$spec" .attn)
-  for ptx in "$dir"/${name}*_grad.ptx; do
-    if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
-      echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
+  # The backward as sm_80 builds it (dQ kernel), and as sm_90a with dQ by atomics.
+  for config in "sm_80" "sm_90a --dq-atomic"; do
+    read -r chip extra <<< "$config"
+    dir="$out/grad-$chip${extra:+-atomic}"
+    if ! log=$("$attnc" compile "$spec" --emit=ptx --backward --chip=$chip $extra "${set_d[@]}" -o "$dir" 2>&1); then
+      echo "$log" | grep -q "attn-grad: no backward for" || { echo "FAIL backward $spec ($config):"; echo "$log"; status=1; }
+      continue
     fi
-    serialised "$ptx" "$info" && status=1
-    echo "$info" | sed -n "s/.*Compiling entry function '\([a-z0-9_]*\)'.*/\1/p" | paste - <(
-      echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p') <(
-      echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p') |
-      while read -r entry regs spills; do
-        printf '%-18s %-9s %6s %8s backward\n' "$entry" sm_90a "$regs" "$spills"
-      done
+    name=$(basename "$spec" .attn)
+    for ptx in "$dir"/${name}*_grad.ptx; do
+      if ! info=$("$ptxas" -arch=sm_90a -v "$ptx" -o /dev/null 2>&1); then
+        echo "FAIL ptxas $ptx:"; echo "$info"; status=1; continue
+      fi
+      serialised "$ptx" "$info" && status=1
+      echo "$info" | sed -n "s/.*Compiling entry function '\([a-z0-9_]*\)'.*/\1/p" | paste - <(
+        echo "$info" | sed -n 's/.*Used \([0-9]*\) registers.*/\1/p') <(
+        echo "$info" | sed -n 's/.*, \([0-9]*\) bytes spill loads.*/\1/p') |
+        while read -r entry regs spills; do
+          printf '%-18s %-9s %6s %8s backward %s\n' "$entry" "$chip" "$regs" "$spills" "$extra"
+        done
+    done
   done
 done
 exit $status

@@ -1363,6 +1363,22 @@ TEST_F(BackwardTest, ZeroedGradientMustBeDense) {
   EXPECT_NE(error().find("this gradient must be contiguous"), std::string::npos);
 }
 
+TEST_F(BackwardTest, DqByAtomicsPlacesItsAccumulatorAfterD) {
+  std::string e;
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     R"("delta_dims": ["b", "h", "i"], "dq_entry": "alibi_grad_dq",
+                                        "dq_accum_width": 128)"),
+                            m, e))
+      << e;
+  EXPECT_EQ(m.backward->dqEntry, "alibi_grad_dq");
+  ASSERT_TRUE(check(e)) << e;
+  int64_t deltaBytes = B * H * I * 4;
+  EXPECT_EQ(plan.dqAccum.sizes, (std::vector<int64_t>{B, H, I, 128}));
+  EXPECT_EQ(plan.dqAccum.strides, (std::vector<int64_t>{H * I * 128, I * 128, 128, 1}));
+  EXPECT_EQ(plan.dqAccum.offset, (deltaBytes + 255) / 256 * 256);
+  EXPECT_EQ(plan.workspaceBytes, plan.dqAccum.offset + B * H * I * 128 * 4);
+}
+
 TEST(Manifest, BackwardErrors) {
   std::string text = backwardManifest();
   EXPECT_NE(parseError(replaced(text, R"("dkdv_entry": "alibi_grad_dkdv")", R"("dkdv_entry": "alibi")"))
@@ -1370,6 +1386,19 @@ TEST(Manifest, BackwardErrors) {
             std::string::npos);
   EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])", R"("delta_dims": ["b", "h"])"))
                 .find("must name the 3 dims of D"),
+            std::string::npos);
+  std::string atomic = replaced(text, R"("delta_dims": ["b", "h", "i"])",
+                                R"("delta_dims": ["b", "h", "i"], "dq_entry": "alibi_grad_dq",
+                                   "dq_accum_width": 128)");
+  EXPECT_NE(parseError(replaced(atomic, R"("dq_entry": "alibi_grad_dq")",
+                                R"("dq_entry": "alibi_grad_dkdv")"))
+                .find("must be a PTX symbol name other than entry and dkdv_entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(atomic, R"("dq_accum_width": 128)", R"("dq_accum_width": 0)"))
+                .find("dq_accum_width"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(atomic, R"(, "dq_entry": "alibi_grad_dq")", ""))
+                .find("dq_entry"),
             std::string::npos);
   EXPECT_NE(parseError(replaced(text, R"("row_alignment": 0, "zeroed": true)",
                                 R"("row_alignment": 0, "zeroed": 1)"))

@@ -634,7 +634,7 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
   }
 
   LogicalResult distributeBackward(func::FuncOp f) {
-    if (failed(distributeGrad(f, chip, blockPlan)))
+    if (failed(distributeGrad(f, chip, blockPlan, dqAtomic)))
       return failure();
     f.erase();
     return success();

@@ -8,6 +8,15 @@
 //                dP^T = V dO^T, dK += dDot^T Q -- dK and dV summed over the group in registers.
 // Both kernels take the f32 workspace D [b, h, i] after the function's arguments; the runtime
 // launches them in this order.
+//
+// With dQ by atomics (`dq_atomic`, FlashAttention-2's and -3's choice: 5 matmuls instead of 7)
+// there are three kernels, all taking D and the f32 accumulator dQacc [b, h, i, d] after the
+// arguments:
+//   <name>       per (query tile, head, batch): D = rowsum(dO O) and zeros into dQacc;
+//   <name>_dkdv  as above, and per query tile dS^T (shared, 16 bits) times K added into the
+//                tile's rows of dQacc by f32 atomics (attn_gpu.atomic_add_product); the
+//                param gradients are accumulated here;
+//   <name>_dq    per (query tile, head, batch): dq = dQacc in dq's element type.
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/Passes.h"
 #include "codegen/gpu/transforms/PlanDistribute.h"
@@ -34,7 +43,7 @@ public:
   GradDistributor(OpBuilder &b, AttentionGradOp op, func::FuncOp f)
       : TileBuilder(b, op.getLoc()), op(op), f(f) {}
 
-  LogicalResult run(StringRef chip, bool blockPlan);
+  LogicalResult run(StringRef chip, bool blockPlan, bool dqAtomic);
 
 private:
   AttentionGradOp op;
@@ -43,8 +52,9 @@ private:
   IRMapping map;  // host values -> the current kernel's values
   Type elt;
   int64_t headDim = 0, valueDim = 0;
-  Value q, k, v, out, dout, lse, delta, plan, batch, qLen, kvLen;
+  Value q, k, v, out, dout, lse, delta, dqAcc, plan, batch, qLen, kvLen;
   bool softmax = false;
+  bool atomic = false;  // dQ by atomics from the dK/dV kernel
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
   /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
   attn::TileKeyRangeOp keyRange;
@@ -56,7 +66,16 @@ private:
   /// dP and the rows' (or, key-major, columns') lse and D.
   std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
   Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
+  /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
+  std::pair<Value, Value> queryTile();
+  /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.
+  void setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t sharedMemory = 0, int64_t width = 0);
+  /// D = rowsum(dO O) of the query tile into the workspace (dO and O landed in shared
+  /// tiles); its rows.
+  Value emitDelta(Value doTile, Value oTile, Value i0, Value head);
   LogicalResult emitDQ(gpu::GPUFuncOp kernel);
+  LogicalResult emitPrepare(gpu::GPUFuncOp kernel);
+  LogicalResult emitConvertDQ(gpu::GPUFuncOp kernel);
   LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
   void planKeyRanges();
   Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);
@@ -73,6 +92,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
     types.push_back(kernelArgType(arg.getType(), llvm::is_contained(tensors, arg)));
   int64_t dyn = ShapedType::kDynamic;
   types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // the workspace D
+  if (atomic)
+    types.push_back(MemRefType::get({dyn, dyn, dyn, dyn}, b.getF32Type()));  // dQacc
   if (keyRange)
     types.push_back(planType(b.getContext()));  // the block plan, after D
   auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
@@ -90,7 +111,9 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
   lse = op.getLse() ? map.lookup(op.getLse()) : Value();
   auto args = kernel.getArguments();
-  delta = args[args.size() - (keyRange ? 2 : 1)];
+  size_t workspace = args.size() - (keyRange ? 1 : 0) - (atomic ? 2 : 1);
+  delta = args[workspace];
+  dqAcc = atomic ? args[workspace + 1] : Value();
   plan = keyRange ? args.back() : Value();
   qLen = memref::DimOp::create(b, loc, q, 2);
   kvLen = memref::DimOp::create(b, loc, k, 2);
@@ -134,7 +157,7 @@ void GradDistributor::cloneScore(ScoreOp score) {
 }
 
 /// dS -> the gradient of the dot products. The dQ kernel accumulates the param gradients (each
-/// (i, j) once); the key-major kernel drops the accumulations.
+/// (i, j) once); the key-major kernel drops the accumulations, unless it computes dQ too.
 Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
                                  bool transposed) {
   auto grad = ScoreGradOp::create(b, loc, dot.getType(), dot, ds, batch, h, i0, j0, qLen, kvLen,
@@ -143,7 +166,7 @@ Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j
   SmallVector<attn::AccumulateOp> accumulations;
   grad.getScoreGrad().walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
   for (attn::AccumulateOp acc : accumulations) {
-    if (!transposed) {
+    if (!transposed || atomic) {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPoint(acc);
       AccumulateOp::create(b, acc.getLoc(), acc.getValue(), acc.getGrad(), acc.getIndices());
@@ -157,8 +180,7 @@ Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j
 LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   if (failed(enter(kernel)))
     return failure();
-  Value i0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.blockQ);
-  Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  auto [i0, head] = queryTile();
   Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
   Value qTile = sharedTile(s.blockQ, headDim, elt, true);
   Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
@@ -177,12 +199,7 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
   Value lseRows, dRows;
   if (softmax) {  // D = rowsum(dO * O), for this kernel and the workspace
-    Value dO = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), doTile);
-    Value o = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), oTile);
-    Value prod = fmul(dO, o);
-    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, prod));
-    StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
-                        b.getI64IntegerAttr(1));
+    dRows = emitDelta(doTile, oTile, i0, head);
     lseRows = LoadRowsOp::create(b, loc, rows, lseVec);
   }
   Value qOperand = loadOperand(qTile, s.blockQ, headDim);
@@ -231,10 +248,66 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   StoreTileOp::create(b, loc, loop.getResult(0), map.lookup(op.getDq()), batch, head, i0, qLen,
                       ValueRange{}, Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
+  setQueryTileLaunch(kernel);
+  return success();
+}
+
+std::pair<Value, Value> GradDistributor::queryTile() {
+  return {mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.blockQ),
+          gpu::BlockIdOp::create(b, loc, gpu::Dimension::y)};
+}
+
+void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t sharedMemory,
+                                         int64_t width) {
   int64_t qArg = cast<BlockArgument>(op.getQ()).getArgNumber();
+  SmallVector<std::pair<StringRef, int64_t>> schedule = {
+      {"block_q", s.blockQ}, {"block_k", s.blockK}, {"warps", s.blockQ / 16}};
+  if (width)
+    schedule.push_back({"dq_accum_width", width});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
-            0, {{"block_q", s.blockQ}, {"block_k", s.blockK}, {"warps", s.blockQ / 16}});
+            sharedMemory, schedule);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
+}
+
+Value GradDistributor::emitDelta(Value doTile, Value oTile, Value i0, Value head) {
+  Value dO = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), doTile);
+  Value o = LoadAccOp::create(b, loc, accOf(s.blockQ, valueDim), oTile);
+  Value dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dO, o)));
+  StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
+                      b.getI64IntegerAttr(1));
+  return dRows;
+}
+
+/// dQ by atomics, first kernel: D of the query tile (softmax) and zeros into its rows of dQacc.
+LogicalResult GradDistributor::emitPrepare(gpu::GPUFuncOp kernel) {
+  if (failed(enter(kernel)))
+    return failure();
+  auto [i0, head] = queryTile();
+  if (softmax) {
+    Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
+    Value oTile = sharedTile(s.blockQ, valueDim, elt, true);
+    CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
+    CopyQueryTileOp::create(b, loc, out, oTile, batch, head, i0, b.getI64IntegerAttr(1));
+    waitGroups(0);
+    emitDelta(doTile, oTile, i0, head);
+  }
+  StoreTileOp::create(b, loc, splat(accOf(s.blockQ, headDim), 0), dqAcc, batch, head, i0, qLen,
+                      ValueRange{}, Value(), b.getI64IntegerAttr(1));
+  gpu::ReturnOp::create(b, loc);
+  setQueryTileLaunch(kernel);
+  return success();
+}
+
+/// dQ by atomics, last kernel: the summed f32 rows of dQacc into dq.
+LogicalResult GradDistributor::emitConvertDQ(gpu::GPUFuncOp kernel) {
+  if (failed(enter(kernel)))
+    return failure();
+  auto [i0, head] = queryTile();
+  Value dq = LoadTileOp::create(b, loc, accOf(s.blockQ, headDim), dqAcc, batch, head, i0, qLen);
+  StoreTileOp::create(b, loc, dq, map.lookup(op.getDq()), batch, head, i0, qLen, ValueRange{},
+                      Value(), b.getI64IntegerAttr(1));
+  gpu::ReturnOp::create(b, loc);
+  setQueryTileLaunch(kernel, 0, headDim);
   return success();
 }
 
@@ -250,6 +323,7 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   Value doTile = sharedTile(s.queryCols, valueDim, elt, true);
   Value lseVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
   Value dVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
+  Value dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
   for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
     CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
                           b.getI64IntegerAttr(0));
@@ -323,7 +397,13 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
       auto [p, ds] = probabilities(score, dP, lseAt, dAt);
       dv = mma(toOperand(p, elt), doTile, dv, false);
       Value dDot = scoreGrad(dot, ds, h, i0, j0, true);
+      if (atomic)  // dQ of the query tile += dS^T K, the rows of all warps' keys summed
+        ShareTileOp::create(b, loc, dDot, dsTile);
       dk = mma(toOperand(dDot, elt), qTile, dk, false);
+      if (atomic) {
+        barrier();
+        AtomicAddProductOp::create(b, loc, dsTile, kTile, dqAcc, batch, h, i0, qLen);
+      }
       barrier();  // every warp is done with this query tile before the next copies
       scf::YieldOp::create(b, loc, ValueRange{dk, dv});
     }
@@ -410,7 +490,7 @@ void GradDistributor::planKeyRanges() {
   op.getMask().cloneInto(&keyRange.getMask(), none);
 }
 
-LogicalResult GradDistributor::run(StringRef chip, bool blockPlan) {
+LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic) {
   MemRefType qType = op.getQ().getType(), vType = op.getV().getType();
   elt = qType.getElementType();
   headDim = qType.getDimSize(3), valueDim = vType.getDimSize(3);
@@ -427,6 +507,7 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan) {
                         "to 256");
   if (std::max(headDim, valueDim) > 64)
     s.queryCols = 32;  // dK and dV of 16 x d per warp stay in registers beside the tiles
+  atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide
 
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(f);
@@ -438,9 +519,14 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan) {
     planKeyRanges();
   gpu::GPUFuncOp dq = makeKernel(module, f.getName());
   gpu::GPUFuncOp dkdv = makeKernel(module, (f.getName() + "_dkdv").str());
-  if (failed(emitDQ(dq)) || failed(checkSelfContained(dq)) || failed(emitDKDV(dkdv)) ||
-      failed(checkSelfContained(dkdv)))
+  if (failed(atomic ? emitPrepare(dq) : emitDQ(dq)) || failed(checkSelfContained(dq)) ||
+      failed(emitDKDV(dkdv)) || failed(checkSelfContained(dkdv)))
     return failure();
+  if (atomic) {
+    gpu::GPUFuncOp convert = makeKernel(module, (f.getName() + "_dq").str());
+    if (failed(emitConvertDQ(convert)) || failed(checkSelfContained(convert)))
+      return failure();
+  }
   if (keyRange) {  // the plan kernel over the dQ kernel's query tiles, launched first
     b.setInsertionPoint(dq);
     auto grid = cast<LaunchAttr>(dq->getAttr(kLaunchAttrName)).getGrid();
@@ -454,12 +540,13 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan) {
 
 } // namespace
 
-LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan) {
+LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan,
+                                            bool dqAtomic) {
   SmallVector<AttentionGradOp> ops;
   f.walk([&](AttentionGradOp op) { ops.push_back(op); });
   if (ops.size() != 1)
     return f.emitError("a backward function holds one attn.attention_grad, got ") << ops.size();
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
-  return distributor.run(chip, blockPlan);
+  return distributor.run(chip, blockPlan, dqAtomic);
 }

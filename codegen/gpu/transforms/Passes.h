@@ -49,7 +49,8 @@ void setLaunch(gpu::GPUFuncOp kernel, int64_t threads,
 
 /// Replaces nothing: emits, before `f` (a `backward` function holding one
 /// attn.attention_grad), the module of its two backward kernels (GradDistribute.cpp).
-LogicalResult distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan = true);
+LogicalResult distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan = true,
+                             bool dqAtomic = false);
 
 /// A kernel must not use a value of the host function it replaces: an unmapped capture is an
 /// error, never a dangling use.

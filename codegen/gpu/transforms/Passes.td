@@ -58,6 +58,8 @@ def AttnGPUDistribute : Pass<"attn-gpu-distribute", "::mlir::ModuleOp"> {
            "Backward kernels of masks that read params get a block plan">,
     Option<"valueSlice", "value-slice", "int64_t", "0",
            "Value channels per block of the chunk kernel (0: automatic)">,
+    Option<"dqAtomic", "dq-atomic", "bool", "false",
+           "Backward: dQ added by f32 atomics from the dK/dV kernel (5 matmuls, not 7)">,
     Option<"overlap", "overlap", "bool", "false",
            "sm_90a flash kernels: each key tile's softmax under the next tile's Q K^T "
            "(async wgmma; measured slower on the H200, bench/METHOD.md)">,

@@ -91,6 +91,12 @@ bool writesTile(OpOperand &use) {
          use.getOperandNumber() == 1;
 }
 
+/// Whether a use reads the tile in whatever layout it takes (the B of attn_gpu.atomic_add_product
+/// follows the swizzle).
+bool readsAnyLayout(OpOperand &use) {
+  return isa<AtomicAddProductOp>(use.getOwner()) && use.getOperandNumber() == 1;
+}
+
 /// The choice of wgmma in one kernel, made before anything changes: the B tiles to swizzle,
 /// and the A tiles whose fragments the wgmmas read in place instead. A tile is a TileGroup
 /// (double buffers take one layout).
@@ -168,7 +174,8 @@ private:
   static bool onlyWgmmaReads(const TileGroup &tile) {
     return tile.allUses([](OpOperand &use) {
       auto mma = dyn_cast<MmaOp>(use.getOwner());
-      return writesTile(use) || (mma && use.getOperandNumber() == 1 && wgmmaShapeFits(mma));
+      return writesTile(use) || readsAnyLayout(use) ||
+             (mma && use.getOperandNumber() == 1 && wgmmaShapeFits(mma));
     });
   }
   /// An A tile: copies write it, and it is loaded only as the A operand of mmas whose B tiles
@@ -178,7 +185,7 @@ private:
     if (!swizzlable(cast<MemRefType>(tile.values.front().getType()), 64))
       return false;
     return tile.allUses([&](OpOperand &use) {
-      if (writesTile(use))
+      if (writesTile(use) || readsAnyLayout(use))
         return true;
       auto load = dyn_cast<LoadOperandOp>(use.getOwner());
       return load && llvm::all_of(load->getUses(), [&](OpOperand &l) {

@@ -44,3 +44,28 @@
 // CHECK-NOT: attn_gpu.accumulate
 // CHECK: attn_gpu.store_tile
 // CHECK: attn_gpu.store_tile
+
+// dq-atomic=true: three kernels, each taking D and the f32 accumulator dQacc [b, h, i, d] after
+// the arguments. alibi_grad computes D and writes zeros into its rows of dQacc; alibi_grad_dkdv
+// keeps the slope's accumulation (it visits each (i, j) once), shares dS^T (16 bits) and adds
+// dS^T K into the query tile's rows of dQacc by atomics, between barriers; alibi_grad_dq converts
+// dQacc to dq.
+// RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute=dq-atomic=true | FileCheck %s --check-prefix=ATOMIC
+// ATOMIC: gpu.func @alibi_grad({{.*}}, %[[D:.*]]: memref<?x?x?xf32>, %[[ACC:.*]]: memref<?x?x?x?xf32>) kernel
+// ATOMIC-COUNT-2: attn_gpu.copy_query_tile
+// ATOMIC: attn_gpu.store_rows %{{.*}} -> %[[D]]
+// ATOMIC-NOT: scf.for
+// ATOMIC: attn_gpu.store_tile %{{.*}} -> %[[ACC]]
+// ATOMIC: gpu.func @alibi_grad_dkdv({{.*}}, %[[ACC2:.*]]: memref<?x?x?x?xf32>) kernel
+// ATOMIC: %[[K:.*]] = attn_gpu.alloc_shared : memref<64x136xbf16
+// ATOMIC: %[[DS:.*]] = attn_gpu.alloc_shared : memref<64x40xbf16
+// ATOMIC: attn_gpu.score_grad %{{.*}} {transposed}
+// ATOMIC: attn_gpu.accumulate
+// ATOMIC: attn_gpu.share_tile %{{.*}} -> %[[DS]]
+// ATOMIC: attn_gpu.mma
+// ATOMIC-NEXT: gpu.barrier
+// ATOMIC-NEXT: attn_gpu.atomic_add_product %[[DS]], %[[K]] -> %[[ACC2]]
+// ATOMIC-NEXT: gpu.barrier
+// ATOMIC: gpu.func @alibi_grad_dq({{.*}}, %[[ACC3:.*]]: memref<?x?x?x?xf32>) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>, <arg 0 dim 1 * 1 ceil_div 1>, <arg 0 dim 0 * 1 ceil_div 1>], {{.*}}dq_accum_width = 128
+// ATOMIC: %[[T:.*]] = attn_gpu.load_tile %[[ACC3]]
+// ATOMIC: attn_gpu.store_tile %[[T]]

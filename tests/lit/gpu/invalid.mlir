@@ -364,3 +364,50 @@ func.func @wait_changes_types(%a: tensor<64x128xbf16, #attn_gpu.frag<operand_a>>
   %w = attn_gpu.mma_wait %s {pending = 0} : tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>
   return
 }
+
+// -----
+
+!dt = memref<64x40xbf16, #gpu.address_space<workgroup>>
+func.func @share_tile_shape(%s: tensor<64x64xf32, #attn_gpu.frag<acc>>, %t: !dt) {
+  // expected-error @+1 {{writes a padded 16-bit tile of the fragment's shape}}
+  attn_gpu.share_tile %s -> %t : tensor<64x64xf32, #attn_gpu.frag<acc>> -> !dt
+  return
+}
+
+// -----
+
+!at = memref<64x40xbf16, #gpu.address_space<workgroup>>
+!bt = memref<48x136xbf16, #gpu.address_space<workgroup>>
+func.func @atomic_product_k(%a: !at, %bt: !bt, %o: memref<?x?x?x?xf32>, %x: index) {
+  // expected-error @+1 {{needs 16-bit tiles A [K, R] (padded) and B [K, C]}}
+  attn_gpu.atomic_add_product %a, %bt -> %o[%x, %x, %x] below %x : !at, !bt -> memref<?x?x?x?xf32>
+  return
+}
+
+// -----
+
+!at = memref<64x40xbf16, #gpu.address_space<workgroup>>
+!bt = memref<64x56xbf16, #gpu.address_space<workgroup>>
+func.func @atomic_product_columns(%a: !at, %bt: !bt, %o: memref<?x?x?x?xf32>, %x: index) {
+  // expected-error @+1 {{needs R a multiple of 16 and C of 32, got 32 and 48}}
+  attn_gpu.atomic_add_product %a, %bt -> %o[%x, %x, %x] below %x : !at, !bt -> memref<?x?x?x?xf32>
+  return
+}
+
+// -----
+
+!at = memref<64x40xbf16, #gpu.address_space<workgroup>>
+!bt = memref<64x136xbf16, #gpu.address_space<workgroup>>
+func.func @atomic_product_width(%a: !at, %bt: !bt, %o: memref<?x?x?x64xf32>, %x: index) {
+  // expected-error @+1 {{adds 128 columns into a tensor of 64}}
+  attn_gpu.atomic_add_product %a, %bt -> %o[%x, %x, %x] below %x : !at, !bt -> memref<?x?x?x64xf32>
+  return
+}
+
+// -----
+
+func.func @load_tile_type(%o: memref<?x?x?x?xf32>, %x: index) {
+  // expected-error @+1 {{reads f32 values}}
+  %t = attn_gpu.load_tile %o[%x, %x, %x] below %x : memref<?x?x?x?xf32> -> tensor<64x32xbf16, #attn_gpu.frag<acc>>
+  return
+}
