@@ -490,15 +490,30 @@ def report(all_cases, args, kernel_dir, kernels, first_calls):
 
 
 def write_report(text, raw, tag):
+    """bench/results/<date>-<tag>.md and .json, and the .png of bench/plot.py where matplotlib
+    is installed and the results are of a kind it draws (linked from the report); copies in
+    $OUT when set."""
     name = f"{datetime.date.today().isoformat()}-{tag}"
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(raw, indent=1))
+    png = None
+    try:
+        import plot  # bench/plot.py (matplotlib)
+        png = plot.plot(results / f"{name}.json", title=f"{name}: {device_line()}")
+        text = text.rstrip("\n") + f"\n\n![{name}]({png.name})\n"
+    except ImportError as e:
+        print(f"no plot: {e} (pip install matplotlib)")
+    except ValueError as e:
+        print(f"no plot: {e}")
     (results / f"{name}.md").write_text(text)
-    print(f"wrote {results / f'{name}.md'}")
+    print(f"wrote {results / f'{name}.md'}" + (f" and {png.name}" if png else ""))
     out = os.environ.get("OUT")
     if out:
         Path(out, f"bench-{name}.md").write_text(text)
         Path(out, f"bench-{name}.json").write_text(json.dumps(raw, indent=1))
+        if png:
+            Path(out, f"bench-{png.name}").write_bytes(png.read_bytes())
 
 
 def main():
