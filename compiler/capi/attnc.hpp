@@ -1,5 +1,5 @@
-// The C++ JIT API: RAII over attnc.h. Errors are thrown as attnc::Error when exceptions are on,
-// otherwise reported through ok() / error().
+// The C++ JIT API: RAII over attnc.h. Nothing throws: a failed compile leaves ok() false and a
+// failed launch returns false, with the message in error() (attnc_last_error's text).
 #pragma once
 
 #include "attnc.h"
@@ -18,6 +18,8 @@ struct Options {
   bool noCache = false;
   bool backward = false;  // also compile <variant>_grad (launchGrad)
   std::string target = "cuda";  // or "cpu": the CPU back end on f32 host tensors
+  bool positionOffsets = false;  // ring attention's blocks: q_offset, k_offset params
+  std::string outDtype;          // empty = the spec's; "f32" for ring blocks' partial results
 };
 
 class Kernel {
@@ -25,9 +27,15 @@ public:
   Kernel() = default;
   /// Compiles (or loads from the cache) one variant of a spec.
   Kernel(const std::string &spec, const std::string &variant = "", const Options &o = {}) {
-    attnc_options c{o.blockQ, o.blockK, o.chip.c_str(), o.dims.empty() ? nullptr : o.dims.c_str(),
+    attnc_options c{o.blockQ,
+                    o.blockK,
+                    o.chip.c_str(),
+                    o.dims.empty() ? nullptr : o.dims.c_str(),
                     o.noCache ? "" : (o.cacheDir.empty() ? nullptr : o.cacheDir.c_str()),
-                    o.backward ? 1 : 0, o.target.c_str()};
+                    o.backward ? 1 : 0,
+                    o.target.c_str(),
+                    o.positionOffsets ? 1 : 0,
+                    o.outDtype.empty() ? nullptr : o.outDtype.c_str()};
     if (attnc_compile(spec.data(), spec.size(), variant.empty() ? nullptr : variant.c_str(), &c,
                       &handle) != 0)
       message = attnc_last_error();
@@ -52,6 +60,10 @@ public:
     const char *m = handle ? attnc_kernel_grad_manifest(handle) : nullptr;
     return m ? m : "";
   }
+  std::string gradPtx() const {
+    const char *p = handle ? attnc_kernel_grad_ptx(handle) : nullptr;
+    return p ? p : "";
+  }
 
   /// Launches on `stream` (a CUstream); false with error() set on failure.
   bool launch(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
@@ -60,6 +72,10 @@ public:
   /// Launches the backward (compiled with Options::backward).
   bool launchGrad(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
     return call(attnc_launch_grad, args, stream);
+  }
+  /// Merges partial results by their lse (attnc_combine: ring attention's blocks).
+  bool combine(const std::vector<attnc_tensor> &args, void *stream = nullptr) {
+    return call(attnc_combine, args, stream);
   }
 
 private:

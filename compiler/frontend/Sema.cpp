@@ -1507,15 +1507,17 @@ private:
   }
 
   /// Index `pos` of param `p` computed from an integer expression (`table[h, bucket]`,
-  /// `anc[b, node[b, i], node[b, j]]`): in the score and the mask, clamped into the axis.
+  /// `anc[b, node[b, i], node[b, j]]`, `rate[h, seg[b, i]]` in a decay): in the score, the
+  /// mask, a decay, a gate and a skip term (each with the positions it may read), clamped into
+  /// the axis. Feature maps read params by their declared dims only.
   bool checkComputedIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage,
                           Context ctx) {
-    if (ctx != Context::Score && ctx != Context::Mask)
+    if (ctx == Context::Feature)
       return fail(arg,
                   "index " + std::to_string(pos + 1) + " of '" + p.name + "' must be its "
                   "declared dim '" + p.dimNames[pos] + "', got '" + text(arg) + "'",
-                  "not supported yet: computed param indices outside the score and the mask; "
-                  "here params are indexed by their declared dims: " + usage);
+                  "not supported yet: computed param indices in a feature map; there params "
+                  "are indexed by their declared dims: " + usage);
     if (!checkExpr(arg, ctx))
       return false;
     if (arg.type != ValueType::Int)

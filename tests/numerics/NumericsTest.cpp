@@ -248,8 +248,9 @@ TEST(UnifiedMaxNumerics, AnyMaxGivesSoftmax) {
 /// factor (recurrence_chain) as the tile's decay and score regions. Every run is also checked
 /// against the recurrent float64 form, and with a state (initial in, final out; no quadratic
 /// form) its final state too. mamba2_step (q_len = 1) takes the single-step form; a gate (GLA),
-/// a skip term (Mamba-2's D x), q/k head groups, norm sum, an output rmsnorm and a projected
-/// feature map (Performer) have only the chunked form.
+/// a skip term (Mamba-2's D x), q/k head groups, norm sum, an output rmsnorm, a projected
+/// feature map (Performer) and computed param indices in a decay, a gate and a skip term
+/// (recurrence_computed*) have only the chunked form.
 TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   std::vector<std::pair<fs::path, bool>> specs = {
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "linear_elu.attn", true},
@@ -273,6 +274,11 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
        false},
       {fs::path(ATTNC_SOURCE_DIR) / "specs" / "performer.attn", false},
       {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_projected.attn",
+       false},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "recurrence_computed.attn",
+       false},
+      {fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" /
+           "recurrence_computed_gate.attn",
        false}};
   for (const auto &[path, quadratic] : specs) {
     std::vector<PipelineOptions> forms;

@@ -57,6 +57,30 @@ TEST(JIT, OptionsAreInTheKey) {
   EXPECT_NE(second.manifest().find("\"block_q\": 32"), std::string::npos);
 }
 
+TEST(JIT, CppOptionsReachTheCompiler) {
+  // Ring blocks through the C++ wrapper: position offsets add q_offset / k_offset, the output
+  // becomes f32 (partial results); a backward's PTX and manifest come with Options::backward.
+  attnc::Options o;
+  o.noCache = true;
+  o.positionOffsets = true;
+  o.outDtype = "f32";
+  attnc::Kernel k(kSpec, "", o);
+  ASSERT_TRUE(k.ok()) << k.error();
+  EXPECT_NE(k.manifest().find("\"q_offset\""), std::string::npos);
+  EXPECT_NE(k.manifest().find("\"k_offset\""), std::string::npos);
+  EXPECT_NE(k.manifest().find("\"dtype\": \"f32\""), std::string::npos);
+  EXPECT_EQ(k.gradPtx(), "");
+  attnc::Options g;
+  g.noCache = true;
+  g.backward = true;
+  attnc::Kernel trained(kSpec, "", g);
+  ASSERT_TRUE(trained.ok()) << trained.error();
+  EXPECT_NE(trained.gradPtx().find(".entry causal_grad_dkdv"), std::string::npos);
+  EXPECT_FALSE(trained.gradManifest().empty());
+  attnc::Kernel none;
+  EXPECT_FALSE(none.combine({}));
+}
+
 TEST(JIT, CorruptEntriesAreRebuilt) {
   std::string dir = tempDir();
   attnc::KernelCache cache(dir);
