@@ -268,7 +268,7 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   attnc::CompileOptions options;
   options.pipeline.blockQ = o.block_q ? o.block_q : 64;
   options.pipeline.chip = o.chip ? o.chip : "sm_80";
-  options.pipeline.blockK = o.block_k ? o.block_k : attnc::defaultBlockK(options.pipeline.chip);
+  options.pipeline.blockK = o.block_k;  // 0: the pipeline's default for the chip and head dims
   options.pipeline.backward = o.backward != 0;
   if (options.pipeline.chip != "sm_80" && options.pipeline.chip != "sm_90a")
     return fail("attnc_compile: unknown chip '" + options.pipeline.chip + "'; use sm_80 or sm_90a");

@@ -40,6 +40,7 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   mlir::attn::AttnTileOptions tile;
   tile.blockQ = options.blockQ;
   tile.blockK = options.blockK ? options.blockK : defaultBlockK(options.chip);
+  tile.narrowBlockK = options.blockK ? 0 : defaultNarrowBlockK(options.chip);
   pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnTile(tile));
   if (options.onlineSoftmax)
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnOnlineSoftmax());

@@ -34,8 +34,12 @@ struct PipelineOptions {
 };
 
 /// Keys per tile unless asked: 32 for mma.sync (sm_80; +9-23% over 64 on the H100), 64 for
-/// wgmma (sm_90a; 1.06-1.30x over 32 on the H200, bench/METHOD.md 2026-12-04).
+/// wgmma (sm_90a; 1.06-1.30x over 32 on the H200, bench/METHOD.md 2026-12-04). On sm_90a a
+/// variant whose head or value dim is not a multiple of 64 runs on mma.sync and takes
+/// defaultNarrowBlockK (attn-tile's narrow-block-k): 32, without the spills that 64 keys cost
+/// head dims 208-240 (ptxas, 2026-12-04).
 inline int64_t defaultBlockK(const std::string &chip) { return chip == "sm_90a" ? 64 : 32; }
+inline int64_t defaultNarrowBlockK(const std::string &chip) { return chip == "sm_90a" ? 32 : 0; }
 
 /// Whether attn-split-kv applies: softmax variants in online-softmax form.
 inline bool splitsKeys(const PipelineOptions &o, bool softmax) {

@@ -40,7 +40,8 @@ static cl::opt<std::string> outputPath("o",
 static cl::opt<int64_t> blockQ("block-q", cl::desc("Queries per tile"), cl::init(64),
                                cl::cat(category));
 static cl::opt<int64_t> blockK("block-k",
-                               cl::desc("Keys per tile (default: 32 on sm_80, 64 on sm_90a)"),
+                               cl::desc("Keys per tile (default: 32 on sm_80; on sm_90a 64 when "
+                                        "the head and value dims are multiples of 64, else 32)"),
                                cl::init(0),
                                cl::cat(category));
 static cl::opt<bool> noOnlineSoftmax("no-online-softmax",

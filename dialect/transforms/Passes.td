@@ -32,6 +32,9 @@ def AttnTile : Pass<"attn-tile", "::mlir::func::FuncOp"> {
   let options = [
     Option<"blockQ", "block-q", "int64_t", "64", "Rows (queries) per tile">,
     Option<"blockK", "block-k", "int64_t", "32", "Columns (keys) per tile">,
+    Option<"narrowBlockK", "narrow-block-k", "int64_t", "0",
+           "Keys per tile instead of block-k for variants whose head or value dim is not a "
+           "static multiple of 64 (0: block-k). sm_90a: those run on mma.sync, not wgmma">,
   ];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];

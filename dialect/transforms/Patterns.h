@@ -7,7 +7,9 @@
 namespace mlir::attn {
 
 /// attn.attention -> tiled loops (see attn-tile).
-void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, int64_t blockK);
+/// narrowBlockK (0: blockK) for variants whose head or value dim is not a static multiple of 64.
+void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, int64_t blockK,
+                                   int64_t narrowBlockK = 0);
 
 /// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
 void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);

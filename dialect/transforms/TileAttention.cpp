@@ -75,10 +75,22 @@ bool decayReadsI(Region &decay) {
 }
 
 struct TileAttention : OpRewritePattern<AttentionOp> {
-  TileAttention(MLIRContext *ctx, int64_t blockQ, int64_t blockK)
-      : OpRewritePattern(ctx), blockQ(blockQ), blockK(blockK) {}
+  TileAttention(MLIRContext *ctx, int64_t blockQ, int64_t wideBlockK, int64_t narrowBlockK)
+      : OpRewritePattern(ctx), blockQ(blockQ), wideBlockK(wideBlockK),
+        narrowBlockK(narrowBlockK) {}
+
+  /// The keys per tile of `op`: narrowBlockK (when set) unless the head and value dims are
+  /// static multiples of 64, the rows of the 128-byte swizzle that wgmma reads.
+  int64_t keysPerTile(AttentionOp op) const {
+    auto wide = [](int64_t dim) { return !ShapedType::isDynamic(dim) && dim % 64 == 0; };
+    if (!narrowBlockK || (wide(op.getQ().getType().getDimSize(3)) &&
+                          wide(op.getOut().getType().getDimSize(3))))
+      return wideBlockK;
+    return narrowBlockK;
+  }
 
   LogicalResult matchAndRewrite(AttentionOp op, PatternRewriter &rw) const override {
+    int64_t blockK = keysPerTile(op);
     Location loc = op.getLoc();
     auto index = [&](int64_t c) { return arith::ConstantIndexOp::create(rw, loc, c).getResult(); };
     auto dim = [&](Value t, int64_t d) { return memref::DimOp::create(rw, loc, t, d).getResult(); };
@@ -162,7 +174,7 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     return success();
   }
 
-  int64_t blockQ, blockK;
+  int64_t blockQ, wideBlockK, narrowBlockK;
 };
 
 struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
@@ -195,7 +207,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
     if (stateful.wasInterrupted())
       return signalPassFailure();
     RewritePatternSet patterns(&getContext());
-    populateTileAttentionPatterns(patterns, blockQ, blockK);
+    populateTileAttentionPatterns(patterns, blockQ, blockK, narrowBlockK);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
   }
 };
@@ -203,6 +215,6 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
 } // namespace
 
 void mlir::attn::populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ,
-                                               int64_t blockK) {
-  patterns.add<TileAttention>(patterns.getContext(), blockQ, blockK);
+                                               int64_t blockK, int64_t narrowBlockK) {
+  patterns.add<TileAttention>(patterns.getContext(), blockQ, blockK, narrowBlockK);
 }

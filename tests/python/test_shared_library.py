@@ -6,19 +6,14 @@ $ATTNC_JIT_LIB and $ATTNC_RUNTIME_LIB.
 
   python3 tests/python/test_shared_library.py     (exits 77 when pytest is missing)
 """
-import json
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 if __name__ == "__main__":
-    try:
-        import pytest
-    except ImportError:
-        print("skipped: pytest is not installed")
-        sys.exit(77)
-    sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"] + sys.argv[1:]))
+    import script_main  # skipped (77) without the modules the tests need
+    script_main.run(__file__, ("pytest",))
 
 import pytest
 

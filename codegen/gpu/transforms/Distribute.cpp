@@ -395,11 +395,12 @@ void FlashDistributor::emitLaunch() {
   };
   SmallVector<NamedAttribute> choices = {entry("block_q", t.blockQ), entry("block_k", t.blockK),
                                           entry("warps", t.blockQ / 16)};
-  // sm_90a softmax kernels of head dim >= 128 ask for 3 blocks per SM (ptxas then keeps them
+  // sm_90a softmax kernels of head dim 128 ask for 3 blocks per SM (ptxas then keeps them
   // within 170 registers; attn-gpu-allocate-shared drops the request when shared memory
   // cannot hold 3): document masks +8-10%, block layouts +6%, int8 decode +3-6%, the rest
   // unchanged; paged decode lost 4-6% with it, so paged kernels do not ask (2026-12-04).
-  if (occupancyHint && t.update && t.headDim >= 128 && t.blockQ == 64 &&
+  // Wider heads (144-240) spill 40-712 bytes under that cap (ptxas): they do not ask either.
+  if (occupancyHint && t.update && t.headDim == 128 && t.blockQ == 64 &&
       !t.scores.getBlockTable())
     choices.push_back(entry("min_blocks", 3));
   auto schedule = DictionaryAttr::get(ctx, choices);
