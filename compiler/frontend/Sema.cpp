@@ -541,6 +541,20 @@ private:
   bool findValues() {
     const Expr *attend = findAttend();
     const std::string &s = v_.scores[0].name;
+    const Expr &whole = *v_.outputExpr;
+    auto attendCall = [](const Expr &e) {
+      bool rms = e.kind == Expr::Kind::Call && e.name == "rmsnorm" && !e.args.empty();
+      const Expr &inner = rms ? *e.args[0] : e;
+      return inner.kind == Expr::Kind::Call && inner.name == "attend";
+    };
+    bool product = whole.kind == Expr::Kind::Binary && (whole.op == "*" || whole.op == "/");
+    if (!attend && product && (attendCall(*whole.args[0]) || attendCall(*whole.args[1])))
+      return fail(whole,
+                  "not supported yet: an output gate or scale ('" + text(whole) + "'); the "
+                  "output is attend(" + s + ", v), optionally plus a skip term",
+                  "a constant scale belongs in the value or the score; a gate such as "
+                  "attend(s, v) * sigmoid(g) is applied to the kernel's output outside it "
+                  "for now");
     if (!attend)
       return fail(*v_.outputExpr,
                   "output must be 'attend(" + s + ", v)', optionally plus a skip term, got '" +
@@ -1195,6 +1209,12 @@ private:
                                 "and 'mask j <= i'";
     if (v_.recurrence)
       return true;
+    if (v_.norm == Norm::Softmax && keyword == "decay")
+      return fail(loc, keyword.size(),
+                  "not supported yet: a decay with norm softmax (a forget-gate softmax, whose "
+                  "scores gain the log decays between key and query)",
+                  "a decay belongs to a recurrence today: write 'norm none' and 'mask j <= i'; "
+                  "or put a per-position bias in the score (e.g. slope[h] * (j - i))");
     if (v_.norm != Norm::None && v_.norm != Norm::Sum)
       return fail(loc, keyword.size(), what + " needs norm none", hint);
     if (linear && !linearInDot(*v_.scores[0].expr))

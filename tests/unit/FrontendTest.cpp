@@ -633,7 +633,8 @@ TEST(Sema, RecurrenceAndState) {
       {skipSpec("attend(s, v) + q[b, i, h, d]"), "input 'q' cannot be indexed"},
       {skipSpec("attend(s, v) + (i > 0)"), "the skip term must be a number, got bool"},
       {skipSpec("attend(s, v) * 2"),
-       "output must be 'attend(s, v)', optionally plus a skip term, got 'attend(s, v) * 2'"},
+       "not supported yet: an output gate or scale ('attend(s, v) * 2'); the output is "
+       "attend(s, v), optionally plus a skip term"},
       {skipSpec("2 - attend(s, v)"),
        "output must be 'attend(s, v)', optionally plus a skip term, got '2 - attend(s, v)'"},
       {skipSpec("attend(s, v) + 1", "mask j <= i"), "a skip term needs norm none"},
