@@ -49,7 +49,7 @@ std::pair<Value, Value> ThreadContext::packedRow(Value h, Value p, int64_t pack)
 }
 
 std::pair<Value, Value> ThreadContext::threadRow(Value h, Value i0, int64_t pack, int r) {
-  return packedRow(h, add(i0, add(add(mul(warp, 16), g), 8 * r)), pack);
+  return packedRow(h, add(i0, accRow(r)), pack);
 }
 
 ThreadContext::LdmatrixLanes ThreadContext::ldmatrixLanes() {
@@ -226,7 +226,7 @@ struct LoadRowsLowering : OpConversionPattern<LoadRowsOp> {
     SmallVector<Value> rows;
     for (int r = 0; r < 2; ++r)
       rows.push_back(memref::LoadOp::create(
-          rw, t.loc, op.getValues(), ValueRange{t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r)}));
+          rw, t.loc, op.getValues(), ValueRange{t.accRow(r)}));
     rw.replaceOpWithMultiple(op, {rows});
     return success();
   }
@@ -242,7 +242,7 @@ struct LoadColumnsLowering : OpConversionPattern<LoadColumnsOp> {
     for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
       for (int64_t e = 0; e < 4; ++e)
         values.push_back(memref::LoadOp::create(
-            rw, t.loc, op.getValues(), ValueRange{t.add(t.mul(t.c, 2), n * 8 + e % 2)}));
+            rw, t.loc, op.getValues(), ValueRange{t.accCol(n, e)}));
     rw.replaceOpWithMultiple(op, {values});
     return success();
   }
@@ -257,8 +257,7 @@ struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
     SmallVector<Value> values;
     for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
       for (int64_t e = 0; e < 4; ++e) {
-        Value row = t.add(t.add(t.mul(t.warp, 16), t.g), 8 * (e / 2));
-        Value col = t.add(t.mul(t.c, 2), n * 8 + e % 2);
+        Value row = t.accRow(e / 2), col = t.accCol(n, e);
         Value x = memref::LoadOp::create(rw, t.loc, op.getTile(), ValueRange{row, col});
         values.push_back(arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x));
       }

@@ -35,6 +35,11 @@ struct ThreadContext : WarpKernelBase {
     Value r8, mLow, mHigh;
   };
   LdmatrixLanes ldmatrixLanes();
+  /// The accumulator layout's coordinates of the thread's elements: row 16 w + g + 8 r of the
+  /// tile (r = 0, 1: the halves of its warp's 16 rows), column 8 n + 2 c + e % 2 of element e
+  /// of n-block n.
+  Value accRow(int64_t r) { return add(add(mul(warp, 16), g), 8 * r); }
+  Value accCol(int64_t n, int64_t e) { return add(mul(c, 2), n * 8 + e % 2); }
   /// The value a region (^bb0(args...)) yields, its body cloned here.
   Value inlineBody(Region &region, ValueRange args);
   /// One thread per element r of the shared f32 vector `vec`: value(p0 + r) where

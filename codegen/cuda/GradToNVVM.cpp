@@ -10,15 +10,6 @@ using namespace mlir::attngpu;
 
 namespace {
 
-/// Row (16 w + g + 8 (e / 2)) and column (8 n + 2 c + e % 2) of element (n, e) of a thread's
-/// accumulator fragment.
-Value accRow(ThreadContext &t, int64_t e) {
-  return t.add(t.add(t.mul(t.warp, 16), t.g), 8 * (e / 2));
-}
-Value accCol(ThreadContext &t, int64_t n, int64_t e) {
-  return t.add(t.mul(t.c, 2), n * 8 + e % 2);
-}
-
 struct LoadTileLowering : OpConversionPattern<LoadTileOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(LoadTileOp op, OneToNOpAdaptor,
@@ -28,11 +19,11 @@ struct LoadTileLowering : OpConversionPattern<LoadTileOp> {
     SmallVector<Value> values;
     for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
       for (int64_t e = 0; e < 4; ++e) {
-        Value i = t.add(op.getI0(), accRow(t, e));
+        Value i = t.add(op.getI0(), t.accRow(e / 2));
         // Rows past q_len read the last row (in bounds) and are replaced by 0.
         Value x = memref::LoadOp::create(rw, t.loc, op.getSrc(),
                                          ValueRange{op.getB(), op.getH(), t.minIdx(i, qLast),
-                                                    accCol(t, n, e)});
+                                                    t.accCol(n, e)});
         values.push_back(t.select(t.lt(i, op.getQLen()), x, t.f32(0)));
       }
     rw.replaceOpWithMultiple(op, {values});
@@ -51,7 +42,7 @@ struct ShareTileLowering : OpConversionPattern<ShareTileOp> {
     for (size_t n = 0; n < x.size() / 4; ++n)
       for (int64_t e = 0; e < 4; e += 2)
         vector::StoreOp::create(rw, t.loc, t.pack(x[n * 4 + e], x[n * 4 + e + 1]), op.getTile(),
-                                ValueRange{accRow(t, e), accCol(t, n, e)});
+                                ValueRange{t.accRow(e / 2), t.accCol(n, e)});
     rw.eraseOp(op);
     return success();
   }
@@ -104,7 +95,7 @@ struct AtomicAddProductLowering : OpConversionPattern<AtomicAddProductOp> {
         for (int64_t e = 2 * r; e < 2 * r + 2; ++e)
           memref::AtomicRMWOp::create(
               rw, t.loc, arith::AtomicRMWKind::addf, acc[n * 4 + e], op.getOut(),
-              ValueRange{op.getBatch(), op.getH(), i, t.add(c0, accCol(t, n, e))});
+              ValueRange{op.getBatch(), op.getH(), i, t.add(c0, t.accCol(n, e))});
     }
     rw.eraseOp(op);
     return success();

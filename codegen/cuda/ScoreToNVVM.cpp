@@ -17,7 +17,7 @@ public:
     rows = type.getDimSize(0), cols = type.getDimSize(1);
     for (int r = 0; r < 2; ++r) {
       if (op.getTransposed()) {  // key-major: the thread's rows are keys
-        rowKey[r] = t.add(op.getJ0(), t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r));
+        rowKey[r] = t.add(op.getJ0(), t.accRow(r));
         continue;
       }
       std::tie(rowHead[r], rowQuery[r]) = t.threadRow(op.getH(), op.getI0(), op.getPack(), r);
@@ -96,7 +96,7 @@ private:
     }
     Value s = t.inlineBody(op.getScore(), {op.getB(), h, iSafe, jSafe, dot});
     if (op.getCumQ()) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
-      Value row = t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r);
+      Value row = t.accRow(r);
       Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
       Value gi = memref::LoadOp::create(t.b, t.loc, op.getCumQ(), ValueRange{row});
       Value gj = memref::LoadOp::create(t.b, t.loc, op.getCumK(), ValueRange{col});
@@ -164,7 +164,7 @@ struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
     Value last = t.add(op.getQLen(), t.idx(-1));
     Value query[2];
     for (int r = 0; r < 2; ++r)
-      query[r] = t.minIdx(t.add(op.getI0(), t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r)), last);
+      query[r] = t.minIdx(t.add(op.getI0(), t.accRow(r)), last);
     SmallVector<Value> values;
     for (size_t n = 0; n < x.size() / 4; ++n)
       for (int64_t e = 0; e < 4; ++e) {
@@ -219,8 +219,7 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
     Value qLast = t.add(op.getQLen(), t.idx(-1)), kvLast = t.add(op.getKvLen(), t.idx(-1));
     Value rowPos[2];
     for (int r = 0; r < 2; ++r)
-      rowPos[r] = t.add(transposed ? op.getJ0() : op.getI0(),
-                        t.add(t.add(t.mul(t.warp, 16), t.g), 8 * r));
+      rowPos[r] = t.add(transposed ? op.getJ0() : op.getI0(), t.accRow(r));
     Value zero = t.f32(0);
     SmallVector<Value> partial(uniform.size(), zero);
     SmallVector<SmallVector<Value>> partialAt(uniform.size());

@@ -40,7 +40,7 @@ struct StoreTileLowering : OpConversionPattern<StoreTileOp> {
           if (outElt != value.getType())
             value = arith::TruncFOp::create(rw, t.loc, outElt, value);
           SmallVector<Value> at = indices(op.getSplit(), op.getB(), h, i);
-          Value col = t.add(t.mul(t.c, 2), int64_t(n * 8 + e % 2));
+          Value col = t.accCol(n, e);
           at.push_back(op.getCol0() ? t.add(op.getCol0(), col) : col);
           memref::StoreOp::create(rw, t.loc, value, op.getOut(), at);
         }

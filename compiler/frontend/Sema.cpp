@@ -1520,7 +1520,7 @@ private:
                       count(e.args.size(), "index"),
                   p.dims.empty() ? "write " + p.name : "write " + usage);
     for (size_t i = 0; i < e.args.size(); ++i)
-      if (!checkParamIndex(*e.args[i], p, i, usage, ctx))
+      if (!checkParamIndex(*e.args[i], p, i, ctx))
         return false;
     resolveParamLoad(e, sym->index);
     return true;
@@ -1529,15 +1529,8 @@ private:
   /// Index `pos` of param `p` computed from an integer expression (`table[h, bucket]`,
   /// `anc[b, node[b, i], node[b, j]]`, `rate[h, seg[b, i]]` in a decay): in the score, the
   /// mask, a decay, a gate and a skip term (each with the positions it may read), clamped into
-  /// the axis. Feature maps read params by their declared dims only.
-  bool checkComputedIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage,
-                          Context ctx) {
-    if (ctx == Context::Feature)
-      return fail(arg,
-                  "index " + std::to_string(pos + 1) + " of '" + p.name + "' must be its "
-                  "declared dim '" + p.dimNames[pos] + "', got '" + text(arg) + "'",
-                  "not supported yet: computed param indices in a feature map; there params "
-                  "are indexed by their declared dims: " + usage);
+  /// the axis. (Feature maps read no params at all.)
+  bool checkComputedIndex(Expr &arg, const TensorDecl &p, size_t pos, Context ctx) {
     if (!checkExpr(arg, ctx))
       return false;
     if (arg.type != ValueType::Int)
@@ -1550,8 +1543,7 @@ private:
     return true;
   }
 
-  bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, const std::string &usage,
-                       Context ctx) {
+  bool checkParamIndex(Expr &arg, const TensorDecl &p, size_t pos, Context ctx) {
     const std::string &want = p.dimNames[pos];
     int dim = p.dims[pos];
     // A dim aliasing the declared one (`j : kv_len = i`: the same extent) indexes it too, as
@@ -1569,7 +1561,7 @@ private:
       }
     }
     if (arg.kind != Expr::Kind::Ident || arg.name != want)
-      return checkComputedIndex(arg, p, pos, usage, ctx);
+      return checkComputedIndex(arg, p, pos, ctx);
     if ((channelIndex_ && dim == v_.headDim) || (skipContext_ && dim == v_.valueDim)) {
       // a gate reads params per head channel, a skip term per value channel
       arg.res = Expr::Res::IterIndex;

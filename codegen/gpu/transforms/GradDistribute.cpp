@@ -69,7 +69,7 @@ private:
   /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
   std::pair<Value, Value> queryTile();
   /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.
-  void setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t sharedMemory = 0, int64_t width = 0);
+  void setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width = 0);
   /// D = rowsum(dO O) of the query tile into the workspace (dO and O landed in shared
   /// tiles); its rows.
   Value emitDelta(Value doTile, Value oTile, Value i0, Value head);
@@ -257,15 +257,14 @@ std::pair<Value, Value> GradDistributor::queryTile() {
           gpu::BlockIdOp::create(b, loc, gpu::Dimension::y)};
 }
 
-void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t sharedMemory,
-                                         int64_t width) {
+void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width) {
   int64_t qArg = cast<BlockArgument>(op.getQ()).getArgNumber();
   SmallVector<std::pair<StringRef, int64_t>> schedule = {
       {"block_q", s.blockQ}, {"block_k", s.blockK}, {"warps", s.blockQ / 16}};
   if (width)
     schedule.push_back({"dq_accum_width", width});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
-            sharedMemory, schedule);
+            0, schedule);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
 }
 
@@ -307,7 +306,7 @@ LogicalResult GradDistributor::emitConvertDQ(gpu::GPUFuncOp kernel) {
   StoreTileOp::create(b, loc, dq, map.lookup(op.getDq()), batch, head, i0, qLen, ValueRange{},
                       Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
-  setQueryTileLaunch(kernel, 0, headDim);
+  setQueryTileLaunch(kernel, headDim);
   return success();
 }
 
