@@ -377,21 +377,29 @@ static LogicalResult verifyDecay(Operation *op, Region &decay) {
 static LogicalResult verifyGate(Operation *op, Region &gate) {
   return verifyStepRegion(op, gate, "gate", "b, h, i, c");
 }
-/// A skip region: (b, h, i, e : index, x : f32) -> f32.
-static LogicalResult verifySkip(Operation *op, Region &skip) {
-  if (skip.empty())
+/// A per-element region of the output, if present: `skip` (b, h, i, e : index, x : f32) -> f32
+/// or `output` (..., y : f32) -> f32.
+static LogicalResult verifyElementRegion(Operation *op, Region &region, StringRef name,
+                                         StringRef value) {
+  if (region.empty())
     return success();
-  Block &block = skip.front();
+  Block &block = region.front();
   auto idx = IndexType::get(op->getContext());
   auto f32 = Float32Type::get(op->getContext());
-  bool ok = skip.hasOneBlock() && block.getNumArguments() == 5 &&
+  bool ok = region.hasOneBlock() && block.getNumArguments() == 5 &&
             block.getArgument(4).getType() == f32;
   for (unsigned a = 0; ok && a < 4; ++a)
     ok = block.getArgument(a).getType() == idx;
   if (!ok)
-    return op->emitOpError("'skip' region must have one block taking (b, h, i, e : index, "
-                           "x : f32)");
-  return verifyYield(op, block, "skip", f32);
+    return op->emitOpError() << "'" << name << "' region must have one block taking (b, h, i, "
+                             << "e : index, " << value << " : f32)";
+  return verifyYield(op, block, name, f32);
+}
+static LogicalResult verifySkip(Operation *op, Region &skip) {
+  return verifyElementRegion(op, skip, "skip", "x");
+}
+static LogicalResult verifyOutputMap(Operation *op, Region &output) {
+  return verifyElementRegion(op, output, "output", "y");
 }
 
 LogicalResult AttentionOp::verifyRegions() {
@@ -399,17 +407,16 @@ LogicalResult AttentionOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q", projected)) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k", projected)) ||
       failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
-      failed(verifySkip(*this, getSkip())))
+      failed(verifySkip(*this, getSkip())) || failed(verifyOutputMap(*this, getOutput())))
     return failure();
+  if (!getOutput().empty() && !getSkip().empty())
+    return emitOpError("an output map does not combine with a skip term");
   bool linear = getNorm() == NormKind::none || getNorm() == NormKind::sum;
   for (auto [region, what] : {std::pair(&getSkip(), "a skip term"), std::pair(&getGate(), "a gate"),
                               std::pair(&getDecay(), "a decay")})
     if (!region->empty() && !linear)
       return emitOpError() << what << " needs norm none or sum (a recurrence), got "
                            << stringifyNormKind(getNorm());
-  if (getRmsEps() && !linear)
-    return emitOpError("an output rmsnorm needs norm none or sum (a recurrence), got ")
-           << stringifyNormKind(getNorm());
   if (projected && (!linear || !getGate().empty()))
     return emitOpError("a projection needs norm none or sum (a recurrence) and no gate");
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
@@ -438,6 +445,12 @@ LogicalResult TileScoresOp::verifyRegions() {
       failed(verifyDecay(*this, getDecay())))
     return failure();
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
+}
+
+LogicalResult TileStoreOp::verifyRegions() {
+  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
+    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
+  return verifyOutputMap(getOperation(), getOutput());
 }
 
 LogicalResult TileKeyRangeOp::verifyRegions() {

@@ -28,7 +28,7 @@ def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
     ParentOneOf<["AttentionOp", "AttentionGradOp", "TileScoresOp", "ChunkStepOp",
-                "TileKeyRangeOp"]>]> {
+                "TileKeyRangeOp", "TileStoreOp"]>]> {
   let summary = "Yields the value of a score or mask region";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "($values^ `:` type($values))? attr-dict";
@@ -91,9 +91,15 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     divided by their sum over the keys (0 where the sum is 0): normalised linear attention.
     Only the chunked form (attn-chunk) computes it.
 
-    Output rmsnorm (`rms_eps`, a positive f32, optional; a linear recurrence only): each
-    output row y over the value channels becomes y / sqrt(mean(y^2) + rms_eps) (TransNormer's
-    NormAttention), before the skip term. Only the chunked form (attn-chunk) computes it.
+    Output map (`output`, ^bb0(%b: index, %h: index, %i: index, %e: index, %y: f32) -> f32,
+    optional; not with a skip term): every output element is output(b, h, i, e, y) of the
+    normalised result y = o[b,h,i,e] above (after the rmsnorm, if any): an output gate
+    y * sigmoid(g[b,h,i,e]), a scale, a bias. Only the quadratic (tiled) form computes it.
+
+    Output rmsnorm (`rms_eps`, a positive f32, optional): each output row y over the value
+    channels becomes y / sqrt(mean(y^2) + rms_eps) (TransNormer's NormAttention, a per-head
+    RMSNorm), before the skip term or the output map. The chunked form of a recurrence and the
+    quadratic form's attn.tile_store compute it.
 
     State (`state %s`, f32 [b, h, d, dv], optional; a linear recurrence only: norm none, the
     causal mask and a score linear in dot): S0 = s[b, h] is the recurrence's state before
@@ -141,7 +147,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
-                        AnyRegion:$skip);
+                        AnyRegion:$skip, AnyRegion:$output);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
     $out (`,` $lse^)? (`state` $state^)? (`proj` $projection^)? attr-dict `:` type($q) `,`
@@ -150,7 +156,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? (`proj` type($projection)^)?
     `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
-    (`skip` $skip^)?
+    (`skip` $skip^)? (`output` $output^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -360,7 +366,10 @@ def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
   let description = [{
     For the rows r with i0 + r in range: softmax writes out = acc / l (0 when l = 0) and
     lse = m + log(l) (-inf when l = 0); other norms write out = acc. `pack` maps rows to
-    (query, head) as in attn.tile_scores.
+    (query, head) as in attn.tile_scores. With `rms_eps`, each row y of that value then
+    becomes y / sqrt(mean(y^2) + rms_eps); with an `output` region (attn.attention's output
+    map, ^bb0(b, h, i, e : index, y : f32) -> f32), out[b, h, i, e] = output(b, h, i, e, y) of
+    that value y. A partial result (below) is never normalised nor mapped.
 
     Split-KV form (attn-split-kv): with `split` and the partial buffers `part_out`
     [S, b, h, i, dv] and `part_lse` [S, b, h, i] (f32), when S = dim(part_out, 0) > 1 the tile
@@ -378,14 +387,17 @@ def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
                        Arg<Optional<Attn_Partial>, "", [MemWrite]>:$part_out,
                        Arg<Optional<Attn_PartialLse>, "", [MemWrite]>:$part_lse,
                        Attn_NormAttr:$norm,
-                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
+                       OptionalAttr<F32Attr>:$rms_eps);
+  let regions = (region AnyRegion:$output);
   let assemblyFormat = [{
     $acc (`,` $l^ `,` $m)? `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)?
     (`split` $split^ `into` $part_out `,` $part_lse)? attr-dict `:`
     type($acc) (`,` type($l)^ `,` type($m))? `->` type($out) (`,` type($lse)^)?
-    (`,` type($part_out)^ `,` type($part_lse))?
+    (`,` type($part_out)^ `,` type($part_lse))? (`output` $output^)?
   }];
   let hasVerifier = 1;
+  let hasRegionVerifier = 1;
 }
 
 def Attn_CombineOp : Attn_Op<"combine"> {

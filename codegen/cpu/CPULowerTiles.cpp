@@ -221,10 +221,28 @@ void lower(Emit &e, TileStoreOp op) {
         if (op.getLse())
           toPartial ? e.store(lse, partLse, {op.getSplit(), b, h, i})
                     : e.store(lse, op.getLse(), {b, h, i});
+        Value rowScale = scale;
+        if (auto eps = op.getRmsEpsAttr(); eps && !toPartial) {
+          // rmsnorm: the row (times `scale`) over sqrt(mean of its squares + eps)
+          Value width = e.extent(acc, 1);
+          Value sq = e.reduce(width, e.f32(0), [&](Emit &e, Value c, Value sum) {
+            Value x = e.fmul(e.load(acc, {r, c}), scale);
+            return e.fadd(sum, e.fmul(x, x));
+          });
+          Value n = arith::UIToFPOp::create(
+              e.b, e.loc, e.b.getF32Type(),
+              arith::IndexCastUIOp::create(e.b, e.loc, e.b.getI64Type(), width));
+          Value mean = arith::DivFOp::create(e.b, e.loc, sq, n);
+          Value inv = math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, e.f32(eps.getValueAsDouble())));
+          rowScale = e.fmul(scale, inv);
+        }
         e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {
-          Value x = e.fmul(e.load(acc, {r, c}), scale);
-          toPartial ? e.store(x, partOut, {op.getSplit(), b, h, i, c})
-                    : e.store(x, out, {b, h, i, c});
+          Value x = e.fmul(e.load(acc, {r, c}), rowScale);
+          if (toPartial)
+            return e.store(x, partOut, {op.getSplit(), b, h, i, c});
+          if (!op.getOutput().empty())  // the output map of the finished row's element
+            x = e.inlineRegion(op.getOutput(), {b, h, i, c, x});
+          e.store(x, out, {b, h, i, c});
         });
       };
       if (!partial)

@@ -162,15 +162,18 @@ struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
     ThreadContext t(rw, op.getLoc(), op);
     ValueRange x = adaptor.getX();
     Value last = t.add(op.getQLen(), t.idx(-1));
-    Value query[2];
-    for (int r = 0; r < 2; ++r)
-      query[r] = t.minIdx(t.add(op.getI0(), t.accRow(r)), last);
+    Value query[2], head[2];
+    for (int r = 0; r < 2; ++r) {
+      auto [h, i] = t.threadRow(op.getH(), op.getI0(), op.getPack(), r);
+      head[r] = h;
+      query[r] = t.minIdx(i, last);
+    }
     SmallVector<Value> values;
     for (size_t n = 0; n < x.size() / 4; ++n)
       for (int64_t e = 0; e < 4; ++e) {
         Value j = t.add(t.add(op.getJ0(), t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
         values.push_back(
-            t.inlineBody(op.getBody(), {op.getB(), op.getH(), query[e / 2], j, x[n * 4 + e]}));
+            t.inlineBody(op.getBody(), {op.getB(), head[e / 2], query[e / 2], j, x[n * 4 + e]}));
       }
     rw.replaceOpWithMultiple(op, {values});
     return success();

@@ -591,10 +591,13 @@ def AttnGPU_MapElementsOp : AttnGPU_Op<"map_elements"> {
   let summary = "Applies a region of the positions and the value to every accumulator element";
   let description = [{
     result[r, c] = f(b, h, min(i0 + r, q_len - 1), j0 + c, x[r, c]): a score that is linear in
-    its dot applied to q S, or a skip term applied to V's values.
+    its dot applied to q S, a skip term applied to V's values, or a flash kernel's output map
+    applied to its finished rows. With `pack` G > 1 (GQA-packed rows) row p = i0 + r is query
+    p / G of head h + p % G.
   }];
   let arguments = (ins AttnGPU_Fragment:$x, Index:$b, Index:$h, Index:$i0, Index:$j0,
-                       Index:$q_len);
+                       Index:$q_len,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
   let results = (outs AttnGPU_Fragment:$result);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = [{

@@ -199,6 +199,13 @@ struct Variant {
   /// `output o[...] = rmsnorm(attend(s, v), eps)` (TransNormer's NormAttention): each output
   /// row y (over the value dim) becomes y / sqrt(mean(y^2) + eps), before any skip term.
   std::optional<double> rmsEps;
+  /// `output o[...] = F(attend(s, v))` in the quadratic (flash) form: outputExpr is an
+  /// elementwise map of the attend result y (its one attend call, Builtin::Attend, stands for
+  /// y[b, h, i, e]) that may read params by the batch, head, query and value dims (or computed
+  /// indices), dims, sizes and numbers: output gates (attend(s, v) * sigmoid(g[b, i, h, dv])),
+  /// scales, biases. Applied to every output element after the normalisation. No skip term
+  /// or rmsnorm with it.
+  bool outputMap = false;
   bool hasOutput = false;
   /// Ring attention's block form (addPositionOffsets): the index in `params` of the rank-0 i32
   /// param q_offset (k_offset follows it), the global positions of the block's first query and

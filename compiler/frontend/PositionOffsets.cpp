@@ -41,6 +41,8 @@ bool addPositionOffsets(Variant &v, const std::string &file, Diagnostic &diag) {
                      : v.decay    ? "a decay"
                      : v.gate     ? "a gate"
                      : v.state    ? "a state"
+                     : v.outputMap || v.rmsEps
+                         ? "an output expression (applied to the merged rows only)"
                                   : nullptr;
   if (form)
     return fail(v.loc, uint32_t(v.name.size()),

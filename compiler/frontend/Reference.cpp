@@ -193,6 +193,7 @@ public:
   double dot = 0;  // dot(q, k) at the current (b, h, i, j)
   double x = 0;    // the element a feature map is applied to (a skip term: v at i)
   double proj = 0, sq = 0;  // a projected feature map: dot(x, w[m]) and dot(x, x)
+  double attend = 0;        // an output map's attend(s, v) element
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -267,6 +268,8 @@ private:
   Value builtin(const Expr &e) const {
     if (e.builtin == Builtin::Dot)
       return floatValue(dot);
+    if (e.builtin == Builtin::Attend)
+      return floatValue(attend);
     std::vector<Value> a;
     for (const ExprPtr &arg : e.args)
       a.push_back(eval(*arg));
@@ -387,8 +390,10 @@ public:
     std::vector<double> w(s_.size(), 0.0);
     double divisor = 1, lse = 0;
     if (v_.norm == Norm::Softmax) {
-      if (!any)  // every key masked: the output row stays 0
+      if (!any) {  // every key masked: the attend row is 0 (then its output map, if any)
+        mapRow(i, out);
         return -INFINITY;
+      }
       double m = -INFINITY;
       for (size_t j = 0; j < s_.size(); ++j)
         if (allowed_[j])
@@ -437,6 +442,20 @@ public:
     if (v_.skip)
       for (int64_t e = 0; e < DV; ++e)
         out[e] += skipAt(b, hk, i, e);
+    mapRow(i, out);
+  }
+
+  /// The output map (Variant::outputMap) of row i, elementwise; b and h are set.
+  void mapRow(int64_t i, double *out) {
+    if (!v_.outputMap)
+      return;
+    std::vector<int64_t> &iter = ev_.iter();
+    iter[v_.qSeqDim] = i;
+    for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e) {
+      iter[v_.valueDim] = e;
+      ev_.attend = out[e];
+      out[e] = ev_.eval(*v_.outputExpr).real();
+    }
   }
 
   /// The skip term (Variant::skip) of row (b, h, i) and value channel e: its `x` is v at

@@ -91,7 +91,7 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask, Feature, Decay, Gate, Skip };
+enum class Context { Score, Mask, Feature, Decay, Gate, Skip, Output };
 
 /// A deep copy of a checked expression, annotations included.
 ExprPtr cloneExpr(const Expr &e) {
@@ -131,7 +131,7 @@ public:
     return checkSupported() && declareNames() && substituteLets() && checkDims() &&
            checkTensors() && findAttention() && inferRoles() && checkDTypes() && checkPaged() &&
            checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
-           checkRecurrence() && checkDecay() && checkGate() && checkState() && checkSkip() &&
+           checkRecurrence() && checkDecay() && checkGate() && checkState() && checkOutputForm() && checkSkip() &&
            checkQKGroups() && checkNormalisers();
   }
 
@@ -143,6 +143,7 @@ private:
   std::vector<std::optional<int64_t>> staticExtent_;  // per dim, when known at compile time
   bool channelIndex_ = false;  // checking the gate: params may be indexed by the head dim
   bool skipContext_ = false;   // checking a skip term: params by the value dim, v at i
+  bool outputContext_ = false; // checking an output map: params by the value dim
 
   bool fail(SourceLoc loc, size_t length, std::string message, std::string hint = "") {
     diag_.file = file_.path;
@@ -174,6 +175,7 @@ private:
     v_.qkGroup = 1;
     v_.featureDim = v_.projParam = -1;
     v_.recurrence = false;
+    v_.outputMap = false;
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
       d.sourceIndex = -1;
@@ -538,30 +540,60 @@ private:
   }
   Expr *rmsNode_ = nullptr;  // the output's rmsnorm(attend(s, v), eps) call, if any
 
-  bool findValues() {
-    const Expr *attend = findAttend();
+  /// Any other output reading attend(s, v) (as often as it likes, e.g. through a let: it is one
+  /// value): an elementwise map of its result (Variant::outputMap: gates, scales, biases); the
+  /// first attend call, or null after an error.
+  Expr *findOutputMap() {
     const std::string &s = v_.scores[0].name;
-    const Expr &whole = *v_.outputExpr;
-    auto attendCall = [](const Expr &e) {
-      bool rms = e.kind == Expr::Kind::Call && e.name == "rmsnorm" && !e.args.empty();
-      const Expr &inner = rms ? *e.args[0] : e;
-      return inner.kind == Expr::Kind::Call && inner.name == "attend";
-    };
-    bool product = whole.kind == Expr::Kind::Binary && (whole.op == "*" || whole.op == "/");
-    if (!attend && product && (attendCall(*whole.args[0]) || attendCall(*whole.args[1])))
-      return fail(whole,
-                  "not supported yet: an output gate or scale ('" + text(whole) + "'); the "
-                  "output is attend(" + s + ", v), optionally plus a skip term",
-                  "a constant scale belongs in the value or the score; a gate such as "
-                  "attend(s, v) * sigmoid(g) is applied to the kernel's output outside it "
-                  "for now");
-    if (!attend)
-      return fail(*v_.outputExpr,
-                  "output must be 'attend(" + s + ", v)', optionally plus a skip term, got '" +
-                      text(*v_.outputExpr) + "'",
-                  "scale or mask through the score; the output is attend(score, values) or "
-                  "rmsnorm(attend(score, values), eps), optionally + a term of v at the query "
-                  "position (D x)");
+    std::vector<Expr *> attends, norms;
+    collectCalls(*v_.outputExpr, "attend", attends);
+    collectCalls(*v_.outputExpr, "rmsnorm", norms);
+    if (attends.empty()) {
+      fail(*v_.outputExpr,
+           "the output must read attend(" + s + ", v), got '" + text(*v_.outputExpr) + "'",
+           "the output is attend(score, values), or an expression of it: rmsnorm(attend(" + s +
+               ", v), eps), attend(" + s + ", v) * sigmoid(g[b, h, i, dv]), a skip term of v at "
+               "the query position (D x)");
+      return nullptr;
+    }
+    // rmsnorm(attend(s, v), eps) inside the map: its value is what the map reads, so every
+    // attend is inside one, and all of them are the same call.
+    size_t normalised = 0;
+    for (Expr *norm : norms) {
+      if (norm->args.empty() || norm->args[0]->kind != Expr::Kind::Call ||
+          norm->args[0]->name != "attend") {
+        fail(*norm, "rmsnorm normalises attend(" + s + ", v), got '" + text(*norm) + "'",
+             "write rmsnorm(attend(" + s + ", v), 1e-6): the row over the value dim, then the "
+             "epsilon");
+        return nullptr;
+      }
+      if (text(*norm) != text(*norms[0])) {
+        fail(*norm, "every rmsnorm of the output must be '" + text(*norms[0]) + "', got '" +
+                        text(*norm) + "'");
+        return nullptr;
+      }
+      ++normalised;
+    }
+    if (normalised && normalised != attends.size()) {
+      fail(*v_.outputExpr,
+           "not supported yet: attend(" + s + ", v) both inside and outside rmsnorm in '" +
+               text(*v_.outputExpr) + "'",
+           "the output reads either the normalised rows or the plain ones");
+      return nullptr;
+    }
+    rmsNode_ = norms.empty() ? nullptr : norms[0];
+    v_.outputMap = true;
+    return attends[0];
+  }
+
+  bool findValues() {
+    std::vector<Expr *> attends;
+    collectCalls(*v_.outputExpr, "attend", attends);
+    // attend read more than once is an output map (y * sigmoid(y) through a let)
+    const Expr *attend = attends.size() > 1 ? nullptr : findAttend();
+    if (!attend && !(attend = findOutputMap()))
+      return false;
+    const std::string &s = v_.scores[0].name;
     const Expr &out = *attend;
     if (out.args.size() != 2)
       return fail(out, "'attend' takes 2 arguments, got " + std::to_string(out.args.size()));
@@ -1280,6 +1312,8 @@ private:
   /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
   bool checkOutputExpr() {
     Expr &out = *v_.outputExpr;
+    if (v_.outputMap)
+      return checkOutputMap();
     Expr &attendOrNorm = v_.skip ? *out.args[v_.skip == out.args[0].get() ? 1 : 0] : out;
     Expr &attend = rmsNode_ ? *rmsNode_->args[0] : attendOrNorm;
     attend.res = Expr::Res::Builtin;
@@ -1301,6 +1335,96 @@ private:
     out.type = ValueType::Float;
     out.res = Expr::Res::None;
     return true;
+  }
+
+  /// An output map (Variant::outputMap): a number per element of the attend result, reading
+  /// params by the batch, head, query and value dims, never the key position or the score.
+  bool checkOutputMap() {
+    Expr &out = *v_.outputExpr;
+    attendNodes_.clear();
+    collectCalls(out, "attend", attendNodes_);
+    const Expr &first = *attendNodes_.front();  // findValues checked its arguments
+    for (Expr *attend : attendNodes_) {
+      if (attend != &first && text(*attend) != text(first)) {
+        bool same = attend->args.size() == 2;
+        for (size_t a = 0; same && a < 2; ++a)
+          same = attend->args[a]->kind == Expr::Kind::Ident &&
+                 attend->args[a]->name == first.args[a]->name;
+        if (!same)
+          return fail(*attend,
+                      "every attend of the output must be '" + text(first) + "', got '" +
+                          text(*attend) + "'",
+                      "a variant has one score and one values input; several scores "
+                      "(differential attention) are not supported yet");
+      }
+      attend->res = Expr::Res::Builtin;
+      attend->builtin = Builtin::Attend;
+      attend->type = ValueType::Float;
+    }
+    // An rmsnorm(attend(s, v), eps) stands for the normalised element the map reads.
+    std::vector<Expr *> norms;
+    collectCalls(out, "rmsnorm", norms);
+    for (Expr *norm : norms) {
+      if (!checkRmsNorm(*norm))
+        return false;
+      norm->res = Expr::Res::Builtin;
+      norm->builtin = Builtin::Attend;
+      attendNodes_.push_back(norm);
+    }
+    if (&first != &out && (norms.empty() || norms.front() != &out)) {
+      outputContext_ = true;
+      bool ok = checkExpr(out, Context::Output);
+      outputContext_ = false;
+      if (!ok)
+        return false;
+    }
+    if (!isNumeric(out.type))
+      return fail(out, std::string("the output must be a number, got ") +
+                           valueTypeName(out.type));
+    return checkOutputPosition(out);
+  }
+  std::vector<Expr *> attendNodes_;  // an output map's attend(s, v) calls
+
+  /// An output map is per query position: it may not read the key position.
+  bool checkOutputPosition(const Expr &out) {
+    if (const Expr *j = findIndex(out, v_.kvSeqDim))
+      return fail(*j, "the output is per query position: it may not use '" +
+                          v_.dims[v_.kvSeqDim].name + "'",
+                  "terms of the key position belong in the score");
+    return true;
+  }
+
+  /// After checkRecurrence: an output map belongs to the quadratic form (the chunked form of a
+  /// linear recurrence applies only rmsnorm and a skip term). `attend(s, v) + E` where E does
+  /// not read v is a skip term in a recurrence and an output map otherwise.
+  bool checkOutputForm() {
+    if (v_.skip && !v_.recurrence && !readsValueAt(*v_.skip)) {
+      v_.skip = nullptr;
+      v_.skipNegate = false;
+      v_.outputMap = true;
+      if (rmsNode_) {  // rmsnorm(attend(s, v), eps) + E: the map reads the normalised element
+        rmsNode_->res = Expr::Res::Builtin;
+        rmsNode_->builtin = Builtin::Attend;
+      }
+      if (!checkOutputPosition(*v_.outputExpr))
+        return false;
+    }
+    if (v_.outputMap && v_.recurrence)
+      return fail(*v_.outputExpr,
+                  "not supported yet: an output expression on a linear recurrence ('" +
+                      text(*v_.outputExpr) + "')",
+                  "the chunked form applies rmsnorm(attend(" + v_.scores[0].name +
+                      ", v), eps) and a skip term; apply the gate to the kernel's output");
+    return true;
+  }
+
+  static bool readsValueAt(const Expr &e) {
+    if (e.res == Expr::Res::ValueAt)
+      return true;
+    for (const ExprPtr &a : e.args)
+      if (readsValueAt(*a))
+        return true;
+    return false;
   }
 
   /// `rmsnorm(attend(s, v), eps)`: eps a positive number; the chunked form of a linear
@@ -1335,9 +1459,6 @@ private:
                           "the running sum of the keys' weights would need its own state; drop "
                           "the state or use norm none");
     }
-    if (v_.rmsEps &&
-        !needRecurrence(rmsNode_->loc, "rmsnorm", "an output rmsnorm", /*linear=*/true))
-      return false;
     if (v_.featureDim < 0)
       return true;
     const FeatureDecl &map = v_.features.front();
@@ -1463,6 +1584,10 @@ private:
       if (ctx == Context::Skip)
         return fail(e, "the skip term cannot depend on the score '" + e.name + "'",
                     "it is added to attend(...): v at the query position, params and numbers");
+      if (ctx == Context::Output)
+        return fail(e, "the output cannot read the score '" + e.name + "' outside attend",
+                    "the output is an expression of attend(" + e.name + ", " + vT().name +
+                        "), params by the query position and numbers");
       if (ctx == Context::Decay || ctx == Context::Gate)
         return fail(e, std::string("the ") + (ctx == Context::Decay ? "decay" : "gate") +
                            " cannot depend on the score '" + e.name + "'",
@@ -1562,8 +1687,9 @@ private:
     }
     if (arg.kind != Expr::Kind::Ident || arg.name != want)
       return checkComputedIndex(arg, p, pos, ctx);
-    if ((channelIndex_ && dim == v_.headDim) || (skipContext_ && dim == v_.valueDim)) {
-      // a gate reads params per head channel, a skip term per value channel
+    if ((channelIndex_ && dim == v_.headDim) ||
+        ((skipContext_ || outputContext_) && dim == v_.valueDim)) {
+      // a gate reads params per head channel, a skip term and an output map per value channel
       arg.res = Expr::Res::IterIndex;
       arg.dimIndex = dim;
       arg.type = ValueType::Int;
@@ -1606,6 +1732,9 @@ private:
   }
 
   bool checkCall(Expr &e, Context ctx) {
+    if (ctx == Context::Output &&
+        std::find(attendNodes_.begin(), attendNodes_.end(), &e) != attendNodes_.end())
+      return true;  // checkOutputMap annotated it: attend(s, v) or rmsnorm(attend(s, v), eps)
     const BuiltinInfo *b = findBuiltin(e.name);
     if (!b) {
       std::vector<std::string> names;
@@ -1626,7 +1755,7 @@ private:
       return true;  // findAttention() checked the arguments
     }
     if (b->id == Builtin::Attend)
-      return fail(e, "attend(...) is only allowed as the whole output expression");
+      return fail(e, "attend(...) is only allowed in the output expression");
     if (e.args.size() != b->arity)
       return fail(e, "'" + e.name + "' takes " + count(b->arity, "argument") + ", got " +
                          std::to_string(e.args.size()));

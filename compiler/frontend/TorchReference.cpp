@@ -352,6 +352,8 @@ private:
     switch (e.builtin) {
     case Builtin::Dot:
       return leaf("dot", kQSeq | kKVSeq);
+    case Builtin::Attend:  // an output map's attend result, [B, H, I, DV]
+      return leaf("y", kQSeq | kKVSeq);
     case Builtin::Exp:
       return call("torch.exp", asFloat(*e.args[0]));
     case Builtin::Log:
@@ -963,6 +965,13 @@ void emitReference(const Variant &v, std::string &out) {
     out += std::string("    o = o ") + (v.skipNegate ? "-" : "+") +
            " torch.broadcast_to(_skip(v[:, :, :I], ixs, extents, p, dev), o.shape)\n";
   }
+  if (v.outputMap) {
+    out += "    # the output map of every element: o[b, h, i, e] = output(y = o[b, h, i, e])\n";
+    out += "    ixo = dict(ix)\n";
+    out += "    ixo[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    ixo[" + DV + "] = torch.arange(DV, device=dev).view(1, 1, 1, DV)\n";
+    out += "    o = torch.broadcast_to(_output(o, ixo, extents, p, dev), o.shape)\n";
+  }
   out += "    o = o.permute(" + intList(inverse) + ").contiguous()  # to " +
          commentSafe(v.output.name) + "'s storage order\n";
   out += std::string("    return o, ") + (softmax ? "lse" : "None") + (v.state ? ", s1" : "") +
@@ -1006,6 +1015,12 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                      at + std::to_string(v.outputExpr->loc.line) + ": the skip term " +
                          specText(*v.skip) + " (x: the values at the query position)",
                      v.skip, true, out);
+  if (v.outputMap)
+    emitExprFunction(v, "_output", "y, ix, n, p, dev",
+                     at + std::to_string(v.outputExpr->loc.line) + ": output " +
+                         commentSafe(v.output.name) + " = " + specText(*v.outputExpr) +
+                         " (y: attend's result)",
+                     v.outputExpr.get(), true, out);
   if (v.decay)
     emitExprFunction(v, "_decay", "ix, n, p, dev",
                      at + std::to_string(v.decayLoc.line) + ": decay " + specText(*v.decay),

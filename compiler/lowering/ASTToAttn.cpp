@@ -82,7 +82,8 @@ private:
   Value argX;  // a feature map's element
   Value argSq;  // a projected feature map's sum of squares (its projection is argX)
   Value argD;  // a gate's head channel
-  Value argE;  // a skip term's value channel
+  Value argE;  // a skip term's (an output map's) value channel
+  Value argY;  // an output map's attend result
   bool failed = false;
 
   Location loc(SourceLoc l) {
@@ -208,6 +209,8 @@ private:
       buildRegion(op.getGate(), {idx, idx, idx, idx}, *var.gate, b.getF32Type(), true);
     if (var.skip)
       buildSkip(op.getSkip(), *var.skip, var.skipNegate);
+    if (var.outputMap)
+      buildOutputMap(op.getOutput(), *var.outputExpr);
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -254,6 +257,22 @@ private:
       value = arith::NegFOp::create(b, loc(e.loc), value);
     attn::YieldOp::create(b, loc(e.loc), value);
     argE = argX = Value();
+  }
+
+  /// The output region (b, h, i, e, y): the output expression with attend(s, v) read as y.
+  void buildOutputMap(Region &region, const Expr &e) {
+    OpBuilder::InsertionGuard guard(b);
+    Type idx = b.getIndexType();
+    SmallVector<Location> locs(5, loc(e.loc));
+    Block *block = b.createBlock(&region, {}, {idx, idx, idx, idx, b.getF32Type()}, locs);
+    argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
+    argE = block->getArgument(3), argY = block->getArgument(4);
+    argJ = argDot = argD = argX = Value();
+    Value value = toFloat(emit(e), e);
+    if (!value)
+      value = arith::ConstantOp::create(b, loc(e.loc), b.getF32FloatAttr(0.0f));
+    attn::YieldOp::create(b, loc(e.loc), value);
+    argE = argY = Value();
   }
 
   Value toFloat(Value x, const Expr &e) {
@@ -439,6 +458,8 @@ private:
     Location l = loc(e.loc);
     switch (e.builtin) {
     case Builtin::Dot: return argDot ? argDot : fail(e, "dot(...) is only allowed in the score");
+    case Builtin::Attend:
+      return argY ? argY : fail(e, "attend(...) is only allowed in the output expression");
     case Builtin::Size: return dimSize(e);
     default: break;
     }

@@ -138,6 +138,8 @@ const char *notRecurrence(AttentionOp op) {
     return "norm is neither none nor sum";
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V";
+  if (!op.getOutput().empty())
+    return "an output map (the quadratic form applies it)";
   if (!isCausal(op.getMask()))
     return "the mask is not j <= i";
   RegionForm adapter(op.getScore());

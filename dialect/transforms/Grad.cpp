@@ -30,7 +30,7 @@ const char *noBackward(AttentionOp op) {
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V is for decoding, which needs no backward";
   if (op.getState() || !op.getDecay().empty() || !op.getGate().empty() || !op.getSkip().empty() ||
-      op.getProjection() || op.getRmsEps() || op.getQkGroup() > 1 ||
+      op.getProjection() || op.getQkGroup() > 1 ||
       op.getNorm() == NormKind::sum)
     return "the backward of a recurrence (state, decay, gate, skip, projection, norm sum, "
            "rmsnorm, q/k head groups) is not implemented yet";
@@ -38,6 +38,9 @@ const char *noBackward(AttentionOp op) {
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
+  if (!op.getOutput().empty() || op.getRmsEps())
+    return "the backward through an output expression (a gate, a scale, an rmsnorm) is not "
+           "implemented yet";
   return nullptr;
 }
 

@@ -41,7 +41,9 @@ FailureOr<bool> splitFunction(func::FuncOp f) {
   for (Operation *op = keyLoop->getNextNode(); op; op = op->getNextNode())
     if (auto s = dyn_cast<TileStoreOp>(op))
       store = s;
-  if (!scores || !store || !store.getLse() || store.getSplit())
+  // An output map or rmsnorm applies to the merged row, which the merge kernel does not compute.
+  if (!scores || !store || !store.getLse() || store.getSplit() || !store.getOutput().empty() ||
+      store.getRmsEps())
     return false;
   if (!isa<BlockArgument>(store.getOut()) || !isa<BlockArgument>(store.getLse()))
     return f.emitError("attn-split-kv: the output and lse must be function arguments"),

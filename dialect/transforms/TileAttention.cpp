@@ -168,8 +168,11 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
                               rw.getI64IntegerAttr(pageSize), op.getVScaleAxesAttr(),
                               op.getVScaleGroupAttr());
     });
-    TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0, /*split=*/Value(),
-                        /*part_out=*/Value(), /*part_lse=*/Value(), op.getNormAttr());
+    auto store = TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0,
+                                     /*split=*/Value(), /*part_out=*/Value(),
+                                     /*part_lse=*/Value(), op.getNormAttr(),
+                                     rw.getI64IntegerAttr(1), op.getRmsEpsAttr());
+    rw.cloneRegionBefore(op.getOutput(), store.getOutput(), store.getOutput().end());
     rw.eraseOp(op);
     return success();
   }
@@ -186,18 +189,17 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       return signalPassFailure();
     }
     // The quadratic form has no state to start from or to hand on (nor a gate, skip term, q/k
-    // head groups, norm sum or an output rmsnorm).
+    // head groups or norm sum).
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
       bool sum = op.getNorm() == NormKind::sum;
       if (!op.getState() && op.getGate().empty() && op.getSkip().empty() &&
-          op.getQkGroup() == 1 && !sum && !op.getRmsEps() && !op.getProjection())
+          op.getQkGroup() == 1 && !sum && !op.getProjection())
         return WalkResult::advance();
       op.emitError() << "a recurrence with "
                      << (op.getState()            ? "a state"
                          : !op.getGate().empty() ? "a gate"
                          : !op.getSkip().empty() ? "a skip term"
                          : sum                   ? "norm sum"
-                         : op.getRmsEps()        ? "an output rmsnorm"
                          : op.getProjection()    ? "a projected feature map"
                                                  : "a q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "

@@ -500,6 +500,78 @@ TEST(Sema, Normalisers) {
   EXPECT_FALSE(f.variants[0].rmsEps.has_value());
 }
 
+/// A causal softmax variant with GQA (hk = h / 2), params `params` and output `out`.
+std::string outputSpec(const std::string &out, const std::string &params = "",
+                       const std::string &norm = "softmax", const std::string &mask = "j <= i") {
+  return "variant g {\n  dims b, i : q_len, j : kv_len, h, hk = h / 2, d = 32, dv = 16\n"
+         "  input q[b, i, h, d], k[b, j, hk, d], v[b, j, hk, dv]\n" +
+         (params.empty() ? "" : "  param " + params + "\n") +
+         "  score s = dot(q, k)\n  mask " + mask + "\n  norm " + norm +
+         "\n  output o[b, i, h, dv] = " + out + "\n}\n";
+}
+
+TEST(Sema, OutputMaps) {
+  SpecFile f;
+  Diagnostic diag;
+  // an output gate, a scale, a bias (the skip form outside a recurrence), a nonlinear map
+  for (const char *out :
+       {"attend(s, v) * sigmoid(g[b, i, h, dv])", "attend(s, v) / 2", "2 * attend(s, v)",
+        "attend(s, v) + bias[hk, dv]", "tanh(attend(s, v)) * (i + 1)",
+        "attend(s, v) * g[b, min(i, 3), h, dv]", "attend(s, v) * sigmoid(attend(s, v))",
+        "attend( s,v ) - attend(s, v) / 2", "rmsnorm(attend(s, v), 1e-5) * g[b, i, h, dv]",
+        "rmsnorm(attend(s, v), 1e-5) + bias[hk, dv]"}) {
+    std::string text = outputSpec(out, "g[b, i, h, dv], bias[hk, dv]");
+    ASSERT_TRUE(loadSpec("g.attn", text, f, diag)) << diag.render(text);
+    const Variant &v = f.variants[0];
+    EXPECT_TRUE(v.outputMap) << out;
+    EXPECT_EQ(v.skip, nullptr) << out;
+    EXPECT_FALSE(v.recurrence) << out;
+    EXPECT_EQ(v.rmsEps.has_value(), std::string(out).find("rmsnorm") == 0) << out;
+  }
+  // a per-head RMSNorm of a softmax attention's rows: rmsnorm as the whole output
+  ASSERT_TRUE(loadSpec("g.attn", outputSpec("rmsnorm(attend(s, v), 1e-6)"), f, diag));
+  EXPECT_FALSE(f.variants[0].outputMap);
+  ASSERT_TRUE(f.variants[0].rmsEps.has_value());
+  EXPECT_DOUBLE_EQ(*f.variants[0].rmsEps, 1e-6);
+  // plain attend is no map; norm none without a causal mask is no recurrence, so it maps
+  ASSERT_TRUE(loadSpec("g.attn", outputSpec("attend(s, v)"), f, diag));
+  EXPECT_FALSE(f.variants[0].outputMap);
+  ASSERT_TRUE(loadSpec("g.attn", outputSpec("attend(s, v) * 0.5", "", "none", "j < i + 4"), f,
+                       diag));
+  EXPECT_TRUE(f.variants[0].outputMap);
+
+  struct Case {
+    std::string text, message;
+  } cases[] = {
+      {outputSpec("2.5"), "the output must read attend(s, v), got '2.5'"},
+      {outputSpec("attend(s, v) - 0.5 * attend(s, q)"),
+       "every attend of the output must be 'attend(s, v)', got 'attend(s, q)'"},
+      {outputSpec("attend(s, v) * b2[h, j]", "b2[h, j]"),
+       "the output is per query position: it may not use 'j'"},
+      {outputSpec("attend(s, v) * s"), "the output cannot read the score 's' outside attend"},
+      {outputSpec("attend(s, v) * dot(q, k)"), "dot(...) is only allowed in the score"},
+      {outputSpec("attend(s, v) * v[b, i, hk, dv]"), "input 'v' cannot be indexed"},
+      {outputSpec("attend(s, v) > 0"), "the output must be a number, got bool"},
+      {outputSpec("rmsnorm(attend(s, v), 1e-6) * 2 + attend(s, v)"),
+       "not supported yet: attend(s, v) both inside and outside rmsnorm in 'rmsnorm(attend(s, v), "
+       "1e-6) * 2 + attend(s, v)'"},
+      {outputSpec("rmsnorm(2 * attend(s, v), 1e-6) * 2"),
+       "rmsnorm normalises attend(s, v), got 'rmsnorm(2 * attend(s, v), 1e-6)'"},
+      {outputSpec("rmsnorm(attend(s, v), 1e-6) * rmsnorm(attend(s, v), 1e-5)"),
+       "every rmsnorm of the output must be 'rmsnorm(attend(s, v), 1e-6)', got "
+       "'rmsnorm(attend(s, v), 1e-5)'"},
+      {outputSpec("rmsnorm(attend(s, v), 0) * 2"), "rmsnorm's epsilon must be positive, got '0'"},
+      {outputSpec("attend(s, v) * w[d]", "w[d]"),
+       "param index 'd' must be one of b, i, j, h, hk"},
+      {outputSpec("attend(s, v) * 2", "", "none"),
+       "not supported yet: an output expression on a linear recurrence ('attend(s, v) * 2')"},
+  };
+  for (const Case &c : cases) {
+    EXPECT_FALSE(loadSpec("g.attn", c.text, f, diag)) << c.text;
+    EXPECT_EQ(diag.message, c.message) << c.text;
+  }
+}
+
 TEST(Sema, ProjectedFeatureMaps) {
   SpecFile f;
   Diagnostic diag;
@@ -633,11 +705,10 @@ TEST(Sema, RecurrenceAndState) {
       {skipSpec("attend(s, v) + q[b, i, h, d]"), "input 'q' cannot be indexed"},
       {skipSpec("attend(s, v) + (i > 0)"), "the skip term must be a number, got bool"},
       {skipSpec("attend(s, v) * 2"),
-       "not supported yet: an output gate or scale ('attend(s, v) * 2'); the output is "
-       "attend(s, v), optionally plus a skip term"},
+       "not supported yet: an output expression on a linear recurrence ('attend(s, v) * 2')"},
       {skipSpec("2 - attend(s, v)"),
-       "output must be 'attend(s, v)', optionally plus a skip term, got '2 - attend(s, v)'"},
-      {skipSpec("attend(s, v) + 1", "mask j <= i"), "a skip term needs norm none"},
+       "not supported yet: an output expression on a linear recurrence ('2 - attend(s, v)')"},
+      {skipSpec("attend(s, v) + v[b, i, h, dv]", "mask j <= i"), "a skip term needs norm none"},
       // gates: per step and channel, inside the dot of a linear recurrence
       {recurrenceSpec("gate exp(gc[b, j, h, d])", "dot(q, k)",
                       "mask j <= i\n  norm none\n  param gc[b, j, h, d]"),
@@ -658,8 +729,6 @@ TEST(Sema, RecurrenceAndState) {
        "norm sum needs a score linear in dot(q, k): dot times factors free of 'i' or of 'j'"},
       {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j <= i\n  norm sum"),
        "not supported yet: a state with norm sum"},
-      {skipSpec("rmsnorm(attend(s, v), 1e-6)", "mask j <= i\n  norm softmax"),
-       "an output rmsnorm needs norm none"},
       {skipSpec("rmsnorm(attend(s, v))"), "'rmsnorm' takes 2 arguments, got 1"},
       {skipSpec("rmsnorm(attend(s, v), i)"), "rmsnorm's epsilon must be a number, got 'i'"},
       {skipSpec("rmsnorm(attend(s, v), 0)"), "rmsnorm's epsilon must be positive, got '0'"},
@@ -687,8 +756,7 @@ TEST(Sema, RecurrenceAndState) {
       {projectionSpec("feature q, k = exp(dot(x, w[mn]))", "norm sum", "mn"),
        "the feature dim 'mn' must be static"},
       {skipSpec("rmsnorm(attend(s, v) + 1, 1e-6)"),
-       "output must be 'attend(s, v)', optionally plus a skip term, got 'rmsnorm(attend(s, v) "
-       "+ 1, 1e-6)'"},
+       "rmsnorm normalises attend(s, v), got 'rmsnorm(attend(s, v) + 1, 1e-6)'"},
   };
   for (const Case &c : cases) {
     bool ok = loadSpec("r.attn", c.text, f, diag);
@@ -723,8 +791,8 @@ TEST(Sema, Errors) {
       {mhaSpec("dot(q, k)", "i && j"), "'&&' needs booleans, got int", ""},
       {mhaSpec("dot(q, k)", "(i < j) < true"), "comparison '<' needs numbers, got bool", ""},
       {mhaSpec("dot(q, k) * p", "", "p[h]"), "param 'p' is used without its indices", "write p[h]"},
-      {mhaSpec("dot(q, k) + attend(s, v)"),
-       "attend(...) is only allowed as the whole output expression", ""},
+      {mhaSpec("dot(q, k) + attend(s, v)"), "attend(...) is only allowed in the output expression",
+       ""},
       {"variant a {\n  dims b, h, i, j, d, dv = d\n  input q[b, h, i, d], k[b, h, j, d], "
        "v[b, h, j, dv]\n  score s = dot(q, k)\n  output o[b, h, i, dv] = attend(s, q)\n}\n",
        "attend's values 'q' are already used in dot(q, k)", ""},

@@ -363,6 +363,19 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
     lse = sel(any, fadd(m, lnL), splat(rows, -INFINITY));
     o = fmul(acc, broadcast(scale, t.valueDim));
   }
+  if (auto eps = t.store.getRmsEpsAttr()) {  // rmsnorm: a row lives in one quad of one warp
+    RankedTensorType rows = rowsType(b.getF32Type());
+    Value sq = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(o, o)));
+    Value mean = fmul(sq, splat(rows, 1.0 / double(t.valueDim)));
+    Value inv = math::RsqrtOp::create(b, loc, fadd(mean, splat(rows, eps.getValueAsDouble())));
+    o = fmul(o, broadcast(inv, t.valueDim));
+  }
+  if (!t.store.getOutput().empty()) {  // the output map (attn-split-kv leaves such kernels whole)
+    auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, batch, head, i0, idx(0),
+                                        qLen, b.getI64IntegerAttr(t.pack));
+    cloneRegion(t.store.getOutput(), mapped.getBody());
+    o = mapped;
+  }
   if (!split) {
     emitStores(o, lse, false);
     return;
@@ -544,7 +557,7 @@ LogicalResult FlashDistributor::run() {
   }
   emitSharedTiles();
   for (Region *region : {&t.scores.getScore(), &t.scores.getMask(), &t.scores.getDecay(),
-                         &t.scores.getFeatureQ(), &t.scores.getFeatureK()})
+                         &t.scores.getFeatureQ(), &t.scores.getFeatureK(), &t.store.getOutput()})
     if (failed(mapCaptures(*region)))
       return failure();
   for (Value scale : {t.scores.getKScale(), t.matmul.getVScale()})

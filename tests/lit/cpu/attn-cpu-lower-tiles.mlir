@@ -91,6 +91,32 @@ func.func @store(%acc: memref<4x16xf32>, %l: memref<4xf32>, %m: memref<4xf32>, %
 
 // -----
 
+// An output map: each normalised element y = acc * (1 / l) goes through the output region
+// (here y * g[b, h, i, e]) before it is rounded and stored.
+// CHECK-LABEL: func.func @store_output_map
+// CHECK-SAME: %[[G:[a-z0-9]+]]: memref<?x?x?x16xf32>
+// CHECK: scf.for %[[C:.*]] = %{{.*}} to %c16 step
+// CHECK: %[[Y:.*]] = arith.mulf %{{.*}}, %{{.*}} : f32
+// CHECK: %[[GATE:.*]] = memref.load %[[G]][%{{.*}}, %{{.*}}, %{{.*}}, %[[C]]]
+// CHECK: %[[MAPPED:.*]] = arith.mulf %[[Y]], %[[GATE]] : f32
+// CHECK: %[[R:.*]] = arith.truncf %[[MAPPED]] : f32 to f16
+// CHECK: memref.store %[[R]]
+func.func @store_output_map(%acc: memref<4x16xf32>, %l: memref<4xf32>, %m: memref<4xf32>,
+                            %o: memref<?x?x?x16xf16>, %lse: memref<?x?x?xf32>, %x: index,
+                            %g: memref<?x?x?x16xf32>) {
+  attn.tile_store %acc, %l, %m -> %o[%x, %x, %x], %lse {norm = #attn.norm<softmax>}
+      : memref<4x16xf32>, memref<4xf32>, memref<4xf32> -> memref<?x?x?x16xf16>, memref<?x?x?xf32>
+      output {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y: f32):
+      %gate = memref.load %g[%b, %h, %i, %e] : memref<?x?x?x16xf32>
+      %r = arith.mulf %y, %gate : f32
+      attn.yield %r : f32
+    }
+  return
+}
+
+// -----
+
 func.func @untiled(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{attn.attention must be tiled (attn-tile) before attn-cpu-lower-tiles}}
   attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}

@@ -155,7 +155,7 @@ func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?
 // -----
 
 func.func @yield_outside(%x: f32) {
-  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step, attn.tile_key_range'}}
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step, attn.tile_key_range, attn.tile_store'}}
   attn.yield %x : f32
 }
 
@@ -431,18 +431,6 @@ func.func @chunk_rms_eps(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: me
   return
 }
 
-// -----
-
-func.func @rmsnorm_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
-  // expected-error @+1 {{an output rmsnorm needs norm none or sum (a recurrence), got softmax}}
-  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>, rms_eps = 1.0e-6 : f32}
-      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
-    score {
-    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
-      attn.yield %dot : f32
-    }
-  return
-}
 
 // -----
 
@@ -660,5 +648,53 @@ func.func @key_range_rows(%b: index, %n: index) {
     %t = arith.constant true
     attn.yield %t : i1
   }
+  return
+}
+
+// -----
+
+func.func @output_args(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{'output' region must have one block taking (b, h, i, e : index, y : f32)}}
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>,
+        memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } output {
+    ^bb0(%b: index, %h: index, %i: index, %y: f32):
+      attn.yield %y : f32
+    }
+  return
+}
+
+// -----
+
+func.func @output_with_skip(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{an output map does not combine with a skip term}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } skip {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %x: f32):
+      attn.yield %x : f32
+    } output {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y: f32):
+      attn.yield %y : f32
+    }
+  return
+}
+
+// -----
+
+func.func @tile_store_output_yield(%acc: memref<16x64xf32>, %o: memref<?x?x?x64xf32>, %b: index) {
+  // expected-error @+1 {{'output' region must yield exactly one 'f32'}}
+  attn.tile_store %acc -> %o[%b, %b, %b] {norm = #attn.norm<none>}
+      : memref<16x64xf32> -> memref<?x?x?x64xf32> output {
+    ^bb0(%bb: index, %h: index, %i: index, %e: index, %y: f32):
+      attn.yield %i : index
+    }
   return
 }

@@ -45,3 +45,30 @@ func.func @sigmoid(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
     }
   return
 }
+
+// -----
+
+// An output map (a gate) applies to the merged row, which attn.combine does not compute: the
+// query tile stays whole and its store keeps the map.
+// CHECK-LABEL: func.func @gated
+// CHECK-NOT: attn.split_kv
+// CHECK: attn.tile_store
+// CHECK-SAME: output {
+// CHECK: memref.load %arg3
+// CHECK: arith.mulf
+// CHECK-NOT: attn.combine
+func.func @gated(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>,
+                 %g: memref<?x?x?x64xf32>) {
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } output {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y: f32):
+      %x = memref.load %g[%b, %h, %i, %e] : memref<?x?x?x64xf32>
+      %r = arith.mulf %y, %x : f32
+      attn.yield %r : f32
+    }
+  return
+}
