@@ -1324,14 +1324,8 @@ private:
     if (!v_.skip)
       return true;
     Expr &skip = *out.args[v_.skip == out.args[0].get() ? 0 : 1];
-    skipContext_ = true;
-    bool ok = checkExpr(skip, Context::Skip);
-    skipContext_ = false;
-    if (!ok)
+    if (!checkNumberIn(skip, Context::Skip, skipContext_, "the skip term"))
       return false;
-    if (!isNumeric(skip.type))
-      return fail(skip, std::string("the skip term must be a number, got ") +
-                            valueTypeName(skip.type));
     out.type = ValueType::Float;
     out.res = Expr::Res::None;
     return true;
@@ -1371,17 +1365,23 @@ private:
       norm->builtin = Builtin::Attend;
       attendNodes_.push_back(norm);
     }
-    if (&first != &out && (norms.empty() || norms.front() != &out)) {
-      outputContext_ = true;
-      bool ok = checkExpr(out, Context::Output);
-      outputContext_ = false;
-      if (!ok)
-        return false;
-    }
-    if (!isNumeric(out.type))
-      return fail(out, std::string("the output must be a number, got ") +
-                           valueTypeName(out.type));
+    bool whole = &first == &out || (!norms.empty() && norms.front() == &out);
+    if (!whole && !checkNumberIn(out, Context::Output, outputContext_, "the output"))
+      return false;
     return checkOutputPosition(out);
+  }
+
+  /// Checks `e` in context `ctx`, with `flag` (what the context may read) set meanwhile, and
+  /// that it is a number; `what` names it in the error.
+  bool checkNumberIn(Expr &e, Context ctx, bool &flag, const std::string &what) {
+    flag = true;
+    bool ok = checkExpr(e, ctx);
+    flag = false;
+    if (!ok)
+      return false;
+    if (!isNumeric(e.type))
+      return fail(e, what + " must be a number, got " + valueTypeName(e.type));
+    return true;
   }
   std::vector<Expr *> attendNodes_;  // an output map's attend(s, v) calls
 

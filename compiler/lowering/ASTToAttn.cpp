@@ -208,9 +208,9 @@ private:
     if (var.gate)
       buildRegion(op.getGate(), {idx, idx, idx, idx}, *var.gate, b.getF32Type(), true);
     if (var.skip)
-      buildSkip(op.getSkip(), *var.skip, var.skipNegate);
+      buildElementRegion(op.getSkip(), *var.skip, /*outputMap=*/false, var.skipNegate);
     if (var.outputMap)
-      buildOutputMap(op.getOutput(), *var.outputExpr);
+      buildElementRegion(op.getOutput(), *var.outputExpr, /*outputMap=*/true);
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -241,38 +241,24 @@ private:
     attn::YieldOp::create(b, loc(e.loc), value);
   }
 
-  /// The skip region (b, h, i, e, x): the term, negated for `attend(...) - term`.
-  void buildSkip(Region &region, const Expr &e, bool negate) {
+  /// A per-element region of the output, (b, h, i, e, x): the skip term (x: v at the query
+  /// position; negated for `attend(...) - term`), or the output map (x: attend's element).
+  void buildElementRegion(Region &region, const Expr &e, bool outputMap, bool negate = false) {
     OpBuilder::InsertionGuard guard(b);
     Type idx = b.getIndexType();
     SmallVector<Location> locs(5, loc(e.loc));
     Block *block = b.createBlock(&region, {}, {idx, idx, idx, idx, b.getF32Type()}, locs);
     argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
-    argE = block->getArgument(3), argX = block->getArgument(4);
-    argJ = argDot = argD = Value();
+    argE = block->getArgument(3);
+    argJ = argDot = argD = argX = argY = Value();
+    (outputMap ? argY : argX) = block->getArgument(4);
     Value value = toFloat(emit(e), e);
     if (!value)
       value = arith::ConstantOp::create(b, loc(e.loc), b.getF32FloatAttr(0.0f));
     else if (negate)
       value = arith::NegFOp::create(b, loc(e.loc), value);
     attn::YieldOp::create(b, loc(e.loc), value);
-    argE = argX = Value();
-  }
-
-  /// The output region (b, h, i, e, y): the output expression with attend(s, v) read as y.
-  void buildOutputMap(Region &region, const Expr &e) {
-    OpBuilder::InsertionGuard guard(b);
-    Type idx = b.getIndexType();
-    SmallVector<Location> locs(5, loc(e.loc));
-    Block *block = b.createBlock(&region, {}, {idx, idx, idx, idx, b.getF32Type()}, locs);
-    argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
-    argE = block->getArgument(3), argY = block->getArgument(4);
-    argJ = argDot = argD = argX = Value();
-    Value value = toFloat(emit(e), e);
-    if (!value)
-      value = arith::ConstantOp::create(b, loc(e.loc), b.getF32FloatAttr(0.0f));
-    attn::YieldOp::create(b, loc(e.loc), value);
-    argE = argY = Value();
+    argE = argX = argY = Value();
   }
 
   Value toFloat(Value x, const Expr &e) {
