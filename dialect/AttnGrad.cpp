@@ -41,22 +41,37 @@ LogicalResult AttentionGradOp::verify() {
     return emitOpError("takes the forward's lse exactly when the norm is softmax");
   if (getNorm() == NormKind::sum)
     return emitOpError("has no backward for norm sum (a chunked recurrence) yet");
+  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
+    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
   return success();
 }
 
-LogicalResult AttentionGradOp::verifyRegions() {
-  if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())))
-    return failure();
-  Block &grad = getScoreGrad().front();
-  auto idx = IndexType::get(getContext());
-  auto f32 = Float32Type::get(getContext());
+/// A gradient region (b, h, i, x : index, value : f32, g : f32) -> f32: `score_grad` (x the
+/// key, value the dot) or `output_grad` (x the value channel, value the output element).
+static LogicalResult verifyGradRegion(Operation *op, Region &region, StringRef name,
+                                      StringRef args) {
+  Block &grad = region.front();
+  auto idx = IndexType::get(op->getContext());
+  auto f32 = Float32Type::get(op->getContext());
   bool argsOk = grad.getNumArguments() == 6 && grad.getArgument(4).getType() == f32 &&
                 grad.getArgument(5).getType() == f32;
   for (unsigned a = 0; argsOk && a < 4; ++a)
     argsOk = grad.getArgument(a).getType() == idx;
   if (!argsOk)
-    return emitOpError("'score_grad' region must take (b, h, i, j : index, dot : f32, g : f32)");
-  return verifyYield(getOperation(), grad, "score_grad", f32);
+    return op->emitOpError() << "'" << name << "' region must take (" << args << ")";
+  return verifyYield(op, grad, name, f32);
+}
+
+LogicalResult AttentionGradOp::verifyRegions() {
+  if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())))
+    return failure();
+  if (failed(verifyGradRegion(getOperation(), getScoreGrad(), "score_grad",
+                              "b, h, i, j : index, dot : f32, g : f32")))
+    return failure();
+  if (getOutputGrad().empty())
+    return success();
+  return verifyGradRegion(getOperation(), getOutputGrad(), "output_grad",
+                          "b, h, i, e : index, z : f32, g : f32");
 }
 
 LogicalResult AccumulateOp::verify() {

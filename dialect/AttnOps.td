@@ -184,6 +184,14 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
 
     dq, dk, dv and every buffer an attn.accumulate in `score_grad` names are outputs: the op
     overwrites them. Nothing of size q_len x kv_len is stored: P is recomputed from lse.
+
+    Through an output expression (attn.attention's `output` map F and/or `rms_eps`): dout is
+    the gradient of F's result. Each row y_i = sum_j P(i, j) v_j is recomputed (then
+    z_i = rmsnorm(y_i) with rms_eps, else z_i = y_i); the `output_grad` region, ^bb0(b, h, i, e :
+    index, z : f32, g : f32), returns g dF/dz for g = dout[b, h, i, e] and adds g dF/dp to the
+    gradient of each float param p F reads (without the region dz = dout); through the rmsnorm
+    dy = r (dz - z mean(dz z)), r = 1 / sqrt(mean(y^2) + rms_eps); then D_i = dy_i . y_i and
+    dy takes dout's place above.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v, Arg<Attn_Seq4, "", [MemRead]>:$out,
@@ -192,12 +200,15 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
                        Arg<Attn_Seq4, "", [MemWrite]>:$dq, Arg<Attn_Seq4, "", [MemWrite]>:$dk,
                        Arg<Attn_Seq4, "", [MemWrite]>:$dv,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
-                       Attn_NormAttr:$norm);
-  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, SizedRegion<1>:$score_grad);
+                       Attn_NormAttr:$norm,
+                       OptionalAttr<F32Attr>:$rms_eps);
+  let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, SizedRegion<1>:$score_grad,
+                        AnyRegion:$output_grad);
   let assemblyFormat = [{
     $q `,` $k `,` $v `,` $out `,` $dout (`lse` $lse^)? `->` $dq `,` $dk `,` $dv attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($out) `,` type($dout) (`lse` type($lse)^)? `->`
     type($dq) `,` type($dk) `,` type($dv) `score` $score (`mask` $mask^)? `score_grad` $score_grad
+    (`output_grad` $output_grad^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

@@ -80,15 +80,23 @@ void lowerGrad(AttentionGradOp op) {
         dout = op.getDout();
   NormKind norm = op.getNorm();
   llvm::SetVector<Value> paramGrads;
-  op.getScoreGrad().walk([&](AccumulateOp acc) { paramGrads.insert(acc.getGrad()); });
+  op->walk([&](AccumulateOp acc) { paramGrads.insert(acc.getGrad()); });
   for (Value g : paramGrads)
     zero(e, g);
   Value dk = scratchLike(e, op.getDk()), dv = scratchLike(e, op.getDv());
   zero(e, dk);
   zero(e, dv);
   Value headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(k, 2);
-  Value dqRow = memref::AllocOp::create(
-      e.b, e.loc, MemRefType::get({ShapedType::kDynamic}, e.b.getF32Type()), ValueRange{headDim});
+  auto row = [&](Value n) {
+    return memref::AllocOp::create(
+        e.b, e.loc, MemRefType::get({ShapedType::kDynamic}, e.b.getF32Type()), ValueRange{n})
+        .getResult();
+  };
+  Value dqRow = row(headDim);
+  // Through an output expression: the recomputed row y and the gradient dy that takes dout's
+  // place (see attn.attention_grad).
+  bool mapped = !op.getOutputGrad().empty() || op.getRmsEps();
+  Value yRow = mapped ? row(valueDim) : Value(), dyRow = mapped ? row(valueDim) : Value();
   Value group = e.index(int64_t(op.getGroup()));
   auto dot = [&](Emit &x, Value n, function_ref<Value(Emit &, Value)> a,
                  function_ref<Value(Emit &, Value)> c) {
@@ -103,58 +111,104 @@ void lowerGrad(AttentionGradOp op) {
         auto at = [&](Value mem, Value bb, Value hh, Value row) {
           return [=](Emit &x, Value c) { return x.load(mem, {bb, hh, row, c}); };
         };
-        Value rowD = norm == NormKind::softmax
+        auto at1 = [&](Value mem) { return [=](Emit &x, Value c) { return x.load(mem, {c}); }; };
+        // D = dout . out (through an output expression: dy . y, below)
+        Value rowD = norm == NormKind::softmax && !mapped
                          ? dot(ei, valueDim, at(dout, b, h, i), at(out, b, h, i))
                          : ei.f32(0);
         Value rowLse = lse ? ei.load(lse, {b, h, i}) : Value();
         Value empty = lse ? ei.feq(rowLse, ei.f32(-std::numeric_limits<float>::infinity()))
                           : Value();
-        zero(ei, dqRow);
-        ei.loop(kvLen, [&](Emit &ej, Value j) {
-          Value allowed = op.getMask().empty()
-                              ? Value()
-                              : ej.inlineRegion(op.getMask(), {b, h, i, j});
-          auto body = [&](Emit &x) {
-            Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
-            Value s = x.inlineRegion(op.getScore(), {b, h, i, j, dt});
-            Value dP = dot(x, valueDim, at(dout, b, h, i), at(v, b, hk, j));
-            Value zeroF = x.f32(0), one = x.f32(1);
-            Value p, dS;
-            switch (norm) {
-            case NormKind::softmax:
-              p = x.select(empty, zeroF, x.exp(x.fsub(s, rowLse)));
-              dS = x.fmul(p, x.fsub(dP, rowD));
-              break;
-            case NormKind::sigmoid:
-              p = arith::DivFOp::create(x.b, x.loc, one, x.fadd(one, x.exp(x.fsub(zeroF, s))));
-              dS = x.fmul(dP, x.fmul(p, x.fsub(one, p)));
-              break;
-            case NormKind::relu2: {
-              Value r = x.fmax(s, zeroF);
-              p = x.fmul(r, r);
-              dS = x.fmul(dP, x.fmul(x.f32(2), r));
-              break;
-            }
-            default:  // none (sum has no backward: the verifier rejects it)
-              p = s;
-              dS = dP;
-            }
-            Value dDot = inlineScoreGrad(x, op.getScoreGrad(), {b, h, i, j, dt, dS});
-            x.loop(headDim, [&](Emit &xd, Value d) {
-              xd.store(xd.fadd(xd.load(dqRow, {d}), xd.fmul(dDot, xd.load(k, {b, hk, j, d}))),
-                       dqRow, {d});
-              xd.store(xd.fadd(xd.load(dk, {b, hk, j, d}), xd.fmul(dDot, xd.load(q, {b, h, i, d}))),
-                       dk, {b, hk, j, d});
-            });
+        // Key j's weight P (0 where masked), with its score s.
+        auto weight = [&](Emit &x, Value s) -> Value {
+          Value zeroF = x.f32(0), one = x.f32(1);
+          switch (norm) {
+          case NormKind::softmax: return x.select(empty, zeroF, x.exp(x.fsub(s, rowLse)));
+          case NormKind::sigmoid:
+            return arith::DivFOp::create(x.b, x.loc, one, x.fadd(one, x.exp(x.fsub(zeroF, s))));
+          case NormKind::relu2: {
+            Value r = x.fmax(s, zeroF);
+            return x.fmul(r, r);
+          }
+          default: return s;  // none (sum has no backward: the verifier rejects it)
+          }
+        };
+        // Every allowed key j of the row, with its dot and score.
+        auto forKeys = [&](Emit &ek, function_ref<void(Emit &, Value, Value, Value)> body) {
+          ek.loop(kvLen, [&](Emit &ej, Value j) {
+            auto visit = [&](Emit &x) {
+              Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
+              body(x, j, dt, x.inlineRegion(op.getScore(), {b, h, i, j, dt}));
+            };
+            if (op.getMask().empty())
+              return visit(ej);
+            ej.when(ej.inlineRegion(op.getMask(), {b, h, i, j}), visit);
+          });
+        };
+        if (mapped) {
+          // y = sum_j P v_j, then z = y r (rmsnorm) or y, dz from output_grad, dy through the
+          // norm, D = dy . y.
+          zero(ei, yRow);
+          forKeys(ei, [&](Emit &x, Value j, Value, Value s) {
+            Value p = weight(x, s);
             x.loop(valueDim, [&](Emit &xe, Value c) {
-              xe.store(xe.fadd(xe.load(dv, {b, hk, j, c}), xe.fmul(p, xe.load(dout, {b, h, i, c}))),
-                       dv, {b, hk, j, c});
+              xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {b, hk, j, c}))), yRow,
+                       {c});
             });
-          };
-          if (allowed)
-            ej.when(allowed, body);
-          else
-            body(ej);
+          });
+          Value n = arith::UIToFPOp::create(
+              ei.b, ei.loc, ei.b.getF32Type(),
+              arith::IndexCastUIOp::create(ei.b, ei.loc, ei.b.getI64Type(), valueDim));
+          Value r = ei.f32(1);
+          if (auto eps = op.getRmsEpsAttr()) {
+            Value sq = dot(ei, valueDim, at1(yRow), at1(yRow));
+            r = math::RsqrtOp::create(
+                ei.b, ei.loc,
+                ei.fadd(arith::DivFOp::create(ei.b, ei.loc, sq, n), ei.f32(eps.getValueAsDouble())));
+          }
+          ei.loop(valueDim, [&](Emit &xe, Value c) {
+            Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {b, h, i, c});
+            Value dz = op.getOutputGrad().empty()
+                           ? g
+                           : inlineScoreGrad(xe, op.getOutputGrad(), {b, h, i, c, z, g});
+            xe.store(dz, dyRow, {c});
+          });
+          if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
+            Value m = arith::DivFOp::create(
+                ei.b, ei.loc, ei.fmul(dot(ei, valueDim, at1(dyRow), at1(yRow)), r), n);
+            ei.loop(valueDim, [&](Emit &xe, Value c) {
+              Value z = xe.fmul(xe.load(yRow, {c}), r);
+              xe.store(xe.fmul(r, xe.fsub(xe.load(dyRow, {c}), xe.fmul(z, m))), dyRow, {c});
+            });
+          }
+          if (norm == NormKind::softmax)
+            rowD = dot(ei, valueDim, at1(dyRow), at1(yRow));
+        }
+        // dout's row (dy's through an output expression) at value channel c
+        auto gradAt = [&](Emit &x, Value c) {
+          return mapped ? x.load(dyRow, {c}) : x.load(dout, {b, h, i, c});
+        };
+        zero(ei, dqRow);
+        forKeys(ei, [&](Emit &x, Value j, Value dt, Value s) {
+          Value dP = dot(x, valueDim, gradAt, at(v, b, hk, j));
+          Value p = weight(x, s), dS;
+          switch (norm) {
+          case NormKind::softmax: dS = x.fmul(p, x.fsub(dP, rowD)); break;
+          case NormKind::sigmoid: dS = x.fmul(dP, x.fmul(p, x.fsub(x.f32(1), p))); break;
+          case NormKind::relu2: dS = x.fmul(dP, x.fmul(x.f32(2), x.fmax(s, x.f32(0)))); break;
+          default: dS = dP;
+          }
+          Value dDot = inlineScoreGrad(x, op.getScoreGrad(), {b, h, i, j, dt, dS});
+          x.loop(headDim, [&](Emit &xd, Value d) {
+            xd.store(xd.fadd(xd.load(dqRow, {d}), xd.fmul(dDot, xd.load(k, {b, hk, j, d}))),
+                     dqRow, {d});
+            xd.store(xd.fadd(xd.load(dk, {b, hk, j, d}), xd.fmul(dDot, xd.load(q, {b, h, i, d}))),
+                     dk, {b, hk, j, d});
+          });
+          x.loop(valueDim, [&](Emit &xe, Value c) {
+            xe.store(xe.fadd(xe.load(dv, {b, hk, j, c}), xe.fmul(p, gradAt(xe, c))), dv,
+                     {b, hk, j, c});
+          });
         });
         ei.loop(headDim, [&](Emit &xd, Value d) {
           xd.store(xd.load(dqRow, {d}), op.getDq(), {b, h, i, d});
@@ -164,8 +218,9 @@ void lowerGrad(AttentionGradOp op) {
   });
   copyInto(e, dk, op.getDk());
   copyInto(e, dv, op.getDv());
-  for (Value scratch : {dqRow, dk, dv})
-    memref::DeallocOp::create(e.b, e.loc, scratch);
+  for (Value scratch : {dqRow, dk, dv, yRow, dyRow})
+    if (scratch)
+      memref::DeallocOp::create(e.b, e.loc, scratch);
   op.erase();
 }
 

@@ -31,6 +31,8 @@ void collectParamLoads(const Expr &e, std::vector<bool> &read) {
 std::vector<int> gradParams(const Variant &v) {
   std::vector<bool> read(v.params.size(), false);
   collectParamLoads(*v.scores[0].expr, read);
+  if (v.outputMap)  // the output expression's params get gradients too (attn-grad)
+    collectParamLoads(*v.outputExpr, read);
   std::vector<int> out;
   for (size_t p = 0; p < v.params.size(); ++p)
     if (read[p] && isFloat(v.params[p].resolvedDType))
@@ -105,6 +107,16 @@ bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, Gra
   if (llvm::Error err = module.invoke(v.name + "_grad", args)) {
     error = "cannot run '" + v.name + "_grad': " + llvm::toString(std::move(err));
     return false;
+  }
+
+  // The differences step float params in f32 copies: a 16-bit param (an output gate) cannot
+  // hold x0 +- h, and the copies hold the 16-bit values the kernel read exactly.
+  for (OwnedTensor &p : params) {
+    if (p.view.dtype != DType::F16 && p.view.dtype != DType::BF16)
+      continue;
+    OwnedTensor wide(DType::F32, p.view.sizes);
+    p.forEach([&](const std::vector<int64_t> &idx) { wide.view.store(idx, p.view.load(idx)); });
+    p = std::move(wide);
   }
 
   // L = sum(ref_out * dout) over the canonical [b, h, i, dv] output.

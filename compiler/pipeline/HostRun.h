@@ -69,7 +69,8 @@ struct GradReport {
   std::vector<std::pair<std::string, double>> dparams;  // float params the score reads
   int64_t unwritten = 0;  // gradient elements still holding the NaN poison
 };
-/// The float params `<name>_grad` takes gradients of: those the score reads, in param order.
+/// The float params `<name>_grad` takes gradients of: those the score or the output expression
+/// reads, in param order.
 std::vector<int> gradParams(const Variant &v);
 /// Runs `<v.name>` (forward, for out and lse) then `<v.name>_grad` of `module` on random inputs
 /// and a random dout, and compares the gradients of L = sum(out * dout) with the reference's.

@@ -38,9 +38,6 @@ const char *noBackward(AttentionOp op) {
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
-  if (!op.getOutput().empty() || op.getRmsEps())
-    return "the backward through an output expression (a gate, a scale, an rmsnorm) is not "
-           "implemented yet";
   return nullptr;
 }
 
@@ -271,8 +268,9 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   for (BlockArgument a : fn.getArguments())
     if (!llvm::is_contained({q, k, v, out, lse}, Value(a)))
       params.push_back(a);
-  llvm::SmallPtrSet<Value, 4> readByScore;
-  op.getScore().walk([&](memref::LoadOp load) { readByScore.insert(load.getMemRef()); });
+  llvm::SmallPtrSet<Value, 4> readByScore;  // or by the output map
+  for (Region *region : {&op.getScore(), &op.getOutput()})
+    region->walk([&](memref::LoadOp load) { readByScore.insert(load.getMemRef()); });
   for (BlockArgument p : params)
     if (auto t = dyn_cast<MemRefType>(p.getType());
         t && isa<FloatType>(t.getElementType()) && readByScore.contains(p))
@@ -312,7 +310,7 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   auto grad = AttentionGradOp::create(b, op.getLoc(), args.lookup(q), args.lookup(k),
                                       args.lookup(v), args.lookup(out),
                                       lse ? args.lookup(lse) : Value(), dout, dq, dk, dv,
-                                      op.getGroupAttr(), op.getNormAttr());
+                                      op.getGroupAttr(), op.getNormAttr(), op.getRmsEpsAttr());
   op.getScore().cloneInto(&grad.getScore(), args);
   op.getMask().cloneInto(&grad.getMask(), args);
   Block &score = grad.getScore().front();
@@ -323,6 +321,17 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   OpBuilder rb(ctx);
   if (failed(Differentiator(rb, score, *g, paramGrads).run()))
     return failure();
+  if (!op.getOutput().empty()) {  // the output map (b, h, i, e, z) -> F, differentiated alike
+    Region &region = grad.getOutputGrad();
+    op.getOutput().cloneInto(&region, args);  // the map itself: the differentiator's source
+    Block &map = region.front();
+    Block *og = b.createBlock(&region, region.end(), {idx, idx, idx, idx, f32, f32},
+                              {loc, loc, loc, loc, loc, loc});
+    if (failed(Differentiator(rb, map, *og, paramGrads).run()))
+      return failure();
+    map.dropAllReferences();
+    map.erase();
+  }
   b.setInsertionPointToEnd(body);
   func::ReturnOp::create(b, fn.getLoc());
   return success();

@@ -392,15 +392,48 @@ namespace {
 /// Trainable specs: every spec attn-grad takes (the others must say why not).
 class GradNumerics : public ::testing::TestWithParam<std::string> {};
 
+/// Runs the CPU backward of variant `v` of `module` at small ragged shapes and expects every
+/// gradient within 1e-5 of the float64 reference's central differences.
+void expectGradsMatch(CPUModule &module, const Variant &v, const std::string &label) {
+  for (const char *shape : {"i=6,j=9", "i=1,j=1"}) {
+    RunConfig config;
+    config.sizes = seqSizes(v, shape);
+    config.sizes.emplace_back(v.dims[v.batchDim].name, 1);  // one batch keeps differences cheap
+    GradReport r;
+    std::string error;
+    ASSERT_TRUE(gradCheck(module, v, config, r, error)) << error;
+    std::string sizes;
+    for (size_t d = 0; d < v.dims.size(); ++d)
+      sizes += (d ? "," : "") + v.dims[d].name + "=" + std::to_string(r.sizes[d]);
+    SCOPED_TRACE(label + " " + sizes);
+    EXPECT_EQ(r.unwritten, 0);
+    std::cerr << label << " " << sizes << ": dq " << r.dq << " dk " << r.dk << " dv " << r.dv;
+    for (const auto &[name, err] : r.dparams)
+      std::cerr << " d" << name << " " << err;
+    std::cerr << "\n";
+    EXPECT_LE(r.dq, 1e-5);
+    EXPECT_LE(r.dk, 1e-5);
+    EXPECT_LE(r.dv, 1e-5);
+    for (const auto &[name, err] : r.dparams)
+      EXPECT_LE(err, 1e-5) << "d" << name;
+  }
+}
+
+/// f32 forward and backward for the CPU, unsplit (the gradient check runs one pass).
+CompileOptions backwardOptions() {
+  CompileOptions options;
+  options.pipeline.splitKV = false;
+  options.pipeline.backward = true;
+  options.dtypeOverride = DType::F32;
+  return options;
+}
+
 TEST_P(GradNumerics, MatchesFloat64CentralDifferences) {
   const std::string spec = GetParam();
   fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / (spec + ".attn");
   std::string text = readText(path);
   Compiler compiler;
-  CompileOptions options;
-  options.pipeline.splitKV = false;
-  options.pipeline.backward = true;
-  options.dtypeOverride = DType::F32;
+  CompileOptions options = backwardOptions();
   Diagnostic diag;
   ASSERT_TRUE(compiler.loadSpec(path.string(), text, diag) && compiler.lowerToAttn(options, diag))
       << diag.render(text);
@@ -414,28 +447,25 @@ TEST_P(GradNumerics, MatchesFloat64CentralDifferences) {
   }
   auto module = compiler.loadOnCPU(diag);
   ASSERT_TRUE(module) << diag.render(text);
-  for (const char *shape : {"i=6,j=9", "i=1,j=1"}) {
-    RunConfig config;
-    config.sizes = seqSizes(v, shape);
-    config.sizes.emplace_back(v.dims[v.batchDim].name, 1);  // one batch keeps differences cheap
-    GradReport r;
-    std::string error;
-    ASSERT_TRUE(gradCheck(*module, v, config, r, error)) << error;
-    std::string sizes;
-    for (size_t d = 0; d < v.dims.size(); ++d)
-      sizes += (d ? "," : "") + v.dims[d].name + "=" + std::to_string(r.sizes[d]);
-    SCOPED_TRACE(spec + " " + sizes);
-    EXPECT_EQ(r.unwritten, 0);
-    std::cerr << spec << " " << sizes << ": dq " << r.dq << " dk " << r.dk << " dv " << r.dv;
-    for (const auto &[name, err] : r.dparams)
-      std::cerr << " d" << name << " " << err;
-    std::cerr << "\n";
-    EXPECT_LE(r.dq, 1e-5);
-    EXPECT_LE(r.dk, 1e-5);
-    EXPECT_LE(r.dv, 1e-5);
-    for (const auto &[name, err] : r.dparams)
-      EXPECT_LE(err, 1e-5) << "d" << name;
-  }
+  expectGradsMatch(*module, v, spec);
+}
+
+/// The backward through output expressions (tests/python/specs/output_maps.attn): gates,
+/// scales, biases and a computed index at the kv head, a nonlinear map of a sigmoid attention,
+/// per-head rmsnorms with and without a gain; the maps' params get gradients too.
+TEST(GradNumerics, OutputMapsMatchCentralDifferences) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "output_maps.attn";
+  std::string text = readText(path);
+  Compiler compiler;
+  CompileOptions options = backwardOptions();
+  Diagnostic diag;
+  ASSERT_TRUE(compiler.loadSpec(path.string(), text, diag) &&
+              compiler.lowerToAttn(options, diag) && compiler.lowerTo(Stage::LLVM, options, diag))
+      << diag.render(text);
+  auto module = compiler.loadOnCPU(diag);
+  ASSERT_TRUE(module) << diag.render(text);
+  for (const Variant &v : compiler.spec().variants)
+    expectGradsMatch(*module, v, v.name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Specs, GradNumerics, ::testing::ValuesIn(specNames()),

@@ -497,6 +497,10 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   for (Value x : {op.getK(), op.getV(), op.getOut(), op.getDout()})
     if (cast<MemRefType>(x.getType()).getElementType() != elt)
       return op.emitError("the CUDA backward takes q, k, v, out and dout of one element type");
+  if (!op.getOutputGrad().empty() || op.getRmsEps())
+    return op.emitError("the CUDA backward through an output expression (a gate, a scale, an "
+                        "rmsnorm) is not implemented yet (hint: the CPU back end computes it: "
+                        "target cpu)");
   if (!elt.isF16() && !elt.isBF16())
     return op.emitError("the CUDA backward runs on tensor cores: q, k, v need f16 or bf16, got ")
            << elt << " (hint: declare the tensors bf16, or run the backward on the CPU)";

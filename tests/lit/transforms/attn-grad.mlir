@@ -145,3 +145,43 @@ func.func @choose(%q: !t, %k: !t, %v: !t, %o: !t) {
   }
   return
 }
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+!lse = memref<?x?x?xf32>
+
+// An output gate after an rmsnorm, F = z sigmoid(g[b, h, i, e]): output_grad yields
+// G dF/dz = G sigmoid(g) and accumulates G z sigmoid'(g) = G z sigmoid(g) (1 - sigmoid(g))
+// (through the division of 1 by 1 + exp(-g)) into dg[b, h, i, e]; rms_eps passes on.
+// CHECK-LABEL: func.func @gated_grad
+// CHECK-SAME: %[[DG:[^:]*]]: memref<?x?x?x64xf32, strided<[?, ?, ?, ?], offset: ?>>) attributes {attn.grad_of = @gated}
+// CHECK: attn.attention_grad
+// CHECK-SAME: rms_eps = 9.99999974E-6 : f32
+// CHECK: score_grad {
+// CHECK-NOT: attn.accumulate
+// CHECK: } output_grad {
+// CHECK-NEXT: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[I:.*]]: index, %[[E:.*]]: index, %[[Z:.*]]: f32, %[[G:.*]]: f32):
+// CHECK: %[[X:.*]] = memref.load %{{.*}}[%[[B]], %[[H]], %[[I]], %[[E]]]
+// CHECK: %[[SIG:.*]] = arith.divf
+// CHECK: %[[DZ:.*]] = arith.mulf %[[G]], %[[SIG]] : f32
+// CHECK: %[[GZ:.*]] = arith.mulf %[[G]], %[[Z]] : f32
+// CHECK: attn.accumulate %{{.*}} -> %[[DG]][%[[B]], %[[H]], %[[I]], %[[E]]]
+// CHECK: attn.yield %[[DZ]] : f32
+func.func @gated(%q: !t, %k: !t, %v: !t, %g: !t, %o: !t, %lse: !lse) {
+  attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>, rms_eps = 1.0e-5 : f32} : !t, !t, !t -> !t, !lse score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } output {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %z: f32):
+    %x = memref.load %g[%b, %h, %i, %e] : !t
+    %one = arith.constant 1.0 : f32
+    %n = arith.negf %x : f32
+    %ex = math.exp %n : f32
+    %den = arith.addf %one, %ex : f32
+    %sig = arith.divf %one, %den : f32
+    %r = arith.mulf %z, %sig : f32
+    attn.yield %r : f32
+  }
+  return
+}
