@@ -156,16 +156,10 @@ void lowerGrad(AttentionGradOp op) {
                        {c});
             });
           });
-          Value n = arith::UIToFPOp::create(
-              ei.b, ei.loc, ei.b.getF32Type(),
-              arith::IndexCastUIOp::create(ei.b, ei.loc, ei.b.getI64Type(), valueDim));
           Value r = ei.f32(1);
-          if (auto eps = op.getRmsEpsAttr()) {
-            Value sq = dot(ei, valueDim, at1(yRow), at1(yRow));
-            r = math::RsqrtOp::create(
-                ei.b, ei.loc,
-                ei.fadd(arith::DivFOp::create(ei.b, ei.loc, sq, n), ei.f32(eps.getValueAsDouble())));
-          }
+          if (auto eps = op.getRmsEpsAttr())
+            r = ei.rmsFactor(dot(ei, valueDim, at1(yRow), at1(yRow)), valueDim,
+                             eps.getValueAsDouble());
           ei.loop(valueDim, [&](Emit &xe, Value c) {
             Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {b, h, i, c});
             Value dz = op.getOutputGrad().empty()
@@ -175,7 +169,8 @@ void lowerGrad(AttentionGradOp op) {
           });
           if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
             Value m = arith::DivFOp::create(
-                ei.b, ei.loc, ei.fmul(dot(ei, valueDim, at1(dyRow), at1(yRow)), r), n);
+                ei.b, ei.loc, ei.fmul(dot(ei, valueDim, at1(dyRow), at1(yRow)), r),
+                ei.indexToF32(valueDim));
             ei.loop(valueDim, [&](Emit &xe, Value c) {
               Value z = xe.fmul(xe.load(yRow, {c}), r);
               xe.store(xe.fmul(r, xe.fsub(xe.load(dyRow, {c}), xe.fmul(z, m))), dyRow, {c});

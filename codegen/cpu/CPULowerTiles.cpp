@@ -229,12 +229,7 @@ void lower(Emit &e, TileStoreOp op) {
             Value x = e.fmul(e.load(acc, {r, c}), scale);
             return e.fadd(sum, e.fmul(x, x));
           });
-          Value n = arith::UIToFPOp::create(
-              e.b, e.loc, e.b.getF32Type(),
-              arith::IndexCastUIOp::create(e.b, e.loc, e.b.getI64Type(), width));
-          Value mean = arith::DivFOp::create(e.b, e.loc, sq, n);
-          Value inv = math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, e.f32(eps.getValueAsDouble())));
-          rowScale = e.fmul(scale, inv);
+          rowScale = e.fmul(scale, e.rmsFactor(sq, width, eps.getValueAsDouble()));
         }
         e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {
           Value x = e.fmul(e.load(acc, {r, c}), rowScale);
@@ -504,12 +499,7 @@ private:
         Value x = e.fmul(rowColumn(e, r, ch), scale);
         return e.fadd(acc, e.fmul(x, x));
       });
-      Value dv = arith::UIToFPOp::create(
-          e.b, e.loc, e.b.getF32Type(),
-          arith::IndexCastUIOp::create(e.b, e.loc, e.b.getI64Type(), valueDim));
-      Value mean = arith::DivFOp::create(e.b, e.loc, squares, dv);
-      Value epsilon = e.f32(eps->convertToFloat());
-      scale = e.fmul(scale, math::RsqrtOp::create(e.b, e.loc, e.fadd(mean, epsilon)));
+      scale = e.fmul(scale, e.rmsFactor(squares, valueDim, eps->convertToFloat()));
     }
     return scale;
   }

@@ -33,6 +33,16 @@ struct Emit {
   Value fsub(Value x, Value y) const { return arith::SubFOp::create(b, loc, x, y); }
   Value fmax(Value x, Value y) const { return arith::MaximumFOp::create(b, loc, x, y); }
   Value exp(Value x) const { return math::ExpOp::create(b, loc, x); }
+  /// An index as f32 (a count: unsigned).
+  Value indexToF32(Value x) const {
+    return arith::UIToFPOp::create(b, loc, b.getF32Type(),
+                                   arith::IndexCastUIOp::create(b, loc, b.getI64Type(), x));
+  }
+  /// An rmsnorm's factor 1 / sqrt(sumSquares / width + eps) of a row of `width` elements.
+  Value rmsFactor(Value sumSquares, Value width, double eps) const {
+    Value mean = arith::DivFOp::create(b, loc, sumSquares, indexToF32(width));
+    return math::RsqrtOp::create(b, loc, fadd(mean, f32(float(eps))));
+  }
   Value feq(Value x, Value y) const {
     return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x, y);
   }

@@ -131,8 +131,8 @@ public:
     return checkSupported() && declareNames() && substituteLets() && checkDims() &&
            checkTensors() && findAttention() && inferRoles() && checkDTypes() && checkPaged() &&
            checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
-           checkRecurrence() && checkDecay() && checkGate() && checkState() && checkOutputForm() && checkSkip() &&
-           checkQKGroups() && checkNormalisers();
+           checkRecurrence() && checkDecay() && checkGate() && checkState() &&
+           checkOutputForm() && checkSkip() && checkQKGroups() && checkNormalisers();
   }
 
 private:
@@ -1339,7 +1339,7 @@ private:
     collectCalls(out, "attend", attendNodes_);
     const Expr &first = *attendNodes_.front();  // findValues checked its arguments
     for (Expr *attend : attendNodes_) {
-      if (attend != &first && text(*attend) != text(first)) {
+      if (attend != &first) {
         bool same = attend->args.size() == 2;
         for (size_t a = 0; same && a < 2; ++a)
           same = attend->args[a]->kind == Expr::Kind::Ident &&
@@ -1428,7 +1428,7 @@ private:
   }
 
   /// `rmsnorm(attend(s, v), eps)`: eps a positive number; the chunked form of a linear
-  /// recurrence computes it (checkRecurrence runs later: needRecurrence is in checkSkip's turn).
+  /// recurrence or the quadratic form's store computes it.
   bool checkRmsNorm(Expr &call) {
     call.res = Expr::Res::None;
     call.type = ValueType::Float;

@@ -455,15 +455,9 @@ TEST_P(GradNumerics, MatchesFloat64CentralDifferences) {
 /// per-head rmsnorms with and without a gain; the maps' params get gradients too.
 TEST(GradNumerics, OutputMapsMatchCentralDifferences) {
   fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "output_maps.attn";
-  std::string text = readText(path);
   Compiler compiler;
-  CompileOptions options = backwardOptions();
-  Diagnostic diag;
-  ASSERT_TRUE(compiler.loadSpec(path.string(), text, diag) &&
-              compiler.lowerToAttn(options, diag) && compiler.lowerTo(Stage::LLVM, options, diag))
-      << diag.render(text);
-  auto module = compiler.loadOnCPU(diag);
-  ASSERT_TRUE(module) << diag.render(text);
+  auto module = compileF32(compiler, path.string(), readText(path), backwardOptions().pipeline);
+  ASSERT_TRUE(module);
   for (const Variant &v : compiler.spec().variants)
     expectGradsMatch(*module, v, v.name);
 }
