@@ -2,7 +2,7 @@
 backends) and FlexAttention (torch.compile'd) — in one process, on one GPU, in one run.
 Writes bench/results/YYYY-MM-DD-<tag>.md (and a copy plus raw JSON under $OUT when set).
 
-  python3 bench/bench.py [--tag TAG] [--quick] [--suites dense,variants,gqa] [--no-flex]
+  python3 bench/bench.py [--tag TAG] [--quick] [--suites dense,variants,gqa,headdim] [--no-flex]
                          [--baseline DIR]
 
 With --baseline, the kernels in DIR (an earlier compiler's, say) are timed too, in the same
@@ -49,6 +49,7 @@ class Variant:
     mask: str                 # full, causal, sliding, document(_random), alibi, softcap, t5, taylor
     group: int = 1            # query heads per kv head
     scale: float = None       # the scores' scale (None: 1 / sqrt(d); T5 does not scale)
+    gate: bool = False        # an output gate o * sigmoid(g[b, i, h, dv]) (the peers: one more op)
 
 
 # Bench name -> variant. Kernel names are manifest `variant`s in ATTNC_KERNEL_DIR; a kernel
@@ -58,12 +59,19 @@ VARIANTS = {
     "mha_d128": Variant(("mha_d128", "mha"), "full"),
     "causal_d64": Variant(("causal_d64", "causal"), "causal"),
     "causal_d128": Variant(("causal_d128", "causal"), "causal"),
+    # the head-dim sweep (issue 15): bench/specs/causal_d{96,192,256}.attn
+    "causal_d96": Variant(("causal_d96",), "causal"),
+    "causal_d192": Variant(("causal_d192",), "causal"),
+    "causal_d256": Variant(("causal_d256",), "causal"),
     "alibi": Variant(("alibi",), "alibi"),
     "softcap": Variant(("softcap",), "softcap"),
     "sliding_window": Variant(("sliding_window",), "sliding"),
     "document": Variant(("document",), "document"),
     "document_random": Variant(("document",), "document_random"),
     "gqa": Variant(("gqa",), "causal", group=4),
+    # specs/gated_attention.attn: gqa with a sigmoid output gate in the epilogue (issue 17's
+    # target: within 10% of gqa); SDPA and Flex apply the gate as a separate elementwise op
+    "gated": Variant(("gated_attention",), "causal", group=4, gate=True),
     # the spec language's lets and computed param indices (issue 17), at d64 as the specs are
     "t5_bias": Variant(("t5_bias",), "t5", scale=1.0),
     "taylor": Variant(("taylor",), "taylor"),
@@ -146,8 +154,12 @@ def cases(suites, quick):
         for bench in ("causal_d64", "t5_bias", "taylor"):
             out.append(Case("variants", bench, 2, 16, 8192, 64))
         out.append(Case("variants", "block_local", 2, 16, 8192, 128))
+    if "headdim" in suites:  # causal, b2 h16 s8k, every head dim FlashAttention serves
+        for d in (64, 96, 128, 192, 256):
+            out.append(Case("headdim", f"causal_d{d}", 2, 16, 8192, d))
     if "gqa" in suites:
         out.append(Case("gqa", "gqa", 2, 32, 8192, 128))
+        out.append(Case("gqa", "gated", 2, 32, 8192, 128))
     return out
 
 
@@ -160,6 +172,8 @@ def canonical(arg: dict, t):
 
 def params_for(case: Case, h: int, s: int, b: int):
     """The runtime params of the variant, by spec name, in canonical = storage order."""
+    if case.variant.gate:  # specs/gated_attention.attn: g[b, i, h, dv], bf16
+        return {"g": torch.randn(b, s, h, case.d, device="cuda", dtype=DTYPE)}
     if case.variant.mask == "alibi":  # Press et al.: geometric slopes 2^(-8 k / h)
         return {"slope": torch.exp2(-8.0 * torch.arange(1, h + 1, device="cuda") / h)}
     if case.variant.mask.startswith("document"):
@@ -267,7 +281,12 @@ def reference(case: Case, q, k, v, params):
             sc = sc.masked_fill(~mask_mod(bi, hi, qi, ki), -math.inf)
         p = torch.softmax(sc, -1).nan_to_num(0.0)  # rows with no key: 0
         out[:, :, i0:i0 + rows] = p @ vf
-    return out
+    return out * gate_of(case, params).float() if case.variant.gate else out
+
+
+def gate_of(case: Case, params):
+    """The output gate sigmoid(g) in canonical [b, h, i, dv] order (a view of g's [b, i, h, dv])."""
+    return torch.sigmoid(params["g"].permute(0, 2, 1, 3))
 
 
 def relative_error(got, ref) -> float:
@@ -361,7 +380,7 @@ def run_attnc(case, kernels, q, k, v, params, repeats, name="attnc"):
         attempt(case, "attnc_reused", reused, repeats)
 
 
-def run_sdpa(case, q, k, v, repeats):
+def run_sdpa(case, q, k, v, params, repeats):
     causal = SDPA_MASKS.get(case.variant.mask)
     for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
         if causal is None:
@@ -371,11 +390,20 @@ def run_sdpa(case, q, k, v, repeats):
             gqa = case.variant.group > 1
             fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal,  # noqa: E731
                                                         enable_gqa=gqa)
+            if case.variant.gate:
+                fn = gated(case, params, fn)
             fn()
             return fn
 
         with sdpa_kernel([backend]):  # outside the timed calls
             attempt(case, name, build, repeats)
+
+
+def gated(case, params, attention):
+    """A peer's attention followed by the output gate, as a model without a fused epilogue
+    runs it (sigmoid of g, then the product: two elementwise kernels)."""
+    g = params["g"]
+    return lambda: attention() * torch.sigmoid(g).permute(0, 2, 1, 3)
 
 
 def run_flex(case, q, k, v, params, repeats, first_calls):
@@ -392,6 +420,8 @@ def run_flex(case, q, k, v, params, repeats, first_calls):
         flex = torch.compile(flex_attention, dynamic=False)
         fn = lambda: flex(q, k, v, score_mod=score_mod, block_mask=block_mask,  # noqa: E731
                           enable_gqa=case.variant.group > 1, scale=case.variant.scale)
+        if case.variant.gate:
+            fn = gated(case, params, fn)
         fn()
         torch.cuda.synchronize()
         first_calls[case.label] = time.time() - t0
@@ -546,7 +576,7 @@ def main():
         if baseline:  # before, then after, on the same inputs
             run_attnc(case, baseline, q, k, v, params, repeats, name="before")
         run_attnc(case, kernels, q, k, v, params, repeats)
-        run_sdpa(case, q, k, v, repeats)
+        run_sdpa(case, q, k, v, params, repeats)
         if not args.no_flex:
             run_flex(case, q, k, v, params, repeats, first_calls)
         del q, k, v, params

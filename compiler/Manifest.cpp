@@ -339,6 +339,10 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
       {"dkdv_tile", tileOf(second)},
       {"delta_dims",
        {v.dims[v.batchDim].name, v.dims[v.qHeadDim].name, v.dims[v.qSeqDim].name}}};
+  // Through an output expression: the first kernel writes dy [b, h, i, width] (q's 16-bit type)
+  // into the workspace, after D (and dQacc), for the dK/dV kernel.
+  if (auto width = main.schedule.find("dy_width"); width != main.schedule.end())
+    manifest["backward"]["dy_width"] = width->second;
   // dQ by atomics: the conversion kernel of the f32 accumulator, launched last.
   if (auto dq = launches.find(name + "_dq"); dq != launches.end()) {
     auto width = dq->second.schedule.find("dq_accum_width");

@@ -299,7 +299,8 @@ bool evalGrid(const Manifest &m, const std::array<GridAxis, 3> &axes, const Laun
 }
 
 /// A contiguous row-major f32 array of `sizes` at `offset` bytes; false if its size overflows.
-bool layoutWorkspace(std::vector<int64_t> sizes, int64_t offset, Workspace &w) {
+bool layoutWorkspace(std::vector<int64_t> sizes, int64_t offset, Workspace &w,
+                     int64_t elementBytes = 4) {
   w.sizes = std::move(sizes);
   w.strides.assign(w.sizes.size(), 1);
   int64_t elements = 1;
@@ -308,7 +309,7 @@ bool layoutWorkspace(std::vector<int64_t> sizes, int64_t offset, Workspace &w) {
     elements = mulSat(elements, w.sizes[a]);
   }
   w.offset = offset;
-  w.bytes = mulSat(elements, 4);
+  w.bytes = mulSat(elements, elementBytes);
   return w.bytes < INT64_MAX / 2;
 }
 
@@ -397,6 +398,16 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
         return false;
       }
       plan.workspaceBytes = plan.dqAccum.offset + std::max<int64_t>(plan.dqAccum.bytes, 4);
+    }
+    plan.dy = Workspace();
+    if (bw.dyWidth) {
+      sizes.resize(3);
+      sizes.push_back(bw.dyWidth);
+      if (!layoutWorkspace(sizes, (plan.workspaceBytes + 255) / 256 * 256, plan.dy, 2)) {
+        error = "the backward's workspace dy is too large";
+        return false;
+      }
+      plan.workspaceBytes = plan.dy.offset + std::max<int64_t>(plan.dy.bytes, 4);
     }
   }
   if (m.splitKV) {

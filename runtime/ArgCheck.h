@@ -49,6 +49,7 @@ struct LaunchPlan {
   bool mainEmpty = false;
   Workspace delta;
   Workspace dqAccum;  // dQ by atomics: [b, h, i, width] f32 after D (256-byte aligned)
+  Workspace dy;       // through an output expression: [b, h, i, width], 16 bits, after those
   // The block plan (manifest block_plan): its grid and its i32 entries [z, y, x, 2] in the
   // workspace, after the split-KV partial results (placed by applyBlockPlan).
   std::array<uint32_t, 3> planGrid{};

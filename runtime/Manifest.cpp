@@ -507,6 +507,9 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
       return r.fail("backward.dq_entry", "must be a PTX symbol name other than entry and "
                                          "dkdv_entry, got '" + bw.dqEntry + "'");
   }
+  if (j->contains("dy_width") &&
+      !r.getInt(*j, "dy_width", "backward.dy_width", 1, 1 << 16, bw.dyWidth))
+    return false;
   bw.dkdvSharedMemory = uint32_t(smem);
   std::copy(delta.begin(), delta.end(), bw.deltaDims.begin());
   m.backward = bw;

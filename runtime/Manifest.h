@@ -87,6 +87,9 @@ struct Backward {
   // dynamic shared memory) converts it to dq. Empty: entry computes dq itself.
   std::string dqEntry;
   int64_t dqAccumWidth = 0;
+  // Through an output expression (optional): entry writes dy [b, h, i, width] in the 16-bit
+  // type of q into the workspace after D (and dQacc); the dK/dV kernel reads it. 0: none.
+  int64_t dyWidth = 0;
   std::array<uint32_t, 3> dkdvBlock{};
   std::array<GridAxis, 3> dkdvGrid{};
   uint32_t dkdvSharedMemory = 0;

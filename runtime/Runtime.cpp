@@ -804,6 +804,8 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
   pushMemref(storage, workspace, plan.delta);
   if (fns.dq)
     pushMemref(storage, workspace, plan.dqAccum);
+  if (bw.dyWidth)
+    pushMemref(storage, workspace, plan.dy);
   if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
     pushMemref(storage, workspace, plan.blockPlan);
     if (!launchPlanKernel(d, fns.plan, manifest_, plan, storage, stream, error)) {

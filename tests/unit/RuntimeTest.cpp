@@ -1379,6 +1379,33 @@ TEST_F(BackwardTest, DqByAtomicsPlacesItsAccumulatorAfterD) {
   EXPECT_EQ(plan.workspaceBytes, plan.dqAccum.offset + B * H * I * 128 * 4);
 }
 
+TEST_F(BackwardTest, OutputExpressionPlacesDyAfterTheOtherWorkspaces) {
+  std::string e;
+  // dy alone: 16-bit elements after D.
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     R"("delta_dims": ["b", "h", "i"], "dy_width": 64)"),
+                            m, e))
+      << e;
+  EXPECT_EQ(m.backward->dyWidth, 64);
+  ASSERT_TRUE(check(e)) << e;
+  int64_t deltaBytes = B * H * I * 4;
+  EXPECT_EQ(plan.dy.sizes, (std::vector<int64_t>{B, H, I, 64}));
+  EXPECT_EQ(plan.dy.strides, (std::vector<int64_t>{H * I * 64, I * 64, 64, 1}));
+  EXPECT_EQ(plan.dy.offset, (deltaBytes + 255) / 256 * 256);
+  EXPECT_EQ(plan.workspaceBytes, plan.dy.offset + B * H * I * 64 * 2);
+  // With dQ by atomics: D, dQacc, then dy.
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     R"("delta_dims": ["b", "h", "i"], "dq_entry": "alibi_grad_dq",
+                                        "dq_accum_width": 128, "dy_width": 64)"),
+                            m, e))
+      << e;
+  ASSERT_TRUE(check(e)) << e;
+  int64_t accEnd = plan.dqAccum.offset + B * H * I * 128 * 4;
+  EXPECT_EQ(plan.dy.offset, (accEnd + 255) / 256 * 256);
+  EXPECT_EQ(plan.dy.sizes, (std::vector<int64_t>{B, H, I, 64}));
+  EXPECT_EQ(plan.workspaceBytes, plan.dy.offset + B * H * I * 64 * 2);
+}
+
 TEST(Manifest, BackwardErrors) {
   std::string text = backwardManifest();
   EXPECT_NE(parseError(replaced(text, R"("dkdv_entry": "alibi_grad_dkdv")", R"("dkdv_entry": "alibi")"))
@@ -1399,6 +1426,10 @@ TEST(Manifest, BackwardErrors) {
             std::string::npos);
   EXPECT_NE(parseError(replaced(atomic, R"(, "dq_entry": "alibi_grad_dq")", ""))
                 .find("dq_entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])",
+                                R"("delta_dims": ["b", "h", "i"], "dy_width": 0)"))
+                .find("backward.dy_width"),
             std::string::npos);
   EXPECT_NE(parseError(replaced(text, R"("row_alignment": 0, "zeroed": true)",
                                 R"("row_alignment": 0, "zeroed": 1)"))

@@ -17,6 +17,13 @@
 //                tile's rows of dQacc by f32 atomics (attn_gpu.atomic_add_product); the
 //                param gradients are accumulated here;
 //   <name>_dq    per (query tile, head, batch): dq = dQacc in dq's element type.
+//
+// Through an output expression (attn.attention_grad's `output_grad` region and/or rms_eps:
+// o = F(rmsnorm(y)) of the attention's rows y), the first kernel walks its key tiles twice:
+// once to recompute y = sum_j P v_j (P from lse), then dy = dout dF/dz (through the rmsnorm),
+// D = rowsum(dy y) and the map's param gradients (attn_gpu.score_grad over the value columns);
+// dy, rounded to the inputs' 16-bit type, takes dout's place in its dQ loop (as an operand in
+// registers) and in the dK/dV kernel (from the workspace dy [b, h, i, dv] after D and dQacc).
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/Passes.h"
 #include "codegen/gpu/transforms/PlanDistribute.h"
@@ -52,9 +59,10 @@ private:
   IRMapping map;  // host values -> the current kernel's values
   Type elt;
   int64_t headDim = 0, valueDim = 0;
-  Value q, k, v, out, dout, lse, delta, dqAcc, plan, batch, qLen, kvLen;
+  Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
   bool softmax = false;
   bool atomic = false;  // dQ by atomics from the dK/dV kernel
+  bool mapped = false;  // through an output expression: dy recomputed, in the workspace
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
   /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
   attn::TileKeyRangeOp keyRange;
@@ -65,7 +73,20 @@ private:
   /// P and dS of a tile from its scores s (filled with -inf where masked or out of range),
   /// dP and the rows' (or, key-major, columns') lse and D.
   std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
+  /// P of a tile from its scores (the first half of probabilities()).
+  Value probability(Value s, Value lseAt);
   Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
+  Value regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0, Value columns,
+                   bool transposed);
+  /// The query tile's key range [from, to): the mask's bounds, then the block plan's entry.
+  using KeySpan = std::tuple<Value, Value, attn::KeyRange>;
+  KeySpan keyRangeOf(Value i0);
+  /// Through an output expression: y of the query tile recomputed over its key tiles (K and V
+  /// through kTile and vTile) over its key range, dy from the dout tile (landed in doTile),
+  /// D and dy into the workspaces; returns (dy, D's rows).
+  std::pair<Value, Value> emitOutputGrad(Value qOperand, Value lseRows, Value doTile,
+                                         Value kTile, Value vTile, Value i0, Value head,
+                                         const KeySpan &keys);
   /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
   std::pair<Value, Value> queryTile();
   /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.
@@ -94,6 +115,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
   types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // the workspace D
   if (atomic)
     types.push_back(MemRefType::get({dyn, dyn, dyn, dyn}, b.getF32Type()));  // dQacc
+  if (mapped)
+    types.push_back(MemRefType::get({dyn, dyn, dyn, valueDim}, elt));  // dy
   if (keyRange)
     types.push_back(planType(b.getContext()));  // the block plan, after D
   auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
@@ -111,43 +134,57 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
   lse = op.getLse() ? map.lookup(op.getLse()) : Value();
   auto args = kernel.getArguments();
-  size_t workspace = args.size() - (keyRange ? 1 : 0) - (atomic ? 2 : 1);
+  size_t workspace = args.size() - (keyRange ? 1 : 0) - (atomic ? 1 : 0) - (mapped ? 1 : 0) - 1;
   delta = args[workspace];
   dqAcc = atomic ? args[workspace + 1] : Value();
+  dyWork = mapped ? args[workspace + (atomic ? 2 : 1)] : Value();
   plan = keyRange ? args.back() : Value();
   qLen = memref::DimOp::create(b, loc, q, 2);
   kvLen = memref::DimOp::create(b, loc, k, 2);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   SmallVector<Value> written = {op.getDq(), op.getDk(), op.getDv()};
-  for (Region *region : {&op.getScore(), &op.getMask(), &op.getScoreGrad()})
+  for (Region *region : {&op.getScore(), &op.getMask(), &op.getScoreGrad(), &op.getOutputGrad()})
     if (failed(materializeCaptures(b, map, *region, written, op)))
       return failure();
   return success();
 }
 
-std::pair<Value, Value> GradDistributor::probabilities(Value s, Value dP, Value lseAt,
-                                                       Value dAt) {
+Value GradDistributor::probability(Value s, Value lseAt) {
   Value zero = splatLike(s, 0), one = splatLike(s, 1);
   Value valid = cmp(arith::CmpFPredicate::ONE, s, splatLike(s, -INFINITY));
   switch (op.getNorm()) {
-  case NormKind::softmax: {
+  case NormKind::softmax:
     // exp(s - lse) in base 2; 0 where s = -inf (also on rows without any key, lse = -inf).
-    Value arg = fmul(fsub(s, lseAt), splatLike(s, kLog2e));
-    Value p = sel(valid, exp2(arg), zero);
-    return {p, fmul(p, fsub(dP, dAt))};
-  }
-  case NormKind::sigmoid: {
-    Value p = arith::DivFOp::create(
-        b, loc, one, fadd(one, exp2(fmul(s, splatLike(s, -kLog2e)))));
-    p = sel(valid, p, zero);
-    return {p, fmul(dP, fmul(p, fsub(one, p)))};
-  }
+    return sel(valid, exp2(fmul(fsub(s, lseAt), splatLike(s, kLog2e))), zero);
+  case NormKind::sigmoid:
+    return sel(valid,
+               arith::DivFOp::create(b, loc, one,
+                                     fadd(one, exp2(fmul(s, splatLike(s, -kLog2e))))),
+               zero);
   case NormKind::relu2: {
     Value r = sel(valid, fmax(s, zero), zero);
-    return {fmul(r, r), fmul(dP, fmul(splatLike(s, 2), r))};
+    return fmul(r, r);
   }
   default:  // none
-    return {sel(valid, s, zero), sel(valid, dP, zero)};
+    return sel(valid, s, zero);
+  }
+}
+
+std::pair<Value, Value> GradDistributor::probabilities(Value s, Value dP, Value lseAt,
+                                                       Value dAt) {
+  Value p = probability(s, lseAt), zero = splatLike(s, 0);
+  switch (op.getNorm()) {
+  case NormKind::softmax:
+    return {p, fmul(p, fsub(dP, dAt))};
+  case NormKind::sigmoid:
+    return {p, fmul(dP, fmul(p, fsub(splatLike(s, 1), p)))};
+  case NormKind::relu2: {  // 2 relu(s) dP, relu(s) = sqrt(P) where s is not masked
+    Value valid = cmp(arith::CmpFPredicate::ONE, s, splatLike(s, -INFINITY));
+    Value r = sel(valid, fmax(s, zero), zero);
+    return {p, fmul(dP, fmul(splatLike(s, 2), r))};
+  }
+  default:  // none
+    return {p, sel(cmp(arith::CmpFPredicate::ONE, s, splatLike(s, -INFINITY)), dP, zero)};
   }
 }
 
@@ -160,9 +197,17 @@ void GradDistributor::cloneScore(ScoreOp score) {
 /// (i, j) once); the key-major kernel drops the accumulations, unless it computes dQ too.
 Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
                                  bool transposed) {
-  auto grad = ScoreGradOp::create(b, loc, dot.getType(), dot, ds, batch, h, i0, j0, qLen, kvLen,
+  return regionGrad(op.getScoreGrad(), dot, ds, h, i0, j0, kvLen, transposed);
+}
+
+/// attn_gpu.score_grad of `region` ((b, h, i, j, x, g) -> g dF/dx, accumulations) on a tile
+/// of columns j0 .. below `columns`: the score's (j a key) or the output map's (j a value
+/// column).
+Value GradDistributor::regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0,
+                                  Value columns, bool transposed) {
+  auto grad = ScoreGradOp::create(b, loc, x.getType(), x, g, batch, h, i0, j0, qLen, columns,
                                   transposed);
-  cloneRegionInto(b, op.getScoreGrad(), grad.getScoreGrad(), map);
+  cloneRegionInto(b, region, grad.getScoreGrad(), map);
   SmallVector<attn::AccumulateOp> accumulations;
   grad.getScoreGrad().walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
   for (attn::AccumulateOp acc : accumulations) {
@@ -184,41 +229,33 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
   Value qTile = sharedTile(s.blockQ, headDim, elt, true);
   Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
-  Value oTile = softmax ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
+  Value oTile = softmax && !mapped ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
   Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
   Value kTile = sharedTile(s.blockK, headDim, elt, true);
   Value vTile = sharedTile(s.blockK, valueDim, elt, true);
 
   CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
   CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
-  if (softmax) {
+  if (oTile)
     CopyQueryTileOp::create(b, loc, out, oTile, batch, head, i0, b.getI64IntegerAttr(1));
+  if (softmax)
     CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
-  }
   waitGroups(0);
   RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
   Value lseRows, dRows;
   if (softmax) {  // D = rowsum(dO * O), for this kernel and the workspace
-    dRows = emitDelta(doTile, oTile, i0, head);
+    if (!mapped)
+      dRows = emitDelta(doTile, oTile, i0, head);
     lseRows = LoadRowsOp::create(b, loc, rows, lseVec);
   }
   Value qOperand = loadOperand(qTile, s.blockQ, headDim);
-  Value doOperand = loadOperand(doTile, s.blockQ, valueDim);
-
-  // The key range of the tile's queries, narrowed by the mask's bounds as in the forward.
-  Value iLast = arith::AddIOp::create(b, loc, i0, idx(s.blockQ - 1));
-  Value from = idx(0), to = kvLen;
-  if (!op.getMask().empty()) {
-    bool exact;
-    std::tie(from, to) =
-        attn::narrowKeyRange(b, loc, op.getMask(), attn::analyzeMaskBounds(op.getMask(), exact),
-                             i0, iLast, batch, map, s.blockK, from, to);
-  }
-  attn::KeyRange planned;
-  if (keyRange) {  // the block plan's entry of this query tile
-    planned = loadPlanRange(b, loc, keyRange, plan, batch, i0);
-    from = arith::MaxSIOp::create(b, loc, from, planned.lower);
-    to = arith::MinSIOp::create(b, loc, to, planned.upper);
+  Value doOperand = mapped ? Value() : loadOperand(doTile, s.blockQ, valueDim);
+  auto [from, to, planned] = keyRangeOf(i0);
+  if (mapped) {  // dy in dout's place, from registers
+    auto [dy, deltaRows] = emitOutputGrad(qOperand, lseRows, doTile, kTile, vTile, i0, head,
+                                          {from, to, planned});
+    doOperand = toOperand(dy, elt);
+    dRows = deltaRows;
   }
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
                                  ValueRange{splat(accOf(s.blockQ, headDim), 0)});
@@ -252,6 +289,81 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   return success();
 }
 
+GradDistributor::KeySpan GradDistributor::keyRangeOf(Value i0) {
+  // The key range of the tile's queries, narrowed by the mask's bounds as in the forward.
+  Value iLast = arith::AddIOp::create(b, loc, i0, idx(s.blockQ - 1));
+  Value from = idx(0), to = kvLen;
+  if (!op.getMask().empty()) {
+    bool exact;
+    std::tie(from, to) =
+        attn::narrowKeyRange(b, loc, op.getMask(), attn::analyzeMaskBounds(op.getMask(), exact),
+                             i0, iLast, batch, map, s.blockK, from, to);
+  }
+  attn::KeyRange planned;
+  if (keyRange) {  // the block plan's entry of this query tile
+    planned = loadPlanRange(b, loc, keyRange, plan, batch, i0);
+    from = arith::MaxSIOp::create(b, loc, from, planned.lower);
+    to = arith::MinSIOp::create(b, loc, to, planned.upper);
+  }
+  return {from, to, planned};
+}
+
+std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value lseRows,
+                                                        Value doTile, Value kTile, Value vTile,
+                                                        Value i0, Value head,
+                                                        const KeySpan &keys) {
+  Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
+  auto [from, to, planned] = keys;
+  RankedTensorType yType = accOf(s.blockQ, valueDim);
+  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), ValueRange{splat(yType, 0)});
+  {  // y = sum_j P v_j, P recomputed as in the dQ loop
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value j0 = loop.getInductionVar();
+    for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+      CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
+                            b.getI64IntegerAttr(0));
+    waitGroups(0);
+    Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+    Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
+    auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
+                                 Value(), Value(), Value(), full,
+                                 b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
+    cloneScore(score);
+    Value p = probability(score, softmax ? broadcast(lseRows, s.blockK) : Value());
+    Value y = mma(toOperand(p, elt), vTile, loop.getRegionIterArgs()[0], false);
+    barrier();  // every warp is done with K(j0) and V(j0) before the next copies
+    scf::YieldOp::create(b, loc, y);
+  }
+  Value y = loop.getResult(0), z = y, r;
+  RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
+  auto rowMean = [&](Value x) {  // a row lives in one quad of one warp
+    return fmul(quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, x)),
+                splat(rows, 1.0 / double(valueDim)));
+  };
+  if (auto eps = op.getRmsEpsAttr()) {  // z = y r, r = 1 / sqrt(mean(y^2) + eps)
+    r = math::RsqrtOp::create(b, loc, fadd(rowMean(fmul(y, y)), splat(rows, eps.getValueAsDouble())));
+    z = fmul(y, broadcast(r, valueDim));
+  }
+  // dz = dout dF/dz (0 on rows past q_len: their dout rows are zero-filled), the map's param
+  // gradients accumulated once per element.
+  Value g = LoadAccOp::create(b, loc, yType, doTile);
+  Value dy = op.getOutputGrad().empty()
+                 ? g
+                 : regionGrad(op.getOutputGrad(), z, g, head, i0, idx(0), idx(valueDim), false);
+  if (r)  // through the rmsnorm: dy = r (dz - z mean(dz z))
+    dy = fmul(broadcast(r, valueDim), fsub(dy, fmul(z, broadcast(rowMean(fmul(dy, z)), valueDim))));
+  Value dRows;
+  if (softmax) {
+    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dy, y)));
+    StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
+                        b.getI64IntegerAttr(1));
+  }
+  StoreTileOp::create(b, loc, dy, dyWork, batch, head, i0, qLen, ValueRange{}, Value(),
+                      b.getI64IntegerAttr(1));
+  return {dy, dRows};
+}
+
 std::pair<Value, Value> GradDistributor::queryTile() {
   return {mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.blockQ),
           gpu::BlockIdOp::create(b, loc, gpu::Dimension::y)};
@@ -263,6 +375,8 @@ void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width) {
       {"block_q", s.blockQ}, {"block_k", s.blockK}, {"warps", s.blockQ / 16}};
   if (width)
     schedule.push_back({"dq_accum_width", width});
+  else if (mapped)  // the first kernel writes dy [b, h, i, dv] for the dK/dV kernel
+    schedule.push_back({"dy_width", valueDim});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
             0, schedule);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
@@ -282,7 +396,22 @@ LogicalResult GradDistributor::emitPrepare(gpu::GPUFuncOp kernel) {
   if (failed(enter(kernel)))
     return failure();
   auto [i0, head] = queryTile();
-  if (softmax) {
+  if (mapped) {  // y recomputed: dy and D into the workspaces
+    Value qTile = sharedTile(s.blockQ, headDim, elt, true);
+    Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
+    Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
+    Value kTile = sharedTile(s.blockK, headDim, elt, true);
+    Value vTile = sharedTile(s.blockK, valueDim, elt, true);
+    CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
+    CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
+    if (softmax)
+      CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
+    waitGroups(0);
+    Value lseRows =
+        softmax ? LoadRowsOp::create(b, loc, rowsOf(s.blockQ, b.getF32Type()), lseVec) : Value();
+    emitOutputGrad(loadOperand(qTile, s.blockQ, headDim), lseRows, doTile, kTile, vTile, i0,
+                   head, keyRangeOf(i0));
+  } else if (softmax) {
     Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
     Value oTile = sharedTile(s.blockQ, valueDim, elt, true);
     CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
@@ -314,6 +443,8 @@ LogicalResult GradDistributor::emitConvertDQ(gpu::GPUFuncOp kernel) {
 LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   if (failed(enter(kernel)))
     return failure();
+  if (mapped)
+    dout = dyWork;  // the first kernel's dy takes dout's place
   Value j0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.keyRows);
   Value kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value kTile = sharedTile(s.keyRows, headDim, elt, true);
@@ -497,10 +628,7 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   for (Value x : {op.getK(), op.getV(), op.getOut(), op.getDout()})
     if (cast<MemRefType>(x.getType()).getElementType() != elt)
       return op.emitError("the CUDA backward takes q, k, v, out and dout of one element type");
-  if (!op.getOutputGrad().empty() || op.getRmsEps())
-    return op.emitError("the CUDA backward through an output expression (a gate, a scale, an "
-                        "rmsnorm) is not implemented yet (hint: the CPU back end computes it: "
-                        "target cpu)");
+  mapped = !op.getOutputGrad().empty() || op.getRmsEps();
   if (!elt.isF16() && !elt.isBF16())
     return op.emitError("the CUDA backward runs on tensor cores: q, k, v need f16 or bf16, got ")
            << elt << " (hint: declare the tensors bf16, or run the backward on the CPU)";

@@ -6,9 +6,7 @@
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --implicit-check-not=attn.tile_
 // RUN: attnc %specs/gated_attention.attn --emit=tiled --no-pack-gqa -o %tunpacked.mlir
 // RUN: attnc-opt %tunpacked.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=UNPACKED
-// The backward through the gate runs on the CPU back end; CUDA says so.
-// RUN: not attnc compile %specs/gated_attention.attn --emit=ptx --backward -o %t.ptx 2>&1 | FileCheck %s --check-prefix=NOBWD
-// NOBWD: error: {{.*}}the CUDA backward through an output expression (a gate, a scale, an rmsnorm) is not implemented yet (hint: the CPU back end computes it: target cpu)
+// The backward through the gate: attn-gpu-distribute-grad-output.mlir.
 
 // CHECK: gpu.func @gated_attention(
 // CHECK-SAME: %[[G:arg3]]: memref<?x?x?x128xbf16
