@@ -268,6 +268,9 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
         {"splits", options.splits},
         {"block_k", choice("block_k")},
         {"min_tiles_per_split", 2}};
+  // A merge that applies the output expression takes the main kernel's arguments.
+  if (launch.splits && combine != launches.end() && combine->second.schedule.count("all_arguments"))
+    manifest["split_kv"]["combine_takes_arguments"] = true;
   addBlockPlan(manifest, args, launches, v.name);
   return manifest.dump(2) + "\n";
 }

@@ -453,6 +453,12 @@ LogicalResult TileStoreOp::verifyRegions() {
   return verifyOutputMap(getOperation(), getOutput());
 }
 
+LogicalResult CombineOp::verifyRegions() {
+  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
+    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
+  return verifyOutputMap(getOperation(), getOutput());
+}
+
 LogicalResult TileKeyRangeOp::verifyRegions() {
   Block &m = getMask().front();
   auto idx = IndexType::get(getContext());

@@ -28,7 +28,7 @@ def Attn_PartialLse : MemRefRankOf<[F32], [4]>;
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ReturnLike,
     ParentOneOf<["AttentionOp", "AttentionGradOp", "TileScoresOp", "ChunkStepOp",
-                "TileKeyRangeOp", "TileStoreOp"]>]> {
+                "TileKeyRangeOp", "TileStoreOp", "CombineOp"]>]> {
   let summary = "Yields the value of a score or mask region";
   let arguments = (ins Variadic<AnyType>:$values);
   let assemblyFormat = "($values^ `:` type($values))? attr-dict";
@@ -420,16 +420,24 @@ def Attn_CombineOp : Attn_Op<"combine"> {
     ranges (a split with no allowed key has lse_s = -inf and contributes nothing; with none at
     all, out = 0 and lse = -inf). Does nothing when S = 1 (the split kernel then wrote out and
     lse itself). The same merge joins the blocks of ring attention.
+
+    A split attention with an output expression (attn-split-kv of an attn.tile_store with an
+    `output` region and/or `rms_eps`): the partial results are the unmapped rows, and the merged
+    row y is then normalised (y / sqrt(mean(y^2) + rms_eps)) and mapped element by element by
+    the `output` region, ^bb0(b, h, i, e : index, x : f32), as the store does with one split.
   }];
   let arguments = (ins Arg<Attn_Partial, "", [MemRead]>:$part_out,
                        Arg<Attn_PartialLse, "", [MemRead]>:$part_lse,
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
-                       Arg<Attn_Lse, "", [MemWrite]>:$lse);
+                       Arg<Attn_Lse, "", [MemWrite]>:$lse,
+                       OptionalAttr<F32Attr>:$rms_eps);
+  let regions = (region AnyRegion:$output);
   let assemblyFormat = [{
     $part_out `,` $part_lse `->` $out `,` $lse attr-dict `:` type($part_out) `,` type($part_lse)
-    `->` type($out) `,` type($lse)
+    `->` type($out) `,` type($lse) (`output` $output^)?
   }];
   let hasVerifier = 1;
+  let hasRegionVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

@@ -553,7 +553,9 @@ bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
       !r.getInt(*j, "splits", "split_kv.splits", 0, s.maxSplits, s.splits, false) ||
       !r.getInt(*j, "block_k", "split_kv.block_k", 1, INT32_MAX, s.blockK) ||
       !r.getInt(*j, "min_tiles_per_split", "split_kv.min_tiles_per_split", 1, INT32_MAX,
-                s.minTilesPerSplit, false))
+                s.minTilesPerSplit, false) ||
+      !r.getBool(*j, "combine_takes_arguments", "split_kv.combine_takes_arguments",
+                 s.combineTakesArguments, false))
     return false;
   if (!isIdentifier(s.combineEntry))
     return r.fail("split_kv.combine_entry", "must be a PTX symbol name, got '" + s.combineEntry + "'");

@@ -70,6 +70,9 @@ struct SplitKV {
   int64_t splits = 0;            // > 0: fixed at compile time; 0: runtime override or heuristic
   int64_t blockK = 1;            // keys per tile of the main kernel
   int64_t minTilesPerSplit = 1;  // the heuristic gives each split at least this many key tiles
+  // The combine kernel takes the main kernel's arguments and partial buffers (it applies an
+  // output expression, which may read params) instead of (part_out, part_lse, out, lse).
+  bool combineTakesArguments = false;
   int pagesPerSeq = -1;          // paged variants: the dim of pages per sequence (manifest "paged")
   int64_t pageSize = 0;          //   and the page size: kv_len = extent(pagesPerSeq) * pageSize
   // Indices into Manifest::dims / Manifest::args that size the workspace and feed the combine.

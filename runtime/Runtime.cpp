@@ -703,10 +703,14 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     const SplitKV &s = *manifest_.splitKV;
     pushMemref(storage, workspace, plan.oPartial);
     pushMemref(storage, workspace, plan.lsePartial);
-    pushMemref(combine, workspace, plan.oPartial);
-    pushMemref(combine, workspace, plan.lsePartial);
-    pushMemref(combine, args[size_t(s.outputArg)]);
-    pushMemref(combine, args[size_t(s.lseArg)]);
+    if (s.combineTakesArguments) {  // an output expression: the main kernel's arguments
+      combine = storage;
+    } else {
+      pushMemref(combine, workspace, plan.oPartial);
+      pushMemref(combine, workspace, plan.lsePartial);
+      pushMemref(combine, args[size_t(s.outputArg)]);
+      pushMemref(combine, args[size_t(s.lseArg)]);
+    }
   }
   if (manifest_.blockPlan) {
     pushMemref(storage, planBase, planAt);
@@ -737,6 +741,13 @@ bool Kernel::combine(const TensorArg *args, size_t count, void *stream, std::str
   if (!manifest_.splitKV) {
     error = prefix + "has no combine kernel (compile the softmax variant with split-KV, the "
                      "default)";
+    return false;
+  }
+  if (manifest_.splitKV->combineTakesArguments) {
+    error = prefix + "its combine kernel applies the variant's output expression and takes the "
+                     "kernel's own arguments: it runs inside the kernel's launch, not alone "
+                     "(hint: ring attention and other merges of partial results need a variant "
+                     "without an output expression)";
     return false;
   }
   std::array<uint32_t, 3> grid{};

@@ -258,7 +258,8 @@ void lower(Emit &e, TileStoreOp op) {
   });
 }
 
-/// lse = log sum_s exp(lse_s), out = sum_s exp(lse_s - lse) o_s (0 and -inf with no key at all).
+/// lse = log sum_s exp(lse_s), out = sum_s exp(lse_s - lse) o_s (0 and -inf with no key at all),
+/// then the rmsnorm and the output map of a split attention with an output expression.
 void lower(Emit &e, CombineOp op) {
   Value part = op.getPartOut(), partLse = op.getPartLse(), out = op.getOut(), lse = op.getLse();
   Value splits = e.dim(part, 0);
@@ -278,12 +279,28 @@ void lower(Emit &e, CombineOp op) {
           });
           Value total = e.fadd(base, math::LogOp::create(e.b, e.loc, sum));
           e.store(e.select(none, negInf, total), lse, {b, h, i});
-          e.loop(e.extent(out, 3), [&](Emit &e, Value c) {
+          auto merged = [&](Emit &e, Value c) {
             Value o = e.reduce(splits, e.f32(0), [&](Emit &e, Value s, Value acc) {
               Value w = e.exp(e.fsub(e.load(partLse, {s, b, h, i}), total));
               return e.fadd(acc, e.fmul(w, e.load(part, {s, b, h, i, c})));
             });
-            e.store(e.select(none, e.f32(0), o), out, {b, h, i, c});
+            return e.select(none, e.f32(0), o);
+          };
+          Value width = e.extent(out, 3), rowScale;
+          if (auto eps = op.getRmsEpsAttr()) {  // the merged row's rmsnorm (a second pass)
+            Value sq = e.reduce(width, e.f32(0), [&](Emit &e, Value c, Value sum) {
+              Value x = merged(e, c);
+              return e.fadd(sum, e.fmul(x, x));
+            });
+            rowScale = e.rmsFactor(sq, width, eps.getValueAsDouble());
+          }
+          e.loop(width, [&](Emit &e, Value c) {
+            Value x = merged(e, c);
+            if (rowScale)
+              x = e.fmul(x, rowScale);
+            if (!op.getOutput().empty())  // the output map of the merged row's element
+              x = e.inlineRegion(op.getOutput(), {b, h, i, c, x});
+            e.store(x, out, {b, h, i, c});
           });
         });
       });

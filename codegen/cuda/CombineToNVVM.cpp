@@ -73,22 +73,52 @@ struct CombineLowering : OpConversionPattern<CombineOp> {
       memref::StoreOp::create(rw, loc, value, lse, ValueRange{bt, h, i});
     }
     Value channels = memref::DimOp::create(rw, loc, out, 3);
-    auto loop = scf::ForOp::create(rw, loc, lane, channels, w.idx(32));
-    {
-      OpBuilder::InsertionGuard guard(rw);
-      rw.setInsertionPointToStart(loop.getBody());
-      Value e = loop.getInductionVar();
+    auto merged = [&](Value e) {
       Value o = forSplits(w.f32(0), [&](Value s, Value acc) {
         Value weight = w.ex2(w.fsub(lse2(s), total2));
         Value x = memref::LoadOp::create(rw, loc, part, ValueRange{s, bt, h, i, e});
         return w.fadd(acc, w.fmul(weight, x));
       });
-      o = w.select(none, w.f32(0), o);
+      return w.select(none, w.f32(0), o);
+    };
+    auto forChannels = [&](Value init, function_ref<Value(Value, Value)> body) {
+      auto loop = scf::ForOp::create(rw, loc, lane, channels, w.idx(32),
+                                     init ? ValueRange{init} : ValueRange{});
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPointToStart(loop.getBody());
+      Value next = body(loop.getInductionVar(), init ? loop.getRegionIterArgs()[0] : Value());
+      if (init)
+        scf::YieldOp::create(rw, loc, next);
+      return init ? loop.getResult(0) : Value();
+    };
+    // An rmsnorm of the merged row: its sum of squares over the lanes' channels and the warp
+    // (a first pass over the partial rows), then r = 1 / sqrt(mean + eps).
+    Value r;
+    if (auto eps = op.getRmsEpsAttr()) {
+      Value sq = forChannels(w.f32(0), [&](Value e, Value sum) {
+        Value x = merged(e);
+        return w.fadd(sum, w.fmul(x, x));
+      });
+      for (int32_t offset : {16, 8, 4, 2, 1})
+        sq = w.fadd(sq, w.shflXor(sq, offset));
+      Value width = arith::UIToFPOp::create(
+          rw, loc, rw.getF32Type(),
+          arith::IndexCastUIOp::create(rw, loc, rw.getI32Type(), channels));
+      Value mean = arith::DivFOp::create(rw, loc, sq, width);
+      r = math::RsqrtOp::create(rw, loc, w.fadd(mean, w.f32(eps.getValueAsDouble())));
+    }
+    forChannels(Value(), [&](Value e, Value) {
+      Value o = merged(e);
+      if (r)
+        o = w.fmul(o, r);
+      if (!op.getOutput().empty())  // the output map of the merged row's element
+        o = buildInlinedRegion(rw, op.getOutput(), {bt, h, i, e, o});
       Type outElt = cast<MemRefType>(out.getType()).getElementType();
       if (outElt != o.getType())
         o = arith::TruncFOp::create(rw, loc, outElt, o);
       memref::StoreOp::create(rw, loc, o, out, ValueRange{bt, h, i, e});
-    }
+      return Value();
+    });
     rw.eraseOp(op);
     return success();
   }

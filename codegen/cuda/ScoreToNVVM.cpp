@@ -226,6 +226,7 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
     Value zero = t.f32(0);
     SmallVector<Value> partial(uniform.size(), zero);
     SmallVector<SmallVector<Value>> partialAt(uniform.size());
+    SmallVector<bool> summed(uniform.size(), false);  // a rank-0 gradient has no indices
     SmallVector<Value> results;
     for (size_t n = 0; n < dot.size() / 4; ++n)
       for (int64_t e = 0; e < 4; ++e) {
@@ -251,6 +252,7 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
           if (uniform[k]) {
             partial[k] = t.fadd(partial[k], value);
             partialAt[k] = at;
+            summed[k] = true;
           } else {
             auto guard = scf::IfOp::create(rw, t.loc, live, /*withElseRegion=*/false);
             OpBuilder::InsertionGuard ig(rw);
@@ -269,7 +271,7 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
       auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
       if (!acc)
         continue;
-      if (uniform[k] && !partialAt[k].empty()) {
+      if (uniform[k] && summed[k]) {
         Value sum = partial[k];
         for (int32_t offset : {16, 8, 4, 2, 1})
           sum = t.fadd(sum, t.shflXor(sum, offset));

@@ -529,7 +529,8 @@ void addCombineFunction(ModuleOp module, const Variant &v) {
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
   auto args = entry->getArguments();
-  attn::CombineOp::create(b, loc, args[0], args[1], args[2], args[3]);
+  attn::CombineOp::create(b, loc, args[0], args[1], args[2], args[3],
+                         FloatAttr());
   func::ReturnOp::create(b, loc);
 }
 

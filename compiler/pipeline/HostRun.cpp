@@ -325,10 +325,10 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
     }
   }
   // Split-KV workspace: partial outputs [S, b, h, i, dv] and log-sum-exps [S, b, h, i].
-  // attn-split-kv leaves a kernel with an output map or rmsnorm whole (they need merged rows).
+  // An output map or rmsnorm is applied by the merge (attn.combine) to the merged rows.
   bool softmax = v.norm == Norm::Softmax;
   std::vector<OwnedTensor> workspace;
-  if (config.splitKV && softmax && !v.outputMap && !v.rmsEps) {
+  if (config.splitKV && softmax) {
     if (config.splits < 1) {
       error = "the split count must be at least 1, got " + std::to_string(config.splits);
       return false;

@@ -41,9 +41,7 @@ FailureOr<bool> splitFunction(func::FuncOp f) {
   for (Operation *op = keyLoop->getNextNode(); op; op = op->getNextNode())
     if (auto s = dyn_cast<TileStoreOp>(op))
       store = s;
-  // An output map or rmsnorm applies to the merged row, which the merge kernel does not compute.
-  if (!scores || !store || !store.getLse() || store.getSplit() || !store.getOutput().empty() ||
-      store.getRmsEps())
+  if (!scores || !store || !store.getLse() || store.getSplit())
     return false;
   if (!isa<BlockArgument>(store.getOut()) || !isa<BlockArgument>(store.getLse()))
     return f.emitError("attn-split-kv: the output and lse must be function arguments"),
@@ -96,9 +94,14 @@ FailureOr<bool> splitFunction(func::FuncOp f) {
     store.getPartLseMutable().assign(partLse);
   });
 
-  // The merge runs after every query tile, before the function returns.
+  // The merge runs after every query tile, before the function returns. An output map or
+  // rmsnorm applies to the merged row: the store applies it with one split only (its partial
+  // results are the plain rows), the merge with several.
   rw.setInsertionPoint(f.getBody().front().getTerminator());
-  CombineOp::create(rw, loc, partOut, partLse, store.getOut(), store.getLse());
+  auto combine = CombineOp::create(rw, loc, partOut, partLse, store.getOut(), store.getLse(),
+                                   store.getRmsEpsAttr());
+  IRMapping none;
+  store.getOutput().cloneInto(&combine.getOutput(), none);
   return true;
 }
 

@@ -856,6 +856,13 @@ TEST_F(SplitTest, ParsesSplitKV) {
                             defaults, e)) << e;
   EXPECT_EQ(defaults.splitKV->splits, 0);
   EXPECT_EQ(defaults.splitKV->minTilesPerSplit, 1);
+  EXPECT_FALSE(defaults.splitKV->combineTakesArguments);
+  // A merge that applies an output expression takes the main kernel's arguments.
+  Manifest mapped;
+  ASSERT_TRUE(parseManifest(replaced(kSplitManifest, "\"min_tiles_per_split\": 2",
+                                     "\"min_tiles_per_split\": 2, \"combine_takes_arguments\": true"),
+                            mapped, e)) << e;
+  EXPECT_TRUE(mapped.splitKV->combineTakesArguments);
   // Without split_kv there is none.
   Manifest plain;
   ASSERT_TRUE(parseManifest(kManifest, plain, e)) << e;
@@ -954,6 +961,10 @@ TEST(Manifest, SplitKVErrors) {
             "manifest: field 'split_kv.block_k' must be in [1, 2147483647], got 0");
   EXPECT_EQ(parseError(replaced(kSplitManifest, "\"min_tiles_per_split\": 2", "\"min_tiles_per_split\": -1")),
             "manifest: field 'split_kv.min_tiles_per_split' must be in [1, 2147483647], got -1");
+  EXPECT_NE(parseError(replaced(kSplitManifest, "\"min_tiles_per_split\": 2",
+                                "\"min_tiles_per_split\": 2, \"combine_takes_arguments\": 1"))
+                .find("split_kv.combine_takes_arguments"),
+            std::string::npos);
   EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": [128, 1]")),
             "manifest: field 'split_kv.combine_block' must have 3 entries (x, y, z), got 2");
   EXPECT_EQ(parseError(replaced(kSplitManifest, "\"combine_block\": [128, 1, 1]", "\"combine_block\": [0, 1, 1]")),

@@ -363,21 +363,26 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
     lse = sel(any, fadd(m, lnL), splat(rows, -INFINITY));
     o = fmul(acc, broadcast(scale, t.valueDim));
   }
-  if (auto eps = t.store.getRmsEpsAttr()) {  // rmsnorm: a row lives in one quad of one warp
-    RankedTensorType rows = rowsType(b.getF32Type());
-    Value sq = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(o, o)));
-    Value mean = fmul(sq, splat(rows, 1.0 / double(t.valueDim)));
-    Value inv = math::RsqrtOp::create(b, loc, fadd(mean, splat(rows, eps.getValueAsDouble())));
-    o = fmul(o, broadcast(inv, t.valueDim));
-  }
-  if (!t.store.getOutput().empty()) {  // the output map (attn-split-kv leaves such kernels whole)
-    auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, batch, head, i0, idx(0),
-                                        qLen, b.getI64IntegerAttr(t.pack));
-    cloneRegion(t.store.getOutput(), mapped.getBody());
-    o = mapped;
-  }
+  // The rmsnorm and the output map of the finished rows (with splits, of the rows written
+  // to the output by a lone split; the merge kernel applies them to merged rows).
+  auto finish = [&](Value o) {
+    if (auto eps = t.store.getRmsEpsAttr()) {  // rmsnorm: a row lives in one quad of one warp
+      RankedTensorType rows = rowsType(b.getF32Type());
+      Value sq = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(o, o)));
+      Value mean = fmul(sq, splat(rows, 1.0 / double(t.valueDim)));
+      Value inv = math::RsqrtOp::create(b, loc, fadd(mean, splat(rows, eps.getValueAsDouble())));
+      o = fmul(o, broadcast(inv, t.valueDim));
+    }
+    if (!t.store.getOutput().empty()) {  // the output map
+      auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, batch, head, i0,
+                                          idx(0), qLen, b.getI64IntegerAttr(t.pack));
+      cloneRegion(t.store.getOutput(), mapped.getBody());
+      o = mapped;
+    }
+    return o;
+  };
   if (!split) {
-    emitStores(o, lse, false);
+    emitStores(finish(o), lse, false);
     return;
   }
   Value partOut = map.lookup(t.store.getPartOut());
@@ -387,7 +392,7 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
   for (bool toPartial : {true, false}) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint((toPartial ? branch.thenBlock() : branch.elseBlock())->getTerminator());
-    emitStores(o, lse, toPartial);
+    emitStores(toPartial ? o : finish(o), lse, toPartial);
   }
 }
 
@@ -603,27 +608,45 @@ LogicalResult FlashDistributor::run() {
 }
 
 /// attn.combine as its own kernel: blocks over (b, h) = (z, y) and groups of
-/// kCombineRowsPerBlock rows i (x).
-void emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine) {
+/// kCombineRowsPerBlock rows i (x). Its arguments are the combine's four buffers, or, when it
+/// applies an output expression (which may read params), all of `f`'s arguments (schedule
+/// `all_arguments`: the runtime passes it the main kernel's).
+LogicalResult emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine) {
   Location loc = combine.getLoc();
+  bool mapped = !combine.getOutput().empty() || combine.getRmsEps();
+  SmallVector<Value> operands = llvm::to_vector(combine->getOperands());
+  SmallVector<Value> args = mapped ? SmallVector<Value>(f.getArguments()) : operands;
   SmallVector<Type> types;
-  for (Value operand : combine->getOperands())
-    types.push_back(kernelArgType(operand.getType(), operand == combine.getOut()));
+  for (Value arg : args)
+    types.push_back(kernelArgType(arg.getType(), arg == combine.getOut()));
   auto merge = gpu::GPUFuncOp::create(b, loc, (f.getName() + "_combine").str(),
                                       b.getFunctionType(types, {}));
   merge->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   constexpr int32_t threads = 128;
   merge.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({threads, 1, 1}));
+  int64_t part = llvm::find(args, combine.getPartOut()) - args.begin();
   MLIRContext *ctx = b.getContext();
-  SmallVector<GridAxisAttr> grid = {GridAxisAttr::get(ctx, 0, 3, 1, kCombineRowsPerBlock),
-                                    GridAxisAttr::get(ctx, 0, 2, 1, 1),
-                                    GridAxisAttr::get(ctx, 0, 1, 1, 1)};
-  merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, DictionaryAttr()));
+  SmallVector<GridAxisAttr> grid = {GridAxisAttr::get(ctx, part, 3, 1, kCombineRowsPerBlock),
+                                    GridAxisAttr::get(ctx, part, 2, 1, 1),
+                                    GridAxisAttr::get(ctx, part, 1, 1, 1)};
+  DictionaryAttr schedule;
+  if (mapped)
+    schedule = DictionaryAttr::get(
+        ctx, {NamedAttribute(StringAttr::get(ctx, "all_arguments"), b.getI64IntegerAttr(1))});
+  merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, schedule));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&merge.getBody().front());
-  auto args = merge.getArguments();
-  attn::CombineOp::create(b, loc, args[0], args[1], args[2], args[3]);
+  IRMapping map;
+  map.map(args, merge.getArguments());
+  if (failed(materializeCaptures(b, map, combine.getOutput(),
+                                 {combine.getOut(), combine.getLse()}, combine)))
+    return failure();
+  auto inside = attn::CombineOp::create(b, loc, map.lookup(operands[0]), map.lookup(operands[1]),
+                                        map.lookup(operands[2]), map.lookup(operands[3]),
+                                        combine.getRmsEpsAttr());
+  combine.getOutput().cloneInto(&inside.getOutput(), map);  // attn.yield: still attn.combine's
   gpu::ReturnOp::create(b, loc);
+  return checkSelfContained(merge);
 }
 
 struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGPUDistributePass> {
@@ -702,7 +725,8 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     }
     if (tile->combine) {
       b.setInsertionPointAfter(kernel);
-      emitCombineKernel(b, f, tile->combine);
+      if (failed(emitCombineKernel(b, f, tile->combine)))
+        return failure();
     }
     f.erase();
     return success();

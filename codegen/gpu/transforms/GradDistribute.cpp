@@ -355,7 +355,12 @@ std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value ls
     dy = fmul(broadcast(r, valueDim), fsub(dy, fmul(z, broadcast(rowMean(fmul(dy, z)), valueDim))));
   Value dRows;
   if (softmax) {
-    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dy, y)));
+    // D from dy as both kernels' dP read it, rounded to the inputs' type: dP - D then cancels
+    // where it must (a row whose only key has P = 1 gets dS = 0, not dy's rounding error).
+    auto rounded = RankedTensorType::get(yType.getShape(), elt, yType.getEncoding());
+    Value dyRead = arith::ExtFOp::create(
+        b, loc, yType, arith::TruncFOp::create(b, loc, rounded, dy).getResult());
+    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dyRead, y)));
     StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
                         b.getI64IntegerAttr(1));
   }

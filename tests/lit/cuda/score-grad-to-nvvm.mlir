@@ -35,6 +35,27 @@ gpu.module @m {
   }
 }
 
+// A rank-0 gradient (a scalar temperature or an output map's scalar): its accumulation has no
+// indices, and is still summed over the warp and added once by lane 0.
+// CHECK-LABEL: gpu.func @scalar
+// CHECK-COUNT-5: gpu.shuffle xor
+// CHECK: scf.if
+// CHECK-NEXT: memref.atomic_rmw addf %{{.*}}, %{{.*}}[] : (f32, memref<f32>) -> f32
+// CHECK: gpu.return
+gpu.module @t {
+  gpu.func @scalar(%t: memref<f32>, %n: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<0.5> : tensor<16x16xf32, #acc>
+    %r = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n : tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc> {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %ds: f32):
+      %x = arith.mulf %ds, %dot : f32
+      attn_gpu.accumulate %x -> %t[] : memref<f32>
+      attn_gpu.yield %ds : f32
+    }
+    gpu.return
+  }
+}
+
 // CHECK-LABEL: gpu.func @key_major
 // CHECK: scf.if
 // CHECK: arith.cmpi ult, %{{.*}}, %[[QLEN:.*]] : index

@@ -155,7 +155,7 @@ func.func @store_softmax_without_stats(%acc: memref<16x64xf32>, %o: memref<?x?x?
 // -----
 
 func.func @yield_outside(%x: f32) {
-  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step, attn.tile_key_range, attn.tile_store'}}
+  // expected-error @+1 {{'attn.yield' op expects parent op to be one of 'attn.attention, attn.attention_grad, attn.tile_scores, attn.chunk_step, attn.tile_key_range, attn.tile_store, attn.combine'}}
   attn.yield %x : f32
 }
 

@@ -3,7 +3,7 @@
 // dQ kernel takes the workspace dy [b, h, i, dv] after D; it walks its key tiles twice: first
 // y = sum_j P v_j (P = exp(S - lse), no dP), then dy = output_grad(y, dout) (attn_gpu.score_grad
 // over the value columns, below dv), D = rowsum(dy y) and dy into the workspace; then the
-// usual dQ loop with dy, in registers, in dout's place. The dK/dV kernel reads dy from the
+// usual dQ loop with dy, in registers, in dout's place (D reads dy rounded to bf16, as dP does). The dK/dV kernel reads dy from the
 // workspace instead of dout; with dQ by atomics every kernel takes D, dQacc, then dy.
 // RUN: attnc %specs/gated_attention.attn --backward --emit=tiled -o %t.mlir
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --implicit-check-not=attn.attention_grad
@@ -27,7 +27,9 @@
 // CHECK: %[[DYV:.*]] = attn_gpu.score_grad %[[Y]], %[[GD]][{{.*}}] below %{{.*}}, %c128
 // CHECK: math.exp
 // CHECK: attn_gpu.accumulate %{{.*}} -> %[[G]]
-// CHECK: %[[YY:.*]] = arith.mulf %[[DYV]], %[[Y]]
+// CHECK: %[[DYB:.*]] = arith.truncf %[[DYV]] : tensor<64x128xf32, #attn_gpu.frag<acc>> to tensor<64x128xbf16, #attn_gpu.frag<acc>>
+// CHECK: %[[DYR:.*]] = arith.extf %[[DYB]]
+// CHECK: %[[YY:.*]] = arith.mulf %[[DYR]], %[[Y]]
 // CHECK: attn_gpu.row_reduce <sum> %[[YY]]
 // CHECK: attn_gpu.store_rows %{{.*}} -> %[[D]]
 // CHECK: attn_gpu.store_tile %[[DYV]] -> %[[DY]]

@@ -48,18 +48,26 @@ func.func @sigmoid(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
 
 // -----
 
-// An output map (a gate) applies to the merged row, which attn.combine does not compute: the
-// query tile stays whole and its store keeps the map.
+// An output expression (an rmsnorm, then a gate) applies to the merged row: the store applies
+// it when there is one split (it writes the output itself), and attn.combine, which carries
+// the store's rms_eps and a copy of its output region, applies it to the rows it merges.
 // CHECK-LABEL: func.func @gated
-// CHECK-NOT: attn.split_kv
-// CHECK: attn.tile_store
+// CHECK-SAME: %[[G:[a-z0-9]+]]: memref<?x?x?x64xf32>, %[[PO:[a-z0-9]+]]: memref<?x?x?x?x?xf32, {{.*}}>, %[[PL:[a-z0-9]+]]: memref<?x?x?x?xf32, {{.*}}>)
+// CHECK: scf.for
+// CHECK: attn.tile_store {{.*}} split %{{.*}} into %[[PO]], %[[PL]]
+// CHECK-SAME: rms_eps = 9.99999997E-7 : f32
 // CHECK-SAME: output {
-// CHECK: memref.load %arg3
-// CHECK: arith.mulf
-// CHECK-NOT: attn.combine
+// CHECK: memref.load %[[G]]
+// CHECK: attn.split_kv
+// CHECK: attn.combine %[[PO]], %[[PL]] -> %{{.*}}, %{{.*}} {rms_eps = 9.99999997E-7 : f32}
+// CHECK-SAME: output {
+// CHECK-NEXT: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[I:.*]]: index, %[[E:.*]]: index, %[[Y:.*]]: f32):
+// CHECK-NEXT: %[[X:.*]] = memref.load %[[G]][%[[B]], %[[H]], %[[I]], %[[E]]]
+// CHECK-NEXT: %[[R:.*]] = arith.mulf %[[Y]], %[[X]]
+// CHECK-NEXT: attn.yield %[[R]]
 func.func @gated(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>,
                  %g: memref<?x?x?x64xf32>) {
-  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+  attn.attention %q, %q, %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>, rms_eps = 1.0e-6 : f32}
       : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
