@@ -78,6 +78,11 @@ private:
   Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
   Value regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0, Value columns,
                    bool transposed);
+  /// Key tile j0 of the query tile's loop: K and V copied into kTile and vTile, S = Q K^T and
+  /// the score (-inf where masked; `planned`: the block plan's full range skips the mask).
+  std::pair<Value, Value> queryTileScores(Value qOperand, Value kTile, Value vTile, Value kvHead,
+                                          Value head, Value i0, Value j0,
+                                          const attn::KeyRange &planned);
   /// The query tile's key range [from, to): the mask's bounds, then the block plan's entry.
   using KeySpan = std::tuple<Value, Value, attn::KeyRange>;
   KeySpan keyRangeOf(Value i0);
@@ -263,16 +268,7 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
     Value j0 = loop.getInductionVar(), dq = loop.getRegionIterArgs()[0];
-    for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
-      CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                            b.getI64IntegerAttr(0));
-    waitGroups(0);
-    Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
-    Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
-    auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                                 Value(), Value(), Value(), full,
-                                 b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
-    cloneScore(score);
+    auto [dot, score] = queryTileScores(qOperand, kTile, vTile, kvHead, head, i0, j0, planned);
     Value dP = mma(doOperand, vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
     Value lseAt = softmax ? broadcast(lseRows, s.blockK) : Value();
     Value dAt = softmax ? broadcast(dRows, s.blockK) : Value();
@@ -287,6 +283,22 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   gpu::ReturnOp::create(b, loc);
   setQueryTileLaunch(kernel);
   return success();
+}
+
+std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value kTile, Value vTile,
+                                                         Value kvHead, Value head, Value i0,
+                                                         Value j0, const attn::KeyRange &planned) {
+  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
+                          b.getI64IntegerAttr(0));
+  waitGroups(0);
+  Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+  Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
+  auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
+                               Value(), Value(), Value(), full,
+                               b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
+  cloneScore(score);
+  return {dot, score};
 }
 
 GradDistributor::KeySpan GradDistributor::keyRangeOf(Value i0) {
@@ -320,16 +332,7 @@ std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value ls
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
     Value j0 = loop.getInductionVar();
-    for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
-      CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                            b.getI64IntegerAttr(0));
-    waitGroups(0);
-    Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
-    Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
-    auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                                 Value(), Value(), Value(), full,
-                                 b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
-    cloneScore(score);
+    auto [dot, score] = queryTileScores(qOperand, kTile, vTile, kvHead, head, i0, j0, planned);
     Value p = probability(score, softmax ? broadcast(lseRows, s.blockK) : Value());
     Value y = mma(toOperand(p, elt), vTile, loop.getRegionIterArgs()[0], false);
     barrier();  // every warp is done with K(j0) and V(j0) before the next copies
