@@ -13,9 +13,13 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(frontend compile manifest)
 bash "$root/scripts/setup.sh"
-if [ ! -x /usr/lib/llvm-22/bin/clang++ ]; then  # libFuzzer comes with clang
+# libFuzzer comes with clang; the sanitizer runtimes (ASan, UBSan) with libclang-rt-22-dev, which
+# clang-22 only recommends.
+if [ ! -x /usr/lib/llvm-22/bin/clang++ ] || ! dpkg-query -W -f='${Status}' libclang-rt-22-dev 2>/dev/null |
+     grep -q "install ok installed"; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends clang-22
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends clang-22 \
+    libclang-rt-22-dev
 fi
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.ccache} CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
 if [ ! -f "$build/build.ninja" ]; then
