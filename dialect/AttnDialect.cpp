@@ -447,16 +447,19 @@ LogicalResult TileScoresOp::verifyRegions() {
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 
+/// The finished rows' rmsnorm (a positive `rms_eps`) and output map of a store or a merge.
+static LogicalResult verifyRowsOut(Operation *op, std::optional<APFloat> eps, Region &output) {
+  if (eps && !(eps->convertToFloat() > 0))
+    return op->emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
+  return verifyOutputMap(op, output);
+}
+
 LogicalResult TileStoreOp::verifyRegions() {
-  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
-    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
-  return verifyOutputMap(getOperation(), getOutput());
+  return verifyRowsOut(getOperation(), getRmsEps(), getOutput());
 }
 
 LogicalResult CombineOp::verifyRegions() {
-  if (auto eps = getRmsEps(); eps && !(eps->convertToFloat() > 0))
-    return emitOpError() << "rms_eps must be positive, got " << eps->convertToFloat();
-  return verifyOutputMap(getOperation(), getOutput());
+  return verifyRowsOut(getOperation(), getRmsEps(), getOutput());
 }
 
 LogicalResult TileKeyRangeOp::verifyRegions() {

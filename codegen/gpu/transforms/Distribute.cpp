@@ -366,13 +366,8 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
   // The rmsnorm and the output map of the finished rows (with splits, of the rows written
   // to the output by a lone split; the merge kernel applies them to merged rows).
   auto finish = [&](Value o) {
-    if (auto eps = t.store.getRmsEpsAttr()) {  // rmsnorm: a row lives in one quad of one warp
-      RankedTensorType rows = rowsType(b.getF32Type());
-      Value sq = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(o, o)));
-      Value mean = fmul(sq, splat(rows, 1.0 / double(t.valueDim)));
-      Value inv = math::RsqrtOp::create(b, loc, fadd(mean, splat(rows, eps.getValueAsDouble())));
-      o = fmul(o, broadcast(inv, t.valueDim));
-    }
+    if (auto eps = t.store.getRmsEpsAttr())  // rmsnorm of each finished row
+      o = fmul(o, broadcast(rmsFactor(o, t.valueDim, eps.getValueAsDouble()), t.valueDim));
     if (!t.store.getOutput().empty()) {  // the output map
       auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, batch, head, i0,
                                           idx(0), qLen, b.getI64IntegerAttr(t.pack));

@@ -339,13 +339,8 @@ std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value ls
     scf::YieldOp::create(b, loc, y);
   }
   Value y = loop.getResult(0), z = y, r;
-  RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
-  auto rowMean = [&](Value x) {  // a row lives in one quad of one warp
-    return fmul(quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, x)),
-                splat(rows, 1.0 / double(valueDim)));
-  };
   if (auto eps = op.getRmsEpsAttr()) {  // z = y r, r = 1 / sqrt(mean(y^2) + eps)
-    r = math::RsqrtOp::create(b, loc, fadd(rowMean(fmul(y, y)), splat(rows, eps.getValueAsDouble())));
+    r = rmsFactor(y, valueDim, eps.getValueAsDouble());
     z = fmul(y, broadcast(r, valueDim));
   }
   // dz = dout dF/dz (0 on rows past q_len: their dout rows are zero-filled), the map's param
@@ -355,7 +350,8 @@ std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value ls
                  ? g
                  : regionGrad(op.getOutputGrad(), z, g, head, i0, idx(0), idx(valueDim), false);
   if (r)  // through the rmsnorm: dy = r (dz - z mean(dz z))
-    dy = fmul(broadcast(r, valueDim), fsub(dy, fmul(z, broadcast(rowMean(fmul(dy, z)), valueDim))));
+    dy = fmul(broadcast(r, valueDim),
+              fsub(dy, fmul(z, broadcast(rowMean(fmul(dy, z), valueDim), valueDim))));
   Value dRows;
   if (softmax) {
     // D from dy as both kernels' dP read it, rounded to the inputs' type: dP - D then cancels

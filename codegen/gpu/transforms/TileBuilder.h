@@ -62,6 +62,17 @@ struct TileBuilder {
   Value quadReduce(ReduceKind kind, Value x) {
     return QuadReduceOp::create(b, loc, x.getType(), x, ReduceKindAttr::get(b.getContext(), kind));
   }
+  /// The mean of each row of the accumulator tile x over its `width` columns (a row lives in one
+  /// quad of one warp).
+  Value rowMean(Value x, int64_t width) {
+    Value sum = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, x));
+    return fmul(sum, splatLike(sum, 1.0 / double(width)));
+  }
+  /// rmsnorm's factor of each row of x: 1 / sqrt(mean(x^2) + eps).
+  Value rmsFactor(Value x, int64_t width, double eps) {
+    Value mean = rowMean(fmul(x, x), width);
+    return math::RsqrtOp::create(b, loc, fadd(mean, splatLike(mean, eps)));
+  }
   Value broadcast(Value rows, int64_t cols) {
     auto rt = cast<RankedTensorType>(rows.getType());
     return BroadcastRowsOp::create(b, loc, accOf(rt.getDimSize(0), cols), rows);
