@@ -67,7 +67,10 @@ Stage detectStage(mlir::ModuleOp module) {
 }
 
 void applyDTypeOverride(Variant &v, DType dtype) {
-  for (int t : {v.q, v.k, v.v})
+  std::vector<int> inputs = {v.q, v.k, v.v};  // and every score's q and k
+  inputs.insert(inputs.end(), v.scoreQ.begin(), v.scoreQ.end());
+  inputs.insert(inputs.end(), v.scoreK.begin(), v.scoreK.end());
+  for (int t : inputs)
     if (!isQuantized(v.inputs[t].resolvedDType))  // quantised storage is kept
       v.inputs[t].resolvedDType = dtype;
   v.output.resolvedDType = dtype;

@@ -175,13 +175,15 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   json args = json::array();
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
-    case KernelArg::Kind::Q:
-      args.push_back(tensorArg(v, a.name, "input", q.resolvedDType, qCanon, q.dims, rows, true));
+    case KernelArg::Kind::Q: {
+      const TensorDecl &t = v.inputs[size_t(a.index)];  // several scores: each one's q
+      args.push_back(tensorArg(v, a.name, "input", t.resolvedDType, qCanon, t.dims, rows, true));
       break;
+    }
     case KernelArg::Kind::K:
     case KernelArg::Kind::V: {
       bool isK = a.kind == KernelArg::Kind::K;
-      const TensorDecl &t = v.inputs[isK ? v.k : v.v];
+      const TensorDecl &t = v.inputs[size_t(a.index)];
       std::vector<int> canon = isK ? kCanon : vCanon, storage = t.dims;
       if (v.paged) {
         canon = poolCanon;

@@ -346,11 +346,46 @@ LogicalResult AttentionOp::verify() {
   if (getLse()) {
     if (getNorm() != NormKind::softmax)
       return emitOpError("'lse' is only defined for softmax normalisation");
-    auto lse = getLse().getType();
-    if (failed(sameExtent(op, "batch", "q", q, 0, "lse", lse, 0)) ||
-        failed(sameExtent(op, "query heads", "q", q, 1, "lse", lse, 1)) ||
-        failed(sameExtent(op, "query length", "q", q, 2, "lse", lse, 2)))
-      return failure();
+    SmallVector<Value> lses = {getLse()};
+    llvm::append_range(lses, getMoreLse());
+    for (Value x : lses) {
+      auto lse = cast<MemRefType>(x.getType());
+      if (failed(sameExtent(op, "batch", "q", q, 0, "lse", lse, 0)) ||
+          failed(sameExtent(op, "query heads", "q", q, 1, "lse", lse, 1)) ||
+          failed(sameExtent(op, "query length", "q", q, 2, "lse", lse, 2)))
+        return failure();
+    }
+  }
+  return verifyMoreScores();
+}
+
+/// Several scores: per extra score a query shaped like q, a key like k, a score region and
+/// (with lse) an lse; softmax over plain q, k, v.
+LogicalResult AttentionOp::verifyMoreScores() {
+  size_t more = getMoreQ().size();
+  if (getMoreK().size() != more || getMoreScores().size() != more)
+    return emitOpError() << "several scores need a key and a score region per extra query: got "
+                         << more << " queries, " << getMoreK().size() << " keys and "
+                         << getMoreScores().size() << " regions";
+  if (getMoreLse().size() != (getLse() ? more : 0))
+    return emitOpError() << "'lses' holds the lse of each extra score when 'lse' is given: "
+                         << (getLse() ? more : 0) << " expected, got " << getMoreLse().size();
+  if (!more)
+    return success();
+  if (getNorm() != NormKind::softmax || getBlockTable() || getKScale() || getVScale() ||
+      getState() || getProjection() || getQkGroup() > 1 || getUnifiedMax())
+    return emitOpError("several scores need norm softmax over plain q, k and v (no pages, "
+                       "scales, state, projection, q/k head groups or unified max)");
+  Operation *op = getOperation();
+  auto q = getQ().getType(), k = getK().getType();
+  for (auto [qn, kn] : llvm::zip(getMoreQ(), getMoreK())) {
+    auto qt = cast<MemRefType>(qn.getType()), kt = cast<MemRefType>(kn.getType());
+    if (qt.getElementType() != q.getElementType() || kt.getElementType() != k.getElementType())
+      return emitOpError("every score's q and k have q's and k's element types");
+    for (unsigned d = 0; d < 4; ++d)
+      if (failed(sameExtent(op, "a dim", "q", q, d, "a score's q", qt, d)) ||
+          failed(sameExtent(op, "a dim", "k", k, d, "a score's k", kt, d)))
+        return failure();
   }
   return success();
 }
@@ -402,8 +437,38 @@ static LogicalResult verifyOutputMap(Operation *op, Region &output) {
   return verifyElementRegion(op, output, "output", "y");
 }
 
+/// A `mix` region of `scores` rows, if present: (b, h, i, e : index, y_0 ... : f32) -> f32.
+static LogicalResult verifyMix(Operation *op, Region &mix, size_t scores) {
+  if (mix.empty() && scores > 1)
+    return op->emitOpError() << "several scores (" << scores
+                             << ") need a 'mix' region to combine their rows";
+  if (!mix.empty() && scores < 2)
+    return op->emitOpError("a 'mix' region combines the rows of several scores; this op has one");
+  if (mix.empty())
+    return success();
+  Block &block = mix.front();
+  auto idx = IndexType::get(op->getContext());
+  auto f32 = Float32Type::get(op->getContext());
+  bool ok = mix.hasOneBlock() && block.getNumArguments() == 4 + scores;
+  for (unsigned a = 0; ok && a < block.getNumArguments(); ++a)
+    ok = block.getArgument(a).getType() == (a < 4 ? Type(idx) : Type(f32));
+  if (!ok)
+    return op->emitOpError() << "'mix' region must have one block taking (b, h, i, e : index, "
+                             << "then one f32 per score: " << scores << ")";
+  return verifyYield(op, block, "mix", f32);
+}
+
 LogicalResult AttentionOp::verifyRegions() {
   bool projected = bool(getProjection());
+  if (failed(verifyMix(*this, getMix(), 1 + getMoreScores().size())))
+    return failure();
+  for (Region &score : getMoreScores())
+    if (failed(verifyScoreAndMask(getOperation(), score, getMask())))
+      return failure();
+  if (!getMoreScores().empty() &&
+      (!getFeatureQ().empty() || !getFeatureK().empty() || !getDecay().empty() ||
+       !getGate().empty() || !getSkip().empty()))
+    return emitOpError("several scores take no feature map, decay, gate or skip term");
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q", projected)) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k", projected)) ||
       failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
@@ -455,6 +520,8 @@ static LogicalResult verifyRowsOut(Operation *op, std::optional<APFloat> eps, Re
 }
 
 LogicalResult TileStoreOp::verifyRegions() {
+  if (failed(verifyMix(*this, getMix(), 1 + getMoreAcc().size())))
+    return failure();
   return verifyRowsOut(getOperation(), getRmsEps(), getOutput());
 }
 
@@ -581,6 +648,26 @@ LogicalResult TileStoreOp::verify() {
   if (getPartOut() && !compatible(getPartOut().getType().getDimSize(4), out.getDimSize(3)))
     return emitOpError() << "part_out holds " << extentStr(getPartOut().getType().getDimSize(4))
                          << " value channels but out has " << extentStr(out.getDimSize(3));
+  // Several scores: an accumulator, l and m per extra score, one lse each with 'lse'.
+  size_t more = getMoreAcc().size();
+  if (getMoreL().size() != more || getMoreM().size() != more)
+    return emitOpError() << "several scores need l and m per extra accumulator: got " << more
+                         << " accumulators, " << getMoreL().size() << " l and "
+                         << getMoreM().size() << " m";
+  if (getMoreLse().size() != (getLse() ? more : 0))
+    return emitOpError() << "'lses' holds the lse of each extra score when 'lse' is given: "
+                         << (getLse() ? more : 0) << " expected, got " << getMoreLse().size();
+  if (more && (!softmax || getPartOut()))
+    return emitOpError("several scores need softmax and no split-KV partial results");
+  for (size_t n = 0; n < more; ++n) {
+    auto accN = cast<MemRefType>(getMoreAcc()[n].getType());
+    if (accN.getShape() != acc.getShape())
+      return emitOpError() << "every accumulator has the first one's shape " << acc
+                           << ", got " << accN;
+    if (failed(sameRows(*this, acc, {cast<MemRefType>(getMoreL()[n].getType()),
+                                     cast<MemRefType>(getMoreM()[n].getType())})))
+      return failure();
+  }
   return success();
 }
 

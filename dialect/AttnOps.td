@@ -113,6 +113,15 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     (b, hk, j, e)[k_scale_axes[a]] (divided by k_scale_group for the channel axis 3): per-head,
     per-token and per-group scales alike.
 
+    Several scores (`scores %q1, ... by %k1, ...`, `more_scores`, `mix`; norm softmax, plain
+    q/k/v, no feature map, decay, gate, state, projection or skip): score n >= 1 is the n-th
+    region of `more_scores` at dot(q_n[b,h,i,:], k_n[b,h/group,j,:]) (q_n, k_n the n-th of
+    `scores` / `by`, shaped like q and k); every score has its own softmax over the same mask
+    and values, giving rows y_0 (the `score` region's) ... y_N, and lse_n of score n >= 1
+    goes to the n-th of `lses`. Each output element is then mix(b, h, i, e, y_0[e], ...,
+    y_N[e]) (the `mix` region), before the rmsnorm and the output map: differential
+    attention's y_0 - lambda y_1.
+
     Example:
     ```mlir
     attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
@@ -135,6 +144,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        Optional<Attn_Lse>:$lse,
                        Optional<Attn_State>:$state,
                        Optional<Attn_Projection>:$projection,
+                       Variadic<Attn_Seq4>:$more_q, Variadic<Attn_KV4>:$more_k,
+                       Variadic<Attn_Lse>:$more_lse,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
                        Attn_NormAttr:$norm,
                        DefaultValuedAttr<I64Attr, "0">:$page_size,
@@ -147,19 +158,25 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
-                        AnyRegion:$skip, AnyRegion:$output);
+                        AnyRegion:$skip, AnyRegion:$output, AnyRegion:$mix,
+                        VariadicRegion<SizedRegion<1>>:$more_scores);
   let assemblyFormat = [{
-    $q `,` $k `,` $v (`pages` $block_table^)? (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
-    $out (`,` $lse^)? (`state` $state^)? (`proj` $projection^)? attr-dict `:` type($q) `,`
-    type($k) `,` type($v)
+    $q `,` $k `,` $v (`scores` $more_q^ `by` $more_k)? (`pages` $block_table^)?
+    (`kscale` $k_scale^)? (`vscale` $v_scale^)? `->`
+    $out (`,` $lse^)? (`lses` $more_lse^)? (`state` $state^)? (`proj` $projection^)? attr-dict
+    `:` type($q) `,` type($k) `,` type($v) (`scores` type($more_q)^ `by` type($more_k))?
     (`pages` type($block_table)^)? (`kscale` type($k_scale)^)? (`vscale` type($v_scale)^)?
-    `->` type($out) (`,` type($lse)^)? (`state` type($state)^)? (`proj` type($projection)^)?
+    `->` type($out) (`,` type($lse)^)? (`lses` type($more_lse)^)? (`state` type($state)^)?
+    (`proj` type($projection)^)?
     `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
-    (`skip` $skip^)? (`output` $output^)?
+    (`skip` $skip^)? (`output` $output^)? (`mix` $mix^)? (`more_scores` $more_scores^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::LogicalResult verifyMoreScores();
+  }];
 }
 
 def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
@@ -387,12 +404,22 @@ def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
     writes its normalised partial output and log-sum-exp to part_out[split, b, h, i, :] and
     part_lse[split, b, h, i] instead, for attn.combine to merge; with S = 1 it writes out and
     lse directly.
+
+    Several scores (`scores (%acc_1, ...) (%l_1, ...) (%m_1, ...)`, softmax, no split-KV):
+    accumulator n >= 1 with its statistics; each gives its row y_n = acc_n / l_n (0 when
+    l_n = 0) and lse_n = m_n + log(l_n) into the n-th of `lses`; the value stored before the
+    rmsnorm and the output map is then mix(b, h, i, e, y_0, ..., y_N) (the `mix` region,
+    attn.attention's).
   }];
   let arguments = (ins Arg<Attn_Tile2, "", [MemRead]>:$acc,
                        Arg<Optional<Attn_Tile1>, "", [MemRead]>:$l,
                        Arg<Optional<Attn_Tile1>, "", [MemRead]>:$m,
+                       Arg<Variadic<Attn_Tile2>, "", [MemRead]>:$more_acc,
+                       Arg<Variadic<Attn_Tile1>, "", [MemRead]>:$more_l,
+                       Arg<Variadic<Attn_Tile1>, "", [MemRead]>:$more_m,
                        Arg<Attn_Seq4, "", [MemWrite]>:$out,
                        Arg<Optional<Attn_Lse>, "", [MemWrite]>:$lse,
+                       Arg<Variadic<Attn_Lse>, "", [MemWrite]>:$more_lse,
                        Index:$b, Index:$h, Index:$i0,
                        Optional<Index>:$split,
                        Arg<Optional<Attn_Partial>, "", [MemWrite]>:$part_out,
@@ -400,12 +427,15 @@ def Attn_TileStoreOp : Attn_Op<"tile_store", [AttrSizedOperandSegments]> {
                        Attn_NormAttr:$norm,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
                        OptionalAttr<F32Attr>:$rms_eps);
-  let regions = (region AnyRegion:$output);
+  let regions = (region AnyRegion:$output, AnyRegion:$mix);
   let assemblyFormat = [{
-    $acc (`,` $l^ `,` $m)? `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)?
+    $acc (`,` $l^ `,` $m)? (`scores` `(` $more_acc^ `)` `(` $more_l `)` `(` $more_m `)`)?
+    `->` $out `[` $b `,` $h `,` $i0 `]` (`,` $lse^)? (`lses` $more_lse^)?
     (`split` $split^ `into` $part_out `,` $part_lse)? attr-dict `:`
-    type($acc) (`,` type($l)^ `,` type($m))? `->` type($out) (`,` type($lse)^)?
-    (`,` type($part_out)^ `,` type($part_lse))? (`output` $output^)?
+    type($acc) (`,` type($l)^ `,` type($m))?
+    (`scores` `(` type($more_acc)^ `)` `(` type($more_l) `)` `(` type($more_m) `)`)?
+    `->` type($out) (`,` type($lse)^)? (`lses` type($more_lse)^)?
+    (`,` type($part_out)^ `,` type($part_lse))? (`output` $output^)? (`mix` $mix^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

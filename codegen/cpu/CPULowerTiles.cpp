@@ -209,30 +209,52 @@ void lower(Emit &e, TileStoreOp op) {
   e.loop(e.index(rows(acc)), [&](Emit &e, Value r) {
     auto [h, i] = packedRow(e, op.getH(), e.add(op.getI0(), r), op.getPack());
     e.when(e.below(i, qLen), [&](Emit &e) {
-      Value scale = e.f32(1), lse;
-      if (softmax) {
-        Value l = e.load(op.getL(), r);
-        Value any = e.fgt(l, e.f32(0));
-        scale = e.select(any, arith::DivFOp::create(e.b, e.loc, e.f32(1), l), e.f32(0));
-        Value logSum = e.fadd(e.load(op.getM(), r), math::LogOp::create(e.b, e.loc, l));
-        lse = e.select(any, logSum, e.f32(-std::numeric_limits<float>::infinity()));
+      // Per score (several scores: the extra accumulators too): 1 / l and the lse.
+      SmallVector<Value> accs = {acc}, scales, lses;
+      llvm::append_range(accs, op.getMoreAcc());
+      for (size_t n = 0; n < accs.size(); ++n) {
+        Value scale = e.f32(1), lse;
+        if (softmax) {
+          Value l = e.load(n ? op.getMoreL()[n - 1] : op.getL(), r);
+          Value any = e.fgt(l, e.f32(0));
+          scale = e.select(any, arith::DivFOp::create(e.b, e.loc, e.f32(1), l), e.f32(0));
+          Value m = e.load(n ? op.getMoreM()[n - 1] : op.getM(), r);
+          Value logSum = e.fadd(m, math::LogOp::create(e.b, e.loc, l));
+          lse = e.select(any, logSum, e.f32(-std::numeric_limits<float>::infinity()));
+        }
+        scales.push_back(scale);
+        lses.push_back(lse);
       }
+      Value scale = scales[0], lse = lses[0];
+      // The row's element c before the rmsnorm: the normalised accumulator, or the mix of
+      // every score's.
+      auto element = [&](Emit &e, Value c, Value rowScale) -> Value {
+        if (accs.size() == 1)
+          return e.fmul(e.load(acc, {r, c}), rowScale);
+        SmallVector<Value> args = {b, h, i, c};
+        for (size_t n = 0; n < accs.size(); ++n)
+          args.push_back(e.fmul(e.load(accs[n], {r, c}), scales[n]));
+        return e.fmul(e.inlineRegion(op.getMix(), args), rowScale);
+      };
       auto write = [&](Emit &e, bool toPartial) {
         if (op.getLse())
           toPartial ? e.store(lse, partLse, {op.getSplit(), b, h, i})
                     : e.store(lse, op.getLse(), {b, h, i});
-        Value rowScale = scale;
+        for (auto [n, moreLse] : llvm::enumerate(op.getMoreLse()))
+          e.store(lses[n + 1], moreLse, {b, h, i});
+        // one score: the accumulator times 1 / l; several: the mix (times 1 below)
+        Value rowScale = accs.size() == 1 ? scale : e.f32(1);
         if (auto eps = op.getRmsEpsAttr(); eps && !toPartial) {
-          // rmsnorm: the row (times `scale`) over sqrt(mean of its squares + eps)
+          // rmsnorm: the row over sqrt(mean of its squares + eps)
           Value width = e.extent(acc, 1);
           Value sq = e.reduce(width, e.f32(0), [&](Emit &e, Value c, Value sum) {
-            Value x = e.fmul(e.load(acc, {r, c}), scale);
+            Value x = element(e, c, rowScale);
             return e.fadd(sum, e.fmul(x, x));
           });
-          rowScale = e.fmul(scale, e.rmsFactor(sq, width, eps.getValueAsDouble()));
+          rowScale = e.fmul(rowScale, e.rmsFactor(sq, width, eps.getValueAsDouble()));
         }
         e.loop(e.extent(acc, 1), [&](Emit &e, Value c) {
-          Value x = e.fmul(e.load(acc, {r, c}), rowScale);
+          Value x = element(e, c, rowScale);
           if (toPartial)
             return e.store(x, partOut, {op.getSplit(), b, h, i, c});
           if (!op.getOutput().empty())  // the output map of the finished row's element

@@ -95,6 +95,10 @@ struct Expr {
   /// An index of a ParamLoad computed by an integer expression rather than a dim (in the
   /// score or the mask): it reads the element at the index clamped into [0, extent - 1].
   bool clamp = false;
+  /// An attend(s_n, v) call in the mix of a variant with several scores (Variant::mix): n, the
+  /// index of its score in Variant::scores. -1 for every other attend (one score: the attend
+  /// result y; an rmsnorm(...) node standing for the normalised element).
+  int attendScore = -1;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -206,6 +210,17 @@ struct Variant {
   /// scales, biases. Applied to every output element after the normalisation. No skip term
   /// or rmsnorm with it.
   bool outputMap = false;
+  /// Several scores (differential attention): `output o[...] = F(rmsnorm(M, eps))`,
+  /// `rmsnorm(M, eps)` or `M`, where the mix M is an elementwise expression of the attends
+  /// attend(s_n, v) (one per score at least, all over the same values; Expr::attendScore says
+  /// which) and of params at the batch, head, query and value dims. mix points at M (into
+  /// outputExpr); the rows y_n of every score are computed in one pass over the keys, each
+  /// with its own softmax statistics, then mixed, normalised (rmsEps) and mapped (outputMap,
+  /// where the rmsnorm node stands for the normalised element). Null with one score.
+  const Expr *mix = nullptr;
+  /// Per score: the inputs its dot reads (indices into inputs); q and k below are score 0's.
+  /// Every score's q has q's dims and dtype, every k k's.
+  std::vector<int> scoreQ, scoreK;
   bool hasOutput = false;
   /// Ring attention's block form (addPositionOffsets): the index in `params` of the rank-0 i32
   /// param q_offset (k_offset follows it), the global positions of the block's first query and

@@ -143,7 +143,11 @@ void dumpVariant(const Variant &v, std::string &out) {
     out += dimLine(d);
   for (size_t i = 0; i < v.inputs.size(); ++i) {
     int n = int(i);
-    const char *role = n == v.q ? " (q)" : n == v.k ? " (k)" : n == v.v ? " (v)" : "";
+    std::string role = n == v.q ? " (q)" : n == v.k ? " (k)" : n == v.v ? " (v)" : "";
+    // several scores: the roles an input plays for the other scores
+    for (size_t s = 1; role.empty() && s < v.scores.size(); ++s)
+      if (n == v.scoreQ[s] || n == v.scoreK[s])
+        role = std::string(" (") + (n == v.scoreQ[s] ? "q" : "k") + " of " + v.scores[s].name + ")";
     out += "  input " + tensorText(v.inputs[i]) + role + "\n";
   }
   for (const TensorDecl &p : v.params)
@@ -170,6 +174,10 @@ void dumpVariant(const Variant &v, std::string &out) {
     out += std::string("  recurrence (linear in dot, causal, norm ") + normName(v.norm) + ")\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
+  if (v.mix)
+    out += "  mix of " + std::to_string(v.scores.size()) + " scores = " + printer.print(*v.mix) +
+           (v.rmsEps ? ", then rmsnorm" : "") + (v.outputMap ? ", then the output map" : "") +
+           "\n";
   out += "  group " + std::to_string(v.group) + "\n";
   if (v.qkGroupDim >= 0)
     out += "  qk group " + std::to_string(v.qkGroup) + " (q and k heads: " +

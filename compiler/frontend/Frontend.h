@@ -81,7 +81,8 @@ bool resolveDimSizes(const Variant &v, const std::vector<std::pair<std::string, 
 
 /// Computes the variant's output (and, for softmax, the log-sum-exp per row) in float64.
 /// `inputs` and `params` are indexed like Variant::inputs / Variant::params. `out` receives
-/// the canonical [b, h, i, dv] row-major array; `lse` (may be null) [b, h, i] row-major.
+/// the canonical [b, h, i, dv] row-major array; `lse` (may be null) [b, h, i] row-major (with
+/// several scores, Variant::mix: [score, b, h, i], each score's softmax statistics).
 /// Rows with every key masked give an output of 0 and an lse of -inf. With a `state` (a
 /// recurrence's, in its storage order; may be null), row i also gets its initial-state term.
 void referenceForward(const Variant &v, const DimSizes &sizes,

@@ -194,6 +194,7 @@ public:
   double x = 0;    // the element a feature map is applied to (a skip term: v at i)
   double proj = 0, sq = 0;  // a projected feature map: dot(x, w[m]) and dot(x, x)
   double attend = 0;        // an output map's attend(s, v) element
+  std::vector<double> attends;  // a mix's attend(s_n, v) elements (Expr::attendScore n)
 
   Value eval(const Expr &e) const {
     switch (e.kind) {
@@ -269,7 +270,7 @@ private:
     if (e.builtin == Builtin::Dot)
       return floatValue(dot);
     if (e.builtin == Builtin::Attend)
-      return floatValue(attend);
+      return floatValue(e.attendScore >= 0 ? attends[size_t(e.attendScore)] : attend);
     std::vector<Value> a;
     for (const ExprPtr &arg : e.args)
       a.push_back(eval(*arg));
@@ -370,14 +371,17 @@ class Forward {
 public:
   Forward(const Variant &v, const DimSizes &sizes, const std::vector<HostTensor> &inputs,
           const std::vector<HostTensor> &params)
-      : v_(v), sizes_(sizes), q_(inputs[v.q]), k_(inputs[v.k]), val_(inputs[v.v]),
+      : v_(v), sizes_(sizes), inputs_(inputs), q_(inputs[v.q]), k_(inputs[v.k]), val_(inputs[v.v]),
         pq_(v.canonicalPerm(v.inputs[v.q])), pk_(v.canonicalPerm(v.inputs[v.k])),
         pv_(v.canonicalPerm(v.inputs[v.v])), params_(params), ev_(v, sizes, params),
         s_(size_t(sizes[v.kvSeqDim])),
         allowed_(size_t(sizes[v.kvSeqDim])) {}
 
-  /// Writes out[0..dv) for row (b, h, i) and returns its lse.
-  double row(int64_t b, int64_t h, int64_t i, double *out) {
+  /// Writes out[0..dv) for row (b, h, i) and returns its lse; with several scores
+  /// (Variant::mix) each score's lse goes to lses[n] and score 0's is returned.
+  double row(int64_t b, int64_t h, int64_t i, double *out, double *lses = nullptr) {
+    if (v_.mix)
+      return mixedRow(b, h, i, out, lses);
     const int64_t hk = h / v_.group;
     std::vector<int64_t> &iter = ev_.iter();
     iter[v_.batchDim] = b;
@@ -426,6 +430,70 @@ public:
       addInitialState(b, h, i, out);
     finishRow(b, hk, i, out);
     return lse;
+  }
+
+  /// Several scores (Variant::mix): the softmax row y_n of every score over the same keys and
+  /// values, then out[e] = mix(y_0[e], ..., y_n[e]), its rmsnorm and its output map.
+  double mixedRow(int64_t b, int64_t h, int64_t i, double *out, double *lses) {
+    const int64_t hk = h / v_.group, DV = sizes_[v_.valueDim], D = sizes_[v_.headDim];
+    const size_t N = v_.scores.size(), J = s_.size();
+    std::vector<int64_t> &iter = ev_.iter();
+    iter[v_.batchDim] = b;
+    iter[v_.kvHeadDim] = hk;
+    iter[v_.qHeadDim] = h;
+    iter[v_.qSeqDim] = i;
+    bool any = false;
+    for (size_t j = 0; j < J; ++j) {
+      iter[v_.kvSeqDim] = int64_t(j);
+      allowed_[j] = !v_.mask || ev_.eval(*v_.mask).i != 0;
+      any = any || allowed_[j];
+    }
+    std::vector<std::vector<double>> y(N, std::vector<double>(size_t(DV), 0.0));
+    double lse0 = -INFINITY;
+    for (size_t n = 0; n < N && any; ++n) {
+      const HostTensor &q = inputs_[size_t(v_.scoreQ[n])], &k = inputs_[size_t(v_.scoreK[n])];
+      std::vector<int> pq = v_.canonicalPerm(v_.inputs[size_t(v_.scoreQ[n])]);
+      std::vector<int> pk = v_.canonicalPerm(v_.inputs[size_t(v_.scoreK[n])]);
+      double m = -INFINITY;
+      for (size_t j = 0; j < J; ++j) {
+        if (!allowed_[j])
+          continue;
+        iter[v_.kvSeqDim] = int64_t(j);
+        ev_.dot = 0;
+        for (int64_t d = 0; d < D; ++d)
+          ev_.dot += loadCanonical(q, pq, b, h, i, d) * loadCanonical(k, pk, b, hk, int64_t(j), d);
+        s_[j] = ev_.eval(*v_.scores[n].expr).real();
+        m = std::max(m, s_[j]);
+      }
+      double sum = 0;
+      std::vector<double> w(J, 0.0);
+      for (size_t j = 0; j < J; ++j)
+        if (allowed_[j])
+          sum += w[j] = std::exp(s_[j] - m);
+      double lse = m + std::log(sum);
+      if (lses)
+        lses[n] = lse;
+      if (n == 0)
+        lse0 = lse;
+      for (int64_t e = 0; e < DV; ++e) {
+        double acc = 0;
+        for (size_t j = 0; j < J; ++j)
+          if (allowed_[j])
+            acc += w[j] * kv(v_.inputs[v_.v], val_, pv_, b, hk, int64_t(j), e);
+        y[n][size_t(e)] = acc / sum;
+      }
+    }
+    if (!any && lses)
+      std::fill(lses, lses + N, -INFINITY);
+    ev_.attends.assign(N, 0.0);
+    for (int64_t e = 0; e < DV; ++e) {
+      iter[v_.valueDim] = e;
+      for (size_t n = 0; n < N; ++n)
+        ev_.attends[n] = y[n][size_t(e)];
+      out[e] = ev_.eval(*v_.mix).real();
+    }
+    finishRow(b, hk, i, out);
+    return lse0;
   }
 
   /// The output row's rmsnorm (Variant::rmsEps), then its skip term.
@@ -544,6 +612,7 @@ public:
 private:
   const Variant &v_;
   const DimSizes &sizes_;
+  const std::vector<HostTensor> &inputs_;
   const HostTensor &q_, &k_, &val_;
   const std::vector<int> pq_, pk_, pv_;
   const std::vector<HostTensor> &params_;
@@ -748,18 +817,23 @@ void referenceForward(const Variant &v, const DimSizes &sizes,
                       const HostTensor *state) {
   const int64_t B = sizes[v.batchDim], H = sizes[v.qHeadDim], I = sizes[v.qSeqDim],
                 DV = sizes[v.valueDim];
+  const size_t N = v.scores.size(), rows = size_t(B * H * I);
   out.assign(size_t(B * H * I * DV), 0.0);
   if (lse)
-    lse->assign(size_t(B * H * I), 0.0);
+    lse->assign(N * rows, 0.0);
   Forward forward(v, sizes, inputs, params);
   forward.setState(state);
+  std::vector<double> lses(N);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < I; ++i) {
-        int64_t row = (b * H + h) * I + i;
-        double rowLse = forward.row(b, h, i, &out[size_t(row * DV)]);
-        if (lse)
-          (*lse)[size_t(row)] = rowLse;
+        size_t row = size_t((b * H + h) * I + i);
+        double rowLse = forward.row(b, h, i, &out[row * size_t(DV)], lses.data());
+        if (lse && v.mix)
+          for (size_t n = 0; n < N; ++n)
+            (*lse)[n * rows + row] = lses[n];
+        else if (lse)
+          (*lse)[row] = rowLse;
       }
 }
 

@@ -111,6 +111,7 @@ ExprPtr cloneExpr(const Expr &e) {
   out->paramIndex = e.paramIndex;
   out->builtin = e.builtin;
   out->clamp = e.clamp;
+  out->attendScore = e.attendScore;
   return out;
 }
 
@@ -129,7 +130,8 @@ public:
   bool run() {
     reset();
     return checkSupported() && declareNames() && substituteLets() && checkDims() &&
-           checkTensors() && findAttention() && inferRoles() && checkDTypes() && checkPaged() &&
+           checkTensors() && findAttention() && inferRoles() && checkDTypes() &&
+           checkScoreInputs() && checkPaged() &&
            checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
            checkRecurrence() && checkDecay() && checkGate() && checkState() &&
            checkOutputForm() && checkSkip() && checkQKGroups() && checkNormalisers();
@@ -176,6 +178,9 @@ private:
     v_.featureDim = v_.projParam = -1;
     v_.recurrence = false;
     v_.outputMap = false;
+    v_.mix = nullptr;
+    v_.scoreQ.clear();
+    v_.scoreK.clear();
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
       d.sourceIndex = -1;
@@ -185,11 +190,6 @@ private:
   // ---- structure ----------------------------------------------------------------------------
 
   bool checkSupported() {
-    if (v_.scores.size() > 1)
-      return fail(v_.scores[1].loc, v_.scores[1].name.size(),
-                  "not supported yet: several scores ('" + v_.scores[1].name + "' after '" +
-                      v_.scores[0].name + "')",
-                  "a variant has exactly one score");
     if (v_.scores.empty())
       return fail(v_.loc, v_.name.size(), "variant '" + v_.name + "' has no score",
                   "add one, e.g. 'score s = dot(q, k) * rsqrt(d)'");
@@ -217,7 +217,8 @@ private:
       entries.push_back({v_.inputs[i].name, {Symbol::Kind::Input, int(i), v_.inputs[i].loc}});
     for (size_t i = 0; i < v_.params.size(); ++i)
       entries.push_back({v_.params[i].name, {Symbol::Kind::Param, int(i), v_.params[i].loc}});
-    entries.push_back({v_.scores[0].name, {Symbol::Kind::Score, 0, v_.scores[0].loc}});
+    for (size_t n = 0; n < v_.scores.size(); ++n)
+      entries.push_back({v_.scores[n].name, {Symbol::Kind::Score, int(n), v_.scores[n].loc}});
     entries.push_back({v_.output.name, {Symbol::Kind::Output, 0, v_.output.loc}});
     if (v_.state)
       entries.push_back({v_.state->name, {Symbol::Kind::State, 0, v_.state->loc}});
@@ -451,9 +452,19 @@ private:
     return true;
   }
 
-  /// Finds q and k from the score's dot(q, k) and v from the output's attend(s, v).
+  /// Finds q and k from each score's dot(q, k) (score 0's are Variant::q and k) and v from the
+  /// output's attend(s, v).
   bool findAttention() {
-    ScoreDecl &score = v_.scores[0];
+    for (ScoreDecl &score : v_.scores)
+      if (!findDot(score))
+        return false;
+    v_.q = v_.scoreQ[0], v_.k = v_.scoreK[0];
+    return findValues() && checkNoExtraInputs();
+  }
+
+  bool findDot(ScoreDecl &score) {
+    int sq = -1, sk = -1;
+    auto name = [&](int t) { return v_.inputs[size_t(t)].name; };
     std::vector<Expr *> dots;
     collectCalls(*score.expr, "dot", dots);
     if (dots.empty())
@@ -472,16 +483,18 @@ private:
                     "not supported yet: the norms of the rows (dot(q, q)); the score reads "
                     "dot(q, k)");
       if (dot == dots.front()) {
-        v_.q = q, v_.k = k;
-      } else if (q != v_.q || k != v_.k) {
-        return fail(*dot, "score '" + score.name + "' reads dot(" + qT().name + ", " +
-                              kT().name + ") and dot(" + v_.inputs[size_t(q)].name + ", " +
-                              v_.inputs[size_t(k)].name + ")",
+        sq = q, sk = k;
+      } else if (q != sq || k != sk) {
+        return fail(*dot, "score '" + score.name + "' reads dot(" + name(sq) + ", " + name(sk) +
+                              ") and dot(" + name(q) + ", " + name(k) + ")",
                     "not supported yet: a score reads one product of two inputs, dot(" +
-                        qT().name + ", " + kT().name + "), as often as it likes");
+                        name(sq) + ", " + name(sk) + "), as often as it likes; another "
+                        "product belongs in another score");
       }
     }
-    return findValues() && checkNoExtraInputs();
+    v_.scoreQ.push_back(sq);
+    v_.scoreK.push_back(sk);
+    return true;
   }
 
   /// An argument of dot/attend that must name an input; sets `index` to it.
@@ -587,6 +600,8 @@ private:
   }
 
   bool findValues() {
+    if (v_.scores.size() > 1)
+      return findMix();
     std::vector<Expr *> attends;
     collectCalls(*v_.outputExpr, "attend", attends);
     // attend read more than once is an output map (y * sigmoid(y) through a let)
@@ -611,9 +626,134 @@ private:
     return true;
   }
 
+  /// Several scores: the output is M, rmsnorm(M, eps) or F(rmsnorm(M, eps)) (Variant::mix), M
+  /// reading attend(s_n, v) for every score s_n, all over one values input.
+  bool findMix() {
+    Expr &out = *v_.outputExpr;
+    std::vector<Expr *> attends, norms;
+    collectCalls(out, "attend", attends);
+    collectCalls(out, "rmsnorm", norms);
+    std::vector<bool> attended(v_.scores.size(), false);
+    for (Expr *attend : attends) {
+      if (attend->args.size() != 2)
+        return fail(*attend,
+                    "'attend' takes 2 arguments, got " + std::to_string(attend->args.size()));
+      const Expr &scoreArg = *attend->args[0];
+      const Symbol *sym =
+          scoreArg.kind == Expr::Kind::Ident ? lookup(scoreArg.name) : nullptr;
+      if (!sym || sym->kind != Symbol::Kind::Score)
+        return fail(scoreArg, "the first argument of attend must be a score, got '" +
+                                  text(scoreArg) + "'",
+                    "the scores are " + joinNames(scoreNames()));
+      int values = -1;
+      if (!inputArg(*attend->args[1], "attend", values))
+        return false;
+      if (v_.v < 0)
+        v_.v = values;
+      else if (values != v_.v)
+        return fail(*attend->args[1],
+                    "every attend reads the same values: '" + vT().name + "', got '" +
+                        v_.inputs[size_t(values)].name + "'",
+                    "not supported yet: scores over different values inputs");
+      attend->attendScore = sym->index;
+      attended[size_t(sym->index)] = true;
+    }
+    for (size_t n = 0; n < v_.scores.size(); ++n)
+      if (!attended[n])
+        return fail(v_.scores[n].loc, v_.scores[n].name.size(),
+                    "score '" + v_.scores[n].name + "' is never attended",
+                    "the output reads every score through attend(" + v_.scores[n].name +
+                        ", v), e.g. attend(s1, v) - lambda[h] * attend(s2, v)");
+    for (size_t n = 0; n < v_.scoreQ.size(); ++n)
+      if (v_.scoreQ[n] == v_.v || v_.scoreK[n] == v_.v)
+        return fail(*attends.front()->args[1],
+                    "attend's values '" + vT().name + "' are already used in a dot",
+                    "values come from their own input");
+    rmsNode_ = nullptr;
+    v_.mix = &out;
+    if (norms.size() > 1)
+      return fail(*norms[1], "a variant with several scores has one rmsnorm, got a second '" +
+                                 text(*norms[1]) + "'");
+    if (!norms.empty()) {
+      Expr &norm = *norms.front();
+      std::vector<Expr *> inside;
+      if (!norm.args.empty())
+        collectCalls(*norm.args[0], "attend", inside);
+      if (inside.size() != attends.size())
+        return fail(norm,
+                    "not supported yet: attend(...) both inside and outside rmsnorm in '" +
+                        text(out) + "'",
+                    "mix the scores' rows inside the rmsnorm, e.g. rmsnorm(attend(s1, v) - "
+                    "lambda[h] * attend(s2, v), 1e-5) * gain[dv]");
+      rmsNode_ = &norm;
+      v_.mix = norm.args[0].get();
+      v_.outputMap = &norm != &out;
+    }
+    return true;
+  }
+
+  std::vector<std::string> scoreNames() const {
+    std::vector<std::string> names;
+    for (const ScoreDecl &s : v_.scores)
+      names.push_back(s.name);
+    return names;
+  }
+
+  /// After inferRoles: every score's q has q's dims and dtype, every k k's; no tensor plays
+  /// both. The constructs the quadratic form does not combine with several scores yet fail
+  /// here with the construct named.
+  bool checkScoreInputs() {
+    if (v_.scores.size() < 2)
+      return true;
+    auto sameAs = [&](int t, int as, const char *role) -> bool {
+      const TensorDecl &x = v_.inputs[size_t(t)], &ref = v_.inputs[size_t(as)];
+      if (x.dims != ref.dims)
+        return failAtName(x, std::string("'") + x.name + "' is a " + role + " of a score, so it has '" +
+                                 ref.name + "'s dims in the same order",
+                          "declare it as " + x.name + "[" + joinNames(ref.dimNames) + "]");
+      if (x.resolvedDType != ref.resolvedDType)
+        return failAtName(x, std::string("q, k, v must share one floating dtype: '") + ref.name +
+                                 "' is " + dtypeName(ref.resolvedDType) + " but '" + x.name +
+                                 "' is " + dtypeName(x.resolvedDType));
+      if (!x.scale.empty())
+        return fail(x.scaleLoc, x.scale.size(),
+                    "not supported yet: quantised keys with several scores");
+      return true;
+    };
+    for (size_t n = 0; n < v_.scores.size(); ++n) {
+      if (!sameAs(v_.scoreQ[n], v_.q, "query") || !sameAs(v_.scoreK[n], v_.k, "key"))
+        return false;
+      for (int q : v_.scoreQ)
+        if (q == v_.scoreK[n])
+          return failAtName(v_.inputs[size_t(q)],
+                            "'" + v_.inputs[size_t(q)].name +
+                                "' is the query of one score and the key of another",
+                            "each score reads dot(query, key) with the queries first");
+    }
+    const char *other = v_.paged           ? "paged keys and values"
+                        : !v_.features.empty() ? "a feature map"
+                        : v_.decay             ? "a decay"
+                        : v_.gate              ? "a gate"
+                        : v_.state             ? "a state"
+                        : v_.norm != Norm::Softmax ? "a norm other than softmax"
+                        : v_.unifiedMax            ? "softmax(max = ...)"
+                        : isQuantized(kT().resolvedDType) || isQuantized(vT().resolvedDType)
+                            ? "quantised keys or values"
+                            : nullptr;
+    if (other)
+      return fail(v_.scores[1].loc, v_.scores[1].name.size(),
+                  std::string("not supported yet: several scores with ") + other,
+                  "several scores (differential attention) take norm softmax over plain "
+                  "q, k, v tensors");
+    return true;
+  }
+
   bool checkNoExtraInputs() {
+    auto in = [](const std::vector<int> &list, int i) {
+      return std::find(list.begin(), list.end(), i) != list.end();
+    };
     for (size_t i = 0; i < v_.inputs.size(); ++i) {
-      if (int(i) == v_.q || int(i) == v_.k || int(i) == v_.v)
+      if (int(i) == v_.v || in(v_.scoreQ, int(i)) || in(v_.scoreK, int(i)))
         continue;
       const TensorDecl &t = v_.inputs[i];
       return failAtName(t, "input '" + t.name + "' is not used by dot or attend",
@@ -993,13 +1133,14 @@ private:
   // ---- expressions --------------------------------------------------------------------------
 
   bool checkScore() {
-    ScoreDecl &s = v_.scores[0];
-    if (!checkExpr(*s.expr, Context::Score))
-      return false;
-    if (!isNumeric(s.expr->type))
-      return fail(*s.expr,
-                  "score '" + s.name + "' must be a number, got " + valueTypeName(s.expr->type),
-                  "use select(c, x, y) to turn a condition into a number");
+    for (ScoreDecl &s : v_.scores) {
+      if (!checkExpr(*s.expr, Context::Score))
+        return false;
+      if (!isNumeric(s.expr->type))
+        return fail(*s.expr,
+                    "score '" + s.name + "' must be a number, got " + valueTypeName(s.expr->type),
+                    "use select(c, x, y) to turn a condition into a number");
+    }
     return true;
   }
 
@@ -1312,6 +1453,8 @@ private:
   /// findValues() checked the shape `attend(s, v)`; only the annotations remain.
   bool checkOutputExpr() {
     Expr &out = *v_.outputExpr;
+    if (v_.mix)
+      return checkMix();
     if (v_.outputMap)
       return checkOutputMap();
     Expr &attendOrNorm = v_.skip ? *out.args[v_.skip == out.args[0].get() ? 1 : 0] : out;
@@ -1329,6 +1472,36 @@ private:
     out.type = ValueType::Float;
     out.res = Expr::Res::None;
     return true;
+  }
+
+  /// Several scores: the mix M (Variant::mix) and the map around rmsnorm(M, eps), if any, are
+  /// numbers per output element reading the attends, params by the batch, head, query and
+  /// value dims, dims and numbers; never the key position.
+  bool checkMix() {
+    Expr &out = *v_.outputExpr;
+    Expr &mix = const_cast<Expr &>(*v_.mix);
+    attendNodes_.clear();
+    collectCalls(mix, "attend", attendNodes_);
+    for (Expr *attend : attendNodes_) {
+      attend->res = Expr::Res::Builtin;
+      attend->builtin = Builtin::Attend;
+      attend->type = ValueType::Float;
+    }
+    if (!checkNumberIn(mix, Context::Output, outputContext_, "the mix of the scores' rows") ||
+        !checkOutputPosition(mix))
+      return false;
+    if (!rmsNode_)
+      return true;
+    if (!checkRmsNorm(*rmsNode_))
+      return false;
+    rmsNode_->res = Expr::Res::Builtin;
+    rmsNode_->builtin = Builtin::Attend;  // the normalised element, for the map around it
+    rmsNode_->attendScore = -1;
+    if (!v_.outputMap)
+      return true;
+    attendNodes_.push_back(rmsNode_);
+    return checkNumberIn(out, Context::Output, outputContext_, "the output") &&
+           checkOutputPosition(out);
   }
 
   /// An output map (Variant::outputMap): a number per element of the attend result, reading

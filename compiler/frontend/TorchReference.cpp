@@ -352,8 +352,9 @@ private:
     switch (e.builtin) {
     case Builtin::Dot:
       return leaf("dot", kQSeq | kKVSeq);
-    case Builtin::Attend:  // an output map's attend result, [B, H, I, DV]
-      return leaf("y", kQSeq | kKVSeq);
+    case Builtin::Attend:  // an output map's attend result (a mix's: score n's), [B, H, I, DV]
+      return leaf(e.attendScore >= 0 ? "y" + std::to_string(e.attendScore) : "y",
+                  kQSeq | kKVSeq);
     case Builtin::Exp:
       return call("torch.exp", asFloat(*e.args[0]));
     case Builtin::Log:
@@ -567,7 +568,8 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
 - t maps every input and param name to a torch tensor in its declared storage order (STORAGE),
   of any dtype, on any device; values are converted exactly to float64 (int64 for i32 params).
 - returns (o, lse): o float64 in the output's storage order; lse float64 [b, h, i] (batch,
-  q head, q seq) for softmax, None for the other norms. A row whose keys are all masked gives
+  q head, q seq) for softmax, None for the other norms; with several scores (SCORES > 1)
+  [score, b, h, i], each score's own softmax statistics. A row whose keys are all masked gives
   o = 0 and lse = -inf. A recurrence with a state returns (o, None, state): t[STATE] is the
   initial state, and `state` (float64, its storage order) the state after the last query.
 - mask first, then score; ints are int64 with C truncation and x / 0 == x % 0 == 0; an int
@@ -581,6 +583,8 @@ computes, vectorised over [batch, q_head, q_seq, kv_seq]:
   out += "SPEC = " + pyString(specPath) + "\n";
   out += std::string("NORM = \"") + normName(v.norm) + "\"\n";
   out += "GROUP = " + std::to_string(v.group) + "  # query heads per kv head\n";
+  out += "SCORES = " + std::to_string(v.scores.size()) +
+         "  # scores, each with its own softmax (lse [SCORES, b, h, i] when > 1)\n";
   out += "STATE = " + (v.state ? pyString(v.state->name) : std::string("None")) +
          "  # a recurrence's state (initial in, final out)\n";
   out += "CHUNK_ELEMENTS = 2**27  # largest [B, H, rows, J] block computed at once\n";
@@ -689,6 +693,48 @@ void emitExprFunction(const Variant &v, const std::string &name, const std::stri
     out += "    " + line + "\n";
 }
 
+void emitFinish(const Variant &v, const std::string &I, const std::string &DV, std::string &out);
+
+/// Several scores (Variant::mix): each score's softmax rows y_n over the same mask and values,
+/// its lse in lse[n], then o = mix(y_0, ..., y_n) and the rest as with one score.
+void emitMixedScores(const Variant &v, const std::string &I, const std::string &DV,
+                     std::string &out) {
+  out += "    per_score = [  # the q, k^T and score function of each score\n";
+  for (size_t n = 0; n < v.scores.size(); ++n) {
+    std::string suffix = n ? std::to_string(n) : "";
+    out += "        (q" + suffix + ", kt" + suffix + ", _score" + suffix + "),\n";
+  }
+  out += "    ]\n";
+  out += "    ys = [torch.zeros((B, H, I, DV), dtype=torch.float64, device=dev) "
+         "for _ in range(SCORES)]\n";
+  out += "    lse = torch.empty((SCORES, B, H, I), dtype=torch.float64, device=dev)\n";
+  out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
+  out += "    for i0 in range(0, I, rows):\n";
+  out += "        i1 = min(I, i0 + rows)\n";
+  out += "        shape = (B, H, i1 - i0, J)\n";
+  out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
+  out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
+  out += "        any_key = allowed.any(dim=-1)\n";
+  out += "        # one softmax per score, each with its own statistics\n";
+  out += "        for n, (qn, ktn, score) in enumerate(per_score):\n";
+  out += "            s = torch.broadcast_to(score(qn[:, :, i0:i1] @ ktn, ix, extents, p, dev), "
+         "shape)\n";
+  out += "            m = torch.where(allowed, s, -math.inf).amax(dim=-1)\n";
+  out += "            m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
+  out += "            w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
+  out += "            l = w.sum(dim=-1)\n";
+  out += "            ys[n][:, :, i0:i1] = (w @ v) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
+  out += "            lse[n, :, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
+  out += "            del s, w\n";
+  out += "        del allowed\n";
+  out += "    # the mix of the scores' rows, element by element\n";
+  out += "    ixm = dict(ix)\n";
+  out += "    ixm[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+  out += "    ixm[" + DV + "] = torch.arange(DV, device=dev).view(1, 1, 1, DV)\n";
+  out += "    o = torch.broadcast_to(_mix(*ys, ixm, extents, p, dev), ys[0].shape)\n";
+  emitFinish(v, I, DV, out);
+}
+
 void emitReference(const Variant &v, std::string &out) {
   const TensorDecl &q = v.inputs[v.q], &k = v.inputs[v.k], &val = v.inputs[v.v];
   const std::string B = pyString(v.dims[v.batchDim].name), H = pyString(v.dims[v.qHeadDim].name),
@@ -696,11 +742,6 @@ void emitReference(const Variant &v, std::string &out) {
                     DV = pyString(v.dims[v.valueDim].name),
                     HK = pyString(v.dims[v.kvHeadDim].name);
   bool gqa = v.kvHeadDim != v.qHeadDim;
-
-  // Inverse of the output's canonical permutation: storage position -> canonical axis.
-  std::vector<int> perm = v.canonicalPerm(v.output), inverse(4, 0);
-  for (int c = 0; c < 4; ++c)
-    inverse[perm[c]] = c;
 
   out += "\n\ndef reference(t: dict, sizes: dict = None) -> tuple:\n";
   out += "    \"\"\"(o, lse) of variant " + v.name +
@@ -793,6 +834,11 @@ void emitReference(const Variant &v, std::string &out) {
   load("q", q);
   load("k", k);
   load("v", val);
+  const size_t scores = v.scores.size();
+  for (size_t n = 1; n < scores; ++n) {  // several scores: each one's q and k
+    load(("q" + std::to_string(n)).c_str(), v.inputs[size_t(v.scoreQ[n])]);
+    load(("k" + std::to_string(n)).c_str(), v.inputs[size_t(v.scoreK[n])]);
+  }
   if (v.featureDim >= 0) {  // Performer's random features: rows projected onto w [m, d]
     out += "    w = t[" + pyString(v.params[size_t(v.projParam)].name) +
            "].to(device=dev, dtype=torch.float64)  # the projection [m, d]\n";
@@ -813,6 +859,8 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    kv_head = torch.arange(H, device=dev) // GROUP  # the kv head of each query head\n";
     out += "    k = k[:, kv_head]  # [b, h, j, d]\n";
     out += "    v = v[:, kv_head]  # [b, h, j, dv]\n";
+    for (size_t n = 1; n < scores; ++n)
+      out += "    k" + std::to_string(n) + " = k" + std::to_string(n) + "[:, kv_head]\n";
   }
   if (v.qkGroupDim >= 0) {
     out += "    qk_head = torch.arange(H, device=dev) // " + std::to_string(v.qkGroup) +
@@ -821,6 +869,8 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    k = k[:, qk_head]  # [b, h, j, d]\n";
   }
   out += "    kt = k.transpose(-1, -2)  # [b, h, d, j]\n";
+  for (size_t n = 1; n < scores; ++n)
+    out += "    kt" + std::to_string(n) + " = k" + std::to_string(n) + ".transpose(-1, -2)\n";
   out += "    # params in float64 (int64 for i32 ones), in their storage order\n";
   out += "    p = {}\n";
   for (const TensorDecl &t : v.params)
@@ -836,6 +886,10 @@ void emitReference(const Variant &v, std::string &out) {
   if (v.qkGroupDim >= 0)
     out += "    ix[" + pyString(v.dims[v.qkGroupDim].name) + "] = qk_head.view(1, H, 1, 1)\n";
   out += "    ix[" + J + "] = torch.arange(J, device=dev).view(1, 1, 1, J)\n";
+  if (v.mix) {  // several scores: one softmax per score over the same keys, then the mix
+    emitMixedScores(v, I, DV, out);
+    return;
+  }
   out += "    o = torch.zeros((B, H, I, DV), dtype=torch.float64, device=dev)\n";
   bool softmax = v.norm == Norm::Softmax;
   if (softmax)
@@ -949,6 +1003,16 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    s1 = s1.permute(" + intList(back) + ").contiguous()  # to " +
            commentSafe(v.state->name) + "'s storage order\n";
   }
+  emitFinish(v, I, DV, out);
+}
+
+/// The rmsnorm, the skip term and the output map of the rows `o`, then o to the output's
+/// storage order and the return (o, lse[, s1]).
+void emitFinish(const Variant &v, const std::string &I, const std::string &DV, std::string &out) {
+  std::vector<int> perm = v.canonicalPerm(v.output), inverse(4, 0);
+  for (int c = 0; c < 4; ++c)
+    inverse[perm[c]] = c;
+  bool softmax = v.norm == Norm::Softmax;
   if (v.rmsEps) {
     char eps[32];
     std::snprintf(eps, sizeof eps, "%.17g", *v.rmsEps);
@@ -991,10 +1055,20 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                    v.mask ? at + std::to_string(v.maskLoc.line) + ": mask " + specText(*v.mask)
                           : "no mask in " + specPath,
                    v.mask.get(), false, out);
-  emitExprFunction(v, "_score", "dot, ix, n, p, dev",
-                   at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
-                       specText(*score.expr),
-                   score.expr.get(), true, out);
+  for (size_t n = 0; n < v.scores.size(); ++n)
+    emitExprFunction(v, "_score" + (n ? std::to_string(n) : std::string()), "dot, ix, n, p, dev",
+                     at + std::to_string(v.scores[n].loc.line) + ": score " + v.scores[n].name +
+                         " = " + specText(*v.scores[n].expr),
+                     v.scores[n].expr.get(), true, out);
+  if (v.mix) {
+    std::string ys;
+    for (size_t n = 0; n < v.scores.size(); ++n)
+      ys += "y" + std::to_string(n) + ", ";
+    emitExprFunction(v, "_mix", ys + "ix, n, p, dev",
+                     at + std::to_string(v.outputExpr->loc.line) + ": the mix " +
+                         specText(*v.mix) + " (y<n>: attend of score n)",
+                     v.mix, true, out);
+  }
   if (v.gate)
     emitExprFunction(v, "_gate", "ix, n, p, dev",
                      at + std::to_string(v.gateLoc.line) + ": gate " + specText(*v.gate),

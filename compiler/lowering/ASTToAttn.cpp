@@ -6,21 +6,35 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 
+#include <map>
+
 using namespace mlir;
 
 namespace attnc {
 
 std::vector<KernelArg> kernelArgs(const Variant &v) {
-  std::vector<KernelArg> args = {{KernelArg::Kind::Q, v.inputs[v.q].name},
-                                 {KernelArg::Kind::K, v.inputs[v.k].name},
-                                 {KernelArg::Kind::V, v.inputs[v.v].name}};
+  std::vector<KernelArg> args = {{KernelArg::Kind::Q, v.inputs[v.q].name, v.q},
+                                 {KernelArg::Kind::K, v.inputs[v.k].name, v.k},
+                                 {KernelArg::Kind::V, v.inputs[v.v].name, v.v}};
   for (size_t p = 0; p < v.params.size(); ++p)
     args.push_back({KernelArg::Kind::Param, v.params[p].name, int(p)});
   args.push_back({KernelArg::Kind::Out, v.output.name});
   if (v.norm == Norm::Softmax)
-    args.push_back({KernelArg::Kind::Lse, "lse"});
+    args.push_back({KernelArg::Kind::Lse, "lse", 0});
   if (v.state)
     args.push_back({KernelArg::Kind::State, v.state->name});
+  // Several scores: the other scores' queries and keys (each input once), then their lses.
+  std::vector<int> listed = {v.q, v.k, v.v};
+  for (size_t n = 1; n < v.scores.size(); ++n)
+    for (auto [kind, input] : {std::pair{KernelArg::Kind::Q, v.scoreQ[n]},
+                               std::pair{KernelArg::Kind::K, v.scoreK[n]}})
+      if (std::find(listed.begin(), listed.end(), input) == listed.end()) {
+        listed.push_back(input);
+        args.push_back({kind, v.inputs[size_t(input)].name, input});
+      }
+  if (v.norm == Norm::Softmax)
+    for (size_t n = 1; n < v.scores.size(); ++n)
+      args.push_back({KernelArg::Kind::Lse, "lse_" + v.scores[n].name, int(n)});
   return args;
 }
 
@@ -84,6 +98,7 @@ private:
   Value argD;  // a gate's head channel
   Value argE;  // a skip term's (an output map's) value channel
   Value argY;  // an output map's attend result
+  SmallVector<Value> argYs;  // a mix's rows: attend(s_n, v) of each score n
   bool failed = false;
 
   Location loc(SourceLoc l) {
@@ -144,6 +159,20 @@ private:
         shape.push_back(shapeExtent(var, d));
       argTypes.push_back(stridedMemRef(shape, b, DType::F32));
     }
+    // Several scores: the arguments after these (kernelArgs), typed like q, k and lse.
+    std::vector<KernelArg> kargs = kernelArgs(var);
+    size_t firstMore = argTypes.size();
+    for (size_t a = firstMore; a < kargs.size(); ++a) {
+      const KernelArg &x = kargs[a];
+      if (x.kind == KernelArg::Kind::Lse)
+        argTypes.push_back(argTypes[4 + var.params.size()]);
+      else if (x.kind == KernelArg::Kind::Q)
+        argTypes.push_back(canonicalType(var.inputs[size_t(x.index)], var.qSeqDim,
+                                         var.qHeadDim, var.headDim));
+      else
+        argTypes.push_back(canonicalType(var.inputs[size_t(x.index)], var.kvSeqDim,
+                                         var.kvHeadDim, var.headDim));
+    }
 
     OpBuilder::InsertionGuard guard(b);
     auto func = func::FuncOp::create(b, loc(var.loc), var.name, b.getFunctionType(argTypes, {}));
@@ -160,7 +189,19 @@ private:
       params.push_back(args[3 + p]);
     out = args[3 + var.params.size()];
     lse = softmax ? args[4 + var.params.size()] : Value();
-    Value state = var.state ? args.back() : Value();
+    Value state = var.state ? args[firstMore - 1] : Value();
+    // Several scores: each score's q and k (an input read by several scores is one argument).
+    std::map<int, Value> inputArg = {{var.q, q}, {var.k, k}, {var.v, vv}};
+    SmallVector<Value> moreQ, moreK, moreLse;
+    for (size_t a = firstMore; a < kargs.size(); ++a)
+      if (kargs[a].kind == KernelArg::Kind::Lse)
+        moreLse.push_back(args[a]);
+      else
+        inputArg[kargs[a].index] = args[a];
+    for (size_t n = 1; n < var.scores.size(); ++n) {
+      moreQ.push_back(inputArg.at(var.scoreQ[n]));
+      moreK.push_back(inputArg.at(var.scoreK[n]));
+    }
 
     auto norm = attn::NormKind::softmax;
     switch (var.norm) {
@@ -186,12 +227,13 @@ private:
     Value kScale = scaleOf(tk, kAxes), vScale = scaleOf(tv, vAxes);
     auto op = attn::AttentionOp::create(
         b, loc(score.loc), q, k, vv, table, kScale, vScale, out, lse, state,
-        var.featureDim >= 0 ? params[size_t(var.projParam)] : Value(),
+        var.featureDim >= 0 ? params[size_t(var.projParam)] : Value(), moreQ, moreK, moreLse,
         static_cast<uint64_t>(var.group), norm, var.paged ? var.paged->pageSize : 0,
         b.getDenseI64ArrayAttr(kAxes), b.getDenseI64ArrayAttr(vAxes), tk.scaleGroup,
         tv.scaleGroup,
         var.unifiedMax ? b.getF32FloatAttr(float(*var.unifiedMax)) : FloatAttr(), var.qkGroup,
-        var.rmsEps ? b.getF32FloatAttr(float(*var.rmsEps)) : FloatAttr());
+        var.rmsEps ? b.getF32FloatAttr(float(*var.rmsEps)) : FloatAttr(),
+        unsigned(moreQ.size()));
 
     Type idx = b.getIndexType();
     buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
@@ -211,6 +253,16 @@ private:
       buildElementRegion(op.getSkip(), *var.skip, /*outputMap=*/false, var.skipNegate);
     if (var.outputMap)
       buildElementRegion(op.getOutput(), *var.outputExpr, /*outputMap=*/true);
+    if (var.mix) {
+      SmallVector<Type> types = {idx, idx, idx, idx};
+      types.append(var.scores.size(), b.getF32Type());
+      for (size_t n = 1; n < var.scores.size(); ++n) {
+        Region &region = op.getMoreScores()[n - 1];
+        buildRegion(region, {idx, idx, idx, idx, b.getF32Type()}, *var.scores[n].expr,
+                    b.getF32Type());
+      }
+      buildMix(op.getMix(), *var.mix, var.scores.size());
+    }
     func::ReturnOp::create(b, loc(var.loc));
     return !failed;
   }
@@ -259,6 +311,28 @@ private:
       value = arith::NegFOp::create(b, loc(e.loc), value);
     attn::YieldOp::create(b, loc(e.loc), value);
     argE = argX = argY = Value();
+  }
+
+  /// The mix of several scores' rows, (b, h, i, e, y_0, ..., y_N) -> f32.
+  void buildMix(Region &region, const Expr &e, size_t scores) {
+    OpBuilder::InsertionGuard guard(b);
+    Type idx = b.getIndexType();
+    SmallVector<Type> types = {idx, idx, idx, idx};
+    types.append(scores, b.getF32Type());
+    SmallVector<Location> locs(types.size(), loc(e.loc));
+    Block *block = b.createBlock(&region, {}, types, locs);
+    argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
+    argE = block->getArgument(3);
+    argJ = argDot = argD = argX = argY = Value();
+    argYs.clear();
+    for (size_t n = 0; n < scores; ++n)
+      argYs.push_back(block->getArgument(unsigned(4 + n)));
+    Value value = toFloat(emit(e), e);
+    if (!value)
+      value = arith::ConstantOp::create(b, loc(e.loc), b.getF32FloatAttr(0.0f));
+    attn::YieldOp::create(b, loc(e.loc), value);
+    argE = Value();
+    argYs.clear();
   }
 
   Value toFloat(Value x, const Expr &e) {
@@ -445,6 +519,8 @@ private:
     switch (e.builtin) {
     case Builtin::Dot: return argDot ? argDot : fail(e, "dot(...) is only allowed in the score");
     case Builtin::Attend:
+      if (e.attendScore >= 0 && size_t(e.attendScore) < argYs.size())
+        return argYs[size_t(e.attendScore)];  // a mix's row of score n
       return argY ? argY : fail(e, "attend(...) is only allowed in the output expression");
     case Builtin::Size: return dimSize(e);
     default: break;

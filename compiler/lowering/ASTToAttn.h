@@ -14,7 +14,9 @@ namespace attnc {
 struct KernelArg {
   enum class Kind { Q, K, V, Param, Out, Lse, State } kind;
   std::string name;
-  int index = -1;  // Param: index into Variant::params
+  /// Param: index into Variant::params; Q, K, V: into Variant::inputs; Lse: the score whose
+  /// statistics it holds (0: "lse"; several scores: "lse_<score>" after the others).
+  int index = -1;
 };
 std::vector<KernelArg> kernelArgs(const Variant &v);
 

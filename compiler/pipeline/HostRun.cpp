@@ -304,23 +304,26 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
     });
   }
   OwnedTensor out(v.output.resolvedDType, extentsOf(v.output, sizes));
-  OwnedTensor lse(DType::F32, {sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
+  std::vector<OwnedTensor> lses;  // one per score
+  for (size_t n = 0; n < v.scores.size(); ++n)
+    lses.emplace_back(DType::F32,
+                      std::vector<int64_t>{sizes[v.batchDim], sizes[v.qHeadDim], sizes[v.qSeqDim]});
 
   // Descriptors in the kernel's argument order (kernelArgs), canonical axes.
   std::vector<MemRefDescriptor> args;
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
-    case KernelArg::Kind::Q: args.push_back(inputs[v.q].descriptor(v.canonicalPerm(v.inputs[v.q]))); break;
+    case KernelArg::Kind::Q: args.push_back(inputs[a.index].descriptor(v.canonicalPerm(v.inputs[a.index]))); break;
     case KernelArg::Kind::K:
     case KernelArg::Kind::V: {
-      int index = a.kind == KernelArg::Kind::K ? v.k : v.v;
+      int index = a.index;
       const TensorDecl &t = v.inputs[index];
       args.push_back(inputs[index].descriptor(v.paged ? v.pagedCanonicalPerm(t) : v.canonicalPerm(t)));
       break;
     }
     case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
     case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
-    case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    case KernelArg::Kind::Lse: args.push_back(lses[size_t(a.index)].descriptor()); break;
     case KernelArg::Kind::State: args.push_back(state[0].descriptor(v.statePerm())); break;
     }
   }
@@ -351,7 +354,8 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   report.bestSeconds = std::numeric_limits<double>::infinity();
   for (int r = 0; r < std::max(1, config.repeats); ++r) {
     out.forEach([&](const std::vector<int64_t> &idx) { out.view.store(idx, nan); });
-    lse.forEach([&](const std::vector<int64_t> &idx) { lse.view.store(idx, nan); });
+    for (OwnedTensor &lse : lses)
+      lse.forEach([&](const std::vector<int64_t> &idx) { lse.view.store(idx, nan); });
     if (v.state)
       state[0].forEach([&](const std::vector<int64_t> &idx) {
         state[0].view.store(idx, initialState[0].view.load(idx));
@@ -423,13 +427,14 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
   report.lseInfMatches = true;
   if (softmax) {
     std::vector<double> gotFinite, refFinite;
-    auto *lseData = static_cast<const float *>(lse.view.data);
+    size_t rows = refLse.size() / lses.size();  // several scores: [score, b, h, i]
     for (size_t r = 0; r < refLse.size(); ++r) {
-      bool refInf = std::isinf(refLse[r]), gotInf = std::isinf(lseData[r]) && lseData[r] < 0;
-      if (refInf != gotInf || std::isnan(lseData[r]))
+      float got = static_cast<const float *>(lses[r / rows].view.data)[r % rows];
+      bool refInf = std::isinf(refLse[r]), gotInf = std::isinf(got) && got < 0;
+      if (refInf != gotInf || std::isnan(got))
         report.lseInfMatches = false;
       else if (!refInf) {
-        gotFinite.push_back(lseData[r]);
+        gotFinite.push_back(got);
         refFinite.push_back(refLse[r]);
       }
     }

@@ -59,7 +59,9 @@ struct AttnBlockPlanPass : mlir::attn::impl::AttnBlockPlanBase<AttnBlockPlanPass
     SmallVector<std::pair<TileScoresOp, scf::ForOp>> loops;
     getOperation().walk([&](TileScoresOp scores) {
       auto loop = dyn_cast<scf::ForOp>(scores->getParentOp());
-      if (wantsPlan(scores, loop))
+      // several scores share one key loop and its mask: plan it once
+      if (wantsPlan(scores, loop) &&
+          llvm::none_of(loops, [&](auto planned) { return planned.second == loop; }))
         loops.push_back({scores, loop});
     });
     for (auto [scores, loop] : loops)

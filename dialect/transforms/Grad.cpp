@@ -38,6 +38,8 @@ const char *noBackward(AttentionOp op) {
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
+  if (!op.getMoreQ().empty())
+    return "the backward of several scores (a mix of attends) is not implemented yet";
   return nullptr;
 }
 

@@ -21,13 +21,14 @@ bool sameBounds(scf::ForOp a, scf::ForOp b) {
          a.getStep() == b.getStep() && a.getInitArgs().empty() && b.getInitArgs().empty();
 }
 
-/// The max pass is removable if it only recomputes scores and reduces them into `m`.
-bool isMaxPass(scf::ForOp loop, Value m) {
+/// The max pass is removable if it only recomputes scores and reduces them into the maxima
+/// `ms` (one per score, with several scores), each of which the accumulation loop then reads.
+bool isMaxPass(scf::ForOp loop, ArrayRef<Value> ms) {
   for (Operation &op : loop.getBody()->without_terminator()) {
     if (isa<TileScoresOp>(op))
       continue;
     auto rowMax = dyn_cast<TileRowMaxOp>(op);
-    if (!rowMax || rowMax.getM() != m)
+    if (!rowMax || !llvm::is_contained(ms, rowMax.getM()))
       return false;
   }
   return true;
@@ -37,6 +38,7 @@ bool isMaxPass(scf::ForOp loop, Value m) {
 ///   erase the first key loop (scores + tile_row_max into %m),
 ///   tile_exp_sum -> tile_online_update %s, %m, %l, %acc, with %acc the accumulator that
 ///   the loop's tile_matmul_acc feeds from %s.
+/// With several scores the loop holds one exp-sum per score: all become online updates.
 struct FuseSoftmaxPasses : OpRewritePattern<TileExpSumOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -44,24 +46,35 @@ struct FuseSoftmaxPasses : OpRewritePattern<TileExpSumOp> {
     auto accLoop = dyn_cast<scf::ForOp>(expSum->getParentOp());
     if (!accLoop)
       return rw.notifyMatchFailure(expSum, "not inside a key loop");
+    SmallVector<TileExpSumOp> expSums(accLoop.getBody()->getOps<TileExpSumOp>());
+    if (expSum != expSums.back())  // visited before the others: they are rewritten with it
+      return rw.notifyMatchFailure(expSum, "the key loop's last exp-sum rewrites them all");
+    SmallVector<Value> ms;
+    for (TileExpSumOp e : expSums)
+      ms.push_back(e.getM());
     scf::ForOp maxLoop;
     for (Operation *prev = accLoop->getPrevNode(); prev && !maxLoop; prev = prev->getPrevNode())
       if (auto loop = dyn_cast<scf::ForOp>(prev))
-        if (sameBounds(loop, accLoop) && isMaxPass(loop, expSum.getM()))
+        if (sameBounds(loop, accLoop) && isMaxPass(loop, ms))
           maxLoop = loop;
     if (!maxLoop)
       return rw.notifyMatchFailure(expSum, "no preceding row-max key loop over the same tiles");
-    TileMatmulAccOp matmul;
-    for (Operation *op = expSum->getNextNode(); op && !matmul; op = op->getNextNode())
-      if (auto mm = dyn_cast<TileMatmulAccOp>(op); mm && mm.getP() == expSum.getS())
-        matmul = mm;
-    if (!matmul)
-      return rw.notifyMatchFailure(expSum, "no P.V accumulation of the exponentiated scores");
-
-    rw.setInsertionPoint(expSum);
-    TileOnlineUpdateOp::create(rw, expSum.getLoc(), expSum.getS(), expSum.getM(), expSum.getL(),
-                               matmul.getAcc(), expSum.getUnifiedMaxAttr());
-    rw.eraseOp(expSum);
+    SmallVector<TileMatmulAccOp> matmuls;
+    for (TileExpSumOp e : expSums) {
+      TileMatmulAccOp matmul;
+      for (Operation *op = e->getNextNode(); op && !matmul; op = op->getNextNode())
+        if (auto mm = dyn_cast<TileMatmulAccOp>(op); mm && mm.getP() == e.getS())
+          matmul = mm;
+      if (!matmul)
+        return rw.notifyMatchFailure(e, "no P.V accumulation of the exponentiated scores");
+      matmuls.push_back(matmul);
+    }
+    for (auto [e, matmul] : llvm::zip(expSums, matmuls)) {
+      rw.setInsertionPoint(e);
+      TileOnlineUpdateOp::create(rw, e.getLoc(), e.getS(), e.getM(), e.getL(), matmul.getAcc(),
+                                 e.getUnifiedMaxAttr());
+      rw.eraseOp(e);
+    }
     rw.eraseOp(maxLoop);
     return success();
   }

@@ -72,7 +72,10 @@ struct AttnPositionOffsetsPass
                      "block form to offset");
         return WalkResult::interrupt();
       }
-      for (Region *region : {&op.getScore(), &op.getMask()}) {
+      SmallVector<Region *> regions = {&op.getScore(), &op.getMask()};
+      for (Region &score : op.getMoreScores())
+        regions.push_back(&score);
+      for (Region *region : regions) {
         if (region->empty())
           continue;
         for (unsigned side : {1u, 0u})  // each goes first in the block: q's ops, then k's

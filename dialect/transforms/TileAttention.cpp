@@ -104,11 +104,16 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     auto tile = [&](ArrayRef<int64_t> shape, ValueRange dyn) {
       return memref::AllocaOp::create(rw, loc, MemRefType::get(shape, f32), dyn).getResult();
     };
-    Value s = tile({blockQ, blockK}, {});
-    Value acc = ShapedType::isDynamic(dv) ? tile({blockQ, ShapedType::kDynamic}, dvSize)
-                                          : tile({blockQ, dv}, {});
-    Value m = softmax ? tile({blockQ}, {}) : Value();
-    Value l = softmax ? tile({blockQ}, {}) : Value();
+    // One set per score (several scores: each its own scores, statistics and accumulator).
+    size_t scoreCount = 1 + op.getMoreQ().size();
+    SmallVector<Value> ss, accs, ms, ls;
+    for (size_t n = 0; n < scoreCount; ++n) {
+      ss.push_back(tile({blockQ, blockK}, {}));
+      accs.push_back(ShapedType::isDynamic(dv) ? tile({blockQ, ShapedType::kDynamic}, dvSize)
+                                               : tile({blockQ, dv}, {}));
+      ms.push_back(softmax ? tile({blockQ}, {}) : Value());
+      ls.push_back(softmax ? tile({blockQ}, {}) : Value());
+    }
 
     Value c0 = index(0), c1 = index(1);
     Value group = index(op.getGroup());
@@ -128,13 +133,15 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     auto fill = [&](Value buf, float value) {
       TileFillOp::create(rw, loc, buf, rw.getF32FloatAttr(value));
     };
-    auto scores = [&](Value j0) {
+    auto scores = [&](Value j0, size_t n) {
       float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
-      auto t = TileScoresOp::create(rw, loc, op.getQ(), op.getK(), s, b, h, hk, i0, j0, table,
+      Value q = n ? op.getMoreQ()[n - 1] : op.getQ(), k = n ? op.getMoreK()[n - 1] : op.getK();
+      Region &score = n ? op.getMoreScores()[n - 1] : op.getScore();
+      auto t = TileScoresOp::create(rw, loc, q, k, ss[n], b, h, hk, i0, j0, table,
                                     op.getKScale(), rw.getF32FloatAttr(masked),
                                     rw.getI64IntegerAttr(1), rw.getI64IntegerAttr(pageSize),
                                     op.getKScaleAxesAttr(), op.getKScaleGroupAttr());
-      rw.cloneRegionBefore(op.getScore(), t.getScore(), t.getScore().end());
+      rw.cloneRegionBefore(score, t.getScore(), t.getScore().end());
       rw.cloneRegionBefore(op.getMask(), t.getMask(), t.getMask().end());
       rw.cloneRegionBefore(op.getFeatureQ(), t.getFeatureQ(), t.getFeatureQ().end());
       rw.cloneRegionBefore(op.getFeatureK(), t.getFeatureK(), t.getFeatureK().end());
@@ -151,28 +158,38 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
       body(loop(kvLen, stepK));
     };
 
-    fill(acc, 0.0f);
+    for (size_t n = 0; n < scoreCount; ++n)
+      fill(accs[n], 0.0f);
     if (softmax) {
-      fill(m, -std::numeric_limits<float>::infinity());
-      fill(l, 0.0f);
+      for (size_t n = 0; n < scoreCount; ++n) {
+        fill(ms[n], -std::numeric_limits<float>::infinity());
+        fill(ls[n], 0.0f);
+      }
       keyLoop([&](Value j0) {
-        scores(j0);
-        TileRowMaxOp::create(rw, loc, s, m);
+        for (size_t n = 0; n < scoreCount; ++n) {
+          scores(j0, n);
+          TileRowMaxOp::create(rw, loc, ss[n], ms[n]);
+        }
       });
     }
     keyLoop([&](Value j0) {
-      scores(j0);
-      if (softmax)
-        TileExpSumOp::create(rw, loc, s, m, l, op.getUnifiedMaxAttr());
-      TileMatmulAccOp::create(rw, loc, s, op.getV(), acc, b, hk, j0, table, op.getVScale(),
-                              rw.getI64IntegerAttr(pageSize), op.getVScaleAxesAttr(),
-                              op.getVScaleGroupAttr());
+      for (size_t n = 0; n < scoreCount; ++n) {
+        scores(j0, n);
+        if (softmax)
+          TileExpSumOp::create(rw, loc, ss[n], ms[n], ls[n], op.getUnifiedMaxAttr());
+        TileMatmulAccOp::create(rw, loc, ss[n], op.getV(), accs[n], b, hk, j0, table,
+                                op.getVScale(), rw.getI64IntegerAttr(pageSize),
+                                op.getVScaleAxesAttr(), op.getVScaleGroupAttr());
+      }
     });
-    auto store = TileStoreOp::create(rw, loc, acc, l, m, op.getOut(), op.getLse(), b, h, i0,
-                                     /*split=*/Value(), /*part_out=*/Value(),
-                                     /*part_lse=*/Value(), op.getNormAttr(),
-                                     rw.getI64IntegerAttr(1), op.getRmsEpsAttr());
+    auto more = [](ArrayRef<Value> all) { return ValueRange(all).drop_front(); };
+    auto store = TileStoreOp::create(
+        rw, loc, accs[0], ls[0], ms[0], softmax ? more(accs) : ValueRange(),
+        softmax ? more(ls) : ValueRange(), softmax ? more(ms) : ValueRange(), op.getOut(),
+        op.getLse(), op.getMoreLse(), b, h, i0, /*split=*/Value(), /*part_out=*/Value(),
+        /*part_lse=*/Value(), op.getNormAttr(), rw.getI64IntegerAttr(1), op.getRmsEpsAttr());
     rw.cloneRegionBefore(op.getOutput(), store.getOutput(), store.getOutput().end());
+    rw.cloneRegionBefore(op.getMix(), store.getMix(), store.getMix().end());
     rw.eraseOp(op);
     return success();
   }

@@ -18,7 +18,8 @@
 // --out=DIR      writes DIR/index.json, DIR/<name>.bin for every input and param (the values
 //                the interpreter read: float64, or int32 for i32 params, storage order),
 //                DIR/<output>.bin (float64, canonical [b, h, i, dv]) and, for softmax,
-//                DIR/lse.bin (float64 [b, h, i]; "lse_" if a tensor is called lse). A
+//                DIR/lse.bin (float64 [b, h, i], [score, b, h, i] with several scores;
+//                "lse_" if a tensor is called lse). A
 //                recurrence's state is listed with the params (its initial values), and
 //                DIR/<state>_final.bin holds the final state (float64, canonical [b, h, d, dv]).
 // --emit-torch   writes the module of emitTorchReference (with --out, the output still happens).
@@ -402,8 +403,13 @@ int main(int argc, char **argv) {
       std::fprintf(stderr, "ref_dump: cannot write %s/%s.bin\n", outDir.c_str(), lseName.c_str());
       return 1;
     }
-    entries.push_back(tensorEntry(lseName, lseName + ".bin", "float64", {b, hq, i},
-                                  {oShape[0], oShape[1], oShape[2]}, ""));
+    if (v.mix)  // several scores: [score, b, h, i]
+      entries.push_back(tensorEntry(lseName, lseName + ".bin", "float64", {"score", b, hq, i},
+                                    {int64_t(v.scores.size()), oShape[0], oShape[1], oShape[2]},
+                                    ""));
+    else
+      entries.push_back(tensorEntry(lseName, lseName + ".bin", "float64", {b, hq, i},
+                                    {oShape[0], oShape[1], oShape[2]}, ""));
   }
 
   std::string finalName;

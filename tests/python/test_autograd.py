@@ -10,6 +10,7 @@ CTest passes the libraries and the attnc binary it built ($ATTNC_JIT_LIB, $ATTNC
 $ATTNC_BIN). As a script: exits 77 (skipped) when torch or pytest is missing.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -216,3 +217,41 @@ def test_a_two_layer_model_trains_exactly_like_the_float32_reference():
     ours_c, ref_c = train_side_by_side((ours, ref), vocab, 60, "cpu", seq=32, batch=16)
     assert float((ours_c - ref_c).abs().max()) < 1e-4, (ours_c, ref_c)
     assert ref_c[-10:].mean() < ref_c[:10].mean() - 0.05  # it learns, the curves are not flat
+
+
+
+SEVERAL_SCORES = REPO / "tests" / "python" / "specs" / "several_scores.attn"
+
+
+@pytest.mark.parametrize("variant", ["diff_gqa", "three_scores", "normalised_mix"])
+def test_several_scores_forward_matches_reference(variant, tmp):
+    """Several scores (differential attention) through libattnc.so's cpu target: the output
+    and every score's lse (`lse`, then `lse_<score>`) against the float64 reference, which
+    returns the lses stacked [score, b, h, i]; asking for the backward gives a clear error."""
+    text = re.search(r"(?ms)^variant " + variant + r" \{.*?^\}", SEVERAL_SCORES.read_text())[0]
+    dims = "d=16" if ", d," in text else None  # a dynamic head dim gets 16
+    kernel = attnc.compile(text, target="cpu", dims=dims)
+    lses = [a.name for a in kernel._args if a.kind == "lse"]
+    assert len(lses) >= 2 and lses[0] == "lse" and all(n.startswith("lse_") for n in lses[1:])
+    spec = tmp / f"{variant}.attn"
+    spec.write_text(text.replace(", d,", ", d = 16,"))
+    reference = reference_for(spec, tmp)
+    out_name, _ = harness.output_names(kernel)
+    tol = 1e-5 if kernel.manifest["args"][0]["dtype"] == "f32" else 2e-2
+    for q_len, kv_len in SHAPES:
+        sizes = harness.dim_sizes(kernel, q_len, kv_len, batch=2, head_dim=16)
+        inputs = harness.make_inputs(kernel, sizes, device="cpu",
+                                     seed=zlib.crc32(f"{variant}{q_len}".encode()))
+        outs = kernel.allocate_outputs(**inputs)
+        kernel(**inputs, **outs)
+        o_ref, lse_ref = reference(dict(inputs))[:2]
+        where = f"{variant} at {q_len}x{kv_len}"
+        assert rel(outs[out_name], o_ref) < tol, where
+        assert lse_ref.shape[0] == len(lses), where
+        for n, name in enumerate(lses):
+            got, want = outs[name].double(), lse_ref[n]
+            finite = torch.isfinite(want)
+            assert torch.equal(torch.isfinite(got), finite), f"{where}: {name} infinities"
+            assert rel(got[finite], want[finite]) < 1e-5, f"{where}: {name}"
+    with pytest.raises(attnc.Error, match="backward of several scores"):
+        attnc.compile(text, target="cpu", dims=dims, backward=True)

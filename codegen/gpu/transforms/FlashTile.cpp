@@ -37,6 +37,11 @@ FailureOr<FlashTile> mlir::attngpu::findFlashTile(func::FuncOp f) {
   bool ok = true;
   if (f->walk([](attn::TileExpSumOp) { return WalkResult::interrupt(); }).wasInterrupted())
     return f.emitError("the GPU back end needs the online softmax (run attn-online-softmax)");
+  if (f->walk([](TileStoreOp store) {
+         return store.getMoreAcc().empty() ? WalkResult::advance() : WalkResult::interrupt();
+       }).wasInterrupted())
+    return f.emitError("not supported yet on the CUDA back end: several scores (a mix of "
+                       "attends, e.g. differential attention); the CPU back end runs them");
   t.scores = onlyOp<TileScoresOp>(f, true, ok);
   t.matmul = onlyOp<TileMatmulAccOp>(f, true, ok);
   t.store = onlyOp<TileStoreOp>(f, true, ok);

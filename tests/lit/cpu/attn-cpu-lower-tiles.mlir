@@ -127,3 +127,39 @@ func.func @untiled(%q: memref<?x?x?x?xf32>, %o: memref<?x?x?x?xf32>) {
     }
   return
 }
+
+// -----
+
+// Several scores: each accumulator is normalised by its own l, the rows meet in the inlined
+// mix, and each score's lse goes to its own buffer.
+// CHECK-LABEL: func.func @store_several_scores
+// CHECK: %[[L1:.*]] = memref.load %arg2[%[[R:.*]]] : memref<4xf32>
+// CHECK: arith.divf %{{.*}}, %[[L1]]
+// CHECK: %[[L2:.*]] = memref.load %arg4[%[[R]]] : memref<4xf32>
+// CHECK: arith.divf %{{.*}}, %[[L2]]
+// CHECK: memref.store %{{.*}}, %arg7[
+// CHECK: memref.store %{{.*}}, %arg8[
+// CHECK: scf.for %[[C:.*]] =
+// CHECK: %[[A1:.*]] = memref.load %arg0[%[[R]], %[[C]]]
+// CHECK: %[[Y1:.*]] = arith.mulf %[[A1]],
+// CHECK: %[[A2:.*]] = memref.load %arg1[%[[R]], %[[C]]]
+// CHECK: %[[Y2:.*]] = arith.mulf %[[A2]],
+// CHECK: %[[HALF:.*]] = arith.mulf %[[Y2]], %{{.*}} : f32
+// CHECK: %[[MIX:.*]] = arith.subf %[[Y1]], %[[HALF]] : f32
+// CHECK: arith.mulf %[[MIX]], %{{.*}} : f32
+// CHECK: memref.store %{{.*}}, %arg6[
+func.func @store_several_scores(%acc: memref<4x8xf32>, %acc2: memref<4x8xf32>, %l: memref<4xf32>,
+                                %m: memref<4xf32>, %l2: memref<4xf32>, %m2: memref<4xf32>,
+                                %o: memref<?x?x?x8xf32>, %lse: memref<?x?x?xf32>,
+                                %lse2: memref<?x?x?xf32>, %x: index) {
+  attn.tile_store %acc, %l, %m scores(%acc2) (%l2) (%m2) -> %o[%x, %x, %x], %lse lses %lse2 {norm = #attn.norm<softmax>}
+      : memref<4x8xf32>, memref<4xf32>, memref<4xf32> scores(memref<4x8xf32>) (memref<4xf32>) (memref<4xf32>)
+     -> memref<?x?x?x8xf32>, memref<?x?x?xf32> lses memref<?x?x?xf32> mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      %c = arith.constant 0.5 : f32
+      %t = arith.mulf %y2, %c : f32
+      %r = arith.subf %y1, %t : f32
+      attn.yield %r : f32
+    }
+  return
+}

@@ -698,3 +698,138 @@ func.func @tile_store_output_yield(%acc: memref<16x64xf32>, %o: memref<?x?x?x64x
     }
   return
 }
+
+// -----
+
+func.func @scores_without_mix(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{several scores (2) need a 'mix' region to combine their rows}}
+  attn.attention %q, %q, %q scores %q by %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x64xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @mix_of_one_score(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{a 'mix' region combines the rows of several scores; this op has one}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32):
+      attn.yield %y1 : f32
+    }
+  return
+}
+
+// -----
+
+func.func @scores_without_region(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{several scores need a key and a score region per extra query: got 1 queries, 1 keys and 0 regions}}
+  attn.attention %q, %q, %q scores %q by %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x64xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @scores_lse_count(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  // expected-error @+1 {{'lses' holds the lse of each extra score when 'lse' is given: 1 expected, got 0}}
+  attn.attention %q, %q, %q scores %q by %q -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x64xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      attn.yield %y1 : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @scores_with_sigmoid(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{several scores need norm softmax over plain q, k and v}}
+  attn.attention %q, %q, %q scores %q by %q -> %o {group = 1 : i64, norm = #attn.norm<sigmoid>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x64xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      attn.yield %y1 : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @scores_mix_args(%q: memref<?x?x?x64xf32>, %q3: memref<?x?x?x32xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'mix' region must have one block taking (b, h, i, e : index, then one f32 per score: 2)}}
+  attn.attention %q, %q, %q scores %q by %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x64xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32):
+      attn.yield %y1 : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @scores_q_shape(%q: memref<?x?x?x64xf32>, %q3: memref<?x?x?x32xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{a dim differs between q (64) and a score's q (32)}}
+  attn.attention %q, %q, %q scores %q3 by %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> scores memref<?x?x?x32xf32> by memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      attn.yield %y1 : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  return
+}
+
+// -----
+
+func.func @tile_store_scores_stats(%acc: memref<16x64xf32>, %l: memref<16xf32>, %l8: memref<8xf32>,
+                                   %o: memref<?x?x?x64xf32>, %b: index) {
+  // expected-error @+1 {{every buffer of a query tile needs 16 static rows, got 'memref<8xf32>'}}
+  attn.tile_store %acc, %l, %l scores(%acc) (%l8) (%l) -> %o[%b, %b, %b] {norm = #attn.norm<softmax>}
+      : memref<16x64xf32>, memref<16xf32>, memref<16xf32> scores(memref<16x64xf32>) (memref<8xf32>) (memref<16xf32>)
+     -> memref<?x?x?x64xf32> mix {
+    ^bb0(%bb: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      attn.yield %y1 : f32
+    }
+  return
+}

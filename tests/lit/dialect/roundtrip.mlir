@@ -241,3 +241,41 @@ func.func @attention_grad(%q: memref<?x8x?x64xbf16>, %k: memref<?x4x?x64xbf16>,
   }
   return
 }
+
+// Several scores: the second score's q and k, its lse, the mix of the rows and the score
+// regions of the others; at the tiled level the store's extra accumulators and statistics.
+// CHECK-LABEL: func.func @several_scores
+// CHECK: attn.attention %{{.*}}, %{{.*}}, %{{.*}} scores %{{.*}} by %{{.*}} -> %{{.*}}, %{{.*}} lses %{{.*}} {group = 1 : i64, norm = #attn.norm<softmax>}
+// CHECK: mix {
+// CHECK: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: f32, %{{.*}}: f32):
+// CHECK: } more_scores {
+// CHECK: attn.tile_store %{{.*}}, %{{.*}}, %{{.*}} scores(%{{.*}}) (%{{.*}}) (%{{.*}}) -> %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}], %{{.*}} lses %{{.*}} {norm = #attn.norm<softmax>}
+// CHECK: mix {
+func.func @several_scores(%q: memref<?x?x?x64xbf16>, %q2: memref<?x?x?x64xbf16>,
+                          %o: memref<?x?x?x64xbf16>, %lse: memref<?x?x?xf32>,
+                          %lse2: memref<?x?x?xf32>, %acc: memref<16x64xf32>, %acc2: memref<16x64xf32>,
+                          %l: memref<16xf32>, %m: memref<16xf32>, %l2: memref<16xf32>,
+                          %m2: memref<16xf32>, %x: index) {
+  attn.attention %q, %q, %q scores %q2 by %q2 -> %o, %lse lses %lse2 {group = 1 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> scores memref<?x?x?x64xbf16> by memref<?x?x?x64xbf16>
+     -> memref<?x?x?x64xbf16>, memref<?x?x?xf32> lses memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      %r = arith.subf %y1, %y2 : f32
+      attn.yield %r : f32
+    } more_scores {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    }
+  attn.tile_store %acc, %l, %m scores(%acc2) (%l2) (%m2) -> %o[%x, %x, %x], %lse lses %lse2 {norm = #attn.norm<softmax>}
+      : memref<16x64xf32>, memref<16xf32>, memref<16xf32> scores(memref<16x64xf32>) (memref<16xf32>) (memref<16xf32>)
+     -> memref<?x?x?x64xbf16>, memref<?x?x?xf32> lses memref<?x?x?xf32> mix {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
+      %r = arith.subf %y1, %y2 : f32
+      attn.yield %r : f32
+    }
+  return
+}
