@@ -12,6 +12,23 @@ using namespace mlir;
 
 namespace attnc {
 
+/// `name`, or `name_`, `name__`, ... : the first that no tensor of `v` declares (the kernel's
+/// lse arguments, which a param may be called too; tests/python/ref_dump.cpp names alike).
+static std::string undeclared(const Variant &v, std::string name) {
+  auto taken = [&](const std::string &n) {
+    if (n == v.output.name || (v.state && n == v.state->name))
+      return true;
+    for (const std::vector<TensorDecl> *list : {&v.inputs, &v.params})
+      for (const TensorDecl &t : *list)
+        if (t.name == n)
+          return true;
+    return false;
+  };
+  while (taken(name))
+    name += "_";
+  return name;
+}
+
 std::vector<KernelArg> kernelArgs(const Variant &v) {
   std::vector<KernelArg> args = {{KernelArg::Kind::Q, v.inputs[v.q].name, v.q},
                                  {KernelArg::Kind::K, v.inputs[v.k].name, v.k},
@@ -20,7 +37,7 @@ std::vector<KernelArg> kernelArgs(const Variant &v) {
     args.push_back({KernelArg::Kind::Param, v.params[p].name, int(p)});
   args.push_back({KernelArg::Kind::Out, v.output.name});
   if (v.norm == Norm::Softmax)
-    args.push_back({KernelArg::Kind::Lse, "lse", 0});
+    args.push_back({KernelArg::Kind::Lse, undeclared(v, "lse"), 0});
   if (v.state)
     args.push_back({KernelArg::Kind::State, v.state->name});
   // Several scores: the other scores' queries and keys (each input once), then their lses.
@@ -34,7 +51,7 @@ std::vector<KernelArg> kernelArgs(const Variant &v) {
       }
   if (v.norm == Norm::Softmax)
     for (size_t n = 1; n < v.scores.size(); ++n)
-      args.push_back({KernelArg::Kind::Lse, "lse_" + v.scores[n].name, int(n)});
+      args.push_back({KernelArg::Kind::Lse, undeclared(v, "lse_" + v.scores[n].name), int(n)});
   return args;
 }
 
