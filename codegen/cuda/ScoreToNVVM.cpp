@@ -154,13 +154,14 @@ struct ScoreLowering : OpConversionPattern<ScoreOp> {
   }
 };
 
-/// f(b, h, i, j, x) for each element, the thread's rows' queries clamped below q_len.
+/// f(b, h, i, j, x, y...) for each element, the thread's rows' queries clamped below q_len.
 struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(MapElementsOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
     ValueRange x = adaptor.getX();
+    auto more = adaptor.getMore();  // several scores: their rows' elements after x's
     Value last = t.add(op.getQLen(), t.idx(-1));
     Value query[2], head[2];
     for (int r = 0; r < 2; ++r) {
@@ -172,8 +173,10 @@ struct MapElementsLowering : OpConversionPattern<MapElementsOp> {
     for (size_t n = 0; n < x.size() / 4; ++n)
       for (int64_t e = 0; e < 4; ++e) {
         Value j = t.add(t.add(op.getJ0(), t.mul(t.c, 2)), int64_t(n * 8 + e % 2));
-        values.push_back(
-            t.inlineBody(op.getBody(), {op.getB(), head[e / 2], query[e / 2], j, x[n * 4 + e]}));
+        SmallVector<Value> args = {op.getB(), head[e / 2], query[e / 2], j, x[n * 4 + e]};
+        for (ValueRange y : more)
+          args.push_back(y[n * 4 + e]);
+        values.push_back(t.inlineBody(op.getBody(), args));
       }
     rw.replaceOpWithMultiple(op, {values});
     return success();

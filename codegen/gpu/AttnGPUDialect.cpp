@@ -423,8 +423,11 @@ LogicalResult MapElementsOp::verify() {
     return failure();
   if (getType() != getX().getType())
     return emitOpError("returns the operand's type");
-  if (getBody().getNumArguments() != 5)
-    return emitOpError("takes a region of (b, h, i, j, x)");
+  for (Value y : getMore())
+    if (y.getType() != getX().getType())
+      return emitOpError("takes more operands of the first one's type, got ") << y.getType();
+  if (getBody().getNumArguments() != 5 + getMore().size())
+    return emitOpError("takes a region of (b, h, i, j, x) and one more value per extra operand");
   return success();
 }
 

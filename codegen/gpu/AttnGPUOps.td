@@ -593,16 +593,17 @@ def AttnGPU_MapElementsOp : AttnGPU_Op<"map_elements"> {
     result[r, c] = f(b, h, min(i0 + r, q_len - 1), j0 + c, x[r, c]): a score that is linear in
     its dot applied to q S, a skip term applied to V's values, or a flash kernel's output map
     applied to its finished rows. With `pack` G > 1 (GQA-packed rows) row p = i0 + r is query
-    p / G of head h + p % G.
+    p / G of head h + p % G. With `and %y, ...` (fragments of x's type) the region also takes
+    y[r, c], ... after x[r, c]: the mix of several scores' rows.
   }];
-  let arguments = (ins AttnGPU_Fragment:$x, Index:$b, Index:$h, Index:$i0, Index:$j0,
-                       Index:$q_len,
+  let arguments = (ins AttnGPU_Fragment:$x, Variadic<AttnGPU_Fragment>:$more, Index:$b,
+                       Index:$h, Index:$i0, Index:$j0, Index:$q_len,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack);
   let results = (outs AttnGPU_Fragment:$result);
   let regions = (region SizedRegion<1>:$body);
   let assemblyFormat = [{
-    $x `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len attr-dict `:` type($x) `->`
-    type($result) $body
+    $x (`and` $more^)? `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len attr-dict `:` type($x)
+    (`and` type($more)^)? `->` type($result) $body
   }];
   let hasVerifier = 1;
 }

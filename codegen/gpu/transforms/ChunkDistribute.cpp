@@ -282,7 +282,8 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
   int64_t bv = cfg.valueSlice;
   Value o = MmaOp::create(b, loc, accType(columns), qOp, s16, splat(accType(columns), 0), gateCum,
                           /*transpose_b=*/false, /*gate_blocks=*/false, MmaKindAttr());
-  auto factor = MapElementsOp::create(b, loc, accType(columns), o, batch, head, n0, idx(0), qLen);
+  auto factor = MapElementsOp::create(b, loc, accType(columns), o, ValueRange(), batch, head, n0,
+                                      idx(0), qLen);
   cloneRegion(step.getScore(), factor.getBody());  // linear in its dot, free of j
   o = factor;
   if (cum)
@@ -309,7 +310,8 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
   }
   if (!step.getSkip().empty()) {  // + skip(b, h, i, e, v[i, e]): V's row i is the chunk's
     Value vAcc = LoadAccOp::create(b, loc, accType(bv), vTile);
-    auto skip = MapElementsOp::create(b, loc, accType(bv), vAcc, batch, head, n0, colBase, qLen);
+    auto skip = MapElementsOp::create(b, loc, accType(bv), vAcc, ValueRange(), batch, head, n0,
+                                      colBase, qLen);
     cloneRegion(step.getSkip(), skip.getBody());
     ov = fadd(ov, skip);
   }

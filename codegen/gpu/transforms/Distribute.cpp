@@ -48,7 +48,11 @@ private:
   Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
   Value fullFrom, fullTo;  // the block plan's keys that every row of the tile allows
   Value qOperand;
-  double scoreScale = 0;  // > 0: the score is dot * scoreScale, folded into the softmax's exp2
+  // Per score n (several scores; 0: the fields above) its q and k, their tiles (shared with an
+  // earlier score that reads the same input), Q's operand, and the score's scale: > 0 when
+  // the score is dot * scale, folded into the softmax's exp2.
+  SmallVector<Value> qs, ks, qTiles, kTiles, qOperands;
+  SmallVector<double> scoreScales;
 
   RankedTensorType accType(int64_t cols) { return accOf(t.blockQ, cols); }
   RankedTensorType rowsType(Type element) { return rowsOf(t.blockQ, element); }
@@ -60,17 +64,17 @@ private:
   void emitSharedTiles();
   void copyKeys(bool isKey, Value j0);
   void landed(bool isKey, Value j0);
-  Value emitScores(Value j0);
-  Value scoreOf(Value s, Value j0);
+  Value emitScores(Value j0, size_t n = 0);
+  Value scoreOf(Value s, Value j0, size_t n = 0);
   void keyTilePrefix(Value j0);
-  Value emitWeights(Value &s, Value &m, Value &l, Value &acc);
+  Value emitWeights(Value &s, Value &m, Value &l, Value &acc, size_t n = 0);
   SmallVector<Value> initialState();
   SmallVector<Value> emitSerialLoop(Value keysFrom, Value keysTo);
   SmallVector<Value> emitOverlappedLoop(Value keysFrom, Value keysTo);
-  void emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc);
+  void emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc, size_t n = 0);
   void emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &acc, float unified);
-  void emitEpilogue(Value m, Value l, Value acc);
-  void emitStores(Value o, Value lse, bool toPartial);
+  void emitEpilogue(ArrayRef<Value> results);
+  void emitStores(Value o, ArrayRef<Value> lses, bool toPartial);
   void emitLaunch();
 };
 
@@ -139,6 +143,18 @@ void FlashDistributor::emitSharedTiles() {
   qTile = sharedTile(t.blockQ, t.headDim, elt, true);
   kTile = sharedTile(t.blockK, t.headDim, elt, true);
   vTile = sharedTile(t.blockK, t.valueDim, elt, true);
+  qTiles = {qTile}, kTiles = {kTile};
+  // several scores: a tile per other input (an input read by an earlier score shares its tile)
+  auto tileOf = [&](ArrayRef<Value> inputs, ArrayRef<Value> tiles, size_t n, int64_t rows) {
+    for (size_t m = 0; m < n; ++m)
+      if (inputs[m] == inputs[n])
+        return tiles[m];
+    return sharedTile(rows, t.headDim, elt, true);
+  };
+  for (size_t n = 1; n < t.chains(); ++n) {
+    qTiles.push_back(tileOf(qs, qTiles, n, t.blockQ));
+    kTiles.push_back(tileOf(ks, kTiles, n, t.blockK));
+  }
   auto stage = [&](Value global, int64_t cols) {
     return sharedTile(t.blockK, cols, cast<MemRefType>(global.getType()).getElementType(), false);
   };
@@ -153,17 +169,22 @@ void FlashDistributor::emitSharedTiles() {
   }
 }
 
-/// Starts the copy of key tile j0 of K (isKey) or V into its tile, or its staging tile.
+/// Starts the copy of key tile j0 of K (isKey; with several scores every score's K, each
+/// input once) or V into its tile, or its staging tile.
 void FlashDistributor::copyKeys(bool isKey, Value j0) {
-  Value global = isKey ? k : v;
-  Value dest = isKey ? (kStage ? kStage : kTile) : (vStage ? vStage : vTile);
-  // Softmax kernels copy interior 16-bit tiles without row checks (fewer registers and
-  // instructions: 1.00-1.11x, measured 2026-12-04); the others keep one predicated copy
-  // (other kernels lost registers to the second copy path, int8 decode 4-7% of its speed).
-  auto copy = CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
-                                    Value(), b.getI64IntegerAttr(t.scores.getPageSize()));
-  if (t.update && !table && dest != kStage && dest != vStage)
-    copy.setInterior(true);
+  for (size_t n = 0; n < (isKey ? t.chains() : 1); ++n) {
+    if (n && llvm::is_contained(ArrayRef<Value>(kTiles).take_front(n), kTiles[n]))
+      continue;
+    Value global = isKey ? ks[n] : v;
+    Value dest = isKey ? (kStage ? kStage : kTiles[n]) : (vStage ? vStage : vTile);
+    // Softmax kernels copy interior 16-bit tiles without row checks (fewer registers and
+    // instructions: 1.00-1.11x, measured 2026-12-04); the others keep one predicated copy
+    // (other kernels lost registers to the second copy path, int8 decode 4-7% of its speed).
+    auto copy = CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
+                                      Value(), b.getI64IntegerAttr(t.scores.getPageSize()));
+    if (t.update && !table && dest != kStage && dest != vStage)
+      copy.setInterior(true);
+  }
 }
 
 /// After K (V) of key tile j0 has landed: dequantise it, and apply K's feature map.
@@ -186,12 +207,13 @@ void FlashDistributor::landed(bool isKey, Value j0) {
 }
 
 /// S = Q K^T on tensor cores, then the mask and score regions on the accumulators.
-Value FlashDistributor::emitScores(Value j0) {
-  return scoreOf(mma(qOperand, kTile, splat(accType(t.blockK), 0.0), /*transposeB=*/true), j0);
+Value FlashDistributor::emitScores(Value j0, size_t n) {
+  return scoreOf(mma(qOperands[n], kTiles[n], splat(accType(t.blockK), 0.0), /*transposeB=*/true),
+                 j0, n);
 }
 
-/// The mask and score regions on the dot products `s` of key tile j0.
-Value FlashDistributor::scoreOf(Value s, Value j0) {
+/// The mask and score regions (score n's) on the dot products `s` of key tile j0.
+Value FlashDistributor::scoreOf(Value s, Value j0, size_t n) {
   // A block plan's full range: keys every row of the tile allows, no mask evaluation there.
   Value full;
   if (fullFrom)
@@ -202,9 +224,9 @@ Value FlashDistributor::scoreOf(Value s, Value j0) {
   auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
                                cumQ, cumK, /*key_scale=*/Value(), full, t.scores.getFillAttr(),
                                b.getI64IntegerAttr(t.pack));
-  cloneRegion(t.scores.getScore(), score.getScore());
+  cloneRegion(t.scoresOf(n).getScore(), score.getScore());
   cloneRegion(t.scores.getMask(), score.getMask());
-  if (scoreScale > 0) {  // the score op yields the dot itself; emitOnlineUpdate scales it
+  if (scoreScales[n] > 0) {  // the score op yields the dot itself; emitOnlineUpdate scales it
     Block &body = score.getScore().front();
     auto yield = cast<YieldOp>(body.getTerminator());
     yield->setOperand(0, body.getArguments().back());
@@ -273,9 +295,10 @@ static double positiveScoreScale(Region &score) {
 /// attn.tile_online_update, step by step: m' = max(m, rowmax s); alpha = exp(m - m');
 /// p = exp(s - m'); l = l alpha + rowsum p; acc *= alpha (rows with m' = -inf use base 0).
 /// Exponentials are base 2 with log2(e) folded in; l stays a per-thread partial sum.
-void FlashDistributor::emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc) {
+void FlashDistributor::emitOnlineUpdate(Value &s, Value &m, Value &l, Value &acc, size_t n) {
   RankedTensorType rows = rowsType(b.getF32Type());
   Value rowMax = quadReduce(ReduceKind::max, rowReduce(ReduceKind::max, s));
+  double scoreScale = scoreScales[n];
   double scale = scoreScale > 0 ? scoreScale : 1;  // s is dot (the score is dot * scale)
   if (scoreScale > 0)
     rowMax = fmul(rowMax, splat(rows, scale));
@@ -336,7 +359,8 @@ void FlashDistributor::emitUnifiedUpdate(Value &s, Value &m, Value &l, Value &ac
   acc = branch.getResult(3);
 }
 
-void FlashDistributor::emitStores(Value o, Value lse, bool toPartial) {
+void FlashDistributor::emitStores(Value o, ArrayRef<Value> lses, bool toPartial) {
+  Value lse = lses.empty() ? Value() : lses.front();
   SmallVector<Value, 1> splitIndex;  // owned: a ValueRange of a braced list would dangle
   if (toPartial)
     splitIndex.push_back(split);
@@ -348,20 +372,40 @@ void FlashDistributor::emitStores(Value o, Value lse, bool toPartial) {
   if (lse && lseOut)
     StoreRowsOp::create(b, loc, lse, lseOut, batch, head, i0, qLen, splitIndex,
                         b.getI64IntegerAttr(t.pack));
+  for (auto [n, more] : llvm::enumerate(t.store.getMoreLse()))  // several scores' lses
+    StoreRowsOp::create(b, loc, lses[n + 1], map.lookup(more), batch, head, i0, qLen,
+                        splitIndex, b.getI64IntegerAttr(t.pack));
 }
 
 /// attn.tile_store: out = acc / l (0 for rows with no allowed key), lse = m + ln(l); with
-/// split-KV and S > 1 the same values go to the split's partial buffers.
-void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
-  Value o = acc, lse;
-  if (l) {
-    RankedTensorType rows = rowsType(b.getF32Type());
-    Value sum = quadReduce(ReduceKind::sum, l);
-    Value any = cmp(arith::CmpFPredicate::OGT, sum, splat(rows, 0));
-    Value scale = sel(any, arith::DivFOp::create(b, loc, splat(rows, 1), sum), splat(rows, 0));
-    Value lnL = fmul(math::Log2Op::create(b, loc, sum), splat(rows, kLn2));
-    lse = sel(any, fadd(m, lnL), splat(rows, -INFINITY));
-    o = fmul(acc, broadcast(scale, t.valueDim));
+/// split-KV and S > 1 the same values go to the split's partial buffers. `results` are the
+/// key loop's: (m, l, acc) per score for softmax, else acc. Several scores: each score's row
+/// and lse, then the rows mixed element by element (the store's mix region).
+void FlashDistributor::emitEpilogue(ArrayRef<Value> results) {
+  SmallVector<Value> os, lses;
+  for (size_t n = 0; n < t.chains(); ++n) {
+    Value m = t.update ? results[3 * n] : Value(), l = t.update ? results[3 * n + 1] : Value();
+    Value acc = t.update ? results[3 * n + 2] : results[0];
+    Value o = acc, lse;
+    if (l) {
+      RankedTensorType rows = rowsType(b.getF32Type());
+      Value sum = quadReduce(ReduceKind::sum, l);
+      Value any = cmp(arith::CmpFPredicate::OGT, sum, splat(rows, 0));
+      Value scale = sel(any, arith::DivFOp::create(b, loc, splat(rows, 1), sum), splat(rows, 0));
+      Value lnL = fmul(math::Log2Op::create(b, loc, sum), splat(rows, kLn2));
+      lse = sel(any, fadd(m, lnL), splat(rows, -INFINITY));
+      o = fmul(acc, broadcast(scale, t.valueDim));
+    }
+    os.push_back(o);
+    if (lse)
+      lses.push_back(lse);
+  }
+  Value o = os.front();
+  if (t.chains() > 1) {
+    auto mixed = MapElementsOp::create(b, loc, accType(t.valueDim), o, ArrayRef(os).drop_front(),
+                                       batch, head, i0, idx(0), qLen, b.getI64IntegerAttr(t.pack));
+    cloneRegion(t.store.getMix(), mixed.getBody());
+    o = mixed;
   }
   // The rmsnorm and the output map of the finished rows (with splits, of the rows written
   // to the output by a lone split; the merge kernel applies them to merged rows).
@@ -369,7 +413,7 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
     if (auto eps = t.store.getRmsEpsAttr())  // rmsnorm of each finished row
       o = fmul(o, broadcast(rmsFactor(o, t.valueDim, eps.getValueAsDouble()), t.valueDim));
     if (!t.store.getOutput().empty()) {  // the output map
-      auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, batch, head, i0,
+      auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, ValueRange(), batch, head, i0,
                                           idx(0), qLen, b.getI64IntegerAttr(t.pack));
       cloneRegion(t.store.getOutput(), mapped.getBody());
       o = mapped;
@@ -377,7 +421,7 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
     return o;
   };
   if (!split) {
-    emitStores(finish(o), lse, false);
+    emitStores(finish(o), lses, false);
     return;
   }
   Value partOut = map.lookup(t.store.getPartOut());
@@ -387,7 +431,7 @@ void FlashDistributor::emitEpilogue(Value m, Value l, Value acc) {
   for (bool toPartial : {true, false}) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint((toPartial ? branch.thenBlock() : branch.elseBlock())->getTerminator());
-    emitStores(toPartial ? o : finish(o), lse, toPartial);
+    emitStores(toPartial ? o : finish(o), lses, toPartial);
   }
 }
 
@@ -431,54 +475,64 @@ void FlashDistributor::keyTilePrefix(Value j0) {
 
 /// The scores `s` of a key tile -> the weights P as the A operand of P V: the online softmax
 /// (m, l and the rescaled acc updated) or, for other norms, the scores themselves.
-Value FlashDistributor::emitWeights(Value &s, Value &m, Value &l, Value &acc) {
+Value FlashDistributor::emitWeights(Value &s, Value &m, Value &l, Value &acc, size_t n) {
   if (t.update) {
     if (auto unified = t.update.getUnifiedMax())
       emitUnifiedUpdate(s, m, l, acc, unified->convertToFloat());
     else
-      emitOnlineUpdate(s, m, l, acc);
+      emitOnlineUpdate(s, m, l, acc, n);
   }
   return ToOperandOp::create(
       b, loc, fragmentType({t.blockQ, t.blockK}, elt, FragmentKind::operand_a), s);
 }
 
-/// What the key loop carries in: m = -inf, l = 0 (softmax), acc = 0.
+/// What the key loop carries in: m = -inf, l = 0 (softmax), acc = 0; per score.
 SmallVector<Value> FlashDistributor::initialState() {
   SmallVector<Value> init;
-  if (t.update)
-    init = {splat(rowsType(b.getF32Type()), -INFINITY), splat(rowsType(b.getF32Type()), 0)};
-  init.push_back(splat(accType(t.valueDim), 0));
+  for (size_t n = 0; n < t.chains(); ++n) {
+    if (t.update) {
+      init.push_back(splat(rowsType(b.getF32Type()), -INFINITY));
+      init.push_back(splat(rowsType(b.getF32Type()), 0));
+    }
+    init.push_back(splat(accType(t.valueDim), 0));
+  }
   return init;
 }
 
 /// The key loop, one tile after the other: S = Q K^T, the softmax, acc += P V. The loop
-/// carries the tile buffers as fragments: m, l (softmax) and acc. Copies are synchronous
-/// here; attn-gpu-pipeline gives them FlashAttention-2's order.
+/// carries the tile buffers as fragments: m, l (softmax) and acc, per score (several scores:
+/// each S and softmax on its own K tile, then each P V on the one V tile). Copies are
+/// synchronous here; attn-gpu-pipeline gives them FlashAttention-2's order.
 SmallVector<Value> FlashDistributor::emitSerialLoop(Value keysFrom, Value keysTo) {
   bool softmax = bool(t.update);
   auto loop = scf::ForOp::create(b, loc, keysFrom, keysTo, idx(t.blockK), initialState());
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value j0 = loop.getInductionVar();
-  auto carried = loop.getRegionIterArgs();
-  Value m = softmax ? carried[0] : Value(), l = softmax ? carried[1] : Value();
-  Value acc = carried.back();
+  SmallVector<Value> state(loop.getRegionIterArgs());  // (m, l, acc) or (acc) per score
+  size_t width = softmax ? 3 : 1;
   copyKeys(true, j0);
   waitGroups(0);
   landed(true, j0);
   keyTilePrefix(j0);
-  Value s = emitScores(j0);
-  Value p = emitWeights(s, m, l, acc);
+  SmallVector<Value> ps;
+  for (size_t n = 0; n < t.chains(); ++n) {
+    Value *at = &state[n * width];
+    Value none;
+    Value &m = softmax ? at[0] : none, &l = softmax ? at[1] : none;
+    Value &acc = at[width - 1];
+    Value s = emitScores(j0, n);
+    ps.push_back(emitWeights(s, m, l, acc, n));
+  }
   copyKeys(false, j0);
   waitGroups(0);
   landed(false, j0);
-  acc = mma(p, vTile, acc, /*transposeB=*/false);
+  for (size_t n = 0; n < t.chains(); ++n) {
+    Value &acc = state[n * width + width - 1];
+    acc = mma(ps[n], vTile, acc, /*transposeB=*/false);
+  }
   barrier();  // every warp is done reading K(j0) and V(j0) before the next copies
-  SmallVector<Value> yields;
-  if (softmax)
-    yields = {m, l};
-  yields.push_back(acc);
-  scf::YieldOp::create(b, loc, yields);
+  scf::YieldOp::create(b, loc, state);
   return SmallVector<Value>(loop.getResults());
 }
 
@@ -538,6 +592,10 @@ LogicalResult FlashDistributor::run() {
   q = map.lookup(t.scores.getQ());
   k = map.lookup(t.scores.getK());
   v = map.lookup(t.matmul.getV());
+  for (size_t n = 0; n < t.chains(); ++n) {
+    qs.push_back(map.lookup(t.scoresOf(n).getQ()));
+    ks.push_back(map.lookup(t.scoresOf(n).getK()));
+  }
   elt = cast<MemRefType>(q.getType()).getElementType();
   table = t.scores.getBlockTable() ? map.lookup(t.scores.getBlockTable()) : Value();
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(t.blockQ / 16 * 32), 1, 1}));
@@ -556,8 +614,13 @@ LogicalResult FlashDistributor::run() {
     fullFrom = range.fullLower, fullTo = range.fullUpper;
   }
   emitSharedTiles();
-  for (Region *region : {&t.scores.getScore(), &t.scores.getMask(), &t.scores.getDecay(),
-                         &t.scores.getFeatureQ(), &t.scores.getFeatureK(), &t.store.getOutput()})
+  SmallVector<Region *> regions = {&t.scores.getScore(),    &t.scores.getMask(),
+                                   &t.scores.getDecay(),    &t.scores.getFeatureQ(),
+                                   &t.scores.getFeatureK(), &t.store.getOutput()};
+  for (attn::TileScoresOp more : t.moreScores)
+    regions.push_back(&more.getScore());
+  regions.push_back(&t.store.getMix());
+  for (Region *region : regions)
     if (failed(mapCaptures(*region)))
       return failure();
   for (Value scale : {t.scores.getKScale(), t.matmul.getVScale()})
@@ -588,16 +651,33 @@ LogicalResult FlashDistributor::run() {
     prefix(cumQ, i0, Value(), false);
     prefix(keyBase, keysFrom, keyBase, true);
   }
+  // several scores: the other queries' tiles (each input once)
+  for (size_t n = 1; n < t.chains(); ++n)
+    if (!llvm::is_contained(ArrayRef<Value>(qTiles).take_front(n), qTiles[n]))
+      CopyQueryTileOp::create(b, loc, qs[n], qTiles[n], batch, head, i0,
+                              b.getI64IntegerAttr(t.pack));
+  if (t.chains() > 1)
+    waitGroups(0);
   qOperand = LoadOperandOp::create(
       b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a), qTile);
-  if (t.update && !t.update.getUnifiedMax() && !cumQ)
-    scoreScale = positiveScoreScale(t.scores.getScore());
+  qOperands = {qOperand};
+  for (size_t n = 1; n < t.chains(); ++n) {
+    auto same = llvm::find(ArrayRef<Value>(qTiles).take_front(n), qTiles[n]);
+    qOperands.push_back(
+        same != qTiles.begin() + n
+            ? qOperands[size_t(same - qTiles.begin())]
+            : LoadOperandOp::create(
+                  b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a),
+                  qTiles[n]));
+  }
+  for (size_t n = 0; n < t.chains(); ++n)
+    scoreScales.push_back(t.update && !t.update.getUnifiedMax() && !cumQ
+                              ? positiveScoreScale(t.scoresOf(n).getScore())
+                              : 0);
 
   SmallVector<Value> results = overlap ? emitOverlappedLoop(keysFrom, keysTo)
                                        : emitSerialLoop(keysFrom, keysTo);
-  bool softmax = bool(t.update);
-  emitEpilogue(softmax ? results[0] : Value(), softmax ? results[1] : Value(),
-               results[softmax ? 2 : 0]);
+  emitEpilogue(results);
   gpu::ReturnOp::create(b, loc);
   return success();
 }
@@ -697,16 +777,19 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     if (failed(tile))
       return failure();
     OpBuilder b(f);
-    auto kernel = createKernel(b, f, {tile->scores.getQ(), tile->scores.getK(),
-                                      tile->matmul.getV(), tile->store.getOut()},
-                               chip);
+    SmallVector<Value> tensors = {tile->scores.getQ(), tile->scores.getK(), tile->matmul.getV(),
+                                  tile->store.getOut()};
+    for (attn::TileScoresOp more : tile->moreScores)  // several scores: their q and k too
+      tensors.append({more.getQ(), more.getK()});
+    auto kernel = createKernel(b, f, tensors, chip);
     if (tile->keyRange && failed(kernel.insertArgument(kernel.getNumArguments(),
                                                        planType(f.getContext()),
                                                        DictionaryAttr(), f.getLoc())))
       return failure();
     b.setInsertionPointToStart(&kernel.getBody().front());
     // The overlapped schedule needs asynchronous mmas: wgmma on sm_90a, whole warpgroups.
-    bool overlapped = overlap && chip == "sm_90a" && tile->blockQ % 64 == 0;
+    bool overlapped = overlap && chip == "sm_90a" && tile->blockQ % 64 == 0 &&
+                      tile->moreScores.empty();  // several scores: the serial loop
     FlashDistributor distributor(b, *tile, kernel, overlapped, chip == "sm_90a");
     if (failed(distributor.run()) || failed(checkSelfContained(kernel)))
       return failure();

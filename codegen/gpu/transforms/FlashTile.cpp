@@ -37,22 +37,49 @@ FailureOr<FlashTile> mlir::attngpu::findFlashTile(func::FuncOp f) {
   bool ok = true;
   if (f->walk([](attn::TileExpSumOp) { return WalkResult::interrupt(); }).wasInterrupted())
     return f.emitError("the GPU back end needs the online softmax (run attn-online-softmax)");
-  if (f->walk([](TileStoreOp store) {
-         return store.getMoreAcc().empty() ? WalkResult::advance() : WalkResult::interrupt();
-       }).wasInterrupted())
-    return f.emitError("not supported yet on the CUDA back end: several scores (a mix of "
-                       "attends, e.g. differential attention); the CPU back end runs them");
-  t.scores = onlyOp<TileScoresOp>(f, true, ok);
-  t.matmul = onlyOp<TileMatmulAccOp>(f, true, ok);
   t.store = onlyOp<TileStoreOp>(f, true, ok);
-  t.update = onlyOp<TileOnlineUpdateOp>(f, false, ok);
   t.keyRange = onlyOp<attn::TileKeyRangeOp>(f, false, ok);
   if (!ok)
     return failure();
+  // One tile_scores, update (softmax) and tile_matmul_acc per score, in score order.
+  SmallVector<TileScoresOp> scores;
+  SmallVector<TileOnlineUpdateOp> updates;
+  SmallVector<TileMatmulAccOp> matmuls;
+  f.walk([&](TileScoresOp op) { scores.push_back(op); });
+  f.walk([&](TileOnlineUpdateOp op) { updates.push_back(op); });
+  f.walk([&](TileMatmulAccOp op) { matmuls.push_back(op); });
+  size_t chains = 1 + t.store.getMoreAcc().size();
+  if (scores.size() != chains || matmuls.size() != chains ||
+      (!updates.empty() && updates.size() != chains))
+    return f.emitError() << "attn-gpu-distribute expects one 'attn.tile_scores', update and "
+                            "'attn.tile_matmul_acc' per score of the flash function ("
+                         << chains << "), found " << scores.size() << ", " << updates.size()
+                         << " and " << matmuls.size();
+  for (size_t n = 0; n < chains; ++n) {
+    Value acc = n ? t.store.getMoreAcc()[n - 1] : t.store.getAcc();
+    if (matmuls[n].getP() != scores[n].getS() || matmuls[n].getAcc() != acc ||
+        matmuls[n].getV() != matmuls[0].getV() ||
+        (!updates.empty() && updates[n].getS() != scores[n].getS()) ||
+        scores[n]->getParentOp() != scores[0]->getParentOp() ||
+        scores[n].getH() != scores[0].getH() || scores[n].getI0() != scores[0].getI0() ||
+        scores[n].getPack() != scores[0].getPack())
+      return f.emitError() << "score " << n << " of the flash function is not a chain of "
+                              "tile_scores, update and tile_matmul_acc into the store's "
+                              "accumulator over the shared values and query tile";
+  }
+  t.scores = scores[0], t.matmul = matmuls[0];
+  t.update = updates.empty() ? TileOnlineUpdateOp() : updates[0];
+  t.moreScores.assign(scores.begin() + 1, scores.end());
+  t.moreMatmuls.assign(matmuls.begin() + 1, matmuls.end());
+  if (!updates.empty())
+    t.moreUpdates.assign(updates.begin() + 1, updates.end());
   t.keyLoop = dyn_cast<scf::ForOp>(t.scores->getParentOp());
-  if (!t.keyLoop || t.keyLoop.getInductionVar() != t.scores.getJ0() ||
-      t.matmul->getParentOp() != t.keyLoop ||
-      (t.update && t.update->getParentOp() != t.keyLoop))
+  bool inLoop = t.keyLoop && t.keyLoop.getInductionVar() == t.scores.getJ0();
+  for (size_t n = 0; inLoop && n < t.chains(); ++n)
+    inLoop = t.matmulOf(n)->getParentOp() == t.keyLoop &&
+             t.scoresOf(n).getJ0() == t.scores.getJ0() &&
+             (!t.update || t.updateOf(n)->getParentOp() == t.keyLoop);
+  if (!inLoop)
     return f.emitError("attn.tile_scores, the update and attn.tile_matmul_acc must sit in one "
                        "key loop over j0");
   if ((t.store.getNorm() == attn::NormKind::softmax) != bool(t.update))

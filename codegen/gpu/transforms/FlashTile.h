@@ -23,6 +23,15 @@ struct FlashTile {
   attn::TileKeyRangeOp keyRange;    // attn-block-plan's key range, if any (the block plan)
   int64_t group = 1, pack = 1, blockQ = 0, blockK = 0, headDim = 0, valueDim = 0;
   int64_t packedK = 1, packedV = 1;
+  /// Several scores: each other score's ops in the key loop, score n >= 1 at n - 1 (its
+  /// accumulator is the store's n-th extra one). The first score's are the fields above.
+  SmallVector<attn::TileScoresOp> moreScores;
+  SmallVector<attn::TileOnlineUpdateOp> moreUpdates;
+  SmallVector<attn::TileMatmulAccOp> moreMatmuls;
+  size_t chains() const { return 1 + moreScores.size(); }
+  attn::TileScoresOp scoresOf(size_t n) const { return n ? moreScores[n - 1] : scores; }
+  attn::TileOnlineUpdateOp updateOf(size_t n) const { return n ? moreUpdates[n - 1] : update; }
+  attn::TileMatmulAccOp matmulOf(size_t n) const { return n ? moreMatmuls[n - 1] : matmul; }
 };
 
 /// The flash tile of `f` (after attn-tile, attn-online-softmax and the optional passes), or an

@@ -20,13 +20,14 @@ using namespace mlir::attngpu;
 namespace {
 
 /// One synchronous copy stage of a loop body: copies of key tile j0 = the induction variable
-/// into `tile`, then `commit`, a wait for every group (`wait`, numGroups 0) and a barrier.
+/// into `tiles` (several: the K tiles of several scores), then `commit`, a wait for every
+/// group (`wait`, numGroups 0) and a barrier.
 struct CopyStage {
   SmallVector<CopyKeyTileOp> copies;
   nvgpu::DeviceAsyncCreateGroupOp commit;
   nvgpu::DeviceAsyncWaitOp wait;
   gpu::BarrierOp barrier;
-  Value tile;
+  SmallVector<Value, 1> tiles;
 };
 
 /// The stage that starts at `it` (copies, commit, wait 0, barrier), or failure.
@@ -36,9 +37,10 @@ FailureOr<CopyStage> stageAt(Block::iterator it, Block::iterator end, Value iv) 
     auto copy = dyn_cast<CopyKeyTileOp>(*it);
     if (!copy)
       break;
-    if (copy.getJ0() != iv || (stage.tile && copy.getTile() != stage.tile))
+    if (copy.getJ0() != iv)
       return failure();
-    stage.tile = copy.getTile();
+    if (!llvm::is_contained(stage.tiles, copy.getTile()))
+      stage.tiles.push_back(copy.getTile());
     stage.copies.push_back(copy);
   }
   if (stage.copies.empty() || it == end)
@@ -51,13 +53,17 @@ FailureOr<CopyStage> stageAt(Block::iterator it, Block::iterator end, Value iv) 
   return stage;
 }
 
-/// Whether `tile` is used by an op of `block` in [from, to) other than `except`'s copies.
-bool usedBetween(Value tile, Operation *from, Operation *to, const CopyStage &except) {
+/// Whether one of `tiles` is used by an op of `block` in [from, to) other than `except`'s
+/// copies.
+bool usedBetween(ArrayRef<Value> tiles, Operation *from, Operation *to, const CopyStage &except) {
   for (Operation *op = from; op && op != to; op = op->getNextNode()) {
     if (llvm::is_contained(except.copies, dyn_cast<CopyKeyTileOp>(op)))
       continue;
     bool uses = false;
-    op->walk([&](Operation *nested) { uses |= llvm::is_contained(nested->getOperands(), tile); });
+    op->walk([&](Operation *nested) {
+      for (Value tile : tiles)
+        uses |= llvm::is_contained(nested->getOperands(), tile);
+    });
     if (uses)
       return true;
   }
@@ -90,14 +96,15 @@ FailureOr<KeyLoop> matchKeyLoop(scf::ForOp loop) {
       k.second = *second;
       break;
     }
-  if (!k.second.barrier || k.second.tile == k.first.tile)
+  if (!k.second.barrier ||
+      llvm::any_of(k.second.tiles, [&](Value x) { return llvm::is_contained(k.first.tiles, x); }))
     return failure();
   Operation *yield = body->getTerminator();
   k.tailBarrier = dyn_cast_or_null<gpu::BarrierOp>(yield->getPrevNode());
   if (!k.tailBarrier || k.tailBarrier == k.second.barrier)
     return failure();
-  if (usedBetween(k.first.tile, k.second.copies.front(), yield, k.second) ||
-      usedBetween(k.second.tile, &body->front(), k.second.copies.front(), k.first))
+  if (usedBetween(k.first.tiles, k.second.copies.front(), yield, k.second) ||
+      usedBetween(k.second.tiles, &body->front(), k.second.copies.front(), k.first))
     return failure();
   for (Operation *op = loop->getPrevNode(); op; op = op->getPrevNode())
     if (auto wait = dyn_cast<nvgpu::DeviceAsyncWaitOp>(op)) {

@@ -1,0 +1,177 @@
+"""Several scores in one kernel: specs/diff_attention.attn (differential attention, two softmaxes
+over one pass of K/V, a per-head RMSNorm with a gain) against, in the same process:
+  - attnc's specs/gqa.attn at d = 128 (one softmax attention over the same K/V bytes: issue
+    17's target is diff <= 1.3x its time),
+  - the way the Differential Transformer runs it on the peers: two attention calls (SDPA, each
+    backend that takes d = 64 with dv = 128; FlexAttention), then the mix, the RMSNorm and the
+    gain as torch ops,
+  - SDPA cuDNN / flash on the gqa shape, as BENCH.md's anchor.
+Shape: b2 h32/8 s8192 causal, bf16 (the gqa suite of bench.py). Writes
+bench/results/YYYY-MM-DD-<tag>.md (and a copy under $OUT).
+
+  python3 bench/diff.py [--tag diff-attention] [--repeats 100] [--no-flex]
+
+Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels). Protocol: METHOD.md.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
+import attnc  # noqa: E402
+from bench import device_line, time_ms, write_report  # noqa: E402
+
+B, H, HK, S, D, DV = 2, 32, 8, 8192, 64, 128
+LAMBDA_INIT, EPS = 0.2, 1e-5
+
+
+def flops(s=S):
+    """Both scores: (Q K^T + P V) over the causal pairs, 2 (d + dv) per pair and head each."""
+    return 2 * (2 * B * H * (s * s / 2) * (D + DV))
+
+
+def inputs(gen):
+    """Canonical [b, h(k), s, d] tensors and the params (lambda per head near 0.3, gain near 1)."""
+    r = lambda *shape: torch.randn(*shape, generator=gen, device="cuda", dtype=torch.bfloat16)  # noqa: E731
+    t = {"q1": r(B, H, S, D), "k1": r(B, HK, S, D), "q2": r(B, H, S, D), "k2": r(B, HK, S, D),
+         "v": r(B, HK, S, DV)}
+    t["lambda"] = 0.3 + 0.05 * torch.randn(H, generator=gen, device="cuda")
+    t["gain"] = 1 + 0.1 * torch.randn(DV, generator=gen, device="cuda")
+    return t
+
+
+def storage(kernel, canonical):
+    """The kernel's inputs and params in its storage order, contiguous, plus its outputs."""
+    args = {}
+    for a in kernel.manifest["args"]:
+        if a["kind"] == "input":
+            perm = [a["dims"].index(n) for n in a["storage_dims"]]
+            args[a["name"]] = canonical[a["name"]].permute(*perm).contiguous()
+        elif a["kind"] == "param":
+            args[a["name"]] = canonical[a["name"]]
+    args.update(kernel.allocate_outputs(**args))
+    return args
+
+
+def finish(y1, y2, lam, gain):
+    """The mix, the per-head RMSNorm (over dv) and the gain, in f32 as the kernel does."""
+    y = y1.float() - lam.view(1, H, 1, 1) * y2.float()
+    y = y * torch.rsqrt((y * y).mean(-1, keepdim=True) + EPS)
+    return (y * gain * (1 - LAMBDA_INIT)).to(torch.bfloat16)
+
+
+def sdpa_pair(t, backend):
+    def run():
+        with sdpa_kernel([backend]):
+            y1 = F.scaled_dot_product_attention(t["q1"], t["k1"], t["v"], is_causal=True,
+                                                enable_gqa=True)
+            y2 = F.scaled_dot_product_attention(t["q2"], t["k2"], t["v"], is_causal=True,
+                                                enable_gqa=True)
+        return finish(y1, y2, t["lambda"], t["gain"])
+    return run
+
+
+def flex_pair(t):
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    mask = create_block_mask(lambda b, h, q, k: q >= k, None, None, S, S, device="cuda")
+    flex = torch.compile(flex_attention)
+
+    def run():
+        y1 = flex(t["q1"], t["k1"], t["v"], block_mask=mask, enable_gqa=True)
+        y2 = flex(t["q2"], t["k2"], t["v"], block_mask=mask, enable_gqa=True)
+        return finish(y1, y2, t["lambda"], t["gain"])
+    return run
+
+
+def reference(t, rows=512):
+    """float32 reference of the last `rows` queries (the efficient backend computes in f32)."""
+    f = {n: x.float() for n, x in t.items()}
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        mask = torch.ones(rows, S, dtype=torch.bool, device="cuda").tril(S - rows)
+        ys = [F.scaled_dot_product_attention(f[q][:, :, -rows:], f[k], f["v"], attn_mask=mask,
+                                             enable_gqa=True) for q, k in (("q1", "k1"), ("q2", "k2"))]
+    y = ys[0] - f["lambda"].view(1, H, 1, 1) * ys[1]
+    y = y * torch.rsqrt((y * y).mean(-1, keepdim=True) + EPS)
+    return y * f["gain"] * (1 - LAMBDA_INIT)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tag", default="diff-attention")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--no-flex", action="store_true")
+    args = parser.parse_args()
+    kernel_dir = Path(os.environ.get("ATTNC_KERNEL_DIR", ROOT / ".device" / "kernels"))
+    kernels = attnc.load_dir(kernel_dir, on_error=lambda name, e: print(f"skipped {name}: {e}"))
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    t = inputs(gen)
+    rows, notes = [], []
+
+    def row(name, fn, per_flops=flops()):
+        try:
+            ms = time_ms(fn, args.repeats)
+            rows.append((name, ms, per_flops / ms / 1e9))
+        except Exception as e:  # noqa: BLE001  (a peer that cannot run this shape: say why)
+            notes.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+
+    diff = kernels.get("diff_attention")
+    if diff is not None:
+        a = storage(diff, t)
+        lse = [x["name"] for x in diff.manifest["args"] if x["kind"] == "lse"]
+        a["o"].fill_(float("nan"))
+        diff(**a)
+        torch.cuda.synchronize()
+        o = a["o"].permute(0, 2, 1, 3)[:, :, -512:].float()  # storage [b, s, h, dv]
+        want = reference(t)
+        rel = float((o - want).norm() / want.norm())
+        notes.append(f"attnc diff_attention: relative error {rel:.2e} against the float32 "
+                     f"reference (last 512 queries), {int(torch.isnan(a['o']).sum())} NaN; "
+                     f"lses returned: {', '.join(lse)}")
+        row("attnc diff_attention (one kernel)", lambda: diff(**a))
+    gqa = kernels.get("gqa")
+    g = {"q": torch.cat([t["q1"], t["q2"]], -1), "k": torch.cat([t["k1"], t["k2"]], -1),
+         "v": t["v"]}
+    gqa_flops = 4 * B * H * (S * S / 2) * 128
+    if gqa is not None:
+        ga = storage(gqa, g)
+        row("attnc gqa d128 (one softmax, same K/V)", lambda: gqa(**ga), gqa_flops)
+    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION),
+                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+        row(f"SDPA {name} x2 + torch mix/rmsnorm", sdpa_pair(t, backend))
+    if not args.no_flex:
+        row("FlexAttention x2 + torch mix/rmsnorm", flex_pair(t))
+    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION)):
+        def anchor(backend=backend):
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(g["q"], g["k"], g["v"], is_causal=True,
+                                                      enable_gqa=True)
+        row(f"SDPA {name} gqa d128 (anchor)", anchor, gqa_flops)
+
+    ms = dict((n, m) for n, m, _ in rows)
+    base = ms.get("attnc diff_attention (one kernel)")
+    lines = [f"# Differential attention in one kernel ({args.tag})", "",
+             f"Device: {device_line()}", "",
+             f"Shape: b{B} h{H}/{HK} s{S} causal, bf16; diff: q1/k1 and q2/k2 of d {D}, v of dv "
+             f"{DV}; gqa: d 128. FLOPs: 2 (d + dv) per causal pair and head per score. Median of "
+             f"{args.repeats} CUDA-event timings, cold L2.", "",
+             "| kernel | ms | TFLOP/s | diff / this |", "|---|---|---|---|"]
+    for name, m, tf in rows:
+        ratio = f"{base / m:.2f}" if base else ""
+        lines.append(f"| {name} | {m:.3f} | {tf:.0f} | {ratio} |")
+    lines += [""] + [f"- {n}" for n in notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    write_report(text, {"rows": rows, "notes": notes}, args.tag)
+
+
+if __name__ == "__main__":
+    main()
