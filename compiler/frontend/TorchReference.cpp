@@ -477,6 +477,11 @@ def _max(a, b):
     return torch.where(a > b, a, b)
 
 
+def _pv(w, v, p_dtype):
+    """w @ v, with w rounded to p_dtype first when given (a 16-bit kernel's P)."""
+    return (w if p_dtype is None else w.to(p_dtype).to(v.dtype)) @ v
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + torch.exp(-x))
 
@@ -723,7 +728,7 @@ void emitMixedScores(const Variant &v, const std::string &I, const std::string &
   out += "            m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
   out += "            w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
   out += "            l = w.sum(dim=-1)\n";
-  out += "            ys[n][:, :, i0:i1] = (w @ v) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
+  out += "            ys[n][:, :, i0:i1] = _pv(w, v, p_dtype) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
   out += "            lse[n, :, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
   out += "            del s, w\n";
   out += "        del allowed\n";
@@ -743,11 +748,14 @@ void emitReference(const Variant &v, std::string &out) {
                     HK = pyString(v.dims[v.kvHeadDim].name);
   bool gqa = v.kvHeadDim != v.qHeadDim;
 
-  out += "\n\ndef reference(t: dict, sizes: dict = None) -> tuple:\n";
+  out += "\n\ndef reference(t: dict, sizes: dict = None, p_dtype=None) -> tuple:\n";
   out += "    \"\"\"(o, lse) of variant " + v.name +
          " for the tensors `t` (see the module docstring).\n\n";
   out += "    `sizes` (dim or extent name -> int) is needed only for a dynamic dim that is in no\n";
-  out += "    tensor; any size given must agree with the tensors.\n";
+  out += "    tensor; any size given must agree with the tensors. `p_dtype` (e.g.\n";
+  out += "    torch.bfloat16): the weights are rounded to it before they meet v, as a 16-bit\n";
+  out += "    kernel rounds P for its P V product (softmax: exp(s - m), before the division by l):\n";
+  out += "    a reference of the kernel's own precision, for judging its errors.\n";
   out += "    \"\"\"\n";
   out += "    sizes = sizes or {}\n";
   bool quantised = v.inputs[v.k].scaleParam >= 0 || v.inputs[v.v].scaleParam >= 0;
@@ -941,7 +949,7 @@ void emitReference(const Variant &v, std::string &out) {
     out += "        m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
     out += "        w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
     out += "        l = w.sum(dim=-1)\n";
-    out += "        o[:, :, i0:i1] = (w @ v) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
+    out += "        o[:, :, i0:i1] = _pv(w, v, p_dtype) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
     out += "        lse[:, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
     break;
   case Norm::None:
@@ -951,20 +959,21 @@ void emitReference(const Variant &v, std::string &out) {
     out += "        w = torch.where(allowed, s, 0.0)\n";
     if (v.norm == Norm::Sum) {  // divided by the weights' sum; a sum of 0 leaves the row 0
       out += "        den = w.sum(dim=-1, keepdim=True)\n";
-      out += "        o[:, :, i0:i1] = torch.where(den == 0, 0.0, (w @ v) / "
+      out += "        pv = _pv(w, v, p_dtype)\n";
+      out += "        o[:, :, i0:i1] = torch.where(den == 0, 0.0, pv / "
              "torch.where(den == 0, 1.0, den))\n";
     } else {
-      out += "        o[:, :, i0:i1] = w @ v\n";
+      out += "        o[:, :, i0:i1] = _pv(w, v, p_dtype)\n";
     }
     break;
   case Norm::Sigmoid:
     out += "        w = torch.where(allowed, _sigmoid(s), 0.0)\n";
-    out += "        o[:, :, i0:i1] = w @ v\n";
+    out += "        o[:, :, i0:i1] = _pv(w, v, p_dtype)\n";
     break;
   case Norm::Relu2:
     out += "        r = _relu(s)\n";
     out += "        w = torch.where(allowed, r * r, 0.0)\n";
-    out += "        o[:, :, i0:i1] = w @ v\n";
+    out += "        o[:, :, i0:i1] = _pv(w, v, p_dtype)\n";
     break;
   }
   out += std::string("        del allowed, s, w") + (v.norm == Norm::Relu2 ? ", r" : "") +

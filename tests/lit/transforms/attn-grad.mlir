@@ -11,7 +11,8 @@
 !t = memref<?x?x?x64xf32>
 !lse = memref<?x?x?xf32>
 
-// Soft-capping, s = 30 tanh(dot / 30): ds/d(dot) = 30 (1 - tanh^2) / 30.
+// Soft-capping, s = 30 tanh(dot / 30): ds/d(dot) = 30 (1 - tanh^2) / 30, with 1 - tanh(u)^2
+// as sech(u)^2 = 4 e / (1 + e)^2, e = exp(-2 |u|) (no cancellation where tanh saturates).
 // CHECK-LABEL: func.func @softcap_grad
 // CHECK-SAME: (%[[Q:.*]]: memref<?x?x?x64xf32>, %[[K:.*]]: memref<?x?x?x64xf32>, %[[V:.*]]: memref<?x?x?x64xf32>, %[[O:.*]]: memref<?x?x?x64xf32>, %[[L:.*]]: memref<?x?x?xf32>, %[[DO:.*]]: memref<?x?x?x64xf32>, %[[DQ:.*]]: memref<?x?x?x64xf32>, %[[DK:.*]]: memref<?x?x?x64xf32>, %[[DV:.*]]: memref<?x?x?x64xf32>)
 // CHECK-SAME: attn.grad_of = @softcap
@@ -23,11 +24,17 @@
 // CHECK: } score_grad {
 // CHECK-NEXT: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %[[DOT:.*]]: f32, %[[G:.*]]: f32):
 // CHECK: %[[X:.*]] = arith.divf %[[DOT]], %[[C30:.*]] : f32
-// CHECK: %[[T:.*]] = math.tanh %[[X]] : f32
 // CHECK: %[[GC:.*]] = arith.mulf %[[G]], %[[C30]] : f32
-// CHECK: %[[T2:.*]] = arith.mulf %[[T]], %[[T]] : f32
+// CHECK: %[[A:.*]] = math.absf %[[X]] : f32
+// CHECK: %[[M2:.*]] = arith.constant -2.000000e+00 : f32
+// CHECK: %[[A2:.*]] = arith.mulf %[[M2]], %[[A]] : f32
+// CHECK: %[[E:.*]] = math.exp %[[A2]] : f32
 // CHECK: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
-// CHECK: %[[D:.*]] = arith.subf %[[ONE]], %[[T2]] : f32
+// CHECK: %[[P:.*]] = arith.addf %[[ONE]], %[[E]] : f32
+// CHECK: %[[P2:.*]] = arith.mulf %[[P]], %[[P]] : f32
+// CHECK: %[[FOUR:.*]] = arith.constant 4.000000e+00 : f32
+// CHECK: %[[E4:.*]] = arith.mulf %[[FOUR]], %[[E]] : f32
+// CHECK: %[[D:.*]] = arith.divf %[[E4]], %[[P2]] : f32
 // CHECK: %[[GX:.*]] = arith.mulf %[[GC]], %[[D]] : f32
 // CHECK: %[[GDOT:.*]] = arith.divf %[[GX]], %[[C30]] : f32
 // CHECK-NEXT: attn.yield %[[GDOT]] : f32
