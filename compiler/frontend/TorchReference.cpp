@@ -700,6 +700,27 @@ void emitExprFunction(const Variant &v, const std::string &name, const std::stri
 
 void emitFinish(const Variant &v, const std::string &I, const std::string &DV, std::string &out);
 
+/// The loop over chunks of query rows [i0, i1) and each chunk's mask `allowed`.
+void emitQueryChunks(const std::string &I, std::string &out) {
+  out += "    for i0 in range(0, I, rows):\n";
+  out += "        i1 = min(I, i0 + rows)\n";
+  out += "        shape = (B, H, i1 - i0, J)\n";
+  out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
+  out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
+}
+
+/// A chunk's softmax of the scores `s` (rows with no allowed key: 0 and -inf; any_key already
+/// computed), its rows into `o` and its lse into `lse`, at `indent`.
+void emitSoftmaxRows(const std::string &indent, const std::string &o, const std::string &lse,
+                     std::string &out) {
+  out += indent + "m = torch.where(allowed, s, -math.inf).amax(dim=-1)\n";
+  out += indent + "m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
+  out += indent + "w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
+  out += indent + "l = w.sum(dim=-1)\n";
+  out += indent + o + " = _pv(w, v, p_dtype) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
+  out += indent + lse + " = torch.where(any_key, m + torch.log(l), -math.inf)\n";
+}
+
 /// Several scores (Variant::mix): each score's softmax rows y_n over the same mask and values,
 /// its lse in lse[n], then o = mix(y_0, ..., y_n) and the rest as with one score.
 void emitMixedScores(const Variant &v, const std::string &I, const std::string &DV,
@@ -714,22 +735,13 @@ void emitMixedScores(const Variant &v, const std::string &I, const std::string &
          "for _ in range(SCORES)]\n";
   out += "    lse = torch.empty((SCORES, B, H, I), dtype=torch.float64, device=dev)\n";
   out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
-  out += "    for i0 in range(0, I, rows):\n";
-  out += "        i1 = min(I, i0 + rows)\n";
-  out += "        shape = (B, H, i1 - i0, J)\n";
-  out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
-  out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
+  emitQueryChunks(I, out);
   out += "        any_key = allowed.any(dim=-1)\n";
   out += "        # one softmax per score, each with its own statistics\n";
   out += "        for n, (qn, ktn, score) in enumerate(per_score):\n";
   out += "            s = torch.broadcast_to(score(qn[:, :, i0:i1] @ ktn, ix, extents, p, dev), "
          "shape)\n";
-  out += "            m = torch.where(allowed, s, -math.inf).amax(dim=-1)\n";
-  out += "            m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
-  out += "            w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
-  out += "            l = w.sum(dim=-1)\n";
-  out += "            ys[n][:, :, i0:i1] = _pv(w, v, p_dtype) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
-  out += "            lse[n, :, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
+  emitSoftmaxRows("            ", "ys[n][:, :, i0:i1]", "lse[n, :, :, i0:i1]", out);
   out += "            del s, w\n";
   out += "        del allowed\n";
   out += "    # the mix of the scores' rows, element by element\n";
@@ -927,11 +939,7 @@ void emitReference(const Variant &v, std::string &out) {
   } else {
     out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
   }
-  out += "    for i0 in range(0, I, rows):\n";
-  out += "        i1 = min(I, i0 + rows)\n";
-  out += "        shape = (B, H, i1 - i0, J)\n";
-  out += "        ix[" + I + "] = torch.arange(i0, i1, device=dev).view(1, 1, i1 - i0, 1)\n";
-  out += "        allowed = torch.broadcast_to(_mask(ix, extents, p, dev), shape)\n";
+  emitQueryChunks(I, out);
   if (v.gate)  // masked keys (j > i) may overflow here: `allowed` drops them
   {
     out += "        e = torch.exp(cg[:, :, i0:i1, None, :] - cg_k[:, :, None, :, :])\n";
@@ -945,12 +953,7 @@ void emitReference(const Variant &v, std::string &out) {
   switch (v.norm) {
   case Norm::Softmax:
     out += "        any_key = allowed.any(dim=-1)\n";
-    out += "        m = torch.where(allowed, s, -math.inf).amax(dim=-1)\n";
-    out += "        m = torch.where(any_key, m, 0.0)  # rows with no key: no -inf - -inf\n";
-    out += "        w = torch.where(allowed, torch.exp(s - m.unsqueeze(-1)), 0.0)\n";
-    out += "        l = w.sum(dim=-1)\n";
-    out += "        o[:, :, i0:i1] = _pv(w, v, p_dtype) / torch.where(any_key, l, 1.0).unsqueeze(-1)\n";
-    out += "        lse[:, :, i0:i1] = torch.where(any_key, m + torch.log(l), -math.inf)\n";
+    emitSoftmaxRows("        ", "o[:, :, i0:i1]", "lse[:, :, i0:i1]", out);
     break;
   case Norm::None:
   case Norm::Sum:
