@@ -1521,8 +1521,8 @@ private:
           return fail(*attend,
                       "every attend of the output must be '" + text(first) + "', got '" +
                           text(*attend) + "'",
-                      "a variant has one score and one values input; several scores "
-                      "(differential attention) are not supported yet");
+                      "every attend reads the score and the values input; for another "
+                      "product of q and k declare another score (differential attention)");
       }
       attend->res = Expr::Res::Builtin;
       attend->builtin = Builtin::Attend;

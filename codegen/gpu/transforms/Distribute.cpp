@@ -26,6 +26,12 @@ using attn::CombineOp;
 
 namespace {
 
+/// The first position m <= n where `list` holds list[n]: several scores reading one input
+/// share its tile, its copy and its operand.
+size_t firstOf(ArrayRef<Value> list, size_t n) {
+  return size_t(llvm::find(list.take_front(n + 1), list[n]) - list.begin());
+}
+
 /// Emits the kernel of one flash tile. Each `emit*` lowers one tiled op (or the grid, or the
 /// epilogue) to attn_gpu ops; fragment values stand in for the tiled level's buffers.
 class FlashDistributor : TileBuilder {
@@ -146,10 +152,8 @@ void FlashDistributor::emitSharedTiles() {
   qTiles = {qTile}, kTiles = {kTile};
   // several scores: a tile per other input (an input read by an earlier score shares its tile)
   auto tileOf = [&](ArrayRef<Value> inputs, ArrayRef<Value> tiles, size_t n, int64_t rows) {
-    for (size_t m = 0; m < n; ++m)
-      if (inputs[m] == inputs[n])
-        return tiles[m];
-    return sharedTile(rows, t.headDim, elt, true);
+    size_t m = firstOf(inputs, n);
+    return m < n ? tiles[m] : sharedTile(rows, t.headDim, elt, true);
   };
   for (size_t n = 1; n < t.chains(); ++n) {
     qTiles.push_back(tileOf(qs, qTiles, n, t.blockQ));
@@ -173,7 +177,7 @@ void FlashDistributor::emitSharedTiles() {
 /// input once) or V into its tile, or its staging tile.
 void FlashDistributor::copyKeys(bool isKey, Value j0) {
   for (size_t n = 0; n < (isKey ? t.chains() : 1); ++n) {
-    if (n && llvm::is_contained(ArrayRef<Value>(kTiles).take_front(n), kTiles[n]))
+    if (firstOf(kTiles, n) < n)
       continue;
     Value global = isKey ? ks[n] : v;
     Value dest = isKey ? (kStage ? kStage : kTiles[n]) : (vStage ? vStage : vTile);
@@ -413,8 +417,8 @@ void FlashDistributor::emitEpilogue(ArrayRef<Value> results) {
     if (auto eps = t.store.getRmsEpsAttr())  // rmsnorm of each finished row
       o = fmul(o, broadcast(rmsFactor(o, t.valueDim, eps.getValueAsDouble()), t.valueDim));
     if (!t.store.getOutput().empty()) {  // the output map
-      auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, ValueRange(), batch, head, i0,
-                                          idx(0), qLen, b.getI64IntegerAttr(t.pack));
+      auto mapped = MapElementsOp::create(b, loc, accType(t.valueDim), o, ValueRange(), batch,
+                                          head, i0, idx(0), qLen, b.getI64IntegerAttr(t.pack));
       cloneRegion(t.store.getOutput(), mapped.getBody());
       o = mapped;
     }
@@ -653,7 +657,7 @@ LogicalResult FlashDistributor::run() {
   }
   // several scores: the other queries' tiles (each input once)
   for (size_t n = 1; n < t.chains(); ++n)
-    if (!llvm::is_contained(ArrayRef<Value>(qTiles).take_front(n), qTiles[n]))
+    if (firstOf(qTiles, n) == n)
       CopyQueryTileOp::create(b, loc, qs[n], qTiles[n], batch, head, i0,
                               b.getI64IntegerAttr(t.pack));
   if (t.chains() > 1)
@@ -662,13 +666,12 @@ LogicalResult FlashDistributor::run() {
       b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a), qTile);
   qOperands = {qOperand};
   for (size_t n = 1; n < t.chains(); ++n) {
-    auto same = llvm::find(ArrayRef<Value>(qTiles).take_front(n), qTiles[n]);
-    qOperands.push_back(
-        same != qTiles.begin() + n
-            ? qOperands[size_t(same - qTiles.begin())]
-            : LoadOperandOp::create(
-                  b, loc, fragmentType({t.blockQ, t.headDim}, elt, FragmentKind::operand_a),
-                  qTiles[n]));
+    size_t m = firstOf(qTiles, n);
+    qOperands.push_back(m < n ? qOperands[m]
+                              : LoadOperandOp::create(b, loc,
+                                                      fragmentType({t.blockQ, t.headDim}, elt,
+                                                                   FragmentKind::operand_a),
+                                                      qTiles[n]));
   }
   for (size_t n = 0; n < t.chains(); ++n)
     scoreScales.push_back(t.update && !t.update.getUnifiedMax() && !cumQ
