@@ -1,6 +1,7 @@
 // CPU back end runtime: JIT through MLIR's ExecutionEngine, calls through the C interface.
 #include "codegen/cpu/CPUExecutor.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "llvm/Analysis/CGSCCPassManager.h"
 #include "llvm/Analysis/LoopAnalysisManager.h"
@@ -85,15 +86,33 @@ llvm::Expected<std::unique_ptr<CPUModule>> CPUModule::create(mlir::ModuleOp llvm
   };
   options.transformer = transformer;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
+  std::map<std::string, int64_t> arities;
+  constexpr llvm::StringLiteral prefix = "_mlir_ciface_";
+  llvmModule.walk([&](mlir::LLVM::LLVMFuncOp f) {
+    if (f.getSymName().starts_with(prefix))
+      arities[f.getSymName().drop_front(prefix.size()).str()] = f.getNumArguments();
+  });
   auto engine = mlir::ExecutionEngine::create(llvmModule, options);
   if (!engine)
     return engine.takeError();
   std::unique_ptr<CPUModule> module(new CPUModule());
   module->engine = std::move(*engine);
+  module->arities = std::move(arities);
   return module;
 }
 
+int64_t CPUModule::arity(const std::string &entry) const {
+  auto it = arities.find(entry);
+  return it == arities.end() ? -1 : it->second;
+}
+
 llvm::Error CPUModule::invoke(const std::string &entry, std::vector<MemRefDescriptor> &args) {
+  int64_t expected = arity(entry);
+  if (expected < 0)
+    return llvm::createStringError("no host entry '" + entry + "' in the module");
+  if (expected != int64_t(args.size()))  // a mismatch would read or ignore descriptors
+    return llvm::createStringError("'" + entry + "' takes " + std::to_string(expected) +
+                                   " arguments, got " + std::to_string(args.size()));
   std::vector<void *> descriptors;
   for (MemRefDescriptor &d : args)
     descriptors.push_back(d.get());

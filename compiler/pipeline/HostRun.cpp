@@ -327,11 +327,12 @@ bool runAndCheck(CPUModule &module, const Variant &v, const RunConfig &config, R
     case KernelArg::Kind::State: args.push_back(state[0].descriptor(v.statePerm())); break;
     }
   }
-  // Split-KV workspace: partial outputs [S, b, h, i, dv] and log-sum-exps [S, b, h, i].
+  // Split-KV workspace: partial outputs [S, b, h, i, dv] and log-sum-exps [S, b, h, i], when
+  // attn-split-kv gave the function those two arguments (it leaves several scores whole).
   // An output map or rmsnorm is applied by the merge (attn.combine) to the merged rows.
   bool softmax = v.norm == Norm::Softmax;
   std::vector<OwnedTensor> workspace;
-  if (config.splitKV && softmax) {
+  if (config.splitKV && softmax && module.arity(v.name) == int64_t(args.size()) + 2) {
     if (config.splits < 1) {
       error = "the split count must be at least 1, got " + std::to_string(config.splits);
       return false;

@@ -4,6 +4,7 @@
 #include "codegen/cpu/CPUExecutor.h"
 #include "compiler/Compiler.h"
 #include "compiler/Manifest.h"
+#include "compiler/lowering/ASTToAttn.h"
 #include "compiler/pipeline/HostRun.h"
 
 #include <gtest/gtest.h>
@@ -387,6 +388,28 @@ TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
 
 /// The check itself must be able to fail: a causal kernel judged against the full-attention
 /// reference of the same shapes is far off.
+/// A host entry called with the wrong number of descriptors is refused (it would read past
+/// them, or ignore some), and an unknown entry too; the arity is the kernel ABI's.
+TEST(HostEntry, WrongArgumentCountIsRefused) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "specs" / "causal.attn";
+  Compiler compiler;
+  PipelineOptions options;
+  options.splitKV = false;
+  auto module = compileF32(compiler, path.string(), readText(path), options);
+  ASSERT_TRUE(module);
+  const Variant &v = compiler.spec().variants[0];
+  EXPECT_EQ(module->arity(v.name), int64_t(kernelArgs(v).size()));
+  EXPECT_EQ(module->arity("nope"), -1);
+  float x = 0;
+  std::vector<MemRefDescriptor> one = {MemRefDescriptor(&x, {1}, {1})};
+  llvm::Error err = module->invoke(v.name, one);
+  ASSERT_TRUE(bool(err));
+  EXPECT_NE(llvm::toString(std::move(err)).find("arguments, got 1"), std::string::npos);
+  llvm::Error missing = module->invoke("nope", one);
+  ASSERT_TRUE(bool(missing));
+  EXPECT_NE(llvm::toString(std::move(missing)).find("no host entry 'nope'"), std::string::npos);
+}
+
 TEST(SpecNumericsSensitivity, DetectsAWrongKernel) {
   const char *causal = R"(variant x {
     dims b, h, i, j, d, dv
