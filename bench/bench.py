@@ -46,7 +46,7 @@ TOLERANCE = 2e-2  # relative error of a bf16 kernel against the float32 referenc
 class Variant:
     """A row kind: the attnc kernels that can serve it (first match wins) and its mask/score."""
     kernels: tuple
-    mask: str                 # full, causal, sliding, document(_random), alibi, softcap, t5, taylor
+    mask: str                 # full, causal, sliding, document(_random), alibi, softcap, t5, taylor, forget
     group: int = 1            # query heads per kv head
     scale: float = None       # the scores' scale (None: 1 / sqrt(d); T5 does not scale)
     gate: bool = False        # an output gate o * sigmoid(g[b, i, h, dv]) (the peers: one more op)
@@ -78,6 +78,9 @@ VARIANTS = {
     # an explicit layout (specs/block_sparse.attn): each 128-block of queries sees its own
     # block of keys and the one before (block-local attention, BigBird's sliding blocks)
     "block_local": Variant(("block_sparse",), "block_local"),
+    # a forget-gate softmax (specs/forgetting_transformer.attn, FoX): causal, the scores gain
+    # the log forget gates between key and query (issue 17's target: within 10% of causal_d128)
+    "forget": Variant(("forgetting_transformer",), "forget"),
 }
 LAYOUT_BLOCK = 128
 T5_BUCKETS = 32   # specs/t5_bias.attn: 16 exact distances, 16 log-spaced up to 128
@@ -114,7 +117,7 @@ def pairs(mask: str, s: int) -> float:
     counts for the masks that drop more (sliding window, documents)."""
     if mask in ("full",):
         return s * s
-    if mask in ("causal", "alibi", "softcap", "t5", "taylor"):
+    if mask in ("causal", "alibi", "softcap", "t5", "taylor", "forget"):
         return s * s / 2
     if mask == "sliding":  # sum over i of min(i + 1, W)
         w = min(WINDOW, s)
@@ -154,6 +157,7 @@ def cases(suites, quick):
         for bench in ("causal_d64", "t5_bias", "taylor"):
             out.append(Case("variants", bench, 2, 16, 8192, 64))
         out.append(Case("variants", "block_local", 2, 16, 8192, 128))
+        out.append(Case("variants", "forget", 2, 16, 8192, 128))
     if "headdim" in suites:  # causal, b2 h16 s8k, every head dim FlashAttention serves
         for d in (64, 96, 128, 192, 256):
             out.append(Case("headdim", f"causal_d{d}", 2, 16, 8192, d))
@@ -188,6 +192,10 @@ def params_for(case: Case, h: int, s: int, b: int):
         kb = torch.arange(blocks, device="cuda")[None, :]
         layout = ((kb == qb) | (kb == qb - 1)).to(torch.int32)
         return {"layout": layout.expand(b, h, blocks, blocks).contiguous()}
+    if case.variant.mask == "forget":  # FoX's log forget gates: logsigmoid(logits), f near 0.95
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        logits = 3 + torch.randn(b, h, s, generator=gen, device="cuda")
+        return {"log_fgate": F.logsigmoid(logits)}
     if case.variant.mask == "t5":  # a learned table: random, of a trained table's magnitude
         gen = torch.Generator(device="cuda").manual_seed(0)
         return {"table": torch.randn(h, T5_BUCKETS, generator=gen, device="cuda")}
@@ -256,6 +264,9 @@ def mods(case: Case, params):
     if mask == "t5":
         table = params["table"]
         return (lambda sc, b, h, qi, ki: sc + table[h, t5_bucket(qi - ki)]), causal
+    if mask == "forget":  # s + log f(j + 1) + ... + log f(i) = s + cum[i] - cum[j]
+        cum = torch.cumsum(params["log_fgate"], -1)
+        return (lambda sc, b, h, qi, ki: sc + cum[b, h, qi] - cum[b, h, ki]), causal
     if mask == "taylor":  # exp(s) = 1 + t + t^2 / 2: normalised second-order Taylor weights
         return (lambda sc, b, h, qi, ki: torch.log(1 + sc + sc * sc / 2)), causal
     raise ValueError(mask)

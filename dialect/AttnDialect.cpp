@@ -3,6 +3,7 @@
 #include "dialect/AttnDialect.h"
 #include "dialect/AttnVerify.h"
 
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
@@ -189,6 +190,12 @@ static LogicalResult verifyPages(Operation *op, Value table, int64_t pageSize,
         return op->emitOpError() << "a page pool holds " << pool.getDimSize(2)
                                  << " rows per page but page_size is " << pageSize;
   return success();
+}
+
+Value mlir::attn::buildLogDecay(OpBuilder &b, Location loc, Value gamma) {
+  if (auto exp = gamma.getDefiningOp<math::ExpOp>())
+    return exp.getOperand();
+  return math::LogOp::create(b, loc, gamma);
 }
 
 Value mlir::attn::buildKVLength(OpBuilder &b, Location loc, Value kv, Value table,
@@ -477,11 +484,14 @@ LogicalResult AttentionOp::verifyRegions() {
   if (!getOutput().empty() && !getSkip().empty())
     return emitOpError("an output map does not combine with a skip term");
   bool linear = getNorm() == NormKind::none || getNorm() == NormKind::sum;
-  for (auto [region, what] : {std::pair(&getSkip(), "a skip term"), std::pair(&getGate(), "a gate"),
-                              std::pair(&getDecay(), "a decay")})
+  for (auto [region, what] : {std::pair(&getSkip(), "a skip term"), std::pair(&getGate(), "a gate")})
     if (!region->empty() && !linear)
       return emitOpError() << what << " needs norm none or sum (a recurrence), got "
                            << stringifyNormKind(getNorm());
+  if (!getDecay().empty() && !linear && getNorm() != NormKind::softmax)
+    return emitOpError() << "a decay needs norm none, sum (a recurrence) or softmax (a forget "
+                            "gate), got "
+                         << stringifyNormKind(getNorm());
   if (projected && (!linear || !getGate().empty()))
     return emitOpError("a projection needs norm none or sum (a recurrence) and no gate");
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
@@ -509,6 +519,8 @@ LogicalResult TileScoresOp::verifyRegions() {
       failed(verifyFeature(*this, getFeatureK(), "feature_k")) ||
       failed(verifyDecay(*this, getDecay())))
     return failure();
+  if (getLogDecay() && getDecay().empty())
+    return emitOpError("log_decay adds the log decays to the score: it needs a 'decay' region");
   return verifyScoreAndMask(getOperation(), getScore(), getMask());
 }
 

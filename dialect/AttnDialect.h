@@ -28,6 +28,11 @@ namespace mlir::attn {
 /// (non-null), dim(table, 1) * pageSize.
 Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t pageSize);
 
+/// log gamma of a decay or gate factor; exactly x when gamma = exp(x), so a decay written as the
+/// exp of log gates (`decay exp(log_f[b, h, i])`) keeps its range (no exp underflowing to 0
+/// and a log of 0). The one definition of a log decay, used by attn-tile and both lowerings.
+Value buildLogDecay(OpBuilder &b, Location loc, Value gamma);
+
 /// The page of the pool `pool` that holds key j of batch b in a paged k or v:
 /// table[b, min(j / P, dim(table, 1) - 1)], clamped into [0, dim(pool, 0) - 1] so that a bad
 /// table entry cannot read outside the pool. The key's row in the page is j % P. The one

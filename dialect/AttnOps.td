@@ -61,11 +61,14 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     element of q (k) before the dot product, as linear attention's phi (elu + 1, relu): the dot
     is then sum_d fq(q[b,h,i,d]) * fk(k[b,h/group,j,d]).
 
-    Decay (`decay`, ^bb0(%b: index, %h: index, %i: index) -> f32, optional; norm none and the
-    causal mask j <= i only): the per-step factor gamma of a recurrence. Key j's weight for
-    query i is multiplied by gamma(b,h,j+1) * ... * gamma(b,h,i). attn-chunk computes such
-    variants (and linear attention without a decay) in the chunked form; the tiled (quadratic)
-    form folds a decay that does not depend on i into the score as gamma^(i - j).
+    Decay (`decay`, ^bb0(%b: index, %h: index, %i: index) -> f32, optional; norm none, sum or
+    softmax, and a mask that allows no key past its query): the per-step factor gamma of a
+    recurrence, or a forget gate. Key j's weight for query i is multiplied by
+    gamma(b,h,j+1) * ... * gamma(b,h,i) (with softmax its unnormalised weight exp(s), so the
+    score gains the log decays between key and query). attn-chunk computes the recurrences
+    (and linear attention without a decay) in the chunked form; the tiled (quadratic) form
+    folds a decay that does not depend on i into the score as gamma^(i - j) (softmax:
+    + (i - j) log gamma).
 
     Gate (`gate`, ^bb0(%b: index, %h: index, %i: index, %c: index) -> f32, optional; a linear
     recurrence only): a per-step decay of each head channel c (GLA's forget gate). The dot of
@@ -267,7 +270,8 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
     With `pages %table` k is a page pool, and with `kscale %s` it is quantised; `feature_q` and
     `feature_k` map q's and k's elements before the dot; all as in attn.attention. A `decay`
     region (a per-step decay that attn-tile could not fold) multiplies each score by
-    gamma(b,h,j+1) * ... * gamma(b,h,i).
+    gamma(b,h,j+1) * ... * gamma(b,h,i); with `log_decay` (a softmax: the weights exp(s) decay,
+    a forget-gate softmax) the score instead gains log gamma(b,h,j+1) + ... + log gamma(b,h,i).
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_KV4, "", [MemRead]>:$k,
                        Arg<Attn_Tile2, "", [MemWrite]>:$s,
@@ -277,7 +281,8 @@ def Attn_TileScoresOp : Attn_Op<"tile_scores", [AttrSizedOperandSegments]> {
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
                        DefaultValuedAttr<I64Attr, "0">:$page_size,
                        DefaultValuedAttr<DenseI64ArrayAttr, "{}">:$k_scale_axes,
-                       DefaultValuedAttr<I64Attr, "1">:$k_scale_group);
+                       DefaultValuedAttr<I64Attr, "1">:$k_scale_group,
+                       UnitAttr:$log_decay);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay);
   let assemblyFormat = [{

@@ -91,15 +91,15 @@ void lower(Emit &e, TileScoresOp op) {
         Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
         if (op.getDecay().empty())
           return s;
-        // A per-step decay: s * exp(log gamma(j + 1) + ... + log gamma(i)), empty past i.
+        // A per-step decay: s * exp(log gamma(j + 1) + ... + log gamma(i)), empty past i;
+        // with log_decay (a forget-gate softmax) s + that sum.
         Value past = arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ugt, j, i);
         Value steps = e.select(past, e.index(0), arith::SubIOp::create(e.b, e.loc, i, j));
         Value logSum = e.reduce(steps, e.f32(0), [&](Emit &e, Value n, Value acc) {
           Value t = e.add(e.add(j, e.index(1)), n);
-          return e.fadd(acc, math::LogOp::create(e.b, e.loc,
-                                                 e.inlineRegion(op.getDecay(), {b, h, t})));
+          return e.fadd(acc, buildLogDecay(e.b, e.loc, e.inlineRegion(op.getDecay(), {b, h, t})));
         });
-        return e.fmul(s, e.exp(logSum));
+        return op.getLogDecay() ? e.fadd(s, logSum) : e.fmul(s, e.exp(logSum));
       };
       auto masked = [&](Emit &) { return fill; };
       // The mask and score run only in range, so their param loads stay in bounds.
@@ -445,8 +445,8 @@ private:
     e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
       Value next = sum;
       if (!op.getDecay().empty())
-        next = e.fadd(sum, math::LogOp::create(
-                               e.b, e.loc, e.inlineRegion(op.getDecay(), {b, h, e.add(n0, r)})));
+        next = e.fadd(sum, buildLogDecay(e.b, e.loc,
+                                         e.inlineRegion(op.getDecay(), {b, h, e.add(n0, r)})));
       e.store(next, g, {r});
       return next;
     });
@@ -458,7 +458,7 @@ private:
     e.loop(headDim, [&](Emit &e, Value d) {
       e.reduce(rows, e.f32(0), [&](Emit &e, Value r, Value sum) {
         Value gate = e.inlineRegion(op.getGate(), {b, h, e.add(n0, r), d});
-        Value next = e.fadd(sum, math::LogOp::create(e.b, e.loc, gate));
+        Value next = e.fadd(sum, buildLogDecay(e.b, e.loc, gate));
         e.store(next, G, {r, d});
         return next;
       });

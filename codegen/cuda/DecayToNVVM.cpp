@@ -31,7 +31,7 @@ private:
   /// log gamma(b, h, p), positions past the queries clamped.
   Value logDecay(Value p) {
     Value safe = t.minIdx(p, t.add(op.getQLen(), t.idx(-1)));
-    return math::LogOp::create(t.b, t.loc, t.inlineBody(op.getDecay(), {op.getB(), op.getH(), safe}));
+    return buildLogDecay(t.b, t.loc, t.inlineBody(op.getDecay(), {op.getB(), op.getH(), safe}));
   }
   void ifThread0(function_ref<void()> body) {
     auto ifOp = scf::IfOp::create(

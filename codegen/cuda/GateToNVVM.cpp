@@ -29,7 +29,7 @@ struct LogGatePrefixLowering : OpConversionPattern<LogGatePrefixOp> {
       Value r = loop.getInductionVar();
       Value p = t.minIdx(t.add(op.getP0(), r), t.add(op.getQLen(), t.idx(-1)));
       Value gate = t.inlineBody(op.getGate(), {op.getB(), op.getH(), p, d});
-      Value sum = t.fadd(loop.getRegionIterArgs()[0], math::LogOp::create(rw, t.loc, gate));
+      Value sum = t.fadd(loop.getRegionIterArgs()[0], buildLogDecay(rw, t.loc, gate));
       memref::StoreOp::create(rw, t.loc, sum, op.getCum(), ValueRange{r, d});
       scf::YieldOp::create(rw, t.loc, sum);
     });

@@ -100,7 +100,9 @@ private:
       Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
       Value gi = memref::LoadOp::create(t.b, t.loc, op.getCumQ(), ValueRange{row});
       Value gj = memref::LoadOp::create(t.b, t.loc, op.getCumK(), ValueRange{col});
-      s = t.fmul(s, math::ExpOp::create(t.b, t.loc, t.fsub(gi, gj)));
+      Value logDecay = t.fsub(gi, gj);  // a forget-gate softmax adds it to the score
+      s = op.getLogDecay() ? t.fadd(s, logDecay)
+                           : t.fmul(s, math::ExpOp::create(t.b, t.loc, logDecay));
     }
     if (Value factors = op.getKeyScale()) {
       Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());

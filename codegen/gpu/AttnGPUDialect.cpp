@@ -277,6 +277,8 @@ LogicalResult ScoreOp::verify() {
     return emitOpError("returns the scores' type");
   if (bool(getCumQ()) != bool(getCumK()))
     return emitOpError("takes the cumulative log decays of both rows and keys, or neither");
+  if (getLogDecay() && !getCumQ())
+    return emitOpError("log_decay adds the cumulative log decays: it needs 'decay'");
   if (getTransposed() && (getPack() != 1 || getCumQ() || getKeyScale()))
     return emitOpError("transposed (key-major) takes no GQA packing, decay or key factors");
   return success();

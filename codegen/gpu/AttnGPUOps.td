@@ -338,7 +338,8 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     result[r, c] = score(b, hr, ir, j, s[r, c]) where mask(b, hr, ir, j) holds and j < kv_len,
     `fill` elsewhere; (hr, ir) = (h + p % pack, p / pack) for p = i0 + r (rows past the query
     length are evaluated as its last row and never stored), j = j0 + c. With `cum_q`/`cum_k`
-    (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]), with
+    (a per-step decay) the score is multiplied by exp(cum_q[r] - cum_k[c]) (with `log_decay`,
+    a forget-gate softmax, it gains cum_q[r] - cum_k[c]), with
     `key_scale %f` by f[c] (a recurrence's key factors). A key tile that
     lies inside kv_len (and that an exact affine mask fully allows, or for which `full` holds:
     a block plan's verdict that the mask allows every element) takes a branch without range
@@ -356,7 +357,7 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
                        Optional<I1>:$full,
                        F32Attr:$fill,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
-                       UnitAttr:$transposed);
+                       UnitAttr:$transposed, UnitAttr:$log_decay);
   let results = (outs AttnGPU_Fragment:$result);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{

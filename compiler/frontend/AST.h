@@ -231,7 +231,9 @@ struct Variant {
   std::vector<FeatureDecl> features;
   /// `decay EXPR`: the per-step decay factor gamma(b, h, i) of a recurrence (RetNet's fixed
   /// 1 - 2^(-5-h), Mamba-2's exp(dt * A)): key j's weight for query i is multiplied by
-  /// gamma(i) * gamma(i - 1) * ... * gamma(j + 1). Needs norm none and mask j <= i.
+  /// gamma(i) * gamma(i - 1) * ... * gamma(j + 1). Needs norm none and mask j <= i (a
+  /// recurrence), or norm softmax and a mask that implies j <= i (a forget-gate softmax: the
+  /// unnormalised weight exp(s) decays, i.e. the score gains the log decays).
   ExprPtr decay;
   SourceLoc decayLoc;
   /// `state S[b, h, d, dv]`: a recurrence's state (f32), read as the state before position 0

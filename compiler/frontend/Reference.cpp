@@ -398,6 +398,8 @@ public:
         mapRow(i, out);
         return -INFINITY;
       }
+      if (v_.decay)
+        addLogDecay(i);
       double m = -INFINITY;
       for (size_t j = 0; j < s_.size(); ++j)
         if (allowed_[j])
@@ -747,18 +749,28 @@ private:
     return f;
   }
 
-  /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i), the product taken from
-  /// key i down (Sema made the mask j <= i).
-  void applyDecay(int64_t i, std::vector<double> &w) {
+  /// Visits the keys j = i, i - 1, ..., 0 (below the key length) with the fold of
+  /// `step(acc, gamma(t))` over t = j + 1 .. i (Sema made the mask allow no key past i).
+  template <typename Step, typename Visit>
+  void foldDecay(int64_t i, double acc, Step step, Visit visit) {
     std::vector<int64_t> &iter = ev_.iter();
-    double product = 1;
     for (int64_t j = i; j >= 0; --j) {
-      if (size_t(j) < w.size())
-        w[size_t(j)] *= product;
+      if (size_t(j) < s_.size())
+        visit(size_t(j), acc);
       iter[v_.qSeqDim] = j;
-      product *= ev_.eval(*v_.decay).real();
+      acc = step(acc, ev_.eval(*v_.decay).real());
     }
     iter[v_.qSeqDim] = i;
+  }
+  /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i).
+  void applyDecay(int64_t i, std::vector<double> &w) {
+    foldDecay(i, 1.0, [](double p, double g) { return p * g; },
+              [&](size_t j, double p) { w[j] *= p; });
+  }
+  /// A forget-gate softmax: s[j] += log gamma(j + 1) + ... + log gamma(i).
+  void addLogDecay(int64_t i) {
+    foldDecay(i, 0.0, [](double sum, double g) { return sum + std::log(g); },
+              [&](size_t j, double sum) { s_[j] += sum; });
   }
 
   /// x through a feature map (linear attention's phi), or x itself without one.

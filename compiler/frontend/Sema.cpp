@@ -1313,6 +1313,45 @@ private:
     return true;
   }
 
+  /// A decay with norm softmax (a forget-gate softmax, the Forgetting Transformer's): the
+  /// score of (i, j) gains log decay(j + 1) + ... + log decay(i), so no key may come after its
+  /// query: the mask must be `j <= i` (or `j < i`, `i >= j`, ...), alone or a conjunct.
+  bool checkForgetGate(SourceLoc loc) {
+    const std::string i = v_.dims[v_.qSeqDim].name, j = v_.dims[v_.kvSeqDim].name;
+    if (!keysUpToQuery(v_.mask.get()))
+      return fail(loc, 5,
+                  "a decay with norm softmax (a forget gate) needs a mask that allows no key "
+                  "past its query: 'mask " + j + " <= " + i + "'",
+                  "the score of key " + j + " gains log decay(" + j + " + 1) + ... + log decay(" +
+                      i + "); add '" + j + " <= " + i + "' to the mask (with && for more terms)");
+    if (v_.paged || !v_.inputs[size_t(v_.k)].scale.empty() ||
+        !v_.inputs[size_t(v_.v)].scale.empty())
+      return fail(loc, 5, "not supported yet: a forget-gate softmax over paged or quantised k "
+                          "and v",
+                  "a forget gate belongs to prefill and training; decode its cache without one");
+    if (v_.unifiedMax)
+      return fail(v_.unifiedMaxLoc, 3, "a unified max does not combine with a decay",
+                  "the decayed scores have no fixed bound: write 'norm softmax'");
+    return true;
+  }
+  /// Whether the mask allows no key past its query: `j <= i`, `j < i`, `i >= j`, `i > j`, or a
+  /// conjunction with one of them.
+  bool keysUpToQuery(const Expr *m) const {
+    if (!m || m->kind != Expr::Kind::Binary)
+      return false;
+    if (m->op == "&&")
+      return keysUpToQuery(m->args[0].get()) || keysUpToQuery(m->args[1].get());
+    auto is = [&](const Expr *e, int dim) {
+      return e->res == Expr::Res::IterIndex && e->dimIndex == dim;
+    };
+    const Expr *a = m->args[0].get(), *b = m->args[1].get();
+    if (m->op == "<=" || m->op == "<")
+      return is(a, v_.kvSeqDim) && is(b, v_.qSeqDim);
+    if (m->op == ">=" || m->op == ">")
+      return is(a, v_.qSeqDim) && is(b, v_.kvSeqDim);
+    return false;
+  }
+
   /// The mask is exactly `j <= i`.
   bool causalMask() const {
     const Expr *m = v_.mask.get();
@@ -1383,11 +1422,7 @@ private:
     if (v_.recurrence)
       return true;
     if (v_.norm == Norm::Softmax && keyword == "decay")
-      return fail(loc, keyword.size(),
-                  "not supported yet: a decay with norm softmax (a forget-gate softmax, whose "
-                  "scores gain the log decays between key and query)",
-                  "a decay belongs to a recurrence today: write 'norm none' and 'mask j <= i'; "
-                  "or put a per-position bias in the score (e.g. slope[h] * (j - i))");
+      return checkForgetGate(loc);
     if (v_.norm != Norm::None && v_.norm != Norm::Sum)
       return fail(loc, keyword.size(), what + " needs norm none", hint);
     if (linear && !linearInDot(*v_.scores[0].expr))

@@ -915,7 +915,8 @@ void emitReference(const Variant &v, std::string &out) {
   if (softmax)
     out += "    lse = torch.empty((B, H, I), dtype=torch.float64, device=dev)\n";
   if (v.decay) {
-    out += "    # the recurrence's decay: key j's weight for query i is gamma(j + 1) ... gamma(i) =\n";
+    out += std::string("    # the ") + (softmax ? "forget gate" : "recurrence's decay") +
+           ": key j's weight for query i is gamma(j + 1) ... gamma(i) =\n";
     out += "    # exp(cum[i] - cum[j]) with cum[t] = log gamma(0) + ... + log gamma(t)\n";
     out += "    ixd = dict(ix)\n";
     out += "    ixd[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
@@ -953,6 +954,9 @@ void emitReference(const Variant &v, std::string &out) {
   switch (v.norm) {
   case Norm::Softmax:
     out += "        any_key = allowed.any(dim=-1)\n";
+    if (v.decay)  // exp(s) decays: s gains the log decays (0 past the query: masked there)
+      out += "        s = s + torch.where(ix[" + J + "] <= ix[" + I +
+             "], cum[:, :, i0:i1, None] - cum_k[:, :, None, :], 0.0)\n";
     emitSoftmaxRows("        ", "o[:, :, i0:i1]", "lse[:, :, i0:i1]", out);
     break;
   case Norm::None:

@@ -29,6 +29,9 @@ constexpr double kLn2 = 0.6931471805599453;
 const char *noBackward(AttentionOp op) {
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V is for decoding, which needs no backward";
+  if (!op.getDecay().empty() && op.getNorm() == NormKind::softmax)
+    return "the backward of a forget-gate softmax (a decay with norm softmax) is not "
+           "implemented yet";
   if (op.getState() || !op.getDecay().empty() || !op.getGate().empty() || !op.getSkip().empty() ||
       op.getProjection() || op.getQkGroup() > 1 ||
       op.getNorm() == NormKind::sum)

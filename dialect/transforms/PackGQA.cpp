@@ -45,6 +45,10 @@ struct PackGroup : OpRewritePattern<TileScoresOp> {
     if (!div || div.getLhs() != scores.getH() ||
         !matchPattern(div.getRhs(), m_ConstantInt(&group)) || group.getSExtValue() < 2)
       return rw.notifyMatchFailure(scores, "not a GQA tile (kv head = h / G, G > 1)");
+    if (!scores.getDecay().empty())
+      return rw.notifyMatchFailure(
+          scores, "a per-step decay keeps one head per tile (its cumulative log decays are "
+                  "per head)");
     int64_t g = group.getSExtValue();
     int64_t blockQ = scores.getS().getType().getDimSize(0);
     scf::ForOp headLoop = loopOf(scores.getH(), 1), rowLoop = loopOf(scores.getI0(), blockQ);

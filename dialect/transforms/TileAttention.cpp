@@ -48,8 +48,9 @@ void foldNormIntoScore(RewriterBase &rw, Region &score, NormKind norm) {
 }
 
 /// A decay fixed per (b, h) (its region ignores i) in the quadratic form: the cloned score
-/// region's yield becomes score * exp((i - j) * log gamma(b, h)) = score * gamma^(i - j).
-void foldDecayIntoScore(RewriterBase &rw, Region &score, Region &decay) {
+/// region's yield becomes score * exp((i - j) * log gamma(b, h)) = score * gamma^(i - j), or
+/// with `additive` (softmax, whose weights exp(score) decay) score + (i - j) * log gamma(b, h).
+void foldDecayIntoScore(RewriterBase &rw, Region &score, Region &decay, bool additive) {
   auto yield = cast<YieldOp>(score.front().getTerminator());
   Location loc = yield.getLoc();
   rw.setInsertionPoint(yield);
@@ -63,9 +64,13 @@ void foldDecayIntoScore(RewriterBase &rw, Region &score, Region &decay) {
   Value steps = arith::SubIOp::create(rw, loc, args.getArgument(2), args.getArgument(3));
   Value stepsF = arith::SIToFPOp::create(
       rw, loc, rw.getF32Type(), arith::IndexCastOp::create(rw, loc, rw.getI64Type(), steps));
-  Value weight = math::ExpOp::create(
-      rw, loc, arith::MulFOp::create(rw, loc, stepsF, math::LogOp::create(rw, loc, gamma)));
-  Value result = arith::MulFOp::create(rw, loc, yield.getValues()[0], weight);
+  Value logWeight =
+      arith::MulFOp::create(rw, loc, stepsF, buildLogDecay(rw, loc, gamma));
+  Value result =
+      additive ? arith::AddFOp::create(rw, loc, yield.getValues()[0], logWeight).getResult()
+               : arith::MulFOp::create(rw, loc, yield.getValues()[0],
+                                       math::ExpOp::create(rw, loc, logWeight))
+                     .getResult();
   rw.modifyOpInPlace(yield, [&] { yield.getValuesMutable().assign(result); });
 }
 
@@ -150,11 +155,14 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
       rw.cloneRegionBefore(op.getFeatureK(), t.getFeatureK(), t.getFeatureK().end());
       OpBuilder::InsertionGuard guard(rw);
       foldNormIntoScore(rw, t.getScore(), op.getNorm());
-      // A decay fixed per (b, h) folds into the score; a per-step one stays a region.
-      if (decayReadsI(op.getDecay()))
+      // A decay fixed per (b, h) folds into the score; a per-step one stays a region. With
+      // softmax the decay scales the weights exp(s): the score gains its logs.
+      if (decayReadsI(op.getDecay())) {
         rw.cloneRegionBefore(op.getDecay(), t.getDecay(), t.getDecay().end());
-      else if (!op.getDecay().empty())
-        foldDecayIntoScore(rw, t.getScore(), op.getDecay());
+        t.setLogDecay(softmax);
+      } else if (!op.getDecay().empty()) {
+        foldDecayIntoScore(rw, t.getScore(), op.getDecay(), softmax);
+      }
     };
     auto keyLoop = [&](auto body) {
       OpBuilder::InsertionGuard guard(rw);

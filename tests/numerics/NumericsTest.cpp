@@ -210,6 +210,29 @@ TEST(SeveralScoresNumerics, MixesMatchReference) {
   }
 }
 
+/// Forget-gate softmax (tests/python/specs/forget_gate.attn): a sigmoid gate with GQA and a
+/// sliding-window conjunct, a decay fixed per head under a strict-causal mask (folded into the
+/// score), strong log gates read through exp with an output gate; every tiling, ragged shapes,
+/// split over the keys (each split's key tiles start their cumulative log decays at their
+/// first key).
+TEST(ForgetGateNumerics, DecayedSoftmaxMatchesReference) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "forget_gate.attn";
+  for (const Tiling &tiling : tilings) {
+    Compiler compiler;
+    auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
+    ASSERT_TRUE(module);
+    bool splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
+    for (const Variant &v : compiler.spec().variants) {
+      ASSERT_TRUE(v.decay && v.norm == Norm::Softmax) << v.name;
+      for (const char *shape : shapes)
+        for (int64_t splits : splitCounts)
+          if (splits == 1 || splitKV)
+            expectMatchesReference(*module, v, v.name + " " + tiling.name, shape, splitKV,
+                                   splits);
+    }
+  }
+}
+
 /// Decoding shapes (a few queries, a long key range) split into many ranges, more splits than key
 /// tiles included: split and unsplit runs both match the float64 reference, so they agree.
 TEST(SplitKVNumerics, SplitsAgreeWithReference) {

@@ -228,6 +228,7 @@ Value FlashDistributor::scoreOf(Value s, Value j0, size_t n) {
   auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
                                cumQ, cumK, /*key_scale=*/Value(), full, t.scores.getFillAttr(),
                                b.getI64IntegerAttr(t.pack));
+  score.setLogDecay(cumQ && t.scores.getLogDecay());
   cloneRegion(t.scoresOf(n).getScore(), score.getScore());
   cloneRegion(t.scores.getMask(), score.getMask());
   if (scoreScales[n] > 0) {  // the score op yields the dot itself; emitOnlineUpdate scales it

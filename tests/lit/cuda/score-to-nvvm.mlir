@@ -75,3 +75,55 @@ gpu.module @m2 {
     gpu.return
   }
 }
+
+// A per-step decay: each score gains (forget-gate softmax, log_decay) or is multiplied by the
+// exp of (recurrence) cum_q[row] - cum_k[col], the cumulative log decays in shared memory.
+// CHECK-LABEL: gpu.func @forget_gate_scores
+// CHECK: %[[GI:.*]] = memref.load %arg1[%{{.*}}] : memref<16xf32, 3>
+// CHECK: %[[GJ:.*]] = memref.load %arg2[%{{.*}}] : memref<16xf32, 3>
+// CHECK: %[[D:.*]] = arith.subf %[[GI]], %[[GJ]] {{.*}}: f32
+// CHECK-NEXT: arith.addf %{{.*}}, %[[D]] {{.*}}: f32
+// CHECK-NOT: ex2.approx
+// CHECK-LABEL: gpu.func @recurrence_decay_scores
+// CHECK: %[[D2:.*]] = arith.subf
+// CHECK-NEXT: %[[L2:.*]] = arith.mulf %[[D2]], %cst
+// CHECK-NEXT: %[[W:.*]] = nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;" ro(%[[L2]] : f32)
+// CHECK-NEXT: arith.mulf %{{.*}}, %[[W]] {{.*}}: f32
+gpu.module @m_decay {
+  gpu.func @forget_gate_scores(%dot: memref<?xf32>, %cq: memref<16xf32, 3>, %ck: memref<16xf32, 3>,
+                               %b: index, %n: index, %lse: memref<?x?x?xf32>) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<1.0> : tensor<16x16xf32, #acc>
+    %sc = attn_gpu.score %s[%b, %b, %b, %b] below %n, %n decay %cq, %ck {fill = 0xFF800000 : f32, log_decay} : tensor<16x16xf32, #acc>, memref<16xf32, 3>, memref<16xf32, 3> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %d: f32):
+      %c = memref.load %dot[%hh] : memref<?xf32>
+      %r = arith.mulf %d, %c : f32
+      attn_gpu.yield %r : f32
+    } mask {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+      %le = arith.cmpi ule, %j, %i : index
+      attn_gpu.yield %le : i1
+    }
+    %m = attn_gpu.row_reduce <max> %sc : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    attn_gpu.store_rows %m -> %lse[%b, %b, %b] below %n : tensor<16xf32, #attn_gpu.frag<rows>> -> memref<?x?x?xf32>
+    gpu.return
+  }
+  gpu.func @recurrence_decay_scores(%dot: memref<?xf32>, %cq: memref<16xf32, 3>, %ck: memref<16xf32, 3>,
+                                    %b: index, %n: index, %lse: memref<?x?x?xf32>) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<1.0> : tensor<16x16xf32, #acc>
+    %sc = attn_gpu.score %s[%b, %b, %b, %b] below %n, %n decay %cq, %ck {fill = 0.0 : f32} : tensor<16x16xf32, #acc>, memref<16xf32, 3>, memref<16xf32, 3> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %d: f32):
+      %c = memref.load %dot[%hh] : memref<?xf32>
+      %r = arith.mulf %d, %c : f32
+      attn_gpu.yield %r : f32
+    } mask {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index):
+      %le = arith.cmpi ule, %j, %i : index
+      attn_gpu.yield %le : i1
+    }
+    %m = attn_gpu.row_reduce <max> %sc : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    attn_gpu.store_rows %m -> %lse[%b, %b, %b] below %n : tensor<16xf32, #attn_gpu.frag<rows>> -> memref<?x?x?xf32>
+    gpu.return
+  }
+}

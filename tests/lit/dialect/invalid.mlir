@@ -252,9 +252,9 @@ func.func @feature_takes_index(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf
 
 // -----
 
-func.func @decay_with_softmax(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
-  // expected-error @+1 {{a decay needs norm none or sum (a recurrence), got softmax}}
-  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<softmax>}
+func.func @decay_with_sigmoid(%q: memref<?x?x?x64xbf16>, %o: memref<?x?x?x64xbf16>) {
+  // expected-error @+1 {{a decay needs norm none, sum (a recurrence) or softmax (a forget gate), got sigmoid}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<sigmoid>}
       : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16> -> memref<?x?x?x64xbf16>
     score {
     ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
@@ -830,6 +830,18 @@ func.func @tile_store_scores_stats(%acc: memref<16x64xf32>, %l: memref<16xf32>, 
      -> memref<?x?x?x64xf32> mix {
     ^bb0(%bb: index, %h: index, %i: index, %e: index, %y1: f32, %y2: f32):
       attn.yield %y1 : f32
+    }
+  return
+}
+
+// -----
+
+func.func @log_decay_without_decay(%q: memref<?x?x?x64xf32>, %s: memref<16x16xf32>, %x: index) {
+  // expected-error @+1 {{log_decay adds the log decays to the score: it needs a 'decay' region}}
+  attn.tile_scores %q, %q[%x, %x, %x, %x, %x] -> %s {fill = 0xFF800000 : f32, log_decay}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<16x16xf32> score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
     }
   return
 }

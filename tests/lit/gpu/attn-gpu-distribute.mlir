@@ -7,8 +7,10 @@
 // RUN: attnc-opt %tunified.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=UNIFIED
 // RUN: attnc %specs/linear_elu.attn --emit=tiled --no-chunk -o %tfeature.mlir
 // RUN: attnc-opt %tfeature.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=FEATURE
-// RUN: attnc %S/../frontend/errors/decay_per_step_gqa_cuda.attn --emit=tiled --no-chunk --no-pack-gqa -o %tdecay.mlir
+// RUN: attnc %S/../cuda/decay-per-step-gqa.attn --emit=tiled --no-chunk -o %tdecay.mlir
 // RUN: attnc-opt %tdecay.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=DECAY
+// RUN: attnc %specs/forgetting_transformer.attn --emit=tiled -o %tforget.mlir
+// RUN: attnc-opt %tforget.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a | FileCheck %s --check-prefix=FORGET
 // RUN: attnc %specs/alibi.attn --emit=tiled --dtype=f32 -o %tf32.mlir
 // RUN: not attnc-opt %tf32.mlir --attn-gpu-select-strategy --attn-gpu-distribute 2>&1 | FileCheck %s --check-prefix=F32
 // RUN: attnc %specs/alibi.attn --emit=tiled --no-online-softmax -o %t2p.mlir
@@ -129,6 +131,20 @@
 // DECAY: scf.for
 // DECAY: attn_gpu.log_decay_prefix {{.*}} carry
 // DECAY: attn_gpu.score {{.*}} decay
+// DECAY-NOT: log_decay
+
+// A forget-gate softmax: the same cumulative log decays, added to the scores (log_decay)
+// before the online softmax; the score keeps its scale (no folding into the exp2's FMA).
+// FORGET: attn_gpu.log_decay_prefix %{{.*}}[{{.*}}] below %{{.*}} : memref<{{[0-9]+}}xf32
+// FORGET: attn_gpu.log_decay_prefix {{.*}} carry {{.*}} {total_only}
+// FORGET: scf.for
+// FORGET: attn_gpu.log_decay_prefix {{.*}} carry
+// FORGET: attn_gpu.score {{.*}} decay {{.*}} {fill = 0xFF800000 : f32, log_decay}
+// FORGET: math.rsqrt
+// FORGET-NEXT: arith.mulf
+// FORGET-NEXT: attn_gpu.yield
+// FORGET: attn_gpu.row_reduce <max>
+// FORGET: math.exp2
 
 // F32: the CUDA back end takes f16 or bf16 q, k, v (got 'f32'); compile with --dtype=bf16
 // TWOPASS: the GPU back end needs the online softmax (run attn-online-softmax)

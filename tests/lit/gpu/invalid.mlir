@@ -411,3 +411,15 @@ func.func @load_tile_type(%o: memref<?x?x?x?xf32>, %x: index) {
   %t = attn_gpu.load_tile %o[%x, %x, %x] below %x : memref<?x?x?x?xf32> -> tensor<64x32xbf16, #attn_gpu.frag<acc>>
   return
 }
+
+// -----
+
+#acc = #attn_gpu.frag<acc>
+func.func @log_decay_without_cums(%s: tensor<64x32xf32, #acc>, %n: index) {
+  // expected-error @+1 {{log_decay adds the cumulative log decays: it needs 'decay'}}
+  %r = attn_gpu.score %s[%n, %n, %n, %n] below %n, %n {fill = 0.0 : f32, log_decay} : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn_gpu.yield %dot : f32
+  }
+  return
+}

@@ -37,3 +37,31 @@ func.func @mha(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %lse: memref<
     }
   return
 }
+
+// -----
+
+// A per-step decay (a forget gate) keeps one head per tile: its cumulative log decays are per
+// head, so the tiles stay unpacked.
+// CHECK-LABEL: func.func @gqa_forget_gate
+// CHECK: attn.tile_scores
+// CHECK-NOT: pack =
+// CHECK: attn.tile_store
+func.func @gqa_forget_gate(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %lf: memref<?x?x?xf32>,
+                           %o: memref<?x?x?x64xf32>, %lse: memref<?x?x?xf32>) {
+  attn.attention %q, %k, %k -> %o, %lse {group = 4 : i64, norm = #attn.norm<softmax>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>, memref<?x?x?xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %x = memref.load %lf[%b, %h, %i] : memref<?x?x?xf32>
+      %g = math.exp %x : f32
+      attn.yield %g : f32
+    }
+  return
+}
