@@ -164,6 +164,23 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param) + "_" + tilings[std::get<1>(info.param)].name;
     });
 
+/// Compiles tests/python/specs/<file> at f32 under every tiling (split over the keys only with
+/// `split`) and calls check(module, variant, tiling name, whether it was split) per variant.
+template <typename Check>
+void forEachTestSpecVariant(const char *file, bool split, Check check) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / file;
+  for (const Tiling &tiling : tilings) {
+    Compiler compiler;
+    PipelineOptions options = tiling.options;
+    options.splitKV = options.splitKV && split;
+    auto module = compileF32(compiler, path.string(), readText(path), options);
+    ASSERT_TRUE(module);
+    bool splitKV = options.splitKV && options.onlineSoftmax;
+    for (const Variant &v : compiler.spec().variants)
+      check(*module, v, v.name + " " + tiling.name, splitKV);
+  }
+}
+
 /// Output expressions (tests/python/specs/output_maps.attn): a gate on a GQA decode (packed
 /// rows under the default tiling, unpacked under the last), scales and biases at the kv head
 /// and a computed index, a nonlinear map of a sigmoid attention, the skip form outside a
@@ -171,21 +188,14 @@ INSTANTIATE_TEST_SUITE_P(
 /// shapes split over the keys (1 split: the store maps the rows; several: attn.combine maps
 /// the merged rows).
 TEST(OutputMapNumerics, MapsMatchReference) {
-  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "output_maps.attn";
-  for (const Tiling &tiling : tilings) {
-    Compiler compiler;
-    auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
-    ASSERT_TRUE(module);
-    for (const Variant &v : compiler.spec().variants) {
-      ASSERT_TRUE(v.outputMap || v.rmsEps) << v.name;
-      bool splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
-      for (const char *shape : {"", "i=1,j=1", "i=130,j=65", "i=4,j=333", "i=1,j=1000"})
-        for (int64_t splits : {1, 3, 64})
-          if (splits == 1 || splitKV)
-            expectMatchesReference(*module, v, v.name + " " + tiling.name, shape, splitKV,
-                                   splits);
-    }
-  }
+  forEachTestSpecVariant("output_maps.attn", true, [](CPUModule &module, const Variant &v,
+                                                       const std::string &label, bool splitKV) {
+    ASSERT_TRUE(v.outputMap || v.rmsEps) << v.name;
+    for (const char *shape : {"", "i=1,j=1", "i=130,j=65", "i=4,j=333", "i=1,j=1000"})
+      for (int64_t splits : {1, 3, 64})
+        if (splits == 1 || splitKV)
+          expectMatchesReference(module, v, label, shape, splitKV, splits);
+  });
 }
 
 /// Several scores (tests/python/specs/several_scores.attn): differential attention with GQA
@@ -194,20 +204,12 @@ TEST(OutputMapNumerics, MapsMatchReference) {
 /// score's lse is checked with the output. Not split over the keys (attn-split-kv leaves
 /// several online softmaxes alone).
 TEST(SeveralScoresNumerics, MixesMatchReference) {
-  fs::path path =
-      fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "several_scores.attn";
-  for (const Tiling &tiling : tilings) {
-    Compiler compiler;
-    PipelineOptions options = tiling.options;
-    options.splitKV = false;
-    auto module = compileF32(compiler, path.string(), readText(path), options);
-    ASSERT_TRUE(module);
-    for (const Variant &v : compiler.spec().variants) {
-      ASSERT_GE(v.scores.size(), 2u) << v.name;
-      for (const char *shape : shapes)
-        expectMatchesReference(*module, v, v.name + " " + tiling.name, shape, false, 1);
-    }
-  }
+  forEachTestSpecVariant("several_scores.attn", false, [](CPUModule &module, const Variant &v,
+                                                          const std::string &label, bool) {
+    ASSERT_GE(v.scores.size(), 2u) << v.name;
+    for (const char *shape : shapes)
+      expectMatchesReference(module, v, label, shape, false, 1);
+  });
 }
 
 /// Forget-gate softmax (tests/python/specs/forget_gate.attn): a sigmoid gate with GQA and a
@@ -216,21 +218,14 @@ TEST(SeveralScoresNumerics, MixesMatchReference) {
 /// split over the keys (each split's key tiles start their cumulative log decays at their
 /// first key).
 TEST(ForgetGateNumerics, DecayedSoftmaxMatchesReference) {
-  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "forget_gate.attn";
-  for (const Tiling &tiling : tilings) {
-    Compiler compiler;
-    auto module = compileF32(compiler, path.string(), readText(path), tiling.options);
-    ASSERT_TRUE(module);
-    bool splitKV = tiling.options.splitKV && tiling.options.onlineSoftmax;
-    for (const Variant &v : compiler.spec().variants) {
-      ASSERT_TRUE(v.decay && v.norm == Norm::Softmax) << v.name;
-      for (const char *shape : shapes)
-        for (int64_t splits : splitCounts)
-          if (splits == 1 || splitKV)
-            expectMatchesReference(*module, v, v.name + " " + tiling.name, shape, splitKV,
-                                   splits);
-    }
-  }
+  forEachTestSpecVariant("forget_gate.attn", true, [](CPUModule &module, const Variant &v,
+                                                      const std::string &label, bool splitKV) {
+    ASSERT_TRUE(v.decay && v.norm == Norm::Softmax) << v.name;
+    for (const char *shape : shapes)
+      for (int64_t splits : splitCounts)
+        if (splits == 1 || splitKV)
+          expectMatchesReference(module, v, label, shape, splitKV, splits);
+  });
 }
 
 /// Decoding shapes (a few queries, a long key range) split into many ranges, more splits than key
