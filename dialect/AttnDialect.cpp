@@ -400,8 +400,8 @@ LogicalResult AttentionOp::verifyMoreScores() {
 /// A per-step region, if present: `decay` ^bb0(b, h, i : index) -> f32, or `gate` with the head
 /// channel too, ^bb0(b, h, i, c : index) -> f32.
 /// A region of index arguments `args` (e.g. "b, h, i") yielding one f32, if present.
-static LogicalResult verifyStepRegion(Operation *op, Region &region, StringRef name,
-                                      StringRef args) {
+LogicalResult mlir::attn::detail::verifyStepRegion(Operation *op, Region &region,
+                                                   StringRef name, StringRef args) {
   if (region.empty())
     return success();
   auto idx = IndexType::get(op->getContext());

@@ -68,10 +68,29 @@ LogicalResult AttentionGradOp::verifyRegions() {
   if (failed(verifyGradRegion(getOperation(), getScoreGrad(), "score_grad",
                               "b, h, i, j : index, dot : f32, g : f32")))
     return failure();
-  if (getOutputGrad().empty())
+  if (!getOutputGrad().empty() &&
+      failed(verifyGradRegion(getOperation(), getOutputGrad(), "output_grad",
+                              "b, h, i, e : index, z : f32, g : f32")))
+    return failure();
+  if (getDecay().empty() != getDecayGrad().empty())
+    return emitOpError("takes a 'decay' region exactly with its 'decay_grad'");
+  if (getDecay().empty())
     return success();
-  return verifyGradRegion(getOperation(), getOutputGrad(), "output_grad",
-                          "b, h, i, e : index, z : f32, g : f32");
+  if (getNorm() != NormKind::softmax)
+    return emitOpError("takes a decay (a forget gate) with norm softmax only");
+  if (failed(verifyStepRegion(getOperation(), getDecay(), "decay", "b, h, i")))
+    return failure();
+  Block &grad = getDecayGrad().front();
+  auto idx = IndexType::get(getContext());
+  bool argsOk = getDecayGrad().hasOneBlock() && grad.getNumArguments() == 4 &&
+                grad.getArgument(3).getType() == Float32Type::get(getContext());
+  for (unsigned a = 0; argsOk && a < 3; ++a)
+    argsOk = grad.getArgument(a).getType() == idx;
+  auto yield = dyn_cast<YieldOp>(grad.getTerminator());
+  if (!argsOk || !yield || !yield.getValues().empty())
+    return emitOpError("'decay_grad' region must take (b, h, t : index, g : f32) and yield "
+                       "nothing");
+  return success();
 }
 
 LogicalResult AccumulateOp::verify() {

@@ -212,6 +212,13 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
     gradient of each float param p F reads (without the region dz = dout); through the rmsnorm
     dy = r (dz - z mean(dz z)), r = 1 / sqrt(mean(y^2) + rms_eps); then D_i = dy_i . y_i and
     dy takes dout's place above.
+
+    A forget gate (softmax with a `decay` region, (b, h, i) -> gamma, as attn.attention's):
+    P is recomputed from S(i, j) + cum(i) - cum(j), cum(t) = log gamma(b, h, 0) + ... +
+    log gamma(b, h, t), and for each position t < q_len the `decay_grad` region, ^bb0(b, h,
+    t : index, g : f32), adds g times d log gamma(b, h, t)/dp to the gradient of each float
+    param p the decay reads, for g = sum over i >= t > j of dS(i, j) (the scores that gain
+    log gamma(t)); it yields nothing.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v, Arg<Attn_Seq4, "", [MemRead]>:$out,
@@ -223,12 +230,12 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
                        Attn_NormAttr:$norm,
                        OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, SizedRegion<1>:$score_grad,
-                        AnyRegion:$output_grad);
+                        AnyRegion:$output_grad, AnyRegion:$decay, AnyRegion:$decay_grad);
   let assemblyFormat = [{
     $q `,` $k `,` $v `,` $out `,` $dout (`lse` $lse^)? `->` $dq `,` $dk `,` $dv attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($out) `,` type($dout) (`lse` type($lse)^)? `->`
     type($dq) `,` type($dk) `,` type($dv) `score` $score (`mask` $mask^)? `score_grad` $score_grad
-    (`output_grad` $output_grad^)?
+    (`output_grad` $output_grad^)? (`decay` $decay^)? (`decay_grad` $decay_grad^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

@@ -10,6 +10,9 @@ LogicalResult sameExtent(Operation *op, StringRef what, StringRef aName, MemRefT
                          StringRef bName, MemRefType b, unsigned bi);
 /// The block ends with attn.yield of exactly one value of type `expected`.
 LogicalResult verifyYield(Operation *op, Block &block, StringRef region, Type expected);
+/// An optional per-step region of one block taking `args` (comma-separated names) as
+/// indices and yielding one f32: a decay (b, h, i) or a gate (b, h, i, c).
+LogicalResult verifyStepRegion(Operation *op, Region &region, StringRef name, StringRef args);
 /// score: ^bb0(b, h, i, j : index, dot : f32) -> f32; mask (optional):
 /// ^bb0(b, h, i, j : index) -> i1.
 LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask);

@@ -54,7 +54,8 @@ void copyInto(Emit &e, Value from, Value to) {
   });
 }
 
-/// The score_grad region inlined: its attn.accumulate ops become grad[idx] += value.
+/// A gradient region (score_grad, output_grad, decay_grad) inlined: its attn.accumulate ops
+/// become grad[idx] += value; returns its yield, if any.
 Value inlineScoreGrad(Emit &e, Region &region, ValueRange args) {
   Block &block = region.front();
   IRMapping map;
@@ -70,7 +71,8 @@ Value inlineScoreGrad(Emit &e, Region &region, ValueRange args) {
     }
     e.b.clone(op, map);
   }
-  return map.lookup(cast<YieldOp>(block.getTerminator()).getValues()[0]);
+  auto values = cast<YieldOp>(block.getTerminator()).getValues();
+  return values.empty() ? Value() : map.lookup(values[0]);  // decay_grad yields nothing
 }
 
 void lowerGrad(AttentionGradOp op) {
@@ -93,6 +95,12 @@ void lowerGrad(AttentionGradOp op) {
         .getResult();
   };
   Value dqRow = row(headDim);
+  // A forget gate: per (b, h) the cumulative log decays cum[t], and the column and row sums of
+  // dS (colSum[j], rowSum[i]) whose prefix sums give each log decay's gradient.
+  bool forget = !op.getDecay().empty();
+  Value qLen = e.extent(q, 2);
+  Value cumRow = forget ? row(qLen) : Value(), colSum = forget ? row(qLen) : Value(),
+        rowSum = forget ? row(qLen) : Value();
   // Through an output expression: the recomputed row y and the gradient dy that takes dout's
   // place (see attn.attention_grad).
   bool mapped = !op.getOutputGrad().empty() || op.getRmsEps();
@@ -107,7 +115,17 @@ void lowerGrad(AttentionGradOp op) {
   e.loop(e.extent(q, 0), [&](Emit &eb, Value b) {
     eb.loop(eb.extent(q, 1), [&](Emit &eh, Value h) {
       Value hk = arith::DivUIOp::create(eh.b, eh.loc, h, group);
-      eh.loop(eh.extent(q, 2), [&](Emit &ei, Value i) {
+      if (forget) {
+        zero(eh, colSum);
+        zero(eh, rowSum);
+        eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value sum) {
+          Value next = x.fadd(sum, buildLogDecay(x.b, x.loc,
+                                                 x.inlineRegion(op.getDecay(), {b, h, t})));
+          x.store(next, cumRow, {t});
+          return next;
+        });
+      }
+      eh.loop(qLen, [&](Emit &ei, Value i) {
         auto at = [&](Value mem, Value bb, Value hh, Value row) {
           return [=](Emit &x, Value c) { return x.load(mem, {bb, hh, row, c}); };
         };
@@ -138,7 +156,11 @@ void lowerGrad(AttentionGradOp op) {
           ek.loop(kvLen, [&](Emit &ej, Value j) {
             auto visit = [&](Emit &x) {
               Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
-              body(x, j, dt, x.inlineRegion(op.getScore(), {b, h, i, j, dt}));
+              Value s = x.inlineRegion(op.getScore(), {b, h, i, j, dt});
+              if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
+                s = x.fadd(s, x.fsub(x.load(cumRow, {i}),
+                                     x.load(cumRow, {x.minIdx(j, x.add(qLen, x.index(-1)))})));
+              body(x, j, dt, s);
             };
             if (op.getMask().empty())
               return visit(ej);
@@ -193,6 +215,11 @@ void lowerGrad(AttentionGradOp op) {
           case NormKind::relu2: dS = x.fmul(dP, x.fmul(x.f32(2), x.fmax(s, x.f32(0)))); break;
           default: dS = dP;
           }
+          if (forget) {
+            Value jq = x.minIdx(j, x.add(qLen, x.index(-1)));
+            x.store(x.fadd(x.load(colSum, {jq}), dS), colSum, {jq});
+            x.store(x.fadd(x.load(rowSum, {i}), dS), rowSum, {i});
+          }
           Value dDot = inlineScoreGrad(x, op.getScoreGrad(), {b, h, i, j, dt, dS});
           x.loop(headDim, [&](Emit &xd, Value d) {
             xd.store(xd.fadd(xd.load(dqRow, {d}), xd.fmul(dDot, xd.load(k, {b, hk, j, d}))),
@@ -209,11 +236,19 @@ void lowerGrad(AttentionGradOp op) {
           xd.store(xd.load(dqRow, {d}), op.getDq(), {b, h, i, d});
         });
       });
+      // log gamma(t) is in the scores of i >= t > j: its gradient is
+      // sum_{j < t} colSum[j] - sum_{i < t} rowSum[i] (the causal mask keeps dS(i, j) = 0 for
+      // j > i), a running sum over t.
+      if (forget)
+        eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value before) {
+          inlineScoreGrad(x, op.getDecayGrad(), {b, h, t, before});
+          return x.fadd(before, x.fsub(x.load(colSum, {t}), x.load(rowSum, {t})));
+        });
     });
   });
   copyInto(e, dk, op.getDk());
   copyInto(e, dv, op.getDv());
-  for (Value scratch : {dqRow, dk, dv, yRow, dyRow})
+  for (Value scratch : {dqRow, dk, dv, yRow, dyRow, cumRow, colSum, rowSum})
     if (scratch)
       memref::DeallocOp::create(e.b, e.loc, scratch);
   op.erase();

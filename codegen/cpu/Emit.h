@@ -25,6 +25,7 @@ struct Emit {
     return ShapedType::isDynamic(s) ? dim(mem, d) : index(s);
   }
   Value add(Value x, Value y) const { return arith::AddIOp::create(b, loc, x, y); }
+  Value minIdx(Value x, Value y) const { return arith::MinUIOp::create(b, loc, x, y); }
   Value below(Value x, Value bound) const {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, x, bound);
   }

@@ -33,6 +33,8 @@ std::vector<int> gradParams(const Variant &v) {
   collectParamLoads(*v.scores[0].expr, read);
   if (v.outputMap)  // the output expression's params get gradients too (attn-grad)
     collectParamLoads(*v.outputExpr, read);
+  if (v.decay && v.norm == Norm::Softmax)  // and a forget gate's (decay_grad)
+    collectParamLoads(*v.decay, read);
   std::vector<int> out;
   for (size_t p = 0; p < v.params.size(); ++p)
     if (read[p] && isFloat(v.params[p].resolvedDType))

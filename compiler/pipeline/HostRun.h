@@ -66,7 +66,7 @@ bool resolveRunSizes(const Variant &v, const RunConfig &config, DimSizes &sizes,
 struct GradReport {
   DimSizes sizes;
   double dq = 0, dk = 0, dv = 0;
-  std::vector<std::pair<std::string, double>> dparams;  // float params the score reads
+  std::vector<std::pair<std::string, double>> dparams;  // float params with a gradient (gradParams)
   int64_t unwritten = 0;  // gradient elements still holding the NaN poison
 };
 /// The float params `<name>_grad` takes gradients of: those the score or the output expression

@@ -29,10 +29,8 @@ constexpr double kLn2 = 0.6931471805599453;
 const char *noBackward(AttentionOp op) {
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V is for decoding, which needs no backward";
-  if (!op.getDecay().empty() && op.getNorm() == NormKind::softmax)
-    return "the backward of a forget-gate softmax (a decay with norm softmax) is not "
-           "implemented yet";
-  if (op.getState() || !op.getDecay().empty() || !op.getGate().empty() || !op.getSkip().empty() ||
+  bool forgetGate = !op.getDecay().empty() && op.getNorm() == NormKind::softmax;
+  if (op.getState() || (!op.getDecay().empty() && !forgetGate) || !op.getGate().empty() || !op.getSkip().empty() ||
       op.getProjection() || op.getQkGroup() > 1 ||
       op.getNorm() == NormKind::sum)
     return "the backward of a recurrence (state, decay, gate, skip, projection, norm sum, "
@@ -274,6 +272,56 @@ private:
   }
 };
 
+/// A forget gate's decay_grad: (b, h, t, g) -> accumulates g d log gamma(b, h, t)/dp. The
+/// Differentiator takes score-shaped blocks, so log gamma is written as one, (b, h, t, j, x)
+/// with j and x unused, differentiated, then re-rooted on (b, h, t, g) with x = 0.
+LogicalResult buildDecayGrad(OpBuilder &b, OpBuilder &rb, AttentionOp op, AttentionGradOp grad,
+                             const IRMapping &args, const IRMapping &paramGrads) {
+  IRMapping decayArgs = args;  // the captured params: forward -> grad function values
+  IRMapping cloned = args;     // cloneInto adds the region's own values to its mapping
+  op.getDecay().cloneInto(&grad.getDecay(), cloned);
+  Location loc = op.getLoc();
+  Type idx = b.getIndexType(), f32 = b.getF32Type();
+  SmallVector<Location> locs(6, loc);
+  Region scratch;
+  Block *logBlock = b.createBlock(&scratch, {}, {idx, idx, idx, idx, f32}, ArrayRef(locs).take_front(5));
+  Block &decay = op.getDecay().front();
+  decayArgs.map(decay.getArguments(), logBlock->getArguments().take_front(3));
+  b.setInsertionPointToEnd(logBlock);
+  for (Operation &o : decay.without_terminator())
+    b.clone(o, decayArgs);
+  Value gamma = decayArgs.lookup(cast<YieldOp>(decay.getTerminator()).getValues()[0]);
+  YieldOp::create(b, loc, ValueRange{buildLogDecay(b, loc, gamma)});
+  Region derived;
+  Block *d = b.createBlock(&derived, {}, {idx, idx, idx, idx, f32, f32}, locs);
+  auto drop = [&] {
+    derived.dropAllReferences();
+    scratch.dropAllReferences();
+  };
+  if (failed(Differentiator(rb, *logBlock, *d, paramGrads).run()))
+    return drop(), failure();
+  Block *out = b.createBlock(&grad.getDecayGrad(), {}, {idx, idx, idx, f32},
+                             ArrayRef(locs).take_front(4));
+  IRMapping reroot;
+  reroot.map(d->getArguments().take_front(3), out->getArguments().take_front(3));
+  reroot.map(d->getArgument(3), out->getArgument(2));  // j: unused
+  b.setInsertionPointToEnd(out);
+  reroot.map(d->getArgument(4),
+             arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f)).getResult());
+  reroot.map(d->getArgument(5), out->getArgument(3));
+  for (Operation &o : d->without_terminator())
+    b.clone(o, reroot);
+  YieldOp::create(b, loc, ValueRange{});
+  SmallVector<Operation *> ops;
+  for (Operation &o : out->without_terminator())
+    ops.push_back(&o);
+  for (Operation *o : llvm::reverse(ops))  // the unused x and d(log gamma)/dx
+    if (isOpTriviallyDead(o))
+      o->erase();
+  drop();
+  return success();
+}
+
 /// Builds `<name>_grad` next to `fn` for its attention `op`.
 LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   MLIRContext *ctx = fn.getContext();
@@ -284,8 +332,8 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   for (BlockArgument a : fn.getArguments())
     if (!llvm::is_contained({q, k, v, out, lse}, Value(a)))
       params.push_back(a);
-  llvm::SmallPtrSet<Value, 4> readByScore;  // or by the output map
-  for (Region *region : {&op.getScore(), &op.getOutput()})
+  llvm::SmallPtrSet<Value, 4> readByScore;  // or by the output map, or a forget gate
+  for (Region *region : {&op.getScore(), &op.getOutput(), &op.getDecay()})
     region->walk([&](memref::LoadOp load) { readByScore.insert(load.getMemRef()); });
   for (BlockArgument p : params)
     if (auto t = dyn_cast<MemRefType>(p.getType());
@@ -348,6 +396,8 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
     map.dropAllReferences();
     map.erase();
   }
+  if (!op.getDecay().empty() && failed(buildDecayGrad(b, rb, op, grad, args, paramGrads)))
+    return failure();
   b.setInsertionPointToEnd(body);
   func::ReturnOp::create(b, fn.getLoc());
   return success();

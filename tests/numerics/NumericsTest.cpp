@@ -517,16 +517,29 @@ TEST_P(GradNumerics, MatchesFloat64CentralDifferences) {
   expectGradsMatch(*module, v, spec);
 }
 
-/// The backward through output expressions (tests/python/specs/output_maps.attn): gates,
-/// scales, biases and a computed index at the kv head, a nonlinear map of a sigmoid attention,
-/// per-head rmsnorms with and without a gain; the maps' params get gradients too.
-TEST(GradNumerics, OutputMapsMatchCentralDifferences) {
-  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / "output_maps.attn";
+/// The CPU backward of every variant of tests/python/specs/<file> against central differences.
+void expectTestSpecGradsMatch(const char *file) {
+  fs::path path = fs::path(ATTNC_SOURCE_DIR) / "tests" / "python" / "specs" / file;
   Compiler compiler;
   auto module = compileF32(compiler, path.string(), readText(path), backwardOptions().pipeline);
   ASSERT_TRUE(module);
   for (const Variant &v : compiler.spec().variants)
     expectGradsMatch(*module, v, v.name);
+}
+
+/// The backward through output expressions (tests/python/specs/output_maps.attn): gates,
+/// scales, biases and a computed index at the kv head, a nonlinear map of a sigmoid attention,
+/// per-head rmsnorms with and without a gain; the maps' params get gradients too.
+TEST(GradNumerics, OutputMapsMatchCentralDifferences) {
+  expectTestSpecGradsMatch("output_maps.attn");
+}
+
+/// The backward of forget gates (tests/python/specs/forget_gate.attn): a sigmoid gate with GQA
+/// and a window, a per-head decay under a strict-causal mask, strong log gates read through exp
+/// with an output gate; the gates' params get their gradients from the column and row sums of
+/// dS (attention_grad's decay_grad).
+TEST(GradNumerics, ForgetGatesMatchCentralDifferences) {
+  expectTestSpecGradsMatch("forget_gate.attn");
 }
 
 INSTANTIATE_TEST_SUITE_P(Specs, GradNumerics, ::testing::ValuesIn(specNames()),

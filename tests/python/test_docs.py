@@ -67,12 +67,6 @@ def test_the_page_shows_the_spec_the_script_runs():
 
 
 FLEX_SPECS = blocks("from-flex.md", "attn")
-# The page's specs whose backward is not there yet, with attn-grad's reason: the backward run
-# must fail with exactly it (and this entry goes when the backward lands).
-NO_BACKWARD = {
-    "forgetting_transformer": "the backward of a forget-gate softmax (a decay with norm softmax) "
-                              "is not implemented yet",
-}
 
 
 @pytest.mark.parametrize("spec", FLEX_SPECS, ids=[re.search(r"variant (\w+)", s).group(1)
@@ -80,13 +74,9 @@ NO_BACKWARD = {
 def test_from_flex_specs_match_their_reference(spec, tmp_path):
     path = tmp_path / "spec.attn"
     path.write_text(spec)
-    name = re.search(r"variant (\w+)", spec).group(1)
     for extra in ([], ["--backward", "--sizes=b=1,h=4,i=9,j=9,d=8"]):
         run = subprocess.run([str(ATTNC_BIN), "run", str(path), "--dtype=f32", *extra],
                              capture_output=True, text=True, timeout=300)
-        if extra and name in NO_BACKWARD:
-            assert run.returncode != 0 and NO_BACKWARD[name] in run.stderr, run.stdout + run.stderr
-            continue
         assert run.returncode == 0 and "FAIL" not in run.stdout, run.stdout + run.stderr
         assert run.stdout.count("PASS") == (2 if extra else 1), run.stdout
 

@@ -845,3 +845,46 @@ func.func @log_decay_without_decay(%q: memref<?x?x?x64xf32>, %s: memref<16x16xf3
     }
   return
 }
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+!lse = memref<?x?x?xf32>
+func.func @grad_decay_without_decay_grad(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %l: !lse, %dq: !t, %dk: !t, %dv: !t) {
+  // expected-error @+1 {{takes a 'decay' region exactly with its 'decay_grad'}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !lse -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } decay {
+  ^bb0(%b: index, %h: index, %i: index):
+    %c = arith.constant 0.9 : f32
+    attn.yield %c : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+!lse = memref<?x?x?xf32>
+func.func @grad_decay_grad_args(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %l: !lse, %dq: !t, %dk: !t, %dv: !t) {
+  // expected-error @+1 {{'decay_grad' region must take (b, h, t : index, g : f32) and yield nothing}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l -> %dq, %dk, %dv {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !lse -> !t, !t, !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } decay {
+  ^bb0(%b: index, %h: index, %i: index):
+    %c = arith.constant 0.9 : f32
+    attn.yield %c : f32
+  } decay_grad {
+  ^bb0(%b: index, %h: index, %t: index, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}

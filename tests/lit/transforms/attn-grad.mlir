@@ -192,3 +192,45 @@ func.func @gated(%q: !t, %k: !t, %v: !t, %g: !t, %o: !t, %lse: !lse) {
   }
   return
 }
+
+// -----
+
+!t = memref<?x?x?x64xf32>
+!lse = memref<?x?x?xf32>
+
+// A forget gate (a decay under softmax): the backward keeps the decay and gets a decay_grad
+// region (b, h, t, g) that accumulates g d log gamma(t)/dp: here gamma = sigmoid(f) =
+// 1 / (1 + exp(-f)), whose log has the derivative 1 - sigmoid(f); the decay's param gets a
+// gradient.
+// CHECK-LABEL: func.func @forget_grad
+// CHECK-SAME: %[[DF:[^:]*]]: memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>)
+// CHECK: } decay {
+// CHECK: math.exp
+// CHECK: } decay_grad {
+// CHECK-NEXT: ^bb0(%[[B:.*]]: index, %[[H:.*]]: index, %[[T:.*]]: index, %[[G:.*]]: f32):
+// CHECK: memref.load %{{.*}}[%[[B]], %[[H]], %[[T]]]
+// CHECK: math.exp
+// CHECK: attn.accumulate %{{.*}} -> %[[DF]][%[[B]], %[[H]], %[[T]]]
+// CHECK: attn.yield{{$}}
+func.func @forget(%q: !t, %k: !t, %v: !t, %o: !t, %lse: !lse, %f: memref<?x?x?xf32>) {
+  attn.attention %q, %k, %v -> %o, %lse {group = 1 : i64, norm = #attn.norm<softmax>}
+      : !t, !t, !t -> !t, !lse
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } decay {
+    ^bb0(%b: index, %h: index, %i: index):
+      %x = memref.load %f[%b, %h, %i] : memref<?x?x?xf32>
+      %one = arith.constant 1.0 : f32
+      %nx = arith.negf %x : f32
+      %e = math.exp %nx : f32
+      %den = arith.addf %one, %e : f32
+      %g = arith.divf %one, %den : f32
+      attn.yield %g : f32
+    }
+  return
+}
