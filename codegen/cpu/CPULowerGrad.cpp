@@ -101,6 +101,9 @@ void lowerGrad(AttentionGradOp op) {
   Value qLen = e.extent(q, 2);
   Value cumRow = forget ? row(qLen) : Value(), colSum = forget ? row(qLen) : Value(),
         rowSum = forget ? row(qLen) : Value();
+  auto asPosition = [&](Emit &x, Value j) {  // key j's position (the mask keeps j <= i)
+    return x.minIdx(j, x.add(qLen, x.index(-1)));
+  };
   // Through an output expression: the recomputed row y and the gradient dy that takes dout's
   // place (see attn.attention_grad).
   bool mapped = !op.getOutputGrad().empty() || op.getRmsEps();
@@ -158,8 +161,7 @@ void lowerGrad(AttentionGradOp op) {
               Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
               Value s = x.inlineRegion(op.getScore(), {b, h, i, j, dt});
               if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
-                s = x.fadd(s, x.fsub(x.load(cumRow, {i}),
-                                     x.load(cumRow, {x.minIdx(j, x.add(qLen, x.index(-1)))})));
+                s = x.fadd(s, x.fsub(x.load(cumRow, {i}), x.load(cumRow, {asPosition(x, j)})));
               body(x, j, dt, s);
             };
             if (op.getMask().empty())
@@ -216,7 +218,7 @@ void lowerGrad(AttentionGradOp op) {
           default: dS = dP;
           }
           if (forget) {
-            Value jq = x.minIdx(j, x.add(qLen, x.index(-1)));
+            Value jq = asPosition(x, j);
             x.store(x.fadd(x.load(colSum, {jq}), dS), colSum, {jq});
             x.store(x.fadd(x.load(rowSum, {i}), dS), rowSum, {i});
           }

@@ -29,8 +29,8 @@ constexpr double kLn2 = 0.6931471805599453;
 const char *noBackward(AttentionOp op) {
   if (op.getBlockTable() || op.getKScale() || op.getVScale())
     return "paged or quantised K/V is for decoding, which needs no backward";
-  bool forgetGate = !op.getDecay().empty() && op.getNorm() == NormKind::softmax;
-  if (op.getState() || (!op.getDecay().empty() && !forgetGate) || !op.getGate().empty() || !op.getSkip().empty() ||
+  bool recurrentDecay = !op.getDecay().empty() && op.getNorm() != NormKind::softmax;
+  if (op.getState() || recurrentDecay || !op.getGate().empty() || !op.getSkip().empty() ||
       op.getProjection() || op.getQkGroup() > 1 ||
       op.getNorm() == NormKind::sum)
     return "the backward of a recurrence (state, decay, gate, skip, projection, norm sum, "
@@ -46,30 +46,38 @@ const char *noBackward(AttentionOp op) {
 
 /// Reverse-mode differentiation of a score block (b, h, i, j, dot) -> s into the score_grad
 /// block (b, h, i, j, dot, g) -> g ds/d(dot), accumulating g ds/dp into the gradient of each
-/// param element p it loads (`paramGrads`: param memref -> its gradient).
+/// param element p it loads (`paramGrads`: param memref -> its gradient). With `wrtLast` false
+/// (a forget gate's log decay, (b, h, t) -> log gamma) no argument is differentiated: the grad
+/// block (b, h, t, g) only accumulates, and yields nothing.
 class Differentiator {
 public:
-  Differentiator(OpBuilder &b, Block &score, Block &grad, const IRMapping &paramGrads)
-      : b(b), score(score), grad(grad), paramGrads(paramGrads) {}
+  Differentiator(OpBuilder &b, Block &score, Block &grad, const IRMapping &paramGrads,
+                 bool wrtLast = true)
+      : b(b), score(score), grad(grad), paramGrads(paramGrads), wrtLast(wrtLast) {}
 
   LogicalResult run() {
     b.setInsertionPointToStart(&grad);
-    for (unsigned a = 0; a < 5; ++a)
+    unsigned n = score.getNumArguments();
+    for (unsigned a = 0; a < n; ++a)
       fwd.map(score.getArgument(a), grad.getArgument(a));
     for (Operation &op : score.without_terminator())
       b.clone(op, fwd);
     markActive();
     Value s = cast<YieldOp>(score.getTerminator()).getValues()[0];
     if (active.contains(s))
-      adjoint[s] = grad.getArgument(5);
+      adjoint[s] = grad.getArgument(n);
     SmallVector<Operation *> ops;
     for (Operation &op : score.without_terminator())
       ops.push_back(&op);
     for (Operation *op : llvm::reverse(ops))
       if (failed(backprop(op)))
         return failure();
-    Value dDot = adjoint.lookup(score.getArgument(4));
-    YieldOp::create(b, b.getUnknownLoc(), dDot ? dDot : f32(0.0));
+    if (wrtLast) {
+      Value dDot = adjoint.lookup(score.getArgument(n - 1));
+      YieldOp::create(b, b.getUnknownLoc(), dDot ? dDot : f32(0.0));
+    } else {
+      YieldOp::create(b, b.getUnknownLoc(), ValueRange{});
+    }
     // Adjoints of inactive operands and forward values only the score needed go.
     SmallVector<Operation *> cloned;
     for (Operation &op : grad.without_terminator())
@@ -84,6 +92,7 @@ private:
   OpBuilder &b;
   Block &score, &grad;
   const IRMapping &paramGrads;
+  bool wrtLast;  // the last argument (dot, z) is differentiated
   IRMapping fwd;                       // score value -> its clone in grad
   llvm::DenseSet<Value> active;        // float values that depend on dot or a param
   llvm::DenseMap<Value, Value> adjoint;  // score value -> d(score)/d(value) * g, in grad
@@ -92,7 +101,8 @@ private:
 
   /// Float values that depend on dot or on a load of a param with a gradient.
   void markActive() {
-    active.insert(score.getArgument(4));
+    if (wrtLast)
+      active.insert(score.getArguments().back());
     for (Operation &op : score.without_terminator()) {
       bool in = false;
       if (auto load = dyn_cast<memref::LoadOp>(op))
@@ -272,54 +282,29 @@ private:
   }
 };
 
-/// A forget gate's decay_grad: (b, h, t, g) -> accumulates g d log gamma(b, h, t)/dp. The
-/// Differentiator takes score-shaped blocks, so log gamma is written as one, (b, h, t, j, x)
-/// with j and x unused, differentiated, then re-rooted on (b, h, t, g) with x = 0.
+/// A forget gate's decay_grad: (b, h, t, g) -> accumulates g d log gamma(b, h, t)/dp, the
+/// decay's log (a scratch block) differentiated with respect to its params only.
 LogicalResult buildDecayGrad(OpBuilder &b, OpBuilder &rb, AttentionOp op, AttentionGradOp grad,
                              const IRMapping &args, const IRMapping &paramGrads) {
-  IRMapping decayArgs = args;  // the captured params: forward -> grad function values
-  IRMapping cloned = args;     // cloneInto adds the region's own values to its mapping
+  IRMapping logArgs = args;  // the captured params: forward -> grad function values
+  IRMapping cloned = args;   // cloneInto adds the region's own values to its mapping
   op.getDecay().cloneInto(&grad.getDecay(), cloned);
   Location loc = op.getLoc();
   Type idx = b.getIndexType(), f32 = b.getF32Type();
-  SmallVector<Location> locs(6, loc);
   Region scratch;
-  Block *logBlock = b.createBlock(&scratch, {}, {idx, idx, idx, idx, f32}, ArrayRef(locs).take_front(5));
+  Block *logBlock = b.createBlock(&scratch, {}, {idx, idx, idx}, {loc, loc, loc});
   Block &decay = op.getDecay().front();
-  decayArgs.map(decay.getArguments(), logBlock->getArguments().take_front(3));
-  b.setInsertionPointToEnd(logBlock);
+  logArgs.map(decay.getArguments(), logBlock->getArguments());
   for (Operation &o : decay.without_terminator())
-    b.clone(o, decayArgs);
-  Value gamma = decayArgs.lookup(cast<YieldOp>(decay.getTerminator()).getValues()[0]);
+    b.clone(o, logArgs);
+  Value gamma = logArgs.lookup(cast<YieldOp>(decay.getTerminator()).getValues()[0]);
   YieldOp::create(b, loc, ValueRange{buildLogDecay(b, loc, gamma)});
-  Region derived;
-  Block *d = b.createBlock(&derived, {}, {idx, idx, idx, idx, f32, f32}, locs);
-  auto drop = [&] {
-    derived.dropAllReferences();
-    scratch.dropAllReferences();
-  };
-  if (failed(Differentiator(rb, *logBlock, *d, paramGrads).run()))
-    return drop(), failure();
   Block *out = b.createBlock(&grad.getDecayGrad(), {}, {idx, idx, idx, f32},
-                             ArrayRef(locs).take_front(4));
-  IRMapping reroot;
-  reroot.map(d->getArguments().take_front(3), out->getArguments().take_front(3));
-  reroot.map(d->getArgument(3), out->getArgument(2));  // j: unused
-  b.setInsertionPointToEnd(out);
-  reroot.map(d->getArgument(4),
-             arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f)).getResult());
-  reroot.map(d->getArgument(5), out->getArgument(3));
-  for (Operation &o : d->without_terminator())
-    b.clone(o, reroot);
-  YieldOp::create(b, loc, ValueRange{});
-  SmallVector<Operation *> ops;
-  for (Operation &o : out->without_terminator())
-    ops.push_back(&o);
-  for (Operation *o : llvm::reverse(ops))  // the unused x and d(log gamma)/dx
-    if (isOpTriviallyDead(o))
-      o->erase();
-  drop();
-  return success();
+                             {loc, loc, loc, loc});
+  LogicalResult result =
+      Differentiator(rb, *logBlock, *out, paramGrads, /*wrtLast=*/false).run();
+  scratch.dropAllReferences();
+  return result;
 }
 
 /// Builds `<name>_grad` next to `fn` for its attention `op`.
