@@ -39,7 +39,8 @@ CASES = [
     ("retnet", "retention", None),
 ]
 ANCHORS_MS = {"linear_attn": 0.252, "retention": 0.463, "mamba_chunk_scan_combined": 0.893,
-              "chunk_gla": "-", "linear_attn normalize": "-", "simple_gla + rmsnorm": "-",
+              "chunk_gla": "-", "chunk_rwkv6": "-", "linear_attn normalize": "-",
+              "simple_gla + rmsnorm": "-",
               "features + linear_attn normalize": "-",
               "selective_state_update": "-", "torch selective_scan_ref": "-"}
 
@@ -247,6 +248,34 @@ def mamba1_case(args):
 NO_PEERS = False  # --no-peers: attnc's kernels only (the peers' first calls take ~30 s each)
 
 
+def rwkv6_case(args):
+    """attnc's rwkv6 (a strict-causal recurrence: a gate per key channel and the bonus u of the
+    current token) against fla's chunk_rwkv6 on the same inputs: RWKV-6's head size 64, twice
+    --shape's heads (the same model width as the K=V=128 cases), log decays logsigmoid(x) as
+    fla's docstring draws them."""
+    B, T, H = (int(x) for x in args.shape.split(":"))
+    H, D = 2 * H, 64
+    row = {"variant": "rwkv6", "fla_op": "chunk_rwkv6"}
+    print(f"== rwkv6 vs fla chunk_rwkv6 (b{B} T{T} h{H} d{D})", flush=True)
+    gen = torch.Generator(device="cuda").manual_seed(4)
+    r, k = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen) * 0.5
+            for _ in range(2))
+    v = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    w = torch.nn.functional.logsigmoid(
+        torch.randn(B, T, H, D, device="cuda", dtype=torch.float32, generator=gen))
+    u = torch.randn(H, D, device="cuda", dtype=torch.float32, generator=gen) * 0.5
+
+    def peer():
+        from fla.ops.rwkv6 import chunk_rwkv6
+        return lambda: chunk_rwkv6(r, k, v, w, u, scale=D ** -0.5)[0]
+
+    ref = time_peer(row, peer, args.repeats)
+    time_attnc(row, args, dict(r=r, k=k, v=v, w=w, u=u), ("o", r), ref,
+               4 * B * H * T * T * D / 2)
+    print("  " + json.dumps(row), flush=True)
+    return row
+
+
 def time_peer(row, make, repeats):
     """The peer's output (or None) and row["fla_first_s"] / ["fla_ms"]; make() -> fn."""
     if NO_PEERS:
@@ -322,6 +351,8 @@ def main():
     parser.add_argument("--mamba1", default="2:2048",
                         help="b:L of the Mamba-1 selective scan (d_inner 1536, n 16); '' skips it")
     parser.add_argument("--no-peers", action="store_true", help="time attnc's kernels only")
+    parser.add_argument("--only", default="",
+                        help="comma-separated variants to run (default: all)")
     parser.add_argument("--baseline", default="",
                         help="kernels of an earlier compiler: each timed after attnc's (A/B)")
     args = parser.parse_args()
@@ -335,7 +366,14 @@ def main():
     v = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
     flops = 4 * B * H * T * T * D / 2  # the quadratic form, causal
     rows, raw = [], {}
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(variant):
+        return not only or variant in only
+
     for variant, op, feature in CASES:
+        if not wanted(variant):
+            continue
         row = {"variant": variant, "fla_op": op}
         print(f"== {variant} vs fla {op}", flush=True)
         scale = 1.0 if variant == "linear_elu" else 1 / math.sqrt(D)
@@ -348,20 +386,22 @@ def main():
         rows.append(row)
         raw[variant] = row
 
-    rows.append(gla_case(args, q, k, v, flops))
-    raw["gla"] = rows[-1]
-    for row in normalised_cases(args, q, k, v, flops):
-        rows.append(row)
-        raw[row["variant"]] = row
+    # (the variants a case runs, the case): a case runs when --only names one of them
+    cases = [(("gla",), lambda: [gla_case(args, q, k, v, flops)]),
+             (("rwkv6",), lambda: [rwkv6_case(args)]),
+             (("linear_elu_norm", "transnormer", "performer"),
+              lambda: normalised_cases(args, q, k, v, flops))]
     if args.mamba:
-        rows.append(mamba2_case(args))
-        raw["mamba2_ssd"] = rows[-1]
+        cases.append((("mamba2_ssd",), lambda: [mamba2_case(args)]))
     if args.step:
-        rows.append(mamba2_step_case(args))
-        raw["mamba2_step"] = rows[-1]
+        cases.append((("mamba2_step",), lambda: [mamba2_step_case(args)]))
     if args.mamba1:
-        rows.append(mamba1_case(args))
-        raw["mamba1_selective_scan"] = rows[-1]
+        cases.append((("mamba1_selective_scan",), lambda: [mamba1_case(args)]))
+    for names, run in cases:
+        if any(wanted(name) for name in names):
+            for row in run():
+                rows.append(row)
+                raw[row["variant"]] = row
 
     def cell(row, key, fmt):
         return fmt.format(row[key]) if key in row else row.get(key.split("_")[0], "")

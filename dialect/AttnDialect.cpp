@@ -192,6 +192,22 @@ static LogicalResult verifyPages(Operation *op, Value table, int64_t pageSize,
   return success();
 }
 
+bool mlir::attn::isCausalMask(Region &mask, bool strict) {
+  if (mask.empty())
+    return false;
+  Block &block = mask.front();
+  auto yield = dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield || yield.getValues().size() != 1 || block.getNumArguments() != 4)
+    return false;
+  auto cmp = yield.getValues()[0].getDefiningOp<arith::CmpIOp>();
+  if (!cmp || cmp->getBlock() != &block)
+    return false;
+  auto p = cmp.getPredicate();
+  bool matches = strict ? p == arith::CmpIPredicate::ult || p == arith::CmpIPredicate::slt
+                        : p == arith::CmpIPredicate::ule || p == arith::CmpIPredicate::sle;
+  return matches && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
+}
+
 Value mlir::attn::buildLogDecay(OpBuilder &b, Location loc, Value gamma) {
   if (auto exp = gamma.getDefiningOp<math::ExpOp>())
     return exp.getOperand();
@@ -419,6 +435,9 @@ static LogicalResult verifyDecay(Operation *op, Region &decay) {
 static LogicalResult verifyGate(Operation *op, Region &gate) {
   return verifyStepRegion(op, gate, "gate", "b, h, i, c");
 }
+static LogicalResult verifyBonus(Operation *op, Region &bonus) {
+  return verifyStepRegion(op, bonus, "bonus", "b, h, i, c");
+}
 /// A per-element region of the output, if present: `skip` (b, h, i, e : index, x : f32) -> f32
 /// or `output` (..., y : f32) -> f32.
 static LogicalResult verifyElementRegion(Operation *op, Region &region, StringRef name,
@@ -479,8 +498,14 @@ LogicalResult AttentionOp::verifyRegions() {
   if (failed(verifyFeature(*this, getFeatureQ(), "feature_q", projected)) ||
       failed(verifyFeature(*this, getFeatureK(), "feature_k", projected)) ||
       failed(verifyDecay(*this, getDecay())) || failed(verifyGate(*this, getGate())) ||
-      failed(verifySkip(*this, getSkip())) || failed(verifyOutputMap(*this, getOutput())))
+      failed(verifySkip(*this, getSkip())) || failed(verifyOutputMap(*this, getOutput())) ||
+      failed(verifyBonus(*this, getBonus())))
     return failure();
+  if (!getBonus().empty() &&
+      (getNorm() != NormKind::none || !isCausalMask(getMask(), /*strict=*/true) ||
+       !getMoreScores().empty() || projected))
+    return emitOpError("a bonus (the current token's term) needs norm none, the mask exactly "
+                       "j < i, one score and no projection (a strict-causal recurrence)");
   if (!getOutput().empty() && !getSkip().empty())
     return emitOpError("an output map does not combine with a skip term");
   bool linear = getNorm() == NormKind::none || getNorm() == NormKind::sum;
@@ -585,8 +610,13 @@ LogicalResult ChunkStepOp::verifyRegions() {
     return failure();
   if (failed(verifyGate(*this, getGate())) ||
       failed(verifyStepRegion(*this, getKeyScale(), "key_scale", "b, h, j")) ||
-      failed(verifySkip(*this, getSkip())))
+      failed(verifySkip(*this, getSkip())) || failed(verifyBonus(*this, getBonus())))
     return failure();
+  if (!getBonus().empty() && !getStrict())
+    return emitOpError("a bonus (the current token's term) needs 'strict' (a strict-causal "
+                       "recurrence: with j <= i the current token is in the state already)");
+  if (getStrict() && getNormalize())
+    return emitOpError("'strict' does not combine with 'normalize' (norm sum needs j <= i)");
   return verifyDecay(*this, getDecay());
 }
 

@@ -33,6 +33,10 @@ Value buildKVLength(OpBuilder &b, Location loc, Value kv, Value table, int64_t p
 /// and a log of 0). The one definition of a log decay, used by attn-tile and both lowerings.
 Value buildLogDecay(OpBuilder &b, Location loc, Value gamma);
 
+/// Whether a mask region (b, h, i, j) is exactly `j <= i` (the causal mask of a recurrence), or
+/// with `strict` exactly `j < i` (a strict-causal recurrence's): one cmpi of j against i.
+bool isCausalMask(Region &mask, bool strict);
+
 /// The page of the pool `pool` that holds key j of batch b in a paged k or v:
 /// table[b, min(j / P, dim(table, 1) - 1)], clamped into [0, dim(pool, 0) - 1] so that a bad
 /// table entry cannot read outside the pool. The key's row in the page is j % P. The one

@@ -75,6 +75,14 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     query i and key j becomes sum_c fq(q[i,c]) fk(k[j,c]) gate(b,h,j+1,c) ... gate(b,h,i,c).
     Only the chunked form (attn-chunk) computes it.
 
+    Strict-causal recurrences (norm none and the mask exactly `j < i`, cmpi ult/slt): query i
+    reads the state before its own step, so key j's decays and gates run over j + 1 .. i - 1
+    (RWKV's convention). Bonus (`bonus`, ^bb0(%b: index, %h: index, %i: index, %c: index) ->
+    f32, optional; a strict-causal recurrence whose key positions are its query positions):
+    the current token's term, out[b,h,i,:] += score(b, h, i, i, sum_c fq(q[i,c]) fk(k[i,c])
+    bonus(b,h,i,c)) * v[b,h/group,i,:] (RWKV's u). Only the chunked form computes either
+    (a strict recurrence without decay, gate or bonus is also plain masked attention).
+
     Shared q/k head groups (`qk_group` G > 1, Mamba-2's B/C groups; with group 1 and only in a
     linear recurrence): q and k have out's heads / G heads, and head h reads q and k at h / G
     (v at h). Only the chunked form (attn-chunk) computes it.
@@ -161,7 +169,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
                        OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, AnyRegion:$feature_q,
                         AnyRegion:$feature_k, AnyRegion:$decay, AnyRegion:$gate,
-                        AnyRegion:$skip, AnyRegion:$output, AnyRegion:$mix,
+                        AnyRegion:$bonus, AnyRegion:$skip, AnyRegion:$output, AnyRegion:$mix,
                         VariadicRegion<SizedRegion<1>>:$more_scores);
   let assemblyFormat = [{
     $q `,` $k `,` $v (`scores` $more_q^ `by` $more_k)? (`pages` $block_table^)?
@@ -173,7 +181,8 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
     (`proj` type($projection)^)?
     `score` $score (`mask` $mask^)?
     (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)? (`gate` $gate^)?
-    (`skip` $skip^)? (`output` $output^)? (`mix` $mix^)? (`more_scores` $more_scores^)?
+    (`bonus` $bonus^)? (`skip` $skip^)? (`output` $output^)? (`mix` $mix^)?
+    (`more_scores` $more_scores^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
@@ -506,6 +515,12 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
     log gate(n0 + r, e): channel e of q_i is scaled by exp(G[r, e]) against S, the dot with k_j
     inside the chunk takes exp(G[r, e] - G[c, e]) per channel, and row e of S decays by
     exp(G[R-1, e]) while k_j's channel e enters it scaled by exp(G[R-1, e] - G[c, e]).
+    With `strict` (a strict-causal recurrence, mask j < i) row i reads the state before its
+    own step: its terms use g[r] - log gamma(n0 + r) instead of g[r] (and G[r, e] - log
+    gate(n0 + r, e) instead of G[r, e]), the chunk's keys are c < r, and with a `bonus` region
+    (b, h, i, e) key c = r enters as score(b, h, i, i, sum_e fq(q_i)[e] fk(k_i)[e]
+    bonus(b, h, i, e)) * key_scale(i) (RWKV's current-token term). The state update is the
+    same.
     A `key_scale` region (b, h, j) gives the score's factors that read the key position (the
     score region then holds the rest: score = key_scale(j) * score region); key j's terms,
     in the chunk and in the state, are scaled by it. A `skip` region (attn.attention's) adds
@@ -529,17 +544,17 @@ def Attn_ChunkStepOp : Attn_Op<"chunk_step"> {
                        Index:$b, Index:$h, Index:$hk, Index:$n0,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$chunk,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$qk_group,
-                       UnitAttr:$normalize, OptionalAttr<F32Attr>:$rms_eps);
+                       UnitAttr:$normalize, OptionalAttr<F32Attr>:$rms_eps, UnitAttr:$strict);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$feature_q, AnyRegion:$feature_k,
                         AnyRegion:$decay, AnyRegion:$gate, AnyRegion:$key_scale,
-                        AnyRegion:$skip);
+                        AnyRegion:$skip, AnyRegion:$bonus);
   let assemblyFormat = [{
     $q `,` $k `,` $v `[` $b `,` $h `,` $hk `,` $n0 `]` `state` $state `->` $out
     (`proj` $projection^)? attr-dict `:`
     type($q) `,` type($k) `,` type($v) `,` type($state) `->` type($out)
     (`proj` type($projection)^)?
     `score` $score (`feature_q` $feature_q^)? (`feature_k` $feature_k^)? (`decay` $decay^)?
-    (`gate` $gate^)? (`key_scale` $key_scale^)? (`skip` $skip^)?
+    (`gate` $gate^)? (`key_scale` $key_scale^)? (`skip` $skip^)? (`bonus` $bonus^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;

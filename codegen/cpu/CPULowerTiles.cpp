@@ -352,6 +352,7 @@ public:
       qh = kh = arith::DivUIOp::create(e.b, e.loc, h, e.index(int64_t(op.getQkGroup())));
     gated = !op.getGate().empty();
     normalize = op.getNormalize();
+    strict = op.getStrict();
   }
 
   void run(Emit &e) {
@@ -370,7 +371,7 @@ private:
   ChunkStepOp op;
   Value q, k, v, S, out, b, h, hk, n0, qLen, kvLen, w, headDim, valueDim, rows, qh, kh;
   int64_t chunk = 0;
-  bool gated = false, normalize = false;
+  bool gated = false, normalize = false, strict = false;
   Value g, P, G, fq, fk;  // the chunk's f32 buffers
 
   /// The chunk's f32 buffers ([chunk] or [chunk, chunk], or [chunk, d] with d dynamic) are
@@ -465,32 +466,71 @@ private:
     });
   }
 
-  /// exp(G[r, d] - G[c, d]) (r and c rows of the chunk; c null: G = 0), 1 without a gate.
-  Value gateBetween(Emit &e, Value r, Value c, Value d) {
+  /// Row r's cumulative log decay as a query: g[r], or strict g[r - 1] (0 for r = 0) -- the
+  /// state before step n0 + r.
+  Value queryLogDecay(Emit &e, Value r) { return queryCum(e, g, r, {}); }
+  Value queryCum(Emit &e, Value cum, Value r, ArrayRef<Value> channel) {
+    auto at = [&](Emit &e, Value row) {
+      SmallVector<Value> index = {row};
+      index.append(channel.begin(), channel.end());
+      return e.load(cum, index);
+    };
+    if (!strict)
+      return at(e, r);
+    Value first = arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::eq, r, e.index(0));
+    return e.ifElse(first, [&](Emit &e) { return e.f32(0); }, [&](Emit &e) {
+      return at(e, arith::SubIOp::create(e.b, e.loc, r, e.index(1)));
+    });
+  }
+
+  /// exp(G[r, d] - G[c, d]) (r and c rows of the chunk; c null: G = 0), 1 without a gate; with
+  /// `query` row r is a query (strict: G[r - 1, d]).
+  Value gateBetween(Emit &e, Value r, Value c, Value d, bool query = false) {
     if (!gated)
       return e.f32(1);
     Value from = c ? e.load(G, {c, d}) : e.f32(0);
-    return e.exp(e.fsub(e.load(G, {r, d}), from));
+    Value to = query ? queryCum(e, G, r, {d}) : e.load(G, {r, d});
+    return e.exp(e.fsub(to, from));
+  }
+
+  /// Strict with a bonus: the current token's weight, score(i, i, sum_d fq(q_i)[d] fk(k_i)[d]
+  /// bonus(d)) * key_scale(i).
+  Value bonusWeight(Emit &e, Value i) {
+    Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+      Value u = e.inlineRegion(op.getBonus(), {b, h, i, d});
+      return e.fadd(acc, e.fmul(e.fmul(qAt(e, i, d), kAt(e, i, d)), u));
+    });
+    return e.fmul(e.inlineRegion(op.getScore(), {b, h, i, i, dot}), keyScale(e, i));
   }
 
   /// P[r, c] = score(i, j, fq(q_i).fk(k_j)) * key_scale(j) * exp(g[r] - g[c]) for c <= r and
   /// j < kv_len, else 0; with a gate, channel d of the dot takes exp(G[r, d] - G[c, d]).
+  /// Strict: c < r and the query's g[r - 1] (G[r - 1, d]); the diagonal is the bonus weight
+  /// (0 without a bonus).
   void weights(Emit &e) {
+    bool bonus = !op.getBonus().empty();
     e.loop(rows, [&](Emit &e, Value r) {
       Value i = e.add(n0, r);
+      Value gq = queryLogDecay(e, r);
       e.loop(e.index(chunk), [&](Emit &e, Value c) {
         Value j = e.add(n0, c);
+        auto before = strict ? arith::CmpIPredicate::ult : arith::CmpIPredicate::ule;
         Value visible = arith::AndIOp::create(
-            e.b, e.loc, arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::ule, c, r),
-            e.below(j, kvLen));
+            e.b, e.loc, arith::CmpIOp::create(e.b, e.loc, before, c, r), e.below(j, kvLen));
         Value weight = e.ifElse(visible, [&](Emit &e) {
           Value dot = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
             Value term = e.fmul(qAt(e, i, d), kAt(e, j, d));
-            return e.fadd(acc, gated ? e.fmul(term, gateBetween(e, r, c, d)) : term);
+            return e.fadd(acc, gated ? e.fmul(term, gateBetween(e, r, c, d, true)) : term);
           });
           Value s = e.fmul(e.inlineRegion(op.getScore(), {b, h, i, j, dot}), keyScale(e, j));
-          return e.fmul(s, e.exp(e.fsub(e.load(g, {r}), e.load(g, {c}))));
-        }, [&](Emit &e) { return e.f32(0); });
+          return e.fmul(s, e.exp(e.fsub(gq, e.load(g, {c}))));
+        }, [&](Emit &e) {
+          if (!bonus)
+            return e.f32(0);
+          Value diagonal = arith::CmpIOp::create(e.b, e.loc, arith::CmpIPredicate::eq, c, r);
+          return e.ifElse(diagonal, [&](Emit &e) { return bonusWeight(e, i); },
+                          [&](Emit &e) { return e.f32(0); });
+        });
         e.store(weight, P, {r, c});
       });
     });
@@ -505,15 +545,15 @@ private:
   }
 
   /// Row r's column ch (ch = dv: its weight sum with normalize): exp(g[r]) c_i fq(q_i) S[:, ch]
-  /// + sum_c P[r, c] v_j[ch], with c_i = score(i, i, 1).
+  /// + sum_c P[r, c] v_j[ch], with c_i = score(i, i, 1) (strict: g[r - 1], G[r - 1, d]).
   Value rowColumn(Emit &e, Value r, Value ch) {
     Value i = e.add(n0, r);
-    Value carried = e.fmul(e.exp(e.load(g, {r})),
+    Value carried = e.fmul(e.exp(queryLogDecay(e, r)),
                            e.inlineRegion(op.getScore(), {b, h, i, i, e.f32(1)}));
     Value fromState = e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
       Value qd = qAt(e, i, d);
       if (gated)
-        qd = e.fmul(qd, gateBetween(e, r, Value(), d));
+        qd = e.fmul(qd, gateBetween(e, r, Value(), d, true));
       return e.fadd(acc, e.fmul(qd, e.load(S, {d, ch})));
     });
     return e.reduce(rows, e.fmul(carried, fromState), [&](Emit &e, Value c, Value acc) {

@@ -67,7 +67,8 @@ private:
   }
   /// cum[c] = base + log gamma(p0) + ... + log gamma(p0 + c) by warp 0 in log steps: each lane
   /// sums n / 32 consecutive logs (or one), a shuffle scan over the lanes adds the sums of the
-  /// lanes before it. With a carry, base = carry[0], which then becomes the tile's total.
+  /// lanes before it. With a carry, base = carry[0], which then becomes the tile's total. An
+  /// `exclusive` vector gets each position's sum without its own log.
   /// Barriers before (earlier readers of cum are done) and after.
   void cumulative(Value base) {
     Value cum = op.getCum(), carry = op.getCarry();
@@ -105,6 +106,10 @@ private:
       for (int64_t e = 0; e < per; ++e)
         memref::StoreOp::create(t.b, t.loc, t.fadd(before, prefix[e]), cum,
                                 ValueRange{t.add(first, e)});
+      if (Value exclusive = op.getExclusive())  // the sums before each position's own log
+        for (int64_t e = 0; e < per; ++e)
+          memref::StoreOp::create(t.b, t.loc, e ? t.fadd(before, prefix[e - 1]) : before,
+                                  exclusive, ValueRange{t.add(first, e)});
       if (carry) {  // the last lane's inclusive sum is the new base
         auto lastLane = scf::IfOp::create(
             t.b, t.loc,

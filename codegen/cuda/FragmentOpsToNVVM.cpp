@@ -266,6 +266,38 @@ struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
   }
 };
 
+/// Rows 16 w + g and 16 w + g + 8: lane c of the quad sums channels c, c + 4, ..., then the
+/// quad's sum.
+struct RowDotLowering : OpConversionPattern<RowDotOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(RowDotOp op, OneToNOpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    SmallVector<Value> rows;
+    for (int r = 0; r < 2; ++r) {
+      Value row = t.accRow(r);
+      Value position = t.minIdx(t.add(op.getP0(), row), t.add(op.getQLen(), t.idx(-1)));
+      auto loop = scf::ForOp::create(rw, t.loc, t.c, t.idx(int64_t(op.getColumns())), t.idx(4),
+                                     ValueRange{t.f32(0)});
+      {
+        OpBuilder::InsertionGuard guard(rw);
+        rw.setInsertionPointToStart(loop.getBody());
+        Value e = loop.getInductionVar();
+        auto load = [&](Value tile) {
+          Value x = memref::LoadOp::create(rw, t.loc, tile, ValueRange{row, e});
+          return arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x).getResult();
+        };
+        Value w = t.inlineBody(op.getWeight(), {op.getBatch(), op.getH(), position, e});
+        Value term = t.fmul(t.fmul(load(op.getA()), load(op.getB())), w);
+        scf::YieldOp::create(rw, t.loc, t.fadd(loop.getRegionIterArgs()[0], term));
+      }
+      rows.push_back(t.quadReduce(loop.getResult(0), /*isMax=*/false));
+    }
+    rw.replaceOpWithMultiple(op, {rows});
+    return success();
+  }
+};
+
 struct VoteAllLowering : OpConversionPattern<VoteAllOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(VoteAllOp op, OneToNOpAdaptor adaptor,
@@ -289,6 +321,5 @@ void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &conver
   patterns.add<ElementwiseFragment>(converter, ctx);
   patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
                ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering,
-               LoadColumnsLowering>(converter,
-                                                                                    ctx);
+               LoadColumnsLowering, RowDotLowering>(converter, ctx);
 }

@@ -1,8 +1,9 @@
 // A per-channel decay (GLA's gate) in a recurrence chunk: attn_gpu.log_gate_prefix (the
 // cumulative log gates G[r, e] in shared memory), gate_keys (K~ = K exp(G[c0] - G[c]) in place)
-// and gate_operand (q~ = q exp(G[r] - G[r0]) in registers). Every factor is relative to the
-// first row of a 16-row block, so each stays finite while 16 steps of a channel's gates
-// multiply to more than e^-88; attn_gpu.mma's gate supplies the block-to-block factors.
+// and gate_operand (q~ = q exp(G[r] - G[r0]) in registers; strict: G[r - 1]). Every factor is
+// relative to the first row of a 16-row block, so each stays finite while 16 steps of a
+// channel's gates multiply to more than e^-88; attn_gpu.mma's gate supplies the block-to-block
+// factors.
 #include "codegen/cuda/GPUToNVVM.h"
 
 using namespace mlir;
@@ -75,6 +76,23 @@ struct GateKeysLowering : OpConversionPattern<GateKeysOp> {
   }
 };
 
+/// exp(G[row - 1, d..d+1] - G[from, d..d+1]) with G[-1] = 0: a strict-causal query's gates,
+/// which stop before its own step.
+std::pair<Value, Value> gatePairBefore(ThreadContext &t, Value gate, Value row, Value from,
+                                       Value d) {
+  auto pair = VectorType::get({2}, t.b.getF32Type());
+  Value first = arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, row, t.idx(0));
+  Value previous = t.select(first, t.idx(0), t.add(row, t.idx(-1)));
+  Value g = vector::LoadOp::create(t.b, t.loc, pair, gate, ValueRange{previous, d});
+  Value zero = arith::ConstantOp::create(t.b, t.loc, pair,
+                                         DenseElementsAttr::get(pair, t.b.getF32FloatAttr(0)));
+  g = arith::SelectOp::create(t.b, t.loc, first, zero, g);
+  g = arith::SubFOp::create(t.b, t.loc, g,
+                            vector::LoadOp::create(t.b, t.loc, pair, gate, ValueRange{from, d}));
+  return {math::ExpOp::create(t.b, t.loc, vector::ExtractOp::create(t.b, t.loc, g, 0)),
+          math::ExpOp::create(t.b, t.loc, vector::ExtractOp::create(t.b, t.loc, g, 1))};
+}
+
 /// A parts 0, 2 are row g, parts 1, 3 row g + 8; parts 2, 3 are channels + 8.
 struct GateOperandLowering : OpConversionPattern<GateOperandOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -88,7 +106,9 @@ struct GateOperandLowering : OpConversionPattern<GateOperandOp> {
       for (int64_t part = 0; part < 4; ++part) {
         Value d = t.add(t.mul(t.c, 2), int64_t(kk * 16 + 8 * (part / 2)));
         Value &x = a[kk * 4 + part];
-        x = scalePair(t, x, gatePair(t, op.getGate(), rows[part % 2], rowBase, d));
+        Value row = rows[part % 2];
+        x = scalePair(t, x, op.getStrict() ? gatePairBefore(t, op.getGate(), row, rowBase, d)
+                                           : gatePair(t, op.getGate(), row, rowBase, d));
       }
     rw.replaceOpWithMultiple(op, {a});
     return success();

@@ -265,6 +265,9 @@ LogicalResult LogDecayPrefixOp::verify() {
     return emitOpError("computes up to 32 positions, or a multiple of 32, got ") << n;
   if (getRelative() && (getCarry() || getTotalOnly()))
     return emitOpError("starts from 0 when relative: no carry");
+  if (getExclusive() && (getTotalOnly() ||
+                         getExclusive().getType().getDimSize(0) != getCum().getType().getDimSize(0)))
+    return emitOpError("writes an exclusive prefix of each position of cum: a vector of its size");
   if (getTotalOnly() && !getCarry())
     return emitOpError("writes the total into a carry: total_only needs one");
   return success();
@@ -520,6 +523,27 @@ LogicalResult GateOperandOp::verify() {
     return emitOpError("returns the operand's type");
   if (getGate().getType().getDimSize(1) != getType().getDimSize(1))
     return emitOpError("needs a gate per channel of a");
+  return success();
+}
+
+LogicalResult RowDotOp::verify() {
+  if (failed(checkShared(*this, getA(), "a")) || failed(checkShared(*this, getB(), "b")) ||
+      failed(checkFragment(*this, getType(), FragmentKind::rows, "the result")))
+    return failure();
+  if (!getType().getElementType().isF32())
+    return emitOpError("returns f32 rows");
+  for (Value tile : {getA(), getB()}) {
+    auto type = cast<MemRefType>(tile.getType());
+    if (type.getRank() != 2 || type.getDimSize(1) < int64_t(getColumns()) ||
+        type.getDimSize(0) < getType().getDimSize(0))
+      return emitOpError() << "reads " << getType().getDimSize(0) << " rows of "
+                           << int64_t(getColumns()) << " columns of each tile, got " << type;
+  }
+  Region &w = getWeight();
+  auto idx = IndexType::get(getContext());
+  if (w.front().getNumArguments() != 4 ||
+      llvm::any_of(w.front().getArgumentTypes(), [&](Type t) { return t != idx; }))
+    return emitOpError("'weight' region must take (b, h, i, e : index)");
   return success();
 }
 

@@ -245,25 +245,29 @@ def AttnGPU_MapTileOp : AttnGPU_Op<"map_tile"> {
   let assemblyFormat = "$tile attr-dict `:` type($tile) $feature";
 }
 
-def AttnGPU_LogDecayPrefixOp : AttnGPU_Op<"log_decay_prefix"> {
+def AttnGPU_LogDecayPrefixOp : AttnGPU_Op<"log_decay_prefix", [AttrSizedOperandSegments]> {
   let summary = "Cumulative log decays of a tile of positions, into shared memory";
   let description = [{
     cum[c] = base + log gamma(b, h, p0) + ... + log gamma(b, h, p0 + c) for c < dim(cum, 0),
     where gamma is the `decay` region and base = sum over p < p0 of log gamma(b, h, p) -- or,
     with `carry %x`, base = x[0], which then becomes the tile's total (the next key tile
     continues from it). With `total_to %t` (and `carry`), only carry[0] = sum over p < t is
-    written. With `relative`, base = 0 (a recurrence chunk's own decays). Positions past the
-    query length are clamped (their keys are masked). Warp 0 computes the prefix sums (a
-    shuffle scan), so dim(cum, 0) is at most 32 or a multiple of 32; barriers before and after.
+    written. With `relative`, base = 0 (a recurrence chunk's own decays). With `exclusive
+    %x` (a strict-causal recurrence's queries, which read the state before their own step),
+    x[c] = cum[c] - log gamma(b, h, p0 + c) is written too. Positions past the query length
+    are clamped (their keys are masked). Warp 0 computes the prefix sums (a shuffle scan), so
+    dim(cum, 0) is at most 32 or a multiple of 32; barriers before and after.
   }];
   let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead, MemWrite]>:$cum,
                        Index:$b, Index:$h, Index:$p0, Index:$q_len,
                        Optional<MemRefRankOf<[F32], [1]>>:$carry,
+                       Arg<Optional<MemRefRankOf<[F32], [1]>>, "", [MemWrite]>:$exclusive,
                        UnitAttr:$total_only, UnitAttr:$relative);
   let regions = (region SizedRegion<1>:$decay);
   let assemblyFormat = [{
-    $cum `[` $b `,` $h `,` $p0 `]` `below` $q_len (`carry` $carry^)? attr-dict `:`
-    type($cum) (`,` type($carry)^)? $decay
+    $cum `[` $b `,` $h `,` $p0 `]` `below` $q_len (`carry` $carry^)?
+    (`exclusive` $exclusive^)? attr-dict `:`
+    type($cum) (`,` type($carry)^)? (`exclusive` type($exclusive)^)? $decay
   }];
   let hasVerifier = 1;
 }
@@ -629,11 +633,35 @@ def AttnGPU_GateOperandOp : AttnGPU_Op<"gate_operand", [Pure]> {
   let summary = "Scales q's A fragments by its gates relative to the warp's first row";
   let description = [{
     result[r, k] = a[r, k] exp(G[r, k] - G[16 w, k]) for warp w's rows: q~ of a gated chunk,
-    finite while 16 steps of a channel's gates multiply to more than e^-88.
+    finite while 16 steps of a channel's gates multiply to more than e^-88. With `strict` (a
+    strict-causal recurrence: row r reads the state before its step) G[r - 1, k] replaces
+    G[r, k] (0 for row 0).
   }];
-  let arguments = (ins AttnGPU_Fragment:$a, Arg<MemRefRankOf<[F32], [2]>, "", [MemRead]>:$gate);
+  let arguments = (ins AttnGPU_Fragment:$a, Arg<MemRefRankOf<[F32], [2]>, "", [MemRead]>:$gate,
+                       UnitAttr:$strict);
   let results = (outs AttnGPU_Fragment:$result);
   let assemblyFormat = "$a `,` $gate attr-dict `:` type($a) `,` type($gate) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_RowDotOp : AttnGPU_Op<"row_dot"> {
+  let summary = "Weighted dot products of the matching rows of two shared tiles";
+  let description = [{
+    A rows fragment: for each row r the block's warps hold (attn_gpu.load_rows' rows),
+    result[r] = sum_{e < columns} A[r, e] * B[r, e] * weight(b, h, min(p0 + r, q_len - 1), e):
+    a strict-causal recurrence's bonus dot of query i and key i (A the chunk's Q tile, B its K
+    tile, both after any feature map). The four lanes of a quad share a row: each takes every
+    fourth channel, then a quad reduction.
+  }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$a, Arg<AttnGPU_Shared, "", [MemRead]>:$b,
+                       Index:$batch, Index:$h, Index:$p0, Index:$q_len,
+                       ConfinedAttr<I64Attr, [IntMinValue<1>]>:$columns);
+  let results = (outs AttnGPU_Fragment:$result);
+  let regions = (region SizedRegion<1>:$weight);
+  let assemblyFormat = [{
+    $a `,` $b `[` $batch `,` $h `,` $p0 `]` `below` $q_len attr-dict `:` type($a) `,` type($b)
+    `->` type($result) $weight
+  }];
   let hasVerifier = 1;
 }
 

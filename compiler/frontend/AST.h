@@ -245,6 +245,13 @@ struct Variant {
   /// It may index params by the head dim. Needs a linear recurrence.
   ExprPtr gate;
   SourceLoc gateLoc;
+  /// `bonus EXPR` (RWKV's u): a strict-causal recurrence's current-token term. Query i reads
+  /// its own key and value besides the state before its step: the term is the score of (i, i)
+  /// with its dot taken as sum_d fq(q_i[d]) fk(k_i[d]) bonus(b, h, i, d), times v_i. A per-
+  /// channel weight like a gate (it may index params by the head dim), any sign. Needs
+  /// `strict`.
+  ExprPtr bonus;
+  SourceLoc bonusLoc;
 
   // ---- Sema: the resolved attention structure ----
   int q = -1, k = -1, v = -1;      // indices into inputs
@@ -263,10 +270,14 @@ struct Variant {
   int featureDim = -1, projParam = -1;
   /// The dim the dot (and a state's rows) run over: the feature dim, or the head dim.
   int dotDim() const { return featureDim >= 0 ? featureDim : headDim; }
-  /// A linear recurrence (Sema): norm none, the mask exactly `j <= i` and a score that is
-  /// dot(q, k) times factors that read neither j nor the score. attnc may compute it in the
-  /// chunked or the recurrent form; `decay` and `state` need it.
+  /// A linear recurrence (Sema): norm none, the mask exactly `j <= i` (or `j < i`: strict) and
+  /// a score that is dot(q, k) times factors that read neither j nor the score. attnc may
+  /// compute it in the chunked or the recurrent form; `decay` and `state` need it.
   bool recurrence = false;
+  /// A strict-causal recurrence (mask exactly `j < i`): query i reads the state before its own
+  /// step, S_{i-1}, so key j's decays and gates run over j + 1 .. i - 1 (RWKV's convention),
+  /// and the key i enters only through `bonus`.
+  bool strict = false;
   /// A recurrence's score split as dot * queryScale(b, h, i) * keyScale(b, h, j): the product of
   /// its factors that do not read j (with the sign), and of those that do (null when none, e.g.
   /// Mamba's dt_j). Built by Sema from copies of the score's factors.

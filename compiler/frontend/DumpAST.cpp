@@ -167,11 +167,14 @@ void dumpVariant(const Variant &v, std::string &out) {
     out += "  decay : float = " + printer.asFloat(*v.decay) + "\n";
   if (v.gate)
     out += "  gate : float = " + printer.asFloat(*v.gate) + "\n";
+  if (v.bonus)
+    out += "  bonus : float = " + printer.asFloat(*v.bonus) + "\n";
   if (v.state)
     out += "  state " + tensorText(*v.state) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";
   if (v.recurrence)
-    out += std::string("  recurrence (linear in dot, causal, norm ") + normName(v.norm) + ")\n";
+    out += std::string("  recurrence (linear in dot, ") + (v.strict ? "strictly causal" : "causal") +
+           ", norm " + normName(v.norm) + ")\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
   if (v.mix)

@@ -8,7 +8,7 @@ namespace attnc {
 namespace {
 
 const char *const kKeywords[] = {"variant", "dims",  "input", "param",   "score", "mask",  "norm",
-                                 "output",  "paged", "decay", "state",   "feature", "gate", "true",
+                                 "output",  "paged", "decay", "state",   "feature", "gate", "bonus", "true",
                                  "false",   "let"};
 
 bool isIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }

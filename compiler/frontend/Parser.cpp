@@ -7,7 +7,7 @@ namespace {
 
 const std::vector<std::string> kStatementNames = {"dims", "input", "param",  "score",
                                                   "mask", "norm",  "output", "paged",
-                                                  "feature", "decay", "state", "gate",
+                                                  "feature", "decay", "state", "gate", "bonus",
                                                   "let"};
 const std::vector<std::string> kNormNames = {"softmax", "none", "sigmoid", "relu2", "sum"};
 const std::vector<std::string> kDTypeNames = {"f32", "f16", "bf16", "i32", "i8", "f8e4m3", "i4"};
@@ -179,14 +179,13 @@ bool Parser::parseStatement(Variant &v) {
       return parsePaged(v);
     if (t.text == "feature")
       return parseFeature(v);
-    if (t.text == "decay" || t.text == "gate") {
+    if (t.text == "decay" || t.text == "gate" || t.text == "bonus") {
       Token kw = take();
-      bool decay = kw.text == "decay";
-      ExprPtr &target = decay ? v.decay : v.gate;
+      ExprPtr &target = kw.text == "decay" ? v.decay : kw.text == "gate" ? v.gate : v.bonus;
       if (target)
         return fail(kw, "duplicate '" + kw.text + "' statement",
-                    std::string("a variant has one ") + (decay ? "decay" : "gate"));
-      (decay ? v.decayLoc : v.gateLoc) = kw.loc;
+                    "a variant has one " + kw.text);
+      (kw.text == "decay" ? v.decayLoc : kw.text == "gate" ? v.gateLoc : v.bonusLoc) = kw.loc;
       target = parseExpr();
       return target != nullptr;
     }
@@ -201,7 +200,8 @@ bool Parser::parseStatement(Variant &v) {
   std::string hint = t.kind == Token::Kind::Ident ? didYouMean(t.text, kStatementNames) : "";
   return fail(t, "expected a statement, got " + describeToken(t),
               orElse(hint, "statements start with dims, input, param, let, score, mask, norm, "
-                           "output, paged, feature, decay, state or gate; each variant ends "
+                           "output, paged, feature, decay, state, gate or bonus; each variant "
+                           "ends "
                            "with '}'"));
 }
 

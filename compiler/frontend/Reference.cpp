@@ -430,8 +430,29 @@ public:
     }
     if (state_)
       addInitialState(b, h, i, out);
+    if (v_.bonus)
+      addBonus(b, h, hk, i, out);
     finishRow(b, hk, i, out);
     return lse;
+  }
+
+  /// A strict-causal recurrence's current-token term: score(i, i) with the dot taken as
+  /// sum_d fq(q_i[d]) fk(k_i[d]) bonus(i, d), times v_i (Sema made the key length the query
+  /// length). b, h and i are set.
+  void addBonus(int64_t b, int64_t h, int64_t hk, int64_t i, double *out) {
+    std::vector<int64_t> &iter = ev_.iter();
+    std::vector<double> fq = queryFeatures(b, h, i);
+    const double *fk = keyFeatures(b, hk, i);
+    double dot = 0;
+    for (size_t d = 0; d < fq.size(); ++d) {
+      iter[v_.headDim] = int64_t(d);
+      dot += fq[d] * fk[d] * ev_.eval(*v_.bonus).real();
+    }
+    iter[v_.kvSeqDim] = i;
+    ev_.dot = dot;
+    double weight = ev_.eval(*v_.scores[0].expr).real();
+    for (int64_t e = 0; e < sizes_[v_.valueDim]; ++e)
+      out[e] += weight * kv(v_.inputs[v_.v], val_, pv_, b, hk, i, e);
   }
 
   /// Several scores (Variant::mix): the softmax row y_n of every score over the same keys and
@@ -540,12 +561,13 @@ public:
   }
 
   /// The initial state's share of row i of a recurrence: c_i gamma(0..i) fq(q_i) S0, where
-  /// c_i is the score's query factor (Variant::queryScale).
+  /// c_i is the score's query factor (Variant::queryScale); gamma(0..i - 1) when strict.
   void addInitialState(int64_t b, int64_t h, int64_t i, double *out) {
-    double factor = scoreFactor() * decayProduct(0, i);
+    int64_t last = v_.strict ? i - 1 : i;  // the state query i reads: after step `last`
+    double factor = scoreFactor() * decayProduct(0, last);
     std::vector<double> fq = queryFeatures(b, h, i);
-    if (v_.gate) {  // channel d of S0 has decayed by gate(0, d) ... gate(i, d)
-      const double *g = gateCum(b, h, i);
+    if (v_.gate && last >= 0) {  // channel d of S0 has decayed by gate(0, d) ... gate(last, d)
+      const double *g = gateCum(b, h, last);
       for (size_t d = 0; d < fq.size(); ++d)
         fq[d] *= std::exp(g[d]);
     }
@@ -559,7 +581,8 @@ public:
 
   /// The recurrent form of one (b, h): S = S0 (or 0); for each position p < q_len,
   /// S = gamma(p) S + k_p fk(k_p) v_p^T (keys below kv_len; k_p the score's key factor), then
-  /// out row p = c_p fq(q_p) S.
+  /// out row p = c_p fq(q_p) S -- strict: the row first, from the S before the step, plus the
+  /// bonus term.
   /// Writes the rows to out[p * dv + e] and the final state to finalState[d * dv + e].
   void recurrent(int64_t b, int64_t h, double *out, double *finalState) {
     const int64_t hk = h / v_.group, D = sizes_[v_.dotDim()], DV = sizes_[v_.valueDim];
@@ -575,21 +598,7 @@ public:
     iter[v_.qHeadDim] = h;
     if (v_.qkGroupDim >= 0)
       iter[v_.qkGroupDim] = h / v_.qkGroup;
-    for (int64_t p = 0; p < sizes_[v_.qSeqDim]; ++p) {
-      double gamma = decayProduct(p, p);
-      for (int64_t d = 0; d < D; ++d) {
-        double channel = gamma * (v_.gate ? gateAt(p, d) : 1.0);
-        for (int64_t e = 0; e < DV; ++e)
-          S[size_t(d * DV + e)] *= channel;
-        z[size_t(d)] *= channel;
-      }
-      if (p < sizes_[v_.kvSeqDim])
-        for (int64_t d = 0; d < D; ++d) {
-          double fk = keyFactor(p) * keyFeatures(b, hk, p)[d];
-          for (int64_t e = 0; e < DV; ++e)
-            S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
-          z[size_t(d)] += fk;
-        }
+    auto writeRow = [&](int64_t p) {
       iter[v_.qSeqDim] = p;
       double c = scoreFactor();
       std::vector<double> fq = queryFeatures(b, h, p);
@@ -606,7 +615,29 @@ public:
           acc += fq[size_t(d)] * S[size_t(d * DV + e)];
         row[e] = divisor == 0 ? 0.0 : c * acc / divisor;
       }
+      if (v_.bonus)
+        addBonus(b, h, hk, p, row);
       finishRow(b, hk, p, row);
+    };
+    for (int64_t p = 0; p < sizes_[v_.qSeqDim]; ++p) {
+      if (v_.strict)
+        writeRow(p);
+      double gamma = decayProduct(p, p);
+      for (int64_t d = 0; d < D; ++d) {
+        double channel = gamma * (v_.gate ? gateAt(p, d) : 1.0);
+        for (int64_t e = 0; e < DV; ++e)
+          S[size_t(d * DV + e)] *= channel;
+        z[size_t(d)] *= channel;
+      }
+      if (p < sizes_[v_.kvSeqDim])
+        for (int64_t d = 0; d < D; ++d) {
+          double fk = keyFactor(p) * keyFeatures(b, hk, p)[d];
+          for (int64_t e = 0; e < DV; ++e)
+            S[size_t(d * DV + e)] += fk * kv(v_.inputs[v_.v], val_, pv_, b, hk, p, e);
+          z[size_t(d)] += fk;
+        }
+      if (!v_.strict)
+        writeRow(p);
     }
     std::copy(S.begin(), S.end(), finalState);
   }
@@ -762,10 +793,11 @@ private:
     }
     iter[v_.qSeqDim] = i;
   }
-  /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i).
+  /// The recurrence's decay: w[j] *= gamma(j + 1) * ... * gamma(i) (strict: ... gamma(i - 1)).
   void applyDecay(int64_t i, std::vector<double> &w) {
-    foldDecay(i, 1.0, [](double p, double g) { return p * g; },
+    foldDecay(v_.strict ? i - 1 : i, 1.0, [](double p, double g) { return p * g; },
               [&](size_t j, double p) { w[j] *= p; });
+    ev_.iter()[v_.qSeqDim] = i;
   }
   /// A forget-gate softmax: s[j] += log gamma(j + 1) + ... + log gamma(i).
   void addLogDecay(int64_t i) {
@@ -792,8 +824,9 @@ private:
         continue;
       any = true;
       ev_.dot = 0;
-      const double *gi = v_.gate ? gateCum(b, h, i) : nullptr;
-      const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;  // j <= i: a recurrence
+      // j <= i (j < i when strict: its gates run over j + 1 .. i - 1)
+      const double *gi = v_.gate ? gateCum(b, h, v_.strict ? i - 1 : i) : nullptr;
+      const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;
       if (rowFeatures_.empty())
         rowFeatures_ = queryFeatures(b, h, i);
       const double *fk = keyFeatures(b, hk, int64_t(j));

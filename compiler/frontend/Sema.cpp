@@ -91,7 +91,7 @@ std::string at(SourceLoc loc) {
 }
 
 /// Where an expression is: rules differ (dot only in the score, the score's name not in the mask).
-enum class Context { Score, Mask, Feature, Decay, Gate, Skip, Output };
+enum class Context { Score, Mask, Feature, Decay, Gate, Bonus, Skip, Output };
 
 /// A deep copy of a checked expression, annotations included.
 ExprPtr cloneExpr(const Expr &e) {
@@ -133,7 +133,7 @@ public:
            checkTensors() && findAttention() && inferRoles() && checkDTypes() &&
            checkScoreInputs() && checkPaged() &&
            checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
-           checkRecurrence() && checkDecay() && checkGate() && checkState() &&
+           checkRecurrence() && checkDecay() && checkGate() && checkBonus() && checkState() &&
            checkOutputForm() && checkSkip() && checkQKGroups() && checkNormalisers();
   }
 
@@ -256,7 +256,7 @@ private:
     std::vector<ExprPtr *> roots;
     for (ScoreDecl &s : v_.scores)
       roots.push_back(&s.expr);
-    for (ExprPtr *e : {&v_.mask, &v_.outputExpr, &v_.decay, &v_.gate})
+    for (ExprPtr *e : {&v_.mask, &v_.outputExpr, &v_.decay, &v_.gate, &v_.bonus})
       roots.push_back(e);
     for (FeatureDecl &f : v_.features)
       roots.push_back(&f.expr);
@@ -267,7 +267,8 @@ private:
       if (!v_.lets[n].used)
         return fail(v_.lets[n].loc, v_.lets[n].name.size(),
                     "let '" + v_.lets[n].name + "' is never used",
-                    "use it in the score, mask, output, a feature map, decay or gate, or remove it");
+                    "use it in the score, mask, output, a feature map, decay, gate or bonus, or "
+                    "remove it");
     return true;
   }
 
@@ -734,6 +735,7 @@ private:
                         : !v_.features.empty() ? "a feature map"
                         : v_.decay             ? "a decay"
                         : v_.gate              ? "a gate"
+                        : v_.bonus             ? "a bonus"
                         : v_.state             ? "a state"
                         : v_.norm != Norm::Softmax ? "a norm other than softmax"
                         : v_.unifiedMax            ? "softmax(max = ...)"
@@ -1273,6 +1275,49 @@ private:
   /// indexed by the head dim; acts inside the dot: a linear recurrence). Neither may read j.
   bool checkDecay() { return checkStepFactor(v_.decay.get(), v_.decayLoc, false); }
   bool checkGate() { return checkStepFactor(v_.gate.get(), v_.gateLoc, true); }
+
+  /// `bonus EXPR` (RWKV's u): the current token's per-channel weight in a strict-causal
+  /// recurrence, a float of the batch, head, query position and head channel (params may be
+  /// indexed by the head dim, as in a gate); query i also reads key and value i.
+  bool checkBonus() {
+    Expr *e = v_.bonus.get();
+    if (!e)
+      return true;
+    const std::string i = v_.dims[v_.qSeqDim].name, j = v_.dims[v_.kvSeqDim].name;
+    channelIndex_ = true;
+    bool ok = checkExpr(*e, Context::Bonus);
+    channelIndex_ = false;
+    if (!ok)
+      return false;
+    if (!isNumeric(e->type))
+      return fail(*e, std::string("the bonus must be a number, got ") + valueTypeName(e->type));
+    if (const Expr *jj = findIndex(*e, v_.kvSeqDim))
+      return fail(*jj, "the bonus weighs the current token: it may not use '" + j + "'",
+                  "write it with " + i + " (the current token's position) and the head dim");
+    if (!v_.recurrence || !v_.strict)
+      return fail(v_.bonusLoc, 5,
+                  "a bonus needs a strict-causal linear recurrence: 'norm none', 'mask " + j +
+                      " < " + i + "' and a score linear in dot(q, k)",
+                  v_.recurrence ? "with 'mask " + j + " <= " + i +
+                                      "' the current token is already in the state; write 'mask " +
+                                      j + " < " + i + "'"
+                                : "query " + i + " reads the state of the keys before it, plus " +
+                                      "the current token weighed by the bonus");
+    if (v_.featureDim >= 0)
+      return fail(v_.bonusLoc, 5, "not supported yet: a bonus with a projected feature map",
+                  "the bonus weighs the head channels, which the projection mixes");
+    const DimDecl &qd = v_.dims[v_.qSeqDim], &kd = v_.dims[v_.kvSeqDim];
+    bool same = (kd.kind == DimDecl::Kind::Alias && kd.sourceIndex == v_.qSeqDim) ||
+                (qd.kind == DimDecl::Kind::Alias && qd.sourceIndex == v_.kvSeqDim) ||
+                (staticExtent_[v_.qSeqDim] && staticExtent_[v_.kvSeqDim] &&
+                 *staticExtent_[v_.qSeqDim] == *staticExtent_[v_.kvSeqDim]);
+    if (!same)
+      return fail(v_.bonusLoc, 5, "a bonus needs the key length to be the query length",
+                  "query " + i + " reads key " + i + ": declare '" + kd.name +
+                      (kd.extentName.empty() ? "" : " : " + kd.extentName) + " = " + qd.name +
+                      "'");
+    return true;
+  }
   bool checkStepFactor(Expr *e, SourceLoc loc, bool gate) {
     if (!e)
       return true;
@@ -1298,8 +1343,10 @@ private:
   bool checkRecurrence() {
     FormAdapter adapter{*this};
     ScoreForm form(adapter);
-    v_.recurrence = (v_.norm == Norm::None || v_.norm == Norm::Sum) && causalMask() &&
+    v_.recurrence = ((v_.norm == Norm::None && (causalMask() || strictMask())) ||
+                     (v_.norm == Norm::Sum && causalMask())) &&
                     form.run(v_.scores[0].expr.get());
+    v_.strict = v_.recurrence && strictMask();
     v_.queryScale.reset();
     v_.keyScale.reset();
     if (v_.recurrence) {
@@ -1353,9 +1400,12 @@ private:
   }
 
   /// The mask is exactly `j <= i`.
-  bool causalMask() const {
+  bool causalMask() const { return maskIs("<="); }
+  /// The mask is exactly `j < i` (a strict-causal recurrence's, with norm none).
+  bool strictMask() const { return maskIs("<"); }
+  bool maskIs(const char *op) const {
     const Expr *m = v_.mask.get();
-    return m && m->kind == Expr::Kind::Binary && m->op == "<=" &&
+    return m && m->kind == Expr::Kind::Binary && m->op == op &&
            m->args[0]->res == Expr::Res::IterIndex && m->args[0]->dimIndex == v_.kvSeqDim &&
            m->args[1]->res == Expr::Res::IterIndex && m->args[1]->dimIndex == v_.qSeqDim;
   }
@@ -1415,10 +1465,11 @@ private:
   /// A decay multiplies any score: it needs no linearity (`linear` false).
   bool needRecurrence(SourceLoc loc, const std::string &keyword, const std::string &what,
                       bool linear) {
-    const char *hint = linear ? "a recurrence has 'norm none', 'mask j <= i' and a score that is "
-                                "dot(q, k) times factors that each read i or j, not both"
+    const char *hint = linear ? "a recurrence has 'norm none', 'mask j <= i' (or 'j < i') and a "
+                                "score that is dot(q, k) times factors that each read i or j, "
+                                "not both"
                               : "a decay turns the variant into a recurrence: write 'norm none' "
-                                "and 'mask j <= i'";
+                                "and 'mask j <= i' (or 'j < i')";
     if (v_.recurrence)
       return true;
     if (v_.norm == Norm::Softmax && keyword == "decay")
@@ -1430,11 +1481,14 @@ private:
                   what + " needs a score linear in dot(q, k): dot times factors free of '" +
                       v_.dims[v_.qSeqDim].name + "' or of '" + v_.dims[v_.kvSeqDim].name + "'",
                   hint);
-    if (causalMask())
+    if (causalMask() || (strictMask() && v_.norm == Norm::None))
       return true;  // only a non-linear score is missing, which `what` does not need
     return fail(loc, keyword.size(),
                 what + " needs the causal mask exactly: 'mask " + v_.dims[v_.kvSeqDim].name +
-                    " <= " + v_.dims[v_.qSeqDim].name + "'",
+                    " <= " + v_.dims[v_.qSeqDim].name + "'" +
+                    (v_.norm == Norm::None ? " (or '" + v_.dims[v_.kvSeqDim].name + " < " +
+                                                 v_.dims[v_.qSeqDim].name + "')"
+                                           : std::string()),
                 hint);
   }
 
@@ -1796,8 +1850,10 @@ private:
         return fail(e, "the output cannot read the score '" + e.name + "' outside attend",
                     "the output is an expression of attend(" + e.name + ", " + vT().name +
                         "), params by the query position and numbers");
-      if (ctx == Context::Decay || ctx == Context::Gate)
-        return fail(e, std::string("the ") + (ctx == Context::Decay ? "decay" : "gate") +
+      if (ctx == Context::Decay || ctx == Context::Gate || ctx == Context::Bonus)
+        return fail(e, std::string("the ") +
+                           (ctx == Context::Decay ? "decay" : ctx == Context::Gate ? "gate"
+                                                                                   : "bonus") +
                            " cannot depend on the score '" + e.name + "'",
                     "a decay or gate is a factor per step: positions and params only");
       return fail(e, "score '" + e.name + "' cannot refer to itself");

@@ -924,6 +924,11 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    cum = torch.cumsum(torch.log(gamma), dim=-1)\n";
     out += "    cum_k = cum[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
            "masked\n";
+    if (v.strict)
+      out += "    cum_q = cum - torch.log(gamma)  # strictly causal: query i reads the state "
+             "before step i\n";
+    else
+      out += "    cum_q = cum\n";
   }
   if (v.gate) {
     const std::string D = pyString(v.dims[v.headDim].name);
@@ -936,6 +941,11 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    cg = torch.cumsum(torch.log(gate), dim=2)\n";
     out += "    cg_k = cg[:, :, torch.arange(J, device=dev).clamp(max=I - 1)]  # keys past I are "
            "masked\n";
+    if (v.strict)
+      out += "    cg_q = cg - torch.log(gate)  # strictly causal: query i reads the state "
+             "before step i\n";
+    else
+      out += "    cg_q = cg\n";
     out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J * n[" + D + "]))\n";
   } else {
     out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
@@ -943,7 +953,7 @@ void emitReference(const Variant &v, std::string &out) {
   emitQueryChunks(I, out);
   if (v.gate)  // masked keys (j > i) may overflow here: `allowed` drops them
   {
-    out += "        e = torch.exp(cg[:, :, i0:i1, None, :] - cg_k[:, :, None, :, :])\n";
+    out += "        e = torch.exp(cg_q[:, :, i0:i1, None, :] - cg_k[:, :, None, :, :])\n";
     out += "        dot = (q[:, :, i0:i1, None, :] * k[:, :, None, :, :] * e).sum(-1)\n";
     out += "        del e\n";
   }
@@ -962,7 +972,7 @@ void emitReference(const Variant &v, std::string &out) {
   case Norm::None:
   case Norm::Sum:
     if (v.decay)
-      out += "        s = s * torch.exp(cum[:, :, i0:i1, None] - cum_k[:, :, None, :])\n";
+      out += "        s = s * torch.exp(cum_q[:, :, i0:i1, None] - cum_k[:, :, None, :])\n";
     out += "        w = torch.where(allowed, s, 0.0)\n";
     if (v.norm == Norm::Sum) {  // divided by the weights' sum; a sum of 0 leaves the row 0
       out += "        den = w.sum(dim=-1, keepdim=True)\n";
@@ -985,6 +995,21 @@ void emitReference(const Variant &v, std::string &out) {
   }
   out += std::string("        del allowed, s, w") + (v.norm == Norm::Relu2 ? ", r" : "") +
          "  # free this chunk's blocks before the next one\n";
+  if (v.bonus) {
+    const std::string D = pyString(v.dims[v.headDim].name);
+    out += "    # the bonus: the current token's term, score(i, i) of the dot\n";
+    out += "    # sum_d q_i k_i bonus(i, d), times v_i\n";
+    out += "    ixb = dict(ix)\n";
+    out += "    ixb[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
+    out += "    ixb[" + J + "] = ixb[" + I + "]\n";
+    out += "    ixu = dict(ixb)\n";
+    out += "    ixu[" + D + "] = torch.arange(n[" + D + "], device=dev).view(1, 1, 1, n[" + D +
+           "])\n";
+    out += "    u = torch.broadcast_to(_bonus(ixu, extents, p, dev), (B, H, I, n[" + D + "]))\n";
+    out += "    bdot = (q * k[:, :, :I] * u).sum(dim=-1, keepdim=True)\n";
+    out += "    o = o + torch.broadcast_to(_score(bdot, ixb, extents, p, dev), (B, H, I, 1)) * "
+           "v[:, :, :I]\n";
+  }
   if (v.state) {
     // The initial state's term c_i exp(cum[i]) fq(q_i) S0, and the final state
     // exp(cum[T-1]) S0 + sum_{j < min(I, J)} exp(cum[T-1] - cum[j]) fk(k_j) v_j^T.
@@ -997,8 +1022,8 @@ void emitReference(const Variant &v, std::string &out) {
     out += "    ixc[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
     out += "    c = torch.broadcast_to(_query_scale(ixc, extents, p, dev), (B, H, I, 1))\n";
     if (v.decay)
-      out += "    c = c * torch.exp(cum)[..., None]\n";
-    out += std::string("    o = o + c * (") + (v.gate ? "(q * torch.exp(cg))" : "q") + " @ s0)\n";
+      out += "    c = c * torch.exp(cum_q)[..., None]\n";
+    out += std::string("    o = o + c * (") + (v.gate ? "(q * torch.exp(cg_q))" : "q") + " @ s0)\n";
     if (v.decay) {
       out += "    last = cum[:, :, I - 1]\n";
       out += "    w = torch.exp(last[..., None] - cum_k)  # [b, h, j]\n";
@@ -1089,6 +1114,10 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
     emitExprFunction(v, "_gate", "ix, n, p, dev",
                      at + std::to_string(v.gateLoc.line) + ": gate " + specText(*v.gate),
                      v.gate.get(), true, out);
+  if (v.bonus)
+    emitExprFunction(v, "_bonus", "ix, n, p, dev",
+                     at + std::to_string(v.bonusLoc.line) + ": bonus " + specText(*v.bonus),
+                     v.bonus.get(), true, out);
   if (v.state) {  // the state's terms use the score's query and key factors separately
     std::string line = at + std::to_string(score.loc.line) + ": score " + score.name + " = " +
                        specText(*score.expr);

@@ -266,6 +266,8 @@ private:
       buildRegion(op.getDecay(), {idx, idx, idx}, *var.decay, b.getF32Type());
     if (var.gate)
       buildRegion(op.getGate(), {idx, idx, idx, idx}, *var.gate, b.getF32Type(), true);
+    if (var.bonus)
+      buildRegion(op.getBonus(), {idx, idx, idx, idx}, *var.bonus, b.getF32Type(), true);
     if (var.skip)
       buildElementRegion(op.getSkip(), *var.skip, /*outputMap=*/false, var.skipNegate);
     if (var.outputMap)
@@ -284,7 +286,7 @@ private:
     return !failed;
   }
 
-  /// `channel`: a gate region, (b, h, i, d).
+  /// `channel`: a gate or bonus region, (b, h, i, d).
   void buildRegion(Region &region, ArrayRef<Type> types, const Expr &e, Type result,
                    bool channel = false) {
     OpBuilder::InsertionGuard guard(b);

@@ -1,6 +1,7 @@
 // attn-chunk: recurrences in the chunked form. An attn.attention whose weights factor as a
-// linear recurrence (norm none, the causal mask j <= i, a score linear in dot whose factors
-// each read i or j but not both, an optional per-step decay) becomes loops over (b, h) and
+// linear recurrence (norm none, the causal mask j <= i or the strict j < i -- the chunk step's
+// `strict`, with an optional bonus --, a score linear in dot whose factors each read i or j
+// but not both, an optional per-step decay) becomes loops over (b, h) and
 // chunks of positions, each an attn.chunk_step that carries a [d, dv] state forward (the
 // score's key factors in its key_scale region); with a query length of 1 (decoding) the chunk
 // is 1, the recurrent form S = gamma S + fk(k) v^T, o = c fq(q) S. A `state` operand is
@@ -35,20 +36,6 @@ bool readsAny(Value v, Block &block, ArrayRef<Value> args) {
   if (!def || def->getBlock() != &block)
     return false;  // defined outside the region: a constant or a captured host value
   return llvm::any_of(def->getOperands(), [&](Value x) { return readsAny(x, block, args); });
-}
-
-/// The mask is exactly `j <= i` (cmpi ule/sle of the key index against the query index).
-bool isCausal(Region &mask) {
-  if (mask.empty())
-    return false;
-  Block &block = mask.front();
-  auto yield = cast<YieldOp>(block.getTerminator());
-  auto cmp = yield.getValues()[0].getDefiningOp<arith::CmpIOp>();
-  if (!cmp || cmp->getBlock() != &block)
-    return false;
-  bool le = cmp.getPredicate() == arith::CmpIPredicate::ule ||
-            cmp.getPredicate() == arith::CmpIPredicate::sle;
-  return le && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
 }
 
 /// The recurrence form (dialect/RecurrenceForm.h) over a score region: block arguments i (2),
@@ -140,8 +127,9 @@ const char *notRecurrence(AttentionOp op) {
     return "paged or quantised K/V";
   if (!op.getOutput().empty())
     return "an output map (the quadratic form applies it)";
-  if (!isCausal(op.getMask()))
-    return "the mask is not j <= i";
+  bool strict = op.getNorm() == NormKind::none && isCausalMask(op.getMask(), /*strict=*/true);
+  if (!strict && !isCausalMask(op.getMask(), /*strict=*/false))
+    return "the mask is not j <= i (nor j < i with norm none)";
   RegionForm adapter(op.getScore());
   if (!RecurrenceForm<RegionForm, Value>(adapter).run(adapter.root()))
     return "the score is not dot times factors that each read i or j, not both";
@@ -215,7 +203,9 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
                                     projection, b, h, hk, n0, rw.getI64IntegerAttr(size),
                                     rw.getI64IntegerAttr(int64_t(op.getQkGroup())),
                                     normalize ? rw.getUnitAttr() : UnitAttr(),
-                                    op.getRmsEpsAttr());
+                                    op.getRmsEpsAttr(),
+                                    isCausalMask(op.getMask(), /*strict=*/true) ? rw.getUnitAttr()
+                                                                                : UnitAttr());
     splitScore(rw, loc, op.getScore(), step);
     rw.setInsertionPointAfter(step);
     rw.cloneRegionBefore(op.getFeatureQ(), step.getFeatureQ(), step.getFeatureQ().end());
@@ -223,6 +213,7 @@ struct ChunkRecurrence : OpRewritePattern<AttentionOp> {
     rw.cloneRegionBefore(op.getDecay(), step.getDecay(), step.getDecay().end());
     rw.cloneRegionBefore(op.getGate(), step.getGate(), step.getGate().end());
     rw.cloneRegionBefore(op.getSkip(), step.getSkip(), step.getSkip().end());
+    rw.cloneRegionBefore(op.getBonus(), step.getBonus(), step.getBonus().end());
     rw.eraseOp(op);
     return success();
   }

@@ -31,10 +31,10 @@ const char *noBackward(AttentionOp op) {
     return "paged or quantised K/V is for decoding, which needs no backward";
   bool recurrentDecay = !op.getDecay().empty() && op.getNorm() != NormKind::softmax;
   if (op.getState() || recurrentDecay || !op.getGate().empty() || !op.getSkip().empty() ||
-      op.getProjection() || op.getQkGroup() > 1 ||
+      !op.getBonus().empty() || op.getProjection() || op.getQkGroup() > 1 ||
       op.getNorm() == NormKind::sum)
-    return "the backward of a recurrence (state, decay, gate, skip, projection, norm sum, "
-           "rmsnorm, q/k head groups) is not implemented yet";
+    return "the backward of a recurrence (state, decay, gate, bonus, skip, projection, norm "
+           "sum, rmsnorm, q/k head groups) is not implemented yet";
   if (!op.getFeatureQ().empty() || !op.getFeatureK().empty())
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())

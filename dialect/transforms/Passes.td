@@ -44,7 +44,8 @@ def AttnChunk : Pass<"attn-chunk", "::mlir::func::FuncOp"> {
   let summary = "Compute recurrences (linear attention, RetNet, per-step decays) in chunks";
   let description = [{
     Algorithm selection for the recurrence family. An `attn.attention` whose weights are a
-    linear recurrence -- norm none, the causal mask `j <= i`, a score that is `dot` or `dot`
+    linear recurrence -- norm none, the causal mask `j <= i` (or `j < i`: the step's `strict`,
+    with the op's `bonus` region), a score that is `dot` or `dot`
     times a factor that reads neither j nor dot, optional `feature_q`/`feature_k` maps and an
     optional per-step `decay` -- is replaced by loops over batch and heads that zero a [d, dv]
     f32 state and walk the positions in chunks of `chunk-size`, one `attn.chunk_step` per

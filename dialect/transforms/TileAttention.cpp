@@ -217,19 +217,24 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
       return signalPassFailure();
     }
     // The quadratic form has no state to start from or to hand on (nor a gate, skip term, q/k
-    // head groups or norm sum).
+    // head groups, norm sum, a bonus or a strict-causal decay: its decays stop before i).
     WalkResult stateful = getOperation()->walk([](AttentionOp op) {
       bool sum = op.getNorm() == NormKind::sum;
+      bool strictDecay = !op.getDecay().empty() && op.getNorm() == NormKind::none &&
+                         isCausalMask(op.getMask(), /*strict=*/true);
       if (!op.getState() && op.getGate().empty() && op.getSkip().empty() &&
-          op.getQkGroup() == 1 && !sum && !op.getProjection())
+          op.getQkGroup() == 1 && !sum && !op.getProjection() && op.getBonus().empty() &&
+          !strictDecay)
         return WalkResult::advance();
       op.emitError() << "a recurrence with "
-                     << (op.getState()            ? "a state"
-                         : !op.getGate().empty() ? "a gate"
-                         : !op.getSkip().empty() ? "a skip term"
-                         : sum                   ? "norm sum"
-                         : op.getProjection()    ? "a projected feature map"
-                                                 : "a q/k head group")
+                     << (op.getState()             ? "a state"
+                         : !op.getGate().empty()  ? "a gate"
+                         : !op.getSkip().empty()  ? "a skip term"
+                         : sum                    ? "norm sum"
+                         : op.getProjection()     ? "a projected feature map"
+                         : !op.getBonus().empty() ? "a bonus"
+                         : strictDecay            ? "a decay and the mask j < i"
+                                                  : "a q/k head group")
                      << " needs the chunked form (attn-chunk), which did not apply: compile "
                         "without --no-chunk";
       return WalkResult::interrupt();

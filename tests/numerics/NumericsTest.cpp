@@ -379,6 +379,44 @@ TEST(ChunkNumerics, ChunkedAndQuadraticFormsMatchReference) {
   }
 }
 
+/// Strict-causal recurrences (mask j < i; tests/python/specs/strict_recurrence.attn and
+/// specs/rwkv6.attn): a gate per channel with RWKV's bonus, a decay with key factors, a bonus of
+/// the position, a state and a skip term, plain strict linear attention with an rmsnorm; chunk
+/// sizes from 1 (the single-step form) to more than the sequence, ragged lengths. Each run is
+/// checked against the quadratic and the recurrent float64 forms (and the final state).
+TEST(ChunkNumerics, StrictRecurrencesMatchReference) {
+  fs::path root = fs::path(ATTNC_SOURCE_DIR);
+  for (const fs::path &path :
+       {root / "tests" / "python" / "specs" / "strict_recurrence.attn", root / "specs" / "rwkv6.attn"}) {
+    {  // attn-chunk takes every variant as a strict chunk step
+      Compiler compiler;
+      CompileOptions options;
+      Diagnostic diag;
+      ASSERT_TRUE(compiler.loadSpec(path.string(), readText(path), diag) &&
+                  compiler.lowerToAttn(options, diag) &&
+                  compiler.lowerTo(Stage::Tiled, options, diag));
+      std::string text = compiler.printModule();
+      size_t steps = 0;
+      for (size_t at = text.find("strict}"); at != std::string::npos; at = text.find("strict}", at + 1))
+        ++steps;
+      EXPECT_EQ(steps, compiler.spec().variants.size()) << path;
+    }
+    for (int64_t chunk : {1, 5, 16, 64}) {
+      Compiler compiler;
+      PipelineOptions o;
+      o.chunkSize = chunk;
+      auto module = compileF32(compiler, path.string(), readText(path), o);
+      ASSERT_TRUE(module) << path;
+      for (const Variant &v : compiler.spec().variants) {
+        ASSERT_TRUE(v.recurrence && v.strict) << v.name;
+        std::string label = v.name + " chunk " + std::to_string(chunk);
+        for (const char *shape : {"i=1", "i=2", "i=77", "i=130,h=2"})
+          expectMatchesReference(*module, v, label, shape, false, 1);
+      }
+    }
+  }
+}
+
 /// The declared bf16 dtypes: inputs rounded to bf16, f32 arithmetic, output rounded to bf16.
 TEST(SpecNumericsLowPrecision, Bf16SpecsWithinBf16Tolerance) {
   for (const std::string &spec : specNames()) {

@@ -665,6 +665,16 @@ TEST(Sema, RecurrenceAndState) {
   text = recurrenceSpec("", "dot(q, k) / (i * (j + 1.0))");  // a float product splits
   ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
   EXPECT_TRUE(f.variants[0].recurrence && f.variants[0].keyScale);
+  // Strict-causal recurrences: mask j < i with norm none, a bonus weighing the head channels.
+  text = skipSpec("attend(s, v)", "mask j < i\n  norm none\n  param u[h, d]\n  bonus u[h, d]");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  EXPECT_TRUE(f.variants[0].recurrence && f.variants[0].strict && f.variants[0].bonus);
+  text = recurrenceSpec("", "dot(q, k)", "mask j < i\n  norm none");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  EXPECT_TRUE(f.variants[0].recurrence && f.variants[0].strict && !f.variants[0].bonus);
+  text = recurrenceSpec("", "dot(q, k)", "mask j <= i\n  norm none");
+  ASSERT_TRUE(loadSpec("r.attn", text, f, diag)) << diag.render(text);
+  EXPECT_TRUE(f.variants[0].recurrence && !f.variants[0].strict);
   // Not recurrences: a factor that reads i and j, a softmax, a window.
   for (auto [score, rest] : {std::pair{"dot(q, k) * (i - j)", "mask j <= i\n  norm none"},
                              std::pair{"dot(q, k) * (i * j)", "mask j <= i\n  norm none"},
@@ -684,8 +694,25 @@ TEST(Sema, RecurrenceAndState) {
       {recurrenceSpec("state st[b, h, d, dv] : bf16"), "the state is f32, got bf16"},
       {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j <= i"),
        "a state needs norm none"},
-      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j < i\n  norm none"),
-       "a state needs the causal mask exactly: 'mask j <= i'"},
+      {recurrenceSpec("state st[b, h, d, dv]", "dot(q, k)", "mask j < i + 1\n  norm none"),
+       "a state needs the causal mask exactly: 'mask j <= i' (or 'j < i')"},
+      // bonus: the current token's term of a strict-causal recurrence (RWKV's u)
+      {skipSpec("attend(s, v)", "mask j < i\n  norm none\n  bonus g[b, j, h]"),
+       "the bonus weighs the current token: it may not use 'j'"},
+      {skipSpec("attend(s, v)", "mask j < i\n  norm none\n  bonus i > 0"),
+       "the bonus must be a number, got bool"},
+      {skipSpec("attend(s, v)", "mask j < i\n  norm none\n  bonus s"),
+       "the bonus cannot depend on the score 's'"},
+      {skipSpec("attend(s, v)", "mask j <= i\n  norm none\n  bonus 0.5"),
+       "a bonus needs a strict-causal linear recurrence: 'norm none', 'mask j < i' and a score "
+       "linear in dot(q, k)"},
+      {skipSpec("attend(s, v)", "mask j < i\n  bonus 0.5"),
+       "a bonus needs a strict-causal linear recurrence: 'norm none', 'mask j < i' and a score "
+       "linear in dot(q, k)"},
+      {skipSpec("attend(s, v)", "mask j < i\n  norm none\n  bonus 0.5\n  bonus 0.5"),
+       "duplicate 'bonus' statement"},
+      {recurrenceSpec("bonus 0.5", "dot(q, k)", "mask j < i\n  norm none"),
+       "a bonus needs the key length to be the query length"},
       {recurrenceSpec("state st[b, h, d, dv]", "exp(dot(q, k))"),
        "a state needs a score linear in dot(q, k): dot times factors free of 'i' or of 'j'"},
       {recurrenceSpec("state st[b, h, d, dv]\n  state t2[b, h, d, dv]"),

@@ -5,7 +5,10 @@
 //   O = c_i exp(g_r) Q S + P V                                (mma on the shared 16-bit S)
 //   S = exp(g_last) S + (K exp(g_last - g_c) f_c)^T V          (attn_gpu.state_update)
 // with g the chunk's cumulative log decays and f its key factors; a gate (GLA) adds the
-// per-channel log gates G (attn_gpu.log_gate_prefix, gate_keys, gate_operand, mma's gate). The
+// per-channel log gates G (attn_gpu.log_gate_prefix, gate_keys, gate_operand, mma's gate). A
+// strict-causal step (RWKV) masks to c < r, its rows take the exclusive g_r - log gamma_r
+// (log_decay_prefix's `exclusive`, gate_operand's `strict`), and its bonus adds
+// score(bonus-weighted q_r . k_r) v_r (attn_gpu.row_dot). The
 // state lives in registers across chunks (#attn_gpu.frag<warp_acc>: each warp a block of rows),
 // its 16-bit copy in shared memory feeds Q S. Copies are emitted synchronously; attn-gpu-pipeline
 // double-buffers them.
@@ -91,7 +94,8 @@ private:
   Type elt;
   Value q, k, v, out, state, proj;
   Value batch, head, qkHead, kvHead, colBase, qLen, kvLen, keysEnd;
-  Value qTile, kTile, vTile, s16, qFeature, kFeature, wTile, cum, gateCum, keyScales;
+  Value qTile, kTile, vTile, s16, qFeature, kFeature, wTile, cum, cumQ, gateCum, keyScales;
+  Value bonusDot;  // strict with a bonus: each row's bonus-weighted q_i . k_i (rows fragment)
   int64_t headDim = 0, rawDim = 0, columns = 0;
 
   Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
@@ -157,7 +161,8 @@ LogicalResult ChunkDistributor::mapArguments() {
   if (Value w = step.getProjection())
     proj = map.lookup(w);
   for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip()})
+                         &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip(),
+                         &step.getBonus()})
     if (failed(materializeCaptures(b, map, *region, written, step)))
       return failure();
   return success();
@@ -196,6 +201,8 @@ void ChunkDistributor::emitSharedTiles() {
   }
   if (!step.getDecay().empty())
     cum = sharedTile(cfg.rows, 0, b.getF32Type(), false);
+  if (cum && step.getStrict())  // the rows' exclusive prefix: the state before their step
+    cumQ = sharedTile(cfg.rows, 0, b.getF32Type(), false);
   if (!step.getGate().empty())
     gateCum = sharedTile(cfg.rows, headDim, b.getF32Type(), false);
   if (!step.getKeyScale().empty())
@@ -239,6 +246,12 @@ void ChunkDistributor::emitLanded(Value n0, Value &qT, Value &kT) {
       barrier();
     }
   }
+  if (!step.getBonus().empty()) {  // before gate_keys rewrites K in place
+    auto op = RowDotOp::create(b, loc, rowsType(), qT, kT, batch, head, n0, qLen,
+                               b.getI64IntegerAttr(headDim));
+    cloneRegion(step.getBonus(), op.getWeight());
+    bonusDot = op;
+  }
   if (keyScales) {
     auto op = KeyFactorsOp::create(b, loc, keyScales, batch, head, n0, keysEnd);
     cloneRegion(step.getKeyScale(), op.getKeyScale());
@@ -246,7 +259,8 @@ void ChunkDistributor::emitLanded(Value n0, Value &qT, Value &kT) {
       barrier();
   }
   if (cum) {
-    auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, n0, qLen, Value(), false, true);
+    auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, n0, qLen, Value(), cumQ, false,
+                                       true);
     cloneRegion(step.getDecay(), op.getDecay());
   }
   if (gateCum) {
@@ -257,27 +271,29 @@ void ChunkDistributor::emitLanded(Value n0, Value &qT, Value &kT) {
 }
 
 /// P = Q K^T (gated: q~ K~^T with the block factors), then the score region, decays and key
-/// factors under the mask c <= r and the keys below kv_len.
+/// factors under the mask c <= r (strict: c < r) and the keys below kv_len.
 Value ChunkDistributor::emitScores(Value n0, Value qOp, Value kT) {
   Value p = MmaOp::create(b, loc, accType(cfg.rows), qOp, kT, splat(accType(cfg.rows), 0),
                           gateCum, /*transpose_b=*/true, /*gate_blocks=*/bool(gateCum),
                           MmaKindAttr());
   auto score = ScoreOp::create(b, loc, accType(cfg.rows), p, batch, head, n0, n0, qLen, kvLen,
-                               cum, cum, keyScales, /*full=*/Value(), b.getF32FloatAttr(0),
+                               cumQ ? cumQ : cum, cum, keyScales, /*full=*/Value(),
+                               b.getF32FloatAttr(0),
                                b.getI64IntegerAttr(1));
   cloneRegion(step.getScore(), score.getScore());
-  // The recurrence's mask: key j <= query i.
+  // The recurrence's mask: key j <= query i (strict: j < i).
   Type index = b.getIndexType();
   Block *mask = b.createBlock(&score.getMask(), {}, {index, index, index, index},
                               {loc, loc, loc, loc});
-  Value allowed = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, mask->getArgument(3),
-                                        mask->getArgument(2));
+  Value allowed = arith::CmpIOp::create(
+      b, loc, step.getStrict() ? arith::CmpIPredicate::ult : arith::CmpIPredicate::ule,
+      mask->getArgument(3), mask->getArgument(2));
   YieldOp::create(b, loc, allowed);
   b.setInsertionPointAfter(score);
   return score;
 }
 
-/// O = c_i exp(g_r) q S + P V, then norm sum, rmsnorm and the skip term.
+/// O = c_i exp(g_r) q S + P V (+ the bonus term), then norm sum, rmsnorm and the skip term.
 Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
   int64_t bv = cfg.valueSlice;
   Value o = MmaOp::create(b, loc, accType(columns), qOp, s16, splat(accType(columns), 0), gateCum,
@@ -287,12 +303,22 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
   cloneRegion(step.getScore(), factor.getBody());  // linear in its dot, free of j
   o = factor;
   if (cum)
-    o = fmul(o, broadcast(math::ExpOp::create(b, loc, LoadRowsOp::create(b, loc, rowsType(), cum)),
+    o = fmul(o, broadcast(math::ExpOp::create(
+                              b, loc, LoadRowsOp::create(b, loc, rowsType(), cumQ ? cumQ : cum)),
                           columns));
   Value ov = columns == bv ? o : ColumnsOp::create(b, loc, accType(bv), o, 0).getResult();
   Value pOp = ToOperandOp::create(
       b, loc, fragmentType({cfg.rows, cfg.rows}, elt, FragmentKind::operand_a), p);
   ov = MmaOp::create(b, loc, accType(bv), pOp, vTile, ov, Value(), false, false, MmaKindAttr());
+  if (bonusDot) {  // + score(b, h, i, i, the bonus dot) key_scale(i) v_i: V's row i is the chunk's
+    auto weight = MapElementsOp::create(b, loc, accType(bv), broadcast(bonusDot, bv),
+                                        ValueRange(), batch, head, n0, idx(0), qLen);
+    cloneRegion(step.getScore(), weight.getBody());  // linear in its dot, free of j
+    Value w = weight;
+    if (keyScales)
+      w = fmul(w, broadcast(LoadRowsOp::create(b, loc, rowsType(), keyScales), bv));
+    ov = fadd(ov, fmul(w, LoadAccOp::create(b, loc, accType(bv), vTile)));
+  }
   if (step.getNormalize()) {  // divide by the weights' sum: c_i exp(g_r) q z + sum_c P[r, c]
     Value z = ColumnsOp::create(b, loc, accType(8), o, bv);
     Value sum = quadSum(fadd(sumRows(z), sumRows(p)));
@@ -363,8 +389,8 @@ LogicalResult ChunkDistributor::run() {
     emitLanded(n0, qT, kT);
     Value qOp = LoadOperandOp::create(
         b, loc, fragmentType({cfg.rows, headDim}, elt, FragmentKind::operand_a), qT);
-    if (gateCum)  // q~ = q exp(G[r] - G[r0])
-      qOp = GateOperandOp::create(b, loc, qOp.getType(), qOp, gateCum);
+    if (gateCum)  // q~ = q exp(G[r] - G[r0]) (strict: G[r - 1] - G[r0])
+      qOp = GateOperandOp::create(b, loc, qOp.getType(), qOp, gateCum, step.getStrict());
     Value p = emitScores(n0, qOp, kT);
     Value o = emitOutput(n0, qOp, p);
     StoreTileOp::create(b, loc, o, out, batch, head, n0, qLen, ValueRange{}, colBase,

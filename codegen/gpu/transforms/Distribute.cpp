@@ -474,7 +474,8 @@ void FlashDistributor::emitLaunch() {
 void FlashDistributor::keyTilePrefix(Value j0) {
   if (!cumQ)
     return;
-  auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, false, false);
+  auto op = LogDecayPrefixOp::create(b, loc, cumK, batch, head, j0, qLen, keyBase, Value(),
+                                     false, false);
   cloneRegion(t.scores.getDecay(), op.getDecay());
 }
 
@@ -649,8 +650,8 @@ LogicalResult FlashDistributor::run() {
   }
   if (cumQ) {
     auto prefix = [&](Value cum, Value p0, Value carry, bool totalOnly) {
-      auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, p0, qLen, carry, totalOnly,
-                                         /*relative=*/false);
+      auto op = LogDecayPrefixOp::create(b, loc, cum, batch, head, p0, qLen, carry, Value(),
+                                         totalOnly, /*relative=*/false);
       cloneRegion(t.scores.getDecay(), op.getDecay());
     };
     prefix(cumQ, i0, Value(), false);

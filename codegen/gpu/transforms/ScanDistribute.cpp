@@ -146,7 +146,8 @@ LogicalResult ScanDistributor::mapThreads() {
   e = minIdx(ev, idx(dv - 1));
   store = both(active, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, idx(0)));
   for (Region *region : {&step.getScore(), &step.getFeatureQ(), &step.getFeatureK(),
-                         &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip()})
+                         &step.getDecay(), &step.getGate(), &step.getKeyScale(), &step.getSkip(),
+                         &step.getBonus()})
     if (failed(materializeCaptures(b, map, *region, written, step)))
       return failure();
   const int64_t perLane = cast<MemRefType>(q.getType()).getDimSize(3) / lanes;
@@ -269,9 +270,11 @@ LogicalResult mlir::attngpu::distributeScan(OpBuilder &b, ChunkStepOp step,
     return step.emitError() << "not supported yet on CUDA: a projected feature map with a value "
                                "dim that is not a multiple of 16 (got "
                             << dv << ")";
-  if (step.getNormalize() || step.getRmsEps())
+  if (step.getNormalize() || step.getRmsEps() || step.getStrict())
     return step.emitError() << "not supported yet on CUDA: "
-                            << (step.getNormalize() ? "norm sum" : "an output rmsnorm")
+                            << (step.getNormalize() ? "norm sum"
+                                : step.getRmsEps()  ? "an output rmsnorm"
+                                                    : "a strict-causal recurrence (mask j < i)")
                             << " with a head or value dim that is not a multiple of 16 (got " << d
                             << " and " << dv << "); the CPU back end computes it";
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));

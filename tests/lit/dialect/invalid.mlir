@@ -434,6 +434,65 @@ func.func @chunk_rms_eps(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: me
 
 // -----
 
+func.func @chunk_bonus_needs_strict(%q: memref<?x?x?x64xf32>, %s: memref<64x64xf32>, %o: memref<?x?x?x64xf32>, %n: index) {
+  // expected-error @+1 {{a bonus (the current token's term) needs 'strict'}}
+  attn.chunk_step %q, %q, %q[%n, %n, %n, %n] state %s -> %o {chunk = 16 : i64}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<64x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } bonus {
+    ^bb0(%b: index, %h: index, %i: index, %c: index):
+      %u = arith.constant 0.5 : f32
+      attn.yield %u : f32
+    }
+  return
+}
+
+// -----
+
+func.func @bonus_needs_strict_mask(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{a bonus (the current token's term) needs norm none, the mask exactly j < i}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ule, %j, %i : index
+      attn.yield %m : i1
+    } bonus {
+    ^bb0(%b: index, %h: index, %i: index, %c: index):
+      %u = arith.constant 0.5 : f32
+      attn.yield %u : f32
+    }
+  return
+}
+
+// -----
+
+func.func @bonus_region_arguments(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>) {
+  // expected-error @+1 {{'bonus' region must have one block taking (b, h, i, c : index)}}
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ult, %j, %i : index
+      attn.yield %m : i1
+    } bonus {
+    ^bb0(%b: index, %h: index, %i: index):
+      %u = arith.constant 0.5 : f32
+      attn.yield %u : f32
+    }
+  return
+}
+
+// -----
+
 func.func @projection_head_dim(%q: memref<?x?x?x64xf32>, %w: memref<128x32xf32>, %o: memref<?x?x?x64xf32>) {
   // expected-error @+1 {{head dim differs between q (64) and projection (32)}}
   attn.attention %q, %q, %q -> %o proj %w {group = 1 : i64, norm = #attn.norm<sum>}

@@ -14,6 +14,10 @@
 // RUN: attnc-opt %t.perf.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=PROJ
 // RUN: attnc %specs/retnet.attn --emit=tiled -o %t.slice.mlir
 // RUN: attnc-opt %t.slice.mlir --attn-gpu-select-strategy --attn-gpu-distribute=value-slice=64 | FileCheck %s --check-prefix=SLICE
+// RUN: attnc %specs/rwkv6.attn --emit=tiled -o %t.rwkv.mlir
+// RUN: attnc-opt %t.rwkv.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=STRICT
+// RUN: attnc %S/../../python/specs/strict_recurrence.attn --emit=tiled -o %t.strict.mlir
+// RUN: attnc-opt %t.strict.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=STRICTD
 // RUN: attnc %specs/s4d.attn --emit=tiled -o %t.scan.mlir
 // RUN: attnc-opt %t.scan.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=SCAN
 
@@ -108,3 +112,27 @@
 // SCAN: math.exp
 // SCAN-NOT: attn_gpu.mma
 // SCAN: gpu.return
+
+// RWKV-6, a strict-causal chunk: the bonus dot of each row's own q and k (before gate_keys
+// rewrites K), q's gates from the row before (gate_operand strict), the mask j < i, and the
+// bonus term score(dot) v_i added to P V from V's rows in the accumulator layout.
+// STRICT: attn_gpu.row_dot %{{.*}}, %{{.*}}[%block_id_z, %block_id_y, %{{.*}}] below %{{.*}} {columns = 64 : i64}
+// STRICT: attn_gpu.log_gate_prefix
+// STRICT: attn_gpu.gate_keys
+// STRICT: attn_gpu.gate_operand %{{.*}}, %{{.*}} {strict}
+// STRICT: attn_gpu.score
+// STRICT: arith.cmpi ult
+// STRICT: attn_gpu.mma
+// STRICT: attn_gpu.broadcast_rows
+// STRICT: attn_gpu.map_elements
+// STRICT: attn_gpu.load_acc
+// STRICT: attn_gpu.state_update
+
+// A strict per-step decay: the rows' exclusive log decays (the state before their step) feed
+// the score's query side and the state term; the keys' inclusive ones the rest.
+// STRICTD-LABEL: gpu.func @strict_decay_state
+// STRICTD: attn_gpu.log_decay_prefix %[[CUM:.*]][%block_id_z, %block_id_y, %{{.*}}] below %{{.*}} exclusive %[[EX:[^ ]*]] {relative}
+// STRICTD: attn_gpu.score %{{.*}} decay %[[EX]], %[[CUM]] key_scale
+// STRICTD: arith.cmpi ult
+// STRICTD: attn_gpu.load_rows %[[EX]]
+// STRICTD: attn_gpu.state_update {{.*}} decay %[[CUM]]

@@ -50,6 +50,41 @@ func.func @decayed(%q: memref<?x?x?x64xf32>, %k: memref<?x?x?x64xf32>, %v: memre
 
 // -----
 
+// A strict-causal recurrence (RWKV: mask j < i, a gate per channel, the bonus of the current
+// token): the chunk step is `strict` and carries the bonus region.
+// CHECK-LABEL: func.func @strict_bonus
+// CHECK: attn.chunk_step {{.*}} {chunk = 16 : i64, strict}
+// CHECK: } gate {
+// CHECK: memref.load %arg2
+// CHECK: } bonus {
+// CHECK: memref.load %arg3
+// CHECK-NOT: attn.attention
+func.func @strict_bonus(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>,
+                        %w: memref<?x?x?x64xf32>, %u: memref<?x64xf32>) {
+  attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
+      : memref<?x?x?x64xf32>, memref<?x?x?x64xf32>, memref<?x?x?x64xf32> -> memref<?x?x?x64xf32>
+    score {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+      attn.yield %dot : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index):
+      %m = arith.cmpi ult, %j, %i : index
+      attn.yield %m : i1
+    } gate {
+    ^bb0(%b: index, %h: index, %i: index, %c: index):
+      %g = memref.load %w[%b, %h, %i, %c] : memref<?x?x?x64xf32>
+      %e = math.exp %g : f32
+      attn.yield %e : f32
+    } bonus {
+    ^bb0(%b: index, %h: index, %i: index, %c: index):
+      %x = memref.load %u[%h, %c] : memref<?x64xf32>
+      attn.yield %x : f32
+    }
+  return
+}
+
+// -----
+
 // Linear in dot through a chain: -(c1 * (dot * c2)) / c3, the factors free of j.
 // CHECK-LABEL: func.func @chained_factor
 // CHECK: attn.chunk_step
@@ -150,7 +185,7 @@ func.func @qk_groups(%c: memref<?x?x?x64xf32>, %x: memref<?x?x?x32xf32>, %o: mem
 
 // -----
 
-// Not recurrences, left for attn-tile: softmax; a mask other than j <= i; a score factor
+// Not recurrences, left for attn-tile: softmax; a mask other than j <= i or j < i; a score factor
 // that reads i and j (ALiBi-like); a score not linear in dot (dot + 1).
 // CHECK-LABEL: func.func @not_recurrences
 // CHECK-NOT: attn.chunk_step
@@ -173,7 +208,7 @@ func.func @not_recurrences(%q: memref<?x?x?x64xf32>, %o: memref<?x?x?x64xf32>, %
       attn.yield %dot : f32
     } mask {
     ^bb0(%b: index, %h: index, %i: index, %j: index):
-      %m = arith.cmpi ult, %j, %i : index
+      %m = arith.cmpi ne, %j, %i : index
       attn.yield %m : i1
     }
   attn.attention %q, %q, %q -> %o {group = 1 : i64, norm = #attn.norm<none>}
