@@ -7,6 +7,7 @@
 // of the column S[:, e] in registers:
 //   S[c, e] = gamma_t gate_t[c] S[c, e] + k_t fk(k_t[c]) v[t, e]       (keys below kv_len)
 //   o[t, e] = c_t sum_c fq(q_t[c]) S[c, e]  (+ skip(t, e, v[t, e]))
+// (strict-causal: o from the S before the step, plus the bonus term of the current token)
 // the sum over the group by shuffles; gamma is the decay, k_t the score's key factor and c_t its
 // query factor. Threads past the heads or value channels compute on clamped indices (every lane
 // of a warp takes part in the shuffles) and store nothing. Each loop iteration first reads the
@@ -64,14 +65,15 @@ private:
   /// The inputs of one step t: all loaded before the steps of an iteration run.
   struct Inputs {
     Value t, inRange, gamma, weighted, factor, skip;
-    SmallVector<Value> gate, k, q;
+    SmallVector<Value> gate, k, q, bonus;
   };
 
   LogicalResult mapThreads();
   void mapHeads();
   Inputs loadStep(Value position);
   /// S = gamma_t diag(gate_t) S + k_t fk(k_t) v[t, e] (a step past q_len keeps S), and
-  /// o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip).
+  /// o[t, e] = c_t (the group's sum of fq(q_t) . S) (+ skip); strict: o from the S before the
+  /// step, plus c_t k_t sum_c fq(q_t[c]) fk(k_t[c]) bonus(c) v[t, e].
   void applyStep(const Inputs &x, SmallVector<Value> &S);
 
   Value idx(int64_t x) { return arith::ConstantIndexOp::create(b, loc, x); }
@@ -192,6 +194,8 @@ ScanDistributor::Inputs ScanDistributor::loadStep(Value position) {
       return mapped(step.getFeatureK(), load(k, {batch, kHead, t, entry}));
     }));
     x.q.push_back(mapped(step.getFeatureQ(), load(q, {batch, qHead, t, entry})));
+    if (!step.getBonus().empty())
+      x.bonus.push_back(inlineRegion(step.getBonus(), {batch, head, t, entry}));
   }
   x.factor = inlineRegion(step.getScore(), {batch, head, t, idx(0), f32(1)});
   if (!step.getSkip().empty())  // the key dim is the query dim: v has row t
@@ -201,7 +205,12 @@ ScanDistributor::Inputs ScanDistributor::loadStep(Value position) {
 
 void ScanDistributor::applyStep(const Inputs &x, SmallVector<Value> &S) {
   Value acc = f32(0);
+  bool strict = step.getStrict();
   for (size_t m = 0; m < S.size(); ++m) {
+    if (strict)  // the state before the step
+      acc = fadd(acc, fmul(x.q[m], S[m]));
+    if (!x.bonus.empty())  // the current token, its channel m weighed by the bonus
+      acc = fadd(acc, fmul(fmul(x.q[m], x.k[m]), fmul(x.bonus[m], x.weighted)));
     Value decayed = S[m];
     if (x.gamma)
       decayed = fmul(decayed, x.gamma);
@@ -209,7 +218,8 @@ void ScanDistributor::applyStep(const Inputs &x, SmallVector<Value> &S) {
       decayed = fmul(decayed, x.gate[m]);
     S[m] = arith::SelectOp::create(b, loc, x.inRange, fadd(decayed, fmul(x.k[m], x.weighted)),
                                    S[m]);
-    acc = fadd(acc, fmul(x.q[m], S[m]));
+    if (!strict)
+      acc = fadd(acc, fmul(x.q[m], S[m]));
   }
   for (int32_t offset = int32_t(cfg.lanes / 2); offset >= 1; offset /= 2)
     acc = fadd(acc, gpu::ShuffleOp::create(b, loc, acc, offset, 32, gpu::ShuffleMode::XOR)
@@ -238,7 +248,7 @@ LogicalResult ScanDistributor::run() {
     b.setInsertionPointToStart(loop.getBody());
     Value t0 = loop.getInductionVar();
     SmallVector<Value> S(loop.getRegionIterArgs().begin(), loop.getRegionIterArgs().end());
-    SmallVector<Inputs> in;
+    std::vector<Inputs> in;
     for (int64_t u = 0; u < kScanSteps; ++u)
       in.push_back(loadStep(add(t0, u)));
     for (const Inputs &x : in)
@@ -270,11 +280,9 @@ LogicalResult mlir::attngpu::distributeScan(OpBuilder &b, ChunkStepOp step,
     return step.emitError() << "not supported yet on CUDA: a projected feature map with a value "
                                "dim that is not a multiple of 16 (got "
                             << dv << ")";
-  if (step.getNormalize() || step.getRmsEps() || step.getStrict())
+  if (step.getNormalize() || step.getRmsEps())
     return step.emitError() << "not supported yet on CUDA: "
-                            << (step.getNormalize() ? "norm sum"
-                                : step.getRmsEps()  ? "an output rmsnorm"
-                                                    : "a strict-causal recurrence (mask j < i)")
+                            << (step.getNormalize() ? "norm sum" : "an output rmsnorm")
                             << " with a head or value dim that is not a multiple of 16 (got " << d
                             << " and " << dv << "); the CPU back end computes it";
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(config.threads), 1, 1}));

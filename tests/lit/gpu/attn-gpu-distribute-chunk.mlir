@@ -136,3 +136,13 @@
 // STRICTD: arith.cmpi ult
 // STRICTD: attn_gpu.load_rows %[[EX]]
 // STRICTD: attn_gpu.state_update {{.*}} decay %[[CUM]]
+
+// A strict recurrence whose dims are not multiples of 16 takes the scan kernel: each step's row
+// is summed over the lanes' state entries before the step (and the bonus-weighted q_t . k_t),
+// then stored; no tensor cores.
+// STRICTD-LABEL: gpu.func @strict_scan
+// STRICTD-NOT: attn_gpu.mma
+// STRICTD: scf.for {{.*}} step %c8
+// STRICTD: gpu.shuffle  xor
+// STRICTD: memref.store
+// STRICTD: gpu.return
