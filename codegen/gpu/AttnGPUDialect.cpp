@@ -265,8 +265,7 @@ LogicalResult LogDecayPrefixOp::verify() {
     return emitOpError("computes up to 32 positions, or a multiple of 32, got ") << n;
   if (getRelative() && (getCarry() || getTotalOnly()))
     return emitOpError("starts from 0 when relative: no carry");
-  if (getExclusive() && (getTotalOnly() ||
-                         getExclusive().getType().getDimSize(0) != getCum().getType().getDimSize(0)))
+  if (getExclusive() && (getTotalOnly() || getExclusive().getType().getDimSize(0) != n))
     return emitOpError("writes an exclusive prefix of each position of cum: a vector of its size");
   if (getTotalOnly() && !getCarry())
     return emitOpError("writes the total into a carry: total_only needs one");

@@ -173,8 +173,8 @@ void dumpVariant(const Variant &v, std::string &out) {
     out += "  state " + tensorText(*v.state) + "\n";
   out += std::string("  norm ") + normName(v.norm) + "\n";
   if (v.recurrence)
-    out += std::string("  recurrence (linear in dot, ") + (v.strict ? "strictly causal" : "causal") +
-           ", norm " + normName(v.norm) + ")\n";
+    out += std::string("  recurrence (linear in dot, ") +
+           (v.strict ? "strictly causal" : "causal") + ", norm " + normName(v.norm) + ")\n";
   if (v.hasOutput)
     out += "  output " + tensorText(v.output) + " = " + printer.print(*v.outputExpr) + "\n";
   if (v.mix)

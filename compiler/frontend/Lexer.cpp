@@ -7,9 +7,9 @@
 namespace attnc {
 namespace {
 
-const char *const kKeywords[] = {"variant", "dims",  "input", "param",   "score", "mask",  "norm",
-                                 "output",  "paged", "decay", "state",   "feature", "gate", "bonus", "true",
-                                 "false",   "let"};
+const char *const kKeywords[] = {"variant", "dims",  "input",   "param", "score", "mask",
+                                 "norm",    "output", "paged",  "decay", "state", "feature",
+                                 "gate",    "bonus", "true",    "false", "let"};
 
 bool isIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
