@@ -109,8 +109,14 @@ LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask) {
         return false;
     return !withDot || b.getArgument(nIndex).getType() == f32;
   };
-  if (!argsAre(s, 4, true))
-    return op->emitOpError("'score' region must take (b, h, i, j : index, dot : f32)");
+  // (b, h, i, j : index, dot : f32), or with the row norms (..., dot, dot(q, q), dot(k, k))
+  unsigned n = s.getNumArguments();
+  bool ok = n == 5 || n == 7;
+  for (unsigned a = 0; ok && a < n; ++a)
+    ok = s.getArgument(a).getType() == (a < 4 ? Type(idx) : Type(f32));
+  if (!ok)
+    return op->emitOpError("'score' region must take (b, h, i, j : index, dot : f32), or with "
+                           "row norms (b, h, i, j : index, dot, qq, kk : f32)");
   if (failed(verifyYield(op, s, "score", f32)))
     return failure();
   if (mask.empty())

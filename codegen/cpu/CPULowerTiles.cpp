@@ -88,7 +88,18 @@ void lower(Emit &e, TileScoresOp op) {
             kd = e.inlineRegion(op.getFeatureK(), {kd});
           return e.fadd(acc, e.fmul(qd, kd));
         });
-        Value s = e.inlineRegion(op.getScore(), {b, h, i, j, dot});
+        SmallVector<Value> args = {b, h, i, j, dot};
+        if (op.getScore().getNumArguments() == 7) {  // the row norms dot(q, q), dot(k, k)
+          args.push_back(e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+            Value qd = e.load(q, {b, h, i, d});
+            return e.fadd(acc, e.fmul(qd, qd));
+          }));
+          args.push_back(e.reduce(headDim, e.f32(0), [&](Emit &e, Value d, Value acc) {
+            Value kd = e.load(k, {kb, hk, kj, d});
+            return e.fadd(acc, e.fmul(kd, kd));
+          }));
+        }
+        Value s = e.inlineRegion(op.getScore(), args);
         if (op.getDecay().empty())
           return s;
         // A per-step decay: s * exp(log gamma(j + 1) + ... + log gamma(i)), empty past i;

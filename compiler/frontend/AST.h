@@ -99,6 +99,9 @@ struct Expr {
   /// index of its score in Variant::scores. -1 for every other attend (one score: the attend
   /// result y; an rmsnorm(...) node standing for the normalised element).
   int attendScore = -1;
+  /// A row norm in a score (Builtin::Dot of one input with itself): 1 for dot(q, q), the sum
+  /// of squares of query i's row, 2 for dot(k, k), key j's; 0 for the score's dot(q, k).
+  int rowNorm = 0;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -221,6 +224,9 @@ struct Variant {
   /// Per score: the inputs its dot reads (indices into inputs); q and k below are score 0's.
   /// Every score's q has q's dims and dtype, every k k's.
   std::vector<int> scoreQ, scoreK;
+  /// The score reads the row norms dot(q, q) (of query i) and / or dot(k, k) (of key j): cosine
+  /// attention, a distance score. One score only; computed once per row, not per pair.
+  bool rowNormQ = false, rowNormK = false;
   bool hasOutput = false;
   /// Ring attention's block form (addPositionOffsets): the index in `params` of the rank-0 i32
   /// param q_offset (k_offset follows it), the global positions of the block's first query and

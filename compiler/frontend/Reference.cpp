@@ -191,6 +191,7 @@ public:
   /// Current index of every iteration dim (others stay 0 and are never read).
   std::vector<int64_t> &iter() { return iter_; }
   double dot = 0;  // dot(q, k) at the current (b, h, i, j)
+  double rowQ = 0, rowK = 0;  // the row norms dot(q, q) of query i and dot(k, k) of key j
   double x = 0;    // the element a feature map is applied to (a skip term: v at i)
   double proj = 0, sq = 0;  // a projected feature map: dot(x, w[m]) and dot(x, x)
   double attend = 0;        // an output map's attend(s, v) element
@@ -267,8 +268,8 @@ private:
   }
 
   Value builtin(const Expr &e) const {
-    if (e.builtin == Builtin::Dot)
-      return floatValue(dot);
+    if (e.builtin == Builtin::Dot)  // dot(q, k) or a row norm
+      return floatValue(e.rowNorm == 1 ? rowQ : e.rowNorm == 2 ? rowK : dot);
     if (e.builtin == Builtin::Attend)
       return floatValue(e.attendScore >= 0 ? attends[size_t(e.attendScore)] : attend);
     std::vector<Value> a;
@@ -827,11 +828,18 @@ private:
       // j <= i (j < i when strict: its gates run over j + 1 .. i - 1)
       const double *gi = v_.gate ? gateCum(b, h, v_.strict ? i - 1 : i) : nullptr;
       const double *gj = v_.gate ? gateCum(b, h, int64_t(j)) : nullptr;
-      if (rowFeatures_.empty())
+      if (rowFeatures_.empty()) {
         rowFeatures_ = queryFeatures(b, h, i);
+        ev_.rowQ = 0;  // dot(q, q): Sema keeps feature maps away from row norms
+        for (double x : rowFeatures_)
+          ev_.rowQ += x * x;
+      }
       const double *fk = keyFeatures(b, hk, int64_t(j));
-      for (size_t d = 0; d < rowFeatures_.size(); ++d)
+      ev_.rowK = 0;
+      for (size_t d = 0; d < rowFeatures_.size(); ++d) {
         ev_.dot += rowFeatures_[d] * fk[d] * (gi ? std::exp(gi[d] - gj[d]) : 1.0);
+        ev_.rowK += fk[d] * fk[d];
+      }
       s_[j] = ev_.eval(*v_.scores[0].expr).real();
     }
     return any;

@@ -112,6 +112,7 @@ ExprPtr cloneExpr(const Expr &e) {
   out->builtin = e.builtin;
   out->clamp = e.clamp;
   out->attendScore = e.attendScore;
+  out->rowNorm = e.rowNorm;
   return out;
 }
 
@@ -132,7 +133,8 @@ public:
     return checkSupported() && declareNames() && substituteLets() && checkDims() &&
            checkTensors() && findAttention() && inferRoles() && checkDTypes() &&
            checkScoreInputs() && checkPaged() &&
-           checkScore() && checkMask() && checkFeatures() && checkOutputExpr() &&
+           checkScore() && checkMask() && checkFeatures() && checkRowNorms() &&
+           checkOutputExpr() &&
            checkRecurrence() && checkDecay() && checkGate() && checkBonus() && checkState() &&
            checkOutputForm() && checkSkip() && checkQKGroups() && checkNormalisers();
   }
@@ -181,6 +183,7 @@ private:
     v_.mix = nullptr;
     v_.scoreQ.clear();
     v_.scoreK.clear();
+    v_.rowNormQ = v_.rowNormK = false;
     for (DimDecl &d : v_.dims) {
       d.role = DimRole::None;
       d.sourceIndex = -1;
@@ -471,19 +474,20 @@ private:
     if (dots.empty())
       return fail(*score.expr, "score '" + score.name + "' does not contain dot(q, k)",
                   "e.g. 'score " + score.name + " = dot(q, k) * rsqrt(d)'");
-    // Every dot of the score is the same dot(q, k) (one product, computed once).
+    // Every dot of two inputs is the same dot(q, k) (one product, computed once); a dot of an
+    // input with itself is a row norm of that q or k (computed once per row).
+    std::vector<std::pair<Expr *, int>> norms;
     for (Expr *dot : dots) {
       if (dot->args.size() != 2)
         return fail(*dot, "'dot' takes 2 arguments, got " + std::to_string(dot->args.size()));
       int q = -1, k = -1;
       if (!inputArg(*dot->args[0], "dot", q) || !inputArg(*dot->args[1], "dot", k))
         return false;
-      if (q == k)
-        return fail(*dot->args[1], "dot needs two different inputs, got '" +
-                                       v_.inputs[size_t(q)].name + "' twice",
-                    "not supported yet: the norms of the rows (dot(q, q)); the score reads "
-                    "dot(q, k)");
-      if (dot == dots.front()) {
+      if (q == k) {
+        norms.push_back({dot, q});
+        continue;
+      }
+      if (sq < 0) {
         sq = q, sk = k;
       } else if (q != sq || k != sk) {
         return fail(*dot, "score '" + score.name + "' reads dot(" + name(sq) + ", " + name(sk) +
@@ -492,6 +496,22 @@ private:
                         name(sq) + ", " + name(sk) + "), as often as it likes; another "
                         "product belongs in another score");
       }
+    }
+    if (sq < 0)
+      return fail(*dots.front(), "score '" + score.name + "' reads no product of two inputs",
+                  "a score reads dot(q, k); dot(" + name(norms.front().second) + ", " +
+                      name(norms.front().second) + ") is the norm of a row of q or k");
+    for (auto [dot, x] : norms) {
+      if (x != sq && x != sk)
+        return fail(*dot, "dot(" + name(x) + ", " + name(x) + ") is not a row norm of the score's "
+                          "inputs: it reads dot(" + name(sq) + ", " + name(sk) + ")",
+                    "write dot(" + name(sq) + ", " + name(sq) + ") or dot(" + name(sk) + ", " +
+                        name(sk) + ")");
+      if (v_.scores.size() > 1)
+        return fail(*dot, "not supported yet: row norms with several scores",
+                    "one score may read dot(q, q) and dot(k, k)");
+      dot->rowNorm = x == sq ? 1 : 2;
+      (x == sq ? v_.rowNormQ : v_.rowNormK) = true;
     }
     v_.scoreQ.push_back(sq);
     v_.scoreK.push_back(sk);
@@ -1161,6 +1181,23 @@ private:
 
   /// `feature q, k = f(x)`: each named tensor is q or k and has one map; f is a float function
   /// of the element x alone (numbers and builtins; no dims, params or tensors).
+  /// Row norms (dot(q, q), dot(k, k)) read the stored rows: not through a feature map, nor of
+  /// paged or quantised keys (decoding).
+  bool checkRowNorms() {
+    if (!v_.rowNormQ && !v_.rowNormK)
+      return true;
+    std::vector<Expr *> dots;
+    collectCalls(*v_.scores[0].expr, "dot", dots);
+    const Expr *norm = *std::find_if(dots.begin(), dots.end(),
+                                     [](const Expr *d) { return d->rowNorm != 0; });
+    if (!v_.features.empty())
+      return fail(*norm, "not supported yet: row norms with a feature map",
+                  "dot(q, q) reads the stored row; a feature map changes what dot(q, k) reads");
+    if (v_.rowNormK && (v_.paged || !v_.inputs[size_t(v_.k)].scale.empty()))
+      return fail(*norm, "not supported yet: the row norms of paged or quantised keys");
+    return true;
+  }
+
   bool checkFeatures() {
     v_.featureQ = v_.featureK = nullptr;
     projectedQ_ = projectedK_ = false;
@@ -1414,7 +1451,7 @@ private:
   struct FormAdapter {
     const VariantChecker &c;
     FormShape shape(const Expr *e) const {
-      if (e->kind == Expr::Kind::Call && e->builtin == Builtin::Dot)
+      if (e->kind == Expr::Kind::Call && e->builtin == Builtin::Dot && !e->rowNorm)
         return FormShape::Dot;
       if (e->kind == Expr::Kind::Unary && e->op == "-")
         return FormShape::Neg;

@@ -350,8 +350,10 @@ private:
 
   Val builtin(const Expr &e) {
     switch (e.builtin) {
-    case Builtin::Dot:
-      return leaf("dot", kQSeq | kKVSeq);
+    case Builtin::Dot:  // dot(q, k), or a row norm: qq [B, H, rows, 1], kk [B, H, 1, J]
+      return e.rowNorm == 1   ? leaf("qq", kQSeq)
+             : e.rowNorm == 2 ? leaf("kk", kKVSeq)
+                              : leaf("dot", kQSeq | kKVSeq);
     case Builtin::Attend:  // an output map's attend result (a mix's: score n's), [B, H, I, DV]
       return leaf(e.attendScore >= 0 ? "y" + std::to_string(e.attendScore) : "y",
                   kQSeq | kKVSeq);
@@ -950,6 +952,11 @@ void emitReference(const Variant &v, std::string &out) {
   } else {
     out += "    rows = max(1, CHUNK_ELEMENTS // (B * H * J))\n";
   }
+  if (v.rowNormQ || v.rowNormK) {
+    out += "    # the row norms of the score: dot(q, q) of each query, dot(k, k) of each key\n";
+    out += "    qq = (q * q).sum(dim=-1, keepdim=True)  # [b, h, i, 1]\n";
+    out += "    kk = (k * k).sum(dim=-1)[:, :, None, :]  # [b, h, 1, j]\n";
+  }
   emitQueryChunks(I, out);
   if (v.gate)  // masked keys (j > i) may overflow here: `allowed` drops them
   {
@@ -959,7 +966,11 @@ void emitReference(const Variant &v, std::string &out) {
   }
   else
     out += "        dot = q[:, :, i0:i1] @ kt\n";
-  out += "        s = torch.broadcast_to(_score(dot, ix, extents, p, dev), shape)\n";
+  if (v.rowNormQ || v.rowNormK)
+    out += "        s = torch.broadcast_to(_score(dot, ix, extents, p, dev, qq[:, :, i0:i1], kk), "
+           "shape)\n";
+  else
+    out += "        s = torch.broadcast_to(_score(dot, ix, extents, p, dev), shape)\n";
   out += "        del dot\n";
   switch (v.norm) {
   case Norm::Softmax:
@@ -1097,7 +1108,9 @@ std::string emitTorchReference(const Variant &v, const std::string &specPath) {
                           : "no mask in " + specPath,
                    v.mask.get(), false, out);
   for (size_t n = 0; n < v.scores.size(); ++n)
-    emitExprFunction(v, "_score" + (n ? std::to_string(n) : std::string()), "dot, ix, n, p, dev",
+    emitExprFunction(v, "_score" + (n ? std::to_string(n) : std::string()),
+                     v.rowNormQ || v.rowNormK ? "dot, ix, n, p, dev, qq=None, kk=None"
+                                              : "dot, ix, n, p, dev",
                      at + std::to_string(v.scores[n].loc.line) + ": score " + v.scores[n].name +
                          " = " + specText(*v.scores[n].expr),
                      v.scores[n].expr.get(), true, out);

@@ -109,7 +109,7 @@ private:
   // Function arguments by role, and the region's block arguments while building one.
   Value q, k, vv, out, lse;
   std::vector<Value> params;
-  Value argB, argH, argI, argJ, argDot;
+  Value argB, argH, argI, argJ, argDot, argQQ, argKK;
   Value argX;  // a feature map's element
   Value argSq;  // a projected feature map's sum of squares (its projection is argX)
   Value argD;  // a gate's head channel
@@ -253,7 +253,10 @@ private:
         unsigned(moreQ.size()));
 
     Type idx = b.getIndexType();
-    buildRegion(op.getScore(), {idx, idx, idx, idx, b.getF32Type()}, *score.expr, b.getF32Type());
+    SmallVector<Type> scoreArgs = {idx, idx, idx, idx, b.getF32Type()};
+    if (var.rowNormQ || var.rowNormK)  // (..., dot, dot(q, q), dot(k, k))
+      scoreArgs.append(2, b.getF32Type());
+    buildRegion(op.getScore(), scoreArgs, *score.expr, b.getF32Type());
     if (var.mask)
       buildRegion(op.getMask(), {idx, idx, idx, idx}, *var.mask, b.getI1Type());
     // A projected map: (x . w[m], x . x) -> f32, with the projection w [m, d] an operand.
@@ -301,6 +304,7 @@ private:
     argB = feature ? Value() : arg(0);
     argH = feature ? Value() : arg(1), argI = arg(2), argJ = arg(3);
     argDot = arg(4);
+    argQQ = arg(5), argKK = arg(6);  // a score's row norms, if it reads them
     argD = channel ? argJ : Value();
     if (channel)
       argJ = Value();
@@ -321,7 +325,7 @@ private:
     Block *block = b.createBlock(&region, {}, {idx, idx, idx, idx, b.getF32Type()}, locs);
     argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
     argE = block->getArgument(3);
-    argJ = argDot = argD = argX = argY = Value();
+    argJ = argDot = argQQ = argKK = argD = argX = argY = Value();
     (outputMap ? argY : argX) = block->getArgument(4);
     Value value = toFloat(emit(e), e);
     if (!value)
@@ -342,7 +346,7 @@ private:
     Block *block = b.createBlock(&region, {}, types, locs);
     argB = block->getArgument(0), argH = block->getArgument(1), argI = block->getArgument(2);
     argE = block->getArgument(3);
-    argJ = argDot = argD = argX = argY = Value();
+    argJ = argDot = argQQ = argKK = argD = argX = argY = Value();
     argYs.clear();
     for (size_t n = 0; n < scores; ++n)
       argYs.push_back(block->getArgument(unsigned(4 + n)));
@@ -536,7 +540,10 @@ private:
   Value emitCall(const Expr &e) {
     Location l = loc(e.loc);
     switch (e.builtin) {
-    case Builtin::Dot: return argDot ? argDot : fail(e, "dot(...) is only allowed in the score");
+    case Builtin::Dot: {
+      Value dot = e.rowNorm == 1 ? argQQ : e.rowNorm == 2 ? argKK : argDot;
+      return dot ? dot : fail(e, "dot(...) is only allowed in the score");
+    }
     case Builtin::Attend:
       if (e.attendScore >= 0 && size_t(e.attendScore) < argYs.size())
         return argYs[size_t(e.attendScore)];  // a mix's row of score n

@@ -130,6 +130,8 @@ const char *notRecurrence(AttentionOp op) {
   bool strict = op.getNorm() == NormKind::none && isCausalMask(op.getMask(), /*strict=*/true);
   if (!strict && !isCausalMask(op.getMask(), /*strict=*/false))
     return "the mask is not j <= i (nor j < i with norm none)";
+  if (op.getScore().front().getNumArguments() != 5)
+    return "the score reads row norms (dot(q, q), dot(k, k))";
   RegionForm adapter(op.getScore());
   if (!RecurrenceForm<RegionForm, Value>(adapter).run(adapter.root()))
     return "the score is not dot times factors that each read i or j, not both";

@@ -37,6 +37,8 @@ const char *noBackward(AttentionOp op) {
            "sum, rmsnorm, q/k head groups) is not implemented yet";
   if (!op.getFeatureQ().empty() || !op.getFeatureK().empty())
     return "the backward through feature maps is not implemented yet";
+  if (op.getScore().front().getNumArguments() == 7)
+    return "the backward of row norms (dot(q, q), dot(k, k)) is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
   if (!op.getMoreQ().empty())

@@ -228,6 +228,20 @@ TEST(ForgetGateNumerics, DecayedSoftmaxMatchesReference) {
   });
 }
 
+/// Row norms (tests/python/specs/row_norms.attn): cosine attention with GQA (packed rows under
+/// the default tiling), an L2-distance score under a sliding window, a key norm under a sigmoid
+/// with an output gate; every tiling, ragged shapes, split over the keys.
+TEST(RowNormNumerics, NormsMatchReference) {
+  forEachTestSpecVariant("row_norms.attn", true, [](CPUModule &module, const Variant &v,
+                                                    const std::string &label, bool splitKV) {
+    ASSERT_TRUE(v.rowNormQ || v.rowNormK) << v.name;
+    for (const char *shape : shapes)
+      for (int64_t splits : splitCounts)
+        if (splits == 1 || splitKV)
+          expectMatchesReference(module, v, label, shape, splitKV, splits);
+  });
+}
+
 /// Decoding shapes (a few queries, a long key range) split into many ranges, more splits than key
 /// tiles included: split and unsplit runs both match the float64 reference, so they agree.
 TEST(SplitKVNumerics, SplitsAgreeWithReference) {
