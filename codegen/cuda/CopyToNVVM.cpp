@@ -210,6 +210,59 @@ struct MapTileLowering : OpConversionPattern<MapTileOp> {
   }
 };
 
+/// A group of lanes per row (the row's 16-byte chunks rounded up to a power of two, at most
+/// 32): each lane sums the squares of its chunks (8 elements, in f32), xor shuffles the
+/// group's, its first lane stores the row's.
+struct RowSquaresLowering : OpConversionPattern<RowSquaresOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(RowSquaresOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    MemRefType tile = op.getTile().getType();
+    ThreadContext t(rw, op.getLoc(), op, tile.getElementType());
+    int64_t chunks = sharedColumns(tile) / 8, rows = op.getNorms().getType().getDimSize(0);
+    int64_t lanes = 1;
+    while (lanes < chunks && lanes < 32)
+      lanes *= 2;
+    int64_t rowsPerPass = std::max<int64_t>(1, t.threads / lanes);
+    Value sub = arith::RemUIOp::create(rw, t.loc, t.tid, t.idx(lanes));
+    Value rowOf = arith::DivUIOp::create(rw, t.loc, t.tid, t.idx(lanes));
+    auto f8 = VectorType::get({8}, rw.getF32Type());
+    for (int64_t first = 0; first < rows; first += rowsPerPass) {
+      Value r = t.add(rowOf, first);
+      Value row = t.minIdx(r, t.idx(rows - 1));  // threads past the rows load a real one
+      Value sum = t.f32(0);
+      for (int64_t c0 = 0; c0 < chunks; c0 += lanes) {
+        Value chunk = t.add(sub, c0);
+        Value col = t.mul(t.minIdx(chunk, t.idx(chunks - 1)), 8);
+        SmallVector<Value> at = isSwizzled(tile) ? swizzledIndex(t, tile, row, col)
+                                                 : SmallVector<Value>{row, col};
+        Value raw = vector::LoadOp::create(rw, t.loc, VectorType::get({8}, tile.getElementType()),
+                                           adaptor.getTile(), at);
+        Value x = arith::ExtFOp::create(rw, t.loc, f8, raw);
+        Value part = t.f32(0);
+        for (int64_t e = 0; e < 8; ++e) {
+          Value xe = vector::ExtractOp::create(rw, t.loc, x, e);
+          part = t.fadd(part, t.fmul(xe, xe));
+        }
+        if (c0 + lanes > chunks)  // the row's last lanes have no chunk here
+          part = t.select(t.lt(chunk, t.idx(chunks)), part, t.f32(0));
+        sum = t.fadd(sum, part);
+      }
+      for (int64_t offset = lanes / 2; offset >= 1; offset /= 2)
+        sum = t.fadd(sum, t.shflXor(sum, int32_t(offset)));
+      Value store = arith::AndIOp::create(
+          rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, sub, t.idx(0)),
+          t.lt(r, t.idx(rows)));
+      auto ifOp = scf::IfOp::create(rw, t.loc, store, /*withElseRegion=*/false);
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPoint(ifOp.thenBlock()->getTerminator());
+      memref::StoreOp::create(rw, t.loc, sum, op.getNorms(), ValueRange{r});
+    }
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
 /// One thread per row: src[b, h, i0 + r] where i0 + r < q_len, else the fill.
 struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -232,8 +285,8 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               DequantizeLowering, MapTileLowering, CopyRowsLowering>(converter,
-                                                                     patterns.getContext());
+               DequantizeLowering, MapTileLowering, CopyRowsLowering, RowSquaresLowering>(
+      converter, patterns.getContext());
 }
 
 /// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a

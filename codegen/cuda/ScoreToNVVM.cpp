@@ -94,7 +94,13 @@ private:
       Value mask = t.inlineBody(op.getMask(), {op.getB(), h, iSafe, jSafe});
       allowed = allowed ? arith::AndIOp::create(t.b, t.loc, allowed, mask).getResult() : mask;
     }
-    Value s = t.inlineBody(op.getScore(), {op.getB(), h, iSafe, jSafe, dot});
+    SmallVector<Value> args = {op.getB(), h, iSafe, jSafe, dot};
+    if (op.getQNorms()) {  // the row norms of the thread's row and of key j
+      Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
+      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getQNorms(), ValueRange{t.accRow(r)}));
+      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getKNorms(), ValueRange{col}));
+    }
+    Value s = t.inlineBody(op.getScore(), args);
     if (op.getCumQ()) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
       Value row = t.accRow(r);
       Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());

@@ -283,6 +283,15 @@ LogicalResult ScoreOp::verify() {
     return emitOpError("log_decay adds the cumulative log decays: it needs 'decay'");
   if (getTransposed() && (getPack() != 1 || getCumQ() || getKeyScale()))
     return emitOpError("transposed (key-major) takes no GQA packing, decay or key factors");
+  if (bool(getQNorms()) != bool(getKNorms()))
+    return emitOpError("takes the row norms of both rows and keys, or neither");
+  unsigned args = getScore().front().getNumArguments();
+  if (args != (getQNorms() ? 7u : 5u))
+    return emitOpError() << "'score' region must take " << (getQNorms() ? 7 : 5)
+                         << " arguments (b, h, i, j, dot" << (getQNorms() ? ", nq, nk" : "")
+                         << "), got " << args;
+  if (getTransposed() && getQNorms())
+    return emitOpError("transposed (key-major) takes no row norms");
   return success();
 }
 
@@ -522,6 +531,18 @@ LogicalResult GateOperandOp::verify() {
     return emitOpError("returns the operand's type");
   if (getGate().getType().getDimSize(1) != getType().getDimSize(1))
     return emitOpError("needs a gate per channel of a");
+  return success();
+}
+
+LogicalResult RowSquaresOp::verify() {
+  if (failed(checkShared(*this, getTile(), "the tile")))
+    return failure();
+  MemRefType tile = getTile().getType();
+  if (tile.getElementTypeBitWidth() != 16 || sharedColumns(tile) % 8 ||
+      getNorms().getType().getDimSize(0) > tile.getDimSize(0))
+    return emitOpError() << "sums the 16-bit rows of whole 16-byte chunks of a tile into at "
+                            "most its rows, got "
+                         << tile << " and " << getNorms().getType();
   return success();
 }
 

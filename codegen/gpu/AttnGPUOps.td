@@ -352,12 +352,17 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     `transposed` (the backward's key-major tiles, pack 1, no decay or key factors): rows are
     keys and columns queries, result[r, c] = score(b, h, i0 + c, j0 + r, s[r, c]) where the
     mask holds, j0 + r < kv_len and i0 + c < q_len, `fill` elsewhere.
+
+    With `norms %nq, %nk` (the row norms dot(q, q) and dot(k, k) of the tile's rows and keys,
+    attn_gpu.row_squares) the score region takes (b, h, i, j, dot, nq[r], nk[c]).
   }];
   let arguments = (ins AttnGPU_Fragment:$s, Index:$b, Index:$h, Index:$i0, Index:$j0,
                        Index:$q_len, Index:$kv_len,
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_q,
                        Optional<MemRefRankOf<[F32], [1]>>:$cum_k,
                        Optional<MemRefRankOf<[F32], [1]>>:$key_scale,
+                       Optional<MemRefRankOf<[F32], [1]>>:$q_norms,
+                       Optional<MemRefRankOf<[F32], [1]>>:$k_norms,
                        Optional<I1>:$full,
                        F32Attr:$fill,
                        DefaultValuedAttr<ConfinedAttr<I64Attr, [IntMinValue<1>]>, "1">:$pack,
@@ -366,8 +371,10 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask);
   let assemblyFormat = [{
     $s `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
-    (`decay` $cum_q^ `,` $cum_k)? (`key_scale` $key_scale^)? (`full` $full^)? attr-dict `:` type($s)
+    (`decay` $cum_q^ `,` $cum_k)? (`key_scale` $key_scale^)? (`norms` $q_norms^ `,` $k_norms)?
+    (`full` $full^)? attr-dict `:` type($s)
     (`,` type($cum_q)^ `,` type($cum_k))? (`key_scale` type($key_scale)^)?
+    (`norms` type($q_norms)^ `,` type($k_norms))?
     `->` type($result) `score` $score (`mask` $mask^)?
   }];
   let hasVerifier = 1;
@@ -641,6 +648,21 @@ def AttnGPU_GateOperandOp : AttnGPU_Op<"gate_operand", [Pure]> {
                        UnitAttr:$strict);
   let results = (outs AttnGPU_Fragment:$result);
   let assemblyFormat = "$a `,` $gate attr-dict `:` type($a) `,` type($gate) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_RowSquaresOp : AttnGPU_Op<"row_squares"> {
+  let summary = "The sum of squares of each row of a shared 16-bit tile, into a shared vector";
+  let description = [{
+    norms[r] = sum_e tile[r, e]^2 (in f32) for every row r of `norms` (at most the tile's
+    rows), the tile padded or swizzled: the row norms dot(q, q) of a Q tile or dot(k, k) of a
+    K tile that a score reads. Lanes take 16-byte chunks of a row, a shuffle reduction sums
+    them. Readers of the previous contents must be past a barrier; a barrier must follow
+    before it is read.
+  }];
+  let arguments = (ins Arg<AttnGPU_Shared, "", [MemRead]>:$tile,
+                       Arg<MemRefRankOf<[F32], [1]>, "", [MemWrite]>:$norms);
+  let assemblyFormat = "$tile `->` $norms attr-dict `:` type($tile) `->` type($norms)";
   let hasVerifier = 1;
 }
 

@@ -277,7 +277,8 @@ Value ChunkDistributor::emitScores(Value n0, Value qOp, Value kT) {
                           gateCum, /*transpose_b=*/true, /*gate_blocks=*/bool(gateCum),
                           MmaKindAttr());
   auto score = ScoreOp::create(b, loc, accType(cfg.rows), p, batch, head, n0, n0, qLen, kvLen,
-                               cumQ ? cumQ : cum, cum, keyScales, /*full=*/Value(),
+                               cumQ ? cumQ : cum, cum, keyScales, /*q_norms=*/Value(),
+                               /*k_norms=*/Value(), /*full=*/Value(),
                                b.getF32FloatAttr(0),
                                b.getI64IntegerAttr(1));
   cloneRegion(step.getScore(), score.getScore());

@@ -52,6 +52,7 @@ private:
   Type elt;
   Value q, k, v, table, batch, head, kvHead, i0, split, qLen, kvLen;
   Value qTile, kTile, vTile, kStage, vStage, cumQ, cumK, keyBase;
+  Value qNorms, kNorms;  // the row norms dot(q, q), dot(k, k) of the Q tile and a K tile
   Value fullFrom, fullTo;  // the block plan's keys that every row of the tile allows
   Value qOperand;
   // Per score n (several scores; 0: the fields above) its q and k, their tiles (shared with an
@@ -166,6 +167,10 @@ void FlashDistributor::emitSharedTiles() {
     kStage = stage(k, t.headDim / t.packedK);
   if (t.matmul.getVScale())
     vStage = stage(v, t.valueDim / t.packedV);
+  if (t.scores.getScore().front().getNumArguments() == 7) {  // the row norms the score reads
+    qNorms = sharedTile(t.blockQ, 0, b.getF32Type(), false);
+    kNorms = sharedTile(t.blockK, 0, b.getF32Type(), false);
+  }
   if (!t.scores.getDecay().empty()) {
     cumQ = sharedTile(t.blockQ, 0, b.getF32Type(), false);
     cumK = sharedTile(t.blockK, 0, b.getF32Type(), false);
@@ -208,6 +213,10 @@ void FlashDistributor::landed(bool isKey, Value j0) {
     cloneRegion(t.scores.getFeatureK(), mapOp.getFeature());
     barrier();
   }
+  if (isKey && kNorms) {  // dot(k, k) of the tile's keys, read by the score op
+    RowSquaresOp::create(b, loc, kTile, kNorms);
+    barrier();
+  }
 }
 
 /// S = Q K^T on tensor cores, then the mask and score regions on the accumulators.
@@ -226,7 +235,8 @@ Value FlashDistributor::scoreOf(Value s, Value j0, size_t n) {
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
                               arith::AddIOp::create(b, loc, j0, idx(t.blockK)), fullTo));
   auto score = ScoreOp::create(b, loc, accType(t.blockK), s, batch, head, i0, j0, qLen, kvLen,
-                               cumQ, cumK, /*key_scale=*/Value(), full, t.scores.getFillAttr(),
+                               cumQ, cumK, /*key_scale=*/Value(), qNorms, kNorms, full,
+                               t.scores.getFillAttr(),
                                b.getI64IntegerAttr(t.pack));
   score.setLogDecay(cumQ && t.scores.getLogDecay());
   cloneRegion(t.scoresOf(n).getScore(), score.getScore());
@@ -234,7 +244,7 @@ Value FlashDistributor::scoreOf(Value s, Value j0, size_t n) {
   if (scoreScales[n] > 0) {  // the score op yields the dot itself; emitOnlineUpdate scales it
     Block &body = score.getScore().front();
     auto yield = cast<YieldOp>(body.getTerminator());
-    yield->setOperand(0, body.getArguments().back());
+    yield->setOperand(0, body.getArgument(4));
     SmallVector<Operation *> ops;
     for (Operation &op : body.without_terminator())
       ops.push_back(&op);
@@ -287,10 +297,10 @@ static double positiveScoreScale(Region &score) {
     return 0;
   Block &body = score.front();
   auto yield = dyn_cast<attn::YieldOp>(body.getTerminator());
-  if (!yield || yield->getNumOperands() != 1 || body.getNumArguments() == 0)
+  if (!yield || yield->getNumOperands() != 1 || body.getNumArguments() < 5)
     return 0;
   auto mul = yield->getOperand(0).getDefiningOp<arith::MulFOp>();
-  Value dot = body.getArguments().back();
+  Value dot = body.getNumArguments() > 4 ? body.getArgument(4) : Value();
   if (!mul || (mul.getLhs() != dot && mul.getRhs() != dot))
     return 0;
   std::optional<double> c = evaluateConstant(mul.getLhs() == dot ? mul.getRhs() : mul.getLhs());
@@ -462,8 +472,9 @@ void FlashDistributor::emitLaunch() {
   // cannot hold 3): document masks +8-10%, block layouts +6%, int8 decode +3-6%, the rest
   // unchanged; paged decode lost 4-6% with it, so paged kernels do not ask (2026-12-04).
   // Wider heads (144-240) spill 40-712 bytes under that cap (ptxas): they do not ask either.
+  // Row norms (their loads in the score, the serial loop) spilled 24-48 bytes under it.
   if (occupancyHint && t.update && t.headDim == 128 && t.blockQ == 64 &&
-      !t.scores.getBlockTable())
+      !t.scores.getBlockTable() && t.scores.getScore().front().getNumArguments() == 5)
     choices.push_back(entry("min_blocks", 3));
   auto schedule = DictionaryAttr::get(ctx, choices);
   kernel->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, t.blockQ / 16 * 32, grid, 0,
@@ -592,9 +603,6 @@ SmallVector<Value> FlashDistributor::emitOverlappedLoop(Value keysFrom, Value ke
 }
 
 LogicalResult FlashDistributor::run() {
-  if (t.scores.getScore().front().getNumArguments() == 7)
-    return t.scores.emitError("not supported yet on CUDA: row norms (dot(q, q), dot(k, k)) in "
-                              "a score; the CPU back end computes them");
   func::FuncOp f = t.scores->getParentOfType<func::FuncOp>();
   for (auto [hostArg, kernelArg] : llvm::zip(f.getArguments(), kernel.getArguments()))
     map.map(hostArg, kernelArg);
@@ -649,6 +657,10 @@ LogicalResult FlashDistributor::run() {
   if (!t.scores.getFeatureQ().empty()) {
     auto mapOp = MapTileOp::create(b, loc, qTile);
     cloneRegion(t.scores.getFeatureQ(), mapOp.getFeature());
+    barrier();
+  }
+  if (qNorms) {  // dot(q, q) of the tile's rows, once
+    RowSquaresOp::create(b, loc, qTile, qNorms);
     barrier();
   }
   if (cumQ) {
@@ -796,8 +808,11 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
       return failure();
     b.setInsertionPointToStart(&kernel.getBody().front());
     // The overlapped schedule needs asynchronous mmas: wgmma on sm_90a, whole warpgroups.
+    // Several scores, and row norms (K(j0)'s norms would be overwritten by the next tile's
+    // before its scores read them): the serial loop.
     bool overlapped = overlap && chip == "sm_90a" && tile->blockQ % 64 == 0 &&
-                      tile->moreScores.empty();  // several scores: the serial loop
+                      tile->moreScores.empty() &&
+                      tile->scores.getScore().front().getNumArguments() == 5;
     FlashDistributor distributor(b, *tile, kernel, overlapped, chip == "sm_90a");
     if (failed(distributor.run()) || failed(checkSelfContained(kernel)))
       return failure();

@@ -295,7 +295,7 @@ std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value k
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
   auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                               Value(), Value(), Value(), full,
+                               Value(), Value(), Value(), Value(), Value(), full,
                                b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
   cloneScore(score);
   return {dot, score};
@@ -524,7 +524,8 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
         full = fullTile(r.fullLower, r.fullUpper, j0, s.keyRows);
       }
       auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
-                                   Value(), Value(), full, b.getF32FloatAttr(-INFINITY),
+                                   Value(), Value(), Value(), Value(), full,
+                                   b.getF32FloatAttr(-INFINITY),
                                    b.getI64IntegerAttr(1), b.getUnitAttr());
       cloneScore(score);
       Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);

@@ -1,6 +1,8 @@
 // attn-gpu-distribute: a flash-strategy tiled function -> a kernel at the GPU tile level.
 // RUN: attnc %specs/alibi.attn --emit=tiled -o %t.mlir
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --implicit-check-not=attn.tile_
+// RUN: attnc %specs/cosine_attention.attn --emit=tiled -o %tcos.mlir
+// RUN: attnc-opt %tcos.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a | FileCheck %s --check-prefix=NORMS
 // RUN: attnc %specs/int8_paged_decode.attn --emit=tiled -o %tpaged.mlir
 // RUN: attnc-opt %tpaged.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a | FileCheck %s --check-prefix=PAGED
 // RUN: attnc %specs/unified_max_decode.attn --emit=tiled -o %tunified.mlir
@@ -195,3 +197,19 @@
 // SIGMOID: attn_gpu.score
 // SIGMOID: arith.mulf
 // SIGMOID: attn_gpu.yield
+
+// Cosine attention reads the row norms dot(q, q) and dot(k, k): the Q tile's once after it
+// lands, each K tile's after its wait (a barrier before the scores read them); the score op
+// hands them to the score region. The serial loop (the overlapped one would refill K first).
+// NORMS: attn_gpu.copy_query_tile
+// NORMS: gpu.barrier
+// NORMS: attn_gpu.row_squares %[[QT:.*]] -> %[[QN:.*]] : memref<64x136xbf16, #gpu.address_space<workgroup>> -> memref<64xf32
+// NORMS: gpu.barrier
+// NORMS: scf.for
+// NORMS: attn_gpu.copy_key_tile %{{.*}} -> %[[KT:[^ ]*]]
+// NORMS: gpu.barrier
+// NORMS: attn_gpu.row_squares %[[KT]] -> %[[KN:.*]] : memref<32x136xbf16
+// NORMS: gpu.barrier
+// NORMS: attn_gpu.score {{.*}} norms %[[QN]], %[[KN]]
+// NORMS: ^bb0(%{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: index, %{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32):
+// NORMS-NOT: attn_gpu.mma_wait
