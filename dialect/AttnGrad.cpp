@@ -65,9 +65,22 @@ static LogicalResult verifyGradRegion(Operation *op, Region &region, StringRef n
 LogicalResult AttentionGradOp::verifyRegions() {
   if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())))
     return failure();
-  if (failed(verifyGradRegion(getOperation(), getScoreGrad(), "score_grad",
-                              "b, h, i, j : index, dot : f32, g : f32")))
+  if (getScore().front().getNumArguments() == 7) {  // row norms: three adjoints
+    Block &grad = getScoreGrad().front();
+    auto idx = IndexType::get(getContext());
+    auto f32 = Float32Type::get(getContext());
+    bool ok = grad.getNumArguments() == 8;
+    for (unsigned a = 0; ok && a < 8; ++a)
+      ok = grad.getArgument(a).getType() == (a < 4 ? Type(idx) : Type(f32));
+    auto yield = dyn_cast<YieldOp>(grad.getTerminator());
+    if (!ok || !yield || yield.getValues().size() != 3 ||
+        llvm::any_of(yield.getValues().getTypes(), [&](Type t) { return t != f32; }))
+      return emitOpError("'score_grad' region of a score with row norms must take (b, h, i, j "
+                         ": index, dot, qq, kk, g : f32) and yield three f32 (its adjoints)");
+  } else if (failed(verifyGradRegion(getOperation(), getScoreGrad(), "score_grad",
+                                     "b, h, i, j : index, dot : f32, g : f32"))) {
     return failure();
+  }
   if (!getOutputGrad().empty() &&
       failed(verifyGradRegion(getOperation(), getOutputGrad(), "output_grad",
                               "b, h, i, e : index, z : f32, g : f32")))

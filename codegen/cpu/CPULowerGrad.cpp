@@ -56,7 +56,7 @@ void copyInto(Emit &e, Value from, Value to) {
 
 /// A gradient region (score_grad, output_grad, decay_grad) inlined: its attn.accumulate ops
 /// become grad[idx] += value; returns its yield, if any.
-Value inlineScoreGrad(Emit &e, Region &region, ValueRange args) {
+SmallVector<Value> inlineGrad(Emit &e, Region &region, ValueRange args) {
   Block &block = region.front();
   IRMapping map;
   map.map(block.getArguments(), args);
@@ -71,8 +71,10 @@ Value inlineScoreGrad(Emit &e, Region &region, ValueRange args) {
     }
     e.b.clone(op, map);
   }
-  auto values = cast<YieldOp>(block.getTerminator()).getValues();
-  return values.empty() ? Value() : map.lookup(values[0]);  // decay_grad yields nothing
+  SmallVector<Value> values;  // decay_grad yields nothing, a score with row norms three
+  for (Value y : cast<YieldOp>(block.getTerminator()).getValues())
+    values.push_back(map.lookupOrDefault(y));  // a constant may live outside the region
+  return values;
 }
 
 void lowerGrad(AttentionGradOp op) {
@@ -98,6 +100,7 @@ void lowerGrad(AttentionGradOp op) {
   // A forget gate: per (b, h) the cumulative log decays cum[t], and the column and row sums of
   // dS (colSum[j], rowSum[i]) whose prefix sums give each log decay's gradient.
   bool forget = !op.getDecay().empty();
+  bool rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
   Value qLen = e.extent(q, 2);
   Value cumRow = forget ? row(qLen) : Value(), colSum = forget ? row(qLen) : Value(),
         rowSum = forget ? row(qLen) : Value();
@@ -154,12 +157,17 @@ void lowerGrad(AttentionGradOp op) {
           default: return s;  // none (sum has no backward: the verifier rejects it)
           }
         };
-        // Every allowed key j of the row, with its dot and score.
-        auto forKeys = [&](Emit &ek, function_ref<void(Emit &, Value, Value, Value)> body) {
+        // Every allowed key j of the row, with its dot (and row norms) and score.
+        auto forKeys = [&](Emit &ek, function_ref<void(Emit &, Value, ValueRange, Value)> body) {
           ek.loop(kvLen, [&](Emit &ej, Value j) {
             auto visit = [&](Emit &x) {
-              Value dt = dot(x, headDim, at(q, b, h, i), at(k, b, hk, j));
-              Value s = x.inlineRegion(op.getScore(), {b, h, i, j, dt});
+              SmallVector<Value> dt = {dot(x, headDim, at(q, b, h, i), at(k, b, hk, j))};
+              if (rowNorms)
+                dt.append({dot(x, headDim, at(q, b, h, i), at(q, b, h, i)),
+                           dot(x, headDim, at(k, b, hk, j), at(k, b, hk, j))});
+              SmallVector<Value> args = {b, h, i, j};
+              args.append(dt.begin(), dt.end());
+              Value s = x.inlineRegion(op.getScore(), args);
               if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
                 s = x.fadd(s, x.fsub(x.load(cumRow, {i}), x.load(cumRow, {asPosition(x, j)})));
               body(x, j, dt, s);
@@ -173,7 +181,7 @@ void lowerGrad(AttentionGradOp op) {
           // y = sum_j P v_j, then z = y r (rmsnorm) or y, dz from output_grad, dy through the
           // norm, D = dy . y.
           zero(ei, yRow);
-          forKeys(ei, [&](Emit &x, Value j, Value, Value s) {
+          forKeys(ei, [&](Emit &x, Value j, ValueRange, Value s) {
             Value p = weight(x, s);
             x.loop(valueDim, [&](Emit &xe, Value c) {
               xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {b, hk, j, c}))), yRow,
@@ -188,7 +196,7 @@ void lowerGrad(AttentionGradOp op) {
             Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {b, h, i, c});
             Value dz = op.getOutputGrad().empty()
                            ? g
-                           : inlineScoreGrad(xe, op.getOutputGrad(), {b, h, i, c, z, g});
+                           : inlineGrad(xe, op.getOutputGrad(), {b, h, i, c, z, g})[0];
             xe.store(dz, dyRow, {c});
           });
           if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
@@ -208,7 +216,7 @@ void lowerGrad(AttentionGradOp op) {
           return mapped ? x.load(dyRow, {c}) : x.load(dout, {b, h, i, c});
         };
         zero(ei, dqRow);
-        forKeys(ei, [&](Emit &x, Value j, Value dt, Value s) {
+        forKeys(ei, [&](Emit &x, Value j, ValueRange dt, Value s) {
           Value dP = dot(x, valueDim, gradAt, at(v, b, hk, j));
           Value p = weight(x, s), dS;
           switch (norm) {
@@ -222,12 +230,21 @@ void lowerGrad(AttentionGradOp op) {
             x.store(x.fadd(x.load(colSum, {jq}), dS), colSum, {jq});
             x.store(x.fadd(x.load(rowSum, {i}), dS), rowSum, {i});
           }
-          Value dDot = inlineScoreGrad(x, op.getScoreGrad(), {b, h, i, j, dt, dS});
-          x.loop(headDim, [&](Emit &xd, Value d) {
-            xd.store(xd.fadd(xd.load(dqRow, {d}), xd.fmul(dDot, xd.load(k, {b, hk, j, d}))),
-                     dqRow, {d});
-            xd.store(xd.fadd(xd.load(dk, {b, hk, j, d}), xd.fmul(dDot, xd.load(q, {b, h, i, d}))),
-                     dk, {b, hk, j, d});
+          SmallVector<Value> args = {b, h, i, j};
+          args.append(dt.begin(), dt.end());
+          args.push_back(dS);
+          // d(dot) and, with row norms, d(q.q) and d(k.k): dq += d(dot) k + 2 d(q.q) q, dk
+          // alike
+          SmallVector<Value> d = inlineGrad(x, op.getScoreGrad(), args);
+          x.loop(headDim, [&](Emit &xd, Value c) {
+            Value qc = xd.load(q, {b, h, i, c}), kc = xd.load(k, {b, hk, j, c});
+            Value toQ = xd.fmul(d[0], kc), toK = xd.fmul(d[0], qc);
+            if (rowNorms) {
+              toQ = xd.fadd(toQ, xd.fmul(xd.fmul(xd.f32(2), d[1]), qc));
+              toK = xd.fadd(toK, xd.fmul(xd.fmul(xd.f32(2), d[2]), kc));
+            }
+            xd.store(xd.fadd(xd.load(dqRow, {c}), toQ), dqRow, {c});
+            xd.store(xd.fadd(xd.load(dk, {b, hk, j, c}), toK), dk, {b, hk, j, c});
           });
           x.loop(valueDim, [&](Emit &xe, Value c) {
             xe.store(xe.fadd(xe.load(dv, {b, hk, j, c}), xe.fmul(p, gradAt(xe, c))), dv,
@@ -243,7 +260,7 @@ void lowerGrad(AttentionGradOp op) {
       // j > i), a running sum over t.
       if (forget)
         eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value before) {
-          inlineScoreGrad(x, op.getDecayGrad(), {b, h, t, before});
+          inlineGrad(x, op.getDecayGrad(), {b, h, t, before});
           return x.fadd(before, x.fsub(x.load(colSum, {t}), x.load(rowSum, {t})));
         });
     });

@@ -37,8 +37,6 @@ const char *noBackward(AttentionOp op) {
            "sum, rmsnorm, q/k head groups) is not implemented yet";
   if (!op.getFeatureQ().empty() || !op.getFeatureK().empty())
     return "the backward through feature maps is not implemented yet";
-  if (op.getScore().front().getNumArguments() == 7)
-    return "the backward of row norms (dot(q, q), dot(k, k)) is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
   if (!op.getMoreQ().empty())
@@ -48,14 +46,18 @@ const char *noBackward(AttentionOp op) {
 
 /// Reverse-mode differentiation of a score block (b, h, i, j, dot) -> s into the score_grad
 /// block (b, h, i, j, dot, g) -> g ds/d(dot), accumulating g ds/dp into the gradient of each
-/// param element p it loads (`paramGrads`: param memref -> its gradient). With `wrtLast` false
-/// (a forget gate's log decay, (b, h, t) -> log gamma) no argument is differentiated: the grad
-/// block (b, h, t, g) only accumulates, and yields nothing.
+/// param element p it loads (`paramGrads`: param memref -> its gradient). With row norms the
+/// score block is (b, h, i, j, dot, qq, kk) and its grad yields the three adjoints. With no
+/// argument differentiated (a forget gate's log decay, (b, h, t) -> log gamma) the grad block
+/// (b, h, t, g) only accumulates, and yields nothing.
 class Differentiator {
 public:
+  /// `wrt`: how many of the block's last arguments are differentiated (their adjoints are
+  /// yielded in order): 1 (a score's dot, an output map's z), 3 (dot and the row norms
+  /// dot(q, q), dot(k, k)), or 0 (params only: a forget gate's log decay).
   Differentiator(OpBuilder &b, Block &score, Block &grad, const IRMapping &paramGrads,
-                 bool wrtLast = true)
-      : b(b), score(score), grad(grad), paramGrads(paramGrads), wrtLast(wrtLast) {}
+                 unsigned wrt = 1)
+      : b(b), score(score), grad(grad), paramGrads(paramGrads), wrt(wrt) {}
 
   LogicalResult run() {
     b.setInsertionPointToStart(&grad);
@@ -74,12 +76,12 @@ public:
     for (Operation *op : llvm::reverse(ops))
       if (failed(backprop(op)))
         return failure();
-    if (wrtLast) {
-      Value dDot = adjoint.lookup(score.getArgument(n - 1));
-      YieldOp::create(b, b.getUnknownLoc(), dDot ? dDot : f32(0.0));
-    } else {
-      YieldOp::create(b, b.getUnknownLoc(), ValueRange{});
+    SmallVector<Value> adjoints;
+    for (unsigned a = n - wrt; a < n; ++a) {
+      Value d = adjoint.lookup(score.getArgument(a));
+      adjoints.push_back(d ? d : f32(0.0));
     }
+    YieldOp::create(b, b.getUnknownLoc(), adjoints);
     // Adjoints of inactive operands and forward values only the score needed go.
     SmallVector<Operation *> cloned;
     for (Operation &op : grad.without_terminator())
@@ -94,7 +96,7 @@ private:
   OpBuilder &b;
   Block &score, &grad;
   const IRMapping &paramGrads;
-  bool wrtLast;  // the last argument (dot, z) is differentiated
+  unsigned wrt;  // the last `wrt` arguments (dot, z; dot, qq, kk) are differentiated
   IRMapping fwd;                       // score value -> its clone in grad
   llvm::DenseSet<Value> active;        // float values that depend on dot or a param
   llvm::DenseMap<Value, Value> adjoint;  // score value -> d(score)/d(value) * g, in grad
@@ -103,8 +105,8 @@ private:
 
   /// Float values that depend on dot or on a load of a param with a gradient.
   void markActive() {
-    if (wrtLast)
-      active.insert(score.getArguments().back());
+    for (BlockArgument a : score.getArguments().take_back(wrt))
+      active.insert(a);
     for (Operation &op : score.without_terminator()) {
       bool in = false;
       if (auto load = dyn_cast<memref::LoadOp>(op))
@@ -304,7 +306,7 @@ LogicalResult buildDecayGrad(OpBuilder &b, OpBuilder &rb, AttentionOp op, Attent
   Block *out = b.createBlock(&grad.getDecayGrad(), {}, {idx, idx, idx, f32},
                              {loc, loc, loc, loc});
   LogicalResult result =
-      Differentiator(rb, *logBlock, *out, paramGrads, /*wrtLast=*/false).run();
+      Differentiator(rb, *logBlock, *out, paramGrads, /*wrt=*/0).run();
   scratch.dropAllReferences();
   return result;
 }
@@ -367,10 +369,14 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   Block &score = grad.getScore().front();
   Type idx = b.getIndexType(), f32 = b.getF32Type();
   Location loc = op.getLoc();
-  Block *g = b.createBlock(&grad.getScoreGrad(), {}, {idx, idx, idx, idx, f32, f32},
-                           {loc, loc, loc, loc, loc, loc});
+  // (b, h, i, j, dot[, qq, kk], g) -> g ds/d(dot)[, g ds/d(qq), g ds/d(kk)]
+  unsigned wrt = score.getNumArguments() - 4;
+  SmallVector<Type> gradArgs = {idx, idx, idx, idx};
+  gradArgs.append(wrt + 1, f32);
+  Block *g = b.createBlock(&grad.getScoreGrad(), {}, gradArgs,
+                           SmallVector<Location>(gradArgs.size(), loc));
   OpBuilder rb(ctx);
-  if (failed(Differentiator(rb, score, *g, paramGrads).run()))
+  if (failed(Differentiator(rb, score, *g, paramGrads, wrt).run()))
     return failure();
   if (!op.getOutput().empty()) {  // the output map (b, h, i, e, z) -> F, differentiated alike
     Region &region = grad.getOutputGrad();

@@ -599,6 +599,13 @@ TEST(GradNumerics, ForgetGatesMatchCentralDifferences) {
   expectTestSpecGradsMatch("forget_gate.attn");
 }
 
+/// The backward of row norms (tests/python/specs/row_norms.attn): cosine attention with GQA and a
+/// temperature param, an L2 distance under a window, a key norm under sigmoid with an output
+/// gate; dq and dk gain 2 d(s)/d(dot(q, q)) q and 2 d(s)/d(dot(k, k)) k.
+TEST(GradNumerics, RowNormsMatchCentralDifferences) {
+  expectTestSpecGradsMatch("row_norms.attn");
+}
+
 INSTANTIATE_TEST_SUITE_P(Specs, GradNumerics, ::testing::ValuesIn(specNames()),
                          [](const auto &info) { return info.param; });
 

@@ -38,7 +38,8 @@ from toy_model import Model, torch_alibi, train_side_by_side  # noqa: E402
 ATTNC_BIN = Path(os.environ.get("ATTNC_BIN", REPO / "build" / "bin" / "attnc"))
 SPECS = sorted((REPO / "specs").glob("*.attn"))
 # What attn-grad must accept: every softmax-family, sigmoid, ReLU^2 and unnormalised variant.
-TRAINABLE = {"alibi", "block_sparse", "causal", "document", "forgetting_transformer",
+TRAINABLE = {"alibi", "block_sparse", "causal", "cosine_attention", "document",
+             "forgetting_transformer",
              "gated_attention", "gqa", "gqa_decode",
              "longformer", "mha", "strided",
              "prefix_lm", "relative_bias", "relu2", "sigmoid", "sliding_window", "softcap",
