@@ -14,20 +14,12 @@ bench/results/YYYY-MM-DD-<tag>.md (and a copy under $OUT).
 Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels). Protocol: METHOD.md.
 """
 import argparse
-import os
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT / "bench"))
-import attnc  # noqa: E402
-from bench import device_line, time_ms, write_report  # noqa: E402
-from diff import storage  # noqa: E402
+from compare import Table, load_kernels, storage
 
 B, H, HK, S, D = 2, 32, 8, 8192, 128
 FLOPS = 4 * B * H * (S * S / 2) * D  # QK^T and PV over the causal pairs
@@ -65,18 +57,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-flex", action="store_true")
     args = parser.parse_args()
-    kernel_dir = Path(os.environ.get("ATTNC_KERNEL_DIR", ROOT / ".device" / "kernels"))
-    kernels = attnc.load_dir(kernel_dir, on_error=lambda name, e: print(f"skipped {name}: {e}"))
+    kernels = load_kernels()
     gen = torch.Generator(device="cuda").manual_seed(0)
     t = inputs(gen)
-    rows, notes = [], []
-
-    def row(name, fn):
-        try:
-            ms = time_ms(fn, args.repeats)
-            rows.append((name, ms, FLOPS / ms / 1e9))
-        except Exception as e:  # noqa: BLE001  (a peer that cannot run this shape: say why)
-            notes.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    table = Table(args.repeats, FLOPS)
+    row, notes = table.row, table.notes
 
     cosine = kernels.get("cosine_attention")
     if cosine is not None:
@@ -121,21 +106,11 @@ def main():
                                                   enable_gqa=True)
     row("SDPA cuDNN gqa d128 (anchor)", anchor)
 
-    ms = dict((n, m) for n, m, _ in rows)
-    base = ms.get("attnc cosine_attention (norms in the kernel)")
-    lines = [f"# Cosine attention: row norms in the score ({args.tag})", "",
-             f"Device: {device_line()}", "",
-             f"Shape: b{B} h{H}/{HK} s{S} d{D} causal, bf16. FLOPs: 4 d per causal pair and "
-             f"head (the norms' 2 d per row are not counted). Median of {args.repeats} "
-             "CUDA-event timings, cold L2.", "",
-             "| kernel | ms | TFLOP/s | cosine / this |", "|---|---|---|---|"]
-    for name, m, tf in rows:
-        ratio = f"{base / m:.2f}" if base else ""
-        lines.append(f"| {name} | {m:.3f} | {tf:.0f} | {ratio} |")
-    lines += [""] + [f"- {n}" for n in notes]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    write_report(text, {"rows": rows, "notes": notes}, args.tag)
+    table.report(f"# Cosine attention: row norms in the score ({args.tag})",
+                 f"Shape: b{B} h{H}/{HK} s{S} d{D} causal, bf16. FLOPs: 4 d per causal pair and "
+                 f"head (the norms' 2 d per row are not counted). Median of {args.repeats} "
+                 "CUDA-event timings, cold L2.",
+                 "attnc cosine_attention (norms in the kernel)", "cosine / this", args.tag)
 
 
 if __name__ == "__main__":

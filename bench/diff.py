@@ -14,19 +14,12 @@ bench/results/YYYY-MM-DD-<tag>.md (and a copy under $OUT).
 Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels). Protocol: METHOD.md.
 """
 import argparse
-import os
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
-sys.path.insert(0, str(ROOT / "bench"))
-import attnc  # noqa: E402
-from bench import device_line, time_ms, write_report  # noqa: E402
+from compare import Table, load_kernels, storage
 
 B, H, HK, S, D, DV = 2, 32, 8, 8192, 64, 128
 LAMBDA_INIT, EPS = 0.2, 1e-5
@@ -45,19 +38,6 @@ def inputs(gen):
     t["lambda"] = 0.3 + 0.05 * torch.randn(H, generator=gen, device="cuda")
     t["gain"] = 1 + 0.1 * torch.randn(DV, generator=gen, device="cuda")
     return t
-
-
-def storage(kernel, canonical):
-    """The kernel's inputs and params in its storage order, contiguous, plus its outputs."""
-    args = {}
-    for a in kernel.manifest["args"]:
-        if a["kind"] == "input":
-            perm = [a["dims"].index(n) for n in a["storage_dims"]]
-            args[a["name"]] = canonical[a["name"]].permute(*perm).contiguous()
-        elif a["kind"] == "param":
-            args[a["name"]] = canonical[a["name"]]
-    args.update(kernel.allocate_outputs(**args))
-    return args
 
 
 def finish(y1, y2, lam, gain):
@@ -108,18 +88,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-flex", action="store_true")
     args = parser.parse_args()
-    kernel_dir = Path(os.environ.get("ATTNC_KERNEL_DIR", ROOT / ".device" / "kernels"))
-    kernels = attnc.load_dir(kernel_dir, on_error=lambda name, e: print(f"skipped {name}: {e}"))
+    kernels = load_kernels()
     gen = torch.Generator(device="cuda").manual_seed(0)
     t = inputs(gen)
-    rows, notes = [], []
-
-    def row(name, fn, per_flops=flops()):
-        try:
-            ms = time_ms(fn, args.repeats)
-            rows.append((name, ms, per_flops / ms / 1e9))
-        except Exception as e:  # noqa: BLE001  (a peer that cannot run this shape: say why)
-            notes.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    table = Table(args.repeats, flops())
+    row, notes = table.row, table.notes
 
     diff = kernels.get("diff_attention")
     if diff is not None:
@@ -156,21 +129,11 @@ def main():
                                                       enable_gqa=True)
         row(f"SDPA {name} gqa d128 (anchor)", anchor, gqa_flops)
 
-    ms = dict((n, m) for n, m, _ in rows)
-    base = ms.get("attnc diff_attention (one kernel)")
-    lines = [f"# Differential attention in one kernel ({args.tag})", "",
-             f"Device: {device_line()}", "",
-             f"Shape: b{B} h{H}/{HK} s{S} causal, bf16; diff: q1/k1 and q2/k2 of d {D}, v of dv "
-             f"{DV}; gqa: d 128. FLOPs: 2 (d + dv) per causal pair and head per score. Median of "
-             f"{args.repeats} CUDA-event timings, cold L2.", "",
-             "| kernel | ms | TFLOP/s | diff / this |", "|---|---|---|---|"]
-    for name, m, tf in rows:
-        ratio = f"{base / m:.2f}" if base else ""
-        lines.append(f"| {name} | {m:.3f} | {tf:.0f} | {ratio} |")
-    lines += [""] + [f"- {n}" for n in notes]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    write_report(text, {"rows": rows, "notes": notes}, args.tag)
+    table.report(f"# Differential attention in one kernel ({args.tag})",
+                 f"Shape: b{B} h{H}/{HK} s{S} causal, bf16; diff: q1/k1 and q2/k2 of d {D}, v of "
+                 f"dv {DV}; gqa: d 128. FLOPs: 2 (d + dv) per causal pair and head per score. "
+                 f"Median of {args.repeats} CUDA-event timings, cold L2.",
+                 "attnc diff_attention (one kernel)", "diff / this", args.tag)
 
 
 if __name__ == "__main__":
