@@ -1,6 +1,7 @@
 """Shared by the one-shape comparison benches (bench/diff.py, bench/cosine.py): kernels loaded
 from $ATTNC_KERNEL_DIR, inputs laid out in a kernel's storage order, a table of timed rows with
 notes for peers that cannot run, and the report under bench/results/. Protocol: METHOD.md."""
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,15 @@ sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "bench"))
 import attnc  # noqa: E402
 from bench import device_line, time_ms, write_report  # noqa: E402
+
+
+def parse_args(doc, tag):
+    """--tag (the report's name), --repeats, --no-flex."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tag", default=tag)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--no-flex", action="store_true")
+    return parser.parse_args()
 
 
 def load_kernels():

@@ -13,13 +13,11 @@ bench/results/YYYY-MM-DD-<tag>.md (and a copy under $OUT).
 
 Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels). Protocol: METHOD.md.
 """
-import argparse
-
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from compare import Table, load_kernels, storage
+from compare import Table, load_kernels, parse_args, storage
 
 B, H, HK, S, D = 2, 32, 8, 8192, 128
 FLOPS = 4 * B * H * (S * S / 2) * D  # QK^T and PV over the causal pairs
@@ -52,11 +50,7 @@ def reference(t, rows=512):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tag", default="cosine-attention")
-    parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--no-flex", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "cosine-attention")
     kernels = load_kernels()
     gen = torch.Generator(device="cuda").manual_seed(0)
     t = inputs(gen)
