@@ -1313,6 +1313,16 @@ private:
   bool checkDecay() { return checkStepFactor(v_.decay.get(), v_.decayLoc, false); }
   bool checkGate() { return checkStepFactor(v_.gate.get(), v_.gateLoc, true); }
 
+  /// Whether the key positions are the query positions: one dim an alias of the other, or both
+  /// static and equal (a skip term and a bonus read key/value i at query i).
+  bool keysAreQueries() const {
+    const DimDecl &i = v_.dims[v_.qSeqDim], &j = v_.dims[v_.kvSeqDim];
+    return (j.kind == DimDecl::Kind::Alias && j.sourceIndex == v_.qSeqDim) ||
+           (i.kind == DimDecl::Kind::Alias && i.sourceIndex == v_.kvSeqDim) ||
+           (staticExtent_[v_.qSeqDim] && staticExtent_[v_.kvSeqDim] &&
+            *staticExtent_[v_.qSeqDim] == *staticExtent_[v_.kvSeqDim]);
+  }
+
   /// `bonus EXPR` (RWKV's u): the current token's per-channel weight in a strict-causal
   /// recurrence, a float of the batch, head, query position and head channel (params may be
   /// indexed by the head dim, as in a gate); query i also reads key and value i.
@@ -1344,11 +1354,7 @@ private:
       return fail(v_.bonusLoc, 5, "not supported yet: a bonus with a projected feature map",
                   "the bonus weighs the head channels, which the projection mixes");
     const DimDecl &qd = v_.dims[v_.qSeqDim], &kd = v_.dims[v_.kvSeqDim];
-    bool same = (kd.kind == DimDecl::Kind::Alias && kd.sourceIndex == v_.qSeqDim) ||
-                (qd.kind == DimDecl::Kind::Alias && qd.sourceIndex == v_.kvSeqDim) ||
-                (staticExtent_[v_.qSeqDim] && staticExtent_[v_.kvSeqDim] &&
-                 *staticExtent_[v_.qSeqDim] == *staticExtent_[v_.kvSeqDim]);
-    if (!same)
+    if (!keysAreQueries())
       return fail(v_.bonusLoc, 5, "a bonus needs the key length to be the query length",
                   "query " + i + " reads key " + i + ": declare '" + kd.name +
                       (kd.extentName.empty() ? "" : " : " + kd.extentName) + " = " + qd.name +
@@ -1793,11 +1799,7 @@ private:
                   "read v at the query position: " + vT().name + "[...] with '" +
                       v_.dims[v_.qSeqDim].name + "'");
     const DimDecl &i = v_.dims[v_.qSeqDim], &j = v_.dims[v_.kvSeqDim];
-    bool same = (j.kind == DimDecl::Kind::Alias && j.sourceIndex == v_.qSeqDim) ||
-                (i.kind == DimDecl::Kind::Alias && i.sourceIndex == v_.kvSeqDim) ||
-                (staticExtent_[v_.qSeqDim] && staticExtent_[v_.kvSeqDim] &&
-                 *staticExtent_[v_.qSeqDim] == *staticExtent_[v_.kvSeqDim]);
-    if (!same)
+    if (!keysAreQueries())
       return fail(*v_.skip,
                   "a skip term needs the key length to be the query length",
                   "declare the key dim as an alias of the query dim: '" + j.name +
