@@ -235,6 +235,8 @@ std::map<std::string, KernelLaunch> Compiler::launchesByKernel() {
     l.splits = launch.getSplits();
     for (mlir::attngpu::GridAxisAttr axis : launch.getGrid())
       l.grid.push_back({axis.getArg(), axis.getDim(), axis.getScale(), axis.getDivisor()});
+    for (mlir::attngpu::TensorMapAttr map : launch.getTensorMaps())
+      l.tensorMaps.push_back({map.getArg(), map.getRows(), map.getColumns()});
     if (mlir::DictionaryAttr schedule = launch.getSchedule())
       for (mlir::NamedAttribute choice : schedule)
         if (auto value = mlir::dyn_cast<mlir::IntegerAttr>(choice.getValue()))

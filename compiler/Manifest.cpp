@@ -115,6 +115,18 @@ static void addBlockPlan(nlohmann::json &manifest, const nlohmann::json &args,
                             {"grid", grid}};
 }
 
+/// `tensor_maps` when the kernel copies tiles by TMA (attn-gpu-tensor-copies): per descriptor
+/// it takes after its memrefs, in order, the argument it describes and its box.
+static void addTensorMaps(nlohmann::json &manifest, const nlohmann::json &args,
+                          const KernelLaunch &launch) {
+  if (launch.tensorMaps.empty())
+    return;
+  nlohmann::json maps = nlohmann::json::array();
+  for (const auto &[arg, rows, columns] : launch.tensorMaps)
+    maps.push_back({{"arg", args.at(size_t(arg)).at("name")}, {"box", {rows, columns}}});
+  manifest["tensor_maps"] = maps;
+}
+
 /// A kernel's tile choices as the schedule recorded them, with its tensor-core instruction
 /// (`mma`, when the kernel has matmuls: attn-gpu-select-mma's choice).
 static nlohmann::json tileOf(const KernelLaunch &launch) {
@@ -274,6 +286,7 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   if (launch.splits && combine != launches.end() && combine->second.schedule.count("all_arguments"))
     manifest["split_kv"]["combine_takes_arguments"] = true;
   addBlockPlan(manifest, args, launches, v.name);
+  addTensorMaps(manifest, args, launch);
   return manifest.dump(2) + "\n";
 }
 
@@ -355,6 +368,10 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
     manifest["backward"]["dq_accum_width"] =
         width != dq->second.schedule.end() ? width->second : int64_t(0);
   }
+  // The backward kernels copy by cp.async; were one to take tensor maps, the runtime refuses
+  // the manifest at load (it launches none) instead of launching it without them.
+  addTensorMaps(manifest, args, main);
+  addTensorMaps(manifest, args, second);
   return manifest.dump(2) + "\n";
 }
 

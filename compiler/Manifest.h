@@ -25,6 +25,8 @@ struct KernelLaunch {
   bool splits = false;
   std::vector<std::array<int64_t, 4>> grid;
   std::map<std::string, int64_t> schedule;  // the schedule's choices (tile, chunk, scan)
+  // TMA descriptors the kernel takes after its memrefs: {argument, box rows, box columns}.
+  std::vector<std::array<int64_t, 3>> tensorMaps;
 };
 
 /// The manifest of the CUDA kernel compiled for `v` with these options. `launches` holds the

@@ -539,6 +539,52 @@ bool parseBlockPlan(Reader &r, const json &root, Manifest &m) {
   return true;
 }
 
+/// The optional `tensor_maps` array: [{"arg": name, "box": [rows, columns]}, ...], each of a
+/// 16-bit rank-4 input whose last axis is contiguous, 128-byte box rows (the swizzle's), at
+/// most 256 rows (TMA's limit on a box axis). Not with a backward manifest.
+bool parseTensorMaps(Reader &r, const json &root, Manifest &m) {
+  const json *j = r.member(root, "tensor_maps", "tensor_maps", false);
+  if (!j)
+    return true;
+  if (!j->is_array())
+    return r.fail("tensor_maps", std::string("must be an array, got ") + j->type_name());
+  if (j->size() > 8)
+    return r.fail("tensor_maps", "holds at most 8 descriptors, got " + std::to_string(j->size()));
+  if (m.backward && !j->empty())
+    return r.fail("tensor_maps", "is not supported with backward kernels");
+  for (size_t i = 0; i < j->size(); ++i) {
+    std::string path = "tensor_maps[" + std::to_string(i) + "]";
+    const json &e = (*j)[i];
+    if (!r.isObject(e, path))
+      return false;
+    std::string name;
+    if (!r.getString(e, "arg", path + ".arg", name))
+      return false;
+    TensorMap t;
+    for (size_t a = 0; a < m.args.size(); ++a)
+      if (m.args[a].name == name)
+        t.arg = int(a);
+    if (t.arg < 0)
+      return r.fail(path + ".arg", "names no argument: '" + name + "' (arguments: " +
+                                       m.argNames() + ")");
+    const Arg &a = m.args[size_t(t.arg)];
+    if (a.kind != ArgKind::Input || a.dims.size() != 4 || !a.unitStrideLast ||
+        (a.dtype != DType::BF16 && a.dtype != DType::F16))
+      return r.fail(path + ".arg", "must name a rank-4 f16/bf16 input with a contiguous last "
+                                   "axis, got '" + name + "'");
+    const json *box = r.getArray(e, "box", path + ".box");
+    if (!box)
+      return false;
+    if (box->size() != 2)
+      return r.fail(path + ".box", "must be [rows, columns]");
+    if (!r.toInt((*box)[0], path + ".box[0]", 1, 256, t.rows) ||
+        !r.toInt((*box)[1], path + ".box[1]", 64, 64, t.columns))
+      return false;
+    m.tensorMaps.push_back(t);
+  }
+  return true;
+}
+
 /// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
 bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "split_kv", "split_kv", false);
@@ -640,6 +686,7 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
     ok = ok && (!launched || parseBlock(r, root, "block", "block", m.block)) &&
          parseDims(r, root, m) && parseArgs(r, root, m) &&
          (!launched || (parseSplitKV(r, root, m) && parseBackward(r, root, m) && parseBlockPlan(r, root, m) &&
+                        parseTensorMaps(r, root, m) &&
                         parseGrid(r, root, "grid", "grid", m, m.grid)));
     if (!ok) {
       error = r.error;

@@ -111,6 +111,14 @@ struct BlockPlan {
   std::array<GridAxis, 3> grid{};
 };
 
+/// A TMA descriptor the main kernel takes by value after all its memref parameters (in the
+/// order of Manifest::tensorMaps): of argument `arg` (a rank-4 16-bit input with a contiguous
+/// last axis), boxes of `rows` x `columns` elements (columns * 2 = 128 bytes, swizzled).
+struct TensorMap {
+  int arg = -1;                  // index into Manifest::args
+  int64_t rows = 0, columns = 0;
+};
+
 struct Manifest {
   std::string text;              // the JSON as given
   std::string compiler, variant, entry, ptx, arch, specHash;
@@ -124,6 +132,7 @@ struct Manifest {
   std::optional<SplitKV> splitKV;
   std::optional<Backward> backward;
   std::optional<BlockPlan> blockPlan;
+  std::vector<TensorMap> tensorMaps;
 
   /// `"arch": "host"`: a kernel of the CPU back end (attnc.h's cpu target), run in process; it
   /// has no PTX, block or grid, and the CUDA runtime refuses to load it.

@@ -42,6 +42,8 @@ struct Driver {
   decltype(&::cuCtxSynchronize) ctxSynchronize = nullptr;
   decltype(&::cuStreamIsCapturing) streamIsCapturing = nullptr;
   decltype(&::cuMemsetD32Async) memsetD32Async = nullptr;
+  // Optional (CUDA 12+ drivers): only kernels that copy by TMA (manifest tensor_maps) need it.
+  decltype(&::cuTensorMapEncodeTiled) tensorMapEncodeTiled = nullptr;
   int version = 0;  // e.g. 13000 for CUDA 13.0
 
   /// "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (invalid argument)".
@@ -94,6 +96,8 @@ bool loadDriver(Driver &d, std::string &error) {
 #undef ATTNC_RESOLVE
   if (!ok)
     return false;
+  d.tensorMapEncodeTiled =
+      reinterpret_cast<decltype(d.tensorMapEncodeTiled)>(dlsym(lib, "cuTensorMapEncodeTiled"));
   if (CUresult r = d.init(0)) {
     error = d.fail(r, "cuInit") + (r == CUDA_ERROR_NO_DEVICE ? ": this machine has no usable GPU" : "");
     return false;
@@ -586,14 +590,87 @@ std::string launchText(const std::array<uint32_t, 3> &grid, const std::array<uin
          std::to_string(sharedMemory) + " bytes of shared memory";
 }
 
-/// Launches `fn` with `storage` as its parameters (one pointer per 8-byte value).
+/// The TMA descriptors of `m.tensorMaps` for `args` (canonical [b, h, s, c] order): the
+/// tensor's axes innermost first, byte strides, boxes of [rows, 64] written in the 128-byte
+/// swizzle, out-of-range elements read as zeros. A tensor without elements (kv_len 0: the
+/// kernel loads a tile it never reads) is described as one row of the first input that has
+/// elements, so the descriptor stays valid and the load reads valid memory.
+bool encodeTensorMaps(const Driver &d, const Manifest &m, const TensorArg *args,
+                      std::vector<CUtensorMap> &maps, std::string &error) {
+  maps.clear();
+  if (m.tensorMaps.empty())
+    return true;
+  if (!d.tensorMapEncodeTiled) {
+    error = "the CUDA driver has no cuTensorMapEncodeTiled (a CUDA 12 or newer driver is needed "
+            "for kernels compiled for sm_90a with TMA copies; hint: recompile without --tma)";
+    return false;
+  }
+  maps.resize(m.tensorMaps.size());
+  for (size_t i = 0; i < m.tensorMaps.size(); ++i) {
+    const TensorMap &tm = m.tensorMaps[i];
+    const TensorArg &t = args[size_t(tm.arg)];
+    const Arg &a = m.args[size_t(tm.arg)];
+    int64_t elementBytes = dtypeBytes(a.dtype);
+    cuuint64_t dims[4], strides[3];
+    uint64_t data = t.data;
+    if (hasElements(t)) {
+      for (int axis = 0; axis < 4; ++axis)
+        dims[axis] = cuuint64_t(t.sizes[3 - axis]);
+      // An axis of extent 1 is never stepped: any valid stride does (torch leaves arbitrary
+      // ones there), so it gets the dense one.
+      int64_t dense = t.sizes[3] * elementBytes;
+      for (int axis = 1; axis < 4; ++axis) {
+        int64_t stride = t.sizes[3 - axis] > 1 ? t.strides[3 - axis] * elementBytes : dense;
+        strides[axis - 1] = cuuint64_t(stride);
+        dense = stride * t.sizes[3 - axis];
+      }
+    } else {
+      const TensorArg *other = nullptr;
+      for (size_t b = 0; b < m.args.size() && !other; ++b)
+        if (m.args[b].kind == ArgKind::Input && dtypeBytes(m.args[b].dtype) == elementBytes &&
+            m.args[b].unitStrideLast && hasElements(args[b]) && args[b].rank >= 1)
+          other = &args[b];
+      if (!other) {
+        error = "argument '" + a.name + "' has no elements and no other input can stand in "
+                "for its tensor map";
+        return false;
+      }
+      data = other->data;
+      dims[0] = cuuint64_t(std::min<int64_t>(other->sizes[other->rank - 1], 64));
+      dims[1] = dims[2] = dims[3] = 1;
+      strides[0] = strides[1] = strides[2] = 256;
+    }
+    cuuint32_t box[4] = {cuuint32_t(tm.columns), cuuint32_t(tm.rows), 1, 1};
+    cuuint32_t unit[4] = {1, 1, 1, 1};
+    CUresult r = d.tensorMapEncodeTiled(
+        &maps[i], a.dtype == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        4, reinterpret_cast<void *>(data), dims, strides, box, unit,
+        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+      error = d.fail(r, "cuTensorMapEncodeTiled('" + a.name + "')") +
+              ": TMA needs a 16-byte aligned pointer and strides that are multiples of 16 bytes "
+              "below 2^40 (hint: make the tensor contiguous, or recompile without --tma)";
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Launches `fn` with `storage` as its parameters (one pointer per 8-byte value), then the
+/// tensor maps `maps` (by value, 128 bytes each) when given.
 bool launchWith(const Driver &d, CUfunction fn, const std::array<uint32_t, 3> &grid,
                 const std::array<uint32_t, 3> &block, uint32_t sharedMemory, void *stream,
-                std::vector<uint64_t> &storage, const std::string &what, std::string &error) {
+                std::vector<uint64_t> &storage, const std::string &what, std::string &error,
+                std::vector<CUtensorMap> *maps = nullptr) {
   std::vector<void *> params;
-  params.reserve(storage.size());
+  params.reserve(storage.size() + (maps ? maps->size() : 0));
   for (uint64_t &v : storage)
     params.push_back(&v);
+  if (maps)
+    for (CUtensorMap &map : *maps)
+      params.push_back(&map);
   CUresult r = d.launchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedMemory,
                               static_cast<CUstream>(stream), params.data(), nullptr);
   if (r != CUDA_SUCCESS)
@@ -652,9 +729,14 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
     pushMemref(storage, args[a]);
   if (manifest_.backward)
     return launchBackward(ctx, fns, args, plan, storage, stream, error);
+  std::vector<CUtensorMap> maps;
+  if (!encodeTensorMaps(*d, manifest_, args, maps, error)) {
+    error = prefix + error;
+    return false;
+  }
   if (!manifest_.splitKV && !manifest_.blockPlan) {
     if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
-                    "cuLaunchKernel", error)) {
+                    "cuLaunchKernel", error, &maps)) {
       error = prefix + error;
       return false;
     }
@@ -725,7 +807,7 @@ bool Kernel::launchPlanned(const TensorArg *args, LaunchPlan &plan, void *stream
                       std::find(plan.combineGrid.begin(), plan.combineGrid.end(), 0u) !=
                           plan.combineGrid.end();
   if (!launchWith(*d, fns.main, plan.grid, plan.block, plan.sharedMemory, stream, storage,
-                  "cuLaunchKernel", error) ||
+                  "cuLaunchKernel", error, &maps) ||
       (!combineEmpty &&
        !launchWith(*d, fns.combine, plan.combineGrid, plan.combineBlock, 0, stream, combine,
                    "cuLaunchKernel('" + manifest_.splitKV->combineEntry + "')", error))) {

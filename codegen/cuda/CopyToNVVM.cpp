@@ -1,8 +1,11 @@
 // Shared tiles and global -> shared copies: attn_gpu.alloc_shared (a view of the dynamic shared
 // memory), copy_query_tile / copy_key_tile (cp.async, 16 bytes a copy, zero-fill past the end;
-// GQA-packed query rows, paged keys), dequantize (quantised K/V staging -> 16-bit tile) and
-// map_tile (a feature map in place).
+// GQA-packed query rows, paged keys; with a tensor map, one thread's TMA boxes completing on
+// an mbarrier), init_barrier / wait_barrier, dequantize (quantised K/V staging -> 16-bit tile)
+// and map_tile (a feature map in place).
 #include "codegen/cuda/GPUToNVVM.h"
+
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 
 using namespace mlir;
 using namespace mlir::attn;
@@ -75,10 +78,98 @@ Value pageOf(ThreadContext &t, Value table, Value pool, Value batch, Value j, in
   return buildPageLookup(t.b, t.loc, table, pool, batch, j, pageSize);
 }
 
+/// The shared-memory pointer (!llvm.ptr<3>) of a converted shared buffer, plus `bytes`.
+Value sharedPointer(WarpKernelBase &t, Value flat, int64_t bytes = 0) {
+  Value address = arith::IndexCastOp::create(
+      t.b, t.loc, t.b.getI64Type(),
+      memref::ExtractAlignedPointerAsIndexOp::create(t.b, t.loc, flat));
+  if (bytes)
+    address = arith::AddIOp::create(
+        t.b, t.loc, address, arith::ConstantIntOp::create(t.b, t.loc, bytes, 64));
+  return LLVM::IntToPtrOp::create(t.b, t.loc, LLVM::LLVMPointerType::get(t.b.getContext(), 3),
+                                  address);
+}
+
+Value i32Of(WarpKernelBase &t, Value index) {
+  return arith::IndexCastOp::create(t.b, t.loc, t.b.getI32Type(), index);
+}
+
+/// A tile copied by TMA: thread 0 arrives on the barrier expecting the tile's bytes, then
+/// issues one box of [rows, 64] elements (128 bytes a row, written in the 128-byte swizzle)
+/// per column block of the tile, at coordinates (column, key, kv head, batch) of the tensor.
+LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
+                              ConversionPatternRewriter &rw) {
+  ThreadContext t(rw, op.getLoc(), op);
+  MemRefType tile = op.getTile().getType();
+  int64_t rows = tile.getDimSize(0), cols = tile.getDimSize(1);
+  int64_t blockCols = 128 / (tile.getElementTypeBitWidth() / 8);
+  auto leader = scf::IfOp::create(
+      rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
+      /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(rw);
+  rw.setInsertionPointToStart(leader.thenBlock());
+  Value barrier = sharedPointer(t, adaptor.getBarrier());
+  int64_t bytes = rows * cols * (tile.getElementTypeBitWidth() / 8);
+  NVVM::MBarrierArriveExpectTxOp::create(
+      rw, t.loc, rw.getI64Type(), barrier,
+      arith::ConstantIntOp::create(rw, t.loc, bytes, 32), NVVM::MemScopeKind::CTA, false,
+      Value());
+  Value col0 = op.getCol0() ? op.getCol0() : t.idx(0);
+  auto cluster = LLVM::LLVMPointerType::get(rw.getContext(), 7);
+  for (int64_t block = 0; block < cols / blockCols; ++block) {
+    Value dst = LLVM::AddrSpaceCastOp::create(
+        rw, t.loc, cluster, sharedPointer(t, adaptor.getTile(), block * rows * 128));
+    SmallVector<Value> at = {i32Of(t, t.add(col0, block * blockCols)), i32Of(t, op.getJ0()),
+                             i32Of(t, op.getHk()), i32Of(t, op.getB())};
+    NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
+        rw, t.loc, dst, adaptor.getMap(), at, barrier, ValueRange{}, Value(), Value(),
+        NVVM::TMALoadMode::TILE, false, NVVM::CTAGroupKindAttr(), Value());
+  }
+  rw.eraseOp(op);
+  return success();
+}
+
+/// Thread 0 initialises the barrier for one arrival and fences the initialisation.
+struct InitBarrierLowering : OpConversionPattern<InitBarrierOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(InitBarrierOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    auto leader = scf::IfOp::create(
+        rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
+        /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(rw);
+    rw.setInsertionPointToStart(leader.thenBlock());
+    NVVM::MBarrierInitOp::create(rw, t.loc, sharedPointer(t, adaptor.getBarrier()),
+                                 arith::ConstantIntOp::create(rw, t.loc, 1, 32), Value());
+    NVVM::FenceMbarrierInitOp::create(rw, t.loc);
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// Every thread: mbarrier.try_wait.parity until the phase of parity `phase` % 2 completes.
+struct WaitBarrierLowering : OpConversionPattern<WaitBarrierOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(WaitBarrierOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    Value parity = i32Of(t, arith::AndIOp::create(rw, t.loc, op.getPhase(), t.idx(1)));
+    // The suspend-time hint of CUTLASS's pipelines (nanoseconds) between retries.
+    NVVM::MBarrierTryWaitParityOp::create(rw, t.loc, sharedPointer(t, adaptor.getBarrier()),
+                                          parity,
+                                          arith::ConstantIntOp::create(rw, t.loc, 0x989680, 32));
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
 struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(CopyKeyTileOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
+    if (op.getMap())
+      return lowerTensorCopy(op, adaptor, rw);
     ThreadContext t(rw, op.getLoc(), op);
     int64_t rows = op.getTile().getType().getDimSize(0), pageSize = op.getPageSize();
     Value table = op.getBlockTable(), j0 = op.getJ0(), kvLen = op.getKvLen();
@@ -285,7 +376,7 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               DequantizeLowering, MapTileLowering, CopyRowsLowering, RowSquaresLowering>(
+               InitBarrierLowering, WaitBarrierLowering, DequantizeLowering, MapTileLowering, CopyRowsLowering, RowSquaresLowering>(
       converter, patterns.getContext());
 }
 

@@ -153,15 +153,39 @@ LogicalResult CopyQueryTileOp::verify() {
   return success();
 }
 
+/// An mbarrier: 8 bytes of shared memory.
+static LogicalResult checkBarrier(Operation *op, Value barrier) {
+  auto type = cast<MemRefType>(barrier.getType());
+  if (!isWorkgroup(type) || type.getDimSize(0) != 1)
+    return op->emitOpError("takes an mbarrier as memref<1xi64> in shared memory, got ") << type;
+  return success();
+}
+
 LogicalResult CopyKeyTileOp::verify() {
   if (failed(checkShared(*this, getTile(), "the destination")))
     return failure();
-  if (getTile().getType().getRank() != 2)
+  MemRefType tile = getTile().getType();
+  if (tile.getRank() != 2)
     return emitOpError("copies into a rank-2 tile");
   if (bool(getBlockTable()) != (getPageSize() > 0))
     return emitOpError("takes a page size > 0 exactly when it reads through a block table");
+  if (bool(getMap()) != bool(getBarrier()))
+    return emitOpError("copies by a tensor map exactly when it signals a barrier");
+  if (getMap()) {
+    if (failed(checkBarrier(*this, getBarrier())))
+      return failure();
+    if (getBlockTable() || getInterior())
+      return emitOpError("copies a paged or interior tile with cp.async only, not by a tensor map");
+    if (!isSwizzled(tile) || getKv().getType().getElementType() != tile.getElementType())
+      return emitOpError("copies by a tensor map into a swizzled tile of the source's element "
+                         "type only, got ")
+             << tile;
+  }
   return success();
 }
+
+LogicalResult InitBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
+LogicalResult WaitBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
 
 LogicalResult LoadOperandOp::verify() {
   if (failed(checkShared(*this, getTile(), "the tile")) ||

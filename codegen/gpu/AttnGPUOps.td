@@ -13,6 +13,7 @@ include "mlir/IR/BuiltinAttributeInterfaces.td"
 include "mlir/IR/EnumAttr.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/ControlFlowInterfaces.td"
+include "mlir/Dialect/LLVMIR/LLVMOpBase.td"
 
 def AttnGPU_Dialect : Dialect {
   let name = "attn_gpu";
@@ -27,7 +28,7 @@ def AttnGPU_Dialect : Dialect {
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect", "::mlir::gpu::GPUDialect",
-    "::mlir::nvgpu::NVGPUDialect"
+    "::mlir::nvgpu::NVGPUDialect", "::mlir::LLVM::LLVMDialect"
   ];
   let useDefaultAttributePrinterParser = 1;
 }
@@ -122,20 +123,36 @@ def AttnGPU_GridAxisAttr : AttrDef<AttnGPU_Dialect, "GridAxis"> {
   let assemblyFormat = "`<` `arg` $arg `dim` $dim `*` $scale `ceil_div` $divisor `>`";
 }
 
+/// A tensor-memory-access descriptor the kernel takes (a CUtensorMap, 128 bytes, by value as a
+/// grid constant): of its memref argument `arg`, a rank-4 tensor of 16-bit elements with a
+/// contiguous last axis, read in boxes of `rows` (axis 2) x `columns` (axis 3, 128 bytes: the
+/// 128-byte swizzle) elements at one index of axes 0 and 1. The runtime encodes it at launch
+/// from the tensor's pointer, sizes and strides (cuTensorMapEncodeTiled; out-of-range
+/// elements read as zeros).
+def AttnGPU_TensorMapAttr : AttrDef<AttnGPU_Dialect, "TensorMap"> {
+  let mnemonic = "tensor_map";
+  let summary = "A TMA descriptor of a kernel argument, passed by value";
+  let parameters = (ins "int64_t":$arg, "int64_t":$rows, "int64_t":$columns);
+  let assemblyFormat = "`<` `arg` $arg `box` $rows `x` $columns `>`";
+}
+
 /// The launch ABI of a kernel, written onto its gpu.func by the lowering and read back by the
 /// manifest (never recomputed): threads per block, the grid's x, y, z axes, the dynamic
-/// shared memory in bytes, whether axis x also counts split-KV splits, and the schedule's
-/// choices the manifest reports (tile sizes, chunk rows, value slice, scan lanes).
+/// shared memory in bytes, whether axis x also counts split-KV splits, the schedule's
+/// choices the manifest reports (tile sizes, chunk rows, value slice, scan lanes) and the
+/// tensor maps it takes after its memref arguments, in order (attn-gpu-tensor-copies).
 def AttnGPU_LaunchAttr : AttrDef<AttnGPU_Dialect, "Launch"> {
   let mnemonic = "launch";
   let summary = "Threads, grid axes and dynamic shared memory of a kernel";
   let parameters = (ins "int64_t":$threads,
                         ArrayRefParameter<"::mlir::attngpu::GridAxisAttr">:$grid,
                         "int64_t":$sharedMemory, "bool":$splits,
-                        OptionalParameter<"::mlir::DictionaryAttr">:$schedule);
+                        OptionalParameter<"::mlir::DictionaryAttr">:$schedule,
+                        OptionalArrayRefParameter<"::mlir::attngpu::TensorMapAttr">:$tensorMaps);
   let assemblyFormat = [{
     `<` `threads` `=` $threads `,` `grid` `=` `[` $grid `]` `,` `shared_memory` `=`
-    $sharedMemory `,` `splits` `=` $splits (`,` `schedule` `=` $schedule^)? `>`
+    $sharedMemory `,` `splits` `=` $splits (`,` `schedule` `=` $schedule^)?
+    (`,` `tensor_maps` `=` `[` $tensorMaps^ `]`)? `>`
   }];
 }
 
@@ -144,7 +161,8 @@ def AttnGPU_LaunchAttr : AttrDef<AttnGPU_Dialect, "Launch"> {
 //===----------------------------------------------------------------------===//
 
 def AttnGPU_Fragment : RankedTensorOf<[F32, F16, BF16, I1]>;
-def AttnGPU_Shared : MemRefOf<[F32, F16, BF16, I8, F8E4M3FN]>;
+def AttnGPU_Shared : MemRefOf<[F32, F16, BF16, I8, I64, F8E4M3FN]>;
+def AttnGPU_Barrier : MemRefRankOf<[I64], [1]>;
 def AttnGPU_Global4 : MemRefRankOf<[F32, F16, BF16, I8, F8E4M3FN], [4]>;
 def AttnGPU_GlobalOut : MemRefOf<[F32, F16, BF16]>;
 
@@ -202,18 +220,53 @@ def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile", [AttrSizedOperandSegment
     copies have no per-row range checks: fewer instructions per copy, at the cost of the
     copy code twice (the flash softmax kernels gain registers from it, measured; other
     kernels lose them).
+
+    Without `by`, the block's threads share the copy (cp.async, 16 bytes a copy) and it
+    completes at the next `nvgpu.device_async_wait` that covers its group. With `by %map
+    signals %barrier` (attn-gpu-tensor-copies, sm_90a), one thread copies the tile by tensor
+    memory access through the TMA descriptor `map` of `kv` (a kernel argument, boxes of 64
+    columns into the swizzled tile's column blocks; kv_len must be the tensor's own extent,
+    past which TMA reads zeros) and arrives on the mbarrier `barrier` expecting the tile's
+    bytes: the copy completes when that barrier's phase does (attn_gpu.wait_barrier).
   }];
   let arguments = (ins Arg<AttnGPU_Global4, "", [MemRead]>:$kv,
                        Arg<AttnGPU_Shared, "", [MemWrite]>:$tile,
                        Index:$b, Index:$hk, Index:$j0, Index:$kv_len,
                        Optional<MemRefRankOf<[I32], [2]>>:$block_table,
                        Optional<Index>:$col0,
+                       Optional<LLVM_AnyPointer>:$map,
+                       Arg<Optional<AttnGPU_Barrier>, "", [MemWrite]>:$barrier,
                        DefaultValuedAttr<I64Attr, "0">:$page_size, UnitAttr:$interior);
   let assemblyFormat = [{
     $kv `[` $b `,` $hk `,` $j0 `]` `below` $kv_len (`pages` $block_table^)?
-    (`columns_from` $col0^)? `->` $tile attr-dict
+    (`columns_from` $col0^)? `->` $tile (`by` $map^ `signals` $barrier)? attr-dict
     `:` type($kv) (`pages` type($block_table)^)? `->` type($tile)
+    (`by` type($map)^ `,` type($barrier))?
   }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_InitBarrierOp : AttnGPU_Op<"init_barrier"> {
+  let summary = "Initialises an mbarrier in shared memory for one arrival per phase";
+  let description = [{
+    One thread initialises the mbarrier (`barrier`, 8 bytes of shared memory) with an
+    expected arrival count of 1 (the thread that issues a tensor copy) and fences the
+    initialisation; a block barrier must follow before any thread uses it.
+  }];
+  let arguments = (ins Arg<AttnGPU_Barrier, "", [MemWrite]>:$barrier);
+  let assemblyFormat = "$barrier attr-dict `:` type($barrier)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_WaitBarrierOp : AttnGPU_Op<"wait_barrier"> {
+  let summary = "Waits for the phase of an mbarrier with the given parity to complete";
+  let description = [{
+    Every thread waits until the phase of `barrier` whose parity is `phase` % 2 has completed
+    (mbarrier.try_wait.parity, retried): the tensor copies that signalled it have landed and
+    their data is visible to the thread, to the generic and the async proxy alike.
+  }];
+  let arguments = (ins Arg<AttnGPU_Barrier, "", [MemRead, MemWrite]>:$barrier, Index:$phase);
+  let assemblyFormat = "$barrier `phase` $phase attr-dict `:` type($barrier)";
   let hasVerifier = 1;
 }
 

@@ -71,6 +71,8 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
   pm.addPass(mlir::attngpu::createAttnGPUPipeline());
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());
+  if (options.tensorCopies)
+    pm.addPass(mlir::attngpu::createAttnGPUTensorCopies());
   pm.addPass(mlir::attngpu::createAttnGPUAllocateShared());
   pm.addPass(mlir::attngpu::createAttnGPUNarrowIndex());
   pm.addPass(mlir::attn::createAttnGPUToNVVM());

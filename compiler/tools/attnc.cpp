@@ -58,6 +58,10 @@ static cl::opt<bool> overlap("overlap",
                              cl::desc("sm_90a: each key tile's softmax under the next tile's "
                                       "Q K^T (async wgmma; slower on the H200 so far)"),
                              cl::cat(category));
+static cl::opt<bool> tensorCopies("tma",
+                                  cl::desc("sm_90a: copy key and value tiles by TMA (one thread, "
+                                           "mbarriers) instead of cp.async"),
+                                  cl::cat(category));
 static cl::opt<bool> dqAtomic("dq-atomic",
                               cl::desc("CUDA backward: dQ added by f32 atomics from the dK/dV "
                                        "kernel (three kernels, 5 matmuls) instead of its own "
@@ -168,6 +172,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.blockPlan = !noBlockPlan;
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.overlap = overlap;
+  options.pipeline.tensorCopies = tensorCopies;
   options.pipeline.dqAtomic = dqAtomic;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;

@@ -907,6 +907,40 @@ TEST(Manifest, BlockPlan) {
             "manifest: field 'block_plan' must be an object, got array");
 }
 
+/// kManifest with TMA descriptors (attn-gpu-tensor-copies): of k and v, boxes of 64 x 64.
+std::string mapsManifest(const std::string &maps = R"("tensor_maps": [{"arg": "k", "box": [64, 64]},
+    {"arg": "v", "box": [64, 64]}],)") {
+  return replaced(kManifest, "\"tile\": {", maps + "\n  \"tile\": {");
+}
+
+TEST(Manifest, TensorMaps) {
+  Manifest m;
+  std::string error;
+  ASSERT_TRUE(parseManifest(mapsManifest(), m, error)) << error;
+  ASSERT_EQ(m.tensorMaps.size(), 2u);
+  EXPECT_EQ(m.tensorMaps[0].arg, 1);
+  EXPECT_EQ(m.tensorMaps[1].arg, 2);
+  EXPECT_EQ(m.tensorMaps[1].rows, 64);
+  EXPECT_EQ(m.tensorMaps[1].columns, 64);
+  Manifest plain;
+  ASSERT_TRUE(parseManifest(kManifest, plain, error)) << error;
+  EXPECT_TRUE(plain.tensorMaps.empty());
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": [{"arg": "kk", "box": [64, 64]}],)")),
+            "manifest: field 'tensor_maps[0].arg' names no argument: 'kk' (arguments: q, k, v, "
+            "slope, o, lse)");
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": [{"arg": "slope", "box": [64, 64]}],)")),
+            "manifest: field 'tensor_maps[0].arg' must name a rank-4 f16/bf16 input with a "
+            "contiguous last axis, got 'slope'");
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": [{"arg": "k", "box": [512, 64]}],)")),
+            "manifest: field 'tensor_maps[0].box[0]' must be in [1, 256], got 512");
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": [{"arg": "k", "box": [64, 32]}],)")),
+            "manifest: field 'tensor_maps[0].box[1]' must be in [64, 64], got 32");
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": [{"arg": "k", "box": [64]}],)")),
+            "manifest: field 'tensor_maps[0].box' must be [rows, columns]");
+  EXPECT_EQ(parseError(mapsManifest(R"("tensor_maps": {"arg": "k"},)")),
+            "manifest: field 'tensor_maps' must be an array, got object");
+}
+
 /// The plan's grid and its i32 [b, 1, query tiles, 5] entries in the workspace.
 TEST(Manifest, BlockPlanLaunch) {
   Manifest m;

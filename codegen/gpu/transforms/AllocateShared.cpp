@@ -53,7 +53,7 @@ struct AttnGPUAllocateSharedPass
           schedule = choices.getDictionary(&getContext());
         }
         launch = LaunchAttr::get(&getContext(), launch.getThreads(), launch.getGrid(), shared,
-                                 launch.getSplits(), schedule);
+                                 launch.getSplits(), schedule, launch.getTensorMaps());
         kernel->setAttr(kLaunchAttrName, launch);
         launches.push_back(NamedAttribute(kernel.getNameAttr(), launch));
       }

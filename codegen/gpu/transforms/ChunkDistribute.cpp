@@ -214,9 +214,9 @@ void ChunkDistributor::emitCopies(Value n0) {
   CopyQueryTileOp::create(b, loc, q, qTile, batch, qkHead ? qkHead : head, n0,
                           b.getI64IntegerAttr(1));
   CopyKeyTileOp::create(b, loc, k, kTile, batch, qkHead ? qkHead : kvHead, n0, kvLen, Value(),
-                        Value(), b.getI64IntegerAttr(0));
+                        Value(), Value(), Value(), b.getI64IntegerAttr(0));
   CopyKeyTileOp::create(b, loc, v, vTile, batch, kvHead, n0, kvLen, Value(), colBase,
-                        b.getI64IntegerAttr(0));
+                        Value(), Value(), b.getI64IntegerAttr(0));
   auto token = nvgpu::DeviceAsyncTokenType::get(b.getContext());
   Value group = nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, token, ValueRange{});
   nvgpu::DeviceAsyncWaitOp::create(b, loc, group, b.getI32IntegerAttr(0));

@@ -190,7 +190,8 @@ void FlashDistributor::copyKeys(bool isKey, Value j0) {
     // instructions: 1.00-1.11x, measured 2026-12-04); the others keep one predicated copy
     // (other kernels lost registers to the second copy path, int8 decode 4-7% of its speed).
     auto copy = CopyKeyTileOp::create(b, loc, global, dest, batch, kvHead, j0, kvLen, table,
-                                      Value(), b.getI64IntegerAttr(t.scores.getPageSize()));
+                                      Value(), Value(), Value(),
+                                      b.getI64IntegerAttr(t.scores.getPageSize()));
     if (t.update && !table && dest != kStage && dest != vStage)
       copy.setInterior(true);
   }
@@ -478,7 +479,7 @@ void FlashDistributor::emitLaunch() {
     choices.push_back(entry("min_blocks", 3));
   auto schedule = DictionaryAttr::get(ctx, choices);
   kernel->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, t.blockQ / 16 * 32, grid, 0,
-                                                   bool(t.splitLoop), schedule));
+                                                   bool(t.splitLoop), schedule, {}));
 }
 
 /// Before key tile j0's scores: the cumulative log decays of its keys (a per-step decay).
@@ -728,7 +729,7 @@ LogicalResult emitCombineKernel(OpBuilder &b, func::FuncOp f, CombineOp combine)
   if (mapped)
     schedule = DictionaryAttr::get(
         ctx, {NamedAttribute(StringAttr::get(ctx, "all_arguments"), b.getI64IntegerAttr(1))});
-  merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, schedule));
+  merge->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, grid, 0, false, schedule, {}));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&merge.getBody().front());
   IRMapping map;

@@ -290,7 +290,7 @@ std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value k
                                                          Value j0, const attn::KeyRange &planned) {
   for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
     CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                          b.getI64IntegerAttr(0));
+                          Value(), Value(), b.getI64IntegerAttr(0));
   waitGroups(0);
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
@@ -460,7 +460,7 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   Value dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
   for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
     CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                          b.getI64IntegerAttr(0));
+                          Value(), Value(), b.getI64IntegerAttr(0));
   waitGroups(0);
 
   // The queries that may see a key of the tile: the mask's bounds j >= i + c or j <= i + c

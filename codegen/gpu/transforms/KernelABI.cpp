@@ -88,7 +88,7 @@ void mlir::attngpu::setLaunch(gpu::GPUFuncOp kernel, int64_t threads,
     entries.push_back(NamedAttribute(StringAttr::get(ctx, name),
                                      IntegerAttr::get(IntegerType::get(ctx, 64), value)));
   kernel->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, threads, axes, sharedMemory, false,
-                                                   DictionaryAttr::get(ctx, entries)));
+                                                   DictionaryAttr::get(ctx, entries), {}));
 }
 
 LogicalResult mlir::attngpu::checkSelfContained(gpu::GPUFuncOp kernel) {

@@ -110,6 +110,29 @@ def AttnGPUSelectMMA : Pass<"attn-gpu-select-mma", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect"];
 }
 
+def AttnGPUTensorCopies : Pass<"attn-gpu-tensor-copies", "::mlir::ModuleOp"> {
+  let summary = "Copy swizzled key and value tiles by TMA, completing on mbarriers (sm_90a)";
+  let description = [{
+    In sm_90a kernels, every `attn_gpu.copy_key_tile` of 16-bit keys or values from a kernel
+    argument into a swizzled tile of its own gets `by %map signals %barrier`: one thread
+    copies it by tensor memory access through a descriptor that the kernel takes as a new
+    trailing parameter (recorded in its `#attn_gpu.launch` as `tensor_maps`, encoded by the
+    runtime), and the copy completes on an mbarrier of its tile (`attn_gpu.init_barrier` at
+    the kernel's start). The cp.async group protocol is replayed (one loop level): each
+    `nvgpu.device_async_wait` that completes such a copy is followed by
+    `attn_gpu.wait_barrier` at the parity of the tile's latest copy (counted before, in and
+    after the loop); a wait that completes no cp.async copy is dropped with its proxy fence.
+    Kernels whose copies do not fit the replay keep cp.async.
+
+    Before: `attn_gpu.copy_key_tile %k[%b, %h, %j] below %n -> %t {interior}`
+            `%g = nvgpu.device_async_create_group` `nvgpu.device_async_wait %g {numGroups = 0}`
+    After:  `attn_gpu.copy_key_tile %k[%b, %h, %j] below %n -> %t by %map signals %bar`
+            `%g = nvgpu.device_async_create_group` `attn_gpu.wait_barrier %bar phase %p`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::LLVM::LLVMDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def AttnGPUNarrowIndex : Pass<"attn-gpu-narrow-index", "::mlir::ModuleOp"> {
   let summary = "Evaluate the score, mask and score-gradient regions' integer math in 32 bits";
   let description = [{

@@ -95,7 +95,7 @@ FailureOr<gpu::GPUFuncOp> mlir::attngpu::emitPlanKernel(OpBuilder &b, func::Func
                                     perHead ? attentionGrid[1] : GridAxisAttr::get(ctx, -1, 0, 1, 1),
                                     attentionGrid[2]};
   kernel->setAttr(kLaunchAttrName, LaunchAttr::get(ctx, kPlanThreads, grid, 0, false,
-                                                   DictionaryAttr::get(ctx, {})));
+                                                   DictionaryAttr::get(ctx, {}), {}));
 
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&kernel.getBody().front());

@@ -234,7 +234,7 @@ void recordChoice(gpu::GPUFuncOp kernel) {
   kernel->setAttr(kLaunchAttrName,
                   LaunchAttr::get(ctx, launch.getThreads(), launch.getGrid(),
                                   launch.getSharedMemory(), launch.getSplits(),
-                                  schedule.getDictionary(ctx)));
+                                  schedule.getDictionary(ctx), launch.getTensorMaps()));
 }
 
 struct AttnGPUSelectMMAPass : mlir::attngpu::impl::AttnGPUSelectMMABase<AttnGPUSelectMMAPass> {

@@ -423,3 +423,23 @@ func.func @log_decay_without_cums(%s: tensor<64x32xf32, #acc>, %n: index) {
   }
   return
 }
+
+// -----
+
+!g = memref<?x?x?x64xbf16>
+!pad = memref<64x72xbf16, #gpu.address_space<workgroup>>
+func.func @tensor_copy_padded(%k: !g, %i: index, %map: !llvm.ptr,
+                              %bar: memref<1xi64, #gpu.address_space<workgroup>>) {
+  %t = attn_gpu.alloc_shared : !pad
+  // expected-error @+1 {{copies by a tensor map into a swizzled tile of the source's element type only}}
+  attn_gpu.copy_key_tile %k[%i, %i, %i] below %i -> %t by %map signals %bar : !g -> !pad by !llvm.ptr, memref<1xi64, #gpu.address_space<workgroup>>
+  return
+}
+
+// -----
+
+func.func @barrier_in_global(%bar: memref<1xi64>) {
+  // expected-error @+1 {{takes an mbarrier as memref<1xi64> in shared memory}}
+  attn_gpu.init_barrier %bar : memref<1xi64>
+  return
+}
