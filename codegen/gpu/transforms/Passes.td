@@ -121,7 +121,9 @@ def AttnGPUTensorCopies : Pass<"attn-gpu-tensor-copies", "::mlir::ModuleOp"> {
     the kernel's start). The cp.async group protocol is replayed (one loop level): each
     `nvgpu.device_async_wait` that completes such a copy is followed by
     `attn_gpu.wait_barrier` at the parity of the tile's latest copy (counted before, in and
-    after the loop); a wait that completes no cp.async copy is dropped with its proxy fence.
+    after the loop); a wait that completes no cp.async copy is dropped with its proxy fence,
+    and so is the block barrier behind it when only copies, commits and index arithmetic lie
+    between it and the previous block barrier (each thread waits on the mbarrier itself).
     Kernels whose copies do not fit the replay keep cp.async.
 
     Before: `attn_gpu.copy_key_tile %k[%b, %h, %j] below %n -> %t {interior}`
@@ -129,6 +131,11 @@ def AttnGPUTensorCopies : Pass<"attn-gpu-tensor-copies", "::mlir::ModuleOp"> {
     After:  `attn_gpu.copy_key_tile %k[%b, %h, %j] below %n -> %t by %map signals %bar`
             `%g = nvgpu.device_async_create_group` `attn_gpu.wait_barrier %bar phase %p`
   }];
+  let options = [
+    Option<"dropBarriers", "drop-barriers", "bool", "true",
+           "Drop the block barrier behind a dropped wait when only copies precede it since the "
+           "last barrier (each thread waits on the mbarrier itself)">
+  ];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::LLVM::LLVMDialect",
                            "::mlir::arith::ArithDialect"];
 }

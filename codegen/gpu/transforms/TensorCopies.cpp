@@ -20,6 +20,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <deque>
 
@@ -222,7 +223,7 @@ struct TensorMaps {
   }
 };
 
-void rewrite(gpu::GPUFuncOp kernel, Replay &r) {
+void rewrite(gpu::GPUFuncOp kernel, Replay &r, bool dropBarriers) {
   Location loc = kernel.getLoc();
   MLIRContext *ctx = kernel.getContext();
   // One barrier per tensor-copied tile, initialised before the first copy of the kernel.
@@ -265,9 +266,27 @@ void rewrite(gpu::GPUFuncOp kernel, Replay &r) {
     while (next && isa<arith::ConstantOp, arith::SubIOp, arith::AddIOp, arith::MulIOp,
                        arith::DivUIOp, arith::MaxSIOp, arith::CeilDivUIOp, WaitBarrierOp>(next))
       next = next->getNextNode();
-    if (auto fence = dyn_cast_or_null<NVVM::FenceProxyOp>(next))
+    if (auto fence = dyn_cast_or_null<NVVM::FenceProxyOp>(next)) {
+      next = fence->getNextNode();
       fence.erase();
+    }
+    // The block barrier behind such a wait made every thread's cp.async copies visible to
+    // all; each thread now waits on the copies' barrier itself. It goes when the stretch since
+    // the previous block barrier holds nothing else another thread could need to see: only
+    // tensor copies, commits and index arithmetic.
+    auto barrier = dyn_cast_or_null<gpu::BarrierOp>(next);
+    bool onlyCopies = barrier && dropBarriers;
+    for (Operation *op = plan.wait->getPrevNode(); onlyCopies && op && !isa<gpu::BarrierOp>(op);
+         op = op->getPrevNode()) {
+      auto copy = dyn_cast<CopyKeyTileOp>(op);
+      onlyCopies = (copy && copy.getMap()) || isa<nvgpu::DeviceAsyncCreateGroupOp>(op) ||
+                   (isMemoryEffectFree(op) && op->getNumRegions() == 0 &&
+                    llvm::all_of(op->getResultTypes(),
+                                 [](Type t) { return t.isIndex() || t.isInteger(); }));
+    }
     plan.wait.erase();
+    if (onlyCopies)
+      barrier.erase();
   }
   auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName);
   if (launch)
@@ -297,7 +316,7 @@ struct AttnGPUTensorCopiesPass
             !r.open.tensor.empty() ||
             llvm::any_of(r.pending, [](const Group &g) { return !g.tensor.empty(); }))
           return;  // unchanged: cp.async throughout
-        rewrite(kernel, r);
+        rewrite(kernel, r, dropBarriers);
       });
     });
   }
