@@ -602,7 +602,7 @@ bool encodeTensorMaps(const Driver &d, const Manifest &m, const TensorArg *args,
     return true;
   if (!d.tensorMapEncodeTiled) {
     error = "the CUDA driver has no cuTensorMapEncodeTiled (a CUDA 12 or newer driver is needed "
-            "for kernels compiled for sm_90a with TMA copies; hint: recompile without --tma)";
+            "for kernels compiled for sm_90a with TMA copies; hint: recompile with --tma=false)";
     return false;
   }
   maps.resize(m.tensorMaps.size());
@@ -651,7 +651,7 @@ bool encodeTensorMaps(const Driver &d, const Manifest &m, const TensorArg *args,
     if (r != CUDA_SUCCESS) {
       error = d.fail(r, "cuTensorMapEncodeTiled('" + a.name + "')") +
               ": TMA needs a 16-byte aligned pointer and strides that are multiples of 16 bytes "
-              "below 2^40 (hint: make the tensor contiguous, or recompile without --tma)";
+              "below 2^40 (hint: make the tensor contiguous, or recompile with --tma=false)";
       return false;
     }
   }

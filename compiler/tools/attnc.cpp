@@ -60,8 +60,8 @@ static cl::opt<bool> overlap("overlap",
                              cl::cat(category));
 static cl::opt<bool> tensorCopies("tma",
                                   cl::desc("sm_90a: copy key and value tiles by TMA (one thread, "
-                                           "mbarriers) instead of cp.async"),
-                                  cl::cat(category));
+                                           "mbarriers; the default); --tma=false: cp.async"),
+                                  cl::init(true), cl::cat(category));
 static cl::opt<bool> dqAtomic("dq-atomic",
                               cl::desc("CUDA backward: dQ added by f32 atomics from the dK/dV "
                                        "kernel (three kernels, 5 matmuls) instead of its own "
@@ -312,9 +312,9 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
     if (!ptxas.empty())
       for (auto &[name, f] : runPtxas(ptxas, file, options.pipeline.chip))
         facts[name] = f;
-  llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7s %9s %5s %6s %s\n", "kernel", "arch",
-                               "mma", "tile q x k/w", "threads", "smem (B)", "regs", "spills",
-                               "occupancy");
+  llvm::outs() << llvm::format("%-26s %-7s %-18s %-8s %-12s %7s %9s %5s %6s %s\n", "kernel",
+                               "arch", "mma", "copies", "tile q x k/w", "threads", "smem (B)",
+                               "regs", "spills", "occupancy");
   int status = 0;
   for (const auto &[name, launch] : compiler.launchesByKernel()) {
     auto get = [&](const char *key) {
@@ -326,6 +326,8 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
                                           : std::to_string(get("block_q")) + " x " +
                                                 std::to_string(get("block_k")) + "/" +
                                                 std::to_string(get("warps"));
+    // K/V tiles by TMA (the launch takes tensor maps) or by cp.async (every tiled kernel).
+    std::string copies = !launch.tensorMaps.empty() ? "tma" : get("block_q") < 0 ? "-" : "cp.async";
     auto f = facts.find(name);
     std::string regs = f != facts.end() && f->second.registers >= 0
                            ? std::to_string(f->second.registers) : "?";
@@ -334,8 +336,9 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
     std::string occupancy = "?";
     if (f != facts.end() && f->second.registers >= 0)
       occupancy = theoreticalOccupancy(options.pipeline.chip, launch, f->second.registers);
-    llvm::outs() << llvm::format("%-26s %-7s %-18s %-12s %7lld %9lld %5s %6s %s\n", name.c_str(),
-                                 options.pipeline.chip.c_str(), mma.c_str(), tile.c_str(),
+    llvm::outs() << llvm::format("%-26s %-7s %-18s %-8s %-12s %7lld %9lld %5s %6s %s\n",
+                                 name.c_str(), options.pipeline.chip.c_str(), mma.c_str(),
+                                 copies.c_str(), tile.c_str(),
                                  (long long)launch.threads, (long long)launch.sharedMemory,
                                  regs.c_str(), spills.c_str(), occupancy.c_str());
     if (f != facts.end() && !f->second.serialised.empty()) {
