@@ -94,6 +94,14 @@ Value i32Of(WarpKernelBase &t, Value index) {
   return arith::IndexCastOp::create(t.b, t.loc, t.b.getI32Type(), index);
 }
 
+/// `if (thread 0)`, with the builder moved into its body (restored by the caller's guard).
+void intoLeader(ThreadContext &t) {
+  auto leader = scf::IfOp::create(
+      t.b, t.loc, arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
+      /*withElseRegion=*/false);
+  t.b.setInsertionPointToStart(leader.thenBlock());
+}
+
 /// A tile copied by TMA: thread 0 arrives on the barrier expecting the tile's bytes, then
 /// issues one box of [rows, 64] elements (128 bytes a row, written in the 128-byte swizzle)
 /// per column block of the tile, at coordinates (column, key, kv head, batch) of the tensor.
@@ -103,11 +111,8 @@ LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
   MemRefType tile = op.getTile().getType();
   int64_t rows = tile.getDimSize(0), cols = tile.getDimSize(1);
   int64_t blockCols = 128 / (tile.getElementTypeBitWidth() / 8);
-  auto leader = scf::IfOp::create(
-      rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
-      /*withElseRegion=*/false);
   OpBuilder::InsertionGuard guard(rw);
-  rw.setInsertionPointToStart(leader.thenBlock());
+  intoLeader(t);
   Value barrier = sharedPointer(t, adaptor.getBarrier());
   int64_t bytes = rows * cols * (tile.getElementTypeBitWidth() / 8);
   NVVM::MBarrierArriveExpectTxOp::create(
@@ -135,11 +140,8 @@ struct InitBarrierLowering : OpConversionPattern<InitBarrierOp> {
   LogicalResult matchAndRewrite(InitBarrierOp op, OpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
-    auto leader = scf::IfOp::create(
-        rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
-        /*withElseRegion=*/false);
     OpBuilder::InsertionGuard guard(rw);
-    rw.setInsertionPointToStart(leader.thenBlock());
+    intoLeader(t);
     NVVM::MBarrierInitOp::create(rw, t.loc, sharedPointer(t, adaptor.getBarrier()),
                                  arith::ConstantIntOp::create(rw, t.loc, 1, 32), Value());
     NVVM::FenceMbarrierInitOp::create(rw, t.loc);
