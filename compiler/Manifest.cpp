@@ -296,6 +296,7 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   using nlohmann::json;
   std::string name = v.name + "_grad";
   json manifest = json::parse(buildManifest(v, options, ptxFile, specText, launches));
+  manifest.erase("tensor_maps");  // the forward kernel's, not the backward's
   auto found = launches.find(name), dkdv = launches.find(name + "_dkdv");
   KernelLaunch main = found != launches.end() ? found->second : KernelLaunch();
   KernelLaunch second = dkdv != launches.end() ? dkdv->second : KernelLaunch();
