@@ -114,14 +114,17 @@ LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
   OpBuilder::InsertionGuard guard(rw);
   intoLeader(t);
   Value barrier = sharedPointer(t, adaptor.getBarrier());
-  int64_t bytes = rows * cols * (tile.getElementTypeBitWidth() / 8);
+  // Every box lands whole (past the tensor's columns as zeros): a last column block partly
+  // used still brings its full 128-byte rows.
+  int64_t boxes = (cols + blockCols - 1) / blockCols;
+  int64_t bytes = rows * 128 * boxes;
   NVVM::MBarrierArriveExpectTxOp::create(
       rw, t.loc, rw.getI64Type(), barrier,
       arith::ConstantIntOp::create(rw, t.loc, bytes, 32), NVVM::MemScopeKind::CTA, false,
       Value());
   Value col0 = op.getCol0() ? op.getCol0() : t.idx(0);
   auto cluster = LLVM::LLVMPointerType::get(rw.getContext(), 7);
-  for (int64_t block = 0; block < cols / blockCols; ++block) {
+  for (int64_t block = 0; block < boxes; ++block) {
     Value dst = LLVM::AddrSpaceCastOp::create(
         rw, t.loc, cluster, sharedPointer(t, adaptor.getTile(), block * rows * 128));
     SmallVector<Value> at = {i32Of(t, t.add(col0, block * blockCols)), i32Of(t, op.getJ0()),

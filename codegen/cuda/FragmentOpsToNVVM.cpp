@@ -26,7 +26,7 @@ FragmentTypeConverter::FragmentTypeConverter() {
   addConversion([](MemRefType type) -> std::optional<Type> {
     if (!isSwizzled(type))
       return std::nullopt;
-    return MemRefType::get({type.getNumElements()}, type.getElementType(),
+    return MemRefType::get({swizzledElements(type)}, type.getElementType(),
                            MemRefLayoutAttrInterface(), type.getMemorySpace());
   });
 }

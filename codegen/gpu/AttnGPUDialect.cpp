@@ -62,6 +62,12 @@ int64_t mlir::attngpu::sharedColumns(MemRefType tile) {
   return tile.getElementTypeBitWidth() == 16 && !isSwizzled(tile) ? cols - kSharedPad : cols;
 }
 
+int64_t mlir::attngpu::swizzledElements(MemRefType tile) {
+  auto swizzle = cast<SwizzleAttr>(tile.getLayout());
+  int64_t block = swizzle.blockColumns(tile.getElementType());
+  return tile.getDimSize(0) * ((tile.getDimSize(1) + block - 1) / block) * block;
+}
+
 int64_t SwizzleAttr::blockColumns(Type element) const {
   return getBytes() * 8 / element.getIntOrFloatBitWidth();
 }
@@ -136,10 +142,10 @@ LogicalResult AllocSharedOp::verify() {
   if (!type.hasStaticShape())
     return emitOpError("needs a static shape, got ") << type;
   if (auto swizzle = dyn_cast<SwizzleAttr>(type.getLayout()))
-    if (type.getElementTypeBitWidth() != 16 ||
-        type.getDimSize(1) % swizzle.blockColumns(type.getElementType()))
-      return emitOpError("lays out swizzled 16-bit tiles of whole ")
-             << swizzle.getBytes() << "-byte rows only, got " << type;
+    if (type.getElementTypeBitWidth() != 16 || type.getDimSize(1) % 16)
+      return emitOpError("lays out swizzled 16-bit tiles of whole 32-byte column steps only, "
+                         "got ")
+             << type;
   return success();
 }
 

@@ -42,6 +42,9 @@ inline constexpr int64_t kSharedPad = 8;
 
 /// Whether a shared tile is in the `#attn_gpu.swizzle` layout (read by wgmma).
 bool isSwizzled(MemRefType tile);
+/// Elements a swizzled tile occupies: its rows times its columns rounded up to whole column
+/// blocks (a last block partly used is still a whole [rows, 64] slab of the layout).
+int64_t swizzledElements(MemRefType tile);
 
 /// The logical columns of a rank-2 shared tile: a padded 16-bit tile's minus its padding, a
 /// swizzled or byte tile's as typed.

@@ -85,12 +85,15 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
         narrowBlockK(narrowBlockK) {}
 
   /// The keys per tile of `op`: narrowBlockK (when set) unless the head and value dims are
-  /// static multiples of 64, the rows of the 128-byte swizzle that wgmma reads. Several
+  /// static multiples of 16 of at least 64, which wgmma reads from the 128-byte swizzle (a
+  /// last column block partly used). Several
   /// scores take narrowBlockK too: their accumulators and scores share the registers
   /// (differential attention d 64, dv 128 on sm_90a: 255 registers and 136 bytes of spills
   /// with 64 keys, 244 and none with 32).
   int64_t keysPerTile(AttentionOp op) const {
-    auto wide = [](int64_t dim) { return !ShapedType::isDynamic(dim) && dim % 64 == 0; };
+    auto wide = [](int64_t dim) {
+      return !ShapedType::isDynamic(dim) && dim % 16 == 0 && dim >= 64;
+    };
     if (!narrowBlockK || (wide(op.getQ().getType().getDimSize(3)) &&
                           wide(op.getOut().getType().getDimSize(3)) && op.getMoreQ().empty()))
       return wideBlockK;

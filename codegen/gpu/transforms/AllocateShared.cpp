@@ -17,7 +17,8 @@ namespace {
 constexpr int64_t kSharedPerSM = 228 * 1024;  // sm_80 (164 KB) never asks: only sm_90a does
 
 int64_t bytesOf(MemRefType type) {
-  return type.getNumElements() * ((type.getElementTypeBitWidth() + 7) / 8);
+  int64_t elements = isSwizzled(type) ? swizzledElements(type) : type.getNumElements();
+  return elements * ((type.getElementTypeBitWidth() + 7) / 8);
 }
 
 struct AttnGPUAllocateSharedPass

@@ -22,11 +22,13 @@ int64_t smVersion(StringRef chip) {
   return sm;
 }
 
-/// Whether a 16-bit shared tile can take the 128-byte swizzle: whole 64-element rows of atoms
-/// and a multiple of `rowStep` rows.
+/// Whether a 16-bit shared tile can take the 128-byte swizzle: at least one 64-element block
+/// of columns, a multiple of 16 (whole k16 steps; a last block partly used, as head dims 96,
+/// 160, 224 need) and a multiple of `rowStep` rows.
 bool swizzlable(MemRefType tile, int64_t rowStep) {
-  return !isSwizzled(tile) && tile.getElementTypeBitWidth() == 16 &&
-         sharedColumns(tile) % 64 == 0 && tile.getDimSize(0) % rowStep == 0;
+  int64_t cols = sharedColumns(tile);
+  return !isSwizzled(tile) && tile.getElementTypeBitWidth() == 16 && cols % 16 == 0 &&
+         cols >= 64 && tile.getDimSize(0) % rowStep == 0;
 }
 
 /// Whether `mma` alone allows wgmma m64nNk16: whole warpgroups of rows, 16-bit operands,

@@ -50,7 +50,7 @@ func.func @swizzle_bytes(%t: memref<16x64xbf16, #attn_gpu.swizzle<64>, #gpu.addr
 // -----
 
 func.func @swizzle_columns() {
-  // expected-error @+1 {{lays out swizzled 16-bit tiles of whole 128-byte rows only}}
+  // expected-error @+1 {{lays out swizzled 16-bit tiles of whole 32-byte column steps only}}
   %t = attn_gpu.alloc_shared : memref<16x40xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
   return
 }
