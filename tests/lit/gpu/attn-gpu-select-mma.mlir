@@ -7,6 +7,8 @@
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=SM80
 // RUN: attnc %specs/mha.attn --emit=tiled --backward -o %tg.mlir
 // RUN: attnc-opt %tg.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=GRAD
+// RUN: attnc %S/../../../bench/specs/causal_d96.attn --emit=tiled --chip=sm_90a --backward -o %t96.mlir
+// RUN: attnc-opt %t96.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=D96
 // RUN: attnc %specs/int8_kv_decode.attn --emit=tiled -o %t8.mlir
 // RUN: attnc-opt %t8.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a --attn-gpu-pipeline --attn-gpu-select-mma | FileCheck %s --check-prefix=QUANT
 
@@ -30,6 +32,17 @@
 // SM80-NOT: nvvm.fence.proxy
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>, transpose_b}
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>}
+
+// Head dim 96: the forward's tiles take the swizzle with a partly used second column block
+// (wgmma reads 6 k16 steps; 64 keys per tile); the backward's keep padded rows and mma.sync
+// (a partly used block is verified on the GPU for the forward only).
+// D96-LABEL: gpu.func @causal_d96(
+// D96: attn_gpu.alloc_shared : memref<64x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+// D96: attn_gpu.alloc_shared : memref<64x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+// D96: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b}
+// D96-LABEL: gpu.func @causal_d96_grad(
+// D96-NOT: swizzle
+// D96: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>
 
 // The backward's dK/dV kernel: the Q and dO tiles are double-buffered (attn-gpu-pipeline's
 // selects between two buffers): both buffers and the selects take the swizzle; K and V are
