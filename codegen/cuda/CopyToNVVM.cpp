@@ -80,9 +80,7 @@ Value pageOf(ThreadContext &t, Value table, Value pool, Value batch, Value j, in
 
 /// The shared-memory pointer (!llvm.ptr<3>) of a converted shared buffer, plus `bytes`.
 Value sharedPointer(WarpKernelBase &t, Value flat, int64_t bytes = 0) {
-  Value address = arith::IndexCastOp::create(
-      t.b, t.loc, t.b.getI64Type(),
-      memref::ExtractAlignedPointerAsIndexOp::create(t.b, t.loc, flat));
+  Value address = sharedAddress(t, flat);
   if (bytes)
     address = arith::AddIOp::create(
         t.b, t.loc, address, arith::ConstantIntOp::create(t.b, t.loc, bytes, 64));
@@ -110,14 +108,15 @@ LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
   ThreadContext t(rw, op.getLoc(), op);
   MemRefType tile = op.getTile().getType();
   int64_t rows = tile.getDimSize(0), cols = tile.getDimSize(1);
-  int64_t blockCols = 128 / (tile.getElementTypeBitWidth() / 8);
+  auto swizzle = cast<SwizzleAttr>(tile.getLayout());
+  int64_t blockCols = swizzle.blockColumns(tile.getElementType()), rowBytes = swizzle.getBytes();
   OpBuilder::InsertionGuard guard(rw);
   intoLeader(t);
   Value barrier = sharedPointer(t, adaptor.getBarrier());
   // Every box lands whole (past the tensor's columns as zeros): a last column block partly
   // used still brings its full 128-byte rows.
   int64_t boxes = (cols + blockCols - 1) / blockCols;
-  int64_t bytes = rows * 128 * boxes;
+  int64_t bytes = rows * rowBytes * boxes;
   NVVM::MBarrierArriveExpectTxOp::create(
       rw, t.loc, rw.getI64Type(), barrier,
       arith::ConstantIntOp::create(rw, t.loc, bytes, 32), NVVM::MemScopeKind::CTA, false,
@@ -126,7 +125,7 @@ LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
   auto cluster = LLVM::LLVMPointerType::get(rw.getContext(), 7);
   for (int64_t block = 0; block < boxes; ++block) {
     Value dst = LLVM::AddrSpaceCastOp::create(
-        rw, t.loc, cluster, sharedPointer(t, adaptor.getTile(), block * rows * 128));
+        rw, t.loc, cluster, sharedPointer(t, adaptor.getTile(), block * rows * rowBytes));
     SmallVector<Value> at = {i32Of(t, t.add(col0, block * blockCols)), i32Of(t, op.getJ0()),
                              i32Of(t, op.getHk()), i32Of(t, op.getB())};
     NVVM::CpAsyncBulkTensorGlobalToSharedClusterOp::create(
@@ -381,13 +380,20 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               InitBarrierLowering, WaitBarrierLowering, DequantizeLowering, MapTileLowering, CopyRowsLowering, RowSquaresLowering>(
+               InitBarrierLowering, WaitBarrierLowering, DequantizeLowering, MapTileLowering,
+               CopyRowsLowering, RowSquaresLowering>(
       converter, patterns.getContext());
 }
 
 /// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a
 /// multiple of 8: the first element of a 16-byte chunk): column block col / 64, row r of the
 /// block, chunk (col % 64) / 8 XOR r % 8.
+Value mlir::attn::sharedAddress(WarpKernelBase &t, Value flat) {
+  return arith::IndexCastOp::create(
+      t.b, t.loc, t.b.getI64Type(),
+      memref::ExtractAlignedPointerAsIndexOp::create(t.b, t.loc, flat));
+}
+
 SmallVector<Value> mlir::attn::swizzledIndex(WarpKernelBase &t, MemRefType tile, Value r,
                                              Value col) {
   int64_t rows = tile.getDimSize(0);

@@ -51,6 +51,9 @@ struct ThreadContext : WarpKernelBase {
 /// Where element (r, col) of a swizzled [R, C] 16-bit tile lies in its flat view (col a
 /// multiple of 8: the first element of a 16-byte chunk).
 SmallVector<Value> swizzledIndex(WarpKernelBase &t, MemRefType tile, Value r, Value col);
+/// The shared address (i64) of a converted shared buffer (a swizzled tile's flat view, an
+/// mbarrier).
+Value sharedAddress(WarpKernelBase &t, Value flat);
 /// exp(G[row, d..d+1] - G[from, d..d+1]) of a gate tile (from null: G = 0), d even.
 std::pair<Value, Value> gatePair(WarpKernelBase &t, Value gate, Value row, Value from, Value d);
 /// An operand register (vector<2xT>) times two f32 factors, re-packed.

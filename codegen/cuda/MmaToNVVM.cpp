@@ -63,13 +63,6 @@ Value wgmmaDescriptor(WarpKernelBase &t, Value addr, int64_t leading, int64_t st
   return arith::OrIOp::create(t.b, t.loc, start, i64Const(t, fields));
 }
 
-/// The shared address (i64) of a swizzled tile's flat view.
-Value sharedAddress(WarpKernelBase &t, Value flat) {
-  return arith::IndexCastOp::create(
-      t.b, t.loc, t.b.getI64Type(),
-      memref::ExtractAlignedPointerAsIndexOp::create(t.b, t.loc, flat));
-}
-
 /// The descriptor of k step kk of a swizzled [rows, K] tile read K-major (Q as A; K as B
 /// with transpose_b): the step starts 32 bytes further in a 128-byte row, in column block
 /// kk / 4 (blocks rows * 128 bytes apart); 8-row groups lie 1024 bytes apart. `base` (i64)

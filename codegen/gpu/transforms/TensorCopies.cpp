@@ -203,6 +203,7 @@ Value copiesSoFar(OpBuilder &b, Location loc, const WaitPlan &plan, const Count 
 /// The kernel's tensor map argument for `kv` (a memref argument) and box rows, appended on
 /// first use.
 struct TensorMaps {
+  explicit TensorMaps(gpu::GPUFuncOp kernel) : kernel(kernel) {}
   gpu::GPUFuncOp kernel;
   SmallVector<TensorMapAttr> maps;
   DenseMap<std::pair<unsigned, int64_t>, Value> args;
@@ -244,13 +245,14 @@ void rewrite(gpu::GPUFuncOp kernel, Replay &r, bool dropBarriers) {
   }
   gpu::BarrierOp::create(b, loc);
 
-  TensorMaps maps{kernel, {}, DenseMap<std::pair<unsigned, int64_t>, Value>()};
+  TensorMaps maps(kernel);
   for (CopyKeyTileOp copy : r.tensorCopies) {
     copy.getMapMutable().assign(maps.of(copy));
     copy.getBarrierMutable().assign(barrierOf.lookup(copy.getTile()));
     copy.removeInteriorAttr();
   }
   for (WaitPlan &plan : r.waits) {
+    Operation *next = plan.wait->getNextNode();  // the waits below go between the two
     b.setInsertionPointAfter(plan.wait);
     for (auto &[tile, count] : plan.tiles) {
       count.perIteration = r.counts.lookup(tile).perIteration;  // known once the loop was seen
@@ -262,10 +264,6 @@ void rewrite(gpu::GPUFuncOp kernel, Replay &r, bool dropBarriers) {
     if (plan.completesCpAsync || plan.tiles.empty())
       continue;
     // Nothing of cp.async completes here: no wait, and no proxy fence after it.
-    Operation *next = plan.wait->getNextNode();
-    while (next && isa<arith::ConstantOp, arith::SubIOp, arith::AddIOp, arith::MulIOp,
-                       arith::DivUIOp, arith::MaxSIOp, arith::CeilDivUIOp, WaitBarrierOp>(next))
-      next = next->getNextNode();
     if (auto fence = dyn_cast_or_null<NVVM::FenceProxyOp>(next)) {
       next = fence->getNextNode();
       fence.erase();
