@@ -80,7 +80,11 @@ def test_zero_queries_is_a_no_op(kernel):
     inputs = harness.make_inputs(kernel, harness.dim_sizes(kernel, 0, 65))
     outs = harness.run(kernel, inputs)
     states = {a["name"] for a in kernel.manifest["args"] if a["kind"] == "state"}
-    assert all(t.numel() == 0 for n, t in outs.items() if n not in states)
+    for n, t in outs.items():
+        # Outputs by query are empty; a sum over the queries (a backward's dK, dV, dparams)
+        # is written as zeros over the NaN the harness poisoned it with.
+        if n not in states:
+            assert t.numel() == 0 or torch.equal(t, torch.zeros_like(t)), f"{n}: not zero"
     for n in states:  # no step taken: the state comes back as it went in
         assert torch.equal(outs[n], inputs[n])
 

