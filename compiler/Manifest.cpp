@@ -140,6 +140,10 @@ static nlohmann::json tileOf(const KernelLaunch &launch) {
     tile["mma"] = choice("wgmma") ? "wgmma_m64nNk16" : "mma_sync_m16n8k16";
   if (choice("min_blocks") > 0)  // the occupancy the kernel was compiled for (nvvm.minctasm)
     tile["min_blocks_per_sm"] = choice("min_blocks");
+  if (choice("consumers") > 0) {  // warp-specialised: consumer warpgroups, a producer warp
+    tile["consumer_warpgroups"] = choice("consumers");
+    tile["stages"] = choice("stages");
+  }
   return tile;
 }
 

@@ -18,12 +18,54 @@ using namespace mlir::attn;
 
 namespace {
 
+/// An attn_gpu.warp_specialize whose regions hold lowered ops: one if/else on the thread's
+/// warpgroup (each role one branch, as setmaxnreg needs), each branch re-balancing the
+/// registers first; the producer's body runs on its first warp; the consumers' block barriers
+/// become a named barrier (1) of the consumer threads alone.
+void lowerWarpSpecialize(attngpu::WarpSpecializeOp roles) {
+  OpBuilder b(roles);
+  Location loc = roles.getLoc();
+  int64_t consumers = roles.getConsumerThreads();
+  auto index = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  auto split = scf::IfOp::create(
+      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid, index(consumers)),
+      /*withElseRegion=*/true);
+  std::optional<ArrayRef<int64_t>> registers = roles.getRegisters();
+  auto rebalance = [&](NVVM::SetMaxRegisterAction action, int64_t count) {
+    if (registers)
+      NVVM::SetMaxRegisterOp::create(b, loc, count, action);
+  };
+  b.setInsertionPoint(split.thenBlock()->getTerminator());
+  rebalance(NVVM::SetMaxRegisterAction::increase, registers ? (*registers)[0] : 0);
+  Block &consumer = roles.getConsumer().front();
+  split.thenBlock()->getOperations().splice(b.getInsertionPoint(), consumer.getOperations());
+  b.setInsertionPoint(split.elseBlock()->getTerminator());
+  rebalance(NVVM::SetMaxRegisterAction::decrease, registers ? (*registers)[1] : 0);
+  auto firstWarp = scf::IfOp::create(
+      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, tid, index(consumers + 32)),
+      /*withElseRegion=*/false);
+  Block &producer = roles.getProducer().front();
+  firstWarp.thenBlock()->getOperations().splice(firstWarp.thenBlock()->getTerminator()->getIterator(),
+                                                producer.getOperations());
+  SmallVector<gpu::BarrierOp> barriers;
+  split.getThenRegion().walk([&](gpu::BarrierOp barrier) { barriers.push_back(barrier); });
+  for (gpu::BarrierOp barrier : barriers) {
+    OpBuilder at(barrier);
+    auto i32 = [&](int64_t v) { return arith::ConstantIntOp::create(at, loc, v, 32); };
+    NVVM::BarrierOp::create(at, loc, Type(), i32(1), i32(consumers), {}, Value());
+    barrier.erase();
+  }
+  roles.erase();
+}
+
 struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass> {
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     FragmentTypeConverter converter;
     ConversionTarget target(*ctx);
     target.addIllegalDialect<AttnDialect, attngpu::AttnGPUDialect>();
+    target.addLegalOp<attngpu::WarpSpecializeOp>();  // its regions' ops convert in place
     target.addLegalDialect<gpu::GPUDialect, nvgpu::NVGPUDialect, NVVM::NVVMDialect,
                            LLVM::LLVMDialect, memref::MemRefDialect, vector::VectorDialect>();
     target.addDynamicallyLegalDialect<arith::ArithDialect, math::MathDialect>(
@@ -61,6 +103,10 @@ struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass
     });
     for (gpu::BarrierOp barrier : redundant)
       barrier->erase();
+    SmallVector<attngpu::WarpSpecializeOp> roles;
+    getOperation().walk([&](attngpu::WarpSpecializeOp op) { roles.push_back(op); });
+    for (attngpu::WarpSpecializeOp op : roles)
+      lowerWarpSpecialize(op);
     RewritePatternSet approx(ctx);
     populateApproxMathToNVVMPatterns(approx);
     if (failed(applyPatternsGreedily(getOperation(), std::move(approx))))

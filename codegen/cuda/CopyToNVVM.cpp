@@ -92,10 +92,12 @@ Value i32Of(WarpKernelBase &t, Value index) {
   return arith::IndexCastOp::create(t.b, t.loc, t.b.getI32Type(), index);
 }
 
-/// `if (thread 0)`, with the builder moved into its body (restored by the caller's guard).
+/// `if (the first thread of the op's role)`: thread 0, or a warp-specialised kernel's producer
+/// thread; the builder moved into its body (restored by the caller's guard).
 void intoLeader(ThreadContext &t) {
   auto leader = scf::IfOp::create(
-      t.b, t.loc, arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(0)),
+      t.b, t.loc,
+      arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.tid, t.idx(t.first)),
       /*withElseRegion=*/false);
   t.b.setInsertionPointToStart(leader.thenBlock());
 }
@@ -136,7 +138,7 @@ LogicalResult lowerTensorCopy(CopyKeyTileOp op, CopyKeyTileOp::Adaptor adaptor,
   return success();
 }
 
-/// Thread 0 initialises the barrier for one arrival and fences the initialisation.
+/// Thread 0 initialises the barrier for its arrivals and fences the initialisation.
 struct InitBarrierLowering : OpConversionPattern<InitBarrierOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(InitBarrierOp op, OpAdaptor adaptor,
@@ -145,8 +147,22 @@ struct InitBarrierLowering : OpConversionPattern<InitBarrierOp> {
     OpBuilder::InsertionGuard guard(rw);
     intoLeader(t);
     NVVM::MBarrierInitOp::create(rw, t.loc, sharedPointer(t, adaptor.getBarrier()),
-                                 arith::ConstantIntOp::create(rw, t.loc, 1, 32), Value());
+                                 arith::ConstantIntOp::create(rw, t.loc, op.getArrivals(), 32),
+                                 Value());
     NVVM::FenceMbarrierInitOp::create(rw, t.loc);
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// Every thread: mbarrier.arrive (release, CTA scope).
+struct ArriveBarrierLowering : OpConversionPattern<ArriveBarrierOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ArriveBarrierOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    NVVM::MBarrierArriveOp::create(rw, t.loc, Type(), sharedPointer(t, adaptor.getBarrier()),
+                                   Value());
     rw.eraseOp(op);
     return success();
   }
@@ -380,7 +396,7 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               InitBarrierLowering, WaitBarrierLowering, DequantizeLowering, MapTileLowering,
+               InitBarrierLowering, WaitBarrierLowering, ArriveBarrierLowering, DequantizeLowering, MapTileLowering,
                CopyRowsLowering, RowSquaresLowering>(
       converter, patterns.getContext());
 }

@@ -42,6 +42,11 @@ ThreadContext::ThreadContext(OpBuilder &b, Location loc, Operation *op, Type ele
   if (auto kernel = op->getParentOfType<gpu::GPUFuncOp>())
     if (auto known = kernel.getKnownBlockSizeAttr())
       threads = known[0];
+  if (auto roles = op->getParentOfType<attngpu::WarpSpecializeOp>()) {
+    bool producer = roles.getProducer().isAncestor(op->getParentRegion());
+    threads = producer ? 32 : roles.getConsumerThreads();
+    first = producer ? roles.getConsumerThreads() : 0;
+  }
 }
 
 std::pair<Value, Value> ThreadContext::packedRow(Value h, Value p, int64_t pack) {

@@ -23,7 +23,9 @@ public:
 struct ThreadContext : WarpKernelBase {
   ThreadContext(OpBuilder &b, Location loc, Operation *op, Type element = {});
   Value tid;
-  int64_t threads = 0;
+  /// The threads of the op's role and the first of them: the block's (from 0), or in an
+  /// attn_gpu.warp_specialize the consumers' (from 0) or the producer warp's.
+  int64_t threads = 0, first = 0;
   /// (head, query) of packed row p: (h + p % pack, p / pack).
   std::pair<Value, Value> packedRow(Value h, Value p, int64_t pack);
   /// (head, query) of the thread's row r (0: g, 1: g + 8 of its warp's 16) of a tile whose

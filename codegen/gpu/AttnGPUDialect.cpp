@@ -68,6 +68,11 @@ int64_t mlir::attngpu::swizzledElements(MemRefType tile) {
   return tile.getDimSize(0) * ((tile.getDimSize(1) + block - 1) / block) * block;
 }
 
+int64_t mlir::attngpu::sharedBytes(MemRefType buffer) {
+  int64_t elements = isSwizzled(buffer) ? swizzledElements(buffer) : buffer.getNumElements();
+  return elements * ((buffer.getElementTypeBitWidth() + 7) / 8);
+}
+
 int64_t SwizzleAttr::blockColumns(Type element) const {
   return getBytes() * 8 / element.getIntOrFloatBitWidth();
 }
@@ -190,8 +195,29 @@ LogicalResult CopyKeyTileOp::verify() {
   return success();
 }
 
-LogicalResult InitBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
+LogicalResult InitBarrierOp::verify() {
+  if (getArrivals() < 1)
+    return emitOpError("expects at least one arrival per phase, got ") << getArrivals();
+  return checkBarrier(*this, getBarrier());
+}
 LogicalResult WaitBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
+LogicalResult ArriveBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
+
+LogicalResult WarpSpecializeOp::verify() {
+  if (!(*this)->getParentOfType<gpu::GPUFuncOp>())
+    return emitOpError("lies outside a kernel (gpu.func)");
+  if (auto registers = getRegisters()) {
+    if (registers->size() != 2)
+      return emitOpError("takes two register counts (consumers, producer), got ")
+             << registers->size();
+    for (int64_t r : *registers)
+      if (r < 24 || r > 256 || r % 8)
+        return emitOpError("register counts lie in [24, 256] and are multiples of 8 "
+                           "(setmaxnreg), got ")
+               << r;
+  }
+  return success();
+}
 
 LogicalResult LoadOperandOp::verify() {
   if (failed(checkShared(*this, getTile(), "the tile")) ||

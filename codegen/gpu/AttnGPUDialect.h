@@ -46,6 +46,11 @@ bool isSwizzled(MemRefType tile);
 /// blocks (a last block partly used is still a whole [rows, 64] slab of the layout).
 int64_t swizzledElements(MemRefType tile);
 
+/// Bytes a shared buffer occupies, and its alignment (a swizzled tile's atoms are 1024-byte
+/// aligned: the swizzle XORs address bits).
+int64_t sharedBytes(MemRefType buffer);
+inline int64_t sharedAlignment(MemRefType buffer) { return isSwizzled(buffer) ? 1024 : 16; }
+
 /// The logical columns of a rank-2 shared tile: a padded 16-bit tile's minus its padding, a
 /// swizzled or byte tile's as typed.
 int64_t sharedColumns(MemRefType tile);

@@ -247,15 +247,56 @@ def AttnGPU_CopyKeyTileOp : AttnGPU_Op<"copy_key_tile", [AttrSizedOperandSegment
 }
 
 def AttnGPU_InitBarrierOp : AttnGPU_Op<"init_barrier"> {
-  let summary = "Initialises an mbarrier in shared memory for one arrival per phase";
+  let summary = "Initialises an mbarrier in shared memory for `arrivals` arrivals per phase";
   let description = [{
     One thread initialises the mbarrier (`barrier`, 8 bytes of shared memory) with an
-    expected arrival count of 1 (the thread that issues a tensor copy) and fences the
-    initialisation; a block barrier must follow before any thread uses it.
+    expected arrival count of `arrivals` (default 1: the thread that issues a tensor copy;
+    a warp-specialised kernel's "tile free" barriers count every consumer thread) and fences
+    the initialisation; a block barrier must follow before any thread uses it.
   }];
-  let arguments = (ins Arg<AttnGPU_Barrier, "", [MemWrite]>:$barrier);
+  let arguments = (ins Arg<AttnGPU_Barrier, "", [MemWrite]>:$barrier,
+                       DefaultValuedAttr<I64Attr, "1">:$arrivals);
+  let assemblyFormat = "$barrier (`arrivals` $arrivals^)? attr-dict `:` type($barrier)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ArriveBarrierOp : AttnGPU_Op<"arrive_barrier"> {
+  let summary = "Each executing thread arrives once on an mbarrier (release)";
+  let description = [{
+    mbarrier.arrive with release semantics at CTA scope: the thread's earlier reads of the
+    shared memory the barrier guards are done before a waiter of the phase proceeds. A
+    warp-specialised kernel's consumers arrive on a tile's "free" barrier after their last
+    read of it, so the producer may refill it.
+  }];
+  let arguments = (ins Arg<AttnGPU_Barrier, "", [MemRead, MemWrite]>:$barrier);
   let assemblyFormat = "$barrier attr-dict `:` type($barrier)";
   let hasVerifier = 1;
+}
+
+def AttnGPU_WarpSpecializeOp : AttnGPU_Op<"warp_specialize", [NoTerminator]> {
+  let summary = "Consumer warpgroups and a producer warpgroup, each running its own region";
+  let description = [{
+    The block's threads split by warpgroup (128 threads): the first `consumers` warpgroups
+    run the `consumer` region, the last warpgroup the `producer` region (its first warp
+    only; the others exit). With `registers`, each role first re-balances the register file
+    (setmaxnreg: consumers raise their count to the first number, the producer lowers its
+    to the second). In the consumer region the block's threads are the consumers' (copies
+    shared by the block, fragment layouts) and barriers are named barriers of the consumers
+    alone; in the producer region the leader of a copy is the producer's first thread.
+    attn-gpu-warp-specialize builds it.
+  }];
+  let arguments = (ins ConfinedAttr<I64Attr, [IntMinValue<1>]>:$consumers,
+                       OptionalAttr<DenseI64ArrayAttr>:$registers);
+  let regions = (region SizedRegion<1>:$consumer, SizedRegion<1>:$producer);
+  let assemblyFormat = [{
+    `consumers` `(` $consumers `)` (`registers` $registers^)? $consumer `producer` $producer
+    attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Threads of the consumer warpgroups (the producer's first thread is this index).
+    int64_t getConsumerThreads() { return getConsumers() * 128; }
+  }];
 }
 
 def AttnGPU_WaitBarrierOp : AttnGPU_Op<"wait_barrier"> {

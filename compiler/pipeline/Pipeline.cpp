@@ -73,6 +73,8 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());
   if (options.tensorCopies)
     pm.addPass(mlir::attngpu::createAttnGPUTensorCopies());
+  if (options.tensorCopies && options.warpSpecialize)
+    pm.addPass(mlir::attngpu::createAttnGPUWarpSpecialize());
   pm.addPass(mlir::attngpu::createAttnGPUAllocateShared());
   pm.addPass(mlir::attngpu::createAttnGPUNarrowIndex());
   pm.addPass(mlir::attn::createAttnGPUToNVVM());

@@ -30,6 +30,9 @@ struct PipelineOptions {
   bool overlap = false;  // sm_90a flash kernels: a tile's softmax under the next tile's Q K^T
   // sm_90a: key/value tiles copied by TMA (attn-gpu-tensor-copies; 1.02-1.26x on the H200)
   bool tensorCopies = true;
+  // sm_90a, with tensorCopies: a producer warp issues the TMA copies into a ring of two
+  // buffers per tile, the consumer warpgroups compute (attn-gpu-warp-specialize)
+  bool warpSpecialize = false;
   bool backward = false;  // attn-grad: each variant also gets <name>_grad (CPU and CUDA)
   bool backwardOnly = false;  // with backward: only <name>_grad (the forwards are dropped)
   bool dqAtomic = false;  // CUDA backward: dQ by f32 atomics from the dK/dV kernel

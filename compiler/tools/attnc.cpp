@@ -62,6 +62,11 @@ static cl::opt<bool> tensorCopies("tma",
                                   cl::desc("sm_90a: copy key and value tiles by TMA (one thread, "
                                            "mbarriers; the default); --tma=false: cp.async"),
                                   cl::init(true), cl::cat(category));
+static cl::opt<bool> warpSpecialize(
+    "warp-specialize",
+    cl::desc("sm_90a, with --tma: a producer warp issues the key/value copies into a ring of "
+             "two buffers per tile while the consumer warpgroups compute (setmaxnreg)"),
+    cl::cat(category));
 static cl::opt<bool> dqAtomic("dq-atomic",
                               cl::desc("CUDA backward: dQ added by f32 atomics from the dK/dV "
                                        "kernel (three kernels, 5 matmuls) instead of its own "
@@ -173,6 +178,7 @@ static bool compileOptions(CompileOptions &options) {
   options.pipeline.packGQA = !noPackGQA;
   options.pipeline.overlap = overlap;
   options.pipeline.tensorCopies = tensorCopies;
+  options.pipeline.warpSpecialize = warpSpecialize;
   options.pipeline.dqAtomic = dqAtomic;
   options.pipeline.splitKV = !noSplitKV;
   options.pipeline.chunk = !noChunk;
@@ -327,7 +333,10 @@ static int printReport(Compiler &compiler, const CompileOptions &options,
                                                 std::to_string(get("block_k")) + "/" +
                                                 std::to_string(get("warps"));
     // K/V tiles by TMA (the launch takes tensor maps) or by cp.async (every tiled kernel).
-    std::string copies = !launch.tensorMaps.empty() ? "tma" : get("block_q") < 0 ? "-" : "cp.async";
+    std::string copies = get("consumers") > 0      ? "tma+ws"
+                         : !launch.tensorMaps.empty() ? "tma"
+                         : get("block_q") < 0         ? "-"
+                                                      : "cp.async";
     auto f = facts.find(name);
     std::string regs = f != facts.end() && f->second.registers >= 0
                            ? std::to_string(f->second.registers) : "?";

@@ -16,11 +16,6 @@ namespace {
 
 constexpr int64_t kSharedPerSM = 228 * 1024;  // sm_80 (164 KB) never asks: only sm_90a does
 
-int64_t bytesOf(MemRefType type) {
-  int64_t elements = isSwizzled(type) ? swizzledElements(type) : type.getNumElements();
-  return elements * ((type.getElementTypeBitWidth() + 7) / 8);
-}
-
 struct AttnGPUAllocateSharedPass
     : mlir::attngpu::impl::AttnGPUAllocateSharedBase<AttnGPUAllocateSharedPass> {
   void runOnOperation() override {
@@ -30,11 +25,10 @@ struct AttnGPUAllocateSharedPass
       bool any = false;
       kernel.walk([&](AllocSharedOp alloc) {
         any = true;
-        // A swizzled tile's atoms are 1024-byte aligned: the swizzle XORs address bits.
-        int64_t align = isSwizzled(alloc.getTile().getType()) ? 1024 : 16;
+        int64_t align = sharedAlignment(alloc.getTile().getType());
         int64_t offset = (end + align - 1) / align * align;
         alloc.setOffsetAttr(IntegerAttr::get(IntegerType::get(&getContext(), 64), offset));
-        end = offset + bytesOf(alloc.getTile().getType());
+        end = offset + sharedBytes(alloc.getTile().getType());
       });
       if (auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName)) {
         // A kernel built without shared tiles (the recurrence builders) keeps its own count.

@@ -140,6 +140,37 @@ def AttnGPUTensorCopies : Pass<"attn-gpu-tensor-copies", "::mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def AttnGPUWarpSpecialize : Pass<"attn-gpu-warp-specialize", "::mlir::ModuleOp"> {
+  let summary = "Split a TMA kernel into consumer warpgroups and a producer warp over a ring of tiles";
+  let description = [{
+    In a kernel whose key and value tiles arrive by TMA (attn-gpu-tensor-copies), each such
+    tile gets a second buffer, a second "full" barrier and two "free" barriers, and the
+    program after the barriers' initialisation becomes the consumer region of an
+    `attn_gpu.warp_specialize` whose producer region replays the tile copies in program
+    order: copy n of a tile goes to buffer n % 2 once the consumers freed it (a wait on its
+    free barrier at parity n / 2 + 1, which a fresh barrier passes for n < 2). The
+    consumers' copies become arrivals on the free barrier of the previous copy's buffer (every
+    consumer thread has read it there: the block barrier before the copy said so), their
+    waits wait on buffer n % 2's full barrier at parity n / 2, and the reads after a wait take
+    buffer n % 2. Block barriers of the key loop that only guarded a refill go unless the loop
+    writes shared memory otherwise. The launch gets a producer warpgroup (128 threads more),
+    the schedule `consumers` and `stages`, and, where the register file is the limit,
+    `min_blocks` with setmaxnreg counts on the op (the producer down to 24 registers).
+    Kernels with asynchronous wgmmas, copies inside branches or nested loops, or a tile read
+    without a wait before it are left alone.
+
+    Before: `attn_gpu.copy_key_tile %v[..., %j] ... -> %t by %map signals %bar` ...
+            `attn_gpu.wait_barrier %bar phase %n` `attn_gpu.mma %p, %t, ...`
+    After:  `attn_gpu.warp_specialize consumers(1) registers [232, 24] {`
+            `  attn_gpu.arrive_barrier %free_prev` ... `attn_gpu.wait_barrier %full_n phase %half`
+            `  attn_gpu.mma %p, %buffer_n, ... } producer {`
+            `  scf.for ... { attn_gpu.wait_barrier %free_n phase %h1`
+            `    attn_gpu.copy_key_tile ... -> %buffer_n by %map signals %full_n } }`
+  }];
+  let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::arith::ArithDialect",
+                           "::mlir::scf::SCFDialect"];
+}
+
 def AttnGPUNarrowIndex : Pass<"attn-gpu-narrow-index", "::mlir::ModuleOp"> {
   let summary = "Evaluate the score, mask and score-gradient regions' integer math in 32 bits";
   let description = [{

@@ -443,3 +443,51 @@ func.func @barrier_in_global(%bar: memref<1xi64>) {
   attn_gpu.init_barrier %bar : memref<1xi64>
   return
 }
+
+// -----
+
+func.func @no_arrivals(%bar: memref<1xi64, #gpu.address_space<workgroup>>) {
+  // expected-error @+1 {{expects at least one arrival per phase, got 0}}
+  attn_gpu.init_barrier %bar arrivals 0 : memref<1xi64, #gpu.address_space<workgroup>>
+  return
+}
+
+// -----
+
+func.func @roles_outside_kernel() {
+  // expected-error @+1 {{lies outside a kernel (gpu.func)}}
+  attn_gpu.warp_specialize consumers(1) {
+    gpu.barrier
+  } producer {
+    gpu.barrier
+  }
+  return
+}
+
+// -----
+
+gpu.module @m {
+  gpu.func @bad_registers() kernel {
+    // expected-error @+1 {{register counts lie in [24, 256] and are multiples of 8 (setmaxnreg), got 230}}
+    attn_gpu.warp_specialize consumers(1) registers [230, 24] {
+      gpu.barrier
+    } producer {
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
+
+// -----
+
+gpu.module @m {
+  gpu.func @no_consumers() kernel {
+    // expected-error @+1 {{attribute 'consumers' failed to satisfy constraint}}
+    attn_gpu.warp_specialize consumers(0) {
+      gpu.barrier
+    } producer {
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
