@@ -184,6 +184,43 @@ struct WaitBarrierLowering : OpConversionPattern<WaitBarrierOp> {
   }
 };
 
+/// Ping-pong turns among the consumer warpgroups (w = tid / 128 of C): named barrier 2 + w of
+/// two warpgroups' threads; `wait` is bar.sync on one's own, `pass` bar.arrive on the next
+/// one's, `start` the last warpgroup's bar.arrive on the first's.
+struct TurnLowering : OpConversionPattern<TurnOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(TurnOp op, OpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    int64_t consumers = op->getParentOfType<WarpSpecializeOp>().getConsumers();
+    Value group = arith::DivUIOp::create(rw, t.loc, t.tid, t.idx(128));
+    Value pair = arith::ConstantIntOp::create(rw, t.loc, 256, 32);
+    auto barrierOf = [&](Value g) { return i32Of(t, t.add(g, 2)); };
+    switch (op.getAction()) {
+    case TurnAction::start: {
+      OpBuilder::InsertionGuard guard(rw);
+      auto last = scf::IfOp::create(
+          rw, t.loc,
+          arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, group, t.idx(consumers - 1)),
+          /*withElseRegion=*/false);
+      rw.setInsertionPointToStart(last.thenBlock());
+      NVVM::BarrierArriveOp::create(rw, t.loc, barrierOf(t.idx(0)), pair);
+      break;
+    }
+    case TurnAction::wait:
+      NVVM::BarrierOp::create(rw, t.loc, Type(), barrierOf(group), pair, {}, Value());
+      break;
+    case TurnAction::pass: {
+      Value next = arith::RemUIOp::create(rw, t.loc, t.add(group, 1), t.idx(consumers));
+      NVVM::BarrierArriveOp::create(rw, t.loc, barrierOf(next), pair);
+      break;
+    }
+    }
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
 struct CopyKeyTileLowering : OpConversionPattern<CopyKeyTileOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(CopyKeyTileOp op, OpAdaptor adaptor,
@@ -396,7 +433,7 @@ struct CopyRowsLowering : OpConversionPattern<CopyRowsOp> {
 void mlir::attn::populateCopyToNVVMPatterns(FragmentTypeConverter &converter,
                                             RewritePatternSet &patterns) {
   patterns.add<AllocSharedLowering, SelectTileLowering, CopyQueryTileLowering, CopyKeyTileLowering,
-               InitBarrierLowering, WaitBarrierLowering, ArriveBarrierLowering, DequantizeLowering, MapTileLowering,
+               InitBarrierLowering, WaitBarrierLowering, ArriveBarrierLowering, TurnLowering, DequantizeLowering, MapTileLowering,
                CopyRowsLowering, RowSquaresLowering>(
       converter, patterns.getContext());
 }

@@ -203,6 +203,17 @@ LogicalResult InitBarrierOp::verify() {
 LogicalResult WaitBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
 LogicalResult ArriveBarrierOp::verify() { return checkBarrier(*this, getBarrier()); }
 
+LogicalResult TurnOp::verify() {
+  auto roles = (*this)->getParentOfType<WarpSpecializeOp>();
+  if (!roles || !roles.getConsumer().isAncestor((*this)->getParentRegion()))
+    return emitOpError("takes turns among consumer warpgroups: it lies in the consumer region "
+                       "of an attn_gpu.warp_specialize");
+  if (roles.getConsumers() < 2)
+    return emitOpError("needs two or more consumer warpgroups to take turns, got ")
+           << roles.getConsumers();
+  return success();
+}
+
 LogicalResult WarpSpecializeOp::verify() {
   if (!(*this)->getParentOfType<gpu::GPUFuncOp>())
     return emitOpError("lies outside a kernel (gpu.func)");

@@ -273,6 +273,27 @@ def AttnGPU_ArriveBarrierOp : AttnGPU_Op<"arrive_barrier"> {
   let hasVerifier = 1;
 }
 
+def AttnGPU_TurnAction : I32EnumAttr<"TurnAction", "a step of the consumers' ping-pong", [
+  I32EnumAttrCase<"start", 0>, I32EnumAttrCase<"wait", 1>, I32EnumAttrCase<"pass", 2>]> {
+  let cppNamespace = "::mlir::attngpu";
+}
+
+def AttnGPU_TurnOp : AttnGPU_Op<"turn"> {
+  let summary = "Ping-pong of the consumer warpgroups: wait for this warpgroup's turn, or pass it";
+  let description = [{
+    In the consumer region of an attn_gpu.warp_specialize, the consumer warpgroups take turns
+    in round-robin order (FlashAttention-3's ping-pong: one warpgroup's GEMMs while the others
+    run their softmax). `wait`: until the previous warpgroup passed the turn to this one;
+    `pass`: hand it to the next; `start` (once, before the first wait): the first warpgroup
+    holds the turn. Named barriers 2 + warpgroup of two warpgroups' threads (bar.sync by the
+    waiter, bar.arrive by the passer). Every consumer warpgroup must wait and pass equally
+    often: turns go around ops every consumer thread runs the same number of times.
+  }];
+  let arguments = (ins AttnGPU_TurnAction:$action);
+  let assemblyFormat = "$action attr-dict";
+  let hasVerifier = 1;
+}
+
 def AttnGPU_WarpSpecializeOp : AttnGPU_Op<"warp_specialize", [NoTerminator]> {
   let summary = "Consumer warpgroups and a producer warpgroup, each running its own region";
   let description = [{

@@ -20,6 +20,7 @@ struct AttnGPUAllocateSharedPass
     : mlir::attngpu::impl::AttnGPUAllocateSharedBase<AttnGPUAllocateSharedPass> {
   void runOnOperation() override {
     SmallVector<NamedAttribute> launches;
+    bool failed = false;
     getOperation().walk([&](gpu::GPUFuncOp kernel) {
       int64_t end = 0;
       bool any = false;
@@ -33,6 +34,22 @@ struct AttnGPUAllocateSharedPass
       if (auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName)) {
         // A kernel built without shared tiles (the recurrence builders) keeps its own count.
         int64_t shared = any ? end : launch.getSharedMemory();
+        // More than a block may have (sm_80: 163 KB, sm_90a: 227 KB) could never launch.
+        auto module = kernel->getParentOfType<gpu::GPUModuleOp>();
+        auto targets = module ? module.getTargetsAttr() : ArrayAttr();
+        bool sm90 = targets && llvm::any_of(targets, [](Attribute a) {
+                      auto nvvm = dyn_cast<NVVM::NVVMTargetAttr>(a);
+                      return nvvm && nvvm.getChip().starts_with("sm_90");
+                    });
+        int64_t limit = (sm90 ? 227 : 163) * 1024;
+        if (shared > limit) {
+          kernel.emitError() << "kernel '" << kernel.getName() << "' needs " << shared
+                             << " bytes of shared memory per block, more than the "
+                             << (sm90 ? "sm_90a" : "sm_80") << " limit of " << limit
+                             << "; hint: smaller tiles (--block-q, --block-k)";
+          failed = true;
+          return;
+        }
         DictionaryAttr schedule = launch.getSchedule();
         // A request for n blocks per SM (min_blocks) becomes nvvm.minctasm (ptxas bounds the
         // registers for it) when n blocks' shared memory fits an SM (228 KB, 1 KB of it
@@ -53,6 +70,8 @@ struct AttnGPUAllocateSharedPass
         launches.push_back(NamedAttribute(kernel.getNameAttr(), launch));
       }
     });
+    if (failed)
+      return signalPassFailure();
     // The module keeps every kernel's launch ABI past serialisation (gpu-module-to-binary
     // replaces the kernels), for the manifest.
     if (!launches.empty())

@@ -156,8 +156,12 @@ def AttnGPUWarpSpecialize : Pass<"attn-gpu-warp-specialize", "::mlir::ModuleOp">
     writes shared memory otherwise. The launch gets a producer warpgroup (128 threads more),
     the schedule `consumers` and `stages`, and, where the register file is the limit,
     `min_blocks` with setmaxnreg counts on the op (the producer down to 24 registers).
-    Kernels with asynchronous wgmmas, copies inside branches or nested loops, or a tile read
-    without a wait before it are left alone.
+    Kernels with asynchronous wgmmas, copies inside branches or nested loops, a tile read
+    without a wait before it, or whose second buffers would not fit a block's shared memory
+    (227 KB) are left alone. With two consumer warpgroups (`pingpong`), each
+    matmul of the key loop is bracketed by `attn_gpu.turn wait` / `attn_gpu.turn pass` (and
+    `attn_gpu.turn start` before the loop), so the warpgroups' GEMMs alternate and each one's
+    softmax runs under the other's GEMMs; not when a matmul of the loop lies in a branch.
 
     Before: `attn_gpu.copy_key_tile %v[..., %j] ... -> %t by %map signals %bar` ...
             `attn_gpu.wait_barrier %bar phase %n` `attn_gpu.mma %p, %t, ...`
@@ -167,6 +171,11 @@ def AttnGPUWarpSpecialize : Pass<"attn-gpu-warp-specialize", "::mlir::ModuleOp">
             `  scf.for ... { attn_gpu.wait_barrier %free_n phase %h1`
             `    attn_gpu.copy_key_tile ... -> %buffer_n by %map signals %full_n } }`
   }];
+  let options = [
+    Option<"pingpong", "pingpong", "bool", "true",
+           "With two consumer warpgroups, they take turns at the key loop's matmuls "
+           "(attn_gpu.turn around each): one's softmax under the other's GEMMs">
+  ];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::arith::ArithDialect",
                            "::mlir::scf::SCFDialect"];
 }

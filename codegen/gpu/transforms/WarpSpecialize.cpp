@@ -39,6 +39,20 @@ constexpr int64_t kWarpgroup = 128;
 constexpr int64_t kRegisterFile = 65536;      // 32-bit registers per SM
 constexpr int64_t kSharedPerSM = 228 * 1024;  // and 1 KB of it reserved per block
 constexpr int64_t kProducerRegisters = 24;    // setmaxnreg's minimum
+constexpr int64_t kSharedPerBlock = 227 * 1024;  // sm_90's opt-in maximum per block
+
+/// The kernel's shared memory laid out as attn-gpu-allocate-shared will, plus `extra` buffers.
+int64_t sharedBytesWith(gpu::GPUFuncOp kernel, ArrayRef<MemRefType> extra) {
+  int64_t end = 0;
+  auto place = [&](MemRefType type) {
+    int64_t align = sharedAlignment(type);
+    end = (end + align - 1) / align * align + sharedBytes(type);
+  };
+  kernel.walk([&](AllocSharedOp a) { place(a.getTile().getType()); });
+  for (MemRefType type : extra)
+    place(type);
+  return end;
+}
 
 /// A tile the kernel copies by TMA, its copies in program order and the waits for them.
 struct Ring {
@@ -245,6 +259,14 @@ std::optional<Plan> analyse(gpu::GPUFuncOp kernel) {
           if (!recomputable(p, v))
             return std::nullopt;
   }
+  // The second buffers and the barriers must fit a block's shared memory.
+  SmallVector<MemRefType> extra;
+  for (auto &[alloc, ring] : p.rings) {
+    extra.push_back(cast<AllocSharedOp>(alloc).getTile().getType());
+    extra.append(3, cast<MemRefType>(ring.full.getType()));
+  }
+  if (sharedBytesWith(kernel, extra) > kSharedPerBlock)
+    return std::nullopt;
   if (p.loop && !llvm::all_of(ValueRange{p.loop.getLowerBound(), p.loop.getUpperBound(),
                                          p.loop.getStep()},
                               [&](Value v) { return recomputable(p, v); }))
@@ -336,11 +358,7 @@ void specialize(Plan &p) {
 
   // Registers: the blocks per SM shared memory allows (two for one consumer warpgroup), the
   // per-thread cap that gives, and the consumers' share once the producer gave up its own.
-  int64_t shared = 0;
-  kernel.walk([&](AllocSharedOp a) {
-    int64_t align = sharedAlignment(a.getTile().getType());
-    shared = (shared + align - 1) / align * align + sharedBytes(a.getTile().getType());
-  });
+  int64_t shared = sharedBytesWith(kernel, {});
   int64_t threads = consumerThreads + kWarpgroup;
   int64_t blocks = p.consumers == 1 && 2 * (shared + 1024) <= kSharedPerSM ? 2 : 1;
   int64_t cap = std::min<int64_t>(255, kRegisterFile / (threads * blocks)) / 8 * 8;
@@ -500,14 +518,47 @@ void specialize(Plan &p) {
   kernel.setKnownBlockSizeAttr(OpBuilder(ctx).getDenseI32ArrayAttr({int32_t(threads), 1, 1}));
 }
 
+/// Two consumer warpgroups take turns at the key loop's matmuls (FlashAttention-3's
+/// ping-pong): a turn wait before each, a pass after it, the first warpgroup holding the turn
+/// at the start. Only where every matmul of the loop runs unconditionally (each warpgroup then
+/// waits and passes equally often).
+void takeTurns(Plan &p) {
+  if (p.consumers != 2 || !p.loop)
+    return;
+  SmallVector<MmaOp> mmas;
+  bool nested = false;
+  p.loop.getBody()->walk([&](MmaOp mma) {
+    if (mma->getBlock() == p.loop.getBody())
+      mmas.push_back(mma);
+    else
+      nested = true;
+  });
+  if (mmas.empty() || nested)
+    return;
+  Location loc = p.loop.getLoc();
+  OpBuilder b(p.loop);
+  TurnOp::create(b, loc, TurnAction::start);
+  for (MmaOp mma : mmas) {
+    b.setInsertionPoint(mma);
+    TurnOp::create(b, loc, TurnAction::wait);
+    b.setInsertionPointAfter(mma);
+    TurnOp::create(b, loc, TurnAction::pass);
+  }
+}
+
 struct AttnGPUWarpSpecializePass
     : mlir::attngpu::impl::AttnGPUWarpSpecializeBase<AttnGPUWarpSpecializePass> {
+  using Base::Base;
   void runOnOperation() override {
     getOperation().walk([&](gpu::GPUFuncOp kernel) {
       if (!kernel.isKernel() || kernel.getBody().empty())
         return;
-      if (std::optional<Plan> plan = analyse(kernel))
-        specialize(*plan);
+      std::optional<Plan> plan = analyse(kernel);
+      if (!plan)
+        return;
+      specialize(*plan);
+      if (pingpong)
+        takeTurns(*plan);
     });
   }
 };

@@ -4,6 +4,9 @@
 // body on its first warp only (threads 128..159), whose first thread (128) leads its copies;
 // the consumers' block barriers become named barrier 1 of 128 threads; arrive_barrier is every
 // consumer thread's mbarrier.arrive; a free barrier counts 128 arrivals.
+// Turns of two consumer warpgroups (w = tid / 128): start is warpgroup 1's bar.arrive on
+// barrier 2 (warpgroup 0's); wait is bar.sync on 2 + w; pass is bar.arrive on 2 + (w + 1) % 2;
+// each of 256 threads (two warpgroups).
 // RUN: attnc-opt %s --attn-gpu-to-nvvm | FileCheck %s --implicit-check-not=attn_gpu.
 
 !g = memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
@@ -50,6 +53,32 @@ gpu.module @m [#nvvm.target<chip = "sm_90a">] {
     } producer {
       attn_gpu.wait_barrier %free phase %phase : !bar
       attn_gpu.copy_key_tile %k[%b, %b, %j0] below %n -> %kt by %map signals %full : !g -> !t by !llvm.ptr, !bar
+    }
+    gpu.return
+  }
+}
+
+// CHECK-LABEL: gpu.func @turns
+// CHECK: nvvm.setmaxregister increase 240
+// CHECK: %[[W0:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: %[[LAST:.*]] = arith.cmpi eq, %[[W0]], %c1
+// CHECK-NEXT: scf.if %[[LAST]] {
+// CHECK: nvvm.barrier.arrive id = %{{.*}} number_of_threads = %c256_i32
+// CHECK: %[[W1:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: %[[ID:.*]] = arith.index_cast %{{.*}} : index to i32
+// CHECK-NEXT: nvvm.barrier id = %[[ID]] number_of_threads = %c256_i32
+// CHECK: %[[W2:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: arith.remui %{{.*}}, %c2
+// CHECK: nvvm.barrier.arrive id = %{{.*}} number_of_threads = %c256_i32
+// CHECK: nvvm.setmaxregister decrease 24
+gpu.module @m2 [#nvvm.target<chip = "sm_90a">] {
+  gpu.func @turns() kernel attributes {known_block_size = array<i32: 384, 1, 1>} {
+    attn_gpu.warp_specialize consumers(2) registers [240, 24] {
+      attn_gpu.turn start
+      attn_gpu.turn wait
+      attn_gpu.turn pass
+    } producer {
+      %unused = arith.constant 0 : index
     }
     gpu.return
   }

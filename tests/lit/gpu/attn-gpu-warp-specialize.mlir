@@ -173,3 +173,68 @@ gpu.module @m2 [#nvvm.target<chip = "sm_90a">] {
     gpu.return
   }
 }
+
+// -----
+
+!g = memref<?x?x?x128xbf16, strided<[?, ?, ?, 1], offset: ?>>
+!t = memref<64x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+!q = memref<128x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+!bar = memref<1xi64, #gpu.address_space<workgroup>>
+
+// Two consumer warpgroups (a 128-row tile): 384 threads, one block per SM, setmaxnreg 240/24;
+// they take turns at the loop's matmul (ping-pong), the first holding the turn at the start.
+// CHECK-LABEL: gpu.func @two_consumers
+// CHECK-SAME: #attn_gpu.launch<threads = 384, {{.*}}schedule = {consumers = 2 : i64, min_blocks = 1 : i64, stages = 2 : i64}
+// CHECK: attn_gpu.warp_specialize consumers(2) registers [240, 24] {
+// CHECK: attn_gpu.turn start
+// CHECK-NEXT: scf.for
+// CHECK: attn_gpu.wait_barrier
+// CHECK: attn_gpu.turn wait
+// CHECK-NEXT: attn_gpu.mma
+// CHECK-NEXT: attn_gpu.turn pass
+// CHECK: } producer {
+// CHECK-NOT: attn_gpu.turn
+// CHECK: gpu.return
+// A tile whose second buffer would not fit a block's shared memory (227 KB): left alone.
+// CHECK-LABEL: gpu.func @too_big
+// CHECK-NOT: warp_specialize
+// CHECK: gpu.return
+gpu.module @m3 [#nvvm.target<chip = "sm_90a">] {
+  gpu.func @two_consumers(%k: !g, %b: index, %lb: index, %ub: index, %kmap: !llvm.ptr) kernel
+      attributes {attn_gpu.launch = #attn_gpu.launch<threads = 256, grid = [<arg 0 dim 2 * 1 ceil_div 128>], shared_memory = 0, splits = false, schedule = {}, tensor_maps = [<arg 0 box 64 x 64>]>} {
+    %c2 = arith.constant 2 : index
+    %step = arith.constant 64 : index
+    %n = memref.dim %k, %c2 : !g
+    %qt = attn_gpu.alloc_shared : !q
+    %kt = attn_gpu.alloc_shared : !t
+    %kbar = attn_gpu.alloc_shared : !bar
+    attn_gpu.init_barrier %kbar : !bar
+    gpu.barrier
+    scf.for %j = %lb to %ub step %step {
+      %t = arith.subi %j, %lb : index
+      %it = arith.divui %t, %step : index
+      gpu.barrier
+      attn_gpu.copy_key_tile %k[%b, %b, %j] below %n -> %kt by %kmap signals %kbar : !g -> !t by !llvm.ptr, !bar
+      attn_gpu.wait_barrier %kbar phase %it : !bar
+      %zero = arith.constant dense<0.0> : tensor<128x64xf32, #attn_gpu.frag<acc>>
+      %s = attn_gpu.mma %qt, %kt, %zero {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b} : !q, !t, tensor<128x64xf32, #attn_gpu.frag<acc>> -> tensor<128x64xf32, #attn_gpu.frag<acc>>
+    }
+    gpu.return
+  }
+  gpu.func @too_big(%k: !g, %b: index, %kmap: !llvm.ptr) kernel
+      attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false, schedule = {}, tensor_maps = [<arg 0 box 64 x 64>]>} {
+    %c2 = arith.constant 2 : index
+    %c0 = arith.constant 0 : index
+    %n = memref.dim %k, %c2 : !g
+    %big = attn_gpu.alloc_shared : memref<64x1024xf32, #gpu.address_space<workgroup>>
+    %kt = attn_gpu.alloc_shared : !t
+    %kbar = attn_gpu.alloc_shared : !bar
+    attn_gpu.init_barrier %kbar : !bar
+    gpu.barrier
+    attn_gpu.copy_key_tile %k[%b, %b, %b] below %n -> %kt by %kmap signals %kbar : !g -> !t by !llvm.ptr, !bar
+    attn_gpu.wait_barrier %kbar phase %c0 : !bar
+    %zero = arith.constant dense<0.0> : tensor<64x64xf32, #attn_gpu.frag<acc>>
+    %s = attn_gpu.mma %kt, %kt, %zero {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b} : !t, !t, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
+    gpu.return
+  }
+}

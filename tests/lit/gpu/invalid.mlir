@@ -491,3 +491,27 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// -----
+
+gpu.module @m {
+  gpu.func @turn_alone() kernel {
+    // expected-error @+1 {{takes turns among consumer warpgroups: it lies in the consumer region of an attn_gpu.warp_specialize}}
+    attn_gpu.turn wait
+    gpu.return
+  }
+}
+
+// -----
+
+gpu.module @m {
+  gpu.func @turn_one_consumer() kernel {
+    attn_gpu.warp_specialize consumers(1) {
+      // expected-error @+1 {{needs two or more consumer warpgroups to take turns, got 1}}
+      attn_gpu.turn pass
+    } producer {
+      gpu.barrier
+    }
+    gpu.return
+  }
+}
