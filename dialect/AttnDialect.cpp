@@ -214,6 +214,62 @@ bool mlir::attn::isCausalMask(Region &mask, bool strict) {
   return matches && cmp.getLhs() == block.getArgument(3) && cmp.getRhs() == block.getArgument(2);
 }
 
+/// The value of a region's float computed from constants alone (arith.constant, casts,
+/// products, quotients, sums, negations, sqrt, rsqrt), if it is one.
+static std::optional<double> evaluateConstant(Value v) {
+  Operation *op = v.getDefiningOp();
+  if (!op)
+    return std::nullopt;
+  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
+    if (auto i = dyn_cast<IntegerAttr>(c.getValue()))
+      return double(i.getValue().getSExtValue());
+    auto f = dyn_cast<FloatAttr>(c.getValue());
+    return f ? std::optional<double>(f.getValueAsDouble()) : std::nullopt;
+  }
+  SmallVector<double, 2> x;
+  for (Value operand : op->getOperands()) {
+    std::optional<double> value = evaluateConstant(operand);
+    if (!value)
+      return std::nullopt;
+    x.push_back(*value);
+  }
+  if (isa<arith::IndexCastOp, arith::SIToFPOp, arith::ExtFOp, arith::TruncFOp>(op))
+    return x[0];
+  if (isa<math::SqrtOp>(op))
+    return std::sqrt(x[0]);
+  if (isa<math::RsqrtOp>(op))
+    return 1 / std::sqrt(x[0]);
+  if (isa<arith::NegFOp>(op))
+    return -x[0];
+  if (isa<arith::MulFOp>(op))
+    return x[0] * x[1];
+  if (isa<arith::DivFOp>(op))
+    return x[0] / x[1];
+  if (isa<arith::AddFOp>(op))
+    return x[0] + x[1];
+  if (isa<arith::SubFOp>(op))
+    return x[0] - x[1];
+  return std::nullopt;
+}
+
+/// C > 0 when the score region is exactly dot * C (or C * dot) for a constant C: then
+/// max(dot * C) = C max(dot), and the softmax takes the raw dot with C folded into its
+/// exp2's one fma (FlashAttention's softmax_scale_log2); 0 otherwise.
+double mlir::attn::positiveScoreScale(Region &score) {
+  if (!llvm::hasSingleElement(score))
+    return 0;
+  Block &body = score.front();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield || yield->getNumOperands() != 1 || body.getNumArguments() < 5)
+    return 0;
+  auto mul = yield->getOperand(0).getDefiningOp<arith::MulFOp>();
+  Value dot = body.getNumArguments() > 4 ? body.getArgument(4) : Value();
+  if (!mul || (mul.getLhs() != dot && mul.getRhs() != dot))
+    return 0;
+  std::optional<double> c = evaluateConstant(mul.getLhs() == dot ? mul.getRhs() : mul.getLhs());
+  return c && *c > 0 && std::isfinite(*c) ? *c : 0;
+}
+
 Value mlir::attn::buildLogDecay(OpBuilder &b, Location loc, Value gamma) {
   if (auto exp = gamma.getDefiningOp<math::ExpOp>())
     return exp.getOperand();

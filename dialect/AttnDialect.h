@@ -37,6 +37,11 @@ Value buildLogDecay(OpBuilder &b, Location loc, Value gamma);
 /// with `strict` exactly `j < i` (a strict-causal recurrence's): one cmpi of j against i.
 bool isCausalMask(Region &mask, bool strict);
 
+/// C > 0 when a score region is exactly dot * C (or C * dot) for a constant C (constant
+/// expressions folded: 1 / sqrt(128)); 0 otherwise. The softmax then takes the raw dot with C
+/// folded into its exp2 (attn-gpu-distribute), and such a variant is plain attention.
+double positiveScoreScale(Region &score);
+
 /// The page of the pool `pool` that holds key j of batch b in a paged k or v:
 /// table[b, min(j / P, dim(table, 1) - 1)], clamped into [0, dim(pool, 0) - 1] so that a bad
 /// table entry cannot read outside the pool. The key's row in the page is j % P. The one

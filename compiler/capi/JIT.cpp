@@ -266,7 +266,7 @@ int attnc_compile(const char *spec, size_t spec_len, const char *variant,
   attnc_options o =
       opts ? *opts : attnc_options{0, 0, nullptr, nullptr, nullptr, 0, nullptr, 0, nullptr};
   attnc::CompileOptions options;
-  options.pipeline.blockQ = o.block_q ? o.block_q : 64;
+  options.pipeline.blockQ = o.block_q;  // 0: automatic
   options.pipeline.chip = o.chip ? o.chip : "sm_80";
   options.pipeline.blockK = o.block_k;  // 0: the pipeline's default for the chip and head dims
   options.pipeline.backward = o.backward != 0;

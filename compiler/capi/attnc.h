@@ -31,7 +31,9 @@ extern "C" {
 typedef struct attnc_kernel attnc_kernel;
 
 typedef struct {
-  int32_t block_q;       /* queries per tile (16, 32, 64, 128); 0 = 64 */
+  int32_t block_q;       /* queries per tile (16, 32, 64, 128); 0 = automatic (64, or 128
+                            with 128 keys for plain softmax attention at head dims 96-128
+                            on sm_90a) */
   int32_t block_k;       /* keys per tile (multiple of 16 up to 128); 0 = 32 (sm_80), on sm_90a
                             64 where the head and value dims are multiples of 64, else 32 */
   const char *chip;      /* "sm_80" (default; runs on every sm_80+ GPU) or "sm_90a" */

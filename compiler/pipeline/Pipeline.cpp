@@ -38,9 +38,16 @@ void buildAttnToTiledPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnChunk(chunk));
   }
   mlir::attn::AttnTileOptions tile;
-  tile.blockQ = options.blockQ;
+  tile.blockQ = options.blockQ ? options.blockQ : 64;
   tile.blockK = options.blockK ? options.blockK : defaultBlockK(options.chip);
   tile.narrowBlockK = options.blockK ? 0 : defaultNarrowBlockK(options.chip);
+  // sm_90a: plain softmax attention at head dims 96-128 in 128 x 128 tiles, which
+  // attn-gpu-warp-specialize gives two consumer warpgroups taking turns (H100, 2026-12-06:
+  // dense and GQA d128 0.97-1.13x at 1k-16k, causal d96 1.26x; bench/METHOD.md)
+  tile.plainTile = !options.blockQ && !options.blockK && options.chip == "sm_90a" &&
+                           options.tensorCopies
+                       ? 128
+                       : 0;
   pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnTile(tile));
   if (options.onlineSoftmax)
     pm.addNestedPass<mlir::func::FuncOp>(mlir::attn::createAttnOnlineSoftmax());
@@ -69,12 +76,18 @@ void buildTiledToCUDAPipeline(mlir::OpPassManager &pm, const PipelineOptions &op
   distribute.dqAtomic = options.dqAtomic;
   distribute.blockPlan = options.maskBounds && options.blockPlan;
   pm.addPass(mlir::attngpu::createAttnGPUDistribute(distribute));
-  pm.addPass(mlir::attngpu::createAttnGPUPipeline());
+  mlir::attngpu::AttnGPUPipelineOptions pipeline;
+  // Warp specialisation overlaps the copies itself (a producer ring), from synchronous stages.
+  pipeline.doubleBufferAsync = !(options.warpSpecialize && options.tensorCopies);
+  pm.addPass(mlir::attngpu::createAttnGPUPipeline(pipeline));
   pm.addPass(mlir::attngpu::createAttnGPUSelectMMA());
   if (options.tensorCopies)
     pm.addPass(mlir::attngpu::createAttnGPUTensorCopies());
-  if (options.tensorCopies && options.warpSpecialize)
-    pm.addPass(mlir::attngpu::createAttnGPUWarpSpecialize());
+  if (options.tensorCopies) {
+    mlir::attngpu::AttnGPUWarpSpecializeOptions specialize;
+    specialize.minConsumers = options.warpSpecialize ? 1 : 2;
+    pm.addPass(mlir::attngpu::createAttnGPUWarpSpecialize(specialize));
+  }
   pm.addPass(mlir::attngpu::createAttnGPUAllocateShared());
   pm.addPass(mlir::attngpu::createAttnGPUNarrowIndex());
   pm.addPass(mlir::attn::createAttnGPUToNVVM());

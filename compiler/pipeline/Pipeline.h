@@ -15,7 +15,9 @@ enum class Stage { AST, Attn, Tiled, LLVM, PTX };
 bool parseStage(const std::string &name, Stage &stage);
 
 struct PipelineOptions {
-  int64_t blockQ = 64;
+  // 0: automatic, 64, or on sm_90a (with TMA) 128 rows and 128 keys for plain softmax
+  // attention at head dims 96-128 (attn-tile's plain-tile), warp-specialised with ping-pong
+  int64_t blockQ = 0;
   int64_t blockK = 0;   // 0: defaultBlockK(chip)
   bool onlineSoftmax = true;
   bool maskBounds = true;  // attn-mask-bounds: skip key tiles the mask cannot allow
@@ -31,7 +33,9 @@ struct PipelineOptions {
   // sm_90a: key/value tiles copied by TMA (attn-gpu-tensor-copies; 1.02-1.26x on the H200)
   bool tensorCopies = true;
   // sm_90a, with tensorCopies: a producer warp issues the TMA copies into a ring of two
-  // buffers per tile, the consumer warpgroups compute (attn-gpu-warp-specialize)
+  // buffers per tile, the consumer warpgroups compute (attn-gpu-warp-specialize). Kernels of
+  // two or more consumer warpgroups (128-row tiles) are specialised anyway; this asks for
+  // every TMA kernel
   bool warpSpecialize = false;
   bool backward = false;  // attn-grad: each variant also gets <name>_grad (CPU and CUDA)
   bool backwardOnly = false;  // with backward: only <name>_grad (the forwards are dropped)

@@ -35,6 +35,11 @@ def AttnTile : Pass<"attn-tile", "::mlir::func::FuncOp"> {
     Option<"narrowBlockK", "narrow-block-k", "int64_t", "0",
            "Keys per tile instead of block-k for variants whose head or value dim is not a "
            "static multiple of 64 (0: block-k). sm_90a: those run on mma.sync, not wgmma">,
+    Option<"plainTile", "plain-tile", "int64_t", "0",
+           "Rows and keys per tile instead of block-q x block-k for plain softmax attention "
+           "(one score dot * C, no mask or the causal one, K/V neither paged nor quantised, "
+           "no decay or feature map) at static head and value dims of 96-128 and a query "
+           "length other than 1 (0: none). sm_90a: 128, warp-specialised with ping-pong">,
   ];
   let dependentDialects = ["::mlir::scf::SCFDialect", "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect", "::mlir::math::MathDialect"];

@@ -7,9 +7,10 @@
 namespace mlir::attn {
 
 /// attn.attention -> tiled loops (see attn-tile).
-/// narrowBlockK (0: blockK) for variants whose head or value dim is not a static multiple of 64.
+/// narrowBlockK (0: blockK) for variants whose head or value dim is not a static multiple of 64;
+/// plainTile (0: none) rows and keys per tile for plain softmax attention at head dims 96-128.
 void populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ, int64_t blockK,
-                                   int64_t narrowBlockK = 0);
+                                   int64_t narrowBlockK = 0, int64_t plainTile = 0);
 
 /// Two-pass softmax key loops -> one online-softmax loop (see attn-online-softmax).
 void populateOnlineSoftmaxPatterns(RewritePatternSet &patterns);

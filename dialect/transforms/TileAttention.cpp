@@ -79,10 +79,40 @@ bool decayReadsI(Region &decay) {
   return !decay.empty() && !decay.front().getArgument(2).use_empty();
 }
 
+/// Whether a score region yields the dot itself.
+bool rawDot(Region &score) {
+  Block &body = score.front();
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  return yield && yield->getNumOperands() == 1 && body.getNumArguments() == 5 &&
+         yield->getOperand(0) == body.getArgument(4);
+}
+
 struct TileAttention : OpRewritePattern<AttentionOp> {
-  TileAttention(MLIRContext *ctx, int64_t blockQ, int64_t wideBlockK, int64_t narrowBlockK)
+  TileAttention(MLIRContext *ctx, int64_t blockQ, int64_t wideBlockK, int64_t narrowBlockK,
+                int64_t plainTile)
       : OpRewritePattern(ctx), blockQ(blockQ), wideBlockK(wideBlockK),
-        narrowBlockK(narrowBlockK) {}
+        narrowBlockK(narrowBlockK), plainTile(plainTile) {}
+
+  /// Whether `op` is plain softmax attention at a head dim where plainTile x plainTile tiles
+  /// were measured faster (sm_90a, warp-specialised with ping-pong, 2026-12-06: dense and GQA
+  /// d96-d128 1.0-1.26x, while soft-capped, windowed, document-masked, decaying scores, d64
+  /// and decoding lost): one score, the dot or dot * C, no mask or the causal one, K/V neither paged nor
+  /// quantised, static head and value dims in [96, 128] that are multiples of 16, a query
+  /// length that is not a static 1.
+  bool plain(AttentionOp op) const {
+    if (!plainTile || op.getNorm() != NormKind::softmax || !op.getMoreQ().empty() ||
+        op.getBlockTable() || op.getKScale() || op.getVScale() || op.getProjection() ||
+        !op.getFeatureQ().empty() || !op.getFeatureK().empty() || !op.getDecay().empty() ||
+        op.getUnifiedMax() || !(positiveScoreScale(op.getScore()) > 0 || rawDot(op.getScore())) ||
+        !(op.getMask().empty() || isCausalMask(op.getMask(), /*strict=*/false)))
+      return false;
+    auto inRange = [](int64_t d) {
+      return !ShapedType::isDynamic(d) && d % 16 == 0 && d >= 96 && d <= 128;
+    };
+    int64_t queries = op.getQ().getType().getDimSize(2);
+    return inRange(op.getQ().getType().getDimSize(3)) &&
+           inRange(op.getOut().getType().getDimSize(3)) && queries != 1;
+  }
 
   /// The keys per tile of `op`: narrowBlockK (when set) unless the head and value dims are
   /// static multiples of 16 of at least 64, which wgmma reads from the 128-byte swizzle (a
@@ -101,7 +131,9 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
   }
 
   LogicalResult matchAndRewrite(AttentionOp op, PatternRewriter &rw) const override {
-    int64_t blockK = keysPerTile(op);
+    bool wide = plain(op);
+    int64_t blockK = wide ? plainTile : keysPerTile(op);
+    int64_t blockQ = wide ? plainTile : this->blockQ;
     Location loc = op.getLoc();
     auto index = [&](int64_t c) { return arith::ConstantIndexOp::create(rw, loc, c).getResult(); };
     auto dim = [&](Value t, int64_t d) { return memref::DimOp::create(rw, loc, t, d).getResult(); };
@@ -208,7 +240,7 @@ struct TileAttention : OpRewritePattern<AttentionOp> {
     return success();
   }
 
-  int64_t blockQ, wideBlockK, narrowBlockK;
+  int64_t blockQ, wideBlockK, narrowBlockK, plainTile;
 };
 
 struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
@@ -245,7 +277,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
     if (stateful.wasInterrupted())
       return signalPassFailure();
     RewritePatternSet patterns(&getContext());
-    populateTileAttentionPatterns(patterns, blockQ, blockK, narrowBlockK);
+    populateTileAttentionPatterns(patterns, blockQ, blockK, narrowBlockK, plainTile);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
   }
 };
@@ -253,6 +285,7 @@ struct AttnTilePass : mlir::attn::impl::AttnTileBase<AttnTilePass> {
 } // namespace
 
 void mlir::attn::populateTileAttentionPatterns(RewritePatternSet &patterns, int64_t blockQ,
-                                               int64_t blockK, int64_t narrowBlockK) {
-  patterns.add<TileAttention>(patterns.getContext(), blockQ, blockK, narrowBlockK);
+                                               int64_t blockK, int64_t narrowBlockK,
+                                               int64_t plainTile) {
+  patterns.add<TileAttention>(patterns.getContext(), blockQ, blockK, narrowBlockK, plainTile);
 }

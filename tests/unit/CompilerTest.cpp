@@ -51,7 +51,7 @@ TEST(Compiler, BadTileSizesAreAnErrorNotACrash) {
   Compiler c;
   Diagnostic diag;
   CompileOptions options;
-  options.pipeline.blockQ = 0;
+  options.pipeline.blockQ = -1;  // 0 is "automatic"
   ASSERT_TRUE(c.loadSpec("alibi.attn", kAlibi, diag));
   ASSERT_TRUE(c.lowerToAttn(options, diag));
   EXPECT_FALSE(c.lowerTo(Stage::Tiled, options, diag));

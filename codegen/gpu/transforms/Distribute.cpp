@@ -256,58 +256,6 @@ Value FlashDistributor::scoreOf(Value s, Value j0, size_t n) {
   return score;
 }
 
-/// The value of a region's float computed from constants alone (arith.constant, products,
-/// quotients, sums, negations, sqrt, rsqrt), if it is one.
-static std::optional<double> evaluateConstant(Value v) {
-  Operation *op = v.getDefiningOp();
-  if (!op)
-    return std::nullopt;
-  if (auto c = dyn_cast<arith::ConstantOp>(op)) {
-    auto f = dyn_cast<FloatAttr>(c.getValue());
-    return f ? std::optional<double>(f.getValueAsDouble()) : std::nullopt;
-  }
-  SmallVector<double, 2> x;
-  for (Value operand : op->getOperands()) {
-    std::optional<double> value = evaluateConstant(operand);
-    if (!value)
-      return std::nullopt;
-    x.push_back(*value);
-  }
-  if (isa<math::SqrtOp>(op))
-    return std::sqrt(x[0]);
-  if (isa<math::RsqrtOp>(op))
-    return 1 / std::sqrt(x[0]);
-  if (isa<arith::NegFOp>(op))
-    return -x[0];
-  if (isa<arith::MulFOp>(op))
-    return x[0] * x[1];
-  if (isa<arith::DivFOp>(op))
-    return x[0] / x[1];
-  if (isa<arith::AddFOp>(op))
-    return x[0] + x[1];
-  if (isa<arith::SubFOp>(op))
-    return x[0] - x[1];
-  return std::nullopt;
-}
-
-/// C > 0 when the score region is exactly dot * C (or C * dot) for a constant C: then
-/// max(dot * C) = C max(dot), and the softmax takes the raw dot with C folded into its
-/// exp2's one fma (FlashAttention's softmax_scale_log2); 0 otherwise.
-static double positiveScoreScale(Region &score) {
-  if (!llvm::hasSingleElement(score))
-    return 0;
-  Block &body = score.front();
-  auto yield = dyn_cast<attn::YieldOp>(body.getTerminator());
-  if (!yield || yield->getNumOperands() != 1 || body.getNumArguments() < 5)
-    return 0;
-  auto mul = yield->getOperand(0).getDefiningOp<arith::MulFOp>();
-  Value dot = body.getNumArguments() > 4 ? body.getArgument(4) : Value();
-  if (!mul || (mul.getLhs() != dot && mul.getRhs() != dot))
-    return 0;
-  std::optional<double> c = evaluateConstant(mul.getLhs() == dot ? mul.getRhs() : mul.getLhs());
-  return c && *c > 0 && std::isfinite(*c) ? *c : 0;
-}
-
 /// attn.tile_online_update, step by step: m' = max(m, rowmax s); alpha = exp(m - m');
 /// p = exp(s - m'); l = l alpha + rowsum p; acc *= alpha (rows with m' = -inf use base 0).
 /// Exponentials are base 2 with log2(e) folded in; l stays a per-thread partial sum.
@@ -693,7 +641,7 @@ LogicalResult FlashDistributor::run() {
   }
   for (size_t n = 0; n < t.chains(); ++n)
     scoreScales.push_back(t.update && !t.update.getUnifiedMax() && !cumQ
-                              ? positiveScoreScale(t.scoresOf(n).getScore())
+                              ? attn::positiveScoreScale(t.scoresOf(n).getScore())
                               : 0);
 
   SmallVector<Value> results = overlap ? emitOverlappedLoop(keysFrom, keysTo)

@@ -88,6 +88,12 @@ def AttnGPUPipeline : Pass<"attn-gpu-pipeline", "::mlir::ModuleOp"> {
     Before: `scf.for %j0 { copy K(j0); wait 0; ...; copy V(j0); wait 0; ...; barrier }`
     After:  `copy K(lb); scf.for %j0 { barrier; copy V(j0); wait 1; ...; barrier; copy K(j0 + s); wait 1; ... }; wait 0`
   }];
+  let options = [
+    Option<"doubleBufferAsync", "double-buffer-async", "bool", "true",
+           "Double-buffer a loop with asynchronous mmas (the overlapped flash loop); false "
+           "keeps its copy stage synchronous for attn-gpu-warp-specialize, whose producer "
+           "fills a ring of buffers instead">
+  ];
   let dependentDialects = ["::mlir::attngpu::AttnGPUDialect", "::mlir::nvgpu::NVGPUDialect",
                            "::mlir::arith::ArithDialect"];
 }
@@ -156,7 +162,7 @@ def AttnGPUWarpSpecialize : Pass<"attn-gpu-warp-specialize", "::mlir::ModuleOp">
     writes shared memory otherwise. The launch gets a producer warpgroup (128 threads more),
     the schedule `consumers` and `stages`, and, where the register file is the limit,
     `min_blocks` with setmaxnreg counts on the op (the producer down to 24 registers).
-    Kernels with asynchronous wgmmas, copies inside branches or nested loops, a tile read
+    Kernels with copies inside branches or nested loops, a tile read
     without a wait before it, or whose second buffers would not fit a block's shared memory
     (227 KB) are left alone. With two consumer warpgroups (`pingpong`), each
     matmul of the key loop is bracketed by `attn_gpu.turn wait` / `attn_gpu.turn pass` (and
@@ -172,6 +178,9 @@ def AttnGPUWarpSpecialize : Pass<"attn-gpu-warp-specialize", "::mlir::ModuleOp">
             `    attn_gpu.copy_key_tile ... -> %buffer_n by %map signals %full_n } }`
   }];
   let options = [
+    Option<"minConsumers", "min-consumers", "int64_t", "1",
+           "Specialise only kernels of at least this many consumer warpgroups (the pipeline "
+           "asks for 2 unless --warp-specialize: a 64-row kernel gains nothing from it)">,
     Option<"pingpong", "pingpong", "bool", "true",
            "With two consumer warpgroups, they take turns at the key loop's matmuls "
            "(attn_gpu.turn around each): one's softmax under the other's GEMMs">

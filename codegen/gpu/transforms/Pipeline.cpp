@@ -315,6 +315,7 @@ void doubleBuffer(BufferedLoop &m) {
 }
 
 struct AttnGPUPipelinePass : mlir::attngpu::impl::AttnGPUPipelineBase<AttnGPUPipelinePass> {
+  using Base::Base;
   void runOnOperation() override {
     SmallVector<KeyLoop> loops;
     SmallVector<BufferedLoop> buffered;
@@ -322,8 +323,16 @@ struct AttnGPUPipelinePass : mlir::attngpu::impl::AttnGPUPipelineBase<AttnGPUPip
       kernel.walk([&](scf::ForOp loop) {
         if (FailureOr<KeyLoop> k = matchKeyLoop(loop); succeeded(k))
           loops.push_back(*k);
-        else if (FailureOr<BufferedLoop> m = matchBufferedLoop(loop); succeeded(m))
-          buffered.push_back(*m);
+        else if (FailureOr<BufferedLoop> m = matchBufferedLoop(loop); succeeded(m)) {
+          bool async = loop.getBody()
+                           ->walk([](MmaOp mma) {
+                             return mma.getAsync() ? WalkResult::interrupt()
+                                                   : WalkResult::advance();
+                           })
+                           .wasInterrupted();
+          if (!async || doubleBufferAsync)
+            buffered.push_back(*m);
+        }
       });
     });
     for (KeyLoop &k : loops)

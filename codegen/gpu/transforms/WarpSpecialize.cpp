@@ -161,7 +161,7 @@ WaitBarrierOp waitBefore(Ring &ring, Operation *reader) {
   return {};
 }
 
-std::optional<Plan> analyse(gpu::GPUFuncOp kernel) {
+std::optional<Plan> analyse(gpu::GPUFuncOp kernel, int64_t minConsumers) {
   Plan p;
   p.kernel = kernel;
   p.entry = p.body = &kernel.getBody().front();
@@ -169,8 +169,7 @@ std::optional<Plan> analyse(gpu::GPUFuncOp kernel) {
   if (!launch || launch.getThreads() % kWarpgroup || launch.getTensorMaps().empty())
     return std::nullopt;
   p.consumers = launch.getThreads() / kWarpgroup;
-  // Asynchronous wgmmas read their tiles until a later wait: the free points would move.
-  if (kernel.walk([](MmaWaitOp) { return WalkResult::interrupt(); }).wasInterrupted())
+  if (p.consumers < minConsumers)
     return std::nullopt;
   // The split: the block barrier right after the last barrier initialisation.
   for (Operation &op : *p.entry)
@@ -444,10 +443,20 @@ void specialize(Plan &p) {
   if (p.loop) {
     bool otherWrites = false;
     p.loop.getBody()->walk([&](Operation *op) { otherWrites |= writesShared(op); });
-    for (auto barrier : p.loop.getBody()->getOps<gpu::BarrierOp>()) {
+    Block *body = p.loop.getBody();
+    for (auto barrier : body->getOps<gpu::BarrierOp>()) {
+      // The next op with an effect, from the body's start again past its end (the next
+      // iteration's copies).
       Operation *next = barrier->getNextNode();
-      while (next && isMemoryEffectFree(next) && next->getNumRegions() == 0)
-        next = next->getNextNode();
+      for (bool wrapped = false;;) {
+        while (next && (isMemoryEffectFree(next) || isa<scf::YieldOp>(next)) &&
+               next->getNumRegions() == 0 && next != barrier)
+          next = next->getNextNode();
+        if (next || wrapped)
+          break;
+        wrapped = true;
+        next = &body->front();
+      }
       auto copy = dyn_cast_or_null<CopyKeyTileOp>(next);
       if (!otherWrites && copy && copy.getMap())
         guards.push_back(barrier);
@@ -543,6 +552,13 @@ void takeTurns(Plan &p) {
     TurnOp::create(b, loc, TurnAction::wait);
     b.setInsertionPointAfter(mma);
     TurnOp::create(b, loc, TurnAction::pass);
+    if (mma.getAsync())
+      continue;
+    // The turn passes once the matmul is issued, not done: the other warpgroup's queues
+    // behind it on the tensor cores (asynchronous, then waited for).
+    mma.setAsync(true);
+    auto done = MmaWaitOp::create(b, loc, ValueRange{mma.getResult()}, /*pending=*/0);
+    mma.getResult().replaceAllUsesExcept(done.getResult(0), done);
   }
 }
 
@@ -553,7 +569,7 @@ struct AttnGPUWarpSpecializePass
     getOperation().walk([&](gpu::GPUFuncOp kernel) {
       if (!kernel.isKernel() || kernel.getBody().empty())
         return;
-      std::optional<Plan> plan = analyse(kernel);
+      std::optional<Plan> plan = analyse(kernel, minConsumers);
       if (!plan)
         return;
       specialize(*plan);

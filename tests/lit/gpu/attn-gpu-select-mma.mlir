@@ -34,11 +34,11 @@
 // SM80: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<mma_sync_m16n8k16>}
 
 // Head dim 96: the tiles take the swizzle with a partly used second column block (wgmma reads
-// 6 k16 steps; 64 keys per tile), in the forward and in the backward's kernels (verified on
-// the GPU for both, 2026-12-06).
+// 6 k16 steps), in the forward (plain causal attention: 128 x 128 tiles on sm_90a) and in the
+// backward's kernels (verified on the GPU for both, 2026-12-06).
 // D96-LABEL: gpu.func @causal_d96(
-// D96: attn_gpu.alloc_shared : memref<64x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
-// D96: attn_gpu.alloc_shared : memref<64x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+// D96: attn_gpu.alloc_shared : memref<128x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+// D96: attn_gpu.alloc_shared : memref<128x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
 // D96: attn_gpu.mma {{.*}} {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b}
 // D96-LABEL: gpu.func @causal_d96_grad(
 // D96: attn_gpu.alloc_shared : memref<64x96xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>

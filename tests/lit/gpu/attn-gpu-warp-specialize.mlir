@@ -133,31 +133,11 @@ gpu.module @m [#nvvm.target<chip = "sm_90a">] {
 !t = memref<64x128xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
 !bar = memref<1xi64, #gpu.address_space<workgroup>>
 
-// Left alone: asynchronous wgmmas (a tile is read until a later mma_wait), and a tile read
-// with no wait for it before the read.
-// CHECK-LABEL: gpu.func @async_mma
-// CHECK-NOT: warp_specialize
-// CHECK: gpu.return
+// Left alone: a tile read with no wait for it before the read.
 // CHECK-LABEL: gpu.func @read_before_wait
 // CHECK-NOT: warp_specialize
 // CHECK: gpu.return
 gpu.module @m2 [#nvvm.target<chip = "sm_90a">] {
-  gpu.func @async_mma(%k: !g, %b: index, %kmap: !llvm.ptr, %acc: tensor<64x64xf32, #attn_gpu.frag<acc>>) kernel
-      attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false, schedule = {}, tensor_maps = [<arg 0 box 64 x 64>]>} {
-    %c2 = arith.constant 2 : index
-    %c0 = arith.constant 0 : index
-    %n = memref.dim %k, %c2 : !g
-    %kt = attn_gpu.alloc_shared : !t
-    %qt = attn_gpu.alloc_shared : !t
-    %kbar = attn_gpu.alloc_shared : !bar
-    attn_gpu.init_barrier %kbar : !bar
-    gpu.barrier
-    attn_gpu.copy_key_tile %k[%b, %b, %b] below %n -> %kt by %kmap signals %kbar : !g -> !t by !llvm.ptr, !bar
-    attn_gpu.wait_barrier %kbar phase %c0 : !bar
-    %s = attn_gpu.mma %qt, %kt, %acc {kind = #attn_gpu.mma<wgmma_m64nNk16>, transpose_b, async} : !t, !t, tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
-    %w = attn_gpu.mma_wait %s {pending = 0} : tensor<64x64xf32, #attn_gpu.frag<acc>> -> tensor<64x64xf32, #attn_gpu.frag<acc>>
-    gpu.return
-  }
   gpu.func @read_before_wait(%k: !g, %b: index, %kmap: !llvm.ptr) kernel
       attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>], shared_memory = 0, splits = false, schedule = {}, tensor_maps = [<arg 0 box 64 x 64>]>} {
     %c2 = arith.constant 2 : index
