@@ -396,18 +396,19 @@ void specialize(Plan &p) {
     clone.getTileMutable().assign(tile);
     clone.getBarrierMutable().assign(full);
   };
-  {
-    // Copies before the loop, in program order across tiles.
-    SmallVector<std::pair<Ring *, CopyKeyTileOp>> before;
+  // The copies of every ring from one list (before the loop, in it), in program order.
+  auto inProgramOrder = [&](SmallVector<CopyKeyTileOp> Ring::*list) {
+    SmallVector<std::pair<Ring *, CopyKeyTileOp>> copies;
     for (auto &[alloc, ring] : p.rings)
-      for (CopyKeyTileOp c : ring.before)
-        before.push_back({&ring, c});
-    llvm::sort(before, [](auto &l, auto &r) { return l.second->isBeforeInBlock(r.second); });
-    for (auto &[ring, copy] : before) {
-      Builder x{outer, loc};
-      int64_t n = llvm::find(ring->before, copy) - ring->before.begin();
-      emitCopy(outer, *ring, copy, x.idx(n));
-    }
+      for (CopyKeyTileOp c : ring.*list)
+        copies.push_back({&ring, c});
+    llvm::sort(copies, [](auto &l, auto &r) { return l.second->isBeforeInBlock(r.second); });
+    return copies;
+  };
+  for (auto &[ring, copy] : inProgramOrder(&Ring::before)) {
+    Builder x{outer, loc};
+    int64_t n = llvm::find(ring->before, copy) - ring->before.begin();
+    emitCopy(outer, *ring, copy, x.idx(n));
   }
   if (p.loop) {
     OpBuilder none(ctx);
@@ -418,12 +419,7 @@ void specialize(Plan &p) {
     map.map(p.loop.getInductionVar(), loop.getInductionVar());
     OpBuilder hoisted(loop);  // loop-invariant index math goes before the loop
     OpBuilder inner = OpBuilder::atBlockTerminator(loop.getBody());
-    SmallVector<std::pair<Ring *, CopyKeyTileOp>> inLoop;
-    for (auto &[alloc, ring] : p.rings)
-      for (CopyKeyTileOp c : ring.inLoop)
-        inLoop.push_back({&ring, c});
-    llvm::sort(inLoop, [](auto &l, auto &r) { return l.second->isBeforeInBlock(r.second); });
-    for (auto &[ring, copy] : inLoop) {
+    for (auto &[ring, copy] : inProgramOrder(&Ring::inLoop)) {
       Builder x{inner, loc};
       int64_t q = llvm::find(ring->inLoop, copy) - ring->inLoop.begin();
       Value n = x.add(x.mul(x.iterations(loop), x.idx(ring->inLoop.size())),
