@@ -50,6 +50,16 @@ int64_t swizzledElements(MemRefType tile);
 /// aligned: the swizzle XORs address bits).
 int64_t sharedBytes(MemRefType buffer);
 inline int64_t sharedAlignment(MemRefType buffer) { return isSwizzled(buffer) ? 1024 : 16; }
+/// Where attn-gpu-allocate-shared places `buffer` after `end` bytes: its aligned offset.
+inline int64_t sharedOffset(int64_t end, MemRefType buffer) {
+  int64_t align = sharedAlignment(buffer);
+  return (end + align - 1) / align * align;
+}
+/// Shared memory per SM on sm_90 (1 KB of it reserved per block), and the most one block may
+/// have: sm_90's opt-in maximum, sm_80's.
+inline constexpr int64_t kSharedPerSM90 = 228 * 1024;
+inline constexpr int64_t kSharedPerBlock90 = 227 * 1024;
+inline constexpr int64_t kSharedPerBlock80 = 163 * 1024;
 
 /// The logical columns of a rank-2 shared tile: a padded 16-bit tile's minus its padding, a
 /// swizzled or byte tile's as typed.

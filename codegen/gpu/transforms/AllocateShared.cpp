@@ -14,8 +14,6 @@ using namespace mlir::attngpu;
 
 namespace {
 
-constexpr int64_t kSharedPerSM = 228 * 1024;  // sm_80 (164 KB) never asks: only sm_90a does
-
 struct AttnGPUAllocateSharedPass
     : mlir::attngpu::impl::AttnGPUAllocateSharedBase<AttnGPUAllocateSharedPass> {
   void runOnOperation() override {
@@ -26,8 +24,7 @@ struct AttnGPUAllocateSharedPass
       bool any = false;
       kernel.walk([&](AllocSharedOp alloc) {
         any = true;
-        int64_t align = sharedAlignment(alloc.getTile().getType());
-        int64_t offset = (end + align - 1) / align * align;
+        int64_t offset = sharedOffset(end, alloc.getTile().getType());
         alloc.setOffsetAttr(IntegerAttr::get(IntegerType::get(&getContext(), 64), offset));
         end = offset + sharedBytes(alloc.getTile().getType());
       });
@@ -41,7 +38,7 @@ struct AttnGPUAllocateSharedPass
                       auto nvvm = dyn_cast<NVVM::NVVMTargetAttr>(a);
                       return nvvm && nvvm.getChip().starts_with("sm_90");
                     });
-        int64_t limit = (sm90 ? 227 : 163) * 1024;
+        int64_t limit = sm90 ? kSharedPerBlock90 : kSharedPerBlock80;
         if (shared > limit) {
           kernel.emitError() << "kernel '" << kernel.getName() << "' needs " << shared
                              << " bytes of shared memory per block, more than the "
@@ -57,7 +54,7 @@ struct AttnGPUAllocateSharedPass
         if (auto request = schedule ? schedule.getAs<IntegerAttr>("min_blocks") : nullptr) {
           int64_t blocks = request.getInt();
           NamedAttrList choices(schedule);
-          if (blocks * (shared + 1024) <= kSharedPerSM)
+          if (blocks * (shared + 1024) <= kSharedPerSM90)  // only sm_90a asks
             kernel->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
                             IntegerAttr::get(IntegerType::get(&getContext(), 32), blocks));
           else

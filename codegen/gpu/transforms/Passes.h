@@ -19,6 +19,11 @@ namespace mlir::attngpu {
 #define GEN_PASS_REGISTRATION
 #include "codegen/gpu/transforms/Passes.h.inc"
 
+/// Iterations of `loop` before the current one: (iv - lb) / step (inside its body).
+Value buildIterationsBefore(OpBuilder &b, Location loc, scf::ForOp loop);
+/// The trip count of `loop`: ceil((ub - lb) / step), 0 when ub <= lb.
+Value buildTripCount(OpBuilder &b, Location loc, scf::ForOp loop);
+
 /// The strategy attn-gpu-select-strategy recorded on `f`, if any.
 std::optional<StrategyKind> strategyOf(Operation *f);
 

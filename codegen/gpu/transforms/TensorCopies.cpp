@@ -173,12 +173,6 @@ struct Replay {
   }
 };
 
-/// ceil((ub - lb) / step), 0 when ub <= lb: the loop's trip count.
-Value tripCount(OpBuilder &b, Location loc, scf::ForOp loop) {
-  Value lb = loop.getLowerBound(), ub = loop.getUpperBound();
-  Value span = arith::SubIOp::create(b, loc, arith::MaxSIOp::create(b, loc, ub, lb), lb);
-  return arith::CeilDivUIOp::create(b, loc, span, loop.getStep());
-}
 
 /// The count of copies into a tile at a wait, as an index value (only its parity matters).
 Value copiesSoFar(OpBuilder &b, Location loc, const WaitPlan &plan, const Count &c,
@@ -188,13 +182,8 @@ Value copiesSoFar(OpBuilder &b, Location loc, const WaitPlan &plan, const Count 
     return idx(c.before);
   if (c.perIteration % 2 == 0)  // the loop's copies leave the parity as it was
     return idx(c.before + (plan.inLoop ? c.inBody : c.after));
-  Value iterations;
-  if (plan.inLoop)  // iterations before this one
-    iterations = arith::DivUIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, loop.getInductionVar(), loop.getLowerBound()),
-        loop.getStep());
-  else
-    iterations = tripCount(b, loc, loop);
+  Value iterations = plan.inLoop ? buildIterationsBefore(b, loc, loop)  // before this one
+                                 : buildTripCount(b, loc, loop);
   Value loopCopies = arith::MulIOp::create(b, loc, iterations, idx(c.perIteration));
   return arith::AddIOp::create(b, loc, loopCopies,
                                idx(c.before + (plan.inLoop ? c.inBody : c.after)));
@@ -321,3 +310,15 @@ struct AttnGPUTensorCopiesPass
 };
 
 } // namespace
+
+Value mlir::attngpu::buildIterationsBefore(OpBuilder &b, Location loc, scf::ForOp loop) {
+  return arith::DivUIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, loop.getInductionVar(), loop.getLowerBound()),
+      loop.getStep());
+}
+
+Value mlir::attngpu::buildTripCount(OpBuilder &b, Location loc, scf::ForOp loop) {
+  Value lb = loop.getLowerBound(), ub = loop.getUpperBound();
+  Value span = arith::SubIOp::create(b, loc, arith::MaxSIOp::create(b, loc, ub, lb), lb);
+  return arith::CeilDivUIOp::create(b, loc, span, loop.getStep());
+}

@@ -37,17 +37,12 @@ namespace {
 
 constexpr int64_t kWarpgroup = 128;
 constexpr int64_t kRegisterFile = 65536;      // 32-bit registers per SM
-constexpr int64_t kSharedPerSM = 228 * 1024;  // and 1 KB of it reserved per block
 constexpr int64_t kProducerRegisters = 24;    // setmaxnreg's minimum
-constexpr int64_t kSharedPerBlock = 227 * 1024;  // sm_90's opt-in maximum per block
 
 /// The kernel's shared memory laid out as attn-gpu-allocate-shared will, plus `extra` buffers.
 int64_t sharedBytesWith(gpu::GPUFuncOp kernel, ArrayRef<MemRefType> extra) {
   int64_t end = 0;
-  auto place = [&](MemRefType type) {
-    int64_t align = sharedAlignment(type);
-    end = (end + align - 1) / align * align + sharedBytes(type);
-  };
+  auto place = [&](MemRefType type) { end = sharedOffset(end, type) + sharedBytes(type); };
   kernel.walk([&](AllocSharedOp a) { place(a.getTile().getType()); });
   for (MemRefType type : extra)
     place(type);
@@ -79,12 +74,6 @@ struct Plan {
       return arg.getOwner() == entry;
     Operation *def = v.getDefiningOp();
     return def->getBlock() == entry && def->isBeforeInBlock(split);
-  }
-  Ring *ringOfBarrier(Value barrier) {
-    for (auto &[alloc, ring] : rings)
-      if (ring.full == barrier)
-        return &ring;
-    return nullptr;
   }
 };
 
@@ -264,7 +253,7 @@ std::optional<Plan> analyse(gpu::GPUFuncOp kernel, int64_t minConsumers) {
     extra.push_back(cast<AllocSharedOp>(alloc).getTile().getType());
     extra.append(3, cast<MemRefType>(ring.full.getType()));
   }
-  if (sharedBytesWith(kernel, extra) > kSharedPerBlock)
+  if (sharedBytesWith(kernel, extra) > kSharedPerBlock90)
     return std::nullopt;
   if (p.loop && !llvm::all_of(ValueRange{p.loop.getLowerBound(), p.loop.getUpperBound(),
                                          p.loop.getStep()},
@@ -287,36 +276,25 @@ struct Builder {
   Value pick(Value isOdd, Value one, Value zero) {
     return arith::SelectOp::create(b, loc, isOdd, one, zero);
   }
-  /// Iterations of `loop` before the current one.
-  Value iterations(scf::ForOp loop) {
-    return arith::DivUIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, loop.getInductionVar(), loop.getLowerBound()),
-        loop.getStep());
-  }
-  /// ceil((ub - lb) / step), 0 when ub <= lb.
-  Value tripCount(scf::ForOp loop) {
-    Value lb = loop.getLowerBound(), ub = loop.getUpperBound();
-    Value span = arith::SubIOp::create(b, loc, arith::MaxSIOp::create(b, loc, ub, lb), lb);
-    return arith::CeilDivUIOp::create(b, loc, span, loop.getStep());
-  }
+  Value iterations(scf::ForOp loop) { return buildIterationsBefore(b, loc, loop); }
 };
 
-/// The number of the copy into `ring` that `op` issues (a copy) or that is the latest before
-/// it (a wait), in program order: before the loop, a + t c + q in iteration t (q copies of
-/// the tile before `op` in the body), a + T c after it.
-Value copyNumber(Builder &x, Plan &p, const Ring &ring, Operation *op, bool isCopy) {
+/// The number of the latest copy into `ring` before `op` (a wait), in program order: copies
+/// before the loop count 0 .. a - 1, iteration t's are a + t c + q (q copies of the tile
+/// before it in the body), so the latest is one less than the copies so far: q - 1 before the
+/// loop, a + t c + q - 1 in it, a + T c - 1 after it.
+Value latestCopy(Builder &x, Plan &p, const Ring &ring, Operation *op) {
   int64_t a = ring.before.size(), c = ring.inLoop.size();
   auto countBefore = [&](ArrayRef<CopyKeyTileOp> copies) {
     return int64_t(llvm::count_if(copies, [&](CopyKeyTileOp k) {
       return k->getBlock() == op->getBlock() && k->isBeforeInBlock(op);
     }));
   };
-  int64_t adjust = isCopy ? 0 : -1;
   if (op->getBlock() == p.body && (!p.loop || op->isBeforeInBlock(p.loop)))
-    return x.idx(countBefore(ring.before) + adjust);
+    return x.idx(countBefore(ring.before) - 1);
   if (op->getBlock() == p.body)  // after the loop
-    return x.add(x.mul(x.tripCount(p.loop), x.idx(c)), x.idx(a + adjust));
-  return x.add(x.mul(x.iterations(p.loop), x.idx(c)), x.idx(a + countBefore(ring.inLoop) + adjust));
+    return x.add(x.mul(buildTripCount(x.b, x.loc, p.loop), x.idx(c)), x.idx(a - 1));
+  return x.add(x.mul(x.iterations(p.loop), x.idx(c)), x.idx(a + countBefore(ring.inLoop) - 1));
 }
 
 /// Clones into the producer the ops computing `v` (recomputable): ops of the key loop's body
@@ -359,7 +337,7 @@ void specialize(Plan &p) {
   // per-thread cap that gives, and the consumers' share once the producer gave up its own.
   int64_t shared = sharedBytesWith(kernel, {});
   int64_t threads = consumerThreads + kWarpgroup;
-  int64_t blocks = p.consumers == 1 && 2 * (shared + 1024) <= kSharedPerSM ? 2 : 1;
+  int64_t blocks = p.consumers == 1 && 2 * (shared + 1024) <= kSharedPerSM90 ? 2 : 1;
   int64_t cap = std::min<int64_t>(255, kRegisterFile / (threads * blocks)) / 8 * 8;
   DenseI64ArrayAttr registers;
   if (cap < 248) {
@@ -382,14 +360,16 @@ void specialize(Plan &p) {
   // The producer: the copies in program order, each into buffer n % 2 once it is free.
   OpBuilder outer = OpBuilder::atBlockEnd(producer);
   IRMapping map;
-  auto emitCopy = [&](OpBuilder &at, Ring &ring, CopyKeyTileOp copy, Value n) {
+  // `at`: where the copy goes; `outside`: where index math outside the key loop goes.
+  auto emitCopy = [&](OpBuilder &at, OpBuilder &outside, Ring &ring, CopyKeyTileOp copy,
+                      Value n) {
+    for (Value v : copy->getOperands())
+      if (v != copy.getTile() && v != copy.getBarrier())
+        materialize(p, v, map, outside, at);
     Builder x{at, loc};
     Value isOdd = x.odd(n);
     WaitBarrierOp::create(at, loc, x.pick(isOdd, ring.free1, ring.free0),
                           x.add(x.half(n), x.idx(1)));
-    for (Value v : copy->getOperands())
-      if (v != copy.getTile() && v != copy.getBarrier())
-        materialize(p, v, map, outer, at);
     Value tile = x.pick(isOdd, ring.tile1, ring.tile.getTile());
     Value full = x.pick(isOdd, ring.full1, ring.full);
     auto clone = cast<CopyKeyTileOp>(at.clone(*copy, map));
@@ -408,7 +388,7 @@ void specialize(Plan &p) {
   for (auto &[ring, copy] : inProgramOrder(&Ring::before)) {
     Builder x{outer, loc};
     int64_t n = llvm::find(ring->before, copy) - ring->before.begin();
-    emitCopy(outer, *ring, copy, x.idx(n));
+    emitCopy(outer, outer, *ring, copy, x.idx(n));
   }
   if (p.loop) {
     OpBuilder none(ctx);
@@ -424,11 +404,7 @@ void specialize(Plan &p) {
       int64_t q = llvm::find(ring->inLoop, copy) - ring->inLoop.begin();
       Value n = x.add(x.mul(x.iterations(loop), x.idx(ring->inLoop.size())),
                       x.idx(ring->before.size() + q));
-      // materialize's `outer` for the loop's body is the point before the producer loop.
-      for (Value v : copy->getOperands())
-        if (v != copy.getTile() && v != copy.getBarrier())
-          materialize(p, v, map, hoisted, inner);
-      emitCopy(inner, *ring, copy, n);
+      emitCopy(inner, hoisted, *ring, copy, n);
     }
   }
 
@@ -464,7 +440,7 @@ void specialize(Plan &p) {
     for (WaitBarrierOp wait : ring.waits) {
       OpBuilder at(wait);
       Builder x{at, loc};
-      Value n = copyNumber(x, p, ring, wait, /*isCopy=*/false);
+      Value n = latestCopy(x, p, ring, wait);
       Value isOdd = x.odd(n);
       WaitBarrierOp::create(at, loc, x.pick(isOdd, ring.full1, ring.full), x.half(n));
       Value current = x.pick(isOdd, ring.tile1, ring.tile.getTile());
