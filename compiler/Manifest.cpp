@@ -260,6 +260,8 @@ std::string buildManifest(const Variant &v, const PipelineOptions &options,
   if (choice("chunk") >= 0)  // attn-chunk's kernel: blocks walk the chunks in order
     manifest["chunk"] = {{"size", choice("chunk")}, {"rows", choice("rows")},
                          {"value_slice", choice("value_slice")}};
+  if (choice("cluster") > 1)  // thread-block clusters along grid x (the chunk kernel's slices)
+    manifest["cluster"] = {choice("cluster"), 1, 1};
   if (v.paged)
     manifest["paged"] = {{"block_table", v.params[v.paged->tableParam].name},
                          {"page_size", v.paged->pageSize}};
@@ -391,7 +393,7 @@ std::string hostManifest(const std::string &cudaManifest) {
     return cudaManifest;  // not ours to repair: the runtime's parser reports it
   m["arch"] = "host";
   for (const char *key : {"ptx", "block", "grid", "tile", "dynamic_shared_memory", "split_kv",
-                          "backward", "scan", "chunk", "block_plan"})
+                          "backward", "scan", "chunk", "block_plan", "cluster"})
     m.erase(key);
   // The host loops read any strided layout element by element: no row or vector alignment.
   for (json &arg : m["args"]) {

@@ -375,6 +375,14 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
       !evalGrid(m, m.grid, plan, splits, "launch grid", plan.grid, error))
     return false;
   plan.empty = std::find(plan.grid.begin(), plan.grid.end(), 0u) != plan.grid.end();
+  for (int a = 0; a < 3; ++a)  // the PTX's .reqnctapercluster: whole clusters only
+    if (plan.grid[size_t(a)] % m.cluster[size_t(a)]) {
+      error = "launch grid axis " + std::to_string(a) + " has " +
+              std::to_string(plan.grid[size_t(a)]) + " blocks, not a multiple of the kernel's " +
+              std::to_string(m.cluster[size_t(a)]) + " blocks per cluster (the manifest's "
+              "'cluster' does not match its grid: recompile the kernel)";
+      return false;
+    }
   if (m.backward) {  // the dK/dV kernel and the workspace D [b, h, i]
     const Backward &bw = *m.backward;
     if (!evalGrid(m, bw.dkdvGrid, plan, 1, "dK/dV grid", plan.dkdvGrid, error))

@@ -585,6 +585,31 @@ bool parseTensorMaps(Reader &r, const json &root, Manifest &m) {
   return true;
 }
 
+/// The optional `cluster`: [x, y, z] blocks per thread-block cluster, at most 8 in all (the
+/// portable cluster size), only for sm_90 and newer.
+bool parseCluster(Reader &r, const json &root, Manifest &m) {
+  const json *j = r.member(root, "cluster", "cluster", false);
+  if (!j)
+    return true;
+  if (!j->is_array() || j->size() != 3)
+    return r.fail("cluster", "must be [x, y, z], blocks per cluster");
+  int64_t blocks = 1;
+  for (size_t a = 0; a < 3; ++a) {
+    int64_t v;
+    if (!r.toInt((*j)[a], "cluster[" + std::to_string(a) + "]", 1, 8, v))
+      return false;
+    m.cluster[a] = uint32_t(v);
+    blocks *= v;
+  }
+  if (blocks > 8)
+    return r.fail("cluster", "holds at most 8 blocks (the portable cluster size), got " +
+                                 std::to_string(blocks));
+  if (blocks > 1 && m.archMajor < 9)
+    return r.fail("cluster", "needs an sm_90 or newer arch (thread-block clusters), got '" +
+                                 m.arch + "'");
+  return true;
+}
+
 /// The optional `split_kv` object. kv_seq need not be bound: paged variants hold keys in pages.
 bool parseSplitKV(Reader &r, const json &root, Manifest &m) {
   const json *j = r.member(root, "split_kv", "split_kv", false);
@@ -686,7 +711,7 @@ bool parseManifest(std::string_view text, Manifest &out, std::string &error) {
     ok = ok && (!launched || parseBlock(r, root, "block", "block", m.block)) &&
          parseDims(r, root, m) && parseArgs(r, root, m) &&
          (!launched || (parseSplitKV(r, root, m) && parseBackward(r, root, m) && parseBlockPlan(r, root, m) &&
-                        parseTensorMaps(r, root, m) &&
+                        parseTensorMaps(r, root, m) && parseCluster(r, root, m) &&
                         parseGrid(r, root, "grid", "grid", m, m.grid)));
     if (!ok) {
       error = r.error;

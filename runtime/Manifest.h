@@ -126,6 +126,9 @@ struct Manifest {
   char archSuffix = 0;           // 'a' (arch-specific, exact match) or 'f' (family), else 0
   std::array<uint32_t, 3> block{};
   std::array<GridAxis, 3> grid{};
+  /// Thread-block clusters the PTX declares (.reqnctapercluster, sm_90+): each grid axis a
+  /// multiple of its extent. {1, 1, 1}: none.
+  std::array<uint32_t, 3> cluster{1, 1, 1};
   uint32_t dynamicSharedMemory = 0;
   std::vector<Dim> dims;
   std::vector<Arg> args;

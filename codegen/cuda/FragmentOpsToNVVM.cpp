@@ -1,6 +1,6 @@
 // Register-fragment ops -> per-thread scalars: elementwise arith/math, splat constants, row
 // reductions (in-thread and over a quad), row broadcasts, P as the next mma's A operand, warp
-// votes. Also the fragment type converter and the thread context the other patterns use.
+// votes, sums over a thread-block cluster. Also the fragment type converter and the thread context the other patterns use.
 #include "codegen/cuda/GPUToNVVM.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -303,6 +303,57 @@ struct RowDotLowering : OpConversionPattern<RowDotOp> {
   }
 };
 
+/// Publish, barrier.cluster, read every block's entries through distributed shared memory
+/// (mapa + ld.shared::cluster) in rank order, barrier.cluster again.
+struct ClusterSumLowering : OpConversionPattern<ClusterSumOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ClusterSumOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ValueRange x = adaptor.getX();
+    auto kernel = op->getParentOfType<gpu::GPUFuncOp>();
+    auto cluster = kernel->getAttrOfType<DenseI32ArrayAttr>(
+        NVVM::NVVMDialect::getClusterDimAttrName());
+    if (x.size() != 2 || !cluster)
+      return rw.notifyMatchFailure(op, "a rows fragment of two rows per thread in a cluster");
+    int64_t blocks = 1;
+    for (int32_t extent : cluster.asArrayRef())
+      blocks *= extent;
+    ThreadContext t(rw, op.getLoc(), op);
+    Value scratch = adaptor.getScratch().front();
+    {  // lane 4 g of the quad writes its rows
+      OpBuilder::InsertionGuard guard(rw);
+      auto first = scf::IfOp::create(rw, t.loc, arith::CmpIOp::create(
+          rw, t.loc, arith::CmpIPredicate::eq, t.c, t.idx(0)), false);
+      rw.setInsertionPointToStart(first.thenBlock());
+      for (int r = 0; r < 2; ++r)
+        memref::StoreOp::create(rw, t.loc, x[r], scratch, ValueRange{t.accRow(r)});
+    }
+    NVVM::ClusterArriveOp::create(rw, t.loc, UnitAttr());
+    NVVM::ClusterWaitOp::create(rw, t.loc, UnitAttr());
+    Value base = sharedAddress(t, scratch);
+    auto shared = LLVM::LLVMPointerType::get(rw.getContext(), 3);
+    auto remote = LLVM::LLVMPointerType::get(rw.getContext(), 7);
+    SmallVector<Value> sums;
+    for (int r = 0; r < 2; ++r) {
+      Value offset = arith::IndexCastOp::create(rw, t.loc, rw.getI64Type(), t.mul(t.accRow(r), 4));
+      Value local = LLVM::IntToPtrOp::create(
+          rw, t.loc, shared, arith::AddIOp::create(rw, t.loc, base, offset).getResult());
+      Value sum;
+      for (int64_t c = 0; c < blocks; ++c) {
+        Value peer = NVVM::MapaOp::create(
+            rw, t.loc, remote, local, arith::ConstantIntOp::create(rw, t.loc, c, 32));
+        Value v = LLVM::LoadOp::create(rw, t.loc, rw.getF32Type(), peer);
+        sum = sum ? t.fadd(sum, v) : v;
+      }
+      sums.push_back(sum);
+    }
+    NVVM::ClusterArriveOp::create(rw, t.loc, UnitAttr());
+    NVVM::ClusterWaitOp::create(rw, t.loc, UnitAttr());
+    rw.replaceOpWithMultiple(op, {sums});
+    return success();
+  }
+};
+
 struct VoteAllLowering : OpConversionPattern<VoteAllOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(VoteAllOp op, OneToNOpAdaptor adaptor,
@@ -326,5 +377,5 @@ void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &conver
   patterns.add<ElementwiseFragment>(converter, ctx);
   patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
                ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering,
-               LoadColumnsLowering, RowDotLowering>(converter, ctx);
+               LoadColumnsLowering, RowDotLowering, ClusterSumLowering>(converter, ctx);
 }

@@ -1,6 +1,7 @@
 // The attn_gpu dialect: registration, fragment types and the ops' verifiers.
 #include "codegen/gpu/AttnGPUDialect.h"
 
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "mlir/IR/OpImplementation.h"
@@ -405,6 +406,23 @@ LogicalResult QuadReduceOp::verify() {
     return failure();
   if (getKind() == ReduceKind::min)
     return emitOpError("reduces by max or sum");
+  return success();
+}
+
+LogicalResult ClusterSumOp::verify() {
+  if (failed(checkFragment(*this, getX().getType(), FragmentKind::rows, "the operand")))
+    return failure();
+  auto x = cast<RankedTensorType>(getX().getType());
+  if (!x.getElementType().isF32() || getScratch().getType().getDimSize(0) < x.getDimSize(0))
+    return emitOpError() << "sums f32 rows through a scratch vector of at least one entry per "
+                            "row, got "
+                         << x << " and " << getScratch().getType();
+  auto kernel = (*this)->getParentOfType<gpu::GPUFuncOp>();
+  auto cluster = kernel ? kernel->getAttrOfType<DenseI32ArrayAttr>(
+                              NVVM::NVVMDialect::getClusterDimAttrName())
+                        : DenseI32ArrayAttr();
+  if (kernel && !cluster)
+    return emitOpError("needs a kernel launched in clusters (nvvm.cluster_dim on its gpu.func)");
   return success();
 }
 

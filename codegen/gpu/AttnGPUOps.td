@@ -515,6 +515,26 @@ def AttnGPU_QuadReduceOp : AttnGPU_Op<"quad_reduce", [Pure, AllTypesMatch<["x", 
   let hasVerifier = 1;
 }
 
+def AttnGPU_ClusterSumOp : AttnGPU_Op<"cluster_sum", [AllTypesMatch<["x", "result"]>]> {
+  let summary = "Sums a rows fragment over the blocks of a thread-block cluster";
+  let description = [{
+    result[r] = sum over the blocks c of the cluster, in rank order, of block c's x[r]: each
+    block publishes its rows (x holds each row's value in every lane of its quad, as after
+    quad_reduce) in `scratch`, a shared f32 vector of at least one entry per row; the cluster
+    synchronises (barrier.cluster, release/acquire); every thread reads its rows' entries in
+    each block's `scratch` through distributed shared memory; the cluster synchronises again,
+    so `scratch` may be rewritten and no block exits while a peer reads it. Every block of the
+    cluster gets the same sums, bit for bit. The kernel declares its cluster (`nvvm.cluster_dim`,
+    sm_90a), and every thread of every block reaches the op the same number of times.
+    An output rmsnorm whose value channels are split over the blocks of a cluster (the chunk
+    kernel) sums its rows' squares with it.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$x, Arg<MemRefRankOf<[F32], [1]>, "", [MemRead, MemWrite]>:$scratch);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$x `,` $scratch attr-dict `:` type($x) `,` type($scratch)";
+  let hasVerifier = 1;
+}
+
 def AttnGPU_BroadcastRowsOp : AttnGPU_Op<"broadcast_rows", [Pure]> {
   let summary = "An accumulator tile whose every element is its row's value";
   let arguments = (ins AttnGPU_Fragment:$x);

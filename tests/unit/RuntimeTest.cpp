@@ -1641,3 +1641,45 @@ TEST_F(CombineArgsTest, LaunchFollowsTheManifestsCombineGrid) {
 }
 
 }  // namespace
+
+namespace {
+
+/// kManifest for sm_90a with `cluster` (thread-block clusters along grid axes).
+std::string clusterManifest(const std::string &cluster) {
+  return replaced(replaced(kManifest, "\"arch\": \"sm_80\"", "\"arch\": \"sm_90a\""),
+                  "\"tile\": {", "\"cluster\": " + cluster + ",\n  \"tile\": {");
+}
+
+TEST(Manifest, Cluster) {
+  Manifest m;
+  std::string error;
+  ASSERT_TRUE(parseManifest(clusterManifest("[4, 1, 1]"), m, error)) << error;
+  EXPECT_EQ(m.cluster, (std::array<uint32_t, 3>{4, 1, 1}));
+  Manifest plain;
+  ASSERT_TRUE(parseManifest(kManifest, plain, error)) << error;
+  EXPECT_EQ(plain.cluster, (std::array<uint32_t, 3>{1, 1, 1}));
+  EXPECT_EQ(parseError(replaced(clusterManifest("[4, 1, 1]"), "sm_90a", "sm_80")),
+            "manifest: field 'cluster' needs an sm_90 or newer arch (thread-block clusters), "
+            "got 'sm_80'");
+  EXPECT_EQ(parseError(clusterManifest("[4, 4, 1]")),
+            "manifest: field 'cluster' holds at most 8 blocks (the portable cluster size), got 16");
+  EXPECT_EQ(parseError(clusterManifest("[16, 1, 1]")),
+            "manifest: field 'cluster[0]' must be in [1, 8], got 16");
+  EXPECT_EQ(parseError(clusterManifest("[4, 1]")),
+            "manifest: field 'cluster' must be [x, y, z], blocks per cluster");
+}
+
+/// A grid that is not whole clusters (the PTX's .reqnctapercluster) is refused before launch.
+TEST_F(ArgCheckTest, GridOfWholeClusters) {
+  std::string e;
+  ASSERT_TRUE(parseManifest(clusterManifest("[2, 1, 1]"), m, e)) << e;
+  EXPECT_TRUE(check(e)) << e;  // ceil(77 / 64) = 2 query tiles: one cluster
+  ASSERT_TRUE(parseManifest(clusterManifest("[1, 1, 2]"), m, e)) << e;
+  EXPECT_TRUE(check(e)) << e;  // b = 2
+  ASSERT_TRUE(parseManifest(clusterManifest("[1, 3, 1]"), m, e)) << e;
+  EXPECT_EQ(error(), "launch grid axis 1 has 8 blocks, not a multiple of the kernel's 3 blocks "
+                     "per cluster (the manifest's 'cluster' does not match its grid: recompile "
+                     "the kernel)");
+}
+
+}  // namespace

@@ -11,11 +11,14 @@
 // score(bonus-weighted q_r . k_r) v_r (attn_gpu.row_dot). The
 // state lives in registers across chunks (#attn_gpu.frag<warp_acc>: each warp a block of rows),
 // its 16-bit copy in shared memory feeds Q S. Copies are emitted synchronously; attn-gpu-pipeline
-// double-buffers them.
+// double-buffers them. An output rmsnorm on sm_90a keeps the slices: a row's slices are the
+// blocks of one thread-block cluster (nvvm.cluster_dim), which sum its squares together
+// (attn_gpu.cluster_sum over distributed shared memory).
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/Matchers.h"
 
@@ -25,7 +28,8 @@ using attn::ChunkStepOp;
 
 LogicalResult mlir::attngpu::chunkSchedule(int64_t chunk, int64_t headDim, int64_t valueDim,
                                            ChunkSchedule &config, std::string &why,
-                                           int64_t valueSlice, bool wholeRows) {
+                                           int64_t valueSlice, bool wholeRows,
+                                           bool clusters) {
   config.rows = chunk == 1 ? 16 : chunk;  // the single-step form: one 16-row tile
   if (!llvm::is_contained({16, 32, 64, 128}, config.rows)) {
     why = "on CUDA the chunk size must be 16, 32, 64 or 128 (or 1 for a single step), got " +
@@ -45,10 +49,11 @@ LogicalResult mlir::attngpu::chunkSchedule(int64_t chunk, int64_t headDim, int64
   }
   config.threads = 32 * config.warps;
   config.blockRows = std::max<int64_t>(16, headDim / config.warps);
-  if (wholeRows) {  // an output rmsnorm reduces each row over the whole value dim in one warp
+  if (wholeRows && !clusters) {  // an output rmsnorm reduces each row over the whole value dim
     if (valueDim > 128 || (valueSlice && valueSlice != valueDim)) {
-      why = "an output rmsnorm needs the whole value row in one block on CUDA: a value dim up to "
-            "128 and no other --value-slice, got " + std::to_string(valueDim) +
+      why = "an output rmsnorm needs the whole value row in one block on CUDA before sm_90a "
+            "(thread-block clusters): a value dim up to 128 and no other --value-slice, got " +
+            std::to_string(valueDim) +
             (valueSlice ? " and " + std::to_string(valueSlice) : std::string());
       return failure();
     }
@@ -61,7 +66,15 @@ LogicalResult mlir::attngpu::chunkSchedule(int64_t chunk, int64_t headDim, int64
             std::to_string(valueDim) + ", got " + std::to_string(valueSlice);
       return failure();
     }
+    if (wholeRows && valueDim / valueSlice > kMaxClusterBlocks) {
+      why = "an output rmsnorm sums a row over the blocks of one cluster, at most " +
+            std::to_string(kMaxClusterBlocks) + " slices: a --value-slice of at least " +
+            std::to_string(valueDim / kMaxClusterBlocks) + " for a value dim of " +
+            std::to_string(valueDim);
+      return failure();
+    }
     config.valueSlice = valueSlice;
+    config.cluster = wholeRows ? valueDim / valueSlice : 1;
     return success();
   }
   // More slices mean more blocks (the grid is slices x heads x batch) and fewer registers, at
@@ -71,6 +84,11 @@ LogicalResult mlir::attngpu::chunkSchedule(int64_t chunk, int64_t headDim, int64
   for (int64_t bv = 16; bv <= budget; bv += 16)
     if (valueDim % bv == 0)
       config.valueSlice = bv;
+  if (wholeRows) {  // the row's slices are one cluster: at most kMaxClusterBlocks of them
+    while (valueDim % config.valueSlice || valueDim / config.valueSlice > kMaxClusterBlocks)
+      config.valueSlice += 16;
+    config.cluster = valueDim / config.valueSlice;
+  }
   return success();
 }
 
@@ -95,6 +113,7 @@ private:
   Value q, k, v, out, state, proj;
   Value batch, head, qkHead, kvHead, colBase, qLen, kvLen, keysEnd;
   Value qTile, kTile, vTile, s16, qFeature, kFeature, wTile, cum, cumQ, gateCum, keyScales;
+  Value squares;  // an rmsnorm over a cluster: the block's rows' sums of squares, published
   Value bonusDot;  // strict with a bonus: each row's bonus-weighted q_i . k_i (rows fragment)
   int64_t headDim = 0, rawDim = 0, columns = 0;
 
@@ -207,6 +226,8 @@ void ChunkDistributor::emitSharedTiles() {
     gateCum = sharedTile(cfg.rows, headDim, b.getF32Type(), false);
   if (!step.getKeyScale().empty())
     keyScales = sharedTile(cfg.rows, 0, b.getF32Type(), false);
+  if (cfg.cluster > 1)
+    squares = sharedTile(cfg.rows, 0, b.getF32Type(), false);
 }
 
 /// Positions n0 .. n0 + R - 1 of Q, K and V (V's slice of channels), waited for.
@@ -330,8 +351,11 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
     Value scale = arith::SelectOp::create(b, loc, none, splat(rowsType(), 0), inverse);
     ov = fmul(ov, broadcast(scale, bv));
   }
-  if (auto eps = step.getRmsEps()) {  // the block holds the rows' whole value dim (one slice)
-    Value mean = fmul(quadSum(sumRows(fmul(ov, ov))), splat(rowsType(), 1.0 / double(bv)));
+  if (auto eps = step.getRmsEps()) {  // over the row's slices: the block's, or the cluster's
+    Value sum = quadSum(sumRows(fmul(ov, ov)));
+    if (cfg.cluster > 1)
+      sum = ClusterSumOp::create(b, loc, sum.getType(), sum, squares);
+    Value mean = fmul(sum, splat(rowsType(), 1.0 / double(bv * cfg.cluster)));
     Value scale = math::RsqrtOp::create(b, loc, fadd(mean, splat(rowsType(), eps->convertToDouble())));
     ov = fmul(ov, broadcast(scale, bv));
   }
@@ -347,12 +371,17 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
 
 void ChunkDistributor::emitLaunch() {
   int64_t outArg = cast<BlockArgument>(step.getOut()).getArgNumber();
+  SmallVector<std::pair<StringRef, int64_t>> schedule = {
+      {"chunk", int64_t(step.getChunk())}, {"rows", cfg.rows}, {"value_slice", cfg.valueSlice},
+      {"block_q", cfg.rows}, {"block_k", cfg.rows}, {"warps", cfg.warps}};
+  if (cfg.cluster > 1)
+    schedule.push_back({"cluster", cfg.cluster});
   setLaunch(kernel, cfg.threads,
             {{outArg, 3, 1, cfg.valueSlice}, {outArg, 1, 1, 1}, {outArg, 0, 1, 1}},
-            /*sharedMemory=*/0,
-            {{"chunk", int64_t(step.getChunk())}, {"rows", cfg.rows},
-             {"value_slice", cfg.valueSlice}, {"block_q", cfg.rows}, {"block_k", cfg.rows},
-             {"warps", cfg.warps}});
+            /*sharedMemory=*/0, schedule);
+  if (cfg.cluster > 1)  // the slices of a row: grid x is exactly the cluster
+    kernel->setAttr(NVVM::NVVMDialect::getClusterDimAttrName(),
+                    b.getDenseI32ArrayAttr({int32_t(cfg.cluster), 1, 1}));
 }
 
 LogicalResult ChunkDistributor::run() {
@@ -417,7 +446,8 @@ LogicalResult ChunkDistributor::run() {
 } // namespace
 
 LogicalResult mlir::attngpu::distributeChunk(OpBuilder &b, ChunkStepOp step,
-                                             gpu::GPUFuncOp kernel, int64_t valueSlice) {
+                                             gpu::GPUFuncOp kernel, int64_t valueSlice,
+                                             bool clusters) {
   auto q = step.getQ().getType();
   Type elt = q.getElementType();
   if (!elt.isF16() && !elt.isBF16())
@@ -443,7 +473,7 @@ LogicalResult mlir::attngpu::distributeChunk(OpBuilder &b, ChunkStepOp step,
   ChunkSchedule config;
   std::string why;
   if (failed(chunkSchedule(int64_t(step.getChunk()), d, dv, config, why, valueSlice,
-                           step.getRmsEps().has_value())))
+                           step.getRmsEps().has_value(), clusters)))
     return step.emitError(why);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&kernel.getBody().front());

@@ -734,7 +734,7 @@ struct AttnGPUDistributePass : mlir::attngpu::impl::AttnGPUDistributeBase<AttnGP
     auto kernel = createKernel(b, f, {step.getQ(), step.getK(), step.getV(), step.getOut()}, chip);
     bool scan = strategyOf(f) == StrategyKind::scan;
     if (failed(scan ? distributeScan(b, step, kernel)
-                    : distributeChunk(b, step, kernel, valueSlice)) ||
+                    : distributeChunk(b, step, kernel, valueSlice, chip == "sm_90a")) ||
         failed(checkSelfContained(kernel)))
       return failure();
     f.erase();

@@ -18,6 +18,13 @@
 // RUN: attnc-opt %t.rwkv.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=STRICT
 // RUN: attnc %S/../../python/specs/strict_recurrence.attn --emit=tiled -o %t.strict.mlir
 // RUN: attnc-opt %t.strict.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=STRICTD
+// RUN: attnc %specs/transnormer.attn --emit=tiled -o %t.rms.mlir
+// RUN: attnc-opt %t.rms.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=RMS80
+// RUN: attnc-opt %t.rms.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a | FileCheck %s --check-prefix=RMS90
+// RUN: sed 's/dv = 128/dv = 256/' %specs/transnormer.attn > %t.rms256.attn
+// RUN: attnc %t.rms256.attn --emit=tiled -o %t.rms256.mlir
+// RUN: attnc-opt %t.rms256.mlir --attn-gpu-select-strategy --attn-gpu-distribute=chip=sm_90a | FileCheck %s --check-prefix=RMS256
+// RUN: not attnc-opt %t.rms256.mlir --attn-gpu-select-strategy '--attn-gpu-distribute=chip=sm_90a value-slice=16' 2>&1 | FileCheck %s --check-prefix=RMSBAD
 // RUN: attnc %specs/s4d.attn --emit=tiled -o %t.scan.mlir
 // RUN: attnc-opt %t.scan.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=SCAN
 
@@ -146,3 +153,30 @@
 // STRICTD: gpu.shuffle  xor
 // STRICTD: memref.store
 // STRICTD: gpu.return
+
+// An output rmsnorm (TransNormer). Before sm_90a a block holds the rows' whole value dim: one
+// slice of 128 columns, so only b x h blocks.
+// RMS80: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 128>{{.*}}value_slice = 128
+// RMS80-NOT: nvvm.cluster_dim
+// RMS80-NOT: attn_gpu.cluster_sum
+// RMS80: %[[SQ:.*]] = attn_gpu.quad_reduce <sum>
+// RMS80: arith.mulf %[[SQ]], %{{.*}} : tensor<64xf32, #attn_gpu.frag<rows>>
+// RMS80: math.rsqrt
+// On sm_90a the value dim splits into slices of 32 as without the norm, and the 4 slices of a
+// row are one thread-block cluster: each block's sums of squares go through a shared vector
+// of the rows, summed over the cluster (attn_gpu.cluster_sum), divided by the whole 128.
+// RMS90: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 32>{{.*}}cluster = 4 : i64{{.*}}value_slice = 32 : i64{{.*}}nvvm.cluster_dim = array<i32: 4, 1, 1>
+// RMS90: attn_gpu.alloc_shared : memref<64xf32, #gpu.address_space<workgroup>>
+// RMS90-NEXT: %[[SQUARES:.*]] = attn_gpu.alloc_shared : memref<64xf32, #gpu.address_space<workgroup>>
+// RMS90: %[[PART:.*]] = attn_gpu.quad_reduce <sum> %{{.*}} : tensor<64xf32, #attn_gpu.frag<rows>>
+// RMS90-NEXT: %[[ALL:.*]] = attn_gpu.cluster_sum %[[PART]], %[[SQUARES]] : tensor<64xf32, #attn_gpu.frag<rows>>, memref<64xf32, #gpu.address_space<workgroup>>
+// RMS90-NEXT: %[[INV:.*]] = arith.constant dense<7.812500e-03> : tensor<64xf32, #attn_gpu.frag<rows>>
+// RMS90-NEXT: arith.mulf %[[ALL]], %[[INV]]
+// RMS90: math.rsqrt
+// A value dim of 256 (more than one block held before): 8 slices of 32, a cluster of 8, the
+// squares divided by 256. More slices than a portable cluster holds (8) is an error that
+// names the smallest slice that fits.
+// RMS256: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 32>{{.*}}cluster = 8 : i64{{.*}}nvvm.cluster_dim = array<i32: 8, 1, 1>
+// RMS256: attn_gpu.cluster_sum
+// RMS256-NEXT: arith.constant dense<3.906250e-03>
+// RMSBAD: error: an output rmsnorm sums a row over the blocks of one cluster, at most 8 slices: a --value-slice of at least 32 for a value dim of 256

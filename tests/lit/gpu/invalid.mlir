@@ -515,3 +515,24 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// -----
+
+gpu.module @cluster_sum_scratch {
+  gpu.func @k(%x: tensor<64xf32, #attn_gpu.frag<rows>>, %s: memref<32xf32, #gpu.address_space<workgroup>>) kernel
+      attributes {nvvm.cluster_dim = array<i32: 4, 1, 1>} {
+    // expected-error @+1 {{sums f32 rows through a scratch vector of at least one entry per row}}
+    %r = attn_gpu.cluster_sum %x, %s : tensor<64xf32, #attn_gpu.frag<rows>>, memref<32xf32, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}
+
+// -----
+
+gpu.module @cluster_sum_no_cluster {
+  gpu.func @k(%x: tensor<64xf32, #attn_gpu.frag<rows>>, %s: memref<64xf32, #gpu.address_space<workgroup>>) kernel {
+    // expected-error @+1 {{needs a kernel launched in clusters (nvvm.cluster_dim on its gpu.func)}}
+    %r = attn_gpu.cluster_sum %x, %s : tensor<64xf32, #attn_gpu.frag<rows>>, memref<64xf32, #gpu.address_space<workgroup>>
+    gpu.return
+  }
+}
