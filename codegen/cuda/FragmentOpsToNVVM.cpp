@@ -303,53 +303,87 @@ struct RowDotLowering : OpConversionPattern<RowDotOp> {
   }
 };
 
-/// Publish, barrier.cluster, read every block's entries through distributed shared memory
-/// (mapa + ld.shared::cluster) in rank order, barrier.cluster again.
-struct ClusterSumLowering : OpConversionPattern<ClusterSumOp> {
+/// Blocks per cluster of the op's kernel (nvvm.cluster_dim), 0 outside one.
+int64_t clusterBlocks(Operation *op) {
+  auto kernel = op->getParentOfType<gpu::GPUFuncOp>();
+  auto cluster = kernel ? kernel->getAttrOfType<DenseI32ArrayAttr>(
+                              NVVM::NVVMDialect::getClusterDimAttrName())
+                        : DenseI32ArrayAttr();
+  if (!cluster)
+    return 0;
+  int64_t blocks = 1;
+  for (int32_t extent : cluster.asArrayRef())
+    blocks *= extent;
+  return blocks;
+}
+
+/// Lane 0 of each quad writes its two rows at slot + row; every thread arrives (release).
+struct ClusterPublishLowering : OpConversionPattern<ClusterPublishOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(ClusterSumOp op, OneToNOpAdaptor adaptor,
+  LogicalResult matchAndRewrite(ClusterPublishOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ValueRange x = adaptor.getX();
-    auto kernel = op->getParentOfType<gpu::GPUFuncOp>();
-    auto cluster = kernel->getAttrOfType<DenseI32ArrayAttr>(
-        NVVM::NVVMDialect::getClusterDimAttrName());
-    if (x.size() != 2 || !cluster)
+    if (x.size() != 2 || !clusterBlocks(op))
       return rw.notifyMatchFailure(op, "a rows fragment of two rows per thread in a cluster");
-    int64_t blocks = 1;
-    for (int32_t extent : cluster.asArrayRef())
-      blocks *= extent;
     ThreadContext t(rw, op.getLoc(), op);
-    Value scratch = adaptor.getScratch().front();
-    {  // lane 4 g of the quad writes its rows
+    Value scratch = adaptor.getScratch().front(), slot = adaptor.getSlot().front();
+    {
       OpBuilder::InsertionGuard guard(rw);
-      auto first = scf::IfOp::create(rw, t.loc, arith::CmpIOp::create(
-          rw, t.loc, arith::CmpIPredicate::eq, t.c, t.idx(0)), false);
+      auto first = scf::IfOp::create(
+          rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.c, t.idx(0)),
+          false);
       rw.setInsertionPointToStart(first.thenBlock());
       for (int r = 0; r < 2; ++r)
-        memref::StoreOp::create(rw, t.loc, x[r], scratch, ValueRange{t.accRow(r)});
+        memref::StoreOp::create(rw, t.loc, x[r], scratch, ValueRange{t.add(slot, t.accRow(r))});
     }
     NVVM::ClusterArriveOp::create(rw, t.loc, UnitAttr());
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
+/// Wait (acquire), then each row's entries of every block through distributed shared memory
+/// (mapa + ld.shared::cluster), summed in rank order.
+struct ClusterGatherLowering : OpConversionPattern<ClusterGatherOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ClusterGatherOp op, OneToNOpAdaptor adaptor,
+                                ConversionPatternRewriter &rw) const override {
+    int64_t blocks = clusterBlocks(op);
+    if (valuesPerThread(op.getType()) != 2 || !blocks)
+      return rw.notifyMatchFailure(op, "a rows fragment of two rows per thread in a cluster");
+    ThreadContext t(rw, op.getLoc(), op);
     NVVM::ClusterWaitOp::create(rw, t.loc, UnitAttr());
+    Value scratch = adaptor.getScratch().front(), slot = adaptor.getSlot().front();
     Value base = sharedAddress(t, scratch);
     auto shared = LLVM::LLVMPointerType::get(rw.getContext(), 3);
     auto remote = LLVM::LLVMPointerType::get(rw.getContext(), 7);
     SmallVector<Value> sums;
     for (int r = 0; r < 2; ++r) {
-      Value offset = arith::IndexCastOp::create(rw, t.loc, rw.getI64Type(), t.mul(t.accRow(r), 4));
+      Value offset = arith::IndexCastOp::create(rw, t.loc, rw.getI64Type(),
+                                                t.mul(t.add(slot, t.accRow(r)), 4));
       Value local = LLVM::IntToPtrOp::create(
           rw, t.loc, shared, arith::AddIOp::create(rw, t.loc, base, offset).getResult());
       Value sum;
       for (int64_t c = 0; c < blocks; ++c) {
-        Value peer = NVVM::MapaOp::create(
-            rw, t.loc, remote, local, arith::ConstantIntOp::create(rw, t.loc, c, 32));
+        Value peer = NVVM::MapaOp::create(rw, t.loc, remote, local,
+                                          arith::ConstantIntOp::create(rw, t.loc, c, 32));
         Value v = LLVM::LoadOp::create(rw, t.loc, rw.getF32Type(), peer);
         sum = sum ? t.fadd(sum, v) : v;
       }
       sums.push_back(sum);
     }
-    NVVM::ClusterArriveOp::create(rw, t.loc, UnitAttr());
-    NVVM::ClusterWaitOp::create(rw, t.loc, UnitAttr());
     rw.replaceOpWithMultiple(op, {sums});
+    return success();
+  }
+};
+
+struct ClusterSyncLowering : OpConversionPattern<ClusterSyncOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(ClusterSyncOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    NVVM::ClusterArriveOp::create(rw, op.getLoc(), UnitAttr());
+    NVVM::ClusterWaitOp::create(rw, op.getLoc(), UnitAttr());
+    rw.eraseOp(op);
     return success();
   }
 };
@@ -377,5 +411,6 @@ void mlir::attn::populateFragmentOpsToNVVMPatterns(FragmentTypeConverter &conver
   patterns.add<ElementwiseFragment>(converter, ctx);
   patterns.add<RowReduceLowering, QuadReduceLowering, BroadcastRowsLowering, ToOperandLowering,
                ColumnsLowering, LoadRowsLowering, LoadAccLowering, VoteAllLowering,
-               LoadColumnsLowering, RowDotLowering, ClusterSumLowering>(converter, ctx);
+               LoadColumnsLowering, RowDotLowering, ClusterPublishLowering,
+               ClusterGatherLowering, ClusterSyncLowering>(converter, ctx);
 }

@@ -409,22 +409,34 @@ LogicalResult QuadReduceOp::verify() {
   return success();
 }
 
-LogicalResult ClusterSumOp::verify() {
-  if (failed(checkFragment(*this, getX().getType(), FragmentKind::rows, "the operand")))
+/// The cluster ops run in a kernel launched in clusters, on f32 rows and a scratch vector of
+/// at least one entry per row.
+static LogicalResult checkCluster(Operation *op, Type rows, MemRefType scratch) {
+  auto kernel = op->getParentOfType<gpu::GPUFuncOp>();
+  if (kernel && !kernel->hasAttr(NVVM::NVVMDialect::getClusterDimAttrName()))
+    return op->emitOpError("needs a kernel launched in clusters (nvvm.cluster_dim on its "
+                           "gpu.func)");
+  if (!rows)
+    return success();
+  if (failed(checkFragment(op, rows, FragmentKind::rows, "the rows")))
     return failure();
-  auto x = cast<RankedTensorType>(getX().getType());
-  if (!x.getElementType().isF32() || getScratch().getType().getDimSize(0) < x.getDimSize(0))
-    return emitOpError() << "sums f32 rows through a scratch vector of at least one entry per "
-                            "row, got "
-                         << x << " and " << getScratch().getType();
-  auto kernel = (*this)->getParentOfType<gpu::GPUFuncOp>();
-  auto cluster = kernel ? kernel->getAttrOfType<DenseI32ArrayAttr>(
-                              NVVM::NVVMDialect::getClusterDimAttrName())
-                        : DenseI32ArrayAttr();
-  if (kernel && !cluster)
-    return emitOpError("needs a kernel launched in clusters (nvvm.cluster_dim on its gpu.func)");
+  auto x = cast<RankedTensorType>(rows);
+  if (!x.getElementType().isF32() || scratch.getDimSize(0) < x.getDimSize(0))
+    return op->emitOpError() << "sums f32 rows through a scratch vector of at least one entry "
+                                "per row, got "
+                             << x << " and " << scratch;
   return success();
 }
+
+LogicalResult ClusterPublishOp::verify() {
+  return checkCluster(*this, getX().getType(), getScratch().getType());
+}
+
+LogicalResult ClusterGatherOp::verify() {
+  return checkCluster(*this, getType(), getScratch().getType());
+}
+
+LogicalResult ClusterSyncOp::verify() { return checkCluster(*this, Type(), MemRefType()); }
 
 LogicalResult BroadcastRowsOp::verify() {
   if (failed(checkFragment(*this, getX().getType(), FragmentKind::rows, "the operand")) ||

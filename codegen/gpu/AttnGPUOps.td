@@ -515,23 +515,47 @@ def AttnGPU_QuadReduceOp : AttnGPU_Op<"quad_reduce", [Pure, AllTypesMatch<["x", 
   let hasVerifier = 1;
 }
 
-def AttnGPU_ClusterSumOp : AttnGPU_Op<"cluster_sum", [AllTypesMatch<["x", "result"]>]> {
-  let summary = "Sums a rows fragment over the blocks of a thread-block cluster";
+def AttnGPU_ClusterPublishOp : AttnGPU_Op<"cluster_publish"> {
+  let summary = "Publishes a rows fragment to the blocks of a thread-block cluster";
   let description = [{
-    result[r] = sum over the blocks c of the cluster, in rank order, of block c's x[r]: each
-    block publishes its rows (x holds each row's value in every lane of its quad, as after
-    quad_reduce) in `scratch`, a shared f32 vector of at least one entry per row; the cluster
-    synchronises (barrier.cluster, release/acquire); every thread reads its rows' entries in
-    each block's `scratch` through distributed shared memory; the cluster synchronises again,
-    so `scratch` may be rewritten and no block exits while a peer reads it. Every block of the
-    cluster gets the same sums, bit for bit. The kernel declares its cluster (`nvvm.cluster_dim`,
-    sm_90a), and every thread of every block reaches the op the same number of times.
-    An output rmsnorm whose value channels are split over the blocks of a cluster (the chunk
-    kernel) sums its rows' squares with it.
+    The first lane of each quad (x holds each row's value in every lane of its quad, as after
+    quad_reduce) writes its rows to scratch[slot + r], then every thread arrives on the
+    cluster barrier (barrier.cluster.arrive, release): the first half of a cluster-wide
+    reduction whose attn_gpu.cluster_gather may come much later, so the wait for the slowest
+    block of the cluster overlaps other work. The kernel declares its cluster
+    (`nvvm.cluster_dim`, sm_90a); every thread of every block runs publish and gather
+    alternately, the same number of times. A slot is rewritten only after a gather of a later
+    publish (two slots alternating do: the barrier between orders every block's reads of the
+    old values before the new write).
   }];
-  let arguments = (ins AttnGPU_Fragment:$x, Arg<MemRefRankOf<[F32], [1]>, "", [MemRead, MemWrite]>:$scratch);
+  let arguments = (ins AttnGPU_Fragment:$x,
+                       Arg<MemRefRankOf<[F32], [1]>, "", [MemWrite]>:$scratch, Index:$slot);
+  let assemblyFormat = "$x `,` $scratch `[` $slot `]` attr-dict `:` type($x) `,` type($scratch)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ClusterGatherOp : AttnGPU_Op<"cluster_gather"> {
+  let summary = "Sums the rows every block of the cluster published";
+  let description = [{
+    Waits on the cluster barrier (barrier.cluster.wait, acquire: every block's
+    cluster_publish has landed), then result[r] = the sum over the blocks c of the cluster,
+    in rank order, of block c's scratch[slot + r], read through distributed shared memory
+    (mapa, ld.shared::cluster). Every block gets the same sums, bit for bit. An output
+    rmsnorm whose value channels are split over the blocks of a cluster (the chunk kernel)
+    sums its rows' squares with publish and gather.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead]>:$scratch, Index:$slot);
   let results = (outs AttnGPU_Fragment:$result);
-  let assemblyFormat = "$x `,` $scratch attr-dict `:` type($x) `,` type($scratch)";
+  let assemblyFormat = "$scratch `[` $slot `]` attr-dict `:` type($scratch) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_ClusterSyncOp : AttnGPU_Op<"cluster_sync"> {
+  let summary = "barrier.cluster arrive and wait: no block goes on (or exits) before all arrive";
+  let description = [{
+    After the last cluster_gather: a block's shared memory must outlive its peers' reads of it.
+  }];
+  let assemblyFormat = "attr-dict";
   let hasVerifier = 1;
 }
 

@@ -113,7 +113,7 @@ private:
   Value q, k, v, out, state, proj;
   Value batch, head, qkHead, kvHead, colBase, qLen, kvLen, keysEnd;
   Value qTile, kTile, vTile, s16, qFeature, kFeature, wTile, cum, cumQ, gateCum, keyScales;
-  Value squares;  // an rmsnorm over a cluster: the block's rows' sums of squares, published
+  Value clusterSquares;  // an rmsnorm over a cluster: two slots of the rows' sums of squares
   Value bonusDot;  // strict with a bonus: each row's bonus-weighted q_i . k_i (rows fragment)
   int64_t headDim = 0, rawDim = 0, columns = 0;
 
@@ -159,6 +159,11 @@ private:
   void emitLanded(Value n0, Value &qT, Value &kT);
   Value emitScores(Value n0, Value qOp, Value kT);
   Value emitOutput(Value n0, Value qOp, Value p);
+  Value rmsNormed(Value ov, Value squares);
+  Value skipTerm(Value n0);
+  Value clusterSlot(Value n0);
+  void storeOutput(Value o, Value n0);
+  scf::ForOp emitChunkLoop(Value s0);
   void emitLaunch();
 };
 
@@ -227,7 +232,7 @@ void ChunkDistributor::emitSharedTiles() {
   if (!step.getKeyScale().empty())
     keyScales = sharedTile(cfg.rows, 0, b.getF32Type(), false);
   if (cfg.cluster > 1)
-    squares = sharedTile(cfg.rows, 0, b.getF32Type(), false);
+    clusterSquares = sharedTile(2 * cfg.rows, 0, b.getF32Type(), false);
 }
 
 /// Positions n0 .. n0 + R - 1 of Q, K and V (V's slice of channels), waited for.
@@ -351,22 +356,38 @@ Value ChunkDistributor::emitOutput(Value n0, Value qOp, Value p) {
     Value scale = arith::SelectOp::create(b, loc, none, splat(rowsType(), 0), inverse);
     ov = fmul(ov, broadcast(scale, bv));
   }
-  if (auto eps = step.getRmsEps()) {  // over the row's slices: the block's, or the cluster's
-    Value sum = quadSum(sumRows(fmul(ov, ov)));
-    if (cfg.cluster > 1)
-      sum = ClusterSumOp::create(b, loc, sum.getType(), sum, squares);
-    Value mean = fmul(sum, splat(rowsType(), 1.0 / double(bv * cfg.cluster)));
-    Value scale = math::RsqrtOp::create(b, loc, fadd(mean, splat(rowsType(), eps->convertToDouble())));
-    ov = fmul(ov, broadcast(scale, bv));
-  }
-  if (!step.getSkip().empty()) {  // + skip(b, h, i, e, v[i, e]): V's row i is the chunk's
-    Value vAcc = LoadAccOp::create(b, loc, accType(bv), vTile);
-    auto skip = MapElementsOp::create(b, loc, accType(bv), vAcc, ValueRange(), batch, head, n0,
-                                      colBase, qLen);
-    cloneRegion(step.getSkip(), skip.getBody());
-    ov = fadd(ov, skip);
-  }
   return ov;
+}
+
+/// ov rmsnorm'd by its rows' sums of squares over the whole value dim (all slices).
+Value ChunkDistributor::rmsNormed(Value ov, Value squares) {
+  Value mean = fmul(squares, splat(rowsType(), 1.0 / double(cfg.valueSlice * cfg.cluster)));
+  Value scale = math::RsqrtOp::create(
+      b, loc, fadd(mean, splat(rowsType(), step.getRmsEps()->convertToDouble())));
+  return fmul(ov, broadcast(scale, cfg.valueSlice));
+}
+
+/// skip(b, h, i, e, v[i, e]) (V's row i is the chunk's), or null without a skip term.
+Value ChunkDistributor::skipTerm(Value n0) {
+  if (step.getSkip().empty())
+    return Value();
+  Value vAcc = LoadAccOp::create(b, loc, accType(cfg.valueSlice), vTile);
+  auto skip = MapElementsOp::create(b, loc, accType(cfg.valueSlice), vAcc, ValueRange(), batch,
+                                    head, n0, colBase, qLen);
+  cloneRegion(step.getSkip(), skip.getBody());
+  return skip;
+}
+
+/// The cluster's scratch entries of chunk n0: two slots of R rows, alternating.
+Value ChunkDistributor::clusterSlot(Value n0) {
+  Value chunkIndex = arith::DivUIOp::create(b, loc, n0, idx(cfg.rows));
+  return arith::MulIOp::create(b, loc, arith::RemUIOp::create(b, loc, chunkIndex, idx(2)),
+                               idx(cfg.rows));
+}
+
+void ChunkDistributor::storeOutput(Value o, Value n0) {
+  StoreTileOp::create(b, loc, o, out, batch, head, n0, qLen, ValueRange{}, colBase,
+                      b.getI64IntegerAttr(1));
 }
 
 void ChunkDistributor::emitLaunch() {
@@ -376,12 +397,94 @@ void ChunkDistributor::emitLaunch() {
       {"block_q", cfg.rows}, {"block_k", cfg.rows}, {"warps", cfg.warps}};
   if (cfg.cluster > 1)
     schedule.push_back({"cluster", cfg.cluster});
+
   setLaunch(kernel, cfg.threads,
             {{outArg, 3, 1, cfg.valueSlice}, {outArg, 1, 1, 1}, {outArg, 0, 1, 1}},
             /*sharedMemory=*/0, schedule);
   if (cfg.cluster > 1)  // the slices of a row: grid x is exactly the cluster
     kernel->setAttr(NVVM::NVVMDialect::getClusterDimAttrName(),
                     b.getDenseI32ArrayAttr({int32_t(cfg.cluster), 1, 1}));
+}
+
+/// The chunks in order. An rmsnorm over a cluster finishes each chunk's output one iteration
+/// late: chunk n publishes its rows' partial sums of squares (arriving on the cluster barrier)
+/// and carries its unnormalised rows; chunk n + 1 waits for every block's sums of chunk n
+/// (attn_gpu.cluster_gather), scales and stores them, so the wait for the cluster's slowest
+/// block overlaps a chunk of work. The last chunk's rows finish after the loop.
+scf::ForOp ChunkDistributor::emitChunkLoop(Value s0) {
+  bool clustered = cfg.cluster > 1, skips = !step.getSkip().empty();
+  SmallVector<Value> inits = {s0};
+  if (clustered) {  // chunk n - 1's unnormalised rows, and its skip term (added after the norm)
+    inits.push_back(splat(accType(cfg.valueSlice), 0));
+    if (skips)
+      inits.push_back(splat(accType(cfg.valueSlice), 0));
+  }
+  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(cfg.rows), inits);
+  // If `any`: waits for every block's sums of chunk n0, scales its rows and stores them.
+  // (Storing after the next publish instead, so that its arrive-release need not wait for the
+  // stores, measured 9% slower on the H100: bench/METHOD.md.)
+  auto finish = [&](ValueRange pending, Value n0, Value any) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(scf::IfOp::create(b, loc, any, false).thenBlock());
+    Value squares = ClusterGatherOp::create(b, loc, rowsType(), clusterSquares, clusterSlot(n0));
+    Value o = rmsNormed(pending[0], squares);
+    storeOutput(skips ? fadd(o, pending[1]) : o, n0);
+  };
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value n0 = loop.getInductionVar();
+    Value S = loop.getRegionIterArgs()[0];
+    emitCopies(n0);
+    Value qT, kT;
+    emitLanded(n0, qT, kT);
+    Value qOp = LoadOperandOp::create(
+        b, loc, fragmentType({cfg.rows, headDim}, elt, FragmentKind::operand_a), qT);
+    if (gateCum)  // q~ = q exp(G[r] - G[r0]) (strict: G[r - 1] - G[r0])
+      qOp = GateOperandOp::create(b, loc, qOp.getType(), qOp, gateCum, step.getStrict());
+    Value p = emitScores(n0, qOp, kT);
+    Value o = emitOutput(n0, qOp, p);
+    SmallVector<Value> carried;
+    if (clustered) {
+      carried.push_back(o);
+      if (skips)
+        carried.push_back(skipTerm(n0));
+      Value squares = quadSum(sumRows(fmul(o, o)));
+      finish(loop.getRegionIterArgs().drop_front(),  // chunk n - 1, if n > 0
+             arith::SubIOp::create(b, loc, n0, idx(cfg.rows)),
+             arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, n0, idx(0)));
+      ClusterPublishOp::create(b, loc, squares, clusterSquares, clusterSlot(n0));
+    } else {
+      if (step.getRmsEps())  // the block holds the rows' whole value dim
+        o = rmsNormed(o, quadSum(sumRows(fmul(o, o))));
+      if (Value skip = skipTerm(n0))
+        o = fadd(o, skip);
+      storeOutput(o, n0);
+    }
+    // The chunk's last row: min(R, q_len - n0) - 1.
+    Value last = arith::AddIOp::create(
+        b, loc,
+        arith::MinUIOp::create(b, loc, idx(cfg.rows), arith::SubIOp::create(b, loc, qLen, n0)),
+        idx(-1));
+    S = StateUpdateOp::create(b, loc, S.getType(), S, kT, vTile, n0, last, keysEnd, cum,
+                              keyScales, gateCum, step.getNormalize());
+    barrier();  // every warp is done with this chunk's tiles and the 16-bit state
+    ShareStateOp::create(b, loc, S, s16);
+    carried.insert(carried.begin(), S);
+    scf::YieldOp::create(b, loc, carried);
+  }
+  if (clustered) {  // the last chunk's rows (none if q_len is 0), then no block exits while a
+                    // peer still reads its sums
+    Value lastChunk = arith::MulIOp::create(
+        b, loc,
+        arith::DivUIOp::create(b, loc, arith::AddIOp::create(b, loc, qLen, idx(-1)),
+                               idx(cfg.rows)),
+        idx(cfg.rows));
+    finish(loop.getResults().drop_front(), lastChunk,
+           arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, qLen, idx(0)));
+    ClusterSyncOp::create(b, loc);
+  }
+  return loop;
 }
 
 LogicalResult ChunkDistributor::run() {
@@ -408,34 +511,7 @@ LogicalResult ChunkDistributor::run() {
   if (proj) {  // w [m, d] in 16 bits, once (the first chunk's barrier publishes it)
     CopyMatrixOp::create(b, loc, proj, wTile);
   }
-  auto loop = scf::ForOp::create(b, loc, idx(0), qLen, idx(cfg.rows), ValueRange{s0});
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value n0 = loop.getInductionVar();
-    Value S = loop.getRegionIterArgs()[0];
-    emitCopies(n0);
-    Value qT, kT;
-    emitLanded(n0, qT, kT);
-    Value qOp = LoadOperandOp::create(
-        b, loc, fragmentType({cfg.rows, headDim}, elt, FragmentKind::operand_a), qT);
-    if (gateCum)  // q~ = q exp(G[r] - G[r0]) (strict: G[r - 1] - G[r0])
-      qOp = GateOperandOp::create(b, loc, qOp.getType(), qOp, gateCum, step.getStrict());
-    Value p = emitScores(n0, qOp, kT);
-    Value o = emitOutput(n0, qOp, p);
-    StoreTileOp::create(b, loc, o, out, batch, head, n0, qLen, ValueRange{}, colBase,
-                        b.getI64IntegerAttr(1));
-    // The chunk's last row: min(R, q_len - n0) - 1.
-    Value last = arith::AddIOp::create(
-        b, loc,
-        arith::MinUIOp::create(b, loc, idx(cfg.rows), arith::SubIOp::create(b, loc, qLen, n0)),
-        idx(-1));
-    S = StateUpdateOp::create(b, loc, stateType, S, kT, vTile, n0, last, keysEnd, cum, keyScales,
-                              gateCum, step.getNormalize());
-    barrier();  // every warp is done with this chunk's tiles and the 16-bit state
-    ShareStateOp::create(b, loc, S, s16);
-    scf::YieldOp::create(b, loc, S);
-  }
+  scf::ForOp loop = emitChunkLoop(s0);
   if (state)
     StoreStateOp::create(b, loc, loop.getResult(0), state, batch, head, colBase,
                          b.getI64IntegerAttr(headDim));

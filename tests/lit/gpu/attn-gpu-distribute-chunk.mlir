@@ -163,20 +163,48 @@
 // RMS80: arith.mulf %[[SQ]], %{{.*}} : tensor<64xf32, #attn_gpu.frag<rows>>
 // RMS80: math.rsqrt
 // On sm_90a the value dim splits into slices of 32 as without the norm, and the 4 slices of a
-// row are one thread-block cluster: each block's sums of squares go through a shared vector
-// of the rows, summed over the cluster (attn_gpu.cluster_sum), divided by the whole 128.
+// row are one thread-block cluster. Each chunk publishes its rows' partial sums of squares
+// (two slots of 64 alternating by chunk) and carries its unnormalised rows; the next chunk
+// gathers the cluster's sums (waiting on the cluster barrier a chunk later), divides by the
+// whole 128, scales and stores them before publishing its own. The last chunk finishes after
+// the loop, then a cluster barrier keeps every block's sums alive until its peers read them.
 // RMS90: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 32>{{.*}}cluster = 4 : i64{{.*}}value_slice = 32 : i64{{.*}}nvvm.cluster_dim = array<i32: 4, 1, 1>
 // RMS90: attn_gpu.alloc_shared : memref<64xf32, #gpu.address_space<workgroup>>
-// RMS90-NEXT: %[[SQUARES:.*]] = attn_gpu.alloc_shared : memref<64xf32, #gpu.address_space<workgroup>>
-// RMS90: %[[PART:.*]] = attn_gpu.quad_reduce <sum> %{{.*}} : tensor<64xf32, #attn_gpu.frag<rows>>
-// RMS90-NEXT: %[[ALL:.*]] = attn_gpu.cluster_sum %[[PART]], %[[SQUARES]] : tensor<64xf32, #attn_gpu.frag<rows>>, memref<64xf32, #gpu.address_space<workgroup>>
+// RMS90-NEXT: %[[SQUARES:.*]] = attn_gpu.alloc_shared : memref<128xf32, #gpu.address_space<workgroup>>
+// RMS90: %[[LOOP:.*]]:2 = scf.for %[[N0:.*]] = %c0 to %{{.*}} step %c64 iter_args(%[[S:.*]] = %{{.*}}, %[[PENDING:.*]] = %{{.*}}) -> (tensor<32x32xf32, #attn_gpu.frag<warp_acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>>)
+// RMS90: %[[O:.*]] = attn_gpu.mma %{{.*}} : tensor<64x64xbf16, #attn_gpu.frag<operand_a>>, memref<64x40xbf16
+// RMS90-NEXT: %[[O2:.*]] = arith.mulf %[[O]], %[[O]]
+// RMS90-NEXT: %[[ROWSUM:.*]] = attn_gpu.row_reduce <sum> %[[O2]]
+// RMS90-NEXT: %[[PART:.*]] = attn_gpu.quad_reduce <sum> %[[ROWSUM]]
+// RMS90: %[[ANY:.*]] = arith.cmpi ugt, %[[N0]], %{{.*}} : index
+// RMS90: %[[PREV:.*]] = arith.subi %[[N0]], %c64{{.*}} : index
+// RMS90: scf.if %[[ANY]] {
+// RMS90: %[[PSLOT:.*]] = arith.muli
+// RMS90-NEXT: %[[ALL:.*]] = attn_gpu.cluster_gather %[[SQUARES]][%[[PSLOT]]] : memref<128xf32, #gpu.address_space<workgroup>> -> tensor<64xf32, #attn_gpu.frag<rows>>
 // RMS90-NEXT: %[[INV:.*]] = arith.constant dense<7.812500e-03> : tensor<64xf32, #attn_gpu.frag<rows>>
 // RMS90-NEXT: arith.mulf %[[ALL]], %[[INV]]
 // RMS90: math.rsqrt
+// RMS90: %[[SCALED:.*]] = arith.mulf %[[PENDING]], %{{.*}} : tensor<64x32xf32, #attn_gpu.frag<acc>>
+// RMS90-NEXT: attn_gpu.store_tile %[[SCALED]] -> %{{.*}}[%{{.*}}, %{{.*}}, %[[PREV]]]
+// RMS90-NEXT: }
+// RMS90: %[[SLOT:.*]] = arith.muli
+// RMS90-NEXT: attn_gpu.cluster_publish %[[PART]], %[[SQUARES]][%[[SLOT]]]
+// RMS90: attn_gpu.state_update
+// RMS90: scf.yield %{{.*}}, %[[O]] :
+// RMS90: %[[LASTQ:.*]] = arith.divui
+// RMS90-NEXT: %[[LAST:.*]] = arith.muli %[[LASTQ]], %c64
+// RMS90: %[[NONEMPTY:.*]] = arith.cmpi ugt
+// RMS90-NEXT: scf.if %[[NONEMPTY]] {
+// RMS90: attn_gpu.cluster_gather %[[SQUARES]]
+// RMS90: arith.mulf %[[LOOP]]#1, %{{.*}}
+// RMS90-NEXT: attn_gpu.store_tile %{{.*}}[%{{.*}}, %{{.*}}, %[[LAST]]]
+// RMS90-NEXT: }
+// RMS90-NEXT: attn_gpu.cluster_sync
+// RMS90-NEXT: gpu.return
 // A value dim of 256 (more than one block held before): 8 slices of 32, a cluster of 8, the
 // squares divided by 256. More slices than a portable cluster holds (8) is an error that
 // names the smallest slice that fits.
 // RMS256: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 32>{{.*}}cluster = 8 : i64{{.*}}nvvm.cluster_dim = array<i32: 8, 1, 1>
-// RMS256: attn_gpu.cluster_sum
+// RMS256: attn_gpu.cluster_gather
 // RMS256-NEXT: arith.constant dense<3.906250e-03>
 // RMSBAD: error: an output rmsnorm sums a row over the blocks of one cluster, at most 8 slices: a --value-slice of at least 32 for a value dim of 256

@@ -518,21 +518,42 @@ gpu.module @m {
 
 // -----
 
-gpu.module @cluster_sum_scratch {
-  gpu.func @k(%x: tensor<64xf32, #attn_gpu.frag<rows>>, %s: memref<32xf32, #gpu.address_space<workgroup>>) kernel
+gpu.module @cluster_publish_scratch {
+  gpu.func @k(%x: tensor<64xf32, #attn_gpu.frag<rows>>, %s: memref<32xf32, #gpu.address_space<workgroup>>, %i: index) kernel
       attributes {nvvm.cluster_dim = array<i32: 4, 1, 1>} {
     // expected-error @+1 {{sums f32 rows through a scratch vector of at least one entry per row}}
-    %r = attn_gpu.cluster_sum %x, %s : tensor<64xf32, #attn_gpu.frag<rows>>, memref<32xf32, #gpu.address_space<workgroup>>
+    attn_gpu.cluster_publish %x, %s[%i] : tensor<64xf32, #attn_gpu.frag<rows>>, memref<32xf32, #gpu.address_space<workgroup>>
     gpu.return
   }
 }
 
 // -----
 
-gpu.module @cluster_sum_no_cluster {
-  gpu.func @k(%x: tensor<64xf32, #attn_gpu.frag<rows>>, %s: memref<64xf32, #gpu.address_space<workgroup>>) kernel {
+gpu.module @cluster_gather_no_cluster {
+  gpu.func @k(%s: memref<64xf32, #gpu.address_space<workgroup>>, %i: index) kernel {
     // expected-error @+1 {{needs a kernel launched in clusters (nvvm.cluster_dim on its gpu.func)}}
-    %r = attn_gpu.cluster_sum %x, %s : tensor<64xf32, #attn_gpu.frag<rows>>, memref<64xf32, #gpu.address_space<workgroup>>
+    %r = attn_gpu.cluster_gather %s[%i] : memref<64xf32, #gpu.address_space<workgroup>> -> tensor<64xf32, #attn_gpu.frag<rows>>
+    gpu.return
+  }
+}
+
+// -----
+
+gpu.module @cluster_gather_acc {
+  gpu.func @k(%s: memref<64xf32, #gpu.address_space<workgroup>>, %i: index) kernel
+      attributes {nvvm.cluster_dim = array<i32: 2, 1, 1>} {
+    // expected-error @+1 {{the rows must be a fragment of layout #attn_gpu.frag<rows>}}
+    %r = attn_gpu.cluster_gather %s[%i] : memref<64xf32, #gpu.address_space<workgroup>> -> tensor<64x8xf32, #attn_gpu.frag<acc>>
+    gpu.return
+  }
+}
+
+// -----
+
+gpu.module @cluster_sync_no_cluster {
+  gpu.func @k() kernel {
+    // expected-error @+1 {{needs a kernel launched in clusters}}
+    attn_gpu.cluster_sync
     gpu.return
   }
 }
