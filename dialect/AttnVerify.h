@@ -4,6 +4,18 @@
 #include "dialect/AttnDialect.h"
 
 namespace mlir::attn::detail {
+/// Two extents agree unless both are static and differ.
+bool compatible(int64_t a, int64_t b);
+/// An extent for messages: its number, or '?'.
+std::string extentStr(int64_t e);
+/// A feature map: (x : f32) -> f32, or with a projection (`projected`, Performer) required
+/// and taking (p, sq : f32), the row's projection on one feature and its sum of squares.
+LogicalResult verifyFeature(Operation *op, Region &feature, StringRef name,
+                            bool projected = false);
+/// A projection [m, d] (Performer) of q's head dim; `rows` (the state's, when given) are m.
+LogicalResult verifyProjection(Operation *op, Value projection, MemRefType q, MemRefType rows);
+/// A tile of static shape, never empty, below 2^31 elements.
+LogicalResult staticRows(Operation *op, StringRef name, MemRefType t);
 /// Extent `ai` of `a` equals extent `bi` of `b` (unless one is dynamic); `what` names the
 /// extent for the user.
 LogicalResult sameExtent(Operation *op, StringRef what, StringRef aName, MemRefType a, unsigned ai,

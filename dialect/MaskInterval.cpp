@@ -134,25 +134,23 @@ MaskIntervals::Bools MaskIntervals::boolOf(Value v) {
   return Bools{i1(true), i1(false)};  // unknown: may hold, need not
 }
 
+Value MaskIntervals::andI(Value x, Value y) { return arith::AndIOp::create(*b, loc, x, y); }
+Value MaskIntervals::orI(Value x, Value y) { return arith::OrIOp::create(*b, loc, x, y); }
+Value MaskIntervals::notI(Value x) { return arith::XOrIOp::create(*b, loc, x, i1(true)); }
+Value MaskIntervals::cmp(arith::CmpIPredicate p, Value x, Value y) {
+  return arith::CmpIOp::create(*b, loc, p, x, y);
+}
+Value MaskIntervals::sel(Value c, Value x, Value y) {
+  return arith::SelectOp::create(*b, loc, c, x, y);
+}
+Value MaskIntervals::smin(Value x, Value y) { return arith::MinSIOp::create(*b, loc, x, y); }
+Value MaskIntervals::smax(Value x, Value y) { return arith::MaxSIOp::create(*b, loc, x, y); }
+int MaskIntervals::limitOf(Value r) { return std::min(kMaxBits, widthOf(r.getType()) - 1); }
+
 void MaskIntervals::evaluate(Operation *op) {
   if (op->getNumResults() != 1 || op->getNumRegions())
     return;  // unknown
   Value r = op->getResult(0);
-  auto andI = [&](Value x, Value y) { return arith::AndIOp::create(*b, loc, x, y).getResult(); };
-  auto orI = [&](Value x, Value y) { return arith::OrIOp::create(*b, loc, x, y).getResult(); };
-  auto notI = [&](Value x) { return arith::XOrIOp::create(*b, loc, x, i1(true)).getResult(); };
-  auto cmp = [&](arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(*b, loc, p, x, y).getResult();
-  };
-  auto sel = [&](Value c, Value x, Value y) {
-    return arith::SelectOp::create(*b, loc, c, x, y).getResult();
-  };
-  auto smin = [&](Value x, Value y) { return arith::MinSIOp::create(*b, loc, x, y).getResult(); };
-  auto smax = [&](Value x, Value y) { return arith::MaxSIOp::create(*b, loc, x, y).getResult(); };
-  // A result may not exceed what its own type holds, or the kernel's arithmetic would wrap
-  // where the interval's does not.
-  int limit = std::min(kMaxBits, widthOf(r.getType()) - 1);
-
   if (auto cst = dyn_cast<arith::ConstantOp>(op)) {
     auto attr = dyn_cast<IntegerAttr>(cst.getValue());
     if (!attr)
@@ -177,64 +175,72 @@ void MaskIntervals::evaluate(Operation *op) {
     ints[r] = Ints{x, x, 32, true};  // extents are below 2^31
     return;
   }
+  if (r.getType().isInteger(1))
+    return evaluateBool(op);
+  if (widthOf(r.getType()))  // floats and other types: unknown
+    evaluateInt(op);
+}
 
-  if (r.getType().isInteger(1)) {
-    if (auto c = dyn_cast<arith::CmpIOp>(op)) {
-      auto x = intOf(c.getLhs()), y = intOf(c.getRhs());
-      if (!x || !y)
-        return;
-      using P = arith::CmpIPredicate;
-      Value may, must;
-      P pred = c.getPredicate();
-      bool isUnsigned = llvm::is_contained({P::ult, P::ule, P::ugt, P::uge}, pred);
-      switch (pred) {
-      case P::slt: case P::ult:
-        may = cmp(P::slt, x->lo, y->hi), must = cmp(P::slt, x->hi, y->lo); break;
-      case P::sle: case P::ule:
-        may = cmp(P::sle, x->lo, y->hi), must = cmp(P::sle, x->hi, y->lo); break;
-      case P::sgt: case P::ugt:
-        may = cmp(P::sgt, x->hi, y->lo), must = cmp(P::sgt, x->lo, y->hi); break;
-      case P::sge: case P::uge:
-        may = cmp(P::sge, x->hi, y->lo), must = cmp(P::sge, x->lo, y->hi); break;
-      case P::eq: case P::ne: {
-        Value overlap = andI(cmp(P::sle, x->lo, y->hi), cmp(P::sle, y->lo, x->hi));
-        Value same = andI(andI(cmp(P::eq, x->lo, x->hi), cmp(P::eq, y->lo, y->hi)),
-                          cmp(P::eq, x->lo, y->lo));
-        may = pred == P::eq ? overlap : notI(same);
-        must = pred == P::eq ? same : notI(overlap);
-        break;
-      }
-      }
-      if (isUnsigned) {  // the signed reading holds when neither side can be negative
-        Value nonNeg = andI(cmp(P::sge, x->lo, i64(0)), cmp(P::sge, y->lo, i64(0)));
-        may = sel(nonNeg, may, i1(true));
-        must = sel(nonNeg, must, i1(false));
-      }
-      bools[r] = Bools{may, must};
+/// Comparisons, logic and selects of i1: whether the result may hold and must hold.
+void MaskIntervals::evaluateBool(Operation *op) {
+  Value r = op->getResult(0);
+  if (auto c = dyn_cast<arith::CmpIOp>(op)) {
+    auto x = intOf(c.getLhs()), y = intOf(c.getRhs());
+    if (!x || !y)
       return;
+    using P = arith::CmpIPredicate;
+    Value may, must;
+    P pred = c.getPredicate();
+    bool isUnsigned = llvm::is_contained({P::ult, P::ule, P::ugt, P::uge}, pred);
+    switch (pred) {
+    case P::slt: case P::ult:
+      may = cmp(P::slt, x->lo, y->hi), must = cmp(P::slt, x->hi, y->lo); break;
+    case P::sle: case P::ule:
+      may = cmp(P::sle, x->lo, y->hi), must = cmp(P::sle, x->hi, y->lo); break;
+    case P::sgt: case P::ugt:
+      may = cmp(P::sgt, x->hi, y->lo), must = cmp(P::sgt, x->lo, y->hi); break;
+    case P::sge: case P::uge:
+      may = cmp(P::sge, x->hi, y->lo), must = cmp(P::sge, x->lo, y->hi); break;
+    case P::eq: case P::ne: {
+      Value overlap = andI(cmp(P::sle, x->lo, y->hi), cmp(P::sle, y->lo, x->hi));
+      Value same = andI(andI(cmp(P::eq, x->lo, x->hi), cmp(P::eq, y->lo, y->hi)),
+                        cmp(P::eq, x->lo, y->lo));
+      may = pred == P::eq ? overlap : notI(same);
+      must = pred == P::eq ? same : notI(overlap);
+      break;
     }
-    if (isa<arith::AndIOp, arith::OrIOp, arith::XOrIOp>(op)) {
-      Bools x = boolOf(op->getOperand(0)), y = boolOf(op->getOperand(1));
-      if (isa<arith::AndIOp>(op))
-        bools[r] = Bools{andI(x.may, y.may), andI(x.must, y.must)};
-      else if (isa<arith::OrIOp>(op))
-        bools[r] = Bools{orI(x.may, y.may), orI(x.must, y.must)};
-      else  // may differ: one may be true while the other may be false
-        bools[r] = Bools{orI(andI(x.may, notI(y.must)), andI(notI(x.must), y.may)),
-                         orI(andI(x.must, notI(y.may)), andI(notI(x.may), y.must))};
-      return;
     }
-    if (auto s = dyn_cast<arith::SelectOp>(op)) {
-      Bools c = boolOf(s.getCondition()), x = boolOf(s.getTrueValue()),
-            y = boolOf(s.getFalseValue());
-      bools[r] = Bools{orI(andI(c.may, x.may), andI(notI(c.must), y.may)),
-                       andI(orI(notI(c.may), x.must), orI(c.must, y.must))};
+    if (isUnsigned) {  // the signed reading holds when neither side can be negative
+      Value nonNeg = andI(cmp(P::sge, x->lo, i64(0)), cmp(P::sge, y->lo, i64(0)));
+      may = sel(nonNeg, may, i1(true));
+      must = sel(nonNeg, must, i1(false));
     }
+    bools[r] = Bools{may, must};
     return;
   }
+  if (isa<arith::AndIOp, arith::OrIOp, arith::XOrIOp>(op)) {
+    Bools x = boolOf(op->getOperand(0)), y = boolOf(op->getOperand(1));
+    if (isa<arith::AndIOp>(op))
+      bools[r] = Bools{andI(x.may, y.may), andI(x.must, y.must)};
+    else if (isa<arith::OrIOp>(op))
+      bools[r] = Bools{orI(x.may, y.may), orI(x.must, y.must)};
+    else  // may differ: one may be true while the other may be false
+      bools[r] = Bools{orI(andI(x.may, notI(y.must)), andI(notI(x.must), y.may)),
+                       orI(andI(x.must, notI(y.may)), andI(notI(x.may), y.must))};
+    return;
+  }
+  if (auto s = dyn_cast<arith::SelectOp>(op)) {
+    Bools c = boolOf(s.getCondition()), x = boolOf(s.getTrueValue()),
+          y = boolOf(s.getFalseValue());
+    bools[r] = Bools{orI(andI(c.may, x.may), andI(notI(c.must), y.may)),
+                     andI(orI(notI(c.may), x.must), orI(c.must, y.must))};
+  }
+}
 
-  if (!widthOf(r.getType()))
-    return;  // floats and other types: unknown
+/// Integer arithmetic: the interval of the result, or nothing where it could wrap.
+void MaskIntervals::evaluateInt(Operation *op) {
+  Value r = op->getResult(0);
+  int limit = limitOf(r);
   auto operand = [&](unsigned n) { return intOf(op->getOperand(n)); };
   if (isa<arith::ExtSIOp, arith::IndexCastOp, arith::TruncIOp>(op)) {
     // Widening is exact; narrowing only when the value fits the narrower type.
@@ -273,23 +279,8 @@ void MaskIntervals::evaluate(Operation *op) {
       ints[r] = out;
     return;
   }
-  if (isa<arith::DivSIOp>(op)) {
-    // x / y for a divisor that is positive over its whole interval: truncation is monotone
-    // in both, so the corners bound it; otherwise |x / y| <= |x| (the language's guarded
-    // division gives 0 for y = 0 and -x for y = -1, both within it).
-    auto x = operand(0), y = operand(1);
-    if (!x || !y || x->bits >= limit)
-      return;
-    Value positive = cmp(arith::CmpIPredicate::sgt, y->lo, i64(0));
-    Value ylo = sel(positive, y->lo, i64(1)), yhi = sel(positive, y->hi, i64(1));
-    auto div = [&](Value p, Value q) { return arith::DivSIOp::create(*b, loc, p, q).getResult(); };
-    Value a = div(x->lo, ylo), c = div(x->lo, yhi), d = div(x->hi, ylo), e = div(x->hi, yhi);
-    int64_t bound = (int64_t(1) << x->bits) - 1;
-    Value lo = sel(positive, smin(smin(a, c), smin(d, e)), i64(-bound));
-    Value hi = sel(positive, smax(smax(a, c), smax(d, e)), i64(bound));
-    ints[r] = Ints{lo, hi, x->bits, false};
-    return;
-  }
+  if (isa<arith::DivSIOp>(op))
+    return evaluateDiv(op);
   if (auto s = dyn_cast<arith::SelectOp>(op)) {
     Bools c = boolOf(s.getCondition());
     auto x = intOf(s.getTrueValue()), y = intOf(s.getFalseValue());
@@ -300,6 +291,24 @@ void MaskIntervals::evaluate(Operation *op) {
     Value hi = sel(c.must, x->hi, sel(onlyFalse, y->hi, smax(x->hi, y->hi)));
     ints[r] = Ints{lo, hi, std::max(x->bits, y->bits), false};
   }
+}
+
+/// x / y for a divisor that is positive over its whole interval: truncation is monotone in
+/// both, so the corners bound it; otherwise |x / y| <= |x| (the language's guarded division
+/// gives 0 for y = 0 and -x for y = -1, both within it).
+void MaskIntervals::evaluateDiv(Operation *op) {
+  Value r = op->getResult(0);
+  auto x = intOf(op->getOperand(0)), y = intOf(op->getOperand(1));
+  if (!x || !y || x->bits >= limitOf(r))
+    return;
+  Value positive = cmp(arith::CmpIPredicate::sgt, y->lo, i64(0));
+  Value ylo = sel(positive, y->lo, i64(1)), yhi = sel(positive, y->hi, i64(1));
+  auto div = [&](Value p, Value q) { return arith::DivSIOp::create(*b, loc, p, q).getResult(); };
+  Value a = div(x->lo, ylo), c = div(x->lo, yhi), d = div(x->hi, ylo), e = div(x->hi, yhi);
+  int64_t bound = (int64_t(1) << x->bits) - 1;
+  Value lo = sel(positive, smin(smin(a, c), smin(d, e)), i64(-bound));
+  Value hi = sel(positive, smax(smax(a, c), smax(d, e)), i64(bound));
+  ints[r] = Ints{lo, hi, x->bits, false};
 }
 
 /// A param read: exact at point indices; at one index that is the query (or head) interval

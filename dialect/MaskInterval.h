@@ -3,6 +3,7 @@
 // lowering and the CUDA plan kernel, so both classify with the same IR.
 #pragma once
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Region.h"
@@ -64,7 +65,21 @@ private:
   Location loc;
 
   void evaluate(Operation *op);
+  void evaluateBool(Operation *op);
+  void evaluateInt(Operation *op);
+  void evaluateDiv(Operation *op);
   void evaluateLoad(Operation *op);
+  // i1 / i64 arithmetic at the builder's insertion point, for the bounds
+  Value andI(Value x, Value y);
+  Value orI(Value x, Value y);
+  Value notI(Value x);
+  Value cmp(arith::CmpIPredicate p, Value x, Value y);
+  Value sel(Value c, Value x, Value y);
+  Value smin(Value x, Value y);
+  Value smax(Value x, Value y);
+  /// The most bits a result of `r`'s type may use (its own width, at most kMaxBits), or the
+  /// kernel's arithmetic would wrap where the interval's does not.
+  int limitOf(Value r);
   std::optional<Ints> intOf(Value v);
   Bools boolOf(Value v);
   Value i64(int64_t c);

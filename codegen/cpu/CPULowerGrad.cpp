@@ -77,193 +77,237 @@ SmallVector<Value> inlineGrad(Emit &e, Region &region, ValueRange args) {
   return values;
 }
 
-void lowerGrad(AttentionGradOp op) {
-  OpBuilder builder(op);
-  Emit e{builder, op.getLoc()};
-  Value q = op.getQ(), k = op.getK(), v = op.getV(), out = op.getOut(), lse = op.getLse(),
-        dout = op.getDout();
-  NormKind norm = op.getNorm();
+using Operand = function_ref<Value(Emit &, Value)>;
+
+/// sum_d a(d) c(d) over d < n.
+Value dot(Emit &x, Value n, Operand a, Operand c) {
+  return x.reduce(n, x.f32(0), [&](Emit &in, Value d, Value acc) {
+    return in.fadd(acc, in.fmul(a(in, d), c(in, d)));
+  });
+}
+
+/// Element c of row (bb, hh, r) of a 4-d tensor, or element c of a vector.
+std::function<Value(Emit &, Value)> rowOf(Value mem, Value bb, Value hh, Value r) {
+  return [=](Emit &x, Value c) { return x.load(mem, {bb, hh, r, c}); };
+}
+std::function<Value(Emit &, Value)> vectorOf(Value mem) {
+  return [=](Emit &x, Value c) { return x.load(mem, {c}); };
+}
+
+/// One attn.attention_grad as loops over (b, h, i) and the row's keys.
+class GradLowering {
+public:
+  GradLowering(AttentionGradOp op, OpBuilder &builder) : op(op), e{builder, op.getLoc()} {}
+  void run();
+
+private:
+  /// The query row being differentiated: its position, kv head, D and lse.
+  struct Row {
+    Value b, h, hk, i, rowD, rowLse, empty;
+  };
+  AttentionGradOp op;
+  Emit e;
+  Value q, k, v, out, lse, dout, dk, dv, headDim, valueDim, kvLen, qLen, group;
+  Value dqRow, cumRow, colSum, rowSum, yRow, dyRow;  // scratch rows (some null)
+  NormKind norm = NormKind::softmax;
+  bool forget = false, rowNorms = false, mapped = false;
+
+  Value row(Value n) {
+    return memref::AllocOp::create(
+        e.b, e.loc, MemRefType::get({ShapedType::kDynamic}, e.b.getF32Type()), ValueRange{n})
+        .getResult();
+  }
+  Value asPosition(Emit &x, Value j) {  // key j's position (the mask keeps j <= i)
+    return x.minIdx(j, x.add(qLen, x.index(-1)));
+  }
+  Value weight(Emit &x, const Row &r, Value s);
+  void forKeys(Emit &ek, const Row &r, function_ref<void(Emit &, Value, ValueRange, Value)> body);
+  void recomputeMapped(Emit &ei, Row &r);
+  void keyGrads(Emit &ei, const Row &r);
+  void perHead(Emit &eh, Value b, Value h);
+};
+
+/// Key j's weight P (0 where masked), with its score s.
+Value GradLowering::weight(Emit &x, const Row &r, Value s) {
+  Value zeroF = x.f32(0), one = x.f32(1);
+  switch (norm) {
+  case NormKind::softmax: return x.select(r.empty, zeroF, x.exp(x.fsub(s, r.rowLse)));
+  case NormKind::sigmoid:
+    return arith::DivFOp::create(x.b, x.loc, one, x.fadd(one, x.exp(x.fsub(zeroF, s))));
+  case NormKind::relu2: {
+    Value relu = x.fmax(s, zeroF);
+    return x.fmul(relu, relu);
+  }
+  default: return s;  // none (sum has no backward: the verifier rejects it)
+  }
+}
+
+/// Every allowed key j of the row, with its dot (and row norms) and score.
+void GradLowering::forKeys(Emit &ek, const Row &r,
+                           function_ref<void(Emit &, Value, ValueRange, Value)> body) {
+  ek.loop(kvLen, [&](Emit &ej, Value j) {
+    auto visit = [&](Emit &x) {
+      SmallVector<Value> dt = {dot(x, headDim, rowOf(q, r.b, r.h, r.i), rowOf(k, r.b, r.hk, j))};
+      if (rowNorms)
+        dt.append({dot(x, headDim, rowOf(q, r.b, r.h, r.i), rowOf(q, r.b, r.h, r.i)),
+                   dot(x, headDim, rowOf(k, r.b, r.hk, j), rowOf(k, r.b, r.hk, j))});
+      SmallVector<Value> args = {r.b, r.h, r.i, j};
+      args.append(dt.begin(), dt.end());
+      Value s = x.inlineRegion(op.getScore(), args);
+      if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
+        s = x.fadd(s, x.fsub(x.load(cumRow, {r.i}), x.load(cumRow, {asPosition(x, j)})));
+      body(x, j, dt, s);
+    };
+    if (op.getMask().empty())
+      return visit(ej);
+    ej.when(ej.inlineRegion(op.getMask(), {r.b, r.h, r.i, j}), visit);
+  });
+}
+
+/// Through an output expression: y = sum_j P v_j, then z = y r (rmsnorm) or y, dz from
+/// output_grad, dy through the norm (dyRow, which takes dout's place), D = dy . y.
+void GradLowering::recomputeMapped(Emit &ei, Row &row) {
+  zero(ei, yRow);
+  forKeys(ei, row, [&](Emit &x, Value j, ValueRange, Value s) {
+    Value p = weight(x, row, s);
+    x.loop(valueDim, [&](Emit &xe, Value c) {
+      xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {row.b, row.hk, j, c}))),
+               yRow, {c});
+    });
+  });
+  Value r = ei.f32(1);
+  if (auto eps = op.getRmsEpsAttr())
+    r = ei.rmsFactor(dot(ei, valueDim, vectorOf(yRow), vectorOf(yRow)), valueDim,
+                     eps.getValueAsDouble());
+  ei.loop(valueDim, [&](Emit &xe, Value c) {
+    Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {row.b, row.h, row.i, c});
+    Value dz = op.getOutputGrad().empty()
+                   ? g
+                   : inlineGrad(xe, op.getOutputGrad(), {row.b, row.h, row.i, c, z, g})[0];
+    xe.store(dz, dyRow, {c});
+  });
+  if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
+    Value m = arith::DivFOp::create(
+        ei.b, ei.loc, ei.fmul(dot(ei, valueDim, vectorOf(dyRow), vectorOf(yRow)), r),
+        ei.indexToF32(valueDim));
+    ei.loop(valueDim, [&](Emit &xe, Value c) {
+      Value z = xe.fmul(xe.load(yRow, {c}), r);
+      xe.store(xe.fmul(r, xe.fsub(xe.load(dyRow, {c}), xe.fmul(z, m))), dyRow, {c});
+    });
+  }
+  if (norm == NormKind::softmax)
+    row.rowD = dot(ei, valueDim, vectorOf(dyRow), vectorOf(yRow));
+}
+
+/// dS of each key of the row, and from it dq (the row's, stored at the end), dk, dv, the
+/// params' gradients and the forget gate's column and row sums.
+void GradLowering::keyGrads(Emit &ei, const Row &r) {
+  // dout's row (dy's through an output expression) at value channel c
+  auto gradAt = [&](Emit &x, Value c) {
+    return mapped ? x.load(dyRow, {c}) : x.load(dout, {r.b, r.h, r.i, c});
+  };
+  zero(ei, dqRow);
+  forKeys(ei, r, [&](Emit &x, Value j, ValueRange dt, Value s) {
+    Value dP = dot(x, valueDim, gradAt, rowOf(v, r.b, r.hk, j));
+    Value p = weight(x, r, s), dS;
+    switch (norm) {
+    case NormKind::softmax: dS = x.fmul(p, x.fsub(dP, r.rowD)); break;
+    case NormKind::sigmoid: dS = x.fmul(dP, x.fmul(p, x.fsub(x.f32(1), p))); break;
+    case NormKind::relu2: dS = x.fmul(dP, x.fmul(x.f32(2), x.fmax(s, x.f32(0)))); break;
+    default: dS = dP;
+    }
+    if (forget) {
+      Value jq = asPosition(x, j);
+      x.store(x.fadd(x.load(colSum, {jq}), dS), colSum, {jq});
+      x.store(x.fadd(x.load(rowSum, {r.i}), dS), rowSum, {r.i});
+    }
+    SmallVector<Value> args = {r.b, r.h, r.i, j};
+    args.append(dt.begin(), dt.end());
+    args.push_back(dS);
+    // d(dot) and, with row norms, d(q.q) and d(k.k): dq += d(dot) k + 2 d(q.q) q, dk alike
+    SmallVector<Value> d = inlineGrad(x, op.getScoreGrad(), args);
+    x.loop(headDim, [&](Emit &xd, Value c) {
+      Value qc = xd.load(q, {r.b, r.h, r.i, c}), kc = xd.load(k, {r.b, r.hk, j, c});
+      Value toQ = xd.fmul(d[0], kc), toK = xd.fmul(d[0], qc);
+      if (rowNorms) {
+        toQ = xd.fadd(toQ, xd.fmul(xd.fmul(xd.f32(2), d[1]), qc));
+        toK = xd.fadd(toK, xd.fmul(xd.fmul(xd.f32(2), d[2]), kc));
+      }
+      xd.store(xd.fadd(xd.load(dqRow, {c}), toQ), dqRow, {c});
+      xd.store(xd.fadd(xd.load(dk, {r.b, r.hk, j, c}), toK), dk, {r.b, r.hk, j, c});
+    });
+    x.loop(valueDim, [&](Emit &xe, Value c) {
+      xe.store(xe.fadd(xe.load(dv, {r.b, r.hk, j, c}), xe.fmul(p, gradAt(xe, c))), dv,
+               {r.b, r.hk, j, c});
+    });
+  });
+  ei.loop(headDim, [&](Emit &xd, Value d) {
+    xd.store(xd.load(dqRow, {d}), op.getDq(), {r.b, r.h, r.i, d});
+  });
+}
+
+void GradLowering::perHead(Emit &eh, Value b, Value h) {
+  Value hk = arith::DivUIOp::create(eh.b, eh.loc, h, group);
+  if (forget) {
+    zero(eh, colSum);
+    zero(eh, rowSum);
+    eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value sum) {
+      Value next =
+          x.fadd(sum, buildLogDecay(x.b, x.loc, x.inlineRegion(op.getDecay(), {b, h, t})));
+      x.store(next, cumRow, {t});
+      return next;
+    });
+  }
+  eh.loop(qLen, [&](Emit &ei, Value i) {
+    Row r{b, h, hk, i, Value(), Value(), Value()};
+    // D = dout . out (through an output expression: dy . y, in recomputeMapped)
+    r.rowD = norm == NormKind::softmax && !mapped
+                 ? dot(ei, valueDim, rowOf(dout, b, h, i), rowOf(out, b, h, i))
+                 : ei.f32(0);
+    r.rowLse = lse ? ei.load(lse, {b, h, i}) : Value();
+    r.empty = lse ? ei.feq(r.rowLse, ei.f32(-std::numeric_limits<float>::infinity())) : Value();
+    if (mapped)
+      recomputeMapped(ei, r);
+    keyGrads(ei, r);
+  });
+  // log gamma(t) is in the scores of i >= t > j: its gradient is
+  // sum_{j < t} colSum[j] - sum_{i < t} rowSum[i] (the causal mask keeps dS(i, j) = 0 for
+  // j > i), a running sum over t.
+  if (forget)
+    eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value before) {
+      inlineGrad(x, op.getDecayGrad(), {b, h, t, before});
+      return x.fadd(before, x.fsub(x.load(colSum, {t}), x.load(rowSum, {t})));
+    });
+}
+
+void GradLowering::run() {
+  q = op.getQ(), k = op.getK(), v = op.getV(), out = op.getOut(), lse = op.getLse(),
+  dout = op.getDout();
+  norm = op.getNorm();
   llvm::SetVector<Value> paramGrads;
   op->walk([&](AccumulateOp acc) { paramGrads.insert(acc.getGrad()); });
   for (Value g : paramGrads)
     zero(e, g);
-  Value dk = scratchLike(e, op.getDk()), dv = scratchLike(e, op.getDv());
+  dk = scratchLike(e, op.getDk()), dv = scratchLike(e, op.getDv());
   zero(e, dk);
   zero(e, dv);
-  Value headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(k, 2);
-  auto row = [&](Value n) {
-    return memref::AllocOp::create(
-        e.b, e.loc, MemRefType::get({ShapedType::kDynamic}, e.b.getF32Type()), ValueRange{n})
-        .getResult();
-  };
-  Value dqRow = row(headDim);
+  headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(k, 2);
+  dqRow = row(headDim);
   // A forget gate: per (b, h) the cumulative log decays cum[t], and the column and row sums of
   // dS (colSum[j], rowSum[i]) whose prefix sums give each log decay's gradient.
-  bool forget = !op.getDecay().empty();
-  bool rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
-  Value qLen = e.extent(q, 2);
-  Value cumRow = forget ? row(qLen) : Value(), colSum = forget ? row(qLen) : Value(),
-        rowSum = forget ? row(qLen) : Value();
-  auto asPosition = [&](Emit &x, Value j) {  // key j's position (the mask keeps j <= i)
-    return x.minIdx(j, x.add(qLen, x.index(-1)));
-  };
+  forget = !op.getDecay().empty();
+  rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
+  qLen = e.extent(q, 2);
+  if (forget)
+    cumRow = row(qLen), colSum = row(qLen), rowSum = row(qLen);
   // Through an output expression: the recomputed row y and the gradient dy that takes dout's
   // place (see attn.attention_grad).
-  bool mapped = !op.getOutputGrad().empty() || op.getRmsEps();
-  Value yRow = mapped ? row(valueDim) : Value(), dyRow = mapped ? row(valueDim) : Value();
-  Value group = e.index(int64_t(op.getGroup()));
-  auto dot = [&](Emit &x, Value n, function_ref<Value(Emit &, Value)> a,
-                 function_ref<Value(Emit &, Value)> c) {
-    return x.reduce(n, x.f32(0), [&](Emit &in, Value d, Value acc) {
-      return in.fadd(acc, in.fmul(a(in, d), c(in, d)));
-    });
-  };
+  mapped = !op.getOutputGrad().empty() || op.getRmsEps();
+  if (mapped)
+    yRow = row(valueDim), dyRow = row(valueDim);
+  group = e.index(int64_t(op.getGroup()));
   e.loop(e.extent(q, 0), [&](Emit &eb, Value b) {
-    eb.loop(eb.extent(q, 1), [&](Emit &eh, Value h) {
-      Value hk = arith::DivUIOp::create(eh.b, eh.loc, h, group);
-      if (forget) {
-        zero(eh, colSum);
-        zero(eh, rowSum);
-        eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value sum) {
-          Value next = x.fadd(sum, buildLogDecay(x.b, x.loc,
-                                                 x.inlineRegion(op.getDecay(), {b, h, t})));
-          x.store(next, cumRow, {t});
-          return next;
-        });
-      }
-      eh.loop(qLen, [&](Emit &ei, Value i) {
-        auto at = [&](Value mem, Value bb, Value hh, Value row) {
-          return [=](Emit &x, Value c) { return x.load(mem, {bb, hh, row, c}); };
-        };
-        auto at1 = [&](Value mem) { return [=](Emit &x, Value c) { return x.load(mem, {c}); }; };
-        // D = dout . out (through an output expression: dy . y, below)
-        Value rowD = norm == NormKind::softmax && !mapped
-                         ? dot(ei, valueDim, at(dout, b, h, i), at(out, b, h, i))
-                         : ei.f32(0);
-        Value rowLse = lse ? ei.load(lse, {b, h, i}) : Value();
-        Value empty = lse ? ei.feq(rowLse, ei.f32(-std::numeric_limits<float>::infinity()))
-                          : Value();
-        // Key j's weight P (0 where masked), with its score s.
-        auto weight = [&](Emit &x, Value s) -> Value {
-          Value zeroF = x.f32(0), one = x.f32(1);
-          switch (norm) {
-          case NormKind::softmax: return x.select(empty, zeroF, x.exp(x.fsub(s, rowLse)));
-          case NormKind::sigmoid:
-            return arith::DivFOp::create(x.b, x.loc, one, x.fadd(one, x.exp(x.fsub(zeroF, s))));
-          case NormKind::relu2: {
-            Value r = x.fmax(s, zeroF);
-            return x.fmul(r, r);
-          }
-          default: return s;  // none (sum has no backward: the verifier rejects it)
-          }
-        };
-        // Every allowed key j of the row, with its dot (and row norms) and score.
-        auto forKeys = [&](Emit &ek, function_ref<void(Emit &, Value, ValueRange, Value)> body) {
-          ek.loop(kvLen, [&](Emit &ej, Value j) {
-            auto visit = [&](Emit &x) {
-              SmallVector<Value> dt = {dot(x, headDim, at(q, b, h, i), at(k, b, hk, j))};
-              if (rowNorms)
-                dt.append({dot(x, headDim, at(q, b, h, i), at(q, b, h, i)),
-                           dot(x, headDim, at(k, b, hk, j), at(k, b, hk, j))});
-              SmallVector<Value> args = {b, h, i, j};
-              args.append(dt.begin(), dt.end());
-              Value s = x.inlineRegion(op.getScore(), args);
-              if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
-                s = x.fadd(s, x.fsub(x.load(cumRow, {i}), x.load(cumRow, {asPosition(x, j)})));
-              body(x, j, dt, s);
-            };
-            if (op.getMask().empty())
-              return visit(ej);
-            ej.when(ej.inlineRegion(op.getMask(), {b, h, i, j}), visit);
-          });
-        };
-        if (mapped) {
-          // y = sum_j P v_j, then z = y r (rmsnorm) or y, dz from output_grad, dy through the
-          // norm, D = dy . y.
-          zero(ei, yRow);
-          forKeys(ei, [&](Emit &x, Value j, ValueRange, Value s) {
-            Value p = weight(x, s);
-            x.loop(valueDim, [&](Emit &xe, Value c) {
-              xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {b, hk, j, c}))), yRow,
-                       {c});
-            });
-          });
-          Value r = ei.f32(1);
-          if (auto eps = op.getRmsEpsAttr())
-            r = ei.rmsFactor(dot(ei, valueDim, at1(yRow), at1(yRow)), valueDim,
-                             eps.getValueAsDouble());
-          ei.loop(valueDim, [&](Emit &xe, Value c) {
-            Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {b, h, i, c});
-            Value dz = op.getOutputGrad().empty()
-                           ? g
-                           : inlineGrad(xe, op.getOutputGrad(), {b, h, i, c, z, g})[0];
-            xe.store(dz, dyRow, {c});
-          });
-          if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
-            Value m = arith::DivFOp::create(
-                ei.b, ei.loc, ei.fmul(dot(ei, valueDim, at1(dyRow), at1(yRow)), r),
-                ei.indexToF32(valueDim));
-            ei.loop(valueDim, [&](Emit &xe, Value c) {
-              Value z = xe.fmul(xe.load(yRow, {c}), r);
-              xe.store(xe.fmul(r, xe.fsub(xe.load(dyRow, {c}), xe.fmul(z, m))), dyRow, {c});
-            });
-          }
-          if (norm == NormKind::softmax)
-            rowD = dot(ei, valueDim, at1(dyRow), at1(yRow));
-        }
-        // dout's row (dy's through an output expression) at value channel c
-        auto gradAt = [&](Emit &x, Value c) {
-          return mapped ? x.load(dyRow, {c}) : x.load(dout, {b, h, i, c});
-        };
-        zero(ei, dqRow);
-        forKeys(ei, [&](Emit &x, Value j, ValueRange dt, Value s) {
-          Value dP = dot(x, valueDim, gradAt, at(v, b, hk, j));
-          Value p = weight(x, s), dS;
-          switch (norm) {
-          case NormKind::softmax: dS = x.fmul(p, x.fsub(dP, rowD)); break;
-          case NormKind::sigmoid: dS = x.fmul(dP, x.fmul(p, x.fsub(x.f32(1), p))); break;
-          case NormKind::relu2: dS = x.fmul(dP, x.fmul(x.f32(2), x.fmax(s, x.f32(0)))); break;
-          default: dS = dP;
-          }
-          if (forget) {
-            Value jq = asPosition(x, j);
-            x.store(x.fadd(x.load(colSum, {jq}), dS), colSum, {jq});
-            x.store(x.fadd(x.load(rowSum, {i}), dS), rowSum, {i});
-          }
-          SmallVector<Value> args = {b, h, i, j};
-          args.append(dt.begin(), dt.end());
-          args.push_back(dS);
-          // d(dot) and, with row norms, d(q.q) and d(k.k): dq += d(dot) k + 2 d(q.q) q, dk
-          // alike
-          SmallVector<Value> d = inlineGrad(x, op.getScoreGrad(), args);
-          x.loop(headDim, [&](Emit &xd, Value c) {
-            Value qc = xd.load(q, {b, h, i, c}), kc = xd.load(k, {b, hk, j, c});
-            Value toQ = xd.fmul(d[0], kc), toK = xd.fmul(d[0], qc);
-            if (rowNorms) {
-              toQ = xd.fadd(toQ, xd.fmul(xd.fmul(xd.f32(2), d[1]), qc));
-              toK = xd.fadd(toK, xd.fmul(xd.fmul(xd.f32(2), d[2]), kc));
-            }
-            xd.store(xd.fadd(xd.load(dqRow, {c}), toQ), dqRow, {c});
-            xd.store(xd.fadd(xd.load(dk, {b, hk, j, c}), toK), dk, {b, hk, j, c});
-          });
-          x.loop(valueDim, [&](Emit &xe, Value c) {
-            xe.store(xe.fadd(xe.load(dv, {b, hk, j, c}), xe.fmul(p, gradAt(xe, c))), dv,
-                     {b, hk, j, c});
-          });
-        });
-        ei.loop(headDim, [&](Emit &xd, Value d) {
-          xd.store(xd.load(dqRow, {d}), op.getDq(), {b, h, i, d});
-        });
-      });
-      // log gamma(t) is in the scores of i >= t > j: its gradient is
-      // sum_{j < t} colSum[j] - sum_{i < t} rowSum[i] (the causal mask keeps dS(i, j) = 0 for
-      // j > i), a running sum over t.
-      if (forget)
-        eh.reduce(qLen, eh.f32(0), [&](Emit &x, Value t, Value before) {
-          inlineGrad(x, op.getDecayGrad(), {b, h, t, before});
-          return x.fadd(before, x.fsub(x.load(colSum, {t}), x.load(rowSum, {t})));
-        });
-    });
+    eb.loop(eb.extent(q, 1), [&](Emit &eh, Value h) { perHead(eh, b, h); });
   });
   copyInto(e, dk, op.getDk());
   copyInto(e, dv, op.getDv());
@@ -277,8 +321,10 @@ struct AttnCPULowerGradPass : mlir::attn::impl::AttnCPULowerGradBase<AttnCPULowe
   void runOnOperation() override {
     SmallVector<AttentionGradOp> ops;
     getOperation().walk([&](AttentionGradOp op) { ops.push_back(op); });
-    for (AttentionGradOp op : ops)
-      lowerGrad(op);
+    for (AttentionGradOp op : ops) {
+      OpBuilder builder(op);
+      GradLowering(op, builder).run();
+    }
   }
 };
 

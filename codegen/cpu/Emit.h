@@ -108,4 +108,7 @@ struct Emit {
   }
 };
 
+/// One attn.chunk_step as scalar loops at the builder's insertion point (CPULowerChunk.cpp).
+void lowerChunkStep(Emit &e, ChunkStepOp op);
+
 } // namespace mlir::attn::cpu

@@ -256,14 +256,20 @@ struct LoadColumnsLowering : OpConversionPattern<LoadColumnsOp> {
 /// Element (n, e): row 16 w + g + 8 (e / 2), column 8 n + 2 c + e % 2, widened to f32.
 struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
   using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(LoadAccOp op, OneToNOpAdaptor,
+  LogicalResult matchAndRewrite(LoadAccOp op, OneToNOpAdaptor adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
+    MemRefType tileType = op.getTile().getType();
+    Value tile = adaptor.getTile().front();
     SmallVector<Value> values;
     for (int64_t n = 0; n < op.getType().getDimSize(1) / 8; ++n)
       for (int64_t e = 0; e < 4; ++e) {
         Value row = t.accRow(e / 2), col = t.accCol(n, e);
-        Value x = memref::LoadOp::create(rw, t.loc, op.getTile(), ValueRange{row, col});
+        SmallVector<Value> at = {row, col};
+        if (isSwizzled(tileType))  // the 16-byte chunk at column 8 n, then its element
+          at = {t.add(swizzledIndex(t, tileType, row, t.idx(8 * n))[0],
+                      t.add(t.mul(t.c, 2), int64_t(e % 2)))};
+        Value x = memref::LoadOp::create(rw, t.loc, tile, at);
         values.push_back(arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x));
       }
     rw.replaceOpWithMultiple(op, {values});

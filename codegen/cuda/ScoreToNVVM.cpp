@@ -95,10 +95,15 @@ private:
       allowed = allowed ? arith::AndIOp::create(t.b, t.loc, allowed, mask).getResult() : mask;
     }
     SmallVector<Value> args = {op.getB(), h, iSafe, jSafe, dot};
-    if (op.getQNorms()) {  // the row norms of the thread's row and of key j
-      Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
-      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getQNorms(), ValueRange{t.accRow(r)}));
-      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getKNorms(), ValueRange{col}));
+    if (op.getQNorms()) {  // the row norms of the thread's row and of key j (key-major:
+                           // of query i and the thread's row)
+      bool keyMajor = op.getTransposed();
+      Value col = arith::SubIOp::create(t.b, t.loc, keyMajor ? i : j,
+                                        keyMajor ? op.getI0() : op.getJ0());
+      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getQNorms(),
+                                            ValueRange{keyMajor ? col : t.accRow(r)}));
+      args.push_back(memref::LoadOp::create(t.b, t.loc, op.getKNorms(),
+                                            ValueRange{keyMajor ? t.accRow(r) : col}));
     }
     Value s = t.inlineBody(op.getScore(), args);
     if (op.getCumQ()) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
@@ -218,7 +223,7 @@ SmallVector<bool> uniformAccumulations(Block &body) {
   return uniform;
 }
 
-/// score_grad(b, h, i, j, dot, ds) on each element, 0 where ds is 0. Accumulations add their
+/// score_grad(b, h, i, j, dot, [nq, nk,] ds) on each element, 0 where ds is 0. Accumulations add their
 /// value where ds is not 0: by one atomic per element, or (indices fixed for the tile) summed
 /// over the thread's elements and the warp, then one atomic by lane 0.
 struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
@@ -238,7 +243,8 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
     SmallVector<Value> partial(uniform.size(), zero);
     SmallVector<SmallVector<Value>> partialAt(uniform.size());
     SmallVector<bool> summed(uniform.size(), false);  // a rank-0 gradient has no indices
-    SmallVector<Value> results;
+    // Per result (the dot's gradient; with row norms nq's and nk's too) the thread's values.
+    SmallVector<SmallVector<Value>> results(op.getResults().size());
     for (size_t n = 0; n < dot.size() / 4; ++n)
       for (int64_t e = 0; e < 4; ++e) {
         Value base = transposed ? op.getI0() : op.getJ0();
@@ -247,8 +253,16 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
         Value x = dot[n * 4 + e], g = ds[n * 4 + e];
         Value live = arith::CmpFOp::create(rw, t.loc, arith::CmpFPredicate::UNE, g, zero);
         IRMapping map;
-        map.map(body.getArguments(), ValueRange{op.getB(), op.getH(), t.minIdx(i, qLast),
-                                                t.minIdx(j, kvLast), x, g});
+        SmallVector<Value> args = {op.getB(), op.getH(), t.minIdx(i, qLast), t.minIdx(j, kvLast),
+                                   x};
+        if (op.getQNorms()) {  // as attn_gpu.score reads them: nq of query i, nk of key j
+          Value qAt = transposed ? t.add(t.mul(t.c, 2), int64_t(n * 8 + e % 2)) : t.accRow(e / 2);
+          Value kAt = transposed ? t.accRow(e / 2) : t.add(t.mul(t.c, 2), int64_t(n * 8 + e % 2));
+          args.push_back(memref::LoadOp::create(rw, t.loc, op.getQNorms(), ValueRange{qAt}));
+          args.push_back(memref::LoadOp::create(rw, t.loc, op.getKNorms(), ValueRange{kAt}));
+        }
+        args.push_back(g);
+        map.map(body.getArguments(), args);
         size_t k = 0;
         for (Operation &inner : body.without_terminator()) {
           auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
@@ -273,8 +287,8 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
           }
           ++k;
         }
-        Value grad = map.lookupOrDefault(body.getTerminator()->getOperand(0));
-        results.push_back(t.select(live, grad, zero));
+        for (auto [m, y] : llvm::enumerate(body.getTerminator()->getOperands()))
+          results[m].push_back(t.select(live, map.lookupOrDefault(y), zero));
       }
     Value lane0 = arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.lane, t.idx(0));
     size_t k = 0;
@@ -294,7 +308,7 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
       }
       ++k;
     }
-    rw.replaceOpWithMultiple(op, {results});
+    rw.replaceOpWithMultiple(op, ArrayRef<SmallVector<Value>>(results));
     return success();
   }
 };

@@ -1,5 +1,7 @@
-// The attn_gpu dialect: registration, fragment types and the ops' verifiers.
+// The attn_gpu dialect: registration, fragment types and the verifiers of the copy, fragment
+// and cluster ops (the store, state and recurrence ops: AttnGPUVerifiers.cpp).
 #include "codegen/gpu/AttnGPUDialect.h"
+#include "codegen/gpu/AttnGPUVerify.h"
 
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Builders.h"
@@ -9,6 +11,7 @@
 
 using namespace mlir;
 using namespace mlir::attngpu;
+using namespace mlir::attngpu::detail;
 
 #include "codegen/gpu/AttnGPUDialect.cpp.inc"
 #include "codegen/gpu/AttnGPUEnums.cpp.inc"
@@ -101,11 +104,10 @@ LogicalResult SwizzleAttr::getStridesAndOffset(ArrayRef<int64_t>, SmallVectorImp
   return failure();  // a swizzle has no strides
 }
 
-namespace {
-
 /// Checks that `value` is a fragment of layout `kind` (rank 2 for acc / operand_a, 1 for rows,
 /// rows a multiple of 16, columns of 8 (acc) or 16 (operand_a)).
-LogicalResult checkFragment(Operation *op, Type type, FragmentKind kind, StringRef what) {
+LogicalResult mlir::attngpu::detail::checkFragment(Operation *op, Type type, FragmentKind kind,
+                                                  StringRef what) {
   auto kindOf = fragmentKind(type);
   if (!kindOf || *kindOf != kind)
     return op->emitOpError() << what << " must be a fragment of layout #attn_gpu.frag<"
@@ -124,12 +126,12 @@ LogicalResult checkFragment(Operation *op, Type type, FragmentKind kind, StringR
   return success();
 }
 
-bool isWorkgroup(MemRefType type) {
+bool mlir::attngpu::detail::isWorkgroup(MemRefType type) {
   auto space = dyn_cast_or_null<gpu::AddressSpaceAttr>(type.getMemorySpace());
   return space && space.getValue() == gpu::AddressSpace::Workgroup;
 }
 
-LogicalResult checkShared(Operation *op, Value tile, StringRef what) {
+LogicalResult mlir::attngpu::detail::checkShared(Operation *op, Value tile, StringRef what) {
   auto type = cast<MemRefType>(tile.getType());
   if (!isWorkgroup(type))
     return op->emitOpError() << what << " must be in shared memory (#gpu.address_space<"
@@ -137,9 +139,7 @@ LogicalResult checkShared(Operation *op, Value tile, StringRef what) {
   return success();
 }
 
-int64_t logicalColumns(MemRefType tile) { return sharedColumns(tile); }
 
-} // namespace
 
 LogicalResult AllocSharedOp::verify() {
   MemRefType type = getTile().getType();
@@ -239,7 +239,7 @@ LogicalResult LoadOperandOp::verify() {
   if (isSwizzled(tile))
     return emitOpError("reads a padded tile with ldmatrix, not a swizzled one: ") << tile;
   if (tile.getRank() != 2 || tile.getDimSize(0) != getType().getDimSize(0) ||
-      logicalColumns(tile) != getType().getDimSize(1) ||
+      sharedColumns(tile) != getType().getDimSize(1) ||
       tile.getElementType() != getType().getElementType())
     return emitOpError("reads a padded [rows, columns + ")
            << kSharedPad << "] tile of its element type, got " << tile << " for " << getType();
@@ -276,8 +276,8 @@ LogicalResult MmaOp::verify() {
     return emitOpError("multiplies operands of one element type, got ")
            << a.getElementType() << " and " << b.getElementType();
   int64_t k = aTile ? sharedColumns(aTile) : a.getDimSize(1), n = acc.getDimSize(1);
-  int64_t bk = getTransposeB() ? logicalColumns(b) : b.getDimSize(0);
-  int64_t bn = getTransposeB() ? b.getDimSize(0) : logicalColumns(b);
+  int64_t bk = getTransposeB() ? sharedColumns(b) : b.getDimSize(0);
+  int64_t bn = getTransposeB() ? b.getDimSize(0) : sharedColumns(b);
   if (b.getRank() != 2 || bk != k || bn != n)
     return emitOpError("needs b of ") << (getTransposeB() ? "[N, K]" : "[K, N]") << " = ["
                                       << (getTransposeB() ? n : k) << ", "
@@ -358,8 +358,6 @@ LogicalResult ScoreOp::verify() {
     return emitOpError() << "'score' region must take " << (getQNorms() ? 7 : 5)
                          << " arguments (b, h, i, j, dot" << (getQNorms() ? ", nq, nk" : "")
                          << "), got " << args;
-  if (getTransposed() && getQNorms())
-    return emitOpError("transposed (key-major) takes no row norms");
   return success();
 }
 
@@ -367,11 +365,19 @@ LogicalResult ScoreGradOp::verify() {
   if (failed(checkFragment(*this, getDot().getType(), FragmentKind::acc, "the dot products")) ||
       failed(checkFragment(*this, getDs().getType(), FragmentKind::acc, "dS")))
     return failure();
-  if (getDs().getType() != getDot().getType() || getResult().getType() != getDot().getType())
-    return emitOpError("takes dot products and dS of one f32 tile type and returns it");
+  if (bool(getQNorms()) != bool(getKNorms()))
+    return emitOpError("takes the row norms of both queries and keys, or neither");
+  size_t results = getQNorms() ? 3 : 1;
+  if (getResults().size() != results ||
+      llvm::any_of(getResults(), [&](Value r) { return r.getType() != getDot().getType(); }))
+    return emitOpError() << "returns " << results << " tile(s) of the dot products' type"
+                         << (getQNorms() ? " (the gradients of dot, nq, nk)" : "");
   Block &body = getScoreGrad().front();
-  if (body.getNumArguments() != 6)
-    return emitOpError("takes a region of (b, h, i, j, dot, ds)");
+  if (body.getNumArguments() != (getQNorms() ? 8u : 6u))
+    return emitOpError() << "takes a region of (b, h, i, j, dot"
+                         << (getQNorms() ? ", nq, nk" : "") << ", ds)";
+  if (body.getTerminator()->getNumOperands() != results)
+    return emitOpError() << "'score_grad' region must yield " << results << " value(s)";
   return success();
 }
 
@@ -475,214 +481,6 @@ LogicalResult StoreRowsOp::verify() {
   if (rank != 3 + int64_t(getSplit().size()) || getSplit().size() > 1)
     return emitOpError("writes a rank-3 row statistic, or a rank-4 partial one at one split "
                        "index");
-  return success();
-}
-
-namespace {
-
-/// The [R, C] warp block of a state of `rows` rows: R a multiple of 16 dividing `rows`.
-LogicalResult checkStateBlock(Operation *op, Type type, int64_t rows, int64_t columns) {
-  if (failed(checkFragment(op, type, FragmentKind::warp_acc, "the state")))
-    return failure();
-  auto t = cast<RankedTensorType>(type);
-  if (!t.getElementType().isF32())
-    return op->emitOpError("keeps the state in f32");
-  if (rows % t.getDimSize(0))
-    return op->emitOpError() << "needs a warp block of rows dividing the state's " << rows
-                             << ", got " << t;
-  if (columns >= 0 && t.getDimSize(1) != columns)
-    return op->emitOpError() << "needs a state of " << columns << " columns, got " << t;
-  return success();
-}
-
-} // namespace
-
-LogicalResult LoadStateOp::verify() {
-  return checkStateBlock(*this, getType(), getRows(), -1);
-}
-
-LogicalResult StoreStateOp::verify() {
-  return checkStateBlock(*this, getX().getType(), getRows(), -1);
-}
-
-LogicalResult ShareStateOp::verify() {
-  if (failed(checkShared(*this, getTile(), "the tile")))
-    return failure();
-  MemRefType tile = getTile().getType();
-  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16)
-    return emitOpError("writes a 16-bit rank-2 tile, got ") << tile;
-  return checkStateBlock(*this, getX().getType(), tile.getDimSize(0), logicalColumns(tile));
-}
-
-LogicalResult StateUpdateOp::verify() {
-  if (failed(checkShared(*this, getK(), "k")) || failed(checkShared(*this, getV(), "v")))
-    return failure();
-  if (getResult().getType() != getS().getType())
-    return emitOpError("returns the state's type");
-  MemRefType k = getK().getType(), v = getV().getType();
-  if (k.getRank() != 2 || v.getRank() != 2 || k.getDimSize(0) != v.getDimSize(0) ||
-      k.getElementType() != v.getElementType() || k.getElementTypeBitWidth() != 16)
-    return emitOpError("needs 16-bit K and V tiles of one chunk's rows, got ") << k << " and "
-                                                                               << v;
-  int64_t columns = logicalColumns(v) + (getNormalize() ? 8 : 0);
-  return checkStateBlock(*this, getS().getType(), logicalColumns(k), columns);
-}
-
-LogicalResult MapElementsOp::verify() {
-  if (failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the operand")))
-    return failure();
-  if (getType() != getX().getType())
-    return emitOpError("returns the operand's type");
-  for (Value y : getMore())
-    if (y.getType() != getX().getType())
-      return emitOpError("takes more operands of the first one's type, got ") << y.getType();
-  if (getBody().getNumArguments() != 5 + getMore().size())
-    return emitOpError("takes a region of (b, h, i, j, x) and one more value per extra operand");
-  return success();
-}
-
-LogicalResult ColumnsOp::verify() {
-  if (failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the operand")) ||
-      failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
-    return failure();
-  auto x = cast<RankedTensorType>(getX().getType());
-  int64_t from = getFrom(), width = getType().getDimSize(1);
-  if (x.getDimSize(0) != getType().getDimSize(0) || from % 8 || from < 0 ||
-      from + width > x.getDimSize(1) || x.getElementType() != getType().getElementType())
-    return emitOpError("takes whole 8-column blocks of the operand's rows, got [")
-           << from << ", " << from + width << ") of " << x;
-  return success();
-}
-
-LogicalResult LoadRowsOp::verify() {
-  if (failed(checkFragment(*this, getType(), FragmentKind::rows, "the result")))
-    return failure();
-  int64_t n = getValues().getType().getDimSize(0);
-  if (!getType().getElementType().isF32() ||
-      (ShapedType::isStatic(n) && n < getType().getDimSize(0)))
-    return emitOpError("reads an f32 value for each of its rows");
-  return success();
-}
-
-LogicalResult LoadAccOp::verify() {
-  if (failed(checkShared(*this, getTile(), "the tile")) ||
-      failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
-    return failure();
-  MemRefType tile = getTile().getType();
-  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 ||
-      tile.getDimSize(0) != getType().getDimSize(0) ||
-      logicalColumns(tile) < getType().getDimSize(1) || !getType().getElementType().isF32())
-    return emitOpError("reads the first columns of a 16-bit tile of its rows into f32, got ")
-           << tile << " for " << getType();
-  return success();
-}
-
-LogicalResult LoadTileOp::verify() {
-  if (failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
-    return failure();
-  if (!getType().getElementType().isF32())
-    return emitOpError("reads f32 values, got ") << getType();
-  int64_t width = getSrc().getType().getDimSize(3);
-  if (!ShapedType::isDynamic(width) && width < getType().getDimSize(1))
-    return emitOpError("reads ") << getType().getDimSize(1) << " columns of a tensor of "
-                                 << width;
-  return success();
-}
-
-LogicalResult ShareTileOp::verify() {
-  if (failed(checkShared(*this, getTile(), "the tile")) ||
-      failed(checkFragment(*this, getX().getType(), FragmentKind::acc, "the tile")))
-    return failure();
-  MemRefType tile = getTile().getType();
-  auto x = cast<RankedTensorType>(getX().getType());
-  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 || isSwizzled(tile) ||
-      tile.getDimSize(0) != x.getDimSize(0) || logicalColumns(tile) != x.getDimSize(1))
-    return emitOpError("writes a padded 16-bit tile of the fragment's shape, got ")
-           << tile << " for " << x;
-  return success();
-}
-
-LogicalResult AtomicAddProductOp::verify() {
-  if (failed(checkShared(*this, getA(), "a")) || failed(checkShared(*this, getB(), "b")))
-    return failure();
-  MemRefType a = getA().getType(), b = getB().getType();
-  if (a.getRank() != 2 || b.getRank() != 2 || a.getElementType() != b.getElementType() ||
-      a.getElementTypeBitWidth() != 16 || a.getDimSize(0) != b.getDimSize(0) ||
-      a.getDimSize(0) % 16 || isSwizzled(a))
-    return emitOpError("needs 16-bit tiles A [K, R] (padded) and B [K, C] of one element type "
-                       "and K a multiple of 16, got ")
-           << a << " and " << b;
-  if (logicalColumns(a) % 16 || logicalColumns(b) % 32)
-    return emitOpError("needs R a multiple of 16 and C of 32, got ")
-           << logicalColumns(a) << " and " << logicalColumns(b);
-  int64_t width = getOut().getType().getDimSize(3);
-  if (!ShapedType::isDynamic(width) && width < logicalColumns(b))
-    return emitOpError("adds ") << logicalColumns(b) << " columns into a tensor of " << width;
-  return success();
-}
-
-LogicalResult GateOperandOp::verify() {
-  if (failed(checkFragment(*this, getA().getType(), FragmentKind::operand_a, "a")))
-    return failure();
-  if (getType() != getA().getType())
-    return emitOpError("returns the operand's type");
-  if (getGate().getType().getDimSize(1) != getType().getDimSize(1))
-    return emitOpError("needs a gate per channel of a");
-  return success();
-}
-
-LogicalResult RowSquaresOp::verify() {
-  if (failed(checkShared(*this, getTile(), "the tile")))
-    return failure();
-  MemRefType tile = getTile().getType();
-  if (tile.getElementTypeBitWidth() != 16 || sharedColumns(tile) % 8 ||
-      getNorms().getType().getDimSize(0) > tile.getDimSize(0))
-    return emitOpError() << "sums the 16-bit rows of whole 16-byte chunks of a tile into at "
-                            "most its rows, got "
-                         << tile << " and " << getNorms().getType();
-  return success();
-}
-
-LogicalResult RowDotOp::verify() {
-  if (failed(checkShared(*this, getA(), "a")) || failed(checkShared(*this, getB(), "b")) ||
-      failed(checkFragment(*this, getType(), FragmentKind::rows, "the result")))
-    return failure();
-  if (!getType().getElementType().isF32())
-    return emitOpError("returns f32 rows");
-  for (Value tile : {getA(), getB()}) {
-    auto type = cast<MemRefType>(tile.getType());
-    if (type.getRank() != 2 || type.getDimSize(1) < int64_t(getColumns()) ||
-        type.getDimSize(0) < getType().getDimSize(0))
-      return emitOpError() << "reads " << getType().getDimSize(0) << " rows of "
-                           << int64_t(getColumns()) << " columns of each tile, got " << type;
-  }
-  Region &w = getWeight();
-  auto idx = IndexType::get(getContext());
-  if (w.front().getNumArguments() != 4 ||
-      llvm::any_of(w.front().getArgumentTypes(), [&](Type t) { return t != idx; }))
-    return emitOpError("'weight' region must take (b, h, i, e : index)");
-  return success();
-}
-
-LogicalResult ProjectTileOp::verify() {
-  MemRefType raw = getRaw().getType(), w = getW().getType(), feature = getFeature().getType();
-  if (raw.getRank() != 2 || w.getRank() != 2 || feature.getRank() != 2 ||
-      logicalColumns(raw) != logicalColumns(w) || logicalColumns(feature) != w.getDimSize(0) ||
-      raw.getDimSize(0) != feature.getDimSize(0) || logicalColumns(raw) % 16 ||
-      w.getDimSize(0) % 16)
-    return emitOpError("projects [R, D] rows by w [M, D] into [R, M] (D, M multiples of 16)");
-  if (getMap().getNumArguments() != 2)
-    return emitOpError("takes a map of (x . w[m], x . x)");
-  return success();
-}
-
-LogicalResult CopyMatrixOp::verify() {
-  MemRefType source = getSource().getType(), tile = getTile().getType();
-  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 ||
-      !source.hasStaticShape() || source.getDimSize(0) != tile.getDimSize(0) ||
-      source.getDimSize(1) != logicalColumns(tile))
-    return emitOpError("copies a static matrix into a padded 16-bit tile of its shape, got ")
-           << source << " and " << tile;
   return success();
 }
 

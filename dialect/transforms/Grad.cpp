@@ -155,6 +155,136 @@ private:
     a = a ? add(a, d) : d;
   }
 
+  /// The arithmetic ops: contributes g's share to each active operand; false if not one.
+  bool backpropArith(Operation *op, Value r, Value g) {
+    auto operand = [&](unsigned n) { return op->getOperand(n); };
+    return TypeSwitch<Operation *, bool>(op)
+        .Case([&](arith::AddFOp) {
+          contribute(operand(0), g), contribute(operand(1), g);
+          return true;
+        })
+        .Case([&](arith::SubFOp) {
+          contribute(operand(0), g), contribute(operand(1), neg(g));
+          return true;
+        })
+        .Case([&](arith::MulFOp) {
+          contribute(operand(0), mul(g, x(operand(1))));
+          contribute(operand(1), mul(g, x(operand(0))));
+          return true;
+        })
+        .Case([&](arith::DivFOp) {  // r = a / c: da = g / c, dc = -g r / c
+          contribute(operand(0), div(g, x(operand(1))));
+          contribute(operand(1), neg(div(mul(g, x(r)), x(operand(1)))));
+          return true;
+        })
+        .Case([&](arith::RemFOp) {  // r = a - c trunc(a / c): dc = -g (a - r) / c
+          contribute(operand(0), g);
+          contribute(operand(1),
+                     neg(div(mul(g, sub(x(operand(0)), x(r))), x(operand(1)))));
+          return true;
+        })
+        .Case([&](arith::NegFOp) {
+          contribute(operand(0), neg(g));
+          return true;
+        })
+        .Case<arith::ExtFOp, arith::TruncFOp>([&](Operation *) {
+          contribute(operand(0), g);
+          return true;
+        })
+        .Case<arith::MaximumFOp, arith::MaxNumFOp, arith::MinimumFOp, arith::MinNumFOp>(
+            [&](Operation *m) {  // the chosen operand takes g (the first on a tie)
+              bool isMax = isa<arith::MaximumFOp, arith::MaxNumFOp>(m);
+              Value first = cmp(isMax ? arith::CmpFPredicate::OGE : arith::CmpFPredicate::OLE,
+                                x(operand(0)), x(operand(1)));
+              contribute(operand(0), select(first, g, f32(0)));
+              contribute(operand(1), select(first, f32(0), g));
+              return true;
+            })
+        .Case([&](arith::SelectOp s) {
+          contribute(operand(1), select(x(s.getCondition()), g, f32(0)));
+          contribute(operand(2), select(x(s.getCondition()), f32(0), g));
+          return true;
+        })
+        .Default([](Operation *) { return false; });
+  }
+
+  /// The math ops (and pow), the same way.
+  bool backpropMath(Operation *op, Value r, Value g) {
+    auto operand = [&](unsigned n) { return op->getOperand(n); };
+    return TypeSwitch<Operation *, bool>(op)
+        .Case([&](math::ExpOp) {
+          contribute(operand(0), mul(g, x(r)));
+          return true;
+        })
+        .Case([&](math::Exp2Op) {
+          contribute(operand(0), mul(g, mul(x(r), f32(kLn2))));
+          return true;
+        })
+        .Case([&](math::LogOp) {
+          contribute(operand(0), div(g, x(operand(0))));
+          return true;
+        })
+        .Case([&](math::Log2Op) {
+          contribute(operand(0), div(g, mul(x(operand(0)), f32(kLn2))));
+          return true;
+        })
+        .Case([&](math::Log1pOp) {
+          contribute(operand(0), div(g, add(f32(1), x(operand(0)))));
+          return true;
+        })
+        .Case([&](math::TanhOp) {  // 1 - tanh(u)^2 = sech(u)^2
+          contribute(operand(0), mul(g, sech2(x(operand(0)))));
+          return true;
+        })
+        .Case([&](math::SqrtOp) {  // 1 / (2 sqrt)
+          contribute(operand(0), div(mul(g, f32(0.5)), x(r)));
+          return true;
+        })
+        .Case([&](math::RsqrtOp) {  // -r^3 / 2
+          contribute(operand(0), mul(g, mul(f32(-0.5), mul(x(r), mul(x(r), x(r))))));
+          return true;
+        })
+        .Case([&](math::AbsFOp) {
+          Value negative = cmp(arith::CmpFPredicate::OLT, x(operand(0)), f32(0));
+          contribute(operand(0), select(negative, neg(g), g));
+          return true;
+        })
+        .Case([&](math::SinOp) {
+          contribute(operand(0), mul(g, math::CosOp::create(b, op->getLoc(), x(operand(0)))));
+          return true;
+        })
+        .Case([&](math::CosOp) {
+          contribute(operand(0),
+                     neg(mul(g, math::SinOp::create(b, op->getLoc(), x(operand(0))))));
+          return true;
+        })
+        .Case([&](math::PowFOp) {  // d/da = c a^(c-1) = c r / a, d/dc = r log a
+          contribute(operand(0), div(mul(g, mul(x(operand(1)), x(r))), x(operand(0))));
+          if (active.contains(operand(1)))
+            contribute(operand(1),
+                       mul(g, mul(x(r), math::LogOp::create(b, op->getLoc(), x(operand(0))))));
+          return true;
+        })
+        .Default([](Operation *) { return false; });
+  }
+
+  /// A param element read: accumulates its gradient g.
+  bool backpropLoad(Operation *op, Value g) {
+    return TypeSwitch<Operation *, bool>(op)
+        .Case([&](memref::LoadOp load) {  // a param element: accumulate its gradient
+          SmallVector<Value> idx;
+          for (Value i : load.getIndices())
+            idx.push_back(x(i));
+          Value gradBuf = paramGrads.lookup(load.getMemRef());
+          Value v = g.getType().isF32()
+                        ? g
+                        : arith::ExtFOp::create(b, op->getLoc(), b.getF32Type(), g).getResult();
+          AccumulateOp::create(b, op->getLoc(), v, gradBuf, idx);
+          return true;
+        })
+        .Default([](Operation *) { return false; });
+  }
+
   LogicalResult backprop(Operation *op) {
     if (op->getNumResults() != 1)
       return success();
@@ -163,120 +293,7 @@ private:
     if (!g)
       return success();  // not on a path to the score (or an integer)
     b.setInsertionPointToEnd(&grad);
-    auto operand = [&](unsigned n) { return op->getOperand(n); };
-    bool handled =
-        TypeSwitch<Operation *, bool>(op)
-            .Case([&](arith::AddFOp) {
-              contribute(operand(0), g), contribute(operand(1), g);
-              return true;
-            })
-            .Case([&](arith::SubFOp) {
-              contribute(operand(0), g), contribute(operand(1), neg(g));
-              return true;
-            })
-            .Case([&](arith::MulFOp) {
-              contribute(operand(0), mul(g, x(operand(1))));
-              contribute(operand(1), mul(g, x(operand(0))));
-              return true;
-            })
-            .Case([&](arith::DivFOp) {  // r = a / c: da = g / c, dc = -g r / c
-              contribute(operand(0), div(g, x(operand(1))));
-              contribute(operand(1), neg(div(mul(g, x(r)), x(operand(1)))));
-              return true;
-            })
-            .Case([&](arith::RemFOp) {  // r = a - c trunc(a / c): dc = -g (a - r) / c
-              contribute(operand(0), g);
-              contribute(operand(1),
-                         neg(div(mul(g, sub(x(operand(0)), x(r))), x(operand(1)))));
-              return true;
-            })
-            .Case([&](arith::NegFOp) {
-              contribute(operand(0), neg(g));
-              return true;
-            })
-            .Case<arith::ExtFOp, arith::TruncFOp>([&](Operation *) {
-              contribute(operand(0), g);
-              return true;
-            })
-            .Case<arith::MaximumFOp, arith::MaxNumFOp, arith::MinimumFOp, arith::MinNumFOp>(
-                [&](Operation *m) {  // the chosen operand takes g (the first on a tie)
-                  bool isMax = isa<arith::MaximumFOp, arith::MaxNumFOp>(m);
-                  Value first = cmp(isMax ? arith::CmpFPredicate::OGE : arith::CmpFPredicate::OLE,
-                                    x(operand(0)), x(operand(1)));
-                  contribute(operand(0), select(first, g, f32(0)));
-                  contribute(operand(1), select(first, f32(0), g));
-                  return true;
-                })
-            .Case([&](arith::SelectOp s) {
-              contribute(operand(1), select(x(s.getCondition()), g, f32(0)));
-              contribute(operand(2), select(x(s.getCondition()), f32(0), g));
-              return true;
-            })
-            .Case([&](math::ExpOp) {
-              contribute(operand(0), mul(g, x(r)));
-              return true;
-            })
-            .Case([&](math::Exp2Op) {
-              contribute(operand(0), mul(g, mul(x(r), f32(kLn2))));
-              return true;
-            })
-            .Case([&](math::LogOp) {
-              contribute(operand(0), div(g, x(operand(0))));
-              return true;
-            })
-            .Case([&](math::Log2Op) {
-              contribute(operand(0), div(g, mul(x(operand(0)), f32(kLn2))));
-              return true;
-            })
-            .Case([&](math::Log1pOp) {
-              contribute(operand(0), div(g, add(f32(1), x(operand(0)))));
-              return true;
-            })
-            .Case([&](math::TanhOp) {  // 1 - tanh(u)^2 = sech(u)^2
-              contribute(operand(0), mul(g, sech2(x(operand(0)))));
-              return true;
-            })
-            .Case([&](math::SqrtOp) {  // 1 / (2 sqrt)
-              contribute(operand(0), div(mul(g, f32(0.5)), x(r)));
-              return true;
-            })
-            .Case([&](math::RsqrtOp) {  // -r^3 / 2
-              contribute(operand(0), mul(g, mul(f32(-0.5), mul(x(r), mul(x(r), x(r))))));
-              return true;
-            })
-            .Case([&](math::AbsFOp) {
-              Value negative = cmp(arith::CmpFPredicate::OLT, x(operand(0)), f32(0));
-              contribute(operand(0), select(negative, neg(g), g));
-              return true;
-            })
-            .Case([&](math::SinOp) {
-              contribute(operand(0), mul(g, math::CosOp::create(b, op->getLoc(), x(operand(0)))));
-              return true;
-            })
-            .Case([&](math::CosOp) {
-              contribute(operand(0),
-                         neg(mul(g, math::SinOp::create(b, op->getLoc(), x(operand(0))))));
-              return true;
-            })
-            .Case([&](math::PowFOp) {  // d/da = c a^(c-1) = c r / a, d/dc = r log a
-              contribute(operand(0), div(mul(g, mul(x(operand(1)), x(r))), x(operand(0))));
-              if (active.contains(operand(1)))
-                contribute(operand(1),
-                           mul(g, mul(x(r), math::LogOp::create(b, op->getLoc(), x(operand(0))))));
-              return true;
-            })
-            .Case([&](memref::LoadOp load) {  // a param element: accumulate its gradient
-              SmallVector<Value> idx;
-              for (Value i : load.getIndices())
-                idx.push_back(x(i));
-              Value gradBuf = paramGrads.lookup(load.getMemRef());
-              Value v = g.getType().isF32()
-                            ? g
-                            : arith::ExtFOp::create(b, op->getLoc(), b.getF32Type(), g).getResult();
-              AccumulateOp::create(b, op->getLoc(), v, gradBuf, idx);
-              return true;
-            })
-            .Default([](Operation *) { return false; });
+    bool handled = backpropArith(op, r, g) || backpropMath(op, r, g) || backpropLoad(op, g);
     if (!handled)
       return op->emitError("attn-grad: cannot differentiate '")
              << op->getName() << "' on the score's path from dot or a float param (supported: "

@@ -24,10 +24,11 @@
 // D = rowsum(dy y) and the map's param gradients (attn_gpu.score_grad over the value columns);
 // dy, rounded to the inputs' 16-bit type, takes dout's place in its dQ loop (as an operand in
 // registers) and in the dK/dV kernel (from the workspace dy [b, h, i, dv] after D and dQacc).
+// This file: the dQ side and the kernels' order; GradKeys.cpp: the dK/dV kernel and the block
+// plan's key-major reading.
 #include "codegen/gpu/transforms/ChunkSchedule.h"
-#include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/GradDistributor.h"
 #include "codegen/gpu/transforms/PlanDistribute.h"
-#include "codegen/gpu/transforms/TileBuilder.h"
 #include "dialect/transforms/Patterns.h"
 
 #include <cmath>
@@ -36,77 +37,7 @@ using namespace mlir;
 using namespace mlir::attngpu;
 using attn::AttentionGradOp;
 using attn::NormKind;
-
-namespace {
-
-/// Tile sizes: the dQ kernel's query tile (16 rows per warp) and key tile; the dK/dV kernel's
-/// key tile (16 rows per warp) and query tile (fewer columns for wide heads: registers).
-struct GradSchedule {
-  int64_t blockQ = 64, blockK = 32, keyRows = 64, queryCols = 64;
-};
-
-class GradDistributor : TileBuilder {
-public:
-  GradDistributor(OpBuilder &b, AttentionGradOp op, func::FuncOp f)
-      : TileBuilder(b, op.getLoc()), op(op), f(f) {}
-
-  LogicalResult run(StringRef chip, bool blockPlan, bool dqAtomic);
-
-private:
-  AttentionGradOp op;
-  func::FuncOp f;
-  GradSchedule s;
-  IRMapping map;  // host values -> the current kernel's values
-  Type elt;
-  int64_t headDim = 0, valueDim = 0;
-  Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
-  bool softmax = false;
-  bool atomic = false;  // dQ by atomics from the dK/dV kernel
-  bool mapped = false;  // through an output expression: dy recomputed, in the workspace
-  /// A mask that reads params: the block plan's classification (a host-side op whose entries
-  /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
-  attn::TileKeyRangeOp keyRange;
-
-  gpu::GPUFuncOp makeKernel(gpu::GPUModuleOp module, StringRef name);
-  LogicalResult enter(gpu::GPUFuncOp kernel);
-  void cloneScore(ScoreOp score);
-  /// P and dS of a tile from its scores s (filled with -inf where masked or out of range),
-  /// dP and the rows' (or, key-major, columns') lse and D.
-  std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
-  /// P of a tile from its scores (the first half of probabilities()).
-  Value probability(Value s, Value lseAt);
-  Value scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
-  Value regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0, Value columns,
-                   bool transposed);
-  /// Key tile j0 of the query tile's loop: K and V copied into kTile and vTile, S = Q K^T and
-  /// the score (-inf where masked; `planned`: the block plan's full range skips the mask).
-  std::pair<Value, Value> queryTileScores(Value qOperand, Value kTile, Value vTile, Value kvHead,
-                                          Value head, Value i0, Value j0,
-                                          const attn::KeyRange &planned);
-  /// The query tile's key range [from, to): the mask's bounds, then the block plan's entry.
-  using KeySpan = std::tuple<Value, Value, attn::KeyRange>;
-  KeySpan keyRangeOf(Value i0);
-  /// Through an output expression: y of the query tile recomputed over its key tiles (K and V
-  /// through kTile and vTile) over its key range, dy from the dout tile (landed in doTile),
-  /// D and dy into the workspaces; returns (dy, D's rows).
-  std::pair<Value, Value> emitOutputGrad(Value qOperand, Value lseRows, Value doTile,
-                                         Value kTile, Value vTile, Value i0, Value head,
-                                         const KeySpan &keys);
-  /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
-  std::pair<Value, Value> queryTile();
-  /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.
-  void setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width = 0);
-  /// D = rowsum(dO O) of the query tile into the workspace (dO and O landed in shared
-  /// tiles); its rows.
-  Value emitDelta(Value doTile, Value oTile, Value i0, Value head);
-  LogicalResult emitDQ(gpu::GPUFuncOp kernel);
-  LogicalResult emitPrepare(gpu::GPUFuncOp kernel);
-  LogicalResult emitConvertDQ(gpu::GPUFuncOp kernel);
-  LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
-  void planKeyRanges();
-  Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);
-  std::pair<Value, Value> plannedQueries(Value j0, Value from, Value to);
-};
+using namespace mlir::attngpu::detail;
 
 gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef name) {
   OpBuilder::InsertionGuard guard(b);
@@ -200,18 +131,28 @@ void GradDistributor::cloneScore(ScoreOp score) {
 
 /// dS -> the gradient of the dot products. The dQ kernel accumulates the param gradients (each
 /// (i, j) once); the key-major kernel drops the accumulations, unless it computes dQ too.
-Value GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
-                                 bool transposed) {
-  return regionGrad(op.getScoreGrad(), dot, ds, h, i0, j0, kvLen, transposed);
+SmallVector<Value> GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
+                                              bool transposed) {
+  auto grad = ScoreGradOp::create(b, loc, SmallVector<Type>(rowNorms ? 3 : 1, dot.getType()),
+                                  dot, ds, batch, h, i0, j0, qLen, kvLen, qNorms, kNorms,
+                                  transposed);
+  fillGradRegion(op.getScoreGrad(), grad, transposed);
+  return SmallVector<Value>(grad.getResults());
 }
 
 /// attn_gpu.score_grad of `region` ((b, h, i, j, x, g) -> g dF/dx, accumulations) on a tile
-/// of columns j0 .. below `columns`: the score's (j a key) or the output map's (j a value
-/// column).
+/// of columns j0 .. below `columns`: the output map's (j a value column).
 Value GradDistributor::regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0,
                                   Value columns, bool transposed) {
-  auto grad = ScoreGradOp::create(b, loc, x.getType(), x, g, batch, h, i0, j0, qLen, columns,
-                                  transposed);
+  auto grad = ScoreGradOp::create(b, loc, TypeRange{x.getType()}, x, g, batch, h, i0, j0, qLen,
+                                  columns, Value(), Value(), transposed);
+  fillGradRegion(region, grad, transposed);
+  return grad.getResult(0);
+}
+
+/// The region of a score_grad: `region` cloned; the dQ kernel accumulates the param gradients
+/// (each (i, j) once), the key-major kernel drops the accumulations unless it computes dQ too.
+void GradDistributor::fillGradRegion(Region &region, ScoreGradOp grad, bool transposed) {
   cloneRegionInto(b, region, grad.getScoreGrad(), map);
   SmallVector<attn::AccumulateOp> accumulations;
   grad.getScoreGrad().walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
@@ -223,7 +164,18 @@ Value GradDistributor::regionGrad(Region &region, Value x, Value g, Value h, Val
     }
     acc.erase();
   }
-  return grad;
+}
+
+void GradDistributor::squareRows(Value tile, Value norms) {
+  RowSquaresOp::create(b, loc, tile, norms);
+  barrier();  // the norms are read by every warp
+}
+
+Value GradDistributor::addNormGrad(Value acc, Value sum, Value tile, int64_t rows, int64_t cols) {
+  RankedTensorType type = accOf(rows, cols);
+  Value twice = fmul(quadReduce(ReduceKind::sum, sum), splat(rowsOf(rows, b.getF32Type()), 2));
+  Value x = LoadAccOp::create(b, loc, type, tile);
+  return fadd(acc, fmul(broadcast(twice, cols), x));
 }
 
 /// The dQ kernel: grid (query tiles, heads, batch).
@@ -238,6 +190,8 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
   Value kTile = sharedTile(s.blockK, headDim, elt, true);
   Value vTile = sharedTile(s.blockK, valueDim, elt, true);
+  qNorms = rowNorms ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
+  kNorms = rowNorms ? sharedTile(s.blockK, 0, b.getF32Type(), false) : Value();
 
   CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
   CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
@@ -246,6 +200,8 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   if (softmax)
     CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
   waitGroups(0);
+  if (rowNorms)
+    squareRows(qTile, qNorms);
   RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
   Value lseRows, dRows;
   if (softmax) {  // D = rowsum(dO * O), for this kernel and the workspace
@@ -262,8 +218,10 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     doOperand = toOperand(dy, elt);
     dRows = deltaRows;
   }
-  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
-                                 ValueRange{splat(accOf(s.blockQ, headDim), 0)});
+  SmallVector<Value> inits = {splat(accOf(s.blockQ, headDim), 0)};
+  if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
+    inits.push_back(splat(rows, 0));
+  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), inits);
   {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
@@ -273,13 +231,19 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     Value lseAt = softmax ? broadcast(lseRows, s.blockK) : Value();
     Value dAt = softmax ? broadcast(dRows, s.blockK) : Value();
     Value ds = probabilities(score, dP, lseAt, dAt).second;
-    Value dDot = scoreGrad(dot, ds, head, i0, j0, false);
-    dq = mma(toOperand(dDot, elt), kTile, dq, false);
+    SmallVector<Value> grads = scoreGrad(dot, ds, head, i0, j0, false);
+    dq = mma(toOperand(grads[0], elt), kTile, dq, false);
     barrier();  // every warp is done with K(j0) and V(j0) before the next copies
-    scf::YieldOp::create(b, loc, dq);
+    SmallVector<Value> carried = {dq};
+    if (rowNorms)
+      carried.push_back(fadd(loop.getRegionIterArgs()[1], rowReduce(ReduceKind::sum, grads[1])));
+    scf::YieldOp::create(b, loc, carried);
   }
-  StoreTileOp::create(b, loc, loop.getResult(0), map.lookup(op.getDq()), batch, head, i0, qLen,
-                      ValueRange{}, Value(), b.getI64IntegerAttr(1));
+  Value dq = loop.getResult(0);
+  if (rowNorms)  // + 2 (sum_j d(q.q)) q
+    dq = addNormGrad(dq, loop.getResult(1), qTile, s.blockQ, headDim);
+  StoreTileOp::create(b, loc, dq, map.lookup(op.getDq()), batch, head, i0, qLen, ValueRange{},
+                      Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
   setQueryTileLaunch(kernel);
   return success();
@@ -292,10 +256,12 @@ std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value k
     CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
                           Value(), Value(), b.getI64IntegerAttr(0));
   waitGroups(0);
+  if (rowNorms)
+    squareRows(kTile, kNorms);
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
   auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                               Value(), Value(), Value(), Value(), Value(), full,
+                               Value(), Value(), Value(), qNorms, kNorms, full,
                                b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
   cloneScore(score);
   return {dot, score};
@@ -443,188 +409,6 @@ LogicalResult GradDistributor::emitConvertDQ(gpu::GPUFuncOp kernel) {
   return success();
 }
 
-/// The dK/dV kernel: grid (key tiles, kv heads, batch); key-major tiles.
-LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
-  if (failed(enter(kernel)))
-    return failure();
-  if (mapped)
-    dout = dyWork;  // the first kernel's dy takes dout's place
-  Value j0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.keyRows);
-  Value kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value kTile = sharedTile(s.keyRows, headDim, elt, true);
-  Value vTile = sharedTile(s.keyRows, valueDim, elt, true);
-  Value qTile = sharedTile(s.queryCols, headDim, elt, true);
-  Value doTile = sharedTile(s.queryCols, valueDim, elt, true);
-  Value lseVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
-  Value dVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
-  Value dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
-  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
-    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                          Value(), Value(), b.getI64IntegerAttr(0));
-  waitGroups(0);
-
-  // The queries that may see a key of the tile: the mask's bounds j >= i + c or j <= i + c
-  // (coefficient 1 on i) give i <= j - c and i >= j - c.
-  Value from = idx(0), to = qLen;
-  Value jLast = arith::AddIOp::create(b, loc, j0, idx(s.keyRows - 1));
-  if (!op.getMask().empty()) {
-    bool exact;
-    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
-      if (bd.a != 1)
-        continue;
-      Value c = attn::keyBoundEdge(b, loc, bd, idx(0), op.getMask(), batch, map);
-      if (bd.lower) {  // i <= jLast - c
-        Value end = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, jLast, c), idx(1));
-        to = arith::MinSIOp::create(b, loc, to, arith::MaxSIOp::create(b, loc, end, idx(0)));
-      } else {  // i >= j0 - c, floored to a whole query tile
-        Value first = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, j0, c), idx(0));
-        from = arith::MaxSIOp::create(
-            b, loc, from,
-            mulc(arith::DivUIOp::create(b, loc, first, idx(s.queryCols)), s.queryCols));
-      }
-    }
-  }
-  // A mask that reads no head: the query tiles whose planned key range meets this key tile.
-  bool perHead = keyRange && attn::maskReadsHead(keyRange.getMask());
-  if (keyRange && !perHead)
-    std::tie(from, to) = plannedQueries(j0, from, to);
-  RankedTensorType kdAcc = accOf(s.keyRows, headDim), kvAcc = accOf(s.keyRows, valueDim);
-  RankedTensorType tileAcc = accOf(s.keyRows, s.queryCols);
-  Value firstHead = mulc(kvHead, op.getGroup());
-  auto heads = scf::ForOp::create(b, loc, firstHead,
-                                  arith::AddIOp::create(b, loc, firstHead, idx(op.getGroup())),
-                                  idx(1), ValueRange{splat(kdAcc, 0), splat(kvAcc, 0)});
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(heads.getBody());
-    Value h = heads.getInductionVar();
-    auto queries = scf::ForOp::create(b, loc, from, to, idx(s.queryCols),
-                                      heads.getRegionIterArgs());
-    {
-      OpBuilder::InsertionGuard inner(b);
-      b.setInsertionPointToStart(queries.getBody());
-      Value i0 = queries.getInductionVar();
-      Value dk = queries.getRegionIterArgs()[0], dv = queries.getRegionIterArgs()[1];
-      CopyQueryTileOp::create(b, loc, q, qTile, batch, h, i0, b.getI64IntegerAttr(1));
-      CopyQueryTileOp::create(b, loc, dout, doTile, batch, h, i0, b.getI64IntegerAttr(1));
-      waitGroups(0);
-      Value lseAt, dAt;
-      if (softmax) {
-        CopyRowsOp::create(b, loc, lse, lseVec, batch, h, i0, qLen, b.getF32FloatAttr(INFINITY));
-        CopyRowsOp::create(b, loc, delta, dVec, batch, h, i0, qLen, b.getF32FloatAttr(0));
-        barrier();
-        lseAt = LoadColumnsOp::create(b, loc, tileAcc, lseVec);
-        dAt = LoadColumnsOp::create(b, loc, tileAcc, dVec);
-      }
-      Value dot = mma(loadOperand(kTile, s.keyRows, headDim), qTile, splat(tileAcc, 0), true);
-      Value full;
-      if (keyRange && !perHead && s.blockQ % s.queryCols == 0) {  // the query tile's plan entry
-        Value qt = arith::DivUIOp::create(b, loc, i0, idx(s.blockQ));
-        attn::KeyRange r = planEntry(b, loc, keyRange, plan, batch, idx(0), qt);
-        full = fullTile(r.fullLower, r.fullUpper, j0, s.keyRows);
-      }
-      auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
-                                   Value(), Value(), Value(), Value(), full,
-                                   b.getF32FloatAttr(-INFINITY),
-                                   b.getI64IntegerAttr(1), b.getUnitAttr());
-      cloneScore(score);
-      Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);
-      auto [p, ds] = probabilities(score, dP, lseAt, dAt);
-      dv = mma(toOperand(p, elt), doTile, dv, false);
-      Value dDot = scoreGrad(dot, ds, h, i0, j0, true);
-      if (atomic)  // dQ of the query tile += dS^T K, the rows of all warps' keys summed
-        ShareTileOp::create(b, loc, dDot, dsTile);
-      dk = mma(toOperand(dDot, elt), qTile, dk, false);
-      if (atomic) {
-        barrier();
-        AtomicAddProductOp::create(b, loc, dsTile, kTile, dqAcc, batch, h, i0, qLen);
-      }
-      barrier();  // every warp is done with this query tile before the next copies
-      scf::YieldOp::create(b, loc, ValueRange{dk, dv});
-    }
-    scf::YieldOp::create(b, loc, queries.getResults());
-  }
-  for (auto [acc, grad] : {std::pair(heads.getResult(0), op.getDk()),
-                           std::pair(heads.getResult(1), op.getDv())})
-    StoreTileOp::create(b, loc, acc, map.lookup(grad), batch, kvHead, j0, kvLen, ValueRange{},
-                        Value(), b.getI64IntegerAttr(1));
-  gpu::ReturnOp::create(b, loc);
-  int64_t kArg = cast<BlockArgument>(op.getK()).getArgNumber();
-  setLaunch(kernel, s.keyRows / 16 * 32,
-            {{kArg, 2, 1, s.keyRows}, {kArg, 1, 1, 1}, {kArg, 0, 1, 1}}, 0,
-            {{"block_q", s.queryCols}, {"block_k", s.keyRows}, {"warps", s.keyRows / 16}});
-  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.keyRows / 16 * 32), 1, 1}));
-  return success();
-}
-
-/// Keys [j0, j0 + keys) lie inside the plan's full range [fullFrom, fullTo).
-Value GradDistributor::fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys) {
-  return arith::AndIOp::create(
-      b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, fullFrom, j0),
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                            arith::AddIOp::create(b, loc, j0, idx(keys)), fullTo));
-}
-
-/// The dK/dV kernel's query loop narrowed to the plan's query tiles whose key range meets keys
-/// [j0, j0 + keyRows): each warp's lanes scan the entries, a shuffle reduction gives every warp
-/// the first and last such tile (no shared memory, no barrier).
-std::pair<Value, Value> GradDistributor::plannedQueries(Value j0, Value from, Value to) {
-  Value tiles = arith::CeilDivUIOp::create(b, loc, qLen, idx(s.blockQ));
-  Value lane = arith::RemUIOp::create(b, loc, gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x),
-                                      idx(32));
-  Value jEnd = arith::AddIOp::create(b, loc, j0, idx(s.keyRows));
-  auto loop = scf::ForOp::create(b, loc, lane, tiles, idx(32), ValueRange{tiles, idx(0)});
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value t = loop.getInductionVar();
-    Value first = planValue(b, loc, plan, batch, idx(0), t, 0);
-    Value end = planValue(b, loc, plan, batch, idx(0), t, 1);
-    Value meets = arith::AndIOp::create(
-        b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, first, jEnd),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt, end, j0));
-    auto acc = loop.getRegionIterArgs();
-    scf::YieldOp::create(
-        b, loc,
-        ValueRange{sel(meets, arith::MinUIOp::create(b, loc, acc[0], t), acc[0]),
-                   sel(meets, arith::AddIOp::create(b, loc, t, idx(1)), acc[1])});
-  }
-  Value lo = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(0));
-  Value hi = arith::IndexCastOp::create(b, loc, b.getI32Type(), loop.getResult(1));
-  lo = warpReduce(b, loc, lo, arith::AtomicRMWKind::mins);
-  hi = warpReduce(b, loc, hi, arith::AtomicRMWKind::maxs);
-  auto toIndex = [&](Value x) { return arith::IndexCastOp::create(b, loc, b.getIndexType(), x); };
-  // Tiles [lo, hi) of blockQ rows, as whole query steps of the loop (no tile: an empty range).
-  Value start = mulc(arith::DivUIOp::create(b, loc, mulc(toIndex(lo), s.blockQ), idx(s.queryCols)),
-                     s.queryCols);
-  from = arith::MaxSIOp::create(b, loc, from, start);
-  to = arith::MinSIOp::create(b, loc, to, mulc(toIndex(hi), s.blockQ));
-  return {from, to};
-}
-
-/// A mask that reads params and is not exactly affine: the classification of the dQ kernel's
-/// query tiles (an attn.tile_key_range in the host function, where its operands live).
-void GradDistributor::planKeyRanges() {
-  if (op.getMask().empty() || !attn::maskReadsParams(op.getMask()))
-    return;
-  bool exact = false;
-  attn::analyzeMaskBounds(op.getMask(), exact);
-  if (exact)
-    return;
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(op);
-  // Batch, head and query tile: placeholders the plan kernel maps to its own (three values).
-  Value batch0 = idx(0), head0 = idx(0), row0 = idx(0);
-  Value hostQLen = memref::DimOp::create(b, loc, op.getQ(), 2);
-  Value hostKvLen = memref::DimOp::create(b, loc, op.getK(), 2);
-  Type index = b.getIndexType();
-  keyRange = attn::TileKeyRangeOp::create(b, loc, index, index, index, index, batch0, head0, row0,
-                                          hostQLen, hostKvLen, uint64_t(s.blockQ), uint64_t(1),
-                                          uint64_t(s.blockK));
-  IRMapping none;
-  op.getMask().cloneInto(&keyRange.getMask(), none);
-}
-
 LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic) {
   MemRefType qType = op.getQ().getType(), vType = op.getV().getType();
   elt = qType.getElementType();
@@ -644,6 +428,10 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   if (std::max(headDim, valueDim) > 64)
     s.queryCols = 32;  // dK and dV of 16 x d per warp stay in registers beside the tiles
   atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide
+  rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
+  if (rowNorms && atomic)
+    return op.emitError("the CUDA backward of row norms (dot(q, q), dot(k, k)) computes dQ in "
+                        "its own kernel: compile without --dq-atomic");
 
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(f);
@@ -674,8 +462,6 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   return success();
 }
 
-} // namespace
-
 LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool blockPlan,
                                             bool dqAtomic) {
   SmallVector<AttentionGradOp> ops;
@@ -686,10 +472,6 @@ LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool
     return ops.front().emitError(
         "the CUDA backward of a forget gate (a decay with norm softmax) is not implemented yet; "
         "the CPU back end computes it");
-  if (ops.front().getScore().front().getNumArguments() == 7)
-    return ops.front().emitError(
-        "the CUDA backward of row norms (dot(q, q), dot(k, k)) is not implemented yet; the CPU "
-        "back end computes it");
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
   return distributor.run(chip, blockPlan, dqAtomic);

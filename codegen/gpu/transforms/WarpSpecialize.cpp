@@ -312,13 +312,10 @@ Value materialize(Plan &p, Value v, IRMapping &map, OpBuilder &outer, OpBuilder 
   return map.lookup(v);
 }
 
-void specialize(Plan &p) {
-  gpu::GPUFuncOp kernel = p.kernel;
-  Location loc = kernel.getLoc();
-  MLIRContext *ctx = kernel.getContext();
+/// The second buffer of each tile, its full barrier and the free barriers, before the split.
+void addRings(Plan &p) {
+  Location loc = p.kernel.getLoc();
   int64_t consumerThreads = p.consumers * kWarpgroup;
-
-  // The second buffer of each tile, its full barrier and the free barriers, before the split.
   OpBuilder b(p.split);
   for (auto &[alloc, ring] : p.rings) {
     ring.tile1 = b.clone(*alloc)->getResult(0);
@@ -332,32 +329,26 @@ void specialize(Plan &p) {
     ring.free0 = barrier(consumerThreads);
     ring.free1 = barrier(consumerThreads);
   }
+}
 
-  // Registers: the blocks per SM shared memory allows (two for one consumer warpgroup), the
-  // per-thread cap that gives, and the consumers' share once the producer gave up its own.
-  int64_t shared = sharedBytesWith(kernel, {});
-  int64_t threads = consumerThreads + kWarpgroup;
-  int64_t blocks = p.consumers == 1 && 2 * (shared + 1024) <= kSharedPerSM90 ? 2 : 1;
+/// Registers: the blocks per SM shared memory allows (two for one consumer warpgroup), the
+/// per-thread cap that gives, and the consumers' share once the producer gave up its own
+/// (null: the cap needs no reallocation).
+DenseI64ArrayAttr registerSplit(Plan &p, int64_t &blocks) {
+  int64_t shared = sharedBytesWith(p.kernel, {});
+  int64_t threads = (p.consumers + 1) * kWarpgroup;
+  blocks = p.consumers == 1 && 2 * (shared + 1024) <= kSharedPerSM90 ? 2 : 1;
   int64_t cap = std::min<int64_t>(255, kRegisterFile / (threads * blocks)) / 8 * 8;
-  DenseI64ArrayAttr registers;
-  if (cap < 248) {
-    int64_t consumerRegisters = std::min<int64_t>(
-        256, ((p.consumers + 1) * cap - kProducerRegisters) / p.consumers / 8 * 8);
-    registers = DenseI64ArrayAttr::get(ctx, {consumerRegisters, kProducerRegisters});
-  }
+  if (cap >= 248)
+    return DenseI64ArrayAttr();
+  int64_t consumerRegisters = std::min<int64_t>(
+      256, ((p.consumers + 1) * cap - kProducerRegisters) / p.consumers / 8 * 8);
+  return DenseI64ArrayAttr::get(p.kernel.getContext(), {consumerRegisters, kProducerRegisters});
+}
 
-  // Everything after the split is the consumers' program.
-  b.setInsertionPointAfter(p.split);
-  auto ws = WarpSpecializeOp::create(b, loc, p.consumers, registers);
-  Block *consumer = new Block(), *producer = new Block();
-  ws.getConsumer().push_back(consumer);
-  ws.getProducer().push_back(producer);
-  consumer->getOperations().splice(consumer->end(), p.entry->getOperations(),
-                                   std::next(ws->getIterator()),
-                                   p.entry->getTerminator()->getIterator());
-  p.body = consumer;
-
-  // The producer: the copies in program order, each into buffer n % 2 once it is free.
+/// The producer: the copies in program order, each into buffer n % 2 once it is free.
+void emitProducer(Plan &p, Block *producer) {
+  Location loc = p.kernel.getLoc();
   OpBuilder outer = OpBuilder::atBlockEnd(producer);
   IRMapping map;
   // `at`: where the copy goes; `outside`: where index math outside the key loop goes.
@@ -390,52 +381,60 @@ void specialize(Plan &p) {
     int64_t n = llvm::find(ring->before, copy) - ring->before.begin();
     emitCopy(outer, outer, *ring, copy, x.idx(n));
   }
-  if (p.loop) {
-    OpBuilder none(ctx);
-    Value lb = materialize(p, p.loop.getLowerBound(), map, outer, none);
-    Value ub = materialize(p, p.loop.getUpperBound(), map, outer, none);
-    Value step = materialize(p, p.loop.getStep(), map, outer, none);
-    auto loop = scf::ForOp::create(outer, loc, lb, ub, step);
-    map.map(p.loop.getInductionVar(), loop.getInductionVar());
-    OpBuilder hoisted(loop);  // loop-invariant index math goes before the loop
-    OpBuilder inner = OpBuilder::atBlockTerminator(loop.getBody());
-    for (auto &[ring, copy] : inProgramOrder(&Ring::inLoop)) {
-      Builder x{inner, loc};
-      int64_t q = llvm::find(ring->inLoop, copy) - ring->inLoop.begin();
-      Value n = x.add(x.mul(x.iterations(loop), x.idx(ring->inLoop.size())),
-                      x.idx(ring->before.size() + q));
-      emitCopy(inner, hoisted, *ring, copy, n);
-    }
+  if (!p.loop)
+    return;
+  OpBuilder none(p.kernel.getContext());
+  Value lb = materialize(p, p.loop.getLowerBound(), map, outer, none);
+  Value ub = materialize(p, p.loop.getUpperBound(), map, outer, none);
+  Value step = materialize(p, p.loop.getStep(), map, outer, none);
+  auto loop = scf::ForOp::create(outer, loc, lb, ub, step);
+  map.map(p.loop.getInductionVar(), loop.getInductionVar());
+  OpBuilder hoisted(loop);  // loop-invariant index math goes before the loop
+  OpBuilder inner = OpBuilder::atBlockTerminator(loop.getBody());
+  for (auto &[ring, copy] : inProgramOrder(&Ring::inLoop)) {
+    Builder x{inner, loc};
+    int64_t q = llvm::find(ring->inLoop, copy) - ring->inLoop.begin();
+    Value n = x.add(x.mul(x.iterations(loop), x.idx(ring->inLoop.size())),
+                    x.idx(ring->before.size() + q));
+    emitCopy(inner, hoisted, *ring, copy, n);
   }
+}
 
-  // The consumers. Block barriers in the key loop that only guarded a tile's refill (the next
-  // op with an effect is a copy) go: the free barriers guard it now. Kept when the loop
-  // writes shared memory otherwise.
+/// Block barriers in the key loop that only guarded a tile's refill (the next op with an
+/// effect is a copy): the free barriers guard it now. Kept when the loop writes shared memory
+/// otherwise.
+SmallVector<gpu::BarrierOp> refillGuards(Plan &p) {
   SmallVector<gpu::BarrierOp> guards;
-  if (p.loop) {
-    bool otherWrites = false;
-    p.loop.getBody()->walk([&](Operation *op) { otherWrites |= writesShared(op); });
-    Block *body = p.loop.getBody();
-    for (auto barrier : body->getOps<gpu::BarrierOp>()) {
-      // The next op with an effect, from the body's start again past its end (the next
-      // iteration's copies).
-      Operation *next = barrier->getNextNode();
-      for (bool wrapped = false;;) {
-        while (next && (isMemoryEffectFree(next) || isa<scf::YieldOp>(next)) &&
-               next->getNumRegions() == 0 && next != barrier)
-          next = next->getNextNode();
-        if (next || wrapped)
-          break;
-        wrapped = true;
-        next = &body->front();
-      }
-      auto copy = dyn_cast_or_null<CopyKeyTileOp>(next);
-      if (!otherWrites && copy && copy.getMap())
-        guards.push_back(barrier);
+  if (!p.loop)
+    return guards;
+  bool otherWrites = false;
+  p.loop.getBody()->walk([&](Operation *op) { otherWrites |= writesShared(op); });
+  Block *body = p.loop.getBody();
+  for (auto barrier : body->getOps<gpu::BarrierOp>()) {
+    // The next op with an effect, from the body's start again past its end (the next
+    // iteration's copies).
+    Operation *next = barrier->getNextNode();
+    for (bool wrapped = false;;) {
+      while (next && (isMemoryEffectFree(next) || isa<scf::YieldOp>(next)) &&
+             next->getNumRegions() == 0 && next != barrier)
+        next = next->getNextNode();
+      if (next || wrapped)
+        break;
+      wrapped = true;
+      next = &body->front();
     }
+    auto copy = dyn_cast_or_null<CopyKeyTileOp>(next);
+    if (!otherWrites && copy && copy.getMap())
+      guards.push_back(barrier);
   }
-  // Each wait for copy n: buffer n % 2's full barrier at parity n / 2; the reads behind it
-  // take buffer n % 2.
+  return guards;
+}
+
+/// The consumers: each wait for copy n becomes one on buffer n % 2's full barrier at parity
+/// n / 2 (the reads behind it take buffer n % 2), and where copy n was issued, copy n - 1 has
+/// been read: its buffer's free barrier gets an arrival.
+void rewireConsumers(Plan &p) {
+  Location loc = p.kernel.getLoc();
   for (auto &[alloc, ring] : p.rings)
     for (WaitBarrierOp wait : ring.waits) {
       OpBuilder at(wait);
@@ -451,7 +450,6 @@ void specialize(Plan &p) {
   for (auto &[alloc, ring] : p.rings)
     for (WaitBarrierOp wait : ring.waits)
       wait.erase();
-  // Where copy n was issued, copy n - 1 has been read: its buffer is free.
   for (auto &[alloc, ring] : p.rings) {
     int64_t a = ring.before.size(), c = ring.inLoop.size();
     for (auto [q, copy] : llvm::enumerate(ring.before)) {
@@ -480,10 +478,35 @@ void specialize(Plan &p) {
       copy.erase();
     }
   }
+}
+
+void specialize(Plan &p) {
+  gpu::GPUFuncOp kernel = p.kernel;
+  Location loc = kernel.getLoc();
+  MLIRContext *ctx = kernel.getContext();
+  addRings(p);
+  int64_t blocks = 1;
+  DenseI64ArrayAttr registers = registerSplit(p, blocks);
+
+  // Everything after the split is the consumers' program.
+  OpBuilder b(ctx);
+  b.setInsertionPointAfter(p.split);
+  auto ws = WarpSpecializeOp::create(b, loc, p.consumers, registers);
+  Block *consumer = new Block(), *producer = new Block();
+  ws.getConsumer().push_back(consumer);
+  ws.getProducer().push_back(producer);
+  consumer->getOperations().splice(consumer->end(), p.entry->getOperations(),
+                                   std::next(ws->getIterator()),
+                                   p.entry->getTerminator()->getIterator());
+  p.body = consumer;
+  emitProducer(p, producer);
+  SmallVector<gpu::BarrierOp> guards = refillGuards(p);
+  rewireConsumers(p);
   for (gpu::BarrierOp barrier : guards)
     barrier.erase();
 
   // The launch: a producer warpgroup more, the blocks per SM asked for, the pipeline's shape.
+  int64_t threads = (p.consumers + 1) * kWarpgroup;
   auto launch = kernel->getAttrOfType<LaunchAttr>(kLaunchAttrName);
   NamedAttrList schedule(launch.getSchedule());
   schedule.set("consumers", IntegerAttr::get(IntegerType::get(ctx, 64), p.consumers));

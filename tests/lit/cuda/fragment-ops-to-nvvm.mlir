@@ -43,3 +43,28 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// load_acc of a 128-byte-swizzled tile (wgmma's K or Q tile in the backward): element (r, col)
+// through the swizzle's flat view, the 16-byte chunk of column 8 n (chunk XOR r % 8), then
+// the element 2 c + e % 2 inside it.
+// CHECK-LABEL: gpu.func @load_acc_swizzled
+// Column block 0 (chunk 0 XOR r % 8 = r % 8): no xor; then chunks 1.. of each row.
+// CHECK-COUNT-4: memref.load %[[VIEW:view]][%{{.*}}] : memref<4096xbf16, #gpu.address_space<workgroup>>
+// CHECK: arith.xori
+// CHECK-COUNT-28: memref.load %[[VIEW]][%{{.*}}] : memref<4096xbf16, #gpu.address_space<workgroup>>
+// CHECK-NOT: memref.load
+// CHECK: gpu.return
+gpu.module @sw {
+  gpu.func @load_acc_swizzled(%out: memref<?xi1>) kernel
+      attributes {known_block_size = array<i32: 128, 1, 1>} {
+    %tile = attn_gpu.alloc_shared {offset = 0 : i64} : memref<64x64xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>>
+    %x = attn_gpu.load_acc %tile : memref<64x64xbf16, #attn_gpu.swizzle<128>, #gpu.address_space<workgroup>> -> tensor<64x64xf32, #acc>
+    %rows = attn_gpu.row_reduce <sum> %x : tensor<64x64xf32, #acc> -> tensor<64xf32, #rows>
+    %zero = arith.constant dense<0.0> : tensor<64xf32, #rows>
+    %ok = arith.cmpf ogt, %rows, %zero : tensor<64xf32, #rows>
+    %v = attn_gpu.vote_all %ok : tensor<64xi1, #rows>
+    %c0 = arith.constant 0 : index
+    memref.store %v, %out[%c0] : memref<?xi1>
+    gpu.return
+  }
+}

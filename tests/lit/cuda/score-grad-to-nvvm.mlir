@@ -89,3 +89,44 @@ gpu.module @r {
     gpu.return
   }
 }
+
+// Row norms (cosine attention's backward), key-major: the region takes (b, h, i, j, dot, nq,
+// nk, ds) with nq read at the element's query (its column) and nk at its key (its row), and
+// yields three adjoints, each a result (0 where ds is 0).
+// CHECK-LABEL: gpu.func @norms_key_major
+// CHECK-DAG: %[[LANE:.*]] = arith.remui %thread_id_x, %c32
+// CHECK-DAG: %[[G:.*]] = arith.divui %[[LANE]], %c4
+// CHECK-DAG: %[[C:.*]] = arith.remui %[[LANE]], %c4
+// CHECK-DAG: %[[C2:.*]] = arith.muli %[[C]], %c2
+// CHECK-DAG: %[[ROW:.*]] = arith.addi %{{.*}}, %[[G]] : index
+// CHECK: memref.load %[[QN:arg[0-9]+]][%[[C2]]] : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK-NEXT: memref.load %[[KN:arg[0-9]+]][%[[ROW]]] : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK-COUNT-7: memref.load %[[QN]]
+// CHECK-NOT: memref.load %[[QN]]
+// CHECK: gpu.return
+gpu.module @n {
+  gpu.func @norms_key_major(%qn: memref<16xf32, #gpu.address_space<workgroup>>,
+                            %kn: memref<16xf32, #gpu.address_space<workgroup>>,
+                            %out: memref<?xi1>, %n: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<0.5> : tensor<16x16xf32, #acc>
+    %r:3 = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n norms %qn, %kn {transposed}
+        : tensor<16x16xf32, #acc> norms memref<16xf32, #gpu.address_space<workgroup>>,
+          memref<16xf32, #gpu.address_space<workgroup>>
+        -> tensor<16x16xf32, #acc>, tensor<16x16xf32, #acc>, tensor<16x16xf32, #acc> {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %nq: f32, %nk: f32, %ds: f32):
+      %a = arith.mulf %ds, %nq : f32
+      %c = arith.mulf %ds, %nk : f32
+      attn_gpu.yield %ds, %a, %c : f32, f32, f32
+    }
+    %sum = arith.addf %r#1, %r#2 : tensor<16x16xf32, #acc>
+    %all3 = arith.addf %sum, %r#0 : tensor<16x16xf32, #acc>
+    %rows = attn_gpu.row_reduce <sum> %all3 : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    %zero = arith.constant dense<0.0> : tensor<16xf32, #attn_gpu.frag<rows>>
+    %ok = arith.cmpf ogt, %rows, %zero : tensor<16xf32, #attn_gpu.frag<rows>>
+    %v = attn_gpu.vote_all %ok : tensor<16xi1, #attn_gpu.frag<rows>>
+    %c0 = arith.constant 0 : index
+    memref.store %v, %out[%c0] : memref<?xi1>
+    gpu.return
+  }
+}

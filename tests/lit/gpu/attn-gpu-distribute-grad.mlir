@@ -51,6 +51,8 @@
 // dS^T K into the query tile's rows of dQacc by atomics, between barriers; alibi_grad_dq converts
 // dQacc to dq.
 // RUN: attnc-opt %t.mlir --attn-gpu-select-strategy --attn-gpu-distribute=dq-atomic=true | FileCheck %s --check-prefix=ATOMIC
+// RUN: attnc %specs/cosine_attention.attn --backward --emit=tiled -o %t.cos.mlir
+// RUN: attnc-opt %t.cos.mlir --attn-gpu-select-strategy --attn-gpu-distribute | FileCheck %s --check-prefix=NORMS
 // ATOMIC: gpu.func @alibi_grad({{.*}}, %[[D:.*]]: memref<?x?x?xf32>, %[[ACC:.*]]: memref<?x?x?x?xf32>) kernel
 // ATOMIC-COUNT-2: attn_gpu.copy_query_tile
 // ATOMIC: attn_gpu.store_rows %{{.*}} -> %[[D]]
@@ -69,3 +71,38 @@
 // ATOMIC: gpu.func @alibi_grad_dq({{.*}}, %[[ACC3:.*]]: memref<?x?x?x?xf32>) kernel attributes {attn_gpu.launch = #attn_gpu.launch<threads = 128, grid = [<arg 0 dim 2 * 1 ceil_div 64>, <arg 0 dim 1 * 1 ceil_div 1>, <arg 0 dim 0 * 1 ceil_div 1>], {{.*}}dq_accum_width = 128
 // ATOMIC: %[[T:.*]] = attn_gpu.load_tile %[[ACC3]]
 // ATOMIC: attn_gpu.store_tile %[[T]]
+
+// Row norms (cosine attention: dot(q, q) and dot(k, k) in the score). The dQ kernel squares
+// the Q tile's rows once and each K tile's rows, scores with `norms`, takes the three adjoints
+// from score_grad (dot, nq, nk), carries each row's sum of d(q.q) over the keys and adds
+// 2 (sum) q at the end.
+// NORMS-LABEL: gpu.func @cosine_attention_grad(
+// NORMS: attn_gpu.row_squares %[[Q:.*]] -> %[[QN:.*]] : memref<64x136xbf16
+// NORMS: %[[DQ:.*]]:2 = scf.for {{.*}} -> (tensor<64x128xf32, #attn_gpu.frag<acc>>, tensor<64xf32, #attn_gpu.frag<rows>>)
+// NORMS: attn_gpu.row_squares %{{.*}} -> %[[KN:.*]] : memref<32x136xbf16
+// NORMS-NEXT: gpu.barrier
+// NORMS: attn_gpu.score %{{.*}} norms %[[QN]], %[[KN]]
+// NORMS: %[[G:.*]]:3 = attn_gpu.score_grad %{{.*}} norms %[[QN]], %[[KN]] :
+// NORMS: attn_gpu.row_reduce <sum> %[[G]]#1
+// NORMS: %[[SUM:.*]] = attn_gpu.quad_reduce <sum> %[[DQ]]#1
+// NORMS-NEXT: %[[TWICE:.*]] = arith.mulf %[[SUM]], %{{.*}}
+// NORMS-NEXT: %[[QACC:.*]] = attn_gpu.load_acc %[[Q]] : memref<64x136xbf16, #gpu.address_space<workgroup>> -> tensor<64x128xf32, #attn_gpu.frag<acc>>
+// NORMS-NEXT: %[[B:.*]] = attn_gpu.broadcast_rows %[[TWICE]]
+// NORMS-NEXT: %[[T:.*]] = arith.mulf %[[B]], %[[QACC]]
+// NORMS-NEXT: %[[OUT:.*]] = arith.addf %[[DQ]]#0, %[[T]]
+// NORMS-NEXT: attn_gpu.store_tile %[[OUT]]
+// The dK/dV kernel (key-major): the K tile's rows once, each query tile's, the transposed
+// score and score_grad with norms, each key's sum of d(k.k) over the group's queries, and
+// 2 (sum) k added to dK.
+// NORMS-LABEL: gpu.func @cosine_attention_grad_dkdv(
+// NORMS: attn_gpu.row_squares %[[K:.*]] -> %[[KN2:.*]] : memref<64x136xbf16
+// NORMS: %[[HEADS:.*]]:3 = scf.for
+// NORMS: attn_gpu.row_squares %{{.*}} -> %[[QN2:.*]] : memref<32x136xbf16
+// NORMS: attn_gpu.score %{{.*}} norms %[[QN2]], %[[KN2]] {fill = 0xFF800000 : f32, transposed}
+// NORMS: %[[G2:.*]]:3 = attn_gpu.score_grad %{{.*}} norms %[[QN2]], %[[KN2]] {transposed}
+// NORMS: attn_gpu.row_reduce <sum> %[[G2]]#2
+// NORMS: %[[SUM2:.*]] = attn_gpu.quad_reduce <sum> %[[HEADS]]#2
+// NORMS: attn_gpu.load_acc %[[K]]
+// NORMS: %[[DK:.*]] = arith.addf %[[HEADS]]#0
+// NORMS-NEXT: attn_gpu.store_tile %[[DK]]
+// NORMS-NEXT: attn_gpu.store_tile %[[HEADS]]#1

@@ -557,3 +557,17 @@ gpu.module @cluster_sync_no_cluster {
     gpu.return
   }
 }
+
+// -----
+
+func.func @score_grad_norms_results(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, %n: index,
+                                    %qn: memref<16xf32>, %kn: memref<16xf32>) {
+  // expected-error @+1 {{returns 3 tile(s) of the dot products' type (the gradients of dot, nq, nk)}}
+  %r = attn_gpu.score_grad %s, %s[%n, %n, %n, %n] below %n, %n norms %qn, %kn
+      : tensor<16x16xf32, #attn_gpu.frag<acc>> norms memref<16xf32>, memref<16xf32>
+      -> tensor<16x16xf32, #attn_gpu.frag<acc>> {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %nq: f32, %nk: f32, %ds: f32):
+    attn_gpu.yield %ds, %ds, %ds : f32, f32, f32
+  }
+  return
+}

@@ -1,0 +1,69 @@
+// attn_gpu ops of the backward pass: the score's derivative, param gradient accumulation, and
+// per-row values read into shared memory.
+// Included by AttnGPUOps.td (the dialect, its attributes and types are there).
+
+//===----------------------------------------------------------------------===//
+// The backward pass
+//===----------------------------------------------------------------------===//
+
+def AttnGPU_ScoreGradOp : AttnGPU_Op<"score_grad",
+    [AllTypesMatch<["dot", "ds"]>, AttrSizedOperandSegments]> {
+  let summary = "The score's derivative on an accumulator tile, param gradients accumulated";
+  let description = [{
+    result[r, c] = score_grad(b, h, i, j, dot[r, c], ds[r, c]) with (i, j) = (i0 + r, j0 + c),
+    or (i0 + c, j0 + r) when `transposed` (key-major tiles): dS turned into the gradient of
+    the dot product. The region's attn_gpu.accumulate ops add into param gradients in global
+    memory, for the elements whose ds is not 0 (masked, out-of-range and padded elements
+    have ds = 0 and add nothing); an accumulation whose indices read neither i nor j is
+    summed over the warp first, one atomic add per warp and tile. Positions past q_len and
+    kv_len are clamped for the region's reads.
+
+    With `norms %nq, %nk` (a score reading the row norms dot(q, q) and dot(k, k), as
+    attn_gpu.score takes them) the region takes (b, h, i, j, dot, nq, nk, ds) and yields the
+    gradients of the dot, of nq and of nk: three results, each 0 where ds is 0.
+  }];
+  let arguments = (ins AttnGPU_Fragment:$dot, AttnGPU_Fragment:$ds,
+                       Index:$b, Index:$h, Index:$i0, Index:$j0, Index:$q_len, Index:$kv_len,
+                       Optional<MemRefRankOf<[F32], [1]>>:$q_norms,
+                       Optional<MemRefRankOf<[F32], [1]>>:$k_norms,
+                       UnitAttr:$transposed);
+  let results = (outs Variadic<AttnGPU_Fragment>:$results);
+  let regions = (region SizedRegion<1>:$score_grad);
+  let assemblyFormat = [{
+    $dot `,` $ds `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
+    (`norms` $q_norms^ `,` $k_norms)? attr-dict `:` type($dot)
+    (`norms` type($q_norms)^ `,` type($k_norms))? `->` type($results) $score_grad
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_AccumulateOp : AttnGPU_Op<"accumulate", [HasParent<"ScoreGradOp">]> {
+  let summary = "Adds a value into an element of a param gradient in global memory";
+  let arguments = (ins F32:$value, Arg<MemRefOf<[F32]>, "", [MemRead, MemWrite]>:$grad,
+                       Variadic<Index>:$indices);
+  let assemblyFormat = "$value `->` $grad `[` $indices `]` attr-dict `:` type($grad)";
+  let hasVerifier = 1;
+}
+
+def AttnGPU_CopyRowsOp : AttnGPU_Op<"copy_rows"> {
+  let summary = "One f32 value per query of a tile, from global [b, h, i] into shared memory";
+  let description = [{
+    values[r] = src[b, h, i0 + r] for i0 + r < q_len, `fill` past it (lse and D of a query
+    tile in the backward). Synchronous loads by the first threads; a barrier must follow.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [3]>, "", [MemRead]>:$src,
+                       Arg<MemRefRankOf<[F32], [1]>, "", [MemWrite]>:$values,
+                       Index:$b, Index:$h, Index:$i0, Index:$q_len, F32Attr:$fill);
+  let assemblyFormat = [{
+    $src `[` $b `,` $h `,` $i0 `]` `below` $q_len `->` $values attr-dict `:` type($src) `->`
+    type($values)
+  }];
+}
+
+def AttnGPU_LoadColumnsOp : AttnGPU_Op<"load_columns"> {
+  let summary = "An accumulator tile whose element (r, c) is a shared f32 vector's value c";
+  let arguments = (ins Arg<MemRefRankOf<[F32], [1]>, "", [MemRead]>:$values);
+  let results = (outs AttnGPU_Fragment:$result);
+  let assemblyFormat = "$values attr-dict `:` type($values) `->` type($result)";
+  let hasVerifier = 1;
+}

@@ -1,0 +1,92 @@
+// The backward strategy's kernel builder (attn-gpu-distribute, docs/backward.md):
+// GradDistribute.cpp emits the dQ-side kernels, GradKeys.cpp the dK/dV kernel.
+#pragma once
+
+#include "codegen/gpu/transforms/Passes.h"
+#include "codegen/gpu/transforms/TileBuilder.h"
+#include "dialect/MaskInterval.h"
+
+#include "mlir/IR/IRMapping.h"
+
+namespace mlir::attngpu::detail {
+
+/// Tile sizes: the dQ kernel's query tile (16 rows per warp) and key tile; the dK/dV kernel's
+/// key tile (16 rows per warp) and query tile (fewer columns for wide heads: registers).
+struct GradSchedule {
+  int64_t blockQ = 64, blockK = 32, keyRows = 64, queryCols = 64;
+};
+
+class GradDistributor : TileBuilder {
+public:
+  GradDistributor(OpBuilder &b, attn::AttentionGradOp op, func::FuncOp f)
+      : TileBuilder(b, op.getLoc()), op(op), f(f) {}
+
+  LogicalResult run(StringRef chip, bool blockPlan, bool dqAtomic);
+
+private:
+  attn::AttentionGradOp op;
+  func::FuncOp f;
+  GradSchedule s;
+  IRMapping map;  // host values -> the current kernel's values
+  Type elt;
+  int64_t headDim = 0, valueDim = 0;
+  Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
+  bool softmax = false;
+  bool atomic = false;  // dQ by atomics from the dK/dV kernel
+  bool mapped = false;  // through an output expression: dy recomputed, in the workspace
+  bool rowNorms = false;  // a score reading dot(q, q) and dot(k, k)
+  Value qNorms, kNorms;  // their shared vectors in the current kernel (rowNorms)
+  /// A mask that reads params: the block plan's classification (a host-side op whose entries
+  /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
+  attn::TileKeyRangeOp keyRange;
+
+  gpu::GPUFuncOp makeKernel(gpu::GPUModuleOp module, StringRef name);
+  LogicalResult enter(gpu::GPUFuncOp kernel);
+  void cloneScore(ScoreOp score);
+  /// P and dS of a tile from its scores s (filled with -inf where masked or out of range),
+  /// dP and the rows' (or, key-major, columns') lse and D.
+  std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
+  /// P of a tile from its scores (the first half of probabilities()).
+  Value probability(Value s, Value lseAt);
+  /// The gradient of the dot products (with row norms also of nq and nk: three tiles).
+  SmallVector<Value> scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
+  Value regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0, Value columns,
+                   bool transposed);
+  void fillGradRegion(Region &region, ScoreGradOp grad, bool transposed);
+  /// The shared vectors of the row norms dot(q, q) and dot(k, k) (rowNorms) of the current
+  /// query and key tiles, written by attn_gpu.row_squares.
+  void squareRows(Value tile, Value norms);
+  /// acc + 2 sum * X for X the 16-bit shared tile of the rows (the gradient of a row's norm
+  /// dot(x, x) whose derivative summed over the tile's partners is `sum`, per-thread partials).
+  Value addNormGrad(Value acc, Value sum, Value tile, int64_t rows, int64_t cols);
+  /// Key tile j0 of the query tile's loop: K and V copied into kTile and vTile, S = Q K^T and
+  /// the score (-inf where masked; `planned`: the block plan's full range skips the mask).
+  std::pair<Value, Value> queryTileScores(Value qOperand, Value kTile, Value vTile, Value kvHead,
+                                          Value head, Value i0, Value j0,
+                                          const attn::KeyRange &planned);
+  /// The query tile's key range [from, to): the mask's bounds, then the block plan's entry.
+  using KeySpan = std::tuple<Value, Value, attn::KeyRange>;
+  KeySpan keyRangeOf(Value i0);
+  /// Through an output expression: y of the query tile recomputed over its key tiles (K and V
+  /// through kTile and vTile) over its key range, dy from the dout tile (landed in doTile),
+  /// D and dy into the workspaces; returns (dy, D's rows).
+  std::pair<Value, Value> emitOutputGrad(Value qOperand, Value lseRows, Value doTile,
+                                         Value kTile, Value vTile, Value i0, Value head,
+                                         const KeySpan &keys);
+  /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
+  std::pair<Value, Value> queryTile();
+  /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.
+  void setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width = 0);
+  /// D = rowsum(dO O) of the query tile into the workspace (dO and O landed in shared
+  /// tiles); its rows.
+  Value emitDelta(Value doTile, Value oTile, Value i0, Value head);
+  LogicalResult emitDQ(gpu::GPUFuncOp kernel);
+  LogicalResult emitPrepare(gpu::GPUFuncOp kernel);
+  LogicalResult emitConvertDQ(gpu::GPUFuncOp kernel);
+  LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
+  void planKeyRanges();
+  Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);
+  std::pair<Value, Value> plannedQueries(Value j0, Value from, Value to);
+};
+
+} // namespace mlir::attngpu::detail
