@@ -15,10 +15,19 @@ using namespace mlir;
 
 namespace {
 
+/// One f32 PTX instruction as inline assembly without side effects (nvvm.inline_ptx's has
+/// them): LLVM may then merge, hoist and reorder it like any pure op, and with it the loads
+/// around it (a row's norm, a per-head param read per element), so repeated divisions by one
+/// value become a reciprocal and multiplies.
 Value inlinePtx(PatternRewriter &rw, Location loc, StringRef code, Value x) {
-  return NVVM::InlinePtxOp::create(rw, loc, TypeRange{rw.getF32Type()}, ValueRange{x},
-                                   ValueRange{}, code, Value())
-      .getResult(0);
+  return LLVM::InlineAsmOp::create(rw, loc, rw.getF32Type(), ValueRange{x},
+                                   rw.getStringAttr(code), rw.getStringAttr("=f,f"), UnitAttr(),
+                                   UnitAttr(), LLVM::TailCallKindAttr::get(rw.getContext(),
+                                                                           LLVM::TailCallKind::None),
+                                   LLVM::AsmDialectAttr::get(rw.getContext(),
+                                                             LLVM::AsmDialect::AD_ATT),
+                                   ArrayAttr())
+      .getRes();
 }
 
 Value constant(PatternRewriter &rw, Location loc, double v) {

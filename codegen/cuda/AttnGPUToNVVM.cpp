@@ -114,10 +114,16 @@ struct AttnGPUToNVVMPass : mlir::attn::impl::AttnGPUToNVVMBase<AttnGPUToNVVMPass
     // The kernels' float arithmetic may contract (a * b + c as one fma, as nvcc's default
     // --fmad=true): the softmax's scale-and-subtract becomes one instruction per element
     // (1.00-1.08x on the H200, bench/METHOD.md 2026-12-04).
+    // A quotient may be the dividend times the divisor's reciprocal (arcp): a score's x / c
+    // (soft-capping's x / cap, a temperature's x / tau[h]) becomes one reciprocal per divisor
+    // and a multiply per element instead of an IEEE division per element (div.rn.f32, tens of
+    // instructions); at most an ulp of f32 apart, far below the 16-bit outputs' resolution.
     getOperation().walk([](arith::ArithFastMathInterface op) {
-      if (!isa<arith::MulFOp, arith::AddFOp, arith::SubFOp>(op))
+      if (!isa<arith::MulFOp, arith::AddFOp, arith::SubFOp, arith::DivFOp>(op))
         return;
-      auto flags = op.getFastMathFlagsAttr().getValue() | arith::FastMathFlags::contract;
+      auto flags = op.getFastMathFlagsAttr().getValue() |
+                   (isa<arith::DivFOp>(op) ? arith::FastMathFlags::arcp
+                                           : arith::FastMathFlags::contract);
       if (isa<arith::MulFOp>(op))
         flags = flags | arith::FastMathFlags::reassoc;
       op->setAttr(op.getFastMathAttrName(), arith::FastMathFlagsAttr::get(op->getContext(), flags));
