@@ -38,8 +38,8 @@
 // CHECK: %[[ROW1:.*]] = llvm.inttoptr
 // CHECK-COUNT-4: nvvm.mapa %[[ROW1]]
 // CHECK: %[[SUM1:.*]] = arith.addf
-// CHECK: "rsqrt.approx.f32 $0, $1;" ro(%[[SUM0]] : f32)
-// CHECK-NEXT: "rsqrt.approx.f32 $0, $1;" ro(%[[SUM1]] : f32)
+// CHECK: "rsqrt.approx.f32 $0, $1;", "=f,f" %[[SUM0]] : (f32) -> f32
+// CHECK-NEXT: "rsqrt.approx.f32 $0, $1;", "=f,f" %[[SUM1]] : (f32) -> f32
 // CHECK: nvvm.cluster.arrive
 // CHECK-NEXT: nvvm.cluster.wait
 // CHECK-NEXT: gpu.return

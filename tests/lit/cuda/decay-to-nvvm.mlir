@@ -12,7 +12,7 @@
 // The rows' prefix: warp 0 sums the logs before i0 (strided loop, xor shuffles) ...
 // CHECK: scf.if %{{.*}} -> (f32) {
 // CHECK: scf.for
-// CHECK: nvvm.inline_ptx "lg2.approx.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "lg2.approx.f32 $0, $1;"
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
 // CHECK: gpu.barrier

@@ -15,7 +15,7 @@
 // CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32
 // CHECK-COUNT-8: arith.subf
-// CHECK-COUNT-8: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK-COUNT-8: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: scf.yield
 // The row sum stays in the thread (a per-thread partial sum).
 // CHECK-COUNT-8: arith.addf

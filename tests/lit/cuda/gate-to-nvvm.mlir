@@ -10,26 +10,26 @@
 // CHECK: gpu.barrier
 // CHECK: scf.for %{{.*}} = %c0 to %c32 step %c1
 // CHECK: memref.load %arg0[%arg1, %{{.*}}, %arg2, %thread_id_x] : memref<?x?x?x64xf32>
-// CHECK: nvvm.inline_ptx "lg2.approx.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "lg2.approx.f32 $0, $1;"
 // CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %thread_id_x] : memref<32x64xf32, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
 // gate_keys
 // CHECK: vector.load %{{.*}} : memref<32x72xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
 // CHECK: vector.load %{{.*}} : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<8xf32>
 // CHECK: vector.load %{{.*}} : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<8xf32>
-// CHECK-COUNT-8: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK-COUNT-8: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: vector.store %{{.*}} : memref<32x72xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
 // CHECK: gpu.barrier
 // gate_operand: q's fragments, then G pairs of row r and of the warp's first row.
 // CHECK: nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = false} : memref<32x72xbf16
 // CHECK: vector.load %{{.*}} : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<2xf32>
 // CHECK: vector.load %{{.*}} : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<2xf32>
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // The gated QK^T: 4 key tiles x 4 channel steps per warp ...
 // CHECK-COUNT-16: nvvm.mma.sync
 // ... and q S: the state's rows scaled from G, 2 column tiles x 4 channel steps.
 // CHECK: vector.load %{{.*}} : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<2xf32>
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = true} : memref<64x24xbf16
 // CHECK-COUNT-8: nvvm.mma.sync
 // CHECK-NOT: nvvm.mma.sync

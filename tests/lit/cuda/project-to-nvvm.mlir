@@ -15,7 +15,7 @@
 // CHECK: scf.for %{{.*}} = %c0 to %c32 step %c16 {
 // CHECK-COUNT-8: nvvm.mma.sync
 // CHECK-NOT: nvvm.mma.sync
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: vector.store %{{.*}} : memref<32x40xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
 // CHECK: gpu.return
 !raw = memref<32x72xbf16, #gpu.address_space<workgroup>>

@@ -87,7 +87,7 @@ gpu.module @m2 {
 // CHECK-LABEL: gpu.func @recurrence_decay_scores
 // CHECK: %[[D2:.*]] = arith.subf
 // CHECK-NEXT: %[[L2:.*]] = arith.mulf %[[D2]], %cst
-// CHECK-NEXT: %[[W:.*]] = nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;" ro(%[[L2]] : f32)
+// CHECK-NEXT: %[[W:.*]] = llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;", "=f,f" %[[L2]] : (f32) -> f32
 // CHECK-NEXT: arith.mulf %{{.*}}, %[[W]] {{.*}}: f32
 gpu.module @m_decay {
   gpu.func @forget_gate_scores(%dot: memref<?xf32>, %cq: memref<16xf32, 3>, %ck: memref<16xf32, 3>,

@@ -20,9 +20,9 @@
 // CHECK-COUNT-32: vector.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<128x24xbf16, #gpu.address_space<workgroup>>, vector<2xbf16>
 // state_update: the state's decay exp(cum[last]) ...
 // CHECK: memref.load %{{.*}}[%arg5] : memref<16xf32, #gpu.address_space<workgroup>>
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // ... each key's weight from its decay and key factor ...
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: memref.load %{{.*}} : memref<16xf32, #gpu.address_space<workgroup>>
 // ... V and K^T by ldmatrix.trans, K's values weighed (zero past the end) ...
 // CHECK: nvgpu.ldmatrix %{{.*}} {numTiles = 4 : i32, transpose = true} : memref<16x24xbf16, #gpu.address_space<workgroup>>

@@ -35,7 +35,7 @@
 // CHECK: %[[G:.*]] = vector.load %{{.*}}[%[[AT]], %{{.*}}] : memref<32x64xf32, #gpu.address_space<workgroup>>, vector<2xf32>
 // CHECK: arith.select %[[FIRST]], %cst{{.*}}, %[[G]] : vector<2xf32>
 // CHECK: arith.subf %{{.*}}, %{{.*}} : vector<2xf32>
-// CHECK: nvvm.inline_ptx "ex2.approx.ftz.f32 $0, $1;"
+// CHECK: llvm.inline_asm asm_dialect = att "ex2.approx.ftz.f32 $0, $1;"
 // CHECK: gpu.return
 
 // CHECK-LABEL: gpu.func @row_dot
