@@ -166,6 +166,15 @@ void GradDistributor::fillGradRegion(Region &region, ScoreGradOp grad, bool tran
   }
 }
 
+void GradDistributor::copyKeyTiles(Value kTile, Value vTile, Value kvHead, Value j0) {
+  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
+                          Value(), Value(), b.getI64IntegerAttr(0));
+  waitGroups(0);
+  if (rowNorms)
+    squareRows(kTile, kNorms);
+}
+
 void GradDistributor::squareRows(Value tile, Value norms) {
   RowSquaresOp::create(b, loc, tile, norms);
   barrier();  // the norms are read by every warp
@@ -252,12 +261,7 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
 std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value kTile, Value vTile,
                                                          Value kvHead, Value head, Value i0,
                                                          Value j0, const attn::KeyRange &planned) {
-  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
-    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                          Value(), Value(), b.getI64IntegerAttr(0));
-  waitGroups(0);
-  if (rowNorms)
-    squareRows(kTile, kNorms);
+  copyKeyTiles(kTile, vTile, kvHead, j0);
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
   auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,

@@ -56,6 +56,9 @@ private:
   /// The shared vectors of the row norms dot(q, q) and dot(k, k) (rowNorms) of the current
   /// query and key tiles, written by attn_gpu.row_squares.
   void squareRows(Value tile, Value norms);
+  /// Key tile j0 of K and V (kv head `kvHead`) landed in kTile and vTile, and with row norms
+  /// the K tile's squared rows.
+  void copyKeyTiles(Value kTile, Value vTile, Value kvHead, Value j0);
   /// acc + 2 sum * X for X the 16-bit shared tile of the rows (the gradient of a row's norm
   /// dot(x, x) whose derivative summed over the tile's partners is `sum`, per-thread partials).
   Value addNormGrad(Value acc, Value sum, Value tile, int64_t rows, int64_t cols);

@@ -29,12 +29,7 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   Value dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
   qNorms = rowNorms ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
   kNorms = rowNorms ? sharedTile(s.keyRows, 0, b.getF32Type(), false) : Value();
-  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
-    CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
-                          Value(), Value(), b.getI64IntegerAttr(0));
-  waitGroups(0);
-  if (rowNorms)
-    squareRows(kTile, kNorms);
+  copyKeyTiles(kTile, vTile, kvHead, j0);
 
   // The queries that may see a key of the tile: the mask's bounds j >= i + c or j <= i + c
   // (coefficient 1 on i) give i <= j - c and i >= j - c.
