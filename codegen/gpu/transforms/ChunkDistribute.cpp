@@ -13,7 +13,7 @@
 // its 16-bit copy in shared memory feeds Q S. Copies are emitted synchronously; attn-gpu-pipeline
 // double-buffers them. An output rmsnorm on sm_90a keeps the slices: a row's slices are the
 // blocks of one thread-block cluster (nvvm.cluster_dim), which sum its squares together
-// (attn_gpu.cluster_sum over distributed shared memory).
+// (attn_gpu.cluster_publish / cluster_gather over distributed shared memory, a chunk late).
 #include "codegen/gpu/transforms/ChunkSchedule.h"
 #include "codegen/gpu/transforms/Passes.h"
 

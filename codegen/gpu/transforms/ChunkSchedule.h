@@ -15,7 +15,7 @@ namespace mlir::attngpu {
 /// the single-step form, runs as one 16-row tile), the value channels split into slices of
 /// `valueSlice`, one block per (slice, q head, batch); each warp owns `blockRows` state rows.
 /// `cluster` > 1: the slices of a row are the blocks of one thread-block cluster (an output
-/// rmsnorm on sm_90a sums its squares over them, attn_gpu.cluster_sum).
+/// rmsnorm on sm_90a sums its squares over them, attn_gpu.cluster_publish / cluster_gather).
 struct ChunkSchedule {
   int64_t rows = 0, warps = 0, threads = 0, valueSlice = 0, blockRows = 0, cluster = 1;
 };

@@ -88,6 +88,7 @@ private:
   LogicalResult emitConvertDQ(gpu::GPUFuncOp kernel);
   LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
   void planKeyRanges();
+  std::pair<Value, Value> maskedQueries(Value j0);
   Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);
   std::pair<Value, Value> plannedQueries(Value j0, Value from, Value to);
 };

@@ -31,27 +31,8 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   kNorms = rowNorms ? sharedTile(s.keyRows, 0, b.getF32Type(), false) : Value();
   copyKeyTiles(kTile, vTile, kvHead, j0);
 
-  // The queries that may see a key of the tile: the mask's bounds j >= i + c or j <= i + c
-  // (coefficient 1 on i) give i <= j - c and i >= j - c.
-  Value from = idx(0), to = qLen;
-  Value jLast = arith::AddIOp::create(b, loc, j0, idx(s.keyRows - 1));
-  if (!op.getMask().empty()) {
-    bool exact;
-    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
-      if (bd.a != 1)
-        continue;
-      Value c = attn::keyBoundEdge(b, loc, bd, idx(0), op.getMask(), batch, map);
-      if (bd.lower) {  // i <= jLast - c
-        Value end = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, jLast, c), idx(1));
-        to = arith::MinSIOp::create(b, loc, to, arith::MaxSIOp::create(b, loc, end, idx(0)));
-      } else {  // i >= j0 - c, floored to a whole query tile
-        Value first = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, j0, c), idx(0));
-        from = arith::MaxSIOp::create(
-            b, loc, from,
-            mulc(arith::DivUIOp::create(b, loc, first, idx(s.queryCols)), s.queryCols));
-      }
-    }
-  }
+  Value from, to;
+  std::tie(from, to) = maskedQueries(j0);
   // A mask that reads no head: the query tiles whose planned key range meets this key tile.
   bool perHead = keyRange && attn::maskReadsHead(keyRange.getMask());
   if (keyRange && !perHead)
@@ -136,6 +117,31 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
             {{"block_q", s.queryCols}, {"block_k", s.keyRows}, {"warps", s.keyRows / 16}});
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.keyRows / 16 * 32), 1, 1}));
   return success();
+}
+
+/// The queries that may see a key of the tile [j0, j0 + keyRows): the mask's bounds j >= i + c
+/// or j <= i + c (coefficient 1 on i) give i <= j - c and i >= j - c.
+std::pair<Value, Value> GradDistributor::maskedQueries(Value j0) {
+  Value from = idx(0), to = qLen;
+  Value jLast = arith::AddIOp::create(b, loc, j0, idx(s.keyRows - 1));
+  if (!op.getMask().empty()) {
+    bool exact;
+    for (const attn::KeyBound &bd : attn::analyzeMaskBounds(op.getMask(), exact)) {
+      if (bd.a != 1)
+        continue;
+      Value c = attn::keyBoundEdge(b, loc, bd, idx(0), op.getMask(), batch, map);
+      if (bd.lower) {  // i <= jLast - c
+        Value end = arith::AddIOp::create(b, loc, arith::SubIOp::create(b, loc, jLast, c), idx(1));
+        to = arith::MinSIOp::create(b, loc, to, arith::MaxSIOp::create(b, loc, end, idx(0)));
+      } else {  // i >= j0 - c, floored to a whole query tile
+        Value first = arith::MaxSIOp::create(b, loc, arith::SubIOp::create(b, loc, j0, c), idx(0));
+        from = arith::MaxSIOp::create(
+            b, loc, from,
+            mulc(arith::DivUIOp::create(b, loc, first, idx(s.queryCols)), s.queryCols));
+      }
+    }
+  }
+  return {from, to};
 }
 
 /// Keys [j0, j0 + keys) lie inside the plan's full range [fullFrom, fullTo).

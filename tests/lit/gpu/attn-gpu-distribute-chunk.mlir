@@ -158,7 +158,7 @@
 // slice of 128 columns, so only b x h blocks.
 // RMS80: gpu.func @transnormer({{.*}}grid = [<arg 3 dim 3 * 1 ceil_div 128>{{.*}}value_slice = 128
 // RMS80-NOT: nvvm.cluster_dim
-// RMS80-NOT: attn_gpu.cluster_sum
+// RMS80-NOT: attn_gpu.cluster_
 // RMS80: %[[SQ:.*]] = attn_gpu.quad_reduce <sum>
 // RMS80: arith.mulf %[[SQ]], %{{.*}} : tensor<64xf32, #attn_gpu.frag<rows>>
 // RMS80: math.rsqrt
