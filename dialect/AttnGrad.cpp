@@ -6,6 +6,69 @@ using namespace mlir;
 using namespace mlir::attn;
 using namespace mlir::attn::detail;
 
+/// Several scores: counts, shapes, and one gradient buffer per distinct tensor read as a
+/// score's q or k (named after the first role that reads it, so distinctBuffers lets a tensor's
+/// roles share it and nothing else).
+static LogicalResult verifyMoreScores(AttentionGradOp op) {
+  size_t more = op.getMoreQ().size();
+  if (op.getMoreK().size() != more || op.getMoreDq().size() != more ||
+      op.getMoreDk().size() != more || op.getMoreScores().size() != 2 * more)
+    return op.emitOpError() << "several scores need, per extra score, a query, a key, their "
+                               "gradients, a score and a score_grad region: got "
+                            << more << " queries, " << op.getMoreK().size() << " keys, "
+                            << op.getMoreDq().size() << " + " << op.getMoreDk().size()
+                            << " gradients and " << op.getMoreScores().size()
+                            << " more_scores regions (the scores, then their score_grads)";
+  if (op.getMoreLse().size() != (op.getLse() ? more : 0))
+    return op.emitOpError() << "'lses' holds the lse of each extra score: "
+                            << (op.getLse() ? more : 0) << " expected, got "
+                            << op.getMoreLse().size();
+  if (op.getMix().empty() != !more || op.getMixGrad().empty() != !more)
+    return op.emitOpError("takes 'mix' and 'mix_grad' regions exactly with several scores");
+  if (!more)
+    return success();
+  if (op.getNorm() != NormKind::softmax || !op.getDecay().empty())
+    return op.emitOpError("several scores need norm softmax and no decay");
+  Operation *o = op.getOperation();
+  std::vector<std::string> names;  // kept alive for the StringRefs below
+  names.reserve(4 * more + 4);
+  SmallVector<std::pair<StringRef, Value>> reads = {{"q", op.getQ()}, {"k", op.getK()}},
+                                           grads = {{"dq", op.getDq()}, {"dk", op.getDk()}};
+  for (size_t n = 0; n < more; ++n)
+    for (auto [x, g, role, like] :
+         {std::tuple(op.getMoreQ()[n], op.getMoreDq()[n], "q", op.getQ()),
+          std::tuple(op.getMoreK()[n], op.getMoreDk()[n], "k", op.getK())}) {
+      auto xt = cast<MemRefType>(x.getType()), lt = cast<MemRefType>(like.getType());
+      if (xt.getElementType() != lt.getElementType())
+        return op.emitOpError() << "every score's " << role << " has " << role
+                                << "'s element type";
+      for (unsigned d = 0; d < 4; ++d)
+        if (failed(sameExtent(o, "a dim", role, lt, d, "a score's", xt, d)) ||
+            failed(sameExtent(o, "a dim", "a score's input", xt, d, "its gradient",
+                              cast<MemRefType>(g.getType()), d)))
+          return failure();
+      auto seen = llvm::find_if(reads, [&](auto &r) { return r.second == x; });
+      if (seen != reads.end()) {
+        if (grads[size_t(seen - reads.begin())].second != g)
+          return op.emitOpError() << "a tensor read by several scores has one gradient buffer: '"
+                                  << seen->first << "' is read again by score " << n + 1
+                                  << " with another gradient";
+        continue;
+      }
+      names.push_back(std::string(role) + std::to_string(n + 1));
+      names.push_back("d" + names.back());
+      reads.push_back({names[names.size() - 2], x});
+      grads.push_back({names.back(), g});
+    }
+  SmallVector<std::pair<StringRef, Value>> all(reads);
+  all.append(grads.begin(), grads.end());
+  all.append({{"v", op.getV()}, {"out", op.getOut()}, {"lse", op.getLse()},
+              {"dout", op.getDout()}, {"dv", op.getDv()}});
+  for (Value lse : op.getMoreLse())
+    all.push_back({"a score's lse", lse});
+  return distinctBuffers(o, grads, all);
+}
+
 LogicalResult AttentionGradOp::verify() {
   MemRefType q = getQ().getType(), k = getK().getType(), v = getV().getType(),
              o = getOut().getType(), dout = getDout().getType();
@@ -14,6 +77,8 @@ LogicalResult AttentionGradOp::verify() {
                              {{"q", getQ()}, {"k", getK()}, {"v", getV()}, {"out", getOut()},
                               {"lse", getLse()}, {"dout", getDout()}, {"dq", getDq()},
                               {"dk", getDk()}, {"dv", getDv()}})))
+    return failure();
+  if (failed(verifyMoreScores(*this)))
     return failure();
   if (failed(sameExtent(op, "batch", "q", q, 0, "k", k, 0)) ||
       failed(sameExtent(op, "batch", "k", k, 0, "v", v, 0)) ||
@@ -62,8 +127,40 @@ static LogicalResult verifyGradRegion(Operation *op, Region &region, StringRef n
   return verifyYield(op, grad, name, f32);
 }
 
+/// Several scores: each extra score like the first (no row norms), its score_grad, the
+/// forward's mix and its mix_grad (b, h, i, e : index, y_0 ... y_N, g : f32) -> N + 1 f32.
+static LogicalResult verifyMoreScoreRegions(AttentionGradOp op) {
+  size_t scores = 1 + op.getNumMoreScores();
+  if (scores == 1)
+    return success();
+  Operation *o = op.getOperation();
+  if (failed(verifyMix(o, op.getMix(), scores)))
+    return failure();
+  for (unsigned n = 0; n + 1 < scores; ++n)
+    if (failed(verifyScoreAndMask(o, op.getMoreScore(n), op.getMask())) ||
+        failed(verifyGradRegion(o, op.getMoreScoreGrad(n), "a score_grad of more_scores",
+                                "b, h, i, j : index, dot : f32, g : f32")))
+      return failure();
+  if (op.getScore().front().getNumArguments() != 5)
+    return op.emitOpError("several scores read no row norms (dot(q, q), dot(k, k))");
+  Block &grad = op.getMixGrad().front();
+  auto idx = IndexType::get(op.getContext());
+  auto f32 = Float32Type::get(op.getContext());
+  bool ok = op.getMixGrad().hasOneBlock() && grad.getNumArguments() == 5 + scores;
+  for (unsigned a = 0; ok && a < grad.getNumArguments(); ++a)
+    ok = grad.getArgument(a).getType() == (a < 4 ? Type(idx) : Type(f32));
+  auto yield = dyn_cast<YieldOp>(grad.getTerminator());
+  if (!ok || !yield || yield.getValues().size() != scores ||
+      llvm::any_of(yield.getValues().getTypes(), [&](Type t) { return t != f32; }))
+    return op.emitOpError() << "'mix_grad' region must take (b, h, i, e : index, y_0 ... y_"
+                            << scores - 1 << ", g : f32) and yield " << scores
+                            << " f32 (the adjoints of the rows)";
+  return success();
+}
+
 LogicalResult AttentionGradOp::verifyRegions() {
-  if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())))
+  if (failed(verifyScoreAndMask(getOperation(), getScore(), getMask())) ||
+      failed(verifyMoreScoreRegions(*this)))
     return failure();
   if (getScore().front().getNumArguments() == 7) {  // row norms: three adjoints
     Block &grad = getScoreGrad().front();

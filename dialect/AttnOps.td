@@ -191,7 +191,7 @@ def Attn_AttentionOp : Attn_Op<"attention", [AttrSizedOperandSegments]> {
   }];
 }
 
-def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
+def Attn_AttentionGradOp : Attn_Op<"attention_grad", [AttrSizedOperandSegments]> {
   let summary = "The gradients of one attention variant, recomputing P from q, k and lse";
   let description = [{
     The backward of attn.attention (made by attn-grad) for the same score, mask, norm and
@@ -228,6 +228,19 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
     t : index, g : f32), adds g times d log gamma(b, h, t)/dp to the gradient of each float
     param p the decay reads, for g = sum over i >= t > j of dS(i, j) (the scores that gain
     log gamma(t)); it yields nothing.
+
+    Several scores (attn.attention's `scores %q1, ... by %k1, ...`, `mix`; softmax only):
+    score n >= 1 is the n-th region of `more_scores` at dot(more_q[n], more_k[n]) with its
+    lse more_lse[n]; `more_scores` holds the N extra score regions, then their N score_grad
+    regions (getMoreScore(n) / getMoreScoreGrad(n), n < N). Every row y_n = sum_j
+    P_n(i, j) v_j is recomputed, mixed by the `mix` region (attn.attention's) into m, then
+    normalised (rms_eps) and mapped (output_grad) as above, giving dm; the `mix_grad` region,
+    ^bb0(b, h, i, e : index, y_0 ... y_N : f32, g : f32) -> N + 1 f32, returns g dmix/dy_n
+    for g = dm[b, h, i, e] (adding g dmix/dp to the gradients of the params the mix reads).
+    Then each score runs the single-score backward above with dy_n in dout's place and
+    D_n = dy_n . y_n; dv sums P_n^T dy_n over the scores. more_dq[n] / more_dk[n] receive
+    the gradients of more_q[n] / more_k[n]: a tensor read by several scores (or as q or k)
+    has one gradient buffer, which sums every score's contribution.
   }];
   let arguments = (ins Arg<Attn_Seq4, "", [MemRead]>:$q, Arg<Attn_Seq4, "", [MemRead]>:$k,
                        Arg<Attn_Seq4, "", [MemRead]>:$v, Arg<Attn_Seq4, "", [MemRead]>:$out,
@@ -235,19 +248,38 @@ def Attn_AttentionGradOp : Attn_Op<"attention_grad"> {
                        Arg<Attn_Seq4, "", [MemRead]>:$dout,
                        Arg<Attn_Seq4, "", [MemWrite]>:$dq, Arg<Attn_Seq4, "", [MemWrite]>:$dk,
                        Arg<Attn_Seq4, "", [MemWrite]>:$dv,
+                       Arg<Variadic<Attn_Seq4>, "", [MemRead]>:$more_q,
+                       Arg<Variadic<Attn_Seq4>, "", [MemRead]>:$more_k,
+                       Arg<Variadic<Attn_Lse>, "", [MemRead]>:$more_lse,
+                       Arg<Variadic<Attn_Seq4>, "", [MemWrite]>:$more_dq,
+                       Arg<Variadic<Attn_Seq4>, "", [MemWrite]>:$more_dk,
                        ConfinedAttr<I64Attr, [IntMinValue<1>]>:$group,
                        Attn_NormAttr:$norm,
                        OptionalAttr<F32Attr>:$rms_eps);
   let regions = (region SizedRegion<1>:$score, AnyRegion:$mask, SizedRegion<1>:$score_grad,
-                        AnyRegion:$output_grad, AnyRegion:$decay, AnyRegion:$decay_grad);
+                        AnyRegion:$output_grad, AnyRegion:$decay, AnyRegion:$decay_grad,
+                        AnyRegion:$mix, AnyRegion:$mix_grad,
+                        VariadicRegion<SizedRegion<1>>:$more_scores);
   let assemblyFormat = [{
-    $q `,` $k `,` $v `,` $out `,` $dout (`lse` $lse^)? `->` $dq `,` $dk `,` $dv attr-dict `:`
-    type($q) `,` type($k) `,` type($v) `,` type($out) `,` type($dout) (`lse` type($lse)^)? `->`
-    type($dq) `,` type($dk) `,` type($dv) `score` $score (`mask` $mask^)? `score_grad` $score_grad
+    $q `,` $k `,` $v `,` $out `,` $dout (`lse` $lse^)? (`scores` $more_q^ `by` $more_k)?
+    (`lses` $more_lse^)? `->` $dq `,` $dk `,` $dv (`more` $more_dq^ `by` $more_dk)? attr-dict `:`
+    type($q) `,` type($k) `,` type($v) `,` type($out) `,` type($dout) (`lse` type($lse)^)?
+    (`scores` type($more_q)^ `by` type($more_k))? (`lses` type($more_lse)^)? `->`
+    type($dq) `,` type($dk) `,` type($dv) (`more` type($more_dq)^ `by` type($more_dk))?
+    `score` $score (`mask` $mask^)? `score_grad` $score_grad
     (`output_grad` $output_grad^)? (`decay` $decay^)? (`decay_grad` $decay_grad^)?
+    (`mix` $mix^)? (`mix_grad` $mix_grad^)? (`more_scores` $more_scores^)?
   }];
   let hasVerifier = 1;
   let hasRegionVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Several scores: how many extra scores, extra score n's region and its score_grad.
+    unsigned getNumMoreScores() { return getMoreQ().size(); }
+    ::mlir::Region &getMoreScore(unsigned n) { return getMoreScores()[n]; }
+    ::mlir::Region &getMoreScoreGrad(unsigned n) {
+      return getMoreScores()[getNumMoreScores() + n];
+    }
+  }];
 }
 
 def Attn_AccumulateOp : Attn_Op<"accumulate", [HasParent<"AttentionGradOp">]> {

@@ -121,4 +121,25 @@ LogicalResult distinctBuffers(Operation *op, ArrayRef<std::pair<StringRef, Value
                                  << "': the op writes it while it reads or writes the other";
   return success();
 }
+
+/// A `mix` region of `scores` rows, if present: (b, h, i, e : index, y_0 ... : f32) -> f32.
+LogicalResult verifyMix(Operation *op, Region &mix, size_t scores) {
+  if (mix.empty() && scores > 1)
+    return op->emitOpError() << "several scores (" << scores
+                             << ") need a 'mix' region to combine their rows";
+  if (!mix.empty() && scores < 2)
+    return op->emitOpError("a 'mix' region combines the rows of several scores; this op has one");
+  if (mix.empty())
+    return success();
+  Block &block = mix.front();
+  auto idx = IndexType::get(op->getContext());
+  auto f32 = Float32Type::get(op->getContext());
+  bool ok = mix.hasOneBlock() && block.getNumArguments() == 4 + scores;
+  for (unsigned a = 0; ok && a < block.getNumArguments(); ++a)
+    ok = block.getArgument(a).getType() == (a < 4 ? Type(idx) : Type(f32));
+  if (!ok)
+    return op->emitOpError() << "'mix' region must have one block taking (b, h, i, e : index, "
+                             << "then one f32 per score: " << scores << ")";
+  return verifyYield(op, block, "mix", f32);
+}
 } // namespace mlir::attn::detail

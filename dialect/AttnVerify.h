@@ -32,4 +32,7 @@ LogicalResult verifyScoreAndMask(Operation *op, Region &score, Region &mask);
 /// aliased to an input would be read while it is written. Null values are skipped.
 LogicalResult distinctBuffers(Operation *op, ArrayRef<std::pair<StringRef, Value>> writes,
                               ArrayRef<std::pair<StringRef, Value>> all);
+/// A `mix` region of `scores` rows (required with two or more, absent with one):
+/// (b, h, i, e : index, y_0 ... : f32) -> f32.
+LogicalResult verifyMix(Operation *op, Region &mix, size_t scores);
 } // namespace mlir::attn::detail

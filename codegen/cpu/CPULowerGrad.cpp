@@ -4,6 +4,7 @@
 #include "codegen/cpu/Passes.h"
 
 #include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/MapVector.h"
 
 namespace mlir::attn {
 #define GEN_PASS_DEF_ATTNCPULOWERGRAD
@@ -101,14 +102,24 @@ public:
   void run();
 
 private:
-  /// The query row being differentiated: its position, kv head, D and lse.
+  /// The query row being differentiated for one score: its position, kv head, D and lse.
   struct Row {
     Value b, h, hk, i, rowD, rowLse, empty;
   };
+  /// One score (several with a mix): its q, k and lse, the f32 scratch of its q's and k's
+  /// gradients (shared by the scores that read the same tensor), its regions, and through an
+  /// output expression its recomputed row y and the gradient dy that takes dout's place.
+  struct Score {
+    Value q, k, lse, dq, dk;
+    Region *score, *grad;
+    Value yRow, dyRow;
+  };
   AttentionGradOp op;
   Emit e;
-  Value q, k, v, out, lse, dout, dk, dv, headDim, valueDim, kvLen, qLen, group;
-  Value dqRow, cumRow, colSum, rowSum, yRow, dyRow;  // scratch rows (some null)
+  Value v, out, dout, dv, headDim, valueDim, kvLen, qLen, group;
+  SmallVector<Score> scores;
+  llvm::MapVector<Value, Value> scratch;  // a gradient output -> its f32 accumulator
+  Value dqRow, cumRow, colSum, rowSum, mRow;  // scratch rows (some null)
   NormKind norm = NormKind::softmax;
   bool forget = false, rowNorms = false, mapped = false;
 
@@ -121,9 +132,10 @@ private:
     return x.minIdx(j, x.add(qLen, x.index(-1)));
   }
   Value weight(Emit &x, const Row &r, Value s);
-  void forKeys(Emit &ek, const Row &r, function_ref<void(Emit &, Value, ValueRange, Value)> body);
-  void recomputeMapped(Emit &ei, Row &r);
-  void keyGrads(Emit &ei, const Row &r);
+  void forKeys(Emit &ek, const Score &sc, const Row &r,
+               function_ref<void(Emit &, Value, ValueRange, Value)> body);
+  void recomputeMapped(Emit &ei, SmallVector<Row> &rows);
+  void keyGrads(Emit &ei, const Score &sc, const Row &r);
   void perHead(Emit &eh, Value b, Value h);
 };
 
@@ -143,8 +155,9 @@ Value GradLowering::weight(Emit &x, const Row &r, Value s) {
 }
 
 /// Every allowed key j of the row, with its dot (and row norms) and score.
-void GradLowering::forKeys(Emit &ek, const Row &r,
+void GradLowering::forKeys(Emit &ek, const Score &sc, const Row &r,
                            function_ref<void(Emit &, Value, ValueRange, Value)> body) {
+  Value q = sc.q, k = sc.k;
   ek.loop(kvLen, [&](Emit &ej, Value j) {
     auto visit = [&](Emit &x) {
       SmallVector<Value> dt = {dot(x, headDim, rowOf(q, r.b, r.h, r.i), rowOf(k, r.b, r.hk, j))};
@@ -153,7 +166,7 @@ void GradLowering::forKeys(Emit &ek, const Row &r,
                    dot(x, headDim, rowOf(k, r.b, r.hk, j), rowOf(k, r.b, r.hk, j))});
       SmallVector<Value> args = {r.b, r.h, r.i, j};
       args.append(dt.begin(), dt.end());
-      Value s = x.inlineRegion(op.getScore(), args);
+      Value s = x.inlineRegion(*sc.score, args);
       if (forget)  // + log gamma(j + 1) + ... + log gamma(i); the mask keeps j <= i
         s = x.fadd(s, x.fsub(x.load(cumRow, {r.i}), x.load(cumRow, {asPosition(x, j)})));
       body(x, j, dt, s);
@@ -164,50 +177,82 @@ void GradLowering::forKeys(Emit &ek, const Row &r,
   });
 }
 
-/// Through an output expression: y = sum_j P v_j, then z = y r (rmsnorm) or y, dz from
-/// output_grad, dy through the norm (dyRow, which takes dout's place), D = dy . y.
-void GradLowering::recomputeMapped(Emit &ei, Row &row) {
-  zero(ei, yRow);
-  forKeys(ei, row, [&](Emit &x, Value j, ValueRange, Value s) {
-    Value p = weight(x, row, s);
-    x.loop(valueDim, [&](Emit &xe, Value c) {
-      xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {row.b, row.hk, j, c}))),
-               yRow, {c});
+/// Through an output expression: each score's y_n = sum_j P_n v_j, their mix m (y_0 with one
+/// score), z = m r (rmsnorm) or m, dz from output_grad, dm through the norm, each score's
+/// dy_n = dm dmix/dy_n (its dyRow, which takes dout's place) and D_n = dy_n . y_n.
+void GradLowering::recomputeMapped(Emit &ei, SmallVector<Row> &rows) {
+  for (auto [sc, row] : llvm::zip(scores, rows)) {
+    Value yRow = sc.yRow;
+    zero(ei, yRow);
+    forKeys(ei, sc, row, [&](Emit &x, Value j, ValueRange, Value s) {
+      Value p = weight(x, row, s);
+      x.loop(valueDim, [&](Emit &xe, Value c) {
+        xe.store(xe.fadd(xe.load(yRow, {c}), xe.fmul(p, xe.load(v, {row.b, row.hk, j, c}))),
+                 yRow, {c});
+      });
     });
-  });
+  }
+  const Row &row = rows.front();
+  auto ys = [&](Emit &x, Value c) {  // the rows' elements at channel c
+    SmallVector<Value> y;
+    for (const Score &sc : scores)
+      y.push_back(x.load(sc.yRow, {c}));
+    return y;
+  };
+  Value m = scores.front().yRow;
+  if (scores.size() > 1) {  // m = mix(y_0, ..., y_N)
+    m = mRow;
+    ei.loop(valueDim, [&](Emit &xe, Value c) {
+      SmallVector<Value> args = {row.b, row.h, row.i, c};
+      args.append(ys(xe, c));
+      xe.store(xe.inlineRegion(op.getMix(), args), mRow, {c});
+    });
+  }
+  Value dm = scores.front().dyRow;  // dm, then (one score) dy_0 in place
   Value r = ei.f32(1);
   if (auto eps = op.getRmsEpsAttr())
-    r = ei.rmsFactor(dot(ei, valueDim, vectorOf(yRow), vectorOf(yRow)), valueDim,
+    r = ei.rmsFactor(dot(ei, valueDim, vectorOf(m), vectorOf(m)), valueDim,
                      eps.getValueAsDouble());
   ei.loop(valueDim, [&](Emit &xe, Value c) {
-    Value z = xe.fmul(xe.load(yRow, {c}), r), g = xe.load(dout, {row.b, row.h, row.i, c});
+    Value z = xe.fmul(xe.load(m, {c}), r), g = xe.load(dout, {row.b, row.h, row.i, c});
     Value dz = op.getOutputGrad().empty()
                    ? g
                    : inlineGrad(xe, op.getOutputGrad(), {row.b, row.h, row.i, c, z, g})[0];
-    xe.store(dz, dyRow, {c});
+    xe.store(dz, dm, {c});
   });
-  if (op.getRmsEps()) {  // dy = r (dz - z mean(dz z)), z = y r
-    Value m = arith::DivFOp::create(
-        ei.b, ei.loc, ei.fmul(dot(ei, valueDim, vectorOf(dyRow), vectorOf(yRow)), r),
+  if (op.getRmsEps()) {  // dm = r (dz - z mean(dz z)), z = m r
+    Value mean = arith::DivFOp::create(
+        ei.b, ei.loc, ei.fmul(dot(ei, valueDim, vectorOf(dm), vectorOf(m)), r),
         ei.indexToF32(valueDim));
     ei.loop(valueDim, [&](Emit &xe, Value c) {
-      Value z = xe.fmul(xe.load(yRow, {c}), r);
-      xe.store(xe.fmul(r, xe.fsub(xe.load(dyRow, {c}), xe.fmul(z, m))), dyRow, {c});
+      Value z = xe.fmul(xe.load(m, {c}), r);
+      xe.store(xe.fmul(r, xe.fsub(xe.load(dm, {c}), xe.fmul(z, mean))), dm, {c});
     });
   }
+  if (scores.size() > 1)  // dy_n = dm dmix/dy_n (dm in dy_0's row, read before it is written)
+    ei.loop(valueDim, [&](Emit &xe, Value c) {
+      SmallVector<Value> args = {row.b, row.h, row.i, c};
+      args.append(ys(xe, c));
+      args.push_back(xe.load(dm, {c}));
+      SmallVector<Value> dy = inlineGrad(xe, op.getMixGrad(), args);
+      for (auto [sc, d] : llvm::zip(scores, dy))
+        xe.store(d, sc.dyRow, {c});
+    });
   if (norm == NormKind::softmax)
-    row.rowD = dot(ei, valueDim, vectorOf(dyRow), vectorOf(yRow));
+    for (auto [sc, rw] : llvm::zip(scores, rows))
+      rw.rowD = dot(ei, valueDim, vectorOf(sc.dyRow), vectorOf(sc.yRow));
 }
 
 /// dS of each key of the row, and from it dq (the row's, stored at the end), dk, dv, the
 /// params' gradients and the forget gate's column and row sums.
-void GradLowering::keyGrads(Emit &ei, const Row &r) {
+void GradLowering::keyGrads(Emit &ei, const Score &sc, const Row &r) {
+  Value q = sc.q, k = sc.k, dk = sc.dk;
   // dout's row (dy's through an output expression) at value channel c
   auto gradAt = [&](Emit &x, Value c) {
-    return mapped ? x.load(dyRow, {c}) : x.load(dout, {r.b, r.h, r.i, c});
+    return mapped ? x.load(sc.dyRow, {c}) : x.load(dout, {r.b, r.h, r.i, c});
   };
   zero(ei, dqRow);
-  forKeys(ei, r, [&](Emit &x, Value j, ValueRange dt, Value s) {
+  forKeys(ei, sc, r, [&](Emit &x, Value j, ValueRange dt, Value s) {
     Value dP = dot(x, valueDim, gradAt, rowOf(v, r.b, r.hk, j));
     Value p = weight(x, r, s), dS;
     switch (norm) {
@@ -225,7 +270,7 @@ void GradLowering::keyGrads(Emit &ei, const Row &r) {
     args.append(dt.begin(), dt.end());
     args.push_back(dS);
     // d(dot) and, with row norms, d(q.q) and d(k.k): dq += d(dot) k + 2 d(q.q) q, dk alike
-    SmallVector<Value> d = inlineGrad(x, op.getScoreGrad(), args);
+    SmallVector<Value> d = inlineGrad(x, *sc.grad, args);
     x.loop(headDim, [&](Emit &xd, Value c) {
       Value qc = xd.load(q, {r.b, r.h, r.i, c}), kc = xd.load(k, {r.b, r.hk, j, c});
       Value toQ = xd.fmul(d[0], kc), toK = xd.fmul(d[0], qc);
@@ -242,7 +287,8 @@ void GradLowering::keyGrads(Emit &ei, const Row &r) {
     });
   });
   ei.loop(headDim, [&](Emit &xd, Value d) {
-    xd.store(xd.load(dqRow, {d}), op.getDq(), {r.b, r.h, r.i, d});
+    SmallVector<Value> at = {r.b, r.h, r.i, d};
+    xd.store(xd.fadd(xd.load(sc.dq, at), xd.load(dqRow, {d})), sc.dq, at);
   });
 }
 
@@ -259,16 +305,22 @@ void GradLowering::perHead(Emit &eh, Value b, Value h) {
     });
   }
   eh.loop(qLen, [&](Emit &ei, Value i) {
-    Row r{b, h, hk, i, Value(), Value(), Value()};
-    // D = dout . out (through an output expression: dy . y, in recomputeMapped)
-    r.rowD = norm == NormKind::softmax && !mapped
-                 ? dot(ei, valueDim, rowOf(dout, b, h, i), rowOf(out, b, h, i))
-                 : ei.f32(0);
-    r.rowLse = lse ? ei.load(lse, {b, h, i}) : Value();
-    r.empty = lse ? ei.feq(r.rowLse, ei.f32(-std::numeric_limits<float>::infinity())) : Value();
+    SmallVector<Row> rows;
+    for (const Score &sc : scores) {
+      Row r{b, h, hk, i, Value(), Value(), Value()};
+      // D = dout . out (through an output expression: dy . y, in recomputeMapped)
+      r.rowD = norm == NormKind::softmax && !mapped
+                   ? dot(ei, valueDim, rowOf(dout, b, h, i), rowOf(out, b, h, i))
+                   : ei.f32(0);
+      r.rowLse = sc.lse ? ei.load(sc.lse, {b, h, i}) : Value();
+      r.empty = sc.lse ? ei.feq(r.rowLse, ei.f32(-std::numeric_limits<float>::infinity()))
+                       : Value();
+      rows.push_back(r);
+    }
     if (mapped)
-      recomputeMapped(ei, r);
-    keyGrads(ei, r);
+      recomputeMapped(ei, rows);
+    for (auto [sc, r] : llvm::zip(scores, rows))
+      keyGrads(ei, sc, r);
   });
   // log gamma(t) is in the scores of i >= t > j: its gradient is
   // sum_{j < t} colSum[j] - sum_{i < t} rowSum[i] (the causal mask keeps dS(i, j) = 0 for
@@ -281,17 +333,32 @@ void GradLowering::perHead(Emit &eh, Value b, Value h) {
 }
 
 void GradLowering::run() {
-  q = op.getQ(), k = op.getK(), v = op.getV(), out = op.getOut(), lse = op.getLse(),
-  dout = op.getDout();
+  v = op.getV(), out = op.getOut(), dout = op.getDout();
   norm = op.getNorm();
   llvm::SetVector<Value> paramGrads;
   op->walk([&](AccumulateOp acc) { paramGrads.insert(acc.getGrad()); });
   for (Value g : paramGrads)
     zero(e, g);
-  dk = scratchLike(e, op.getDk()), dv = scratchLike(e, op.getDv());
-  zero(e, dk);
-  zero(e, dv);
-  headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(k, 2);
+  // f32 accumulators of dq, dk, dv and the extra scores' gradients (one per buffer: a tensor
+  // several scores read sums their contributions)
+  auto accumulator = [&](Value grad) {
+    auto [it, fresh] = scratch.insert({grad, Value()});
+    if (fresh) {
+      it->second = scratchLike(e, grad);
+      zero(e, it->second);
+    }
+    return it->second;
+  };
+  Value dq = accumulator(op.getDq()), dk = accumulator(op.getDk());
+  dv = accumulator(op.getDv());
+  scores.push_back({op.getQ(), op.getK(), op.getLse(), dq, dk, &op.getScore(),
+                    &op.getScoreGrad()});
+  for (size_t n = 0; n < op.getMoreQ().size(); ++n)
+    scores.push_back({op.getMoreQ()[n], op.getMoreK()[n], op.getMoreLse()[n],
+                      accumulator(op.getMoreDq()[n]), accumulator(op.getMoreDk()[n]),
+                      &op.getMoreScore(unsigned(n)), &op.getMoreScoreGrad(unsigned(n))});
+  Value q = op.getQ();
+  headDim = e.extent(q, 3), valueDim = e.extent(v, 3), kvLen = e.extent(op.getK(), 2);
   dqRow = row(headDim);
   // A forget gate: per (b, h) the cumulative log decays cum[t], and the column and row sums of
   // dS (colSum[j], rowSum[i]) whose prefix sums give each log decay's gradient.
@@ -300,20 +367,28 @@ void GradLowering::run() {
   qLen = e.extent(q, 2);
   if (forget)
     cumRow = row(qLen), colSum = row(qLen), rowSum = row(qLen);
-  // Through an output expression: the recomputed row y and the gradient dy that takes dout's
-  // place (see attn.attention_grad).
-  mapped = !op.getOutputGrad().empty() || op.getRmsEps();
+  // Through an output expression (or a mix of several scores): the recomputed rows y_n, their
+  // mix, and the gradients dy_n that take dout's place (see attn.attention_grad).
+  mapped = !op.getOutputGrad().empty() || op.getRmsEps() || scores.size() > 1;
   if (mapped)
-    yRow = row(valueDim), dyRow = row(valueDim);
+    for (Score &sc : scores)
+      sc.yRow = row(valueDim), sc.dyRow = row(valueDim);
+  if (scores.size() > 1)
+    mRow = row(valueDim);
   group = e.index(int64_t(op.getGroup()));
   e.loop(e.extent(q, 0), [&](Emit &eb, Value b) {
     eb.loop(eb.extent(q, 1), [&](Emit &eh, Value h) { perHead(eh, b, h); });
   });
-  copyInto(e, dk, op.getDk());
-  copyInto(e, dv, op.getDv());
-  for (Value scratch : {dqRow, dk, dv, yRow, dyRow, cumRow, colSum, rowSum})
-    if (scratch)
-      memref::DeallocOp::create(e.b, e.loc, scratch);
+  SmallVector<Value> rows = {dqRow, cumRow, colSum, rowSum, mRow};
+  for (auto [grad, acc] : scratch) {
+    copyInto(e, acc, grad);
+    rows.push_back(acc);
+  }
+  for (const Score &sc : scores)
+    rows.append({sc.yRow, sc.dyRow});
+  for (Value x : rows)
+    if (x)
+      memref::DeallocOp::create(e.b, e.loc, x);
   op.erase();
 }
 

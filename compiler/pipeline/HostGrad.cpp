@@ -30,8 +30,9 @@ void collectParamLoads(const Expr &e, std::vector<bool> &read) {
 
 std::vector<int> gradParams(const Variant &v) {
   std::vector<bool> read(v.params.size(), false);
-  collectParamLoads(*v.scores[0].expr, read);
-  if (v.outputMap)  // the output expression's params get gradients too (attn-grad)
+  for (const ScoreDecl &score : v.scores)
+    collectParamLoads(*score.expr, read);
+  if (v.outputMap || v.mix)  // the output expression's (and a mix's) params too (attn-grad)
     collectParamLoads(*v.outputExpr, read);
   if (v.decay && v.norm == Norm::Softmax)  // and a forget gate's (decay_grad)
     collectParamLoads(*v.decay, read);
@@ -71,15 +72,23 @@ bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, Gra
   OwnedTensor dout(v.output.resolvedDType, extentsOf(v.output, sizes));
   fill(dout);
 
+  // Several scores: the other scores' lses (the backward reads every one).
+  std::vector<OwnedTensor> moreLse;
+  for (size_t n = 1; n < v.scores.size(); ++n)
+    moreLse.emplace_back(DType::F32, lse.view.sizes);
   std::vector<MemRefDescriptor> args;
   for (const KernelArg &a : kernelArgs(v)) {
     switch (a.kind) {
-    case KernelArg::Kind::Q: args.push_back(inputs[v.q].descriptor(v.canonicalPerm(v.inputs[v.q]))); break;
-    case KernelArg::Kind::K: args.push_back(inputs[v.k].descriptor(v.canonicalPerm(v.inputs[v.k]))); break;
-    case KernelArg::Kind::V: args.push_back(inputs[v.v].descriptor(v.canonicalPerm(v.inputs[v.v]))); break;
+    case KernelArg::Kind::Q:
+    case KernelArg::Kind::K:
+    case KernelArg::Kind::V:
+      args.push_back(inputs[size_t(a.index)].descriptor(v.canonicalPerm(v.inputs[size_t(a.index)])));
+      break;
     case KernelArg::Kind::Param: args.push_back(params[a.index].descriptor()); break;
     case KernelArg::Kind::Out: args.push_back(out.descriptor(v.canonicalPerm(v.output))); break;
-    case KernelArg::Kind::Lse: args.push_back(lse.descriptor()); break;
+    case KernelArg::Kind::Lse:
+      args.push_back(a.index ? moreLse[size_t(a.index - 1)].descriptor() : lse.descriptor());
+      break;
     case KernelArg::Kind::State:
       error = "a recurrence's state: no backward";
       return false;
@@ -91,21 +100,27 @@ bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, Gra
   }
   // The gradients, NaN-poisoned, in the storage order of what they differentiate.
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  std::vector<OwnedTensor> grads;  // dq, dk, dv, then one per gradParams entry
-  for (int index : {v.q, v.k, v.v})
-    grads.emplace_back(v.inputs[index].resolvedDType, extentsOf(v.inputs[index], sizes));
+  // dq, dk, dv, the other score inputs' (in kernelArgs order), then one per gradParams entry
+  std::vector<int> differentiated;
+  for (const KernelArg &a : kernelArgs(v))
+    if (a.kind == KernelArg::Kind::Q || a.kind == KernelArg::Kind::K ||
+        a.kind == KernelArg::Kind::V)
+      differentiated.push_back(a.index);
+  std::vector<OwnedTensor> grads;
+  for (int index : differentiated)
+    grads.emplace_back(v.inputs[size_t(index)].resolvedDType,
+                       extentsOf(v.inputs[size_t(index)], sizes));
   std::vector<int> withGrad = gradParams(v);
   for (int p : withGrad)
     grads.emplace_back(DType::F32, extentsOf(v.params[p], sizes));
   for (OwnedTensor &g : grads)
     g.forEach([&](const std::vector<int64_t> &idx) { g.view.store(idx, nan); });
   args.push_back(dout.descriptor(v.canonicalPerm(v.output)));
-  for (int n = 0; n < 3; ++n) {
-    int index = n == 0 ? v.q : n == 1 ? v.k : v.v;
-    args.push_back(grads[n].descriptor(v.canonicalPerm(v.inputs[index])));
-  }
+  for (size_t n = 0; n < differentiated.size(); ++n)
+    args.push_back(grads[n].descriptor(v.canonicalPerm(v.inputs[size_t(differentiated[n])])));
+  size_t firstParam = differentiated.size();
   for (size_t n = 0; n < withGrad.size(); ++n)
-    args.push_back(grads[3 + n].descriptor());
+    args.push_back(grads[firstParam + n].descriptor());
   if (llvm::Error err = module.invoke(v.name + "_grad", args)) {
     error = "cannot run '" + v.name + "_grad': " + llvm::toString(std::move(err));
     return false;
@@ -168,9 +183,12 @@ bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, Gra
   report.dq = check(inputs[v.q], grads[0]);
   report.dk = check(inputs[v.k], grads[1]);
   report.dv = check(inputs[v.v], grads[2]);
+  for (size_t n = 3; n < differentiated.size(); ++n)
+    report.dparams.push_back({v.inputs[size_t(differentiated[n])].name,
+                              check(inputs[size_t(differentiated[n])], grads[n])});
   for (size_t n = 0; n < withGrad.size(); ++n)
     report.dparams.push_back(
-        {v.params[withGrad[n]].name, check(params[withGrad[n]], grads[3 + n])});
+        {v.params[withGrad[n]].name, check(params[withGrad[n]], grads[firstParam + n])});
   return true;
 }
 

@@ -66,11 +66,13 @@ bool resolveRunSizes(const Variant &v, const RunConfig &config, DimSizes &sizes,
 struct GradReport {
   DimSizes sizes;
   double dq = 0, dk = 0, dv = 0;
-  std::vector<std::pair<std::string, double>> dparams;  // float params with a gradient (gradParams)
+  /// The other gradients: those of the inputs that only later scores read (several scores),
+  /// then those of the float params with a gradient (gradParams).
+  std::vector<std::pair<std::string, double>> dparams;
   int64_t unwritten = 0;  // gradient elements still holding the NaN poison
 };
-/// The float params `<name>_grad` takes gradients of: those the score or the output expression
-/// reads, in param order.
+/// The float params `<name>_grad` takes gradients of: those a score, the mix or the output
+/// expression reads, in param order.
 std::vector<int> gradParams(const Variant &v);
 /// Runs `<v.name>` (forward, for out and lse) then `<v.name>_grad` of `module` on random inputs
 /// and a random dout, and compares the gradients of L = sum(out * dout) with the reference's.

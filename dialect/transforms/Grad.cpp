@@ -39,8 +39,6 @@ const char *noBackward(AttentionOp op) {
     return "the backward through feature maps is not implemented yet";
   if (op.getUnifiedMax())
     return "a unified max is a decoding schedule, which needs no backward";
-  if (!op.getMoreQ().empty())
-    return "the backward of several scores (a mix of attends) is not implemented yet";
   return nullptr;
 }
 
@@ -335,11 +333,23 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   // Params: the function's other arguments; those of float type read by the score get an f32
   // gradient of the same shape.
   SmallVector<BlockArgument> params, floatParams;
+  // Several scores: the extra scores' distinct inputs (not q or k), each with a gradient.
+  SmallVector<Value> scoreInputs = {q, k};
+  for (auto [qn, kn] : llvm::zip(op.getMoreQ(), op.getMoreK()))
+    for (Value x : {qn, kn})
+      if (!llvm::is_contained(scoreInputs, x))
+        scoreInputs.push_back(x);
+  ArrayRef<Value> moreInputs = ArrayRef<Value>(scoreInputs).drop_front(2);
   for (BlockArgument a : fn.getArguments())
-    if (!llvm::is_contained({q, k, v, out, lse}, Value(a)))
+    if (!llvm::is_contained({q, k, v, out, lse}, Value(a)) &&
+        !llvm::is_contained(scoreInputs, Value(a)) &&
+        !llvm::is_contained(op.getMoreLse(), Value(a)))
       params.push_back(a);
-  llvm::SmallPtrSet<Value, 4> readByScore;  // or by the output map, or a forget gate
-  for (Region *region : {&op.getScore(), &op.getOutput(), &op.getDecay()})
+  llvm::SmallPtrSet<Value, 4> readByScore;  // or by the output map, a mix, or a forget gate
+  SmallVector<Region *> reading = {&op.getScore(), &op.getOutput(), &op.getDecay(), &op.getMix()};
+  for (Region &score : op.getMoreScores())
+    reading.push_back(&score);
+  for (Region *region : reading)
     region->walk([&](memref::LoadOp load) { readByScore.insert(load.getMemRef()); });
   for (BlockArgument p : params)
     if (auto t = dyn_cast<MemRefType>(p.getType());
@@ -356,6 +366,8 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   types.push_back(seq(out));                                       // dout
   for (Value x : {q, k, v})                                        // dq, dk, dv
     types.push_back(seq(x));
+  for (Value x : moreInputs)                                       // d(more inputs)
+    types.push_back(seq(x));
   for (BlockArgument p : floatParams)                              // dparams
     types.push_back(dyn4(cast<MemRefType>(p.getType()), Float32Type::get(ctx)));
 
@@ -371,30 +383,61 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   IRMapping args;  // forward arguments -> the grad function's
   for (unsigned a = 0; a < nFwd; ++a)
     args.map(fn.getArgument(a), body->getArgument(a));
+  unsigned nGrads = 4 + unsigned(moreInputs.size());  // dout, dq, dk, dv, d(more inputs)
   IRMapping paramGrads;  // in terms of the grad function's values
   for (auto [n, p] : llvm::enumerate(floatParams))
-    paramGrads.map(args.lookup(p), body->getArgument(nFwd + 4 + n));
+    paramGrads.map(args.lookup(p), body->getArgument(nFwd + nGrads + n));
   Value dout = body->getArgument(nFwd), dq = body->getArgument(nFwd + 1),
         dk = body->getArgument(nFwd + 2), dv = body->getArgument(nFwd + 3);
+  // Each score input's gradient buffer (one per distinct tensor).
+  IRMapping gradOf;
+  gradOf.map(q, dq);
+  gradOf.map(k, dk);
+  for (auto [n, x] : llvm::enumerate(moreInputs))
+    gradOf.map(x, body->getArgument(nFwd + 4 + n));
+  SmallVector<Value> moreQ, moreK, moreLse, moreDq, moreDk;
+  for (auto [qn, kn] : llvm::zip(op.getMoreQ(), op.getMoreK())) {
+    moreQ.push_back(args.lookup(qn)), moreDq.push_back(gradOf.lookup(qn));
+    moreK.push_back(args.lookup(kn)), moreDk.push_back(gradOf.lookup(kn));
+  }
+  for (Value l : op.getMoreLse())
+    moreLse.push_back(args.lookup(l));
 
-  auto grad = AttentionGradOp::create(b, op.getLoc(), args.lookup(q), args.lookup(k),
-                                      args.lookup(v), args.lookup(out),
-                                      lse ? args.lookup(lse) : Value(), dout, dq, dk, dv,
-                                      op.getGroupAttr(), op.getNormAttr(), op.getRmsEpsAttr());
+  unsigned more = unsigned(moreQ.size());
+  auto grad = AttentionGradOp::create(
+      b, op.getLoc(), args.lookup(q), args.lookup(k), args.lookup(v), args.lookup(out),
+      lse ? args.lookup(lse) : Value(), dout, dq, dk, dv, moreQ, moreK, moreLse, moreDq, moreDk,
+      op.getGroupAttr(), op.getNormAttr(), op.getRmsEpsAttr(), 2 * more);
   op.getScore().cloneInto(&grad.getScore(), args);
   op.getMask().cloneInto(&grad.getMask(), args);
-  Block &score = grad.getScore().front();
   Type idx = b.getIndexType(), f32 = b.getF32Type();
   Location loc = op.getLoc();
-  // (b, h, i, j, dot[, qq, kk], g) -> g ds/d(dot)[, g ds/d(qq), g ds/d(kk)]
-  unsigned wrt = score.getNumArguments() - 4;
-  SmallVector<Type> gradArgs = {idx, idx, idx, idx};
-  gradArgs.append(wrt + 1, f32);
-  Block *g = b.createBlock(&grad.getScoreGrad(), {}, gradArgs,
-                           SmallVector<Location>(gradArgs.size(), loc));
   OpBuilder rb(ctx);
-  if (failed(Differentiator(rb, score, *g, paramGrads, wrt).run()))
+  // (b, h, i, j, dot[, qq, kk], g) -> g ds/d(dot)[, g ds/d(qq), g ds/d(kk)], for every score
+  auto scoreGrad = [&](Region &score, Region &into) {
+    unsigned wrt = score.front().getNumArguments() - 4;
+    SmallVector<Type> gradArgs = {idx, idx, idx, idx};
+    gradArgs.append(wrt + 1, f32);
+    Block *g = b.createBlock(&into, {}, gradArgs, SmallVector<Location>(gradArgs.size(), loc));
+    return Differentiator(rb, score.front(), *g, paramGrads, wrt).run();
+  };
+  if (failed(scoreGrad(grad.getScore(), grad.getScoreGrad())))
     return failure();
+  for (auto [n, score] : llvm::enumerate(op.getMoreScores())) {
+    score.cloneInto(&grad.getMoreScore(unsigned(n)), args);
+    if (failed(scoreGrad(grad.getMoreScore(unsigned(n)), grad.getMoreScoreGrad(unsigned(n)))))
+      return failure();
+  }
+  if (more) {  // the mix (b, h, i, e, y_0 ... y_N) and its adjoints of the rows
+    op.getMix().cloneInto(&grad.getMix(), args);
+    Block &mix = grad.getMix().front();
+    SmallVector<Type> gradArgs(mix.getArgumentTypes());
+    gradArgs.push_back(f32);
+    Block *g = b.createBlock(&grad.getMixGrad(), {}, gradArgs,
+                             SmallVector<Location>(gradArgs.size(), loc));
+    if (failed(Differentiator(rb, mix, *g, paramGrads, more + 1).run()))
+      return failure();
+  }
   if (!op.getOutput().empty()) {  // the output map (b, h, i, e, z) -> F, differentiated alike
     Region &region = grad.getOutputGrad();
     op.getOutput().cloneInto(&region, args);  // the map itself: the differentiator's source

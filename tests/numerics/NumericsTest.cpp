@@ -538,8 +538,14 @@ void expectGradsMatch(CPUModule &module, const Variant &v, const std::string &la
     EXPECT_LE(r.dq, 1e-5);
     EXPECT_LE(r.dk, 1e-5);
     EXPECT_LE(r.dv, 1e-5);
+    // One key under an rmsnorm of a mix (differential attention): every row y_n is v_0, the
+    // mix a multiple of it, and the rmsnorm cancels the multiple up to its eps -- a mix
+    // param's gradient (lambda) is then ~eps / mean(m^2) = 1e-5 of its terms, a cancellation
+    // an f32 kernel reaches to ~1e-4 (tests/python/test_autograd.py judges it against a
+    // float32 reference's error instead).
+    bool cancelling = std::string(shape) == "i=1,j=1" && v.mix && v.rmsEps;
     for (const auto &[name, err] : r.dparams)
-      EXPECT_LE(err, 1e-5) << "d" << name;
+      EXPECT_LE(err, cancelling ? 1e-3 : 1e-5) << "d" << name;
   }
 }
 
@@ -597,6 +603,14 @@ TEST(GradNumerics, OutputMapsMatchCentralDifferences) {
 /// dS (attention_grad's decay_grad).
 TEST(GradNumerics, ForgetGatesMatchCentralDifferences) {
   expectTestSpecGradsMatch("forget_gate.attn");
+}
+
+/// The backward of several scores (tests/python/specs/several_scores.attn): differential
+/// attention with GQA, a per-head lambda, a per-head rmsnorm and its gain; three scores sharing
+/// one query (its gradient sums theirs) mixed by max and a param at the query position; a mix
+/// normalised without a map.
+TEST(GradNumerics, SeveralScoresMatchCentralDifferences) {
+  expectTestSpecGradsMatch("several_scores.attn");
 }
 
 /// The backward of row norms (tests/python/specs/row_norms.attn): cosine attention with GQA and a

@@ -476,6 +476,10 @@ LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool
     return ops.front().emitError(
         "the CUDA backward of a forget gate (a decay with norm softmax) is not implemented yet; "
         "the CPU back end computes it");
+  if (!ops.front().getMoreQ().empty())
+    return ops.front().emitError(
+        "the CUDA backward of several scores (a mix of attends, differential attention) is not "
+        "implemented yet; the CPU back end computes it");
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
   return distributor.run(chip, blockPlan, dqAtomic);

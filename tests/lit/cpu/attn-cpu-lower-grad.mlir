@@ -1,5 +1,5 @@
 // attn-cpu-lower-grad: the backward by recomputation as scalar loops. The param gradient is
-// zeroed, dk and dv accumulate in f32 scratch (and a dq row per query), each allowed key's P is
+// zeroed, dq, dk and dv accumulate in f32 scratch (and a dq row per query), each allowed key's P is
 // exp(s - lse) (0 on a row whose lse is -inf), dS = P (dP - D), and score_grad's
 // attn.accumulate becomes a load, an add and a store.
 // RUN: attnc-opt %s --attn-cpu-lower-grad | FileCheck %s --implicit-check-not=attn.
@@ -7,6 +7,7 @@
 // CHECK-LABEL: func.func @alibi_grad
 // CHECK: scf.for %[[X:.*]] = {{.*}} {
 // CHECK: memref.store %{{.*}}, %arg10[%[[X]]] : memref<?xf32>
+// CHECK: %[[DQS:.*]] = memref.alloc({{.*}}) : memref<?x?x?x16xf32>
 // CHECK: %[[DK:.*]] = memref.alloc({{.*}}) : memref<?x?x?x16xf32>
 // CHECK: %[[DV:.*]] = memref.alloc({{.*}}) : memref<?x?x?x16xf32>
 // CHECK: %[[DQ:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
@@ -39,8 +40,10 @@
 // CHECK: memref.store %{{.*}}, %[[DK]]
 // CHECK: arith.mulf %[[P]], %{{.*}}
 // CHECK: memref.store %{{.*}}, %[[DV]]
-// The dq row into dq; after the loops dk and dv into theirs.
-// CHECK: memref.store %{{.*}}, %arg6[%[[B]], %[[H]], %[[I]], %{{.*}}]
+// The dq row added into dq's accumulator (several scores may share a query); after the
+// loops dq, dk and dv into theirs.
+// CHECK: memref.store %{{.*}}, %[[DQS]][%[[B]], %[[H]], %[[I]], %{{.*}}]
+// CHECK: memref.store %{{.*}}, %arg6[
 // CHECK: memref.store %{{.*}}, %arg7[
 // CHECK: memref.store %{{.*}}, %arg8[
 // CHECK: memref.dealloc

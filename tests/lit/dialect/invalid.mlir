@@ -632,6 +632,121 @@ func.func @accumulate_rank(%q: !t, %k: !t, %v: !t, %o: !t, %do: !t, %dq: !t, %dk
 
 // -----
 
+!t = memref<?x?x?x16xf32>
+!l = memref<?x?x?xf32>
+func.func @grad_shared_tensor_two_buffers(%q: !t, %k: !t, %v: !t, %k2: !t, %o: !t, %do: !t, %l1: !l, %l2: !l, %dq: !t,
+                  %dk: !t, %dv: !t, %dq2: !t, %dk2: !t) {
+  // expected-error @+1 {{a tensor read by several scores has one gradient buffer: 'q' is read again by score 1 with another gradient}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l1 scores %q by %k2 lses %l2 -> %dq, %dk, %dv more %dq2 by %dk2 {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !l scores !t by !t lses !l -> !t, !t, !t more !t by !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } mix {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32):
+    %m = arith.subf %y0, %y1 : f32
+    attn.yield %m : f32
+  } mix_grad {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32, %g: f32):
+    %n = arith.negf %g : f32
+    attn.yield %g, %n : f32, f32
+  } more_scores {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  }, {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x16xf32>
+!l = memref<?x?x?xf32>
+func.func @grad_mix_grad_yields(%q: !t, %k: !t, %v: !t, %k2: !t, %o: !t, %do: !t, %l1: !l, %l2: !l, %dq: !t,
+                  %dk: !t, %dv: !t, %dq2: !t, %dk2: !t) {
+  // expected-error @+1 {{'mix_grad' region must take (b, h, i, e : index, y_0 ... y_1, g : f32) and yield 2 f32}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l1 scores %q by %k2 lses %l2 -> %dq, %dk, %dv more %dq by %dk2 {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !l scores !t by !t lses !l -> !t, !t, !t more !t by !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } mix {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32):
+    %m = arith.subf %y0, %y1 : f32
+    attn.yield %m : f32
+  } mix_grad {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32, %g: f32):
+    attn.yield %g : f32
+  } more_scores {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  }, {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x16xf32>
+!l = memref<?x?x?xf32>
+func.func @grad_buffer_is_input(%q: !t, %k: !t, %v: !t, %k2: !t, %o: !t, %do: !t, %l1: !l, %l2: !l, %dq: !t,
+                  %dk: !t, %dv: !t, %dq2: !t, %dk2: !t) {
+  // expected-error @+1 {{'dk1' is also 'k'}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l1 scores %q by %k2 lses %l2 -> %dq, %dk, %dv more %dq by %k {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !l scores !t by !t lses !l -> !t, !t, !t more !t by !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } mix {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32):
+    %m = arith.subf %y0, %y1 : f32
+    attn.yield %m : f32
+  } mix_grad {
+  ^bb0(%b: index, %h: index, %i: index, %e: index, %y0: f32, %y1: f32, %g: f32):
+    %n = arith.negf %g : f32
+    attn.yield %g, %n : f32, f32
+  } more_scores {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  }, {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+!t = memref<?x?x?x16xf32>
+!l = memref<?x?x?xf32>
+func.func @grad_no_mix(%q: !t, %k: !t, %v: !t, %k2: !t, %o: !t, %do: !t, %l1: !l, %l2: !l, %dq: !t,
+                  %dk: !t, %dv: !t, %dq2: !t, %dk2: !t) {
+  // expected-error @+1 {{takes 'mix' and 'mix_grad' regions exactly with several scores}}
+  attn.attention_grad %q, %k, %v, %o, %do lse %l1 scores %q by %k2 lses %l2 -> %dq, %dk, %dv more %dq by %dk2 {group = 1 : i64, norm = #attn.norm<softmax>} : !t, !t, !t, !t, !t lse !l scores !t by !t lses !l -> !t, !t, !t more !t by !t score {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  } score_grad {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  } more_scores {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
+    attn.yield %dot : f32
+  }, {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32, %g: f32):
+    attn.yield %g : f32
+  }
+  return
+}
+
+// -----
+
 func.func @out_aliases_q(%q: memref<?x?x?x?xf32>) {
   // expected-error @+1 {{'out' is also 'q': the op writes it while it reads or writes the other}}
   attn.attention %q, %q, %q -> %q {group = 1 : i64, norm = #attn.norm<none>}
