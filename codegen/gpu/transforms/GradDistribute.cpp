@@ -429,10 +429,17 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
       valueDim % 16 || headDim > 256 || valueDim > 256)
     return op.emitError("the CUDA backward needs static head and value dims, multiples of 16 up "
                         "to 256");
-  if (std::max(headDim, valueDim) > 64)
-    s.queryCols = 32;  // dK and dV of 16 x d per warp stay in registers beside the tiles
-  atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide
   rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
+  // dK and dV of 16 x d per warp stay in registers beside the tiles: 32 query columns per step
+  // for wide heads. On sm_90a 64 up to d = 128 where measured (one head per kv head, no row
+  // norms or output expression): there the transposed products (K Q^T, V dO^T) are wgmmas
+  // with N = the query columns, and at N = 32 their operands' shared-memory reads, not the
+  // tensor cores, set the pace (1.03-1.11x, bench/METHOD.md 2026-12-06). GQA, row norms and
+  // output expressions spill 128-412 bytes there and keep 32 until timed.
+  bool wide = chip == "sm_90a" && op.getGroup() == 1 && !rowNorms && !mapped;
+  if (std::max(headDim, valueDim) > (wide ? 128 : 64))
+    s.queryCols = 32;
+  atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide
   if (rowNorms && atomic)
     return op.emitError("the CUDA backward of row norms (dot(q, q), dot(k, k)) computes dQ in "
                         "its own kernel: compile without --dq-atomic");
