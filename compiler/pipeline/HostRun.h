@@ -27,6 +27,11 @@ struct RunConfig {
   /// buffers); `splits` is the split count S they are allocated with.
   bool splitKV = false;
   int64_t splits = 1;
+  /// gradCheck: each gradient is compared with central differences (two float64 forwards
+  /// per element) at every element of a tensor of at most this many elements, and at this
+  /// many elements drawn at random (with the seed) of a larger one; every element is still
+  /// checked for the NaN poison. 0: every element.
+  int64_t gradElements = 0;
 };
 
 struct RunReport {
@@ -70,6 +75,7 @@ struct GradReport {
   /// then those of the float params with a gradient (gradParams).
   std::vector<std::pair<std::string, double>> dparams;
   int64_t unwritten = 0;  // gradient elements still holding the NaN poison
+  int64_t sampled = 0;    // tensors whose central differences ran at sampled elements only
 };
 /// The float params `<name>_grad` takes gradients of: those a score, the mix or the output
 /// expression reads, in param order.

@@ -87,6 +87,12 @@ static cl::opt<bool> backward("backward",
                                        "run: check its gradients against central differences of "
                                        "the float64 reference"),
                               cl::cat(category));
+static cl::opt<int64_t> gradElements(
+    "grad-elements",
+    cl::desc("run --backward: central differences (two float64 forwards each) at this many "
+             "random elements of each gradient larger than that (default 32; 0: every element); "
+             "every element is still checked for being written"),
+    cl::init(32), cl::cat(category));
 static cl::opt<bool> kernelReport(
     "report",
     cl::desc("--emit=ptx: a report per kernel on stdout (chip, tensor-core instruction, tile, "
@@ -472,6 +478,7 @@ static int runMain() {
   config.seed = seed;
   config.sortedIds = sortedIds;
   config.repeats = repeats;
+  config.gradElements = std::max<int64_t>(gradElements, 0);
   if (!compileOptions(options) || !readFile(inputPath, text))
     return 1;
   if (backward) {
@@ -545,7 +552,11 @@ static int runMain() {
       llvm::outs() << llvm::format("  d%s %.2e", name.c_str(), err);
     if (g.unwritten)
       llvm::outs() << "  unwritten " << g.unwritten;
-    llvm::outs() << "  (vs central differences of the float64 reference)\n";
+    llvm::outs() << "  (vs central differences of the float64 reference";
+    if (g.sampled)
+      llvm::outs() << ", at " << config.gradElements << " random elements of "
+                   << g.sampled << (g.sampled == 1 ? " tensor" : " tensors");
+    llvm::outs() << ")\n";
   }
   return failures ? 1 : 0;
 }
