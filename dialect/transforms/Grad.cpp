@@ -326,6 +326,20 @@ LogicalResult buildDecayGrad(OpBuilder &b, OpBuilder &rb, AttentionOp op, Attent
   return result;
 }
 
+/// Several scores: the forward's mix (b, h, i, e, y_0 ... y_N) -> m cloned into the grad op,
+/// and mix_grad (..., g) -> (g dm/dy_0, ..., g dm/dy_N), its params' gradients accumulated.
+LogicalResult buildMixGrad(OpBuilder &b, OpBuilder &rb, AttentionOp op, AttentionGradOp grad,
+                           const IRMapping &args, const IRMapping &paramGrads) {
+  IRMapping cloned = args;  // cloneInto adds the region's own values to its mapping
+  op.getMix().cloneInto(&grad.getMix(), cloned);
+  Block &mix = grad.getMix().front();
+  SmallVector<Type> gradArgs(mix.getArgumentTypes());
+  gradArgs.push_back(b.getF32Type());
+  Block *g = b.createBlock(&grad.getMixGrad(), {}, gradArgs,
+                           SmallVector<Location>(gradArgs.size(), op.getLoc()));
+  return Differentiator(rb, mix, *g, paramGrads, mix.getNumArguments() - 4).run();
+}
+
 /// Builds `<name>_grad` next to `fn` for its attention `op`.
 LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
   MLIRContext *ctx = fn.getContext();
@@ -428,16 +442,8 @@ LogicalResult buildGrad(func::FuncOp fn, AttentionOp op) {
     if (failed(scoreGrad(grad.getMoreScore(unsigned(n)), grad.getMoreScoreGrad(unsigned(n)))))
       return failure();
   }
-  if (more) {  // the mix (b, h, i, e, y_0 ... y_N) and its adjoints of the rows
-    op.getMix().cloneInto(&grad.getMix(), args);
-    Block &mix = grad.getMix().front();
-    SmallVector<Type> gradArgs(mix.getArgumentTypes());
-    gradArgs.push_back(f32);
-    Block *g = b.createBlock(&grad.getMixGrad(), {}, gradArgs,
-                             SmallVector<Location>(gradArgs.size(), loc));
-    if (failed(Differentiator(rb, mix, *g, paramGrads, more + 1).run()))
-      return failure();
-  }
+  if (more && failed(buildMixGrad(b, rb, op, grad, args, paramGrads)))
+    return failure();
   if (!op.getOutput().empty()) {  // the output map (b, h, i, e, z) -> F, differentiated alike
     Region &region = grad.getOutputGrad();
     op.getOutput().cloneInto(&region, args);  // the map itself: the differentiator's source
