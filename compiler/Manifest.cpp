@@ -10,7 +10,6 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/SHA256.h"
 
-#include <algorithm>
 #include <cstdio>
 
 namespace attnc {
@@ -328,15 +327,9 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   dout["kind"] = "input";
   dout["unit_stride_last"] = true, dout["alignment"] = 16, dout["row_alignment"] = 16;
   args.push_back(dout);
-  // dq, dk, dv, then (several scores) the gradient of each other input a score reads, in
-  // score order, once per tensor -- the order attn-grad gives `<name>_grad`'s arguments.
-  std::vector<int> differentiated = {v.q, v.k, v.v};
-  for (size_t n = 1; n < v.scoreQ.size(); ++n)
-    for (int index : {v.scoreQ[n], v.scoreK[n]})
-      if (std::find(differentiated.begin(), differentiated.end(), index) ==
-          differentiated.end())
-        differentiated.push_back(index);
-  for (int index : differentiated) {
+  // dq, dk, dv, then (several scores) the gradient of each other input a score reads, once
+  // per tensor -- the order attn-grad gives `<name>_grad`'s arguments.
+  for (int index : gradInputs(v)) {
     json grad = byName[v.inputs[index].name];
     grad["name"] = "d" + v.inputs[index].name;
     grad["kind"] = "output";

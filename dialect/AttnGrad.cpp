@@ -2,6 +2,8 @@
 #include "dialect/AttnDialect.h"
 #include "dialect/AttnVerify.h"
 
+#include <deque>
+
 using namespace mlir;
 using namespace mlir::attn;
 using namespace mlir::attn::detail;
@@ -30,8 +32,7 @@ static LogicalResult verifyMoreScores(AttentionGradOp op) {
   if (op.getNorm() != NormKind::softmax || !op.getDecay().empty())
     return op.emitOpError("several scores need norm softmax and no decay");
   Operation *o = op.getOperation();
-  std::vector<std::string> names;  // kept alive for the StringRefs below
-  names.reserve(4 * more + 4);
+  std::deque<std::string> names;  // kept alive (and in place) for the StringRefs below
   SmallVector<std::pair<StringRef, Value>> reads = {{"q", op.getQ()}, {"k", op.getK()}},
                                            grads = {{"dq", op.getDq()}, {"dk", op.getDk()}};
   for (size_t n = 0; n < more; ++n)

@@ -44,6 +44,15 @@ std::vector<int> gradParams(const Variant &v) {
   return out;
 }
 
+std::vector<int> gradInputs(const Variant &v) {
+  std::vector<int> out;
+  for (const KernelArg &a : kernelArgs(v))
+    if (a.kind == KernelArg::Kind::Q || a.kind == KernelArg::Kind::K ||
+        a.kind == KernelArg::Kind::V)
+      out.push_back(a.index);
+  return out;
+}
+
 bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, GradReport &report,
                std::string &error) {
   if (!resolveRunSizes(v, config, report.sizes, error))
@@ -101,12 +110,8 @@ bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, Gra
   }
   // The gradients, NaN-poisoned, in the storage order of what they differentiate.
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  // dq, dk, dv, the other score inputs' (in kernelArgs order), then one per gradParams entry
-  std::vector<int> differentiated;
-  for (const KernelArg &a : kernelArgs(v))
-    if (a.kind == KernelArg::Kind::Q || a.kind == KernelArg::Kind::K ||
-        a.kind == KernelArg::Kind::V)
-      differentiated.push_back(a.index);
+  // dq, dk, dv, the other score inputs' (gradInputs), then one per gradParams entry
+  std::vector<int> differentiated = gradInputs(v);
   std::vector<OwnedTensor> grads;
   for (int index : differentiated)
     grads.emplace_back(v.inputs[size_t(index)].resolvedDType,

@@ -80,6 +80,9 @@ struct GradReport {
 /// The float params `<name>_grad` takes gradients of: those a score, the mix or the output
 /// expression reads, in param order.
 std::vector<int> gradParams(const Variant &v);
+/// The inputs `<name>_grad` returns gradients of, in its argument order: q, k, v, then (several
+/// scores) every other score input once, in kernelArgs order (indices into Variant::inputs).
+std::vector<int> gradInputs(const Variant &v);
 /// Runs `<v.name>` (forward, for out and lse) then `<v.name>_grad` of `module` on random inputs
 /// and a random dout, and compares the gradients of L = sum(out * dout) with the reference's.
 bool gradCheck(CPUModule &module, const Variant &v, const RunConfig &config, GradReport &report,
