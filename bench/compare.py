@@ -19,6 +19,8 @@ def parse_args(doc, tag):
     parser.add_argument("--tag", default=tag)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--no-flex", action="store_true")
+    parser.add_argument("--backward", action="store_true",
+                        help="time training steps (forward + backward) where the bench has them")
     return parser.parse_args()
 
 

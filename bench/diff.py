@@ -9,7 +9,12 @@ over one pass of K/V, a per-head RMSNorm with a gain) against, in the same proce
 Shape: b2 h32/8 s8192 causal, bf16 (the gqa suite of bench.py). Writes
 bench/results/YYYY-MM-DD-<tag>.md (and a copy under $OUT).
 
-  python3 bench/diff.py [--tag diff-attention] [--repeats 100] [--no-flex]
+With --backward: a training step (forward + backward) of each, attnc's through its two kernels
+(diff_attention, then diff_attention_grad on its o and lses), the peers' through torch autograd
+of the same two attention calls and mix; attnc's backward alone too, and its gradients against
+SDPA cuDNN's autograd (a sanity check; the GPU tests judge correctness against float64).
+
+  python3 bench/diff.py [--tag diff-attention] [--repeats 100] [--no-flex] [--backward]
 
 Kernels come from $ATTNC_KERNEL_DIR (default .device/kernels). Protocol: METHOD.md.
 """
@@ -26,6 +31,11 @@ LAMBDA_INIT, EPS = 0.2, 1e-5
 def flops(s=S):
     """Both scores: (Q K^T + P V) over the causal pairs, 2 (d + dv) per pair and head each."""
     return 2 * (2 * B * H * (s * s / 2) * (D + DV))
+
+
+def train_flops(s=S):
+    """Forward and backward: FlashAttention's count, the backward 2.5x the forward."""
+    return 3.5 * flops(s)
 
 
 def inputs(gen):
@@ -80,11 +90,93 @@ def reference(t, rows=512):
     return y * f["gain"] * (1 - LAMBDA_INIT)
 
 
+def autograd_step(run, leaves, dout):
+    """A training step of a torch function of `leaves`: forward, then torch.autograd.grad."""
+    def step():
+        return torch.autograd.grad(run(), list(leaves.values()), dout)
+    return step
+
+
+def attnc_step(fwd, grad, t, dout):
+    """attnc's forward, then its backward on the forward's o and lses: (step, backward, grads)."""
+    a = storage(fwd, t)
+    o_arg = next(x for x in fwd.manifest["args"] if x["kind"] == "output")
+    ga = {x["name"]: a[x["name"]] for x in grad.manifest["args"] if x["name"] in a}
+    ga["d" + o_arg["name"]] = dout.permute(*[o_arg["dims"].index(n)
+                                             for n in o_arg["storage_dims"]]).contiguous()
+    ga.update(grad.allocate_outputs(**ga))
+    fwd(**a)
+    grad(**ga)
+    torch.cuda.synchronize()
+    grads = {}
+    for x in grad.manifest["args"]:
+        if x["kind"] == "output" and x["name"][1:] in t and x["name"][1:] in ("q1", "k1", "v"):
+            grads[x["name"][1:]] = ga[x["name"]].permute(
+                *[x["storage_dims"].index(n) for n in x["dims"]]).float()
+    return (lambda: (fwd(**a), grad(**ga))), (lambda: grad(**ga)), grads
+
+
+def main_backward(args, kernels, t, gen):
+    table = Table(args.repeats, train_flops())
+    row, notes = table.row, table.notes
+    dout = torch.randn(B, H, S, DV, generator=gen, device="cuda", dtype=torch.bfloat16)
+    leaves = {n: x.detach().clone().requires_grad_(True) for n, x in t.items()}
+    try:  # the peers' gradients, for a sanity check of attnc's (flash takes no dv != d)
+        peer_grads = dict(zip(leaves, autograd_step(sdpa_pair(leaves, SDPBackend.CUDNN_ATTENTION),
+                                                    leaves, dout)()))
+    except RuntimeError as e:
+        peer_grads = {}
+        notes.append(f"no SDPA cuDNN gradients to compare with: {str(e).splitlines()[0][:120]}")
+    diff, diff_grad = kernels.get("diff_attention"), kernels.get("diff_attention_grad")
+    if diff is not None and diff_grad is not None:
+        step, backward, grads = attnc_step(diff, diff_grad, t, dout)
+        for n, g in grads.items():
+            if n in peer_grads:
+                want = peer_grads[n].float()
+                notes.append(f"attnc d{n}: relative difference "
+                             f"{float((g - want).norm() / want.norm()):.2e} to SDPA cuDNN x2's "
+                             f"autograd, {int(torch.isnan(g).sum())} NaN")
+        row("attnc diff_attention fwd + bwd", step)
+        row("attnc diff_attention_grad (bwd alone)", backward, 2.5 * flops())
+    gqa, gqa_grad = kernels.get("gqa"), kernels.get("gqa_grad")
+    g = {"q": torch.cat([t["q1"], t["q2"]], -1), "k": torch.cat([t["k1"], t["k2"]], -1),
+         "v": t["v"]}
+    gqa_flops = 3.5 * 4 * B * H * (S * S / 2) * 128
+    if gqa is not None and gqa_grad is not None:
+        row("attnc gqa d128 fwd + bwd (one softmax, same K/V)",
+            attnc_step(gqa, gqa_grad, g, dout)[0], gqa_flops)
+    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION),
+                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+        row(f"SDPA {name} x2 + torch mix/rmsnorm, fwd + bwd",
+            autograd_step(sdpa_pair(leaves, backend), leaves, dout))
+    if not args.no_flex:
+        row("FlexAttention x2 + torch mix/rmsnorm, fwd + bwd",
+            autograd_step(flex_pair(leaves), leaves, dout))
+    gl = {n: x.detach().clone().requires_grad_(True) for n, x in g.items()}
+    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION)):
+        def anchor(backend=backend):
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(gl["q"], gl["k"], gl["v"], is_causal=True,
+                                                      enable_gqa=True)
+        row(f"SDPA {name} gqa d128 fwd + bwd (anchor)", autograd_step(anchor, gl, dout), gqa_flops)
+    table.report(f"# Training differential attention ({args.tag})",
+                 f"Shape: b{B} h{H}/{HK} s{S} causal, bf16; diff: q1/k1 and q2/k2 of d {D}, v of "
+                 f"dv {DV}; gqa: d 128. FLOPs: 3.5x the forward's (2 (d + dv) per causal pair, "
+                 f"head and score), the backward alone 2.5x. Median of {args.repeats} CUDA-event "
+                 f"timings, cold L2.",
+                 "attnc diff_attention fwd + bwd", "attnc / this", args.tag)
+
+
 def main():
     args = parse_args(__doc__, "diff-attention")
     kernels = load_kernels()
     gen = torch.Generator(device="cuda").manual_seed(0)
     t = inputs(gen)
+    if args.backward:
+        main_backward(args, kernels, t, gen)
+        return
     table = Table(args.repeats, flops())
     row, notes = table.row, table.notes
 

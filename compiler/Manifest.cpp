@@ -370,6 +370,9 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
   // into the workspace, after D (and dQacc), for the dK/dV kernel.
   if (auto width = main.schedule.find("dy_width"); width != main.schedule.end())
     manifest["backward"]["dy_width"] = width->second;
+  // Several scores: D and dy hold a slot per score ([b, scores x h, i(, width)]).
+  if (auto scores = main.schedule.find("scores"); scores != main.schedule.end())
+    manifest["backward"]["scores"] = scores->second;
   // dQ by atomics: the conversion kernel of the f32 accumulator, launched last.
   if (auto dq = launches.find(name + "_dq"); dq != launches.end()) {
     auto width = dq->second.schedule.find("dq_accum_width");

@@ -393,6 +393,7 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
     std::vector<int64_t> sizes;
     for (int d : bw.deltaDims)
       sizes.push_back(plan.dimSizes[size_t(d)]);
+    sizes[1] = mulSat(sizes[1], bw.scores);  // several scores: a slot of heads per score
     if (!layoutWorkspace(sizes, 0, plan.delta)) {
       error = "the backward's workspace D is too large";
       return false;

@@ -510,6 +510,15 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
   if (j->contains("dy_width") &&
       !r.getInt(*j, "dy_width", "backward.dy_width", 1, 1 << 16, bw.dyWidth))
     return false;
+  if (j->contains("scores")) {
+    if (!r.getInt(*j, "scores", "backward.scores", 1, 64, bw.scores))
+      return false;
+    if (bw.scores > 1 && !bw.dyWidth)
+      return r.fail("backward.scores", "several scores need dy_width (the mix's dy per score)");
+    if (bw.scores > 1 && !bw.dqEntry.empty())
+      return r.fail("backward.scores", "several scores compute dQ in the first kernel: no "
+                                       "dq_entry");
+  }
   bw.dkdvSharedMemory = uint32_t(smem);
   std::copy(delta.begin(), delta.end(), bw.deltaDims.begin());
   m.backward = bw;

@@ -93,6 +93,9 @@ struct Backward {
   // Through an output expression (optional): entry writes dy [b, h, i, width] in the 16-bit
   // type of q into the workspace after D (and dQacc); the dK/dV kernel reads it. 0: none.
   int64_t dyWidth = 0;
+  // Several scores (a mix of attends): D and dy hold one slot per score, [b, scores x h, i]
+  // and [b, scores x h, i, width] (score n's rows at head n h + head).
+  int64_t scores = 1;
   std::array<uint32_t, 3> dkdvBlock{};
   std::array<GridAxis, 3> dkdvGrid{};
   uint32_t dkdvSharedMemory = 0;

@@ -223,7 +223,7 @@ SmallVector<bool> uniformAccumulations(Block &body) {
   return uniform;
 }
 
-/// score_grad(b, h, i, j, dot, [nq, nk,] ds) on each element, 0 where ds is 0. Accumulations add their
+/// score_grad(b, h, i, j, dot, [nq, nk | y_1, ...,] ds) on each element, 0 where ds is 0. Accumulations add their
 /// value where ds is not 0: by one atomic per element, or (indices fixed for the tile) summed
 /// over the thread's elements and the warp, then one atomic by lane 0.
 struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
@@ -255,6 +255,8 @@ struct ScoreGradLowering : OpConversionPattern<ScoreGradOp> {
         IRMapping map;
         SmallVector<Value> args = {op.getB(), op.getH(), t.minIdx(i, qLast), t.minIdx(j, kvLast),
                                    x};
+        for (ValueRange y : adaptor.getMore())  // a function of several tiles: y_1, ...
+          args.push_back(y[n * 4 + e]);
         if (op.getQNorms()) {  // as attn_gpu.score reads them: nq of query i, nk of key j
           Value qAt = transposed ? t.add(t.mul(t.c, 2), int64_t(n * 8 + e % 2)) : t.accRow(e / 2);
           Value kAt = transposed ? t.accRow(e / 2) : t.add(t.mul(t.c, 2), int64_t(n * 8 + e % 2));

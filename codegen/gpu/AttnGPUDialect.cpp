@@ -367,15 +367,20 @@ LogicalResult ScoreGradOp::verify() {
     return failure();
   if (bool(getQNorms()) != bool(getKNorms()))
     return emitOpError("takes the row norms of both queries and keys, or neither");
-  size_t results = getQNorms() ? 3 : 1;
+  if (getQNorms() && !getMore().empty())
+    return emitOpError("takes the row norms or more tiles, not both");
+  if (llvm::any_of(getMore(), [&](Value y) { return y.getType() != getDot().getType(); }))
+    return emitOpError("takes more tiles of the dot products' type");
+  size_t results = getQNorms() ? 3 : 1 + getMore().size();
   if (getResults().size() != results ||
       llvm::any_of(getResults(), [&](Value r) { return r.getType() != getDot().getType(); }))
     return emitOpError() << "returns " << results << " tile(s) of the dot products' type"
                          << (getQNorms() ? " (the gradients of dot, nq, nk)" : "");
   Block &body = getScoreGrad().front();
-  if (body.getNumArguments() != (getQNorms() ? 8u : 6u))
+  if (body.getNumArguments() != (getQNorms() ? 8u : 6u + getMore().size()))
     return emitOpError() << "takes a region of (b, h, i, j, dot"
-                         << (getQNorms() ? ", nq, nk" : "") << ", ds)";
+                         << (getQNorms() ? ", nq, nk" : getMore().empty() ? "" : ", more...")
+                         << ", ds)";
   if (body.getTerminator()->getNumOperands() != results)
     return emitOpError() << "'score_grad' region must yield " << results << " value(s)";
   return success();

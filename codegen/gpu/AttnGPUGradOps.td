@@ -21,8 +21,13 @@ def AttnGPU_ScoreGradOp : AttnGPU_Op<"score_grad",
     With `norms %nq, %nk` (a score reading the row norms dot(q, q) and dot(k, k), as
     attn_gpu.score takes them) the region takes (b, h, i, j, dot, nq, nk, ds) and yields the
     gradients of the dot, of nq and of nk: three results, each 0 where ds is 0.
+
+    With `more %y1, ...` (fragments of dot's type: a function of several tiles, the mix of
+    several scores' rows y_0 = dot, y_1, ...) the region takes (b, h, i, j, dot, y1, ...,
+    ds) and yields the gradient of each: 1 + N results.
   }];
   let arguments = (ins AttnGPU_Fragment:$dot, AttnGPU_Fragment:$ds,
+                       Variadic<AttnGPU_Fragment>:$more,
                        Index:$b, Index:$h, Index:$i0, Index:$j0, Index:$q_len, Index:$kv_len,
                        Optional<MemRefRankOf<[F32], [1]>>:$q_norms,
                        Optional<MemRefRankOf<[F32], [1]>>:$k_norms,
@@ -30,8 +35,8 @@ def AttnGPU_ScoreGradOp : AttnGPU_Op<"score_grad",
   let results = (outs Variadic<AttnGPU_Fragment>:$results);
   let regions = (region SizedRegion<1>:$score_grad);
   let assemblyFormat = [{
-    $dot `,` $ds `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
-    (`norms` $q_norms^ `,` $k_norms)? attr-dict `:` type($dot)
+    $dot `,` $ds (`more` $more^)? `[` $b `,` $h `,` $i0 `,` $j0 `]` `below` $q_len `,` $kv_len
+    (`norms` $q_norms^ `,` $k_norms)? attr-dict `:` type($dot) (`more` type($more)^)?
     (`norms` type($q_norms)^ `,` type($k_norms))? `->` type($results) $score_grad
   }];
   let hasVerifier = 1;

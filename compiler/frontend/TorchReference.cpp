@@ -484,6 +484,24 @@ def _pv(w, v, p_dtype):
     return (w if p_dtype is None else w.to(p_dtype).to(v.dtype)) @ v
 
 
+class _RoundGrad(torch.autograd.Function):
+    """The identity, whose gradient is rounded to `dtype`: a 16-bit kernel's dy, the gradient
+    of an attend's rows as its tensor cores read it."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.dtype = dtype
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.to(ctx.dtype).to(g.dtype), None
+
+
+def _grad_rounded(x, dtype):
+    return x if dtype is None or not x.requires_grad else _RoundGrad.apply(x, dtype)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + torch.exp(-x))
 
@@ -750,6 +768,7 @@ void emitMixedScores(const Variant &v, const std::string &I, const std::string &
   out += "    ixm = dict(ix)\n";
   out += "    ixm[" + I + "] = torch.arange(I, device=dev).view(1, 1, I, 1)\n";
   out += "    ixm[" + DV + "] = torch.arange(DV, device=dev).view(1, 1, 1, DV)\n";
+  out += "    ys = [_grad_rounded(y, p_dtype) for y in ys]  # a 16-bit kernel's dy_n\n";
   out += "    o = torch.broadcast_to(_mix(*ys, ixm, extents, p, dev), ys[0].shape)\n";
   emitFinish(v, I, DV, out);
 }
@@ -769,7 +788,9 @@ void emitReference(const Variant &v, std::string &out) {
   out += "    tensor; any size given must agree with the tensors. `p_dtype` (e.g.\n";
   out += "    torch.bfloat16): the weights are rounded to it before they meet v, as a 16-bit\n";
   out += "    kernel rounds P for its P V product (softmax: exp(s - m), before the division by l):\n";
-  out += "    a reference of the kernel's own precision, for judging its errors.\n";
+  out += "    With several scores, the gradient of each score's rows (dy_n) is rounded to it too,\n";
+  out += "    as the kernel's backward rounds them: a reference of the kernel's own precision, for\n";
+  out += "    judging its errors.\n";
   out += "    \"\"\"\n";
   out += "    sizes = sizes or {}\n";
   bool quantised = v.inputs[v.k].scaleParam >= 0 || v.inputs[v.v].scaleParam >= 0;

@@ -200,16 +200,18 @@ TEST(OutputMapNumerics, MapsMatchReference) {
 
 /// Several scores (tests/python/specs/several_scores.attn): differential attention with GQA
 /// (packed rows under the default tiling), three scores over one query with a sliding window,
-/// a mix normalised as a whole; every tiling (the two-pass softmax too), ragged shapes. Each
+/// a mix normalised as a whole; several_scores_shared.attn: a query and a key each read by two
+/// scores; every tiling (the two-pass softmax too), ragged shapes. Each
 /// score's lse is checked with the output. Not split over the keys (attn-split-kv leaves
 /// several online softmaxes alone).
 TEST(SeveralScoresNumerics, MixesMatchReference) {
-  forEachTestSpecVariant("several_scores.attn", false, [](CPUModule &module, const Variant &v,
-                                                          const std::string &label, bool) {
-    ASSERT_GE(v.scores.size(), 2u) << v.name;
-    for (const char *shape : shapes)
-      expectMatchesReference(module, v, label, shape, false, 1);
-  });
+  for (const char *file : {"several_scores.attn", "several_scores_shared.attn"})
+    forEachTestSpecVariant(file, false, [](CPUModule &module, const Variant &v,
+                                           const std::string &label, bool) {
+      ASSERT_GE(v.scores.size(), 2u) << v.name;
+      for (const char *shape : shapes)
+        expectMatchesReference(module, v, label, shape, false, 1);
+    });
 }
 
 /// Forget-gate softmax (tests/python/specs/forget_gate.attn): a sigmoid gate with GQA and a
@@ -611,6 +613,12 @@ TEST(GradNumerics, ForgetGatesMatchCentralDifferences) {
 /// normalised without a map.
 TEST(GradNumerics, SeveralScoresMatchCentralDifferences) {
   expectTestSpecGradsMatch("several_scores.attn");
+}
+
+/// Three scores whose query and one key are each read by two of them
+/// (tests/python/specs/several_scores_shared.attn): dq and dka sum two scores' contributions.
+TEST(GradNumerics, SharedScoreInputsMatchCentralDifferences) {
+  expectTestSpecGradsMatch("several_scores_shared.attn");
 }
 
 /// The backward of row norms (tests/python/specs/row_norms.attn): cosine attention with GQA and a

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Compiles every spec in specs/ to PTX (bf16 as declared; a dynamic head dim fixed to 128) and
 # assembles it with `ptxas -arch=sm_90a`, recording registers, stack and spills per kernel.
-# Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels; and
-# for sm_90a with --dq-atomic, the three kernels of dQ by atomics) too;
+# Every trainable spec's backward (--backward: <name>_grad.ptx, the dQ and dK/dV kernels, for
+# sm_80 and sm_90a; and for sm_90a with --dq-atomic, the three kernels of dQ by atomics) too;
 # a spec attn-grad refuses (decoding, recurrences) must say so with its "no backward" error; a
-# forget gate and several scores, whose backward runs on the CPU only, with the CUDA back end's
-# (and row norms with --dq-atomic, which they refuse).
+# forget gate, whose backward runs on the CPU only, with the CUDA back end's (and row norms and
+# several scores with --dq-atomic, which they refuse).
 # Fails if a spec does not compile, ptxas rejects its PTX or warns that it serialised a wgmma
 # (the sm_90a kernels' tensor-core pipeline). ptxas: $ATTNC_PTXAS, the PATH, /usr/local/cuda,
 # or the test venv's nvidia-cuda-nvcc wheel (scripts/pyenv.sh). Skips (exit 77) without one.
@@ -42,8 +42,8 @@ for spec in "$specs"/*.attn; do
       printf '%-18s %-9s %6s %8s %s ms\n' "$(basename "$ptx" .ptx)" "$chip" "$regs" "$spills" "$ms"
     done
   done
-  # The backward as sm_80 builds it (dQ kernel), and as sm_90a with dQ by atomics.
-  for config in "sm_80" "sm_90a --dq-atomic"; do
+  # The backward as sm_80 and sm_90a build it (dQ kernel), and as sm_90a with dQ by atomics.
+  for config in "sm_80" "sm_90a" "sm_90a --dq-atomic"; do
     read -r chip extra <<< "$config"
     dir="$out/grad-$chip${extra:+-atomic}"
     if ! log=$("$attnc" compile "$spec" --emit=ptx --backward --chip=$chip $extra "${set_d[@]}" -o "$dir" 2>&1); then

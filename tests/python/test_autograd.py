@@ -248,6 +248,17 @@ def test_a_two_layer_model_trains_exactly_like_the_float32_reference():
 
 
 SEVERAL_SCORES = REPO / "tests" / "python" / "specs" / "several_scores.attn"
+# Three scores whose q and k are each read by two of them (the CUDA backward's paths too).
+SHARED_INPUTS = REPO / "tests" / "python" / "specs" / "several_scores_shared.attn"
+
+
+def several_scores_variant(variant):
+    """The text of `variant` from the several-score test specs."""
+    for path in (SEVERAL_SCORES, SHARED_INPUTS):
+        found = re.search(r"(?ms)^variant " + variant + r" \{.*?^\}", path.read_text())
+        if found:
+            return found[0]
+    raise KeyError(variant)
 
 
 @pytest.mark.parametrize("variant", ["diff_gqa", "three_scores", "normalised_mix"])
@@ -282,12 +293,13 @@ def test_several_scores_forward_matches_reference(variant, tmp):
             assert rel(got[finite], want[finite]) < 1e-5, f"{where}: {name}"
 
 
-@pytest.mark.parametrize("variant", ["diff_gqa", "three_scores", "normalised_mix"])
+@pytest.mark.parametrize("variant",
+                         ["diff_gqa", "three_scores", "normalised_mix", "shared_inputs"])
 def test_several_scores_backward_matches_reference(variant, tmp):
     """The backward of several scores through torch autograd on the cpu target: every score's
-    q and k (a query shared by three scores gets one gradient, their sum), v, lambda and the
-    rmsnorm's gain against the float64 reference's autograd."""
-    text = re.search(r"(?ms)^variant " + variant + r" \{.*?^\}", SEVERAL_SCORES.read_text())[0]
+    q and k (a query shared by three scores gets one gradient, their sum; a key shared by two
+    too), v, lambda and the rmsnorm's gain against the float64 reference's autograd."""
+    text = several_scores_variant(variant)
     spec = tmp / f"{variant}_grad_test.attn"
     spec.write_text(text)
     kernel = attnc.compile(text, target="cpu", backward=True)

@@ -1451,6 +1451,39 @@ TEST_F(BackwardTest, OutputExpressionPlacesDyAfterTheOtherWorkspaces) {
   EXPECT_EQ(plan.workspaceBytes, plan.dy.offset + B * H * I * 64 * 2);
 }
 
+TEST_F(BackwardTest, SeveralScoresHoldASlotPerScore) {
+  std::string e;
+  // Three scores: D [b, 3 h, i] and dy [b, 3 h, i, 64], score n's rows at head n h + head.
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     R"("delta_dims": ["b", "h", "i"], "dy_width": 64,
+                                        "scores": 3)"),
+                            m, e))
+      << e;
+  EXPECT_EQ(m.backward->scores, 3);
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.delta.sizes, (std::vector<int64_t>{B, 3 * H, I}));
+  EXPECT_EQ(plan.delta.strides, (std::vector<int64_t>{3 * H * I, I, 1}));
+  int64_t deltaBytes = B * 3 * H * I * 4;
+  EXPECT_EQ(plan.dy.sizes, (std::vector<int64_t>{B, 3 * H, I, 64}));
+  EXPECT_EQ(plan.dy.offset, (deltaBytes + 255) / 256 * 256);
+  EXPECT_EQ(plan.workspaceBytes, plan.dy.offset + B * 3 * H * I * 64 * 2);
+  // Several scores without dy, with dQ by atomics, or out of range: refused.
+  std::string text = backwardManifest();
+  EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])",
+                                R"("delta_dims": ["b", "h", "i"], "scores": 2)"))
+                .find("several scores need dy_width"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])",
+                                R"("delta_dims": ["b", "h", "i"], "dq_entry": "alibi_grad_dq",
+                                   "dq_accum_width": 128, "dy_width": 64, "scores": 2)"))
+                .find("no dq_entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("delta_dims": ["b", "h", "i"])",
+                                R"("delta_dims": ["b", "h", "i"], "dy_width": 64, "scores": 0)"))
+                .find("backward.scores"),
+            std::string::npos);
+}
+
 TEST(Manifest, BackwardErrors) {
   std::string text = backwardManifest();
   EXPECT_NE(parseError(replaced(text, R"("dkdv_entry": "alibi_grad_dkdv")", R"("dkdv_entry": "alibi")"))

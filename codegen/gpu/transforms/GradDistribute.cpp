@@ -44,6 +44,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
   b.setInsertionPointToEnd(module.getBody());
   SmallVector<Value> tensors = {op.getQ(), op.getK(),  op.getV(),  op.getOut(),
                                 op.getDout(), op.getDq(), op.getDk(), op.getDv()};
+  for (ValueRange more : {op.getMoreQ(), op.getMoreK(), op.getMoreDq(), op.getMoreDk()})
+    tensors.append(more.begin(), more.end());
   SmallVector<Type> types;
   for (BlockArgument arg : f.getArguments())
     types.push_back(kernelArgType(arg.getType(), llvm::is_contained(tensors, arg)));
@@ -79,7 +81,13 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   kvLen = memref::DimOp::create(b, loc, k, 2);
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   SmallVector<Value> written = {op.getDq(), op.getDk(), op.getDv()};
-  for (Region *region : {&op.getScore(), &op.getMask(), &op.getScoreGrad(), &op.getOutputGrad()})
+  for (ValueRange more : {op.getMoreDq(), op.getMoreDk()})
+    written.append(more.begin(), more.end());
+  SmallVector<Region *> regions = {&op.getScore(), &op.getMask(), &op.getScoreGrad(),
+                                   &op.getOutputGrad(), &op.getMix(), &op.getMixGrad()};
+  for (Region &region : op.getMoreScores())
+    regions.push_back(&region);
+  for (Region *region : regions)
     if (failed(materializeCaptures(b, map, *region, written, op)))
       return failure();
   return success();
@@ -124,30 +132,40 @@ std::pair<Value, Value> GradDistributor::probabilities(Value s, Value dP, Value 
   }
 }
 
-void GradDistributor::cloneScore(ScoreOp score) {
-  cloneRegionInto(b, op.getScore(), score.getScore(), map);
+void GradDistributor::cloneScore(ScoreOp score, size_t n) {
+  cloneRegionInto(b, *scores[n].score, score.getScore(), map);
   cloneRegionInto(b, op.getMask(), score.getMask(), map);
 }
 
-/// dS -> the gradient of the dot products. The dQ kernel accumulates the param gradients (each
-/// (i, j) once); the key-major kernel drops the accumulations, unless it computes dQ too.
-SmallVector<Value> GradDistributor::scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0,
-                                              bool transposed) {
+Value GradDistributor::slot(size_t n, Value head) {
+  if (n == 0)
+    return head;
+  return arith::AddIOp::create(b, loc, head,
+                               mulc(memref::DimOp::create(b, loc, q, 1), int64_t(n)));
+}
+
+/// dS -> the gradient of score n's dot products. The dQ kernel accumulates the param gradients
+/// (each (i, j) once); the key-major kernel drops the accumulations, unless it computes dQ too.
+SmallVector<Value> GradDistributor::scoreGrad(size_t n, Value dot, Value ds, Value h, Value i0,
+                                              Value j0, bool transposed) {
   auto grad = ScoreGradOp::create(b, loc, SmallVector<Type>(rowNorms ? 3 : 1, dot.getType()),
-                                  dot, ds, batch, h, i0, j0, qLen, kvLen, qNorms, kNorms,
-                                  transposed);
-  fillGradRegion(op.getScoreGrad(), grad, transposed);
+                                  dot, ds, ValueRange(), batch, h, i0, j0, qLen, kvLen, qNorms,
+                                  kNorms, transposed);
+  fillGradRegion(*scores[n].scoreGrad, grad, transposed);
   return SmallVector<Value>(grad.getResults());
 }
 
-/// attn_gpu.score_grad of `region` ((b, h, i, j, x, g) -> g dF/dx, accumulations) on a tile
-/// of columns j0 .. below `columns`: the output map's (j a value column).
-Value GradDistributor::regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0,
-                                  Value columns, bool transposed) {
-  auto grad = ScoreGradOp::create(b, loc, TypeRange{x.getType()}, x, g, batch, h, i0, j0, qLen,
-                                  columns, Value(), Value(), transposed);
+/// attn_gpu.score_grad of `region` ((b, h, i, j, x, more..., g) -> g dF/dx, g dF/dmore...,
+/// accumulations) on a tile of columns j0 .. below `columns`: the output map's and the mix's
+/// (j a value column).
+SmallVector<Value> GradDistributor::regionGrad(Region &region, Value x, ValueRange more, Value g,
+                                               Value h, Value i0, Value j0, Value columns,
+                                               bool transposed) {
+  auto grad = ScoreGradOp::create(b, loc, SmallVector<Type>(1 + more.size(), x.getType()), x, g,
+                                  more, batch, h, i0, j0, qLen, columns, Value(), Value(),
+                                  transposed);
   fillGradRegion(region, grad, transposed);
-  return grad.getResult(0);
+  return SmallVector<Value>(grad.getResults());
 }
 
 /// The region of a score_grad: `region` cloned; the dQ kernel accumulates the param gradients
@@ -166,13 +184,14 @@ void GradDistributor::fillGradRegion(Region &region, ScoreGradOp grad, bool tran
   }
 }
 
-void GradDistributor::copyKeyTiles(Value kTile, Value vTile, Value kvHead, Value j0) {
-  for (auto [global, tile] : {std::pair(k, kTile), std::pair(v, vTile)})
+void GradDistributor::copyKeyTiles(ArrayRef<std::pair<Value, Value>> tiles, Value kvHead,
+                                   Value j0) {
+  for (auto [global, tile] : tiles)
     CopyKeyTileOp::create(b, loc, global, tile, batch, kvHead, j0, kvLen, Value(), Value(),
                           Value(), Value(), b.getI64IntegerAttr(0));
   waitGroups(0);
   if (rowNorms)
-    squareRows(kTile, kNorms);
+    squareRows(tiles.front().second, kNorms);
 }
 
 void GradDistributor::squareRows(Value tile, Value norms) {
@@ -187,87 +206,144 @@ Value GradDistributor::addNormGrad(Value acc, Value sum, Value tile, int64_t row
   return fadd(acc, fmul(broadcast(twice, cols), x));
 }
 
+GradDistributor::QueryTiles GradDistributor::loadQueryTiles(Value i0, Value head, bool withOut) {
+  QueryTiles t;
+  t.kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
+  DenseMap<Value, Value> tiles;  // a shared tile per distinct input tensor
+  auto tileOf = [&](Value x, int64_t rows) {
+    auto [it, fresh] = tiles.try_emplace(x, Value());
+    if (fresh)
+      it->second = sharedTile(rows, headDim, elt, true);
+    return it->second;
+  };
+  for (const GradScore &sc : scores)
+    t.qTile.push_back(tileOf(sc.q, s.blockQ));
+  t.doTile = sharedTile(s.blockQ, valueDim, elt, true);
+  t.oTile = withOut ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
+  for (size_t n = 0; n < scores.size(); ++n)
+    t.lseVec.push_back(softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value());
+  for (const GradScore &sc : scores)
+    t.kTile.push_back(tileOf(sc.k, s.blockK));
+  t.vTile = sharedTile(s.blockK, valueDim, elt, true);
+  qNorms = rowNorms ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
+  kNorms = rowNorms ? sharedTile(s.blockK, 0, b.getF32Type(), false) : Value();
+
+  DenseSet<Value> copied;
+  for (auto [n, sc] : llvm::enumerate(scores))
+    if (copied.insert(sc.q).second)
+      CopyQueryTileOp::create(b, loc, map.lookup(sc.q), t.qTile[n], batch, head, i0,
+                              b.getI64IntegerAttr(1));
+  CopyQueryTileOp::create(b, loc, dout, t.doTile, batch, head, i0, b.getI64IntegerAttr(1));
+  if (t.oTile)
+    CopyQueryTileOp::create(b, loc, out, t.oTile, batch, head, i0, b.getI64IntegerAttr(1));
+  for (auto [n, sc] : llvm::enumerate(scores))
+    if (softmax)
+      CopyRowsOp::create(b, loc, map.lookup(sc.lse), t.lseVec[n], batch, head, i0, qLen,
+                         b.getF32FloatAttr(INFINITY));
+  waitGroups(0);
+  if (rowNorms)
+    squareRows(t.qTile.front(), qNorms);
+  return t;
+}
+
+void GradDistributor::loadOperands(QueryTiles &t) {
+  for (Value vec : t.lseVec)
+    t.lseRows.push_back(
+        vec ? LoadRowsOp::create(b, loc, rowsOf(s.blockQ, b.getF32Type()), vec) : Value());
+  DenseMap<Value, Value> operands;  // shared tile -> its operand
+  for (Value tile : t.qTile) {
+    auto [it, fresh] = operands.try_emplace(tile, Value());
+    if (fresh)
+      it->second = loadOperand(tile, s.blockQ, headDim);
+    t.qOperand.push_back(it->second);
+  }
+}
+
 /// The dQ kernel: grid (query tiles, heads, batch).
 LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   if (failed(enter(kernel)))
     return failure();
   auto [i0, head] = queryTile();
-  Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
-  Value qTile = sharedTile(s.blockQ, headDim, elt, true);
-  Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
-  Value oTile = softmax && !mapped ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
-  Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
-  Value kTile = sharedTile(s.blockK, headDim, elt, true);
-  Value vTile = sharedTile(s.blockK, valueDim, elt, true);
-  qNorms = rowNorms ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
-  kNorms = rowNorms ? sharedTile(s.blockK, 0, b.getF32Type(), false) : Value();
-
-  CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
-  CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
-  if (oTile)
-    CopyQueryTileOp::create(b, loc, out, oTile, batch, head, i0, b.getI64IntegerAttr(1));
-  if (softmax)
-    CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
-  waitGroups(0);
-  if (rowNorms)
-    squareRows(qTile, qNorms);
-  RankedTensorType rows = rowsOf(s.blockQ, b.getF32Type());
-  Value lseRows, dRows;
-  if (softmax) {  // D = rowsum(dO * O), for this kernel and the workspace
-    if (!mapped)
-      dRows = emitDelta(doTile, oTile, i0, head);
-    lseRows = LoadRowsOp::create(b, loc, rows, lseVec);
+  QueryTiles t = loadQueryTiles(i0, head, softmax && !mapped);
+  Value dRows;
+  if (softmax && !mapped)  // D = rowsum(dO * O), for this kernel and the workspace
+    dRows = emitDelta(t.doTile, t.oTile, i0, head);
+  loadOperands(t);
+  SmallVector<Value> dyOperands = {mapped ? Value()
+                                          : loadOperand(t.doTile, s.blockQ, valueDim)};
+  SmallVector<Value> dRowsOf = {dRows};
+  KeySpan keys = keyRangeOf(i0);
+  if (mapped) {  // each dy_n in dout's place, from registers
+    auto [dys, deltas] = emitOutputGrad(t, i0, head, keys);
+    dyOperands.clear();
+    for (Value dy : dys)  // several scores: each loop reads its dy_n from the workspace
+      dyOperands.push_back(scores.size() > 1 ? Value() : toOperand(dy, elt));
+    dRowsOf = deltas;
   }
-  Value qOperand = loadOperand(qTile, s.blockQ, headDim);
-  Value doOperand = mapped ? Value() : loadOperand(doTile, s.blockQ, valueDim);
-  auto [from, to, planned] = keyRangeOf(i0);
-  if (mapped) {  // dy in dout's place, from registers
-    auto [dy, deltaRows] = emitOutputGrad(qOperand, lseRows, doTile, kTile, vTile, i0, head,
-                                          {from, to, planned});
-    doOperand = toOperand(dy, elt);
-    dRows = deltaRows;
+  // dQ per gradient buffer, summed over the scores that read its tensor.
+  llvm::MapVector<Value, SmallVector<size_t>> buffers;
+  for (auto [n, sc] : llvm::enumerate(scores))
+    buffers[sc.dq].push_back(n);
+  for (auto &[buffer, reading] : buffers) {
+    SmallVector<Value> carried = {splat(accOf(s.blockQ, headDim), 0)};
+    if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
+      carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
+    for (size_t n : reading) {
+      Value dyOperand = dyOperands[n];
+      if (!dyOperand) {  // dy_n from its workspace slot into dout's tile: registers stay free
+        barrier();       // every warp is done with the tile (dout, or the last score's dy)
+        CopyQueryTileOp::create(b, loc, dyWork, t.doTile, batch, slot(n, head), i0,
+                                b.getI64IntegerAttr(1));
+        waitGroups(0);
+        dyOperand = loadOperand(t.doTile, s.blockQ, valueDim);
+      }
+      carried = emitDQLoop(n, carried, t, dyOperand, dRowsOf[n], i0, head, keys);
+    }
+    Value dq = carried[0];
+    if (rowNorms)  // + 2 (sum_j d(q.q)) q
+      dq = addNormGrad(dq, carried[1], t.qTile.front(), s.blockQ, headDim);
+    StoreTileOp::create(b, loc, dq, map.lookup(buffer), batch, head, i0, qLen, ValueRange{},
+                        Value(), b.getI64IntegerAttr(1));
   }
-  SmallVector<Value> inits = {splat(accOf(s.blockQ, headDim), 0)};
-  if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
-    inits.push_back(splat(rows, 0));
-  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), inits);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value j0 = loop.getInductionVar(), dq = loop.getRegionIterArgs()[0];
-    auto [dot, score] = queryTileScores(qOperand, kTile, vTile, kvHead, head, i0, j0, planned);
-    Value dP = mma(doOperand, vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
-    Value lseAt = softmax ? broadcast(lseRows, s.blockK) : Value();
-    Value dAt = softmax ? broadcast(dRows, s.blockK) : Value();
-    Value ds = probabilities(score, dP, lseAt, dAt).second;
-    SmallVector<Value> grads = scoreGrad(dot, ds, head, i0, j0, false);
-    dq = mma(toOperand(grads[0], elt), kTile, dq, false);
-    barrier();  // every warp is done with K(j0) and V(j0) before the next copies
-    SmallVector<Value> carried = {dq};
-    if (rowNorms)
-      carried.push_back(fadd(loop.getRegionIterArgs()[1], rowReduce(ReduceKind::sum, grads[1])));
-    scf::YieldOp::create(b, loc, carried);
-  }
-  Value dq = loop.getResult(0);
-  if (rowNorms)  // + 2 (sum_j d(q.q)) q
-    dq = addNormGrad(dq, loop.getResult(1), qTile, s.blockQ, headDim);
-  StoreTileOp::create(b, loc, dq, map.lookup(op.getDq()), batch, head, i0, qLen, ValueRange{},
-                      Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
   setQueryTileLaunch(kernel);
   return success();
 }
 
-std::pair<Value, Value> GradDistributor::queryTileScores(Value qOperand, Value kTile, Value vTile,
-                                                         Value kvHead, Value head, Value i0,
-                                                         Value j0, const attn::KeyRange &planned) {
-  copyKeyTiles(kTile, vTile, kvHead, j0);
+SmallVector<Value> GradDistributor::emitDQLoop(size_t n, ValueRange carried,
+                                               const QueryTiles &t, Value dyOperand,
+                                               Value dRows, Value i0, Value head,
+                                               const KeySpan &keys) {
+  auto [from, to, planned] = keys;
+  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), carried);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value j0 = loop.getInductionVar(), dq = loop.getRegionIterArgs()[0];
+  copyKeyTiles({{map.lookup(scores[n].k), t.kTile[n]}, {v, t.vTile}}, t.kvHead, j0);
+  auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
+  Value dP = mma(dyOperand, t.vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+  Value lseAt = softmax ? broadcast(t.lseRows[n], s.blockK) : Value();
+  Value dAt = softmax ? broadcast(dRows, s.blockK) : Value();
+  Value ds = probabilities(score, dP, lseAt, dAt).second;
+  SmallVector<Value> grads = scoreGrad(n, dot, ds, head, i0, j0, false);
+  dq = mma(toOperand(grads[0], elt), t.kTile[n], dq, false);
+  barrier();  // every warp is done with K(j0) and V(j0) before the next copies
+  SmallVector<Value> next = {dq};
+  if (rowNorms)
+    next.push_back(fadd(loop.getRegionIterArgs()[1], rowReduce(ReduceKind::sum, grads[1])));
+  scf::YieldOp::create(b, loc, next);
+  return SmallVector<Value>(loop.getResults());
+}
+
+std::pair<Value, Value> GradDistributor::queryTileScores(size_t n, Value qOperand, Value kTile,
+                                                         Value head, Value i0, Value j0,
+                                                         const attn::KeyRange &planned) {
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
   auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
                                Value(), Value(), Value(), qNorms, kNorms, full,
                                b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
-  cloneScore(score);
+  cloneScore(score, n);
   return {dot, score};
 }
 
@@ -290,52 +366,80 @@ GradDistributor::KeySpan GradDistributor::keyRangeOf(Value i0) {
   return {from, to, planned};
 }
 
-std::pair<Value, Value> GradDistributor::emitOutputGrad(Value qOperand, Value lseRows,
-                                                        Value doTile, Value kTile, Value vTile,
-                                                        Value i0, Value head,
-                                                        const KeySpan &keys) {
-  Value kvHead = arith::DivUIOp::create(b, loc, head, idx(op.getGroup()));
+SmallVector<Value> GradDistributor::recomputeRows(const QueryTiles &t, Value i0, Value head,
+                                                  const KeySpan &keys) {
   auto [from, to, planned] = keys;
-  RankedTensorType yType = accOf(s.blockQ, valueDim);
-  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), ValueRange{splat(yType, 0)});
-  {  // y = sum_j P v_j, P recomputed as in the dQ loop
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value j0 = loop.getInductionVar();
-    auto [dot, score] = queryTileScores(qOperand, kTile, vTile, kvHead, head, i0, j0, planned);
-    Value p = probability(score, softmax ? broadcast(lseRows, s.blockK) : Value());
-    Value y = mma(toOperand(p, elt), vTile, loop.getRegionIterArgs()[0], false);
-    barrier();  // every warp is done with K(j0) and V(j0) before the next copies
-    scf::YieldOp::create(b, loc, y);
+  Value zero = splat(accOf(s.blockQ, valueDim), 0);
+  auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
+                                 SmallVector<Value>(scores.size(), zero));
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(loop.getBody());
+  Value j0 = loop.getInductionVar();
+  SmallVector<std::pair<Value, Value>> copies;  // each distinct K's tile, then V's
+  for (auto [n, sc] : llvm::enumerate(scores))
+    if (llvm::none_of(copies, [&](auto &c) { return c.second == t.kTile[n]; }))
+      copies.push_back({map.lookup(sc.k), t.kTile[n]});
+  copies.push_back({v, t.vTile});
+  copyKeyTiles(copies, t.kvHead, j0);
+  SmallVector<Value> ys;  // y_n = sum_j P_n v_j, P recomputed as in the dQ loop
+  for (size_t n = 0; n < scores.size(); ++n) {
+    auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
+    Value p = probability(score, softmax ? broadcast(t.lseRows[n], s.blockK) : Value());
+    ys.push_back(mma(toOperand(p, elt), t.vTile, loop.getRegionIterArgs()[n], false));
   }
-  Value y = loop.getResult(0), z = y, r;
+  barrier();  // every warp is done with K(j0) and V(j0) before the next copies
+  scf::YieldOp::create(b, loc, ys);
+  return SmallVector<Value>(loop.getResults());
+}
+
+std::pair<SmallVector<Value>, SmallVector<Value>>
+GradDistributor::emitOutputGrad(const QueryTiles &t, Value i0, Value head, const KeySpan &keys) {
+  SmallVector<Value> ys = recomputeRows(t, i0, head, keys);
+  RankedTensorType yType = accOf(s.blockQ, valueDim);
+  Value y = ys.front();
+  if (ys.size() > 1) {  // m = mix(y_0, ..., y_N), as the forward's epilogue mixes its rows
+    auto mixed = MapElementsOp::create(b, loc, yType, y, ArrayRef(ys).drop_front(), batch, head,
+                                       i0, idx(0), qLen, b.getI64IntegerAttr(1));
+    cloneRegionInto(b, op.getMix(), mixed.getBody(), map);
+    y = mixed;
+  }
+  Value z = y, r;
   if (auto eps = op.getRmsEpsAttr()) {  // z = y r, r = 1 / sqrt(mean(y^2) + eps)
     r = rmsFactor(y, valueDim, eps.getValueAsDouble());
     z = fmul(y, broadcast(r, valueDim));
   }
   // dz = dout dF/dz (0 on rows past q_len: their dout rows are zero-filled), the map's param
   // gradients accumulated once per element.
-  Value g = LoadAccOp::create(b, loc, yType, doTile);
+  Value g = LoadAccOp::create(b, loc, yType, t.doTile);
   Value dy = op.getOutputGrad().empty()
                  ? g
-                 : regionGrad(op.getOutputGrad(), z, g, head, i0, idx(0), idx(valueDim), false);
+                 : regionGrad(op.getOutputGrad(), z, {}, g, head, i0, idx(0), idx(valueDim),
+                              false)[0];
   if (r)  // through the rmsnorm: dy = r (dz - z mean(dz z))
     dy = fmul(broadcast(r, valueDim),
               fsub(dy, fmul(z, broadcast(rowMean(fmul(dy, z), valueDim), valueDim))));
-  Value dRows;
-  if (softmax) {
-    // D from dy as both kernels' dP read it, rounded to the inputs' type: dP - D then cancels
-    // where it must (a row whose only key has P = 1 gets dS = 0, not dy's rounding error).
-    auto rounded = RankedTensorType::get(yType.getShape(), elt, yType.getEncoding());
-    Value dyRead = arith::ExtFOp::create(
-        b, loc, yType, arith::TruncFOp::create(b, loc, rounded, dy).getResult());
-    dRows = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dyRead, y)));
-    StoreRowsOp::create(b, loc, dRows, delta, batch, head, i0, qLen, ValueRange{},
+  SmallVector<Value> dys = {dy};
+  if (ys.size() > 1)  // dy_n = dm dmix/dy_n, the mix's param gradients accumulated
+    dys = regionGrad(op.getMixGrad(), ys.front(), ArrayRef(ys).drop_front(), dy, head, i0,
+                     idx(0), idx(valueDim), false);
+  SmallVector<Value> dRows(ys.size());
+  for (size_t n = 0; n < ys.size(); ++n) {
+    Value at = slot(n, head);
+    if (softmax) {
+      // D from dy as both kernels' dP read it, rounded to the inputs' type: dP - D then
+      // cancels where it must (a row whose only key has P = 1 gets dS = 0, not dy's rounding
+      // error).
+      auto rounded = RankedTensorType::get(yType.getShape(), elt, yType.getEncoding());
+      Value dyRead = arith::ExtFOp::create(
+          b, loc, yType, arith::TruncFOp::create(b, loc, rounded, dys[n]).getResult());
+      dRows[n] = quadReduce(ReduceKind::sum, rowReduce(ReduceKind::sum, fmul(dyRead, ys[n])));
+      StoreRowsOp::create(b, loc, dRows[n], delta, batch, at, i0, qLen, ValueRange{},
+                          b.getI64IntegerAttr(1));
+    }
+    StoreTileOp::create(b, loc, dys[n], dyWork, batch, at, i0, qLen, ValueRange{}, Value(),
                         b.getI64IntegerAttr(1));
   }
-  StoreTileOp::create(b, loc, dy, dyWork, batch, head, i0, qLen, ValueRange{}, Value(),
-                      b.getI64IntegerAttr(1));
-  return {dy, dRows};
+  return {dys, dRows};
 }
 
 std::pair<Value, Value> GradDistributor::queryTile() {
@@ -351,6 +455,8 @@ void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width) {
     schedule.push_back({"dq_accum_width", width});
   else if (mapped)  // the first kernel writes dy [b, h, i, dv] for the dK/dV kernel
     schedule.push_back({"dy_width", valueDim});
+  if (scores.size() > 1)  // D and dy hold a slot per score: [b, scores x h, i(, dv)]
+    schedule.push_back({"scores", int64_t(scores.size())});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
             0, schedule);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
@@ -371,20 +477,9 @@ LogicalResult GradDistributor::emitPrepare(gpu::GPUFuncOp kernel) {
     return failure();
   auto [i0, head] = queryTile();
   if (mapped) {  // y recomputed: dy and D into the workspaces
-    Value qTile = sharedTile(s.blockQ, headDim, elt, true);
-    Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
-    Value lseVec = softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value();
-    Value kTile = sharedTile(s.blockK, headDim, elt, true);
-    Value vTile = sharedTile(s.blockK, valueDim, elt, true);
-    CopyQueryTileOp::create(b, loc, q, qTile, batch, head, i0, b.getI64IntegerAttr(1));
-    CopyQueryTileOp::create(b, loc, dout, doTile, batch, head, i0, b.getI64IntegerAttr(1));
-    if (softmax)
-      CopyRowsOp::create(b, loc, lse, lseVec, batch, head, i0, qLen, b.getF32FloatAttr(INFINITY));
-    waitGroups(0);
-    Value lseRows =
-        softmax ? LoadRowsOp::create(b, loc, rowsOf(s.blockQ, b.getF32Type()), lseVec) : Value();
-    emitOutputGrad(loadOperand(qTile, s.blockQ, headDim), lseRows, doTile, kTile, vTile, i0,
-                   head, keyRangeOf(i0));
+    QueryTiles t = loadQueryTiles(i0, head, false);
+    loadOperands(t);
+    emitOutputGrad(t, i0, head, keyRangeOf(i0));
   } else if (softmax) {
     Value doTile = sharedTile(s.blockQ, valueDim, elt, true);
     Value oTile = sharedTile(s.blockQ, valueDim, elt, true);
@@ -421,7 +516,17 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   for (Value x : {op.getK(), op.getV(), op.getOut(), op.getDout()})
     if (cast<MemRefType>(x.getType()).getElementType() != elt)
       return op.emitError("the CUDA backward takes q, k, v, out and dout of one element type");
-  mapped = !op.getOutputGrad().empty() || op.getRmsEps();
+  scores.push_back({op.getQ(), op.getK(), op.getLse(), op.getDq(), op.getDk(), &op.getScore(),
+                    &op.getScoreGrad()});
+  for (unsigned n = 0; n < op.getNumMoreScores(); ++n)
+    scores.push_back({op.getMoreQ()[n], op.getMoreK()[n], op.getMoreLse()[n], op.getMoreDq()[n],
+                      op.getMoreDk()[n], &op.getMoreScore(n), &op.getMoreScoreGrad(n)});
+  for (const GradScore &sc : scores)
+    if (sc.q.getType() != op.getQ().getType() || sc.k.getType() != op.getK().getType())
+      return op.emitError("the CUDA backward of several scores takes their q and k of one type "
+                          "and head dim");
+  // Through an output expression or a mix of several scores: dy recomputed, in the workspace.
+  mapped = !op.getOutputGrad().empty() || op.getRmsEps() || scores.size() > 1;
   if (!elt.isF16() && !elt.isBF16())
     return op.emitError("the CUDA backward runs on tensor cores: q, k, v need f16 or bf16, got ")
            << elt << " (hint: declare the tensors bf16, or run the backward on the CPU)";
@@ -429,7 +534,9 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
       valueDim % 16 || headDim > 256 || valueDim > 256)
     return op.emitError("the CUDA backward needs static head and value dims, multiples of 16 up "
                         "to 256");
-  rowNorms = op.getScore().front().getNumArguments() == 7;  // dot(q, q), dot(k, k)
+  rowNorms = llvm::any_of(scores, [](const GradScore &sc) {  // dot(q, q), dot(k, k)
+    return sc.score->front().getNumArguments() == 7;
+  });
   // dK and dV of 16 x d per warp stay in registers beside the tiles: 32 query columns per step
   // for wide heads. On sm_90a 64 up to d = 128 where measured (one head per kv head, no row
   // norms or output expression): there the transposed products (K Q^T, V dO^T) are wgmmas
@@ -440,6 +547,12 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   if (std::max(headDim, valueDim) > (wide ? 128 : 64))
     s.queryCols = 32;
   atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide
+  if (scores.size() > 1 && atomic)
+    return op.emitError("the CUDA backward of several scores computes dQ in its own kernel: "
+                        "compile without --dq-atomic");
+  if (scores.size() > 1 && rowNorms)
+    return op.emitError("the CUDA backward of several scores with row norms (dot(q, q), "
+                        "dot(k, k)) is not implemented; the CPU back end computes it");
   if (rowNorms && atomic)
     return op.emitError("the CUDA backward of row norms (dot(q, q), dot(k, k)) computes dQ in "
                         "its own kernel: compile without --dq-atomic");
@@ -483,10 +596,6 @@ LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool
     return ops.front().emitError(
         "the CUDA backward of a forget gate (a decay with norm softmax) is not implemented yet; "
         "the CPU back end computes it");
-  if (!ops.front().getMoreQ().empty())
-    return ops.front().emitError(
-        "the CUDA backward of several scores (a mix of attends, differential attention) is not "
-        "implemented yet; the CPU back end computes it");
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
   return distributor.run(chip, blockPlan, dqAtomic);

@@ -16,6 +16,13 @@ struct GradSchedule {
   int64_t blockQ = 64, blockK = 32, keyRows = 64, queryCols = 64;
 };
 
+/// One score of the backward (several with a mix of their rows): its host q, k and lse, the
+/// gradient buffers of q and k (a tensor several scores read has one), its regions.
+struct GradScore {
+  Value q, k, lse, dq, dk;
+  Region *score, *scoreGrad;
+};
+
 class GradDistributor : TileBuilder {
 public:
   GradDistributor(OpBuilder &b, attn::AttentionGradOp op, func::FuncOp f)
@@ -27,13 +34,14 @@ private:
   attn::AttentionGradOp op;
   func::FuncOp f;
   GradSchedule s;
+  SmallVector<GradScore> scores;  // score 0 is the op's q, k, lse; then its more_scores
   IRMapping map;  // host values -> the current kernel's values
   Type elt;
   int64_t headDim = 0, valueDim = 0;
   Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
   bool softmax = false;
   bool atomic = false;  // dQ by atomics from the dK/dV kernel
-  bool mapped = false;  // through an output expression: dy recomputed, in the workspace
+  bool mapped = false;  // through an output expression or a mix: dy recomputed, in the workspace
   bool rowNorms = false;  // a score reading dot(q, q) and dot(k, k)
   Value qNorms, kNorms;  // their shared vectors in the current kernel (rowNorms)
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
@@ -42,40 +50,69 @@ private:
 
   gpu::GPUFuncOp makeKernel(gpu::GPUModuleOp module, StringRef name);
   LogicalResult enter(gpu::GPUFuncOp kernel);
-  void cloneScore(ScoreOp score);
+  void cloneScore(ScoreOp score, size_t n);
+  /// Score n's slot in the workspaces D [b, scores x h, i] and dy [b, scores x h, i, dv].
+  Value slot(size_t n, Value head);
   /// P and dS of a tile from its scores s (filled with -inf where masked or out of range),
   /// dP and the rows' (or, key-major, columns') lse and D.
   std::pair<Value, Value> probabilities(Value s, Value dP, Value lseAt, Value dAt);
   /// P of a tile from its scores (the first half of probabilities()).
   Value probability(Value s, Value lseAt);
-  /// The gradient of the dot products (with row norms also of nq and nk: three tiles).
-  SmallVector<Value> scoreGrad(Value dot, Value ds, Value h, Value i0, Value j0, bool transposed);
-  Value regionGrad(Region &region, Value x, Value g, Value h, Value i0, Value j0, Value columns,
-                   bool transposed);
+  /// The gradient of score n's dot products (with row norms also of nq and nk: three tiles).
+  SmallVector<Value> scoreGrad(size_t n, Value dot, Value ds, Value h, Value i0, Value j0,
+                               bool transposed);
+  /// attn_gpu.score_grad of `region` over value columns: the gradients of x and `more`.
+  SmallVector<Value> regionGrad(Region &region, Value x, ValueRange more, Value g, Value h,
+                                Value i0, Value j0, Value columns, bool transposed);
   void fillGradRegion(Region &region, ScoreGradOp grad, bool transposed);
   /// The shared vectors of the row norms dot(q, q) and dot(k, k) (rowNorms) of the current
   /// query and key tiles, written by attn_gpu.row_squares.
   void squareRows(Value tile, Value norms);
-  /// Key tile j0 of K and V (kv head `kvHead`) landed in kTile and vTile, and with row norms
-  /// the K tile's squared rows.
-  void copyKeyTiles(Value kTile, Value vTile, Value kvHead, Value j0);
+  /// Key tile j0 of each (global, shared tile) pair (kv head `kvHead`) landed, and with row
+  /// norms the first tile's (K's) squared rows.
+  void copyKeyTiles(ArrayRef<std::pair<Value, Value>> tiles, Value kvHead, Value j0);
   /// acc + 2 sum * X for X the 16-bit shared tile of the rows (the gradient of a row's norm
   /// dot(x, x) whose derivative summed over the tile's partners is `sum`, per-thread partials).
   Value addNormGrad(Value acc, Value sum, Value tile, int64_t rows, int64_t cols);
-  /// Key tile j0 of the query tile's loop: K and V copied into kTile and vTile, S = Q K^T and
-  /// the score (-inf where masked; `planned`: the block plan's full range skips the mask).
-  std::pair<Value, Value> queryTileScores(Value qOperand, Value kTile, Value vTile, Value kvHead,
-                                          Value head, Value i0, Value j0,
-                                          const attn::KeyRange &planned);
+  /// Score n on key tile j0 (landed in kTile) of the query tile: S = Q K^T and the score
+  /// (-inf where masked; `planned`: the block plan's full range skips the mask).
+  std::pair<Value, Value> queryTileScores(size_t n, Value qOperand, Value kTile, Value head,
+                                          Value i0, Value j0, const attn::KeyRange &planned);
   /// The query tile's key range [from, to): the mask's bounds, then the block plan's entry.
   using KeySpan = std::tuple<Value, Value, attn::KeyRange>;
   KeySpan keyRangeOf(Value i0);
-  /// Through an output expression: y of the query tile recomputed over its key tiles (K and V
-  /// through kTile and vTile) over its key range, dy from the dout tile (landed in doTile),
-  /// D and dy into the workspaces; returns (dy, D's rows).
-  std::pair<Value, Value> emitOutputGrad(Value qOperand, Value lseRows, Value doTile,
-                                         Value kTile, Value vTile, Value i0, Value head,
-                                         const KeySpan &keys);
+  /// The shared tiles and loaded operands of a query tile's kernel, per score.
+  struct QueryTiles {
+    // per score (equal inputs share a tile and an operand); operands by loadOperands
+    SmallVector<Value> qTile, lseVec, kTile, qOperand, lseRows;
+    Value doTile, oTile, vTile, kvHead;
+  };
+  /// A query tile's kernel: the shared tiles of every score's q and k, dout (and `withOut`
+  /// the forward's out), V; q, dout, out and each lse copied, q's rows squared (row norms).
+  QueryTiles loadQueryTiles(Value i0, Value head, bool withOut);
+  /// The lse rows and q operands of every score.
+  void loadOperands(QueryTiles &t);
+  /// The dK/dV kernel's shared tiles (dsTile with dQ by atomics) and its key tile.
+  struct KeyTiles {
+    Value kTile, vTile, qTile, doTile, lseVec, dVec, dsTile, kvHead, j0;
+  };
+  /// Through an output expression (or a mix of several scores): each y_n of the query tile
+  /// recomputed over its key range, dy from the dout tile, through the mix's derivative each
+  /// dy_n; D_n and dy_n into the workspaces; returns (dy_n, D_n's rows) per score.
+  std::pair<SmallVector<Value>, SmallVector<Value>>
+  emitOutputGrad(const QueryTiles &t, Value i0, Value head, const KeySpan &keys);
+  /// The rows y_n = sum_j P_n v_j of every score over the query tile's key range.
+  SmallVector<Value> recomputeRows(const QueryTiles &t, Value i0, Value head,
+                                   const KeySpan &keys);
+  /// Score n's dQ loop over the key range: `carried` (dq and with row norms the rows' sums of
+  /// d(q.q)) accumulated with dy in dout's place (`dyOperand`) and its D rows.
+  SmallVector<Value> emitDQLoop(size_t n, ValueRange carried, const QueryTiles &t,
+                                Value dyOperand, Value dRows, Value i0, Value head,
+                                const KeySpan &keys);
+  /// The dK/dV kernel's loops of score n over the group's heads and their query tiles:
+  /// `carried` (dk, dv and with row norms the keys' sums of d(k.k)) accumulated.
+  SmallVector<Value> emitKeyMajorScore(size_t n, ValueRange carried, const KeyTiles &t,
+                                       Value from, Value to, bool perHead);
   /// This block's query tile [i0, i0 + blockQ) of head `head`, grid (query tiles, heads, batch).
   std::pair<Value, Value> queryTile();
   /// The launch of a kernel of query tiles; `width`: the dQacc columns it converts.

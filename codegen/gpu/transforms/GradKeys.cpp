@@ -18,98 +18,49 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
     return failure();
   if (mapped)
     dout = dyWork;  // the first kernel's dy takes dout's place
-  Value j0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.keyRows);
-  Value kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value kTile = sharedTile(s.keyRows, headDim, elt, true);
-  Value vTile = sharedTile(s.keyRows, valueDim, elt, true);
-  Value qTile = sharedTile(s.queryCols, headDim, elt, true);
-  Value doTile = sharedTile(s.queryCols, valueDim, elt, true);
-  Value lseVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
-  Value dVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
-  Value dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
+  KeyTiles t;
+  t.j0 = mulc(gpu::BlockIdOp::create(b, loc, gpu::Dimension::x), s.keyRows);
+  t.kvHead = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  t.kTile = sharedTile(s.keyRows, headDim, elt, true);
+  t.vTile = sharedTile(s.keyRows, valueDim, elt, true);
+  t.qTile = sharedTile(s.queryCols, headDim, elt, true);
+  t.doTile = sharedTile(s.queryCols, valueDim, elt, true);
+  t.lseVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
+  t.dVec = softmax ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
+  t.dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
   qNorms = rowNorms ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
   kNorms = rowNorms ? sharedTile(s.keyRows, 0, b.getF32Type(), false) : Value();
-  copyKeyTiles(kTile, vTile, kvHead, j0);
+  copyKeyTiles({{k, t.kTile}, {v, t.vTile}}, t.kvHead, t.j0);
 
   Value from, to;
-  std::tie(from, to) = maskedQueries(j0);
+  std::tie(from, to) = maskedQueries(t.j0);
   // A mask that reads no head: the query tiles whose planned key range meets this key tile.
   bool perHead = keyRange && attn::maskReadsHead(keyRange.getMask());
   if (keyRange && !perHead)
-    std::tie(from, to) = plannedQueries(j0, from, to);
-  RankedTensorType kdAcc = accOf(s.keyRows, headDim), kvAcc = accOf(s.keyRows, valueDim);
-  RankedTensorType tileAcc = accOf(s.keyRows, s.queryCols);
-  Value firstHead = mulc(kvHead, op.getGroup());
-  SmallVector<Value> inits = {splat(kdAcc, 0), splat(kvAcc, 0)};
-  if (rowNorms)  // each key's sum over the queries of d(k.k), per-thread partials
-    inits.push_back(splat(rowsOf(s.keyRows, b.getF32Type()), 0));
-  auto heads = scf::ForOp::create(b, loc, firstHead,
-                                  arith::AddIOp::create(b, loc, firstHead, idx(op.getGroup())),
-                                  idx(1), inits);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(heads.getBody());
-    Value h = heads.getInductionVar();
-    auto queries = scf::ForOp::create(b, loc, from, to, idx(s.queryCols),
-                                      heads.getRegionIterArgs());
-    {
-      OpBuilder::InsertionGuard inner(b);
-      b.setInsertionPointToStart(queries.getBody());
-      Value i0 = queries.getInductionVar();
-      Value dk = queries.getRegionIterArgs()[0], dv = queries.getRegionIterArgs()[1];
-      CopyQueryTileOp::create(b, loc, q, qTile, batch, h, i0, b.getI64IntegerAttr(1));
-      CopyQueryTileOp::create(b, loc, dout, doTile, batch, h, i0, b.getI64IntegerAttr(1));
-      waitGroups(0);
-      if (rowNorms)
-        squareRows(qTile, qNorms);
-      Value lseAt, dAt;
-      if (softmax) {
-        CopyRowsOp::create(b, loc, lse, lseVec, batch, h, i0, qLen, b.getF32FloatAttr(INFINITY));
-        CopyRowsOp::create(b, loc, delta, dVec, batch, h, i0, qLen, b.getF32FloatAttr(0));
-        barrier();
-        lseAt = LoadColumnsOp::create(b, loc, tileAcc, lseVec);
-        dAt = LoadColumnsOp::create(b, loc, tileAcc, dVec);
-      }
-      Value dot = mma(loadOperand(kTile, s.keyRows, headDim), qTile, splat(tileAcc, 0), true);
-      Value full;
-      if (keyRange && !perHead && s.blockQ % s.queryCols == 0) {  // the query tile's plan entry
-        Value qt = arith::DivUIOp::create(b, loc, i0, idx(s.blockQ));
-        attn::KeyRange r = planEntry(b, loc, keyRange, plan, batch, idx(0), qt);
-        full = fullTile(r.fullLower, r.fullUpper, j0, s.keyRows);
-      }
-      auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, j0, qLen, kvLen, Value(),
-                                   Value(), Value(), qNorms, kNorms, full,
-                                   b.getF32FloatAttr(-INFINITY),
-                                   b.getI64IntegerAttr(1), b.getUnitAttr());
-      cloneScore(score);
-      Value dP = mma(loadOperand(vTile, s.keyRows, valueDim), doTile, splat(tileAcc, 0), true);
-      auto [p, ds] = probabilities(score, dP, lseAt, dAt);
-      dv = mma(toOperand(p, elt), doTile, dv, false);
-      SmallVector<Value> grads = scoreGrad(dot, ds, h, i0, j0, true);
-      Value dDot = grads[0];
-      if (atomic)  // dQ of the query tile += dS^T K, the rows of all warps' keys summed
-        ShareTileOp::create(b, loc, dDot, dsTile);
-      dk = mma(toOperand(dDot, elt), qTile, dk, false);
-      if (atomic) {
-        barrier();
-        AtomicAddProductOp::create(b, loc, dsTile, kTile, dqAcc, batch, h, i0, qLen);
-      }
-      barrier();  // every warp is done with this query tile before the next copies
-      SmallVector<Value> carried = {dk, dv};
-      if (rowNorms)
-        carried.push_back(
-            fadd(queries.getRegionIterArgs()[2], rowReduce(ReduceKind::sum, grads[2])));
-      scf::YieldOp::create(b, loc, carried);
-    }
-    scf::YieldOp::create(b, loc, queries.getResults());
+    std::tie(from, to) = plannedQueries(t.j0, from, to);
+  // dK per gradient buffer (the scores that read its tensor, one K tile), dV over all scores.
+  llvm::MapVector<Value, SmallVector<size_t>> buffers;
+  for (auto [n, sc] : llvm::enumerate(scores))
+    buffers[sc.dk].push_back(n);
+  Value dv = splat(accOf(s.keyRows, valueDim), 0);
+  for (auto [g, entry] : llvm::enumerate(buffers)) {
+    auto &[buffer, reading] = entry;
+    if (g > 0)  // every warp passed the last query tile's barrier: K's tile may be replaced
+      copyKeyTiles({{map.lookup(scores[reading.front()].k), t.kTile}}, t.kvHead, t.j0);
+    SmallVector<Value> carried = {splat(accOf(s.keyRows, headDim), 0), dv};
+    if (rowNorms)  // each key's sum over the queries of d(k.k), per-thread partials
+      carried.push_back(splat(rowsOf(s.keyRows, b.getF32Type()), 0));
+    for (size_t n : reading)
+      carried = emitKeyMajorScore(n, carried, t, from, to, perHead);
+    Value dk = carried[0];
+    if (rowNorms)  // + 2 (sum_i d(k.k)) k
+      dk = addNormGrad(dk, carried[2], t.kTile, s.keyRows, headDim);
+    StoreTileOp::create(b, loc, dk, map.lookup(buffer), batch, t.kvHead, t.j0, kvLen,
+                        ValueRange{}, Value(), b.getI64IntegerAttr(1));
+    dv = carried[1];
   }
-  Value dkFinal = heads.getResult(0);
-  if (rowNorms)  // + 2 (sum_i d(k.k)) k
-    dkFinal = addNormGrad(dkFinal, heads.getResult(2), kTile, s.keyRows, headDim);
-  for (auto [acc, grad] : {std::pair(dkFinal, op.getDk()),
-                           std::pair(heads.getResult(1), op.getDv())})
-    StoreTileOp::create(b, loc, acc, map.lookup(grad), batch, kvHead, j0, kvLen, ValueRange{},
-                        Value(), b.getI64IntegerAttr(1));
+  StoreTileOp::create(b, loc, dv, map.lookup(op.getDv()), batch, t.kvHead, t.j0, kvLen,
+                      ValueRange{}, Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
   int64_t kArg = cast<BlockArgument>(op.getK()).getArgNumber();
   setLaunch(kernel, s.keyRows / 16 * 32,
@@ -117,6 +68,72 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
             {{"block_q", s.queryCols}, {"block_k", s.keyRows}, {"warps", s.keyRows / 16}});
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.keyRows / 16 * 32), 1, 1}));
   return success();
+}
+
+SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carried,
+                                                      const KeyTiles &t, Value from, Value to,
+                                                      bool perHead) {
+  RankedTensorType tileAcc = accOf(s.keyRows, s.queryCols);
+  Value firstHead = mulc(t.kvHead, op.getGroup());
+  Value qn = map.lookup(scores[n].q), lseN = softmax ? map.lookup(scores[n].lse) : Value();
+  auto heads = scf::ForOp::create(b, loc, firstHead,
+                                  arith::AddIOp::create(b, loc, firstHead, idx(op.getGroup())),
+                                  idx(1), carried);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(heads.getBody());
+  Value h = heads.getInductionVar(), at = slot(n, h);
+  auto queries =
+      scf::ForOp::create(b, loc, from, to, idx(s.queryCols), heads.getRegionIterArgs());
+  {
+    OpBuilder::InsertionGuard inner(b);
+    b.setInsertionPointToStart(queries.getBody());
+    Value i0 = queries.getInductionVar();
+    Value dk = queries.getRegionIterArgs()[0], dv = queries.getRegionIterArgs()[1];
+    CopyQueryTileOp::create(b, loc, qn, t.qTile, batch, h, i0, b.getI64IntegerAttr(1));
+    CopyQueryTileOp::create(b, loc, dout, t.doTile, batch, at, i0, b.getI64IntegerAttr(1));
+    waitGroups(0);
+    if (rowNorms)
+      squareRows(t.qTile, qNorms);
+    Value lseAt, dAt;
+    if (softmax) {
+      CopyRowsOp::create(b, loc, lseN, t.lseVec, batch, h, i0, qLen, b.getF32FloatAttr(INFINITY));
+      CopyRowsOp::create(b, loc, delta, t.dVec, batch, at, i0, qLen, b.getF32FloatAttr(0));
+      barrier();
+      lseAt = LoadColumnsOp::create(b, loc, tileAcc, t.lseVec);
+      dAt = LoadColumnsOp::create(b, loc, tileAcc, t.dVec);
+    }
+    Value dot = mma(loadOperand(t.kTile, s.keyRows, headDim), t.qTile, splat(tileAcc, 0), true);
+    Value full;
+    if (keyRange && !perHead && s.blockQ % s.queryCols == 0) {  // the query tile's plan entry
+      Value qt = arith::DivUIOp::create(b, loc, i0, idx(s.blockQ));
+      attn::KeyRange r = planEntry(b, loc, keyRange, plan, batch, idx(0), qt);
+      full = fullTile(r.fullLower, r.fullUpper, t.j0, s.keyRows);
+    }
+    auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, t.j0, qLen, kvLen, Value(),
+                                 Value(), Value(), qNorms, kNorms, full,
+                                 b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1),
+                                 b.getUnitAttr());
+    cloneScore(score, n);
+    Value dP = mma(loadOperand(t.vTile, s.keyRows, valueDim), t.doTile, splat(tileAcc, 0), true);
+    auto [p, ds] = probabilities(score, dP, lseAt, dAt);
+    dv = mma(toOperand(p, elt), t.doTile, dv, false);
+    SmallVector<Value> grads = scoreGrad(n, dot, ds, h, i0, t.j0, true);
+    Value dDot = grads[0];
+    if (atomic)  // dQ of the query tile += dS^T K, the rows of all warps' keys summed
+      ShareTileOp::create(b, loc, dDot, t.dsTile);
+    dk = mma(toOperand(dDot, elt), t.qTile, dk, false);
+    if (atomic) {
+      barrier();
+      AtomicAddProductOp::create(b, loc, t.dsTile, t.kTile, dqAcc, batch, h, i0, qLen);
+    }
+    barrier();  // every warp is done with this query tile before the next copies
+    SmallVector<Value> next = {dk, dv};
+    if (rowNorms)
+      next.push_back(fadd(queries.getRegionIterArgs()[2], rowReduce(ReduceKind::sum, grads[2])));
+    scf::YieldOp::create(b, loc, next);
+  }
+  scf::YieldOp::create(b, loc, queries.getResults());
+  return SmallVector<Value>(heads.getResults());
 }
 
 /// The queries that may see a key of the tile [j0, j0 + keyRows): the mask's bounds j >= i + c

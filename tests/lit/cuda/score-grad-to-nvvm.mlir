@@ -130,3 +130,33 @@ gpu.module @n {
     gpu.return
   }
 }
+
+// With `more` (the mix of several scores' rows, d(y0 - lambda[h] y1)): the region reads each
+// element of every tile; the per-head accumulation of -g y1 is the thread's 8 elements
+// (8 x -2 x 0.25 = -4, folded) summed over the warp, and y1's gradient is -g lambda[h].
+// CHECK-LABEL: gpu.func @mix_grad
+// CHECK-DAG: %[[PARTIAL:.*]] = arith.constant -4.000000e+00 : f32
+// CHECK-DAG: %[[NG:.*]] = arith.constant -2.000000e+00 : f32
+// CHECK-COUNT-8: arith.mulf %{{.*}}, %[[NG]]
+// CHECK: gpu.shuffle xor %[[PARTIAL]]
+// CHECK: memref.atomic_rmw addf
+// CHECK: gpu.return
+gpu.module @mix {
+  gpu.func @mix_grad(%lambda: memref<?xf32>, %out: memref<?x?x?x?xf32>, %n: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %y0 = arith.constant dense<0.5> : tensor<16x16xf32, #acc>
+    %y1 = arith.constant dense<0.25> : tensor<16x16xf32, #acc>
+    %g = arith.constant dense<2.0> : tensor<16x16xf32, #acc>
+    %r:2 = attn_gpu.score_grad %y0, %g more %y1[%n, %n, %n, %n] below %n, %n : tensor<16x16xf32, #acc> more tensor<16x16xf32, #acc> -> tensor<16x16xf32, #acc>, tensor<16x16xf32, #acc> {
+    ^bb0(%b: index, %h: index, %i: index, %e: index, %a: f32, %c: f32, %dm: f32):
+      %l = memref.load %lambda[%h] : memref<?xf32>
+      %ng = arith.negf %dm : f32
+      %tol = arith.mulf %ng, %c : f32
+      %toc = arith.mulf %ng, %l : f32
+      attn_gpu.accumulate %tol -> %lambda[%h] : memref<?xf32>
+      attn_gpu.yield %dm, %toc : f32, f32
+    }
+    attn_gpu.store_tile %r#1 -> %out[%n, %n, %n] below %n : tensor<16x16xf32, #acc> -> memref<?x?x?x?xf32>
+    gpu.return
+  }
+}

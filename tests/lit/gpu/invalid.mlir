@@ -571,3 +571,29 @@ func.func @score_grad_norms_results(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, 
   }
   return
 }
+
+// -----
+
+func.func @score_grad_more_results(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, %n: index) {
+  // expected-error @+1 {{returns 2 tile(s) of the dot products' type}}
+  %r = attn_gpu.score_grad %s, %s more %s[%n, %n, %n, %n] below %n, %n
+      : tensor<16x16xf32, #attn_gpu.frag<acc>> more tensor<16x16xf32, #attn_gpu.frag<acc>>
+      -> tensor<16x16xf32, #attn_gpu.frag<acc>> {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %y0: f32, %y1: f32, %g: f32):
+    attn_gpu.yield %g : f32
+  }
+  return
+}
+
+// -----
+
+func.func @score_grad_more_args(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, %n: index) {
+  // expected-error @+1 {{takes a region of (b, h, i, j, dot, more..., ds)}}
+  %r:2 = attn_gpu.score_grad %s, %s more %s[%n, %n, %n, %n] below %n, %n
+      : tensor<16x16xf32, #attn_gpu.frag<acc>> more tensor<16x16xf32, #attn_gpu.frag<acc>>
+      -> tensor<16x16xf32, #attn_gpu.frag<acc>>, tensor<16x16xf32, #attn_gpu.frag<acc>> {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %y0: f32, %g: f32):
+    attn_gpu.yield %g, %g : f32, f32
+  }
+  return
+}

@@ -163,6 +163,8 @@ gpu.module @r {
 // CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}] below %{{.*}}, %{{.*}} {transposed}
 // CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}}[%{{.*}}] below %{{.*}}, %{{.*}} :
 // CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
+// A function of several tiles (the mix of several scores' rows): one gradient per tile.
+// CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}} more %{{.*}}, %{{.*}}[%{{.*}}] below %{{.*}}, %{{.*}} : tensor<64x32xf32, #attn_gpu.frag<acc>> more tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>>
 gpu.module @bw {
   gpu.func @backward_ops(%lse: memref<?x?x?xf32>, %grad: memref<?xf32>, %b: index, %h: index,
                          %i0: index, %j0: index, %n: index) kernel {
@@ -182,6 +184,11 @@ gpu.module @bw {
       %x = arith.mulf %g, %dot : f32
       attn_gpu.accumulate %x -> %grad[%hh] : memref<?xf32>
       attn_gpu.yield %g : f32
+    }
+    %m:3 = attn_gpu.score_grad %cols, %g2 more %st, %gt[%b, %h, %i0, %j0] below %n, %n : tensor<64x32xf32, #acc> more tensor<64x32xf32, #acc>, tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc>, tensor<64x32xf32, #acc>, tensor<64x32xf32, #acc> {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %y0: f32, %y1: f32, %y2: f32, %g: f32):
+      %ng = arith.negf %g : f32
+      attn_gpu.yield %g, %ng, %g : f32, f32, f32
     }
     gpu.return
   }
