@@ -12,7 +12,7 @@ rm -rf "$dir"; mkdir -p "$dir"
 failed=0
 for spec in "$root"/specs/*.attn "$root"/bench/specs/*.attn "$root"/tests/python/specs/recurrence_*.attn \
             "$root"/tests/python/specs/output_maps.attn "$root"/tests/python/specs/several_scores.attn \
-            "$root"/tests/python/specs/several_scores_shared.attn \
+            "$root"/tests/python/specs/several_scores_shared.attn "$root"/tests/python/specs/f32_output.attn \
             "$root"/tests/python/specs/forget_gate.attn "$root"/tests/python/specs/strict_recurrence.attn \
             "$root"/tests/python/specs/row_norms.attn; do
   extra=(); "$attnc" "$spec" --emit=ast | grep -q "^  dim d :" && extra=(--set d=128)

@@ -48,6 +48,10 @@ struct SelectTileLowering : OpConversionPattern<arith::SelectOp> {
 std::pair<int64_t, int64_t> copyShape(MemRefType tile) {
   if (tile.getElementTypeBitWidth() == 16)
     return {sharedColumns(tile), 8};
+  if (tile.getElementTypeBitWidth() == 32) {  // an f32 tile (the backward's f32 dout): 4 a copy
+    int64_t cols = tile.getDimSize(1);
+    return {cols, cols % 4 ? (cols % 2 ? 1 : 2) : 4};
+  }
   int64_t bytes = tile.getDimSize(1);
   return {bytes, bytes % 16 ? 8 : 16};
 }

@@ -270,7 +270,8 @@ struct LoadAccLowering : OpConversionPattern<LoadAccOp> {
           at = {t.add(swizzledIndex(t, tileType, row, t.idx(8 * n))[0],
                       t.add(t.mul(t.c, 2), int64_t(e % 2)))};
         Value x = memref::LoadOp::create(rw, t.loc, tile, at);
-        values.push_back(arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x));
+        values.push_back(x.getType().isF32() ? x
+                                             : arith::ExtFOp::create(rw, t.loc, rw.getF32Type(), x));
       }
     rw.replaceOpWithMultiple(op, {values});
     return success();

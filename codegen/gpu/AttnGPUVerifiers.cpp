@@ -98,10 +98,11 @@ LogicalResult LoadAccOp::verify() {
       failed(checkFragment(*this, getType(), FragmentKind::acc, "the result")))
     return failure();
   MemRefType tile = getTile().getType();
-  if (tile.getRank() != 2 || tile.getElementTypeBitWidth() != 16 ||
-      tile.getDimSize(0) != getType().getDimSize(0) ||
+  bool widths = tile.getElementTypeBitWidth() == 16 || tile.getElementType().isF32();
+  if (tile.getRank() != 2 || !widths || tile.getDimSize(0) != getType().getDimSize(0) ||
       sharedColumns(tile) < getType().getDimSize(1) || !getType().getElementType().isF32())
-    return emitOpError("reads the first columns of a 16-bit tile of its rows into f32, got ")
+    return emitOpError("reads the first columns of a 16-bit or f32 tile of its rows into f32, "
+                       "got ")
            << tile << " for " << getType();
   return success();
 }

@@ -615,6 +615,12 @@ TEST(GradNumerics, SeveralScoresMatchCentralDifferences) {
   expectTestSpecGradsMatch("several_scores.attn");
 }
 
+/// An f32 output of plain attention (tests/python/specs/f32_output.attn): on CUDA its backward
+/// takes the recomputed rows' path; here the plain one.
+TEST(GradNumerics, F32OutputMatchesCentralDifferences) {
+  expectTestSpecGradsMatch("f32_output.attn");
+}
+
 /// Three scores whose query and one key are each read by two of them
 /// (tests/python/specs/several_scores_shared.attn): dq and dka sum two scores' contributions.
 TEST(GradNumerics, SharedScoreInputsMatchCentralDifferences) {

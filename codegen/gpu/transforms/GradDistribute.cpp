@@ -218,7 +218,9 @@ GradDistributor::QueryTiles GradDistributor::loadQueryTiles(Value i0, Value head
   };
   for (const GradScore &sc : scores)
     t.qTile.push_back(tileOf(sc.q, s.blockQ));
-  t.doTile = sharedTile(s.blockQ, valueDim, elt, true);
+  t.doTile = sharedTile(s.blockQ, valueDim, doutElt, doutElt.getIntOrFloatBitWidth() == 16);
+  // A 32-bit dout: the 16-bit dy_n several scores reload get a tile of their own.
+  t.dyTile = doutElt == elt ? t.doTile : sharedTile(s.blockQ, valueDim, elt, true);
   t.oTile = withOut ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
   for (size_t n = 0; n < scores.size(); ++n)
     t.lseVec.push_back(softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value());
@@ -292,10 +294,10 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
       Value dyOperand = dyOperands[n];
       if (!dyOperand) {  // dy_n from its workspace slot into dout's tile: registers stay free
         barrier();       // every warp is done with the tile (dout, or the last score's dy)
-        CopyQueryTileOp::create(b, loc, dyWork, t.doTile, batch, slot(n, head), i0,
+        CopyQueryTileOp::create(b, loc, dyWork, t.dyTile, batch, slot(n, head), i0,
                                 b.getI64IntegerAttr(1));
         waitGroups(0);
-        dyOperand = loadOperand(t.doTile, s.blockQ, valueDim);
+        dyOperand = loadOperand(t.dyTile, s.blockQ, valueDim);
       }
       carried = emitDQLoop(n, carried, t, dyOperand, dRowsOf[n], i0, head, keys);
     }
@@ -366,6 +368,15 @@ GradDistributor::KeySpan GradDistributor::keyRangeOf(Value i0) {
   return {from, to, planned};
 }
 
+SmallVector<std::pair<Value, Value>> GradDistributor::keyCopies(const QueryTiles &t) {
+  SmallVector<std::pair<Value, Value>> copies;  // each distinct K's tile, then V's
+  for (auto [n, sc] : llvm::enumerate(scores))
+    if (llvm::none_of(copies, [&](auto &c) { return c.second == t.kTile[n]; }))
+      copies.push_back({map.lookup(sc.k), t.kTile[n]});
+  copies.push_back({v, t.vTile});
+  return copies;
+}
+
 SmallVector<Value> GradDistributor::recomputeRows(const QueryTiles &t, Value i0, Value head,
                                                   const KeySpan &keys) {
   auto [from, to, planned] = keys;
@@ -375,12 +386,7 @@ SmallVector<Value> GradDistributor::recomputeRows(const QueryTiles &t, Value i0,
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value j0 = loop.getInductionVar();
-  SmallVector<std::pair<Value, Value>> copies;  // each distinct K's tile, then V's
-  for (auto [n, sc] : llvm::enumerate(scores))
-    if (llvm::none_of(copies, [&](auto &c) { return c.second == t.kTile[n]; }))
-      copies.push_back({map.lookup(sc.k), t.kTile[n]});
-  copies.push_back({v, t.vTile});
-  copyKeyTiles(copies, t.kvHead, j0);
+  copyKeyTiles(keyCopies(t), t.kvHead, j0);
   SmallVector<Value> ys;  // y_n = sum_j P_n v_j, P recomputed as in the dQ loop
   for (size_t n = 0; n < scores.size(); ++n) {
     auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
@@ -513,9 +519,14 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   elt = qType.getElementType();
   headDim = qType.getDimSize(3), valueDim = vType.getDimSize(3);
   softmax = op.getNorm() == NormKind::softmax;
-  for (Value x : {op.getK(), op.getV(), op.getOut(), op.getDout()})
+  for (Value x : {op.getK(), op.getV()})
     if (cast<MemRefType>(x.getType()).getElementType() != elt)
-      return op.emitError("the CUDA backward takes q, k, v, out and dout of one element type");
+      return op.emitError("the CUDA backward takes q, k and v of one element type");
+  doutElt = op.getDout().getType().getElementType();
+  if (op.getOut().getType().getElementType() != doutElt || !(doutElt == elt || doutElt.isF32()))
+    return op.emitError("the CUDA backward takes out and dout of q's element type or f32, one "
+                        "type for both; got ")
+           << op.getOut().getType().getElementType() << " and " << doutElt;
   scores.push_back({op.getQ(), op.getK(), op.getLse(), op.getDq(), op.getDk(), &op.getScore(),
                     &op.getScoreGrad()});
   for (unsigned n = 0; n < op.getNumMoreScores(); ++n)
@@ -525,8 +536,9 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
     if (sc.q.getType() != op.getQ().getType() || sc.k.getType() != op.getK().getType())
       return op.emitError("the CUDA backward of several scores takes their q and k of one type "
                           "and head dim");
-  // Through an output expression or a mix of several scores: dy recomputed, in the workspace.
-  mapped = !op.getOutputGrad().empty() || op.getRmsEps() || scores.size() > 1;
+  // Through an output expression, a mix of several scores or an f32 output (the tensor cores
+  // take dy, rounded to q's type, in its place): dy recomputed, in the workspace.
+  mapped = !op.getOutputGrad().empty() || op.getRmsEps() || scores.size() > 1 || doutElt != elt;
   if (!elt.isF16() && !elt.isBF16())
     return op.emitError("the CUDA backward runs on tensor cores: q, k, v need f16 or bf16, got ")
            << elt << " (hint: declare the tensors bf16, or run the backward on the CPU)";

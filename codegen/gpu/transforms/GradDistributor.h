@@ -36,7 +36,7 @@ private:
   GradSchedule s;
   SmallVector<GradScore> scores;  // score 0 is the op's q, k, lse; then its more_scores
   IRMapping map;  // host values -> the current kernel's values
-  Type elt;
+  Type elt, doutElt;  // q's 16-bit element type; out's and dout's (elt or f32)
   int64_t headDim = 0, valueDim = 0;
   Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
   bool softmax = false;
@@ -86,6 +86,7 @@ private:
     // per score (equal inputs share a tile and an operand); operands by loadOperands
     SmallVector<Value> qTile, lseVec, kTile, qOperand, lseRows;
     Value doTile, oTile, vTile, kvHead;
+    Value dyTile;  // the 16-bit tile several scores' dy_n are reloaded into (dout's, if 16-bit)
   };
   /// A query tile's kernel: the shared tiles of every score's q and k, dout (and `withOut`
   /// the forward's out), V; q, dout, out and each lse copied, q's rows squared (row norms).
@@ -101,6 +102,8 @@ private:
   /// dy_n; D_n and dy_n into the workspaces; returns (dy_n, D_n's rows) per score.
   std::pair<SmallVector<Value>, SmallVector<Value>>
   emitOutputGrad(const QueryTiles &t, Value i0, Value head, const KeySpan &keys);
+  /// The copies of a key tile: each distinct K of the scores into its tile, then V.
+  SmallVector<std::pair<Value, Value>> keyCopies(const QueryTiles &t);
   /// The rows y_n = sum_j P_n v_j of every score over the query tile's key range.
   SmallVector<Value> recomputeRows(const QueryTiles &t, Value i0, Value head,
                                    const KeySpan &keys);

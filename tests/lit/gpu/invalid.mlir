@@ -225,7 +225,7 @@ func.func @load_rows_short(%c: !cum) {
 
 !vt = memref<64x24xbf16, #gpu.address_space<workgroup>>
 func.func @load_acc_wide(%v: !vt) {
-  // expected-error @+1 {{reads the first columns of a 16-bit tile of its rows into f32}}
+  // expected-error @+1 {{reads the first columns of a 16-bit or f32 tile of its rows into f32}}
   %r = attn_gpu.load_acc %v : !vt -> tensor<64x32xf32, #attn_gpu.frag<acc>>
   return
 }
