@@ -76,6 +76,17 @@ def build_fixtures(out_dir: Path) -> Path:
     return out_dir
 
 
+def routed_mix(directory: Path, variant: str) -> bool:
+    """Whether the variant's mix of several scores takes a max or min of rows (its `_mix` in
+    DIR/<variant>.ref.py calls _max or _min): each element's gradient then goes to one row, and
+    rows that tie within the 16-bit rounding of P route one way in the kernel and another in
+    the float64 reference."""
+    path = Path(directory) / f"{variant}.ref.py"
+    text = path.read_text() if path.exists() else ""
+    mix = text.split("def _mix(", 1)[1].split("\ndef ", 1)[0] if "def _mix(" in text else ""
+    return "_max(" in mix or "_min(" in mix
+
+
 def load_reference(directory: Path, variant: str):
     """reference(tensors) -> (o, lse | None) from DIR/<variant>.ref.py, or None if absent."""
     path = Path(directory) / f"{variant}.ref.py"

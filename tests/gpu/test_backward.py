@@ -104,6 +104,11 @@ def test_backward_matches_reference_autograd(trained, shape, ids):
     want = reference_grads(reference, inputs, fwd, dout, out_name, outs[out_name],
                            d_from_out="dy_width" not in grad.manifest["backward"])
     tol = 3e-2 if harness.tolerance(fwd) > 1e-3 else 1e-3
+    if harness.routed_mix(GRAD_DIR, variant):
+        # max/min of near-equal rows (three_scores: diffuse softmaxes over 16 channels) routes
+        # some elements differently here and in float64; measured 4e-2 at worst (H100,
+        # 2026-12-06). A lost or misrouted term costs far more.
+        tol = 0.1
     # A param gradient is a sum over many positions of signed terms (dout is random): where
     # they cancel, the sum is small next to its terms, and the 16-bit rounding of P in each
     # term is large next to the sum (tanh_sigmoid's dt at 128x128: the terms' magnitudes sum

@@ -275,38 +275,26 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
                                           : loadOperand(t.doTile, s.blockQ, valueDim)};
   SmallVector<Value> dRowsOf = {dRows};
   KeySpan keys = keyRangeOf(i0);
-  if (mapped) {  // each dy_n in dout's place, from registers
+  if (mapped) {  // dy in dout's place, from registers
     auto [dys, deltas] = emitOutputGrad(t, i0, head, keys);
-    dyOperands.clear();
-    for (Value dy : dys)  // several scores: each loop reads its dy_n from the workspace
-      dyOperands.push_back(scores.size() > 1 ? Value() : toOperand(dy, elt));
+    if (scores.size() > 1) {  // one key loop for every score
+      emitScoresDQ(t, deltas, i0, head, keys);
+      gpu::ReturnOp::create(b, loc);
+      setQueryTileLaunch(kernel);
+      return success();
+    }
+    dyOperands = {toOperand(dys.front(), elt)};
     dRowsOf = deltas;
   }
-  // dQ per gradient buffer, summed over the scores that read its tensor.
-  llvm::MapVector<Value, SmallVector<size_t>> buffers;
-  for (auto [n, sc] : llvm::enumerate(scores))
-    buffers[sc.dq].push_back(n);
-  for (auto &[buffer, reading] : buffers) {
-    SmallVector<Value> carried = {splat(accOf(s.blockQ, headDim), 0)};
-    if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
-      carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
-    for (size_t n : reading) {
-      Value dyOperand = dyOperands[n];
-      if (!dyOperand) {  // dy_n from its workspace slot into dout's tile: registers stay free
-        barrier();       // every warp is done with the tile (dout, or the last score's dy)
-        CopyQueryTileOp::create(b, loc, dyWork, t.dyTile, batch, slot(n, head), i0,
-                                b.getI64IntegerAttr(1));
-        waitGroups(0);
-        dyOperand = loadOperand(t.dyTile, s.blockQ, valueDim);
-      }
-      carried = emitDQLoop(n, carried, t, dyOperand, dRowsOf[n], i0, head, keys);
-    }
-    Value dq = carried[0];
-    if (rowNorms)  // + 2 (sum_j d(q.q)) q
-      dq = addNormGrad(dq, carried[1], t.qTile.front(), s.blockQ, headDim);
-    StoreTileOp::create(b, loc, dq, map.lookup(buffer), batch, head, i0, qLen, ValueRange{},
-                        Value(), b.getI64IntegerAttr(1));
-  }
+  SmallVector<Value> carried = {splat(accOf(s.blockQ, headDim), 0)};
+  if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
+    carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
+  carried = emitDQLoop(0, carried, t, dyOperands[0], dRowsOf[0], i0, head, keys);
+  Value dq = carried[0];
+  if (rowNorms)  // + 2 (sum_j d(q.q)) q
+    dq = addNormGrad(dq, carried[1], t.qTile.front(), s.blockQ, headDim);
+  StoreTileOp::create(b, loc, dq, map.lookup(op.getDq()), batch, head, i0, qLen, ValueRange{},
+                      Value(), b.getI64IntegerAttr(1));
   gpu::ReturnOp::create(b, loc);
   setQueryTileLaunch(kernel);
   return success();
@@ -375,6 +363,51 @@ SmallVector<std::pair<Value, Value>> GradDistributor::keyCopies(const QueryTiles
       copies.push_back({map.lookup(sc.k), t.kTile[n]});
   copies.push_back({v, t.vTile});
   return copies;
+}
+
+void GradDistributor::emitScoresDQ(const QueryTiles &t, ArrayRef<Value> dRows, Value i0,
+                                   Value head, const KeySpan &keys) {
+  // dy_n from its workspace slot into a shared tile of its own (score 0's in dout's).
+  barrier();  // every warp is done with dout's tile
+  SmallVector<Value> dyOperands;
+  for (size_t n = 0; n < scores.size(); ++n) {
+    Value tile = n ? sharedTile(s.blockQ, valueDim, elt, true) : t.dyTile;
+    CopyQueryTileOp::create(b, loc, dyWork, tile, batch, slot(n, head), i0,
+                            b.getI64IntegerAttr(1));
+    dyOperands.push_back(tile);
+  }
+  waitGroups(0);
+  for (Value &tile : dyOperands)
+    tile = loadOperand(tile, s.blockQ, valueDim);
+  llvm::MapVector<Value, size_t> buffers;  // dq buffer -> its accumulator
+  for (const GradScore &sc : scores)
+    buffers.insert({sc.dq, buffers.size()});
+  auto [from, to, planned] = keys;
+  auto loop = scf::ForOp::create(
+      b, loc, from, to, idx(s.blockK),
+      SmallVector<Value>(buffers.size(), splat(accOf(s.blockQ, headDim), 0)));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    Value j0 = loop.getInductionVar();
+    copyKeyTiles(keyCopies(t), t.kvHead, j0);
+    SmallVector<Value> acc(loop.getRegionIterArgs());
+    for (size_t n = 0; n < scores.size(); ++n) {
+      auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
+      Value dP = mma(dyOperands[n], t.vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
+      Value ds = probabilities(score, dP, broadcast(t.lseRows[n], s.blockK),
+                               broadcast(dRows[n], s.blockK))
+                     .second;
+      Value dDot = scoreGrad(n, dot, ds, head, i0, j0, false)[0];
+      size_t a = buffers.lookup(scores[n].dq);
+      acc[a] = mma(toOperand(dDot, elt), t.kTile[n], acc[a], false);
+    }
+    barrier();  // every warp is done with the key tiles before the next copies
+    scf::YieldOp::create(b, loc, acc);
+  }
+  for (auto [buffer, a] : buffers)
+    StoreTileOp::create(b, loc, loop.getResult(a), map.lookup(buffer), batch, head, i0, qLen,
+                        ValueRange{}, Value(), b.getI64IntegerAttr(1));
 }
 
 SmallVector<Value> GradDistributor::recomputeRows(const QueryTiles &t, Value i0, Value head,
@@ -550,12 +583,13 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
     return sc.score->front().getNumArguments() == 7;
   });
   // dK and dV of 16 x d per warp stay in registers beside the tiles: 32 query columns per step
-  // for wide heads. On sm_90a 64 up to d = 128 where measured (one head per kv head, no row
-  // norms or output expression): there the transposed products (K Q^T, V dO^T) are wgmmas
-  // with N = the query columns, and at N = 32 their operands' shared-memory reads, not the
-  // tensor cores, set the pace (1.03-1.11x, bench/METHOD.md 2026-12-06). GQA, row norms and
-  // output expressions spill 128-412 bytes there and keep 32 until timed.
-  bool wide = chip == "sm_90a" && op.getGroup() == 1 && !rowNorms && !mapped;
+  // for wide heads. On sm_90a 64 up to d = 128 where measured: there the transposed products
+  // (K Q^T, V dO^T) are wgmmas with N = the query columns, and at N = 32 their operands'
+  // shared-memory reads, not the tensor cores, set the pace (1.03-1.11x with one head per kv
+  // head; GQA d128 1.07x and differential attention 1.09x although they spill 184 and 64
+  // bytes; bench/METHOD.md 2026-12-06). Row norms and a single score's output expression spill
+  // up to 412 bytes there and keep 32 until timed.
+  bool wide = chip == "sm_90a" && !rowNorms && (!mapped || scores.size() > 1);
   if (std::max(headDim, valueDim) > (wide ? 128 : 64))
     s.queryCols = 32;
   atomic = dqAtomic && headDim % 32 == 0;  // the product's pieces are 32 columns wide

@@ -104,6 +104,11 @@ private:
   emitOutputGrad(const QueryTiles &t, Value i0, Value head, const KeySpan &keys);
   /// The copies of a key tile: each distinct K of the scores into its tile, then V.
   SmallVector<std::pair<Value, Value>> keyCopies(const QueryTiles &t);
+  /// Several scores' dQ in one key loop: each key tile's K tiles and V copied once, every
+  /// score's dS from its dy_n (reloaded from the workspace into a shared tile of its own) and
+  /// D_n rows, summed into an accumulator per gradient buffer, stored at the end.
+  void emitScoresDQ(const QueryTiles &t, ArrayRef<Value> dRows, Value i0, Value head,
+                    const KeySpan &keys);
   /// The rows y_n = sum_j P_n v_j of every score over the query tile's key range.
   SmallVector<Value> recomputeRows(const QueryTiles &t, Value i0, Value head,
                                    const KeySpan &keys);

@@ -1,11 +1,11 @@
 // attn-gpu-distribute, backward strategy of several scores (tests/python/specs/
 // several_scores_shared.attn: sa = (q, ka), sb = (q2, ka), sc = (q, kc), their rows mixed by
-// max(y_a, y_c) - w y_b). The first kernel recomputes the three rows in one key loop (each
+// y_a sigmoid(4 y_c) - w y_b). The first kernel recomputes the three rows in one key loop (each
 // distinct K copied once with V), mixes them (attn_gpu.map_elements of the mix region),
 // differentiates the mix by all three rows (attn_gpu.score_grad ... more, dw accumulated) and
 // writes each dy_n and D_n into its slot of the workspaces [b, 3 h, i(, dv)] (slot n at head
-// n h + head); then one dQ loop per score with dy_n in dout's place, the loops of sa and sc
-// summed into dq, sb's into dq2. The dK/dV kernel walks the scores per K buffer -- sa and sb
+// n h + head); then one dQ loop over the keys for all scores, each with its dy_n, sa's and sc's
+// contributions summed into dq, sb's into dq2. The dK/dV kernel walks the scores per K buffer -- sa and sb
 // into dka, then kc's tile replaces ka's for sc -- with dV carried across all three, each
 // score reading its q, lse and the slots of D and dy.
 // Arguments: q %arg0, ka %arg1, v %arg2, lse %arg5, q2 %arg6, kc %arg7, lse_sb %arg8, lse_sc
@@ -33,7 +33,7 @@
 // CHECK-NOT: attn_gpu.copy_key_tile
 // CHECK: scf.yield
 // CHECK: %[[M:.*]] = attn_gpu.map_elements %[[Y]]#0 and %[[Y]]#1, %[[Y]]#2
-// CHECK: arith.maximumf
+// CHECK: math.exp
 // CHECK: %[[G:.*]] = attn_gpu.load_acc
 // CHECK: %[[DYS:.*]]:3 = attn_gpu.score_grad %[[Y]]#0, %[[G]] more %[[Y]]#1, %[[Y]]#2
 // CHECK: attn_gpu.accumulate %{{.*}} -> %arg16
@@ -44,16 +44,24 @@
 // CHECK: attn_gpu.store_tile %[[DYS]]#1 -> %arg18[%{{.*}}, %[[H1]], %{{.*}}]
 // CHECK: %[[H2:.*]] = arith.addi %block_id_y,
 // CHECK: attn_gpu.store_tile %[[DYS]]#2 -> %arg18[%{{.*}}, %[[H2]], %{{.*}}]
-// dq: sa's loop (ka), then sc's (kc) carrying it; dq2: sb's (ka).
-// CHECK: %[[DQA:.*]] = scf.for
+// Each dy_n from its slot into a shared tile of its own, then one dQ loop for all scores: ka,
+// kc and v copied once per key tile; sa's and sc's dS K summed into dq's accumulator, sb's into
+// dq2's.
+// CHECK: gpu.barrier
+// CHECK-NEXT: attn_gpu.copy_query_tile %arg18[%{{.*}}, %block_id_y, %{{.*}}]
+// CHECK: attn_gpu.copy_query_tile %arg18[%{{.*}}, %[[S1:[0-9]+]], %{{.*}}]
+// CHECK: attn_gpu.copy_query_tile %arg18[%{{.*}}, %[[S2:[0-9]+]], %{{.*}}]
+// CHECK: %[[DQS:.*]]:2 = scf.for
 // CHECK-NEXT: attn_gpu.copy_key_tile %arg1
-// CHECK-NEXT: attn_gpu.copy_key_tile %arg2
-// CHECK: %[[DQC:.*]] = scf.for %{{.*}} iter_args(%{{.*}} = %[[DQA]])
 // CHECK-NEXT: attn_gpu.copy_key_tile %arg7
-// CHECK: attn_gpu.store_tile %[[DQC]] -> %arg11
-// CHECK: %[[DQB:.*]] = scf.for
-// CHECK-NEXT: attn_gpu.copy_key_tile %arg1
-// CHECK: attn_gpu.store_tile %[[DQB]] -> %arg14
+// CHECK-NEXT: attn_gpu.copy_key_tile %arg2
+// CHECK-NOT: attn_gpu.copy_key_tile
+// CHECK: %[[A:.*]] = attn_gpu.mma %{{.*}}, %{{.*}}, %[[DQACC:arg[0-9]+]] :
+// CHECK: %[[B:.*]] = attn_gpu.mma %{{.*}}, %{{.*}}, %[[DQ2ACC:arg[0-9]+]] :
+// CHECK: %[[C:.*]] = attn_gpu.mma %{{.*}}, %{{.*}}, %[[A]] :
+// CHECK: scf.yield %[[C]], %[[B]]
+// CHECK: attn_gpu.store_tile %[[DQS]]#0 -> %arg11
+// CHECK-NEXT: attn_gpu.store_tile %[[DQS]]#1 -> %arg14
 // CHECK: gpu.return
 
 // CHECK-LABEL: gpu.func @shared_inputs_grad_dkdv(
