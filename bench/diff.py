@@ -90,6 +90,18 @@ def reference(t, rows=512):
     return y * f["gain"] * (1 - LAMBDA_INIT)
 
 
+def gqa_anchors(g):
+    """BENCH.md's anchors on the gqa d128 shape: (name, SDPA call) for cuDNN and flash."""
+    def anchor(backend):
+        def run():
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(g["q"], g["k"], g["v"], is_causal=True,
+                                                      enable_gqa=True)
+        return run
+    return [("cuDNN", anchor(SDPBackend.CUDNN_ATTENTION)),
+            ("flash", anchor(SDPBackend.FLASH_ATTENTION))]
+
+
 def autograd_step(run, leaves, dout):
     """A training step of a torch function of `leaves`: forward, then torch.autograd.grad."""
     def step():
@@ -154,12 +166,7 @@ def main_backward(args, kernels, t, gen):
         row("FlexAttention x2 + torch mix/rmsnorm, fwd + bwd",
             autograd_step(flex_pair(leaves), leaves, dout))
     gl = {n: x.detach().clone().requires_grad_(True) for n, x in g.items()}
-    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
-                          ("flash", SDPBackend.FLASH_ATTENTION)):
-        def anchor(backend=backend):
-            with sdpa_kernel([backend]):
-                return F.scaled_dot_product_attention(gl["q"], gl["k"], gl["v"], is_causal=True,
-                                                      enable_gqa=True)
+    for name, anchor in gqa_anchors(gl):
         row(f"SDPA {name} gqa d128 fwd + bwd (anchor)", autograd_step(anchor, gl, dout), gqa_flops)
     table.report(f"# Training differential attention ({args.tag})",
                  f"Shape: b{B} h{H}/{HK} s{S} causal, bf16; diff: q1/k1 and q2/k2 of d {D}, v of "
@@ -207,12 +214,7 @@ def main():
         row(f"SDPA {name} x2 + torch mix/rmsnorm", sdpa_pair(t, backend))
     if not args.no_flex:
         row("FlexAttention x2 + torch mix/rmsnorm", flex_pair(t))
-    for name, backend in (("cuDNN", SDPBackend.CUDNN_ATTENTION),
-                          ("flash", SDPBackend.FLASH_ATTENTION)):
-        def anchor(backend=backend):
-            with sdpa_kernel([backend]):
-                return F.scaled_dot_product_attention(g["q"], g["k"], g["v"], is_causal=True,
-                                                      enable_gqa=True)
+    for name, anchor in gqa_anchors(g):
         row(f"SDPA {name} gqa d128 (anchor)", anchor, gqa_flops)
 
     table.report(f"# Differential attention in one kernel ({args.tag})",
