@@ -219,8 +219,6 @@ GradDistributor::QueryTiles GradDistributor::loadQueryTiles(Value i0, Value head
   for (const GradScore &sc : scores)
     t.qTile.push_back(tileOf(sc.q, s.blockQ));
   t.doTile = sharedTile(s.blockQ, valueDim, doutElt, doutElt.getIntOrFloatBitWidth() == 16);
-  // A 32-bit dout: the 16-bit dy_n several scores reload get a tile of their own.
-  t.dyTile = doutElt == elt ? t.doTile : sharedTile(s.blockQ, valueDim, elt, true);
   t.oTile = withOut ? sharedTile(s.blockQ, valueDim, elt, true) : Value();
   for (size_t n = 0; n < scores.size(); ++n)
     t.lseVec.push_back(softmax ? sharedTile(s.blockQ, 0, b.getF32Type(), false) : Value());
@@ -271,9 +269,7 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   if (softmax && !mapped)  // D = rowsum(dO * O), for this kernel and the workspace
     dRows = emitDelta(t.doTile, t.oTile, i0, head);
   loadOperands(t);
-  SmallVector<Value> dyOperands = {mapped ? Value()
-                                          : loadOperand(t.doTile, s.blockQ, valueDim)};
-  SmallVector<Value> dRowsOf = {dRows};
+  Value dyOperand = mapped ? Value() : loadOperand(t.doTile, s.blockQ, valueDim);
   KeySpan keys = keyRangeOf(i0);
   if (mapped) {  // dy in dout's place, from registers
     auto [dys, deltas] = emitOutputGrad(t, i0, head, keys);
@@ -283,13 +279,13 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
       setQueryTileLaunch(kernel);
       return success();
     }
-    dyOperands = {toOperand(dys.front(), elt)};
-    dRowsOf = deltas;
+    dyOperand = toOperand(dys.front(), elt);
+    dRows = deltas.front();
   }
   SmallVector<Value> carried = {splat(accOf(s.blockQ, headDim), 0)};
   if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
     carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
-  carried = emitDQLoop(0, carried, t, dyOperands[0], dRowsOf[0], i0, head, keys);
+  carried = emitDQLoop(carried, t, dyOperand, dRows, i0, head, keys);
   Value dq = carried[0];
   if (rowNorms)  // + 2 (sum_j d(q.q)) q
     dq = addNormGrad(dq, carried[1], t.qTile.front(), s.blockQ, headDim);
@@ -300,10 +296,10 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   return success();
 }
 
-SmallVector<Value> GradDistributor::emitDQLoop(size_t n, ValueRange carried,
-                                               const QueryTiles &t, Value dyOperand,
-                                               Value dRows, Value i0, Value head,
-                                               const KeySpan &keys) {
+SmallVector<Value> GradDistributor::emitDQLoop(ValueRange carried, const QueryTiles &t,
+                                               Value dyOperand, Value dRows, Value i0,
+                                               Value head, const KeySpan &keys) {
+  const size_t n = 0;  // one score (several take emitScoresDQ)
   auto [from, to, planned] = keys;
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), carried);
   OpBuilder::InsertionGuard guard(b);
@@ -371,7 +367,8 @@ void GradDistributor::emitScoresDQ(const QueryTiles &t, ArrayRef<Value> dRows, V
   barrier();  // every warp is done with dout's tile
   SmallVector<Value> dyOperands;
   for (size_t n = 0; n < scores.size(); ++n) {
-    Value tile = n ? sharedTile(s.blockQ, valueDim, elt, true) : t.dyTile;
+    // score 0's in dout's tile when dout is 16-bit (it is f32 for an f32 output)
+    Value tile = n || doutElt != elt ? sharedTile(s.blockQ, valueDim, elt, true) : t.doTile;
     CopyQueryTileOp::create(b, loc, dyWork, tile, batch, slot(n, head), i0,
                             b.getI64IntegerAttr(1));
     dyOperands.push_back(tile);

@@ -41,7 +41,7 @@ private:
   Value q, k, v, out, dout, lse, delta, dqAcc, dyWork, plan, batch, qLen, kvLen;
   bool softmax = false;
   bool atomic = false;  // dQ by atomics from the dK/dV kernel
-  bool mapped = false;  // through an output expression or a mix: dy recomputed, in the workspace
+  bool mapped = false;  // output expression, mix or f32 output: dy recomputed, in the workspace
   bool rowNorms = false;  // a score reading dot(q, q) and dot(k, k)
   Value qNorms, kNorms;  // their shared vectors in the current kernel (rowNorms)
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
@@ -86,7 +86,6 @@ private:
     // per score (equal inputs share a tile and an operand); operands by loadOperands
     SmallVector<Value> qTile, lseVec, kTile, qOperand, lseRows;
     Value doTile, oTile, vTile, kvHead;
-    Value dyTile;  // the 16-bit tile several scores' dy_n are reloaded into (dout's, if 16-bit)
   };
   /// A query tile's kernel: the shared tiles of every score's q and k, dout (and `withOut`
   /// the forward's out), V; q, dout, out and each lse copied, q's rows squared (row norms).
@@ -112,11 +111,10 @@ private:
   /// The rows y_n = sum_j P_n v_j of every score over the query tile's key range.
   SmallVector<Value> recomputeRows(const QueryTiles &t, Value i0, Value head,
                                    const KeySpan &keys);
-  /// Score n's dQ loop over the key range: `carried` (dq and with row norms the rows' sums of
-  /// d(q.q)) accumulated with dy in dout's place (`dyOperand`) and its D rows.
-  SmallVector<Value> emitDQLoop(size_t n, ValueRange carried, const QueryTiles &t,
-                                Value dyOperand, Value dRows, Value i0, Value head,
-                                const KeySpan &keys);
+  /// One score's dQ loop over the key range: `carried` (dq and with row norms the rows' sums
+  /// of d(q.q)) accumulated with dout (or dy) as `dyOperand` and its D rows.
+  SmallVector<Value> emitDQLoop(ValueRange carried, const QueryTiles &t, Value dyOperand,
+                                Value dRows, Value i0, Value head, const KeySpan &keys);
   /// The dK/dV kernel's loops of score n over the group's heads and their query tiles:
   /// `carried` (dk, dv and with row norms the keys' sums of d(k.k)) accumulated.
   SmallVector<Value> emitKeyMajorScore(size_t n, ValueRange carried, const KeyTiles &t,
