@@ -30,7 +30,7 @@ def grad_cases(quick):
             out.append(Case("dense", f"{kind}_d{d}", 4, 2048 // d, 4096, d))
     if not quick:
         for name in ("causal_d128", "alibi", "softcap", "sliding_window", "document",
-                     "document_random"):
+                     "document_random", "forget"):
             out.append(Case("variants", name, 2, 16, 8192, 128))
     return out
 

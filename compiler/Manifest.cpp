@@ -380,6 +380,15 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
     manifest["backward"]["dq_accum_width"] =
         width != dq->second.schedule.end() ? width->second : int64_t(0);
   }
+  // A forget gate: the log decays' gradients from dS's sums [b, 2 h, i] (after D, dy), last.
+  if (auto decay = launches.find(name + "_decay"); decay != launches.end()) {
+    json decayGrid = json::array();
+    for (const auto &axis : decay->second.grid)
+      decayGrid.push_back(gridAxis(args, axis));
+    manifest["backward"]["decay_entry"] = name + "_decay";
+    manifest["backward"]["decay_block"] = {decay->second.threads, 1, 1};
+    manifest["backward"]["decay_grid"] = decayGrid;
+  }
   // The backward kernels copy by cp.async; were one to take tensor maps, the runtime refuses
   // the manifest at load (it launches none) instead of launching it without them.
   addTensorMaps(manifest, args, main);

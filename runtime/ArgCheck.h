@@ -50,6 +50,8 @@ struct LaunchPlan {
   Workspace delta;
   Workspace dqAccum;  // dQ by atomics: [b, h, i, width] f32 after D (256-byte aligned)
   Workspace dy;       // through an output expression: [b, h, i, width], 16 bits, after those
+  Workspace sums;     // a forget gate: dS's row and column sums [b, 2 h, i] f32, after those
+  std::array<uint32_t, 3> decayGrid{};  // and its last kernel's launch
   // The block plan (manifest block_plan): its grid and its i32 entries [z, y, x, 2] in the
   // workspace, after the split-KV partial results (placed by applyBlockPlan).
   std::array<uint32_t, 3> planGrid{};

@@ -519,6 +519,19 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
       return r.fail("backward.scores", "several scores compute dQ in the first kernel: no "
                                        "dq_entry");
   }
+  if (j->contains("decay_entry")) {
+    if (!r.getString(*j, "decay_entry", "backward.decay_entry", bw.decayEntry) ||
+        !parseBlock(r, *j, "decay_block", "backward.decay_block", bw.decayBlock) ||
+        !parseGrid(r, *j, "decay_grid", "backward.decay_grid", m, bw.decayGrid))
+      return false;
+    if (!isIdentifier(bw.decayEntry) || bw.decayEntry == m.entry ||
+        bw.decayEntry == bw.dkdvEntry || bw.decayEntry == bw.dqEntry)
+      return r.fail("backward.decay_entry", "must be a PTX symbol name other than entry, "
+                                            "dkdv_entry and dq_entry, got '" + bw.decayEntry + "'");
+    if (bw.scores > 1 || !bw.dqEntry.empty())
+      return r.fail("backward.decay_entry", "a forget gate's backward takes one score and dQ "
+                                            "in the first kernel (no scores, no dq_entry)");
+  }
   bw.dkdvSharedMemory = uint32_t(smem);
   std::copy(delta.begin(), delta.end(), bw.deltaDims.begin());
   m.backward = bw;

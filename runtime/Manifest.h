@@ -96,6 +96,12 @@ struct Backward {
   // Several scores (a mix of attends): D and dy hold one slot per score, [b, scores x h, i]
   // and [b, scores x h, i, width] (score n's rows at head n h + head).
   int64_t scores = 1;
+  // A forget gate (optional): the dQ and dK/dV kernels write dS's row and column sums into
+  // sums [b, 2 h, i] f32 after D (dQacc, dy), then decayEntry (decayBlock, decayGrid) turns
+  // them into the log decays' gradients, launched last.
+  std::string decayEntry;
+  std::array<uint32_t, 3> decayBlock{};
+  std::array<GridAxis, 3> decayGrid{};
   std::array<uint32_t, 3> dkdvBlock{};
   std::array<GridAxis, 3> dkdvGrid{};
   uint32_t dkdvSharedMemory = 0;

@@ -341,7 +341,8 @@ std::unique_ptr<Kernel> Kernel::load(std::string_view ptx, std::string_view mani
   for (const std::string *entry :
        {&m.entry, m.splitKV ? &m.splitKV->combineEntry : nullptr,
         m.backward ? &m.backward->dkdvEntry : nullptr,
-        m.backward && !m.backward->dqEntry.empty() ? &m.backward->dqEntry : nullptr})
+        m.backward && !m.backward->dqEntry.empty() ? &m.backward->dqEntry : nullptr,
+        m.backward && !m.backward->decayEntry.empty() ? &m.backward->decayEntry : nullptr})
     if (entry && !hasEntry(ptx, *entry)) {
       error = "kernel '" + m.variant + "': the PTX has no '.entry " + *entry + "'";
       return nullptr;
@@ -428,6 +429,10 @@ bool Kernel::loadFunctions(CUcontext ctx, Functions &fns, std::string &error) {
            (r = d->moduleGetFunction(&fns.dq, module, manifest_.backward->dqEntry.c_str())) !=
                CUDA_SUCCESS)
     error = d->fail(r, "cuModuleGetFunction('" + manifest_.backward->dqEntry + "')");
+  else if (manifest_.backward && !manifest_.backward->decayEntry.empty() &&
+           (r = d->moduleGetFunction(&fns.decay, module,
+                                     manifest_.backward->decayEntry.c_str())) != CUDA_SUCCESS)
+    error = d->fail(r, "cuModuleGetFunction('" + manifest_.backward->decayEntry + "')");
   else if (manifest_.blockPlan &&
            (r = d->moduleGetFunction(&fns.plan, module, manifest_.blockPlan->entry.c_str())) !=
                CUDA_SUCCESS)
@@ -899,6 +904,8 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     pushMemref(storage, workspace, plan.dqAccum);
   if (bw.dyWidth)
     pushMemref(storage, workspace, plan.dy);
+  if (fns.decay)
+    pushMemref(storage, workspace, plan.sums);
   if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
     pushMemref(storage, workspace, plan.blockPlan);
     if (!launchPlanKernel(d, fns.plan, manifest_, plan, storage, stream, error)) {
@@ -907,7 +914,8 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     }
   }
   bool dkdvEmpty = std::find(plan.dkdvGrid.begin(), plan.dkdvGrid.end(), 0u) != plan.dkdvGrid.end();
-  std::vector<uint64_t> second = storage, third = storage;  // launchWith points into its storage
+  // launchWith points into its storage
+  std::vector<uint64_t> second = storage, third = storage, fourth = storage;
   if ((!plan.mainEmpty && !launchWith(d, fns.main, plan.grid, plan.block, plan.sharedMemory,
                                       stream, storage, "cuLaunchKernel", error)) ||
       (!dkdvEmpty &&
@@ -915,7 +923,11 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
                    second, "cuLaunchKernel('" + bw.dkdvEntry + "')", error)) ||
       (fns.dq && !plan.mainEmpty &&
        !launchWith(d, fns.dq, plan.grid, plan.block, 0, stream, third,
-                   "cuLaunchKernel('" + bw.dqEntry + "')", error))) {
+                   "cuLaunchKernel('" + bw.dqEntry + "')", error)) ||
+      (fns.decay && !plan.mainEmpty &&
+       std::find(plan.decayGrid.begin(), plan.decayGrid.end(), 0u) == plan.decayGrid.end() &&
+       !launchWith(d, fns.decay, plan.decayGrid, bw.decayBlock, 0, stream, fourth,
+                   "cuLaunchKernel('" + bw.decayEntry + "')", error))) {
     error = prefix + error;
     return false;
   }

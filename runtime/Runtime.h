@@ -72,6 +72,7 @@ private:
     CUfunc_st *combine = nullptr;  // split_kv: the combine kernel; backward: the dK/dV kernel
     CUfunc_st *plan = nullptr;     // block_plan: the plan kernel
     CUfunc_st *dq = nullptr;       // backward with dQ by atomics: the dQacc -> dq kernel
+    CUfunc_st *decay = nullptr;    // backward of a forget gate: the log decays' gradients
     int smCount = 1;
   };
   /// Device memory for the split-KV partial results, grown (never shrunk) as launches need.

@@ -1,6 +1,7 @@
 // attn_gpu.log_decay_prefix -> cumulative log decays of a tile of positions in shared memory:
 // warp 0 sums the logs before the tile (strided lanes, then a shuffle reduction) and scans the
 // tile's (a shuffle scan over the lanes). attn_gpu.key_factors -> a region per position.
+// attn_gpu.decay_grad -> a forget gate's log-decay gradients, a shuffle scan by warp 0.
 #include "codegen/cuda/GPUToNVVM.h"
 
 using namespace mlir;
@@ -139,6 +140,74 @@ struct KeyFactorsLowering : OpConversionPattern<KeyFactorsOp> {
   }
 };
 
+/// g(t) = sum_{p < t} (colsum(p) - rowsum(p)) by warp 0, 32 positions per step: each lane
+/// loads its position's difference, a shuffle scan gives the sums before it, the region runs
+/// on them (accumulations as atomic adds) and the step's total carries to the next.
+struct DecayGradLowering : OpConversionPattern<DecayGradOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult matchAndRewrite(DecayGradOp op, OpAdaptor,
+                                ConversionPatternRewriter &rw) const override {
+    ThreadContext t(rw, op.getLoc(), op);
+    Value sums = op.getSums(), qLen = op.getQLen();
+    Value heads = arith::DivUIOp::create(rw, t.loc, memref::DimOp::create(rw, t.loc, sums, 1),
+                                         t.idx(2));
+    Value colHead = t.add(heads, op.getH());
+    Value keys = t.minIdx(op.getKvLen(), qLen);  // column sums exist below both lengths
+    auto inWarp0 = scf::IfOp::create(
+        rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.warp, t.idx(0)),
+        false);
+    rw.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
+    auto loop = scf::ForOp::create(rw, t.loc, t.idx(0), qLen, t.idx(32), ValueRange{t.f32(0)});
+    rw.setInsertionPointToStart(loop.getBody());
+    Value p = t.add(loop.getInductionVar(), t.lane);
+    auto load = [&](Value head, Value below) {
+      auto in = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(p, below), true);
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPointToStart(in.thenBlock());
+      scf::YieldOp::create(
+          rw, t.loc,
+          memref::LoadOp::create(rw, t.loc, sums, ValueRange{op.getB(), head, p}).getResult());
+      rw.setInsertionPointToStart(in.elseBlock());
+      scf::YieldOp::create(rw, t.loc, t.f32(0));
+      return in.getResult(0);
+    };
+    Value x = t.fsub(load(colHead, keys), load(op.getH(), qLen));
+    Value inclusive = x;  // the lanes up to this one
+    for (int32_t offset = 1; offset < 32; offset *= 2) {
+      auto up = gpu::ShuffleOp::create(rw, t.loc, inclusive, offset, 32, gpu::ShuffleMode::UP);
+      inclusive = t.fadd(inclusive, t.select(up.getValid(), up.getShuffleResult(), t.f32(0)));
+    }
+    Value carry = loop.getRegionIterArgs()[0];
+    auto below = gpu::ShuffleOp::create(rw, t.loc, inclusive, 1, 32, gpu::ShuffleMode::UP);
+    Value before =  // the lanes before this one, and the steps before this one
+        t.fadd(carry, t.select(below.getValid(), below.getShuffleResult(), t.f32(0)));
+    {
+      auto live = scf::IfOp::create(rw, t.loc, t.lt(p, qLen), false);
+      OpBuilder::InsertionGuard guard(rw);
+      rw.setInsertionPoint(live.thenBlock()->getTerminator());
+      Block &body = op.getDecayGrad().front();
+      IRMapping map;
+      map.map(body.getArguments(), ValueRange{op.getB(), op.getH(), p, before});
+      for (Operation &inner : body.without_terminator()) {
+        auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
+        if (!acc) {
+          rw.clone(inner, map);
+          continue;
+        }
+        SmallVector<Value> at;
+        for (Value index : acc.getIndices())
+          at.push_back(map.lookupOrDefault(index));
+        memref::AtomicRMWOp::create(rw, t.loc, arith::AtomicRMWKind::addf,
+                                    map.lookupOrDefault(acc.getValue()), acc.getGrad(), at);
+      }
+    }
+    auto total = gpu::ShuffleOp::create(rw, t.loc, inclusive, 31, 32, gpu::ShuffleMode::IDX);
+    scf::YieldOp::create(rw, t.loc, t.fadd(carry, total.getShuffleResult()));
+    rw.eraseOp(op);
+    return success();
+  }
+};
+
 struct LogDecayPrefixLowering : OpConversionPattern<LogDecayPrefixOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(LogDecayPrefixOp op, OpAdaptor,
@@ -154,5 +223,5 @@ struct LogDecayPrefixLowering : OpConversionPattern<LogDecayPrefixOp> {
 
 void mlir::attn::populateDecayToNVVMPatterns(FragmentTypeConverter &converter,
                                              RewritePatternSet &patterns) {
-  patterns.add<LogDecayPrefixLowering, KeyFactorsLowering>(converter, patterns.getContext());
+  patterns.add<LogDecayPrefixLowering, KeyFactorsLowering, DecayGradLowering>(converter, patterns.getContext());
 }

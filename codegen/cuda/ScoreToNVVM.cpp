@@ -107,10 +107,13 @@ private:
     }
     Value s = t.inlineBody(op.getScore(), args);
     if (op.getCumQ()) {  // a per-step decay: exp(cum(i) - cum(j)) = gamma(j + 1) ... gamma(i)
+      // the thread's row and the column's position (key-major: key row r, query column)
+      bool keyMajor = op.getTransposed();
       Value row = t.accRow(r);
-      Value col = arith::SubIOp::create(t.b, t.loc, j, op.getJ0());
-      Value gi = memref::LoadOp::create(t.b, t.loc, op.getCumQ(), ValueRange{row});
-      Value gj = memref::LoadOp::create(t.b, t.loc, op.getCumK(), ValueRange{col});
+      Value col = arith::SubIOp::create(t.b, t.loc, keyMajor ? i : j,
+                                        keyMajor ? op.getI0() : op.getJ0());
+      Value gi = memref::LoadOp::create(t.b, t.loc, op.getCumQ(), ValueRange{keyMajor ? col : row});
+      Value gj = memref::LoadOp::create(t.b, t.loc, op.getCumK(), ValueRange{keyMajor ? row : col});
       Value logDecay = t.fsub(gi, gj);  // a forget-gate softmax adds it to the score
       s = op.getLogDecay() ? t.fadd(s, logDecay)
                            : t.fmul(s, math::ExpOp::create(t.b, t.loc, logDecay));

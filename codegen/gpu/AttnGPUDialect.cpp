@@ -349,8 +349,8 @@ LogicalResult ScoreOp::verify() {
     return emitOpError("takes the cumulative log decays of both rows and keys, or neither");
   if (getLogDecay() && !getCumQ())
     return emitOpError("log_decay adds the cumulative log decays: it needs 'decay'");
-  if (getTransposed() && (getPack() != 1 || getCumQ() || getKeyScale()))
-    return emitOpError("transposed (key-major) takes no GQA packing, decay or key factors");
+  if (getTransposed() && (getPack() != 1 || getKeyScale()))
+    return emitOpError("transposed (key-major) takes no GQA packing or key factors");
   if (bool(getQNorms()) != bool(getKNorms()))
     return emitOpError("takes the row norms of both rows and keys, or neither");
   unsigned args = getScore().front().getNumArguments();
@@ -383,6 +383,18 @@ LogicalResult ScoreGradOp::verify() {
                          << ", ds)";
   if (body.getTerminator()->getNumOperands() != results)
     return emitOpError() << "'score_grad' region must yield " << results << " value(s)";
+  return success();
+}
+
+LogicalResult DecayGradOp::verify() {
+  Block &body = getDecayGrad().front();
+  auto index = [](BlockArgument a) { return a.getType().isIndex(); };
+  if (body.getNumArguments() != 4 ||
+      !llvm::all_of(body.getArguments().take_front(3), index) ||
+      !body.getArgument(3).getType().isF32())
+    return emitOpError("takes a region of (b, h, t, g): three indices and an f32");
+  if (body.getTerminator()->getNumOperands())
+    return emitOpError("'decay_grad' region yields nothing (it accumulates)");
   return success();
 }
 

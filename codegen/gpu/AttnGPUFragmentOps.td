@@ -79,9 +79,10 @@ def AttnGPU_ScoreOp : AttnGPU_Op<"score", [AttrSizedOperandSegments]> {
     a block plan's verdict that the mask allows every element) takes a branch without range
     checks (and without the mask).
 
-    `transposed` (the backward's key-major tiles, pack 1, no decay or key factors): rows are
-    keys and columns queries, result[r, c] = score(b, h, i0 + c, j0 + r, s[r, c]) where the
-    mask holds, j0 + r < kv_len and i0 + c < q_len, `fill` elsewhere.
+    `transposed` (the backward's key-major tiles, pack 1, no key factors): rows are keys and
+    columns queries, result[r, c] = score(b, h, i0 + c, j0 + r, s[r, c]) where the mask
+    holds, j0 + r < kv_len and i0 + c < q_len, `fill` elsewhere; a decay reads cum_q[c] and
+    cum_k[r].
 
     With `norms %nq, %nk` (the row norms dot(q, q) and dot(k, k) of the tile's queries and
     keys, attn_gpu.row_squares) the score region takes (b, h, i, j, dot, nq, nk): nq[r] and

@@ -42,7 +42,29 @@ def AttnGPU_ScoreGradOp : AttnGPU_Op<"score_grad",
   let hasVerifier = 1;
 }
 
-def AttnGPU_AccumulateOp : AttnGPU_Op<"accumulate", [HasParent<"ScoreGradOp">]> {
+def AttnGPU_DecayGradOp : AttnGPU_Op<"decay_grad"> {
+  let summary = "A forget gate's log-decay gradients from dS's row and column sums";
+  let description = [{
+    A forget gate adds cum(i) - cum(j) to the score of (i, j), cum(p) = sum over t <= p of
+    log gamma(b, h, t); so log gamma(b, h, t) receives
+      g(t) = sum over p < t of (colsum(p) - rowsum(p))
+    (the causal mask keeps dS(i, j) = 0 for j > i), where rowsum(p) = sums[b, h, p] is the sum
+    of dS over the keys of query p and colsum(p) = sums[b, H + h, p] the sum of dS over the
+    queries of key p (read below kv_len, 0 past it), H = dim(sums, 1) / 2. The region
+    (b, h, t, g) runs once for every t < q_len; its attn_gpu.accumulate ops add into the param
+    gradients. The block's first warp walks the positions, 32 per step, by a shuffle scan.
+  }];
+  let arguments = (ins Arg<MemRefRankOf<[F32], [3]>, "", [MemRead]>:$sums,
+                       Index:$b, Index:$h, Index:$q_len, Index:$kv_len);
+  let regions = (region SizedRegion<1>:$decay_grad);
+  let assemblyFormat = [{
+    $sums `[` $b `,` $h `]` `below` $q_len `,` $kv_len attr-dict `:` type($sums) $decay_grad
+  }];
+  let hasVerifier = 1;
+}
+
+def AttnGPU_AccumulateOp : AttnGPU_Op<"accumulate",
+    [ParentOneOf<["ScoreGradOp", "DecayGradOp"]>]> {
   let summary = "Adds a value into an element of a param gradient in global memory";
   let arguments = (ins F32:$value, Arg<MemRefOf<[F32]>, "", [MemRead, MemWrite]>:$grad,
                        Variadic<Index>:$indices);

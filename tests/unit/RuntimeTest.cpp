@@ -1484,6 +1484,55 @@ TEST_F(BackwardTest, SeveralScoresHoldASlotPerScore) {
             std::string::npos);
 }
 
+TEST_F(BackwardTest, ForgetGatePlacesDsSumsLastAndLaunchesPerHead) {
+  std::string e;
+  // A forget gate: dS's row and column sums [b, 2 h, i] f32 after D and dy, and the kernel of
+  // the log decays' gradients over (heads, batch, 1), one warp.
+  const char *decay = R"("delta_dims": ["b", "h", "i"], "dy_width": 64,
+                         "decay_entry": "alibi_grad_decay", "decay_block": [32, 1, 1],
+                         "decay_grid": [{"dim": "h"}, {"dim": "b"}, {"blocks": 1}])";
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])", decay),
+                            m, e))
+      << e;
+  EXPECT_EQ(m.backward->decayEntry, "alibi_grad_decay");
+  EXPECT_EQ(m.backward->decayBlock, (std::array<uint32_t, 3>{32, 1, 1}));
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.decayGrid, (std::array<uint32_t, 3>{H, B, 1}));
+  int64_t dyEnd = plan.dy.offset + B * H * I * 64 * 2;
+  EXPECT_EQ(plan.sums.sizes, (std::vector<int64_t>{B, 2 * H, I}));
+  EXPECT_EQ(plan.sums.strides, (std::vector<int64_t>{2 * H * I, I, 1}));
+  EXPECT_EQ(plan.sums.offset, (dyEnd + 255) / 256 * 256);
+  EXPECT_EQ(plan.workspaceBytes, plan.sums.offset + B * 2 * H * I * 4);
+  // Without dy: right after D.
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     replaced(decay, R"("dy_width": 64,)", "")),
+                            m, e))
+      << e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_EQ(plan.sums.offset, (B * H * I * 4 + 255) / 256 * 256);
+  // Refused: a name taken by another kernel, dQ by atomics, several scores, a bad grid.
+  std::string text = replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])", decay);
+  EXPECT_NE(parseError(replaced(text, R"("decay_entry": "alibi_grad_decay")",
+                                R"("decay_entry": "alibi_grad_dkdv")"))
+                .find("backward.decay_entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("dy_width": 64,)",
+                                R"("dy_width": 64, "dq_entry": "alibi_grad_dq",
+                                   "dq_accum_width": 128,)"))
+                .find("no dq_entry"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("dy_width": 64,)", R"("dy_width": 64, "scores": 2,)"))
+                .find("takes one score"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"({"dim": "h"}, {"dim": "b"}, {"blocks": 1})",
+                                R"({"dim": "nope"}, {"dim": "b"}, {"blocks": 1})"))
+                .find("backward.decay_grid"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("decay_block": [32, 1, 1],)", ""))
+                .find("decay_block"),
+            std::string::npos);
+}
+
 TEST(Manifest, BackwardErrors) {
   std::string text = backwardManifest();
   EXPECT_NE(parseError(replaced(text, R"("dkdv_entry": "alibi_grad_dkdv")", R"("dkdv_entry": "alibi")"))

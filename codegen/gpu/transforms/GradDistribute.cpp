@@ -55,6 +55,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
     types.push_back(MemRefType::get({dyn, dyn, dyn, dyn}, b.getF32Type()));  // dQacc
   if (mapped)
     types.push_back(MemRefType::get({dyn, dyn, dyn, valueDim}, elt));  // dy
+  if (decayParams)
+    types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // dS's sums
   if (keyRange)
     types.push_back(planType(b.getContext()));  // the block plan, after D
   auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
@@ -72,10 +74,13 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
   lse = op.getLse() ? map.lookup(op.getLse()) : Value();
   auto args = kernel.getArguments();
-  size_t workspace = args.size() - (keyRange ? 1 : 0) - (atomic ? 1 : 0) - (mapped ? 1 : 0) - 1;
+  size_t workspace = args.size() - (keyRange ? 1 : 0) - (decayParams ? 1 : 0) - (atomic ? 1 : 0) -
+                     (mapped ? 1 : 0) - 1;
   delta = args[workspace];
   dqAcc = atomic ? args[workspace + 1] : Value();
   dyWork = mapped ? args[workspace + (atomic ? 2 : 1)] : Value();
+  sums = decayParams ? args[workspace + 1 + (atomic ? 1 : 0) + (mapped ? 1 : 0)] : Value();
+  cumQ = cumK = decayBase = Value();
   plan = keyRange ? args.back() : Value();
   qLen = memref::DimOp::create(b, loc, q, 2);
   kvLen = memref::DimOp::create(b, loc, k, 2);
@@ -83,8 +88,9 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   SmallVector<Value> written = {op.getDq(), op.getDk(), op.getDv()};
   for (ValueRange more : {op.getMoreDq(), op.getMoreDk()})
     written.append(more.begin(), more.end());
-  SmallVector<Region *> regions = {&op.getScore(), &op.getMask(), &op.getScoreGrad(),
-                                   &op.getOutputGrad(), &op.getMix(), &op.getMixGrad()};
+  SmallVector<Region *> regions = {&op.getScore(),      &op.getMask(), &op.getScoreGrad(),
+                                   &op.getOutputGrad(), &op.getMix(),  &op.getMixGrad(),
+                                   &op.getDecay(),      &op.getDecayGrad()};
   for (Region &region : op.getMoreScores())
     regions.push_back(&region);
   for (Region *region : regions)
@@ -172,16 +178,31 @@ SmallVector<Value> GradDistributor::regionGrad(Region &region, Value x, ValueRan
 /// (each (i, j) once), the key-major kernel drops the accumulations unless it computes dQ too.
 void GradDistributor::fillGradRegion(Region &region, ScoreGradOp grad, bool transposed) {
   cloneRegionInto(b, region, grad.getScoreGrad(), map);
+  convertAccumulations(grad.getScoreGrad(), !transposed || atomic);
+}
+
+void GradDistributor::convertAccumulations(Region &region, bool keep) {
   SmallVector<attn::AccumulateOp> accumulations;
-  grad.getScoreGrad().walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
+  region.walk([&](attn::AccumulateOp acc) { accumulations.push_back(acc); });
   for (attn::AccumulateOp acc : accumulations) {
-    if (!transposed || atomic) {
+    if (keep) {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPoint(acc);
       AccumulateOp::create(b, acc.getLoc(), acc.getValue(), acc.getGrad(), acc.getIndices());
     }
     acc.erase();
   }
+}
+
+void GradDistributor::decayPrefix(Value cum, Value h, Value p0, Value carry, bool totalOnly) {
+  auto prefix = LogDecayPrefixOp::create(b, loc, cum, batch, h, p0, qLen, carry, Value(),
+                                         totalOnly, /*relative=*/false);
+  cloneRegionInto(b, op.getDecay(), prefix.getDecay(), map);
+}
+
+void GradDistributor::storeSums(Value partial, Value h, Value p0, Value end) {
+  StoreRowsOp::create(b, loc, quadReduce(ReduceKind::sum, partial), sums, batch, h, p0, end,
+                      ValueRange{}, b.getI64IntegerAttr(1));
 }
 
 void GradDistributor::copyKeyTiles(ArrayRef<std::pair<Value, Value>> tiles, Value kvHead,
@@ -265,6 +286,12 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     return failure();
   auto [i0, head] = queryTile();
   QueryTiles t = loadQueryTiles(i0, head, softmax && !mapped);
+  if (forget) {  // the query tile's cumulative log decays, once
+    cumQ = sharedTile(s.blockQ, 0, b.getF32Type(), false);
+    cumK = sharedTile(s.blockK, 0, b.getF32Type(), false);
+    decayBase = sharedTile(1, 0, b.getF32Type(), false);
+    decayPrefix(cumQ, head, i0, Value(), false);
+  }
   Value dRows;
   if (softmax && !mapped)  // D = rowsum(dO * O), for this kernel and the workspace
     dRows = emitDelta(t.doTile, t.oTile, i0, head);
@@ -285,7 +312,11 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
   SmallVector<Value> carried = {splat(accOf(s.blockQ, headDim), 0)};
   if (rowNorms)  // each row's sum over the keys of d(q.q), per-thread partials
     carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
+  if (decayParams)  // each row's sum of dS over the keys, per-thread partials
+    carried.push_back(splat(rowsOf(s.blockQ, b.getF32Type()), 0));
   carried = emitDQLoop(carried, t, dyOperand, dRows, i0, head, keys);
+  if (decayParams)
+    storeSums(carried.back(), head, i0, qLen);
   Value dq = carried[0];
   if (rowNorms)  // + 2 (sum_j d(q.q)) q
     dq = addNormGrad(dq, carried[1], t.qTile.front(), s.blockQ, headDim);
@@ -301,11 +332,14 @@ SmallVector<Value> GradDistributor::emitDQLoop(ValueRange carried, const QueryTi
                                                Value head, const KeySpan &keys) {
   const size_t n = 0;  // one score (several take emitScoresDQ)
   auto [from, to, planned] = keys;
+  startDecay(head, from);
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK), carried);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value j0 = loop.getInductionVar(), dq = loop.getRegionIterArgs()[0];
   copyKeyTiles({{map.lookup(scores[n].k), t.kTile[n]}, {v, t.vTile}}, t.kvHead, j0);
+  if (forget)  // the key tile's cumulative log decays, continuing the running sum
+    decayPrefix(cumK, head, j0, decayBase, false);
   auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
   Value dP = mma(dyOperand, t.vTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value lseAt = softmax ? broadcast(t.lseRows[n], s.blockK) : Value();
@@ -317,6 +351,8 @@ SmallVector<Value> GradDistributor::emitDQLoop(ValueRange carried, const QueryTi
   SmallVector<Value> next = {dq};
   if (rowNorms)
     next.push_back(fadd(loop.getRegionIterArgs()[1], rowReduce(ReduceKind::sum, grads[1])));
+  if (decayParams)
+    next.push_back(fadd(loop.getRegionIterArgs().back(), rowReduce(ReduceKind::sum, ds)));
   scf::YieldOp::create(b, loc, next);
   return SmallVector<Value>(loop.getResults());
 }
@@ -327,8 +363,9 @@ std::pair<Value, Value> GradDistributor::queryTileScores(size_t n, Value qOperan
   Value dot = mma(qOperand, kTile, splat(accOf(s.blockQ, s.blockK), 0), true);
   Value full = keyRange ? fullTile(planned.fullLower, planned.fullUpper, j0, s.blockK) : Value();
   auto score = ScoreOp::create(b, loc, dot.getType(), dot, batch, head, i0, j0, qLen, kvLen,
-                               Value(), Value(), Value(), qNorms, kNorms, full,
+                               cumQ, cumK, Value(), qNorms, kNorms, full,
                                b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1), UnitAttr());
+  score.setLogDecay(forget);
   cloneScore(score, n);
   return {dot, score};
 }
@@ -411,12 +448,15 @@ SmallVector<Value> GradDistributor::recomputeRows(const QueryTiles &t, Value i0,
                                                   const KeySpan &keys) {
   auto [from, to, planned] = keys;
   Value zero = splat(accOf(s.blockQ, valueDim), 0);
+  startDecay(head, from);
   auto loop = scf::ForOp::create(b, loc, from, to, idx(s.blockK),
                                  SmallVector<Value>(scores.size(), zero));
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(loop.getBody());
   Value j0 = loop.getInductionVar();
   copyKeyTiles(keyCopies(t), t.kvHead, j0);
+  if (forget)
+    decayPrefix(cumK, head, j0, decayBase, false);
   SmallVector<Value> ys;  // y_n = sum_j P_n v_j, P recomputed as in the dQ loop
   for (size_t n = 0; n < scores.size(); ++n) {
     auto [dot, score] = queryTileScores(n, t.qOperand[n], t.kTile[n], head, i0, j0, planned);
@@ -544,6 +584,23 @@ LogicalResult GradDistributor::emitConvertDQ(gpu::GPUFuncOp kernel) {
   return success();
 }
 
+/// A forget gate, last kernel: per (head, batch) one warp turns dS's row and column sums into
+/// the gradients of the log decays (the decay_grad region's accumulations).
+LogicalResult GradDistributor::emitDecayGrad(gpu::GPUFuncOp kernel) {
+  if (failed(enter(kernel)))
+    return failure();
+  batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  auto grad = DecayGradOp::create(b, loc, sums, batch, head, qLen, kvLen);
+  cloneRegionInto(b, op.getDecayGrad(), grad.getDecayGrad(), map);
+  convertAccumulations(grad.getDecayGrad(), true);
+  gpu::ReturnOp::create(b, loc);
+  int64_t qArg = cast<BlockArgument>(op.getQ()).getArgNumber();
+  setLaunch(kernel, 32, {{qArg, 1, 1, 1}, {qArg, 0, 1, 1}, {-1, 0, 1, 1}}, 0, {});
+  kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({32, 1, 1}));
+  return success();
+}
+
 LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic) {
   MemRefType qType = op.getQ().getType(), vType = op.getV().getType();
   elt = qType.getElementType();
@@ -599,6 +656,14 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
   if (rowNorms && atomic)
     return op.emitError("the CUDA backward of row norms (dot(q, q), dot(k, k)) computes dQ in "
                         "its own kernel: compile without --dq-atomic");
+  forget = !op.getDecay().empty();
+  decayParams = forget && op.getDecayGrad()
+                              .walk([](attn::AccumulateOp) { return WalkResult::interrupt(); })
+                              .wasInterrupted();
+  if (forget && (atomic || scores.size() > 1 || !softmax))
+    return op.emitError("the CUDA backward of a forget gate takes one score with norm softmax "
+                        "and dQ in its own kernel")
+           << (atomic ? ": compile without --dq-atomic" : "; the CPU back end computes the rest");
 
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(f);
@@ -618,6 +683,11 @@ LogicalResult GradDistributor::run(StringRef chip, bool blockPlan, bool dqAtomic
     if (failed(emitConvertDQ(convert)) || failed(checkSelfContained(convert)))
       return failure();
   }
+  if (decayParams) {
+    gpu::GPUFuncOp decay = makeKernel(module, (f.getName() + "_decay").str());
+    if (failed(emitDecayGrad(decay)) || failed(checkSelfContained(decay)))
+      return failure();
+  }
   if (keyRange) {  // the plan kernel over the dQ kernel's query tiles, launched first
     b.setInsertionPoint(dq);
     auto grid = cast<LaunchAttr>(dq->getAttr(kLaunchAttrName)).getGrid();
@@ -635,10 +705,6 @@ LogicalResult mlir::attngpu::distributeGrad(func::FuncOp f, StringRef chip, bool
   f.walk([&](AttentionGradOp op) { ops.push_back(op); });
   if (ops.size() != 1)
     return f.emitError("a backward function holds one attn.attention_grad, got ") << ops.size();
-  if (!ops.front().getDecay().empty())
-    return ops.front().emitError(
-        "the CUDA backward of a forget gate (a decay with norm softmax) is not implemented yet; "
-        "the CPU back end computes it");
   OpBuilder b(f);
   GradDistributor distributor(b, ops.front(), f);
   return distributor.run(chip, blockPlan, dqAtomic);

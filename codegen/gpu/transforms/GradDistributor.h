@@ -44,6 +44,12 @@ private:
   bool mapped = false;  // output expression, mix or f32 output: dy recomputed, in the workspace
   bool rowNorms = false;  // a score reading dot(q, q) and dot(k, k)
   Value qNorms, kNorms;  // their shared vectors in the current kernel (rowNorms)
+  /// A forget gate (a decay with norm softmax): the workspace of dS's row and column sums
+  /// [b, 2 h, i], and in the current kernel the shared vectors of the query and key tiles'
+  /// cumulative log decays and the running sum carried over the loop's tiles.
+  bool forget = false;
+  bool decayParams = false;  // the decay reads params: dS's sums and the last kernel
+  Value sums, cumQ, cumK, decayBase;
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
   /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
   attn::TileKeyRangeOp keyRange;
@@ -65,6 +71,20 @@ private:
   SmallVector<Value> regionGrad(Region &region, Value x, ValueRange more, Value g, Value h,
                                 Value i0, Value j0, Value columns, bool transposed);
   void fillGradRegion(Region &region, ScoreGradOp grad, bool transposed);
+  /// A cloned gradient region's attn.accumulate ops as attn_gpu.accumulate (`keep`) or erased.
+  void convertAccumulations(Region &region, bool keep);
+  /// attn_gpu.log_decay_prefix of head h into `cum` from position p0: with `carry`, from the
+  /// running sum (totalOnly: only the sum before p0 into it).
+  void decayPrefix(Value cum, Value h, Value p0, Value carry, bool totalOnly);
+  /// A forget gate, before a loop over tiles from position `from`: the running sum of the
+  /// log decays before it (a no-op without a forget gate).
+  void startDecay(Value h, Value from) {
+    if (forget)
+      decayPrefix(decayBase, h, from, decayBase, true);
+  }
+  /// The sums of dS over the tile's columns (decayParams) (each thread's rows, quad-reduced) into `sums` at
+  /// head `h` (the dQ kernel's rows; the dK/dV kernel's keys at heads + h), rows below `end`.
+  void storeSums(Value partial, Value h, Value p0, Value end);
   /// The shared vectors of the row norms dot(q, q) and dot(k, k) (rowNorms) of the current
   /// query and key tiles, written by attn_gpu.row_squares.
   void squareRows(Value tile, Value norms);
@@ -130,6 +150,9 @@ private:
   LogicalResult emitPrepare(gpu::GPUFuncOp kernel);
   LogicalResult emitConvertDQ(gpu::GPUFuncOp kernel);
   LogicalResult emitDKDV(gpu::GPUFuncOp kernel);
+  /// A forget gate's last kernel: grid (heads, batch), one warp scanning dS's sums into the
+  /// log decays' gradients (attn_gpu.decay_grad).
+  LogicalResult emitDecayGrad(gpu::GPUFuncOp kernel);
   void planKeyRanges();
   std::pair<Value, Value> maskedQueries(Value j0);
   Value fullTile(Value fullFrom, Value fullTo, Value j0, int64_t keys);

@@ -30,6 +30,11 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   t.dsTile = atomic ? sharedTile(s.keyRows, s.queryCols, elt, true) : Value();  // dS, 16 bits
   qNorms = rowNorms ? sharedTile(s.queryCols, 0, b.getF32Type(), false) : Value();
   kNorms = rowNorms ? sharedTile(s.keyRows, 0, b.getF32Type(), false) : Value();
+  if (forget) {  // per head: the key tile's cumulative log decays, the query tiles' in turn
+    cumQ = sharedTile(s.queryCols, 0, b.getF32Type(), false);
+    cumK = sharedTile(s.keyRows, 0, b.getF32Type(), false);
+    decayBase = sharedTile(1, 0, b.getF32Type(), false);
+  }
   copyKeyTiles({{k, t.kTile}, {v, t.vTile}}, t.kvHead, t.j0);
 
   Value from, to;
@@ -82,8 +87,14 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(heads.getBody());
   Value h = heads.getInductionVar(), at = slot(n, h);
-  auto queries =
-      scf::ForOp::create(b, loc, from, to, idx(s.queryCols), heads.getRegionIterArgs());
+  SmallVector<Value> queryCarried(heads.getRegionIterArgs());
+  if (forget) {  // the log decays are the query head's
+    decayPrefix(cumK, h, t.j0, Value(), false);
+    startDecay(h, from);
+  }
+  if (decayParams)  // each key's sum of dS over the queries, per-thread partials
+    queryCarried.push_back(splat(rowsOf(s.keyRows, b.getF32Type()), 0));
+  auto queries = scf::ForOp::create(b, loc, from, to, idx(s.queryCols), queryCarried);
   {
     OpBuilder::InsertionGuard inner(b);
     b.setInsertionPointToStart(queries.getBody());
@@ -92,6 +103,8 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
     CopyQueryTileOp::create(b, loc, qn, t.qTile, batch, h, i0, b.getI64IntegerAttr(1));
     CopyQueryTileOp::create(b, loc, dout, t.doTile, batch, at, i0, b.getI64IntegerAttr(1));
     waitGroups(0);
+    if (forget)  // the query tile's cumulative log decays, continuing the running sum
+      decayPrefix(cumQ, h, i0, decayBase, false);
     if (rowNorms)
       squareRows(t.qTile, qNorms);
     Value lseAt, dAt;
@@ -109,10 +122,11 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
       attn::KeyRange r = planEntry(b, loc, keyRange, plan, batch, idx(0), qt);
       full = fullTile(r.fullLower, r.fullUpper, t.j0, s.keyRows);
     }
-    auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, t.j0, qLen, kvLen, Value(),
-                                 Value(), Value(), qNorms, kNorms, full,
+    auto score = ScoreOp::create(b, loc, tileAcc, dot, batch, h, i0, t.j0, qLen, kvLen, cumQ,
+                                 cumK, Value(), qNorms, kNorms, full,
                                  b.getF32FloatAttr(-INFINITY), b.getI64IntegerAttr(1),
                                  b.getUnitAttr());
+    score.setLogDecay(forget);
     cloneScore(score, n);
     Value dP = mma(loadOperand(t.vTile, s.keyRows, valueDim), t.doTile, splat(tileAcc, 0), true);
     auto [p, ds] = probabilities(score, dP, lseAt, dAt);
@@ -130,9 +144,18 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
     SmallVector<Value> next = {dk, dv};
     if (rowNorms)
       next.push_back(fadd(queries.getRegionIterArgs()[2], rowReduce(ReduceKind::sum, grads[2])));
+    if (decayParams)
+      next.push_back(fadd(queries.getRegionIterArgs().back(), rowReduce(ReduceKind::sum, ds)));
     scf::YieldOp::create(b, loc, next);
   }
-  scf::YieldOp::create(b, loc, queries.getResults());
+  ValueRange results = queries.getResults();
+  if (decayParams) {  // column sums at heads + h, for the keys below both lengths
+    Value heads = memref::DimOp::create(b, loc, q, 1);
+    storeSums(results.back(), arith::AddIOp::create(b, loc, heads, h), t.j0,
+              arith::MinUIOp::create(b, loc, kvLen, qLen));
+    results = results.drop_back();
+  }
+  scf::YieldOp::create(b, loc, results);
   return SmallVector<Value>(heads.getResults());
 }
 

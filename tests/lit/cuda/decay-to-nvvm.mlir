@@ -86,3 +86,42 @@ gpu.module @m {
     gpu.return
   }
 }
+
+// attn_gpu.decay_grad: warp 0 steps over the positions 32 at a time; each lane reads its row
+// sum (below q_len) and its column sum (at heads + h, below both lengths), an inclusive scan
+// (shuffle up 1 .. 16) and one more shuffle up give the sums before it, the region runs there
+// (its accumulation an atomic add, positions below q_len), lane 31's total carries on.
+// CHECK-LABEL: gpu.func @decay_grad
+// CHECK: %[[HEADS:.*]] = arith.divui %{{.*}}, %c2 : index
+// CHECK: %[[COLS:.*]] = arith.addi %[[HEADS]], %arg4 : index
+// CHECK: %[[KEYS:.*]] = arith.minui %arg6, %arg5 : index
+// CHECK: scf.for %{{.*}} = %c0 to %arg5 step %c32 iter_args(%[[CARRY:.*]] = %cst) -> (f32)
+// CHECK: %[[ROW:.*]] = scf.if
+// CHECK: memref.load %arg0[%arg3, %arg4, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: arith.cmpi ult, %{{.*}}, %[[KEYS]] : index
+// CHECK: %[[COL:.*]] = scf.if
+// CHECK: memref.load %arg0[%arg3, %[[COLS]], %{{.*}}] : memref<?x?x?xf32>
+// CHECK: %[[X:.*]] = arith.subf %[[COL]], %[[ROW]]
+// CHECK: gpu.shuffle  up %[[X]], %c1_i32, %c32_i32
+// CHECK: gpu.shuffle  up %{{.*}}, %c16_i32, %c32_i32
+// CHECK: %[[INC:.*]] = arith.addf %{{.*}}, %{{.*}} fastmath<contract> : f32
+// CHECK-NEXT: gpu.shuffle  up %[[INC]], %c1_i32, %c32_i32
+// CHECK: %[[BEFORE:.*]] = arith.addf %[[CARRY]], %{{.*}}
+// CHECK: scf.if
+// CHECK: %[[G:.*]] = arith.mulf %[[BEFORE]], %{{.*}}
+// CHECK: memref.atomic_rmw addf %[[G]], %arg2
+// CHECK: gpu.shuffle  idx %[[INC]], %c31_i32, %c32_i32
+gpu.module @m_grad {
+  gpu.func @decay_grad(%sums: memref<?x?x?xf32>, %f: memref<?x?x?xf32>, %df: memref<?x?x?xf32>,
+                       %b: index, %h: index, %n: index, %m: index) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    attn_gpu.decay_grad %sums[%b, %h] below %n, %m : memref<?x?x?xf32> {
+    ^bb0(%bb: index, %hh: index, %t: index, %g: f32):
+      %x = memref.load %f[%bb, %hh, %t] : memref<?x?x?xf32>
+      %y = arith.mulf %g, %x : f32
+      attn_gpu.accumulate %y -> %df[%bb, %hh, %t] : memref<?x?x?xf32>
+      attn_gpu.yield
+    }
+    gpu.return
+  }
+}

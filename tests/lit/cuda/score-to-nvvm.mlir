@@ -127,3 +127,29 @@ gpu.module @m_decay {
     gpu.return
   }
 }
+
+// Key-major (the backward's dK/dV tiles: rows are keys, columns queries): cum_q is read at the
+// thread's column (2 c + e % 2 in its n-block, i - i0) and cum_k at its row (16 w + g + 8 r).
+// CHECK-LABEL: gpu.func @forget_gate_key_major
+// CHECK: %[[C:.*]] = arith.muli %{{.*}}, %c2 : index
+// CHECK: %[[W:.*]] = arith.muli %{{.*}}, %c16 : index
+// CHECK: %[[R:.*]] = arith.addi %[[W]], %{{.*}} : index
+// CHECK: %[[GQ:.*]] = memref.load %arg0[%[[C]]] : memref<16xf32, 3>
+// CHECK: %[[GK:.*]] = memref.load %arg1[%[[R]]] : memref<16xf32, 3>
+// CHECK: arith.subf %[[GQ]], %[[GK]]
+// CHECK: %[[Q1:.*]] = arith.subi %{{.*}}, %arg2 : index
+// CHECK: memref.load %arg0[%[[Q1]]] : memref<16xf32, 3>
+gpu.module @m_kmajor {
+  gpu.func @forget_gate_key_major(%cq: memref<16xf32, 3>, %ck: memref<16xf32, 3>,
+                                  %i0: index, %j0: index, %n: index, %lse: memref<?x?x?xf32>) kernel
+      attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %s = arith.constant dense<1.0> : tensor<16x16xf32, #acc>
+    %sc = attn_gpu.score %s[%n, %n, %i0, %j0] below %n, %n decay %cq, %ck {fill = 0xFF800000 : f32, log_decay, transposed} : tensor<16x16xf32, #acc>, memref<16xf32, 3>, memref<16xf32, 3> -> tensor<16x16xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %d: f32):
+      attn_gpu.yield %d : f32
+    }
+    %m = attn_gpu.row_reduce <max> %sc : tensor<16x16xf32, #acc> -> tensor<16xf32, #attn_gpu.frag<rows>>
+    attn_gpu.store_rows %m -> %lse[%n, %n, %n] below %n : tensor<16xf32, #attn_gpu.frag<rows>> -> memref<?x?x?xf32>
+    gpu.return
+  }
+}

@@ -291,7 +291,7 @@ func.func @decay_prefix_size(%c: !cum, %n: index) {
 
 #acc = #attn_gpu.frag<acc>
 func.func @transposed_packed(%s: tensor<64x32xf32, #acc>, %n: index) {
-  // expected-error @+1 {{transposed (key-major) takes no GQA packing, decay or key factors}}
+  // expected-error @+1 {{transposed (key-major) takes no GQA packing or key factors}}
   %r = attn_gpu.score %s[%n, %n, %n, %n] below %n, %n {fill = 0.0 : f32, pack = 2 : i64, transposed} : tensor<64x32xf32, #acc> -> tensor<64x32xf32, #acc> score {
   ^bb0(%b: index, %h: index, %i: index, %j: index, %dot: f32):
     attn_gpu.yield %dot : f32
@@ -594,6 +594,28 @@ func.func @score_grad_more_args(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, %n: 
       -> tensor<16x16xf32, #attn_gpu.frag<acc>>, tensor<16x16xf32, #attn_gpu.frag<acc>> {
   ^bb0(%b: index, %h: index, %i: index, %j: index, %y0: f32, %g: f32):
     attn_gpu.yield %g, %g : f32, f32
+  }
+  return
+}
+
+// -----
+
+func.func @decay_grad_args(%s: memref<?x?x?xf32>, %n: index) {
+  // expected-error @+1 {{takes a region of (b, h, t, g): three indices and an f32}}
+  attn_gpu.decay_grad %s[%n, %n] below %n, %n : memref<?x?x?xf32> {
+  ^bb0(%b: index, %h: index, %g: f32):
+    attn_gpu.yield
+  }
+  return
+}
+
+// -----
+
+func.func @decay_grad_yields(%s: memref<?x?x?xf32>, %n: index) {
+  // expected-error @+1 {{'decay_grad' region yields nothing (it accumulates)}}
+  attn_gpu.decay_grad %s[%n, %n] below %n, %n : memref<?x?x?xf32> {
+  ^bb0(%b: index, %h: index, %t: index, %g: f32):
+    attn_gpu.yield %g : f32
   }
   return
 }

@@ -165,6 +165,11 @@ gpu.module @r {
 // CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
 // A function of several tiles (the mix of several scores' rows): one gradient per tile.
 // CHECK: attn_gpu.score_grad %{{.*}}, %{{.*}} more %{{.*}}, %{{.*}}[%{{.*}}] below %{{.*}}, %{{.*}} : tensor<64x32xf32, #attn_gpu.frag<acc>> more tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>> -> tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>>, tensor<64x32xf32, #attn_gpu.frag<acc>>
+// A forget gate: key-major scores with the cumulative log decays, and the log decays'
+// gradients from dS's row and column sums.
+// CHECK: attn_gpu.score %{{.*}} decay %{{.*}}, %{{.*}} {fill = 0xFF800000 : f32, log_decay, transposed}
+// CHECK: attn_gpu.decay_grad %{{.*}}[%{{.*}}, %{{.*}}] below %{{.*}}, %{{.*}} : memref<?x?x?xf32> {
+// CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
 gpu.module @bw {
   gpu.func @backward_ops(%lse: memref<?x?x?xf32>, %grad: memref<?xf32>, %b: index, %h: index,
                          %i0: index, %j0: index, %n: index) kernel {
@@ -189,6 +194,16 @@ gpu.module @bw {
     ^bb0(%bb: index, %hh: index, %i: index, %j: index, %y0: f32, %y1: f32, %y2: f32, %g: f32):
       %ng = arith.negf %g : f32
       attn_gpu.yield %g, %ng, %g : f32, f32, f32
+    }
+    %cumk = attn_gpu.alloc_shared : memref<64xf32, #gpu.address_space<workgroup>>
+    %sd = attn_gpu.score %cols[%b, %h, %i0, %j0] below %n, %n decay %vec, %cumk {fill = 0xFF800000 : f32, log_decay, transposed} : tensor<64x32xf32, #acc>, memref<32xf32, #gpu.address_space<workgroup>>, memref<64xf32, #gpu.address_space<workgroup>> -> tensor<64x32xf32, #acc> score {
+    ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
+      attn_gpu.yield %dot : f32
+    }
+    attn_gpu.decay_grad %lse[%b, %h] below %n, %n : memref<?x?x?xf32> {
+    ^bb0(%bb: index, %hh: index, %t: index, %g: f32):
+      attn_gpu.accumulate %g -> %grad[%t] : memref<?xf32>
+      attn_gpu.yield
     }
     gpu.return
   }
