@@ -380,7 +380,10 @@ std::string buildGradManifest(const Variant &v, const PipelineOptions &options,
     manifest["backward"]["dq_accum_width"] =
         width != dq->second.schedule.end() ? width->second : int64_t(0);
   }
-  // A forget gate: the log decays' gradients from dS's sums [b, 2 h, i] (after D, dy), last.
+  // A forget gate: its workspace [b, slots x h, i] (after D and dy: dS's row and column sums,
+  // the cumulative log decays), and the kernel of the log decays' gradients, launched last.
+  if (auto slots = main.schedule.find("decay_slots"); slots != main.schedule.end())
+    manifest["backward"]["decay_slots"] = slots->second;
   if (auto decay = launches.find(name + "_decay"); decay != launches.end()) {
     json decayGrid = json::array();
     for (const auto &axis : decay->second.grid)

@@ -419,13 +419,14 @@ bool applySplits(const Manifest &m, int64_t splits, LaunchPlan &plan, std::strin
       plan.workspaceBytes = plan.dy.offset + std::max<int64_t>(plan.dy.bytes, 4);
     }
     plan.sums = Workspace();
-    if (!bw.decayEntry.empty()) {
+    if (bw.decaySlots) {
       sizes.resize(3);
-      sizes[1] = mulSat(sizes[1], 2);  // row sums at head h, column sums at heads + h
-      if (!evalGrid(m, bw.decayGrid, plan, 1, "decay grid", plan.decayGrid, error))
+      sizes[1] = mulSat(sizes[1], bw.decaySlots);  // slot n of head h at n heads + h
+      if (!bw.decayEntry.empty() &&
+          !evalGrid(m, bw.decayGrid, plan, 1, "decay grid", plan.decayGrid, error))
         return false;
       if (!layoutWorkspace(sizes, (plan.workspaceBytes + 255) / 256 * 256, plan.sums)) {
-        error = "the backward's workspace of dS's sums is too large";
+        error = "the backward's workspace of the forget gate is too large";
         return false;
       }
       plan.workspaceBytes = plan.sums.offset + std::max<int64_t>(plan.sums.bytes, 4);

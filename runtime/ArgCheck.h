@@ -50,7 +50,7 @@ struct LaunchPlan {
   Workspace delta;
   Workspace dqAccum;  // dQ by atomics: [b, h, i, width] f32 after D (256-byte aligned)
   Workspace dy;       // through an output expression: [b, h, i, width], 16 bits, after those
-  Workspace sums;     // a forget gate: dS's row and column sums [b, 2 h, i] f32, after those
+  Workspace sums;     // a forget gate: [b, slots x h, i] f32 (dS's sums, the log decays), after
   std::array<uint32_t, 3> decayGrid{};  // and its last kernel's launch
   // The block plan (manifest block_plan): its grid and its i32 entries [z, y, x, 2] in the
   // workspace, after the split-KV partial results (placed by applyBlockPlan).

@@ -519,7 +519,12 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
       return r.fail("backward.scores", "several scores compute dQ in the first kernel: no "
                                        "dq_entry");
   }
+  if (j->contains("decay_slots") &&
+      !r.getInt(*j, "decay_slots", "backward.decay_slots", 1, 8, bw.decaySlots))
+    return false;
   if (j->contains("decay_entry")) {
+    if (!bw.decaySlots)
+      return r.fail("backward.decay_entry", "needs decay_slots (the forget gate's workspace)");
     if (!r.getString(*j, "decay_entry", "backward.decay_entry", bw.decayEntry) ||
         !parseBlock(r, *j, "decay_block", "backward.decay_block", bw.decayBlock) ||
         !parseGrid(r, *j, "decay_grid", "backward.decay_grid", m, bw.decayGrid))

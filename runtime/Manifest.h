@@ -96,9 +96,11 @@ struct Backward {
   // Several scores (a mix of attends): D and dy hold one slot per score, [b, scores x h, i]
   // and [b, scores x h, i, width] (score n's rows at head n h + head).
   int64_t scores = 1;
-  // A forget gate (optional): the dQ and dK/dV kernels write dS's row and column sums into
-  // sums [b, 2 h, i] f32 after D (dQacc, dy), then decayEntry (decayBlock, decayGrid) turns
-  // them into the log decays' gradients, launched last.
+  // A forget gate (optional): a workspace of decaySlots x [b, h, i] f32 after D (dQacc, dy)
+  // -- the dQ kernel writes the cumulative log decays the dK/dV kernel reads, both write dS's
+  // row and column sums -- and decayEntry (decayBlock, decayGrid), launched last, turns the
+  // sums into the log decays' gradients (when the decay reads params).
+  int64_t decaySlots = 0;
   std::string decayEntry;
   std::array<uint32_t, 3> decayBlock{};
   std::array<GridAxis, 3> decayGrid{};

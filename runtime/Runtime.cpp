@@ -904,7 +904,7 @@ bool Kernel::launchBackward(CUcontext ctx, const Functions &fns, const TensorArg
     pushMemref(storage, workspace, plan.dqAccum);
   if (bw.dyWidth)
     pushMemref(storage, workspace, plan.dy);
-  if (fns.decay)
+  if (bw.decaySlots)
     pushMemref(storage, workspace, plan.sums);
   if (manifest_.blockPlan) {  // the plan of the dQ kernel's query tiles, read by both kernels
     pushMemref(storage, workspace, plan.blockPlan);

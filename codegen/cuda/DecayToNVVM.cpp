@@ -149,9 +149,7 @@ struct DecayGradLowering : OpConversionPattern<DecayGradOp> {
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
     Value sums = op.getSums(), qLen = op.getQLen();
-    Value heads = arith::DivUIOp::create(rw, t.loc, memref::DimOp::create(rw, t.loc, sums, 1),
-                                         t.idx(2));
-    Value colHead = t.add(heads, op.getH());
+    Value colHead = t.add(op.getHeads(), op.getH());
     Value keys = t.minIdx(op.getKvLen(), qLen);  // column sums exist below both lengths
     auto inWarp0 = scf::IfOp::create(
         rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.warp, t.idx(0)),

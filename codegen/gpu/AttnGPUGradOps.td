@@ -49,16 +49,17 @@ def AttnGPU_DecayGradOp : AttnGPU_Op<"decay_grad"> {
     log gamma(b, h, t); so log gamma(b, h, t) receives
       g(t) = sum over p < t of (colsum(p) - rowsum(p))
     (the causal mask keeps dS(i, j) = 0 for j > i), where rowsum(p) = sums[b, h, p] is the sum
-    of dS over the keys of query p and colsum(p) = sums[b, H + h, p] the sum of dS over the
-    queries of key p (read below kv_len, 0 past it), H = dim(sums, 1) / 2. The region
+    of dS over the keys of query p and colsum(p) = sums[b, heads + h, p] the sum of dS over
+    the queries of key p (read below kv_len, 0 past it). The region
     (b, h, t, g) runs once for every t < q_len; its attn_gpu.accumulate ops add into the param
     gradients. The block's first warp walks the positions, 32 per step, by a shuffle scan.
   }];
   let arguments = (ins Arg<MemRefRankOf<[F32], [3]>, "", [MemRead]>:$sums,
-                       Index:$b, Index:$h, Index:$q_len, Index:$kv_len);
+                       Index:$b, Index:$h, Index:$heads, Index:$q_len, Index:$kv_len);
   let regions = (region SizedRegion<1>:$decay_grad);
   let assemblyFormat = [{
-    $sums `[` $b `,` $h `]` `below` $q_len `,` $kv_len attr-dict `:` type($sums) $decay_grad
+    $sums `[` $b `,` $h `]` `of` $heads `below` $q_len `,` $kv_len attr-dict `:` type($sums)
+    $decay_grad
   }];
   let hasVerifier = 1;
 }

@@ -1486,9 +1486,10 @@ TEST_F(BackwardTest, SeveralScoresHoldASlotPerScore) {
 
 TEST_F(BackwardTest, ForgetGatePlacesDsSumsLastAndLaunchesPerHead) {
   std::string e;
-  // A forget gate: dS's row and column sums [b, 2 h, i] f32 after D and dy, and the kernel of
-  // the log decays' gradients over (heads, batch, 1), one warp.
-  const char *decay = R"("delta_dims": ["b", "h", "i"], "dy_width": 64,
+  // A forget gate: its workspace [b, 3 h, i] f32 (dS's row and column sums, the cumulative
+  // log decays) after D and dy, and the kernel of the log decays' gradients over (heads,
+  // batch, 1), one warp.
+  const char *decay = R"("delta_dims": ["b", "h", "i"], "dy_width": 64, "decay_slots": 3,
                          "decay_entry": "alibi_grad_decay", "decay_block": [32, 1, 1],
                          "decay_grid": [{"dim": "h"}, {"dim": "b"}, {"blocks": 1}])";
   ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])", decay),
@@ -1499,10 +1500,10 @@ TEST_F(BackwardTest, ForgetGatePlacesDsSumsLastAndLaunchesPerHead) {
   ASSERT_TRUE(check(e)) << e;
   EXPECT_EQ(plan.decayGrid, (std::array<uint32_t, 3>{H, B, 1}));
   int64_t dyEnd = plan.dy.offset + B * H * I * 64 * 2;
-  EXPECT_EQ(plan.sums.sizes, (std::vector<int64_t>{B, 2 * H, I}));
-  EXPECT_EQ(plan.sums.strides, (std::vector<int64_t>{2 * H * I, I, 1}));
+  EXPECT_EQ(plan.sums.sizes, (std::vector<int64_t>{B, 3 * H, I}));
+  EXPECT_EQ(plan.sums.strides, (std::vector<int64_t>{3 * H * I, I, 1}));
   EXPECT_EQ(plan.sums.offset, (dyEnd + 255) / 256 * 256);
-  EXPECT_EQ(plan.workspaceBytes, plan.sums.offset + B * 2 * H * I * 4);
+  EXPECT_EQ(plan.workspaceBytes, plan.sums.offset + B * 3 * H * I * 4);
   // Without dy: right after D.
   ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
                                      replaced(decay, R"("dy_width": 64,)", "")),
@@ -1510,6 +1511,14 @@ TEST_F(BackwardTest, ForgetGatePlacesDsSumsLastAndLaunchesPerHead) {
       << e;
   ASSERT_TRUE(check(e)) << e;
   EXPECT_EQ(plan.sums.offset, (B * H * I * 4 + 255) / 256 * 256);
+  // A decay that reads no param: the workspace (the log decays), no last kernel.
+  ASSERT_TRUE(parseManifest(replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])",
+                                     R"("delta_dims": ["b", "h", "i"], "decay_slots": 3)"),
+                            m, e))
+      << e;
+  ASSERT_TRUE(check(e)) << e;
+  EXPECT_TRUE(m.backward->decayEntry.empty());
+  EXPECT_EQ(plan.sums.sizes, (std::vector<int64_t>{B, 3 * H, I}));
   // Refused: a name taken by another kernel, dQ by atomics, several scores, a bad grid.
   std::string text = replaced(backwardManifest(), R"("delta_dims": ["b", "h", "i"])", decay);
   EXPECT_NE(parseError(replaced(text, R"("decay_entry": "alibi_grad_decay")",
@@ -1530,6 +1539,12 @@ TEST_F(BackwardTest, ForgetGatePlacesDsSumsLastAndLaunchesPerHead) {
             std::string::npos);
   EXPECT_NE(parseError(replaced(text, R"("decay_block": [32, 1, 1],)", ""))
                 .find("decay_block"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("decay_slots": 3,)", ""))
+                .find("needs decay_slots"),
+            std::string::npos);
+  EXPECT_NE(parseError(replaced(text, R"("decay_slots": 3,)", R"("decay_slots": 0,)"))
+                .find("backward.decay_slots"),
             std::string::npos);
 }
 

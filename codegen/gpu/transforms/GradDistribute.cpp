@@ -55,8 +55,8 @@ gpu::GPUFuncOp GradDistributor::makeKernel(gpu::GPUModuleOp module, StringRef na
     types.push_back(MemRefType::get({dyn, dyn, dyn, dyn}, b.getF32Type()));  // dQacc
   if (mapped)
     types.push_back(MemRefType::get({dyn, dyn, dyn, valueDim}, elt));  // dy
-  if (decayParams)
-    types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));  // dS's sums
+  if (forget)  // dS's sums and the cumulative log decays
+    types.push_back(MemRefType::get({dyn, dyn, dyn}, b.getF32Type()));
   if (keyRange)
     types.push_back(planType(b.getContext()));  // the block plan, after D
   auto kernel = gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(types, {}));
@@ -74,12 +74,12 @@ LogicalResult GradDistributor::enter(gpu::GPUFuncOp kernel) {
   out = map.lookup(op.getOut()), dout = map.lookup(op.getDout());
   lse = op.getLse() ? map.lookup(op.getLse()) : Value();
   auto args = kernel.getArguments();
-  size_t workspace = args.size() - (keyRange ? 1 : 0) - (decayParams ? 1 : 0) - (atomic ? 1 : 0) -
+  size_t workspace = args.size() - (keyRange ? 1 : 0) - (forget ? 1 : 0) - (atomic ? 1 : 0) -
                      (mapped ? 1 : 0) - 1;
   delta = args[workspace];
   dqAcc = atomic ? args[workspace + 1] : Value();
   dyWork = mapped ? args[workspace + (atomic ? 2 : 1)] : Value();
-  sums = decayParams ? args[workspace + 1 + (atomic ? 1 : 0) + (mapped ? 1 : 0)] : Value();
+  sums = forget ? args[workspace + 1 + (atomic ? 1 : 0) + (mapped ? 1 : 0)] : Value();
   cumQ = cumK = decayBase = Value();
   plan = keyRange ? args.back() : Value();
   qLen = memref::DimOp::create(b, loc, q, 2);
@@ -200,6 +200,11 @@ void GradDistributor::decayPrefix(Value cum, Value h, Value p0, Value carry, boo
   cloneRegionInto(b, op.getDecay(), prefix.getDecay(), map);
 }
 
+Value GradDistributor::decaySlot(Value h, int64_t n) {
+  Value heads = memref::DimOp::create(b, loc, q, 1);
+  return arith::AddIOp::create(b, loc, h, n == 1 ? heads : mulc(heads, n));
+}
+
 void GradDistributor::storeSums(Value partial, Value h, Value p0, Value end) {
   StoreRowsOp::create(b, loc, quadReduce(ReduceKind::sum, partial), sums, batch, h, p0, end,
                       ValueRange{}, b.getI64IntegerAttr(1));
@@ -291,6 +296,10 @@ LogicalResult GradDistributor::emitDQ(gpu::GPUFuncOp kernel) {
     cumK = sharedTile(s.blockK, 0, b.getF32Type(), false);
     decayBase = sharedTile(1, 0, b.getF32Type(), false);
     decayPrefix(cumQ, head, i0, Value(), false);
+    // into the workspace, where the dK/dV kernel reads its key and query tiles' decays
+    StoreRowsOp::create(b, loc, LoadRowsOp::create(b, loc, rowsOf(s.blockQ, b.getF32Type()), cumQ),
+                        sums, batch, decaySlot(head, 2), i0, qLen, ValueRange{},
+                        b.getI64IntegerAttr(1));
   }
   Value dRows;
   if (softmax && !mapped)  // D = rowsum(dO * O), for this kernel and the workspace
@@ -533,6 +542,8 @@ void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width) {
     schedule.push_back({"dy_width", valueDim});
   if (scores.size() > 1)  // D and dy hold a slot per score: [b, scores x h, i(, dv)]
     schedule.push_back({"scores", int64_t(scores.size())});
+  if (forget && !width)  // the forget gate's workspace [b, 3 h, i]
+    schedule.push_back({"decay_slots", 3});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
             0, schedule);
   kernel.setKnownBlockSizeAttr(b.getDenseI32ArrayAttr({int32_t(s.blockQ / 16 * 32), 1, 1}));
@@ -591,7 +602,8 @@ LogicalResult GradDistributor::emitDecayGrad(gpu::GPUFuncOp kernel) {
     return failure();
   batch = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value head = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  auto grad = DecayGradOp::create(b, loc, sums, batch, head, qLen, kvLen);
+  auto grad = DecayGradOp::create(b, loc, sums, batch, head,
+                                  memref::DimOp::create(b, loc, q, 1), qLen, kvLen);
   cloneRegionInto(b, op.getDecayGrad(), grad.getDecayGrad(), map);
   convertAccumulations(grad.getDecayGrad(), true);
   gpu::ReturnOp::create(b, loc);

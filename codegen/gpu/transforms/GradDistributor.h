@@ -44,12 +44,15 @@ private:
   bool mapped = false;  // output expression, mix or f32 output: dy recomputed, in the workspace
   bool rowNorms = false;  // a score reading dot(q, q) and dot(k, k)
   Value qNorms, kNorms;  // their shared vectors in the current kernel (rowNorms)
-  /// A forget gate (a decay with norm softmax): the workspace of dS's row and column sums
-  /// [b, 2 h, i], and in the current kernel the shared vectors of the query and key tiles'
-  /// cumulative log decays and the running sum carried over the loop's tiles.
+  /// A forget gate (a decay with norm softmax): its workspace [b, 3 h, i] (dS's row sums at
+  /// head h, column sums at h + heads, the cumulative log decays at h + 2 heads), and in the
+  /// current kernel the shared vectors of the query and key tiles' cumulative log decays and
+  /// the running sum carried over the loop's tiles.
   bool forget = false;
   bool decayParams = false;  // the decay reads params: dS's sums and the last kernel
   Value sums, cumQ, cumK, decayBase;
+  /// Head h's slot `n` of the forget gate's workspace: h + n heads.
+  Value decaySlot(Value h, int64_t n);
   /// A mask that reads params: the block plan's classification (a host-side op whose entries
   /// `<name>_plan` computes for the dQ kernel's query tiles; both kernels read them).
   attn::TileKeyRangeOp keyRange;
@@ -82,8 +85,9 @@ private:
     if (forget)
       decayPrefix(decayBase, h, from, decayBase, true);
   }
-  /// The sums of dS over the tile's columns (decayParams) (each thread's rows, quad-reduced) into `sums` at
-  /// head `h` (the dQ kernel's rows; the dK/dV kernel's keys at heads + h), rows below `end`.
+  /// The sums of dS over the tile's columns (decayParams; each thread's rows, quad-reduced)
+  /// into `sums` at head `h` (the dQ kernel's rows; the dK/dV kernel's keys at heads + h),
+  /// rows below `end`.
   void storeSums(Value partial, Value h, Value p0, Value end);
   /// The shared vectors of the row norms dot(q, q) and dot(k, k) (rowNorms) of the current
   /// query and key tiles, written by attn_gpu.row_squares.

@@ -33,7 +33,6 @@ LogicalResult GradDistributor::emitDKDV(gpu::GPUFuncOp kernel) {
   if (forget) {  // per head: the key tile's cumulative log decays, the query tiles' in turn
     cumQ = sharedTile(s.queryCols, 0, b.getF32Type(), false);
     cumK = sharedTile(s.keyRows, 0, b.getF32Type(), false);
-    decayBase = sharedTile(1, 0, b.getF32Type(), false);
   }
   copyKeyTiles({{k, t.kTile}, {v, t.vTile}}, t.kvHead, t.j0);
 
@@ -88,10 +87,10 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
   b.setInsertionPointToStart(heads.getBody());
   Value h = heads.getInductionVar(), at = slot(n, h);
   SmallVector<Value> queryCarried(heads.getRegionIterArgs());
-  if (forget) {  // the log decays are the query head's
-    decayPrefix(cumK, h, t.j0, Value(), false);
-    startDecay(h, from);
-  }
+  if (forget)  // the query head's cumulative log decays, as the dQ kernel wrote them (the
+               // next barrier is the first query tile's, after its copies)
+    CopyRowsOp::create(b, loc, sums, cumK, batch, decaySlot(h, 2), t.j0, qLen,
+                       b.getF32FloatAttr(0));
   if (decayParams)  // each key's sum of dS over the queries, per-thread partials
     queryCarried.push_back(splat(rowsOf(s.keyRows, b.getF32Type()), 0));
   auto queries = scf::ForOp::create(b, loc, from, to, idx(s.queryCols), queryCarried);
@@ -103,14 +102,15 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
     CopyQueryTileOp::create(b, loc, qn, t.qTile, batch, h, i0, b.getI64IntegerAttr(1));
     CopyQueryTileOp::create(b, loc, dout, t.doTile, batch, at, i0, b.getI64IntegerAttr(1));
     waitGroups(0);
-    if (forget)  // the query tile's cumulative log decays, continuing the running sum
-      decayPrefix(cumQ, h, i0, decayBase, false);
     if (rowNorms)
       squareRows(t.qTile, qNorms);
     Value lseAt, dAt;
     if (softmax) {
       CopyRowsOp::create(b, loc, lseN, t.lseVec, batch, h, i0, qLen, b.getF32FloatAttr(INFINITY));
       CopyRowsOp::create(b, loc, delta, t.dVec, batch, at, i0, qLen, b.getF32FloatAttr(0));
+      if (forget)  // the query tile's cumulative log decays
+        CopyRowsOp::create(b, loc, sums, cumQ, batch, decaySlot(h, 2), i0, qLen,
+                           b.getF32FloatAttr(0));
       barrier();
       lseAt = LoadColumnsOp::create(b, loc, tileAcc, t.lseVec);
       dAt = LoadColumnsOp::create(b, loc, tileAcc, t.dVec);
@@ -150,9 +150,7 @@ SmallVector<Value> GradDistributor::emitKeyMajorScore(size_t n, ValueRange carri
   }
   ValueRange results = queries.getResults();
   if (decayParams) {  // column sums at heads + h, for the keys below both lengths
-    Value heads = memref::DimOp::create(b, loc, q, 1);
-    storeSums(results.back(), arith::AddIOp::create(b, loc, heads, h), t.j0,
-              arith::MinUIOp::create(b, loc, kvLen, qLen));
+    storeSums(results.back(), decaySlot(h, 1), t.j0, arith::MinUIOp::create(b, loc, kvLen, qLen));
     results = results.drop_back();
   }
   scf::YieldOp::create(b, loc, results);

@@ -88,14 +88,13 @@ gpu.module @m {
 }
 
 // attn_gpu.decay_grad: warp 0 steps over the positions 32 at a time; each lane reads its row
-// sum (below q_len) and its column sum (at heads + h, below both lengths), an inclusive scan
+// sum (at h, below q_len) and its column sum (at heads + h, below both lengths), an inclusive scan
 // (shuffle up 1 .. 16) and one more shuffle up give the sums before it, the region runs there
 // (its accumulation an atomic add, positions below q_len), lane 31's total carries on.
 // CHECK-LABEL: gpu.func @decay_grad
-// CHECK: %[[HEADS:.*]] = arith.divui %{{.*}}, %c2 : index
-// CHECK: %[[COLS:.*]] = arith.addi %[[HEADS]], %arg4 : index
-// CHECK: %[[KEYS:.*]] = arith.minui %arg6, %arg5 : index
-// CHECK: scf.for %{{.*}} = %c0 to %arg5 step %c32 iter_args(%[[CARRY:.*]] = %cst) -> (f32)
+// CHECK: %[[COLS:.*]] = arith.addi %arg5, %arg4 : index
+// CHECK: %[[KEYS:.*]] = arith.minui %arg7, %arg6 : index
+// CHECK: scf.for %{{.*}} = %c0 to %arg6 step %c32 iter_args(%[[CARRY:.*]] = %cst) -> (f32)
 // CHECK: %[[ROW:.*]] = scf.if
 // CHECK: memref.load %arg0[%arg3, %arg4, %{{.*}}] : memref<?x?x?xf32>
 // CHECK: arith.cmpi ult, %{{.*}}, %[[KEYS]] : index
@@ -113,9 +112,9 @@ gpu.module @m {
 // CHECK: gpu.shuffle  idx %[[INC]], %c31_i32, %c32_i32
 gpu.module @m_grad {
   gpu.func @decay_grad(%sums: memref<?x?x?xf32>, %f: memref<?x?x?xf32>, %df: memref<?x?x?xf32>,
-                       %b: index, %h: index, %n: index, %m: index) kernel
+                       %b: index, %h: index, %hs: index, %n: index, %m: index) kernel
       attributes {known_block_size = array<i32: 32, 1, 1>} {
-    attn_gpu.decay_grad %sums[%b, %h] below %n, %m : memref<?x?x?xf32> {
+    attn_gpu.decay_grad %sums[%b, %h] of %hs below %n, %m : memref<?x?x?xf32> {
     ^bb0(%bb: index, %hh: index, %t: index, %g: f32):
       %x = memref.load %f[%bb, %hh, %t] : memref<?x?x?xf32>
       %y = arith.mulf %g, %x : f32

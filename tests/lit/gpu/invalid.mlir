@@ -602,7 +602,7 @@ func.func @score_grad_more_args(%s: tensor<16x16xf32, #attn_gpu.frag<acc>>, %n: 
 
 func.func @decay_grad_args(%s: memref<?x?x?xf32>, %n: index) {
   // expected-error @+1 {{takes a region of (b, h, t, g): three indices and an f32}}
-  attn_gpu.decay_grad %s[%n, %n] below %n, %n : memref<?x?x?xf32> {
+  attn_gpu.decay_grad %s[%n, %n] of %n below %n, %n : memref<?x?x?xf32> {
   ^bb0(%b: index, %h: index, %g: f32):
     attn_gpu.yield
   }
@@ -613,7 +613,7 @@ func.func @decay_grad_args(%s: memref<?x?x?xf32>, %n: index) {
 
 func.func @decay_grad_yields(%s: memref<?x?x?xf32>, %n: index) {
   // expected-error @+1 {{'decay_grad' region yields nothing (it accumulates)}}
-  attn_gpu.decay_grad %s[%n, %n] below %n, %n : memref<?x?x?xf32> {
+  attn_gpu.decay_grad %s[%n, %n] of %n below %n, %n : memref<?x?x?xf32> {
   ^bb0(%b: index, %h: index, %t: index, %g: f32):
     attn_gpu.yield %g : f32
   }

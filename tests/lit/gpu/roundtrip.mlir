@@ -168,7 +168,7 @@ gpu.module @r {
 // A forget gate: key-major scores with the cumulative log decays, and the log decays'
 // gradients from dS's row and column sums.
 // CHECK: attn_gpu.score %{{.*}} decay %{{.*}}, %{{.*}} {fill = 0xFF800000 : f32, log_decay, transposed}
-// CHECK: attn_gpu.decay_grad %{{.*}}[%{{.*}}, %{{.*}}] below %{{.*}}, %{{.*}} : memref<?x?x?xf32> {
+// CHECK: attn_gpu.decay_grad %{{.*}}[%{{.*}}, %{{.*}}] of %{{.*}} below %{{.*}}, %{{.*}} : memref<?x?x?xf32> {
 // CHECK: attn_gpu.accumulate %{{.*}} -> %{{.*}}[%{{.*}}] : memref<?xf32>
 gpu.module @bw {
   gpu.func @backward_ops(%lse: memref<?x?x?xf32>, %grad: memref<?xf32>, %b: index, %h: index,
@@ -200,7 +200,7 @@ gpu.module @bw {
     ^bb0(%bb: index, %hh: index, %i: index, %j: index, %dot: f32):
       attn_gpu.yield %dot : f32
     }
-    attn_gpu.decay_grad %lse[%b, %h] below %n, %n : memref<?x?x?xf32> {
+    attn_gpu.decay_grad %lse[%b, %h] of %n below %n, %n : memref<?x?x?xf32> {
     ^bb0(%bb: index, %hh: index, %t: index, %g: f32):
       attn_gpu.accumulate %g -> %grad[%t] : memref<?xf32>
       attn_gpu.yield
