@@ -9,10 +9,11 @@
 !one = memref<1xf32, #gpu.address_space<workgroup>>
 
 // CHECK-LABEL: gpu.func @decays
-// The rows' prefix: warp 0 sums the logs before i0 (strided loop, xor shuffles) ...
+// The rows' prefix: warp 0 sums the logs before i0 (strided loop, four positions 32 apart
+// per lane and step, the last three dropped past the end; xor shuffles) ...
 // CHECK: scf.if %{{.*}} -> (f32) {
-// CHECK: scf.for
-// CHECK: llvm.inline_asm asm_dialect = att "lg2.approx.f32 $0, $1;"
+// CHECK: scf.for %{{.*}} step %c128
+// CHECK-COUNT-4: llvm.inline_asm asm_dialect = att "lg2.approx.f32 $0, $1;"
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
 // CHECK: gpu.barrier
