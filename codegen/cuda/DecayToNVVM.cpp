@@ -147,67 +147,89 @@ struct KeyFactorsLowering : OpConversionPattern<KeyFactorsOp> {
   }
 };
 
-/// g(t) = sum_{p < t} (colsum(p) - rowsum(p)) by warp 0, 32 positions per step: each lane
-/// loads its position's difference, a shuffle scan gives the sums before it, the region runs
-/// on them (accumulations as atomic adds) and the step's total carries to the next.
+/// g(t) = sum_{p < t} (colsum(p) - rowsum(p)) by warp 0, kPositions consecutive positions per
+/// lane and 32 kPositions per step (independent loads; the step's latency paid fewer times):
+/// each lane sums its positions' differences, a shuffle scan gives the sums of the lanes before
+/// it, the region runs at each position (accumulations as atomic adds) and the step's total
+/// carries to the next.
+class DecayGradEmitter {
+public:
+  static constexpr int64_t kPositions = 4;
+  DecayGradEmitter(ThreadContext &t, DecayGradOp op) : t(t), op(op) {}
+
+  void emit() {
+    Value qLen = op.getQLen();
+    auto inWarp0 = scf::IfOp::create(
+        t.b, t.loc, arith::CmpIOp::create(t.b, t.loc, arith::CmpIPredicate::eq, t.warp, t.idx(0)),
+        false);
+    t.b.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
+    Value colHead = t.add(op.getHeads(), op.getH());
+    Value keys = t.minIdx(op.getKvLen(), qLen);  // column sums exist below both lengths
+    auto loop = scf::ForOp::create(t.b, t.loc, t.idx(0), qLen, t.idx(32 * kPositions),
+                                   ValueRange{t.f32(0)});
+    t.b.setInsertionPointToStart(loop.getBody());
+    Value first = t.add(loop.getInductionVar(), t.mul(t.lane, kPositions));
+    SmallVector<Value> p, prefix;  // the lane's positions; the sums of its differences up to each
+    for (int64_t e = 0; e < kPositions; ++e) {
+      p.push_back(t.add(first, e));
+      Value x = t.fsub(load(colHead, p[e], keys), load(op.getH(), p[e], qLen));
+      prefix.push_back(e ? t.fadd(prefix.back(), x) : x);
+    }
+    Value inclusive = prefix.back();  // the lanes up to this one
+    for (int32_t offset = 1; offset < 32; offset *= 2) {
+      auto up = gpu::ShuffleOp::create(t.b, t.loc, inclusive, offset, 32, gpu::ShuffleMode::UP);
+      inclusive = t.fadd(inclusive, t.select(up.getValid(), up.getShuffleResult(), t.f32(0)));
+    }
+    Value carry = loop.getRegionIterArgs()[0];
+    auto below = gpu::ShuffleOp::create(t.b, t.loc, inclusive, 1, 32, gpu::ShuffleMode::UP);
+    Value lanesBefore =  // the lanes before this one, and the steps before this one
+        t.fadd(carry, t.select(below.getValid(), below.getShuffleResult(), t.f32(0)));
+    for (int64_t e = 0; e < kPositions; ++e)
+      atPosition(p[e], e ? t.fadd(lanesBefore, prefix[e - 1]) : lanesBefore);
+    auto total = gpu::ShuffleOp::create(t.b, t.loc, inclusive, 31, 32, gpu::ShuffleMode::IDX);
+    scf::YieldOp::create(t.b, t.loc, t.fadd(carry, total.getShuffleResult()));
+  }
+
+private:
+  ThreadContext &t;
+  DecayGradOp op;
+
+  /// sums[b, head, p] below `end` (<= q_len), else 0: an unconditional load at p clamped below
+  /// q_len (inside the workspace), so that a lane's loads are all in flight at once.
+  Value load(Value head, Value p, Value end) {
+    Value at = t.minIdx(p, t.add(op.getQLen(), t.idx(-1)));
+    Value x = memref::LoadOp::create(t.b, t.loc, op.getSums(), ValueRange{op.getB(), head, at});
+    return t.select(t.lt(p, end), x, t.f32(0));
+  }
+  /// The region at position p (below q_len) with g = `before`.
+  void atPosition(Value p, Value before) {
+    auto live = scf::IfOp::create(t.b, t.loc, t.lt(p, op.getQLen()), false);
+    OpBuilder::InsertionGuard guard(t.b);
+    t.b.setInsertionPoint(live.thenBlock()->getTerminator());
+    Block &body = op.getDecayGrad().front();
+    IRMapping map;
+    map.map(body.getArguments(), ValueRange{op.getB(), op.getH(), p, before});
+    for (Operation &inner : body.without_terminator()) {
+      auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
+      if (!acc) {
+        t.b.clone(inner, map);
+        continue;
+      }
+      SmallVector<Value> at;
+      for (Value index : acc.getIndices())
+        at.push_back(map.lookupOrDefault(index));
+      memref::AtomicRMWOp::create(t.b, t.loc, arith::AtomicRMWKind::addf,
+                                  map.lookupOrDefault(acc.getValue()), acc.getGrad(), at);
+    }
+  }
+};
+
 struct DecayGradLowering : OpConversionPattern<DecayGradOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult matchAndRewrite(DecayGradOp op, OpAdaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
-    Value sums = op.getSums(), qLen = op.getQLen();
-    Value colHead = t.add(op.getHeads(), op.getH());
-    Value keys = t.minIdx(op.getKvLen(), qLen);  // column sums exist below both lengths
-    auto inWarp0 = scf::IfOp::create(
-        rw, t.loc, arith::CmpIOp::create(rw, t.loc, arith::CmpIPredicate::eq, t.warp, t.idx(0)),
-        false);
-    rw.setInsertionPoint(inWarp0.thenBlock()->getTerminator());
-    auto loop = scf::ForOp::create(rw, t.loc, t.idx(0), qLen, t.idx(32), ValueRange{t.f32(0)});
-    rw.setInsertionPointToStart(loop.getBody());
-    Value p = t.add(loop.getInductionVar(), t.lane);
-    auto load = [&](Value head, Value below) {
-      auto in = scf::IfOp::create(rw, t.loc, TypeRange{rw.getF32Type()}, t.lt(p, below), true);
-      OpBuilder::InsertionGuard guard(rw);
-      rw.setInsertionPointToStart(in.thenBlock());
-      scf::YieldOp::create(
-          rw, t.loc,
-          memref::LoadOp::create(rw, t.loc, sums, ValueRange{op.getB(), head, p}).getResult());
-      rw.setInsertionPointToStart(in.elseBlock());
-      scf::YieldOp::create(rw, t.loc, t.f32(0));
-      return in.getResult(0);
-    };
-    Value x = t.fsub(load(colHead, keys), load(op.getH(), qLen));
-    Value inclusive = x;  // the lanes up to this one
-    for (int32_t offset = 1; offset < 32; offset *= 2) {
-      auto up = gpu::ShuffleOp::create(rw, t.loc, inclusive, offset, 32, gpu::ShuffleMode::UP);
-      inclusive = t.fadd(inclusive, t.select(up.getValid(), up.getShuffleResult(), t.f32(0)));
-    }
-    Value carry = loop.getRegionIterArgs()[0];
-    auto below = gpu::ShuffleOp::create(rw, t.loc, inclusive, 1, 32, gpu::ShuffleMode::UP);
-    Value before =  // the lanes before this one, and the steps before this one
-        t.fadd(carry, t.select(below.getValid(), below.getShuffleResult(), t.f32(0)));
-    {
-      auto live = scf::IfOp::create(rw, t.loc, t.lt(p, qLen), false);
-      OpBuilder::InsertionGuard guard(rw);
-      rw.setInsertionPoint(live.thenBlock()->getTerminator());
-      Block &body = op.getDecayGrad().front();
-      IRMapping map;
-      map.map(body.getArguments(), ValueRange{op.getB(), op.getH(), p, before});
-      for (Operation &inner : body.without_terminator()) {
-        auto acc = dyn_cast<attngpu::AccumulateOp>(inner);
-        if (!acc) {
-          rw.clone(inner, map);
-          continue;
-        }
-        SmallVector<Value> at;
-        for (Value index : acc.getIndices())
-          at.push_back(map.lookupOrDefault(index));
-        memref::AtomicRMWOp::create(rw, t.loc, arith::AtomicRMWKind::addf,
-                                    map.lookupOrDefault(acc.getValue()), acc.getGrad(), at);
-      }
-    }
-    auto total = gpu::ShuffleOp::create(rw, t.loc, inclusive, 31, 32, gpu::ShuffleMode::IDX);
-    scf::YieldOp::create(rw, t.loc, t.fadd(carry, total.getShuffleResult()));
+    DecayGradEmitter(t, op).emit();
     rw.eraseOp(op);
     return success();
   }

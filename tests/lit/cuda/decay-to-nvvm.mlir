@@ -88,21 +88,27 @@ gpu.module @m {
   }
 }
 
-// attn_gpu.decay_grad: warp 0 steps over the positions 32 at a time; each lane reads its row
-// sum (at h, below q_len) and its column sum (at heads + h, below both lengths), an inclusive scan
-// (shuffle up 1 .. 16) and one more shuffle up give the sums before it, the region runs there
-// (its accumulation an atomic add, positions below q_len), lane 31's total carries on.
+// attn_gpu.decay_grad: warp 0 steps over the positions 128 at a time, four consecutive ones
+// per lane; each position's row sum (at h, below q_len) and column sum (at heads + h, below
+// both lengths) read by an unconditional load (the position clamped below q_len) and a select,
+// the lane's differences summed in turn, an inclusive scan of the lanes' totals (shuffle up
+// 1 .. 16) and one more shuffle up give the sums before each lane; the region runs at each
+// position (its accumulation an atomic add, below q_len) with the sums before it; lane 31's
+// total carries on.
 // CHECK-LABEL: gpu.func @decay_grad
 // CHECK: %[[COLS:.*]] = arith.addi %arg5, %arg4 : index
 // CHECK: %[[KEYS:.*]] = arith.minui %arg7, %arg6 : index
-// CHECK: scf.for %{{.*}} = %c0 to %arg6 step %c32 iter_args(%[[CARRY:.*]] = %cst) -> (f32)
-// CHECK: %[[ROW:.*]] = scf.if
-// CHECK: memref.load %arg0[%arg3, %arg4, %{{.*}}] : memref<?x?x?xf32>
-// CHECK: arith.cmpi ult, %{{.*}}, %[[KEYS]] : index
-// CHECK: %[[COL:.*]] = scf.if
-// CHECK: memref.load %arg0[%arg3, %[[COLS]], %{{.*}}] : memref<?x?x?xf32>
-// CHECK: %[[X:.*]] = arith.subf %[[COL]], %[[ROW]]
-// CHECK: gpu.shuffle  up %[[X]], %c1_i32, %c32_i32
+// CHECK: scf.for %{{.*}} = %c0 to %arg6 step %c128 iter_args(%[[CARRY:.*]] = %cst) -> (f32)
+// CHECK: %[[P0:.*]] = arith.addi %{{.*}}, %{{.*}} : index
+// CHECK: %[[R0:.*]] = memref.load %arg0[%arg3, %arg4, %{{.*}}] : memref<?x?x?xf32>
+// CHECK: %[[ROW:.*]] = arith.select %{{.*}}, %[[R0]], %cst
+// CHECK: %[[C0:.*]] = memref.load %arg0[%arg3, %[[COLS]], %{{.*}}] : memref<?x?x?xf32>
+// CHECK: arith.cmpi ult, %[[P0]], %[[KEYS]] : index
+// CHECK: %[[COL:.*]] = arith.select %{{.*}}, %[[C0]], %cst
+// CHECK: %[[X0:.*]] = arith.subf %[[COL]], %[[ROW]]
+// CHECK-COUNT-3: arith.subf
+// CHECK: %[[LANE:.*]] = arith.addf %{{.*}}, %{{.*}} fastmath<contract> : f32
+// CHECK-NEXT: gpu.shuffle  up %[[LANE]], %c1_i32, %c32_i32
 // CHECK: gpu.shuffle  up %{{.*}}, %c16_i32, %c32_i32
 // CHECK: %[[INC:.*]] = arith.addf %{{.*}}, %{{.*}} fastmath<contract> : f32
 // CHECK-NEXT: gpu.shuffle  up %[[INC]], %c1_i32, %c32_i32
@@ -110,6 +116,10 @@ gpu.module @m {
 // CHECK: scf.if
 // CHECK: %[[G:.*]] = arith.mulf %[[BEFORE]], %{{.*}}
 // CHECK: memref.atomic_rmw addf %[[G]], %arg2
+// CHECK: %[[B1:.*]] = arith.addf %[[BEFORE]], %[[X0]]
+// CHECK: scf.if
+// CHECK: arith.mulf %[[B1]], %{{.*}}
+// CHECK-COUNT-3: memref.atomic_rmw addf
 // CHECK: gpu.shuffle  idx %[[INC]], %c31_i32, %c32_i32
 gpu.module @m_grad {
   gpu.func @decay_grad(%sums: memref<?x?x?xf32>, %f: memref<?x?x?xf32>, %df: memref<?x?x?xf32>,
