@@ -224,23 +224,14 @@ private:
   }
 };
 
-struct DecayGradLowering : OpConversionPattern<DecayGradOp> {
-  using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(DecayGradOp op, OpAdaptor,
+/// An op whose whole lowering is an emitter's: emitted at the op, then erased.
+template <typename Op, typename Emitter>
+struct EmitterLowering : OpConversionPattern<Op> {
+  using OpConversionPattern<Op>::OpConversionPattern;
+  LogicalResult matchAndRewrite(Op op, typename Op::Adaptor,
                                 ConversionPatternRewriter &rw) const override {
     ThreadContext t(rw, op.getLoc(), op);
-    DecayGradEmitter(t, op).emit();
-    rw.eraseOp(op);
-    return success();
-  }
-};
-
-struct LogDecayPrefixLowering : OpConversionPattern<LogDecayPrefixOp> {
-  using OpConversionPattern::OpConversionPattern;
-  LogicalResult matchAndRewrite(LogDecayPrefixOp op, OpAdaptor,
-                                ConversionPatternRewriter &rw) const override {
-    ThreadContext t(rw, op.getLoc(), op);
-    DecayEmitter(t, op).emit();
+    Emitter(t, op).emit();
     rw.eraseOp(op);
     return success();
   }
@@ -250,5 +241,6 @@ struct LogDecayPrefixLowering : OpConversionPattern<LogDecayPrefixOp> {
 
 void mlir::attn::populateDecayToNVVMPatterns(FragmentTypeConverter &converter,
                                              RewritePatternSet &patterns) {
-  patterns.add<LogDecayPrefixLowering, KeyFactorsLowering, DecayGradLowering>(converter, patterns.getContext());
+  patterns.add<EmitterLowering<LogDecayPrefixOp, DecayEmitter>, KeyFactorsLowering,
+               EmitterLowering<DecayGradOp, DecayGradEmitter>>(converter, patterns.getContext());
 }
