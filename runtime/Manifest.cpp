@@ -519,8 +519,10 @@ bool parseBackward(Reader &r, const json &root, Manifest &m) {
       return r.fail("backward.scores", "several scores compute dQ in the first kernel: no "
                                        "dq_entry");
   }
+  // The kernels address three slots (row sums, column sums, cumulative log decays): a
+  // manifest that sizes the workspace otherwise would let them write past it.
   if (j->contains("decay_slots") &&
-      !r.getInt(*j, "decay_slots", "backward.decay_slots", 1, 8, bw.decaySlots))
+      !r.getInt(*j, "decay_slots", "backward.decay_slots", 3, 3, bw.decaySlots))
     return false;
   if (j->contains("decay_entry")) {
     if (!bw.decaySlots)

@@ -52,7 +52,8 @@ def AttnGPU_DecayGradOp : AttnGPU_Op<"decay_grad"> {
     of dS over the keys of query p and colsum(p) = sums[b, heads + h, p] the sum of dS over
     the queries of key p (read below kv_len, 0 past it). The region
     (b, h, t, g) runs once for every t < q_len; its attn_gpu.accumulate ops add into the param
-    gradients. The block's first warp walks the positions, 32 per step, by a shuffle scan.
+    gradients. The block's first warp walks the positions, 128 per step (four consecutive per
+    lane), by a shuffle scan.
   }];
   let arguments = (ins Arg<MemRefRankOf<[F32], [3]>, "", [MemRead]>:$sums,
                        Index:$b, Index:$h, Index:$heads, Index:$q_len, Index:$kv_len);

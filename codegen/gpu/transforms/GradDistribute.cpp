@@ -542,7 +542,7 @@ void GradDistributor::setQueryTileLaunch(gpu::GPUFuncOp kernel, int64_t width) {
     schedule.push_back({"dy_width", valueDim});
   if (scores.size() > 1)  // D and dy hold a slot per score: [b, scores x h, i(, dv)]
     schedule.push_back({"scores", int64_t(scores.size())});
-  if (forget && !width)  // the forget gate's workspace [b, 3 h, i]
+  if (forget)  // the forget gate's workspace [b, 3 h, i]
     schedule.push_back({"decay_slots", 3});
   setLaunch(kernel, s.blockQ / 16 * 32, {{qArg, 2, 1, s.blockQ}, {qArg, 1, 1, 1}, {qArg, 0, 1, 1}},
             0, schedule);
